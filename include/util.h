@@ -1,0 +1,111 @@
+// Small helpers shared by every part of igpt: fatal errors, checked allocation
+// and file I/O, atomic file writes, a seeded RNG, CRC32 and timing.
+//
+// Error model: igpt is a command-line tool, so a bad input ends the program
+// with a message that says what is wrong (die). Before exiting, die removes
+// every temporary file still registered by atomic_open, so a failed command
+// never leaves a partial output behind.
+#ifndef IGPT_UTIL_H
+#define IGPT_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define IGPT_NORETURN __attribute__((noreturn))
+#define IGPT_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+// Prints "igpt: error: <message>" to stderr, removes pending temporary files,
+// and exits with status 1.
+IGPT_NORETURN IGPT_PRINTF(1, 2) void die(const char *fmt, ...);
+// Prints "igpt: warning: <message>" to stderr.
+IGPT_PRINTF(1, 2) void warn(const char *fmt, ...);
+// Exit status of die(); usage errors (bad flags) use 2.
+enum { EXIT_USAGE = 2 };
+
+void *xmalloc(size_t bytes);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *ptr, size_t bytes);
+char *xstrdup(const char *s);
+// printf into a freshly allocated string.
+IGPT_PRINTF(1, 2) char *xasprintf(const char *fmt, ...);
+
+FILE *xfopen(const char *path, const char *mode);
+// Reads exactly `bytes` or dies naming `path` (truncated file, I/O error).
+void xfread(void *dst, size_t bytes, FILE *f, const char *path);
+void xfwrite(const void *src, size_t bytes, FILE *f, const char *path);
+// Size of a regular file in bytes, or -1 if it does not exist / is not a file.
+int64_t file_size(const char *path);
+bool is_directory(const char *path);
+bool path_exists(const char *path);
+// Creates `path` (and missing parents) as a directory; dies on failure.
+void make_directories(const char *path);
+
+// Atomic file writing: data goes to "<path>.tmp.XXXXXX" in the same folder,
+// and atomic_commit flushes, fsyncs and renames it over `path`. Until then the
+// old file (if any) is untouched, and die() or a signal removes the temporary.
+typedef struct {
+    FILE *file;
+    char *path;
+    char *tmp_path;
+} AtomicFile;
+void atomic_open(AtomicFile *af, const char *path);
+void atomic_write(AtomicFile *af, const void *src, size_t bytes);
+void atomic_commit(AtomicFile *af);
+void atomic_abort(AtomicFile *af);
+
+// Deterministic pseudo-random numbers (splitmix64): the same seed gives the
+// same stream on every machine. `stream` derives independent sub-seeds so
+// that e.g. the validation split and k-means do not share draws.
+typedef struct {
+    uint64_t state;
+} Rng;
+void rng_init(Rng *rng, uint64_t seed, uint64_t stream);
+uint64_t rng_next(Rng *rng);
+// Uniform in [0, n), n > 0, without modulo bias.
+uint64_t rng_below(Rng *rng, uint64_t n);
+// Uniform double in [0, 1).
+double rng_uniform(Rng *rng);
+
+// CRC-32 (zlib's polynomial), continuing from `crc` (start with 0).
+uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes);
+
+// Little-endian integers in file headers (all igpt formats are little-endian).
+static inline void put_u32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void put_u64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
+
+double now_seconds(void);
+// Number of worker threads: --threads if set (>0), else OpenMP's default.
+int resolve_threads(int requested);
+
+// Text progress bar on stderr: redraws in place on a terminal, prints a
+// line every few seconds otherwise (logs, CI).
+typedef struct {
+    const char *label;
+    uint64_t total;
+    double start_time;
+    double last_draw;
+    bool tty;
+    bool quiet;
+} Progress;
+void progress_start(Progress *p, const char *label, uint64_t total);
+// Call from one thread only; cheap when nothing needs drawing.
+void progress_update(Progress *p, uint64_t done, const char *extra);
+void progress_finish(Progress *p, const char *extra);
+// Silences progress bars (tests, --quiet).
+void progress_set_quiet(bool quiet);
+
+// Parses a non-negative integer option value in [lo, hi]; dies with the
+// option name on garbage or out-of-range values (usage error).
+long long parse_int_option(const char *option, const char *value, long long lo, long long hi);
+
+#endif

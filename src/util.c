@@ -1,0 +1,338 @@
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+// ---------------------------------------------------------------------------
+// Temporary files that must disappear if the program dies before commit.
+
+#define MAX_PENDING_TEMPS 32
+static char *pending_temps[MAX_PENDING_TEMPS];
+static bool signal_handlers_installed = false;
+
+static void remove_pending_temps(void) {
+    for (int i = 0; i < MAX_PENDING_TEMPS; i++) {
+        if (pending_temps[i]) unlink(pending_temps[i]);  // async-signal-safe
+    }
+}
+
+static void on_fatal_signal(int sig) {
+    remove_pending_temps();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void register_temp(char *path) {
+    if (!signal_handlers_installed) {
+        signal(SIGINT, on_fatal_signal);
+        signal(SIGTERM, on_fatal_signal);
+        signal(SIGHUP, on_fatal_signal);
+        signal_handlers_installed = true;
+    }
+    for (int i = 0; i < MAX_PENDING_TEMPS; i++) {
+        if (!pending_temps[i]) {
+            pending_temps[i] = path;
+            return;
+        }
+    }
+    die("internal: too many files open for atomic writing");
+}
+
+static void unregister_temp(const char *path) {
+    for (int i = 0; i < MAX_PENDING_TEMPS; i++) {
+        if (pending_temps[i] == path) pending_temps[i] = NULL;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Messages
+
+void die(const char *fmt, ...) {
+    fflush(stdout);
+    fputs("igpt: error: ", stderr);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    remove_pending_temps();
+    exit(1);
+}
+
+void warn(const char *fmt, ...) {
+    fflush(stdout);
+    fputs("igpt: warning: ", stderr);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+// ---------------------------------------------------------------------------
+// Memory
+
+void *xmalloc(size_t bytes) {
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) die("out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+void *xcalloc(size_t count, size_t size) {
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) die("out of memory allocating %zu x %zu bytes", count, size);
+    return p;
+}
+
+void *xrealloc(void *ptr, size_t bytes) {
+    void *p = realloc(ptr, bytes ? bytes : 1);
+    if (!p) die("out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+char *xstrdup(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = xmalloc(n);
+    memcpy(p, s, n);
+    return p;
+}
+
+char *xasprintf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) die("internal: bad format string");
+    char *s = xmalloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+// ---------------------------------------------------------------------------
+// Files
+
+FILE *xfopen(const char *path, const char *mode) {
+    FILE *f = fopen(path, mode);
+    if (!f) die("cannot open %s: %s", path, strerror(errno));
+    return f;
+}
+
+void xfread(void *dst, size_t bytes, FILE *f, const char *path) {
+    if (bytes == 0) return;
+    size_t got = fread(dst, 1, bytes, f);
+    if (got != bytes) {
+        if (ferror(f)) die("cannot read %s: %s", path, strerror(errno));
+        die("%s is truncated: expected %zu more bytes, found %zu", path, bytes, got);
+    }
+}
+
+void xfwrite(const void *src, size_t bytes, FILE *f, const char *path) {
+    if (bytes == 0) return;
+    if (fwrite(src, 1, bytes, f) != bytes) die("cannot write %s: %s", path, strerror(errno));
+}
+
+int64_t file_size(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return -1;
+    return (int64_t)st.st_size;
+}
+
+bool is_directory(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+void make_directories(const char *path) {
+    char *buf = xstrdup(path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) die("cannot create folder %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) die("cannot create folder %s: %s", buf, strerror(errno));
+    if (!is_directory(buf)) die("%s exists and is not a folder", buf);
+    free(buf);
+}
+
+void atomic_open(AtomicFile *af, const char *path) {
+    af->path = xstrdup(path);
+    af->tmp_path = xasprintf("%s.tmp.XXXXXX", path);
+    int fd = mkstemp(af->tmp_path);
+    if (fd < 0) die("cannot write %s: %s", path, strerror(errno));
+    register_temp(af->tmp_path);
+    fchmod(fd, 0644);
+    af->file = fdopen(fd, "wb");
+    if (!af->file) die("cannot write %s: %s", path, strerror(errno));
+}
+
+void atomic_write(AtomicFile *af, const void *src, size_t bytes) {
+    xfwrite(src, bytes, af->file, af->path);
+}
+
+void atomic_commit(AtomicFile *af) {
+    if (fflush(af->file) != 0 || fsync(fileno(af->file)) != 0)
+        die("cannot write %s: %s", af->path, strerror(errno));
+    if (fclose(af->file) != 0) die("cannot write %s: %s", af->path, strerror(errno));
+    af->file = NULL;
+    if (rename(af->tmp_path, af->path) != 0) die("cannot rename into %s: %s", af->path, strerror(errno));
+    unregister_temp(af->tmp_path);
+    free(af->tmp_path);
+    free(af->path);
+    af->tmp_path = af->path = NULL;
+}
+
+void atomic_abort(AtomicFile *af) {
+    if (af->file) fclose(af->file);
+    if (af->tmp_path) {
+        unlink(af->tmp_path);
+        unregister_temp(af->tmp_path);
+    }
+    free(af->tmp_path);
+    free(af->path);
+    af->file = NULL;
+    af->tmp_path = af->path = NULL;
+}
+
+// ---------------------------------------------------------------------------
+// RNG: splitmix64 (Steele, Lea, Flood 2014), small and statistically sound.
+
+static uint64_t splitmix64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void rng_init(Rng *rng, uint64_t seed, uint64_t stream) {
+    uint64_t s = seed ^ (stream * 0xD1B54A32D192ED03ull);
+    rng->state = splitmix64(&s);
+}
+
+uint64_t rng_next(Rng *rng) { return splitmix64(&rng->state); }
+
+uint64_t rng_below(Rng *rng, uint64_t n) {
+    uint64_t limit = UINT64_MAX - UINT64_MAX % n;  // reject the biased tail
+    uint64_t x;
+    do x = rng_next(rng);
+    while (x >= limit);
+    return x % n;
+}
+
+double rng_uniform(Rng *rng) { return (double)(rng_next(rng) >> 11) * (1.0 / 9007199254740992.0); }
+
+// ---------------------------------------------------------------------------
+
+uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes) {
+    const unsigned char *p = data;
+    while (bytes > 0) {  // zlib takes uInt lengths
+        uInt chunk = bytes > (1u << 30) ? (1u << 30) : (uInt)bytes;
+        crc = (uint32_t)crc32(crc, p, chunk);
+        p += chunk;
+        bytes -= chunk;
+    }
+    return crc;
+}
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int resolve_threads(int requested) { return requested > 0 ? requested : omp_get_max_threads(); }
+
+// ---------------------------------------------------------------------------
+// Progress bar
+
+static bool progress_quiet = false;
+
+void progress_set_quiet(bool quiet) { progress_quiet = quiet; }
+
+void progress_start(Progress *p, const char *label, uint64_t total) {
+    p->label = label;
+    p->total = total;
+    p->start_time = now_seconds();
+    p->last_draw = 0.0;
+    p->tty = isatty(STDERR_FILENO);
+    p->quiet = progress_quiet;
+}
+
+static void format_duration(double s, char *buf, size_t n) {
+    if (s < 0 || s > 1e7) {
+        snprintf(buf, n, "?");
+        return;
+    }
+    int t = (int)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%dh%02dm", t / 3600, t / 60 % 60);
+    else if (t >= 60) snprintf(buf, n, "%dm%02ds", t / 60, t % 60);
+    else snprintf(buf, n, "%ds", t);
+}
+
+static void progress_draw(Progress *p, uint64_t done, const char *extra, bool final) {
+    double elapsed = now_seconds() - p->start_time;
+    double frac = p->total ? (double)done / (double)p->total : 1.0;
+    double rate = elapsed > 0 ? (double)done / elapsed : 0.0;
+    char eta[32], took[32];
+    format_duration(rate > 0 ? (double)(p->total - done) / rate : -1, eta, sizeof eta);
+    format_duration(elapsed, took, sizeof took);
+    const int width = 24;
+    char bar[32];
+    int filled = (int)(frac * width);
+    for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
+    bar[width] = '\0';
+    fprintf(stderr, "%s%-10s [%s] %3d%% %llu/%llu %.0f/s %s %s%s%s%s", p->tty ? "\r" : "", p->label, bar,
+            (int)(frac * 100), (unsigned long long)done, (unsigned long long)p->total, rate,
+            final ? "in" : "eta", final ? took : eta, extra ? " " : "", extra ? extra : "",
+            p->tty ? "\033[K" : "\n");
+    if (final && p->tty) fputc('\n', stderr);
+    fflush(stderr);
+}
+
+void progress_update(Progress *p, uint64_t done, const char *extra) {
+    if (p->quiet) return;
+    double t = now_seconds();
+    double interval = p->tty ? 0.1 : 5.0;
+    if (t - p->last_draw < interval) return;
+    if (p->last_draw == 0.0 && !p->tty && t - p->start_time < interval) return;
+    p->last_draw = t;
+    progress_draw(p, done, extra, false);
+}
+
+void progress_finish(Progress *p, const char *extra) {
+    if (p->quiet) return;
+    progress_draw(p, p->total, extra, true);
+}
+
+// ---------------------------------------------------------------------------
+
+long long parse_int_option(const char *option, const char *value, long long lo, long long hi) {
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (errno || end == value || *end != '\0') {
+        fprintf(stderr, "igpt: error: %s expects an integer, got '%s'\n", option, value);
+        exit(EXIT_USAGE);
+    }
+    if (v < lo || v > hi) {
+        fprintf(stderr, "igpt: error: %s must be between %lld and %lld, got %lld\n", option, lo, hi, v);
+        exit(EXIT_USAGE);
+    }
+    return v;
+}

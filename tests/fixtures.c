@@ -1,0 +1,62 @@
+// Small datasets the tests create on the fly.
+#include <stdlib.h>
+#include <string.h>
+
+#include "images.h"
+#include "stb/stb_image_write.h"
+#include "test.h"
+
+uint8_t cifar_fixture_byte(int batch, int record, int offset) {
+    if (offset == 0) return (uint8_t)((record + batch) % CIFAR10_CLASSES);
+    // A hash of the position: deterministic, independent of write order.
+    uint64_t h = (uint64_t)batch * 1000003u + (uint64_t)record * 7919u + (uint64_t)offset * 104729u;
+    h ^= h >> 13;
+    h *= 0x9E3779B97F4A7C15ull;
+    h ^= h >> 29;
+    // Coarse levels (multiples of 32) keep k-means on the fixture well-posed.
+    return (uint8_t)((h >> 8) & 0xE0);
+}
+
+void make_cifar_batches(const char *dir, int per_batch, int test_records) {
+    make_directories(dir);
+    uint8_t record[CIFAR10_RECORD_BYTES];
+    for (int batch = 0; batch < 6; batch++) {
+        char *path = batch < 5 ? xasprintf("%s/data_batch_%d.bin", dir, batch + 1) : xasprintf("%s/test_batch.bin", dir);
+        int n = batch < 5 ? per_batch : test_records;
+        FILE *f = xfopen(path, "wb");
+        for (int r = 0; r < n; r++) {
+            for (int o = 0; o < CIFAR10_RECORD_BYTES; o++) record[o] = cifar_fixture_byte(batch, r, o);
+            xfwrite(record, sizeof record, f, path);
+        }
+        fclose(f);
+        free(path);
+    }
+}
+
+void make_pattern_image(uint8_t *rgb, int w, int h, int kind) {
+    static const uint8_t colors[8][3] = {{200, 30, 30},  {30, 180, 40},  {40, 60, 210},  {230, 220, 40},
+                                         {20, 20, 20},   {240, 240, 240}, {150, 80, 200}, {30, 200, 200}};
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            // Four quadrants, colors chosen by kind: flat regions, sharp edges.
+            int q = (y * 2 / h) * 2 + (x * 2 / w);
+            const uint8_t *c = colors[(kind + q * 3) % 8];
+            memcpy(rgb + ((size_t)y * w + x) * 3, c, 3);
+        }
+}
+
+void make_image_folder(const char *root, const char *const *class_names, int num_classes, int per_class, int side) {
+    uint8_t *rgb = xmalloc((size_t)side * side * 3);
+    for (int c = 0; c < num_classes; c++) {
+        char *dir = xasprintf("%s/%s", root, class_names[c]);
+        make_directories(dir);
+        for (int i = 0; i < per_class; i++) {
+            make_pattern_image(rgb, side, side, c + i);
+            char *path = xasprintf("%s/%03d.png", dir, i);
+            if (!stbi_write_png(path, side, side, 3, rgb, side * 3)) die("cannot write fixture %s", path);
+            free(path);
+        }
+        free(dir);
+    }
+    free(rgb);
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test suite and prints the totals as the last line:
+# "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+passed=0
+failed=0
+run_suite() {
+    local name=$1
+    shift
+    echo "== $name"
+    local log
+    log=$(mktemp)
+    "$@" 2>&1 | tee "$log"
+    local status=${PIPESTATUS[0]}
+    local line
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+    rm -f "$log"
+    if [ -z "$line" ]; then
+        echo "suite $name ended without a result line (exit $status)"
+        failed=$((failed + 1))
+        return
+    fi
+    local p f
+    p=$(echo "$line" | cut -d' ' -f1)
+    f=$(echo "$line" | cut -d' ' -f3)
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "suite $name exited with status $status"
+        failed=$((failed + 1))
+    fi
+}
+run_suite "C tests (data pipeline)" ./build/igpt_tests "$@"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,58 @@
+// A small test harness: each test is a function; CHECK records a failure and
+// the test goes on, so one run reports every broken expectation.
+#ifndef IGPT_TEST_H
+#define IGPT_TEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util.h"
+
+typedef struct {
+    const char *name;
+    void (*run)(void);
+} TestCase;
+
+IGPT_PRINTF(3, 4) void test_fail_at(const char *file, int line, const char *fmt, ...);
+#define CHECK(cond, ...)                                           \
+    do {                                                           \
+        if (!(cond)) test_fail_at(__FILE__, __LINE__, __VA_ARGS__); \
+    } while (0)
+
+// A fresh empty folder for the running test (removed after a passing run).
+const char *test_dir(void);
+// A path inside test_dir(). The string is recycled after 32 more calls:
+// copy it to keep it longer.
+IGPT_PRINTF(1, 2) const char *test_path(const char *fmt, ...);
+
+// Runs `./igpt <args>` through the shell with stdout and stderr captured;
+// returns the exit status (or 128+signal). The captured text is available
+// through cli_stdout() / cli_stderr() until the next run.
+IGPT_PRINTF(1, 2) int run_igpt(const char *args_fmt, ...);
+const char *cli_stdout(void);
+const char *cli_stderr(void);
+// True when `dir` holds no regular files (sub-folders are ignored).
+bool folder_has_no_files(const char *dir);
+// Reads a whole file; NULL if missing. *size gets its length.
+uint8_t *read_whole_file(const char *path, size_t *size);
+bool files_equal(const char *a, const char *b);
+void write_whole_file(const char *path, const void *data, size_t size);
+
+// --- Fixtures ----------------------------------------------------------------
+// Writes CIFAR-10 binary batches into `dir`: data_batch_1..5.bin with
+// `per_batch` records each and test_batch.bin with `test_records`, pixels
+// from a seeded RNG, label of record r = (r + batch) % 10 so every class is
+// present. Returns nothing; use cifar_record_value to know a pixel.
+void make_cifar_batches(const char *dir, int per_batch, int test_records);
+// The byte make_cifar_batches wrote at (batch 0..5 where 5 = test, record,
+// byte offset within the record).
+uint8_t cifar_fixture_byte(int batch, int record, int offset);
+// A synthetic RGB image whose colors come from a few flat regions, so that
+// palettes and JPEG stay well-behaved. `kind` selects the pattern.
+void make_pattern_image(uint8_t *rgb, int w, int h, int kind);
+// Writes an image folder root/<class>/NNN.png with `per_class` images of
+// side x side per class, classes named by `class_names`.
+void make_image_folder(const char *root, const char *const *class_names, int num_classes, int per_class, int side);
+
+#endif
