@@ -2,7 +2,7 @@
 # Installs what igpt needs on a fresh Debian/Ubuntu machine (idempotent).
 # Run as root, or with sudo available.
 set -euo pipefail
-packages=(build-essential zlib1g-dev)
+packages=(build-essential zlib1g-dev python3)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

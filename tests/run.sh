@@ -31,6 +31,9 @@ run_suite() {
         failed=$((failed + 1))
     fi
 }
-run_suite "C tests (data pipeline)" ./build/igpt_tests "$@"
+run_suite "C tests" ./build/igpt_tests "$@"
+if [ $# -eq 0 ]; then
+    run_suite "prepare vs an independent Python reader" python3 tests/test_prepare_reference.py
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
