@@ -2,12 +2,16 @@
 # times the data pipeline on the shared CIFAR-10 images.
 CC ?= gcc
 CFLAGS ?= -O3 -march=native
+# OpenBLAS, OpenMP build: inside our own parallel regions its calls run single-threaded.
+MULTIARCH := $(shell $(CC) -print-multiarch)
+BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
+BLAS_INC ?= /usr/include/$(MULTIARCH)/openblas-openmp
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow -Werror -fopenmp \
-          -Iinclude -Ithird_party -MMD -MP
-LDLIBS = -fopenmp -lz -lm
+          -Iinclude -Ithird_party -isystem $(BLAS_INC) -MMD -MP
+LDLIBS = -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lz -lm
 
 BUILD = build
-LIB_SRC = src/util.c src/images.c src/palette.c src/dataset.c src/preview.c \
+LIB_SRC = src/util.c src/images.c src/palette.c src/dataset.c src/preview.c src/cpu_ops.c src/model.c src/optim.c \
           src/cmd_prepare.c src/cmd_show.c
 LIB_OBJ = $(LIB_SRC:src/%.c=$(BUILD)/%.o) $(BUILD)/stb_impl.o
 TEST_SRC = $(wildcard tests/*.c)

@@ -45,7 +45,16 @@
     X(test_cli_error_unwritable_output)       \
     X(test_cli_error_val_too_large)           \
     X(test_cli_error_test_classes_differ)     \
-    X(test_cli_error_corrupt_prepared_file)
+    X(test_cli_error_corrupt_prepared_file)   \
+    X(test_model_param_count_and_layout)      \
+    X(test_op_norm_backward_finite_differences) \
+    X(test_op_gelu_backward_finite_differences) \
+    X(test_op_softmax_crossentropy_finite_differences) \
+    X(test_op_matmul_backward_finite_differences) \
+    X(test_op_encoder_backward)               \
+    X(test_op_attention_against_naive_and_finite_differences) \
+    X(test_model_gradient_finite_differences) \
+    X(test_model_features_are_pooled_norm_outputs)
 
 #define DECLARE(name) void name(void);
 TEST_LIST(DECLARE)

@@ -1,0 +1,33 @@
+// AdamW with warm-up + cosine schedule and global-norm clipping
+// (docs/model.md, "Optimizer and schedule"), shared by every backend.
+#ifndef IGPT_OPTIM_H
+#define IGPT_OPTIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+
+typedef struct {
+    double lr;           // peak learning rate
+    double min_lr_frac;  // final learning rate as a fraction of lr
+    int64_t warmup_steps;
+    int64_t total_steps;
+    double beta1, beta2, eps;
+    double weight_decay;  // matrices only
+    double grad_clip;     // global-norm clip; 0 disables
+} OptimConfig;
+
+void optim_config_defaults(OptimConfig *oc);
+// Learning rate of step s (0-based).
+double lr_at_step(const OptimConfig *oc, int64_t step);
+// sqrt of the sum of squares, accumulated in double in a fixed order.
+double global_norm(const float *x, size_t n, int threads);
+// Multiplier applied to the gradients before the update (1 when no clipping).
+float clip_factor(const OptimConfig *oc, double grad_norm);
+// One AdamW update of step s: params, first and second moments updated in
+// place; gradients are multiplied by grad_scale first.
+void adamw_update(const OptimConfig *oc, const ModelConfig *cfg, int64_t step, float *params, const float *grads,
+                  float *m, float *v, float grad_scale, int threads);
+
+#endif

@@ -1,0 +1,70 @@
+#include "optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "util.h"
+
+void optim_config_defaults(OptimConfig *oc) {
+    *oc = (OptimConfig){.lr = 3e-3, .min_lr_frac = 0.0, .warmup_steps = -1, .total_steps = 0, .beta1 = 0.9,
+                        .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.0, .grad_clip = 1.0};
+}
+
+double lr_at_step(const OptimConfig *oc, int64_t step) {
+    const double lr_min = oc->lr * oc->min_lr_frac;
+    if (step < oc->warmup_steps) return oc->lr * (double)(step + 1) / (double)oc->warmup_steps;
+    int64_t span = oc->total_steps - oc->warmup_steps;
+    double p = (double)(step - oc->warmup_steps) / (double)(span > 1 ? span : 1);
+    if (p > 1.0) p = 1.0;
+    return lr_min + 0.5 * (oc->lr - lr_min) * (1.0 + cos(M_PI * p));
+}
+
+#define NORM_CHUNK 65536
+
+double global_norm(const float *x, size_t n, int threads) {
+    size_t chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+    double *partial = xcalloc(chunks, sizeof(double));
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t c = 0; c < chunks; c++) {
+        size_t end = (c + 1) * NORM_CHUNK < n ? (c + 1) * NORM_CHUNK : n;
+        double s = 0.0;
+        for (size_t i = c * NORM_CHUNK; i < end; i++) s += (double)x[i] * x[i];
+        partial[c] = s;
+    }
+    double total = 0.0;
+    for (size_t c = 0; c < chunks; c++) total += partial[c];
+    free(partial);
+    return sqrt(total);
+}
+
+float clip_factor(const OptimConfig *oc, double grad_norm) {
+    if (oc->grad_clip <= 0.0) return 1.0f;
+    double c = oc->grad_clip / (grad_norm + 1e-6);
+    return c < 1.0 ? (float)c : 1.0f;
+}
+
+void adamw_update(const OptimConfig *oc, const ModelConfig *cfg, int64_t step, float *params, const float *grads,
+                  float *m, float *v, float grad_scale, int threads) {
+    const double lr = lr_at_step(oc, step);
+    const double t = (double)(step + 1);
+    const float b1 = (float)oc->beta1, b2 = (float)oc->beta2, eps = (float)oc->eps;
+    const float step_size = (float)(lr / (1.0 - pow(oc->beta1, t)));
+    const float inv_sqrt_bc2 = (float)(1.0 / sqrt(1.0 - pow(oc->beta2, t)));
+    int n = param_tensors(cfg, NULL);
+    TensorInfo *tensors = xcalloc((size_t)n, sizeof *tensors);
+    param_tensors(cfg, tensors);
+    for (int k = 0; k < n; k++) {
+        const float decay = tensors[k].decay ? (float)(1.0 - lr * oc->weight_decay) : 1.0f;
+        const size_t begin = tensors[k].offset, end = begin + tensors[k].count;
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (size_t i = begin; i < end; i++) {
+            float g = grads[i] * grad_scale;
+            float mi = b1 * m[i] + (1.0f - b1) * g;
+            float vi = b2 * v[i] + (1.0f - b2) * g * g;
+            m[i] = mi;
+            v[i] = vi;
+            params[i] = params[i] * decay - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+        }
+    }
+    free(tensors);
+}
