@@ -55,6 +55,12 @@ void atomic_write(AtomicFile *af, const void *src, size_t bytes);
 void atomic_commit(AtomicFile *af);
 void atomic_abort(AtomicFile *af);
 
+// From now on the first SIGINT/SIGTERM/SIGHUP sets a flag (stop_requested()
+// returns the signal number) instead of ending the program; a second one
+// ends it at once. Used by training to checkpoint before exiting.
+void enable_graceful_stop(void);
+int stop_requested(void);
+
 // Deterministic pseudo-random numbers (splitmix64): the same seed gives the
 // same stream on every machine. `stream` derives independent sub-seeds so
 // that e.g. the validation split and k-means do not share draws.
@@ -107,5 +113,6 @@ void progress_set_quiet(bool quiet);
 // Parses a non-negative integer option value in [lo, hi]; dies with the
 // option name on garbage or out-of-range values (usage error).
 long long parse_int_option(const char *option, const char *value, long long lo, long long hi);
+double parse_float_option(const char *option, const char *value, double lo, double hi);
 
 #endif

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "cli.h"
 #include "dataset.h"
 #include "palette.h"
@@ -84,7 +85,7 @@ int cmd_show(int argc, char **argv) {
 static const char *const info_help =
     "usage: ./igpt info FILE...\n"
     "\n"
-    "Reads prepared splits and palette files, checks everything (magic, version,\n"
+    "Reads prepared splits, palette files and checkpoints, checks everything (magic, version,\n"
     "sizes, CRCs, label and color ranges), and prints what they hold. Exits\n"
     "non-zero at the first file that fails a check.\n";
 
@@ -109,6 +110,23 @@ static void info_dataset(const char *path) {
     dataset_free(&ds);
 }
 
+static void info_checkpoint(const char *path) {
+    CheckpointMeta m;
+    float *params, *adam_m, *adam_v;
+    checkpoint_load(path, &m, &params, &adam_m, &adam_v);
+    printf("%s: checkpoint, format version %u, checks passed\n", path, IGPT_CHECKPOINT_VERSION);
+    printf("  model: d_model %d, %d layers, %d heads, %s norm, %d colors, %dx%d; %llu parameters\n", m.model.d_model,
+           m.model.n_layer, m.model.n_head, norm_kind_name(m.model.norm), m.model.vocab_size, m.model.image_height,
+           m.model.image_width, (unsigned long long)m.num_params);
+    printf("  step %llu of %lld (epoch %llu), train loss %.4f, val loss %.4f nats/token\n", (unsigned long long)m.step,
+           (long long)m.optim.total_steps, (unsigned long long)m.epoch, m.train_loss, m.val_loss);
+    printf("  lr %g, warm-up %lld, batch %u (micro-batch %u), seed %llu\n", m.optim.lr, (long long)m.optim.warmup_steps,
+           m.batch, m.micro_batch, (unsigned long long)m.seed);
+    free(params);
+    free(adam_m);
+    free(adam_v);
+}
+
 int cmd_info(int argc, char **argv) {
     static const struct option options[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     opterr = 0;
@@ -125,6 +143,8 @@ int cmd_info(int argc, char **argv) {
         if (file_size(argv[i]) < 0) die("%s: no such file", argv[i]);
         if (has_magic(argv[i], IGPT_DATASET_MAGIC)) {
             info_dataset(argv[i]);
+        } else if (has_magic(argv[i], IGPT_CHECKPOINT_MAGIC)) {
+            info_checkpoint(argv[i]);
         } else {
             Palette pal;
             palette_load(argv[i], &pal);

@@ -1,6 +1,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <omp.h>
 #include <signal.h>
@@ -25,19 +26,37 @@ static void remove_pending_temps(void) {
     }
 }
 
-static void on_fatal_signal(int sig) {
+// In graceful mode (training) the first SIGINT/SIGTERM only raises a flag
+// that the training loop polls; a second one ends the program at once.
+static volatile sig_atomic_t graceful_mode = 0, stop_signal = 0;
+
+static void on_signal(int sig) {
+    if (graceful_mode && !stop_signal) {
+        stop_signal = sig;
+        return;
+    }
     remove_pending_temps();
     signal(sig, SIG_DFL);
     raise(sig);
 }
 
+static void install_signal_handlers(void) {
+    if (signal_handlers_installed) return;
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGHUP, on_signal);
+    signal_handlers_installed = true;
+}
+
+void enable_graceful_stop(void) {
+    graceful_mode = 1;
+    install_signal_handlers();
+}
+
+int stop_requested(void) { return stop_signal; }
+
 static void register_temp(char *path) {
-    if (!signal_handlers_installed) {
-        signal(SIGINT, on_fatal_signal);
-        signal(SIGTERM, on_fatal_signal);
-        signal(SIGHUP, on_fatal_signal);
-        signal_handlers_installed = true;
-    }
+    install_signal_handlers();
     for (int i = 0; i < MAX_PENDING_TEMPS; i++) {
         if (!pending_temps[i]) {
             pending_temps[i] = path;
@@ -192,6 +211,16 @@ void atomic_commit(AtomicFile *af) {
     if (fclose(af->file) != 0) die("cannot write %s: %s", af->path, strerror(errno));
     af->file = NULL;
     if (rename(af->tmp_path, af->path) != 0) die("cannot rename into %s: %s", af->path, strerror(errno));
+    // Make the rename itself durable: fsync the folder that holds the file.
+    char *dir = xstrdup(af->path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    free(dir);
     unregister_temp(af->tmp_path);
     free(af->tmp_path);
     free(af->path);
@@ -332,6 +361,21 @@ long long parse_int_option(const char *option, const char *value, long long lo, 
     }
     if (v < lo || v > hi) {
         fprintf(stderr, "igpt: error: %s must be between %lld and %lld, got %lld\n", option, lo, hi, v);
+        exit(EXIT_USAGE);
+    }
+    return v;
+}
+
+double parse_float_option(const char *option, const char *value, double lo, double hi) {
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || end == value || *end != '\0' || v != v) {
+        fprintf(stderr, "igpt: error: %s expects a number, got '%s'\n", option, value);
+        exit(EXIT_USAGE);
+    }
+    if (v < lo || v > hi) {
+        fprintf(stderr, "igpt: error: %s must be between %g and %g, got %g\n", option, lo, hi, v);
         exit(EXIT_USAGE);
     }
     return v;

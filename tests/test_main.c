@@ -54,7 +54,14 @@
     X(test_op_encoder_backward)               \
     X(test_op_attention_against_naive_and_finite_differences) \
     X(test_model_gradient_finite_differences) \
-    X(test_model_features_are_pooled_norm_outputs)
+    X(test_model_features_are_pooled_norm_outputs) \
+    X(test_lr_schedule)                       \
+    X(test_tiny_overfits_a_few_images)        \
+    X(test_train_resume_is_bitwise)           \
+    X(test_train_checkpoint_corruption_is_refused) \
+    X(test_train_divergence_stops_and_keeps_last_checkpoint) \
+    X(test_train_sigint_checkpoints_and_exits) \
+    X(test_train_bad_input)
 
 #define DECLARE(name) void name(void);
 TEST_LIST(DECLARE)

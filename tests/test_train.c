@@ -1,0 +1,232 @@
+// Training tests: schedule, overfitting, bitwise resume, checkpoint
+// integrity, divergence and signals, through the real ./igpt train.
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "model.h"
+#include "optim.h"
+#include "test.h"
+
+void test_lr_schedule(void) {
+    OptimConfig oc;
+    optim_config_defaults(&oc);
+    oc.lr = 1.0;
+    oc.min_lr_frac = 0.1;
+    oc.warmup_steps = 4;
+    oc.total_steps = 14;
+    CHECK(fabs(lr_at_step(&oc, 0) - 0.25) < 1e-12 && fabs(lr_at_step(&oc, 3) - 1.0) < 1e-12, "linear warm-up");
+    CHECK(fabs(lr_at_step(&oc, 4) - 1.0) < 1e-12, "cosine starts at the peak");
+    CHECK(fabs(lr_at_step(&oc, 9) - 0.55) < 1e-12, "half way: (1 + 0.1) / 2, got %.6f", lr_at_step(&oc, 9));
+    CHECK(fabs(lr_at_step(&oc, 14) - 0.1) < 1e-12, "ends at lr * min_lr_frac");
+    CHECK(clip_factor(&oc, 0.5) == 1.0f && fabsf(clip_factor(&oc, 4.0) - 0.25f) < 1e-6f, "clip to norm 1");
+}
+
+// Loss floor for memorising a set of sequences: tokens are predictable from
+// their prefix except where images sharing a prefix differ, here only at t = 0.
+void test_tiny_overfits_a_few_images(void) {
+    ModelConfig cfg = {.vocab_size = 16, .seq_len = 16, .image_height = 4, .image_width = 4, .norm = NORM_IGPT};
+    model_config_named("tiny", &cfg);
+    cfg.d_model = 32;
+    Model m;
+    model_create(&m, &cfg, 4, 2);
+    model_init_params(&cfg, m.params, 1);
+    uint16_t tokens[64];
+    Rng rng;
+    rng_init(&rng, 3, 0);
+    for (int i = 0; i < 64; i++) tokens[i] = (uint16_t)rng_below(&rng, 16);
+    for (int b = 0; b < 4; b++) tokens[b * 16] = (uint16_t)b;  // 4 distinct first tokens: floor log(4)/16
+    OptimConfig oc;
+    optim_config_defaults(&oc);
+    oc.lr = 1e-2;
+    oc.warmup_steps = 10;
+    oc.total_steps = 300;
+    float *am = xcalloc(m.num_params, 4), *av = xcalloc(m.num_params, 4);
+    double first = 0, loss = 0;
+    for (int s = 0; s < 300; s++) {
+        model_zero_grads(&m);
+        loss = model_forward(&m, tokens, 4);
+        if (s == 0) first = loss;
+        model_backward(&m, tokens, 4, 1.0f / 64);
+        adamw_update(&oc, &cfg, s, m.params, m.grads, am, av, clip_factor(&oc, global_norm(m.grads, m.num_params, 2)), 2);
+    }
+    double floor = log(4.0) / 16;
+    CHECK(fabs(first - log(16.0)) < 0.05, "starts at log(16) = 2.77 (zero head), got %.4f", first);
+    // Tolerance: within 0.02 nats/token of the floor of 0.087 after 300 steps.
+    CHECK(loss < floor + 0.02, "memorises 4 images: loss %.4f, floor %.4f", loss, floor);
+    free(am);
+    free(av);
+    model_free(&m);
+}
+
+// A small prepared dataset: 40 CIFAR-style images at 8x8 with 16 colors.
+static char *small_data(void) {
+    make_cifar_batches(test_path("cifar"), 8, 4);
+    char *out = xstrdup(test_path("data"));
+    int status = run_igpt("prepare --cifar10 %s --out %s --resolution 8 --colors 16 --val 8 --no-preview --quiet",
+                          test_path("cifar"), out);
+    CHECK(status == 0, "prepare: %s", cli_stderr());
+    return out;
+}
+
+#define TINY "--d-model 16 --n-layer 1 --n-head 2 --batch 4 --quiet"
+
+void test_train_resume_is_bitwise(void) {
+    char *data = small_data();
+    CHECK(run_igpt("train --data %s --out %s --steps 12 --micro-batch 2 --eval-images 4 " TINY, data,
+                   test_path("straight")) == 0, "straight run: %s", cli_stderr());
+    CHECK(run_igpt("train --data %s --out %s --steps 12 --micro-batch 2 --eval-images 4 --stop-at 5 " TINY, data,
+                   test_path("resumed")) == 0, "first half: %s", cli_stderr());
+    CHECK(strstr(cli_stdout(), "stopped (--stop-at) after step 5"), "says where it stopped: %s", cli_stdout());
+    CHECK(!path_exists(test_path("resumed/checkpoint-00000012.bin")), "stopped early");
+    CHECK(run_igpt("train --data %s --out %s --resume", data, test_path("resumed")) == 0, "resume: %s", cli_stderr());
+    CHECK(files_equal(test_path("straight/checkpoint-00000012.bin"), test_path("resumed/checkpoint-00000012.bin")),
+          "5 steps + resume + 7 steps is bitwise the 12-step run (parameters, Adam state, data position)");
+    CHECK(run_igpt("info %s", test_path("resumed/checkpoint-00000012.bin")) == 0 &&
+              strstr(cli_stdout(), "step 12 of 12"), "info reads the checkpoint: %s", cli_stdout());
+    CHECK(run_igpt("train --data %s --out %s --steps 12 " TINY, data, test_path("resumed")) == 1 &&
+              strstr(cli_stderr(), "already holds a run"), "a new run does not overwrite an old one: %s", cli_stderr());
+    CHECK(run_igpt("train --data %s --out %s --resume --lr 0.1", data, test_path("resumed")) == 1 &&
+              strstr(cli_stderr(), "a resumed run keeps its settings"), "resume refuses changed settings");
+    size_t n;
+    char *log = (char *)read_whole_file(test_path("resumed/log.jsonl"), &n);
+    int train_lines = 0;
+    for (char *p = log; p && (p = strstr(p, "\"loss\": ")); p++) train_lines++;
+    CHECK(train_lines == 12, "one log line per step after the resume, got %d", train_lines);
+    free(log);
+    free(data);
+}
+
+void test_train_checkpoint_corruption_is_refused(void) {
+    char *data = small_data();
+    CHECK(run_igpt("train --data %s --out %s --steps 4 --stop-at 2 " TINY, data, test_path("run")) == 0, "train: %s",
+          cli_stderr());
+    const char *ckpt = test_path("run/checkpoint-00000002.bin");
+    size_t n;
+    uint8_t *good = read_whole_file(ckpt, &n);
+    CHECK(good && n > 300, "checkpoint written");
+    if (!good) return;
+    struct {
+        int64_t flip;
+        size_t keep;
+        const char *message;
+    } cases[] = {
+        {(int64_t)n - 100, n, "checkpoint data is corrupt (CRC mismatch)"},
+        {60, n, "checkpoint header is corrupt (CRC mismatch)"},
+        {-1, n - 4, "truncated checkpoint"},
+        {-1, 100, "truncated inside its header"},
+        {0, n, "not an igpt checkpoint"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t *bad = xmalloc(n);
+        memcpy(bad, good, n);
+        if (cases[i].flip >= 0) bad[cases[i].flip] ^= 0x10;
+        write_whole_file(ckpt, bad, cases[i].keep);
+        int status = run_igpt("train --data %s --out %s --resume", data, test_path("run"));
+        CHECK(status == 1 && strstr(cli_stderr(), cases[i].message), "case %zu: exit %d, %s", i, status, cli_stderr());
+        size_t m;
+        uint8_t *after = read_whole_file(ckpt, &m);
+        CHECK(after && m == cases[i].keep && memcmp(after, bad, m) == 0, "case %zu: checkpoint left untouched", i);
+        free(after);
+        free(bad);
+    }
+    write_whole_file(ckpt, good, n);
+    int status = run_igpt("train --data %s --out %s --resume --d-model 32", data, test_path("run"));
+    CHECK(status == 1 && strstr(cli_stderr(), "is a model with d_model 16"), "another config is refused: %s",
+          cli_stderr());
+    // Other data: same shape, other images.
+    make_cifar_batches(test_path("cifar2"), 9, 4);
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --colors 16 --val 8 --no-preview --quiet",
+                   test_path("cifar2"), test_path("data2")) == 0, "second dataset");
+    status = run_igpt("train --data %s --out %s --resume", test_path("data2"), test_path("run"));
+    CHECK(status == 1 && strstr(cli_stderr(), "trained on other data"), "other data is refused: %s", cli_stderr());
+    CHECK(run_igpt("train --data %s --out %s --resume", data, test_path("run")) == 0, "the intact checkpoint resumes");
+    free(good);
+    free(data);
+}
+
+void test_train_divergence_stops_and_keeps_last_checkpoint(void) {
+    char *data = small_data();
+    int status = run_igpt("train --data %s --out %s --steps 50 --lr 1e30 --warmup 1 --grad-clip 0 --checkpoint-every 1 "
+                          "--eval-images 0 " TINY,
+                          data, test_path("run"));
+    CHECK(status == 1 && strstr(cli_stderr(), "training diverged at step"), "stops with a message: %s", cli_stderr());
+    char *latest = checkpoint_latest(test_path("run"));
+    CHECK(latest != NULL && strstr(cli_stderr(), strrchr(latest, '/') + 1), "names the last good checkpoint %s: %s",
+          latest ? latest : "(none)", cli_stderr());
+    if (latest) {
+        CHECK(run_igpt("info %s", latest) == 0, "the last checkpoint is intact: %s", cli_stderr());
+        CheckpointMeta meta;
+        checkpoint_read_meta(latest, &meta);
+        CHECK(isfinite(meta.train_loss), "and was saved at a finite loss (%g)", meta.train_loss);
+    }
+    free(latest);
+    free(data);
+}
+
+void test_train_sigint_checkpoints_and_exits(void) {
+    char *data = small_data();
+    char *out = xstrdup(test_path("run"));
+    char *log_path = xstrdup(test_path("run/log.jsonl"));
+    char *stdout_path = xstrdup(test_path("stdout.txt"));
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (!freopen(stdout_path, "w", stdout)) _exit(99);
+        if (!freopen("/dev/null", "w", stderr)) _exit(99);
+        execl("./igpt", "./igpt", "train", "--data", data, "--out", out, "--steps", "1000000", "--d-model", "16",
+              "--n-layer", "1", "--n-head", "2", "--batch", "4", "--checkpoint-every", "1000000", "--eval-images",
+              "0", "--quiet", (char *)NULL);
+        _exit(98);
+    }
+    // Wait until a few steps are logged (at most ~20 s), then interrupt.
+    for (int i = 0; i < 400; i++) {
+        size_t n = 0;
+        char *log = (char *)read_whole_file(log_path, &n);
+        int lines = 0;
+        for (size_t k = 0; k < n; k++) lines += log[k] == '\n';
+        free(log);
+        if (lines >= 3) break;
+        usleep(50000);
+    }
+    kill(pid, SIGINT);
+    int status;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exits cleanly after SIGINT (status %d)", status);
+    char *text = (char *)read_whole_file(stdout_path, NULL);
+    CHECK(text && strstr(text, "interrupted (SIGINT)") && strstr(text, "--resume"), "says how to continue: %s",
+          text ? text : "");
+    char *latest = checkpoint_latest(out);
+    CHECK(latest != NULL, "a checkpoint was written on SIGINT");
+    if (latest) CHECK(run_igpt("info %s", latest) == 0, "and it is intact");
+    free(latest);
+    free(text);
+    free(out);
+    free(log_path);
+    free(stdout_path);
+    free(data);
+}
+
+void test_train_bad_input(void) {
+    char *data = small_data();
+    CHECK(run_igpt("train --data %s --out %s --steps 2 --bogus", data, test_path("r")) == 2 &&
+              strstr(cli_stderr(), "unknown option --bogus"), "unknown flag");
+    CHECK(run_igpt("train --data %s --out %s", data, test_path("r")) == 2 && strstr(cli_stderr(), "--steps N or --epochs"),
+          "needs a length");
+    CHECK(run_igpt("train --data %s --out %s --steps 2 --config huge", data, test_path("r")) == 2 &&
+              strstr(cli_stderr(), "unknown --config 'huge'"), "unknown config: %s", cli_stderr());
+    CHECK(run_igpt("train --data %s --out %s --steps 2 --d-model 10 --n-head 4", data, test_path("r")) == 1 &&
+              strstr(cli_stderr(), "not divisible by n_head"), "bad head count: %s", cli_stderr());
+    CHECK(run_igpt("train --data %s --out %s --steps 2 --batch 6 --micro-batch 4", data, test_path("r")) == 2,
+          "batch not a multiple of the micro-batch");
+    CHECK(run_igpt("train --data %s --out %s --steps 2", test_path("nowhere"), test_path("r")) == 1 &&
+              strstr(cli_stderr(), "no such folder"), "missing data folder");
+    CHECK(run_igpt("train --data %s --out %s --resume", data, test_path("r")) == 1 &&
+              strstr(cli_stderr(), "holds no checkpoint"), "nothing to resume: %s", cli_stderr());
+    CHECK(run_igpt("train --data %s --out %s --steps 2 --device tpu", data, test_path("r")) == 2, "unknown device");
+    CHECK(!path_exists(test_path("r/run.json")), "failed starts leave no run behind");
+    free(data);
+}
