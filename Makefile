@@ -1,7 +1,8 @@
 # igpt: `make` builds ./igpt, `make test` runs every test, `make bench-data`
-# times the data pipeline on the shared CIFAR-10 images.
+# times the data pipeline on the shared CIFAR-10 images, `make bench-cpu` the
+# CPU model against PyTorch.
 CC ?= gcc
-CFLAGS ?= -O3 -march=native
+CFLAGS ?= -O3 -march=native -fno-math-errno
 # OpenBLAS, OpenMP build: inside our own parallel regions its calls run single-threaded.
 MULTIARCH := $(shell $(CC) -print-multiarch)
 BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
@@ -12,12 +13,12 @@ LDLIBS = -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lz -lm
 
 BUILD = build
 LIB_SRC = src/util.c src/images.c src/palette.c src/dataset.c src/preview.c src/cpu_ops.c src/model.c src/optim.c src/checkpoint.c \
-          src/cmd_prepare.c src/cmd_show.c src/cmd_train.c
+          src/cmd_prepare.c src/cmd_show.c src/cmd_train.c src/cmd_bench.c
 LIB_OBJ = $(LIB_SRC:src/%.c=$(BUILD)/%.o) $(BUILD)/stb_impl.o
 TEST_SRC = $(wildcard tests/*.c)
 TEST_OBJ = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 
-.PHONY: all test bench-data clean
+.PHONY: all test bench-data bench-cpu clean
 all: igpt
 
 igpt: $(BUILD)/main.o $(BUILD)/libigpt.a
@@ -48,6 +49,9 @@ test: igpt $(BUILD)/igpt_tests
 
 bench-data: igpt
 	@bash scripts/bench_data.sh
+
+bench-cpu: igpt
+	@bash scripts/bench_cpu.sh
 
 clean:
 	rm -rf $(BUILD) igpt

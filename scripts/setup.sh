@@ -2,7 +2,9 @@
 # Installs what igpt needs on a fresh Debian/Ubuntu machine (idempotent).
 # Run as root, or with sudo available.
 set -euo pipefail
-packages=(build-essential zlib1g-dev python3)
+# --bench adds PyTorch (Debian's CPU build) for make bench-cpu and the reference scripts.
+packages=(build-essential zlib1g-dev python3 libopenblas-openmp-dev)
+[ "${1:-}" = "--bench" ] && packages+=(python3-torch)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

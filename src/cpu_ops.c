@@ -122,13 +122,13 @@ void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 void gelu_forward(float *out, const float *inp, size_t n, int threads) {
-#pragma omp parallel for num_threads(threads)
+#pragma omp parallel for simd num_threads(threads)
     for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf(1.702f * inp[i]);
 }
 
 // dinp = dout * d/dx [x sigmoid(1.702 x)] (overwrites dinp; may alias dout)
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int threads) {
-#pragma omp parallel for num_threads(threads)
+#pragma omp parallel for simd num_threads(threads)
     for (size_t i = 0; i < n; i++) {
         float s = sigmoidf(1.702f * inp[i]);
         dinp[i] = dout[i] * (s + 1.702f * inp[i] * s * (1.0f - s));
@@ -175,6 +175,7 @@ void attention_forward(float *atty, float *lse, const float *qkv, float *scratch
                     float mx = -INFINITY;
                     for (int j = 0; j < visible; j++) mx = s[j] > mx ? s[j] : mx;
                     float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
                     for (int j = 0; j < visible; j++) {
                         s[j] = expf(s[j] - mx);
                         sum += s[j];
@@ -209,8 +210,12 @@ void attention_backward(float *dqkv, const float *datty, const float *atty, cons
             for (int t0 = 0; t0 < T; t0 += ATT_BLOCK) {
                 int t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T, rows = t1 - t0;
                 attention_scores(P, q, k, t0, t1, hs, ld, scale);
-                for (int i = 0; i < rows; i++)
-                    for (int j = 0; j < t1; j++) P[(size_t)i * t1 + j] = expf(P[(size_t)i * t1 + j] - row_lse[t0 + i]);
+                for (int i = 0; i < rows; i++) {
+                    float *p = P + (size_t)i * t1;
+                    const float row = row_lse[t0 + i];
+#pragma omp simd
+                    for (int j = 0; j < t1; j++) p[j] = expf(p[j] - row);
+                }
                 // dP = dY V^T
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, t1, hs, 1.0f, dy + (size_t)t0 * C, C, v, ld,
                             0.0f, dP, t1);
@@ -243,11 +248,17 @@ double softmax_crossentropy_forward(float *logits, float *losses, const uint16_t
         float *z = logits + (size_t)n * V;
         float mx = -INFINITY;
         for (int i = 0; i < V; i++) mx = z[i] > mx ? z[i] : mx;
+        const float target_logit = z[targets[n]];
         float sum = 0.0f;
-        for (int i = 0; i < V; i++) sum += expf(z[i] - mx);
-        losses[n] = mx + logf(sum) - z[targets[n]];
-        float inv = 1.0f / sum;
-        for (int i = 0; i < V; i++) z[i] = expf(z[i] - mx) * inv;
+#pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < V; i++) {
+            z[i] = expf(z[i] - mx);
+            sum += z[i];
+        }
+        losses[n] = mx + logf(sum) - target_logit;
+        const float inv = 1.0f / sum;
+#pragma omp simd
+        for (int i = 0; i < V; i++) z[i] *= inv;
     }
     double total = 0.0;
     for (int n = 0; n < N; n++) total += losses[n];

@@ -326,8 +326,8 @@ static void progress_draw(Progress *p, uint64_t done, const char *extra, bool fi
     int filled = (int)(frac * width);
     for (int i = 0; i < width; i++) bar[i] = i < filled ? '#' : '.';
     bar[width] = '\0';
-    fprintf(stderr, "%s%-10s [%s] %3d%% %llu/%llu %.0f/s %s %s%s%s%s", p->tty ? "\r" : "", p->label, bar,
-            (int)(frac * 100), (unsigned long long)done, (unsigned long long)p->total, rate,
+    fprintf(stderr, "%s%-10s [%s] %3d%% %llu/%llu %.*f/s %s %s%s%s%s", p->tty ? "\r" : "", p->label, bar,
+            (int)(frac * 100), (unsigned long long)done, (unsigned long long)p->total, rate < 10 ? 2 : 0, rate,
             final ? "in" : "eta", final ? took : eta, extra ? " " : "", extra ? extra : "",
             p->tty ? "\033[K" : "\n");
     if (final && p->tty) fputc('\n', stderr);
