@@ -18,7 +18,7 @@ for case in "tiny 16 16" "tiny 32 8" "xs 16 8" "xs 32 4"; do
     theirs="-"
     ratio="-"
     if [ "$have_torch" = 1 ]; then
-        theirs=$("$torch_python" scripts/reference/bench_torch_cpu.py --config "$1" --side "$2" --colors 512 \
+        theirs=$("$torch_python" scripts/reference/torch_cpu_bench.py --config "$1" --side "$2" --colors 512 \
                  --batch "$3" --threads "$threads" --steps 5 --warmup-steps 2 | field tokens_per_s)
         ratio=$(awk "BEGIN{printf \"%.2fx\", $ours / $theirs}")
     fi

@@ -61,7 +61,9 @@
     X(test_train_checkpoint_corruption_is_refused) \
     X(test_train_divergence_stops_and_keeps_last_checkpoint) \
     X(test_train_sigint_checkpoints_and_exits) \
-    X(test_train_bad_input)
+    X(test_train_bad_input)                   \
+    X(test_model_matches_pytorch_igpt_norm)   \
+    X(test_model_matches_pytorch_layernorm)
 
 #define DECLARE(name) void name(void);
 TEST_LIST(DECLARE)
