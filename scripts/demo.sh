@@ -1,33 +1,58 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine. Today: find CIFAR-10, prepare it
-# as 512-color pixel tokens with a 5,000-image validation split, and draw the
-# preview. (Training, probes and plots join this script as they land.)
+# The main job, end to end on this machine, no GPU and no network needed:
+#   1. data: CIFAR-10 if it is here, else the built-in synthetic 10-class set;
+#   2. prepare it at 16x16 with a 512-color k-means palette and a validation split;
+#   3. train the `tiny` model and show the validation loss falling.
+# (Probes and plots join this script as they land.) Rerunning it reuses
+# what is already done: prepared data, and a finished or interrupted run.
 #
 # CIFAR-10 is taken from, in order:
-#   data/cifar-10-batches-bin            (scripts/download_cifar10.sh puts it there)
-#   $IGPT_CIFAR_JPEG, default ../shared/data/cifar10-train-jpeg.tar.gz
-#                                        (an image-folder copy, extracted to data/)
+#   data/prepared/cifar10-16               an earlier prepared copy
+#   data/cifar-10-batches-bin              scripts/download_cifar10.sh puts the official binary version there
+#   $IGPT_CIFAR_JPEG (default ../shared/data/cifar10-train-jpeg.tar.gz), an image-folder archive
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x ./igpt ] || make -j2 igpt
+steps=${DEMO_STEPS:-1000}
 jpeg_archive=${IGPT_CIFAR_JPEG:-../shared/data/cifar10-train-jpeg.tar.gz}
-out=data/prepared/cifar10-32
 
-if [ -f "$out/train.bin" ]; then
-    echo "demo: $out already prepared; checking it"
-    ./igpt info "$out/train.bin" "$out/val.bin"
+if [ -f data/prepared/cifar10-16/train.bin ]; then
+    data=data/prepared/cifar10-16
 elif [ -f data/cifar-10-batches-bin/data_batch_1.bin ]; then
-    ./igpt prepare --cifar10 data/cifar-10-batches-bin --out "$out" --val 5000
+    data=data/prepared/cifar10-16
+    ./igpt prepare --cifar10 data/cifar-10-batches-bin --out "$data" --resolution 16 --val 5000
 elif [ -f "$jpeg_archive" ]; then
+    data=data/prepared/cifar10-16
     if [ ! -d data/cifar10-jpeg/train ]; then
         echo "demo: extracting $jpeg_archive into data/"
         mkdir -p data
         tar -xzf "$jpeg_archive" -C data
     fi
-    ./igpt prepare --images data/cifar10-jpeg --out "$out" --val 5000
+    ./igpt prepare --images data/cifar10-jpeg --out "$data" --resolution 16 --val 5000
 else
-    echo "demo: no CIFAR-10 here. Download it (162 MB) with scripts/download_cifar10.sh," >&2
-    echo "      or point IGPT_CIFAR_JPEG at an image-folder archive." >&2
-    exit 1
+    data=data/prepared/synthetic-16
+    if [ ! -f "$data/train.bin" ]; then
+        echo "demo: no CIFAR-10 here (scripts/download_cifar10.sh fetches it); using the built-in synthetic set"
+        [ -d data/synthetic ] || ./igpt synth --out data/synthetic --size 16
+        ./igpt prepare --images data/synthetic --out "$data" --val 500
+    fi
 fi
-echo "demo: prepared splits in $out; look at $out/preview.png and $out/palette.png"
+
+run=runs/demo-$(basename "$data")
+final=$(printf "%s/checkpoint-%08d.bin" "$run" "$steps")
+if [ -f "$final" ]; then
+    echo "demo: $run is already trained"
+elif ls "$run"/checkpoint-*.bin >/dev/null 2>&1; then
+    ./igpt train --data "$data" --out "$run" --resume
+else
+    ./igpt train --data "$data" --out "$run" --config tiny --steps "$steps" --batch 16 --lr 3e-3 \
+        --eval-every $((steps / 10)) --eval-images 512
+fi
+
+echo
+echo "demo: validation loss of the tiny model on $(basename "$data") (nats per token; bits = nats / ln 2)"
+echo "    step   val loss   bits/token"
+grep '"val_loss": [0-9]' "$run/log.jsonl" | grep -v checkpoint |
+    sed -E 's/.*"step": ([0-9]+), "val_loss": ([0-9.]+), "val_bits_per_token": ([0-9.]+).*/\1 \2 \3/' |
+    awk '{printf "  %6d   %8.4f   %10.4f\n", $1, $2, $3}'
+echo "demo: the run is in $run (log.jsonl, checkpoints); the data in $data (preview.png, palette.png)"

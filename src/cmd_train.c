@@ -43,7 +43,7 @@ static const char *const train_help =
     "  --seed N             initialisation and data order (default 1234)\n"
     "evaluation and checkpoints:\n"
     "  --eval-every N       validation loss every N steps (default: 10 times per run)\n"
-    "  --eval-images N      validation images per evaluation (default 512; 0 = all)\n"
+    "  --eval-images N      validation images per evaluation, evenly spaced through val.bin (default 512; 0 = all)\n"
     "  --checkpoint-every N (default: 10 times per run)\n"
     "  --resume             continue the run in RUN_DIR from its latest checkpoint\n"
     "  --stop-at N          checkpoint and stop after step N (resume later with --resume)\n"
@@ -192,13 +192,19 @@ static void cursor_next(DataCursor *dc, uint16_t *dst, int images) {
     }
 }
 
-// Mean loss (nats/token) over the first `images` images of `data`.
-static double evaluate(Model *m, const TokenDataset *data, int64_t images, int micro_batch) {
+// Mean loss (nats/token) over `images` images of `data`, evenly spaced through
+// the file (prepared splits are often in class order, so the first images
+// would all be of one class). The same images at every evaluation.
+static double evaluate(Model *m, const TokenDataset *data, int64_t images, int micro_batch, uint16_t *buffer) {
     const int64_t tpi = dataset_tokens_per_image(data);
     double total = 0.0;
     for (int64_t i = 0; i < images; i += micro_batch) {
         int n = (int)(images - i < micro_batch ? images - i : micro_batch);
-        total += model_forward(m, data->tokens + (size_t)i * tpi, n) * n;
+        for (int k = 0; k < n; k++) {
+            int64_t index = (i + k) * data->count / images;
+            memcpy(buffer + (size_t)k * tpi, data->tokens + (size_t)index * tpi, (size_t)tpi * 2);
+        }
+        total += model_forward(m, buffer, n) * n;
     }
     return total / (double)images;
 }
@@ -432,7 +438,7 @@ int cmd_train(int argc, char **argv) {
         meta.train_loss = loss;
         meta.val_loss = NAN;
         if (eval_images > 0 && (step % eval_every == 0 || step == total_steps)) {
-            double v = evaluate(&model, &val, eval_images, a.micro_batch);
+            double v = evaluate(&model, &val, eval_images, a.micro_batch, batch_tokens);
             meta.val_loss = v;
             fprintf(log, "{\"step\": %lld, \"val_loss\": %.6f, \"val_bits_per_token\": %.6f, \"eval_images\": %lld}\n",
                     (long long)step, v, v / M_LN2, (long long)eval_images);

@@ -14,6 +14,7 @@ typedef struct {
 } Command;
 
 static const Command commands[] = {
+    {"synth", cmd_synth, "write the built-in 10-class synthetic image set (no download needed)"},
     {"prepare", cmd_prepare, "CIFAR-10 or an image folder -> k-means palette -> prepared token files"},
     {"train", cmd_train, "pretrain the next-pixel model on a prepared split (CPU reference)"},
     {"bench", cmd_bench, "forward+backward tokens/s of the CPU reference on random tokens"},

@@ -63,7 +63,10 @@
     X(test_train_sigint_checkpoints_and_exits) \
     X(test_train_bad_input)                   \
     X(test_model_matches_pytorch_igpt_norm)   \
-    X(test_model_matches_pytorch_layernorm)
+    X(test_model_matches_pytorch_layernorm)   \
+    X(test_synth_deterministic_and_complete)  \
+    X(test_synth_classes_are_learnable)       \
+    X(test_synth_bad_input)
 
 #define DECLARE(name) void name(void);
 TEST_LIST(DECLARE)
