@@ -68,6 +68,13 @@ void synth_image(int class_id, int size, Rng *rng, uint8_t *rgb) {
 
 void synth_write_folder(const char *root, int train_per_class, int test_per_class, int size, uint64_t seed) {
     if (path_exists(root)) die("%s already exists", root);
+    char *parent = xstrdup(root);  // the temporary folder is built beside root
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = '\0';
+        make_directories(parent);
+    }
+    free(parent);
     char *tmp = xasprintf("%s.tmp.XXXXXX", root);
     if (!mkdtemp(tmp)) die("cannot create a folder beside %s: %s", root, strerror(errno));
     const char *splits[2] = {"train", "test"};

@@ -15,6 +15,8 @@ void test_synth_deterministic_and_complete(void) {
           "synth again");
     CHECK(run_igpt("synth --out %s --train-per-class 5 --test-per-class 2 --size 12 --seed 8", test_path("c")) == 0,
           "another seed");
+    CHECK(run_igpt("synth --out %s --train-per-class 1 --test-per-class 1", test_path("new/nested/d")) == 0 &&
+              is_directory(test_path("new/nested/d/train/disc")), "missing parent folders are created: %s", cli_stderr());
     int same = 0, differ = 0, sized = 0;
     for (int c = 0; c < SYNTH_CLASSES; c++)
         for (int s = 0; s < 2; s++)
