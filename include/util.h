@@ -90,6 +90,11 @@ static inline uint32_t get_u32(const uint8_t *p) {
 static inline uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
 
 double now_seconds(void);
+// Treats subnormal floats as zero on this thread and every OpenMP worker.
+// Softmax probabilities of a well-trained model underflow into the subnormal
+// range, where x86 arithmetic is ~100x slower; values below 1e-38 do not
+// matter to the results.
+void flush_denormals_to_zero(void);
 // Number of worker threads: --threads if set (>0), else OpenMP's default.
 int resolve_threads(int requested);
 

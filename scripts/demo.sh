@@ -34,7 +34,7 @@ else
     if [ ! -f "$data/train.bin" ]; then
         echo "demo: no CIFAR-10 here (scripts/download_cifar10.sh fetches it); using the built-in synthetic set"
         [ -d data/synthetic ] || ./igpt synth --out data/synthetic --size 16
-        ./igpt prepare --images data/synthetic --out "$data" --val 500
+        ./igpt prepare --images data/synthetic --out "$data" --resolution 16 --val 500
     fi
 fi
 

@@ -48,6 +48,7 @@ void bad_option(const char *command, int opt_result, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    flush_denormals_to_zero();
     if (argc < 2) {
         print_help(stderr);
         return EXIT_USAGE;

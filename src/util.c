@@ -12,6 +12,10 @@
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <pmmintrin.h>
+#include <xmmintrin.h>
+#endif
 
 // ---------------------------------------------------------------------------
 // Temporary files that must disappear if the program dies before commit.
@@ -379,4 +383,17 @@ double parse_float_option(const char *option, const char *value, double lo, doub
         exit(EXIT_USAGE);
     }
     return v;
+}
+
+void flush_denormals_to_zero(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    // Every OpenMP worker has its own MXCSR: set it on each of them.
+#pragma omp parallel
+    {
+        _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
+        _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+    }
+    _MM_SET_FLUSH_ZERO_MODE(_MM_FLUSH_ZERO_ON);
+    _MM_SET_DENORMALS_ZERO_MODE(_MM_DENORMALS_ZERO_ON);
+#endif
 }
