@@ -14,7 +14,6 @@
 
 #include "util.h"
 
-
 // out (N x OC) = inp (N x IC) @ W^T
 void matmul_forward(float *out, const float *inp, const float *W, int N, int IC, int OC) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, W, IC, 0.0f, out, OC);
@@ -22,13 +21,12 @@ void matmul_forward(float *out, const float *inp, const float *W, int N, int IC,
 
 // dinp = dout @ W (overwritten, if dinp); dW += dout^T @ inp.
 void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W, int N, int IC,
-                            int OC) {
+                     int OC) {
     if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, W, IC, 0.0f, dinp, IC);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dW, IC);
 }
 
-void encoder_forward(float *out, const uint16_t *tokens, const ParamPointers *p, int B, int T, int C,
-                            int threads) {
+void encoder_forward(float *out, const uint16_t *tokens, const ParamPointers *p, int B, int T, int C, int threads) {
 #pragma omp parallel for collapse(2) num_threads(threads)
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
@@ -40,7 +38,7 @@ void encoder_forward(float *out, const uint16_t *tokens, const ParamPointers *p,
 }
 
 void encoder_backward(const ParamPointers *g, const float *dout, const uint16_t *tokens, int B, int T, int C,
-                             int threads) {
+                      int threads) {
     // Parallel over channel ranges: each thread owns a slice of every row of
     // dwte/dwpe/dsos and visits the tokens in order, so sums are deterministic.
 #pragma omp parallel num_threads(threads)
@@ -61,7 +59,7 @@ void encoder_backward(const ParamPointers *g, const float *dout, const uint16_t 
 }
 
 void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const float *inp, const float *gain,
-                         const float *bias, int N, int C, int threads) {
+                  const float *bias, int N, int C, int threads) {
 #pragma omp parallel for num_threads(threads)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -82,7 +80,7 @@ void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const flo
 
 // dinp += d(norm)/d(inp) dout; dgain, dbias += their gradients.
 void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const float *dout, const float *inp,
-                          const float *mean, const float *rstd, const float *gain, int N, int C, int threads) {
+                   const float *mean, const float *rstd, const float *gain, int N, int C, int threads) {
     const bool ln = kind == NORM_LAYERNORM;
 #pragma omp parallel for num_threads(threads)
     for (int n = 0; n < N; n++) {
@@ -149,14 +147,14 @@ void residual_forward(float *out, const float *a, const float *b, size_t n, int 
 // Scores of query rows [t0, t1) against keys [0, t1), scaled, causal mask
 // applied: S is (t1-t0) x t1 with leading dimension t1.
 static void attention_scores(float *S, const float *q, const float *k, int t0, int t1, int hs, int ld, float scale) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t1 - t0, t1, hs, scale, q + (size_t)t0 * ld, ld, k, ld, 0.0f, S,
-                t1);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t1 - t0, t1, hs, scale, q + (size_t)t0 * ld, ld, k, ld, 0.0f,
+                S, t1);
     for (int i = 0; i < t1 - t0; i++)
         for (int j = t0 + i + 1; j < t1; j++) S[(size_t)i * t1 + j] = -INFINITY;
 }
 
 void attention_forward(float *atty, float *lse, const float *qkv, float *scratch, int B, int T, int C, int NH,
-                              int threads) {
+                       int threads) {
     const int hs = C / NH, ld = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(threads)
@@ -193,7 +191,7 @@ void attention_forward(float *atty, float *lse, const float *qkv, float *scratch
 
 // dqkv (overwritten) from datty; recomputes probabilities from lse.
 void attention_backward(float *dqkv, const float *datty, const float *atty, const float *qkv, const float *lse,
-                               float *scratch, int B, int T, int C, int NH, int threads) {
+                        float *scratch, int B, int T, int C, int NH, int threads) {
     const int hs = C / NH, ld = 3 * C;
     const float scale = 1.0f / sqrtf((float)hs);
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(threads)
@@ -233,16 +231,15 @@ void attention_backward(float *dqkv, const float *datty, const float *atty, cons
                             1.0f, dv, ld);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, t1, 1.0f, dP, t1, k, ld, 0.0f,
                             dq + (size_t)t0 * ld, ld);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hs, rows, 1.0f, dP, t1, q + (size_t)t0 * ld, ld,
-                            1.0f, dk, ld);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hs, rows, 1.0f, dP, t1, q + (size_t)t0 * ld,
+                            ld, 1.0f, dk, ld);
             }
         }
 }
 
 // Softmax + cross-entropy: losses[n] = lse(logits[n]) - logits[n][target];
 // logits are replaced by the probabilities. Returns the mean loss.
-double softmax_crossentropy_forward(float *logits, float *losses, const uint16_t *targets, int N, int V,
-                                           int threads) {
+double softmax_crossentropy_forward(float *logits, float *losses, const uint16_t *targets, int N, int V, int threads) {
 #pragma omp parallel for num_threads(threads)
     for (int n = 0; n < N; n++) {
         float *z = logits + (size_t)n * V;
@@ -266,8 +263,7 @@ double softmax_crossentropy_forward(float *logits, float *losses, const uint16_t
 }
 
 // dlogits = (probs - onehot(target)) * scale, in place.
-void softmax_crossentropy_backward(float *probs, const uint16_t *targets, int N, int V, float scale,
-                                          int threads) {
+void softmax_crossentropy_backward(float *probs, const uint16_t *targets, int N, int V, float scale, int threads) {
 #pragma omp parallel for num_threads(threads)
     for (int n = 0; n < N; n++) {
         float *p = probs + (size_t)n * V;
@@ -275,4 +271,3 @@ void softmax_crossentropy_backward(float *probs, const uint16_t *targets, int N,
         for (int i = 0; i < V; i++) p[i] *= scale;
     }
 }
-

@@ -52,11 +52,12 @@ void model_config_validate(const ModelConfig *c) {
 // ---------------------------------------------------------------------------
 // Parameter layout: the one place that defines the order of the buffer.
 
-static void add_tensor(TensorInfo *out, int *n, size_t *offset, const char *name, int layer, int rows, int cols,
-                       InitKind init, float std, bool decay) {
+// layer: -1 embeddings, 0..L-1 blocks (names "h<l>.<tensor>"), L final tensors.
+static void add_tensor(TensorInfo *out, int *n, size_t *offset, const char *name, int layer, int n_layer, int rows,
+                       int cols, InitKind init, float std, bool decay) {
     if (out) {
         TensorInfo *t = &out[*n];
-        if (layer >= 0) snprintf(t->name, sizeof t->name, "h%d.%s", layer, name);
+        if (layer >= 0 && layer < n_layer) snprintf(t->name, sizeof t->name, "h%d.%s", layer, name);
         else snprintf(t->name, sizeof t->name, "%s", name);
         t->layer = layer;
         t->offset = *offset;
@@ -76,22 +77,22 @@ int param_tensors(const ModelConfig *cfg, TensorInfo *out) {
     const bool ln = cfg->norm == NORM_LAYERNORM;
     int n = 0;
     size_t off = 0;
-    add_tensor(out, &n, &off, "wte", -1, V, C, INIT_NORMAL, 0.02f, true);
-    add_tensor(out, &n, &off, "wpe", -1, T, C, INIT_NORMAL, 0.01f, true);
-    add_tensor(out, &n, &off, "sos", -1, C, 1, INIT_NORMAL, 0.02f, false);
+    add_tensor(out, &n, &off, "wte", -1, L, V, C, INIT_NORMAL, 0.02f, true);
+    add_tensor(out, &n, &off, "wpe", -1, L, T, C, INIT_NORMAL, 0.01f, true);
+    add_tensor(out, &n, &off, "sos", -1, L, C, 1, INIT_NORMAL, 0.02f, false);
     for (int l = 0; l < L; l++) {
-        add_tensor(out, &n, &off, "ln1_g", l, C, 1, INIT_ONES, 0, false);
-        if (ln) add_tensor(out, &n, &off, "ln1_b", l, C, 1, INIT_ZEROS, 0, false);
-        add_tensor(out, &n, &off, "w_qkv", l, 3 * C, C, INIT_NORMAL, 1.0f / sqrtf((float)C), true);
-        add_tensor(out, &n, &off, "w_attn_proj", l, C, C, INIT_NORMAL, 1.0f / sqrtf((float)C * (float)L), true);
-        add_tensor(out, &n, &off, "ln2_g", l, C, 1, INIT_ONES, 0, false);
-        if (ln) add_tensor(out, &n, &off, "ln2_b", l, C, 1, INIT_ZEROS, 0, false);
-        add_tensor(out, &n, &off, "w_fc", l, 4 * C, C, INIT_NORMAL, 0.02f, true);
-        add_tensor(out, &n, &off, "w_fc_proj", l, C, 4 * C, INIT_NORMAL, 0.02f, true);
+        add_tensor(out, &n, &off, "ln1_g", l, L, C, 1, INIT_ONES, 0, false);
+        if (ln) add_tensor(out, &n, &off, "ln1_b", l, L, C, 1, INIT_ZEROS, 0, false);
+        add_tensor(out, &n, &off, "w_qkv", l, L, 3 * C, C, INIT_NORMAL, 1.0f / sqrtf((float)C), true);
+        add_tensor(out, &n, &off, "w_attn_proj", l, L, C, C, INIT_NORMAL, 1.0f / sqrtf((float)C * (float)L), true);
+        add_tensor(out, &n, &off, "ln2_g", l, L, C, 1, INIT_ONES, 0, false);
+        if (ln) add_tensor(out, &n, &off, "ln2_b", l, L, C, 1, INIT_ZEROS, 0, false);
+        add_tensor(out, &n, &off, "w_fc", l, L, 4 * C, C, INIT_NORMAL, 0.02f, true);
+        add_tensor(out, &n, &off, "w_fc_proj", l, L, C, 4 * C, INIT_NORMAL, 0.02f, true);
     }
-    add_tensor(out, &n, &off, "lnf_g", -1, C, 1, INIT_ONES, 0, false);
-    if (ln) add_tensor(out, &n, &off, "lnf_b", -1, C, 1, INIT_ZEROS, 0, false);
-    add_tensor(out, &n, &off, "w_head", -1, V, C, INIT_ZEROS, 0, true);
+    add_tensor(out, &n, &off, "lnf_g", L, L, C, 1, INIT_ONES, 0, false);
+    if (ln) add_tensor(out, &n, &off, "lnf_b", L, L, C, 1, INIT_ZEROS, 0, false);
+    add_tensor(out, &n, &off, "w_head", L, L, V, C, INIT_ZEROS, 0, true);
     return n;
 }
 
@@ -116,9 +117,7 @@ void layer_param_range(const ModelConfig *cfg, int layer, size_t *begin, size_t 
     *begin = SIZE_MAX;
     *end = 0;
     for (int i = 0; i < n; i++) {
-        bool in_layer = layer < 0 ? (t[i].layer < 0 && i < 3) : layer >= cfg->n_layer ? (t[i].layer < 0 && i >= 3)
-                                                                                        : t[i].layer == layer;
-        if (!in_layer) continue;
+        if (t[i].layer != layer) continue;
         if (t[i].offset < *begin) *begin = t[i].offset;
         if (t[i].offset + t[i].count > *end) *end = t[i].offset + t[i].count;
     }
@@ -132,8 +131,9 @@ void param_pointers(const ModelConfig *cfg, float *base, ParamPointers *p) {
     TensorInfo *t = tensor_table(cfg, &n);
     for (int i = 0; i < n; i++) {
         float *ptr = base + t[i].offset;
-        const char *name = t[i].layer >= 0 ? strchr(t[i].name, '.') + 1 : t[i].name;
-        if (t[i].layer >= 0) {
+        const bool in_block = t[i].layer >= 0 && t[i].layer < cfg->n_layer;
+        const char *name = in_block ? strchr(t[i].name, '.') + 1 : t[i].name;
+        if (in_block) {
             LayerParams *lp = &p->layers[t[i].layer];
             if (!strcmp(name, "ln1_g")) lp->ln1_g = ptr;
             else if (!strcmp(name, "ln1_b")) lp->ln1_b = ptr;
