@@ -9,10 +9,10 @@ BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
 BLAS_INC ?= /usr/include/$(MULTIARCH)/openblas-openmp
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow -Werror -fopenmp \
           -Iinclude -Ithird_party -isystem $(BLAS_INC) -MMD -MP
-LDLIBS = -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lz -lm
+LDLIBS = -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -llbfgs -lz -lm
 
 BUILD = build
-LIB_SRC = src/util.c src/images.c src/palette.c src/dataset.c src/preview.c src/cpu_ops.c src/model.c src/optim.c src/checkpoint.c \
+LIB_SRC = src/util.c src/images.c src/palette.c src/dataset.c src/preview.c src/cpu_ops.c src/model.c src/optim.c src/checkpoint.c src/probe.c \
           src/cmd_prepare.c src/cmd_show.c src/cmd_train.c src/cmd_bench.c src/cmd_synthetic.c src/synthetic.c
 LIB_OBJ = $(LIB_SRC:src/%.c=$(BUILD)/%.o) $(BUILD)/stb_impl.o
 TEST_SRC = $(wildcard tests/*.c)

@@ -60,3 +60,53 @@ void make_image_folder(const char *root, const char *const *class_names, int num
     }
     free(rgb);
 }
+
+bool fixture_load(const char *path, Fixture *fx) {
+    size_t size;
+    uint8_t *raw = read_whole_file(path, &size);
+    if (!raw || size < 12 || memcmp(raw, "IGPTFIX1", 8) != 0) {
+        free(raw);
+        return false;
+    }
+    size_t off = 8;
+    fx->count = (int)get_u32(raw + off);
+    off += 4;
+    if (fx->count > 32) fx->count = 32;
+    for (int i = 0; i < fx->count; i++) {
+        FixtureArray *a = &fx->arrays[i];
+        uint32_t len = get_u32(raw + off);
+        off += 4;
+        snprintf(a->name, sizeof a->name, "%.*s", (int)len, (const char *)raw + off);
+        off += len;
+        a->dtype = get_u32(raw + off);
+        a->ndim = get_u32(raw + off + 4);
+        off += 8;
+        a->count = 1;
+        for (uint32_t d = 0; d < a->ndim && d < 8; d++) {
+            a->dims[d] = get_u32(raw + off);
+            a->count *= a->dims[d];
+            off += 4;
+        }
+        size_t bytes = a->count * (a->dtype == 2 ? 8 : 4);
+        if (off + bytes > size) {
+            free(raw);
+            return false;
+        }
+        a->data = xmalloc(bytes);
+        memcpy(a->data, raw + off, bytes);
+        off += bytes;
+    }
+    free(raw);
+    return true;
+}
+
+const FixtureArray *fixture_get(const Fixture *fx, const char *name) {
+    for (int i = 0; i < fx->count; i++)
+        if (!strcmp(fx->arrays[i].name, name)) return &fx->arrays[i];
+    return NULL;
+}
+
+void fixture_free(Fixture *fx) {
+    for (int i = 0; i < fx->count; i++) free(fx->arrays[i].data);
+}
+

@@ -55,4 +55,23 @@ void make_pattern_image(uint8_t *rgb, int w, int h, int kind);
 // side x side per class, classes named by `class_names`.
 void make_image_folder(const char *root, const char *const *class_names, int num_classes, int per_class, int side);
 
+// --- Reference fixtures (IGPTFIX1, docs/model.md "Test fixtures") ---------------
+typedef struct {
+    char name[64];
+    uint32_t dtype;  // 0 f32, 1 i32, 2 f64
+    uint32_t ndim, dims[8];
+    size_t count;
+    void *data;
+} FixtureArray;
+
+typedef struct {
+    int count;
+    FixtureArray arrays[32];
+} Fixture;
+
+bool fixture_load(const char *path, Fixture *fx);
+// The array called `name`, or NULL.
+const FixtureArray *fixture_get(const Fixture *fx, const char *name);
+void fixture_free(Fixture *fx);
+
 #endif

@@ -66,7 +66,10 @@
     X(test_model_matches_pytorch_layernorm)   \
     X(test_synth_deterministic_and_complete)  \
     X(test_synth_classes_are_learnable)       \
-    X(test_synth_bad_input)
+    X(test_synth_bad_input)                   \
+    X(test_probe_solver_matches_scipy)        \
+    X(test_probe_separable_data_is_solved)    \
+    X(test_probe_standardize)
 
 #define DECLARE(name) void name(void);
 TEST_LIST(DECLARE)

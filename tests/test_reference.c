@@ -9,68 +9,6 @@
 #include "optim.h"
 #include "test.h"
 
-typedef struct {
-    char name[64];
-    uint32_t dtype;  // 0 f32, 1 i32, 2 f64
-    uint32_t ndim, dims[8];
-    size_t count;
-    void *data;
-} FixtureArray;
-
-typedef struct {
-    int count;
-    FixtureArray arrays[32];
-} Fixture;
-
-static bool fixture_load(const char *path, Fixture *fx) {
-    size_t size;
-    uint8_t *raw = read_whole_file(path, &size);
-    if (!raw || size < 12 || memcmp(raw, "IGPTFIX1", 8) != 0) {
-        free(raw);
-        return false;
-    }
-    size_t off = 8;
-    fx->count = (int)get_u32(raw + off);
-    off += 4;
-    if (fx->count > 32) fx->count = 32;
-    for (int i = 0; i < fx->count; i++) {
-        FixtureArray *a = &fx->arrays[i];
-        uint32_t len = get_u32(raw + off);
-        off += 4;
-        snprintf(a->name, sizeof a->name, "%.*s", (int)len, (const char *)raw + off);
-        off += len;
-        a->dtype = get_u32(raw + off);
-        a->ndim = get_u32(raw + off + 4);
-        off += 8;
-        a->count = 1;
-        for (uint32_t d = 0; d < a->ndim && d < 8; d++) {
-            a->dims[d] = get_u32(raw + off);
-            a->count *= a->dims[d];
-            off += 4;
-        }
-        size_t bytes = a->count * (a->dtype == 2 ? 8 : 4);
-        if (off + bytes > size) {
-            free(raw);
-            return false;
-        }
-        a->data = xmalloc(bytes);
-        memcpy(a->data, raw + off, bytes);
-        off += bytes;
-    }
-    free(raw);
-    return true;
-}
-
-static const FixtureArray *fixture_get(const Fixture *fx, const char *name) {
-    for (int i = 0; i < fx->count; i++)
-        if (!strcmp(fx->arrays[i].name, name)) return &fx->arrays[i];
-    return NULL;
-}
-
-static void fixture_free(Fixture *fx) {
-    for (int i = 0; i < fx->count; i++) free(fx->arrays[i].data);
-}
-
 // max |a - b| / max |b|, b the reference.
 static double relative_max_error(const float *a, const float *b, size_t n) {
     double err = 0, scale = 1e-30;

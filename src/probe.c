@@ -1,0 +1,166 @@
+#include "probe.h"
+
+#include <cblas.h>
+#include <lbfgs.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+void probe_solver_defaults(ProbeSolverOptions *opt) {
+    *opt = (ProbeSolverOptions){.l2 = 1e-3, .max_iters = 1000, .epsilon = 1e-6, .threads = 0};
+}
+
+typedef struct {
+    const ProbeProblem *p;
+    const ProbeSolverOptions *opt;
+    double *logits;  // n x k
+    double *row_loss;
+    int iters;
+} Objective;
+
+static int record_progress(void *instance, const lbfgsfloatval_t *x, const lbfgsfloatval_t *g,
+                           const lbfgsfloatval_t fx, const lbfgsfloatval_t xnorm, const lbfgsfloatval_t gnorm,
+                           const lbfgsfloatval_t step, int n, int k, int ls) {
+    (void)x, (void)g, (void)fx, (void)xnorm, (void)gnorm, (void)step, (void)n, (void)ls;
+    ((Objective *)instance)->iters = k;
+    return 0;
+}
+
+// logits = X W^T + b for the n rows.
+static void compute_logits(const ProbeProblem *p, const double *w, double *logits, int threads) {
+    const int k = p->k, d = p->d;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p->n, k, d, 1.0, p->X, d, w, d + 1, 0.0, logits, k);
+#pragma omp parallel for num_threads(threads)
+    for (int64_t i = 0; i < p->n; i++)
+        for (int c = 0; c < k; c++) logits[i * k + c] += w[(size_t)c * (d + 1) + d];
+}
+
+// Softmax of each row in place; row_loss[i] = -log p[i][y_i].
+static void softmax_rows(const ProbeProblem *p, double *logits, double *row_loss, int threads) {
+    const int k = p->k;
+#pragma omp parallel for num_threads(threads)
+    for (int64_t i = 0; i < p->n; i++) {
+        double *z = logits + i * k, mx = -INFINITY, sum = 0.0;
+        for (int c = 0; c < k; c++) mx = fmax(mx, z[c]);
+        for (int c = 0; c < k; c++) sum += exp(z[c] - mx);
+        if (row_loss) row_loss[i] = mx + log(sum) - z[p->y[i]];
+        for (int c = 0; c < k; c++) z[c] = exp(z[c] - mx) / sum;
+    }
+}
+
+static lbfgsfloatval_t evaluate(void *instance, const lbfgsfloatval_t *w, lbfgsfloatval_t *g, const int nvars,
+                                const lbfgsfloatval_t step) {
+    (void)nvars, (void)step;
+    Objective *o = instance;
+    const ProbeProblem *p = o->p;
+    const int k = p->k, d = p->d, threads = o->opt->threads;
+    compute_logits(p, w, o->logits, threads);
+    softmax_rows(p, o->logits, o->row_loss, threads);
+    double loss = 0.0;
+    for (int64_t i = 0; i < p->n; i++) loss += o->row_loss[i];  // fixed order
+    loss /= (double)p->n;
+    // G = (P - Y) / n, in place; dW = G^T X; db = column sums of G.
+    const double inv_n = 1.0 / (double)p->n;
+#pragma omp parallel for num_threads(threads)
+    for (int64_t i = 0; i < p->n; i++) {
+        o->logits[i * k + p->y[i]] -= 1.0;
+        for (int c = 0; c < k; c++) o->logits[i * k + c] *= inv_n;
+    }
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, d, (int)p->n, 1.0, o->logits, k, p->X, d, 0.0, g, d + 1);
+    double penalty = 0.0;
+    for (int c = 0; c < k; c++) {
+        double *wc = (double *)w + (size_t)c * (d + 1), *gc = g + (size_t)c * (d + 1);
+        double b = 0.0;
+        for (int64_t i = 0; i < p->n; i++) b += o->logits[i * k + c];
+        gc[d] = b;
+        for (int j = 0; j < d; j++) {
+            gc[j] += o->opt->l2 * wc[j];
+            penalty += wc[j] * wc[j];
+        }
+    }
+    return loss + 0.5 * o->opt->l2 * penalty;
+}
+
+void probe_fit(const ProbeProblem *p, const ProbeSolverOptions *opt_in, const double *w_init, LinearProbe *out) {
+    ProbeSolverOptions opt = *opt_in;
+    opt.threads = resolve_threads(opt.threads);
+    const int nvars = p->k * (p->d + 1);
+    lbfgsfloatval_t *w = lbfgs_malloc(nvars);
+    if (!w) die("out of memory for the probe's %d parameters", nvars);
+    for (int i = 0; i < nvars; i++) w[i] = w_init ? w_init[i] : 0.0;
+    Objective o = {.p = p, .opt = &opt, .logits = xmalloc((size_t)p->n * p->k * sizeof(double)),
+                   .row_loss = xmalloc((size_t)p->n * sizeof(double))};
+    lbfgs_parameter_t param;
+    lbfgs_parameter_init(&param);
+    param.epsilon = opt.epsilon;
+    param.max_iterations = opt.max_iters;
+    param.m = 10;
+    lbfgsfloatval_t fx = 0.0;
+    out->status = lbfgs(nvars, w, &fx, evaluate, record_progress, &o, &param);
+    // Final objective and gradient norm at the returned point.
+    double *g = xmalloc((size_t)nvars * sizeof(double));
+    out->objective = evaluate(&o, w, g, nvars, 0);
+    double gn = 0.0;
+    for (int i = 0; i < nvars; i++) gn += g[i] * g[i];
+    out->grad_norm = sqrt(gn);
+    out->d = p->d;
+    out->k = p->k;
+    out->w = xmalloc((size_t)nvars * sizeof(double));
+    memcpy(out->w, w, (size_t)nvars * sizeof(double));
+    out->iters = o.iters;
+    free(g);
+    free(o.logits);
+    free(o.row_loss);
+    lbfgs_free(w);
+}
+
+double probe_score(const LinearProbe *m, const ProbeProblem *p, int threads, double *mean_ce, uint16_t *predictions) {
+    threads = resolve_threads(threads);
+    double *logits = xmalloc((size_t)p->n * p->k * sizeof(double));
+    double *row_loss = xmalloc((size_t)p->n * sizeof(double));
+    compute_logits(p, m->w, logits, threads);
+    int64_t correct = 0;
+    for (int64_t i = 0; i < p->n; i++) {
+        int best = 0;
+        for (int c = 1; c < p->k; c++)
+            if (logits[i * p->k + c] > logits[i * p->k + best]) best = c;
+        correct += best == p->y[i];
+        if (predictions) predictions[i] = (uint16_t)best;
+    }
+    softmax_rows(p, logits, row_loss, threads);
+    if (mean_ce) {
+        double s = 0.0;
+        for (int64_t i = 0; i < p->n; i++) s += row_loss[i];
+        *mean_ce = s / (double)p->n;
+    }
+    free(logits);
+    free(row_loss);
+    return (double)correct / (double)p->n;
+}
+
+void linear_probe_free(LinearProbe *m) {
+    free(m->w);
+    m->w = NULL;
+}
+
+void feature_stats(const float *X, int64_t n, int d, int64_t stride, double *mean, double *inv_std) {
+    for (int j = 0; j < d; j++) mean[j] = inv_std[j] = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) mean[j] += X[i * stride + j];
+    for (int j = 0; j < d; j++) mean[j] /= (double)n;
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) {
+            double c = X[i * stride + j] - mean[j];
+            inv_std[j] += c * c;
+        }
+    for (int j = 0; j < d; j++) inv_std[j] = 1.0 / fmax(sqrt(inv_std[j] / (double)n), 1e-6);
+}
+
+void standardize(const float *X, int64_t n, int d, int64_t stride, const double *mean, const double *inv_std,
+                 double *out) {
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) out[i * d + j] = (X[i * stride + j] - mean[j]) * inv_std[j];
+}
