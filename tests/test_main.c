@@ -69,7 +69,9 @@
     X(test_synth_bad_input)                   \
     X(test_probe_solver_matches_scipy)        \
     X(test_probe_separable_data_is_solved)    \
-    X(test_probe_standardize)
+    X(test_probe_standardize)                 \
+    X(test_probe_cli_checkpoint_and_run)      \
+    X(test_probe_cli_bad_input)
 
 #define DECLARE(name) void name(void);
 TEST_LIST(DECLARE)

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "probe.h"
 #include "test.h"
@@ -84,4 +85,96 @@ void test_probe_standardize(void) {
     standardize(X, 4, 3, 4, mean, inv_std, out);
     CHECK(fabs(out[0] + 3 / sqrt(5.0)) < 1e-12 && out[1] == 0.0 && fabs(out[11] - 3 / sqrt(5.0)) < 1e-12,
           "standardised values");
+}
+
+// --- ./igpt probe end to end -------------------------------------------------------
+
+#include "checkpoint.h"
+#include "model.h"
+#include "probe_features.h"
+
+// A tiny run on 40 CIFAR-style 8x8 images with 16 colors: checkpoints at steps 3 and 6.
+static char *probe_fixture_run(const char *name, int colors) {
+    make_cifar_batches(test_path("cifar"), 8, 4);
+    char *data = xstrdup(test_path("data-%d", colors));
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --colors %d --val 10 --no-preview --quiet",
+                   test_path("cifar"), data, colors) == 0, "prepare: %s", cli_stderr());
+    CHECK(run_igpt("train --data %s --out %s --steps 6 --checkpoint-every 3 --d-model 16 --n-layer 2 --n-head 2 "
+                   "--batch 4 --quiet", data, test_path("%s", name)) == 0, "train: %s", cli_stderr());
+    return data;
+}
+
+void test_probe_cli_checkpoint_and_run(void) {
+    char *data = probe_fixture_run("run", 16);
+    const char *ckpt = test_path("run/checkpoint-00000006.bin");
+    CHECK(run_igpt("probe --data %s --checkpoint %s --l2 0.1,0.01 --quiet", data, ckpt) == 0, "probe: %s", cli_stderr());
+    CHECK(path_exists(test_path("run/probe/probe-00000006.csv")) && path_exists(test_path("run/probe/probe-00000006.json")),
+          "results written beside the run");
+    char *csv = (char *)read_whole_file(test_path("run/probe/probe-00000006.csv"), NULL);
+    int rows = 0;
+    for (char *p = csv; p && *p; p++) rows += *p == '\n';
+    CHECK(rows == 1 + 3, "header + one row per layer (L+1 = 3): %d lines", rows);
+    free(csv);
+
+    // The cached features are the model's: recompute them in-process for the same images.
+    FeatureSet cached;
+    features_load(test_path("run/probe/features-00000006-val.bin"), &cached);
+    CheckpointMeta meta;
+    float *params, *am, *av;
+    checkpoint_load(ckpt, &meta, &params, &am, &av);
+    Model m;
+    model_create(&m, &meta.model, 10, 2);
+    memcpy(m.params, params, m.num_params * 4);
+    TokenDataset val;
+    dataset_read(test_path("data-16/val.bin"), &val);
+    model_forward(&m, val.tokens, (int)val.count);
+    float *direct = xmalloc((size_t)val.count * 3 * 16 * 4);
+    model_features(&m, (int)val.count, direct);
+    CHECK(cached.count == val.count && cached.layers == 3 && cached.dim == 16, "feature file shape");
+    double worst = 0;
+    for (size_t i = 0; i < (size_t)val.count * 3 * 16; i++) worst = fmax(worst, fabs(direct[i] - cached.values[i]));
+    CHECK(worst == 0.0, "cached features equal the forward pass's (max difference %.2e)", worst);
+    CHECK(memcmp(cached.labels, val.labels, (size_t)val.count * 2) == 0, "with the images' labels");
+    free(direct), free(params), free(am), free(av);
+    model_free(&m);
+    dataset_free(&val);
+    features_free(&cached);
+
+    // A whole run: step 0 (random init) and step 3 are new, step 6 is skipped.
+    CHECK(run_igpt("probe --data %s --run %s --l2 0.1 --quiet", data, test_path("run")) == 0, "probe --run: %s",
+          cli_stderr());
+    CHECK(path_exists(test_path("run/probe/probe-00000000.csv")) && path_exists(test_path("run/probe/probe-00000003.csv")),
+          "random init and every checkpoint probed");
+    CHECK(strstr(cli_stdout(), "step 6") == NULL, "an already probed checkpoint is skipped: %s", cli_stdout());
+    CHECK(run_igpt("probe --data %s --baseline pixels --l2 1 --quiet", data) == 0 &&
+              path_exists(test_path("data-16/probe/baseline-pixels.csv")), "pixel baseline: %s", cli_stderr());
+    free(data);
+}
+
+void test_probe_cli_bad_input(void) {
+    char *data = probe_fixture_run("run", 16);
+    char *data8 = probe_fixture_run("run8", 8);
+    // Checkpoint and data with different palettes.
+    int status = run_igpt("probe --data %s --checkpoint %s --quiet", data8, test_path("run/checkpoint-00000006.bin"));
+    CHECK(status == 1 && strstr(cli_stderr(), "is a model of 16 colors at 8x8, but"), "color mismatch: %s", cli_stderr());
+    // Missing evaluation split.
+    unlink(test_path("data-16/test.bin"));
+    status = run_igpt("probe --data %s --checkpoint %s --eval test --quiet", data, test_path("run/checkpoint-00000006.bin"));
+    CHECK(status == 1 && strstr(cli_stderr(), "test.bin: no such file"), "missing split: %s", cli_stderr());
+    // A feature file of another model in the cache.
+    CHECK(run_igpt("probe --data %s --checkpoint %s --l2 0.1 --quiet", data, test_path("run/checkpoint-00000003.bin")) == 0,
+          "probe step 3");
+    make_directories(test_path("other/probe"));
+    size_t n;
+    uint8_t *f = read_whole_file(test_path("run/probe/features-00000003-train.bin"), &n);
+    write_whole_file(test_path("other/probe/features-00000006-train.bin"), f, n);
+    free(f);
+    status = run_igpt("probe --data %s --checkpoint %s --out %s --quiet", data, test_path("run/checkpoint-00000006.bin"),
+                      test_path("other/probe"));
+    CHECK(status == 1 && strstr(cli_stderr(), "holds features of another model"), "foreign features: %s", cli_stderr());
+    CHECK(run_igpt("probe --data %s --quiet", data) == 2, "no model given");
+    CHECK(run_igpt("probe --data %s --baseline edges", data) == 2, "unknown baseline");
+    CHECK(run_igpt("probe --data %s --run %s --quiet", data, test_path("nowhere")) == 1, "missing run folder");
+    free(data);
+    free(data8);
 }

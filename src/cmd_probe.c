@@ -1,0 +1,451 @@
+// ./igpt probe: linear probes on every layer's frozen features (iGPT's
+// linear-probe protocol), for one checkpoint, a whole run, or raw pixels.
+#include <cblas.h>
+#include <dirent.h>
+#include <getopt.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "cli.h"
+#include "dataset.h"
+#include "images.h"
+#include "model.h"
+#include "probe.h"
+#include "probe_features.h"
+
+static const char *const probe_help =
+    "usage: ./igpt probe --data DIR (--checkpoint FILE | --run RUN_DIR | --baseline pixels) [options]\n"
+    "\n"
+    "Fits a linear classifier (multinomial logistic regression with L2, by L-BFGS)\n"
+    "on the frozen features of every layer: the mean over positions of each\n"
+    "block's normalised input, and of the final norm (docs/model.md). The L2\n"
+    "strength is chosen on a seeded, class-stratified 10%% of the training\n"
+    "images, then the probe is refit on all of them and scored on the\n"
+    "evaluation split. Features are standardised with the training statistics.\n"
+    "\n"
+    "  --data DIR          prepared data (train.bin and val.bin or test.bin)\n"
+    "  --checkpoint FILE   probe one checkpoint\n"
+    "  --run RUN_DIR       probe every checkpoint of a run not probed yet, and the\n"
+    "                      randomly initialised model (step 0); writes RUN_DIR/probe/probes.csv\n"
+    "  --baseline pixels   probe the raw (palette) pixels instead of a model\n"
+    "  --eval SPLIT        val (default) or test\n"
+    "  --train-images N    training images used, evenly spaced through train.bin (default: all)\n"
+    "  --eval-images N     evaluation images (default: all)\n"
+    "  --l2 LIST           comma-separated L2 strengths to choose from (default 1,0.1,0.01,0.001,0.0001)\n"
+    "  --max-iters N       L-BFGS iterations per fit (default 1000)\n"
+    "  --out DIR           results and feature cache (default: RUN_DIR/probe, or the checkpoint's folder/probe)\n"
+    "  --batch N           images per forward pass (default 32)\n"
+    "  --seed N            seed of the L2-selection hold-out (default 1234)\n"
+    "  --threads N, --quiet\n"
+    "\n"
+    "Writes OUT/probe-NNNNNNNN.json and .csv per checkpoint (per layer: accuracy, eval\n"
+    "loss, chosen L2, hold-out accuracy, final gradient norm) and caches features in\n"
+    "OUT/features-NNNNNNNN-{train,SPLIT}.bin.\n";
+
+typedef struct {
+    const char *data_dir, *checkpoint, *run_dir, *baseline, *eval_split, *out_dir;
+    int64_t train_images, eval_images;
+    double l2_grid[16];
+    int num_l2, max_iters, batch, threads;
+    uint64_t seed;
+    bool quiet;
+} ProbeArgs;
+
+typedef struct {
+    double accuracy, eval_loss, l2, holdout_accuracy, grad_norm;
+    int iters;
+} LayerResult;
+
+static void parse_args(int argc, char **argv, ProbeArgs *a) {
+    *a = (ProbeArgs){.eval_split = "val", .l2_grid = {1, 0.1, 0.01, 0.001, 0.0001}, .num_l2 = 5, .max_iters = 1000,
+                     .batch = 32, .seed = 1234};
+    enum { O_DATA = 1000, O_CKPT, O_RUN, O_BASELINE, O_EVAL, O_TRAIN_IMAGES, O_EVAL_IMAGES, O_L2, O_ITERS, O_OUT,
+           O_BATCH, O_SEED, O_THREADS, O_QUIET, O_HELP };
+    static const struct option options[] = {
+        {"data", required_argument, 0, O_DATA},       {"checkpoint", required_argument, 0, O_CKPT},
+        {"run", required_argument, 0, O_RUN},         {"baseline", required_argument, 0, O_BASELINE},
+        {"eval", required_argument, 0, O_EVAL},       {"train-images", required_argument, 0, O_TRAIN_IMAGES},
+        {"eval-images", required_argument, 0, O_EVAL_IMAGES}, {"l2", required_argument, 0, O_L2},
+        {"max-iters", required_argument, 0, O_ITERS}, {"out", required_argument, 0, O_OUT},
+        {"batch", required_argument, 0, O_BATCH},     {"seed", required_argument, 0, O_SEED},
+        {"threads", required_argument, 0, O_THREADS}, {"quiet", no_argument, 0, O_QUIET},
+        {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0}};
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+        switch (c) {
+        case O_DATA: a->data_dir = optarg; break;
+        case O_CKPT: a->checkpoint = optarg; break;
+        case O_RUN: a->run_dir = optarg; break;
+        case O_BASELINE: a->baseline = optarg; break;
+        case O_EVAL: a->eval_split = optarg; break;
+        case O_TRAIN_IMAGES: a->train_images = parse_int_option("--train-images", optarg, 2, INT64_MAX / 2); break;
+        case O_EVAL_IMAGES: a->eval_images = parse_int_option("--eval-images", optarg, 1, INT64_MAX / 2); break;
+        case O_L2: {
+            a->num_l2 = 0;
+            char *list = xstrdup(optarg), *save = NULL;
+            for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                if (a->num_l2 == 16) usage_error("probe", "--l2 takes at most 16 values");
+                a->l2_grid[a->num_l2++] = parse_float_option("--l2", tok, 0.0, 1e6);
+            }
+            free(list);
+            if (a->num_l2 == 0) usage_error("probe", "--l2 needs at least one value");
+            break;
+        }
+        case O_ITERS: a->max_iters = (int)parse_int_option("--max-iters", optarg, 1, 1000000); break;
+        case O_OUT: a->out_dir = optarg; break;
+        case O_BATCH: a->batch = (int)parse_int_option("--batch", optarg, 1, 4096); break;
+        case O_SEED: a->seed = (uint64_t)parse_int_option("--seed", optarg, 0, INT64_MAX); break;
+        case O_THREADS: a->threads = (int)parse_int_option("--threads", optarg, 1, 4096); break;
+        case O_QUIET: a->quiet = true; break;
+        case O_HELP: fputs(probe_help, stdout); exit(0);
+        default: bad_option("probe", c, argv);
+        }
+    }
+    if (optind < argc) usage_error("probe", "unexpected argument '%s'", argv[optind]);
+    if (!a->data_dir) usage_error("probe", "--data DIR is required");
+    if (!!a->checkpoint + !!a->run_dir + !!a->baseline != 1)
+        usage_error("probe", "give exactly one of --checkpoint FILE, --run RUN_DIR, --baseline pixels");
+    if (a->baseline && strcmp(a->baseline, "pixels") != 0)
+        usage_error("probe", "--baseline must be pixels, got '%s'", a->baseline);
+    if (strcmp(a->eval_split, "val") && strcmp(a->eval_split, "test"))
+        usage_error("probe", "--eval must be val or test, got '%s'", a->eval_split);
+}
+
+// --- Fitting one layer --------------------------------------------------------------
+
+// Rows of one layer's features, standardised with `mean`/`inv_std`, for the
+// images whose mask entry equals keep (all when mask is NULL).
+static double *layer_matrix(const FeatureSet *fs, int layer, const double *mean, const double *inv_std,
+                            const uint8_t *mask, uint8_t keep, int64_t *rows, uint16_t **labels) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < fs->count; i++) n += !mask || mask[i] == keep;
+    double *X = xmalloc((size_t)n * fs->dim * sizeof(double));
+    *labels = xmalloc((size_t)n * 2);
+    const int64_t stride = (int64_t)fs->layers * fs->dim;
+    int64_t r = 0;
+    for (int64_t i = 0; i < fs->count; i++) {
+        if (mask && mask[i] != keep) continue;
+        standardize(fs->values + i * stride + (int64_t)layer * fs->dim, 1, fs->dim, stride, mean, inv_std,
+                    X + r * fs->dim);
+        (*labels)[r++] = fs->labels[i];
+    }
+    *rows = n;
+    return X;
+}
+
+static void probe_layer(const FeatureSet *train, const FeatureSet *eval, int layer, const ProbeArgs *a,
+                        int threads, LayerResult *res) {
+    const int d = train->dim, k = train->num_classes;
+    const int64_t stride = (int64_t)train->layers * d;
+    double *mean = xmalloc((size_t)d * sizeof(double)), *inv_std = xmalloc((size_t)d * sizeof(double));
+    feature_stats(train->values + (int64_t)layer * d, train->count, d, stride, mean, inv_std);
+    // L2 chosen on a stratified 10% hold-out of the training images.
+    uint8_t *held = xcalloc((size_t)train->count, 1);
+    stratified_split(train->labels, train->count, k, train->count / 10 > 0 ? train->count / 10 : 1, a->seed, held);
+    int64_t n_fit, n_hold, n_all, n_eval;
+    uint16_t *y_fit, *y_hold, *y_all, *y_eval;
+    double *X_fit = layer_matrix(train, layer, mean, inv_std, held, 0, &n_fit, &y_fit);
+    double *X_hold = layer_matrix(train, layer, mean, inv_std, held, 1, &n_hold, &y_hold);
+    ProbeProblem fit = {n_fit, d, k, X_fit, y_fit}, hold = {n_hold, d, k, X_hold, y_hold};
+    ProbeSolverOptions opt;
+    probe_solver_defaults(&opt);
+    opt.max_iters = a->max_iters;
+    opt.threads = threads;
+    // Strongest penalty first; each fit starts from the previous solution.
+    double *order = xmalloc((size_t)a->num_l2 * sizeof(double));
+    memcpy(order, a->l2_grid, (size_t)a->num_l2 * sizeof(double));
+    for (int i = 0; i < a->num_l2; i++)
+        for (int j = i + 1; j < a->num_l2; j++)
+            if (order[j] > order[i]) {
+                double t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+    LinearProbe best = {0}, current = {0};
+    double best_acc = -1.0, best_l2 = order[0];
+    for (int i = 0; i < a->num_l2; i++) {
+        opt.l2 = order[i];
+        probe_fit(&fit, &opt, current.w, &current);
+        double acc = probe_score(&current, &hold, threads, NULL, NULL);
+        if (acc > best_acc) {  // ties keep the stronger penalty
+            best_acc = acc;
+            best_l2 = order[i];
+            linear_probe_free(&best);
+            best = current;
+            best.w = xmalloc((size_t)k * (d + 1) * sizeof(double));
+            memcpy(best.w, current.w, (size_t)k * (d + 1) * sizeof(double));
+        }
+    }
+    free(X_fit), free(y_fit), free(X_hold), free(y_hold);
+    // Refit on every training image with the chosen strength, then score.
+    double *X_all = layer_matrix(train, layer, mean, inv_std, NULL, 0, &n_all, &y_all);
+    double *X_eval = layer_matrix(eval, layer, mean, inv_std, NULL, 0, &n_eval, &y_eval);
+    ProbeProblem all = {n_all, d, k, X_all, y_all}, ev = {n_eval, d, k, X_eval, y_eval};
+    opt.l2 = best_l2;
+    LinearProbe final;
+    probe_fit(&all, &opt, best.w, &final);
+    res->accuracy = probe_score(&final, &ev, threads, &res->eval_loss, NULL);
+    res->l2 = best_l2;
+    res->holdout_accuracy = best_acc;
+    res->grad_norm = final.grad_norm;
+    res->iters = final.iters;
+    free(X_all), free(y_all), free(X_eval), free(y_eval), free(order), free(held), free(mean), free(inv_std);
+    linear_probe_free(&best);
+    linear_probe_free(&current);
+    linear_probe_free(&final);
+}
+
+// --- Results files ----------------------------------------------------------------------
+
+static void write_text_file(const char *path, const char *text) {
+    AtomicFile af;
+    atomic_open(&af, path);
+    atomic_write(&af, text, strlen(text));
+    atomic_commit(&af);
+}
+
+// Writes OUT/<name>.csv and .json for one probed model; prints a table.
+static void write_results(const char *out_dir, const char *name, const char *what, uint64_t step, double gen_loss,
+                          const LayerResult *r, int layers, int64_t n_train, int64_t n_eval, const char *eval_split) {
+    int best = 0;
+    for (int l = 1; l < layers; l++)
+        if (r[l].accuracy > r[best].accuracy) best = l;
+    char loss_text[32] = "null";
+    if (!isnan(gen_loss)) snprintf(loss_text, sizeof loss_text, "%.6f", gen_loss);
+    size_t cap = 4096 + (size_t)layers * 256;
+    char *csv = xmalloc(cap), *json = xmalloc(cap);
+    size_t nc = (size_t)snprintf(csv, cap, "layer,accuracy,eval_loss,l2,holdout_accuracy,grad_norm,iterations\n");
+    size_t nj = (size_t)snprintf(json, cap,
+                                 "{\n  \"model\": \"%s\",\n  \"step\": %llu,\n  \"eval_split\": \"%s\",\n  \"train_images\": "
+                                 "%lld,\n  \"eval_images\": %lld,\n  \"eval_gen_loss\": %s,\n  \"best_layer\": %d,\n  "
+                                 "\"best_accuracy\": %.6f,\n  \"layers\": [",
+                                 what, (unsigned long long)step, eval_split, (long long)n_train, (long long)n_eval,
+                                 loss_text, best, r[best].accuracy);
+    for (int l = 0; l < layers; l++) {
+        nc += (size_t)snprintf(csv + nc, cap - nc, "%d,%.6f,%.6f,%g,%.6f,%.3e,%d\n", l, r[l].accuracy, r[l].eval_loss,
+                               r[l].l2, r[l].holdout_accuracy, r[l].grad_norm, r[l].iters);
+        nj += (size_t)snprintf(json + nj, cap - nj,
+                               "%s\n    {\"layer\": %d, \"accuracy\": %.6f, \"eval_loss\": %.6f, \"l2\": %g, "
+                               "\"holdout_accuracy\": %.6f, \"grad_norm\": %.3e, \"iterations\": %d}",
+                               l ? "," : "", l, r[l].accuracy, r[l].eval_loss, r[l].l2, r[l].holdout_accuracy,
+                               r[l].grad_norm, r[l].iters);
+    }
+    snprintf(json + nj, cap - nj, "\n  ]\n}\n");
+    char *csv_path = xasprintf("%s/%s.csv", out_dir, name), *json_path = xasprintf("%s/%s.json", out_dir, name);
+    write_text_file(csv_path, csv);
+    write_text_file(json_path, json);
+    printf("probe: %s, step %llu: best layer %d, %.2f%% on %lld %s images (%s)\n", what, (unsigned long long)step, best,
+           100 * r[best].accuracy, (long long)n_eval, eval_split, csv_path);
+    free(csv), free(json), free(csv_path), free(json_path);
+}
+
+// --- Models and features -------------------------------------------------------------
+
+typedef struct {
+    TokenDataset train, eval;
+    int64_t *train_idx, *eval_idx;
+    int64_t n_train, n_eval;
+} ProbeData;
+
+// Features of one split for a model: from the cache when it matches, else computed and cached.
+static void model_features_cached(Model *m, uint32_t model_crc, uint64_t step, const TokenDataset *data,
+                                  const int64_t *idx, int64_t n, const char *path, int batch, double *gen_loss,
+                                  FeatureSet *fs) {
+    uint32_t data_crc = images_crc(data, idx, n);
+    if (file_size(path) >= 0) {
+        features_load(path, fs);
+        if (fs->model_crc != model_crc || fs->data_crc != data_crc || fs->count != n ||
+            fs->layers != m->cfg.n_layer + 1 || fs->dim != m->cfg.d_model)
+            die("%s holds features of another model or other images than this probe asks for; delete it to "
+                "recompute",
+                path);
+        if (gen_loss) *gen_loss = NAN;
+        return;
+    }
+    extract_features(m, data, idx, n, batch, model_crc, step, fs);
+    if (gen_loss) {  // the generative loss on the same images, from a second pass of the forward
+        const int64_t tpi = dataset_tokens_per_image(data);
+        uint16_t *tokens = xmalloc((size_t)batch * tpi * 2);
+        double total = 0;
+        for (int64_t i = 0; i < n; i += batch) {
+            int b = (int)(n - i < batch ? n - i : batch);
+            for (int j = 0; j < b; j++)
+                memcpy(tokens + (size_t)j * tpi, data->tokens + (size_t)idx[i + j] * tpi, (size_t)tpi * 2);
+            total += model_forward(m, tokens, b) * b;
+        }
+        *gen_loss = total / (double)n;
+        free(tokens);
+    }
+    features_save(path, fs);
+}
+
+// Probes one model (params already in m) and writes its results.
+static void probe_model(Model *m, uint32_t model_crc, uint64_t step, const char *what, const ProbeData *pd,
+                        const ProbeArgs *a, const char *out_dir, int threads) {
+    char *train_path = xasprintf("%s/features-%08llu-train.bin", out_dir, (unsigned long long)step);
+    char *eval_path = xasprintf("%s/features-%08llu-%s.bin", out_dir, (unsigned long long)step, a->eval_split);
+    FeatureSet train, eval;
+    double gen_loss = NAN;
+    model_features_cached(m, model_crc, step, &pd->train, pd->train_idx, pd->n_train, train_path, a->batch, NULL,
+                          &train);
+    model_features_cached(m, model_crc, step, &pd->eval, pd->eval_idx, pd->n_eval, eval_path, a->batch, &gen_loss,
+                          &eval);
+    LayerResult *r = xcalloc((size_t)train.layers, sizeof *r);
+    for (int l = 0; l < train.layers; l++) {
+        double t0 = now_seconds();
+        probe_layer(&train, &eval, l, a, threads, &r[l]);
+        if (!a->quiet)
+            fprintf(stderr, "probe: step %llu layer %d/%d: %.2f%% (l2 %g, hold-out %.2f%%), |grad| %.1e, %d iterations, %.1f s\n",
+                    (unsigned long long)step, l, train.layers - 1, 100 * r[l].accuracy, r[l].l2,
+                    100 * r[l].holdout_accuracy, r[l].grad_norm, r[l].iters, now_seconds() - t0);
+    }
+    char *name = xasprintf("probe-%08llu", (unsigned long long)step);
+    write_results(out_dir, name, what, step, gen_loss, r, train.layers, pd->n_train, pd->n_eval, a->eval_split);
+    free(name), free(r), free(train_path), free(eval_path);
+    features_free(&train);
+    features_free(&eval);
+}
+
+static void load_probe_data(const ProbeArgs *a, ProbeData *pd) {
+    char *train_path = xasprintf("%s/train.bin", a->data_dir);
+    char *eval_path = xasprintf("%s/%s.bin", a->data_dir, a->eval_split);
+    if (file_size(train_path) < 0) die("%s: no such file (the probe trains on it)", train_path);
+    if (file_size(eval_path) < 0) die("%s: no such file; prepare it, or pick another --eval split", eval_path);
+    dataset_read(train_path, &pd->train);
+    dataset_read(eval_path, &pd->eval);
+    if (pd->eval.num_classes != pd->train.num_classes || pd->eval.palette.colors != pd->train.palette.colors)
+        die("%s and %s were not prepared together (classes or palettes differ)", train_path, eval_path);
+    pd->n_train = a->train_images && a->train_images < pd->train.count ? a->train_images : pd->train.count;
+    pd->n_eval = a->eval_images && a->eval_images < pd->eval.count ? a->eval_images : pd->eval.count;
+    pd->train_idx = xmalloc((size_t)pd->n_train * sizeof(int64_t));
+    pd->eval_idx = xmalloc((size_t)pd->n_eval * sizeof(int64_t));
+    evenly_spaced(pd->train.count, pd->n_train, pd->train_idx);
+    evenly_spaced(pd->eval.count, pd->n_eval, pd->eval_idx);
+    free(train_path);
+    free(eval_path);
+}
+
+static void check_model_fits_data(const CheckpointMeta *meta, const char *path, const TokenDataset *data,
+                                  const char *data_dir) {
+    if (meta->model.vocab_size != data->palette.colors || meta->model.image_height != data->height ||
+        meta->model.image_width != data->width)
+        die("%s is a model of %d colors at %dx%d, but %s holds %d colors at %dx%d", path, meta->model.vocab_size,
+            meta->model.image_height, meta->model.image_width, data_dir, data->palette.colors, data->height,
+            data->width);
+}
+
+static int compare_u64(const void *x, const void *y) {
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+// Steps of the checkpoints in a run folder, sorted.
+static int64_t run_checkpoints(const char *run_dir, uint64_t **steps) {
+    DIR *d = opendir(run_dir);
+    if (!d) die("--run %s: no such folder", run_dir);
+    int64_t n = 0, cap = 16;
+    *steps = xmalloc((size_t)cap * sizeof(uint64_t));
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        unsigned long long s;
+        char rest[8];
+        if (sscanf(e->d_name, "checkpoint-%llu%7s", &s, rest) == 2 && !strcmp(rest, ".bin")) {
+            if (n == cap) *steps = xrealloc(*steps, (size_t)(cap *= 2) * sizeof(uint64_t));
+            (*steps)[n++] = s;
+        }
+    }
+    closedir(d);
+    qsort(*steps, (size_t)n, sizeof(uint64_t), compare_u64);
+    return n;
+}
+
+int cmd_probe(int argc, char **argv) {
+    ProbeArgs a;
+    parse_args(argc, argv, &a);
+    progress_set_quiet(a.quiet);
+    const int threads = resolve_threads(a.threads);
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+    ProbeData pd;
+    load_probe_data(&a, &pd);
+
+    char *out_dir = NULL;
+    if (a.out_dir) out_dir = xstrdup(a.out_dir);
+    else if (a.run_dir) out_dir = xasprintf("%s/probe", a.run_dir);
+    else if (a.checkpoint) {
+        char *dir = xstrdup(a.checkpoint), *slash = strrchr(dir, '/');
+        if (slash) *slash = '\0';
+        out_dir = xasprintf("%s/probe", slash ? dir : ".");
+        free(dir);
+    } else out_dir = xasprintf("%s/probe", a.data_dir);
+    make_directories(out_dir);
+
+    if (a.baseline) {
+        FeatureSet train, eval;
+        pixel_features(&pd.train, pd.train_idx, pd.n_train, &train);
+        pixel_features(&pd.eval, pd.eval_idx, pd.n_eval, &eval);
+        LayerResult r;
+        probe_layer(&train, &eval, 0, &a, threads, &r);
+        write_results(out_dir, "baseline-pixels", "raw pixels", 0, NAN, &r, 1, pd.n_train, pd.n_eval, a.eval_split);
+        features_free(&train);
+        features_free(&eval);
+    } else if (a.checkpoint) {
+        CheckpointMeta meta;
+        float *params, *am, *av;
+        checkpoint_load(a.checkpoint, &meta, &params, &am, &av);
+        check_model_fits_data(&meta, a.checkpoint, &pd.train, a.data_dir);
+        Model m;
+        model_create(&m, &meta.model, a.batch, threads);
+        memcpy(m.params, params, m.num_params * sizeof(float));
+        probe_model(&m, crc32_update(0, params, m.num_params * sizeof(float)), meta.step, a.checkpoint, &pd, &a, out_dir,
+                    threads);
+        model_free(&m);
+        free(params), free(am), free(av);
+    } else {
+        uint64_t *steps;
+        int64_t n = run_checkpoints(a.run_dir, &steps);
+        if (n == 0) die("--run %s holds no checkpoints", a.run_dir);
+        CheckpointMeta meta;
+        char *first = checkpoint_path(a.run_dir, steps[0]);
+        checkpoint_read_meta(first, &meta);
+        check_model_fits_data(&meta, first, &pd.train, a.data_dir);
+        free(first);
+        Model m;
+        model_create(&m, &meta.model, a.batch, threads);
+        // Step 0: the randomly initialised model of the run's seed.
+        for (int64_t i = -1; i < n; i++) {
+            uint64_t step = i < 0 ? 0 : steps[i];
+            char *done = xasprintf("%s/probe-%08llu.csv", out_dir, (unsigned long long)step);
+            bool skip = file_size(done) >= 0 || (i < 0 && steps[0] == 0);
+            free(done);
+            if (skip) continue;
+            char *what;
+            if (i < 0) {
+                model_init_params(&meta.model, m.params, meta.seed);
+                what = xstrdup("random init");
+            } else {
+                what = checkpoint_path(a.run_dir, step);
+                CheckpointMeta cm;
+                float *params, *am, *av;
+                checkpoint_load(what, &cm, &params, &am, &av);
+                if (memcmp(&cm.model, &meta.model, sizeof cm.model) != 0) die("%s: another model than the run's", what);
+                memcpy(m.params, params, m.num_params * sizeof(float));
+                free(params), free(am), free(av);
+            }
+            probe_model(&m, crc32_update(0, m.params, m.num_params * sizeof(float)), step, what, &pd, &a, out_dir,
+                        threads);
+            free(what);
+        }
+        model_free(&m);
+        free(steps);
+    }
+    free(out_dir);
+    free(pd.train_idx), free(pd.eval_idx);
+    dataset_free(&pd.train);
+    dataset_free(&pd.eval);
+    return 0;
+}
