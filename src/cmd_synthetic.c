@@ -1,4 +1,5 @@
 // ./igpt synth: writes the built-in synthetic image set as an image folder.
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,29 +8,26 @@
 #include "synthetic.h"
 
 static const char *const synth_help =
-    "usage: ./igpt synth --out DIR [--train-per-class N] [--test-per-class N] [--size N] [--seed N] [--force]\n"
+    "usage: ./igpt synth --out DIR [options]\n"
     "\n"
-    "Writes a built-in 10-class synthetic image set, DIR/train/<class>/NNNN.png and\n"
-    "DIR/test/<class>/NNNN.png, ready for ./igpt prepare --images DIR. Classes:\n"
+    "Writes the built-in 10-class synthetic image set, so that the demo and tests\n"
+    "need no dataset and no network:\n"
+    "  DIR/train/<class>/NNNN.png   --train-per-class images per class\n"
+    "  DIR/test/<class>/NNNN.png    --test-per-class images per class\n"
+    "ready for ./igpt prepare --images DIR. Classes (shapes, textures, colors):\n"
     "disc, square, triangle, ring, cross, h-stripes, v-stripes, checker, dots,\n"
-    "gradient; each image has random position, scale, phase and colors.\n"
-    "  --train-per-class N   (default 500)\n"
-    "  --test-per-class N    (default 100)\n"
-    "  --size N              image side, 8..256 (default 16)\n"
-    "  --seed N              (default 1234); the same seed gives the same files\n"
-    "  --force               replace DIR if it holds an earlier synth output\n";
-
-// An earlier synth output: train/ (and test/) holding exactly our class folders.
-static bool looks_like_synth_output(const char *dir) {
-    for (int s = 0; s < 2; s++)
-        for (int c = 0; c < SYNTH_CLASSES; c++) {
-            char *p = xasprintf("%s/%s/%s", dir, s ? "test" : "train", synth_class_names[c]);
-            bool ok = is_directory(p);
-            free(p);
-            if (!ok && s == 0) return false;
-        }
-    return true;
-}
+    "gradient. Each image has a random position, scale, rotation or phase, colors\n"
+    "(the foreground hue leans to the class) and a little pixel noise. The same\n"
+    "seed gives byte-identical files; a failed run leaves nothing behind.\n"
+    "\n"
+    "options:\n"
+    "  --out DIR              output folder; must not exist (see --force)\n"
+    "  --train-per-class N    training images per class (default 500)\n"
+    "  --test-per-class N     test images per class (default 100)\n"
+    "  --size N               image side in pixels, 8..256 (default 16)\n"
+    "  --seed N               (default 1234)\n"
+    "  --force                replace DIR if it holds an earlier synth output (and nothing else)\n"
+    "  --help                 this text\n";
 
 int cmd_synth(int argc, char **argv) {
     const char *out = NULL;
@@ -60,10 +58,10 @@ int cmd_synth(int argc, char **argv) {
     if (!out) usage_error("synth", "--out DIR is required");
     if (path_exists(out)) {
         if (!force) die("%s already exists; pass --force to replace an earlier synth output", out);
-        if (!looks_like_synth_output(out)) die("%s is not an earlier synth output; not replacing it", out);
-        char *cmd = xasprintf("rm -rf '%s'", out);
-        if (system(cmd) != 0) die("cannot remove %s", out);
-        free(cmd);
+        if (!synth_looks_like_output(out))
+            die("%s is not an earlier synth output (train/ and test/ holding only class folders of PNGs); "
+                "not replacing it", out);
+        if (!synth_remove_tree(out)) die("cannot remove %s: %s", out, strerror(errno));
     }
     double t0 = now_seconds();
     synth_write_folder(out, train_per_class, test_per_class, size, seed);

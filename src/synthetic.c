@@ -1,10 +1,12 @@
 #include "synthetic.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "stb/stb_image_write.h"
 
@@ -13,39 +15,55 @@ const char *const synth_class_names[SYNTH_CLASSES] = {"disc",     "square",     
 
 static double uniform(Rng *rng, double lo, double hi) { return lo + (hi - lo) * rng_uniform(rng); }
 
-// Two colors far enough apart that the shape stays visible after quantization.
-static void random_colors(Rng *rng, double fg[3], double bg[3]) {
-    double d2;
-    do {
-        d2 = 0;
-        for (int c = 0; c < 3; c++) {
-            fg[c] = uniform(rng, 0, 255);
-            bg[c] = uniform(rng, 0, 255);
-            d2 += (fg[c] - bg[c]) * (fg[c] - bg[c]);
-        }
-    } while (d2 < 120.0 * 120.0);
+static void hsv_to_rgb(double h, double s, double v, double rgb[3]) {
+    h = (h - floor(h)) * 6;
+    const int sector = (int)h % 6;
+    const double f = h - floor(h), p = v * (1 - s), q = v * (1 - s * f), t = v * (1 - s * (1 - f));
+    const double table[6][3] = {{v, t, p}, {q, v, p}, {p, v, t}, {p, q, v}, {t, p, v}, {v, p, q}};
+    for (int c = 0; c < 3; c++) rgb[c] = 255 * table[sector][c];
 }
 
-// Is unit-square point (x, y) in the foreground of the class's pattern?
-// p holds the random parameters drawn for the image.
-static double pattern(int class_id, double x, double y, const double *p) {
-    const double cx = p[0], cy = p[1], r = p[2], phase = p[3], period = p[4];
-    const double dx = x - cx, dy = y - cy, dist = sqrt(dx * dx + dy * dy);
+// Colors carry some of the class, as in natural images (sky, grass): the
+// foreground hue is centred on the class's own hue, jittered by +-1.5 class
+// spacings, so any hue fits three classes and color alone gets at most ~1/3
+// right. The foreground is bright and saturated, the background darker and
+// greyer, so the shape stays visible after palette quantization.
+static void random_colors(int class_id, Rng *rng, double fg[3], double bg[3]) {
+    hsv_to_rgb(class_id / (double)SYNTH_CLASSES + uniform(rng, -0.15, 0.15), uniform(rng, 0.45, 1.0),
+               uniform(rng, 0.65, 1.0), fg);
+    hsv_to_rgb(uniform(rng, 0, 1), uniform(rng, 0, 0.6), uniform(rng, 0.08, 0.45), bg);
+}
+
+// Random parameters of one image, in unit-square coordinates.
+typedef struct {
+    double cx, cy, r;    // shapes: centre and radius
+    double cos_a, sin_a; // shapes: rotation (square, triangle, cross)
+    double period;       // textures: period
+    double phase_x, phase_y;
+    double direction;    // gradient: angle in turns
+} Params;
+
+// Foreground weight in [0, 1] of unit-square point (x, y).
+static double pattern(int class_id, double x, double y, const Params *p) {
+    const double dx = x - p->cx, dy = y - p->cy, dist = sqrt(dx * dx + dy * dy);
+    // Shape frame: rotated by the image's angle.
+    const double u = p->cos_a * dx + p->sin_a * dy, v = -p->sin_a * dx + p->cos_a * dy, r = p->r;
+    const double tx = x / p->period + p->phase_x, ty = y / p->period + p->phase_y;
     switch (class_id) {
-    case 0: return dist < r;                                      // disc
-    case 1: return fabs(dx) < r * 0.85 && fabs(dy) < r * 0.85;    // square
-    case 2: return dy > -r && dy < r && fabs(dx) < (dy + r) * 0.55;  // triangle, apex up
-    case 3: return dist < r && dist > r * 0.55;                   // ring
-    case 4: return (fabs(dx) < r * 0.25 && fabs(dy) < r) || (fabs(dy) < r * 0.25 && fabs(dx) < r);  // cross
-    case 5: return fmod(y / period + phase, 1.0) < 0.5;           // horizontal stripes
-    case 6: return fmod(x / period + phase, 1.0) < 0.5;           // vertical stripes
-    case 7: return ((int)floor(x / period + phase) + (int)floor(y / period + phase)) % 2 == 0;  // checker
-    case 8: {  // a grid of dots
-        double gx = fmod(x / period + phase, 1.0) - 0.5, gy = fmod(y / period + phase, 1.0) - 0.5;
-        return gx * gx + gy * gy < 0.09;
+    case 0: return dist < r;                                                       // disc
+    case 1: return fabs(u) < r * 0.8 && fabs(v) < r * 0.8;                         // square
+    case 2: return v > -r * 0.8 && v < r * 0.9 && fabs(u) < (v + r * 0.8) * 0.6;    // triangle, apex up
+    case 3: return dist < r && dist > r * 0.5;                                     // ring
+    case 4: return (fabs(u) < r * 0.28 && fabs(v) < r) || (fabs(v) < r * 0.28 && fabs(u) < r);  // cross
+    case 5: return ty - floor(ty) < 0.5;                                           // horizontal stripes
+    case 6: return tx - floor(tx) < 0.5;                                           // vertical stripes
+    case 7: return ((long)floor(tx) + (long)floor(ty)) % 2 == 0;                   // checkerboard
+    case 8: {                                                                      // a grid of dots
+        const double gx = tx - floor(tx) - 0.5, gy = ty - floor(ty) - 0.5;
+        return gx * gx + gy * gy < 0.3 * 0.3;
     }
-    default: {  // gradient along a random direction: returns a blend weight
-        double t = (x - 0.5) * cos(phase * 2 * M_PI) + (y - 0.5) * sin(phase * 2 * M_PI) + 0.5;
+    default: {  // a linear ramp from background to foreground along a random direction
+        const double t = (x - 0.5) * cos(p->direction * 2 * M_PI) + (y - 0.5) * sin(p->direction * 2 * M_PI) + 0.5;
         return t < 0 ? 0 : t > 1 ? 1 : t;
     }
     }
@@ -53,17 +71,115 @@ static double pattern(int class_id, double x, double y, const double *p) {
 
 void synth_image(int class_id, int size, Rng *rng, uint8_t *rgb) {
     double fg[3], bg[3];
-    random_colors(rng, fg, bg);
-    const double p[5] = {uniform(rng, 0.35, 0.65), uniform(rng, 0.35, 0.65), uniform(rng, 0.22, 0.34),
-                         uniform(rng, 0, 1), uniform(rng, 0.2, 0.4)};
+    random_colors(class_id, rng, fg, bg);
+    // Lower bounds in pixels keep small images readable: a ring keeps a hole
+    // at 8x8, stripes stay at least 1.5 pixels wide, dots 4 pixels apart.
+    const double px = 1.0 / size;
+    Params p;
+    p.cx = uniform(rng, 0.35, 0.65);
+    p.cy = uniform(rng, 0.35, 0.65);
+    p.r = fmax(uniform(rng, 0.22, 0.34), 2.8 * px);
+    const double angle = class_id == 1 || class_id == 2 || class_id == 4 ? uniform(rng, -0.3, 0.3) : 0;
+    p.cos_a = cos(angle);
+    p.sin_a = sin(angle);
+    p.period = fmax(uniform(rng, 0.2, 0.4), (class_id == 8 ? 4.0 : 3.0) * px);
+    p.phase_x = uniform(rng, 0, 1);
+    p.phase_y = uniform(rng, 0, 1);
+    p.direction = uniform(rng, 0, 1);
     for (int y = 0; y < size; y++)
         for (int x = 0; x < size; x++) {
-            double w = pattern(class_id, (x + 0.5) / size, (y + 0.5) / size, p);
+            const double w = pattern(class_id, (x + 0.5) * px, (y + 0.5) * px, &p);
             for (int c = 0; c < 3; c++) {
-                double v = w * fg[c] + (1 - w) * bg[c] + uniform(rng, -8, 8);
-                rgb[((size_t)y * size + x) * 3 + c] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v + 0.5);
+                const double value = w * fg[c] + (1 - w) * bg[c] + uniform(rng, -8, 8);
+                rgb[((size_t)y * size + x) * 3 + c] = (uint8_t)(value < 0 ? 0 : value > 255 ? 255 : value + 0.5);
             }
         }
+}
+
+bool synth_remove_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (!d) return false;
+        bool ok = true;
+        struct dirent *e;
+        while (ok && (e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char *child = xasprintf("%s/%s", path, e->d_name);
+            ok = synth_remove_tree(child);
+            free(child);
+        }
+        const int saved = errno;
+        closedir(d);
+        errno = saved;
+        return ok && rmdir(path) == 0;
+    }
+    return unlink(path) == 0;
+}
+
+// True when `dir` holds only the entries `allowed` (a NULL-terminated list)
+// as folders, and holds `required`.
+static bool holds_only(const char *dir, const char *const *allowed, int num_allowed, const char *required) {
+    DIR *d = opendir(dir);
+    if (!d) return false;
+    bool ok = true, found_required = required == NULL;
+    struct dirent *e;
+    while (ok && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        bool known = false;
+        for (int i = 0; i < num_allowed && !known; i++) known = !strcmp(e->d_name, allowed[i]);
+        char *child = xasprintf("%s/%s", dir, e->d_name);
+        struct stat st;
+        ok = known && lstat(child, &st) == 0 && S_ISDIR(st.st_mode);
+        free(child);
+        if (required && !strcmp(e->d_name, required)) found_required = true;
+    }
+    closedir(d);
+    return ok && found_required;
+}
+
+// True when `dir` holds nothing but regular *.png files.
+static bool holds_only_pngs(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return false;
+    bool ok = true;
+    struct dirent *e;
+    while (ok && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        const size_t n = strlen(e->d_name);
+        char *child = xasprintf("%s/%s", dir, e->d_name);
+        struct stat st;
+        ok = n > 4 && !strcmp(e->d_name + n - 4, ".png") && lstat(child, &st) == 0 && S_ISREG(st.st_mode);
+        free(child);
+    }
+    closedir(d);
+    return ok;
+}
+
+bool synth_looks_like_output(const char *root) {
+    static const char *const splits[2] = {"train", "test"};
+    if (!holds_only(root, splits, 2, "train")) return false;
+    for (int s = 0; s < 2; s++) {
+        char *split_dir = xasprintf("%s/%s", root, splits[s]);
+        bool ok = !path_exists(split_dir) ||
+                  holds_only(split_dir, synth_class_names, SYNTH_CLASSES, NULL);
+        for (int c = 0; ok && c < SYNTH_CLASSES; c++) {
+            char *class_dir = xasprintf("%s/%s", split_dir, synth_class_names[c]);
+            ok = !path_exists(class_dir) || holds_only_pngs(class_dir);
+            free(class_dir);
+        }
+        free(split_dir);
+        if (!ok) return false;
+    }
+    return true;
+}
+
+// Removes the temporary folder, then dies with the message.
+IGPT_NORETURN static void fail(const char *tmp, const char *what, const char *path, int err) {
+    char *message = xasprintf("%s %s: %s", what, path, strerror(err));
+    if (!synth_remove_tree(tmp)) warn("could not remove the temporary folder %s: %s", tmp, strerror(errno));
+    die("%s", message);
 }
 
 void synth_write_folder(const char *root, int train_per_class, int test_per_class, int size, uint64_t seed) {
@@ -77,39 +193,51 @@ void synth_write_folder(const char *root, int train_per_class, int test_per_clas
     free(parent);
     char *tmp = xasprintf("%s.tmp.XXXXXX", root);
     if (!mkdtemp(tmp)) die("cannot create a folder beside %s: %s", root, strerror(errno));
-    const char *splits[2] = {"train", "test"};
+    static const char *const splits[2] = {"train", "test"};
     const int per_class[2] = {train_per_class, test_per_class};
-    for (int s = 0; s < 2; s++)
+    for (int s = 0; s < 2; s++) {
+        char *dir = xasprintf("%s/%s", tmp, splits[s]);
+        if (mkdir(dir, 0777) != 0) fail(tmp, "cannot create", dir, errno);
+        free(dir);
         for (int c = 0; c < SYNTH_CLASSES; c++) {
-            char *dir = xasprintf("%s/%s/%s", tmp, splits[s], synth_class_names[c]);
-            make_directories(dir);
+            dir = xasprintf("%s/%s/%s", tmp, splits[s], synth_class_names[c]);
+            if (mkdir(dir, 0777) != 0) fail(tmp, "cannot create", dir, errno);
             free(dir);
         }
-    const int64_t total = (int64_t)SYNTH_CLASSES * (train_per_class + test_per_class);
-    int failed = 0;
-#pragma omp parallel for schedule(dynamic, 16)
-    for (int64_t i = 0; i < total; i++) {
-        int64_t per_split0 = (int64_t)SYNTH_CLASSES * train_per_class;
-        int s = i < per_split0 ? 0 : 1;
-        int64_t j = s ? i - per_split0 : i;
-        int c = (int)(j / per_class[s]), index = (int)(j % per_class[s]);
-        Rng rng;  // depends only on (seed, split, class, index)
-        rng_init(&rng, seed, ((uint64_t)s << 48) | ((uint64_t)c << 32) | (uint64_t)index);
+    }
+    // Each image's randomness depends only on (seed, split, class, index),
+    // so the files do not depend on the order or the number of threads.
+    const int64_t train_total = (int64_t)SYNTH_CLASSES * train_per_class;
+    const int64_t total = train_total + (int64_t)SYNTH_CLASSES * test_per_class;
+    char *failed_path = NULL;
+    int failed_errno = 0;
+#pragma omp parallel
+    {
         uint8_t *rgb = xmalloc((size_t)size * size * 3);
-        synth_image(c, size, &rng, rgb);
-        char *path = xasprintf("%s/%s/%s/%04d.png", tmp, splits[s], synth_class_names[c], index);
-        if (!stbi_write_png(path, size, size, 3, rgb, size * 3)) {
-#pragma omp atomic write
-            failed = 1;
+#pragma omp for schedule(dynamic, 16)
+        for (int64_t i = 0; i < total; i++) {
+            const int s = i < train_total ? 0 : 1;
+            const int64_t j = s ? i - train_total : i;
+            const int c = (int)(j / per_class[s]), index = (int)(j % per_class[s]);
+            Rng rng;
+            rng_init(&rng, seed, ((uint64_t)s << 48) | ((uint64_t)c << 32) | (uint64_t)index);
+            synth_image(c, size, &rng, rgb);
+            char *path = xasprintf("%s/%s/%s/%04d.png", tmp, splits[s], synth_class_names[c], index);
+            errno = 0;
+            if (!stbi_write_png(path, size, size, 3, rgb, size * 3)) {
+                const int err = errno ? errno : EIO;
+#pragma omp critical(synth_failure)
+                if (!failed_path) {
+                    failed_path = path;
+                    failed_errno = err;
+                    path = NULL;
+                }
+            }
+            free(path);
         }
-        free(path);
         free(rgb);
     }
-    if (failed || rename(tmp, root) != 0) {
-        char *cmd = xasprintf("rm -rf '%s'", tmp);
-        if (system(cmd) != 0) warn("could not remove %s", tmp);
-        free(cmd);
-        die("cannot write the synthetic images to %s", root);
-    }
+    if (failed_path) fail(tmp, "cannot write", failed_path, failed_errno);
+    if (rename(tmp, root) != 0) fail(tmp, "cannot rename the finished images to", root, errno);
     free(tmp);
 }

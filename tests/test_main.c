@@ -66,6 +66,7 @@
     X(test_model_matches_pytorch_layernorm)   \
     X(test_synth_deterministic_and_complete)  \
     X(test_synth_classes_are_learnable)       \
+    X(test_synth_output_accepted_by_prepare)  \
     X(test_synth_bad_input)                   \
     X(test_probe_solver_matches_scipy)        \
     X(test_probe_separable_data_is_solved)    \
