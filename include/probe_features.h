@@ -19,6 +19,7 @@ typedef struct {
     uint32_t model_crc;  // CRC of the parameters the features came from (0: raw pixels)
     uint32_t data_crc;   // CRC of the images' tokens and labels
     uint64_t step;       // checkpoint step
+    double gen_loss;     // mean next-pixel loss of the model on these images (nats/token), NaN if not computed
     uint16_t *labels;    // count
     float *values;       // count x layers x dim
 } FeatureSet;
@@ -27,7 +28,8 @@ typedef struct {
 // (prepared splits are often in class order).
 void evenly_spaced(int64_t n, int64_t count, int64_t *indices);
 uint32_t images_crc(const TokenDataset *data, const int64_t *indices, int64_t count);
-// Runs the model over the chosen images in batches of `batch`.
+// Runs the model over the chosen images in batches of `batch`; also records
+// its generative loss on them.
 void extract_features(Model *m, const TokenDataset *data, const int64_t *indices, int64_t count, int batch,
                       uint32_t model_crc, uint64_t step, FeatureSet *out);
 // The palette colors of each image's pixels as features (the raw-pixel baseline).

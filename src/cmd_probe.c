@@ -253,8 +253,7 @@ typedef struct {
 
 // Features of one split for a model: from the cache when it matches, else computed and cached.
 static void model_features_cached(Model *m, uint32_t model_crc, uint64_t step, const TokenDataset *data,
-                                  const int64_t *idx, int64_t n, const char *path, int batch, double *gen_loss,
-                                  FeatureSet *fs) {
+                                  const int64_t *idx, int64_t n, const char *path, int batch, FeatureSet *fs) {
     uint32_t data_crc = images_crc(data, idx, n);
     if (file_size(path) >= 0) {
         features_load(path, fs);
@@ -263,23 +262,9 @@ static void model_features_cached(Model *m, uint32_t model_crc, uint64_t step, c
             die("%s holds features of another model or other images than this probe asks for; delete it to "
                 "recompute",
                 path);
-        if (gen_loss) *gen_loss = NAN;
         return;
     }
     extract_features(m, data, idx, n, batch, model_crc, step, fs);
-    if (gen_loss) {  // the generative loss on the same images, from a second pass of the forward
-        const int64_t tpi = dataset_tokens_per_image(data);
-        uint16_t *tokens = xmalloc((size_t)batch * tpi * 2);
-        double total = 0;
-        for (int64_t i = 0; i < n; i += batch) {
-            int b = (int)(n - i < batch ? n - i : batch);
-            for (int j = 0; j < b; j++)
-                memcpy(tokens + (size_t)j * tpi, data->tokens + (size_t)idx[i + j] * tpi, (size_t)tpi * 2);
-            total += model_forward(m, tokens, b) * b;
-        }
-        *gen_loss = total / (double)n;
-        free(tokens);
-    }
     features_save(path, fs);
 }
 
@@ -289,11 +274,8 @@ static void probe_model(Model *m, uint32_t model_crc, uint64_t step, const char 
     char *train_path = xasprintf("%s/features-%08llu-train.bin", out_dir, (unsigned long long)step);
     char *eval_path = xasprintf("%s/features-%08llu-%s.bin", out_dir, (unsigned long long)step, a->eval_split);
     FeatureSet train, eval;
-    double gen_loss = NAN;
-    model_features_cached(m, model_crc, step, &pd->train, pd->train_idx, pd->n_train, train_path, a->batch, NULL,
-                          &train);
-    model_features_cached(m, model_crc, step, &pd->eval, pd->eval_idx, pd->n_eval, eval_path, a->batch, &gen_loss,
-                          &eval);
+    model_features_cached(m, model_crc, step, &pd->train, pd->train_idx, pd->n_train, train_path, a->batch, &train);
+    model_features_cached(m, model_crc, step, &pd->eval, pd->eval_idx, pd->n_eval, eval_path, a->batch, &eval);
     LayerResult *r = xcalloc((size_t)train.layers, sizeof *r);
     for (int l = 0; l < train.layers; l++) {
         double t0 = now_seconds();
@@ -304,7 +286,7 @@ static void probe_model(Model *m, uint32_t model_crc, uint64_t step, const char 
                     100 * r[l].holdout_accuracy, r[l].grad_norm, r[l].iters, now_seconds() - t0);
     }
     char *name = xasprintf("probe-%08llu", (unsigned long long)step);
-    write_results(out_dir, name, what, step, gen_loss, r, train.layers, pd->n_train, pd->n_eval, a->eval_split);
+    write_results(out_dir, name, what, step, eval.gen_loss, r, train.layers, pd->n_train, pd->n_eval, a->eval_split);
     free(name), free(r), free(train_path), free(eval_path);
     features_free(&train);
     features_free(&eval);
@@ -336,6 +318,68 @@ static void check_model_fits_data(const CheckpointMeta *meta, const char *path, 
         die("%s is a model of %d colors at %dx%d, but %s holds %d colors at %dx%d", path, meta->model.vocab_size,
             meta->model.image_height, meta->model.image_width, data_dir, data->palette.colors, data->height,
             data->width);
+}
+
+// The generative loss and per-layer accuracies back from a probe-NNNNNNNN.json
+// this command wrote; false if the file is missing or not of that shape.
+static bool read_probe_json(const char *path, double *gen_loss, double *accuracy, int max_layers, int *layers) {
+    char *text = (char *)NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    text = xmalloc((size_t)n + 1);
+    xfread(text, (size_t)n, f, path);
+    fclose(f);
+    text[n] = '\0';
+    const char *g = strstr(text, "\"eval_gen_loss\": "), *p = strstr(text, "\"layers\": [");
+    bool ok = g && p;
+    if (ok) {
+        g += strlen("\"eval_gen_loss\": ");
+        *gen_loss = strncmp(g, "null", 4) == 0 ? NAN : strtod(g, NULL);
+        *layers = 0;
+        while ((p = strstr(p, "\"accuracy\": ")) && *layers < max_layers) {
+            p += strlen("\"accuracy\": ");
+            accuracy[(*layers)++] = strtod(p, NULL);
+        }
+        ok = *layers > 0;
+    }
+    free(text);
+    return ok;
+}
+
+// RUN_DIR/probe/probes.csv: one row per probed step, in order.
+static void write_run_table(const char *out_dir, const uint64_t *steps, int64_t n, int max_layers) {
+    double *acc = xmalloc((size_t)max_layers * sizeof(double));
+    size_t cap = 256 + (size_t)(n + 1) * (64 + 12 * (size_t)max_layers), len = 0;
+    char *csv = xmalloc(cap);
+    len += (size_t)snprintf(csv, cap, "step,eval_gen_loss,best_layer,best_accuracy");
+    for (int l = 0; l < max_layers; l++) len += (size_t)snprintf(csv + len, cap - len, ",acc_layer_%d", l);
+    len += (size_t)snprintf(csv + len, cap - len, "\n");
+    int rows = 0;
+    for (int64_t i = -1; i < n; i++) {
+        uint64_t step = i < 0 ? 0 : steps[i];
+        if (i >= 0 && step == 0) continue;
+        char *path = xasprintf("%s/probe-%08llu.json", out_dir, (unsigned long long)step);
+        double gen_loss;
+        int layers;
+        if (read_probe_json(path, &gen_loss, acc, max_layers, &layers)) {
+            int best = 0;
+            for (int l = 1; l < layers; l++)
+                if (acc[l] > acc[best]) best = l;
+            len += (size_t)snprintf(csv + len, cap - len, "%llu,%.6f,%d,%.6f", (unsigned long long)step, gen_loss, best,
+                                    acc[best]);
+            for (int l = 0; l < layers; l++) len += (size_t)snprintf(csv + len, cap - len, ",%.6f", acc[l]);
+            len += (size_t)snprintf(csv + len, cap - len, "\n");
+            rows++;
+        }
+        free(path);
+    }
+    char *table = xasprintf("%s/probes.csv", out_dir);
+    write_text_file(table, csv);
+    printf("probe: %d probed steps in %s\n", rows, table);
+    free(table), free(csv), free(acc);
 }
 
 static int compare_u64(const void *x, const void *y) {
@@ -440,6 +484,7 @@ int cmd_probe(int argc, char **argv) {
                         threads);
             free(what);
         }
+        write_run_table(out_dir, steps, n, meta.model.n_layer + 1);
         model_free(&m);
         free(steps);
     }

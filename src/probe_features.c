@@ -1,5 +1,6 @@
 #include "probe_features.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ enum {
     F_STEP = 40,        // u64
     F_PAYLOAD_CRC = 48, // u32
     F_HEADER_CRC = 52,  // u32 of the 64 header bytes with this field zero
+    F_GEN_LOSS = 56,    // f64
     F_HEADER_BYTES = 64,
 };
 
@@ -52,6 +54,7 @@ void extract_features(Model *m, const TokenDataset *data, const int64_t *indices
     out->data_crc = images_crc(data, indices, count);
     out->step = step;
     uint16_t *tokens = xmalloc((size_t)batch * tpi * 2);
+    double loss = 0.0;
     Progress progress;
     progress_start(&progress, "features", (uint64_t)count);
     for (int64_t i = 0; i < count; i += batch) {
@@ -60,11 +63,12 @@ void extract_features(Model *m, const TokenDataset *data, const int64_t *indices
             memcpy(tokens + (size_t)b * tpi, data->tokens + (size_t)indices[i + b] * tpi, (size_t)tpi * 2);
             out->labels[i + b] = data->labels[indices[i + b]];
         }
-        model_forward(m, tokens, n);
+        loss += model_forward(m, tokens, n) * n;
         model_features(m, n, out->values + (size_t)i * layers * C);
         progress_update(&progress, (uint64_t)(i + n), NULL);
     }
     progress_finish(&progress, NULL);
+    out->gen_loss = loss / (double)count;
     free(tokens);
 }
 
@@ -74,6 +78,7 @@ void pixel_features(const TokenDataset *data, const int64_t *indices, int64_t co
     out->model_crc = 0;
     out->data_crc = images_crc(data, indices, count);
     out->step = 0;
+    out->gen_loss = NAN;
     for (int64_t i = 0; i < count; i++) {
         out->labels[i] = data->labels[indices[i]];
         const uint16_t *tok = data->tokens + (size_t)indices[i] * tpi;
@@ -96,6 +101,9 @@ void features_save(const char *path, const FeatureSet *fs) {
     put_u32(h + F_MODEL_CRC, fs->model_crc);
     put_u32(h + F_DATA_CRC, fs->data_crc);
     put_u64(h + F_STEP, fs->step);
+    uint64_t loss_bits;
+    memcpy(&loss_bits, &fs->gen_loss, 8);
+    put_u64(h + F_GEN_LOSS, loss_bits);
     put_u32(h + F_PAYLOAD_CRC, crc32_update(crc32_update(0, fs->labels, label_bytes), fs->values, value_bytes));
     put_u32(h + F_HEADER_CRC, crc32_update(0, h, sizeof h));
     AtomicFile af;
@@ -131,6 +139,8 @@ void features_load(const char *path, FeatureSet *fs) {
     fs->model_crc = get_u32(h + F_MODEL_CRC);
     fs->data_crc = get_u32(h + F_DATA_CRC);
     fs->step = get_u64(h + F_STEP);
+    uint64_t loss_bits = get_u64(h + F_GEN_LOSS);
+    memcpy(&fs->gen_loss, &loss_bits, 8);
     xfread(fs->labels, label_bytes, f, path);
     xfread(fs->values, value_bytes, f, path);
     fclose(f);

@@ -146,6 +146,13 @@ void test_probe_cli_checkpoint_and_run(void) {
     CHECK(path_exists(test_path("run/probe/probe-00000000.csv")) && path_exists(test_path("run/probe/probe-00000003.csv")),
           "random init and every checkpoint probed");
     CHECK(strstr(cli_stdout(), "step 6") == NULL, "an already probed checkpoint is skipped: %s", cli_stdout());
+    char *table = (char *)read_whole_file(test_path("run/probe/probes.csv"), NULL);
+    CHECK(table && strstr(table, "step,eval_gen_loss,best_layer,best_accuracy,acc_layer_0,acc_layer_1,acc_layer_2\n"),
+          "run table header: %s", table ? table : "(missing)");
+    // Random init has a zero head: uniform predictions, log(16) = 2.772589 nats/token.
+    CHECK(table && strstr(table, "\n0,2.77258") && strstr(table, "\n3,") && strstr(table, "\n6,"),
+          "rows for steps 0, 3 and 6: %s", table ? table : "");
+    free(table);
     CHECK(run_igpt("probe --data %s --baseline pixels --l2 1 --quiet", data) == 0 &&
               path_exists(test_path("data-16/probe/baseline-pixels.csv")), "pixel baseline: %s", cli_stderr());
     free(data);
