@@ -13,7 +13,7 @@ LDLIBS = -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -llbfgs -lz -l
 
 BUILD = build
 LIB_SRC = src/util.c src/images.c src/palette.c src/dataset.c src/preview.c src/cpu_ops.c src/model.c src/optim.c src/checkpoint.c src/probe.c src/probe_features.c \
-          src/cmd_prepare.c src/cmd_show.c src/cmd_train.c src/cmd_bench.c src/cmd_synthetic.c src/synthetic.c src/cmd_probe.c
+          src/cmd_prepare.c src/cmd_show.c src/cmd_train.c src/cmd_bench.c src/cmd_synthetic.c src/synthetic.c src/cmd_probe.c src/cmd_plot.c
 LIB_OBJ = $(LIB_SRC:src/%.c=$(BUILD)/%.o) $(BUILD)/stb_impl.o
 TEST_SRC = $(wildcard tests/*.c)
 TEST_OBJ = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)

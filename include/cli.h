@@ -11,6 +11,7 @@ int cmd_train(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 // Prints "igpt: error: <message>" and a pointer to `./igpt <command> --help`,
 // then exits with EXIT_USAGE.

@@ -18,6 +18,7 @@ static const Command commands[] = {
     {"prepare", cmd_prepare, "CIFAR-10 or an image folder -> k-means palette -> prepared token files"},
     {"train", cmd_train, "pretrain the next-pixel model on a prepared split (CPU reference)"},
     {"probe", cmd_probe, "linear probes on every layer's frozen features (or raw pixels)"},
+    {"plot", cmd_plot, "plots of runs: generative loss vs probe accuracy, accuracy vs layer, loss vs step"},
     {"bench", cmd_bench, "forward+backward tokens/s of the CPU reference on random tokens"},
     {"show", cmd_show, "draw a prepared split (and its palette) as PNG images"},
     {"info", cmd_info, "check a prepared split, palette or checkpoint and print what it holds"},

@@ -72,7 +72,8 @@
     X(test_probe_separable_data_is_solved)    \
     X(test_probe_standardize)                 \
     X(test_probe_cli_checkpoint_and_run)      \
-    X(test_probe_cli_bad_input)
+    X(test_probe_cli_bad_input)               \
+    X(test_plot_draws_expected_series)
 
 #define DECLARE(name) void name(void);
 TEST_LIST(DECLARE)
