@@ -2,9 +2,11 @@
 # The main job, end to end on this machine, no GPU and no network needed:
 #   1. data: CIFAR-10 if it is here, else the built-in synthetic 10-class set;
 #   2. prepare it at 16x16 with a 512-color k-means palette and a validation split;
-#   3. train the `tiny` model and show the validation loss falling.
-# (Probes and plots join this script as they land.) Rerunning it reuses
-# what is already done: prepared data, and a finished or interrupted run.
+#   3. train the `tiny` model and show the validation loss falling;
+#   4. fit linear probes on every layer of every checkpoint (and of the random init);
+#   5. plot generative loss against probe accuracy.
+# Rerunning it reuses what is already done: prepared data, a finished or
+# interrupted run, probed checkpoints.
 #
 # CIFAR-10 is taken from, in order:
 #   data/prepared/cifar10-16               an earlier prepared copy
@@ -55,4 +57,13 @@ echo "    step   val loss   bits/token"
 grep '"val_loss": [0-9]' "$run/log.jsonl" | grep -v checkpoint |
     sed -E 's/.*"step": ([0-9]+), "val_loss": ([0-9.]+), "val_bits_per_token": ([0-9.]+).*/\1 \2 \3/' |
     awk '{printf "  %6d   %8.4f   %10.4f\n", $1, $2, $3}'
-echo "demo: the run is in $run (log.jsonl, checkpoints); the data in $data (preview.png, palette.png)"
+
+# Linear probes on a subset (a CPU budget): 5,000 training and 1,000 validation images.
+./igpt probe --data "$data" --run "$run" --train-images ${DEMO_PROBE_TRAIN:-5000} --eval-images ${DEMO_PROBE_EVAL:-1000}
+./igpt plot "$run"
+echo
+echo "demo: probe accuracy of the best layer against the generative loss ($run/probe/probes.csv)"
+echo "    step   val loss   best layer   accuracy"
+tail -n +2 "$run/probe/probes.csv" | awk -F, '{printf "  %6d   %8.4f   %10d   %7.2f%%\n", $1, $2, $3, 100 * $4}'
+echo "demo: plots in $run/plots (loss_vs_accuracy.png, accuracy_vs_layer.png, loss_vs_step.png);"
+echo "      the run in $run (log.jsonl, checkpoints); the data in $data (preview.png, palette.png)"
