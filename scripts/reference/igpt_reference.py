@@ -172,7 +172,9 @@ def make_fixture(norm_kind, seed):
         base = name.split(".")[-1]
         noise = torch.randn(shape, generator=gen, dtype=torch.float64)
         pieces.append((1 + 0.1 * noise if base.endswith("_g") else 0.1 * noise if base.endswith("_b") else 0.2 * noise).reshape(-1))
-    params = torch.cat(pieces)
+    # Rounded to float32 first: the fixture stores float32 parameters, so the
+    # float64 results must be those of exactly the stored values.
+    params = torch.cat(pieces).float().double()
     tokens = torch.randint(0, V, (B, T), generator=gen)
 
     x = params.clone().requires_grad_(True)
@@ -180,12 +182,15 @@ def make_fixture(norm_kind, seed):
     loss.backward()
     grads = x.grad.clone()
 
-    # Ten documented AdamW steps on the same batch; clip at the median gradient norm, so some steps clip.
+    # Ten documented AdamW steps on the same batch. The clip threshold sits
+    # half way between two gradient norms of an unclipped dry run, so some
+    # steps clip and none is near the threshold (fp32 makes the same choices).
     hp_without_clip = [0.01, 3, 10, 0.1, 0.9, 0.95, 1e-8, 0.1]
     mask = decay_mask(spec)
     norms = []
     for clip_pass in range(2):
-        clip = 0.0 if clip_pass == 0 else sorted(norms)[len(norms) // 2]
+        ordered = sorted(norms)
+        clip = 0.0 if clip_pass == 0 else 0.5 * (ordered[len(ordered) // 2] + ordered[len(ordered) // 2 + 1])
         hp = hp_without_clip + [clip]
         p, m, v = params.clone(), torch.zeros_like(params), torch.zeros_like(params)
         losses, norms = [], []
@@ -250,7 +255,9 @@ def main():
             arrays, clip, clipped = make_fixture(kind, seed=1000 + kind)
             path = os.path.join(args.write_fixtures, name)
             write_fixture(path, arrays)
-            print(f"wrote {path} ({os.path.getsize(path)} bytes): clip {clip:.4f} active at steps {clipped}")
+            margin = min(abs(n - clip) / clip for n in [float(x) for x in arrays[9][1]])
+            print(f"wrote {path} ({os.path.getsize(path)} bytes): clip {clip:.4f} active at steps {clipped}, "
+                  f"nearest norm {100 * margin:.1f}% away")
 
 
 if __name__ == "__main__":
