@@ -28,6 +28,7 @@ try:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 except ImportError:
     sys.exit(f"plot: matplotlib is missing for {sys.executable}; install python3-matplotlib (scripts/setup.sh does)")
 
@@ -96,11 +97,13 @@ def plot_accuracy_vs_layer(runs, out_dir, described):
     fig, axes = plt.subplots(1, len(runs), figsize=(6.0 * len(runs), 4.4), squeeze=False)
     series = []
     for ax, run in zip(axes[0], runs):
-        for p in run["probes"]:
+        colors = plt.cm.viridis([i / max(1, len(run["probes"]) - 1) for i in range(len(run["probes"]))])
+        for p, color in zip(run["probes"], colors):  # early checkpoints dark, late ones light
             label = "random init" if p["step"] == 0 else f"step {p['step']}"
             ys = [100 * a for a in p["accuracy"]]
-            ax.plot(range(len(ys)), ys, "o-", label=label, markersize=3)
+            ax.plot(range(len(ys)), ys, "o-", label=label, markersize=3, color=color)
             series.append({"run": run["name"], "label": label, "x": list(range(len(ys))), "y": ys})
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("layer (0 = first block's input; last = final norm)")
         ax.set_ylabel("linear probe accuracy (%)")
         ax.set_title(run["name"])
