@@ -7,6 +7,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -47,6 +48,8 @@ static const char *const train_help =
     "  --checkpoint-every N (default: 10 times per run)\n"
     "  --resume             continue the run in RUN_DIR from its latest checkpoint\n"
     "  --stop-at N          checkpoint and stop after step N (resume later with --resume)\n"
+    "  --probe-every N      every N steps, checkpoint and run ./igpt probe on it (results in RUN_DIR/probe;\n"
+    "                       --probe-train-images, --probe-eval-images limit the images, as probe's options)\n"
     "other:\n"
     "  --device cpu         the fp32 CPU reference (the only backend in this build)\n"
     "  --threads N          worker threads (default: all cores)\n"
@@ -58,7 +61,7 @@ static const char *const train_help =
 enum {
     O_DATA = 1000, O_OUT, O_CONFIG, O_DMODEL, O_NLAYER, O_NHEAD, O_NORM, O_STEPS, O_EPOCHS, O_BATCH, O_MICRO, O_LR,
     O_WARMUP, O_MINLR, O_WD, O_BETA2, O_CLIP, O_SEED, O_EVAL_EVERY, O_EVAL_IMAGES, O_CKPT_EVERY, O_RESUME, O_STOP_AT,
-    O_DEVICE, O_THREADS, O_QUIET, O_HELP, O_COUNT
+    O_DEVICE, O_THREADS, O_QUIET, O_HELP, O_PROBE_EVERY, O_PROBE_TRAIN, O_PROBE_EVAL, O_COUNT
 };
 
 typedef struct {
@@ -66,6 +69,7 @@ typedef struct {
     int d_model, n_layer, n_head, norm;
     OptimConfig optim;
     int64_t steps, epochs, eval_every, eval_images, checkpoint_every, stop_at;
+    int64_t probe_every, probe_train_images, probe_eval_images;
     int batch, micro_batch, threads;
     uint64_t seed;
     bool resume, quiet;
@@ -95,6 +99,8 @@ static void parse_args(int argc, char **argv, TrainArgs *a) {
         {"checkpoint-every", required_argument, 0, O_CKPT_EVERY}, {"resume", no_argument, 0, O_RESUME},
         {"stop-at", required_argument, 0, O_STOP_AT},     {"device", required_argument, 0, O_DEVICE},
         {"threads", required_argument, 0, O_THREADS},     {"quiet", no_argument, 0, O_QUIET},
+        {"probe-every", required_argument, 0, O_PROBE_EVERY}, {"probe-train-images", required_argument, 0, O_PROBE_TRAIN},
+        {"probe-eval-images", required_argument, 0, O_PROBE_EVAL},
         {"help", no_argument, 0, O_HELP},                 {0, 0, 0, 0}};
     opterr = 0;
     int c;
@@ -131,6 +137,9 @@ static void parse_args(int argc, char **argv, TrainArgs *a) {
         case O_DEVICE: a->device = optarg; break;
         case O_THREADS: a->threads = (int)parse_int_option("--threads", optarg, 1, 4096); break;
         case O_QUIET: a->quiet = true; break;
+        case O_PROBE_EVERY: a->probe_every = parse_int_option("--probe-every", optarg, 1, INT64_MAX / 2); break;
+        case O_PROBE_TRAIN: a->probe_train_images = parse_int_option("--probe-train-images", optarg, 2, INT64_MAX / 2); break;
+        case O_PROBE_EVAL: a->probe_eval_images = parse_int_option("--probe-eval-images", optarg, 1, INT64_MAX / 2); break;
         case O_HELP: fputs(train_help, stdout); exit(0);
         default: bad_option("train", c, argv);
         }
@@ -260,6 +269,32 @@ static void check_resume_option(const TrainArgs *a, int opt, const char *name, d
     if (a->set[opt - 1000] && given != stored)
         die("--%s %g differs from the run's %g: a resumed run keeps its settings (start a new --out to change them)",
             name, given, stored);
+}
+
+// Runs `./igpt probe` on a checkpoint in a child process and waits for it; a
+// failed probe is reported but does not stop training.
+static void probe_checkpoint(const TrainArgs *a, const char *checkpoint) {
+    char *out = xasprintf("%s/probe", a->out_dir);
+    char train_images[32], eval_images[32];
+    snprintf(train_images, sizeof train_images, "%lld", (long long)a->probe_train_images);
+    snprintf(eval_images, sizeof eval_images, "%lld", (long long)a->probe_eval_images);
+    char *argv[16] = {"igpt", "probe", "--data", (char *)a->data_dir, "--checkpoint", (char *)checkpoint, "--out", out,
+                      "--quiet"};
+    int n = 9;
+    if (a->probe_train_images) argv[n++] = "--train-images", argv[n++] = train_images;
+    if (a->probe_eval_images) argv[n++] = "--eval-images", argv[n++] = eval_images;
+    argv[n] = NULL;
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv("/proc/self/exe", argv);
+        _exit(127);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        warn("probing %s failed; training goes on (rerun ./igpt probe --run %s later)", checkpoint, a->out_dir);
+    free(out);
 }
 
 // --- Training ---------------------------------------------------------------------
@@ -449,7 +484,8 @@ int cmd_train(int argc, char **argv) {
         }
         const int stop_signal = stop_requested();
         const bool stopping = stop_signal || step == a.stop_at;
-        if (step % ckpt_every == 0 || step == total_steps || stopping) {
+        const bool probe_now = a.probe_every && step % a.probe_every == 0;
+        if (step % ckpt_every == 0 || step == total_steps || stopping || probe_now) {
             meta.step = (uint64_t)step;
             meta.epoch = cursor.epoch;
             meta.epoch_pos = cursor.pos;
@@ -462,6 +498,7 @@ int cmd_train(int argc, char **argv) {
                     strrchr(last_checkpoint, '/') + 1, val_text);
         }
         fflush(log);
+        if (probe_now && !stop_signal) probe_checkpoint(&a, last_checkpoint);
         char extra[160];
         int len = snprintf(extra, sizeof extra, "loss %.4f lr %.2e |g| %.3f %.0f tok/s", loss, lr, grad_norm,
                            (double)a.batch * T * (step - first_step) / train_seconds);

@@ -73,6 +73,7 @@
     X(test_probe_standardize)                 \
     X(test_probe_cli_checkpoint_and_run)      \
     X(test_probe_cli_bad_input)               \
+    X(test_train_probes_as_it_goes)           \
     X(test_plot_draws_expected_series)
 
 #define DECLARE(name) void name(void);

@@ -185,3 +185,18 @@ void test_probe_cli_bad_input(void) {
     free(data);
     free(data8);
 }
+
+void test_train_probes_as_it_goes(void) {
+    make_cifar_batches(test_path("cifar"), 8, 4);
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --colors 16 --val 10 --no-preview --quiet",
+                   test_path("cifar"), test_path("data")) == 0, "prepare");
+    CHECK(run_igpt("train --data %s --out %s --steps 6 --checkpoint-every 100 --probe-every 3 --probe-train-images 20 "
+                   "--d-model 16 --n-layer 1 --n-head 2 --batch 4 --quiet",
+                   test_path("data"), test_path("run")) == 0, "train with --probe-every: %s", cli_stderr());
+    CHECK(path_exists(test_path("run/checkpoint-00000003.bin")), "a checkpoint is written for each probe");
+    CHECK(path_exists(test_path("run/probe/probe-00000003.json")) && path_exists(test_path("run/probe/probe-00000006.json")),
+          "steps 3 and 6 probed during training");
+    char *json = (char *)read_whole_file(test_path("run/probe/probe-00000003.json"), NULL);
+    CHECK(json && strstr(json, "\"train_images\": 20"), "with the probe options passed on: %s", json ? json : "");
+    free(json);
+}
