@@ -42,6 +42,9 @@ void checkpoint_load(const char *path, CheckpointMeta *meta, float **params, flo
 // Path of the checkpoint with the most steps in run_dir (checkpoint-NNNNNNNN.bin),
 // or NULL if there is none. Only names are compared; nothing is read.
 char *checkpoint_latest(const char *run_dir);
+// Steps of every checkpoint in run_dir, ascending (allocated; free it); -1
+// when run_dir cannot be read.
+int64_t checkpoint_steps(const char *run_dir, uint64_t **steps);
 char *checkpoint_path(const char *run_dir, uint64_t step);
 
 #endif

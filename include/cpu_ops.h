@@ -14,6 +14,10 @@
 // floats per thread.
 #define ATT_BLOCK 64
 
+// Worker threads for OpenMP and OpenBLAS: --threads if > 0, else all cores.
+// Returns the count.
+int cpu_set_threads(int requested);
+
 // out (N x OC) = inp (N x IC) @ W^T
 void matmul_forward(float *out, const float *inp, const float *W, int N, int IC, int OC);
 // dinp = dout @ W (overwritten; skipped when dinp is NULL); dW += dout^T @ inp

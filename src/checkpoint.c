@@ -191,13 +191,32 @@ static bool parse_checkpoint_name(const char *name, long long *step) {
     return true;
 }
 
-char *checkpoint_latest(const char *run_dir) {
+static int compare_steps(const void *x, const void *y) {
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+int64_t checkpoint_steps(const char *run_dir, uint64_t **steps) {
+    *steps = NULL;
     DIR *d = opendir(run_dir);
-    if (!d) return NULL;
-    long long best = -1, step;
+    if (!d) return -1;
+    int64_t n = 0, cap = 0;
+    long long step;
     struct dirent *e;
-    while ((e = readdir(d)))
-        if (parse_checkpoint_name(e->d_name, &step) && step > best) best = step;
+    while ((e = readdir(d))) {
+        if (!parse_checkpoint_name(e->d_name, &step)) continue;
+        if (n == cap) *steps = xrealloc(*steps, (size_t)(cap = cap ? 2 * cap : 16) * sizeof(uint64_t));
+        (*steps)[n++] = (uint64_t)step;
+    }
     closedir(d);
-    return best < 0 ? NULL : checkpoint_path(run_dir, (uint64_t)best);
+    if (n) qsort(*steps, (size_t)n, sizeof(uint64_t), compare_steps);
+    return n;
+}
+
+char *checkpoint_latest(const char *run_dir) {
+    uint64_t *steps;
+    int64_t n = checkpoint_steps(run_dir, &steps);
+    char *path = n > 0 ? checkpoint_path(run_dir, steps[n - 1]) : NULL;
+    free(steps);
+    return path;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cpu_ops.h"
 #include "model.h"
 
 static const char *const bench_help =
@@ -42,9 +43,7 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (optind < argc) usage_error("bench", "unexpected argument '%s'", argv[optind]);
-    threads = resolve_threads(threads);
-    omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
+    threads = cpu_set_threads(threads);
     ModelConfig cfg = {.vocab_size = colors, .seq_len = side * side, .image_height = side, .image_width = side,
                        .norm = NORM_IGPT};
     if (!model_config_named(config, &cfg)) usage_error("bench", "unknown --config '%s'", config);

@@ -1,7 +1,6 @@
 // ./igpt probe: linear probes on every layer's frozen features (iGPT's
 // linear-probe protocol), for one checkpoint, a whole run, or raw pixels.
 #include <cblas.h>
-#include <dirent.h>
 #include <getopt.h>
 #include <math.h>
 #include <omp.h>
@@ -10,6 +9,7 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "cpu_ops.h"
 #include "dataset.h"
 #include "images.h"
 #include "model.h"
@@ -382,38 +382,11 @@ static void write_run_table(const char *out_dir, const uint64_t *steps, int64_t 
     free(table), free(csv), free(acc);
 }
 
-static int compare_u64(const void *x, const void *y) {
-    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
-    return a < b ? -1 : a > b;
-}
-
-// Steps of the checkpoints in a run folder, sorted.
-static int64_t run_checkpoints(const char *run_dir, uint64_t **steps) {
-    DIR *d = opendir(run_dir);
-    if (!d) die("--run %s: no such folder", run_dir);
-    int64_t n = 0, cap = 16;
-    *steps = xmalloc((size_t)cap * sizeof(uint64_t));
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        unsigned long long s;
-        char rest[8];
-        if (sscanf(e->d_name, "checkpoint-%llu%7s", &s, rest) == 2 && !strcmp(rest, ".bin")) {
-            if (n == cap) *steps = xrealloc(*steps, (size_t)(cap *= 2) * sizeof(uint64_t));
-            (*steps)[n++] = s;
-        }
-    }
-    closedir(d);
-    qsort(*steps, (size_t)n, sizeof(uint64_t), compare_u64);
-    return n;
-}
-
 int cmd_probe(int argc, char **argv) {
     ProbeArgs a;
     parse_args(argc, argv, &a);
     progress_set_quiet(a.quiet);
-    const int threads = resolve_threads(a.threads);
-    omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
+    const int threads = cpu_set_threads(a.threads);
     ProbeData pd;
     load_probe_data(&a, &pd);
 
@@ -451,7 +424,8 @@ int cmd_probe(int argc, char **argv) {
         free(params), free(am), free(av);
     } else {
         uint64_t *steps;
-        int64_t n = run_checkpoints(a.run_dir, &steps);
+        int64_t n = checkpoint_steps(a.run_dir, &steps);
+        if (n < 0) die("--run %s: no such folder", a.run_dir);
         if (n == 0) die("--run %s holds no checkpoints", a.run_dir);
         CheckpointMeta meta;
         char *first = checkpoint_path(a.run_dir, steps[0]);

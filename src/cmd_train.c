@@ -12,6 +12,7 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "cpu_ops.h"
 #include "dataset.h"
 #include "model.h"
 #include "optim.h"
@@ -311,9 +312,7 @@ int cmd_train(int argc, char **argv) {
     TrainArgs a;
     parse_args(argc, argv, &a);
     progress_set_quiet(a.quiet);
-    const int threads = resolve_threads(a.threads);
-    omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
+    const int threads = cpu_set_threads(a.threads);
 
     TokenDataset train, val;
     bool has_train, has_val;

@@ -14,6 +14,13 @@
 
 #include "util.h"
 
+int cpu_set_threads(int requested) {
+    int threads = resolve_threads(requested);
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+    return threads;
+}
+
 // out (N x OC) = inp (N x IC) @ W^T
 void matmul_forward(float *out, const float *inp, const float *W, int N, int IC, int OC) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, W, IC, 0.0f, out, OC);
