@@ -27,13 +27,16 @@ static void prepare_cifar_fixture(int per_batch, int test_records) {
 
 void test_cli_help(void) {
     CHECK(run_igpt("help") == 0, "help exits 0");
-    CHECK(strstr(cli_stdout(), "prepare") && strstr(cli_stdout(), "show") && strstr(cli_stdout(), "info"),
-          "help lists the commands: %s", cli_stdout());
-    const char *commands[] = {"prepare", "show", "info"};
-    for (int i = 0; i < 3; i++) {
+    char *help = xstrdup(cli_stdout());
+    const char *commands[] = {"synth", "prepare", "train", "probe", "plot", "bench", "show", "info"};
+    for (int i = 0; i < 8; i++) {
+        char *entry = xasprintf("\n  %s ", commands[i]);
+        CHECK(strstr(help, entry) != NULL, "help lists %s: %s", commands[i], help);
+        free(entry);
         CHECK(run_igpt("%s --help", commands[i]) == 0, "%s --help exits 0", commands[i]);
         CHECK(strstr(cli_stdout(), "usage: ./igpt") != NULL, "%s --help prints usage", commands[i]);
     }
+    free(help);
     CHECK(run_igpt("%s", "") == 2, "no command: usage error");
     CHECK(run_igpt("frobnicate") == 2 && strstr(cli_stderr(), "unknown command 'frobnicate'"), "unknown command");
 }
