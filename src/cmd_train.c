@@ -338,10 +338,10 @@ int cmd_train(int argc, char **argv) {
     // A new run or a resumed one.
     char *latest = checkpoint_latest(a.out_dir);
     CheckpointMeta meta = {0};
-    float *adam_m = NULL, *adam_v = NULL, *loaded = NULL;
+    float *loaded = NULL, *loaded_m = NULL, *loaded_v = NULL;
     if (a.resume) {
         if (!latest) die("--resume: %s holds no checkpoint to resume from", a.out_dir);
-        checkpoint_load(latest, &meta, &loaded, &adam_m, &adam_v);
+        checkpoint_load(latest, &meta, &loaded, &loaded_m, &loaded_v);
         const ModelConfig *c = &meta.model;
         if (a.set[O_CONFIG - 1000] || a.set[O_DMODEL - 1000] || a.set[O_NLAYER - 1000] || a.set[O_NHEAD - 1000] ||
             a.set[O_NORM - 1000]) {
@@ -404,13 +404,16 @@ int cmd_train(int argc, char **argv) {
 
     Model model;
     model_create(&model, &cfg, a.micro_batch, threads);
+    // Optimizer state in one buffer: first moments, then second moments.
+    float *adam_state = xcalloc(2 * model.num_params, sizeof(float));
+    float *adam_m = adam_state, *adam_v = adam_state + model.num_params;
     if (loaded) {
         memcpy(model.params, loaded, model.num_params * sizeof(float));
-        free(loaded);
+        memcpy(adam_m, loaded_m, model.num_params * sizeof(float));
+        memcpy(adam_v, loaded_v, model.num_params * sizeof(float));
+        free(loaded), free(loaded_m), free(loaded_v);
     } else {
         model_init_params(&cfg, model.params, a.seed);
-        adam_m = xcalloc(model.num_params, sizeof(float));
-        adam_v = xcalloc(model.num_params, sizeof(float));
     }
 
     char *run_json = xasprintf("%s/run.json", a.out_dir), *log_path = xasprintf("%s/log.jsonl", a.out_dir);
@@ -524,8 +527,7 @@ int cmd_train(int argc, char **argv) {
     fclose(log);
     free(batch_tokens);
     free(cursor.order);
-    free(adam_m);
-    free(adam_v);
+    free(adam_state);
     free(run_json);
     free(log_path);
     free(latest);
