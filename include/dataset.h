@@ -33,5 +33,9 @@ void dataset_write(const char *path, const TokenDataset *ds);
 void dataset_read(const char *path, TokenDataset *ds);
 void dataset_free(TokenDataset *ds);
 int64_t dataset_tokens_per_image(const TokenDataset *ds);
+// Indices of `count` images spread evenly through a split of n images, the
+// same every time (prepared splits are often in class order, so the first
+// images would all be of one class).
+void evenly_spaced(int64_t n, int64_t count, int64_t *indices);
 
 #endif

@@ -24,9 +24,6 @@ typedef struct {
     float *values;       // count x layers x dim
 } FeatureSet;
 
-// Indices of `count` images spread evenly through a split of n images
-// (prepared splits are often in class order).
-void evenly_spaced(int64_t n, int64_t count, int64_t *indices);
 uint32_t images_crc(const TokenDataset *data, const int64_t *indices, int64_t count);
 // Runs the model over the chosen images in batches of `batch`; also records
 // its generative loss on them.

@@ -202,20 +202,20 @@ static void cursor_next(DataCursor *dc, uint16_t *dst, int images) {
     }
 }
 
-// Mean loss (nats/token) over `images` images of `data`, evenly spaced through
-// the file (prepared splits are often in class order, so the first images
-// would all be of one class). The same images at every evaluation.
+// Mean loss (nats/token) over `images` images evenly spaced through `data`
+// (the same images at every evaluation).
 static double evaluate(Model *m, const TokenDataset *data, int64_t images, int micro_batch, uint16_t *buffer) {
     const int64_t tpi = dataset_tokens_per_image(data);
+    int64_t *index = xmalloc((size_t)images * sizeof(int64_t));
+    evenly_spaced(data->count, images, index);
     double total = 0.0;
     for (int64_t i = 0; i < images; i += micro_batch) {
         int n = (int)(images - i < micro_batch ? images - i : micro_batch);
-        for (int k = 0; k < n; k++) {
-            int64_t index = (i + k) * data->count / images;
-            memcpy(buffer + (size_t)k * tpi, data->tokens + (size_t)index * tpi, (size_t)tpi * 2);
-        }
+        for (int k = 0; k < n; k++)
+            memcpy(buffer + (size_t)k * tpi, data->tokens + (size_t)index[i + k] * tpi, (size_t)tpi * 2);
         total += model_forward(m, buffer, n) * n;
     }
+    free(index);
     return total / (double)images;
 }
 

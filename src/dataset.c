@@ -26,6 +26,10 @@ enum {
 
 int64_t dataset_tokens_per_image(const TokenDataset *ds) { return (int64_t)ds->height * ds->width; }
 
+void evenly_spaced(int64_t n, int64_t count, int64_t *indices) {
+    for (int64_t i = 0; i < count; i++) indices[i] = i * n / count;
+}
+
 static uint64_t payload_bytes(int64_t count, int64_t tokens_per_image, int colors) {
     return (uint64_t)colors * 3 + (uint64_t)count * 2 + (uint64_t)count * (uint64_t)tokens_per_image * 2;
 }

@@ -22,10 +22,6 @@ enum {
     F_HEADER_BYTES = 64,
 };
 
-void evenly_spaced(int64_t n, int64_t count, int64_t *indices) {
-    for (int64_t i = 0; i < count; i++) indices[i] = i * n / count;
-}
-
 uint32_t images_crc(const TokenDataset *data, const int64_t *indices, int64_t count) {
     const int64_t tpi = dataset_tokens_per_image(data);
     uint32_t crc = 0;
