@@ -37,6 +37,9 @@ void xfread(void *dst, size_t bytes, FILE *f, const char *path);
 void xfwrite(const void *src, size_t bytes, FILE *f, const char *path);
 // Size of a regular file in bytes, or -1 if it does not exist / is not a file.
 int64_t file_size(const char *path);
+// A whole file, NUL-terminated (so text can be searched); NULL if it cannot
+// be opened. *size (if not NULL) gets its length.
+uint8_t *read_whole_file(const char *path, size_t *size);
 bool is_directory(const char *path);
 bool path_exists(const char *path);
 // Creates `path` (and missing parents) as a directory; dies on failure.

@@ -323,16 +323,8 @@ static void check_model_fits_data(const CheckpointMeta *meta, const char *path, 
 // The generative loss and per-layer accuracies back from a probe-NNNNNNNN.json
 // this command wrote; false if the file is missing or not of that shape.
 static bool read_probe_json(const char *path, double *gen_loss, double *accuracy, int max_layers, int *layers) {
-    char *text = (char *)NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    text = xmalloc((size_t)n + 1);
-    xfread(text, (size_t)n, f, path);
-    fclose(f);
-    text[n] = '\0';
+    char *text = (char *)read_whole_file(path, NULL);
+    if (!text) return false;
     const char *g = strstr(text, "\"eval_gen_loss\": "), *p = strstr(text, "\"layers\": [");
     bool ok = g && p;
     if (ok) {

@@ -223,16 +223,8 @@ static double evaluate(Model *m, const TokenDataset *data, int64_t images, int m
 
 // Keeps only the log lines of steps <= `step` (what a resumed run has really done).
 static void truncate_log(const char *path, uint64_t step) {
-    size_t size;
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    fseek(f, 0, SEEK_END);
-    size = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = xmalloc(size + 1);
-    xfread(text, size, f, path);
-    fclose(f);
-    text[size] = '\0';
+    char *text = (char *)read_whole_file(path, NULL);
+    if (!text) return;
     AtomicFile af;
     atomic_open(&af, path);
     for (char *line = text; *line;) {

@@ -171,6 +171,20 @@ int64_t file_size(const char *path) {
     return (int64_t)st.st_size;
 }
 
+uint8_t *read_whole_file(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *data = xmalloc((size_t)(n > 0 ? n : 0) + 1);
+    size_t got = n > 0 ? fread(data, 1, (size_t)n, f) : 0;
+    fclose(f);
+    data[got] = 0;
+    if (size) *size = got;
+    return data;
+}
+
 bool is_directory(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);

@@ -34,8 +34,6 @@ const char *cli_stdout(void);
 const char *cli_stderr(void);
 // True when `dir` holds no regular files (sub-folders are ignored).
 bool folder_has_no_files(const char *dir);
-// Reads a whole file; NULL if missing. *size gets its length.
-uint8_t *read_whole_file(const char *path, size_t *size);
 bool files_equal(const char *a, const char *b);
 void write_whole_file(const char *path, const void *data, size_t size);
 

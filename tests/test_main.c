@@ -113,20 +113,6 @@ const char *test_path(const char *fmt, ...) {
     return out;
 }
 
-uint8_t *read_whole_file(const char *path, size_t *size) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *data = xmalloc((size_t)n + 1);
-    size_t got = fread(data, 1, (size_t)n, f);
-    fclose(f);
-    data[got] = 0;
-    if (size) *size = got;
-    return data;
-}
-
 void write_whole_file(const char *path, const void *data, size_t size) {
     FILE *f = xfopen(path, "wb");
     xfwrite(data, size, f, path);
