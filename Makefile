@@ -1,6 +1,6 @@
 # igpt: `make` builds ./igpt, `make test` runs every test, `make bench-data`
 # times the data pipeline on the shared CIFAR-10 images, `make bench-cpu` the
-# CPU model against PyTorch.
+# CPU model against PyTorch, `make bench-probe` the linear probes.
 CC ?= gcc
 CFLAGS ?= -O3 -march=native -fno-math-errno
 # OpenBLAS, OpenMP build: inside our own parallel regions its calls run single-threaded.
@@ -18,7 +18,7 @@ LIB_OBJ = $(LIB_SRC:src/%.c=$(BUILD)/%.o) $(BUILD)/stb_impl.o
 TEST_SRC = $(wildcard tests/*.c)
 TEST_OBJ = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
 
-.PHONY: all test bench-data bench-cpu clean
+.PHONY: all test bench-data bench-cpu bench-probe clean
 all: igpt
 
 igpt: $(BUILD)/main.o $(BUILD)/libigpt.a
@@ -52,6 +52,9 @@ bench-data: igpt
 
 bench-cpu: igpt
 	@bash scripts/bench_cpu.sh
+
+bench-probe: igpt
+	@bash scripts/bench_probe.sh
 
 clean:
 	rm -rf $(BUILD) igpt

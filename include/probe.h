@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "probe_features.h"
+
 // n examples of d features (row-major doubles, usually standardised) and
 // labels in [0, k).
 typedef struct {
@@ -43,5 +45,25 @@ void linear_probe_free(LinearProbe *m);
 void feature_stats(const float *X, int64_t n, int d, int64_t stride, double *mean, double *inv_std);
 void standardize(const float *X, int64_t n, int d, int64_t stride, const double *mean, const double *inv_std,
                  double *out);
+
+// The protocol of `./igpt probe` for one layer of a feature set: standardise
+// with the training statistics, choose the L2 strength on a seeded, class-
+// stratified 10% hold-out of the training images (strongest first, each fit
+// warm-started from the previous), refit on all training images, score on eval.
+typedef struct {
+    const double *l2_grid;
+    int num_l2;
+    int max_iters;
+    uint64_t seed;  // of the hold-out
+    int threads;
+} ProbeProtocol;
+
+typedef struct {
+    double accuracy, eval_loss, l2, holdout_accuracy, grad_norm;
+    int iters;  // of the final fit
+} ProbeLayerResult;
+
+void probe_layer(const FeatureSet *train, const FeatureSet *eval, int layer, const ProbeProtocol *protocol,
+                 ProbeLayerResult *result);
 
 #endif

@@ -76,6 +76,8 @@ uint64_t rng_next(Rng *rng);
 uint64_t rng_below(Rng *rng, uint64_t n);
 // Uniform double in [0, 1).
 double rng_uniform(Rng *rng);
+// Standard normal.
+double rng_normal(Rng *rng);
 
 // CRC-32 (zlib's polynomial), continuing from `crc` (start with 0).
 uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes);

@@ -54,11 +54,6 @@ typedef struct {
     bool quiet;
 } ProbeArgs;
 
-typedef struct {
-    double accuracy, eval_loss, l2, holdout_accuracy, grad_norm;
-    int iters;
-} LayerResult;
-
 static void parse_args(int argc, char **argv, ProbeArgs *a) {
     *a = (ProbeArgs){.eval_split = "val", .l2_grid = {1, 0.1, 0.01, 0.001, 0.0001}, .num_l2 = 5, .max_iters = 1000,
                      .batch = 32, .seed = 1234};
@@ -115,88 +110,9 @@ static void parse_args(int argc, char **argv, ProbeArgs *a) {
         usage_error("probe", "--eval must be val or test, got '%s'", a->eval_split);
 }
 
-// --- Fitting one layer --------------------------------------------------------------
-
-// Rows of one layer's features, standardised with `mean`/`inv_std`, for the
-// images whose mask entry equals keep (all when mask is NULL).
-static double *layer_matrix(const FeatureSet *fs, int layer, const double *mean, const double *inv_std,
-                            const uint8_t *mask, uint8_t keep, int64_t *rows, uint16_t **labels) {
-    int64_t n = 0;
-    for (int64_t i = 0; i < fs->count; i++) n += !mask || mask[i] == keep;
-    double *X = xmalloc((size_t)n * fs->dim * sizeof(double));
-    *labels = xmalloc((size_t)n * 2);
-    const int64_t stride = (int64_t)fs->layers * fs->dim;
-    int64_t r = 0;
-    for (int64_t i = 0; i < fs->count; i++) {
-        if (mask && mask[i] != keep) continue;
-        standardize(fs->values + i * stride + (int64_t)layer * fs->dim, 1, fs->dim, stride, mean, inv_std,
-                    X + r * fs->dim);
-        (*labels)[r++] = fs->labels[i];
-    }
-    *rows = n;
-    return X;
-}
-
-static void probe_layer(const FeatureSet *train, const FeatureSet *eval, int layer, const ProbeArgs *a,
-                        int threads, LayerResult *res) {
-    const int d = train->dim, k = train->num_classes;
-    const int64_t stride = (int64_t)train->layers * d;
-    double *mean = xmalloc((size_t)d * sizeof(double)), *inv_std = xmalloc((size_t)d * sizeof(double));
-    feature_stats(train->values + (int64_t)layer * d, train->count, d, stride, mean, inv_std);
-    // L2 chosen on a stratified 10% hold-out of the training images.
-    uint8_t *held = xcalloc((size_t)train->count, 1);
-    stratified_split(train->labels, train->count, k, train->count / 10 > 0 ? train->count / 10 : 1, a->seed, held);
-    int64_t n_fit, n_hold, n_all, n_eval;
-    uint16_t *y_fit, *y_hold, *y_all, *y_eval;
-    double *X_fit = layer_matrix(train, layer, mean, inv_std, held, 0, &n_fit, &y_fit);
-    double *X_hold = layer_matrix(train, layer, mean, inv_std, held, 1, &n_hold, &y_hold);
-    ProbeProblem fit = {n_fit, d, k, X_fit, y_fit}, hold = {n_hold, d, k, X_hold, y_hold};
-    ProbeSolverOptions opt;
-    probe_solver_defaults(&opt);
-    opt.max_iters = a->max_iters;
-    opt.threads = threads;
-    // Strongest penalty first; each fit starts from the previous solution.
-    double *order = xmalloc((size_t)a->num_l2 * sizeof(double));
-    memcpy(order, a->l2_grid, (size_t)a->num_l2 * sizeof(double));
-    for (int i = 0; i < a->num_l2; i++)
-        for (int j = i + 1; j < a->num_l2; j++)
-            if (order[j] > order[i]) {
-                double t = order[i];
-                order[i] = order[j];
-                order[j] = t;
-            }
-    LinearProbe best = {0}, current = {0};
-    double best_acc = -1.0, best_l2 = order[0];
-    for (int i = 0; i < a->num_l2; i++) {
-        opt.l2 = order[i];
-        probe_fit(&fit, &opt, current.w, &current);
-        double acc = probe_score(&current, &hold, threads, NULL, NULL);
-        if (acc > best_acc) {  // ties keep the stronger penalty
-            best_acc = acc;
-            best_l2 = order[i];
-            linear_probe_free(&best);
-            best = current;
-            best.w = xmalloc((size_t)k * (d + 1) * sizeof(double));
-            memcpy(best.w, current.w, (size_t)k * (d + 1) * sizeof(double));
-        }
-    }
-    free(X_fit), free(y_fit), free(X_hold), free(y_hold);
-    // Refit on every training image with the chosen strength, then score.
-    double *X_all = layer_matrix(train, layer, mean, inv_std, NULL, 0, &n_all, &y_all);
-    double *X_eval = layer_matrix(eval, layer, mean, inv_std, NULL, 0, &n_eval, &y_eval);
-    ProbeProblem all = {n_all, d, k, X_all, y_all}, ev = {n_eval, d, k, X_eval, y_eval};
-    opt.l2 = best_l2;
-    LinearProbe final;
-    probe_fit(&all, &opt, best.w, &final);
-    res->accuracy = probe_score(&final, &ev, threads, &res->eval_loss, NULL);
-    res->l2 = best_l2;
-    res->holdout_accuracy = best_acc;
-    res->grad_norm = final.grad_norm;
-    res->iters = final.iters;
-    free(X_all), free(y_all), free(X_eval), free(y_eval), free(order), free(held), free(mean), free(inv_std);
-    linear_probe_free(&best);
-    linear_probe_free(&current);
-    linear_probe_free(&final);
+static ProbeProtocol probe_protocol_of(const ProbeArgs *a, int threads) {
+    return (ProbeProtocol){.l2_grid = a->l2_grid, .num_l2 = a->num_l2, .max_iters = a->max_iters, .seed = a->seed,
+                           .threads = threads};
 }
 
 // --- Results files ----------------------------------------------------------------------
@@ -210,7 +126,7 @@ static void write_text_file(const char *path, const char *text) {
 
 // Writes OUT/<name>.csv and .json for one probed model; prints a table.
 static void write_results(const char *out_dir, const char *name, const char *what, uint64_t step, double gen_loss,
-                          const LayerResult *r, int layers, int64_t n_train, int64_t n_eval, const char *eval_split) {
+                          const ProbeLayerResult *r, int layers, int64_t n_train, int64_t n_eval, const char *eval_split) {
     int best = 0;
     for (int l = 1; l < layers; l++)
         if (r[l].accuracy > r[best].accuracy) best = l;
@@ -276,10 +192,11 @@ static void probe_model(Model *m, uint32_t model_crc, uint64_t step, const char 
     FeatureSet train, eval;
     model_features_cached(m, model_crc, step, &pd->train, pd->train_idx, pd->n_train, train_path, a->batch, &train);
     model_features_cached(m, model_crc, step, &pd->eval, pd->eval_idx, pd->n_eval, eval_path, a->batch, &eval);
-    LayerResult *r = xcalloc((size_t)train.layers, sizeof *r);
+    ProbeLayerResult *r = xcalloc((size_t)train.layers, sizeof *r);
+    ProbeProtocol protocol = probe_protocol_of(a, threads);
     for (int l = 0; l < train.layers; l++) {
         double t0 = now_seconds();
-        probe_layer(&train, &eval, l, a, threads, &r[l]);
+        probe_layer(&train, &eval, l, &protocol, &r[l]);
         if (!a->quiet)
             fprintf(stderr, "probe: step %llu layer %d/%d: %.2f%% (l2 %g, hold-out %.2f%%), |grad| %.1e, %d iterations, %.1f s\n",
                     (unsigned long long)step, l, train.layers - 1, 100 * r[l].accuracy, r[l].l2,
@@ -397,8 +314,9 @@ int cmd_probe(int argc, char **argv) {
         FeatureSet train, eval;
         pixel_features(&pd.train, pd.train_idx, pd.n_train, &train);
         pixel_features(&pd.eval, pd.eval_idx, pd.n_eval, &eval);
-        LayerResult r;
-        probe_layer(&train, &eval, 0, &a, threads, &r);
+        ProbeLayerResult r;
+        ProbeProtocol protocol = probe_protocol_of(&a, threads);
+        probe_layer(&train, &eval, 0, &protocol, &r);
         write_results(out_dir, "baseline-pixels", "raw pixels", 0, NAN, &r, 1, pd.n_train, pd.n_eval, a.eval_split);
         features_free(&train);
         features_free(&eval);

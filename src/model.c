@@ -158,13 +158,6 @@ void param_pointers_free(ParamPointers *p) {
     p->layers = NULL;
 }
 
-// Standard normal from two uniforms (Box-Muller, cosine branch only).
-static float normal_sample(Rng *rng) {
-    double u1 = rng_uniform(rng), u2 = rng_uniform(rng);
-    if (u1 < 1e-300) u1 = 1e-300;
-    return (float)(sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2));
-}
-
 void model_init_params(const ModelConfig *cfg, float *params, uint64_t seed) {
     int n;
     TensorInfo *t = tensor_table(cfg, &n);
@@ -173,7 +166,7 @@ void model_init_params(const ModelConfig *cfg, float *params, uint64_t seed) {
     for (int i = 0; i < n; i++) {
         float *p = params + t[i].offset;
         for (size_t j = 0; j < t[i].count; j++)
-            p[j] = t[i].init == INIT_ONES ? 1.0f : t[i].init == INIT_ZEROS ? 0.0f : t[i].init_std * normal_sample(&rng);
+            p[j] = t[i].init == INIT_ONES ? 1.0f : t[i].init == INIT_ZEROS ? 0.0f : t[i].init_std * (float)rng_normal(&rng);
     }
     free(t);
 }

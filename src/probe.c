@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "images.h"
 #include "util.h"
 
 void probe_solver_defaults(ProbeSolverOptions *opt) {
@@ -163,4 +164,89 @@ void standardize(const float *X, int64_t n, int d, int64_t stride, const double 
 #pragma omp parallel for
     for (int64_t i = 0; i < n; i++)
         for (int j = 0; j < d; j++) out[i * d + j] = (X[i * stride + j] - mean[j]) * inv_std[j];
+}
+
+// --- The probe protocol for one layer ------------------------------------------------
+
+// Rows of one layer's features, standardised with `mean`/`inv_std`, for the
+// images whose mask entry equals keep (all when mask is NULL).
+static double *layer_matrix(const FeatureSet *fs, int layer, const double *mean, const double *inv_std,
+                            const uint8_t *mask, uint8_t keep, int64_t *rows, uint16_t **labels) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < fs->count; i++) n += !mask || mask[i] == keep;
+    double *X = xmalloc((size_t)n * fs->dim * sizeof(double));
+    *labels = xmalloc((size_t)n * 2);
+    const int64_t stride = (int64_t)fs->layers * fs->dim;
+    int64_t r = 0;
+    for (int64_t i = 0; i < fs->count; i++) {
+        if (mask && mask[i] != keep) continue;
+        standardize(fs->values + i * stride + (int64_t)layer * fs->dim, 1, fs->dim, stride, mean, inv_std,
+                    X + r * fs->dim);
+        (*labels)[r++] = fs->labels[i];
+    }
+    *rows = n;
+    return X;
+}
+
+void probe_layer(const FeatureSet *train, const FeatureSet *eval, int layer, const ProbeProtocol *a,
+                 ProbeLayerResult *res) {
+    const int threads = resolve_threads(a->threads);
+    const int d = train->dim, k = train->num_classes;
+    const int64_t stride = (int64_t)train->layers * d;
+    double *mean = xmalloc((size_t)d * sizeof(double)), *inv_std = xmalloc((size_t)d * sizeof(double));
+    feature_stats(train->values + (int64_t)layer * d, train->count, d, stride, mean, inv_std);
+    // L2 chosen on a stratified 10% hold-out of the training images.
+    uint8_t *held = xcalloc((size_t)train->count, 1);
+    stratified_split(train->labels, train->count, k, train->count / 10 > 0 ? train->count / 10 : 1, a->seed, held);
+    int64_t n_fit, n_hold, n_all, n_eval;
+    uint16_t *y_fit, *y_hold, *y_all, *y_eval;
+    double *X_fit = layer_matrix(train, layer, mean, inv_std, held, 0, &n_fit, &y_fit);
+    double *X_hold = layer_matrix(train, layer, mean, inv_std, held, 1, &n_hold, &y_hold);
+    ProbeProblem fit = {n_fit, d, k, X_fit, y_fit}, hold = {n_hold, d, k, X_hold, y_hold};
+    ProbeSolverOptions opt;
+    probe_solver_defaults(&opt);
+    opt.max_iters = a->max_iters;
+    opt.threads = threads;
+    // Strongest penalty first; each fit starts from the previous solution.
+    double *order = xmalloc((size_t)a->num_l2 * sizeof(double));
+    memcpy(order, a->l2_grid, (size_t)a->num_l2 * sizeof(double));
+    for (int i = 0; i < a->num_l2; i++)
+        for (int j = i + 1; j < a->num_l2; j++)
+            if (order[j] > order[i]) {
+                double t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+    LinearProbe best = {0}, current = {0};
+    double best_acc = -1.0, best_l2 = order[0];
+    for (int i = 0; i < a->num_l2; i++) {
+        opt.l2 = order[i];
+        probe_fit(&fit, &opt, current.w, &current);
+        double acc = probe_score(&current, &hold, threads, NULL, NULL);
+        if (acc > best_acc) {  // ties keep the stronger penalty
+            best_acc = acc;
+            best_l2 = order[i];
+            linear_probe_free(&best);
+            best = current;
+            best.w = xmalloc((size_t)k * (d + 1) * sizeof(double));
+            memcpy(best.w, current.w, (size_t)k * (d + 1) * sizeof(double));
+        }
+    }
+    free(X_fit), free(y_fit), free(X_hold), free(y_hold);
+    // Refit on every training image with the chosen strength, then score.
+    double *X_all = layer_matrix(train, layer, mean, inv_std, NULL, 0, &n_all, &y_all);
+    double *X_eval = layer_matrix(eval, layer, mean, inv_std, NULL, 0, &n_eval, &y_eval);
+    ProbeProblem all = {n_all, d, k, X_all, y_all}, ev = {n_eval, d, k, X_eval, y_eval};
+    opt.l2 = best_l2;
+    LinearProbe final;
+    probe_fit(&all, &opt, best.w, &final);
+    res->accuracy = probe_score(&final, &ev, threads, &res->eval_loss, NULL);
+    res->l2 = best_l2;
+    res->holdout_accuracy = best_acc;
+    res->grad_norm = final.grad_norm;
+    res->iters = final.iters;
+    free(X_all), free(y_all), free(X_eval), free(y_eval), free(order), free(held), free(mean), free(inv_std);
+    linear_probe_free(&best);
+    linear_probe_free(&current);
+    linear_probe_free(&final);
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <omp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -283,6 +284,13 @@ uint64_t rng_below(Rng *rng, uint64_t n) {
 }
 
 double rng_uniform(Rng *rng) { return (double)(rng_next(rng) >> 11) * (1.0 / 9007199254740992.0); }
+
+// Box-Muller, cosine branch only: one normal per two uniforms.
+double rng_normal(Rng *rng) {
+    double u1 = rng_uniform(rng), u2 = rng_uniform(rng);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
+}
 
 // ---------------------------------------------------------------------------
 
