@@ -44,7 +44,7 @@ $(BUILD)/igpt_tests: $(TEST_OBJ) $(BUILD)/libigpt.a
 $(BUILD):
 	@mkdir -p $(BUILD)
 
-test: igpt $(BUILD)/igpt_tests
+test: igpt $(BUILD)/igpt_tests $(BUILD)/interp/igpt_cuda_tests
 	@bash tests/run.sh
 
 bench-data: igpt
@@ -56,7 +56,53 @@ bench-cpu: igpt
 bench-probe: igpt
 	@bash scripts/bench_probe.sh
 
+# --- CUDA backend ---------------------------------------------------------------
+# Kernels (cuda/*.cu) and their tests (tests/cuda/*.cu) build twice: as host
+# C++ in the interpret mode (cuda/interpret.h), always, so `make test` runs
+# them on any CPU; and with nvcc for sm_80 and sm_90 whenever nvcc is present.
+CXX ?= g++
+CUDA_SRC = $(wildcard cuda/*.cu)
+CUDA_TEST_SRC = $(wildcard tests/cuda/*.cu)
+INTERP_FLAGS = -std=c++20 -O2 -g -DIGPT_INTERPRET -Wall -Wextra -Wshadow -Werror -fopenmp -Icuda -Iinclude \
+               -Itests/cuda -isystem $(BLAS_INC) -MMD -MP
+INTERP_OBJ = $(CUDA_SRC:cuda/%.cu=$(BUILD)/interp/%.o) $(BUILD)/interp/interpret.o
+INTERP_TEST_OBJ = $(CUDA_TEST_SRC:tests/cuda/%.cu=$(BUILD)/interp/tests/%.o)
+
+$(BUILD)/interp/%.o: cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(CXX) $(INTERP_FLAGS) -x c++ -c -o $@ $<
+$(BUILD)/interp/interpret.o: cuda/interpret.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(INTERP_FLAGS) -c -o $@ $<
+$(BUILD)/interp/tests/%.o: tests/cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(CXX) $(INTERP_FLAGS) -x c++ -c -o $@ $<
+$(BUILD)/interp/igpt_cuda_tests: $(INTERP_TEST_OBJ) $(INTERP_OBJ) $(BUILD)/libigpt.a
+	$(CXX) -o $@ $^ $(LDLIBS)
+
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+ifneq ($(NVCC),)
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+NVCC_FLAGS = -std=c++17 -O3 $(CUDA_ARCH) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror,-fopenmp \
+             -Icuda -Iinclude -Itests/cuda -isystem $(BLAS_INC) -MMD -MP
+CUDA_LIBS = -lcublasLt -lcublas -lcudart
+GPU_OBJ = $(CUDA_SRC:cuda/%.cu=$(BUILD)/cuda/%.o)
+GPU_TEST_OBJ = $(CUDA_TEST_SRC:tests/cuda/%.cu=$(BUILD)/cuda/tests/%.o)
+all: $(BUILD)/cuda/igpt_cuda_tests
+
+$(BUILD)/cuda/%.o: cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
+$(BUILD)/cuda/tests/%.o: tests/cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
+$(BUILD)/cuda/igpt_cuda_tests: $(GPU_TEST_OBJ) $(GPU_OBJ) $(BUILD)/libigpt.a
+	$(NVCC) $(CUDA_ARCH) -o $@ $^ -Xcompiler -fopenmp -L$(BLAS_DIR) -Xlinker -rpath,$(BLAS_DIR) -lopenblas -llbfgs -lz -lm \
+	    $(CUDA_LIBS)
+endif
+
 clean:
 	rm -rf $(BUILD) igpt
 
--include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d)
+-include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d $(BUILD)/interp/*.d $(BUILD)/interp/tests/*.d \
+                    $(BUILD)/cuda/*.d $(BUILD)/cuda/tests/*.d)

@@ -32,6 +32,7 @@ run_suite() {
     fi
 }
 run_suite "C tests" ./build/igpt_tests "$@"
+run_suite "CUDA kernels in the interpret mode" ./build/interp/igpt_cuda_tests "$@"
 if [ $# -eq 0 ]; then
     run_suite "prepare vs an independent Python reader" python3 tests/test_prepare_reference.py
 fi

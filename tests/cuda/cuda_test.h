@@ -1,0 +1,72 @@
+// Harness of the CUDA tests (tests/cuda/*.cu): the same sources run on a GPU
+// (built by nvcc) and on a CPU through the interpret mode (built by g++ with
+// -DIGPT_INTERPRET); tests that need the interpreter say so with
+// INTERPRET_ONLY().
+#ifndef IGPT_CUDA_TEST_H
+#define IGPT_CUDA_TEST_H
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "common.cuh"
+
+void test_fail_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+#define CHECK(cond, ...)                                            \
+    do {                                                            \
+        if (!(cond)) test_fail_at(__FILE__, __LINE__, __VA_ARGS__); \
+    } while (0)
+// Marks the running test as skipped (with the reason) and returns from it.
+void test_skip(const char *why);
+#ifdef IGPT_INTERPRET
+#define INTERPRET_ONLY() (void)0
+#else
+#define INTERPRET_ONLY()                             \
+    do {                                             \
+        test_skip("checks the interpreter itself"); \
+        return;                                      \
+    } while (0)
+#endif
+
+// Runs fn in a child process; returns its exit signal (0 if it exited
+// normally) and its stderr in *err.
+int run_in_child(void (*fn)(void), std::string *err);
+
+// Thread orders every kernel test repeats its launches under (one entry on a GPU).
+struct ScheduleOrder {
+    const char *name;
+    int order;
+};
+std::vector<ScheduleOrder> schedule_orders();
+void use_schedule_order(const ScheduleOrder &o);
+
+// Device buffers from host vectors and back.
+template <typename T>
+T *to_device(const std::vector<T> &host) {
+    T *d = nullptr;
+    CUDA_CHECK(cudaMalloc(&d, host.size() * sizeof(T) + 1));
+    CUDA_CHECK(cudaMemcpy(d, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+    return d;
+}
+template <typename T>
+std::vector<T> to_host(const T *d, size_t n) {
+    std::vector<T> host(n);
+    CUDA_CHECK(cudaMemcpy(host.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return host;
+}
+template <typename T>
+T *device_alloc(size_t n) {
+    T *d = nullptr;
+    CUDA_CHECK(cudaMalloc(&d, n * sizeof(T) + 1));
+    return d;
+}
+
+// Seeded uniform values in [lo, hi).
+std::vector<float> random_floats(size_t n, uint64_t seed, float lo, float hi);
+// Largest |a - b| relative to the largest |b| (or absolute when |b| max < 1).
+double max_rel_diff(const float *a, const float *b, size_t n);
+double max_abs_diff(const float *a, const float *b, size_t n);
+
+#endif
