@@ -83,6 +83,16 @@ __device__ __forceinline__ float block_sum(float x, float *scratch) {
     return warp_sum(x);
 }
 
+__device__ __forceinline__ float block_max(float x, float *scratch) {
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    x = warp_max(x);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = x;
+    __syncthreads();
+    x = lane < warps ? scratch[lane] : -INFINITY;
+    return warp_max(x);
+}
+
 inline unsigned ceil_div(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
 
 #endif

@@ -25,6 +25,14 @@ double lr_at_step(const OptimConfig *oc, int64_t step);
 double global_norm(const float *x, size_t n, int threads);
 // Multiplier applied to the gradients before the update (1 when no clipping).
 float clip_factor(const OptimConfig *oc, double grad_norm);
+// The scalars of step s's AdamW update, for every backend: each element does
+// m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2;
+// p = p * decay - step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps), with
+// decay = decay_factor on tensors that decay (TensorInfo.decay), else 1.
+typedef struct {
+    float beta1, beta2, eps, step_size, inv_sqrt_bc2, decay_factor;
+} AdamWScalars;
+AdamWScalars adamw_scalars(const OptimConfig *oc, int64_t step);
 // One AdamW update of step s: params, first and second moments updated in
 // place; gradients are multiplied by grad_scale first.
 void adamw_update(const OptimConfig *oc, const ModelConfig *cfg, int64_t step, float *params, const float *grads,

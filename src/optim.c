@@ -43,18 +43,26 @@ float clip_factor(const OptimConfig *oc, double grad_norm) {
     return c < 1.0 ? (float)c : 1.0f;
 }
 
-void adamw_update(const OptimConfig *oc, const ModelConfig *cfg, int64_t step, float *params, const float *grads,
-                  float *m, float *v, float grad_scale, int threads) {
+AdamWScalars adamw_scalars(const OptimConfig *oc, int64_t step) {
     const double lr = lr_at_step(oc, step);
     const double t = (double)(step + 1);
-    const float b1 = (float)oc->beta1, b2 = (float)oc->beta2, eps = (float)oc->eps;
-    const float step_size = (float)(lr / (1.0 - pow(oc->beta1, t)));
-    const float inv_sqrt_bc2 = (float)(1.0 / sqrt(1.0 - pow(oc->beta2, t)));
+    return (AdamWScalars){.beta1 = (float)oc->beta1,
+                          .beta2 = (float)oc->beta2,
+                          .eps = (float)oc->eps,
+                          .step_size = (float)(lr / (1.0 - pow(oc->beta1, t))),
+                          .inv_sqrt_bc2 = (float)(1.0 / sqrt(1.0 - pow(oc->beta2, t))),
+                          .decay_factor = (float)(1.0 - lr * oc->weight_decay)};
+}
+
+void adamw_update(const OptimConfig *oc, const ModelConfig *cfg, int64_t step, float *params, const float *grads,
+                  float *m, float *v, float grad_scale, int threads) {
+    const AdamWScalars s = adamw_scalars(oc, step);
+    const float b1 = s.beta1, b2 = s.beta2;
     int n = param_tensors(cfg, NULL);
     TensorInfo *tensors = xcalloc((size_t)n, sizeof *tensors);
     param_tensors(cfg, tensors);
     for (int k = 0; k < n; k++) {
-        const float decay = tensors[k].decay ? (float)(1.0 - lr * oc->weight_decay) : 1.0f;
+        const float decay = tensors[k].decay ? s.decay_factor : 1.0f;
         const size_t begin = tensors[k].offset, end = begin + tensors[k].count;
 #pragma omp parallel for schedule(static) num_threads(threads)
         for (size_t i = begin; i < end; i++) {
@@ -63,7 +71,7 @@ void adamw_update(const OptimConfig *oc, const ModelConfig *cfg, int64_t step, f
             float vi = b2 * v[i] + (1.0f - b2) * g * g;
             m[i] = mi;
             v[i] = vi;
-            params[i] = params[i] * decay - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+            params[i] = params[i] * decay - s.step_size * mi / (sqrtf(vi) * s.inv_sqrt_bc2 + s.eps);
         }
     }
     free(tensors);

@@ -13,6 +13,12 @@
 
 #include "common.cuh"
 
+extern "C" {
+#include "cpu_ops.h"
+#include "model.h"
+#include "optim.h"
+}
+
 void test_fail_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #define CHECK(cond, ...)                                            \
     do {                                                            \
@@ -61,6 +67,31 @@ T *device_alloc(size_t n) {
     T *d = nullptr;
     CUDA_CHECK(cudaMalloc(&d, n * sizeof(T) + 1));
     return d;
+}
+
+// Host floats stored on the device as T (rounded to T), and back as floats.
+template <typename T>
+T *upload_as(const std::vector<float> &host) {
+    std::vector<T> converted(host.size());
+    for (size_t i = 0; i < host.size(); i++) converted[i] = from_float<T>(host[i]);
+    return to_device(converted);
+}
+template <typename T>
+std::vector<float> download_as_float(const T *d, size_t n) {
+    std::vector<T> h = to_host(d, n);
+    std::vector<float> out(n);
+    for (size_t i = 0; i < n; i++) out[i] = to_float(h[i]);
+    return out;
+}
+// Rounds host values to what T can hold (the CPU reference then sees the same inputs).
+template <typename T>
+std::vector<float> rounded_to(std::vector<float> v) {
+    for (float &x : v) x = to_float(from_float<T>(x));
+    return v;
+}
+template <typename T>
+constexpr const char *type_name() {
+    return sizeof(T) == 4 ? "fp32" : "bf16";
 }
 
 // Seeded uniform values in [lo, hi).

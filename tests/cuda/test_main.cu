@@ -21,7 +21,13 @@
     X(test_interp_atomics_across_blocks)        \
     X(test_interp_dynamic_shared_is_poisoned)   \
     X(test_interp_coordinates)                  \
-    X(test_interp_bf16_rounding)
+    X(test_interp_bf16_rounding)                \
+    X(test_gpu_encoder_forward_backward)        \
+    X(test_gpu_norm_forward_backward)           \
+    X(test_gpu_gelu_forward_backward)           \
+    X(test_gpu_softmax_crossentropy)            \
+    X(test_gpu_adamw_and_grad_norm)             \
+    X(test_gpu_casts)
 
 #define DECLARE(name) void name(void);
 CUDA_TEST_LIST(DECLARE)

@@ -1,0 +1,89 @@
+// The CUDA backend's operations, one per CPU reference operation of
+// include/cpu_ops.h (same names with a gpu_ prefix, same shapes and
+// semantics), each tested against it in tests/cuda/. All pointers are device
+// pointers. T is the storage type of activations and parameter copies: bf16
+// (training) or float (the debugging mode); arithmetic is fp32 throughout,
+// gradients of parameters are fp32. Every reduction has a fixed order, so
+// results are bitwise reproducible from run to run.
+#ifndef IGPT_CUDA_KERNELS_CUH
+#define IGPT_CUDA_KERNELS_CUH
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common.cuh"
+
+extern "C" {
+#include "model.h"
+}
+
+// --- Embedding -----------------------------------------------------------------------
+// out[b, 0] = sos + wpe[0]; out[b, t] = wte[tokens[b, t-1]] + wpe[t]
+template <typename T>
+void gpu_encoder_forward(T *out, const uint16_t *tokens, const T *wte, const T *wpe, const T *sos, int B, int T_,
+                         int C, cudaStream_t stream);
+// Rows of the batch grouped by the token that feeds them, for a deterministic
+// backward pass: rows[offsets[v] .. offsets[v+1]) are the (b*T + t), t >= 1,
+// with tokens[b, t-1] == v, in increasing order. Host arrays: offsets V+1,
+// rows B*(T-1).
+void token_rows_by_value(const uint16_t *tokens, int B, int T_, int V, int *offsets, int *rows);
+// Adds into dwte, dwpe, dsos (fp32); offsets/rows from token_rows_by_value, on the device.
+template <typename T>
+void gpu_encoder_backward(float *dwte, float *dwpe, float *dsos, const T *dout, const int *offsets, const int *rows,
+                          int B, int T_, int C, int V, cudaStream_t stream);
+
+// --- Norms, fused with the residual add ----------------------------------------------
+// x = a + b (b may be NULL: x = a); resid_out = x when not NULL; out = norm(x)
+// with mean (LayerNorm only, may be NULL) and rstd per row kept for backward.
+// bias may be NULL (the iGPT norm has none).
+template <typename T>
+void gpu_residual_norm_forward(int kind, T *resid_out, T *out, float *mean, float *rstd, const T *a, const T *b,
+                               const T *gain, const T *bias, int N, int C, cudaStream_t stream);
+// dinp += d/d(inp) (dinp in T); dgain (and dbias when not NULL) += their
+// gradients (fp32). scratch: gpu_norm_backward_scratch(N, C) floats.
+template <typename T>
+void gpu_norm_backward(int kind, T *dinp, float *dgain, float *dbias, const T *dout, const T *inp, const float *mean,
+                       const float *rstd, const T *gain, int N, int C, float *scratch, cudaStream_t stream);
+size_t gpu_norm_backward_scratch(int N, int C);
+
+// --- Elementwise ------------------------------------------------------------------------
+template <typename T>
+void gpu_gelu_forward(T *out, const T *inp, size_t n, cudaStream_t stream);
+// dinp = dout * gelu'(inp); dinp may alias dout.
+template <typename T>
+void gpu_gelu_backward(T *dinp, const T *inp, const T *dout, size_t n, cudaStream_t stream);
+template <typename T>
+void gpu_residual_forward(T *out, const T *a, const T *b, size_t n, cudaStream_t stream);
+// dst += src
+template <typename T>
+void gpu_add_inplace(T *dst, const T *src, size_t n, cudaStream_t stream);
+template <typename Dst, typename Src>
+void gpu_cast(Dst *dst, const Src *src, size_t n, cudaStream_t stream);
+
+// --- Softmax -------------------------------------------------------------------------------
+// out[n] = softmax(inp[n]) over V columns (out may alias inp).
+template <typename T>
+void gpu_softmax_rows(T *out, const T *inp, int N, int V, cudaStream_t stream);
+// losses[n] = -log softmax(logits[n])[targets[n]] (fp32). With grad_scale 0
+// the logits become the probabilities (as softmax_crossentropy_forward);
+// otherwise they become d(grad_scale * sum of losses)/d(logits) (forward and
+// softmax_crossentropy_backward fused).
+template <typename T>
+void gpu_softmax_crossentropy(T *logits, float *losses, const uint16_t *targets, int N, int V, float grad_scale,
+                              cudaStream_t stream);
+
+// --- Optimizer ---------------------------------------------------------------------------
+// AdamW on fp32 master weights (optim.c's adamw_update, one tensor):
+// g = grads * grad_scale; m, v updated; params = params * decay -
+// step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps); params_copy (T, may be
+// NULL) receives the new weights in the storage type.
+template <typename T>
+void gpu_adamw(float *params, T *params_copy, const float *grads, float *m, float *v, size_t n, float grad_scale,
+               float beta1, float beta2, float eps, float step_size, float inv_sqrt_bc2, float decay,
+               cudaStream_t stream);
+// Sum of squares of n floats, accumulated in fp64 in a fixed order.
+// scratch: GPU_SUM_BLOCKS doubles on the device.
+#define GPU_SUM_BLOCKS 512
+double gpu_sum_squares(const float *x, size_t n, double *scratch, cudaStream_t stream);
+
+#endif

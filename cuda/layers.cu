@@ -1,0 +1,373 @@
+// The CUDA backend's layer kernels except attention and matmul (kernels.cuh).
+#include <vector>
+
+#include "kernels.cuh"
+
+// --- Embedding -----------------------------------------------------------------------
+
+template <typename T>
+__global__ void encoder_forward_kernel(T *out, const uint16_t *tokens, const T *wte, const T *wpe, const T *sos, int B,
+                                       int T_, int C) {
+    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= (size_t)B * T_ * C) return;
+    const int c = (int)(idx % C), t = (int)(idx / C % T_), b = (int)(idx / C / T_);
+    const float e = t == 0 ? to_float(sos[c]) : to_float(wte[(size_t)tokens[b * T_ + t - 1] * C + c]);
+    out[idx] = from_float<T>(e + to_float(wpe[(size_t)t * C + c]));
+}
+
+template <typename T>
+void gpu_encoder_forward(T *out, const uint16_t *tokens, const T *wte, const T *wpe, const T *sos, int B, int T_,
+                         int C, cudaStream_t stream) {
+    const size_t n = (size_t)B * T_ * C;
+    LAUNCH(encoder_forward_kernel<T>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, out, tokens, wte, wpe, sos, B, T_,
+           C);
+}
+
+void token_rows_by_value(const uint16_t *tokens, int B, int T_, int V, int *offsets, int *rows) {
+    for (int v = 0; v <= V; v++) offsets[v] = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 1; t < T_; t++) offsets[tokens[b * T_ + t - 1] + 1]++;
+    for (int v = 0; v < V; v++) offsets[v + 1] += offsets[v];
+    std::vector<int> fill(offsets, offsets + V);
+    for (int b = 0; b < B; b++)
+        for (int t = 1; t < T_; t++) rows[fill[tokens[b * T_ + t - 1]]++] = b * T_ + t;
+}
+
+// Block v < V: dwte row v, summed over the rows its token feeds, in order (as
+// the CPU does). Block V: dsos. Blocks V+1 ..: dwpe rows.
+template <typename T>
+__global__ void encoder_backward_kernel(float *dwte, float *dwpe, float *dsos, const T *dout, const int *offsets,
+                                        const int *rows, int B, int T_, int C, int V) {
+    const int v = blockIdx.x;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        if (v < V) {
+            float acc = dwte[(size_t)v * C + c];
+            for (int r = offsets[v]; r < offsets[v + 1]; r++) acc += to_float(dout[(size_t)rows[r] * C + c]);
+            dwte[(size_t)v * C + c] = acc;
+        } else if (v == V) {
+            // dsos and dwpe[0] both take every row at t = 0; dwpe[0] is done below.
+            float acc = dsos[c];
+            for (int b = 0; b < B; b++) acc += to_float(dout[(size_t)b * T_ * C + c]);
+            dsos[c] = acc;
+        } else {
+            const int t = v - V - 1;
+            float acc = dwpe[(size_t)t * C + c];
+            for (int b = 0; b < B; b++) acc += to_float(dout[((size_t)b * T_ + t) * C + c]);
+            dwpe[(size_t)t * C + c] = acc;
+        }
+    }
+}
+
+template <typename T>
+void gpu_encoder_backward(float *dwte, float *dwpe, float *dsos, const T *dout, const int *offsets, const int *rows,
+                          int B, int T_, int C, int V, cudaStream_t stream) {
+    LAUNCH(encoder_backward_kernel<T>, dim3(V + 1 + T_), dim3(128), 0, stream, dwte, dwpe, dsos, dout, offsets, rows,
+           B, T_, C, V);
+}
+
+// --- Norms -----------------------------------------------------------------------------
+// One warp per row; x is read from global memory in each pass (it stays in cache).
+
+#define NORM_ROWS_PER_BLOCK 4
+
+template <typename T>
+__global__ void residual_norm_forward_kernel(int layernorm, T *resid_out, T *out, float *mean, float *rstd, const T *a,
+                                             const T *b, const T *gain, const T *bias, int N, int C) {
+    const int lane = threadIdx.x % 32;
+    const int row = blockIdx.x * NORM_ROWS_PER_BLOCK + threadIdx.x / 32;
+    if (row >= N) return;  // whole warps leave together; no block barrier below
+    const T *ar = a + (size_t)row * C, *br = b ? b + (size_t)row * C : nullptr;
+    T *xr = resid_out ? resid_out + (size_t)row * C : nullptr;
+    // x as stored (rounded to T), so that backward sees the same input.
+    auto x_at = [&](int c) {
+        return br ? to_float(from_float<T>(to_float(ar[c]) + to_float(br[c]))) : to_float(ar[c]);
+    };
+    float mu = 0.0f;
+    if (layernorm) {
+        float s = 0.0f;
+        for (int c = lane; c < C; c += 32) s += x_at(c);
+        mu = warp_sum(s) / (float)C;
+    }
+    float ss = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        const float d = x_at(c) - mu;
+        ss += d * d;
+    }
+    const float r = 1.0f / sqrtf(warp_sum(ss) / (float)C + IGPT_NORM_EPS);
+    T *o = out + (size_t)row * C;
+    for (int c = lane; c < C; c += 32) {
+        const float x = x_at(c);
+        if (xr) xr[c] = from_float<T>(x);
+        o[c] = from_float<T>((x - mu) * r * to_float(gain[c]) + (bias ? to_float(bias[c]) : 0.0f));
+    }
+    if (lane == 0) {
+        if (mean) mean[row] = mu;
+        rstd[row] = r;
+    }
+}
+
+template <typename T>
+void gpu_residual_norm_forward(int kind, T *resid_out, T *out, float *mean, float *rstd, const T *a, const T *b,
+                               const T *gain, const T *bias, int N, int C, cudaStream_t stream) {
+    LAUNCH(residual_norm_forward_kernel<T>, dim3(ceil_div(N, NORM_ROWS_PER_BLOCK)), dim3(32 * NORM_ROWS_PER_BLOCK), 0,
+           stream, kind == 1, resid_out, out, mean, rstd, a, b, gain, bias, N, C);
+}
+
+template <typename T>
+__global__ void norm_backward_input_kernel(int layernorm, T *dinp, const T *dout, const T *inp, const float *mean,
+                                           const float *rstd, const T *gain, int N, int C) {
+    const int lane = threadIdx.x % 32;
+    const int row = blockIdx.x * NORM_ROWS_PER_BLOCK + threadIdx.x / 32;
+    if (row >= N) return;
+    const T *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
+    T *dx = dinp + (size_t)row * C;
+    const float mu = layernorm ? mean[row] : 0.0f, r = rstd[row];
+    float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
+    for (int c = lane; c < C; c += 32) {
+        const float dxhat = to_float(dy[c]) * to_float(gain[c]);
+        sum_dxhat += dxhat;
+        sum_dxhat_xhat += dxhat * (to_float(x[c]) - mu) * r;
+    }
+    sum_dxhat = warp_sum(sum_dxhat);
+    sum_dxhat_xhat = warp_sum(sum_dxhat_xhat);
+    const float m1 = layernorm ? sum_dxhat / (float)C : 0.0f, m2 = sum_dxhat_xhat / (float)C;
+    for (int c = lane; c < C; c += 32) {
+        const float xhat = (to_float(x[c]) - mu) * r;
+        dx[c] = from_float<T>(to_float(dx[c]) + r * (to_float(dy[c]) * to_float(gain[c]) - m1 - xhat * m2));
+    }
+}
+
+// Gain and bias gradients in two deterministic steps: partial sums over
+// chunks of NORM_CHUNK_ROWS rows (one thread per channel and chunk), then the
+// chunks summed in order.
+#define NORM_CHUNK_ROWS 256
+
+template <typename T>
+__global__ void norm_param_partials_kernel(int layernorm, float *partial_gain, float *partial_bias, const T *dout,
+                                           const T *inp, const float *mean, const float *rstd, int N, int C) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
+    if (c >= C) return;
+    const int r0 = chunk * NORM_CHUNK_ROWS, r1 = r0 + NORM_CHUNK_ROWS < N ? r0 + NORM_CHUNK_ROWS : N;
+    float g = 0.0f, bsum = 0.0f;
+    for (int row = r0; row < r1; row++) {
+        const float dy = to_float(dout[(size_t)row * C + c]);
+        const float mu = layernorm ? mean[row] : 0.0f;
+        g += dy * (to_float(inp[(size_t)row * C + c]) - mu) * rstd[row];
+        bsum += dy;
+    }
+    partial_gain[(size_t)chunk * C + c] = g;
+    partial_bias[(size_t)chunk * C + c] = bsum;
+}
+
+__global__ void norm_param_finish_kernel(float *dgain, float *dbias, const float *partial_gain,
+                                         const float *partial_bias, int chunks, int C) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float g = 0.0f, bsum = 0.0f;
+    for (int k = 0; k < chunks; k++) {
+        g += partial_gain[(size_t)k * C + c];
+        bsum += partial_bias[(size_t)k * C + c];
+    }
+    dgain[c] += g;
+    if (dbias) dbias[c] += bsum;
+}
+
+size_t gpu_norm_backward_scratch(int N, int C) { return 2 * (size_t)ceil_div(N, NORM_CHUNK_ROWS) * C; }
+
+template <typename T>
+void gpu_norm_backward(int kind, T *dinp, float *dgain, float *dbias, const T *dout, const T *inp, const float *mean,
+                       const float *rstd, const T *gain, int N, int C, float *scratch, cudaStream_t stream) {
+    const int layernorm = kind == 1;
+    LAUNCH(norm_backward_input_kernel<T>, dim3(ceil_div(N, NORM_ROWS_PER_BLOCK)), dim3(32 * NORM_ROWS_PER_BLOCK), 0,
+           stream, layernorm, dinp, dout, inp, mean, rstd, gain, N, C);
+    const unsigned chunks = ceil_div(N, NORM_CHUNK_ROWS);
+    float *partial_gain = scratch, *partial_bias = scratch + (size_t)chunks * C;
+    LAUNCH(norm_param_partials_kernel<T>, dim3(ceil_div(C, 128), chunks), dim3(128), 0, stream, layernorm,
+           partial_gain, partial_bias, dout, inp, mean, rstd, N, C);
+    LAUNCH(norm_param_finish_kernel, dim3(ceil_div(C, 128)), dim3(128), 0, stream, dgain, dbias, partial_gain,
+           partial_bias, (int)chunks, C);
+}
+
+// --- Elementwise ------------------------------------------------------------------------
+
+__device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+template <typename T>
+__global__ void gelu_forward_kernel(T *out, const T *inp, size_t n) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float x = to_float(inp[i]);
+    out[i] = from_float<T>(x * sigmoid(1.702f * x));
+}
+
+template <typename T>
+__global__ void gelu_backward_kernel(T *dinp, const T *inp, const T *dout, size_t n) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float x = to_float(inp[i]), s = sigmoid(1.702f * x);
+    dinp[i] = from_float<T>(to_float(dout[i]) * (s + 1.702f * x * s * (1.0f - s)));
+}
+
+template <typename T>
+__global__ void residual_forward_kernel(T *out, const T *a, const T *b, size_t n) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = from_float<T>(to_float(a[i]) + to_float(b[i]));
+}
+
+template <typename Dst, typename Src>
+__global__ void cast_kernel(Dst *dst, const Src *src, size_t n) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = from_float<Dst>(to_float(src[i]));
+}
+
+template <typename T>
+void gpu_gelu_forward(T *out, const T *inp, size_t n, cudaStream_t stream) {
+    LAUNCH(gelu_forward_kernel<T>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, out, inp, n);
+}
+template <typename T>
+void gpu_gelu_backward(T *dinp, const T *inp, const T *dout, size_t n, cudaStream_t stream) {
+    LAUNCH(gelu_backward_kernel<T>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, dinp, inp, dout, n);
+}
+template <typename T>
+void gpu_residual_forward(T *out, const T *a, const T *b, size_t n, cudaStream_t stream) {
+    LAUNCH(residual_forward_kernel<T>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, out, a, b, n);
+}
+template <typename T>
+void gpu_add_inplace(T *dst, const T *src, size_t n, cudaStream_t stream) {
+    LAUNCH(residual_forward_kernel<T>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, dst, (const T *)dst, src, n);
+}
+template <typename Dst, typename Src>
+void gpu_cast(Dst *dst, const Src *src, size_t n, cudaStream_t stream) {
+    if (n == 0) return;
+    LAUNCH((cast_kernel<Dst, Src>), dim3(ceil_div(n, 256)), dim3(256), 0, stream, dst, src, n);
+}
+
+// --- Softmax ---------------------------------------------------------------------------
+// One block per row.
+
+template <typename T>
+__global__ void softmax_rows_kernel(T *out, const T *inp, int V) {
+    __shared__ float scratch[32];
+    const T *z = inp + (size_t)blockIdx.x * V;
+    T *o = out + (size_t)blockIdx.x * V;
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) mx = fmaxf(mx, to_float(z[i]));
+    mx = block_max(mx, scratch);
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(to_float(z[i]) - mx);
+    sum = block_sum(sum, scratch);
+    const float inv = 1.0f / sum;
+    __syncthreads();  // every thread has read z before o (which may alias it) is written
+    for (int i = threadIdx.x; i < V; i += blockDim.x) o[i] = from_float<T>(expf(to_float(z[i]) - mx) * inv);
+}
+
+template <typename T>
+void gpu_softmax_rows(T *out, const T *inp, int N, int V, cudaStream_t stream) {
+    LAUNCH(softmax_rows_kernel<T>, dim3(N), dim3(128), 0, stream, out, inp, V);
+}
+
+template <typename T>
+__global__ void softmax_crossentropy_kernel(T *logits, float *losses, const uint16_t *targets, int V,
+                                            float grad_scale) {
+    __shared__ float scratch[32];
+    const int n = blockIdx.x, target = targets[n];
+    T *z = logits + (size_t)n * V;
+    float mx = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) mx = fmaxf(mx, to_float(z[i]));
+    mx = block_max(mx, scratch);
+    float sum = 0.0f;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(to_float(z[i]) - mx);
+    sum = block_sum(sum, scratch);
+    const float target_logit = to_float(z[target]);
+    if (threadIdx.x == 0) losses[n] = mx + logf(sum) - target_logit;
+    __syncthreads();  // z[target] is read before it is overwritten
+    const float inv = 1.0f / sum;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) {
+        const float p = expf(to_float(z[i]) - mx) * inv;
+        z[i] = from_float<T>(grad_scale == 0.0f ? p : (p - (i == target ? 1.0f : 0.0f)) * grad_scale);
+    }
+}
+
+template <typename T>
+void gpu_softmax_crossentropy(T *logits, float *losses, const uint16_t *targets, int N, int V, float grad_scale,
+                              cudaStream_t stream) {
+    LAUNCH(softmax_crossentropy_kernel<T>, dim3(N), dim3(128), 0, stream, logits, losses, targets, V, grad_scale);
+}
+
+// --- Optimizer -------------------------------------------------------------------------
+
+template <typename T>
+__global__ void adamw_kernel(float *params, T *params_copy, const float *grads, float *m, float *v, size_t n,
+                             float grad_scale, float beta1, float beta2, float eps, float step_size,
+                             float inv_sqrt_bc2, float decay) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const float g = grads[i] * grad_scale;
+    const float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float p = params[i] * decay - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
+    params[i] = p;
+    if (params_copy) params_copy[i] = from_float<T>(p);
+}
+
+template <typename T>
+void gpu_adamw(float *params, T *params_copy, const float *grads, float *m, float *v, size_t n, float grad_scale,
+               float beta1, float beta2, float eps, float step_size, float inv_sqrt_bc2, float decay,
+               cudaStream_t stream) {
+    if (n == 0) return;
+    LAUNCH(adamw_kernel<T>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, params, params_copy, grads, m, v, n,
+           grad_scale, beta1, beta2, eps, step_size, inv_sqrt_bc2, decay);
+}
+
+__global__ void sum_squares_kernel(double *partial, const float *x, size_t n) {
+    __shared__ double s[256];
+    double acc = 0.0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        acc += (double)x[i] * x[i];
+    s[threadIdx.x] = acc;
+    __syncthreads();
+    for (int stride = 128; stride > 0; stride >>= 1) {
+        if ((int)threadIdx.x < stride) s[threadIdx.x] += s[threadIdx.x + stride];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) partial[blockIdx.x] = s[0];
+}
+
+double gpu_sum_squares(const float *x, size_t n, double *scratch, cudaStream_t stream) {
+    // The split depends only on n, so the sum's order does too.
+    const unsigned blocks = n / 256 + 1 < GPU_SUM_BLOCKS ? (unsigned)(n / 256 + 1) : GPU_SUM_BLOCKS;
+    LAUNCH(sum_squares_kernel, dim3(blocks), dim3(256), 0, stream, scratch, x, n);
+    double partial[GPU_SUM_BLOCKS];
+    CUDA_CHECK(cudaMemcpyAsync(partial, scratch, blocks * sizeof(double), cudaMemcpyDeviceToHost, stream));
+    CUDA_CHECK(cudaStreamSynchronize(stream));
+    double total = 0.0;
+    for (unsigned b = 0; b < blocks; b++) total += partial[b];
+    return total;
+}
+
+// --- Instantiations for both storage types ------------------------------------------------
+#define INSTANTIATE(T)                                                                                                 \
+    template void gpu_encoder_forward<T>(T *, const uint16_t *, const T *, const T *, const T *, int, int, int,         \
+                                         cudaStream_t);                                                                \
+    template void gpu_encoder_backward<T>(float *, float *, float *, const T *, const int *, const int *, int, int, int, \
+                                          int, cudaStream_t);                                                          \
+    template void gpu_residual_norm_forward<T>(int, T *, T *, float *, float *, const T *, const T *, const T *,        \
+                                               const T *, int, int, cudaStream_t);                                      \
+    template void gpu_norm_backward<T>(int, T *, float *, float *, const T *, const T *, const float *, const float *,  \
+                                       const T *, int, int, float *, cudaStream_t);                                     \
+    template void gpu_gelu_forward<T>(T *, const T *, size_t, cudaStream_t);                                            \
+    template void gpu_gelu_backward<T>(T *, const T *, const T *, size_t, cudaStream_t);                                \
+    template void gpu_residual_forward<T>(T *, const T *, const T *, size_t, cudaStream_t);                             \
+    template void gpu_add_inplace<T>(T *, const T *, size_t, cudaStream_t);                                             \
+    template void gpu_softmax_rows<T>(T *, const T *, int, int, cudaStream_t);                                          \
+    template void gpu_softmax_crossentropy<T>(T *, float *, const uint16_t *, int, int, float, cudaStream_t);           \
+    template void gpu_adamw<T>(float *, T *, const float *, float *, float *, size_t, float, float, float, float,       \
+                               float, float, float, cudaStream_t);
+
+INSTANTIATE(float)
+INSTANTIATE(bf16)
+template void gpu_cast<float, float>(float *, const float *, size_t, cudaStream_t);
+template void gpu_cast<bf16, float>(bf16 *, const float *, size_t, cudaStream_t);
+template void gpu_cast<float, bf16>(float *, const bf16 *, size_t, cudaStream_t);

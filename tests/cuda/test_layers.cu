@@ -1,0 +1,258 @@
+// Each layer kernel against the CPU reference operation of the same name
+// (include/cpu_ops.h), in fp32 and bf16 storage, under every thread order
+// of the interpreter (results must also be identical across orders).
+// Tolerances are relative to the largest magnitude of the reference tensor:
+// fp32 storage 1e-5 (summation order only), bf16 storage 1e-2 (outputs
+// rounded to 8 significant bits; the CPU sees the same rounded inputs).
+#include "cuda_test.h"
+#include "kernels.cuh"
+
+template <typename T>
+static double tolerance() {
+    return sizeof(T) == 4 ? 1e-5 : 1e-2;
+}
+
+// Compares a device tensor with the reference; also that every order gives the same bits.
+template <typename T>
+static void check_close(const char *what, const T *d, const std::vector<float> &want, double tol, const char *order,
+                        std::vector<float> *first_order_result) {
+    std::vector<float> got = download_as_float(d, want.size());
+    double err = max_rel_diff(got.data(), want.data(), want.size());
+    CHECK(err <= tol, "%s (%s, %s order): max relative error %.3g > %.1g", what, type_name<T>(), order, err, tol);
+    if (first_order_result->empty()) *first_order_result = got;
+    else
+        CHECK(memcmp(got.data(), first_order_result->data(), got.size() * sizeof(float)) == 0,
+              "%s (%s): %s order gives other bits than the first order", what, type_name<T>(), order);
+}
+
+// --- Embedding ----------------------------------------------------------------------------
+template <typename T>
+static void encoder_case() {
+    const int B = 3, T_ = 10, C = 40, V = 7;
+    std::vector<uint16_t> tokens(B * T_);
+    for (int i = 0; i < B * T_; i++) tokens[(size_t)i] = (uint16_t)((i * 5 + i / 3) % V);
+    std::vector<float> wte = rounded_to<T>(random_floats((size_t)V * C, 1, -1, 1));
+    std::vector<float> wpe = rounded_to<T>(random_floats((size_t)T_ * C, 2, -1, 1));
+    std::vector<float> sos = rounded_to<T>(random_floats(C, 3, -1, 1));
+    std::vector<float> dout = rounded_to<T>(random_floats((size_t)B * T_ * C, 4, -1, 1));
+    // CPU reference.
+    ParamPointers p = {};
+    p.wte = wte.data(), p.wpe = wpe.data(), p.sos = sos.data();
+    std::vector<float> want_out((size_t)B * T_ * C);
+    encoder_forward(want_out.data(), tokens.data(), &p, B, T_, C, 1);
+    std::vector<float> gwte = random_floats(wte.size(), 5, -1, 1), gwpe = random_floats(wpe.size(), 6, -1, 1),
+                       gsos = random_floats(C, 7, -1, 1);
+    std::vector<float> want_gwte = gwte, want_gwpe = gwpe, want_gsos = gsos;
+    ParamPointers g = {};
+    g.wte = want_gwte.data(), g.wpe = want_gwpe.data(), g.sos = want_gsos.data();
+    encoder_backward(&g, dout.data(), tokens.data(), B, T_, C, 1);
+    // GPU.
+    std::vector<int> offsets(V + 1), rows((size_t)B * (T_ - 1));
+    token_rows_by_value(tokens.data(), B, T_, V, offsets.data(), rows.data());
+    uint16_t *d_tokens = to_device(tokens);
+    int *d_offsets = to_device(offsets), *d_rows = to_device(rows);
+    T *d_wte = upload_as<T>(wte), *d_wpe = upload_as<T>(wpe), *d_sos = upload_as<T>(sos), *d_dout = upload_as<T>(dout);
+    T *d_out = device_alloc<T>(want_out.size());
+    std::vector<float> first[4];
+    for (const ScheduleOrder &o : schedule_orders()) {
+        use_schedule_order(o);
+        float *d_gwte = to_device(gwte), *d_gwpe = to_device(gwpe), *d_gsos = to_device(gsos);
+        gpu_encoder_forward(d_out, d_tokens, d_wte, d_wpe, d_sos, B, T_, C, 0);
+        gpu_encoder_backward(d_gwte, d_gwpe, d_gsos, d_dout, d_offsets, d_rows, B, T_, C, V, 0);
+        // Forward: one rounded add; backward: fp32 sums in the CPU's order: exact in fp32 storage.
+        const double tol = sizeof(T) == 4 ? 0.0 : tolerance<T>();
+        check_close("encoder_forward", d_out, want_out, tol, o.name, &first[0]);
+        check_close("encoder_backward dwte", d_gwte, want_gwte, 0.0, o.name, &first[1]);
+        check_close("encoder_backward dwpe", d_gwpe, want_gwpe, 0.0, o.name, &first[2]);
+        check_close("encoder_backward dsos", d_gsos, want_gsos, 0.0, o.name, &first[3]);
+        cudaFree(d_gwte), cudaFree(d_gwpe), cudaFree(d_gsos);
+    }
+    cudaFree(d_tokens), cudaFree(d_offsets), cudaFree(d_rows), cudaFree(d_wte), cudaFree(d_wpe), cudaFree(d_sos);
+    cudaFree(d_dout), cudaFree(d_out);
+}
+
+void test_gpu_encoder_forward_backward(void) {
+    encoder_case<float>();
+    encoder_case<bf16>();
+}
+
+// --- Norms ------------------------------------------------------------------------------------
+template <typename T>
+static void norm_case(NormKind kind) {
+    const int N = 37, C = 72;
+    const size_t n = (size_t)N * C;
+    std::vector<float> a = rounded_to<T>(random_floats(n, 11, -2, 2)), b = rounded_to<T>(random_floats(n, 12, -1, 1));
+    std::vector<float> gain = rounded_to<T>(random_floats(C, 13, 0.5f, 1.5f));
+    std::vector<float> bias = rounded_to<T>(random_floats(C, 14, -0.5f, 0.5f));
+    std::vector<float> dout = rounded_to<T>(random_floats(n, 15, -1, 1));
+    std::vector<float> dinp0 = rounded_to<T>(random_floats(n, 16, -1, 1));
+    std::vector<float> dgain0 = random_floats(C, 17, -1, 1), dbias0 = random_floats(C, 18, -1, 1);
+    const bool ln = kind == NORM_LAYERNORM;
+    // CPU: x = a + b (rounded to T as the kernel stores it), then the norm.
+    std::vector<float> x(n), want_out(n), mean(N), rstd(N);
+    residual_forward(x.data(), a.data(), b.data(), n, 1);
+    x = rounded_to<T>(x);
+    norm_forward(kind, want_out.data(), ln ? mean.data() : nullptr, rstd.data(), x.data(), gain.data(),
+                 ln ? bias.data() : nullptr, N, C, 1);
+    std::vector<float> want_dinp = dinp0, want_dgain = dgain0, want_dbias = dbias0;
+    norm_backward(kind, want_dinp.data(), want_dgain.data(), ln ? want_dbias.data() : nullptr, dout.data(), x.data(),
+                  ln ? mean.data() : nullptr, rstd.data(), gain.data(), N, C, 1);
+    // GPU.
+    T *d_a = upload_as<T>(a), *d_b = upload_as<T>(b), *d_gain = upload_as<T>(gain), *d_bias = upload_as<T>(bias);
+    T *d_dout = upload_as<T>(dout), *d_x = device_alloc<T>(n), *d_out = device_alloc<T>(n);
+    float *d_mean = device_alloc<float>(N), *d_rstd = device_alloc<float>(N);
+    float *scratch = device_alloc<float>(gpu_norm_backward_scratch(N, C));
+    std::vector<float> first[6];
+    const double tol = tolerance<T>(), grad_tol = sizeof(T) == 4 ? 1e-5 : 2e-2;
+    for (const ScheduleOrder &o : schedule_orders()) {
+        use_schedule_order(o);
+        T *d_dinp = upload_as<T>(dinp0);
+        float *d_dgain = to_device(dgain0), *d_dbias = to_device(dbias0);
+        gpu_residual_norm_forward<T>(kind, d_x, d_out, ln ? d_mean : nullptr, d_rstd, d_a, d_b, d_gain,
+                                     ln ? d_bias : nullptr, N, C, 0);
+        check_close("residual (x = a + b)", d_x, x, 0.0, o.name, &first[0]);
+        check_close("norm_forward", d_out, want_out, tol, o.name, &first[1]);
+        check_close("norm_forward rstd", d_rstd, rstd, 1e-5, o.name, &first[2]);
+        gpu_norm_backward<T>(kind, d_dinp, d_dgain, ln ? d_dbias : nullptr, d_dout, d_x, ln ? d_mean : nullptr, d_rstd,
+                             d_gain, N, C, scratch, 0);
+        check_close("norm_backward dinp", d_dinp, want_dinp, grad_tol, o.name, &first[3]);
+        check_close("norm_backward dgain", d_dgain, want_dgain, grad_tol, o.name, &first[4]);
+        check_close("norm_backward dbias", d_dbias, want_dbias, grad_tol, o.name, &first[5]);
+        cudaFree(d_dinp), cudaFree(d_dgain), cudaFree(d_dbias);
+    }
+    cudaFree(d_a), cudaFree(d_b), cudaFree(d_gain), cudaFree(d_bias), cudaFree(d_dout), cudaFree(d_x), cudaFree(d_out);
+    cudaFree(d_mean), cudaFree(d_rstd), cudaFree(scratch);
+}
+
+void test_gpu_norm_forward_backward(void) {
+    for (NormKind kind : {NORM_IGPT, NORM_LAYERNORM}) {
+        norm_case<float>(kind);
+        norm_case<bf16>(kind);
+    }
+}
+
+// --- GELU ---------------------------------------------------------------------------------------
+template <typename T>
+static void gelu_case() {
+    const size_t n = 1000;
+    std::vector<float> x = rounded_to<T>(random_floats(n, 21, -6, 6)), dy = rounded_to<T>(random_floats(n, 22, -1, 1));
+    std::vector<float> want_y(n), want_dx(n);
+    gelu_forward(want_y.data(), x.data(), n, 1);
+    gelu_backward(want_dx.data(), x.data(), dy.data(), n, 1);
+    T *d_x = upload_as<T>(x), *d_dy = upload_as<T>(dy), *d_y = device_alloc<T>(n);
+    std::vector<float> first[2];
+    for (const ScheduleOrder &o : schedule_orders()) {
+        use_schedule_order(o);
+        T *d_dx = upload_as<T>(dy);
+        gpu_gelu_forward(d_y, d_x, n, 0);
+        gpu_gelu_backward(d_dx, d_x, d_dx, n, 0);  // in place, as the model uses it
+        check_close("gelu_forward", d_y, want_y, sizeof(T) == 4 ? 1e-6 : 1e-2, o.name, &first[0]);
+        check_close("gelu_backward", d_dx, want_dx, sizeof(T) == 4 ? 1e-6 : 1e-2, o.name, &first[1]);
+        cudaFree(d_dx);
+    }
+    cudaFree(d_x), cudaFree(d_dy), cudaFree(d_y);
+}
+
+void test_gpu_gelu_forward_backward(void) {
+    gelu_case<float>();
+    gelu_case<bf16>();
+}
+
+// --- Softmax and cross-entropy -----------------------------------------------------------
+template <typename T>
+static void softmax_case() {
+    const int N = 9, V = 300;
+    std::vector<float> logits = rounded_to<T>(random_floats((size_t)N * V, 31, -8, 8));
+    std::vector<uint16_t> targets(N);
+    for (int i = 0; i < N; i++) targets[(size_t)i] = (uint16_t)((i * 37) % V);
+    std::vector<float> probs = logits, losses(N);
+    softmax_crossentropy_forward(probs.data(), losses.data(), targets.data(), N, V, 1);
+    const float scale = 1.0f / N;
+    std::vector<float> dlogits = probs;
+    softmax_crossentropy_backward(dlogits.data(), targets.data(), N, V, scale, 1);
+    uint16_t *d_targets = to_device(targets);
+    float *d_losses = device_alloc<float>(N);
+    std::vector<float> first[5];
+    const double tol = sizeof(T) == 4 ? 1e-5 : 1e-2;
+    for (const ScheduleOrder &o : schedule_orders()) {
+        use_schedule_order(o);
+        T *d_probs = upload_as<T>(logits), *d_grad = upload_as<T>(logits), *d_rows = upload_as<T>(logits);
+        gpu_softmax_crossentropy(d_probs, d_losses, d_targets, N, V, 0.0f, 0);
+        check_close("softmax_crossentropy probabilities", d_probs, probs, tol, o.name, &first[0]);
+        check_close("softmax_crossentropy losses", d_losses, losses, 1e-5, o.name, &first[1]);
+        gpu_softmax_crossentropy(d_grad, d_losses, d_targets, N, V, scale, 0);
+        check_close("softmax_crossentropy fused gradient", d_grad, dlogits, tol, o.name, &first[2]);
+        check_close("softmax_crossentropy losses (fused)", d_losses, losses, 1e-5, o.name, &first[3]);
+        gpu_softmax_rows(d_rows, d_rows, N, V, 0);
+        check_close("softmax_rows", d_rows, probs, tol, o.name, &first[4]);
+        cudaFree(d_probs), cudaFree(d_grad), cudaFree(d_rows);
+    }
+    cudaFree(d_targets), cudaFree(d_losses);
+}
+
+void test_gpu_softmax_crossentropy(void) {
+    softmax_case<float>();
+    softmax_case<bf16>();
+}
+
+// --- AdamW and the gradient norm ------------------------------------------------------------------
+// Every tensor of a tiny model, with weight decay and clipping, against
+// adamw_update and global_norm over the whole buffer.
+template <typename T>
+static void adamw_case() {
+    ModelConfig cfg = {.vocab_size = 11, .seq_len = 6, .image_height = 2, .image_width = 3, .d_model = 16,
+                       .n_layer = 2, .n_head = 2, .norm = NORM_LAYERNORM};
+    const size_t n = param_count(&cfg);
+    OptimConfig oc;
+    optim_config_defaults(&oc);
+    oc.total_steps = 10, oc.warmup_steps = 2, oc.weight_decay = 0.1;
+    std::vector<float> params = random_floats(n, 41, -1, 1), grads = random_floats(n, 42, -3, 3);
+    std::vector<float> m = random_floats(n, 43, -0.1f, 0.1f), v = random_floats(n, 44, 0, 0.1f);
+    const double want_norm = global_norm(grads.data(), n, 1);
+    const float grad_scale = clip_factor(&oc, want_norm);
+    std::vector<float> want_p = params, want_m = m, want_v = v;
+    const int step = 3;
+    adamw_update(&oc, &cfg, step, want_p.data(), grads.data(), want_m.data(), want_v.data(), grad_scale, 1);
+    const int tensors = param_tensors(&cfg, nullptr);
+    std::vector<TensorInfo> info((size_t)tensors);
+    param_tensors(&cfg, info.data());
+    float *d_g = to_device(grads);
+    double *d_scratch = device_alloc<double>(GPU_SUM_BLOCKS);
+    T *d_copy = device_alloc<T>(n);
+    std::vector<float> first[4];
+    for (const ScheduleOrder &o : schedule_orders()) {
+        use_schedule_order(o);
+        const double norm = std::sqrt(gpu_sum_squares(d_g, n, d_scratch, 0));
+        CHECK(std::fabs(norm - want_norm) <= 1e-12 * want_norm, "grad norm %.15g, want %.15g", norm, want_norm);
+        float *d_p = to_device(params), *d_m = to_device(m), *d_v = to_device(v);
+        const AdamWScalars s = adamw_scalars(&oc, step);
+        for (const TensorInfo &t : info)
+            gpu_adamw<T>(d_p + t.offset, d_copy + t.offset, d_g + t.offset, d_m + t.offset, d_v + t.offset, t.count,
+                         grad_scale, s.beta1, s.beta2, s.eps, s.step_size, s.inv_sqrt_bc2,
+                         t.decay ? s.decay_factor : 1.0f, 0);
+        // Same fp32 formula; only fused multiply-adds may differ.
+        check_close("adamw params", d_p, want_p, 1e-6, o.name, &first[0]);
+        check_close("adamw m", d_m, want_m, 1e-6, o.name, &first[1]);
+        check_close("adamw v", d_v, want_v, 1e-6, o.name, &first[2]);
+        check_close("adamw params copy", d_copy, want_p, sizeof(T) == 4 ? 1e-6 : 4e-3, o.name, &first[3]);
+        cudaFree(d_p), cudaFree(d_m), cudaFree(d_v);
+    }
+    cudaFree(d_g), cudaFree(d_scratch), cudaFree(d_copy);
+}
+
+void test_gpu_adamw_and_grad_norm(void) {
+    adamw_case<float>();
+    adamw_case<bf16>();
+}
+
+void test_gpu_casts(void) {
+    const size_t n = 333;
+    std::vector<float> x = random_floats(n, 51, -100, 100);
+    float *d_x = to_device(x), *d_back = device_alloc<float>(n);
+    bf16 *d_h = device_alloc<bf16>(n);
+    gpu_cast(d_h, d_x, n, 0);
+    gpu_cast(d_back, d_h, n, 0);
+    std::vector<float> got = to_host(d_back, n), want = rounded_to<bf16>(x);
+    CHECK(memcmp(got.data(), want.data(), n * sizeof(float)) == 0, "fp32 -> bf16 -> fp32 differs from rounding on the host");
+    cudaFree(d_x), cudaFree(d_back), cudaFree(d_h);
+}
