@@ -72,6 +72,19 @@ template <typename T>
 void gpu_softmax_crossentropy(T *logits, float *losses, const uint16_t *targets, int N, int V, float grad_scale,
                               cudaStream_t stream);
 
+// --- Attention (cuda/attention.cu) ---------------------------------------------------------
+// Causal multi-head attention over qkv (B x T x 3C: q | k | v, head h at
+// columns h*hs..); writes atty (B x T x C) and the log-sum-exp of every
+// attention row, lse (B x NH x T, fp32). Head sizes 16, 32, 64, 96, 128.
+bool gpu_attention_supports(int head_size);
+template <typename T>
+void gpu_attention_forward(T *atty, float *lse, const T *qkv, int B, int T_, int C, int NH, cudaStream_t stream);
+// dqkv (overwritten) from datty, recomputing the probabilities from lse;
+// row_dot: B x NH x T floats of scratch.
+template <typename T>
+void gpu_attention_backward(T *dqkv, float *row_dot, const T *datty, const T *atty, const T *qkv, const float *lse,
+                            int B, int T_, int C, int NH, cudaStream_t stream);
+
 // --- Optimizer ---------------------------------------------------------------------------
 // AdamW on fp32 master weights (optim.c's adamw_update, one tensor):
 // g = grads * grad_scale; m, v updated; params = params * decay -

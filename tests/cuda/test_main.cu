@@ -27,7 +27,9 @@
     X(test_gpu_gelu_forward_backward)           \
     X(test_gpu_softmax_crossentropy)            \
     X(test_gpu_adamw_and_grad_norm)             \
-    X(test_gpu_casts)
+    X(test_gpu_casts)                           \
+    X(test_gpu_attention_head_sizes_and_tiles)  \
+    X(test_gpu_attention_t1024_hs64)
 
 #define DECLARE(name) void name(void);
 CUDA_TEST_LIST(DECLARE)
