@@ -14,6 +14,7 @@
 #include "common.cuh"
 
 extern "C" {
+#include "cpu_ops.h"
 #include "model.h"
 }
 
@@ -71,6 +72,16 @@ void gpu_softmax_rows(T *out, const T *inp, int N, int V, cudaStream_t stream);
 template <typename T>
 void gpu_softmax_crossentropy(T *logits, float *losses, const uint16_t *targets, int N, int V, float grad_scale,
                               cudaStream_t stream);
+
+// --- Matrix products (cuda/matmul.cu: cuBLASLt; the CPU's BLAS in the interpret mode) ---
+// out (N x OC) = inp (N x IC) @ W^T
+template <typename T>
+void gpu_matmul_forward(T *out, const T *inp, const T *W, int N, int IC, int OC, cudaStream_t stream);
+// dinp = dout @ W (overwritten; skipped when NULL); dW (fp32) += dout^T @ inp
+template <typename T>
+void gpu_matmul_backward(T *dinp, float *dW, const T *dout, const T *inp, const T *W, int N, int IC, int OC,
+                         cudaStream_t stream);
+void gpu_matmul_shutdown(void);
 
 // --- Attention (cuda/attention.cu) ---------------------------------------------------------
 // Causal multi-head attention over qkv (B x T x 3C: q | k | v, head h at

@@ -29,7 +29,8 @@
     X(test_gpu_adamw_and_grad_norm)             \
     X(test_gpu_casts)                           \
     X(test_gpu_attention_head_sizes_and_tiles)  \
-    X(test_gpu_attention_t1024_hs64)
+    X(test_gpu_attention_t1024_hs64)            \
+    X(test_gpu_matmul_against_cpu)
 
 #define DECLARE(name) void name(void);
 CUDA_TEST_LIST(DECLARE)
