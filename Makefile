@@ -78,7 +78,7 @@ $(BUILD)/interp/tests/%.o: tests/cuda/%.cu
 	@mkdir -p $(dir $@)
 	$(CXX) $(INTERP_FLAGS) -x c++ -c -o $@ $<
 $(BUILD)/interp/igpt_cuda_tests: $(INTERP_TEST_OBJ) $(INTERP_OBJ) $(BUILD)/libigpt.a
-	$(CXX) -o $@ $^ $(LDLIBS)
+	$(CXX) -o $@ $^ $(LDLIBS) -lboost_context
 
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 ifneq ($(NVCC),)

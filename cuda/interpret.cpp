@@ -1,10 +1,12 @@
 // The CUDA interpret mode's scheduler and runtime (see interpret.h): each
-// block's threads are ucontext fibers switched at barriers and warp
-// collectives, which are checked as they are released.
+// block's threads are fibers (Boost.Context: a switch costs nanoseconds, no
+// system call) switched at barriers and warp collectives, which are checked
+// as they are released.
 #include "interpret.h"
 
 #include <sys/mman.h>
-#include <ucontext.h>
+
+#include <boost/context/fiber.hpp>
 
 #include <cstdarg>
 #include <cstdio>
@@ -20,8 +22,11 @@ namespace {
 
 enum FiberState { RUNNABLE, AT_BARRIER, AT_WARP, DONE };
 
+namespace bctx = boost::context;
+
 struct Fiber {
-    ucontext_t context;
+    bctx::fiber self;        // the suspended thread, resumed by the scheduler
+    bctx::fiber scheduler;   // where the thread returns to when it waits
     FiberState state;
     CallSite site;  // where it waits
     WarpOp op;
@@ -32,7 +37,6 @@ struct Fiber {
 };
 
 struct Block {
-    ucontext_t scheduler;
     std::vector<Fiber> fibers;
     int current;
     const std::function<void()> *body;
@@ -91,13 +95,14 @@ void make_order(std::vector<int> &order, int n, uint64_t *rng) {
         }
 }
 
-void fiber_entry() {
-    Block *b = running_block;
-    (*b->body)();
-    Fiber &f = b->fibers[(size_t)b->current];
-    f.state = DONE;
-    swapcontext(&f.context, &b->scheduler);
-}
+// Suspends the running thread until the scheduler resumes it.
+void yield_to_scheduler(Fiber &f) { f.scheduler = std::move(f.scheduler).resume(); }
+
+// Stacks are ours (mapped once, reused): the allocator never allocates.
+struct NoStackAllocator {
+    bctx::stack_context allocate() { abort(); }
+    void deallocate(bctx::stack_context &) noexcept {}
+};
 
 Fiber &current_fiber(const char *what) {
     if (!running_block) {
@@ -218,14 +223,19 @@ bool release_warps(Block *b) {
          first, detail.c_str());
 }
 
-// getcontext "returns twice" only if the context is resumed as saved; these
-// contexts are always resumed through makecontext's entry, so nothing is clobbered.
-__attribute__((noinline)) void init_fiber_context(Fiber *f, char *stack) {
-    getcontext(&f->context);
-    f->context.uc_stack.ss_sp = stack;
-    f->context.uc_stack.ss_size = stack_bytes;
-    f->context.uc_link = nullptr;
-    makecontext(&f->context, fiber_entry, 0);
+void init_fiber(Block *b, size_t index, char *stack) {
+    bctx::stack_context sctx;
+    sctx.size = stack_bytes;
+    sctx.sp = stack + stack_bytes;  // stacks grow down from the top
+    b->fibers[index].self =
+        bctx::fiber(std::allocator_arg, bctx::preallocated(sctx.sp, sctx.size, sctx), NoStackAllocator(),
+                    [b, index](bctx::fiber &&scheduler) {
+                        Fiber &f = b->fibers[index];
+                        f.scheduler = std::move(scheduler);
+                        (*b->body)();
+                        f.state = DONE;
+                        return std::move(f.scheduler);
+                    });
 }
 
 void run_block(Block *b, int threads, uint64_t *rng) {
@@ -237,7 +247,7 @@ void run_block(Block *b, int threads, uint64_t *rng) {
             if (f.state != RUNNABLE) continue;
             b->current = i;
             current_coordinates = &f.coords;
-            swapcontext(&b->scheduler, &f.context);
+            f.self = std::move(f.self).resume();
         }
         current_coordinates = nullptr;
         int done = 0, at_barrier = 0;
@@ -271,7 +281,7 @@ void syncthreads(CallSite site) {
     Fiber &f = current_fiber("__syncthreads");
     f.state = AT_BARRIER;
     f.site = site;
-    swapcontext(&f.context, &running_block->scheduler);
+    yield_to_scheduler(f);
 }
 
 uint64_t warp_collective(CallSite site, WarpOp op, unsigned mask, uint64_t value, int arg, int width) {
@@ -288,7 +298,7 @@ uint64_t warp_collective(CallSite site, WarpOp op, unsigned mask, uint64_t value
     f.value = value;
     f.arg = arg;
     f.width = width;
-    swapcontext(&f.context, &running_block->scheduler);
+    yield_to_scheduler(f);
     return f.result;
 }
 
@@ -336,7 +346,7 @@ void run_grid(const char *name, CallSite site, dim3 grid, dim3 block, size_t sha
             f.coords.block_idx = bi;
             f.coords.block_dim = block;
             f.coords.grid_dim = grid;
-            init_fiber_context(&f, stacks[(size_t)t]);
+            init_fiber(&b, (size_t)t, stacks[(size_t)t]);
         }
         run_block(&b, (int)threads, &rng);
     }
@@ -379,6 +389,11 @@ cudaError_t cudaMemset(void *dst, int value, size_t bytes) {
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t) { return cudaMemset(dst, value, bytes); }
 cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamCreate(cudaStream_t *stream) {
+    *stream = nullptr;  // work runs when launched: one implicit stream
+    return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
 cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 cudaError_t cudaPeekAtLastError(void) { return cudaSuccess; }
 const char *cudaGetErrorString(cudaError_t error) {

@@ -1,8 +1,8 @@
 // CUDA interpret mode: the kernel sources of cuda/ compiled as host C++ by
 // g++ (-DIGPT_INTERPRET), so that CI machines without a GPU run them.
 //
-// Each block's threads run as cooperatively scheduled fibers (ucontext) on
-// one host thread: a thread runs until it reaches __syncthreads, a warp
+// Each block's threads run as cooperatively scheduled fibers (Boost.Context)
+// on one host thread: a thread runs until it reaches __syncthreads, a warp
 // collective or its end, then the next one runs. So barriers, static and
 // dynamic shared memory, warp shuffles (with masks) and atomics behave as on
 // a GPU, and misuse is caught:
@@ -226,6 +226,8 @@ cudaError_t cudaMemset(void *dst, int value, size_t bytes);
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t stream = 0);
 cudaError_t cudaDeviceSynchronize(void);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaStreamCreate(cudaStream_t *stream);
+cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaGetLastError(void);
 cudaError_t cudaPeekAtLastError(void);
 const char *cudaGetErrorString(cudaError_t error);

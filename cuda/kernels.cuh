@@ -65,13 +65,17 @@ void gpu_cast(Dst *dst, const Src *src, size_t n, cudaStream_t stream);
 // out[n] = softmax(inp[n]) over V columns (out may alias inp).
 template <typename T>
 void gpu_softmax_rows(T *out, const T *inp, int N, int V, cudaStream_t stream);
-// losses[n] = -log softmax(logits[n])[targets[n]] (fp32). With grad_scale 0
-// the logits become the probabilities (as softmax_crossentropy_forward);
-// otherwise they become d(grad_scale * sum of losses)/d(logits) (forward and
-// softmax_crossentropy_backward fused).
+// losses[n] = -log softmax(logits[n])[targets[n]] (fp32); the logits are
+// kept (CE_LOSSES_ONLY), become the probabilities (CE_PROBABILITIES, as
+// softmax_crossentropy_forward), or become d(grad_scale * sum of
+// losses)/d(logits) (CE_GRADIENT: forward and softmax_crossentropy_backward fused).
+enum CrossEntropyOutput { CE_LOSSES_ONLY = 0, CE_PROBABILITIES = 1, CE_GRADIENT = 2 };
 template <typename T>
-void gpu_softmax_crossentropy(T *logits, float *losses, const uint16_t *targets, int N, int V, float grad_scale,
-                              cudaStream_t stream);
+void gpu_softmax_crossentropy(T *logits, float *losses, const uint16_t *targets, int N, int V, CrossEntropyOutput output,
+                              float grad_scale, cudaStream_t stream);
+// out[b * out_stride + c] = mean over t of inp[b, t, c] (probe features, as model_features).
+template <typename T>
+void gpu_mean_over_positions(float *out, size_t out_stride, const T *inp, int B, int T_, int C, cudaStream_t stream);
 
 // --- Matrix products (cuda/matmul.cu: cuBLASLt; the CPU's BLAS in the interpret mode) ---
 // out (N x OC) = inp (N x IC) @ W^T

@@ -267,7 +267,7 @@ void gpu_softmax_rows(T *out, const T *inp, int N, int V, cudaStream_t stream) {
 }
 
 template <typename T>
-__global__ void softmax_crossentropy_kernel(T *logits, float *losses, const uint16_t *targets, int V,
+__global__ void softmax_crossentropy_kernel(T *logits, float *losses, const uint16_t *targets, int V, int output,
                                             float grad_scale) {
     __shared__ float scratch[32];
     const int n = blockIdx.x, target = targets[n];
@@ -280,18 +280,37 @@ __global__ void softmax_crossentropy_kernel(T *logits, float *losses, const uint
     sum = block_sum(sum, scratch);
     const float target_logit = to_float(z[target]);
     if (threadIdx.x == 0) losses[n] = mx + logf(sum) - target_logit;
+    if (output == CE_LOSSES_ONLY) return;  // uniform across the block
     __syncthreads();  // z[target] is read before it is overwritten
     const float inv = 1.0f / sum;
     for (int i = threadIdx.x; i < V; i += blockDim.x) {
         const float p = expf(to_float(z[i]) - mx) * inv;
-        z[i] = from_float<T>(grad_scale == 0.0f ? p : (p - (i == target ? 1.0f : 0.0f)) * grad_scale);
+        z[i] = from_float<T>(output == CE_PROBABILITIES ? p : (p - (i == target ? 1.0f : 0.0f)) * grad_scale);
     }
 }
 
 template <typename T>
-void gpu_softmax_crossentropy(T *logits, float *losses, const uint16_t *targets, int N, int V, float grad_scale,
-                              cudaStream_t stream) {
-    LAUNCH(softmax_crossentropy_kernel<T>, dim3(N), dim3(128), 0, stream, logits, losses, targets, V, grad_scale);
+void gpu_softmax_crossentropy(T *logits, float *losses, const uint16_t *targets, int N, int V, CrossEntropyOutput output,
+                              float grad_scale, cudaStream_t stream) {
+    LAUNCH(softmax_crossentropy_kernel<T>, dim3(N), dim3(128), 0, stream, logits, losses, targets, V, (int)output,
+           grad_scale);
+}
+
+// --- Probe features: means over positions ---------------------------------------------------
+
+template <typename T>
+__global__ void mean_over_positions_kernel(float *out, size_t out_stride, const T *inp, int T_, int C) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
+    if (c >= C) return;
+    const T *x = inp + (size_t)b * T_ * C + c;
+    float acc = 0.0f;
+    for (int t = 0; t < T_; t++) acc += to_float(x[(size_t)t * C]);
+    out[(size_t)b * out_stride + c] = acc / (float)T_;
+}
+
+template <typename T>
+void gpu_mean_over_positions(float *out, size_t out_stride, const T *inp, int B, int T_, int C, cudaStream_t stream) {
+    LAUNCH(mean_over_positions_kernel<T>, dim3(ceil_div(C, 128), B), dim3(128), 0, stream, out, out_stride, inp, T_, C);
 }
 
 // --- Optimizer -------------------------------------------------------------------------
@@ -362,7 +381,9 @@ double gpu_sum_squares(const float *x, size_t n, double *scratch, cudaStream_t s
     template void gpu_residual_forward<T>(T *, const T *, const T *, size_t, cudaStream_t);                             \
     template void gpu_add_inplace<T>(T *, const T *, size_t, cudaStream_t);                                             \
     template void gpu_softmax_rows<T>(T *, const T *, int, int, cudaStream_t);                                          \
-    template void gpu_softmax_crossentropy<T>(T *, float *, const uint16_t *, int, int, float, cudaStream_t);           \
+    template void gpu_softmax_crossentropy<T>(T *, float *, const uint16_t *, int, int, CrossEntropyOutput, float,     \
+                                              cudaStream_t);                                                          \
+    template void gpu_mean_over_positions<T>(float *, size_t, const T *, int, int, int, cudaStream_t);                  \
     template void gpu_adamw<T>(float *, T *, const float *, float *, float *, size_t, float, float, float, float,       \
                                float, float, float, cudaStream_t);
 

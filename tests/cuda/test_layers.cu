@@ -172,15 +172,19 @@ static void softmax_case() {
     softmax_crossentropy_backward(dlogits.data(), targets.data(), N, V, scale, 1);
     uint16_t *d_targets = to_device(targets);
     float *d_losses = device_alloc<float>(N);
-    std::vector<float> first[5];
+    std::vector<float> first[6];
     const double tol = sizeof(T) == 4 ? 1e-5 : 1e-2;
     for (const ScheduleOrder &o : schedule_orders()) {
         use_schedule_order(o);
         T *d_probs = upload_as<T>(logits), *d_grad = upload_as<T>(logits), *d_rows = upload_as<T>(logits);
-        gpu_softmax_crossentropy(d_probs, d_losses, d_targets, N, V, 0.0f, 0);
+        gpu_softmax_crossentropy(d_probs, d_losses, d_targets, N, V, CE_PROBABILITIES, 0.0f, 0);
         check_close("softmax_crossentropy probabilities", d_probs, probs, tol, o.name, &first[0]);
         check_close("softmax_crossentropy losses", d_losses, losses, 1e-5, o.name, &first[1]);
-        gpu_softmax_crossentropy(d_grad, d_losses, d_targets, N, V, scale, 0);
+        T *d_kept = upload_as<T>(logits);
+        gpu_softmax_crossentropy(d_kept, d_losses, d_targets, N, V, CE_LOSSES_ONLY, 0.0f, 0);
+        check_close("softmax_crossentropy losses only: logits kept", d_kept, logits, 0.0, o.name, &first[5]);
+        cudaFree(d_kept);
+        gpu_softmax_crossentropy(d_grad, d_losses, d_targets, N, V, CE_GRADIENT, scale, 0);
         check_close("softmax_crossentropy fused gradient", d_grad, dlogits, tol, o.name, &first[2]);
         check_close("softmax_crossentropy losses (fused)", d_losses, losses, 1e-5, o.name, &first[3]);
         gpu_softmax_rows(d_rows, d_rows, N, V, 0);

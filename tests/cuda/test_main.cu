@@ -30,7 +30,9 @@
     X(test_gpu_casts)                           \
     X(test_gpu_attention_head_sizes_and_tiles)  \
     X(test_gpu_attention_t1024_hs64)            \
-    X(test_gpu_matmul_against_cpu)
+    X(test_gpu_matmul_against_cpu)             \
+    X(test_gpu_model_matches_cpu_loss_gradients_features) \
+    X(test_gpu_training_follows_cpu_and_repeats)
 
 #define DECLARE(name) void name(void);
 CUDA_TEST_LIST(DECLARE)
@@ -128,6 +130,8 @@ double max_rel_diff(const float *a, const float *b, size_t n) {
 
 int main(int argc, char **argv) {
     const char *filter = argc > 1 ? argv[1] : nullptr;
+    // The CPU references run on small tensors: one thread, no OpenMP spinning.
+    cpu_set_threads(1);
     int passed = 0, failed = 0, skips = 0;
     for (const TestEntry &t : tests) {
         if (filter && !strstr(t.name, filter)) continue;

@@ -1,0 +1,403 @@
+// The model on a GPU (include/gpu_model.h): src/model.c's forward and
+// backward passes step for step, with the kernels of kernels.cuh.
+//
+// Device memory, each in one allocation with pointers into it:
+//   state:       fp32 master parameters, fp32 gradients, Adam m and v (P each),
+//                and the T copy of the parameters the kernels read (P, bf16
+//                mode only; in fp32 mode the master weights are read directly)
+//   activations: as the CPU's Activations (in T; means, rstd, lse, losses fp32)
+//   scratch:     backward gradients of activations, reduction scratch, tokens
+#include <cstring>
+#include <vector>
+
+#include "kernels.cuh"
+
+extern "C" {
+#include "gpu_model.h"
+#include "util.h"
+}
+
+template <typename T>
+struct Net {
+    // Activations (max_batch rows of T positions), as model.h's Activations.
+    T *resid, *ln1, *qkv, *atty, *proj, *mid, *ln2, *fc, *fc_act, *lnf, *logits;
+    float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd, *lnf_mean, *lnf_rstd, *lse, *losses;
+    // Backward scratch.
+    T *dresid, *dln, *datty, *dqkv, *dfc;
+    float *row_dot, *norm_scratch;
+    float *features;  // B x (L+1) x C probe features
+};
+
+struct GpuModel {
+    ModelConfig cfg;
+    GpuPrecision precision;
+    int max_batch;
+    size_t num_params;
+    std::vector<TensorInfo> tensors;
+    // State.
+    void *state_memory;
+    float *master, *grads, *adam_m, *adam_v;
+    void *params_t;  // T copy (== master in fp32 mode)
+    // Activations and scratch.
+    void *act_memory;
+    Net<float> f32;
+    Net<bf16> b16;
+    uint16_t *tokens;
+    int *token_offsets, *token_rows;
+    double *sum_scratch;
+    std::vector<float> host_losses;
+    std::vector<int> host_offsets, host_rows;
+    cudaStream_t stream;
+};
+
+// --- Memory plan -----------------------------------------------------------------------
+
+// One list of (pointer, bytes) for the activations and scratch, used both to
+// size the allocation and to carve it, so the two cannot disagree.
+template <typename T>
+static size_t carve_activations(Net<T> *n, char *base, const ModelConfig *cfg, int max_batch) {
+    const size_t B = (size_t)max_batch, T_ = (size_t)cfg->seq_len, C = (size_t)cfg->d_model, L = (size_t)cfg->n_layer,
+                 V = (size_t)cfg->vocab_size, NH = (size_t)cfg->n_head, BT = B * T_;
+    Net<T> dummy;
+    if (!n) n = &dummy;
+    struct Part {
+        void **ptr;
+        size_t bytes;
+    } parts[] = {
+        {(void **)&n->resid, (L + 1) * BT * C * sizeof(T)}, {(void **)&n->ln1, L * BT * C * sizeof(T)},
+        {(void **)&n->qkv, L * BT * 3 * C * sizeof(T)},     {(void **)&n->atty, L * BT * C * sizeof(T)},
+        {(void **)&n->proj, BT * C * sizeof(T)},             {(void **)&n->mid, L * BT * C * sizeof(T)},
+        {(void **)&n->ln2, L * BT * C * sizeof(T)},          {(void **)&n->fc, L * BT * 4 * C * sizeof(T)},
+        {(void **)&n->fc_act, BT * 4 * C * sizeof(T)},       {(void **)&n->lnf, BT * C * sizeof(T)},
+        {(void **)&n->logits, BT * V * sizeof(T)},           {(void **)&n->ln1_mean, L * BT * sizeof(float)},
+        {(void **)&n->ln1_rstd, L * BT * sizeof(float)},     {(void **)&n->ln2_mean, L * BT * sizeof(float)},
+        {(void **)&n->ln2_rstd, L * BT * sizeof(float)},     {(void **)&n->lnf_mean, BT * sizeof(float)},
+        {(void **)&n->lnf_rstd, BT * sizeof(float)},         {(void **)&n->lse, L * B * NH * T_ * sizeof(float)},
+        {(void **)&n->losses, BT * sizeof(float)},           {(void **)&n->dresid, BT * C * sizeof(T)},
+        {(void **)&n->dln, BT * C * sizeof(T)},              {(void **)&n->datty, BT * C * sizeof(T)},
+        {(void **)&n->dqkv, BT * 3 * C * sizeof(T)},         {(void **)&n->dfc, BT * 4 * C * sizeof(T)},
+        {(void **)&n->row_dot, B * NH * T_ * sizeof(float)},
+        {(void **)&n->norm_scratch, gpu_norm_backward_scratch((int)BT, (int)C) * sizeof(float)},
+        {(void **)&n->features, B * (L + 1) * C * sizeof(float)},
+    };
+    size_t offset = 0;
+    for (const Part &part : parts) {
+        if (base) *part.ptr = base + offset;
+        offset += (part.bytes + 255) / 256 * 256;  // keep every buffer 256-byte aligned
+    }
+    return offset;
+}
+
+static size_t state_bytes_of(size_t P, GpuPrecision precision) {
+    return 4 * P * sizeof(float) + (precision == GPU_BF16 ? P * sizeof(bf16) : 0) + 5 * 256;
+}
+
+static size_t activation_bytes_of(const ModelConfig *cfg, int max_batch, GpuPrecision precision) {
+    const size_t BT = (size_t)max_batch * cfg->seq_len;
+    const size_t extra = BT * sizeof(uint16_t) + ((size_t)cfg->vocab_size + 1 + BT) * sizeof(int) +
+                         GPU_SUM_BLOCKS * sizeof(double) + 4 * 256;
+    return (precision == GPU_BF16 ? carve_activations<bf16>(nullptr, nullptr, cfg, max_batch)
+                                  : carve_activations<float>(nullptr, nullptr, cfg, max_batch)) +
+           extra;
+}
+
+extern "C" void gpu_model_memory(const ModelConfig *cfg, int max_batch, GpuPrecision precision, size_t *state_bytes,
+                                 size_t *activation_bytes) {
+    *state_bytes = state_bytes_of(param_count(cfg), precision);
+    *activation_bytes = activation_bytes_of(cfg, max_batch, precision);
+}
+
+// --- Devices ---------------------------------------------------------------------------
+
+extern "C" int gpu_device_count(const char **why) {
+#ifdef IGPT_INTERPRET
+    if (why) *why = nullptr;
+    return 1;
+#else
+    int count = 0;
+    cudaError_t err = cudaGetDeviceCount(&count);
+    if (err != cudaSuccess) {
+        if (why) *why = cudaGetErrorString(err);
+        cudaGetLastError();  // clear it
+        return 0;
+    }
+    if (why) *why = count ? nullptr : "no CUDA device";
+    return count;
+#endif
+}
+
+extern "C" const char *gpu_device_name(void) {
+    static char name[320];
+#ifdef IGPT_INTERPRET
+    snprintf(name, sizeof name, "CUDA interpret mode on the CPU");
+#else
+    cudaDeviceProp prop;
+    int dev = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
+    snprintf(name, sizeof name, "%s, %.1f GiB, compute capability %d.%d", prop.name,
+             (double)prop.totalGlobalMem / (1024.0 * 1024.0 * 1024.0), prop.major, prop.minor);
+#endif
+    return name;
+}
+
+extern "C" void gpu_memory_info(size_t *free_bytes, size_t *total_bytes) {
+#ifdef IGPT_INTERPRET
+    *free_bytes = *total_bytes = (size_t)64 << 30;
+#else
+    CUDA_CHECK(cudaMemGetInfo(free_bytes, total_bytes));
+#endif
+}
+
+// --- Creation and transfers ----------------------------------------------------------------
+
+template <typename T>
+static T *offset_ptr(void *base, const float *host_ptr, const float *host_base) {
+    return host_ptr ? static_cast<T *>(base) + (host_ptr - host_base) : nullptr;
+}
+
+extern "C" GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision) {
+    GpuModel *m = new GpuModel();
+    m->cfg = *cfg;
+    m->precision = precision;
+    m->max_batch = max_batch;
+    m->num_params = param_count(cfg);
+    m->tensors.resize((size_t)param_tensors(cfg, nullptr));
+    param_tensors(cfg, m->tensors.data());
+    const size_t P = m->num_params;
+    size_t free_bytes = 0, total_bytes = 0;
+    gpu_memory_info(&free_bytes, &total_bytes);
+    const size_t need = state_bytes_of(P, precision) + activation_bytes_of(cfg, max_batch, precision);
+    if (need > free_bytes)
+        die("the model needs %.2f GiB of GPU memory for batches of %d, but %.2f GiB are free; use a smaller "
+            "--micro-batch (gradients accumulate to the same --batch)",
+            need / 1073741824.0, max_batch, free_bytes / 1073741824.0);
+    CUDA_CHECK(cudaStreamCreate(&m->stream));
+    CUDA_CHECK(cudaMalloc(&m->state_memory, state_bytes_of(P, precision)));
+    const size_t pb = (P * sizeof(float) + 255) / 256 * 256;
+    char *s = static_cast<char *>(m->state_memory);
+    m->master = reinterpret_cast<float *>(s);
+    m->grads = reinterpret_cast<float *>(s + pb);
+    m->adam_m = reinterpret_cast<float *>(s + 2 * pb);
+    m->adam_v = reinterpret_cast<float *>(s + 3 * pb);
+    m->params_t = precision == GPU_BF16 ? static_cast<void *>(s + 4 * pb) : static_cast<void *>(m->master);
+    CUDA_CHECK(cudaMalloc(&m->act_memory, activation_bytes_of(cfg, max_batch, precision)));
+    char *a = static_cast<char *>(m->act_memory);
+    const size_t net_bytes = precision == GPU_BF16 ? carve_activations<bf16>(&m->b16, a, cfg, max_batch)
+                                                   : carve_activations<float>(&m->f32, a, cfg, max_batch);
+    const size_t BT = (size_t)max_batch * cfg->seq_len;
+    char *cursor = a + net_bytes;
+    m->tokens = reinterpret_cast<uint16_t *>(cursor);
+    cursor += (BT * sizeof(uint16_t) + 255) / 256 * 256;
+    m->token_offsets = reinterpret_cast<int *>(cursor);
+    cursor += (((size_t)cfg->vocab_size + 1) * sizeof(int) + 255) / 256 * 256;
+    m->token_rows = reinterpret_cast<int *>(cursor);
+    cursor += (BT * sizeof(int) + 255) / 256 * 256;
+    m->sum_scratch = reinterpret_cast<double *>(cursor);
+    m->host_losses.resize(BT);
+    m->host_offsets.resize((size_t)cfg->vocab_size + 1);
+    m->host_rows.resize(BT);
+    CUDA_CHECK(cudaMemset(m->adam_m, 0, P * sizeof(float)));
+    CUDA_CHECK(cudaMemset(m->adam_v, 0, P * sizeof(float)));
+    CUDA_CHECK(cudaMemset(m->grads, 0, P * sizeof(float)));
+    return m;
+}
+
+extern "C" void gpu_model_free(GpuModel *m) {
+    if (!m) return;
+    cudaFree(m->state_memory);
+    cudaFree(m->act_memory);
+    cudaStreamDestroy(m->stream);
+    gpu_matmul_shutdown();
+    delete m;
+}
+
+extern "C" size_t gpu_model_num_params(const GpuModel *m) { return m->num_params; }
+
+extern "C" void gpu_model_set_params(GpuModel *m, const float *params) {
+    CUDA_CHECK(cudaMemcpy(m->master, params, m->num_params * sizeof(float), cudaMemcpyHostToDevice));
+    if (m->precision == GPU_BF16)
+        gpu_cast(static_cast<bf16 *>(m->params_t), m->master, m->num_params, m->stream);
+    CUDA_CHECK(cudaStreamSynchronize(m->stream));
+}
+
+extern "C" void gpu_model_get_params(const GpuModel *m, float *params) {
+    CUDA_CHECK(cudaMemcpy(params, m->master, m->num_params * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
+extern "C" void gpu_model_set_adam(GpuModel *m, const float *adam_m, const float *adam_v) {
+    CUDA_CHECK(cudaMemcpy(m->adam_m, adam_m, m->num_params * sizeof(float), cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(m->adam_v, adam_v, m->num_params * sizeof(float), cudaMemcpyHostToDevice));
+}
+
+extern "C" void gpu_model_get_adam(const GpuModel *m, float *adam_m, float *adam_v) {
+    CUDA_CHECK(cudaMemcpy(adam_m, m->adam_m, m->num_params * sizeof(float), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaMemcpy(adam_v, m->adam_v, m->num_params * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
+extern "C" void gpu_model_get_grads(const GpuModel *m, float *grads) {
+    CUDA_CHECK(cudaMemcpy(grads, m->grads, m->num_params * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
+extern "C" void gpu_model_zero_grads(GpuModel *m) {
+    CUDA_CHECK(cudaMemsetAsync(m->grads, 0, m->num_params * sizeof(float), m->stream));
+}
+
+// Device pointers of the parameters (T) or gradients (fp32), in param_tensors'
+// layout: param_pointers over the master buffer gives each tensor's offset.
+template <typename U>
+struct DevicePointers {
+    ParamPointers host;  // into m->master (never dereferenced on the host)
+    const float *master;
+    U *base;
+    DevicePointers(const GpuModel *m, U *b) : master(m->master), base(b) { param_pointers(&m->cfg, m->master, &host); }
+    ~DevicePointers() { param_pointers_free(&host); }
+    U *at(const float *tensor) const { return tensor ? base + (tensor - master) : nullptr; }
+};
+
+// --- Forward and backward ----------------------------------------------------------------
+
+static void upload_tokens(GpuModel *m, const uint16_t *tokens, int batch) {
+    const int N = batch * m->cfg.seq_len, V = m->cfg.vocab_size;
+    for (int i = 0; i < N; i++)
+        if (tokens[i] >= V) die("token %u at position %d is outside the %d-color palette", tokens[i], i, V);
+    CUDA_CHECK(cudaMemcpyAsync(m->tokens, tokens, (size_t)N * sizeof(uint16_t), cudaMemcpyHostToDevice, m->stream));
+}
+
+template <typename T>
+static double forward(GpuModel *m, Net<T> &n, const uint16_t *tokens, int batch) {
+    const ModelConfig *cfg = &m->cfg;
+    if (batch < 1 || batch > m->max_batch) die("internal: batch %d outside 1..%d", batch, m->max_batch);
+    const int B = batch, T_ = cfg->seq_len, C = cfg->d_model, L = cfg->n_layer, V = cfg->vocab_size, NH = cfg->n_head;
+    const int N = B * T_, kind = cfg->norm;
+    const size_t stride_c = (size_t)m->max_batch * T_ * C, max_BT = (size_t)m->max_batch * T_;
+    cudaStream_t st = m->stream;
+    const DevicePointers<T> P(m, static_cast<T *>(m->params_t));
+    const ParamPointers &h = P.host;
+    upload_tokens(m, tokens, batch);
+    gpu_encoder_forward(n.resid, m->tokens, P.at(h.wte), P.at(h.wpe), P.at(h.sos), B, T_, C, st);
+    // Layer 0's first norm has no residual add; every later norm is fused with the add before it.
+    if (L > 0)
+        gpu_residual_norm_forward<T>(kind, nullptr, n.ln1, n.ln1_mean, n.ln1_rstd, n.resid, nullptr,
+                                     P.at(h.layers[0].ln1_g), P.at(h.layers[0].ln1_b), N, C, st);
+    for (int l = 0; l < L; l++) {
+        const LayerParams &lp = h.layers[l];
+        T *resid = n.resid + l * stride_c, *resid_next = n.resid + (l + 1) * stride_c;
+        T *ln1 = n.ln1 + l * stride_c, *ln2 = n.ln2 + l * stride_c, *mid = n.mid + l * stride_c;
+        T *qkv = n.qkv + l * 3 * stride_c, *atty = n.atty + l * stride_c, *fc = n.fc + l * 4 * stride_c;
+        float *lse = n.lse + (size_t)l * m->max_batch * NH * T_;
+        gpu_matmul_forward(qkv, ln1, P.at(lp.w_qkv), N, C, 3 * C, st);
+        gpu_attention_forward(atty, lse, qkv, B, T_, C, NH, st);
+        gpu_matmul_forward(n.proj, atty, P.at(lp.w_attn_proj), N, C, C, st);
+        gpu_residual_norm_forward<T>(kind, mid, ln2, n.ln2_mean + l * max_BT, n.ln2_rstd + l * max_BT, resid, n.proj,
+                                     P.at(lp.ln2_g), P.at(lp.ln2_b), N, C, st);
+        gpu_matmul_forward(fc, ln2, P.at(lp.w_fc), N, C, 4 * C, st);
+        gpu_gelu_forward(n.fc_act, fc, (size_t)N * 4 * C, st);
+        gpu_matmul_forward(n.proj, n.fc_act, P.at(lp.w_fc_proj), N, 4 * C, C, st);
+        if (l + 1 < L)
+            gpu_residual_norm_forward<T>(kind, resid_next, n.ln1 + (l + 1) * stride_c, n.ln1_mean + (l + 1) * max_BT,
+                                         n.ln1_rstd + (l + 1) * max_BT, mid, n.proj, P.at(h.layers[l + 1].ln1_g),
+                                         P.at(h.layers[l + 1].ln1_b), N, C, st);
+        else
+            gpu_residual_norm_forward<T>(kind, resid_next, n.lnf, n.lnf_mean, n.lnf_rstd, mid, n.proj, P.at(h.lnf_g),
+                                         P.at(h.lnf_b), N, C, st);
+    }
+    if (L == 0)
+        gpu_residual_norm_forward<T>(kind, nullptr, n.lnf, n.lnf_mean, n.lnf_rstd, n.resid, nullptr, P.at(h.lnf_g),
+                                     P.at(h.lnf_b), N, C, st);
+    gpu_matmul_forward(n.logits, n.lnf, P.at(h.w_head), N, C, V, st);
+    gpu_softmax_crossentropy(n.logits, n.losses, m->tokens, N, V, CE_LOSSES_ONLY, 0.0f, st);
+    CUDA_CHECK(cudaMemcpyAsync(m->host_losses.data(), n.losses, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost, st));
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    double total = 0.0;
+    for (int i = 0; i < N; i++) total += m->host_losses[(size_t)i];
+    return total / N;
+}
+
+template <typename T>
+static void backward(GpuModel *m, Net<T> &n, const uint16_t *tokens, int batch, float loss_scale) {
+    const ModelConfig *cfg = &m->cfg;
+    const int B = batch, T_ = cfg->seq_len, C = cfg->d_model, L = cfg->n_layer, V = cfg->vocab_size, NH = cfg->n_head;
+    const int N = B * T_, kind = cfg->norm;
+    const size_t stride_c = (size_t)m->max_batch * T_ * C, max_BT = (size_t)m->max_batch * T_;
+    cudaStream_t st = m->stream;
+    const DevicePointers<T> P(m, static_cast<T *>(m->params_t));
+    const DevicePointers<float> G(m, m->grads);
+    const ParamPointers &h = P.host;
+    // The tokens on the device are this batch's (uploaded by forward); the
+    // grouping of rows by token is computed here on the host.
+    token_rows_by_value(tokens, B, T_, V, m->host_offsets.data(), m->host_rows.data());
+    CUDA_CHECK(cudaMemcpyAsync(m->token_offsets, m->host_offsets.data(), ((size_t)V + 1) * sizeof(int),
+                               cudaMemcpyHostToDevice, st));
+    CUDA_CHECK(cudaMemcpyAsync(m->token_rows, m->host_rows.data(), (size_t)B * (T_ - 1) * sizeof(int),
+                               cudaMemcpyHostToDevice, st));
+
+    gpu_softmax_crossentropy(n.logits, n.losses, m->tokens, N, V, CE_GRADIENT, loss_scale, st);
+    gpu_matmul_backward(n.dln, G.at(h.w_head), n.logits, n.lnf, P.at(h.w_head), N, C, V, st);
+    CUDA_CHECK(cudaMemsetAsync(n.dresid, 0, (size_t)N * C * sizeof(T), st));
+    gpu_norm_backward<T>(kind, n.dresid, G.at(h.lnf_g), G.at(h.lnf_b), n.dln, n.resid + L * stride_c, n.lnf_mean,
+                         n.lnf_rstd, P.at(h.lnf_g), N, C, n.norm_scratch, st);
+    for (int l = L - 1; l >= 0; l--) {
+        const LayerParams &lp = h.layers[l], &lg = G.host.layers[l];
+        T *resid = n.resid + l * stride_c, *ln1 = n.ln1 + l * stride_c, *ln2 = n.ln2 + l * stride_c;
+        T *mid = n.mid + l * stride_c, *qkv = n.qkv + l * 3 * stride_c, *atty = n.atty + l * stride_c;
+        T *fc = n.fc + l * 4 * stride_c;
+        const float *lse = n.lse + (size_t)l * m->max_batch * NH * T_;
+        // MLP (GELU recomputed from fc, as on the CPU).
+        gpu_gelu_forward(n.fc_act, fc, (size_t)N * 4 * C, st);
+        gpu_matmul_backward(n.dfc, G.at(lg.w_fc_proj), n.dresid, n.fc_act, P.at(lp.w_fc_proj), N, 4 * C, C, st);
+        gpu_gelu_backward(n.dfc, fc, n.dfc, (size_t)N * 4 * C, st);
+        gpu_matmul_backward(n.dln, G.at(lg.w_fc), n.dfc, ln2, P.at(lp.w_fc), N, C, 4 * C, st);
+        gpu_norm_backward<T>(kind, n.dresid, G.at(lg.ln2_g), G.at(lg.ln2_b), n.dln, mid, n.ln2_mean + l * max_BT,
+                             n.ln2_rstd + l * max_BT, P.at(lp.ln2_g), N, C, n.norm_scratch, st);
+        // Attention.
+        gpu_matmul_backward(n.datty, G.at(lg.w_attn_proj), n.dresid, atty, P.at(lp.w_attn_proj), N, C, C, st);
+        gpu_attention_backward(n.dqkv, n.row_dot, n.datty, atty, qkv, lse, B, T_, C, NH, st);
+        gpu_matmul_backward(n.dln, G.at(lg.w_qkv), n.dqkv, ln1, P.at(lp.w_qkv), N, C, 3 * C, st);
+        gpu_norm_backward<T>(kind, n.dresid, G.at(lg.ln1_g), G.at(lg.ln1_b), n.dln, resid, n.ln1_mean + l * max_BT,
+                             n.ln1_rstd + l * max_BT, P.at(lp.ln1_g), N, C, n.norm_scratch, st);
+    }
+    gpu_encoder_backward(G.at(h.wte), G.at(h.wpe), G.at(h.sos), n.dresid, m->token_offsets, m->token_rows, B, T_, C, V,
+                         st);
+    CUDA_CHECK(cudaStreamSynchronize(st));
+}
+
+template <typename T>
+static void features(GpuModel *m, Net<T> &n, int batch, float *out) {
+    const int T_ = m->cfg.seq_len, C = m->cfg.d_model, L = m->cfg.n_layer;
+    const size_t stride_c = (size_t)m->max_batch * T_ * C, per_image = (size_t)(L + 1) * C;
+    for (int l = 0; l <= L; l++)
+        gpu_mean_over_positions(n.features + (size_t)l * C, per_image, l < L ? n.ln1 + l * stride_c : n.lnf, batch,
+                                T_, C, m->stream);
+    CUDA_CHECK(cudaMemcpyAsync(out, n.features, (size_t)batch * per_image * sizeof(float), cudaMemcpyDeviceToHost,
+                               m->stream));
+    CUDA_CHECK(cudaStreamSynchronize(m->stream));
+}
+
+extern "C" double gpu_model_forward(GpuModel *m, const uint16_t *tokens, int batch) {
+    return m->precision == GPU_BF16 ? forward(m, m->b16, tokens, batch) : forward(m, m->f32, tokens, batch);
+}
+
+extern "C" void gpu_model_backward(GpuModel *m, const uint16_t *tokens, int batch, float loss_scale) {
+    if (m->precision == GPU_BF16) backward(m, m->b16, tokens, batch, loss_scale);
+    else backward(m, m->f32, tokens, batch, loss_scale);
+}
+
+extern "C" void gpu_model_features(GpuModel *m, int batch, float *out) {
+    if (m->precision == GPU_BF16) features(m, m->b16, batch, out);
+    else features(m, m->f32, batch, out);
+}
+
+extern "C" double gpu_model_grad_norm(GpuModel *m) {
+    return sqrt(gpu_sum_squares(m->grads, m->num_params, m->sum_scratch, m->stream));
+}
+
+extern "C" void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float grad_scale) {
+    const AdamWScalars s = adamw_scalars(oc, step);
+    bf16 *copy = m->precision == GPU_BF16 ? static_cast<bf16 *>(m->params_t) : nullptr;
+    for (const TensorInfo &t : m->tensors)
+        gpu_adamw<bf16>(m->master + t.offset, copy ? copy + t.offset : nullptr, m->grads + t.offset,
+                        m->adam_m + t.offset, m->adam_v + t.offset, t.count, grad_scale, s.beta1, s.beta2, s.eps,
+                        s.step_size, s.inv_sqrt_bc2, t.decay ? s.decay_factor : 1.0f, m->stream);
+    CUDA_CHECK(cudaStreamSynchronize(m->stream));
+}

@@ -1,0 +1,62 @@
+// The iGPT model on a GPU (cuda/gpu_model.cu): the same configuration,
+// parameter layout and math as the CPU reference (src/model.c), with
+// parameters kept as fp32 master weights plus a bf16 copy that the kernels
+// read (or fp32 only, the debugging mode), fp32 gradients and Adam state,
+// and activations in the storage type. Built by nvcc for a real GPU, by g++
+// for the interpret mode (cuda/interpret.h), or as a stub that reports that
+// the build has no CUDA backend (src/gpu_stub.c).
+#ifndef IGPT_GPU_MODEL_H
+#define IGPT_GPU_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model.h"
+#include "optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { GPU_BF16 = 0, GPU_FP32 = 1 } GpuPrecision;
+typedef struct GpuModel GpuModel;
+
+// Usable GPUs: 0 without one (or in a build without the CUDA backend); the
+// interpret mode reports one. *why (when not NULL) says why there is none.
+int gpu_device_count(const char **why);
+// A line naming the device (e.g. "NVIDIA H200, 139.8 GiB").
+const char *gpu_device_name(void);
+// Device memory the model needs, in bytes, split as parameters + gradients +
+// optimizer state, and activations + scratch for batches of max_batch.
+void gpu_model_memory(const ModelConfig *cfg, int max_batch, GpuPrecision precision, size_t *state_bytes,
+                      size_t *activation_bytes);
+// Free and total device memory in bytes.
+void gpu_memory_info(size_t *free_bytes, size_t *total_bytes);
+
+GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision);
+void gpu_model_free(GpuModel *m);
+size_t gpu_model_num_params(const GpuModel *m);
+
+// Host fp32 buffers in the layout of param_tensors.
+void gpu_model_set_params(GpuModel *m, const float *params);
+void gpu_model_get_params(const GpuModel *m, float *params);
+void gpu_model_set_adam(GpuModel *m, const float *adam_m, const float *adam_v);
+void gpu_model_get_adam(const GpuModel *m, float *adam_m, float *adam_v);
+void gpu_model_get_grads(const GpuModel *m, float *grads);
+
+void gpu_model_zero_grads(GpuModel *m);
+// As model_forward / model_backward.
+double gpu_model_forward(GpuModel *m, const uint16_t *tokens, int batch);
+void gpu_model_backward(GpuModel *m, const uint16_t *tokens, int batch, float loss_scale);
+// The global gradient norm (fp64 accumulation).
+double gpu_model_grad_norm(GpuModel *m);
+// One AdamW step (optim.c's scalars, per tensor decay as on the CPU).
+void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float grad_scale);
+// As model_features, into a host buffer B x (L+1) x C.
+void gpu_model_features(GpuModel *m, int batch, float *features);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
