@@ -1,7 +1,14 @@
 # igpt: `make` builds ./igpt, `make test` runs every test, `make bench-data`
 # times the data pipeline on the shared CIFAR-10 images, `make bench-cpu` the
 # CPU model against PyTorch, `make bench-probe` the linear probes.
+#
+# ./igpt holds the CPU reference and, when nvcc is found, the CUDA backend
+# (cuda/*.cu for sm_80 and sm_90, warnings as errors). The CUDA sources are
+# also always built as host C++ in the interpret mode (cuda/interpret.h), so
+# that `make test` runs the kernels on any CPU: build/interp/igpt_cuda_tests
+# and build/interp/igpt (./igpt whose "GPU" is the interpreter).
 CC ?= gcc
+CXX ?= g++
 CFLAGS ?= -O3 -march=native -fno-math-errno
 # OpenBLAS, OpenMP build: inside our own parallel regions its calls run single-threaded.
 MULTIARCH := $(shell $(CC) -print-multiarch)
@@ -12,17 +19,41 @@ CFLAGS += -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Ws
 LDLIBS = -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -llbfgs -lz -lm
 
 BUILD = build
-LIB_SRC = src/util.c src/images.c src/palette.c src/dataset.c src/preview.c src/cpu_ops.c src/model.c src/optim.c src/checkpoint.c src/probe.c src/probe_features.c \
-          src/cmd_prepare.c src/cmd_show.c src/cmd_train.c src/cmd_bench.c src/cmd_synthetic.c src/synthetic.c src/cmd_probe.c src/cmd_plot.c
+LIB_SRC = src/backend.c src/util.c src/images.c src/palette.c src/dataset.c src/preview.c src/cpu_ops.c \
+          src/model.c src/optim.c src/checkpoint.c src/probe.c src/probe_features.c src/cmd_prepare.c \
+          src/cmd_show.c src/cmd_train.c src/cmd_bench.c src/cmd_synthetic.c src/synthetic.c src/cmd_probe.c \
+          src/cmd_plot.c
 LIB_OBJ = $(LIB_SRC:src/%.c=$(BUILD)/%.o) $(BUILD)/stb_impl.o
 TEST_SRC = $(wildcard tests/*.c)
 TEST_OBJ = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
+CUDA_SRC = $(wildcard cuda/*.cu)
+CUDA_TEST_SRC = $(wildcard tests/cuda/*.cu)
+
+# --- The CUDA backend of ./igpt -------------------------------------------------------
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+ifneq ($(NVCC),)
+CUDA_HOME ?= $(abspath $(dir $(NVCC))..)
+CUDA_LIB ?= $(CUDA_HOME)/lib64
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+NVCC_FLAGS = -std=c++17 -O3 $(CUDA_ARCH) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror,-fopenmp \
+             -Icuda -Iinclude -Itests/cuda -isystem $(BLAS_INC) -MMD -MP
+GPU_OBJ = $(CUDA_SRC:cuda/%.cu=$(BUILD)/cuda/%.o)
+GPU_LIBS = -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublasLt -lcudart -lstdc++
+GPU_TEST_OBJ = $(CUDA_TEST_SRC:tests/cuda/%.cu=$(BUILD)/cuda/tests/%.o)
+else
+GPU_OBJ = $(BUILD)/gpu_stub.o
+GPU_LIBS =
+endif
 
 .PHONY: all test bench-data bench-cpu bench-probe clean
 all: igpt
+ifneq ($(NVCC),)
+all: $(BUILD)/cuda/igpt_cuda_tests
+endif
 
-igpt: $(BUILD)/main.o $(BUILD)/libigpt.a
-	$(CC) -o $@ $^ $(LDLIBS)
+# GPU objects before the library: the library's backend.c calls into them.
+igpt: $(BUILD)/main.o $(GPU_OBJ) $(BUILD)/libigpt.a
+	$(CXX) -o $@ $^ $(LDLIBS) $(GPU_LIBS)
 
 $(BUILD)/libigpt.a: $(LIB_OBJ)
 	ar rcs $@ $^
@@ -38,31 +69,23 @@ $(BUILD)/tests/%.o: tests/%.c | $(BUILD)
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests -c -o $@ $<
 
-$(BUILD)/igpt_tests: $(TEST_OBJ) $(BUILD)/libigpt.a
-	$(CC) -o $@ $^ $(LDLIBS)
+$(BUILD)/igpt_tests: $(TEST_OBJ) $(GPU_OBJ) $(BUILD)/libigpt.a
+	$(CXX) -o $@ $^ $(LDLIBS) $(GPU_LIBS)
 
 $(BUILD):
 	@mkdir -p $(BUILD)
 
-test: igpt $(BUILD)/igpt_tests $(BUILD)/interp/igpt_cuda_tests
-	@bash tests/run.sh
+# --- nvcc builds -----------------------------------------------------------------------------
+$(BUILD)/cuda/%.o: cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
+$(BUILD)/cuda/tests/%.o: tests/cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
+$(BUILD)/cuda/igpt_cuda_tests: $(GPU_TEST_OBJ) $(GPU_OBJ) $(BUILD)/libigpt.a
+	$(CXX) -o $@ $^ $(LDLIBS) $(GPU_LIBS)
 
-bench-data: igpt
-	@bash scripts/bench_data.sh
-
-bench-cpu: igpt
-	@bash scripts/bench_cpu.sh
-
-bench-probe: igpt
-	@bash scripts/bench_probe.sh
-
-# --- CUDA backend ---------------------------------------------------------------
-# Kernels (cuda/*.cu) and their tests (tests/cuda/*.cu) build twice: as host
-# C++ in the interpret mode (cuda/interpret.h), always, so `make test` runs
-# them on any CPU; and with nvcc for sm_80 and sm_90 whenever nvcc is present.
-CXX ?= g++
-CUDA_SRC = $(wildcard cuda/*.cu)
-CUDA_TEST_SRC = $(wildcard tests/cuda/*.cu)
+# --- Interpret mode (g++) ------------------------------------------------------------------
 INTERP_FLAGS = -std=c++20 -O2 -g -DIGPT_INTERPRET -Wall -Wextra -Wshadow -Werror -fopenmp -Icuda -Iinclude \
                -Itests/cuda -isystem $(BLAS_INC) -MMD -MP
 INTERP_OBJ = $(CUDA_SRC:cuda/%.cu=$(BUILD)/interp/%.o) $(BUILD)/interp/interpret.o
@@ -79,27 +102,21 @@ $(BUILD)/interp/tests/%.o: tests/cuda/%.cu
 	$(CXX) $(INTERP_FLAGS) -x c++ -c -o $@ $<
 $(BUILD)/interp/igpt_cuda_tests: $(INTERP_TEST_OBJ) $(INTERP_OBJ) $(BUILD)/libigpt.a
 	$(CXX) -o $@ $^ $(LDLIBS) -lboost_context
+$(BUILD)/interp/igpt: $(BUILD)/main.o $(INTERP_OBJ) $(BUILD)/libigpt.a
+	$(CXX) -o $@ $^ $(LDLIBS) -lboost_context
 
-NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
-ifneq ($(NVCC),)
-CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
-NVCC_FLAGS = -std=c++17 -O3 $(CUDA_ARCH) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror,-fopenmp \
-             -Icuda -Iinclude -Itests/cuda -isystem $(BLAS_INC) -MMD -MP
-CUDA_LIBS = -lcublasLt -lcublas -lcudart
-GPU_OBJ = $(CUDA_SRC:cuda/%.cu=$(BUILD)/cuda/%.o)
-GPU_TEST_OBJ = $(CUDA_TEST_SRC:tests/cuda/%.cu=$(BUILD)/cuda/tests/%.o)
-all: $(BUILD)/cuda/igpt_cuda_tests
+# --- Tests and benchmarks ----------------------------------------------------------------------
+test: igpt $(BUILD)/igpt_tests $(BUILD)/interp/igpt_cuda_tests $(BUILD)/interp/igpt
+	@bash tests/run.sh
 
-$(BUILD)/cuda/%.o: cuda/%.cu
-	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
-$(BUILD)/cuda/tests/%.o: tests/cuda/%.cu
-	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
-$(BUILD)/cuda/igpt_cuda_tests: $(GPU_TEST_OBJ) $(GPU_OBJ) $(BUILD)/libigpt.a
-	$(NVCC) $(CUDA_ARCH) -o $@ $^ -Xcompiler -fopenmp -L$(BLAS_DIR) -Xlinker -rpath,$(BLAS_DIR) -lopenblas -llbfgs -lz -lm \
-	    $(CUDA_LIBS)
-endif
+bench-data: igpt
+	@bash scripts/bench_data.sh
+
+bench-cpu: igpt
+	@bash scripts/bench_cpu.sh
+
+bench-probe: igpt
+	@bash scripts/bench_probe.sh
 
 clean:
 	rm -rf $(BUILD) igpt

@@ -168,10 +168,15 @@ extern "C" GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, Gpu
     size_t free_bytes = 0, total_bytes = 0;
     gpu_memory_info(&free_bytes, &total_bytes);
     const size_t need = state_bytes_of(P, precision) + activation_bytes_of(cfg, max_batch, precision);
-    if (need > free_bytes)
-        die("the model needs %.2f GiB of GPU memory for batches of %d, but %.2f GiB are free; use a smaller "
-            "--micro-batch (gradients accumulate to the same --batch)",
-            need / 1073741824.0, max_batch, free_bytes / 1073741824.0);
+    if (need > free_bytes) {
+        char need_text[32], free_text[32], state_text[32];
+        die("the model needs %s of GPU memory (%s of it parameters, gradients and Adam state) for micro-batches of "
+            "%d images, but %s are free: use a smaller --micro-batch (gradients accumulate to the same --batch), a "
+            "smaller model, or a GPU with more memory",
+            format_bytes((double)need, need_text, sizeof need_text),
+            format_bytes((double)state_bytes_of(P, precision), state_text, sizeof state_text), max_batch,
+            format_bytes((double)free_bytes, free_text, sizeof free_text));
+    }
     CUDA_CHECK(cudaStreamCreate(&m->stream));
     CUDA_CHECK(cudaMalloc(&m->state_memory, state_bytes_of(P, precision)));
     const size_t pb = (P * sizeof(float) + 255) / 256 * 256;

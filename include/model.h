@@ -112,6 +112,8 @@ typedef struct {
 // are left uninitialised: call model_init_params or load a checkpoint.
 void model_create(Model *m, const ModelConfig *cfg, int max_batch, int threads);
 void model_free(Model *m);
+// Bytes of activations and scratch model_create allocates for max_batch.
+size_t model_activation_bytes(const ModelConfig *cfg, int max_batch, int threads);
 
 // Forward pass over tokens (B x T). Returns the mean cross-entropy in nats
 // per token, and keeps what backward needs.

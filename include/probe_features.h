@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "backend.h"
 #include "dataset.h"
 #include "model.h"
 
@@ -27,7 +28,7 @@ typedef struct {
 uint32_t images_crc(const TokenDataset *data, const int64_t *indices, int64_t count);
 // Runs the model over the chosen images in batches of `batch`; also records
 // its generative loss on them.
-void extract_features(Model *m, const TokenDataset *data, const int64_t *indices, int64_t count, int batch,
+void extract_features(Backend *m, const TokenDataset *data, const int64_t *indices, int64_t count, int batch,
                       uint32_t model_crc, uint64_t step, FeatureSet *out);
 // The palette colors of each image's pixels as features (the raw-pixel baseline).
 void pixel_features(const TokenDataset *data, const int64_t *indices, int64_t count, FeatureSet *out);

@@ -95,6 +95,8 @@ static inline uint32_t get_u32(const uint8_t *p) {
 static inline uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
 
 double now_seconds(void);
+// "512 KB", "3.1 MB", "2.40 GB" (powers of 1000), into buf; returns buf.
+const char *format_bytes(double bytes, char *buf, size_t cap);
 // Treats subnormal floats as zero on this thread and every OpenMP worker.
 // Softmax probabilities of a well-trained model underflow into the subnormal
 // range, where x86 arithmetic is ~100x slower; values below 1e-38 do not

@@ -39,6 +39,8 @@ static const char *const probe_help =
     "  --out DIR           results and feature cache (default: RUN_DIR/probe, or the checkpoint's folder/probe)\n"
     "  --batch N           images per forward pass (default 32)\n"
     "  --seed N            seed of the L2-selection hold-out (default 1234)\n"
+    "  --device NAME       cuda, cpu or auto (default: cuda when a GPU is usable) for the features\n"
+    "  --precision P       on the GPU: bf16 (default) or fp32\n"
     "  --threads N, --quiet\n"
     "\n"
     "Writes OUT/probe-NNNNNNNN.json and .csv per checkpoint (per layer: accuracy, eval\n"
@@ -46,7 +48,7 @@ static const char *const probe_help =
     "OUT/features-NNNNNNNN-{train,SPLIT}.bin.\n";
 
 typedef struct {
-    const char *data_dir, *checkpoint, *run_dir, *baseline, *eval_split, *out_dir;
+    const char *data_dir, *checkpoint, *run_dir, *baseline, *eval_split, *out_dir, *device, *precision;
     int64_t train_images, eval_images;
     double l2_grid[16];
     int num_l2, max_iters, batch, threads;
@@ -55,10 +57,10 @@ typedef struct {
 } ProbeArgs;
 
 static void parse_args(int argc, char **argv, ProbeArgs *a) {
-    *a = (ProbeArgs){.eval_split = "val", .l2_grid = {1, 0.1, 0.01, 0.001, 0.0001}, .num_l2 = 5, .max_iters = 1000,
+    *a = (ProbeArgs){.eval_split = "val", .device = "auto", .precision = "bf16", .l2_grid = {1, 0.1, 0.01, 0.001, 0.0001}, .num_l2 = 5, .max_iters = 1000,
                      .batch = 32, .seed = 1234};
     enum { O_DATA = 1000, O_CKPT, O_RUN, O_BASELINE, O_EVAL, O_TRAIN_IMAGES, O_EVAL_IMAGES, O_L2, O_ITERS, O_OUT,
-           O_BATCH, O_SEED, O_THREADS, O_QUIET, O_HELP };
+           O_BATCH, O_SEED, O_THREADS, O_QUIET, O_HELP, O_DEVICE, O_PRECISION };
     static const struct option options[] = {
         {"data", required_argument, 0, O_DATA},       {"checkpoint", required_argument, 0, O_CKPT},
         {"run", required_argument, 0, O_RUN},         {"baseline", required_argument, 0, O_BASELINE},
@@ -67,7 +69,8 @@ static void parse_args(int argc, char **argv, ProbeArgs *a) {
         {"max-iters", required_argument, 0, O_ITERS}, {"out", required_argument, 0, O_OUT},
         {"batch", required_argument, 0, O_BATCH},     {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, O_THREADS}, {"quiet", no_argument, 0, O_QUIET},
-        {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0}};
+        {"help", no_argument, 0, O_HELP},             {"device", required_argument, 0, O_DEVICE},
+        {"precision", required_argument, 0, O_PRECISION}, {0, 0, 0, 0}};
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":", options, NULL)) != -1) {
@@ -96,6 +99,8 @@ static void parse_args(int argc, char **argv, ProbeArgs *a) {
         case O_SEED: a->seed = (uint64_t)parse_int_option("--seed", optarg, 0, INT64_MAX); break;
         case O_THREADS: a->threads = (int)parse_int_option("--threads", optarg, 1, 4096); break;
         case O_QUIET: a->quiet = true; break;
+        case O_DEVICE: a->device = optarg; break;
+        case O_PRECISION: a->precision = optarg; break;
         case O_HELP: fputs(probe_help, stdout); exit(0);
         default: bad_option("probe", c, argv);
         }
@@ -106,6 +111,10 @@ static void parse_args(int argc, char **argv, ProbeArgs *a) {
         usage_error("probe", "give exactly one of --checkpoint FILE, --run RUN_DIR, --baseline pixels");
     if (a->baseline && strcmp(a->baseline, "pixels") != 0)
         usage_error("probe", "--baseline must be pixels, got '%s'", a->baseline);
+    if (strcmp(a->device, "auto") && strcmp(a->device, "cpu") && strcmp(a->device, "cuda"))
+        usage_error("probe", "--device must be auto, cpu or cuda, got '%s'", a->device);
+    if (strcmp(a->precision, "bf16") && strcmp(a->precision, "fp32"))
+        usage_error("probe", "--precision must be bf16 or fp32, got '%s'", a->precision);
     if (strcmp(a->eval_split, "val") && strcmp(a->eval_split, "test"))
         usage_error("probe", "--eval must be val or test, got '%s'", a->eval_split);
 }
@@ -168,7 +177,7 @@ typedef struct {
 } ProbeData;
 
 // Features of one split for a model: from the cache when it matches, else computed and cached.
-static void model_features_cached(Model *m, uint32_t model_crc, uint64_t step, const TokenDataset *data,
+static void model_features_cached(Backend *m, uint32_t model_crc, uint64_t step, const TokenDataset *data,
                                   const int64_t *idx, int64_t n, const char *path, int batch, FeatureSet *fs) {
     uint32_t data_crc = images_crc(data, idx, n);
     if (file_size(path) >= 0) {
@@ -184,8 +193,15 @@ static void model_features_cached(Model *m, uint32_t model_crc, uint64_t step, c
     features_save(path, fs);
 }
 
+static void create_backend(const ProbeArgs *a, const ModelConfig *cfg, int threads, Backend *m) {
+    const DeviceKind device = backend_choose_device(a->device);
+    GpuPrecision precision = GPU_BF16;
+    parse_precision(a->precision, &precision);
+    backend_create(m, device, precision, cfg, a->batch, threads);
+}
+
 // Probes one model (params already in m) and writes its results.
-static void probe_model(Model *m, uint32_t model_crc, uint64_t step, const char *what, const ProbeData *pd,
+static void probe_model(Backend *m, uint32_t model_crc, uint64_t step, const char *what, const ProbeData *pd,
                         const ProbeArgs *a, const char *out_dir, int threads) {
     char *train_path = xasprintf("%s/features-%08llu-train.bin", out_dir, (unsigned long long)step);
     char *eval_path = xasprintf("%s/features-%08llu-%s.bin", out_dir, (unsigned long long)step, a->eval_split);
@@ -325,12 +341,12 @@ int cmd_probe(int argc, char **argv) {
         float *params, *am, *av;
         checkpoint_load(a.checkpoint, &meta, &params, &am, &av);
         check_model_fits_data(&meta, a.checkpoint, &pd.train, a.data_dir);
-        Model m;
-        model_create(&m, &meta.model, a.batch, threads);
-        memcpy(m.params, params, m.num_params * sizeof(float));
+        Backend m;
+        create_backend(&a, &meta.model, threads, &m);
+        backend_set_state(&m, params, NULL, NULL);
         probe_model(&m, crc32_update(0, params, m.num_params * sizeof(float)), meta.step, a.checkpoint, &pd, &a, out_dir,
                     threads);
-        model_free(&m);
+        backend_free(&m);
         free(params), free(am), free(av);
     } else {
         uint64_t *steps;
@@ -342,8 +358,9 @@ int cmd_probe(int argc, char **argv) {
         checkpoint_read_meta(first, &meta);
         check_model_fits_data(&meta, first, &pd.train, a.data_dir);
         free(first);
-        Model m;
-        model_create(&m, &meta.model, a.batch, threads);
+        Backend m;
+        create_backend(&a, &meta.model, threads, &m);
+        float *params = xmalloc(m.num_params * sizeof(float));
         // Step 0: the randomly initialised model of the run's seed.
         for (int64_t i = -1; i < n; i++) {
             uint64_t step = i < 0 ? 0 : steps[i];
@@ -353,23 +370,25 @@ int cmd_probe(int argc, char **argv) {
             if (skip) continue;
             char *what;
             if (i < 0) {
-                model_init_params(&meta.model, m.params, meta.seed);
+                model_init_params(&meta.model, params, meta.seed);
                 what = xstrdup("random init");
             } else {
                 what = checkpoint_path(a.run_dir, step);
                 CheckpointMeta cm;
-                float *params, *am, *av;
-                checkpoint_load(what, &cm, &params, &am, &av);
+                float *loaded, *am, *av;
+                checkpoint_load(what, &cm, &loaded, &am, &av);
                 if (memcmp(&cm.model, &meta.model, sizeof cm.model) != 0) die("%s: another model than the run's", what);
-                memcpy(m.params, params, m.num_params * sizeof(float));
-                free(params), free(am), free(av);
+                memcpy(params, loaded, m.num_params * sizeof(float));
+                free(loaded), free(am), free(av);
             }
-            probe_model(&m, crc32_update(0, m.params, m.num_params * sizeof(float)), step, what, &pd, &a, out_dir,
+            backend_set_state(&m, params, NULL, NULL);
+            probe_model(&m, crc32_update(0, params, m.num_params * sizeof(float)), step, what, &pd, &a, out_dir,
                         threads);
             free(what);
         }
         write_run_table(out_dir, steps, n, meta.model.n_layer + 1);
-        model_free(&m);
+        free(params);
+        backend_free(&m);
         free(steps);
     }
     free(out_dir);

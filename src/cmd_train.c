@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "checkpoint.h"
 #include "cli.h"
 #include "cpu_ops.h"
@@ -52,7 +53,9 @@ static const char *const train_help =
     "  --probe-every N      every N steps, checkpoint and run ./igpt probe on it (results in RUN_DIR/probe;\n"
     "                       --probe-train-images, --probe-eval-images limit the images, as probe's options)\n"
     "other:\n"
-    "  --device cpu         the fp32 CPU reference (the only backend in this build)\n"
+    "  --device NAME        cuda (a GPU: bf16 with fp32 master weights), cpu (the fp32 reference), or auto\n"
+    "                       (default: cuda when a GPU is usable); a run can move between them on --resume\n"
+    "  --precision P        on the GPU: bf16 (default) or fp32 (for debugging)\n"
     "  --threads N          worker threads (default: all cores)\n"
     "  --quiet              no progress bar\n"
     "\n"
@@ -62,11 +65,11 @@ static const char *const train_help =
 enum {
     O_DATA = 1000, O_OUT, O_CONFIG, O_DMODEL, O_NLAYER, O_NHEAD, O_NORM, O_STEPS, O_EPOCHS, O_BATCH, O_MICRO, O_LR,
     O_WARMUP, O_MINLR, O_WD, O_BETA2, O_CLIP, O_SEED, O_EVAL_EVERY, O_EVAL_IMAGES, O_CKPT_EVERY, O_RESUME, O_STOP_AT,
-    O_DEVICE, O_THREADS, O_QUIET, O_HELP, O_PROBE_EVERY, O_PROBE_TRAIN, O_PROBE_EVAL, O_COUNT
+    O_DEVICE, O_THREADS, O_QUIET, O_HELP, O_PROBE_EVERY, O_PROBE_TRAIN, O_PROBE_EVAL, O_PRECISION, O_COUNT
 };
 
 typedef struct {
-    const char *data_dir, *out_dir, *config_name, *device;
+    const char *data_dir, *out_dir, *config_name, *device, *precision;
     int d_model, n_layer, n_head, norm;
     OptimConfig optim;
     int64_t steps, epochs, eval_every, eval_images, checkpoint_every, stop_at;
@@ -80,7 +83,8 @@ typedef struct {
 static void parse_args(int argc, char **argv, TrainArgs *a) {
     memset(a, 0, sizeof *a);
     a->config_name = "tiny";
-    a->device = "cpu";
+    a->device = "auto";
+    a->precision = "bf16";
     a->norm = NORM_IGPT;
     optim_config_defaults(&a->optim);
     a->batch = 16;
@@ -101,7 +105,7 @@ static void parse_args(int argc, char **argv, TrainArgs *a) {
         {"stop-at", required_argument, 0, O_STOP_AT},     {"device", required_argument, 0, O_DEVICE},
         {"threads", required_argument, 0, O_THREADS},     {"quiet", no_argument, 0, O_QUIET},
         {"probe-every", required_argument, 0, O_PROBE_EVERY}, {"probe-train-images", required_argument, 0, O_PROBE_TRAIN},
-        {"probe-eval-images", required_argument, 0, O_PROBE_EVAL},
+        {"probe-eval-images", required_argument, 0, O_PROBE_EVAL}, {"precision", required_argument, 0, O_PRECISION},
         {"help", no_argument, 0, O_HELP},                 {0, 0, 0, 0}};
     opterr = 0;
     int c;
@@ -136,6 +140,7 @@ static void parse_args(int argc, char **argv, TrainArgs *a) {
         case O_RESUME: a->resume = true; break;
         case O_STOP_AT: a->stop_at = parse_int_option("--stop-at", optarg, 1, INT64_MAX / 2); break;
         case O_DEVICE: a->device = optarg; break;
+        case O_PRECISION: a->precision = optarg; break;
         case O_THREADS: a->threads = (int)parse_int_option("--threads", optarg, 1, 4096); break;
         case O_QUIET: a->quiet = true; break;
         case O_PROBE_EVERY: a->probe_every = parse_int_option("--probe-every", optarg, 1, INT64_MAX / 2); break;
@@ -150,10 +155,10 @@ static void parse_args(int argc, char **argv, TrainArgs *a) {
     if (!a->out_dir) usage_error("train", "--out RUN_DIR is required");
     if (a->steps && a->epochs) usage_error("train", "give --steps or --epochs, not both");
     if (!a->steps && !a->epochs && !a->resume) usage_error("train", "give --steps N or --epochs E");
-    if (strcmp(a->device, "cpu") != 0) {
-        if (!strcmp(a->device, "cuda")) die("this igpt has no CUDA backend yet; use --device cpu");
-        usage_error("train", "--device must be cpu or cuda, got '%s'", a->device);
-    }
+    if (strcmp(a->device, "cpu") && strcmp(a->device, "cuda") && strcmp(a->device, "auto"))
+        usage_error("train", "--device must be auto, cpu or cuda, got '%s'", a->device);
+    if (strcmp(a->precision, "bf16") && strcmp(a->precision, "fp32"))
+        usage_error("train", "--precision must be bf16 or fp32, got '%s'", a->precision);
     if (!a->micro_batch) a->micro_batch = a->batch;
     if (a->batch % a->micro_batch != 0)
         usage_error("train", "--batch %d is not a multiple of --micro-batch %d", a->batch, a->micro_batch);
@@ -204,7 +209,7 @@ static void cursor_next(DataCursor *dc, uint16_t *dst, int images) {
 
 // Mean loss (nats/token) over `images` images evenly spaced through `data`
 // (the same images at every evaluation).
-static double evaluate(Model *m, const TokenDataset *data, int64_t images, int micro_batch, uint16_t *buffer) {
+static double evaluate(Backend *m, const TokenDataset *data, int64_t images, int micro_batch, uint16_t *buffer) {
     const int64_t tpi = dataset_tokens_per_image(data);
     int64_t *index = xmalloc((size_t)images * sizeof(int64_t));
     evenly_spaced(data->count, images, index);
@@ -213,7 +218,7 @@ static double evaluate(Model *m, const TokenDataset *data, int64_t images, int m
         int n = (int)(images - i < micro_batch ? images - i : micro_batch);
         for (int k = 0; k < n; k++)
             memcpy(buffer + (size_t)k * tpi, data->tokens + (size_t)index[i + k] * tpi, (size_t)tpi * 2);
-        total += model_forward(m, buffer, n) * n;
+        total += backend_forward(m, buffer, n) * n;
     }
     free(index);
     return total / (double)images;
@@ -247,11 +252,12 @@ static void write_run_json(const char *path, const TrainArgs *a, const ModelConf
         "\"image_height\": %d, \"image_width\": %d, \"d_model\": %d, \"n_layer\": %d, \"n_head\": %d, \"norm\": "
         "\"%s\", \"parameters\": %zu},\n  \"optim\": {\"lr\": %g, \"min_lr_frac\": %g, \"warmup_steps\": %lld, "
         "\"total_steps\": %lld, \"beta1\": %g, \"beta2\": %g, \"eps\": %g, \"weight_decay\": %g, \"grad_clip\": "
-        "%g},\n  \"batch\": %d,\n  \"micro_batch\": %d,\n  \"seed\": %llu,\n  \"device\": \"%s\"\n}\n",
+        "%g},\n  \"batch\": %d,\n  \"micro_batch\": %d,\n  \"seed\": %llu,\n  \"device\": \"%s\",\n  \"precision\": "
+        "\"%s\"\n}\n",
         a->data_dir, a->config_name, cfg->vocab_size, cfg->seq_len, cfg->image_height, cfg->image_width, cfg->d_model,
         cfg->n_layer, cfg->n_head, norm_kind_name(cfg->norm), num_params, oc->lr, oc->min_lr_frac,
         (long long)oc->warmup_steps, (long long)oc->total_steps, oc->beta1, oc->beta2, oc->eps, oc->weight_decay,
-        oc->grad_clip, a->batch, a->micro_batch, (unsigned long long)a->seed, a->device);
+        oc->grad_clip, a->batch, a->micro_batch, (unsigned long long)a->seed, a->device, a->precision);
     atomic_write(&af, json, strlen(json));
     atomic_commit(&af);
     free(json);
@@ -271,9 +277,9 @@ static void probe_checkpoint(const TrainArgs *a, const char *checkpoint) {
     char train_images[32], eval_images[32];
     snprintf(train_images, sizeof train_images, "%lld", (long long)a->probe_train_images);
     snprintf(eval_images, sizeof eval_images, "%lld", (long long)a->probe_eval_images);
-    char *argv[16] = {"igpt", "probe", "--data", (char *)a->data_dir, "--checkpoint", (char *)checkpoint, "--out", out,
-                      "--quiet"};
-    int n = 9;
+    char *argv[20] = {"igpt", "probe", "--data", (char *)a->data_dir, "--checkpoint", (char *)checkpoint, "--out", out,
+                      "--quiet", "--device", (char *)a->device, "--precision", (char *)a->precision};
+    int n = 13;
     if (a->probe_train_images) argv[n++] = "--train-images", argv[n++] = train_images;
     if (a->probe_eval_images) argv[n++] = "--eval-images", argv[n++] = eval_images;
     argv[n] = NULL;
@@ -394,18 +400,35 @@ int cmd_train(int argc, char **argv) {
     meta.eval_images = (uint64_t)wanted_images;
     meta.checkpoint_every = (uint64_t)ckpt_every;
 
-    Model model;
-    model_create(&model, &cfg, a.micro_batch, threads);
-    // Optimizer state in one buffer: first moments, then second moments.
-    float *adam_state = xcalloc(2 * model.num_params, sizeof(float));
-    float *adam_m = adam_state, *adam_v = adam_state + model.num_params;
+    const DeviceKind device = backend_choose_device(a.device);
+    GpuPrecision precision = GPU_BF16;
+    if (!parse_precision(a.precision, &precision))
+        usage_error("train", "--precision must be bf16 or fp32, got '%s'", a.precision);
+    a.device = device_name(device);
+    if (device == DEVICE_CPU) a.precision = "fp32";
+    const int T = cfg.seq_len;
+    printf("train: %s model (d_model %d, %d layers, %d heads, %s norm), %zu parameters, %d colors, %dx%d = %d tokens/image\n",
+           a.config_name, cfg.d_model, cfg.n_layer, cfg.n_head, norm_kind_name(cfg.norm), param_count(&cfg),
+           cfg.vocab_size, cfg.image_height, cfg.image_width, T);
+    printf("train: %lld images in train.bin, %lld of %lld val images per evaluation; batch %d (micro-batch %d), %lld steps, lr %g (warm-up %lld)\n",
+           (long long)train.count, (long long)eval_images, has_val ? (long long)val.count : 0LL, a.batch, a.micro_batch,
+           (long long)total_steps, oc->lr, (long long)oc->warmup_steps);
+    // The memory plan is printed before anything is allocated.
+    char plan[512];
+    backend_plan(device, precision, &cfg, a.micro_batch, threads, plan, sizeof plan);
+    printf("train: %s\n", plan);
+    if (a.resume) printf("train: resuming from %s (step %llu)\n", latest, (unsigned long long)meta.step);
+    fflush(stdout);
+    Backend model;
+    backend_create(&model, device, precision, &cfg, a.micro_batch, threads);
     if (loaded) {
-        memcpy(model.params, loaded, model.num_params * sizeof(float));
-        memcpy(adam_m, loaded_m, model.num_params * sizeof(float));
-        memcpy(adam_v, loaded_v, model.num_params * sizeof(float));
+        backend_set_state(&model, loaded, loaded_m, loaded_v);
         free(loaded), free(loaded_m), free(loaded_v);
     } else {
-        model_init_params(&cfg, model.params, a.seed);
+        float *init = xmalloc(model.num_params * sizeof(float));
+        model_init_params(&cfg, init, a.seed);
+        backend_set_state(&model, init, NULL, NULL);
+        free(init);
     }
 
     char *run_json = xasprintf("%s/run.json", a.out_dir), *log_path = xasprintf("%s/log.jsonl", a.out_dir);
@@ -413,19 +436,6 @@ int cmd_train(int argc, char **argv) {
     else truncate_log(log_path, meta.step);
     FILE *log = fopen(log_path, "a");
     if (!log) die("cannot write %s: %s", log_path, strerror(errno));
-
-    const int T = cfg.seq_len;
-    const double state_mb = (double)model.num_params * 16 / 1e6, act_mb = (double)(model.act_floats + model.scratch_floats) * 4 / 1e6;
-    printf("train: %s model (d_model %d, %d layers, %d heads, %s norm), %zu parameters, %d colors, %dx%d = %d tokens/image\n",
-           a.config_name, cfg.d_model, cfg.n_layer, cfg.n_head, norm_kind_name(cfg.norm), model.num_params,
-           cfg.vocab_size, cfg.image_height, cfg.image_width, T);
-    printf("train: %lld images in train.bin, %lld of %lld val images per evaluation; batch %d (micro-batch %d), %lld steps, lr %g (warm-up %lld)\n",
-           (long long)train.count, (long long)eval_images, has_val ? (long long)val.count : 0LL, a.batch, a.micro_batch,
-           (long long)total_steps, oc->lr, (long long)oc->warmup_steps);
-    printf("train: memory %.0f MB parameters + gradients + Adam state, %.0f MB activations; %d threads; CPU fp32\n",
-           state_mb, act_mb, threads);
-    if (a.resume) printf("train: resuming from %s (step %llu)\n", latest, (unsigned long long)meta.step);
-    fflush(stdout);
 
     DataCursor cursor;
     cursor_init(&cursor, &train, a.seed, meta.epoch, meta.epoch_pos);
@@ -442,20 +452,20 @@ int cmd_train(int argc, char **argv) {
 
     while (step < total_steps) {
         double t0 = now_seconds();
-        model_zero_grads(&model);
+        backend_zero_grads(&model);
         double loss = 0.0;
         for (int micro = 0; micro < micro_steps; micro++) {
             cursor_next(&cursor, batch_tokens, a.micro_batch);
-            loss += model_forward(&model, batch_tokens, a.micro_batch) / micro_steps;
-            model_backward(&model, batch_tokens, a.micro_batch, loss_scale);
+            loss += backend_forward(&model, batch_tokens, a.micro_batch) / micro_steps;
+            backend_backward(&model, batch_tokens, a.micro_batch, loss_scale);
         }
-        double grad_norm = global_norm(model.grads, model.num_params, threads);
+        double grad_norm = backend_grad_norm(&model);
         if (!isfinite(loss) || !isfinite(grad_norm))
             die("training diverged at step %lld: loss %g, gradient norm %g (lr %g). Nothing was saved from this "
                 "step; the last good checkpoint is %s. Try a lower --lr or a longer --warmup.",
                 (long long)step + 1, loss, grad_norm, lr_at_step(oc, step), last_checkpoint ? last_checkpoint : "none");
         double lr = lr_at_step(oc, step);
-        adamw_update(oc, &cfg, step, model.params, model.grads, adam_m, adam_v, clip_factor(oc, grad_norm), threads);
+        backend_adamw(&model, oc, step, clip_factor(oc, grad_norm));
         step++;
         double dt = now_seconds() - t0;
         train_seconds += dt;
@@ -485,7 +495,9 @@ int cmd_train(int argc, char **argv) {
             meta.epoch_pos = cursor.pos;
             free(last_checkpoint);
             last_checkpoint = checkpoint_path(a.out_dir, meta.step);
-            checkpoint_save(last_checkpoint, &meta, model.params, adam_m, adam_v);
+            const float *params, *adam_m, *adam_v;
+            backend_get_state(&model, &params, &adam_m, &adam_v);
+            checkpoint_save(last_checkpoint, &meta, params, adam_m, adam_v);
             char val_text[32] = "null";
             if (!isnan(meta.val_loss)) snprintf(val_text, sizeof val_text, "%.6f", meta.val_loss);
             fprintf(log, "{\"step\": %lld, \"checkpoint\": \"%s\", \"val_loss\": %s}\n", (long long)step,
@@ -519,12 +531,11 @@ int cmd_train(int argc, char **argv) {
     fclose(log);
     free(batch_tokens);
     free(cursor.order);
-    free(adam_state);
     free(run_json);
     free(log_path);
     free(latest);
     free(last_checkpoint);
-    model_free(&model);
+    backend_free(&model);
     dataset_free(&train);
     if (has_val) dataset_free(&val);
     return 0;

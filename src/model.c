@@ -174,6 +174,43 @@ void model_init_params(const ModelConfig *cfg, float *params, uint64_t seed) {
 // ---------------------------------------------------------------------------
 // Buffers
 
+// The activation buffer's parts, in order: returns the total in floats and,
+// when base is not NULL, points a's fields into it.
+static size_t layout_activations(Activations *a, float *base, const ModelConfig *cfg, int max_batch) {
+    const size_t B = (size_t)max_batch, T = (size_t)cfg->seq_len, C = (size_t)cfg->d_model, L = (size_t)cfg->n_layer,
+                 V = (size_t)cfg->vocab_size, NH = (size_t)cfg->n_head, BT = B * T;
+    struct {
+        float **ptr;
+        size_t count;
+    } parts[] = {
+        {&a->resid, (L + 1) * BT * C}, {&a->ln1, L * BT * C},       {&a->ln1_mean, L * BT},
+        {&a->ln1_rstd, L * BT},        {&a->qkv, L * BT * 3 * C},   {&a->atty, L * BT * C},
+        {&a->att_lse, L * B * NH * T}, {&a->resid_mid, L * BT * C}, {&a->ln2, L * BT * C},
+        {&a->ln2_mean, L * BT},        {&a->ln2_rstd, L * BT},      {&a->fc, L * BT * 4 * C},
+        {&a->fc_act, BT * 4 * C},      {&a->lnf, BT * C},           {&a->lnf_mean, BT},
+        {&a->lnf_rstd, BT},            {&a->logits, BT * V},        {&a->losses, BT},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (base) *parts[i].ptr = base + total;
+        total += parts[i].count;
+    }
+    return total;
+}
+
+// Backward scratch: d(residual) BTxC, d(norm out) BTxC, d(attention out)
+// BTxC, d(qkv) BTx3C, d(fc) BTx4C, and per thread two attention tiles.
+static size_t scratch_floats(const ModelConfig *cfg, int max_batch, int threads) {
+    const size_t BT = (size_t)max_batch * cfg->seq_len, C = (size_t)cfg->d_model;
+    return BT * C * 3 + BT * 3 * C + BT * 4 * C + (size_t)threads * 2 * ATT_BLOCK * cfg->seq_len;
+}
+
+size_t model_activation_bytes(const ModelConfig *cfg, int max_batch, int threads) {
+    Activations unused;
+    return (layout_activations(&unused, NULL, cfg, max_batch) + scratch_floats(cfg, max_batch, threads)) *
+           sizeof(float);
+}
+
 void model_create(Model *m, const ModelConfig *cfg, int max_batch, int threads) {
     model_config_validate(cfg);
     memset(m, 0, sizeof *m);
@@ -186,31 +223,10 @@ void model_create(Model *m, const ModelConfig *cfg, int max_batch, int threads) 
     param_pointers(cfg, m->params, &m->p);
     param_pointers(cfg, m->grads, &m->g);
 
-    const size_t B = (size_t)max_batch, T = (size_t)cfg->seq_len, C = (size_t)cfg->d_model, L = (size_t)cfg->n_layer,
-                 V = (size_t)cfg->vocab_size, NH = (size_t)cfg->n_head, BT = B * T;
-    struct {
-        float **ptr;
-        size_t count;
-    } parts[] = {
-        {&m->act.resid, (L + 1) * BT * C}, {&m->act.ln1, L * BT * C},       {&m->act.ln1_mean, L * BT},
-        {&m->act.ln1_rstd, L * BT},        {&m->act.qkv, L * BT * 3 * C},   {&m->act.atty, L * BT * C},
-        {&m->act.att_lse, L * B * NH * T}, {&m->act.resid_mid, L * BT * C}, {&m->act.ln2, L * BT * C},
-        {&m->act.ln2_mean, L * BT},        {&m->act.ln2_rstd, L * BT},      {&m->act.fc, L * BT * 4 * C},
-        {&m->act.fc_act, BT * 4 * C},      {&m->act.lnf, BT * C},           {&m->act.lnf_mean, BT},
-        {&m->act.lnf_rstd, BT},            {&m->act.logits, BT * V},        {&m->act.losses, BT},
-    };
-    size_t total = 0;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) total += parts[i].count;
-    m->act_floats = total;
-    m->act_memory = xcalloc(total, sizeof(float));
-    float *cursor = m->act_memory;
-    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        *parts[i].ptr = cursor;
-        cursor += parts[i].count;
-    }
-    // Backward scratch: d(residual) BTxC, d(norm out) BTxC, d(attention out)
-    // BTxC, d(qkv) BTx3C, d(fc) BTx4C, and per thread two attention tiles.
-    m->scratch_floats = BT * C * 3 + BT * 3 * C + BT * 4 * C + (size_t)threads * 2 * ATT_BLOCK * T;
+    m->act_floats = layout_activations(&m->act, NULL, cfg, max_batch);
+    m->act_memory = xcalloc(m->act_floats, sizeof(float));
+    layout_activations(&m->act, m->act_memory, cfg, max_batch);
+    m->scratch_floats = scratch_floats(cfg, max_batch, threads);
     m->scratch = xcalloc(m->scratch_floats, sizeof(float));
 }
 

@@ -41,7 +41,7 @@ static void alloc_features(FeatureSet *fs, int64_t count, int layers, int dim, i
     fs->values = xmalloc((size_t)count * layers * dim * sizeof(float));
 }
 
-void extract_features(Model *m, const TokenDataset *data, const int64_t *indices, int64_t count, int batch,
+void extract_features(Backend *m, const TokenDataset *data, const int64_t *indices, int64_t count, int batch,
                       uint32_t model_crc, uint64_t step, FeatureSet *out) {
     const int64_t tpi = dataset_tokens_per_image(data);
     const int layers = m->cfg.n_layer + 1, C = m->cfg.d_model;
@@ -59,8 +59,8 @@ void extract_features(Model *m, const TokenDataset *data, const int64_t *indices
             memcpy(tokens + (size_t)b * tpi, data->tokens + (size_t)indices[i + b] * tpi, (size_t)tpi * 2);
             out->labels[i + b] = data->labels[indices[i + b]];
         }
-        loss += model_forward(m, tokens, n) * n;
-        model_features(m, n, out->values + (size_t)i * layers * C);
+        loss += backend_forward(m, tokens, n) * n;
+        backend_features(m, n, out->values + (size_t)i * layers * C);
         progress_update(&progress, (uint64_t)(i + n), NULL);
     }
     progress_finish(&progress, NULL);

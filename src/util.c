@@ -305,6 +305,13 @@ uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes) {
     return crc;
 }
 
+const char *format_bytes(double bytes, char *buf, size_t cap) {
+    if (bytes < 1e6) snprintf(buf, cap, "%.0f KB", bytes / 1e3);
+    else if (bytes < 1e9) snprintf(buf, cap, "%.1f MB", bytes / 1e6);
+    else snprintf(buf, cap, "%.2f GB", bytes / 1e9);
+    return buf;
+}
+
 double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

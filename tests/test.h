@@ -30,6 +30,9 @@ IGPT_PRINTF(1, 2) const char *test_path(const char *fmt, ...);
 // returns the exit status (or 128+signal). The captured text is available
 // through cli_stdout() / cli_stderr() until the next run.
 IGPT_PRINTF(1, 2) int run_igpt(const char *args_fmt, ...);
+// The same with build/interp/igpt: ./igpt whose CUDA backend runs in the
+// interpret mode on the CPU (--device cuda works without a GPU).
+IGPT_PRINTF(1, 2) int run_igpt_interpret(const char *args_fmt, ...);
 const char *cli_stdout(void);
 const char *cli_stderr(void);
 // True when `dir` holds no regular files (sub-folders are ignored).

@@ -74,6 +74,7 @@
     X(test_probe_cli_checkpoint_and_run)      \
     X(test_probe_cli_bad_input)               \
     X(test_train_probes_as_it_goes)           \
+    X(test_train_moves_between_cpu_and_cuda)  \
     X(test_plot_draws_expected_series)
 
 #define DECLARE(name) void name(void);
@@ -128,16 +129,11 @@ bool files_equal(const char *a, const char *b) {
     return same;
 }
 
-int run_igpt(const char *args_fmt, ...) {
-    char args[4096];
-    va_list ap;
-    va_start(ap, args_fmt);
-    vsnprintf(args, sizeof args, args_fmt, ap);
-    va_end(ap);
+static int run_binary(const char *binary, const char *args) {
     char out_path[600], err_path[600];
     snprintf(out_path, sizeof out_path, "%s/cli.stdout", root_dir);
     snprintf(err_path, sizeof err_path, "%s/cli.stderr", root_dir);
-    char *cmd = xasprintf("%s %s >%s 2>%s </dev/null", igpt_binary, args, out_path, err_path);
+    char *cmd = xasprintf("%s %s >%s 2>%s </dev/null", binary, args, out_path, err_path);
     int status = system(cmd);
     free(cmd);
     free(captured_out);
@@ -148,6 +144,24 @@ int run_igpt(const char *args_fmt, ...) {
     if (!captured_err) captured_err = xstrdup("");
     if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
     return WEXITSTATUS(status);
+}
+
+int run_igpt(const char *args_fmt, ...) {
+    char args[4096];
+    va_list ap;
+    va_start(ap, args_fmt);
+    vsnprintf(args, sizeof args, args_fmt, ap);
+    va_end(ap);
+    return run_binary(igpt_binary, args);
+}
+
+int run_igpt_interpret(const char *args_fmt, ...) {
+    char args[4096];
+    va_list ap;
+    va_start(ap, args_fmt);
+    vsnprintf(args, sizeof args, args_fmt, ap);
+    va_end(ap);
+    return run_binary("./build/interp/igpt", args);
 }
 
 const char *cli_stdout(void) { return captured_out ? captured_out : ""; }

@@ -77,20 +77,20 @@ static char *small_data(void) {
 
 void test_train_resume_is_bitwise(void) {
     char *data = small_data();
-    CHECK(run_igpt("train --data %s --out %s --steps 12 --micro-batch 2 --eval-images 4 " TINY, data,
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 --micro-batch 2 --eval-images 4 " TINY, data,
                    test_path("straight")) == 0, "straight run: %s", cli_stderr());
-    CHECK(run_igpt("train --data %s --out %s --steps 12 --micro-batch 2 --eval-images 4 --stop-at 5 " TINY, data,
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 --micro-batch 2 --eval-images 4 --stop-at 5 " TINY, data,
                    test_path("resumed")) == 0, "first half: %s", cli_stderr());
     CHECK(strstr(cli_stdout(), "stopped (--stop-at) after step 5"), "says where it stopped: %s", cli_stdout());
     CHECK(!path_exists(test_path("resumed/checkpoint-00000012.bin")), "stopped early");
-    CHECK(run_igpt("train --data %s --out %s --resume", data, test_path("resumed")) == 0, "resume: %s", cli_stderr());
+    CHECK(run_igpt("train --device cpu --data %s --out %s --resume", data, test_path("resumed")) == 0, "resume: %s", cli_stderr());
     CHECK(files_equal(test_path("straight/checkpoint-00000012.bin"), test_path("resumed/checkpoint-00000012.bin")),
           "5 steps + resume + 7 steps is bitwise the 12-step run (parameters, Adam state, data position)");
     CHECK(run_igpt("info %s", test_path("resumed/checkpoint-00000012.bin")) == 0 &&
               strstr(cli_stdout(), "step 12 of 12"), "info reads the checkpoint: %s", cli_stdout());
-    CHECK(run_igpt("train --data %s --out %s --steps 12 " TINY, data, test_path("resumed")) == 1 &&
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 " TINY, data, test_path("resumed")) == 1 &&
               strstr(cli_stderr(), "already holds a run"), "a new run does not overwrite an old one: %s", cli_stderr());
-    CHECK(run_igpt("train --data %s --out %s --resume --lr 0.1", data, test_path("resumed")) == 1 &&
+    CHECK(run_igpt("train --device cpu --data %s --out %s --resume --lr 0.1", data, test_path("resumed")) == 1 &&
               strstr(cli_stderr(), "a resumed run keeps its settings"), "resume refuses changed settings");
     size_t n;
     char *log = (char *)read_whole_file(test_path("resumed/log.jsonl"), &n);
@@ -103,7 +103,7 @@ void test_train_resume_is_bitwise(void) {
 
 void test_train_checkpoint_corruption_is_refused(void) {
     char *data = small_data();
-    CHECK(run_igpt("train --data %s --out %s --steps 4 --stop-at 2 " TINY, data, test_path("run")) == 0, "train: %s",
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 4 --stop-at 2 " TINY, data, test_path("run")) == 0, "train: %s",
           cli_stderr());
     const char *ckpt = test_path("run/checkpoint-00000002.bin");
     size_t n;
@@ -126,7 +126,7 @@ void test_train_checkpoint_corruption_is_refused(void) {
         memcpy(bad, good, n);
         if (cases[i].flip >= 0) bad[cases[i].flip] ^= 0x10;
         write_whole_file(ckpt, bad, cases[i].keep);
-        int status = run_igpt("train --data %s --out %s --resume", data, test_path("run"));
+        int status = run_igpt("train --device cpu --data %s --out %s --resume", data, test_path("run"));
         CHECK(status == 1 && strstr(cli_stderr(), cases[i].message), "case %zu: exit %d, %s", i, status, cli_stderr());
         size_t m;
         uint8_t *after = read_whole_file(ckpt, &m);
@@ -135,23 +135,23 @@ void test_train_checkpoint_corruption_is_refused(void) {
         free(bad);
     }
     write_whole_file(ckpt, good, n);
-    int status = run_igpt("train --data %s --out %s --resume --d-model 32", data, test_path("run"));
+    int status = run_igpt("train --device cpu --data %s --out %s --resume --d-model 32", data, test_path("run"));
     CHECK(status == 1 && strstr(cli_stderr(), "is a model with d_model 16"), "another config is refused: %s",
           cli_stderr());
     // Other data: same shape, other images.
     make_cifar_batches(test_path("cifar2"), 9, 4);
     CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --colors 16 --val 8 --no-preview --quiet",
                    test_path("cifar2"), test_path("data2")) == 0, "second dataset");
-    status = run_igpt("train --data %s --out %s --resume", test_path("data2"), test_path("run"));
+    status = run_igpt("train --device cpu --data %s --out %s --resume", test_path("data2"), test_path("run"));
     CHECK(status == 1 && strstr(cli_stderr(), "trained on other data"), "other data is refused: %s", cli_stderr());
-    CHECK(run_igpt("train --data %s --out %s --resume", data, test_path("run")) == 0, "the intact checkpoint resumes");
+    CHECK(run_igpt("train --device cpu --data %s --out %s --resume", data, test_path("run")) == 0, "the intact checkpoint resumes");
     free(good);
     free(data);
 }
 
 void test_train_divergence_stops_and_keeps_last_checkpoint(void) {
     char *data = small_data();
-    int status = run_igpt("train --data %s --out %s --steps 50 --lr 1e30 --warmup 1 --grad-clip 0 --checkpoint-every 1 "
+    int status = run_igpt("train --device cpu --data %s --out %s --steps 50 --lr 1e30 --warmup 1 --grad-clip 0 --checkpoint-every 1 "
                           "--eval-images 0 " TINY,
                           data, test_path("run"));
     CHECK(status == 1 && strstr(cli_stderr(), "training diverged at step"), "stops with a message: %s", cli_stderr());
@@ -177,7 +177,7 @@ void test_train_sigint_checkpoints_and_exits(void) {
     if (pid == 0) {
         if (!freopen(stdout_path, "w", stdout)) _exit(99);
         if (!freopen("/dev/null", "w", stderr)) _exit(99);
-        execl("./igpt", "./igpt", "train", "--data", data, "--out", out, "--steps", "1000000", "--d-model", "16",
+        execl("./igpt", "./igpt", "train", "--device", "cpu", "--data", data, "--out", out, "--steps", "1000000", "--d-model", "16",
               "--n-layer", "1", "--n-head", "2", "--batch", "4", "--checkpoint-every", "1000000", "--eval-images",
               "0", "--quiet", (char *)NULL);
         _exit(98);
@@ -212,21 +212,62 @@ void test_train_sigint_checkpoints_and_exits(void) {
 
 void test_train_bad_input(void) {
     char *data = small_data();
-    CHECK(run_igpt("train --data %s --out %s --steps 2 --bogus", data, test_path("r")) == 2 &&
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --bogus", data, test_path("r")) == 2 &&
               strstr(cli_stderr(), "unknown option --bogus"), "unknown flag");
-    CHECK(run_igpt("train --data %s --out %s", data, test_path("r")) == 2 && strstr(cli_stderr(), "--steps N or --epochs"),
+    CHECK(run_igpt("train --device cpu --data %s --out %s", data, test_path("r")) == 2 && strstr(cli_stderr(), "--steps N or --epochs"),
           "needs a length");
-    CHECK(run_igpt("train --data %s --out %s --steps 2 --config huge", data, test_path("r")) == 2 &&
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --config huge", data, test_path("r")) == 2 &&
               strstr(cli_stderr(), "unknown --config 'huge'"), "unknown config: %s", cli_stderr());
-    CHECK(run_igpt("train --data %s --out %s --steps 2 --d-model 10 --n-head 4", data, test_path("r")) == 1 &&
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --d-model 10 --n-head 4", data, test_path("r")) == 1 &&
               strstr(cli_stderr(), "not divisible by n_head"), "bad head count: %s", cli_stderr());
-    CHECK(run_igpt("train --data %s --out %s --steps 2 --batch 6 --micro-batch 4", data, test_path("r")) == 2,
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --batch 6 --micro-batch 4", data, test_path("r")) == 2,
           "batch not a multiple of the micro-batch");
-    CHECK(run_igpt("train --data %s --out %s --steps 2", test_path("nowhere"), test_path("r")) == 1 &&
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2", test_path("nowhere"), test_path("r")) == 1 &&
               strstr(cli_stderr(), "no such folder"), "missing data folder");
-    CHECK(run_igpt("train --data %s --out %s --resume", data, test_path("r")) == 1 &&
+    CHECK(run_igpt("train --device cpu --data %s --out %s --resume", data, test_path("r")) == 1 &&
               strstr(cli_stderr(), "holds no checkpoint"), "nothing to resume: %s", cli_stderr());
-    CHECK(run_igpt("train --data %s --out %s --steps 2 --device tpu", data, test_path("r")) == 2, "unknown device");
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --device tpu", data, test_path("r")) == 2, "unknown device");
     CHECK(!path_exists(test_path("r/run.json")), "failed starts leave no run behind");
+    free(data);
+}
+
+// The val loss a run logged at `step` (NaN if none).
+static double logged_val_loss(const char *run, int step) {
+    char *path = xasprintf("%s/log.jsonl", run), *key = xasprintf("{\"step\": %d, \"val_loss\": ", step);
+    char *log = (char *)read_whole_file(path, NULL), *at = log ? strstr(log, key) : NULL;
+    double v = at ? strtod(at + strlen(key), NULL) : NAN;
+    free(path), free(key), free(log);
+    return v;
+}
+
+// The CUDA backend (here through build/interp/igpt, whose GPU is the
+// interpret mode) shares the checkpoint format: a run started on the GPU
+// resumes on the CPU and back, and follows the CPU run (fp32 mode: val loss
+// within 1e-4 relative after 12 steps); two GPU runs give identical files.
+void test_train_moves_between_cpu_and_cuda(void) {
+    char *data = small_data();
+#define GPU_MODEL "--d-model 32 --n-layer 1 --n-head 2 --batch 4 --eval-images 8 --eval-every 4 --quiet"
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 " GPU_MODEL, data, test_path("cpu")) == 0,
+          "CPU run: %s", cli_stderr());
+    CHECK(run_igpt_interpret("train --device cuda --precision fp32 --data %s --out %s --steps 12 --stop-at 4 " GPU_MODEL,
+                             data, test_path("mixed")) == 0,
+          "GPU part: %s", cli_stderr());
+    CHECK(run_igpt("train --device cpu --data %s --out %s --resume --stop-at 8", data, test_path("mixed")) == 0,
+          "resumed on the CPU: %s", cli_stderr());
+    CHECK(run_igpt_interpret("train --device cuda --precision fp32 --data %s --out %s --resume --quiet", data,
+                             test_path("mixed")) == 0,
+          "resumed on the GPU: %s", cli_stderr());
+    const double want = logged_val_loss(test_path("cpu"), 12), got = logged_val_loss(test_path("mixed"), 12);
+    CHECK(fabs(got - want) <= 1e-4 * want, "GPU-CPU-GPU run ends at val loss %.6f, the CPU run at %.6f", got, want);
+    // bf16 (the default on a GPU): deterministic, and close to the CPU.
+    for (int r = 0; r < 2; r++)
+        CHECK(run_igpt_interpret("train --device cuda --data %s --out %s --steps 12 " GPU_MODEL, data,
+                                 test_path("bf16-%d", r)) == 0,
+              "bf16 run: %s", cli_stderr());
+    CHECK(files_equal(test_path("bf16-0/checkpoint-00000012.bin"), test_path("bf16-1/checkpoint-00000012.bin")),
+          "two bf16 GPU runs write identical checkpoints");
+    const double bf16 = logged_val_loss(test_path("bf16-0"), 12);
+    CHECK(fabs(bf16 - want) <= 2e-2 * want, "bf16 run ends at val loss %.6f, the CPU run at %.6f", bf16, want);
+#undef GPU_MODEL
     free(data);
 }

@@ -1,0 +1,60 @@
+// One interface over the two implementations of the model, so that the
+// training loop, evaluation and probe features are written once: the fp32
+// CPU reference (src/model.c) and the CUDA backend (include/gpu_model.h).
+// Both take the same configuration, parameter layout and host buffers in
+// the checkpoint's layout; only the math and where it runs differ.
+#ifndef IGPT_BACKEND_H
+#define IGPT_BACKEND_H
+
+#include <stdbool.h>
+
+#include "gpu_model.h"
+#include "model.h"
+#include "optim.h"
+
+typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } DeviceKind;
+
+typedef struct {
+    DeviceKind device;
+    GpuPrecision precision;  // CUDA only
+    ModelConfig cfg;
+    size_t num_params;
+    int threads;
+    Model cpu;            // DEVICE_CPU
+    float *adam;          // DEVICE_CPU: first moments, then second moments (2 x num_params)
+    GpuModel *gpu;        // DEVICE_CUDA
+    float *host_state;    // DEVICE_CUDA: params, m, v staged for checkpoints (3 x num_params)
+} Backend;
+
+// "auto" (CUDA when a GPU is usable, else the CPU), "cpu" or "cuda"; dies
+// with the reason when "cuda" is asked for and unavailable.
+DeviceKind backend_choose_device(const char *name);
+const char *device_name(DeviceKind device);
+// Parses "bf16" / "fp32"; false if neither.
+bool parse_precision(const char *name, GpuPrecision *out);
+
+void backend_create(Backend *b, DeviceKind device, GpuPrecision precision, const ModelConfig *cfg, int max_batch,
+                    int threads);
+void backend_free(Backend *b);
+// One line about the device, precision and the memory a model of cfg will
+// need for batches of max_batch images, printed before it is allocated.
+void backend_plan(DeviceKind device, GpuPrecision precision, const ModelConfig *cfg, int max_batch, int threads,
+                  char *out, size_t cap);
+
+// Parameters and Adam moments from host buffers (m, v NULL: zeros).
+void backend_set_state(Backend *b, const float *params, const float *adam_m, const float *adam_v);
+// Host views of the parameters and Adam moments (valid until the next call
+// that changes them); on a GPU they are copied back first.
+void backend_get_state(Backend *b, const float **params, const float **adam_m, const float **adam_v);
+// Host view of the gradients (copied back from a GPU).
+const float *backend_get_grads(Backend *b);
+
+void backend_zero_grads(Backend *b);
+double backend_forward(Backend *b, const uint16_t *tokens, int batch);
+void backend_backward(Backend *b, const uint16_t *tokens, int batch, float loss_scale);
+double backend_grad_norm(Backend *b);
+void backend_adamw(Backend *b, const OptimConfig *oc, int64_t step, float grad_scale);
+// Probe features of the last forward pass (B x (L+1) x C), as model_features.
+void backend_features(Backend *b, int batch, float *features);
+
+#endif
