@@ -14,9 +14,18 @@ CFLAGS ?= -O3 -march=native -fno-math-errno
 MULTIARCH := $(shell $(CC) -print-multiarch)
 BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
 BLAS_INC ?= /usr/include/$(MULTIARCH)/openblas-openmp
+# DEPS_PREFIX: a folder holding usr/include and usr/lib of the libraries
+# (scripts/gpu_deps.sh makes one for machines that lack them).
+ifneq ($(DEPS_PREFIX),)
+BLAS_DIR := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)/openblas-openmp
+BLAS_INC := $(DEPS_PREFIX)/usr/include/$(MULTIARCH)/openblas-openmp
+DEPS_LIB := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)
+CFLAGS += -isystem $(DEPS_PREFIX)/usr/include
+LDFLAGS += -L$(DEPS_LIB) -Wl,-rpath,$(DEPS_LIB) -L$(DEPS_PREFIX)/lib/$(MULTIARCH) -Wl,-rpath,$(DEPS_PREFIX)/lib/$(MULTIARCH)
+endif
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow -Werror -fopenmp \
           -Iinclude -Ithird_party -isystem $(BLAS_INC) -MMD -MP
-LDLIBS = -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -llbfgs -lz -lm
+LDLIBS = $(LDFLAGS) -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -llbfgs -lz -lm
 
 BUILD = build
 LIB_SRC = src/backend.c src/util.c src/images.c src/palette.c src/dataset.c src/preview.c src/cpu_ops.c \
@@ -36,7 +45,8 @@ CUDA_HOME ?= $(abspath $(dir $(NVCC))..)
 CUDA_LIB ?= $(CUDA_HOME)/lib64
 CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 NVCC_FLAGS = -std=c++17 -O3 $(CUDA_ARCH) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror,-fopenmp \
-             -Icuda -Iinclude -Itests/cuda -isystem $(BLAS_INC) -MMD -MP
+             -Icuda -Iinclude -Itests/cuda -isystem $(BLAS_INC) $(if $(DEPS_PREFIX),-isystem $(DEPS_PREFIX)/usr/include) \
+             -MMD -MP
 GPU_OBJ = $(CUDA_SRC:cuda/%.cu=$(BUILD)/cuda/%.o)
 GPU_LIBS = -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublasLt -lcudart -lstdc++
 GPU_TEST_OBJ = $(CUDA_TEST_SRC:tests/cuda/%.cu=$(BUILD)/cuda/tests/%.o)

@@ -55,6 +55,11 @@ void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float gra
 // As model_features, into a host buffer B x (L+1) x C.
 void gpu_model_features(GpuModel *m, int batch, float *features);
 
+// Milliseconds per call of the attention forward and backward kernels (bf16)
+// on batch_heads heads of T x head_size, causal (after one warm-up call).
+void gpu_time_attention(int batch_heads, int T, int head_size, int iterations, double *forward_ms,
+                        double *backward_ms);
+
 #ifdef __cplusplus
 }
 #endif

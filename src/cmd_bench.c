@@ -7,37 +7,47 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "cli.h"
 #include "cpu_ops.h"
 #include "model.h"
+#include "optim.h"
 #include "probe.h"
 
 static const char *const bench_help =
-    "usage: ./igpt bench [--mode train|features|probe] [options]\n"
+    "usage: ./igpt bench [--mode train|features|probe|attention] [options]\n"
     "\n"
-    "  --mode train     (default) forward + backward passes (no optimizer step) of the\n"
-    "                   CPU reference on random tokens: tokens/s\n"
-    "  --mode features  forward passes and probe features (./igpt probe's extraction): images/s\n"
-    "  --mode probe     one layer of ./igpt probe's protocol (L2 chosen on a 10%% hold-out from\n"
-    "                   the default grid, refit, score) on synthetic class-mixture features of\n"
-    "                   --dim dimensions: seconds per layer\n"
+    "  --mode train      (default) forward + backward passes on random tokens (with --optimizer,\n"
+    "                    also the gradient norm and the AdamW step): tokens/s, and the model FLOPs\n"
+    "                    per token (docs/cuda.md) for MFU\n"
+    "  --mode features   forward passes and probe features (./igpt probe's extraction): images/s\n"
+    "  --mode probe      one layer of ./igpt probe's protocol (L2 chosen on a 10%% hold-out from\n"
+    "                    the default grid, refit, score) on synthetic class-mixture features of\n"
+    "                    --dim dimensions: seconds per layer (CPU)\n"
+    "  --mode attention  the CUDA attention kernels alone, causal, bf16: forward and backward\n"
+    "                    milliseconds and TFLOP/s (GPU)\n"
     "\n"
     "  --config NAME, --side N, --colors N, --batch N   the model (default tiny, 16x16, 512 colors, batch 8)\n"
     "  --steps N, --warmup-steps N                      timed and untimed passes (default 5 and 2)\n"
+    "  --device NAME, --precision P                     cpu (default), cuda or auto; bf16 or fp32 on the GPU\n"
+    "  --optimizer                                      train mode: time whole optimizer steps\n"
     "  --dim N, --train-images N, --eval-images N       probe mode (default 256, 45000, 5000)\n"
+    "  --batch-heads N, --seq N, --head-size N          attention mode (default 64, 1024, 64)\n"
     "  --threads N                                      worker threads (default: all cores)\n";
 
 typedef struct {
-    const char *mode, *config;
-    int side, colors, batch, steps, warmup, threads, dim;
+    const char *mode, *config, *device, *precision;
+    int side, colors, batch, steps, warmup, threads, dim, batch_heads, seq, head_size;
+    bool optimizer;
     int64_t train_images, eval_images;
 } BenchArgs;
 
 static void parse_args(int argc, char **argv, BenchArgs *a) {
-    *a = (BenchArgs){.mode = "train", .config = "tiny", .side = 16, .colors = 512, .batch = 8, .steps = 5,
-                     .warmup = 2, .dim = 256, .train_images = 45000, .eval_images = 5000};
+    *a = (BenchArgs){.mode = "train", .config = "tiny", .device = "cpu", .precision = "bf16", .side = 16, .colors = 512,
+                     .batch = 8, .steps = 5, .warmup = 2, .dim = 256, .batch_heads = 64, .seq = 1024, .head_size = 64,
+                     .train_images = 45000, .eval_images = 5000};
     enum { O_MODE = 1000, O_CONFIG, O_SIDE, O_COLORS, O_BATCH, O_STEPS, O_WARMUP, O_THREADS, O_DIM, O_TRAIN, O_EVAL,
-           O_HELP };
+           O_HELP, O_DEVICE, O_PRECISION, O_OPTIMIZER, O_BH, O_SEQ, O_HS };
     static const struct option options[] = {
         {"mode", required_argument, 0, O_MODE},         {"config", required_argument, 0, O_CONFIG},
         {"side", required_argument, 0, O_SIDE},         {"colors", required_argument, 0, O_COLORS},
@@ -45,6 +55,9 @@ static void parse_args(int argc, char **argv, BenchArgs *a) {
         {"warmup-steps", required_argument, 0, O_WARMUP}, {"threads", required_argument, 0, O_THREADS},
         {"dim", required_argument, 0, O_DIM},           {"train-images", required_argument, 0, O_TRAIN},
         {"eval-images", required_argument, 0, O_EVAL},  {"help", no_argument, 0, O_HELP},
+        {"device", required_argument, 0, O_DEVICE},     {"precision", required_argument, 0, O_PRECISION},
+        {"optimizer", no_argument, 0, O_OPTIMIZER},     {"batch-heads", required_argument, 0, O_BH},
+        {"seq", required_argument, 0, O_SEQ},           {"head-size", required_argument, 0, O_HS},
         {0, 0, 0, 0}};
     opterr = 0;
     int c;
@@ -61,23 +74,53 @@ static void parse_args(int argc, char **argv, BenchArgs *a) {
         case O_DIM: a->dim = (int)parse_int_option("--dim", optarg, 1, 65536); break;
         case O_TRAIN: a->train_images = parse_int_option("--train-images", optarg, 20, INT64_MAX / 4); break;
         case O_EVAL: a->eval_images = parse_int_option("--eval-images", optarg, 1, INT64_MAX / 4); break;
+        case O_DEVICE: a->device = optarg; break;
+        case O_PRECISION: a->precision = optarg; break;
+        case O_OPTIMIZER: a->optimizer = true; break;
+        case O_BH: a->batch_heads = (int)parse_int_option("--batch-heads", optarg, 1, 1 << 20); break;
+        case O_SEQ: a->seq = (int)parse_int_option("--seq", optarg, 1, 1 << 16); break;
+        case O_HS: a->head_size = (int)parse_int_option("--head-size", optarg, 1, 1024); break;
         case O_HELP: fputs(bench_help, stdout); exit(0);
         default: bad_option("bench", c, argv);
         }
     }
     if (optind < argc) usage_error("bench", "unexpected argument '%s'", argv[optind]);
-    if (strcmp(a->mode, "train") && strcmp(a->mode, "features") && strcmp(a->mode, "probe"))
-        usage_error("bench", "--mode must be train, features or probe, got '%s'", a->mode);
+    if (strcmp(a->mode, "train") && strcmp(a->mode, "features") && strcmp(a->mode, "probe") &&
+        strcmp(a->mode, "attention"))
+        usage_error("bench", "--mode must be train, features, probe or attention, got '%s'", a->mode);
+    if (strcmp(a->device, "cpu") && strcmp(a->device, "cuda") && strcmp(a->device, "auto"))
+        usage_error("bench", "--device must be auto, cpu or cuda, got '%s'", a->device);
+    if (strcmp(a->precision, "bf16") && strcmp(a->precision, "fp32"))
+        usage_error("bench", "--precision must be bf16 or fp32, got '%s'", a->precision);
+}
+
+// Training FLOPs per token (docs/cuda.md): 6 per weight of every matrix
+// product (forward 2, backward 4), plus causal attention's two T x T
+// products, 2 T C per token per layer forward (half of the full 4 T C), x 3.
+static double training_flops_per_token(const ModelConfig *cfg) {
+    const double C = cfg->d_model, L = cfg->n_layer, V = cfg->vocab_size, T = cfg->seq_len;
+    const double matmul_weights = L * 12.0 * C * C + V * C;
+    return 6.0 * matmul_weights + 6.0 * L * T * C;
 }
 
 static void bench_model(const BenchArgs *a, int threads, bool train) {
     ModelConfig cfg = {.vocab_size = a->colors, .seq_len = a->side * a->side, .image_height = a->side,
                        .image_width = a->side, .norm = NORM_IGPT};
     if (!model_config_named(a->config, &cfg)) usage_error("bench", "unknown --config '%s'", a->config);
+    const DeviceKind device = backend_choose_device(a->device);
+    GpuPrecision precision = GPU_BF16;
+    parse_precision(a->precision, &precision);
     const int batch = a->batch;
-    Model m;
-    model_create(&m, &cfg, batch, threads);
-    model_init_params(&cfg, m.params, 1);
+    Backend m;
+    backend_create(&m, device, precision, &cfg, batch, threads);
+    float *init = xmalloc(m.num_params * sizeof(float));
+    model_init_params(&cfg, init, 1);
+    backend_set_state(&m, init, NULL, NULL);
+    free(init);
+    OptimConfig oc;
+    optim_config_defaults(&oc);
+    oc.total_steps = a->warmup + a->steps;
+    oc.warmup_steps = 1;
     uint16_t *tokens = xmalloc((size_t)batch * cfg.seq_len * sizeof(uint16_t));
     float *features = xmalloc((size_t)batch * (cfg.n_layer + 1) * cfg.d_model * sizeof(float));
     Rng rng;
@@ -87,23 +130,43 @@ static void bench_model(const BenchArgs *a, int threads, bool train) {
     for (int s = 0; s < a->warmup + a->steps; s++) {
         double t0 = now_seconds();
         if (train) {
-            model_zero_grads(&m);
-            model_forward(&m, tokens, batch);
-            model_backward(&m, tokens, batch, 1.0f / ((float)batch * cfg.seq_len));
+            backend_zero_grads(&m);
+            backend_forward(&m, tokens, batch);
+            backend_backward(&m, tokens, batch, 1.0f / ((float)batch * cfg.seq_len));
+            if (a->optimizer) backend_adamw(&m, &oc, s, clip_factor(&oc, backend_grad_norm(&m)));
         } else {
-            model_forward(&m, tokens, batch);
-            model_features(&m, batch, features);
+            backend_forward(&m, tokens, batch);
+            backend_features(&m, batch, features);
         }
         if (s >= a->warmup) elapsed += now_seconds() - t0;
     }
     const double per_pass = elapsed / a->steps, images_per_s = batch / per_pass;
-    printf("{\"impl\": \"igpt-cpu\", \"mode\": \"%s\", \"config\": \"%s\", \"side\": %d, \"batch\": %d, "
-           "\"threads\": %d, \"tokens_per_s\": %.1f, \"images_per_s\": %.2f, \"step_s\": %.4f, \"parameters\": %zu}\n",
-           a->mode, a->config, a->side, batch, threads, images_per_s * cfg.seq_len, images_per_s, per_pass,
-           m.num_params);
+    const double flops = training_flops_per_token(&cfg);
+    printf("{\"impl\": \"igpt-%s\", \"mode\": \"%s\", \"precision\": \"%s\", \"config\": \"%s\", \"side\": %d, "
+           "\"batch\": %d, \"threads\": %d, \"optimizer\": %s, \"tokens_per_s\": %.1f, \"images_per_s\": %.2f, "
+           "\"step_s\": %.4f, \"parameters\": %zu, \"train_flops_per_token\": %.6g, \"train_tflops\": %.3f}\n",
+           device_name(device), a->mode, device == DEVICE_CPU ? "fp32" : a->precision, a->config, a->side, batch,
+           threads, a->optimizer ? "true" : "false", images_per_s * cfg.seq_len, images_per_s, per_pass, m.num_params,
+           flops, train ? flops * images_per_s * cfg.seq_len / 1e12 : 0.0);
     free(tokens);
     free(features);
-    model_free(&m);
+    backend_free(&m);
+}
+
+// Causal attention FLOPs for batch_heads heads of T x hs: forward 2 products
+// of 2 T^2 hs, halved by the mask; backward 2.5x the forward (5 products,
+// none recomputed by us counted).
+static void bench_attention(const BenchArgs *a) {
+    if (backend_choose_device(strcmp(a->device, "cpu") ? a->device : "cuda") != DEVICE_CUDA)
+        die("--mode attention needs a GPU");
+    double fwd_ms = 0, bwd_ms = 0;
+    gpu_time_attention(a->batch_heads, a->seq, a->head_size, a->steps, &fwd_ms, &bwd_ms);
+    const double fwd_flops = 4.0 * a->batch_heads * (double)a->seq * a->seq * a->head_size * 0.5;
+    const double bwd_flops = 2.5 * fwd_flops;
+    printf("{\"impl\": \"igpt-cuda\", \"mode\": \"attention\", \"batch_heads\": %d, \"seq\": %d, \"head_size\": %d, "
+           "\"forward_ms\": %.4f, \"backward_ms\": %.4f, \"forward_tflops\": %.2f, \"backward_tflops\": %.2f}\n",
+           a->batch_heads, a->seq, a->head_size, fwd_ms, bwd_ms, fwd_flops / (fwd_ms * 1e9),
+           bwd_flops / (bwd_ms * 1e9));
 }
 
 // Features of `count` images of 10 classes: a class mean plus noise that is
@@ -164,6 +227,7 @@ int cmd_bench(int argc, char **argv) {
     parse_args(argc, argv, &a);
     const int threads = cpu_set_threads(a.threads);
     if (!strcmp(a.mode, "probe")) bench_probe(&a, threads);
+    else if (!strcmp(a.mode, "attention")) bench_attention(&a);
     else bench_model(&a, threads, !strcmp(a.mode, "train"));
     return 0;
 }

@@ -36,3 +36,7 @@ void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float sca
     UNAVAILABLE;
 }
 void gpu_model_features(GpuModel *m, int batch, float *f) { (void)m, (void)batch, (void)f; UNAVAILABLE; }
+void gpu_time_attention(int batch_heads, int T, int head_size, int iterations, double *forward_ms, double *backward_ms) {
+    (void)batch_heads, (void)T, (void)head_size, (void)iterations, (void)forward_ms, (void)backward_ms;
+    UNAVAILABLE;
+}

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The GPU check: ONE command for a machine with a GPU. Builds ./igpt and the
+# CUDA tests with nvcc, runs every GPU test (each kernel against the CPU
+# reference op, the whole model against the CPU model, 50 training steps
+# against the CPU curve, determinism), compute-sanitizer memcheck and
+# racecheck over the kernel tests, an end-to-end run (train on the GPU,
+# resume on the CPU, probe on the GPU), and the benchmark; prints a summary.
+# Budget: 8 minutes on one H200. Its output goes into docs/gpu-verification.md.
+#
+# When the machine lacks OpenBLAS or liblbfgs (and cannot download them),
+# run scripts/gpu_deps.sh on a machine that can and bring build/gpu-deps.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+t_start=$SECONDS
+summary=()
+check() {  # check NAME COMMAND...: runs it, records PASS/FAIL with its time
+    local name=$1 t0=$SECONDS
+    shift
+    echo
+    echo "=== $name"
+    if "$@"; then summary+=("PASS  $name ($((SECONDS - t0)) s)"); else summary+=("FAIL  $name ($((SECONDS - t0)) s)"); fi
+}
+
+echo "gpu_check: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi: none"
+command -v nvcc >/dev/null && nvcc --version | tail -n 1 || echo "nvcc: not found"
+
+make_args=(-j"$(nproc)")
+if ! echo '#include <lbfgs.h>' | cc -E - >/dev/null 2>&1 && [ -d build/gpu-deps/root ]; then
+    make_args+=(DEPS_PREFIX="$PWD/build/gpu-deps/root")
+    echo "gpu_check: building against build/gpu-deps (the system has no liblbfgs)"
+fi
+check "build: nvcc for sm_80 and sm_90, warnings as errors" make "${make_args[@]}" igpt build/cuda/igpt_cuda_tests
+[ -x build/cuda/igpt_cuda_tests ] || { printf '%s\n' "${summary[@]}"; exit 1; }
+
+check "GPU tests: kernels vs CPU ops, whole model vs CPU model, 50 steps, determinism" ./build/cuda/igpt_cuda_tests
+
+if command -v compute-sanitizer >/dev/null; then
+    sanitize() {  # tool filter
+        compute-sanitizer --tool "$1" --error-exitcode 86 --print-limit 20 ./build/cuda/igpt_cuda_tests "$2"
+    }
+    check "compute-sanitizer memcheck: layer kernels and matmul" sanitize memcheck test_gpu_
+    check "compute-sanitizer racecheck: layer kernels" sanitize racecheck test_gpu_norm
+    check "compute-sanitizer racecheck: softmax and cross-entropy" sanitize racecheck test_gpu_softmax
+    check "compute-sanitizer racecheck: attention" sanitize racecheck test_gpu_attention_head_sizes
+    check "compute-sanitizer racecheck: block reductions" sanitize racecheck test_interp_block_reduction
+else
+    summary+=("SKIP  compute-sanitizer (not installed)")
+fi
+
+end_to_end() {
+    local dir
+    dir=$(mktemp -d)
+    ./igpt synth --out "$dir/syn" --train-per-class 100 --test-per-class 10 >/dev/null &&
+        ./igpt prepare --images "$dir/syn" --out "$dir/data" --resolution 16 --colors 64 --val 100 --quiet --no-preview &&
+        ./igpt train --device cuda --data "$dir/data" --out "$dir/run" --config tiny --steps 200 --stop-at 100 \
+            --eval-every 50 --quiet &&
+        ./igpt train --device cpu --data "$dir/data" --out "$dir/run" --resume --quiet &&
+        ./igpt probe --device cuda --data "$dir/data" --run "$dir/run" --quiet --l2 0.01 &&
+        grep val_loss "$dir/run/log.jsonl" | tail -n 3 && cat "$dir/run/probe/probes.csv" | cut -c1-80
+    local status=$?
+    rm -rf "$dir"
+    return $status
+}
+check "end to end: train on the GPU, resume on the CPU, probe on the GPU" end_to_end
+
+check "benchmark (scripts/bench_gpu.sh)" bash scripts/bench_gpu.sh
+
+echo
+echo "=== summary ($((SECONDS - t_start)) s)"
+printf '%s\n' "${summary[@]}"
+! printf '%s\n' "${summary[@]}" | grep -q '^FAIL'
