@@ -30,6 +30,7 @@
     X(test_gpu_casts)                           \
     X(test_gpu_attention_head_sizes_and_tiles)  \
     X(test_gpu_attention_t1024_hs64)            \
+    X(test_gpu_attention_t4096)                 \
     X(test_gpu_matmul_against_cpu)             \
     X(test_gpu_model_matches_cpu_loss_gradients_features) \
     X(test_gpu_training_follows_cpu_and_repeats)
