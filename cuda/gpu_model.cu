@@ -32,6 +32,8 @@ struct GpuModel {
     ModelConfig cfg;
     GpuPrecision precision;
     int max_batch;
+    bool recompute;   // keep only each block's input; recompute the rest in backward
+    int act_layers;   // per-layer activation slots: L, or 1 with recompute
     size_t num_params;
     std::vector<TensorInfo> tensors;
     // State.
@@ -54,17 +56,19 @@ struct GpuModel {
 
 // One list of (pointer, bytes) for the activations and scratch, used both to
 // size the allocation and to carve it, so the two cannot disagree.
+// With recompute, the per-layer buffers other than the residual stream hold
+// one layer (act_layers = 1), rewritten by each layer's forward.
 template <typename T>
-static size_t carve_activations(Net<T> *n, char *base, const ModelConfig *cfg, int max_batch) {
-    const size_t B = (size_t)max_batch, T_ = (size_t)cfg->seq_len, C = (size_t)cfg->d_model, L = (size_t)cfg->n_layer,
-                 V = (size_t)cfg->vocab_size, NH = (size_t)cfg->n_head, BT = B * T_;
+static size_t carve_activations(Net<T> *n, char *base, const ModelConfig *cfg, int max_batch, int act_layers) {
+    const size_t B = (size_t)max_batch, T_ = (size_t)cfg->seq_len, C = (size_t)cfg->d_model, L = (size_t)act_layers,
+                 V = (size_t)cfg->vocab_size, NH = (size_t)cfg->n_head, BT = B * T_, L_resid = (size_t)cfg->n_layer;
     Net<T> dummy;
     if (!n) n = &dummy;
     struct Part {
         void **ptr;
         size_t bytes;
     } parts[] = {
-        {(void **)&n->resid, (L + 1) * BT * C * sizeof(T)}, {(void **)&n->ln1, L * BT * C * sizeof(T)},
+        {(void **)&n->resid, (L_resid + 1) * BT * C * sizeof(T)}, {(void **)&n->ln1, L * BT * C * sizeof(T)},
         {(void **)&n->qkv, L * BT * 3 * C * sizeof(T)},     {(void **)&n->atty, L * BT * C * sizeof(T)},
         {(void **)&n->proj, BT * C * sizeof(T)},             {(void **)&n->mid, L * BT * C * sizeof(T)},
         {(void **)&n->ln2, L * BT * C * sizeof(T)},          {(void **)&n->fc, L * BT * 4 * C * sizeof(T)},
@@ -78,7 +82,7 @@ static size_t carve_activations(Net<T> *n, char *base, const ModelConfig *cfg, i
         {(void **)&n->dqkv, BT * 3 * C * sizeof(T)},         {(void **)&n->dfc, BT * 4 * C * sizeof(T)},
         {(void **)&n->row_dot, B * NH * T_ * sizeof(float)},
         {(void **)&n->norm_scratch, gpu_norm_backward_scratch((int)BT, (int)C) * sizeof(float)},
-        {(void **)&n->features, B * (L + 1) * C * sizeof(float)},
+        {(void **)&n->features, B * (L_resid + 1) * C * sizeof(float)},
     };
     size_t offset = 0;
     for (const Part &part : parts) {
@@ -92,19 +96,20 @@ static size_t state_bytes_of(size_t P, GpuPrecision precision) {
     return 4 * P * sizeof(float) + (precision == GPU_BF16 ? P * sizeof(bf16) : 0) + 5 * 256;
 }
 
-static size_t activation_bytes_of(const ModelConfig *cfg, int max_batch, GpuPrecision precision) {
+static size_t activation_bytes_of(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute) {
+    const int act_layers = recompute ? 1 : cfg->n_layer;
     const size_t BT = (size_t)max_batch * cfg->seq_len;
     const size_t extra = BT * sizeof(uint16_t) + ((size_t)cfg->vocab_size + 1 + BT) * sizeof(int) +
                          GPU_SUM_BLOCKS * sizeof(double) + 4 * 256;
-    return (precision == GPU_BF16 ? carve_activations<bf16>(nullptr, nullptr, cfg, max_batch)
-                                  : carve_activations<float>(nullptr, nullptr, cfg, max_batch)) +
+    return (precision == GPU_BF16 ? carve_activations<bf16>(nullptr, nullptr, cfg, max_batch, act_layers)
+                                  : carve_activations<float>(nullptr, nullptr, cfg, max_batch, act_layers)) +
            extra;
 }
 
-extern "C" void gpu_model_memory(const ModelConfig *cfg, int max_batch, GpuPrecision precision, size_t *state_bytes,
-                                 size_t *activation_bytes) {
+extern "C" void gpu_model_memory(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute,
+                                 size_t *state_bytes, size_t *activation_bytes) {
     *state_bytes = state_bytes_of(param_count(cfg), precision);
-    *activation_bytes = activation_bytes_of(cfg, max_batch, precision);
+    *activation_bytes = activation_bytes_of(cfg, max_batch, precision, recompute);
 }
 
 // --- Devices ---------------------------------------------------------------------------
@@ -156,26 +161,29 @@ static T *offset_ptr(void *base, const float *host_ptr, const float *host_base) 
     return host_ptr ? static_cast<T *>(base) + (host_ptr - host_base) : nullptr;
 }
 
-extern "C" GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision) {
+extern "C" GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute) {
     GpuModel *m = new GpuModel();
     m->cfg = *cfg;
     m->precision = precision;
     m->max_batch = max_batch;
+    m->recompute = recompute;
+    m->act_layers = recompute ? 1 : cfg->n_layer;
     m->num_params = param_count(cfg);
     m->tensors.resize((size_t)param_tensors(cfg, nullptr));
     param_tensors(cfg, m->tensors.data());
     const size_t P = m->num_params;
     size_t free_bytes = 0, total_bytes = 0;
     gpu_memory_info(&free_bytes, &total_bytes);
-    const size_t need = state_bytes_of(P, precision) + activation_bytes_of(cfg, max_batch, precision);
+    const size_t need = state_bytes_of(P, precision) + activation_bytes_of(cfg, max_batch, precision, recompute);
     if (need > free_bytes) {
         char need_text[32], free_text[32], state_text[32];
         die("the model needs %s of GPU memory (%s of it parameters, gradients and Adam state) for micro-batches of "
-            "%d images, but %s are free: use a smaller --micro-batch (gradients accumulate to the same --batch), a "
-            "smaller model, or a GPU with more memory",
+            "%d images, but %s are free: use a smaller --micro-batch (gradients accumulate to the same --batch)%s, "
+            "a smaller model, or a GPU with more memory",
             format_bytes((double)need, need_text, sizeof need_text),
             format_bytes((double)state_bytes_of(P, precision), state_text, sizeof state_text), max_batch,
-            format_bytes((double)free_bytes, free_text, sizeof free_text));
+            format_bytes((double)free_bytes, free_text, sizeof free_text),
+            recompute ? "" : ", or --recompute (keeps only each block's input and recomputes the rest in backward)");
     }
     CUDA_CHECK(cudaStreamCreate(&m->stream));
     CUDA_CHECK(cudaMalloc(&m->state_memory, state_bytes_of(P, precision)));
@@ -186,10 +194,11 @@ extern "C" GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, Gpu
     m->adam_m = reinterpret_cast<float *>(s + 2 * pb);
     m->adam_v = reinterpret_cast<float *>(s + 3 * pb);
     m->params_t = precision == GPU_BF16 ? static_cast<void *>(s + 4 * pb) : static_cast<void *>(m->master);
-    CUDA_CHECK(cudaMalloc(&m->act_memory, activation_bytes_of(cfg, max_batch, precision)));
+    CUDA_CHECK(cudaMalloc(&m->act_memory, activation_bytes_of(cfg, max_batch, precision, recompute)));
     char *a = static_cast<char *>(m->act_memory);
-    const size_t net_bytes = precision == GPU_BF16 ? carve_activations<bf16>(&m->b16, a, cfg, max_batch)
-                                                   : carve_activations<float>(&m->f32, a, cfg, max_batch);
+    const size_t net_bytes = precision == GPU_BF16
+                                 ? carve_activations<bf16>(&m->b16, a, cfg, max_batch, m->act_layers)
+                                 : carve_activations<float>(&m->f32, a, cfg, max_batch, m->act_layers);
     const size_t BT = (size_t)max_batch * cfg->seq_len;
     char *cursor = a + net_bytes;
     m->tokens = reinterpret_cast<uint16_t *>(cursor);
@@ -269,47 +278,79 @@ static void upload_tokens(GpuModel *m, const uint16_t *tokens, int batch) {
     CUDA_CHECK(cudaMemcpyAsync(m->tokens, tokens, (size_t)N * sizeof(uint16_t), cudaMemcpyHostToDevice, m->stream));
 }
 
+// Pointers to layer l's activations (its slot: l, or 0 with recompute).
+template <typename T>
+struct LayerActs {
+    T *resid, *resid_next, *ln1, *qkv, *atty, *mid, *ln2, *fc;
+    float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd, *lse;
+    LayerActs(const GpuModel *m, const Net<T> &n, int l) {
+        const size_t stride_c = (size_t)m->max_batch * m->cfg.seq_len * m->cfg.d_model;
+        const size_t max_BT = (size_t)m->max_batch * m->cfg.seq_len;
+        const int s = m->recompute ? 0 : l;
+        resid = n.resid + l * stride_c, resid_next = n.resid + (l + 1) * stride_c;
+        ln1 = n.ln1 + s * stride_c, qkv = n.qkv + s * 3 * stride_c, atty = n.atty + s * stride_c;
+        mid = n.mid + s * stride_c, ln2 = n.ln2 + s * stride_c, fc = n.fc + s * 4 * stride_c;
+        ln1_mean = n.ln1_mean + s * max_BT, ln1_rstd = n.ln1_rstd + s * max_BT;
+        ln2_mean = n.ln2_mean + s * max_BT, ln2_rstd = n.ln2_rstd + s * max_BT;
+        lse = n.lse + (size_t)s * m->max_batch * m->cfg.n_head * m->cfg.seq_len;
+    }
+};
+
+// Block l from its normalised input ln1 up to mid, ln2, fc; with write_next,
+// also resid_{l+1} = mid + MLP, normalised for the next block (or the final norm).
+template <typename T>
+static void layer_forward(GpuModel *m, Net<T> &n, const DevicePointers<T> &P, int l, int B, bool write_next) {
+    const ModelConfig *cfg = &m->cfg;
+    const int T_ = cfg->seq_len, C = cfg->d_model, L = cfg->n_layer, NH = cfg->n_head, N = B * T_, kind = cfg->norm;
+    const ParamPointers &h = P.host;
+    const LayerParams &lp = h.layers[l];
+    const LayerActs<T> a(m, n, l);
+    cudaStream_t st = m->stream;
+    gpu_matmul_forward(a.qkv, a.ln1, P.at(lp.w_qkv), N, C, 3 * C, st);
+    gpu_attention_forward(a.atty, a.lse, a.qkv, B, T_, C, NH, st);
+    gpu_matmul_forward(n.proj, a.atty, P.at(lp.w_attn_proj), N, C, C, st);
+    gpu_residual_norm_forward<T>(kind, a.mid, a.ln2, a.ln2_mean, a.ln2_rstd, a.resid, n.proj, P.at(lp.ln2_g),
+                                 P.at(lp.ln2_b), N, C, st);
+    gpu_matmul_forward(a.fc, a.ln2, P.at(lp.w_fc), N, C, 4 * C, st);
+    if (!write_next) return;
+    gpu_gelu_forward(n.fc_act, a.fc, (size_t)N * 4 * C, st);
+    gpu_matmul_forward(n.proj, n.fc_act, P.at(lp.w_fc_proj), N, 4 * C, C, st);
+    if (l + 1 < L) {
+        const LayerActs<T> next(m, n, l + 1);
+        gpu_residual_norm_forward<T>(kind, a.resid_next, next.ln1, next.ln1_mean, next.ln1_rstd, a.mid, n.proj,
+                                     P.at(h.layers[l + 1].ln1_g), P.at(h.layers[l + 1].ln1_b), N, C, st);
+    } else {
+        gpu_residual_norm_forward<T>(kind, a.resid_next, n.lnf, n.lnf_mean, n.lnf_rstd, a.mid, n.proj, P.at(h.lnf_g),
+                                     P.at(h.lnf_b), N, C, st);
+    }
+}
+
+// The first norm of block l (no residual add: its input is already stored).
+template <typename T>
+static void first_norm(GpuModel *m, Net<T> &n, const DevicePointers<T> &P, int l, int B) {
+    const LayerActs<T> a(m, n, l);
+    gpu_residual_norm_forward<T>(m->cfg.norm, nullptr, a.ln1, a.ln1_mean, a.ln1_rstd, a.resid, nullptr,
+                                 P.at(P.host.layers[l].ln1_g), P.at(P.host.layers[l].ln1_b), B * m->cfg.seq_len,
+                                 m->cfg.d_model, m->stream);
+}
+
 template <typename T>
 static double forward(GpuModel *m, Net<T> &n, const uint16_t *tokens, int batch) {
     const ModelConfig *cfg = &m->cfg;
     if (batch < 1 || batch > m->max_batch) die("internal: batch %d outside 1..%d", batch, m->max_batch);
-    const int B = batch, T_ = cfg->seq_len, C = cfg->d_model, L = cfg->n_layer, V = cfg->vocab_size, NH = cfg->n_head;
-    const int N = B * T_, kind = cfg->norm;
-    const size_t stride_c = (size_t)m->max_batch * T_ * C, max_BT = (size_t)m->max_batch * T_;
+    const int B = batch, T_ = cfg->seq_len, C = cfg->d_model, L = cfg->n_layer, V = cfg->vocab_size;
+    const int N = B * T_;
     cudaStream_t st = m->stream;
     const DevicePointers<T> P(m, static_cast<T *>(m->params_t));
     const ParamPointers &h = P.host;
     upload_tokens(m, tokens, batch);
     gpu_encoder_forward(n.resid, m->tokens, P.at(h.wte), P.at(h.wpe), P.at(h.sos), B, T_, C, st);
-    // Layer 0's first norm has no residual add; every later norm is fused with the add before it.
-    if (L > 0)
-        gpu_residual_norm_forward<T>(kind, nullptr, n.ln1, n.ln1_mean, n.ln1_rstd, n.resid, nullptr,
-                                     P.at(h.layers[0].ln1_g), P.at(h.layers[0].ln1_b), N, C, st);
-    for (int l = 0; l < L; l++) {
-        const LayerParams &lp = h.layers[l];
-        T *resid = n.resid + l * stride_c, *resid_next = n.resid + (l + 1) * stride_c;
-        T *ln1 = n.ln1 + l * stride_c, *ln2 = n.ln2 + l * stride_c, *mid = n.mid + l * stride_c;
-        T *qkv = n.qkv + l * 3 * stride_c, *atty = n.atty + l * stride_c, *fc = n.fc + l * 4 * stride_c;
-        float *lse = n.lse + (size_t)l * m->max_batch * NH * T_;
-        gpu_matmul_forward(qkv, ln1, P.at(lp.w_qkv), N, C, 3 * C, st);
-        gpu_attention_forward(atty, lse, qkv, B, T_, C, NH, st);
-        gpu_matmul_forward(n.proj, atty, P.at(lp.w_attn_proj), N, C, C, st);
-        gpu_residual_norm_forward<T>(kind, mid, ln2, n.ln2_mean + l * max_BT, n.ln2_rstd + l * max_BT, resid, n.proj,
-                                     P.at(lp.ln2_g), P.at(lp.ln2_b), N, C, st);
-        gpu_matmul_forward(fc, ln2, P.at(lp.w_fc), N, C, 4 * C, st);
-        gpu_gelu_forward(n.fc_act, fc, (size_t)N * 4 * C, st);
-        gpu_matmul_forward(n.proj, n.fc_act, P.at(lp.w_fc_proj), N, 4 * C, C, st);
-        if (l + 1 < L)
-            gpu_residual_norm_forward<T>(kind, resid_next, n.ln1 + (l + 1) * stride_c, n.ln1_mean + (l + 1) * max_BT,
-                                         n.ln1_rstd + (l + 1) * max_BT, mid, n.proj, P.at(h.layers[l + 1].ln1_g),
-                                         P.at(h.layers[l + 1].ln1_b), N, C, st);
-        else
-            gpu_residual_norm_forward<T>(kind, resid_next, n.lnf, n.lnf_mean, n.lnf_rstd, mid, n.proj, P.at(h.lnf_g),
-                                         P.at(h.lnf_b), N, C, st);
-    }
+    // Block 0's first norm has no residual add; every later norm is fused with the add before it.
+    if (L > 0) first_norm(m, n, P, 0, B);
+    for (int l = 0; l < L; l++) layer_forward(m, n, P, l, B, true);
     if (L == 0)
-        gpu_residual_norm_forward<T>(kind, nullptr, n.lnf, n.lnf_mean, n.lnf_rstd, n.resid, nullptr, P.at(h.lnf_g),
-                                     P.at(h.lnf_b), N, C, st);
+        gpu_residual_norm_forward<T>(cfg->norm, nullptr, n.lnf, n.lnf_mean, n.lnf_rstd, n.resid, nullptr,
+                                     P.at(h.lnf_g), P.at(h.lnf_b), N, C, st);
     gpu_matmul_forward(n.logits, n.lnf, P.at(h.w_head), N, C, V, st);
     gpu_softmax_crossentropy(n.logits, n.losses, m->tokens, N, V, CE_LOSSES_ONLY, 0.0f, st);
     CUDA_CHECK(cudaMemcpyAsync(m->host_losses.data(), n.losses, (size_t)N * sizeof(float), cudaMemcpyDeviceToHost, st));
@@ -324,7 +365,7 @@ static void backward(GpuModel *m, Net<T> &n, const uint16_t *tokens, int batch, 
     const ModelConfig *cfg = &m->cfg;
     const int B = batch, T_ = cfg->seq_len, C = cfg->d_model, L = cfg->n_layer, V = cfg->vocab_size, NH = cfg->n_head;
     const int N = B * T_, kind = cfg->norm;
-    const size_t stride_c = (size_t)m->max_batch * T_ * C, max_BT = (size_t)m->max_batch * T_;
+    const size_t stride_c = (size_t)m->max_batch * T_ * C;
     cudaStream_t st = m->stream;
     const DevicePointers<T> P(m, static_cast<T *>(m->params_t));
     const DevicePointers<float> G(m, m->grads);
@@ -344,23 +385,24 @@ static void backward(GpuModel *m, Net<T> &n, const uint16_t *tokens, int batch, 
                          n.lnf_rstd, P.at(h.lnf_g), N, C, n.norm_scratch, st);
     for (int l = L - 1; l >= 0; l--) {
         const LayerParams &lp = h.layers[l], &lg = G.host.layers[l];
-        T *resid = n.resid + l * stride_c, *ln1 = n.ln1 + l * stride_c, *ln2 = n.ln2 + l * stride_c;
-        T *mid = n.mid + l * stride_c, *qkv = n.qkv + l * 3 * stride_c, *atty = n.atty + l * stride_c;
-        T *fc = n.fc + l * 4 * stride_c;
-        const float *lse = n.lse + (size_t)l * m->max_batch * NH * T_;
+        const LayerActs<T> a(m, n, l);
+        if (m->recompute) {  // this block's activations again, from its stored input
+            first_norm(m, n, P, l, B);
+            layer_forward(m, n, P, l, B, false);
+        }
         // MLP (GELU recomputed from fc, as on the CPU).
-        gpu_gelu_forward(n.fc_act, fc, (size_t)N * 4 * C, st);
+        gpu_gelu_forward(n.fc_act, a.fc, (size_t)N * 4 * C, st);
         gpu_matmul_backward(n.dfc, G.at(lg.w_fc_proj), n.dresid, n.fc_act, P.at(lp.w_fc_proj), N, 4 * C, C, st);
-        gpu_gelu_backward(n.dfc, fc, n.dfc, (size_t)N * 4 * C, st);
-        gpu_matmul_backward(n.dln, G.at(lg.w_fc), n.dfc, ln2, P.at(lp.w_fc), N, C, 4 * C, st);
-        gpu_norm_backward<T>(kind, n.dresid, G.at(lg.ln2_g), G.at(lg.ln2_b), n.dln, mid, n.ln2_mean + l * max_BT,
-                             n.ln2_rstd + l * max_BT, P.at(lp.ln2_g), N, C, n.norm_scratch, st);
+        gpu_gelu_backward(n.dfc, a.fc, n.dfc, (size_t)N * 4 * C, st);
+        gpu_matmul_backward(n.dln, G.at(lg.w_fc), n.dfc, a.ln2, P.at(lp.w_fc), N, C, 4 * C, st);
+        gpu_norm_backward<T>(kind, n.dresid, G.at(lg.ln2_g), G.at(lg.ln2_b), n.dln, a.mid, a.ln2_mean, a.ln2_rstd,
+                             P.at(lp.ln2_g), N, C, n.norm_scratch, st);
         // Attention.
-        gpu_matmul_backward(n.datty, G.at(lg.w_attn_proj), n.dresid, atty, P.at(lp.w_attn_proj), N, C, C, st);
-        gpu_attention_backward(n.dqkv, n.row_dot, n.datty, atty, qkv, lse, B, T_, C, NH, st);
-        gpu_matmul_backward(n.dln, G.at(lg.w_qkv), n.dqkv, ln1, P.at(lp.w_qkv), N, C, 3 * C, st);
-        gpu_norm_backward<T>(kind, n.dresid, G.at(lg.ln1_g), G.at(lg.ln1_b), n.dln, resid, n.ln1_mean + l * max_BT,
-                             n.ln1_rstd + l * max_BT, P.at(lp.ln1_g), N, C, n.norm_scratch, st);
+        gpu_matmul_backward(n.datty, G.at(lg.w_attn_proj), n.dresid, a.atty, P.at(lp.w_attn_proj), N, C, C, st);
+        gpu_attention_backward(n.dqkv, n.row_dot, n.datty, a.atty, a.qkv, a.lse, B, T_, C, NH, st);
+        gpu_matmul_backward(n.dln, G.at(lg.w_qkv), n.dqkv, a.ln1, P.at(lp.w_qkv), N, C, 3 * C, st);
+        gpu_norm_backward<T>(kind, n.dresid, G.at(lg.ln1_g), G.at(lg.ln1_b), n.dln, a.resid, a.ln1_mean, a.ln1_rstd,
+                             P.at(lp.ln1_g), N, C, n.norm_scratch, st);
     }
     gpu_encoder_backward(G.at(h.wte), G.at(h.wpe), G.at(h.sos), n.dresid, m->token_offsets, m->token_rows, B, T_, C, V,
                          st);
@@ -369,6 +411,7 @@ static void backward(GpuModel *m, Net<T> &n, const uint16_t *tokens, int batch, 
 
 template <typename T>
 static void features(GpuModel *m, Net<T> &n, int batch, float *out) {
+    if (m->recompute) die("internal: probe features need every layer's activations (a model without --recompute)");
     const int T_ = m->cfg.seq_len, C = m->cfg.d_model, L = m->cfg.n_layer;
     const size_t stride_c = (size_t)m->max_batch * T_ * C, per_image = (size_t)(L + 1) * C;
     for (int l = 0; l <= L; l++)

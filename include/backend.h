@@ -14,6 +14,14 @@
 
 typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } DeviceKind;
 
+// How and where a model runs.
+typedef struct {
+    DeviceKind device;
+    GpuPrecision precision;  // CUDA only
+    bool recompute;          // CUDA only: activation recomputation (gpu_model_create)
+    int threads;             // CPU worker threads
+} BackendOptions;
+
 typedef struct {
     DeviceKind device;
     GpuPrecision precision;  // CUDA only
@@ -33,13 +41,11 @@ const char *device_name(DeviceKind device);
 // Parses "bf16" / "fp32"; false if neither.
 bool parse_precision(const char *name, GpuPrecision *out);
 
-void backend_create(Backend *b, DeviceKind device, GpuPrecision precision, const ModelConfig *cfg, int max_batch,
-                    int threads);
+void backend_create(Backend *b, const BackendOptions *opt, const ModelConfig *cfg, int max_batch);
 void backend_free(Backend *b);
 // One line about the device, precision and the memory a model of cfg will
 // need for batches of max_batch images, printed before it is allocated.
-void backend_plan(DeviceKind device, GpuPrecision precision, const ModelConfig *cfg, int max_batch, int threads,
-                  char *out, size_t cap);
+void backend_plan(const BackendOptions *opt, const ModelConfig *cfg, int max_batch, char *out, size_t cap);
 
 // Parameters and Adam moments from host buffers (m, v NULL: zeros).
 void backend_set_state(Backend *b, const float *params, const float *adam_m, const float *adam_v);

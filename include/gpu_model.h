@@ -8,6 +8,7 @@
 #ifndef IGPT_GPU_MODEL_H
 #define IGPT_GPU_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,12 +29,16 @@ int gpu_device_count(const char **why);
 const char *gpu_device_name(void);
 // Device memory the model needs, in bytes, split as parameters + gradients +
 // optimizer state, and activations + scratch for batches of max_batch.
-void gpu_model_memory(const ModelConfig *cfg, int max_batch, GpuPrecision precision, size_t *state_bytes,
-                      size_t *activation_bytes);
+void gpu_model_memory(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute,
+                      size_t *state_bytes, size_t *activation_bytes);
 // Free and total device memory in bytes.
 void gpu_memory_info(size_t *free_bytes, size_t *total_bytes);
 
-GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision);
+// recompute: keep only each block's input for backward and recompute the
+// rest there (activation memory ~1/10, one more forward pass per step);
+// such a model gives no probe features. Dies, saying what to change, when
+// the GPU has too little free memory.
+GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute);
 void gpu_model_free(GpuModel *m);
 size_t gpu_model_num_params(const GpuModel *m);
 

@@ -26,8 +26,10 @@ bool parse_precision(const char *name, GpuPrecision *out) {
     return true;
 }
 
-void backend_create(Backend *b, DeviceKind device, GpuPrecision precision, const ModelConfig *cfg, int max_batch,
-                    int threads) {
+void backend_create(Backend *b, const BackendOptions *opt, const ModelConfig *cfg, int max_batch) {
+    const DeviceKind device = opt->device;
+    const GpuPrecision precision = opt->precision;
+    const int threads = opt->threads;
     memset(b, 0, sizeof *b);
     b->device = device;
     b->precision = precision;
@@ -38,7 +40,7 @@ void backend_create(Backend *b, DeviceKind device, GpuPrecision precision, const
         model_create(&b->cpu, cfg, max_batch, threads);
         b->adam = xcalloc(2 * b->num_params, sizeof(float));
     } else {
-        b->gpu = gpu_model_create(cfg, max_batch, precision);
+        b->gpu = gpu_model_create(cfg, max_batch, precision, opt->recompute);
         b->host_state = xcalloc(3 * b->num_params, sizeof(float));
     }
 }
@@ -51,8 +53,10 @@ void backend_free(Backend *b) {
     memset(b, 0, sizeof *b);
 }
 
-void backend_plan(DeviceKind device, GpuPrecision precision, const ModelConfig *cfg, int max_batch, int threads,
-                  char *out, size_t cap) {
+void backend_plan(const BackendOptions *opt, const ModelConfig *cfg, int max_batch, char *out, size_t cap) {
+    const DeviceKind device = opt->device;
+    const GpuPrecision precision = opt->precision;
+    const int threads = opt->threads;
     char state_text[32], act_text[32], free_text[32];
     if (device == DEVICE_CPU) {
         snprintf(out, cap, "CPU fp32, %d threads; memory %s parameters + gradients + Adam state, %s activations",
@@ -61,12 +65,12 @@ void backend_plan(DeviceKind device, GpuPrecision precision, const ModelConfig *
         return;
     }
     size_t state = 0, act = 0, free_bytes = 0, total = 0;
-    gpu_model_memory(cfg, max_batch, precision, &state, &act);
+    gpu_model_memory(cfg, max_batch, precision, opt->recompute, &state, &act);
     gpu_memory_info(&free_bytes, &total);
-    snprintf(out, cap, "GPU %s, %s; memory %s parameters + gradients + Adam state, %s activations (%d images), of %s free",
+    snprintf(out, cap, "GPU %s, %s; memory %s parameters + gradients + Adam state, %s activations (%d images%s), of %s free",
              gpu_device_name(), precision == GPU_BF16 ? "bf16 with fp32 master weights" : "fp32",
              format_bytes((double)state, state_text, sizeof state_text),
-             format_bytes((double)act, act_text, sizeof act_text), max_batch,
+             format_bytes((double)act, act_text, sizeof act_text), max_batch, opt->recompute ? ", recomputed" : "",
              format_bytes((double)free_bytes, free_text, sizeof free_text));
 }
 

@@ -31,6 +31,7 @@ static const char *const bench_help =
     "  --steps N, --warmup-steps N                      timed and untimed passes (default 5 and 2)\n"
     "  --device NAME, --precision P                     cpu (default), cuda or auto; bf16 or fp32 on the GPU\n"
     "  --optimizer                                      train mode: time whole optimizer steps\n"
+    "  --recompute                                      train mode on the GPU: activation recomputation\n"
     "  --dim N, --train-images N, --eval-images N       probe mode (default 256, 45000, 5000)\n"
     "  --batch-heads N, --seq N, --head-size N          attention mode (default 64, 1024, 64)\n"
     "  --threads N                                      worker threads (default: all cores)\n";
@@ -38,7 +39,7 @@ static const char *const bench_help =
 typedef struct {
     const char *mode, *config, *device, *precision;
     int side, colors, batch, steps, warmup, threads, dim, batch_heads, seq, head_size;
-    bool optimizer;
+    bool optimizer, recompute;
     int64_t train_images, eval_images;
 } BenchArgs;
 
@@ -47,7 +48,7 @@ static void parse_args(int argc, char **argv, BenchArgs *a) {
                      .batch = 8, .steps = 5, .warmup = 2, .dim = 256, .batch_heads = 64, .seq = 1024, .head_size = 64,
                      .train_images = 45000, .eval_images = 5000};
     enum { O_MODE = 1000, O_CONFIG, O_SIDE, O_COLORS, O_BATCH, O_STEPS, O_WARMUP, O_THREADS, O_DIM, O_TRAIN, O_EVAL,
-           O_HELP, O_DEVICE, O_PRECISION, O_OPTIMIZER, O_BH, O_SEQ, O_HS };
+           O_HELP, O_DEVICE, O_PRECISION, O_OPTIMIZER, O_BH, O_SEQ, O_HS, O_RECOMPUTE };
     static const struct option options[] = {
         {"mode", required_argument, 0, O_MODE},         {"config", required_argument, 0, O_CONFIG},
         {"side", required_argument, 0, O_SIDE},         {"colors", required_argument, 0, O_COLORS},
@@ -58,6 +59,7 @@ static void parse_args(int argc, char **argv, BenchArgs *a) {
         {"device", required_argument, 0, O_DEVICE},     {"precision", required_argument, 0, O_PRECISION},
         {"optimizer", no_argument, 0, O_OPTIMIZER},     {"batch-heads", required_argument, 0, O_BH},
         {"seq", required_argument, 0, O_SEQ},           {"head-size", required_argument, 0, O_HS},
+        {"recompute", no_argument, 0, O_RECOMPUTE},
         {0, 0, 0, 0}};
     opterr = 0;
     int c;
@@ -77,6 +79,7 @@ static void parse_args(int argc, char **argv, BenchArgs *a) {
         case O_DEVICE: a->device = optarg; break;
         case O_PRECISION: a->precision = optarg; break;
         case O_OPTIMIZER: a->optimizer = true; break;
+        case O_RECOMPUTE: a->recompute = true; break;
         case O_BH: a->batch_heads = (int)parse_int_option("--batch-heads", optarg, 1, 1 << 20); break;
         case O_SEQ: a->seq = (int)parse_int_option("--seq", optarg, 1, 1 << 16); break;
         case O_HS: a->head_size = (int)parse_int_option("--head-size", optarg, 1, 1024); break;
@@ -112,7 +115,8 @@ static void bench_model(const BenchArgs *a, int threads, bool train) {
     parse_precision(a->precision, &precision);
     const int batch = a->batch;
     Backend m;
-    backend_create(&m, device, precision, &cfg, batch, threads);
+    const BackendOptions opt = {.device = device, .precision = precision, .recompute = a->recompute, .threads = threads};
+    backend_create(&m, &opt, &cfg, batch);
     float *init = xmalloc(m.num_params * sizeof(float));
     model_init_params(&cfg, init, 1);
     backend_set_state(&m, init, NULL, NULL);
@@ -136,7 +140,7 @@ static void bench_model(const BenchArgs *a, int threads, bool train) {
             if (a->optimizer) backend_adamw(&m, &oc, s, clip_factor(&oc, backend_grad_norm(&m)));
         } else {
             backend_forward(&m, tokens, batch);
-            backend_features(&m, batch, features);
+            if (!a->recompute) backend_features(&m, batch, features);
         }
         if (s >= a->warmup) elapsed += now_seconds() - t0;
     }

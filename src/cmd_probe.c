@@ -197,7 +197,8 @@ static void create_backend(const ProbeArgs *a, const ModelConfig *cfg, int threa
     const DeviceKind device = backend_choose_device(a->device);
     GpuPrecision precision = GPU_BF16;
     parse_precision(a->precision, &precision);
-    backend_create(m, device, precision, cfg, a->batch, threads);
+    const BackendOptions opt = {.device = device, .precision = precision, .threads = threads};
+    backend_create(m, &opt, cfg, a->batch);
 }
 
 // Probes one model (params already in m) and writes its results.

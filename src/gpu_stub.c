@@ -10,14 +10,14 @@ int gpu_device_count(const char **why) {
 
 #define UNAVAILABLE die("internal: the CUDA backend is not in this build")
 const char *gpu_device_name(void) { return "none"; }
-void gpu_model_memory(const ModelConfig *cfg, int max_batch, GpuPrecision precision, size_t *state_bytes,
-                      size_t *activation_bytes) {
-    (void)cfg, (void)max_batch, (void)precision, (void)state_bytes, (void)activation_bytes;
+void gpu_model_memory(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute,
+                      size_t *state_bytes, size_t *activation_bytes) {
+    (void)cfg, (void)max_batch, (void)precision, (void)recompute, (void)state_bytes, (void)activation_bytes;
     UNAVAILABLE;
 }
 void gpu_memory_info(size_t *free_bytes, size_t *total_bytes) { *free_bytes = *total_bytes = 0; }
-GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision) {
-    (void)cfg, (void)max_batch, (void)precision;
+GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute) {
+    (void)cfg, (void)max_batch, (void)precision, (void)recompute;
     UNAVAILABLE;
 }
 void gpu_model_free(GpuModel *m) { (void)m; }

@@ -33,7 +33,8 @@
     X(test_gpu_attention_t4096)                 \
     X(test_gpu_matmul_against_cpu)             \
     X(test_gpu_model_matches_cpu_loss_gradients_features) \
-    X(test_gpu_training_follows_cpu_and_repeats)
+    X(test_gpu_training_follows_cpu_and_repeats) \
+    X(test_gpu_recompute_gives_the_same_gradients)
 
 #define DECLARE(name) void name(void);
 CUDA_TEST_LIST(DECLARE)

@@ -59,7 +59,7 @@ static void model_case(NormKind norm, GpuPrecision precision) {
     model_features(&cpu, B, want_features.data());
     model_backward(&cpu, tokens.data(), B, scale);
 
-    GpuModel *g = gpu_model_create(&cfg, B, precision);
+    GpuModel *g = gpu_model_create(&cfg, B, precision, false);
     gpu_model_set_params(g, params.data());
     gpu_model_zero_grads(g);
     const double loss = gpu_model_forward(g, tokens.data(), B);
@@ -94,7 +94,7 @@ void test_gpu_model_matches_cpu_loss_gradients_features(void) {
 // Losses of `steps` AdamW steps (clipping on) from the same start and batches.
 static std::vector<double> gpu_curve(const ModelConfig &cfg, GpuPrecision precision, const OptimConfig &oc,
                                      const std::vector<float> &params, int B, int steps) {
-    GpuModel *g = gpu_model_create(&cfg, B, precision);
+    GpuModel *g = gpu_model_create(&cfg, B, precision, false);
     gpu_model_set_params(g, params.data());
     std::vector<double> losses;
     for (int s = 0; s < steps; s++) {
@@ -149,5 +149,35 @@ void test_gpu_training_follows_cpu_and_repeats(void) {
         printf("      %s: step 0 loss %.4f (CPU %.4f), step %d loss %.4f (CPU %.4f), worst difference %.2g at step %d\n",
                precision == GPU_FP32 ? "fp32" : "bf16", a[0], want[0], steps - 1, a.back(), want.back(), worst,
                worst_step);
+    }
+}
+
+// Activation recomputation reruns the same kernels on the same inputs: the
+// loss and every gradient are bitwise those of the model that stores everything.
+void test_gpu_recompute_gives_the_same_gradients(void) {
+    for (GpuPrecision precision : {GPU_FP32, GPU_BF16}) {
+        const ModelConfig cfg = small_config(NORM_LAYERNORM);
+        const int B = 2;
+        std::vector<float> params = test_params(cfg, 11);
+        std::vector<uint16_t> tokens = test_tokens(cfg, B, 12);
+        std::vector<float> grads[2];
+        double losses[2];
+        for (int recompute = 0; recompute < 2; recompute++) {
+            GpuModel *g = gpu_model_create(&cfg, B, precision, recompute == 1);
+            gpu_model_set_params(g, params.data());
+            gpu_model_zero_grads(g);
+            losses[recompute] = gpu_model_forward(g, tokens.data(), B);
+            gpu_model_backward(g, tokens.data(), B, 1.0f / (float)(B * cfg.seq_len));
+            grads[recompute].resize(params.size());
+            gpu_model_get_grads(g, grads[recompute].data());
+            gpu_model_free(g);
+        }
+        CHECK(losses[0] == losses[1], "loss %.9f with recompute, %.9f without", losses[1], losses[0]);
+        CHECK(grads[0] == grads[1], "%s: gradients differ with recompute (max difference %.3g)",
+              precision == GPU_FP32 ? "fp32" : "bf16", max_abs_diff(grads[1].data(), grads[0].data(), params.size()));
+        size_t state = 0, full = 0, recomputed = 0;
+        gpu_model_memory(&cfg, 8, precision, false, &state, &full);
+        gpu_model_memory(&cfg, 8, precision, true, &state, &recomputed);
+        CHECK(recomputed < full, "recompute plans less activation memory (%zu vs %zu bytes)", recomputed, full);
     }
 }
