@@ -66,6 +66,8 @@ end_to_end() {
 check "end to end: train on the GPU, resume on the CPU, probe on the GPU" end_to_end
 
 check "benchmark (scripts/bench_gpu.sh)" bash scripts/bench_gpu.sh
+check "probe feature extraction on the GPU (s, 32x32)" ./igpt bench --mode features --device cuda --config s --side 32 \
+    --batch 64 --steps 5 --warmup-steps 1
 
 echo
 echo "=== summary ($((SECONDS - t_start)) s)"
