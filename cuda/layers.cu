@@ -245,17 +245,25 @@ void gpu_cast(Dst *dst, const Src *src, size_t n, cudaStream_t stream) {
 // --- Softmax ---------------------------------------------------------------------------
 // One block per row.
 
+// The row's maximum and sum of exp(z - max), for every thread of the block.
 template <typename T>
-__global__ void softmax_rows_kernel(T *out, const T *inp, int V) {
-    __shared__ float scratch[32];
-    const T *z = inp + (size_t)blockIdx.x * V;
-    T *o = out + (size_t)blockIdx.x * V;
+__device__ __forceinline__ void row_max_and_sum(const T *z, int V, float *scratch, float *mx_out, float *sum_out) {
     float mx = -INFINITY;
     for (int i = threadIdx.x; i < V; i += blockDim.x) mx = fmaxf(mx, to_float(z[i]));
     mx = block_max(mx, scratch);
     float sum = 0.0f;
     for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(to_float(z[i]) - mx);
-    sum = block_sum(sum, scratch);
+    *mx_out = mx;
+    *sum_out = block_sum(sum, scratch);
+}
+
+template <typename T>
+__global__ void softmax_rows_kernel(T *out, const T *inp, int V) {
+    __shared__ float scratch[32];
+    const T *z = inp + (size_t)blockIdx.x * V;
+    T *o = out + (size_t)blockIdx.x * V;
+    float mx, sum;
+    row_max_and_sum(z, V, scratch, &mx, &sum);
     const float inv = 1.0f / sum;
     __syncthreads();  // every thread has read z before o (which may alias it) is written
     for (int i = threadIdx.x; i < V; i += blockDim.x) o[i] = from_float<T>(expf(to_float(z[i]) - mx) * inv);
@@ -272,12 +280,8 @@ __global__ void softmax_crossentropy_kernel(T *logits, float *losses, const uint
     __shared__ float scratch[32];
     const int n = blockIdx.x, target = targets[n];
     T *z = logits + (size_t)n * V;
-    float mx = -INFINITY;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) mx = fmaxf(mx, to_float(z[i]));
-    mx = block_max(mx, scratch);
-    float sum = 0.0f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(to_float(z[i]) - mx);
-    sum = block_sum(sum, scratch);
+    float mx, sum;
+    row_max_and_sum(z, V, scratch, &mx, &sum);
     const float target_logit = to_float(z[target]);
     if (threadIdx.x == 0) losses[n] = mx + logf(sum) - target_logit;
     if (output == CE_LOSSES_ONLY) return;  // uniform across the block

@@ -146,23 +146,18 @@ static int run_binary(const char *binary, const char *args) {
     return WEXITSTATUS(status);
 }
 
-int run_igpt(const char *args_fmt, ...) {
-    char args[4096];
-    va_list ap;
-    va_start(ap, args_fmt);
-    vsnprintf(args, sizeof args, args_fmt, ap);
-    va_end(ap);
-    return run_binary(igpt_binary, args);
-}
+#define RUN_FORMATTED(binary)                      \
+    do {                                           \
+        char args[4096];                           \
+        va_list ap;                                \
+        va_start(ap, args_fmt);                    \
+        vsnprintf(args, sizeof args, args_fmt, ap); \
+        va_end(ap);                                \
+        return run_binary(binary, args);           \
+    } while (0)
 
-int run_igpt_interpret(const char *args_fmt, ...) {
-    char args[4096];
-    va_list ap;
-    va_start(ap, args_fmt);
-    vsnprintf(args, sizeof args, args_fmt, ap);
-    va_end(ap);
-    return run_binary("./build/interp/igpt", args);
-}
+int run_igpt(const char *args_fmt, ...) { RUN_FORMATTED(igpt_binary); }
+int run_igpt_interpret(const char *args_fmt, ...) { RUN_FORMATTED("./build/interp/igpt"); }
 
 const char *cli_stdout(void) { return captured_out ? captured_out : ""; }
 const char *cli_stderr(void) { return captured_err ? captured_err : ""; }
