@@ -60,10 +60,15 @@ grep '"val_loss": [0-9]' "$run/log.jsonl" | grep -v checkpoint |
 
 # Linear probes on a subset (a CPU budget): 5,000 training and 1,000 validation images.
 ./igpt probe --data "$data" --run "$run" --train-images ${DEMO_PROBE_TRAIN:-5000} --eval-images ${DEMO_PROBE_EVAL:-1000}
+# The same probe on the raw pixels, for the dashed line in the plots.
+[ -f "$run/probe/baseline-pixels.json" ] ||
+    ./igpt probe --data "$data" --baseline pixels --out "$run/probe" --train-images ${DEMO_PROBE_TRAIN:-5000} \
+        --eval-images ${DEMO_PROBE_EVAL:-1000} --quiet
 ./igpt plot "$run"
 echo
 echo "demo: probe accuracy of the best layer against the generative loss ($run/probe/probes.csv)"
 echo "    step   val loss   best layer   accuracy"
 tail -n +2 "$run/probe/probes.csv" | awk -F, '{printf "  %6d   %8.4f   %10d   %7.2f%%\n", $1, $2, $3, 100 * $4}'
+tail -n 1 "$run/probe/baseline-pixels.csv" | awk -F, '{printf "  raw pixels (same probe):              %7.2f%%\n", 100 * $2}'
 echo "demo: plots in $run/plots (loss_vs_accuracy.png, accuracy_vs_layer.png, loss_vs_step.png);"
 echo "      the run in $run (log.jsonl, checkpoints); the data in $data (preview.png, palette.png)"

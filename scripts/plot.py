@@ -13,6 +13,9 @@ Reads each run's log.jsonl, run.json and probe/probe-NNNNNNNN.json (written by
                      (one panel per run)
   loss_vs_step       training and validation loss against optimizer steps
 
+A run's probe/baseline-pixels.json (./igpt probe --baseline pixels --out
+RUN_DIR/probe) adds the raw-pixel probe's accuracy as a dashed line.
+
 --describe FILE also writes the series drawn, as JSON (for tests and scripts).
 Needs matplotlib (Debian: python3-matplotlib).
 """
@@ -60,7 +63,21 @@ def load_run(run_dir):
         probes.append({"step": p["step"], "gen_loss": p["eval_gen_loss"],
                        "accuracy": [layer["accuracy"] for layer in p["layers"]], "best": p["best_accuracy"]})
     probes.sort(key=lambda p: p["step"])
-    return {"dir": run_dir, "name": name, "train": train, "val": val, "probes": probes}
+    pixels = None
+    try:
+        with open(os.path.join(run_dir, "probe", "baseline-pixels.json")) as f:
+            pixels = json.load(f)["best_accuracy"]
+    except (OSError, ValueError, KeyError):
+        pass
+    return {"dir": run_dir, "name": name, "train": train, "val": val, "probes": probes, "pixels": pixels}
+
+
+def draw_pixel_baseline(ax, run, series, multiple_runs):
+    if run["pixels"] is None:
+        return
+    label = "raw pixels" + (f" ({run['name']})" if multiple_runs else "")
+    ax.axhline(100 * run["pixels"], linestyle="--", color="grey", linewidth=1, label=label)
+    series.append({"label": label, "baseline": 100 * run["pixels"]})
 
 
 def save(fig, out_dir, stem):
@@ -82,6 +99,7 @@ def plot_loss_vs_accuracy(runs, out_dir, described):
         for x, y, s in points:
             ax.annotate(str(s), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         series.append({"label": run["name"], "x": list(xs), "y": list(ys), "steps": list(steps)})
+        draw_pixel_baseline(ax, run, series, len(runs) > 1)
     ax.invert_xaxis()  # better compression to the right, as in the paper
     ax.set_xlabel("validation generative loss (bits per token, lower is better →)")
     ax.set_ylabel("best-layer linear probe accuracy (%)")
@@ -103,6 +121,7 @@ def plot_accuracy_vs_layer(runs, out_dir, described):
             ys = [100 * a for a in p["accuracy"]]
             ax.plot(range(len(ys)), ys, "o-", label=label, markersize=3, color=color)
             series.append({"run": run["name"], "label": label, "x": list(range(len(ys))), "y": ys})
+        draw_pixel_baseline(ax, run, series, False)
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel("layer (0 = first block's input; last = final norm)")
         ax.set_ylabel("linear probe accuracy (%)")

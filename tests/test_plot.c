@@ -25,6 +25,8 @@ void test_plot_draws_expected_series(void) {
                "{\"step\": 4, \"loss\": 2.0}\n{\"step\": 4, \"val_loss\": 2.1}\n");
     write_probe(test_path("run/probe/probe-00000000.json"), 0, "2.772589", 0.20, 0.25);
     write_probe(test_path("run/probe/probe-00000004.json"), 4, "2.100000", 0.30, 0.40);
+    write_text(test_path("run/probe/baseline-pixels.json"),
+               "{\"model\": \"raw pixels\", \"best_accuracy\": 0.350000, \"layers\": []}\n");
     int status = run_igpt("plot %s --out %s --describe %s", test_path("run"), test_path("plots"), test_path("series.json"));
     CHECK(status == 0, "plot: %s %s", cli_stdout(), cli_stderr());
     const char *figures[] = {"loss_vs_accuracy", "accuracy_vs_layer", "loss_vs_step"};
@@ -46,6 +48,7 @@ void test_plot_draws_expected_series(void) {
     CHECK(strstr(series, "\"label\":\"randominit\",\"x\":[0,1],\"y\":[20.0,25.0]") &&
               strstr(series, "\"label\":\"step4\",\"x\":[0,1],\"y\":[30.0,40.0]"),
           "accuracy vs layer: one line per checkpoint");
+    CHECK(strstr(series, "{\"label\":\"rawpixels\",\"baseline\":35.0}"), "the pixel baseline is drawn: %s", series);
     CHECK(strstr(series, "\"label\":\"run(tiny)train\",\"x\":[1,2,3,4],\"y\":[3.0,2.5,2.2,2.0]") &&
               strstr(series, "\"label\":\"run(tiny)validation\",\"x\":[2,4],\"y\":[2.6,2.1]"),
           "loss vs step: training and validation series");
