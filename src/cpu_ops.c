@@ -3,8 +3,9 @@
 //
 // Shapes: N rows (batch x positions), C features; matrices are [out, in],
 // y = x W^T. Every parallel loop writes disjoint outputs and every sum over
-// rows runs in one thread in a fixed order, so results do not depend on the
-// thread count.
+// rows runs in one thread in a fixed order, so a run repeats bitwise with the
+// same thread count. (With another thread count OpenBLAS's products may round
+// differently, so runs then agree only to rounding.)
 #include "cpu_ops.h"
 
 #include <cblas.h>
