@@ -23,12 +23,19 @@ DEPS_LIB := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)
 CFLAGS += -isystem $(DEPS_PREFIX)/usr/include
 LDFLAGS += -L$(DEPS_LIB) -Wl,-rpath,$(DEPS_LIB) -L$(DEPS_PREFIX)/lib/$(MULTIARCH) -Wl,-rpath,$(DEPS_PREFIX)/lib/$(MULTIARCH)
 endif
+# MPI (OpenMPI) for multi-process training, when its compiler wrapper is found.
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+ifneq ($(MPICC),)
+MPI_CFLAGS := -DIGPT_MPI $(patsubst -I%,-isystem %,$(shell $(MPICC) --showme:compile))
+MPI_LIBS := $(shell $(MPICC) --showme:link)
+endif
+CFLAGS += $(MPI_CFLAGS)
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow -Werror -fopenmp \
           -Iinclude -Ithird_party -isystem $(BLAS_INC) -MMD -MP
-LDLIBS = $(LDFLAGS) -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -llbfgs -lz -lm
+LDLIBS = $(LDFLAGS) -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -llbfgs -lz -lm $(MPI_LIBS)
 
 BUILD = build
-LIB_SRC = src/backend.c src/util.c src/images.c src/palette.c src/dataset.c src/preview.c src/cpu_ops.c \
+LIB_SRC = src/backend.c src/data_parallel.c src/dist.c src/util.c src/images.c src/palette.c src/dataset.c src/preview.c src/cpu_ops.c \
           src/model.c src/optim.c src/checkpoint.c src/probe.c src/probe_features.c src/cmd_prepare.c \
           src/cmd_show.c src/cmd_train.c src/cmd_bench.c src/cmd_synthetic.c src/synthetic.c src/cmd_probe.c \
           src/cmd_plot.c

@@ -50,6 +50,8 @@ struct GpuModel {
     std::vector<float> host_losses;
     std::vector<int> host_offsets, host_rows;
     cudaStream_t stream;
+    void (*layer_hook)(void *ctx, int layer);
+    void *layer_hook_ctx;
 };
 
 // --- Memory plan -----------------------------------------------------------------------
@@ -407,6 +409,9 @@ static void backward(GpuModel *m, Net<T> &n, const uint16_t *tokens, int batch, 
     gpu_encoder_backward(G.at(h.wte), G.at(h.wpe), G.at(h.sos), n.dresid, m->token_offsets, m->token_rows, B, T_, C, V,
                          st);
     CUDA_CHECK(cudaStreamSynchronize(st));
+    // Layers in the CPU model's order (the NCCL path will overlap them with the pass).
+    if (m->layer_hook)
+        for (int l = L; l >= -1; l--) m->layer_hook(m->layer_hook_ctx, l);
 }
 
 template <typename T>
@@ -434,6 +439,21 @@ extern "C" void gpu_model_backward(GpuModel *m, const uint16_t *tokens, int batc
 extern "C" void gpu_model_features(GpuModel *m, int batch, float *out) {
     if (m->precision == GPU_BF16) features(m, m->b16, batch, out);
     else features(m, m->f32, batch, out);
+}
+
+extern "C" float *gpu_model_grads(GpuModel *m) { return m->grads; }
+
+extern "C" bool gpu_memory_is_host(void) {
+#ifdef IGPT_INTERPRET
+    return true;
+#else
+    return false;
+#endif
+}
+
+extern "C" void gpu_model_set_layer_hook(GpuModel *m, void (*hook)(void *ctx, int layer), void *ctx) {
+    m->layer_hook = hook;
+    m->layer_hook_ctx = ctx;
 }
 
 extern "C" double gpu_model_grad_norm(GpuModel *m) {

@@ -54,6 +54,11 @@ void backend_set_state(Backend *b, const float *params, const float *adam_m, con
 void backend_get_state(Backend *b, const float **params, const float **adam_m, const float **adam_v);
 // Host view of the gradients (copied back from a GPU).
 const float *backend_get_grads(Backend *b);
+// The gradient buffer where the backend keeps it (device memory on a GPU).
+float *backend_grads(Backend *b);
+// A function the backward pass calls as soon as each layer's gradients are
+// final (Model.on_layer_grads); NULL to stop.
+void backend_set_layer_hook(Backend *b, void (*hook)(void *ctx, int layer), void *ctx);
 
 void backend_zero_grads(Backend *b);
 double backend_forward(Backend *b, const uint16_t *tokens, int batch);

@@ -60,6 +60,13 @@ void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float gra
 // As model_features, into a host buffer B x (L+1) x C.
 void gpu_model_features(GpuModel *m, int batch, float *features);
 
+// The gradient buffer (device memory; host memory in the interpret mode).
+float *gpu_model_grads(GpuModel *m);
+// Whether device pointers are host memory (the interpret mode).
+bool gpu_memory_is_host(void);
+// Called after backward for each layer (L .. -1) once its gradients are final.
+void gpu_model_set_layer_hook(GpuModel *m, void (*hook)(void *ctx, int layer), void *ctx);
+
 // Milliseconds per call of the attention forward and backward kernels (bf16)
 // on batch_heads heads of T x head_size, causal (after one warm-up call).
 void gpu_time_attention(int batch_heads, int T, int head_size, int iterations, double *forward_ms,

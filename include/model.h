@@ -106,6 +106,12 @@ typedef struct {
     float *scratch;  // backward scratch, see model.c
     size_t scratch_floats;
     int threads;
+    // Called by model_backward as soon as a layer's gradients are final
+    // (layer L = final norm and head first, then blocks L-1..0, then -1 = the
+    // embeddings), so that data-parallel training can start summing them
+    // across processes while the backward pass goes on. NULL: not called.
+    void (*on_layer_grads)(void *ctx, int layer);
+    void *on_layer_grads_ctx;
 } Model;
 
 // Allocates buffers for batches of up to max_batch sequences. Parameters

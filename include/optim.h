@@ -38,4 +38,10 @@ AdamWScalars adamw_scalars(const OptimConfig *oc, int64_t step);
 void adamw_update(const OptimConfig *oc, const ModelConfig *cfg, int64_t step, float *params, const float *grads,
                   float *m, float *v, float grad_scale, int threads);
 
+// The same update on the elements [begin, end) of the parameter buffer only,
+// with m and v holding the moments of just those elements (m[0] is element
+// begin's): a ZeRO-1 rank's piece of the state.
+void adamw_update_range(const OptimConfig *oc, const ModelConfig *cfg, int64_t step, float *params, const float *grads,
+                        float *m, float *v, float grad_scale, size_t begin, size_t end, int threads);
+
 #endif

@@ -21,6 +21,11 @@
 IGPT_NORETURN IGPT_PRINTF(1, 2) void die(const char *fmt, ...);
 // Prints "igpt: warning: <message>" to stderr.
 IGPT_PRINTF(1, 2) void warn(const char *fmt, ...);
+// For multi-process jobs: errors start with `prefix` (e.g. "rank 3: ") and,
+// after cleaning up, call abort_fn (which ends the whole job) instead of exit.
+void set_error_context(const char *prefix, void (*abort_fn)(void));
+// Silences warn() (ranks other than 0).
+void set_warnings_quiet(bool quiet);
 // Exit status of die(); usage errors (bad flags) use 2.
 enum { EXIT_USAGE = 2 };
 

@@ -108,6 +108,17 @@ const float *backend_get_grads(Backend *b) {
     return b->host_state;
 }
 
+float *backend_grads(Backend *b) { return b->device == DEVICE_CPU ? b->cpu.grads : gpu_model_grads(b->gpu); }
+
+void backend_set_layer_hook(Backend *b, void (*hook)(void *ctx, int layer), void *ctx) {
+    if (b->device == DEVICE_CPU) {
+        b->cpu.on_layer_grads = hook;
+        b->cpu.on_layer_grads_ctx = ctx;
+    } else {
+        gpu_model_set_layer_hook(b->gpu, hook, ctx);
+    }
+}
+
 void backend_zero_grads(Backend *b) {
     if (b->device == DEVICE_CPU) model_zero_grads(&b->cpu);
     else gpu_model_zero_grads(b->gpu);

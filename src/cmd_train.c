@@ -12,6 +12,8 @@
 
 #include "backend.h"
 #include "checkpoint.h"
+#include "data_parallel.h"
+#include "dist.h"
 #include "cli.h"
 #include "cpu_ops.h"
 #include "dataset.h"
@@ -59,6 +61,10 @@ static const char *const train_help =
     "  --recompute          on the GPU: keep only each block's input and recompute the rest in\n"
     "                       backward (about 1/10 of the activation memory, ~1/3 more compute)\n"
     "  --threads N          worker threads (default: all cores)\n"
+    "several processes (mpirun -np N ./igpt train ..., or srun; docs/multi-gpu.md):\n"
+    "                       each rank trains on --batch / N images of every batch; gradients are summed\n"
+    "                       across ranks; only rank 0 prints and writes files\n"
+    "  --zero               ZeRO-1: split the Adam state across ranks (each updates 1/N of every layer)\n"
     "  --quiet              no progress bar\n"
     "\n"
     "Ctrl-C (SIGINT) or SIGTERM: the current step finishes, a checkpoint is written,\n"
@@ -67,7 +73,7 @@ static const char *const train_help =
 enum {
     O_DATA = 1000, O_OUT, O_CONFIG, O_DMODEL, O_NLAYER, O_NHEAD, O_NORM, O_STEPS, O_EPOCHS, O_BATCH, O_MICRO, O_LR,
     O_WARMUP, O_MINLR, O_WD, O_BETA2, O_CLIP, O_SEED, O_EVAL_EVERY, O_EVAL_IMAGES, O_CKPT_EVERY, O_RESUME, O_STOP_AT,
-    O_DEVICE, O_THREADS, O_QUIET, O_HELP, O_PROBE_EVERY, O_PROBE_TRAIN, O_PROBE_EVAL, O_PRECISION, O_RECOMPUTE, O_COUNT
+    O_DEVICE, O_THREADS, O_QUIET, O_HELP, O_PROBE_EVERY, O_PROBE_TRAIN, O_PROBE_EVAL, O_PRECISION, O_RECOMPUTE, O_ZERO, O_COUNT
 };
 
 typedef struct {
@@ -78,7 +84,7 @@ typedef struct {
     int64_t probe_every, probe_train_images, probe_eval_images;
     int batch, micro_batch, threads;
     uint64_t seed;
-    bool resume, quiet, recompute;
+    bool resume, quiet, recompute, zero;
     bool set[O_COUNT - 1000];  // which options were given
 } TrainArgs;
 
@@ -108,7 +114,7 @@ static void parse_args(int argc, char **argv, TrainArgs *a) {
         {"threads", required_argument, 0, O_THREADS},     {"quiet", no_argument, 0, O_QUIET},
         {"probe-every", required_argument, 0, O_PROBE_EVERY}, {"probe-train-images", required_argument, 0, O_PROBE_TRAIN},
         {"probe-eval-images", required_argument, 0, O_PROBE_EVAL}, {"precision", required_argument, 0, O_PRECISION},
-        {"recompute", no_argument, 0, O_RECOMPUTE},
+        {"recompute", no_argument, 0, O_RECOMPUTE},      {"zero", no_argument, 0, O_ZERO},
         {"help", no_argument, 0, O_HELP},                 {0, 0, 0, 0}};
     opterr = 0;
     int c;
@@ -145,6 +151,7 @@ static void parse_args(int argc, char **argv, TrainArgs *a) {
         case O_DEVICE: a->device = optarg; break;
         case O_PRECISION: a->precision = optarg; break;
         case O_RECOMPUTE: a->recompute = true; break;
+        case O_ZERO: a->zero = true; break;
         case O_THREADS: a->threads = (int)parse_int_option("--threads", optarg, 1, 4096); break;
         case O_QUIET: a->quiet = true; break;
         case O_PROBE_EVERY: a->probe_every = parse_int_option("--probe-every", optarg, 1, INT64_MAX / 2); break;
@@ -163,9 +170,18 @@ static void parse_args(int argc, char **argv, TrainArgs *a) {
         usage_error("train", "--device must be auto, cpu or cuda, got '%s'", a->device);
     if (strcmp(a->precision, "bf16") && strcmp(a->precision, "fp32"))
         usage_error("train", "--precision must be bf16 or fp32, got '%s'", a->precision);
-    if (!a->micro_batch) a->micro_batch = a->batch;
-    if (a->batch % a->micro_batch != 0)
-        usage_error("train", "--batch %d is not a multiple of --micro-batch %d", a->batch, a->micro_batch);
+    // Each of the job's processes takes an equal share of every batch (a
+    // resumed run's batch comes from its checkpoint and is checked there).
+    const int world = dist_get()->world;
+    if (!a->resume || a->set[O_BATCH - 1000]) {
+        if (a->batch % world != 0)
+            usage_error("train", "--batch %d must be a multiple of the %d processes of this job", a->batch, world);
+        if (!a->micro_batch) a->micro_batch = a->batch / world;
+        if ((a->batch / world) % a->micro_batch != 0)
+            usage_error("train",
+                        "each process's share of --batch (%d / %d processes) is not a multiple of --micro-batch %d",
+                        a->batch, world, a->micro_batch);
+    }
 }
 
 // --- Data order ------------------------------------------------------------------
@@ -213,19 +229,21 @@ static void cursor_next(DataCursor *dc, uint16_t *dst, int images) {
 
 // Mean loss (nats/token) over `images` images evenly spaced through `data`
 // (the same images at every evaluation).
+// With several processes each takes every world-th micro-batch of them.
 static double evaluate(Backend *m, const TokenDataset *data, int64_t images, int micro_batch, uint16_t *buffer) {
     const int64_t tpi = dataset_tokens_per_image(data);
+    const Dist *d = dist_get();
     int64_t *index = xmalloc((size_t)images * sizeof(int64_t));
     evenly_spaced(data->count, images, index);
     double total = 0.0;
-    for (int64_t i = 0; i < images; i += micro_batch) {
+    for (int64_t i = (int64_t)d->rank * micro_batch; i < images; i += (int64_t)d->world * micro_batch) {
         int n = (int)(images - i < micro_batch ? images - i : micro_batch);
         for (int k = 0; k < n; k++)
             memcpy(buffer + (size_t)k * tpi, data->tokens + (size_t)index[i + k] * tpi, (size_t)tpi * 2);
         total += backend_forward(m, buffer, n) * n;
     }
     free(index);
-    return total / (double)images;
+    return dist_sum_double(total) / (double)images;
 }
 
 // --- Run files --------------------------------------------------------------------
@@ -257,11 +275,12 @@ static void write_run_json(const char *path, const TrainArgs *a, const ModelConf
         "\"%s\", \"parameters\": %zu},\n  \"optim\": {\"lr\": %g, \"min_lr_frac\": %g, \"warmup_steps\": %lld, "
         "\"total_steps\": %lld, \"beta1\": %g, \"beta2\": %g, \"eps\": %g, \"weight_decay\": %g, \"grad_clip\": "
         "%g},\n  \"batch\": %d,\n  \"micro_batch\": %d,\n  \"seed\": %llu,\n  \"device\": \"%s\",\n  \"precision\": "
-        "\"%s\"\n}\n",
+        "\"%s\",\n  \"processes\": %d,\n  \"zero\": %s\n}\n",
         a->data_dir, a->config_name, cfg->vocab_size, cfg->seq_len, cfg->image_height, cfg->image_width, cfg->d_model,
         cfg->n_layer, cfg->n_head, norm_kind_name(cfg->norm), num_params, oc->lr, oc->min_lr_frac,
         (long long)oc->warmup_steps, (long long)oc->total_steps, oc->beta1, oc->beta2, oc->eps, oc->weight_decay,
-        oc->grad_clip, a->batch, a->micro_batch, (unsigned long long)a->seed, a->device, a->precision);
+        oc->grad_clip, a->batch, a->micro_batch, (unsigned long long)a->seed, a->device, a->precision,
+        dist_get()->world, a->zero ? "true" : "false");
     atomic_write(&af, json, strlen(json));
     atomic_commit(&af);
     free(json);
@@ -311,9 +330,12 @@ static void load_split(const char *dir, const char *name, TokenDataset *ds, bool
 }
 
 int cmd_train(int argc, char **argv) {
+    dist_init();  // a job of one without mpirun/srun
+    const Dist *job = dist_get();
+    const bool root = dist_is_root();
     TrainArgs a;
     parse_args(argc, argv, &a);
-    progress_set_quiet(a.quiet);
+    progress_set_quiet(a.quiet || !root);
     const int threads = cpu_set_threads(a.threads);
 
     TokenDataset train, val;
@@ -378,12 +400,17 @@ int cmd_train(int argc, char **argv) {
         a.optim.total_steps = total;
         a.batch = (int)meta.batch;
         a.micro_batch = (int)meta.micro_batch;
+        if (!a.set[O_MICRO - 1000] && (a.batch % job->world != 0 || (a.batch / job->world) % a.micro_batch != 0)) {
+            if (a.batch % job->world != 0)
+                die("the run's batch of %d images cannot be split over %d processes", a.batch, job->world);
+            a.micro_batch = a.batch / job->world;  // another process count: each takes its whole share
+        }
         a.seed = meta.seed;
         if (meta.step >= (uint64_t)total) die("%s is at step %llu: the run's %lld steps are done", latest,
                                               (unsigned long long)meta.step, (long long)total);
     } else {
         if (latest) die("%s already holds a run (%s); pass --resume to continue it, or choose another --out", a.out_dir, latest);
-        make_directories(a.out_dir);
+        if (root) make_directories(a.out_dir);
         a.optim.total_steps = a.steps ? a.steps : a.epochs * ((train.count + a.batch - 1) / a.batch);
         if (a.optim.warmup_steps < 0) a.optim.warmup_steps = a.optim.total_steps / 20 > 0 ? a.optim.total_steps / 20 : 1;
         if (a.optim.warmup_steps > a.optim.total_steps) a.optim.warmup_steps = a.optim.total_steps;
@@ -404,6 +431,8 @@ int cmd_train(int argc, char **argv) {
     meta.eval_images = (uint64_t)wanted_images;
     meta.checkpoint_every = (uint64_t)ckpt_every;
 
+    // Every rank has decided the same before rank 0 writes anything.
+    dist_barrier();
     const DeviceKind device = backend_choose_device(a.device);
     GpuPrecision precision = GPU_BF16;
     if (!parse_precision(a.precision, &precision))
@@ -423,33 +452,43 @@ int cmd_train(int argc, char **argv) {
                                             .threads = threads};
     backend_plan(&backend_options, &cfg, a.micro_batch, plan, sizeof plan);
     printf("train: %s\n", plan);
+    if (job->world > 1)
+        printf("train: %d processes (data parallel), %d images each per step%s\n", job->world, a.batch / job->world,
+               a.zero ? ", Adam state split across them (ZeRO-1)" : "");
     if (a.resume) printf("train: resuming from %s (step %llu)\n", latest, (unsigned long long)meta.step);
     fflush(stdout);
     Backend model;
     backend_create(&model, &backend_options, &cfg, a.micro_batch);
+    DataParallel dp;
+    dp_init(&dp, &model, a.zero);
     if (loaded) {
-        backend_set_state(&model, loaded, loaded_m, loaded_v);
+        dp_set_state(&dp, loaded, loaded_m, loaded_v);
         free(loaded), free(loaded_m), free(loaded_v);
     } else {
         float *init = xmalloc(model.num_params * sizeof(float));
         model_init_params(&cfg, init, a.seed);
-        backend_set_state(&model, init, NULL, NULL);
+        dp_set_state(&dp, init, NULL, NULL);
         free(init);
     }
 
     char *run_json = xasprintf("%s/run.json", a.out_dir), *log_path = xasprintf("%s/log.jsonl", a.out_dir);
-    if (!a.resume) write_run_json(run_json, &a, &cfg, oc, model.num_params);
-    else truncate_log(log_path, meta.step);
-    FILE *log = fopen(log_path, "a");
+    // Only rank 0 writes run files; the others' log lines go nowhere.
+    if (root && !a.resume) write_run_json(run_json, &a, &cfg, oc, model.num_params);
+    else if (root) truncate_log(log_path, meta.step);
+    FILE *log = fopen(root ? log_path : "/dev/null", "a");
     if (!log) die("cannot write %s: %s", log_path, strerror(errno));
 
     DataCursor cursor;
     cursor_init(&cursor, &train, a.seed, meta.epoch, meta.epoch_pos);
-    uint16_t *batch_tokens = xmalloc((size_t)a.micro_batch * T * sizeof(uint16_t));
+    // Every rank draws the whole batch (so the data order and position are the
+    // same everywhere) and trains on its share of it.
+    uint16_t *batch_tokens = xmalloc((size_t)a.batch * T * sizeof(uint16_t));
+    const int share = a.batch / job->world;
+    const uint16_t *my_share = batch_tokens + (size_t)job->rank * share * T;
     enable_graceful_stop();
     Progress progress;
     progress_start(&progress, "train", (uint64_t)(total_steps - (int64_t)meta.step));
-    const int micro_steps = a.batch / a.micro_batch;
+    const int micro_steps = share / a.micro_batch;
     const float loss_scale = 1.0f / ((float)a.batch * (float)T);
     double train_seconds = 0.0;
     int64_t step = (int64_t)meta.step;
@@ -459,19 +498,21 @@ int cmd_train(int argc, char **argv) {
     while (step < total_steps) {
         double t0 = now_seconds();
         backend_zero_grads(&model);
+        cursor_next(&cursor, batch_tokens, a.batch);
         double loss = 0.0;
         for (int micro = 0; micro < micro_steps; micro++) {
-            cursor_next(&cursor, batch_tokens, a.micro_batch);
-            loss += backend_forward(&model, batch_tokens, a.micro_batch) / micro_steps;
-            backend_backward(&model, batch_tokens, a.micro_batch, loss_scale);
+            const uint16_t *tokens = my_share + (size_t)micro * a.micro_batch * T;
+            loss += backend_forward(&model, tokens, a.micro_batch) * a.micro_batch / a.batch;
+            dp_backward(&dp, tokens, a.micro_batch, loss_scale, micro == micro_steps - 1);
         }
-        double grad_norm = backend_grad_norm(&model);
+        loss = dist_sum_double(loss);
+        double grad_norm = dp_finish_gradients(&dp);
         if (!isfinite(loss) || !isfinite(grad_norm))
             die("training diverged at step %lld: loss %g, gradient norm %g (lr %g). Nothing was saved from this "
                 "step; the last good checkpoint is %s. Try a lower --lr or a longer --warmup.",
                 (long long)step + 1, loss, grad_norm, lr_at_step(oc, step), last_checkpoint ? last_checkpoint : "none");
         double lr = lr_at_step(oc, step);
-        backend_adamw(&model, oc, step, clip_factor(oc, grad_norm));
+        dp_adamw(&dp, oc, step, clip_factor(oc, grad_norm));
         step++;
         double dt = now_seconds() - t0;
         train_seconds += dt;
@@ -492,7 +533,9 @@ int cmd_train(int argc, char **argv) {
                 fflush(stdout);
             }
         }
-        const int stop_signal = stop_requested();
+        // A signal to any rank stops every rank after the same step.
+        const int local_signal = stop_requested();
+        const int stop_signal = dist_sum_double(local_signal) > 0 ? (local_signal ? local_signal : 15) : 0;
         const bool stopping = stop_signal || step == a.stop_at;
         const bool probe_now = a.probe_every && step % a.probe_every == 0;
         if (step % ckpt_every == 0 || step == total_steps || stopping || probe_now) {
@@ -502,15 +545,16 @@ int cmd_train(int argc, char **argv) {
             free(last_checkpoint);
             last_checkpoint = checkpoint_path(a.out_dir, meta.step);
             const float *params, *adam_m, *adam_v;
-            backend_get_state(&model, &params, &adam_m, &adam_v);
-            checkpoint_save(last_checkpoint, &meta, params, adam_m, adam_v);
+            dp_get_state(&dp, &params, &adam_m, &adam_v);  // every rank: ZeRO gathers the moments
+            meta.micro_batch = (uint32_t)a.micro_batch;
+            if (root) checkpoint_save(last_checkpoint, &meta, params, adam_m, adam_v);
             char val_text[32] = "null";
             if (!isnan(meta.val_loss)) snprintf(val_text, sizeof val_text, "%.6f", meta.val_loss);
             fprintf(log, "{\"step\": %lld, \"checkpoint\": \"%s\", \"val_loss\": %s}\n", (long long)step,
                     strrchr(last_checkpoint, '/') + 1, val_text);
         }
         fflush(log);
-        if (probe_now && !stop_signal) probe_checkpoint(&a, last_checkpoint);
+        if (probe_now && !stop_signal && root) probe_checkpoint(&a, last_checkpoint);
         char extra[160];
         int len = snprintf(extra, sizeof extra, "loss %.4f lr %.2e |g| %.3f %.0f tok/s", loss, lr, grad_norm,
                            (double)a.batch * T * (step - first_step) / train_seconds);
@@ -541,8 +585,10 @@ int cmd_train(int argc, char **argv) {
     free(log_path);
     free(latest);
     free(last_checkpoint);
+    dp_free(&dp);
     backend_free(&model);
     dataset_free(&train);
     if (has_val) dataset_free(&val);
+    dist_finalize();
     return 0;
 }

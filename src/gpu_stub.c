@@ -40,3 +40,9 @@ void gpu_time_attention(int batch_heads, int T, int head_size, int iterations, d
     (void)batch_heads, (void)T, (void)head_size, (void)iterations, (void)forward_ms, (void)backward_ms;
     UNAVAILABLE;
 }
+float *gpu_model_grads(GpuModel *m) { (void)m; UNAVAILABLE; }
+bool gpu_memory_is_host(void) { return false; }
+void gpu_model_set_layer_hook(GpuModel *m, void (*hook)(void *ctx, int layer), void *ctx) {
+    (void)m, (void)hook, (void)ctx;
+    UNAVAILABLE;
+}

@@ -298,6 +298,7 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
     memset(dresid, 0, BTC * sizeof(float));
     norm_backward(cfg->norm, dresid, m->g.lnf_g, m->g.lnf_b, dln, a->resid + L * stride_c, a->lnf_mean, a->lnf_rstd,
                   m->p.lnf_g, N, C, th);
+    if (m->on_layer_grads) m->on_layer_grads(m->on_layer_grads_ctx, L);
     for (int l = L - 1; l >= 0; l--) {
         const LayerParams *lp = &m->p.layers[l];
         LayerParams *lg = &m->g.layers[l];
@@ -317,8 +318,10 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
         matmul_backward(dln, lg->w_qkv, dqkv, ln1, lp->w_qkv, N, C, 3 * C);
         norm_backward(cfg->norm, dresid, lg->ln1_g, lg->ln1_b, dln, resid, a->ln1_mean + l * max_BT,
                       a->ln1_rstd + l * max_BT, lp->ln1_g, N, C, th);
+        if (m->on_layer_grads) m->on_layer_grads(m->on_layer_grads_ctx, l);
     }
     encoder_backward(&m->g, dresid, tokens, B, T, C, th);
+    if (m->on_layer_grads) m->on_layer_grads(m->on_layer_grads_ctx, -1);
 }
 
 void model_features(const Model *m, int batch, float *features) {

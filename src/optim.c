@@ -54,8 +54,8 @@ AdamWScalars adamw_scalars(const OptimConfig *oc, int64_t step) {
                           .decay_factor = (float)(1.0 - lr * oc->weight_decay)};
 }
 
-void adamw_update(const OptimConfig *oc, const ModelConfig *cfg, int64_t step, float *params, const float *grads,
-                  float *m, float *v, float grad_scale, int threads) {
+void adamw_update_range(const OptimConfig *oc, const ModelConfig *cfg, int64_t step, float *params, const float *grads,
+                        float *m, float *v, float grad_scale, size_t begin, size_t end, int threads) {
     const AdamWScalars s = adamw_scalars(oc, step);
     const float b1 = s.beta1, b2 = s.beta2;
     int n = param_tensors(cfg, NULL);
@@ -63,16 +63,25 @@ void adamw_update(const OptimConfig *oc, const ModelConfig *cfg, int64_t step, f
     param_tensors(cfg, tensors);
     for (int k = 0; k < n; k++) {
         const float decay = tensors[k].decay ? s.decay_factor : 1.0f;
-        const size_t begin = tensors[k].offset, end = begin + tensors[k].count;
+        const size_t t0 = tensors[k].offset > begin ? tensors[k].offset : begin;
+        const size_t t1 = tensors[k].offset + tensors[k].count < end ? tensors[k].offset + tensors[k].count : end;
+        if (t0 >= t1) continue;
+        float *mk = m + (t0 - begin), *vk = v + (t0 - begin);
 #pragma omp parallel for schedule(static) num_threads(threads)
-        for (size_t i = begin; i < end; i++) {
+        for (size_t i = t0; i < t1; i++) {
+            const size_t j = i - t0;
             float g = grads[i] * grad_scale;
-            float mi = b1 * m[i] + (1.0f - b1) * g;
-            float vi = b2 * v[i] + (1.0f - b2) * g * g;
-            m[i] = mi;
-            v[i] = vi;
+            float mi = b1 * mk[j] + (1.0f - b1) * g;
+            float vi = b2 * vk[j] + (1.0f - b2) * g * g;
+            mk[j] = mi;
+            vk[j] = vi;
             params[i] = params[i] * decay - s.step_size * mi / (sqrtf(vi) * s.inv_sqrt_bc2 + s.eps);
         }
     }
     free(tensors);
+}
+
+void adamw_update(const OptimConfig *oc, const ModelConfig *cfg, int64_t step, float *params, const float *grads,
+                  float *m, float *v, float grad_scale, int threads) {
+    adamw_update_range(oc, cfg, step, params, grads, m, v, grad_scale, 0, param_count(cfg), threads);
 }

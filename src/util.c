@@ -80,19 +80,38 @@ static void unregister_temp(const char *path) {
 // ---------------------------------------------------------------------------
 // Messages
 
+static const char *error_prefix = "";
+static void (*error_abort)(void) = NULL;
+static bool warnings_quiet = false;
+
+void set_error_context(const char *prefix, void (*abort_fn)(void)) {
+    error_prefix = prefix ? prefix : "";
+    error_abort = abort_fn;
+}
+
+void set_warnings_quiet(bool quiet) { warnings_quiet = quiet; }
+
 void die(const char *fmt, ...) {
     fflush(stdout);
-    fputs("igpt: error: ", stderr);
+    // One write, so that the lines of several processes do not interleave.
+    char message[2048];
+    int len = snprintf(message, sizeof message, "igpt: error: %s", error_prefix);
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    if (len >= 0 && (size_t)len < sizeof message) len += vsnprintf(message + len, sizeof message - (size_t)len, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
+    if (len < 0 || (size_t)len >= sizeof message - 1) len = (int)sizeof message - 2;
+    message[len] = '\n';
+    message[len + 1] = '\0';
+    fputs(message, stderr);
+    fflush(stderr);
     remove_pending_temps();
+    if (error_abort) error_abort();  // ends every process of a multi-process job
     exit(1);
 }
 
 void warn(const char *fmt, ...) {
+    if (warnings_quiet) return;
     fflush(stdout);
     fputs("igpt: warning: ", stderr);
     va_list ap;

@@ -33,6 +33,8 @@ IGPT_PRINTF(1, 2) int run_igpt(const char *args_fmt, ...);
 // The same with build/interp/igpt: ./igpt whose CUDA backend runs in the
 // interpret mode on the CPU (--device cuda works without a GPU).
 IGPT_PRINTF(1, 2) int run_igpt_interpret(const char *args_fmt, ...);
+// The same under `mpirun -np processes` (OpenMPI; as root too).
+IGPT_PRINTF(2, 3) int run_igpt_mpi(int processes, const char *args_fmt, ...);
 const char *cli_stdout(void);
 const char *cli_stderr(void);
 // True when `dir` holds no regular files (sub-folders are ignored).
@@ -55,6 +57,10 @@ void make_pattern_image(uint8_t *rgb, int w, int h, int kind);
 // Writes an image folder root/<class>/NNN.png with `per_class` images of
 // side x side per class, classes named by `class_names`.
 void make_image_folder(const char *root, const char *const *class_names, int num_classes, int per_class, int side);
+
+// A prepared dataset in test_path("data"): 32 training and 8 validation
+// images of 8x8 in 16 colors (tests/test_train.c). Returns the folder.
+char *small_prepared_data(void);
 
 // --- Reference fixtures (IGPTFIX1, docs/model.md "Test fixtures") ---------------
 typedef struct {

@@ -75,6 +75,10 @@
     X(test_probe_cli_bad_input)               \
     X(test_train_probes_as_it_goes)           \
     X(test_train_moves_between_cpu_and_cuda)  \
+    X(test_dist_matches_one_process)          \
+    X(test_dist_resume_with_another_process_count) \
+    X(test_dist_errors_end_the_job)           \
+    X(test_dist_killed_rank_ends_the_job)     \
     X(test_plot_draws_expected_series)
 
 #define DECLARE(name) void name(void);
@@ -157,6 +161,18 @@ static int run_binary(const char *binary, const char *args) {
     } while (0)
 
 int run_igpt(const char *args_fmt, ...) { RUN_FORMATTED(igpt_binary); }
+int run_igpt_mpi(int processes, const char *args_fmt, ...) {
+    char *launcher = xasprintf("mpirun --allow-run-as-root --oversubscribe --bind-to none -np %d %s", processes,
+                               igpt_binary);
+    char args[4096];
+    va_list ap;
+    va_start(ap, args_fmt);
+    vsnprintf(args, sizeof args, args_fmt, ap);
+    va_end(ap);
+    int status = run_binary(launcher, args);
+    free(launcher);
+    return status;
+}
 int run_igpt_interpret(const char *args_fmt, ...) { RUN_FORMATTED("./build/interp/igpt"); }
 
 const char *cli_stdout(void) { return captured_out ? captured_out : ""; }

@@ -64,7 +64,7 @@ void test_tiny_overfits_a_few_images(void) {
 }
 
 // A small prepared dataset: 40 CIFAR-style images at 8x8 with 16 colors.
-static char *small_data(void) {
+char *small_prepared_data(void) {
     make_cifar_batches(test_path("cifar"), 8, 4);
     char *out = xstrdup(test_path("data"));
     int status = run_igpt("prepare --cifar10 %s --out %s --resolution 8 --colors 16 --val 8 --no-preview --quiet",
@@ -76,7 +76,7 @@ static char *small_data(void) {
 #define TINY "--d-model 16 --n-layer 1 --n-head 2 --batch 4 --quiet"
 
 void test_train_resume_is_bitwise(void) {
-    char *data = small_data();
+    char *data = small_prepared_data();
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 --micro-batch 2 --eval-images 4 " TINY, data,
                    test_path("straight")) == 0, "straight run: %s", cli_stderr());
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 --micro-batch 2 --eval-images 4 --stop-at 5 " TINY, data,
@@ -102,7 +102,7 @@ void test_train_resume_is_bitwise(void) {
 }
 
 void test_train_checkpoint_corruption_is_refused(void) {
-    char *data = small_data();
+    char *data = small_prepared_data();
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 4 --stop-at 2 " TINY, data, test_path("run")) == 0, "train: %s",
           cli_stderr());
     const char *ckpt = test_path("run/checkpoint-00000002.bin");
@@ -150,7 +150,7 @@ void test_train_checkpoint_corruption_is_refused(void) {
 }
 
 void test_train_divergence_stops_and_keeps_last_checkpoint(void) {
-    char *data = small_data();
+    char *data = small_prepared_data();
     int status = run_igpt("train --device cpu --data %s --out %s --steps 50 --lr 1e30 --warmup 1 --grad-clip 0 --checkpoint-every 1 "
                           "--eval-images 0 " TINY,
                           data, test_path("run"));
@@ -169,7 +169,7 @@ void test_train_divergence_stops_and_keeps_last_checkpoint(void) {
 }
 
 void test_train_sigint_checkpoints_and_exits(void) {
-    char *data = small_data();
+    char *data = small_prepared_data();
     char *out = xstrdup(test_path("run"));
     char *log_path = xstrdup(test_path("run/log.jsonl"));
     char *stdout_path = xstrdup(test_path("stdout.txt"));
@@ -211,7 +211,7 @@ void test_train_sigint_checkpoints_and_exits(void) {
 }
 
 void test_train_bad_input(void) {
-    char *data = small_data();
+    char *data = small_prepared_data();
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --bogus", data, test_path("r")) == 2 &&
               strstr(cli_stderr(), "unknown option --bogus"), "unknown flag");
     CHECK(run_igpt("train --device cpu --data %s --out %s", data, test_path("r")) == 2 && strstr(cli_stderr(), "--steps N or --epochs"),
@@ -245,7 +245,7 @@ static double logged_val_loss(const char *run, int step) {
 // resumes on the CPU and back, and follows the CPU run (fp32 mode: val loss
 // within 1e-4 relative after 12 steps); two GPU runs give identical files.
 void test_train_moves_between_cpu_and_cuda(void) {
-    char *data = small_data();
+    char *data = small_prepared_data();
 #define GPU_MODEL "--d-model 32 --n-layer 1 --n-head 2 --batch 4 --eval-images 8 --eval-every 4 --quiet"
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 " GPU_MODEL, data, test_path("cpu")) == 0,
           "CPU run: %s", cli_stderr());

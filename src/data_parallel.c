@@ -1,0 +1,124 @@
+#include "data_parallel.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dist.h"
+#include "util.h"
+
+void dp_init(DataParallel *dp, Backend *model, bool zero) {
+    memset(dp, 0, sizeof *dp);
+    dp->model = model;
+    dp->zero = zero;
+    const Dist *d = dist_get();
+    if (model->device == DEVICE_CUDA && d->world > 1 && !gpu_memory_is_host())
+        die("training on several GPUs needs the NCCL path, which is not in this build yet; use --device cpu with "
+            "mpirun for now");
+    const int L = model->cfg.n_layer;
+    dp->ranges = L + 2;
+    dp->begin = xcalloc((size_t)dp->ranges, sizeof(size_t));
+    dp->end = xcalloc((size_t)dp->ranges, sizeof(size_t));
+    dp->piece_begin = xcalloc((size_t)dp->ranges, sizeof(size_t));
+    dp->piece_end = xcalloc((size_t)dp->ranges, sizeof(size_t));
+    dp->piece_offset = xcalloc((size_t)dp->ranges, sizeof(size_t));
+    size_t owned = 0;
+    for (int l = -1; l <= L; l++) {
+        const int i = l + 1;
+        layer_param_range(&model->cfg, l, &dp->begin[i], &dp->end[i]);
+        size_t pb, pe;
+        dist_piece(dp->end[i] - dp->begin[i], d->rank, &pb, &pe);
+        dp->piece_begin[i] = dp->begin[i] + pb;
+        dp->piece_end[i] = dp->begin[i] + pe;
+        dp->piece_offset[i] = owned;
+        owned += pe - pb;
+    }
+    if (zero) {
+        if (model->device != DEVICE_CPU) die("--zero is implemented for the CPU backend only so far");
+        dp->m = xcalloc(owned ? owned : 1, sizeof(float));
+        dp->v = xcalloc(owned ? owned : 1, sizeof(float));
+    }
+}
+
+void dp_free(DataParallel *dp) {
+    free(dp->begin), free(dp->end), free(dp->piece_begin), free(dp->piece_end), free(dp->piece_offset);
+    free(dp->m), free(dp->v), free(dp->full_m), free(dp->full_v);
+    memset(dp, 0, sizeof *dp);
+}
+
+void dp_set_state(DataParallel *dp, const float *params, const float *adam_m, const float *adam_v) {
+    if (!dp->zero) {
+        backend_set_state(dp->model, params, adam_m, adam_v);
+        return;
+    }
+    backend_set_state(dp->model, params, NULL, NULL);
+    for (int i = 0; i < dp->ranges; i++) {
+        const size_t n = dp->piece_end[i] - dp->piece_begin[i];
+        float *m = dp->m + dp->piece_offset[i], *v = dp->v + dp->piece_offset[i];
+        if (adam_m) memcpy(m, adam_m + dp->piece_begin[i], n * sizeof(float));
+        else memset(m, 0, n * sizeof(float));
+        if (adam_v) memcpy(v, adam_v + dp->piece_begin[i], n * sizeof(float));
+        else memset(v, 0, n * sizeof(float));
+    }
+}
+
+void dp_get_state(DataParallel *dp, const float **params, const float **adam_m, const float **adam_v) {
+    backend_get_state(dp->model, params, adam_m, adam_v);
+    if (!dp->zero) return;
+    const size_t P = dp->model->num_params;
+    if (!dp->full_m) dp->full_m = xmalloc(P * sizeof(float)), dp->full_v = xmalloc(P * sizeof(float));
+    for (int i = 0; i < dp->ranges; i++) {
+        const size_t n = dp->piece_end[i] - dp->piece_begin[i];
+        memcpy(dp->full_m + dp->piece_begin[i], dp->m + dp->piece_offset[i], n * sizeof(float));
+        memcpy(dp->full_v + dp->piece_begin[i], dp->v + dp->piece_offset[i], n * sizeof(float));
+        dist_all_gather(dp->full_m + dp->begin[i], dp->end[i] - dp->begin[i]);
+        dist_all_gather(dp->full_v + dp->begin[i], dp->end[i] - dp->begin[i]);
+    }
+    *adam_m = dp->full_m, *adam_v = dp->full_v;
+}
+
+// The backward pass's hook: layer `layer`'s gradients are final.
+static void start_layer_sum(void *ctx, int layer) {
+    DataParallel *dp = ctx;
+    const int i = layer + 1;
+    dist_sum_floats_start(backend_grads(dp->model) + dp->begin[i], dp->end[i] - dp->begin[i]);
+}
+
+void dp_backward(DataParallel *dp, const uint16_t *tokens, int batch, float loss_scale, bool last) {
+    // Without ZeRO, the last micro-batch's layers are summed while the pass goes on.
+    dp->overlap = last && !dp->zero && dist_get()->world > 1;
+    backend_set_layer_hook(dp->model, dp->overlap ? start_layer_sum : NULL, dp);
+    backend_backward(dp->model, tokens, batch, loss_scale);
+    backend_set_layer_hook(dp->model, NULL, NULL);
+}
+
+double dp_finish_gradients(DataParallel *dp) {
+    if (dist_get()->world == 1 && !dp->zero) return backend_grad_norm(dp->model);
+    if (!dp->zero) {
+        dist_wait_all();
+        return backend_grad_norm(dp->model);
+    }
+    // ZeRO: each rank keeps the summed gradients of its pieces only.
+    float *grads = backend_grads(dp->model);
+    double squares = 0.0;
+    for (int i = 0; i < dp->ranges; i++) {
+        dist_reduce_scatter(grads + dp->begin[i], dp->end[i] - dp->begin[i]);
+        for (size_t k = dp->piece_begin[i]; k < dp->piece_end[i]; k++) squares += (double)grads[k] * grads[k];
+    }
+    return sqrt(dist_sum_double(squares));
+}
+
+void dp_adamw(DataParallel *dp, const OptimConfig *oc, int64_t step, float grad_scale) {
+    if (!dp->zero) {
+        backend_adamw(dp->model, oc, step, grad_scale);
+        return;
+    }
+    // Each rank updates its pieces, then every rank gets every piece.
+    float *params = dp->model->cpu.params, *grads = dp->model->cpu.grads;
+    for (int i = 0; i < dp->ranges; i++) {
+        adamw_update_range(oc, &dp->model->cfg, step, params, grads, dp->m + dp->piece_offset[i],
+                           dp->v + dp->piece_offset[i], grad_scale, dp->piece_begin[i], dp->piece_end[i],
+                           dp->model->threads);
+        dist_all_gather(params + dp->begin[i], dp->end[i] - dp->begin[i]);
+    }
+}

@@ -1,0 +1,169 @@
+// Data-parallel training across processes on the CPU backend, through
+// `mpirun -np N ./igpt train` (OpenMPI): N ranks with the same global batch
+// train as one process does (loss per step within 1e-5 relative, parameters
+// and Adam state after 20 steps within 1e-5 of their largest magnitude), with
+// and without ZeRO-1; a run resumes with another number of processes; only
+// rank 0 writes; errors and a killed rank end the job.
+//
+// Shards: every rank draws the same global batch and takes its own slice of
+// it, so a step uses each of its images exactly once across ranks; with a
+// batch of 6 over 32 images, 20 steps cross 3 epochs, and the equality with
+// one process checks that every image was seen as often as there.
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "test.h"
+
+#define DP_MODEL "--device cpu --d-model 32 --n-layer 2 --n-head 2 --batch 6 --threads 1 --eval-every 10 --eval-images 8 --quiet"
+
+// Losses of the log's training lines, in order; returns how many.
+static int logged_losses(const char *run, double *out, int max) {
+    char *path = xasprintf("%s/log.jsonl", run);
+    char *log = (char *)read_whole_file(path, NULL);
+    int n = 0;
+    for (char *p = log; p && n < max && (p = strstr(p, "\"loss\": ")); p++) out[n++] = strtod(p + 8, NULL);
+    free(log), free(path);
+    return n;
+}
+
+static double max_relative(const float *a, const float *b, size_t n) {
+    double scale = 0.0, worst = 0.0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(b[i]));
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs((double)a[i] - b[i]));
+    return scale > 0 ? worst / scale : worst;
+}
+
+// The run `other` against `reference`: per-step losses and the final checkpoint's state.
+static void check_same_training(const char *reference, const char *other, const char *what) {
+    double want[64], got[64];
+    int nw = logged_losses(reference, want, 64), ng = logged_losses(other, got, 64);
+    CHECK(nw == 20 && ng == 20, "%s: 20 logged steps each (one log for the whole job), got %d and %d", what, nw, ng);
+    double worst = 0.0;
+    for (int i = 0; i < nw && i < ng; i++) worst = fmax(worst, fabs(got[i] - want[i]) / want[i]);
+    CHECK(worst <= 1e-5, "%s: loss differs by %.2g relative from one process", what, worst);
+    CheckpointMeta ma, mb;
+    float *pa, *a_m, *a_v, *pb, *b_m, *b_v;
+    char *fa = xasprintf("%s/checkpoint-00000020.bin", reference), *fb = xasprintf("%s/checkpoint-00000020.bin", other);
+    CHECK(file_size(fa) > 0 && file_size(fb) > 0, "%s: both runs reached step 20", what);
+    if (file_size(fa) <= 0 || file_size(fb) <= 0) {
+        free(fa), free(fb);
+        return;
+    }
+    checkpoint_load(fa, &ma, &pa, &a_m, &a_v);
+    checkpoint_load(fb, &mb, &pb, &b_m, &b_v);
+    const size_t n = ma.num_params;
+    CHECK(mb.num_params == n && mb.epoch == ma.epoch && mb.epoch_pos == ma.epoch_pos,
+          "%s: same model and data position (epoch %llu/%llu, position %llu/%llu)", what,
+          (unsigned long long)mb.epoch, (unsigned long long)ma.epoch, (unsigned long long)mb.epoch_pos,
+          (unsigned long long)ma.epoch_pos);
+    if (mb.num_params == n) {
+        double ep = max_relative(pb, pa, n), em = max_relative(b_m, a_m, n), ev = max_relative(b_v, a_v, n);
+        CHECK(ep <= 1e-5 && em <= 1e-5 && ev <= 1e-5,
+              "%s: after 20 steps parameters differ by %.2g, Adam m by %.2g, v by %.2g (relative to the largest)", what,
+              ep, em, ev);
+    }
+    free(pa), free(a_m), free(a_v), free(pb), free(b_m), free(b_v), free(fa), free(fb);
+}
+
+void test_dist_matches_one_process(void) {
+    char *data = small_prepared_data();
+    CHECK(run_igpt("train --data %s --out %s --steps 20 " DP_MODEL, data, test_path("one")) == 0, "one process: %s",
+          cli_stderr());
+    struct {
+        int processes;
+        const char *flags, *name;
+    } cases[] = {{2, "", "two"}, {3, "", "three"}, {2, "--zero", "two-zero"}, {3, "--zero", "three-zero"}};
+    for (int i = 0; i < 4; i++) {
+        int status = run_igpt_mpi(cases[i].processes, "train --data %s --out %s --steps 20 %s " DP_MODEL, data,
+                                  test_path("%s", cases[i].name), cases[i].flags);
+        CHECK(status == 0, "mpirun -np %d %s: status %d: %s", cases[i].processes, cases[i].flags, status, cli_stderr());
+        if (status != 0) continue;
+        check_same_training(test_path("one"), test_path("%s", cases[i].name), cases[i].name);
+        // One voice: one summary line on stdout, only rank 0's files in the run.
+        const char *done = strstr(cli_stdout(), "train: done");
+        CHECK(done && !strstr(done + 1, "train: done"), "%s: one final line on stdout: %s", cases[i].name, cli_stdout());
+        CHECK(strstr(cli_stdout(), "processes (data parallel)"), "%s: says it runs data parallel", cases[i].name);
+    }
+    free(data);
+}
+
+void test_dist_resume_with_another_process_count(void) {
+    char *data = small_prepared_data();
+    CHECK(run_igpt("train --data %s --out %s --steps 20 " DP_MODEL, data, test_path("one")) == 0, "one process: %s",
+          cli_stderr());
+    // 2 processes to step 10, then 3 to step 20; with ZeRO, 3 then 2.
+    CHECK(run_igpt_mpi(2, "train --data %s --out %s --steps 20 --stop-at 10 " DP_MODEL, data, test_path("moved")) == 0,
+          "first half on 2: %s", cli_stderr());
+    CHECK(run_igpt_mpi(3, "train --data %s --out %s --resume --quiet --threads 1", data, test_path("moved")) == 0,
+          "second half on 3: %s", cli_stderr());
+    check_same_training(test_path("one"), test_path("moved"), "2 then 3 processes");
+    CHECK(run_igpt_mpi(3, "train --data %s --out %s --steps 20 --stop-at 10 --zero " DP_MODEL, data,
+                       test_path("moved-zero")) == 0,
+          "first half on 3 with ZeRO: %s", cli_stderr());
+    CHECK(run_igpt_mpi(2, "train --data %s --out %s --resume --zero --quiet --threads 1", data,
+                       test_path("moved-zero")) == 0,
+          "second half on 2 with ZeRO: %s", cli_stderr());
+    check_same_training(test_path("one"), test_path("moved-zero"), "3 then 2 processes with ZeRO");
+    free(data);
+}
+
+void test_dist_errors_end_the_job(void) {
+    char *data = small_prepared_data();
+    int status = run_igpt_mpi(4, "train --data %s --out %s --steps 5 " DP_MODEL, data, test_path("r"));
+    CHECK(status != 0 && strstr(cli_stderr(), "must be a multiple of the 4 processes"),
+          "a batch of 6 over 4 processes is refused: %d %s", status, cli_stderr());
+    status = run_igpt_mpi(2, "train --data %s --out %s --resume --quiet", data, test_path("nothing"));
+    CHECK(status != 0 && strstr(cli_stderr(), "igpt: error: rank ") && strstr(cli_stderr(), "holds no checkpoint"),
+          "an error names its rank and ends the job: %d %s", status, cli_stderr());
+    free(data);
+}
+
+// Kills one rank mid-run: mpirun must end the whole job with an error, not hang.
+void test_dist_killed_rank_ends_the_job(void) {
+    char *data = small_prepared_data();
+    char *out = xstrdup(test_path("run")), *log = xstrdup(test_path("mpirun.out"));
+    pid_t launcher = fork();
+    if (launcher == 0) {  // mpirun itself, so that the ranks are its children
+        FILE *f = freopen(log, "w", stdout);
+        (void)f;
+        dup2(1, 2);
+        execlp("mpirun", "mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2", "./igpt",
+               "train", "--data", data, "--out", out, "--steps", "100000", "--device", "cpu", "--d-model", "32",
+               "--n-layer", "2", "--n-head", "2", "--batch", "6", "--threads", "1", "--quiet", (char *)NULL);
+        _exit(127);
+    }
+    // Wait for training to be under way, then kill -9 one of the ranks.
+    bool killed = false;
+    for (int i = 0; i < 300 && !killed; i++) {
+        usleep(100000);
+        double losses[8];
+        if (logged_losses(out, losses, 8) < 3) continue;
+        char *find = xasprintf("pgrep -n -x igpt -P %d", (int)launcher);
+        FILE *p = popen(find, "r");
+        int victim = 0;
+        if (p && fscanf(p, "%d", &victim) == 1 && victim > 0) killed = kill(victim, SIGKILL) == 0;
+        if (p) pclose(p);
+        free(find);
+    }
+    CHECK(killed, "found and killed a rank");
+    int status = 0;
+    pid_t done = 0;
+    for (int i = 0; i < 600 && done == 0; i++) {  // up to 60 s
+        done = waitpid(launcher, &status, WNOHANG);
+        if (done == 0) usleep(100000);
+    }
+    if (done == 0) {
+        kill(launcher, SIGKILL);
+        waitpid(launcher, &status, 0);
+        if (system("pkill -9 -x igpt -P 1 2>/dev/null") != 0) {  // orphaned ranks, if any; none is fine
+        }
+    }
+    CHECK(done == launcher, "the job ended within 60 s of a rank's death (it hung)");
+    CHECK(done != launcher || !WIFEXITED(status) || WEXITSTATUS(status) != 0, "the job ended with an error status");
+    free(out), free(log), free(data);
+}
