@@ -55,7 +55,7 @@ NVCC_FLAGS = -std=c++17 -O3 $(CUDA_ARCH) -Werror all-warnings -Xcompiler -Wall,-
              -Icuda -Iinclude -Itests/cuda -isystem $(BLAS_INC) $(if $(DEPS_PREFIX),-isystem $(DEPS_PREFIX)/usr/include) \
              -MMD -MP
 GPU_OBJ = $(CUDA_SRC:cuda/%.cu=$(BUILD)/cuda/%.o)
-GPU_LIBS = -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublasLt -lcudart -lstdc++
+GPU_LIBS = -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublasLt -lnccl -lcudart -lstdc++
 GPU_TEST_OBJ = $(CUDA_TEST_SRC:tests/cuda/%.cu=$(BUILD)/cuda/tests/%.o)
 else
 GPU_OBJ = $(BUILD)/gpu_stub.o

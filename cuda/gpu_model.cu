@@ -13,9 +13,17 @@
 #include "kernels.cuh"
 
 extern "C" {
+#include "dist.h"
 #include "gpu_model.h"
 #include "util.h"
 }
+
+#ifndef IGPT_INTERPRET
+#include <nccl.h>
+#include <unistd.h>
+
+#include <chrono>
+#endif
 
 template <typename T>
 struct Net {
@@ -385,6 +393,7 @@ static void backward(GpuModel *m, Net<T> &n, const uint16_t *tokens, int batch, 
     CUDA_CHECK(cudaMemsetAsync(n.dresid, 0, (size_t)N * C * sizeof(T), st));
     gpu_norm_backward<T>(kind, n.dresid, G.at(h.lnf_g), G.at(h.lnf_b), n.dln, n.resid + L * stride_c, n.lnf_mean,
                          n.lnf_rstd, P.at(h.lnf_g), N, C, n.norm_scratch, st);
+    if (m->layer_hook) m->layer_hook(m->layer_hook_ctx, L);
     for (int l = L - 1; l >= 0; l--) {
         const LayerParams &lp = h.layers[l], &lg = G.host.layers[l];
         const LayerActs<T> a(m, n, l);
@@ -405,13 +414,12 @@ static void backward(GpuModel *m, Net<T> &n, const uint16_t *tokens, int batch, 
         gpu_matmul_backward(n.dln, G.at(lg.w_qkv), n.dqkv, a.ln1, P.at(lp.w_qkv), N, C, 3 * C, st);
         gpu_norm_backward<T>(kind, n.dresid, G.at(lg.ln1_g), G.at(lg.ln1_b), n.dln, a.resid, a.ln1_mean, a.ln1_rstd,
                              P.at(lp.ln1_g), N, C, n.norm_scratch, st);
+        if (m->layer_hook) m->layer_hook(m->layer_hook_ctx, l);
     }
     gpu_encoder_backward(G.at(h.wte), G.at(h.wpe), G.at(h.sos), n.dresid, m->token_offsets, m->token_rows, B, T_, C, V,
                          st);
+    if (m->layer_hook) m->layer_hook(m->layer_hook_ctx, -1);
     CUDA_CHECK(cudaStreamSynchronize(st));
-    // Layers in the CPU model's order (the NCCL path will overlap them with the pass).
-    if (m->layer_hook)
-        for (int l = L; l >= -1; l--) m->layer_hook(m->layer_hook_ctx, l);
 }
 
 template <typename T>
@@ -469,3 +477,82 @@ extern "C" void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step
                         s.step_size, s.inv_sqrt_bc2, t.decay ? s.decay_factor : 1.0f, m->stream);
     CUDA_CHECK(cudaStreamSynchronize(m->stream));
 }
+
+// --- Several processes -------------------------------------------------------------------
+
+#ifdef IGPT_INTERPRET
+extern "C" void gpu_use_device(int) {}
+extern "C" void gpu_collectives_init(int, int) {}
+extern "C" void gpu_collectives_finalize(void) {}
+extern "C" void gpu_model_sum_start(GpuModel *m, size_t offset, size_t n) {
+    dist_sum_floats_start(m->grads + offset, n);  // "device" memory is host memory here
+}
+extern "C" void gpu_model_sum_wait(GpuModel *) { dist_wait_all(); }
+#else
+static ncclComm_t nccl_comm = nullptr;
+static cudaStream_t comm_stream = nullptr;
+static cudaEvent_t grads_ready = nullptr;
+
+static void nccl_check(ncclResult_t r, const char *what) {
+    if (r != ncclSuccess && r != ncclInProgress) die("NCCL error in %s: %s", what, ncclGetErrorString(r));
+}
+
+extern "C" void gpu_use_device(int local_rank) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) return;
+    CUDA_CHECK(cudaSetDevice(local_rank % count));
+}
+
+extern "C" void gpu_collectives_init(int rank, int world) {
+    ncclUniqueId id;
+    if (rank == 0) nccl_check(ncclGetUniqueId(&id), "ncclGetUniqueId");
+    dist_broadcast(&id, sizeof id);
+    nccl_check(ncclCommInitRank(&nccl_comm, world, id, rank), "ncclCommInitRank");
+    CUDA_CHECK(cudaStreamCreateWithFlags(&comm_stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&grads_ready, cudaEventDisableTiming));
+}
+
+extern "C" void gpu_collectives_finalize(void) {
+    if (!nccl_comm) return;
+    ncclCommDestroy(nccl_comm);
+    cudaStreamDestroy(comm_stream);
+    cudaEventDestroy(grads_ready);
+    nccl_comm = nullptr;
+}
+
+extern "C" void gpu_model_sum_start(GpuModel *m, size_t offset, size_t n) {
+    if (!nccl_comm) die("internal: gpu_collectives_init was not called");
+    CUDA_CHECK(cudaEventRecord(grads_ready, m->stream));
+    CUDA_CHECK(cudaStreamWaitEvent(comm_stream, grads_ready, 0));
+    nccl_check(ncclAllReduce(m->grads + offset, m->grads + offset, n, ncclFloat, ncclSum, nccl_comm, comm_stream),
+               "ncclAllReduce");
+}
+
+// Polls rather than blocks, so that a collective stuck on a dead rank or a
+// NCCL error is seen and reported instead of hanging the job.
+extern "C" void gpu_model_sum_wait(GpuModel *m) {
+    if (!nccl_comm) return;
+    const char *env = getenv("IGPT_NCCL_TIMEOUT");
+    const double timeout = env ? atof(env) : 600.0;
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+        cudaError_t state = cudaStreamQuery(comm_stream);
+        if (state == cudaSuccess) break;
+        if (state != cudaErrorNotReady) CUDA_CHECK(state);
+        ncclResult_t async = ncclSuccess;
+        nccl_check(ncclCommGetAsyncError(nccl_comm, &async), "ncclCommGetAsyncError");
+        if (async != ncclSuccess && async != ncclInProgress) {
+            ncclCommAbort(nccl_comm);
+            die("NCCL all-reduce failed: %s", ncclGetErrorString(async));
+        }
+        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeout) {
+            ncclCommAbort(nccl_comm);
+            die("the gradient all-reduce did not finish in %.0f s (another rank died or hangs; IGPT_NCCL_TIMEOUT "
+                "sets the limit)",
+                timeout);
+        }
+        usleep(200);
+    }
+    (void)m;
+}
+#endif

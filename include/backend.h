@@ -54,6 +54,10 @@ void backend_set_state(Backend *b, const float *params, const float *adam_m, con
 void backend_get_state(Backend *b, const float **params, const float **adam_m, const float **adam_v);
 // Host view of the gradients (copied back from a GPU).
 const float *backend_get_grads(Backend *b);
+// Starts summing gradients [offset, offset + n) over the job's ranks (MPI on
+// the CPU, NCCL on GPUs), overlapping what runs next; backend_sum_wait ends them.
+void backend_sum_start(Backend *b, size_t offset, size_t n);
+void backend_sum_wait(Backend *b);
 // The gradient buffer where the backend keeps it (device memory on a GPU).
 float *backend_grads(Backend *b);
 // A function the backward pass calls as soon as each layer's gradients are

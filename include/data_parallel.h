@@ -20,6 +20,7 @@ typedef struct {
                                                      // its moments start in m and v
     float *m, *v;                 // ZeRO: this rank's Adam moments only
     float *full_m, *full_v;       // ZeRO: staging for checkpoints
+    bool collectives;             // launched by mpirun/srun: gradients summed over ranks (MPI / NCCL)
     bool overlap;                 // the backward pass in flight starts the gradient sums per layer
 } DataParallel;
 

@@ -64,8 +64,25 @@ void gpu_model_features(GpuModel *m, int batch, float *features);
 float *gpu_model_grads(GpuModel *m);
 // Whether device pointers are host memory (the interpret mode).
 bool gpu_memory_is_host(void);
-// Called after backward for each layer (L .. -1) once its gradients are final.
+// Called during backward for each layer (L .. -1) as soon as its gradient
+// kernels are queued (work queued after them by gpu_model_sum_start runs
+// after them).
 void gpu_model_set_layer_hook(GpuModel *m, void (*hook)(void *ctx, int layer), void *ctx);
+
+// --- Several processes (include/dist.h) ---------------------------------------------
+// Makes this process use GPU local_rank (mod the GPUs it sees); call before
+// anything else touches the GPU.
+void gpu_use_device(int local_rank);
+// The NCCL communicator of the job (rank 0 makes the id, MPI broadcasts it).
+// The interpret mode sums over MPI instead, its device memory being host memory.
+void gpu_collectives_init(int rank, int world);
+void gpu_collectives_finalize(void);
+// Starts summing grads[offset, offset + n) over all ranks, on a communication
+// stream that first waits for the work queued so far: overlaps the backward pass.
+void gpu_model_sum_start(GpuModel *m, size_t offset, size_t n);
+// Waits for every started sum; a failed or stuck collective (IGPT_NCCL_TIMEOUT
+// seconds, default 600) ends the job with a message.
+void gpu_model_sum_wait(GpuModel *m);
 
 // Milliseconds per call of the attention forward and backward kernels (bf16)
 // on batch_heads heads of T x head_size, causal (after one warm-up call).

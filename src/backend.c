@@ -4,14 +4,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "util.h"
 
 DeviceKind backend_choose_device(const char *name) {
     const char *why = NULL;
     if (!strcmp(name, "cpu")) return DEVICE_CPU;
-    if (!strcmp(name, "auto")) return gpu_device_count(NULL) > 0 ? DEVICE_CUDA : DEVICE_CPU;
+    if (!strcmp(name, "auto")) return gpu_device_count(NULL) > 0 ? backend_choose_device("cuda") : DEVICE_CPU;
     if (!strcmp(name, "cuda")) {
-        if (gpu_device_count(&why) > 0) return DEVICE_CUDA;
+        if (gpu_device_count(&why) > 0) {
+            gpu_use_device(dist_get()->local_rank);  // rank i of a machine drives its GPU i
+            return DEVICE_CUDA;
+        }
         die("--device cuda: no usable GPU (%s); use --device cpu", why ? why : "none found");
     }
     die("--device must be auto, cpu or cuda, got '%s'", name);
@@ -106,6 +110,16 @@ const float *backend_get_grads(Backend *b) {
     if (b->device == DEVICE_CPU) return b->cpu.grads;
     gpu_model_get_grads(b->gpu, b->host_state);
     return b->host_state;
+}
+
+void backend_sum_start(Backend *b, size_t offset, size_t n) {
+    if (b->device == DEVICE_CPU) dist_sum_floats_start(b->cpu.grads + offset, n);
+    else gpu_model_sum_start(b->gpu, offset, n);
+}
+
+void backend_sum_wait(Backend *b) {
+    if (b->device == DEVICE_CPU) dist_wait_all();
+    else gpu_model_sum_wait(b->gpu);
 }
 
 float *backend_grads(Backend *b) { return b->device == DEVICE_CPU ? b->cpu.grads : gpu_model_grads(b->gpu); }

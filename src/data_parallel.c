@@ -12,9 +12,10 @@ void dp_init(DataParallel *dp, Backend *model, bool zero) {
     dp->model = model;
     dp->zero = zero;
     const Dist *d = dist_get();
-    if (model->device == DEVICE_CUDA && d->world > 1 && !gpu_memory_is_host())
-        die("training on several GPUs needs the NCCL path, which is not in this build yet; use --device cpu with "
-            "mpirun for now");
+    // Launched by mpirun/srun (even as a job of one): gradients go through the
+    // collectives, NCCL on GPUs.
+    dp->collectives = d->mpi;
+    if (dp->collectives && model->device == DEVICE_CUDA) gpu_collectives_init(d->rank, d->world);
     const int L = model->cfg.n_layer;
     dp->ranges = L + 2;
     dp->begin = xcalloc((size_t)dp->ranges, sizeof(size_t));
@@ -34,13 +35,14 @@ void dp_init(DataParallel *dp, Backend *model, bool zero) {
         owned += pe - pb;
     }
     if (zero) {
-        if (model->device != DEVICE_CPU) die("--zero is implemented for the CPU backend only so far");
+        if (model->device != DEVICE_CPU) die("--zero is implemented for the CPU backend only so far (GPUs: next)");
         dp->m = xcalloc(owned ? owned : 1, sizeof(float));
         dp->v = xcalloc(owned ? owned : 1, sizeof(float));
     }
 }
 
 void dp_free(DataParallel *dp) {
+    if (dp->collectives && dp->model->device == DEVICE_CUDA) gpu_collectives_finalize();
     free(dp->begin), free(dp->end), free(dp->piece_begin), free(dp->piece_end), free(dp->piece_offset);
     free(dp->m), free(dp->v), free(dp->full_m), free(dp->full_v);
     memset(dp, 0, sizeof *dp);
@@ -81,21 +83,20 @@ void dp_get_state(DataParallel *dp, const float **params, const float **adam_m, 
 static void start_layer_sum(void *ctx, int layer) {
     DataParallel *dp = ctx;
     const int i = layer + 1;
-    dist_sum_floats_start(backend_grads(dp->model) + dp->begin[i], dp->end[i] - dp->begin[i]);
+    backend_sum_start(dp->model, dp->begin[i], dp->end[i] - dp->begin[i]);
 }
 
 void dp_backward(DataParallel *dp, const uint16_t *tokens, int batch, float loss_scale, bool last) {
     // Without ZeRO, the last micro-batch's layers are summed while the pass goes on.
-    dp->overlap = last && !dp->zero && dist_get()->world > 1;
+    dp->overlap = last && !dp->zero && dp->collectives;
     backend_set_layer_hook(dp->model, dp->overlap ? start_layer_sum : NULL, dp);
     backend_backward(dp->model, tokens, batch, loss_scale);
     backend_set_layer_hook(dp->model, NULL, NULL);
 }
 
 double dp_finish_gradients(DataParallel *dp) {
-    if (dist_get()->world == 1 && !dp->zero) return backend_grad_norm(dp->model);
     if (!dp->zero) {
-        dist_wait_all();
+        if (dp->collectives) backend_sum_wait(dp->model);
         return backend_grad_norm(dp->model);
     }
     // ZeRO: each rank keeps the summed gradients of its pieces only.

@@ -46,3 +46,8 @@ void gpu_model_set_layer_hook(GpuModel *m, void (*hook)(void *ctx, int layer), v
     (void)m, (void)hook, (void)ctx;
     UNAVAILABLE;
 }
+void gpu_use_device(int local_rank) { (void)local_rank; }
+void gpu_collectives_init(int rank, int world) { (void)rank, (void)world; UNAVAILABLE; }
+void gpu_collectives_finalize(void) {}
+void gpu_model_sum_start(GpuModel *m, size_t offset, size_t n) { (void)m, (void)offset, (void)n; UNAVAILABLE; }
+void gpu_model_sum_wait(GpuModel *m) { (void)m; UNAVAILABLE; }

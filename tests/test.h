@@ -33,8 +33,9 @@ IGPT_PRINTF(1, 2) int run_igpt(const char *args_fmt, ...);
 // The same with build/interp/igpt: ./igpt whose CUDA backend runs in the
 // interpret mode on the CPU (--device cuda works without a GPU).
 IGPT_PRINTF(1, 2) int run_igpt_interpret(const char *args_fmt, ...);
-// The same under `mpirun -np processes` (OpenMPI; as root too).
-IGPT_PRINTF(2, 3) int run_igpt_mpi(int processes, const char *args_fmt, ...);
+// The same under `mpirun -np processes` (OpenMPI; as root too), of binary
+// (NULL: ./igpt).
+IGPT_PRINTF(3, 4) int run_mpi(int processes, const char *binary, const char *args_fmt, ...);
 const char *cli_stdout(void);
 const char *cli_stderr(void);
 // True when `dir` holds no regular files (sub-folders are ignored).

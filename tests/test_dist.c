@@ -79,7 +79,7 @@ void test_dist_matches_one_process(void) {
         const char *flags, *name;
     } cases[] = {{2, "", "two"}, {3, "", "three"}, {2, "--zero", "two-zero"}, {3, "--zero", "three-zero"}};
     for (int i = 0; i < 4; i++) {
-        int status = run_igpt_mpi(cases[i].processes, "train --data %s --out %s --steps 20 %s " DP_MODEL, data,
+        int status = run_mpi(cases[i].processes, NULL, "train --data %s --out %s --steps 20 %s " DP_MODEL, data,
                                   test_path("%s", cases[i].name), cases[i].flags);
         CHECK(status == 0, "mpirun -np %d %s: status %d: %s", cases[i].processes, cases[i].flags, status, cli_stderr());
         if (status != 0) continue;
@@ -97,15 +97,15 @@ void test_dist_resume_with_another_process_count(void) {
     CHECK(run_igpt("train --data %s --out %s --steps 20 " DP_MODEL, data, test_path("one")) == 0, "one process: %s",
           cli_stderr());
     // 2 processes to step 10, then 3 to step 20; with ZeRO, 3 then 2.
-    CHECK(run_igpt_mpi(2, "train --data %s --out %s --steps 20 --stop-at 10 " DP_MODEL, data, test_path("moved")) == 0,
+    CHECK(run_mpi(2, NULL, "train --data %s --out %s --steps 20 --stop-at 10 " DP_MODEL, data, test_path("moved")) == 0,
           "first half on 2: %s", cli_stderr());
-    CHECK(run_igpt_mpi(3, "train --data %s --out %s --resume --quiet --threads 1", data, test_path("moved")) == 0,
+    CHECK(run_mpi(3, NULL, "train --data %s --out %s --resume --quiet --threads 1", data, test_path("moved")) == 0,
           "second half on 3: %s", cli_stderr());
     check_same_training(test_path("one"), test_path("moved"), "2 then 3 processes");
-    CHECK(run_igpt_mpi(3, "train --data %s --out %s --steps 20 --stop-at 10 --zero " DP_MODEL, data,
+    CHECK(run_mpi(3, NULL, "train --data %s --out %s --steps 20 --stop-at 10 --zero " DP_MODEL, data,
                        test_path("moved-zero")) == 0,
           "first half on 3 with ZeRO: %s", cli_stderr());
-    CHECK(run_igpt_mpi(2, "train --data %s --out %s --resume --zero --quiet --threads 1", data,
+    CHECK(run_mpi(2, NULL, "train --data %s --out %s --resume --zero --quiet --threads 1", data,
                        test_path("moved-zero")) == 0,
           "second half on 2 with ZeRO: %s", cli_stderr());
     check_same_training(test_path("one"), test_path("moved-zero"), "3 then 2 processes with ZeRO");
@@ -114,10 +114,10 @@ void test_dist_resume_with_another_process_count(void) {
 
 void test_dist_errors_end_the_job(void) {
     char *data = small_prepared_data();
-    int status = run_igpt_mpi(4, "train --data %s --out %s --steps 5 " DP_MODEL, data, test_path("r"));
+    int status = run_mpi(4, NULL, "train --data %s --out %s --steps 5 " DP_MODEL, data, test_path("r"));
     CHECK(status != 0 && strstr(cli_stderr(), "must be a multiple of the 4 processes"),
           "a batch of 6 over 4 processes is refused: %d %s", status, cli_stderr());
-    status = run_igpt_mpi(2, "train --data %s --out %s --resume --quiet", data, test_path("nothing"));
+    status = run_mpi(2, NULL, "train --data %s --out %s --resume --quiet", data, test_path("nothing"));
     CHECK(status != 0 && strstr(cli_stderr(), "igpt: error: rank ") && strstr(cli_stderr(), "holds no checkpoint"),
           "an error names its rank and ends the job: %d %s", status, cli_stderr());
     free(data);
@@ -166,4 +166,23 @@ void test_dist_killed_rank_ends_the_job(void) {
     CHECK(done == launcher, "the job ended within 60 s of a rank's death (it hung)");
     CHECK(done != launcher || !WIFEXITED(status) || WEXITSTATUS(status) != 0, "the job ended with an error status");
     free(out), free(log), free(data);
+}
+
+// The CUDA backend's data-parallel path (gradient sums started from inside
+// its backward pass, per layer), run by build/interp/igpt whose "GPU" is the
+// interpret mode and whose sums go over MPI: 2 processes train as one does.
+// (On a GPU the same path uses NCCL: scripts/gpu_check.sh.)
+void test_dist_cuda_backend_through_the_interpreter(void) {
+    char *data = small_prepared_data();
+#define GPU_DP "--device cuda --precision fp32 --d-model 32 --n-layer 2 --n-head 2 --batch 6 --threads 1 --eval-every 10 --eval-images 8 --quiet"
+    CHECK(run_igpt_interpret("train --data %s --out %s --steps 20 " GPU_DP, data, test_path("one")) == 0,
+          "one process: %s", cli_stderr());
+    CHECK(run_mpi(2, "./build/interp/igpt", "train --data %s --out %s --steps 20 " GPU_DP, data, test_path("two")) == 0,
+          "2 processes: %s", cli_stderr());
+    check_same_training(test_path("one"), test_path("two"), "CUDA backend, 2 processes");
+    CHECK(run_mpi(1, "./build/interp/igpt", "train --data %s --out %s --steps 20 " GPU_DP, data, test_path("mpi1")) == 0,
+          "1 process under mpirun (the collectives path): %s", cli_stderr());
+    check_same_training(test_path("one"), test_path("mpi1"), "CUDA backend, mpirun -np 1");
+#undef GPU_DP
+    free(data);
 }

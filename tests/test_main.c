@@ -79,6 +79,7 @@
     X(test_dist_resume_with_another_process_count) \
     X(test_dist_errors_end_the_job)           \
     X(test_dist_killed_rank_ends_the_job)     \
+    X(test_dist_cuda_backend_through_the_interpreter) \
     X(test_plot_draws_expected_series)
 
 #define DECLARE(name) void name(void);
@@ -161,9 +162,11 @@ static int run_binary(const char *binary, const char *args) {
     } while (0)
 
 int run_igpt(const char *args_fmt, ...) { RUN_FORMATTED(igpt_binary); }
-int run_igpt_mpi(int processes, const char *args_fmt, ...) {
+int run_igpt_interpret(const char *args_fmt, ...) { RUN_FORMATTED("./build/interp/igpt"); }
+
+int run_mpi(int processes, const char *binary, const char *args_fmt, ...) {
     char *launcher = xasprintf("mpirun --allow-run-as-root --oversubscribe --bind-to none -np %d %s", processes,
-                               igpt_binary);
+                               binary ? binary : igpt_binary);
     char args[4096];
     va_list ap;
     va_start(ap, args_fmt);
@@ -173,7 +176,6 @@ int run_igpt_mpi(int processes, const char *args_fmt, ...) {
     free(launcher);
     return status;
 }
-int run_igpt_interpret(const char *args_fmt, ...) { RUN_FORMATTED("./build/interp/igpt"); }
 
 const char *cli_stdout(void) { return captured_out ? captured_out : ""; }
 const char *cli_stderr(void) { return captured_err ? captured_err : ""; }
