@@ -65,6 +65,31 @@ end_to_end() {
 }
 check "end to end: train on the GPU, resume on the CPU, probe on the GPU" end_to_end
 
+nccl_one_process() {  # the data-parallel NCCL path with N = 1 must match the plain path
+    local dir
+    dir=$(mktemp -d)
+    ./igpt synth --out "$dir/syn" --train-per-class 20 --test-per-class 2 >/dev/null &&
+        ./igpt prepare --images "$dir/syn" --out "$dir/data" --resolution 16 --colors 64 --val 20 --quiet --no-preview &&
+        ./igpt train --device cuda --precision fp32 --data "$dir/data" --out "$dir/plain" --steps 20 --batch 8 --quiet &&
+        mpirun --allow-run-as-root -np 1 ./igpt train --device cuda --precision fp32 --data "$dir/data" \
+            --out "$dir/nccl" --steps 20 --batch 8 --quiet &&
+        python3 - "$dir/plain/log.jsonl" "$dir/nccl/log.jsonl" <<'PY'
+import json, sys
+a, b = ([json.loads(l)["loss"] for l in open(p) if '"loss"' in l] for p in sys.argv[1:])
+worst = max(abs(x - y) / x for x, y in zip(a, b))
+print(f"NCCL path (mpirun -np 1) vs plain: {len(a)} steps, worst loss difference {worst:.2e}")
+sys.exit(0 if len(a) == len(b) == 20 and worst <= 1e-5 else 1)
+PY
+    local status=$?
+    rm -rf "$dir"
+    return $status
+}
+if command -v mpirun >/dev/null; then
+    check "data parallel: the NCCL path with one process matches the plain path" nccl_one_process
+else
+    summary+=("SKIP  NCCL path with mpirun -np 1 (no mpirun on this machine)")
+fi
+
 check "benchmark (scripts/bench_gpu.sh)" bash scripts/bench_gpu.sh
 check "probe feature extraction on the GPU (s, 32x32)" ./igpt bench --mode features --device cuda --config s --side 32 \
     --batch 64 --steps 5 --warmup-steps 1
