@@ -7,6 +7,7 @@
 //                mode only; in fp32 mode the master weights are read directly)
 //   activations: as the CPU's Activations (in T; means, rstd, lse, losses fp32)
 //   scratch:     backward gradients of activations, reduction scratch, tokens
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -60,6 +61,13 @@ struct GpuModel {
     cudaStream_t stream;
     void (*layer_hook)(void *ctx, int layer);
     void *layer_hook_ctx;
+    // ZeRO-1 (gpu_model_enable_zero): this rank's pieces of every layer; the
+    // master weights and Adam moments of its pieces only, packed.
+    bool zero;
+    int rank, world;
+    std::vector<size_t> range_begin, range_end, piece_begin, piece_end, piece_offset;
+    size_t owned;
+    float *zero_master, *zero_m, *zero_v;
 };
 
 // --- Memory plan -----------------------------------------------------------------------
@@ -229,6 +237,7 @@ extern "C" GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, Gpu
 
 extern "C" void gpu_model_free(GpuModel *m) {
     if (!m) return;
+    if (m->zero) cudaFree(m->zero_master), cudaFree(m->zero_m), cudaFree(m->zero_v);
     cudaFree(m->state_memory);
     cudaFree(m->act_memory);
     cudaStreamDestroy(m->stream);
@@ -556,3 +565,132 @@ extern "C" void gpu_model_sum_wait(GpuModel *m) {
     (void)m;
 }
 #endif
+
+// --- ZeRO-1 ----------------------------------------------------------------------------------
+
+// Piece of [0, n) that rank r owns (as dist_piece).
+static void piece_of(size_t n, int r, int world, size_t *b, size_t *e) {
+    *b = n * (size_t)r / (size_t)world;
+    *e = n * (size_t)(r + 1) / (size_t)world;
+}
+
+extern "C" void gpu_model_enable_zero(GpuModel *m, int rank, int world) {
+    const int L = m->cfg.n_layer, ranges = L + 2;
+    m->zero = true;
+    m->rank = rank;
+    m->world = world;
+    m->range_begin.resize((size_t)ranges), m->range_end.resize((size_t)ranges);
+    m->piece_begin.resize((size_t)ranges), m->piece_end.resize((size_t)ranges), m->piece_offset.resize((size_t)ranges);
+    m->owned = 0;
+    for (int l = -1; l <= L; l++) {
+        const size_t i = (size_t)(l + 1);
+        layer_param_range(&m->cfg, l, &m->range_begin[i], &m->range_end[i]);
+        size_t b, e;
+        piece_of(m->range_end[i] - m->range_begin[i], rank, world, &b, &e);
+        m->piece_begin[i] = m->range_begin[i] + b, m->piece_end[i] = m->range_begin[i] + e;
+        m->piece_offset[i] = m->owned;
+        m->owned += e - b;
+    }
+    CUDA_CHECK(cudaMalloc(&m->zero_master, (m->owned + 1) * sizeof(float)));
+    CUDA_CHECK(cudaMalloc(&m->zero_m, (m->owned + 1) * sizeof(float)));
+    CUDA_CHECK(cudaMalloc(&m->zero_v, (m->owned + 1) * sizeof(float)));
+    // The full fp32 moments and (in bf16 mode) master weights are not needed any
+    // more; the full buffers stay allocated as the gradient staging area.
+}
+
+// Copies this rank's pieces between a full buffer and a packed one.
+static void copy_pieces(const GpuModel *m, float *packed, const float *full, bool to_packed, cudaMemcpyKind kind) {
+    for (size_t i = 0; i < m->piece_begin.size(); i++) {
+        const size_t n = m->piece_end[i] - m->piece_begin[i];
+        if (!n) continue;
+        if (to_packed)
+            CUDA_CHECK(cudaMemcpy(packed + m->piece_offset[i], full + m->piece_begin[i], n * sizeof(float), kind));
+        else
+            CUDA_CHECK(cudaMemcpy(const_cast<float *>(full) + m->piece_begin[i], packed + m->piece_offset[i],
+                                  n * sizeof(float), kind));
+    }
+}
+
+extern "C" void gpu_model_zero_set_state(GpuModel *m, const float *params, const float *adam_m, const float *adam_v) {
+    // Every rank holds the full weights the kernels read, and its pieces of the rest.
+    gpu_model_set_params(m, params);
+    copy_pieces(m, m->zero_master, params, true, cudaMemcpyHostToDevice);
+    if (adam_m) copy_pieces(m, m->zero_m, adam_m, true, cudaMemcpyHostToDevice);
+    else CUDA_CHECK(cudaMemset(m->zero_m, 0, (m->owned + 1) * sizeof(float)));
+    if (adam_v) copy_pieces(m, m->zero_v, adam_v, true, cudaMemcpyHostToDevice);
+    else CUDA_CHECK(cudaMemset(m->zero_v, 0, (m->owned + 1) * sizeof(float)));
+}
+
+extern "C" void gpu_model_zero_get_pieces(const GpuModel *m, float *params, float *adam_m, float *adam_v) {
+    copy_pieces(m, m->zero_master, params, false, cudaMemcpyDeviceToHost);
+    copy_pieces(m, m->zero_m, adam_m, false, cudaMemcpyDeviceToHost);
+    copy_pieces(m, m->zero_v, adam_v, false, cudaMemcpyDeviceToHost);
+}
+
+// Sums the gradients over ranks, leaving each rank the sums of its pieces;
+// returns the sum of squares of its pieces.
+extern "C" double gpu_model_zero_reduce_scatter(GpuModel *m) {
+    double squares = 0.0;
+#ifndef IGPT_INTERPRET
+    CUDA_CHECK(cudaStreamSynchronize(m->stream));
+    nccl_check(ncclGroupStart(), "ncclGroupStart");
+    for (size_t i = 0; i < m->range_begin.size(); i++)
+        for (int r = 0; r < m->world; r++) {
+            size_t b, e;
+            piece_of(m->range_end[i] - m->range_begin[i], r, m->world, &b, &e);
+            float *piece = m->grads + m->range_begin[i] + b;
+            nccl_check(ncclReduce(piece, piece, e - b, ncclFloat, ncclSum, r, nccl_comm, comm_stream), "ncclReduce");
+        }
+    nccl_check(ncclGroupEnd(), "ncclGroupEnd");
+    gpu_model_sum_wait(m);
+#else
+    for (size_t i = 0; i < m->range_begin.size(); i++)
+        dist_reduce_scatter(m->grads + m->range_begin[i], m->range_end[i] - m->range_begin[i]);
+#endif
+    for (size_t i = 0; i < m->piece_begin.size(); i++)
+        if (m->piece_end[i] > m->piece_begin[i])
+            squares += gpu_sum_squares(m->grads + m->piece_begin[i], m->piece_end[i] - m->piece_begin[i],
+                                       m->sum_scratch, m->stream);
+    return squares;
+}
+
+// AdamW on this rank's pieces (master weights, moments and the weights the
+// kernels read), then every rank's pieces of those weights to every rank.
+extern "C" void gpu_model_zero_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float grad_scale) {
+    const AdamWScalars s = adamw_scalars(oc, step);
+    const bool bf = m->precision == GPU_BF16;
+    for (size_t i = 0; i < m->piece_begin.size(); i++)
+        for (const TensorInfo &t : m->tensors) {
+            const size_t b = std::max(m->piece_begin[i], t.offset), e = std::min(m->piece_end[i], t.offset + t.count);
+            if (b >= e) continue;
+            const size_t packed = m->piece_offset[i] + (b - m->piece_begin[i]);
+            const float decay = t.decay ? s.decay_factor : 1.0f;
+            if (bf)
+                gpu_adamw<bf16>(m->zero_master + packed, static_cast<bf16 *>(m->params_t) + b, m->grads + b,
+                                m->zero_m + packed, m->zero_v + packed, e - b, grad_scale, s.beta1, s.beta2, s.eps,
+                                s.step_size, s.inv_sqrt_bc2, decay, m->stream);
+            else
+                gpu_adamw<float>(m->zero_master + packed, static_cast<float *>(m->params_t) + b, m->grads + b,
+                                 m->zero_m + packed, m->zero_v + packed, e - b, grad_scale, s.beta1, s.beta2, s.eps,
+                                 s.step_size, s.inv_sqrt_bc2, decay, m->stream);
+        }
+    CUDA_CHECK(cudaStreamSynchronize(m->stream));
+    const size_t elem = bf ? sizeof(bf16) : sizeof(float);
+#ifndef IGPT_INTERPRET
+    nccl_check(ncclGroupStart(), "ncclGroupStart");
+    for (size_t i = 0; i < m->range_begin.size(); i++)
+        for (int r = 0; r < m->world; r++) {
+            size_t b, e;
+            piece_of(m->range_end[i] - m->range_begin[i], r, m->world, &b, &e);
+            char *piece = static_cast<char *>(m->params_t) + (m->range_begin[i] + b) * elem;
+            nccl_check(ncclBroadcast(piece, piece, e - b, bf ? ncclBfloat16 : ncclFloat, r, nccl_comm, comm_stream),
+                       "ncclBroadcast");
+        }
+    nccl_check(ncclGroupEnd(), "ncclGroupEnd");
+    gpu_model_sum_wait(m);
+#else
+    for (size_t i = 0; i < m->range_begin.size(); i++)
+        dist_all_gather_elements(static_cast<char *>(m->params_t) + m->range_begin[i] * elem,
+                                 m->range_end[i] - m->range_begin[i], elem);
+#endif
+}

@@ -2,7 +2,8 @@
 // holds the whole model, computes gradients on its share of each global
 // batch, and the gradients are summed across ranks; optionally (ZeRO-1) the
 // Adam state is split so that each rank owns and updates 1/world of every
-// layer. With one process this is the plain backend, step for step.
+// layer (CPU: the Adam moments; GPU: the moments and the fp32 master weights).
+// With one process this is the plain backend, step for step.
 #ifndef IGPT_DATA_PARALLEL_H
 #define IGPT_DATA_PARALLEL_H
 
@@ -20,6 +21,7 @@ typedef struct {
                                                      // its moments start in m and v
     float *m, *v;                 // ZeRO: this rank's Adam moments only
     float *full_m, *full_v;       // ZeRO: staging for checkpoints
+    float *full_params;           // ZeRO on a GPU: the master weights gathered for checkpoints
     bool collectives;             // launched by mpirun/srun: gradients summed over ranks (MPI / NCCL)
     bool overlap;                 // the backward pass in flight starts the gradient sums per layer
 } DataParallel;

@@ -44,5 +44,7 @@ void dist_piece(size_t n, int rank, size_t *begin, size_t *end);
 void dist_reduce_scatter(float *buf, size_t n);
 // Every rank's piece of buf to every rank (in place).
 void dist_all_gather(float *buf, size_t n);
+// The same for n elements of element_bytes each (e.g. bf16 weights).
+void dist_all_gather_elements(void *buf, size_t n, size_t element_bytes);
 
 #endif

@@ -84,6 +84,18 @@ void gpu_model_sum_start(GpuModel *m, size_t offset, size_t n);
 // seconds, default 600) ends the job with a message.
 void gpu_model_sum_wait(GpuModel *m);
 
+// ZeRO-1 across `world` ranks: this rank keeps the fp32 master weights and
+// Adam moments of its pieces of every layer only (1/world of each); the
+// weights the kernels read stay whole on every rank.
+void gpu_model_enable_zero(GpuModel *m, int rank, int world);
+// Full host buffers in (m, v NULL: zeros); this rank's pieces out (into full-size host buffers).
+void gpu_model_zero_set_state(GpuModel *m, const float *params, const float *adam_m, const float *adam_v);
+void gpu_model_zero_get_pieces(const GpuModel *m, float *params, float *adam_m, float *adam_v);
+// Reduce-scatters the gradients; returns the sum of squares of this rank's pieces.
+double gpu_model_zero_reduce_scatter(GpuModel *m);
+// AdamW on this rank's pieces, then the updated weights to every rank.
+void gpu_model_zero_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float grad_scale);
+
 // Milliseconds per call of the attention forward and backward kernels (bf16)
 // on batch_heads heads of T x head_size, causal (after one warm-up call).
 void gpu_time_attention(int batch_heads, int T, int head_size, int iterations, double *forward_ms,

@@ -63,8 +63,8 @@ void backend_plan(const BackendOptions *opt, const ModelConfig *cfg, int max_bat
     const int threads = opt->threads;
     char state_text[32], act_text[32], free_text[32];
     if (device == DEVICE_CPU) {
-        snprintf(out, cap, "CPU fp32, %d threads; memory %s parameters + gradients + Adam state, %s activations",
-                 threads, format_bytes((double)param_count(cfg) * 16, state_text, sizeof state_text),
+        snprintf(out, cap, "CPU fp32, %d thread%s; memory %s parameters + gradients + Adam state, %s activations",
+                 threads, threads == 1 ? "" : "s", format_bytes((double)param_count(cfg) * 16, state_text, sizeof state_text),
                  format_bytes((double)model_activation_bytes(cfg, max_batch, threads), act_text, sizeof act_text));
         return;
     }

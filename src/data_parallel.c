@@ -34,23 +34,28 @@ void dp_init(DataParallel *dp, Backend *model, bool zero) {
         dp->piece_offset[i] = owned;
         owned += pe - pb;
     }
-    if (zero) {
-        if (model->device != DEVICE_CPU) die("--zero is implemented for the CPU backend only so far (GPUs: next)");
+    if (zero && model->device == DEVICE_CPU) {
         dp->m = xcalloc(owned ? owned : 1, sizeof(float));
         dp->v = xcalloc(owned ? owned : 1, sizeof(float));
+    } else if (zero) {
+        gpu_model_enable_zero(model->gpu, d->rank, d->world);
     }
 }
 
 void dp_free(DataParallel *dp) {
     if (dp->collectives && dp->model->device == DEVICE_CUDA) gpu_collectives_finalize();
     free(dp->begin), free(dp->end), free(dp->piece_begin), free(dp->piece_end), free(dp->piece_offset);
-    free(dp->m), free(dp->v), free(dp->full_m), free(dp->full_v);
+    free(dp->m), free(dp->v), free(dp->full_m), free(dp->full_v), free(dp->full_params);
     memset(dp, 0, sizeof *dp);
 }
 
 void dp_set_state(DataParallel *dp, const float *params, const float *adam_m, const float *adam_v) {
     if (!dp->zero) {
         backend_set_state(dp->model, params, adam_m, adam_v);
+        return;
+    }
+    if (dp->model->device == DEVICE_CUDA) {
+        gpu_model_zero_set_state(dp->model->gpu, params, adam_m, adam_v);
         return;
     }
     backend_set_state(dp->model, params, NULL, NULL);
@@ -65,9 +70,23 @@ void dp_set_state(DataParallel *dp, const float *params, const float *adam_m, co
 }
 
 void dp_get_state(DataParallel *dp, const float **params, const float **adam_m, const float **adam_v) {
+    const size_t P = dp->model->num_params;
+    if (dp->zero && dp->model->device == DEVICE_CUDA) {
+        // Each rank's pieces of the master weights and moments, gathered on the host.
+        if (!dp->full_m)
+            dp->full_m = xmalloc(P * sizeof(float)), dp->full_v = xmalloc(P * sizeof(float)),
+            dp->full_params = xmalloc(P * sizeof(float));
+        gpu_model_zero_get_pieces(dp->model->gpu, dp->full_params, dp->full_m, dp->full_v);
+        for (int i = 0; i < dp->ranges; i++) {
+            dist_all_gather(dp->full_params + dp->begin[i], dp->end[i] - dp->begin[i]);
+            dist_all_gather(dp->full_m + dp->begin[i], dp->end[i] - dp->begin[i]);
+            dist_all_gather(dp->full_v + dp->begin[i], dp->end[i] - dp->begin[i]);
+        }
+        *params = dp->full_params, *adam_m = dp->full_m, *adam_v = dp->full_v;
+        return;
+    }
     backend_get_state(dp->model, params, adam_m, adam_v);
     if (!dp->zero) return;
-    const size_t P = dp->model->num_params;
     if (!dp->full_m) dp->full_m = xmalloc(P * sizeof(float)), dp->full_v = xmalloc(P * sizeof(float));
     for (int i = 0; i < dp->ranges; i++) {
         const size_t n = dp->piece_end[i] - dp->piece_begin[i];
@@ -100,6 +119,7 @@ double dp_finish_gradients(DataParallel *dp) {
         return backend_grad_norm(dp->model);
     }
     // ZeRO: each rank keeps the summed gradients of its pieces only.
+    if (dp->model->device == DEVICE_CUDA) return sqrt(dist_sum_double(gpu_model_zero_reduce_scatter(dp->model->gpu)));
     float *grads = backend_grads(dp->model);
     double squares = 0.0;
     for (int i = 0; i < dp->ranges; i++) {
@@ -112,6 +132,10 @@ double dp_finish_gradients(DataParallel *dp) {
 void dp_adamw(DataParallel *dp, const OptimConfig *oc, int64_t step, float grad_scale) {
     if (!dp->zero) {
         backend_adamw(dp->model, oc, step, grad_scale);
+        return;
+    }
+    if (dp->model->device == DEVICE_CUDA) {
+        gpu_model_zero_adamw(dp->model->gpu, oc, step, grad_scale);
         return;
     }
     // Each rank updates its pieces, then every rank gets every piece.

@@ -172,15 +172,21 @@ void dist_reduce_scatter(float *buf, size_t n) {
 #endif
 }
 
-void dist_all_gather(float *buf, size_t n) {
+void dist_all_gather(float *buf, size_t n) { dist_all_gather_elements(buf, n, sizeof(float)); }
+
+void dist_all_gather_elements(void *buf, size_t n, size_t element_bytes) {
     if (job.world == 1) return;
 #ifdef IGPT_MPI
     int *counts = xmalloc((size_t)job.world * sizeof(int)), *displs = xmalloc((size_t)job.world * sizeof(int));
     piece_layout(n, counts, displs);
-    mpi_check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, MPI_COMM_WORLD),
+    MPI_Datatype element;
+    MPI_Type_contiguous((int)element_bytes, MPI_BYTE, &element);
+    MPI_Type_commit(&element);
+    mpi_check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, element, MPI_COMM_WORLD),
               "all-gather");
+    MPI_Type_free(&element);
     free(counts), free(displs);
 #else
-    (void)buf, (void)n;
+    (void)buf, (void)n, (void)element_bytes;
 #endif
 }

@@ -51,3 +51,17 @@ void gpu_collectives_init(int rank, int world) { (void)rank, (void)world; UNAVAI
 void gpu_collectives_finalize(void) {}
 void gpu_model_sum_start(GpuModel *m, size_t offset, size_t n) { (void)m, (void)offset, (void)n; UNAVAILABLE; }
 void gpu_model_sum_wait(GpuModel *m) { (void)m; UNAVAILABLE; }
+void gpu_model_enable_zero(GpuModel *m, int rank, int world) { (void)m, (void)rank, (void)world; UNAVAILABLE; }
+void gpu_model_zero_set_state(GpuModel *m, const float *p, const float *a, const float *v) {
+    (void)m, (void)p, (void)a, (void)v;
+    UNAVAILABLE;
+}
+void gpu_model_zero_get_pieces(const GpuModel *m, float *p, float *a, float *v) {
+    (void)m, (void)p, (void)a, (void)v;
+    UNAVAILABLE;
+}
+double gpu_model_zero_reduce_scatter(GpuModel *m) { (void)m; UNAVAILABLE; }
+void gpu_model_zero_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float scale) {
+    (void)m, (void)oc, (void)step, (void)scale;
+    UNAVAILABLE;
+}

@@ -169,8 +169,9 @@ void test_dist_killed_rank_ends_the_job(void) {
 }
 
 // The CUDA backend's data-parallel path (gradient sums started from inside
-// its backward pass, per layer), run by build/interp/igpt whose "GPU" is the
-// interpret mode and whose sums go over MPI: 2 processes train as one does.
+// its backward pass, per layer; ZeRO-1 with split master weights), run by
+// build/interp/igpt whose "GPU" is the interpret mode and whose collectives go
+// over MPI: 2 and 3 processes train as one does.
 // (On a GPU the same path uses NCCL: scripts/gpu_check.sh.)
 void test_dist_cuda_backend_through_the_interpreter(void) {
     char *data = small_prepared_data();
@@ -183,6 +184,15 @@ void test_dist_cuda_backend_through_the_interpreter(void) {
     CHECK(run_mpi(1, "./build/interp/igpt", "train --data %s --out %s --steps 20 " GPU_DP, data, test_path("mpi1")) == 0,
           "1 process under mpirun (the collectives path): %s", cli_stderr());
     check_same_training(test_path("one"), test_path("mpi1"), "CUDA backend, mpirun -np 1");
+    // ZeRO-1 on the GPU backend (master weights and moments split): 3 processes to step 10, then 2.
+    CHECK(run_mpi(3, "./build/interp/igpt", "train --data %s --out %s --steps 20 --stop-at 10 --zero " GPU_DP, data,
+                  test_path("zero")) == 0,
+          "ZeRO, 3 processes: %s", cli_stderr());
+    CHECK(run_mpi(2, "./build/interp/igpt",
+                  "train --data %s --out %s --resume --zero --precision fp32 --quiet --threads 1", data,
+                  test_path("zero")) == 0,
+          "ZeRO, resumed on 2: %s", cli_stderr());
+    check_same_training(test_path("one"), test_path("zero"), "CUDA backend with ZeRO, 3 then 2 processes");
 #undef GPU_DP
     free(data);
 }
