@@ -55,7 +55,19 @@ NVCC_FLAGS = -std=c++17 -O3 $(CUDA_ARCH) -Werror all-warnings -Xcompiler -Wall,-
              -Icuda -Iinclude -Itests/cuda -isystem $(BLAS_INC) $(if $(DEPS_PREFIX),-isystem $(DEPS_PREFIX)/usr/include) \
              -MMD -MP
 GPU_OBJ = $(CUDA_SRC:cuda/%.cu=$(BUILD)/cuda/%.o)
-GPU_LIBS = -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublasLt -lnccl -lcudart -lstdc++
+# NCCL: in the CUDA folder, or NCCL_HOME (e.g. pip's nvidia/nccl); without it
+# the build has no multi-GPU path (--device cuda under mpirun says so).
+NCCL_HOME ?= $(CUDA_HOME)
+ifneq ($(wildcard $(NCCL_HOME)/include/nccl.h),)
+NCCL_FLAGS = -isystem $(NCCL_HOME)/include
+NCCL_LIBS = -L$(NCCL_HOME)/lib -L$(NCCL_HOME)/lib64 -Wl,-rpath,$(NCCL_HOME)/lib -Wl,-rpath,$(NCCL_HOME)/lib64 \
+            -l:libnccl.so.2
+else
+NCCL_FLAGS = -DIGPT_NO_NCCL
+NCCL_LIBS =
+endif
+NVCC_FLAGS += $(NCCL_FLAGS)
+GPU_LIBS = -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublasLt $(NCCL_LIBS) -lcudart -lstdc++
 GPU_TEST_OBJ = $(CUDA_TEST_SRC:tests/cuda/%.cu=$(BUILD)/cuda/tests/%.o)
 else
 GPU_OBJ = $(BUILD)/gpu_stub.o

@@ -19,7 +19,7 @@ extern "C" {
 #include "util.h"
 }
 
-#ifndef IGPT_INTERPRET
+#if !defined(IGPT_INTERPRET) && !defined(IGPT_NO_NCCL)
 #include <nccl.h>
 #include <unistd.h>
 
@@ -489,7 +489,19 @@ extern "C" void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step
 
 // --- Several processes -------------------------------------------------------------------
 
-#ifdef IGPT_INTERPRET
+#if defined(IGPT_NO_NCCL) && !defined(IGPT_INTERPRET)
+extern "C" void gpu_use_device(int local_rank) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) return;
+    CUDA_CHECK(cudaSetDevice(local_rank % count));
+}
+extern "C" void gpu_collectives_init(int, int) {
+    die("this ./igpt was built without NCCL (make found no nccl.h; set NCCL_HOME): it cannot train on several GPUs");
+}
+extern "C" void gpu_collectives_finalize(void) {}
+extern "C" void gpu_model_sum_start(GpuModel *, size_t, size_t) { die("internal: no NCCL in this build"); }
+extern "C" void gpu_model_sum_wait(GpuModel *) {}
+#elif defined(IGPT_INTERPRET)
 extern "C" void gpu_use_device(int) {}
 extern "C" void gpu_collectives_init(int, int) {}
 extern "C" void gpu_collectives_finalize(void) {}
@@ -631,7 +643,9 @@ extern "C" void gpu_model_zero_get_pieces(const GpuModel *m, float *params, floa
 // returns the sum of squares of its pieces.
 extern "C" double gpu_model_zero_reduce_scatter(GpuModel *m) {
     double squares = 0.0;
-#ifndef IGPT_INTERPRET
+#if defined(IGPT_NO_NCCL) && !defined(IGPT_INTERPRET)
+    die("internal: no NCCL in this build");
+#elif !defined(IGPT_INTERPRET)
     CUDA_CHECK(cudaStreamSynchronize(m->stream));
     nccl_check(ncclGroupStart(), "ncclGroupStart");
     for (size_t i = 0; i < m->range_begin.size(); i++)
@@ -676,7 +690,10 @@ extern "C" void gpu_model_zero_adamw(GpuModel *m, const OptimConfig *oc, int64_t
         }
     CUDA_CHECK(cudaStreamSynchronize(m->stream));
     const size_t elem = bf ? sizeof(bf16) : sizeof(float);
-#ifndef IGPT_INTERPRET
+#if defined(IGPT_NO_NCCL) && !defined(IGPT_INTERPRET)
+    (void)elem;
+    die("internal: no NCCL in this build");
+#elif !defined(IGPT_INTERPRET)
     nccl_check(ncclGroupStart(), "ncclGroupStart");
     for (size_t i = 0; i < m->range_begin.size(); i++)
         for (int r = 0; r < m->world; r++) {

@@ -31,6 +31,13 @@ if ! echo '#include <lbfgs.h>' | cc -E - >/dev/null 2>&1 && [ -d build/gpu-deps/
     make_args+=(DEPS_PREFIX="$PWD/build/gpu-deps/root")
     echo "gpu_check: building against build/gpu-deps (the system has no liblbfgs)"
 fi
+# NCCL: the CUDA folder's, or the one PyTorch's wheels bring.
+cuda_home=$(dirname "$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")")
+if [ ! -f "$cuda_home/include/nccl.h" ]; then
+    nccl_home=$(python3 -c 'import nvidia.nccl, os; print(list(nvidia.nccl.__path__)[0])' 2>/dev/null)
+    [ -n "$nccl_home" ] && [ -f "$nccl_home/include/nccl.h" ] && make_args+=(NCCL_HOME="$nccl_home") &&
+        echo "gpu_check: NCCL from $nccl_home"
+fi
 check "build: nvcc for sm_80 and sm_90, warnings as errors" make "${make_args[@]}" igpt build/cuda/igpt_cuda_tests
 [ -x build/cuda/igpt_cuda_tests ] || { printf '%s\n' "${summary[@]}"; exit 1; }
 
