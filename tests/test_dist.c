@@ -132,7 +132,8 @@ void test_dist_killed_rank_ends_the_job(void) {
         FILE *f = freopen(log, "w", stdout);
         (void)f;
         dup2(1, 2);
-        execlp("mpirun", "mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2", "./igpt",
+        execlp("mpirun", "mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "--mca",
+               "btl_vader_single_copy_mechanism", "none", "-np", "2", "./igpt",
                "train", "--data", data, "--out", out, "--steps", "100000", "--device", "cpu", "--d-model", "32",
                "--n-layer", "2", "--n-head", "2", "--batch", "6", "--threads", "1", "--quiet", (char *)NULL);
         _exit(127);

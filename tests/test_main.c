@@ -165,8 +165,10 @@ int run_igpt(const char *args_fmt, ...) { RUN_FORMATTED(igpt_binary); }
 int run_igpt_interpret(const char *args_fmt, ...) { RUN_FORMATTED("./build/interp/igpt"); }
 
 int run_mpi(int processes, const char *binary, const char *args_fmt, ...) {
-    char *launcher = xasprintf("mpirun --allow-run-as-root --oversubscribe --bind-to none -np %d %s", processes,
-                               binary ? binary : igpt_binary);
+    // As root too; more ranks than cores; no cross-process memory mapping (containers often forbid it).
+    char *launcher = xasprintf("mpirun --allow-run-as-root --oversubscribe --bind-to none "
+                               "--mca btl_vader_single_copy_mechanism none -np %d %s",
+                               processes, binary ? binary : igpt_binary);
     char args[4096];
     va_list ap;
     va_start(ap, args_fmt);
