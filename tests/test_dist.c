@@ -123,50 +123,75 @@ void test_dist_errors_end_the_job(void) {
     free(data);
 }
 
-// Kills one rank mid-run: mpirun must end the whole job with an error, not hang.
-void test_dist_killed_rank_ends_the_job(void) {
-    char *data = small_prepared_data();
-    char *out = xstrdup(test_path("run")), *log = xstrdup(test_path("mpirun.out"));
+// Starts `mpirun -np 2 ./igpt train` on a long run, sends `sig` to one rank
+// once training is under way, and waits up to 60 s for the job to end.
+// Returns true if it ended (then *status is mpirun's wait status).
+static bool signal_one_rank(int sig, const char *data, const char *out, const char *log, int *status) {
     pid_t launcher = fork();
     if (launcher == 0) {  // mpirun itself, so that the ranks are its children
         FILE *f = freopen(log, "w", stdout);
         (void)f;
         dup2(1, 2);
         execlp("mpirun", "mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "--mca",
-               "btl_vader_single_copy_mechanism", "none", "-np", "2", "./igpt",
-               "train", "--data", data, "--out", out, "--steps", "100000", "--device", "cpu", "--d-model", "32",
-               "--n-layer", "2", "--n-head", "2", "--batch", "6", "--threads", "1", "--quiet", (char *)NULL);
+               "btl_vader_single_copy_mechanism", "none", "-np", "2", "./igpt", "train", "--data", data, "--out", out,
+               "--steps", "100000", "--device", "cpu", "--d-model", "32", "--n-layer", "2", "--n-head", "2",
+               "--batch", "6", "--threads", "1", "--quiet", (char *)NULL);
         _exit(127);
     }
-    // Wait for training to be under way, then kill -9 one of the ranks.
-    bool killed = false;
-    for (int i = 0; i < 300 && !killed; i++) {
+    bool sent = false;
+    for (int i = 0; i < 300 && !sent; i++) {
         usleep(100000);
         double losses[8];
         if (logged_losses(out, losses, 8) < 3) continue;
         char *find = xasprintf("pgrep -n -x igpt -P %d", (int)launcher);
         FILE *p = popen(find, "r");
         int victim = 0;
-        if (p && fscanf(p, "%d", &victim) == 1 && victim > 0) killed = kill(victim, SIGKILL) == 0;
+        if (p && fscanf(p, "%d", &victim) == 1 && victim > 0) sent = kill(victim, sig) == 0;
         if (p) pclose(p);
         free(find);
     }
-    CHECK(killed, "found and killed a rank");
-    int status = 0;
+    CHECK(sent, "found a rank and sent it signal %d", sig);
     pid_t done = 0;
-    for (int i = 0; i < 600 && done == 0; i++) {  // up to 60 s
-        done = waitpid(launcher, &status, WNOHANG);
+    for (int i = 0; i < 600 && done == 0; i++) {
+        done = waitpid(launcher, status, WNOHANG);
         if (done == 0) usleep(100000);
     }
     if (done == 0) {
         kill(launcher, SIGKILL);
-        waitpid(launcher, &status, 0);
+        waitpid(launcher, status, 0);
         if (system("pkill -9 -x igpt -P 1 2>/dev/null") != 0) {  // orphaned ranks, if any; none is fine
         }
     }
-    CHECK(done == launcher, "the job ended within 60 s of a rank's death (it hung)");
-    CHECK(done != launcher || !WIFEXITED(status) || WEXITSTATUS(status) != 0, "the job ended with an error status");
-    free(out), free(log), free(data);
+    return done == launcher;
+}
+
+// Kills one rank mid-run: mpirun must end the whole job with an error, not hang.
+void test_dist_killed_rank_ends_the_job(void) {
+    char *data = small_prepared_data();
+    int status = 0;
+    bool ended = signal_one_rank(SIGKILL, data, test_path("run"), test_path("mpirun.out"), &status);
+    CHECK(ended, "the job ended within 60 s of a rank's death (it hung)");
+    CHECK(!ended || !WIFEXITED(status) || WEXITSTATUS(status) != 0, "the job ended with an error status");
+    free(data);
+}
+
+// Ctrl-C (SIGINT) to one rank: every rank stops after the same step, rank 0
+// writes the checkpoint, and the job ends well; the run resumes.
+void test_dist_signal_to_one_rank_stops_all(void) {
+    char *data = small_prepared_data();
+    int status = 0;
+    bool ended = signal_one_rank(SIGINT, data, test_path("run"), test_path("mpirun.out"), &status);
+    char *out = (char *)read_whole_file(test_path("mpirun.out"), NULL);
+    CHECK(ended && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the job ended cleanly: %s", out ? out : "");
+    CHECK(out && strstr(out, "stopped by a signal after step"), "says where it stopped: %s", out ? out : "");
+    const char *at = out ? strstr(out, "after step ") : NULL;
+    long step = at ? strtol(at + 11, NULL, 10) : 0;
+    CHECK(step > 0 && file_size(test_path("run/checkpoint-%08ld.bin", step)) > 0, "checkpoint of step %ld written", step);
+    CHECK(run_mpi(2, NULL, "train --data %s --out %s --resume --steps %ld --quiet --threads 1", data, test_path("run"),
+                  step + 2) == 0,
+          "the run resumes on 2 processes: %s", cli_stderr());
+    free(out);
+    free(data);
 }
 
 // The CUDA backend's data-parallel path (gradient sums started from inside

@@ -79,6 +79,7 @@
     X(test_dist_resume_with_another_process_count) \
     X(test_dist_errors_end_the_job)           \
     X(test_dist_killed_rank_ends_the_job)     \
+    X(test_dist_signal_to_one_rank_stops_all) \
     X(test_dist_cuda_backend_through_the_interpreter) \
     X(test_plot_draws_expected_series)
 
