@@ -3,7 +3,8 @@
 # CPU model against PyTorch, `make bench-probe` the linear probes.
 #
 # ./igpt holds the CPU reference and, when nvcc is found, the CUDA backend
-# (cuda/*.cu for sm_80 and sm_90, warnings as errors). The CUDA sources are
+# (cuda/*.cu for sm_80 and sm_90, warnings as errors, with NCCL when found);
+# with mpicc found, MPI for multi-process training. The CUDA sources are
 # also always built as host C++ in the interpret mode (cuda/interpret.h), so
 # that `make test` runs the kernels on any CPU: build/interp/igpt_cuda_tests
 # and build/interp/igpt (./igpt whose "GPU" is the interpreter).
