@@ -245,8 +245,6 @@ extern "C" void gpu_model_free(GpuModel *m) {
     delete m;
 }
 
-extern "C" size_t gpu_model_num_params(const GpuModel *m) { return m->num_params; }
-
 extern "C" void gpu_model_set_params(GpuModel *m, const float *params) {
     CUDA_CHECK(cudaMemcpy(m->master, params, m->num_params * sizeof(float), cudaMemcpyHostToDevice));
     if (m->precision == GPU_BF16)
@@ -456,16 +454,6 @@ extern "C" void gpu_model_backward(GpuModel *m, const uint16_t *tokens, int batc
 extern "C" void gpu_model_features(GpuModel *m, int batch, float *out) {
     if (m->precision == GPU_BF16) features(m, m->b16, batch, out);
     else features(m, m->f32, batch, out);
-}
-
-extern "C" float *gpu_model_grads(GpuModel *m) { return m->grads; }
-
-extern "C" bool gpu_memory_is_host(void) {
-#ifdef IGPT_INTERPRET
-    return true;
-#else
-    return false;
-#endif
 }
 
 extern "C" void gpu_model_set_layer_hook(GpuModel *m, void (*hook)(void *ctx, int layer), void *ctx) {

@@ -50,7 +50,6 @@ thread_local size_t stack_bytes = 0;
 thread_local std::vector<unsigned char> shared_memory;
 Order scheduler_order = ORDER_FORWARD;
 uint64_t scheduler_seed = 1;
-uint64_t launches = 0;
 
 const char *op_name(WarpOp op) {
     static const char *const names[] = {"__syncwarp",    "__shfl_sync",   "__shfl_xor_sync", "__shfl_down_sync",
@@ -304,7 +303,6 @@ uint64_t warp_collective(CallSite site, WarpOp op, unsigned mask, uint64_t value
 
 void run_grid(const char *name, CallSite site, dim3 grid, dim3 block, size_t shared_bytes,
               const std::function<void()> &body) {
-    launches++;
     const unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
     const unsigned long long blocks = (unsigned long long)grid.x * grid.y * grid.z;
     if (threads == 0 || threads > 1024 || block.z > 64 || blocks == 0 || grid.y > 65535 || grid.z > 65535 ||
@@ -360,7 +358,6 @@ void interp_set_order(interp::Order order, uint64_t seed) {
     interp::scheduler_seed = seed;
 }
 
-uint64_t interp_kernel_launches(void) { return interp::launches; }
 
 // --- Runtime API -------------------------------------------------------------------
 

@@ -93,8 +93,6 @@ void run_grid(const char *name, CallSite site, dim3 grid, dim3 block, size_t sha
 // Order of threads within a block and of blocks within a grid, for every
 // following launch; seed for ORDER_RANDOM.
 void interp_set_order(interp::Order order, uint64_t seed);
-// Kernels launched so far (tests check that a path really ran).
-uint64_t interp_kernel_launches(void);
 
 #define threadIdx (::interp::current_coordinates->thread_idx)
 #define blockIdx (::interp::current_coordinates->block_idx)

@@ -53,11 +53,6 @@ void gpu_gelu_forward(T *out, const T *inp, size_t n, cudaStream_t stream);
 // dinp = dout * gelu'(inp); dinp may alias dout.
 template <typename T>
 void gpu_gelu_backward(T *dinp, const T *inp, const T *dout, size_t n, cudaStream_t stream);
-template <typename T>
-void gpu_residual_forward(T *out, const T *a, const T *b, size_t n, cudaStream_t stream);
-// dst += src
-template <typename T>
-void gpu_add_inplace(T *dst, const T *src, size_t n, cudaStream_t stream);
 template <typename Dst, typename Src>
 void gpu_cast(Dst *dst, const Src *src, size_t n, cudaStream_t stream);
 

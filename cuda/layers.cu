@@ -208,12 +208,6 @@ __global__ void gelu_backward_kernel(T *dinp, const T *inp, const T *dout, size_
     dinp[i] = from_float<T>(to_float(dout[i]) * (s + 1.702f * x * s * (1.0f - s)));
 }
 
-template <typename T>
-__global__ void residual_forward_kernel(T *out, const T *a, const T *b, size_t n) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) out[i] = from_float<T>(to_float(a[i]) + to_float(b[i]));
-}
-
 template <typename Dst, typename Src>
 __global__ void cast_kernel(Dst *dst, const Src *src, size_t n) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -227,14 +221,6 @@ void gpu_gelu_forward(T *out, const T *inp, size_t n, cudaStream_t stream) {
 template <typename T>
 void gpu_gelu_backward(T *dinp, const T *inp, const T *dout, size_t n, cudaStream_t stream) {
     LAUNCH(gelu_backward_kernel<T>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, dinp, inp, dout, n);
-}
-template <typename T>
-void gpu_residual_forward(T *out, const T *a, const T *b, size_t n, cudaStream_t stream) {
-    LAUNCH(residual_forward_kernel<T>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, out, a, b, n);
-}
-template <typename T>
-void gpu_add_inplace(T *dst, const T *src, size_t n, cudaStream_t stream) {
-    LAUNCH(residual_forward_kernel<T>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, dst, (const T *)dst, src, n);
 }
 template <typename Dst, typename Src>
 void gpu_cast(Dst *dst, const Src *src, size_t n, cudaStream_t stream) {
@@ -382,8 +368,6 @@ double gpu_sum_squares(const float *x, size_t n, double *scratch, cudaStream_t s
                                        const T *, int, int, float *, cudaStream_t);                                     \
     template void gpu_gelu_forward<T>(T *, const T *, size_t, cudaStream_t);                                            \
     template void gpu_gelu_backward<T>(T *, const T *, const T *, size_t, cudaStream_t);                                \
-    template void gpu_residual_forward<T>(T *, const T *, const T *, size_t, cudaStream_t);                             \
-    template void gpu_add_inplace<T>(T *, const T *, size_t, cudaStream_t);                                             \
     template void gpu_softmax_rows<T>(T *, const T *, int, int, cudaStream_t);                                          \
     template void gpu_softmax_crossentropy<T>(T *, float *, const uint16_t *, int, int, CrossEntropyOutput, float,     \
                                               cudaStream_t);                                                          \

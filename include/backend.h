@@ -24,7 +24,6 @@ typedef struct {
 
 typedef struct {
     DeviceKind device;
-    GpuPrecision precision;  // CUDA only
     ModelConfig cfg;
     size_t num_params;
     int threads;
@@ -52,14 +51,10 @@ void backend_set_state(Backend *b, const float *params, const float *adam_m, con
 // Host views of the parameters and Adam moments (valid until the next call
 // that changes them); on a GPU they are copied back first.
 void backend_get_state(Backend *b, const float **params, const float **adam_m, const float **adam_v);
-// Host view of the gradients (copied back from a GPU).
-const float *backend_get_grads(Backend *b);
 // Starts summing gradients [offset, offset + n) over the job's ranks (MPI on
 // the CPU, NCCL on GPUs), overlapping what runs next; backend_sum_wait ends them.
 void backend_sum_start(Backend *b, size_t offset, size_t n);
 void backend_sum_wait(Backend *b);
-// The gradient buffer where the backend keeps it (device memory on a GPU).
-float *backend_grads(Backend *b);
 // A function the backward pass calls as soon as each layer's gradients are
 // final (Model.on_layer_grads); NULL to stop.
 void backend_set_layer_hook(Backend *b, void (*hook)(void *ctx, int layer), void *ctx);

@@ -40,7 +40,6 @@ void gpu_memory_info(size_t *free_bytes, size_t *total_bytes);
 // the GPU has too little free memory.
 GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute);
 void gpu_model_free(GpuModel *m);
-size_t gpu_model_num_params(const GpuModel *m);
 
 // Host fp32 buffers in the layout of param_tensors.
 void gpu_model_set_params(GpuModel *m, const float *params);
@@ -60,10 +59,6 @@ void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float gra
 // As model_features, into a host buffer B x (L+1) x C.
 void gpu_model_features(GpuModel *m, int batch, float *features);
 
-// The gradient buffer (device memory; host memory in the interpret mode).
-float *gpu_model_grads(GpuModel *m);
-// Whether device pointers are host memory (the interpret mode).
-bool gpu_memory_is_host(void);
 // Called during backward for each layer (L .. -1) as soon as its gradient
 // kernels are queued (work queued after them by gpu_model_sum_start runs
 // after them).

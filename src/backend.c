@@ -36,7 +36,6 @@ void backend_create(Backend *b, const BackendOptions *opt, const ModelConfig *cf
     const int threads = opt->threads;
     memset(b, 0, sizeof *b);
     b->device = device;
-    b->precision = precision;
     b->cfg = *cfg;
     b->num_params = param_count(cfg);
     b->threads = threads;
@@ -106,12 +105,6 @@ void backend_get_state(Backend *b, const float **params, const float **adam_m, c
     *params = b->host_state, *adam_m = b->host_state + n, *adam_v = b->host_state + 2 * n;
 }
 
-const float *backend_get_grads(Backend *b) {
-    if (b->device == DEVICE_CPU) return b->cpu.grads;
-    gpu_model_get_grads(b->gpu, b->host_state);
-    return b->host_state;
-}
-
 void backend_sum_start(Backend *b, size_t offset, size_t n) {
     if (b->device == DEVICE_CPU) dist_sum_floats_start(b->cpu.grads + offset, n);
     else gpu_model_sum_start(b->gpu, offset, n);
@@ -121,8 +114,6 @@ void backend_sum_wait(Backend *b) {
     if (b->device == DEVICE_CPU) dist_wait_all();
     else gpu_model_sum_wait(b->gpu);
 }
-
-float *backend_grads(Backend *b) { return b->device == DEVICE_CPU ? b->cpu.grads : gpu_model_grads(b->gpu); }
 
 void backend_set_layer_hook(Backend *b, void (*hook)(void *ctx, int layer), void *ctx) {
     if (b->device == DEVICE_CPU) {

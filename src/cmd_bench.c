@@ -126,7 +126,7 @@ static void bench_model(const BenchArgs *a, int threads, bool train) {
     oc.total_steps = a->warmup + a->steps;
     oc.warmup_steps = 1;
     uint16_t *tokens = xmalloc((size_t)batch * cfg.seq_len * sizeof(uint16_t));
-    float *features = xmalloc((size_t)batch * (cfg.n_layer + 1) * cfg.d_model * sizeof(float));
+    float *features = train ? NULL : xmalloc((size_t)batch * (cfg.n_layer + 1) * cfg.d_model * sizeof(float));
     Rng rng;
     rng_init(&rng, 1, 0);
     for (int i = 0; i < batch * cfg.seq_len; i++) tokens[i] = (uint16_t)rng_below(&rng, (uint64_t)a->colors);

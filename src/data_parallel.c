@@ -120,7 +120,7 @@ double dp_finish_gradients(DataParallel *dp) {
     }
     // ZeRO: each rank keeps the summed gradients of its pieces only.
     if (dp->model->device == DEVICE_CUDA) return sqrt(dist_sum_double(gpu_model_zero_reduce_scatter(dp->model->gpu)));
-    float *grads = backend_grads(dp->model);
+    float *grads = dp->model->cpu.grads;
     double squares = 0.0;
     for (int i = 0; i < dp->ranges; i++) {
         dist_reduce_scatter(grads + dp->begin[i], dp->end[i] - dp->begin[i]);

@@ -21,7 +21,6 @@ GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision p
     UNAVAILABLE;
 }
 void gpu_model_free(GpuModel *m) { (void)m; }
-size_t gpu_model_num_params(const GpuModel *m) { (void)m; UNAVAILABLE; }
 void gpu_model_set_params(GpuModel *m, const float *p) { (void)m, (void)p; UNAVAILABLE; }
 void gpu_model_get_params(const GpuModel *m, float *p) { (void)m, (void)p; UNAVAILABLE; }
 void gpu_model_set_adam(GpuModel *m, const float *a, const float *v) { (void)m, (void)a, (void)v; UNAVAILABLE; }
@@ -40,8 +39,6 @@ void gpu_time_attention(int batch_heads, int T, int head_size, int iterations, d
     (void)batch_heads, (void)T, (void)head_size, (void)iterations, (void)forward_ms, (void)backward_ms;
     UNAVAILABLE;
 }
-float *gpu_model_grads(GpuModel *m) { (void)m; UNAVAILABLE; }
-bool gpu_memory_is_host(void) { return false; }
 void gpu_model_set_layer_hook(GpuModel *m, void (*hook)(void *ctx, int layer), void *ctx) {
     (void)m, (void)hook, (void)ctx;
     UNAVAILABLE;
