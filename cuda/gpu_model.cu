@@ -110,8 +110,28 @@ static size_t carve_activations(Net<T> *n, char *base, const ModelConfig *cfg, i
     return offset;
 }
 
-static size_t state_bytes_of(size_t P, GpuPrecision precision) {
-    return 4 * P * sizeof(float) + (precision == GPU_BF16 ? P * sizeof(bf16) : 0) + 5 * 256;
+// Floats of master weights (and of each Adam moment) this rank owns under
+// ZeRO-1: its piece of every layer (the pieces of dist_piece).
+static size_t zero_owned(const ModelConfig *cfg) {
+    const Dist *d = dist_get();
+    size_t owned = 0;
+    for (int l = -1; l <= cfg->n_layer; l++) {
+        size_t b, e, pb, pe;
+        layer_param_range(cfg, l, &b, &e);
+        dist_piece(e - b, d->rank, &pb, &pe);
+        owned += pe - pb;
+    }
+    return owned;
+}
+
+// Without ZeRO: fp32 master weights, gradients, m and v, plus the bf16 copy.
+// With ZeRO: the gradients and the weights the kernels read, whole, and the
+// packed master weights, m and v of this rank's pieces.
+static size_t state_bytes_of(const ModelConfig *cfg, GpuPrecision precision, bool zero) {
+    const size_t P = param_count(cfg), copy = precision == GPU_BF16 ? P * sizeof(bf16) : 0;
+    if (zero) return P * sizeof(float) + (copy ? copy : P * sizeof(float)) + 3 * (zero_owned(cfg) + 1) * sizeof(float) +
+                     5 * 256;
+    return 4 * P * sizeof(float) + copy + 5 * 256;
 }
 
 static size_t activation_bytes_of(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute) {
@@ -125,8 +145,8 @@ static size_t activation_bytes_of(const ModelConfig *cfg, int max_batch, GpuPrec
 }
 
 extern "C" void gpu_model_memory(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute,
-                                 size_t *state_bytes, size_t *activation_bytes) {
-    *state_bytes = state_bytes_of(param_count(cfg), precision);
+                                 bool zero, size_t *state_bytes, size_t *activation_bytes) {
+    *state_bytes = state_bytes_of(cfg, precision, zero);
     *activation_bytes = activation_bytes_of(cfg, max_batch, precision, recompute);
 }
 
@@ -179,7 +199,10 @@ static T *offset_ptr(void *base, const float *host_ptr, const float *host_base) 
     return host_ptr ? static_cast<T *>(base) + (host_ptr - host_base) : nullptr;
 }
 
-extern "C" GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute) {
+static void enable_zero(GpuModel *m);
+
+extern "C" GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute,
+                                      bool zero) {
     GpuModel *m = new GpuModel();
     m->cfg = *cfg;
     m->precision = precision;
@@ -192,26 +215,33 @@ extern "C" GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, Gpu
     const size_t P = m->num_params;
     size_t free_bytes = 0, total_bytes = 0;
     gpu_memory_info(&free_bytes, &total_bytes);
-    const size_t need = state_bytes_of(P, precision) + activation_bytes_of(cfg, max_batch, precision, recompute);
+    const size_t state_bytes = state_bytes_of(cfg, precision, zero);
+    const size_t need = state_bytes + activation_bytes_of(cfg, max_batch, precision, recompute);
     if (need > free_bytes) {
         char need_text[32], free_text[32], state_text[32];
         die("the model needs %s of GPU memory (%s of it parameters, gradients and Adam state) for micro-batches of "
             "%d images, but %s are free: use a smaller --micro-batch (gradients accumulate to the same --batch)%s, "
             "a smaller model, or a GPU with more memory",
             format_bytes((double)need, need_text, sizeof need_text),
-            format_bytes((double)state_bytes_of(P, precision), state_text, sizeof state_text), max_batch,
+            format_bytes((double)state_bytes, state_text, sizeof state_text), max_batch,
             format_bytes((double)free_bytes, free_text, sizeof free_text),
             recompute ? "" : ", or --recompute (keeps only each block's input and recomputes the rest in backward)");
     }
     CUDA_CHECK(cudaStreamCreate(&m->stream));
-    CUDA_CHECK(cudaMalloc(&m->state_memory, state_bytes_of(P, precision)));
+    CUDA_CHECK(cudaMalloc(&m->state_memory, state_bytes));
     const size_t pb = (P * sizeof(float) + 255) / 256 * 256;
     char *s = static_cast<char *>(m->state_memory);
-    m->master = reinterpret_cast<float *>(s);
-    m->grads = reinterpret_cast<float *>(s + pb);
-    m->adam_m = reinterpret_cast<float *>(s + 2 * pb);
-    m->adam_v = reinterpret_cast<float *>(s + 3 * pb);
-    m->params_t = precision == GPU_BF16 ? static_cast<void *>(s + 4 * pb) : static_cast<void *>(m->master);
+    m->grads = reinterpret_cast<float *>(s);
+    if (zero) {  // whole weights for the kernels; the rest packed (enable_zero)
+        m->params_t = s + pb;
+        m->master = precision == GPU_BF16 ? nullptr : static_cast<float *>(m->params_t);
+        m->adam_m = m->adam_v = nullptr;
+    } else {
+        m->master = reinterpret_cast<float *>(s + pb);
+        m->adam_m = reinterpret_cast<float *>(s + 2 * pb);
+        m->adam_v = reinterpret_cast<float *>(s + 3 * pb);
+        m->params_t = precision == GPU_BF16 ? static_cast<void *>(s + 4 * pb) : static_cast<void *>(m->master);
+    }
     CUDA_CHECK(cudaMalloc(&m->act_memory, activation_bytes_of(cfg, max_batch, precision, recompute)));
     char *a = static_cast<char *>(m->act_memory);
     const size_t net_bytes = precision == GPU_BF16
@@ -229,15 +259,18 @@ extern "C" GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, Gpu
     m->host_losses.resize(BT);
     m->host_offsets.resize((size_t)cfg->vocab_size + 1);
     m->host_rows.resize(BT);
-    CUDA_CHECK(cudaMemset(m->adam_m, 0, P * sizeof(float)));
-    CUDA_CHECK(cudaMemset(m->adam_v, 0, P * sizeof(float)));
     CUDA_CHECK(cudaMemset(m->grads, 0, P * sizeof(float)));
+    if (zero) {
+        enable_zero(m);
+    } else {
+        CUDA_CHECK(cudaMemset(m->adam_m, 0, P * sizeof(float)));
+        CUDA_CHECK(cudaMemset(m->adam_v, 0, P * sizeof(float)));
+    }
     return m;
 }
 
 extern "C" void gpu_model_free(GpuModel *m) {
     if (!m) return;
-    if (m->zero) cudaFree(m->zero_master), cudaFree(m->zero_m), cudaFree(m->zero_v);
     cudaFree(m->state_memory);
     cudaFree(m->act_memory);
     cudaStreamDestroy(m->stream);
@@ -245,23 +278,32 @@ extern "C" void gpu_model_free(GpuModel *m) {
     delete m;
 }
 
+// The whole fp32 parameters: into the master weights, or (ZeRO, bf16) through
+// the gradient buffer into the bf16 weights only.
 extern "C" void gpu_model_set_params(GpuModel *m, const float *params) {
-    CUDA_CHECK(cudaMemcpy(m->master, params, m->num_params * sizeof(float), cudaMemcpyHostToDevice));
-    if (m->precision == GPU_BF16)
-        gpu_cast(static_cast<bf16 *>(m->params_t), m->master, m->num_params, m->stream);
+    float *fp32 = m->master ? m->master : m->grads;
+    CUDA_CHECK(cudaMemcpy(fp32, params, m->num_params * sizeof(float), cudaMemcpyHostToDevice));
+    if (m->precision == GPU_BF16) gpu_cast(static_cast<bf16 *>(m->params_t), fp32, m->num_params, m->stream);
     CUDA_CHECK(cudaStreamSynchronize(m->stream));
 }
 
+static void require_whole_state(const GpuModel *m) {
+    if (m->zero) die("internal: a ZeRO model keeps only its pieces of the optimizer state");
+}
+
 extern "C" void gpu_model_get_params(const GpuModel *m, float *params) {
+    require_whole_state(m);
     CUDA_CHECK(cudaMemcpy(params, m->master, m->num_params * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
 extern "C" void gpu_model_set_adam(GpuModel *m, const float *adam_m, const float *adam_v) {
+    require_whole_state(m);
     CUDA_CHECK(cudaMemcpy(m->adam_m, adam_m, m->num_params * sizeof(float), cudaMemcpyHostToDevice));
     CUDA_CHECK(cudaMemcpy(m->adam_v, adam_v, m->num_params * sizeof(float), cudaMemcpyHostToDevice));
 }
 
 extern "C" void gpu_model_get_adam(const GpuModel *m, float *adam_m, float *adam_v) {
+    require_whole_state(m);
     CUDA_CHECK(cudaMemcpy(adam_m, m->adam_m, m->num_params * sizeof(float), cudaMemcpyDeviceToHost));
     CUDA_CHECK(cudaMemcpy(adam_v, m->adam_v, m->num_params * sizeof(float), cudaMemcpyDeviceToHost));
 }
@@ -275,15 +317,15 @@ extern "C" void gpu_model_zero_grads(GpuModel *m) {
 }
 
 // Device pointers of the parameters (T) or gradients (fp32), in param_tensors'
-// layout: param_pointers over the master buffer gives each tensor's offset.
+// layout: param_pointers over the gradient buffer gives each tensor's offset.
 template <typename U>
 struct DevicePointers {
-    ParamPointers host;  // into m->master (never dereferenced on the host)
-    const float *master;
+    ParamPointers host;  // into m->grads (never dereferenced on the host)
+    const float *layout;
     U *base;
-    DevicePointers(const GpuModel *m, U *b) : master(m->master), base(b) { param_pointers(&m->cfg, m->master, &host); }
+    DevicePointers(const GpuModel *m, U *b) : layout(m->grads), base(b) { param_pointers(&m->cfg, m->grads, &host); }
     ~DevicePointers() { param_pointers_free(&host); }
-    U *at(const float *tensor) const { return tensor ? base + (tensor - master) : nullptr; }
+    U *at(const float *tensor) const { return tensor ? base + (tensor - layout) : nullptr; }
 };
 
 // --- Forward and backward ----------------------------------------------------------------
@@ -466,6 +508,7 @@ extern "C" double gpu_model_grad_norm(GpuModel *m) {
 }
 
 extern "C" void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float grad_scale) {
+    require_whole_state(m);
     const AdamWScalars s = adamw_scalars(oc, step);
     bf16 *copy = m->precision == GPU_BF16 ? static_cast<bf16 *>(m->params_t) : nullptr;
     for (const TensorInfo &t : m->tensors)
@@ -568,17 +611,11 @@ extern "C" void gpu_model_sum_wait(GpuModel *m) {
 
 // --- ZeRO-1 ----------------------------------------------------------------------------------
 
-// Piece of [0, n) that rank r owns (as dist_piece).
-static void piece_of(size_t n, int r, int world, size_t *b, size_t *e) {
-    *b = n * (size_t)r / (size_t)world;
-    *e = n * (size_t)(r + 1) / (size_t)world;
-}
-
-extern "C" void gpu_model_enable_zero(GpuModel *m, int rank, int world) {
+static void enable_zero(GpuModel *m) {
     const int L = m->cfg.n_layer, ranges = L + 2;
     m->zero = true;
-    m->rank = rank;
-    m->world = world;
+    m->rank = dist_get()->rank;
+    m->world = dist_get()->world;
     m->range_begin.resize((size_t)ranges), m->range_end.resize((size_t)ranges);
     m->piece_begin.resize((size_t)ranges), m->piece_end.resize((size_t)ranges), m->piece_offset.resize((size_t)ranges);
     m->owned = 0;
@@ -586,16 +623,19 @@ extern "C" void gpu_model_enable_zero(GpuModel *m, int rank, int world) {
         const size_t i = (size_t)(l + 1);
         layer_param_range(&m->cfg, l, &m->range_begin[i], &m->range_end[i]);
         size_t b, e;
-        piece_of(m->range_end[i] - m->range_begin[i], rank, world, &b, &e);
+        dist_piece(m->range_end[i] - m->range_begin[i], m->rank, &b, &e);
         m->piece_begin[i] = m->range_begin[i] + b, m->piece_end[i] = m->range_begin[i] + e;
         m->piece_offset[i] = m->owned;
         m->owned += e - b;
     }
-    CUDA_CHECK(cudaMalloc(&m->zero_master, (m->owned + 1) * sizeof(float)));
-    CUDA_CHECK(cudaMalloc(&m->zero_m, (m->owned + 1) * sizeof(float)));
-    CUDA_CHECK(cudaMalloc(&m->zero_v, (m->owned + 1) * sizeof(float)));
-    // The full fp32 moments and (in bf16 mode) master weights are not needed any
-    // more; the full buffers stay allocated as the gradient staging area.
+    // The packed master weights and moments sit after the whole weights in the state allocation.
+    const size_t P = m->num_params, pb = (P * sizeof(float) + 255) / 256 * 256;
+    const size_t weights = ((m->precision == GPU_BF16 ? P * sizeof(bf16) : P * sizeof(float)) + 255) / 256 * 256;
+    const size_t packed = ((m->owned + 1) * sizeof(float) + 255) / 256 * 256;
+    char *s = static_cast<char *>(m->state_memory) + pb + weights;
+    m->zero_master = reinterpret_cast<float *>(s);
+    m->zero_m = reinterpret_cast<float *>(s + packed);
+    m->zero_v = reinterpret_cast<float *>(s + 2 * packed);
 }
 
 // Copies this rank's pieces between a full buffer and a packed one.
@@ -639,7 +679,7 @@ extern "C" double gpu_model_zero_reduce_scatter(GpuModel *m) {
     for (size_t i = 0; i < m->range_begin.size(); i++)
         for (int r = 0; r < m->world; r++) {
             size_t b, e;
-            piece_of(m->range_end[i] - m->range_begin[i], r, m->world, &b, &e);
+            dist_piece(m->range_end[i] - m->range_begin[i], r, &b, &e);
             float *piece = m->grads + m->range_begin[i] + b;
             nccl_check(ncclReduce(piece, piece, e - b, ncclFloat, ncclSum, r, nccl_comm, comm_stream), "ncclReduce");
         }
@@ -686,7 +726,7 @@ extern "C" void gpu_model_zero_adamw(GpuModel *m, const OptimConfig *oc, int64_t
     for (size_t i = 0; i < m->range_begin.size(); i++)
         for (int r = 0; r < m->world; r++) {
             size_t b, e;
-            piece_of(m->range_end[i] - m->range_begin[i], r, m->world, &b, &e);
+            dist_piece(m->range_end[i] - m->range_begin[i], r, &b, &e);
             char *piece = static_cast<char *>(m->params_t) + (m->range_begin[i] + b) * elem;
             nccl_check(ncclBroadcast(piece, piece, e - b, bf ? ncclBfloat16 : ncclFloat, r, nccl_comm, comm_stream),
                        "ncclBroadcast");

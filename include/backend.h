@@ -19,6 +19,8 @@ typedef struct {
     DeviceKind device;
     GpuPrecision precision;  // CUDA only
     bool recompute;          // CUDA only: activation recomputation (gpu_model_create)
+    bool zero;               // ZeRO-1: the optimizer state is split across ranks and kept by
+                             // data_parallel.c (CPU) or in pieces by the GPU model
     int threads;             // CPU worker threads
 } BackendOptions;
 

@@ -29,16 +29,19 @@ int gpu_device_count(const char **why);
 const char *gpu_device_name(void);
 // Device memory the model needs, in bytes, split as parameters + gradients +
 // optimizer state, and activations + scratch for batches of max_batch.
-void gpu_model_memory(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute,
+void gpu_model_memory(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute, bool zero,
                       size_t *state_bytes, size_t *activation_bytes);
 // Free and total device memory in bytes.
 void gpu_memory_info(size_t *free_bytes, size_t *total_bytes);
 
 // recompute: keep only each block's input for backward and recompute the
 // rest there (activation memory ~1/10, one more forward pass per step);
-// such a model gives no probe features. Dies, saying what to change, when
-// the GPU has too little free memory.
-GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute);
+// such a model gives no probe features. zero: ZeRO-1 across the job's ranks
+// (include/dist.h): this rank keeps the fp32 master weights and Adam moments
+// of its pieces of every layer only (1/world of each); the weights the
+// kernels read stay whole. Dies, saying what to change, when the GPU has too
+// little free memory.
+GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute, bool zero);
 void gpu_model_free(GpuModel *m);
 
 // Host fp32 buffers in the layout of param_tensors.
@@ -79,10 +82,7 @@ void gpu_model_sum_start(GpuModel *m, size_t offset, size_t n);
 // seconds, default 600) ends the job with a message.
 void gpu_model_sum_wait(GpuModel *m);
 
-// ZeRO-1 across `world` ranks: this rank keeps the fp32 master weights and
-// Adam moments of its pieces of every layer only (1/world of each); the
-// weights the kernels read stay whole on every rank.
-void gpu_model_enable_zero(GpuModel *m, int rank, int world);
+// A ZeRO model (gpu_model_create's zero) instead of the whole-state calls above:
 // Full host buffers in (m, v NULL: zeros); this rank's pieces out (into full-size host buffers).
 void gpu_model_zero_set_state(GpuModel *m, const float *params, const float *adam_m, const float *adam_v);
 void gpu_model_zero_get_pieces(const GpuModel *m, float *params, float *adam_m, float *adam_v);

@@ -41,9 +41,9 @@ void backend_create(Backend *b, const BackendOptions *opt, const ModelConfig *cf
     b->threads = threads;
     if (device == DEVICE_CPU) {
         model_create(&b->cpu, cfg, max_batch, threads);
-        b->adam = xcalloc(2 * b->num_params, sizeof(float));
+        if (!opt->zero) b->adam = xcalloc(2 * b->num_params, sizeof(float));
     } else {
-        b->gpu = gpu_model_create(cfg, max_batch, precision, opt->recompute);
+        b->gpu = gpu_model_create(cfg, max_batch, precision, opt->recompute, opt->zero);
         b->host_state = xcalloc(3 * b->num_params, sizeof(float));
     }
 }
@@ -68,7 +68,7 @@ void backend_plan(const BackendOptions *opt, const ModelConfig *cfg, int max_bat
         return;
     }
     size_t state = 0, act = 0, free_bytes = 0, total = 0;
-    gpu_model_memory(cfg, max_batch, precision, opt->recompute, &state, &act);
+    gpu_model_memory(cfg, max_batch, precision, opt->recompute, opt->zero, &state, &act);
     gpu_memory_info(&free_bytes, &total);
     snprintf(out, cap, "GPU %s, %s; memory %s parameters + gradients + Adam state, %s activations (%d images%s), of %s free",
              gpu_device_name(), precision == GPU_BF16 ? "bf16 with fp32 master weights" : "fp32",
@@ -81,6 +81,7 @@ void backend_set_state(Backend *b, const float *params, const float *adam_m, con
     const size_t n = b->num_params;
     if (b->device == DEVICE_CPU) {
         memcpy(b->cpu.params, params, n * sizeof(float));
+        if (!b->adam) return;  // ZeRO: data_parallel.c keeps the moments
         if (adam_m) memcpy(b->adam, adam_m, n * sizeof(float));
         else memset(b->adam, 0, n * sizeof(float));
         if (adam_v) memcpy(b->adam + n, adam_v, n * sizeof(float));
@@ -97,7 +98,7 @@ void backend_set_state(Backend *b, const float *params, const float *adam_m, con
 void backend_get_state(Backend *b, const float **params, const float **adam_m, const float **adam_v) {
     const size_t n = b->num_params;
     if (b->device == DEVICE_CPU) {
-        *params = b->cpu.params, *adam_m = b->adam, *adam_v = b->adam + n;
+        *params = b->cpu.params, *adam_m = b->adam, *adam_v = b->adam ? b->adam + n : NULL;
         return;
     }
     gpu_model_get_params(b->gpu, b->host_state);

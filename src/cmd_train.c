@@ -449,7 +449,7 @@ int cmd_train(int argc, char **argv) {
     // The memory plan is printed before anything is allocated.
     char plan[512];
     const BackendOptions backend_options = {.device = device, .precision = precision, .recompute = a.recompute,
-                                            .threads = threads};
+                                            .zero = a.zero, .threads = threads};
     backend_plan(&backend_options, &cfg, a.micro_batch, plan, sizeof plan);
     printf("train: %s\n", plan);
     if (job->world > 1)

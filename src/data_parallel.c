@@ -34,11 +34,9 @@ void dp_init(DataParallel *dp, Backend *model, bool zero) {
         dp->piece_offset[i] = owned;
         owned += pe - pb;
     }
-    if (zero && model->device == DEVICE_CPU) {
+    if (zero && model->device == DEVICE_CPU) {  // (the GPU model keeps its own pieces)
         dp->m = xcalloc(owned ? owned : 1, sizeof(float));
         dp->v = xcalloc(owned ? owned : 1, sizeof(float));
-    } else if (zero) {
-        gpu_model_enable_zero(model->gpu, d->rank, d->world);
     }
 }
 

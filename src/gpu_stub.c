@@ -10,14 +10,14 @@ int gpu_device_count(const char **why) {
 
 #define UNAVAILABLE die("internal: the CUDA backend is not in this build")
 const char *gpu_device_name(void) { return "none"; }
-void gpu_model_memory(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute,
+void gpu_model_memory(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute, bool zero,
                       size_t *state_bytes, size_t *activation_bytes) {
-    (void)cfg, (void)max_batch, (void)precision, (void)recompute, (void)state_bytes, (void)activation_bytes;
+    (void)cfg, (void)max_batch, (void)precision, (void)recompute, (void)zero, (void)state_bytes, (void)activation_bytes;
     UNAVAILABLE;
 }
 void gpu_memory_info(size_t *free_bytes, size_t *total_bytes) { *free_bytes = *total_bytes = 0; }
-GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute) {
-    (void)cfg, (void)max_batch, (void)precision, (void)recompute;
+GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute, bool zero) {
+    (void)cfg, (void)max_batch, (void)precision, (void)recompute, (void)zero;
     UNAVAILABLE;
 }
 void gpu_model_free(GpuModel *m) { (void)m; }
@@ -48,7 +48,6 @@ void gpu_collectives_init(int rank, int world) { (void)rank, (void)world; UNAVAI
 void gpu_collectives_finalize(void) {}
 void gpu_model_sum_start(GpuModel *m, size_t offset, size_t n) { (void)m, (void)offset, (void)n; UNAVAILABLE; }
 void gpu_model_sum_wait(GpuModel *m) { (void)m; UNAVAILABLE; }
-void gpu_model_enable_zero(GpuModel *m, int rank, int world) { (void)m, (void)rank, (void)world; UNAVAILABLE; }
 void gpu_model_zero_set_state(GpuModel *m, const float *p, const float *a, const float *v) {
     (void)m, (void)p, (void)a, (void)v;
     UNAVAILABLE;

@@ -59,7 +59,7 @@ static void model_case(NormKind norm, GpuPrecision precision) {
     model_features(&cpu, B, want_features.data());
     model_backward(&cpu, tokens.data(), B, scale);
 
-    GpuModel *g = gpu_model_create(&cfg, B, precision, false);
+    GpuModel *g = gpu_model_create(&cfg, B, precision, false, false);
     gpu_model_set_params(g, params.data());
     gpu_model_zero_grads(g);
     const double loss = gpu_model_forward(g, tokens.data(), B);
@@ -94,7 +94,7 @@ void test_gpu_model_matches_cpu_loss_gradients_features(void) {
 // Losses of `steps` AdamW steps (clipping on) from the same start and batches.
 static std::vector<double> gpu_curve(const ModelConfig &cfg, GpuPrecision precision, const OptimConfig &oc,
                                      const std::vector<float> &params, int B, int steps) {
-    GpuModel *g = gpu_model_create(&cfg, B, precision, false);
+    GpuModel *g = gpu_model_create(&cfg, B, precision, false, false);
     gpu_model_set_params(g, params.data());
     std::vector<double> losses;
     for (int s = 0; s < steps; s++) {
@@ -163,7 +163,7 @@ void test_gpu_recompute_gives_the_same_gradients(void) {
         std::vector<float> grads[2];
         double losses[2];
         for (int recompute = 0; recompute < 2; recompute++) {
-            GpuModel *g = gpu_model_create(&cfg, B, precision, recompute == 1);
+            GpuModel *g = gpu_model_create(&cfg, B, precision, recompute == 1, false);
             gpu_model_set_params(g, params.data());
             gpu_model_zero_grads(g);
             losses[recompute] = gpu_model_forward(g, tokens.data(), B);
@@ -176,8 +176,8 @@ void test_gpu_recompute_gives_the_same_gradients(void) {
         CHECK(grads[0] == grads[1], "%s: gradients differ with recompute (max difference %.3g)",
               precision == GPU_FP32 ? "fp32" : "bf16", max_abs_diff(grads[1].data(), grads[0].data(), params.size()));
         size_t state = 0, full = 0, recomputed = 0;
-        gpu_model_memory(&cfg, 8, precision, false, &state, &full);
-        gpu_model_memory(&cfg, 8, precision, true, &state, &recomputed);
+        gpu_model_memory(&cfg, 8, precision, false, false, &state, &full);
+        gpu_model_memory(&cfg, 8, precision, true, false, &state, &recomputed);
         CHECK(recomputed < full, "recompute plans less activation memory (%zu vs %zu bytes)", recomputed, full);
     }
 }
