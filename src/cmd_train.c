@@ -400,11 +400,13 @@ int cmd_train(int argc, char **argv) {
         a.optim.total_steps = total;
         a.batch = (int)meta.batch;
         a.micro_batch = (int)meta.micro_batch;
-        if (!a.set[O_MICRO - 1000] && (a.batch % job->world != 0 || (a.batch / job->world) % a.micro_batch != 0)) {
-            if (a.batch % job->world != 0)
-                die("the run's batch of %d images cannot be split over %d processes", a.batch, job->world);
+        if (a.batch % job->world != 0)
+            die("the run's batch of %d images cannot be split over %d processes", a.batch, job->world);
+        if (!a.set[O_MICRO - 1000] && (a.batch / job->world) % a.micro_batch != 0)
             a.micro_batch = a.batch / job->world;  // another process count: each takes its whole share
-        }
+        if ((a.batch / job->world) % a.micro_batch != 0)
+            die("each process's share of the run's batch (%d / %d processes) is not a multiple of --micro-batch %d",
+                a.batch, job->world, a.micro_batch);
         a.seed = meta.seed;
         if (meta.step >= (uint64_t)total) die("%s is at step %llu: the run's %lld steps are done", latest,
                                               (unsigned long long)meta.step, (long long)total);

@@ -117,6 +117,13 @@ void test_dist_errors_end_the_job(void) {
     int status = run_mpi(4, NULL, "train --data %s --out %s --steps 5 " DP_MODEL, data, test_path("r"));
     CHECK(status != 0 && strstr(cli_stderr(), "must be a multiple of the 4 processes"),
           "a batch of 6 over 4 processes is refused: %d %s", status, cli_stderr());
+    // A resumed run whose micro-batch does not divide the new share is refused, not trained on fewer images.
+    CHECK(run_igpt("train --data %s --out %s --steps 4 --stop-at 2 --micro-batch 2 " DP_MODEL, data,
+                   test_path("micro")) == 0,
+          "single-process run: %s", cli_stderr());
+    status = run_mpi(2, NULL, "train --data %s --out %s --resume --micro-batch 2 --quiet", data, test_path("micro"));
+    CHECK(status != 0 && strstr(cli_stderr(), "is not a multiple of --micro-batch 2"),
+          "a share of 3 with micro-batches of 2 is refused on resume: %d %s", status, cli_stderr());
     status = run_mpi(2, NULL, "train --data %s --out %s --resume --quiet", data, test_path("nothing"));
     CHECK(status != 0 && strstr(cli_stderr(), "igpt: error: rank ") && strstr(cli_stderr(), "holds no checkpoint"),
           "an error names its rank and ends the job: %d %s", status, cli_stderr());
