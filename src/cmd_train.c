@@ -537,8 +537,8 @@ int cmd_train(int argc, char **argv) {
         }
         // A signal to any rank stops every rank after the same step.
         const int local_signal = stop_requested();
-        const int stop_signal = dist_sum_double(local_signal) > 0 ? (local_signal ? local_signal : 15) : 0;
-        const bool stopping = stop_signal || step == a.stop_at;
+        const bool signalled = dist_sum_double(local_signal != 0) > 0;
+        const bool stopping = signalled || step == a.stop_at;
         const bool probe_now = a.probe_every && step % a.probe_every == 0;
         if (step % ckpt_every == 0 || step == total_steps || stopping || probe_now) {
             meta.step = (uint64_t)step;
@@ -556,7 +556,7 @@ int cmd_train(int argc, char **argv) {
                     strrchr(last_checkpoint, '/') + 1, val_text);
         }
         fflush(log);
-        if (probe_now && !stop_signal && root) probe_checkpoint(&a, last_checkpoint);
+        if (probe_now && !signalled && root) probe_checkpoint(&a, last_checkpoint);
         char extra[160];
         int len = snprintf(extra, sizeof extra, "loss %.4f lr %.2e |g| %.3f %.0f tok/s", loss, lr, grad_norm,
                            (double)a.batch * T * (step - first_step) / train_seconds);
@@ -565,7 +565,7 @@ int cmd_train(int argc, char **argv) {
         if (stopping && step < total_steps) {
             progress_finish(&progress, extra);
             printf("train: %s after step %lld; checkpoint %s. Continue with: ./igpt train --data %s --out %s --resume\n",
-                   stop_signal ? (stop_signal == 2 ? "interrupted (SIGINT)" : "stopped by a signal") : "stopped (--stop-at)",
+                   signalled ? (local_signal == 2 ? "interrupted (SIGINT)" : "stopped by a signal") : "stopped (--stop-at)",
                    (long long)step, last_checkpoint, a.data_dir, a.out_dir);
             break;
         }
