@@ -110,26 +110,12 @@ static size_t carve_activations(Net<T> *n, char *base, const ModelConfig *cfg, i
     return offset;
 }
 
-// Floats of master weights (and of each Adam moment) this rank owns under
-// ZeRO-1: its piece of every layer (the pieces of dist_piece).
-static size_t zero_owned(const ModelConfig *cfg) {
-    const Dist *d = dist_get();
-    size_t owned = 0;
-    for (int l = -1; l <= cfg->n_layer; l++) {
-        size_t b, e, pb, pe;
-        layer_param_range(cfg, l, &b, &e);
-        dist_piece(e - b, d->rank, &pb, &pe);
-        owned += pe - pb;
-    }
-    return owned;
-}
-
 // Without ZeRO: fp32 master weights, gradients, m and v, plus the bf16 copy.
 // With ZeRO: the gradients and the weights the kernels read, whole, and the
 // packed master weights, m and v of this rank's pieces.
 static size_t state_bytes_of(const ModelConfig *cfg, GpuPrecision precision, bool zero) {
     const size_t P = param_count(cfg), copy = precision == GPU_BF16 ? P * sizeof(bf16) : 0;
-    if (zero) return P * sizeof(float) + (copy ? copy : P * sizeof(float)) + 3 * (zero_owned(cfg) + 1) * sizeof(float) +
+    if (zero) return P * sizeof(float) + (copy ? copy : P * sizeof(float)) + 3 * (dist_zero_layout(cfg, nullptr, nullptr, nullptr, nullptr, nullptr) + 1) * sizeof(float) +
                      5 * 256;
     return 4 * P * sizeof(float) + copy + 5 * 256;
 }
@@ -618,16 +604,8 @@ static void enable_zero(GpuModel *m) {
     m->world = dist_get()->world;
     m->range_begin.resize((size_t)ranges), m->range_end.resize((size_t)ranges);
     m->piece_begin.resize((size_t)ranges), m->piece_end.resize((size_t)ranges), m->piece_offset.resize((size_t)ranges);
-    m->owned = 0;
-    for (int l = -1; l <= L; l++) {
-        const size_t i = (size_t)(l + 1);
-        layer_param_range(&m->cfg, l, &m->range_begin[i], &m->range_end[i]);
-        size_t b, e;
-        dist_piece(m->range_end[i] - m->range_begin[i], m->rank, &b, &e);
-        m->piece_begin[i] = m->range_begin[i] + b, m->piece_end[i] = m->range_begin[i] + e;
-        m->piece_offset[i] = m->owned;
-        m->owned += e - b;
-    }
+    m->owned = dist_zero_layout(&m->cfg, m->range_begin.data(), m->range_end.data(), m->piece_begin.data(),
+                                m->piece_end.data(), m->piece_offset.data());
     // The packed master weights and moments sit after the whole weights in the state allocation.
     const size_t P = m->num_params, pb = (P * sizeof(float) + 255) / 256 * 256;
     const size_t weights = ((m->precision == GPU_BF16 ? P * sizeof(bf16) : P * sizeof(float)) + 255) / 256 * 256;

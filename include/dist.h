@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model.h"
+
 typedef struct {
     int rank, world;  // 0..world-1
     int local_rank;   // rank among the processes on this machine (which GPU it drives)
@@ -39,6 +41,13 @@ void dist_wait_all(void);
 
 // ZeRO-1: the part of [0, n) that `rank` owns: [n*rank/world, n*(rank+1)/world).
 void dist_piece(size_t n, int rank, size_t *begin, size_t *end);
+// ZeRO-1's split of a model's parameter buffer: for each layer range (index
+// l + 1 for layer l = -1 .. L, layer_param_range), its [begin, end), this
+// rank's piece [piece_begin, piece_end), and where the piece starts in the
+// rank's packed storage. Arrays of L + 2 entries, or NULL to only count.
+// Returns the floats this rank owns.
+size_t dist_zero_layout(const ModelConfig *cfg, size_t *begin, size_t *end, size_t *piece_begin, size_t *piece_end,
+                        size_t *piece_offset);
 // Sums buf over ranks and leaves each rank the sum on its piece (the rest of
 // buf is undefined afterwards).
 void dist_reduce_scatter(float *buf, size_t n);

@@ -23,17 +23,8 @@ void dp_init(DataParallel *dp, Backend *model, bool zero) {
     dp->piece_begin = xcalloc((size_t)dp->ranges, sizeof(size_t));
     dp->piece_end = xcalloc((size_t)dp->ranges, sizeof(size_t));
     dp->piece_offset = xcalloc((size_t)dp->ranges, sizeof(size_t));
-    size_t owned = 0;
-    for (int l = -1; l <= L; l++) {
-        const int i = l + 1;
-        layer_param_range(&model->cfg, l, &dp->begin[i], &dp->end[i]);
-        size_t pb, pe;
-        dist_piece(dp->end[i] - dp->begin[i], d->rank, &pb, &pe);
-        dp->piece_begin[i] = dp->begin[i] + pb;
-        dp->piece_end[i] = dp->begin[i] + pe;
-        dp->piece_offset[i] = owned;
-        owned += pe - pb;
-    }
+    const size_t owned =
+        dist_zero_layout(&model->cfg, dp->begin, dp->end, dp->piece_begin, dp->piece_end, dp->piece_offset);
     if (zero && model->device == DEVICE_CPU) {  // (the GPU model keeps its own pieces)
         dp->m = xcalloc(owned ? owned : 1, sizeof(float));
         dp->v = xcalloc(owned ? owned : 1, sizeof(float));

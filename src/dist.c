@@ -145,6 +145,21 @@ void dist_piece(size_t n, int rank, size_t *begin, size_t *end) {
     *end = n * (size_t)(rank + 1) / (size_t)job.world;
 }
 
+size_t dist_zero_layout(const ModelConfig *cfg, size_t *begin, size_t *end, size_t *piece_begin, size_t *piece_end,
+                        size_t *piece_offset) {
+    size_t owned = 0;
+    for (int l = -1; l <= cfg->n_layer; l++) {
+        const int i = l + 1;
+        size_t b, e, pb, pe;
+        layer_param_range(cfg, l, &b, &e);
+        dist_piece(e - b, job.rank, &pb, &pe);
+        if (begin) begin[i] = b, end[i] = e;
+        if (piece_begin) piece_begin[i] = b + pb, piece_end[i] = b + pe, piece_offset[i] = owned;
+        owned += pe - pb;
+    }
+    return owned;
+}
+
 #ifdef IGPT_MPI
 // Counts and displacements of every rank's piece of n (ints: pieces < 2^31).
 static void piece_layout(size_t n, int *counts, int *displs) {
