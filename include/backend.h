@@ -32,7 +32,7 @@ typedef struct {
     Model cpu;            // DEVICE_CPU
     float *adam;          // DEVICE_CPU: first moments, then second moments (2 x num_params)
     GpuModel *gpu;        // DEVICE_CUDA
-    float *host_state;    // DEVICE_CUDA: params, m, v staged for checkpoints (3 x num_params)
+    float *host_state;    // DEVICE_CUDA: params, m, v staged for checkpoints (3 x num_params; made when first needed)
 } Backend;
 
 // "auto" (CUDA when a GPU is usable, else the CPU), "cpu" or "cuda"; dies

@@ -44,7 +44,6 @@ void backend_create(Backend *b, const BackendOptions *opt, const ModelConfig *cf
         if (!opt->zero) b->adam = xcalloc(2 * b->num_params, sizeof(float));
     } else {
         b->gpu = gpu_model_create(cfg, max_batch, precision, opt->recompute, opt->zero);
-        b->host_state = xcalloc(3 * b->num_params, sizeof(float));
     }
 }
 
@@ -101,6 +100,7 @@ void backend_get_state(Backend *b, const float **params, const float **adam_m, c
         *params = b->cpu.params, *adam_m = b->adam, *adam_v = b->adam ? b->adam + n : NULL;
         return;
     }
+    if (!b->host_state) b->host_state = xmalloc(3 * n * sizeof(float));  // on the first checkpoint
     gpu_model_get_params(b->gpu, b->host_state);
     gpu_model_get_adam(b->gpu, b->host_state + n, b->host_state + 2 * n);
     *params = b->host_state, *adam_m = b->host_state + n, *adam_v = b->host_state + 2 * n;
