@@ -61,8 +61,11 @@ void backend_plan(const BackendOptions *opt, const ModelConfig *cfg, int max_bat
     const int threads = opt->threads;
     char state_text[32], act_text[32], free_text[32];
     if (device == DEVICE_CPU) {
+        // Parameters and gradients, and the Adam moments (only this rank's pieces with ZeRO).
+        const size_t moments = opt->zero ? dist_zero_layout(cfg, NULL, NULL, NULL, NULL, NULL) : param_count(cfg);
+        const double cpu_state_bytes = (double)(param_count(cfg) * 2 + moments * 2) * sizeof(float);
         snprintf(out, cap, "CPU fp32, %d thread%s; memory %s parameters + gradients + Adam state, %s activations",
-                 threads, threads == 1 ? "" : "s", format_bytes((double)param_count(cfg) * 16, state_text, sizeof state_text),
+                 threads, threads == 1 ? "" : "s", format_bytes(cpu_state_bytes, state_text, sizeof state_text),
                  format_bytes((double)model_activation_bytes(cfg, max_batch, threads), act_text, sizeof act_text));
         return;
     }
