@@ -5,7 +5,7 @@
 # ./igpt holds the CPU reference and, when nvcc is found, the CUDA backend
 # (cuda/*.cu for sm_80 and sm_90, warnings as errors, with NCCL when found);
 # with mpicc found, MPI for multi-process training. The CUDA sources are
-# also always built as host C++ in the interpret mode (cuda/interpret.h), so
+# also always built as host C++ in the interpret mode (cuda/interpret/), so
 # that `make test` runs the kernels on any CPU: build/interp/igpt_cuda_tests
 # and build/interp/igpt (./igpt whose "GPU" is the interpreter).
 CC ?= gcc
@@ -32,18 +32,18 @@ MPI_LIBS := $(shell $(MPICC) --showme:link)
 endif
 CFLAGS += $(MPI_CFLAGS)
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow -Werror -fopenmp \
-          -Iinclude -Ithird_party -isystem $(BLAS_INC) -MMD -MP
+          -Isrc -Ithird_party -isystem $(BLAS_INC) -MMD -MP
 LDLIBS = $(LDFLAGS) -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -llbfgs -lz -lm $(MPI_LIBS)
 
 BUILD = build
-LIB_SRC = src/backend.c src/data_parallel.c src/dist.c src/util.c src/images.c src/palette.c src/dataset.c src/preview.c src/cpu_ops.c \
-          src/model.c src/optim.c src/checkpoint.c src/probe.c src/probe_features.c src/cmd_prepare.c \
-          src/cmd_show.c src/cmd_train.c src/cmd_bench.c src/cmd_synthetic.c src/synthetic.c src/cmd_probe.c \
-          src/cmd_plot.c
-LIB_OBJ = $(LIB_SRC:src/%.c=$(BUILD)/%.o) $(BUILD)/stb_impl.o
+# The library: every stage of src/ (data, model, train, parallel, probe, cli)
+# and the benchmark command, without the entry point and the GPU stand-in.
+LIB_SRC = $(filter-out src/cli/main.c src/model/gpu_stub.c src/data/stb_impl.c,$(wildcard src/*/*.c)) bench/bench.c
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/data/stb_impl.o
+MAIN_OBJ = $(BUILD)/src/cli/main.o
 TEST_SRC = $(wildcard tests/*.c)
-TEST_OBJ = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%.o)
-CUDA_SRC = $(wildcard cuda/*.cu)
+TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o)
+CUDA_SRC = $(wildcard cuda/*.cu) bench/gpu_bench.cu
 CUDA_TEST_SRC = $(wildcard tests/cuda/*.cu)
 
 # --- The CUDA backend of ./igpt -------------------------------------------------------
@@ -53,9 +53,9 @@ CUDA_HOME ?= $(abspath $(dir $(NVCC))..)
 CUDA_LIB ?= $(CUDA_HOME)/lib64
 CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 NVCC_FLAGS = -std=c++17 -O3 $(CUDA_ARCH) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror,-fopenmp \
-             -Icuda -Iinclude -Itests/cuda -isystem $(BLAS_INC) $(if $(DEPS_PREFIX),-isystem $(DEPS_PREFIX)/usr/include) \
+             -Isrc -Icuda -Itests/cuda -isystem $(BLAS_INC) $(if $(DEPS_PREFIX),-isystem $(DEPS_PREFIX)/usr/include) \
              -MMD -MP
-GPU_OBJ = $(CUDA_SRC:cuda/%.cu=$(BUILD)/cuda/%.o)
+GPU_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/nvcc/%.o)
 # NCCL: in the CUDA folder, or NCCL_HOME (e.g. pip's nvidia/nccl); without it
 # the build has no multi-GPU path (--device cuda under mpirun says so).
 NCCL_HOME ?= $(CUDA_HOME)
@@ -69,9 +69,9 @@ NCCL_LIBS =
 endif
 NVCC_FLAGS += $(NCCL_FLAGS)
 GPU_LIBS = -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublasLt $(NCCL_LIBS) -lcudart -lstdc++
-GPU_TEST_OBJ = $(CUDA_TEST_SRC:tests/cuda/%.cu=$(BUILD)/cuda/tests/%.o)
+GPU_TEST_OBJ = $(CUDA_TEST_SRC:%.cu=$(BUILD)/nvcc/%.o)
 else
-GPU_OBJ = $(BUILD)/gpu_stub.o
+GPU_OBJ = $(BUILD)/src/model/gpu_stub.o
 GPU_LIBS =
 endif
 
@@ -82,57 +82,52 @@ all: $(BUILD)/cuda/igpt_cuda_tests
 endif
 
 # GPU objects before the library: the library's backend.c calls into them.
-igpt: $(BUILD)/main.o $(GPU_OBJ) $(BUILD)/libigpt.a
+igpt: $(MAIN_OBJ) $(GPU_OBJ) $(BUILD)/libigpt.a
 	$(CXX) -o $@ $^ $(LDLIBS) $(GPU_LIBS)
 
 $(BUILD)/libigpt.a: $(LIB_OBJ)
+	@rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/%.o: src/%.c | $(BUILD)
-	$(CC) $(CFLAGS) -c -o $@ $<
-
 # Vendored stb: compiled once, without our warning flags.
-$(BUILD)/stb_impl.o: src/stb_impl.c | $(BUILD)
+$(BUILD)/src/data/stb_impl.o: src/data/stb_impl.c
+	@mkdir -p $(dir $@)
 	$(CC) -O3 -march=native -std=c11 -D_DEFAULT_SOURCE -Ithird_party -w -c -o $@ $<
 
-$(BUILD)/tests/%.o: tests/%.c | $(BUILD)
-	@mkdir -p $(BUILD)/tests
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests -c -o $@ $<
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/igpt_tests: $(TEST_OBJ) $(GPU_OBJ) $(BUILD)/libigpt.a
 	$(CXX) -o $@ $^ $(LDLIBS) $(GPU_LIBS)
 
-$(BUILD):
-	@mkdir -p $(BUILD)
-
 # --- nvcc builds -----------------------------------------------------------------------------
-$(BUILD)/cuda/%.o: cuda/%.cu
-	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
-$(BUILD)/cuda/tests/%.o: tests/cuda/%.cu
+$(BUILD)/nvcc/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
 $(BUILD)/cuda/igpt_cuda_tests: $(GPU_TEST_OBJ) $(GPU_OBJ) $(BUILD)/libigpt.a
+	@mkdir -p $(dir $@)
 	$(CXX) -o $@ $^ $(LDLIBS) $(GPU_LIBS)
 
 # --- Interpret mode (g++) ------------------------------------------------------------------
-INTERP_FLAGS = -std=c++20 -O2 -g -DIGPT_INTERPRET -Wall -Wextra -Wshadow -Werror -fopenmp -Icuda -Iinclude \
+INTERP_FLAGS = -std=c++20 -O2 -g -DIGPT_INTERPRET -Wall -Wextra -Wshadow -Werror -fopenmp -Isrc -Icuda \
                -Itests/cuda -isystem $(BLAS_INC) -MMD -MP
-INTERP_OBJ = $(CUDA_SRC:cuda/%.cu=$(BUILD)/interp/%.o) $(BUILD)/interp/interpret.o
-INTERP_TEST_OBJ = $(CUDA_TEST_SRC:tests/cuda/%.cu=$(BUILD)/interp/tests/%.o)
+INTERP_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/interp/%.o) $(BUILD)/interp/cuda/interpret/interpret.o
+INTERP_TEST_OBJ = $(CUDA_TEST_SRC:%.cu=$(BUILD)/interp/%.o)
 
-$(BUILD)/interp/%.o: cuda/%.cu
+$(BUILD)/interp/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(CXX) $(INTERP_FLAGS) -x c++ -c -o $@ $<
-$(BUILD)/interp/interpret.o: cuda/interpret.cpp
+$(BUILD)/interp/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(INTERP_FLAGS) -c -o $@ $<
-$(BUILD)/interp/tests/%.o: tests/cuda/%.cu
-	@mkdir -p $(dir $@)
-	$(CXX) $(INTERP_FLAGS) -x c++ -c -o $@ $<
 $(BUILD)/interp/igpt_cuda_tests: $(INTERP_TEST_OBJ) $(INTERP_OBJ) $(BUILD)/libigpt.a
 	$(CXX) -o $@ $^ $(LDLIBS) -lboost_context
-$(BUILD)/interp/igpt: $(BUILD)/main.o $(INTERP_OBJ) $(BUILD)/libigpt.a
+$(BUILD)/interp/igpt: $(MAIN_OBJ) $(INTERP_OBJ) $(BUILD)/libigpt.a
 	$(CXX) -o $@ $^ $(LDLIBS) -lboost_context
 
 # --- Tests and benchmarks ----------------------------------------------------------------------
@@ -140,16 +135,15 @@ test: igpt $(BUILD)/igpt_tests $(BUILD)/interp/igpt_cuda_tests $(BUILD)/interp/i
 	@bash tests/run.sh
 
 bench-data: igpt
-	@bash scripts/bench_data.sh
+	@bash bench/bench_data.sh
 
 bench-cpu: igpt
-	@bash scripts/bench_cpu.sh
+	@bash bench/bench_cpu.sh
 
 bench-probe: igpt
-	@bash scripts/bench_probe.sh
+	@bash bench/bench_probe.sh
 
 clean:
 	rm -rf $(BUILD) igpt
 
--include $(wildcard $(BUILD)/*.d $(BUILD)/tests/*.d $(BUILD)/interp/*.d $(BUILD)/interp/tests/*.d \
-                    $(BUILD)/cuda/*.d $(BUILD)/cuda/tests/*.d)
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -9,7 +9,7 @@
 #include <cstdlib>
 
 #ifdef IGPT_INTERPRET
-#include "interpret.h"
+#include "interpret/interpret.h"
 #else
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>

@@ -14,9 +14,9 @@
 #include "kernels.cuh"
 
 extern "C" {
-#include "dist.h"
-#include "gpu_model.h"
-#include "util.h"
+#include "parallel/dist.h"
+#include "model/gpu_model.h"
+#include "util/util.h"
 }
 
 #if !defined(IGPT_INTERPRET) && !defined(IGPT_NO_NCCL)

@@ -14,8 +14,8 @@
 #include "common.cuh"
 
 extern "C" {
-#include "cpu_ops.h"
-#include "model.h"
+#include "model/cpu_ops.h"
+#include "model/model.h"
 }
 
 // --- Embedding -----------------------------------------------------------------------

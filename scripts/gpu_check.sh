@@ -97,7 +97,7 @@ else
     summary+=("SKIP  NCCL path with mpirun -np 1 (no mpirun on this machine)")
 fi
 
-check "benchmark (scripts/bench_gpu.sh)" bash scripts/bench_gpu.sh
+check "benchmark (bench/bench_gpu.sh)" bash bench/bench_gpu.sh
 check "probe feature extraction on the GPU (s, 32x32)" ./igpt bench --mode features --device cuda --config s --side 32 \
     --batch 64 --steps 5 --warmup-steps 1
 

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "images.h"
+#include "data/images.h"
 #include "stb/stb_image_write.h"
 #include "test.h"
 

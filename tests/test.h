@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "util.h"
+#include "util/util.h"
 
 typedef struct {
     const char *name;

@@ -4,9 +4,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dataset.h"
-#include "images.h"
-#include "palette.h"
+#include "data/dataset.h"
+#include "data/images.h"
+#include "data/palette.h"
 #include "stb/stb_image.h"
 #include "stb/stb_image_write.h"
 #include "test.h"

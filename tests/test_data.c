@@ -5,9 +5,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "dataset.h"
-#include "images.h"
-#include "palette.h"
+#include "data/dataset.h"
+#include "data/images.h"
+#include "data/palette.h"
 #include "stb/stb_image_write.h"
 #include "test.h"
 
@@ -404,7 +404,7 @@ void test_palette_file_round_trip(void) {
     dataset_write(data_path, &ds);
     Palette a, b;
     palette_load(pal_path, &a);
-    palette_load(data_path, &b);
+    palette_from_file(data_path, &b);
     CHECK(a.colors == 37 && memcmp(a.rgb, ds.palette.rgb, 37 * 3) == 0, "palette file round trip");
     CHECK(b.colors == 37 && memcmp(b.rgb, ds.palette.rgb, 37 * 3) == 0, "palette taken from a prepared split");
     CHECK(file_size(pal_path) == 32 + 37 * 3, "palette file size");

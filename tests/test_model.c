@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu_ops.h"
-#include "model.h"
+#include "model/cpu_ops.h"
+#include "model/model.h"
 #include "test.h"
 
 static void fill_normal(float *x, size_t n, float mean, float std, Rng *rng) {

@@ -5,13 +5,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "probe.h"
+#include "probe/probe.h"
 #include "test.h"
 
 void test_probe_solver_matches_scipy(void) {
     Fixture fx = {0};
     bool loaded = fixture_load("tests/fixtures/probe_reference.bin", &fx);
-    CHECK(loaded, "tests/fixtures/probe_reference.bin loads (scripts/reference/probe_reference.py writes it)");
+    CHECK(loaded, "tests/fixtures/probe_reference.bin loads (tests/reference/probe_reference.py writes it)");
     if (!loaded) return;
     const FixtureArray *X = fixture_get(&fx, "X"), *y32 = fixture_get(&fx, "y"), *W = fixture_get(&fx, "W");
     const FixtureArray *pred = fixture_get(&fx, "predictions");
@@ -89,9 +89,9 @@ void test_probe_standardize(void) {
 
 // --- ./igpt probe end to end -------------------------------------------------------
 
-#include "checkpoint.h"
-#include "model.h"
-#include "probe_features.h"
+#include "train/checkpoint.h"
+#include "model/model.h"
+#include "probe/features.h"
 
 // A tiny run on 40 CIFAR-style 8x8 images with 16 colors: checkpoints at steps 3 and 6.
 static char *probe_fixture_run(const char *name, int colors) {

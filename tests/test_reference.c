@@ -1,12 +1,12 @@
 // The whole CPU model against an independent PyTorch implementation
-// (scripts/reference/igpt_reference.py, float64), through committed fixtures:
+// (tests/reference/igpt_reference.py, float64), through committed fixtures:
 // probabilities, loss, every gradient, probe features, and 10 AdamW steps.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
-#include "optim.h"
+#include "model/model.h"
+#include "train/optim.h"
 #include "test.h"
 
 // max |a - b| / max |b|, b the reference.
@@ -23,7 +23,7 @@ static void check_against_fixture(const char *file) {
     char *path = xasprintf("tests/fixtures/%s", file);
     Fixture fx = {0};
     bool loaded = fixture_load(path, &fx);
-    CHECK(loaded, "%s loads (generate it with scripts/reference/igpt_reference.py --write-fixtures tests/fixtures)", path);
+    CHECK(loaded, "%s loads (generate it with tests/reference/igpt_reference.py --write-fixtures tests/fixtures)", path);
     free(path);
     if (!loaded) return;
     const char *names[] = {"config", "params", "tokens", "logits", "loss", "grads", "features", "train_hparams",

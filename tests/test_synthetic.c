@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "images.h"
+#include "data/images.h"
 #include "stb/stb_image.h"
-#include "synthetic.h"
+#include "data/synthetic.h"
 #include "test.h"
 
 // Entries of `dir` other than . and .. (-1 if it cannot be opened); counts

@@ -7,9 +7,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "model.h"
-#include "optim.h"
+#include "train/checkpoint.h"
+#include "model/model.h"
+#include "train/optim.h"
 #include "test.h"
 
 void test_lr_schedule(void) {

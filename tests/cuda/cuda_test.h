@@ -14,9 +14,9 @@
 #include "common.cuh"
 
 extern "C" {
-#include "cpu_ops.h"
-#include "model.h"
-#include "optim.h"
+#include "model/cpu_ops.h"
+#include "model/model.h"
+#include "train/optim.h"
 }
 
 void test_fail_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -14,7 +14,7 @@
 #include "cuda_test.h"
 
 extern "C" {
-#include "gpu_model.h"
+#include "model/gpu_model.h"
 }
 
 static ModelConfig small_config(NormKind norm) {

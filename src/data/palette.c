@@ -1,0 +1,342 @@
+#include "data/palette.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/util.h"
+
+// Work is cut into chunks of this many points; each chunk's partial result is
+// computed by one thread and the chunks are combined in order, which keeps the
+// result independent of the number of threads.
+#define CHUNK_POINTS 16384
+// Points handled together in the nearest-center search: centers in the outer
+// loop, points in the inner loop, so the compiler vectorises over points.
+#define BLOCK_POINTS 64
+
+static int64_t num_chunks(int64_t n) { return (n + CHUNK_POINTS - 1) / CHUNK_POINTS; }
+
+// For points [begin, end): nearest center index and squared distance.
+static void nearest_centers_f32(const float *points, int64_t begin, int64_t end, const float *centers, int k,
+                                int32_t *label, float *dist) {
+    float px[BLOCK_POINTS], py[BLOCK_POINTS], pz[BLOCK_POINTS], best[BLOCK_POINTS];
+    int32_t best_k[BLOCK_POINTS];
+    for (int64_t b = begin; b < end; b += BLOCK_POINTS) {
+        int m = (int)(end - b < BLOCK_POINTS ? end - b : BLOCK_POINTS);
+        for (int p = 0; p < BLOCK_POINTS; p++) {
+            int q = p < m ? p : 0;  // pad the last block with a copy of its first point
+            px[p] = points[(b + q) * 3 + 0];
+            py[p] = points[(b + q) * 3 + 1];
+            pz[p] = points[(b + q) * 3 + 2];
+            best[p] = FLT_MAX;
+            best_k[p] = 0;
+        }
+        for (int c = 0; c < k; c++) {
+            const float cx = centers[c * 3 + 0], cy = centers[c * 3 + 1], cz = centers[c * 3 + 2];
+            for (int p = 0; p < BLOCK_POINTS; p++) {
+                float dx = px[p] - cx, dy = py[p] - cy, dz = pz[p] - cz;
+                float d = dx * dx + dy * dy + dz * dz;
+                bool closer = d < best[p];
+                best[p] = closer ? d : best[p];
+                best_k[p] = closer ? c : best_k[p];
+            }
+        }
+        for (int p = 0; p < m; p++) {
+            label[b + p] = best_k[p];
+            dist[b + p] = best[p];
+        }
+    }
+}
+
+static float sq_dist3(const float *a, const float *b) {
+    float dx = a[0] - b[0], dy = a[1] - b[1], dz = a[2] - b[2];
+    return dx * dx + dy * dy + dz * dz;
+}
+
+// k-means++ (Arthur & Vassilvitskii 2007): each next center is a point drawn
+// with probability proportional to its squared distance to the nearest
+// center chosen so far.
+static void kmeanspp_init(const float *points, int64_t n, const KmeansOptions *opt, float *centers, Rng *rng) {
+    const int64_t chunks = num_chunks(n);
+    float *dist = xmalloc((size_t)n * sizeof(float));
+    double *chunk_sum = xmalloc((size_t)chunks * sizeof(double));
+    int64_t first = (int64_t)rng_below(rng, (uint64_t)n);
+    memcpy(centers, points + first * 3, 3 * sizeof(float));
+    for (int c = 1; c <= opt->k; c++) {
+        const float *newest = centers + (c - 1) * 3;
+#pragma omp parallel for schedule(static) num_threads(opt->threads)
+        for (int64_t ch = 0; ch < chunks; ch++) {
+            int64_t begin = ch * CHUNK_POINTS, end = begin + CHUNK_POINTS < n ? begin + CHUNK_POINTS : n;
+            double s = 0.0;
+            for (int64_t i = begin; i < end; i++) {
+                float d = sq_dist3(points + i * 3, newest);
+                if (c == 1 || d < dist[i]) dist[i] = d;
+                s += dist[i];
+            }
+            chunk_sum[ch] = s;
+        }
+        if (c == opt->k) break;
+        double total = 0.0;
+        for (int64_t ch = 0; ch < chunks; ch++) total += chunk_sum[ch];
+        int64_t pick;
+        if (total <= 0.0) {  // every point coincides with a center: any point will do
+            pick = (int64_t)rng_below(rng, (uint64_t)n);
+        } else {
+            double target = rng_uniform(rng) * total, acc = 0.0;
+            int64_t ch = 0;
+            while (ch < chunks - 1 && acc + chunk_sum[ch] <= target) acc += chunk_sum[ch++];
+            int64_t i = ch * CHUNK_POINTS, end = i + CHUNK_POINTS < n ? i + CHUNK_POINTS : n;
+            pick = end - 1;
+            for (; i < end; i++) {
+                acc += dist[i];
+                if (acc > target && dist[i] > 0.0f) {
+                    pick = i;
+                    break;
+                }
+            }
+        }
+        memcpy(centers + c * 3, points + pick * 3, 3 * sizeof(float));
+    }
+    free(dist);
+    free(chunk_sum);
+}
+
+void kmeans_fit(const float *points, int64_t n, const KmeansOptions *opt, float *centers, KmeansResult *result) {
+    const int k = opt->k;
+    if (n < 1) die("k-means needs at least one point");
+    Rng rng;
+    rng_init(&rng, opt->seed, 0x6b6d65616e73ull /* "kmeans" */);
+    kmeanspp_init(points, n, opt, centers, &rng);
+
+    const int64_t chunks = num_chunks(n);
+    int32_t *label = xmalloc((size_t)n * sizeof(int32_t));
+    int32_t *prev_label = xmalloc((size_t)n * sizeof(int32_t));
+    float *dist = xmalloc((size_t)n * sizeof(float));
+    // Per chunk: k x (sum x, sum y, sum z, count), then squared error and changed count.
+    double *partial = xmalloc((size_t)chunks * (size_t)k * 4 * sizeof(double));
+    double *chunk_sse = xmalloc((size_t)chunks * sizeof(double));
+    int64_t *chunk_changed = xmalloc((size_t)chunks * sizeof(int64_t));
+    double *total = xmalloc((size_t)k * 4 * sizeof(double));
+    memset(result, 0, sizeof *result);
+    double prev_mse = DBL_MAX;
+    Progress progress;
+    progress_start(&progress, "k-means", (uint64_t)opt->max_iters);
+    if (!opt->show_progress) progress.quiet = true;
+
+    for (int iter = 0; iter < opt->max_iters; iter++) {
+#pragma omp parallel for schedule(static) num_threads(opt->threads)
+        for (int64_t ch = 0; ch < chunks; ch++) {
+            int64_t begin = ch * CHUNK_POINTS, end = begin + CHUNK_POINTS < n ? begin + CHUNK_POINTS : n;
+            nearest_centers_f32(points, begin, end, centers, k, label, dist);
+            double *acc = partial + (size_t)ch * k * 4;
+            memset(acc, 0, (size_t)k * 4 * sizeof(double));
+            double sse = 0.0;
+            int64_t changed = 0;
+            for (int64_t i = begin; i < end; i++) {
+                double *a = acc + label[i] * 4;
+                a[0] += points[i * 3 + 0];
+                a[1] += points[i * 3 + 1];
+                a[2] += points[i * 3 + 2];
+                a[3] += 1.0;
+                sse += dist[i];
+                changed += iter == 0 || label[i] != prev_label[i];
+                prev_label[i] = label[i];
+            }
+            chunk_sse[ch] = sse;
+            chunk_changed[ch] = changed;
+        }
+        memset(total, 0, (size_t)k * 4 * sizeof(double));
+        double sse = 0.0;
+        int64_t changed = 0;
+        for (int64_t ch = 0; ch < chunks; ch++) {
+            const double *acc = partial + (size_t)ch * k * 4;
+            for (int j = 0; j < k * 4; j++) total[j] += acc[j];
+            sse += chunk_sse[ch];
+            changed += chunk_changed[ch];
+        }
+        double mse = sse / (double)n;  // error of this assignment, before the update
+        result->iters = iter + 1;
+        result->mse = mse;
+        if (changed == 0 || (prev_mse < DBL_MAX && prev_mse - mse <= opt->tol * prev_mse)) {
+            result->converged = true;
+            break;
+        }
+        prev_mse = mse;
+        for (int c = 0; c < k; c++) {
+            double count = total[c * 4 + 3];
+            if (count > 0) {
+                for (int d = 0; d < 3; d++) centers[c * 3 + d] = (float)(total[c * 4 + d] / count);
+                continue;
+            }
+            // Empty cluster: move it onto the point worst served by its
+            // center (first such point), which then no longer counts as far.
+            int64_t far = 0;
+            for (int64_t i = 1; i < n; i++)
+                if (dist[i] > dist[far]) far = i;
+            memcpy(centers + c * 3, points + far * 3, 3 * sizeof(float));
+            dist[far] = 0.0f;
+            result->reseeded_empty++;
+        }
+        char extra[64];
+        snprintf(extra, sizeof extra, "mse=%.2f changed=%lld", mse, (long long)changed);
+        progress_update(&progress, (uint64_t)iter + 1, extra);
+    }
+    char extra[96];
+    snprintf(extra, sizeof extra, "mse=%.2f iters=%d%s", result->mse, result->iters,
+             result->converged ? " converged" : "");
+    progress_finish(&progress, extra);
+    free(label);
+    free(prev_label);
+    free(dist);
+    free(partial);
+    free(chunk_sse);
+    free(chunk_changed);
+    free(total);
+}
+
+static int compare_by_luma(const void *a, const void *b) {
+    const uint8_t *x = a, *y = b;
+    int lx = 299 * x[0] + 587 * x[1] + 114 * x[2], ly = 299 * y[0] + 587 * y[1] + 114 * y[2];
+    if (lx != ly) return lx < ly ? -1 : 1;
+    return memcmp(x, y, 3);
+}
+
+void palette_fit(const uint8_t *rgb_pixels, int64_t num_pixels, int64_t sample, const KmeansOptions *opt,
+                 Palette *out, KmeansResult *result) {
+    if (num_pixels < 1) die("cannot fit a palette on zero pixels");
+    int64_t n = sample > 0 && sample < num_pixels ? sample : num_pixels;
+    float *points = xmalloc((size_t)n * 3 * sizeof(float));
+    Rng rng;
+    rng_init(&rng, opt->seed, 0x73616d706c65ull /* "sample" */);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t src = n == num_pixels ? i : (int64_t)rng_below(&rng, (uint64_t)num_pixels);
+        for (int d = 0; d < 3; d++) points[i * 3 + d] = rgb_pixels[src * 3 + d];
+    }
+    float *centers = xmalloc((size_t)opt->k * 3 * sizeof(float));
+    kmeans_fit(points, n, opt, centers, result);
+    palette_alloc(out, opt->k);
+    for (int i = 0; i < opt->k * 3; i++) {
+        float v = roundf(centers[i]);
+        out->rgb[i] = (uint8_t)(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v);
+    }
+    qsort(out->rgb, (size_t)opt->k, 3, compare_by_luma);
+    free(points);
+    free(centers);
+}
+
+uint64_t palette_quantize(const Palette *pal, const uint8_t *rgb_pixels, int64_t num_pixels, uint16_t *tokens,
+                          int threads) {
+    const int k = pal->colors;
+    int32_t *cr = xmalloc((size_t)k * sizeof(int32_t)), *cg = xmalloc((size_t)k * sizeof(int32_t)),
+            *cb = xmalloc((size_t)k * sizeof(int32_t));
+    for (int c = 0; c < k; c++) {
+        cr[c] = pal->rgb[c * 3 + 0];
+        cg[c] = pal->rgb[c * 3 + 1];
+        cb[c] = pal->rgb[c * 3 + 2];
+    }
+    const int64_t blocks = (num_pixels + BLOCK_POINTS - 1) / BLOCK_POINTS;
+    uint64_t sq_error = 0;
+#pragma omp parallel for schedule(static) reduction(+ : sq_error) num_threads(threads)
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        int32_t r[BLOCK_POINTS], g[BLOCK_POINTS], b[BLOCK_POINTS], best[BLOCK_POINTS], best_k[BLOCK_POINTS];
+        int64_t base = blk * BLOCK_POINTS;
+        int m = (int)(num_pixels - base < BLOCK_POINTS ? num_pixels - base : BLOCK_POINTS);
+        for (int p = 0; p < BLOCK_POINTS; p++) {
+            const uint8_t *px = rgb_pixels + (base + (p < m ? p : 0)) * 3;
+            r[p] = px[0];
+            g[p] = px[1];
+            b[p] = px[2];
+            best[p] = INT32_MAX;
+            best_k[p] = 0;
+        }
+        for (int c = 0; c < k; c++) {
+            const int32_t rc = cr[c], gc = cg[c], bc = cb[c];
+            for (int p = 0; p < BLOCK_POINTS; p++) {
+                int32_t dr = r[p] - rc, dg = g[p] - gc, db = b[p] - bc;
+                int32_t d = dr * dr + dg * dg + db * db;
+                bool closer = d < best[p];
+                best[p] = closer ? d : best[p];
+                best_k[p] = closer ? c : best_k[p];
+            }
+        }
+        for (int p = 0; p < m; p++) {
+            tokens[base + p] = (uint16_t)best_k[p];
+            sq_error += (uint64_t)best[p];
+        }
+    }
+    free(cr);
+    free(cg);
+    free(cb);
+    return sq_error;
+}
+
+double psnr_db(uint64_t sq_error, int64_t values) {
+    if (sq_error == 0) return INFINITY;
+    double mse = (double)sq_error / (double)values;
+    return 10.0 * log10(255.0 * 255.0 / mse);
+}
+
+void palette_alloc(Palette *pal, int colors) {
+    pal->colors = colors;
+    pal->rgb = xcalloc((size_t)colors, 3);
+}
+
+void palette_free(Palette *pal) {
+    free(pal->rgb);
+    pal->rgb = NULL;
+    pal->colors = 0;
+}
+
+void palette_copy(const Palette *src, Palette *dst) {
+    palette_alloc(dst, src->colors);
+    memcpy(dst->rgb, src->rgb, (size_t)src->colors * 3);
+}
+
+// ---------------------------------------------------------------------------
+// Palette file (docs/formats.md): 32-byte header, then colors x 3 bytes.
+
+#define PALETTE_MAGIC "IGPTPAL\0"
+#define PALETTE_VERSION 1u
+#define PALETTE_HEADER_BYTES 32
+
+void palette_save(const Palette *pal, const char *path) {
+    uint8_t header[PALETTE_HEADER_BYTES] = {0};
+    memcpy(header, PALETTE_MAGIC, 8);
+    put_u32(header + 8, PALETTE_VERSION);
+    put_u32(header + 12, (uint32_t)pal->colors);
+    put_u32(header + 16, crc32_update(0, pal->rgb, (size_t)pal->colors * 3));
+    put_u32(header + 20, crc32_update(0, header, 20));
+    AtomicFile af;
+    atomic_open(&af, path);
+    atomic_write(&af, header, sizeof header);
+    atomic_write(&af, pal->rgb, (size_t)pal->colors * 3);
+    atomic_commit(&af);
+}
+
+void palette_load(const char *path, Palette *pal) {
+    FILE *f = xfopen(path, "rb");
+    uint8_t header[PALETTE_HEADER_BYTES];
+    size_t got = fread(header, 1, sizeof header, f);
+    fclose(f);
+    if (got < sizeof header || memcmp(header, PALETTE_MAGIC, 8) != 0)
+        die("%s is not an igpt palette or prepared data file (bad magic)", path);
+    uint32_t version = get_u32(header + 8);
+    if (version != PALETTE_VERSION)
+        die("%s: palette format version %u, this igpt reads version %u", path, version, PALETTE_VERSION);
+    if (get_u32(header + 20) != crc32_update(0, header, 20)) die("%s: palette header is corrupt (CRC mismatch)", path);
+    uint32_t colors = get_u32(header + 12);
+    if (colors < IGPT_MIN_COLORS || colors > IGPT_MAX_COLORS)
+        die("%s: palette has %u colors, expected %d..%d", path, colors, IGPT_MIN_COLORS, IGPT_MAX_COLORS);
+    int64_t expected = PALETTE_HEADER_BYTES + (int64_t)colors * 3, size = file_size(path);
+    if (size != expected)
+        die("%s: %lld bytes, but a palette of %u colors takes %lld (truncated or padded file)", path, (long long)size,
+            colors, (long long)expected);
+    palette_alloc(pal, (int)colors);
+    f = xfopen(path, "rb");
+    fseek(f, PALETTE_HEADER_BYTES, SEEK_SET);
+    xfread(pal->rgb, (size_t)colors * 3, f, path);
+    fclose(f);
+    if (crc32_update(0, pal->rgb, (size_t)colors * 3) != get_u32(header + 16))
+        die("%s: palette colors are corrupt (CRC mismatch)", path);
+}

@@ -1,0 +1,56 @@
+// The layer operations of the fp32 CPU reference: the model (src/model.c)
+// is built from them, and every CUDA kernel is tested against the operation
+// of the same name. Shapes in comments: N rows (batch x positions), C
+// features; matrices are [out, in] so that y = x W^T.
+#ifndef IGPT_CPU_OPS_H
+#define IGPT_CPU_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model.h"
+
+// Query rows per attention block; the attention scratch holds 2 x ATT_BLOCK x T
+// floats per thread.
+#define ATT_BLOCK 64
+
+// Worker threads for OpenMP and OpenBLAS: --threads if > 0, else all cores.
+// Returns the count.
+int cpu_set_threads(int requested);
+
+// out (N x OC) = inp (N x IC) @ W^T
+void matmul_forward(float *out, const float *inp, const float *W, int N, int IC, int OC);
+// dinp = dout @ W (overwritten; skipped when dinp is NULL); dW += dout^T @ inp
+void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W, int N, int IC,
+                     int OC);
+// out[b, 0] = sos + wpe[0]; out[b, t] = wte[tokens[b, t-1]] + wpe[t]
+void encoder_forward(float *out, const uint16_t *tokens, const ParamPointers *p, int B, int T, int C, int threads);
+// Adds into g->wte, g->wpe, g->sos.
+void encoder_backward(const ParamPointers *g, const float *dout, const uint16_t *tokens, int B, int T, int C,
+                      int threads);
+// iGPT norm or LayerNorm over C; mean (LayerNorm only, may be NULL) and rstd per row are kept for backward.
+void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const float *inp, const float *gain,
+                  const float *bias, int N, int C, int threads);
+// dinp += d/d(inp); dgain (and dbias when not NULL) += their gradients.
+void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const float *dout, const float *inp,
+                   const float *mean, const float *rstd, const float *gain, int N, int C, int threads);
+// x sigmoid(1.702 x)
+void gelu_forward(float *out, const float *inp, size_t n, int threads);
+// dinp = dout * gelu'(inp); dinp may alias dout.
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int threads);
+void residual_forward(float *out, const float *a, const float *b, size_t n, int threads);
+// Causal multi-head attention over qkv (B x T x 3C: q | k | v, head h at
+// columns h*hs..); writes atty (B x T x C) and the log-sum-exp of every
+// attention row, lse (B x NH x T). scratch: threads x 2 x ATT_BLOCK x T floats.
+void attention_forward(float *atty, float *lse, const float *qkv, float *scratch, int B, int T, int C, int NH,
+                       int threads);
+// dqkv (overwritten) from datty, recomputing the probabilities from lse.
+void attention_backward(float *dqkv, const float *datty, const float *atty, const float *qkv, const float *lse,
+                        float *scratch, int B, int T, int C, int NH, int threads);
+// losses[n] = -log softmax(logits[n])[target[n]]; logits become the
+// probabilities. Returns the mean loss.
+double softmax_crossentropy_forward(float *logits, float *losses, const uint16_t *targets, int N, int V, int threads);
+// probs become d(scale * sum of losses)/d(logits).
+void softmax_crossentropy_backward(float *probs, const uint16_t *targets, int N, int V, float scale, int threads);
+
+#endif

@@ -1,0 +1,103 @@
+// The iGPT model on a GPU (cuda/gpu_model.cu): the same configuration,
+// parameter layout and math as the CPU reference (src/model.c), with
+// parameters kept as fp32 master weights plus a bf16 copy that the kernels
+// read (or fp32 only, the debugging mode), fp32 gradients and Adam state,
+// and activations in the storage type. Built by nvcc for a real GPU, by g++
+// for the interpret mode (cuda/interpret.h), or as a stub that reports that
+// the build has no CUDA backend (src/gpu_stub.c).
+#ifndef IGPT_GPU_MODEL_H
+#define IGPT_GPU_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model.h"
+#include "train/optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { GPU_BF16 = 0, GPU_FP32 = 1 } GpuPrecision;
+typedef struct GpuModel GpuModel;
+
+// Usable GPUs: 0 without one (or in a build without the CUDA backend); the
+// interpret mode reports one. *why (when not NULL) says why there is none.
+int gpu_device_count(const char **why);
+// A line naming the device (e.g. "NVIDIA H200, 139.8 GiB").
+const char *gpu_device_name(void);
+// Device memory the model needs, in bytes, split as parameters + gradients +
+// optimizer state, and activations + scratch for batches of max_batch.
+void gpu_model_memory(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute, bool zero,
+                      size_t *state_bytes, size_t *activation_bytes);
+// Free and total device memory in bytes.
+void gpu_memory_info(size_t *free_bytes, size_t *total_bytes);
+
+// recompute: keep only each block's input for backward and recompute the
+// rest there (activation memory ~1/10, one more forward pass per step);
+// such a model gives no probe features. zero: ZeRO-1 across the job's ranks
+// (include/dist.h): this rank keeps the fp32 master weights and Adam moments
+// of its pieces of every layer only (1/world of each); the weights the
+// kernels read stay whole. Dies, saying what to change, when the GPU has too
+// little free memory.
+GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute, bool zero);
+void gpu_model_free(GpuModel *m);
+
+// Host fp32 buffers in the layout of param_tensors.
+void gpu_model_set_params(GpuModel *m, const float *params);
+void gpu_model_get_params(const GpuModel *m, float *params);
+void gpu_model_set_adam(GpuModel *m, const float *adam_m, const float *adam_v);
+void gpu_model_get_adam(const GpuModel *m, float *adam_m, float *adam_v);
+void gpu_model_get_grads(const GpuModel *m, float *grads);
+
+void gpu_model_zero_grads(GpuModel *m);
+// As model_forward / model_backward.
+double gpu_model_forward(GpuModel *m, const uint16_t *tokens, int batch);
+void gpu_model_backward(GpuModel *m, const uint16_t *tokens, int batch, float loss_scale);
+// The global gradient norm (fp64 accumulation).
+double gpu_model_grad_norm(GpuModel *m);
+// One AdamW step (optim.c's scalars, per tensor decay as on the CPU).
+void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float grad_scale);
+// As model_features, into a host buffer B x (L+1) x C.
+void gpu_model_features(GpuModel *m, int batch, float *features);
+
+// Called during backward for each layer (L .. -1) as soon as its gradient
+// kernels are queued (work queued after them by gpu_model_sum_start runs
+// after them).
+void gpu_model_set_layer_hook(GpuModel *m, void (*hook)(void *ctx, int layer), void *ctx);
+
+// --- Several processes (include/dist.h) ---------------------------------------------
+// Makes this process use GPU local_rank (mod the GPUs it sees); call before
+// anything else touches the GPU.
+void gpu_use_device(int local_rank);
+// The NCCL communicator of the job (rank 0 makes the id, MPI broadcasts it).
+// The interpret mode sums over MPI instead, its device memory being host memory.
+void gpu_collectives_init(int rank, int world);
+void gpu_collectives_finalize(void);
+// Starts summing grads[offset, offset + n) over all ranks, on a communication
+// stream that first waits for the work queued so far: overlaps the backward pass.
+void gpu_model_sum_start(GpuModel *m, size_t offset, size_t n);
+// Waits for every started sum; a failed or stuck collective (IGPT_NCCL_TIMEOUT
+// seconds, default 600) ends the job with a message.
+void gpu_model_sum_wait(GpuModel *m);
+
+// A ZeRO model (gpu_model_create's zero) instead of the whole-state calls above:
+// Full host buffers in (m, v NULL: zeros); this rank's pieces out (into full-size host buffers).
+void gpu_model_zero_set_state(GpuModel *m, const float *params, const float *adam_m, const float *adam_v);
+void gpu_model_zero_get_pieces(const GpuModel *m, float *params, float *adam_m, float *adam_v);
+// Reduce-scatters the gradients; returns the sum of squares of this rank's pieces.
+double gpu_model_zero_reduce_scatter(GpuModel *m);
+// AdamW on this rank's pieces, then the updated weights to every rank.
+void gpu_model_zero_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float grad_scale);
+
+// Milliseconds per call of the attention forward and backward kernels (bf16)
+// on batch_heads heads of T x head_size, causal (after one warm-up call).
+void gpu_time_attention(int batch_heads, int T, int head_size, int iterations, double *forward_ms,
+                        double *backward_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

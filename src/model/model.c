@@ -1,0 +1,340 @@
+// The fp32 CPU reference of the iGPT model (docs/model.md): OpenBLAS for
+// matrix products, OpenMP across rows, heads and channels.
+//
+// Determinism: every reduction has a fixed order that does not depend on the
+// number of threads (parallel loops write disjoint outputs; sums over rows
+// run inside one thread), so a run is bitwise reproducible.
+#include "model/model.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/cpu_ops.h"
+#include "util/util.h"
+
+// ---------------------------------------------------------------------------
+// Configuration
+
+typedef struct {
+    const char *name;
+    int d_model, n_layer, n_head;
+} NamedConfig;
+
+static const NamedConfig named_configs[] = {
+    {"tiny", 64, 2, 4}, {"xs", 256, 12, 8}, {"s", 512, 24, 8}, {"m", 1024, 36, 8}, {"l", 1536, 48, 16},
+};
+
+bool model_config_named(const char *name, ModelConfig *cfg) {
+    for (size_t i = 0; i < sizeof named_configs / sizeof named_configs[0]; i++) {
+        if (strcmp(name, named_configs[i].name) != 0) continue;
+        cfg->d_model = named_configs[i].d_model;
+        cfg->n_layer = named_configs[i].n_layer;
+        cfg->n_head = named_configs[i].n_head;
+        return true;
+    }
+    return false;
+}
+
+const char *norm_kind_name(NormKind kind) { return kind == NORM_LAYERNORM ? "layernorm" : "igpt"; }
+
+void model_config_validate(const ModelConfig *c) {
+    if (c->vocab_size < 2 || c->vocab_size > 65536) die("model: vocab_size %d out of range 2..65536", c->vocab_size);
+    if (c->seq_len < 2 || c->seq_len != c->image_height * c->image_width)
+        die("model: seq_len %d must be image height x width (%d x %d)", c->seq_len, c->image_height, c->image_width);
+    if (c->d_model < 1 || c->n_layer < 1 || c->n_head < 1) die("model: d_model, n_layer and n_head must be positive");
+    if (c->d_model % c->n_head != 0)
+        die("model: d_model %d is not divisible by n_head %d", c->d_model, c->n_head);
+    if (c->norm != NORM_IGPT && c->norm != NORM_LAYERNORM) die("model: unknown norm kind %d", (int)c->norm);
+}
+
+// ---------------------------------------------------------------------------
+// Parameter layout: the one place that defines the order of the buffer.
+
+// layer: -1 embeddings, 0..L-1 blocks (names "h<l>.<tensor>"), L final tensors.
+static void add_tensor(TensorInfo *out, int *n, size_t *offset, const char *name, int layer, int n_layer, int rows,
+                       int cols, InitKind init, float std, bool decay) {
+    if (out) {
+        TensorInfo *t = &out[*n];
+        if (layer >= 0 && layer < n_layer) snprintf(t->name, sizeof t->name, "h%d.%s", layer, name);
+        else snprintf(t->name, sizeof t->name, "%s", name);
+        t->layer = layer;
+        t->offset = *offset;
+        t->count = (size_t)rows * (size_t)cols;
+        t->rows = rows;
+        t->cols = cols;
+        t->init = init;
+        t->init_std = std;
+        t->decay = decay;
+    }
+    *offset += (size_t)rows * (size_t)cols;
+    (*n)++;
+}
+
+int param_tensors(const ModelConfig *cfg, TensorInfo *out) {
+    const int V = cfg->vocab_size, T = cfg->seq_len, C = cfg->d_model, L = cfg->n_layer;
+    const bool ln = cfg->norm == NORM_LAYERNORM;
+    int n = 0;
+    size_t off = 0;
+    add_tensor(out, &n, &off, "wte", -1, L, V, C, INIT_NORMAL, 0.02f, true);
+    add_tensor(out, &n, &off, "wpe", -1, L, T, C, INIT_NORMAL, 0.01f, true);
+    add_tensor(out, &n, &off, "sos", -1, L, C, 1, INIT_NORMAL, 0.02f, false);
+    for (int l = 0; l < L; l++) {
+        add_tensor(out, &n, &off, "ln1_g", l, L, C, 1, INIT_ONES, 0, false);
+        if (ln) add_tensor(out, &n, &off, "ln1_b", l, L, C, 1, INIT_ZEROS, 0, false);
+        add_tensor(out, &n, &off, "w_qkv", l, L, 3 * C, C, INIT_NORMAL, 1.0f / sqrtf((float)C), true);
+        add_tensor(out, &n, &off, "w_attn_proj", l, L, C, C, INIT_NORMAL, 1.0f / sqrtf((float)C * (float)L), true);
+        add_tensor(out, &n, &off, "ln2_g", l, L, C, 1, INIT_ONES, 0, false);
+        if (ln) add_tensor(out, &n, &off, "ln2_b", l, L, C, 1, INIT_ZEROS, 0, false);
+        add_tensor(out, &n, &off, "w_fc", l, L, 4 * C, C, INIT_NORMAL, 0.02f, true);
+        add_tensor(out, &n, &off, "w_fc_proj", l, L, C, 4 * C, INIT_NORMAL, 0.02f, true);
+    }
+    add_tensor(out, &n, &off, "lnf_g", L, L, C, 1, INIT_ONES, 0, false);
+    if (ln) add_tensor(out, &n, &off, "lnf_b", L, L, C, 1, INIT_ZEROS, 0, false);
+    add_tensor(out, &n, &off, "w_head", L, L, V, C, INIT_ZEROS, 0, true);
+    return n;
+}
+
+static TensorInfo *tensor_table(const ModelConfig *cfg, int *n) {
+    *n = param_tensors(cfg, NULL);
+    TensorInfo *t = xcalloc((size_t)*n, sizeof *t);
+    param_tensors(cfg, t);
+    return t;
+}
+
+size_t param_count(const ModelConfig *cfg) {
+    int n;
+    TensorInfo *t = tensor_table(cfg, &n);
+    size_t total = t[n - 1].offset + t[n - 1].count;
+    free(t);
+    return total;
+}
+
+void layer_param_range(const ModelConfig *cfg, int layer, size_t *begin, size_t *end) {
+    int n;
+    TensorInfo *t = tensor_table(cfg, &n);
+    *begin = SIZE_MAX;
+    *end = 0;
+    for (int i = 0; i < n; i++) {
+        if (t[i].layer != layer) continue;
+        if (t[i].offset < *begin) *begin = t[i].offset;
+        if (t[i].offset + t[i].count > *end) *end = t[i].offset + t[i].count;
+    }
+    free(t);
+}
+
+void param_pointers(const ModelConfig *cfg, float *base, ParamPointers *p) {
+    memset(p, 0, sizeof *p);
+    p->layers = xcalloc((size_t)cfg->n_layer, sizeof(LayerParams));
+    int n;
+    TensorInfo *t = tensor_table(cfg, &n);
+    for (int i = 0; i < n; i++) {
+        float *ptr = base + t[i].offset;
+        const bool in_block = t[i].layer >= 0 && t[i].layer < cfg->n_layer;
+        const char *name = in_block ? strchr(t[i].name, '.') + 1 : t[i].name;
+        if (in_block) {
+            LayerParams *lp = &p->layers[t[i].layer];
+            if (!strcmp(name, "ln1_g")) lp->ln1_g = ptr;
+            else if (!strcmp(name, "ln1_b")) lp->ln1_b = ptr;
+            else if (!strcmp(name, "w_qkv")) lp->w_qkv = ptr;
+            else if (!strcmp(name, "w_attn_proj")) lp->w_attn_proj = ptr;
+            else if (!strcmp(name, "ln2_g")) lp->ln2_g = ptr;
+            else if (!strcmp(name, "ln2_b")) lp->ln2_b = ptr;
+            else if (!strcmp(name, "w_fc")) lp->w_fc = ptr;
+            else if (!strcmp(name, "w_fc_proj")) lp->w_fc_proj = ptr;
+        } else if (!strcmp(name, "wte")) p->wte = ptr;
+        else if (!strcmp(name, "wpe")) p->wpe = ptr;
+        else if (!strcmp(name, "sos")) p->sos = ptr;
+        else if (!strcmp(name, "lnf_g")) p->lnf_g = ptr;
+        else if (!strcmp(name, "lnf_b")) p->lnf_b = ptr;
+        else if (!strcmp(name, "w_head")) p->w_head = ptr;
+    }
+    free(t);
+}
+
+void param_pointers_free(ParamPointers *p) {
+    free(p->layers);
+    p->layers = NULL;
+}
+
+void model_init_params(const ModelConfig *cfg, float *params, uint64_t seed) {
+    int n;
+    TensorInfo *t = tensor_table(cfg, &n);
+    Rng rng;
+    rng_init(&rng, seed, 0x696e6974ull /* "init" */);
+    for (int i = 0; i < n; i++) {
+        float *p = params + t[i].offset;
+        for (size_t j = 0; j < t[i].count; j++)
+            p[j] = t[i].init == INIT_ONES ? 1.0f : t[i].init == INIT_ZEROS ? 0.0f : t[i].init_std * (float)rng_normal(&rng);
+    }
+    free(t);
+}
+
+// ---------------------------------------------------------------------------
+// Buffers
+
+// The activation buffer's parts, in order: returns the total in floats and,
+// when base is not NULL, points a's fields into it.
+static size_t layout_activations(Activations *a, float *base, const ModelConfig *cfg, int max_batch) {
+    const size_t B = (size_t)max_batch, T = (size_t)cfg->seq_len, C = (size_t)cfg->d_model, L = (size_t)cfg->n_layer,
+                 V = (size_t)cfg->vocab_size, NH = (size_t)cfg->n_head, BT = B * T;
+    struct {
+        float **ptr;
+        size_t count;
+    } parts[] = {
+        {&a->resid, (L + 1) * BT * C}, {&a->ln1, L * BT * C},       {&a->ln1_mean, L * BT},
+        {&a->ln1_rstd, L * BT},        {&a->qkv, L * BT * 3 * C},   {&a->atty, L * BT * C},
+        {&a->att_lse, L * B * NH * T}, {&a->resid_mid, L * BT * C}, {&a->ln2, L * BT * C},
+        {&a->ln2_mean, L * BT},        {&a->ln2_rstd, L * BT},      {&a->fc, L * BT * 4 * C},
+        {&a->fc_act, BT * 4 * C},      {&a->lnf, BT * C},           {&a->lnf_mean, BT},
+        {&a->lnf_rstd, BT},            {&a->logits, BT * V},        {&a->losses, BT},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (base) *parts[i].ptr = base + total;
+        total += parts[i].count;
+    }
+    return total;
+}
+
+// Backward scratch: d(residual) BTxC, d(norm out) BTxC, d(attention out)
+// BTxC, d(qkv) BTx3C, d(fc) BTx4C, and per thread two attention tiles.
+static size_t scratch_floats(const ModelConfig *cfg, int max_batch, int threads) {
+    const size_t BT = (size_t)max_batch * cfg->seq_len, C = (size_t)cfg->d_model;
+    return BT * C * 3 + BT * 3 * C + BT * 4 * C + (size_t)threads * 2 * ATT_BLOCK * cfg->seq_len;
+}
+
+size_t model_activation_bytes(const ModelConfig *cfg, int max_batch, int threads) {
+    Activations unused;
+    return (layout_activations(&unused, NULL, cfg, max_batch) + scratch_floats(cfg, max_batch, threads)) *
+           sizeof(float);
+}
+
+void model_create(Model *m, const ModelConfig *cfg, int max_batch, int threads) {
+    model_config_validate(cfg);
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    m->threads = threads;
+    m->max_batch = max_batch;
+    m->num_params = param_count(cfg);
+    m->params = xcalloc(m->num_params, sizeof(float));
+    m->grads = xcalloc(m->num_params, sizeof(float));
+    param_pointers(cfg, m->params, &m->p);
+    param_pointers(cfg, m->grads, &m->g);
+
+    m->act_floats = layout_activations(&m->act, NULL, cfg, max_batch);
+    m->act_memory = xcalloc(m->act_floats, sizeof(float));
+    layout_activations(&m->act, m->act_memory, cfg, max_batch);
+    m->scratch_floats = scratch_floats(cfg, max_batch, threads);
+    m->scratch = xcalloc(m->scratch_floats, sizeof(float));
+}
+
+void model_free(Model *m) {
+    free(m->params);
+    free(m->grads);
+    free(m->act_memory);
+    free(m->scratch);
+    param_pointers_free(&m->p);
+    param_pointers_free(&m->g);
+    memset(m, 0, sizeof *m);
+}
+
+void model_zero_grads(Model *m) { memset(m->grads, 0, m->num_params * sizeof(float)); }
+
+// ---------------------------------------------------------------------------
+// Whole model
+
+double model_forward(Model *m, const uint16_t *tokens, int batch) {
+    const ModelConfig *cfg = &m->cfg;
+    if (batch < 1 || batch > m->max_batch) die("internal: batch %d outside 1..%d", batch, m->max_batch);
+    const int B = batch, T = cfg->seq_len, C = cfg->d_model, L = cfg->n_layer, V = cfg->vocab_size, NH = cfg->n_head;
+    const int N = B * T, th = m->threads;
+    const size_t BTC = (size_t)N * C, max_BT = (size_t)m->max_batch * T;
+    const size_t stride_c = max_BT * C;  // per-layer stride of the activation arrays
+    Activations *a = &m->act;
+    for (int i = 0; i < N; i++)
+        if (tokens[i] >= V) die("token %u at position %d is outside the %d-color palette", tokens[i], i, V);
+
+    encoder_forward(a->resid, tokens, &m->p, B, T, C, th);
+    for (int l = 0; l < L; l++) {
+        const LayerParams *lp = &m->p.layers[l];
+        float *resid = a->resid + l * stride_c, *resid_next = a->resid + (l + 1) * stride_c;
+        float *ln1 = a->ln1 + l * stride_c, *ln2 = a->ln2 + l * stride_c, *mid = a->resid_mid + l * stride_c;
+        float *qkv = a->qkv + l * 3 * stride_c, *atty = a->atty + l * stride_c, *fc = a->fc + l * 4 * stride_c;
+        float *lse = a->att_lse + (size_t)l * m->max_batch * NH * T;
+        norm_forward(cfg->norm, ln1, a->ln1_mean + l * max_BT, a->ln1_rstd + l * max_BT, resid, lp->ln1_g, lp->ln1_b, N,
+                     C, th);
+        matmul_forward(qkv, ln1, lp->w_qkv, N, C, 3 * C);
+        attention_forward(atty, lse, qkv, m->scratch, B, T, C, NH, th);
+        matmul_forward(ln2, atty, lp->w_attn_proj, N, C, C);  // ln2 as scratch for the projection
+        residual_forward(mid, resid, ln2, BTC, th);
+        norm_forward(cfg->norm, ln2, a->ln2_mean + l * max_BT, a->ln2_rstd + l * max_BT, mid, lp->ln2_g, lp->ln2_b, N, C,
+                     th);
+        matmul_forward(fc, ln2, lp->w_fc, N, C, 4 * C);
+        gelu_forward(a->fc_act, fc, (size_t)N * 4 * C, th);
+        matmul_forward(resid_next, a->fc_act, lp->w_fc_proj, N, 4 * C, C);
+        residual_forward(resid_next, resid_next, mid, BTC, th);
+    }
+    norm_forward(cfg->norm, a->lnf, a->lnf_mean, a->lnf_rstd, a->resid + L * stride_c, m->p.lnf_g, m->p.lnf_b, N, C,
+                 th);
+    matmul_forward(a->logits, a->lnf, m->p.w_head, N, C, V);
+    return softmax_crossentropy_forward(a->logits, a->losses, tokens, N, V, th);
+}
+
+void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scale) {
+    const ModelConfig *cfg = &m->cfg;
+    const int B = batch, T = cfg->seq_len, C = cfg->d_model, L = cfg->n_layer, V = cfg->vocab_size, NH = cfg->n_head;
+    const int N = B * T, th = m->threads;
+    const size_t BTC = (size_t)N * C, max_BT = (size_t)m->max_batch * T, stride_c = max_BT * C;
+    Activations *a = &m->act;
+    // Scratch layout (see model_create).
+    const size_t maxBTC = (size_t)m->max_batch * T * C;
+    float *dresid = m->scratch, *dln = dresid + maxBTC, *datty = dln + maxBTC, *dqkv = datty + maxBTC;
+    float *dfc = dqkv + 3 * maxBTC, *att_scratch = dfc + 4 * maxBTC;
+
+    softmax_crossentropy_backward(a->logits, tokens, N, V, loss_scale, th);
+    matmul_backward(dln, m->g.w_head, a->logits, a->lnf, m->p.w_head, N, C, V);
+    memset(dresid, 0, BTC * sizeof(float));
+    norm_backward(cfg->norm, dresid, m->g.lnf_g, m->g.lnf_b, dln, a->resid + L * stride_c, a->lnf_mean, a->lnf_rstd,
+                  m->p.lnf_g, N, C, th);
+    if (m->on_layer_grads) m->on_layer_grads(m->on_layer_grads_ctx, L);
+    for (int l = L - 1; l >= 0; l--) {
+        const LayerParams *lp = &m->p.layers[l];
+        LayerParams *lg = &m->g.layers[l];
+        float *resid = a->resid + l * stride_c, *ln1 = a->ln1 + l * stride_c, *ln2 = a->ln2 + l * stride_c;
+        float *mid = a->resid_mid + l * stride_c, *qkv = a->qkv + l * 3 * stride_c, *atty = a->atty + l * stride_c;
+        float *fc = a->fc + l * 4 * stride_c, *lse = a->att_lse + (size_t)l * m->max_batch * NH * T;
+        // MLP: resid_next = mid + gelu(norm2(mid) W_fc^T) W_fc_proj^T; dresid holds d(resid_next) = d(mid) so far.
+        gelu_forward(a->fc_act, fc, (size_t)N * 4 * C, th);
+        matmul_backward(dfc, lg->w_fc_proj, dresid, a->fc_act, lp->w_fc_proj, N, 4 * C, C);
+        gelu_backward(dfc, fc, dfc, (size_t)N * 4 * C, th);
+        matmul_backward(dln, lg->w_fc, dfc, ln2, lp->w_fc, N, C, 4 * C);
+        norm_backward(cfg->norm, dresid, lg->ln2_g, lg->ln2_b, dln, mid, a->ln2_mean + l * max_BT,
+                      a->ln2_rstd + l * max_BT, lp->ln2_g, N, C, th);
+        // Attention: mid = resid + attn(norm1(resid)) W_proj^T; dresid now holds d(mid).
+        matmul_backward(datty, lg->w_attn_proj, dresid, atty, lp->w_attn_proj, N, C, C);
+        attention_backward(dqkv, datty, atty, qkv, lse, att_scratch, B, T, C, NH, th);
+        matmul_backward(dln, lg->w_qkv, dqkv, ln1, lp->w_qkv, N, C, 3 * C);
+        norm_backward(cfg->norm, dresid, lg->ln1_g, lg->ln1_b, dln, resid, a->ln1_mean + l * max_BT,
+                      a->ln1_rstd + l * max_BT, lp->ln1_g, N, C, th);
+        if (m->on_layer_grads) m->on_layer_grads(m->on_layer_grads_ctx, l);
+    }
+    encoder_backward(&m->g, dresid, tokens, B, T, C, th);
+    if (m->on_layer_grads) m->on_layer_grads(m->on_layer_grads_ctx, -1);
+}
+
+void model_features(const Model *m, int batch, float *features) {
+    const int T = m->cfg.seq_len, C = m->cfg.d_model, L = m->cfg.n_layer;
+    const size_t stride_c = (size_t)m->max_batch * T * C;
+#pragma omp parallel for collapse(2) num_threads(m->threads)
+    for (int b = 0; b < batch; b++)
+        for (int l = 0; l <= L; l++) {
+            const float *src = (l < L ? m->act.ln1 + l * stride_c : m->act.lnf) + (size_t)b * T * C;
+            float *f = features + ((size_t)b * (L + 1) + l) * C;
+            for (int c = 0; c < C; c++) f[c] = 0.0f;
+            for (int t = 0; t < T; t++)
+                for (int c = 0; c < C; c++) f[c] += src[(size_t)t * C + c];
+            for (int c = 0; c < C; c++) f[c] /= (float)T;
+        }
+}

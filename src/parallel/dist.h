@@ -1,0 +1,59 @@
+// Data-parallel training across processes (docs/multi-gpu.md): one process
+// per device, launched by mpirun or srun. This module is the job's shape
+// (rank, world size, local rank) and the collectives of the CPU backend,
+// over MPI; a process started without a launcher is a job of one and never
+// touches MPI. Built without MPI (no mpicc found by make), every job is one
+// process.
+#ifndef IGPT_DIST_H
+#define IGPT_DIST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model.h"
+
+typedef struct {
+    int rank, world;  // 0..world-1
+    int local_rank;   // rank among the processes on this machine (which GPU it drives)
+    bool mpi;         // MPI is initialised (launched by mpirun/srun)
+} Dist;
+
+// Detects a launcher (OpenMPI, PMI/PMIx, Slurm), initialises MPI, and makes
+// the job speak with one voice: ranks other than 0 print nothing on stdout
+// and no warnings; any rank's error names the rank and ends the whole job.
+void dist_init(void);
+void dist_finalize(void);
+const Dist *dist_get(void);
+static inline bool dist_is_root(void) { return dist_get()->rank == 0; }
+
+// In-place sums over all ranks (blocking).
+void dist_sum_floats(float *buf, size_t n);
+double dist_sum_double(double x);
+// Rank 0's bytes to every rank.
+void dist_broadcast(void *buf, size_t bytes);
+void dist_barrier(void);
+
+// Non-blocking sums of gradient slices, started as soon as a layer's
+// gradients are final and all waited for before the optimizer step.
+void dist_sum_floats_start(float *buf, size_t n);
+void dist_wait_all(void);
+
+// ZeRO-1: the part of [0, n) that `rank` owns: [n*rank/world, n*(rank+1)/world).
+void dist_piece(size_t n, int rank, size_t *begin, size_t *end);
+// ZeRO-1's split of a model's parameter buffer: for each layer range (index
+// l + 1 for layer l = -1 .. L, layer_param_range), its [begin, end), this
+// rank's piece [piece_begin, piece_end), and where the piece starts in the
+// rank's packed storage. Arrays of L + 2 entries, or NULL to only count.
+// Returns the floats this rank owns.
+size_t dist_zero_layout(const ModelConfig *cfg, size_t *begin, size_t *end, size_t *piece_begin, size_t *piece_end,
+                        size_t *piece_offset);
+// Sums buf over ranks and leaves each rank the sum on its piece (the rest of
+// buf is undefined afterwards).
+void dist_reduce_scatter(float *buf, size_t n);
+// Every rank's piece of buf to every rank (in place).
+void dist_all_gather(float *buf, size_t n);
+// The same for n elements of element_bytes each (e.g. bf16 weights).
+void dist_all_gather_elements(void *buf, size_t n, size_t element_bytes);
+
+#endif

@@ -1,0 +1,252 @@
+#include "probe/probe.h"
+
+#include <cblas.h>
+#include <lbfgs.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/images.h"
+#include "util/util.h"
+
+void probe_solver_defaults(ProbeSolverOptions *opt) {
+    *opt = (ProbeSolverOptions){.l2 = 1e-3, .max_iters = 1000, .epsilon = 1e-6, .threads = 0};
+}
+
+typedef struct {
+    const ProbeProblem *p;
+    const ProbeSolverOptions *opt;
+    double *logits;  // n x k
+    double *row_loss;
+    int iters;
+} Objective;
+
+static int record_progress(void *instance, const lbfgsfloatval_t *x, const lbfgsfloatval_t *g,
+                           const lbfgsfloatval_t fx, const lbfgsfloatval_t xnorm, const lbfgsfloatval_t gnorm,
+                           const lbfgsfloatval_t step, int n, int k, int ls) {
+    (void)x, (void)g, (void)fx, (void)xnorm, (void)gnorm, (void)step, (void)n, (void)ls;
+    ((Objective *)instance)->iters = k;
+    return 0;
+}
+
+// logits = X W^T + b for the n rows.
+static void compute_logits(const ProbeProblem *p, const double *w, double *logits, int threads) {
+    const int k = p->k, d = p->d;
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p->n, k, d, 1.0, p->X, d, w, d + 1, 0.0, logits, k);
+#pragma omp parallel for num_threads(threads)
+    for (int64_t i = 0; i < p->n; i++)
+        for (int c = 0; c < k; c++) logits[i * k + c] += w[(size_t)c * (d + 1) + d];
+}
+
+// Softmax of each row in place; row_loss[i] = -log p[i][y_i].
+static void softmax_rows(const ProbeProblem *p, double *logits, double *row_loss, int threads) {
+    const int k = p->k;
+#pragma omp parallel for num_threads(threads)
+    for (int64_t i = 0; i < p->n; i++) {
+        double *z = logits + i * k, mx = -INFINITY, sum = 0.0;
+        for (int c = 0; c < k; c++) mx = fmax(mx, z[c]);
+        for (int c = 0; c < k; c++) sum += exp(z[c] - mx);
+        if (row_loss) row_loss[i] = mx + log(sum) - z[p->y[i]];
+        for (int c = 0; c < k; c++) z[c] = exp(z[c] - mx) / sum;
+    }
+}
+
+static lbfgsfloatval_t evaluate(void *instance, const lbfgsfloatval_t *w, lbfgsfloatval_t *g, const int nvars,
+                                const lbfgsfloatval_t step) {
+    (void)nvars, (void)step;
+    Objective *o = instance;
+    const ProbeProblem *p = o->p;
+    const int k = p->k, d = p->d, threads = o->opt->threads;
+    compute_logits(p, w, o->logits, threads);
+    softmax_rows(p, o->logits, o->row_loss, threads);
+    double loss = 0.0;
+    for (int64_t i = 0; i < p->n; i++) loss += o->row_loss[i];  // fixed order
+    loss /= (double)p->n;
+    // G = (P - Y) / n, in place; dW = G^T X; db = column sums of G.
+    const double inv_n = 1.0 / (double)p->n;
+#pragma omp parallel for num_threads(threads)
+    for (int64_t i = 0; i < p->n; i++) {
+        o->logits[i * k + p->y[i]] -= 1.0;
+        for (int c = 0; c < k; c++) o->logits[i * k + c] *= inv_n;
+    }
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, d, (int)p->n, 1.0, o->logits, k, p->X, d, 0.0, g, d + 1);
+    double penalty = 0.0;
+    for (int c = 0; c < k; c++) {
+        double *wc = (double *)w + (size_t)c * (d + 1), *gc = g + (size_t)c * (d + 1);
+        double b = 0.0;
+        for (int64_t i = 0; i < p->n; i++) b += o->logits[i * k + c];
+        gc[d] = b;
+        for (int j = 0; j < d; j++) {
+            gc[j] += o->opt->l2 * wc[j];
+            penalty += wc[j] * wc[j];
+        }
+    }
+    return loss + 0.5 * o->opt->l2 * penalty;
+}
+
+void probe_fit(const ProbeProblem *p, const ProbeSolverOptions *opt_in, const double *w_init, LinearProbe *out) {
+    ProbeSolverOptions opt = *opt_in;
+    opt.threads = resolve_threads(opt.threads);
+    const int nvars = p->k * (p->d + 1);
+    lbfgsfloatval_t *w = lbfgs_malloc(nvars);
+    if (!w) die("out of memory for the probe's %d parameters", nvars);
+    for (int i = 0; i < nvars; i++) w[i] = w_init ? w_init[i] : 0.0;
+    Objective o = {.p = p, .opt = &opt, .logits = xmalloc((size_t)p->n * p->k * sizeof(double)),
+                   .row_loss = xmalloc((size_t)p->n * sizeof(double))};
+    lbfgs_parameter_t param;
+    lbfgs_parameter_init(&param);
+    param.epsilon = opt.epsilon;
+    param.max_iterations = opt.max_iters;
+    param.m = 10;
+    lbfgsfloatval_t fx = 0.0;
+    out->status = lbfgs(nvars, w, &fx, evaluate, record_progress, &o, &param);
+    // Final objective and gradient norm at the returned point.
+    double *g = xmalloc((size_t)nvars * sizeof(double));
+    out->objective = evaluate(&o, w, g, nvars, 0);
+    double gn = 0.0;
+    for (int i = 0; i < nvars; i++) gn += g[i] * g[i];
+    out->grad_norm = sqrt(gn);
+    out->d = p->d;
+    out->k = p->k;
+    out->w = xmalloc((size_t)nvars * sizeof(double));
+    memcpy(out->w, w, (size_t)nvars * sizeof(double));
+    out->iters = o.iters;
+    free(g);
+    free(o.logits);
+    free(o.row_loss);
+    lbfgs_free(w);
+}
+
+double probe_score(const LinearProbe *m, const ProbeProblem *p, int threads, double *mean_ce, uint16_t *predictions) {
+    threads = resolve_threads(threads);
+    double *logits = xmalloc((size_t)p->n * p->k * sizeof(double));
+    double *row_loss = xmalloc((size_t)p->n * sizeof(double));
+    compute_logits(p, m->w, logits, threads);
+    int64_t correct = 0;
+    for (int64_t i = 0; i < p->n; i++) {
+        int best = 0;
+        for (int c = 1; c < p->k; c++)
+            if (logits[i * p->k + c] > logits[i * p->k + best]) best = c;
+        correct += best == p->y[i];
+        if (predictions) predictions[i] = (uint16_t)best;
+    }
+    softmax_rows(p, logits, row_loss, threads);
+    if (mean_ce) {
+        double s = 0.0;
+        for (int64_t i = 0; i < p->n; i++) s += row_loss[i];
+        *mean_ce = s / (double)p->n;
+    }
+    free(logits);
+    free(row_loss);
+    return (double)correct / (double)p->n;
+}
+
+void linear_probe_free(LinearProbe *m) {
+    free(m->w);
+    m->w = NULL;
+}
+
+void feature_stats(const float *X, int64_t n, int d, int64_t stride, double *mean, double *inv_std) {
+    for (int j = 0; j < d; j++) mean[j] = inv_std[j] = 0.0;
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) mean[j] += X[i * stride + j];
+    for (int j = 0; j < d; j++) mean[j] /= (double)n;
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) {
+            double c = X[i * stride + j] - mean[j];
+            inv_std[j] += c * c;
+        }
+    for (int j = 0; j < d; j++) inv_std[j] = 1.0 / fmax(sqrt(inv_std[j] / (double)n), 1e-6);
+}
+
+void standardize(const float *X, int64_t n, int d, int64_t stride, const double *mean, const double *inv_std,
+                 double *out) {
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) out[i * d + j] = (X[i * stride + j] - mean[j]) * inv_std[j];
+}
+
+// --- The probe protocol for one layer ------------------------------------------------
+
+// Rows of one layer's features, standardised with `mean`/`inv_std`, for the
+// images whose mask entry equals keep (all when mask is NULL).
+static double *layer_matrix(const FeatureSet *fs, int layer, const double *mean, const double *inv_std,
+                            const uint8_t *mask, uint8_t keep, int64_t *rows, uint16_t **labels) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < fs->count; i++) n += !mask || mask[i] == keep;
+    double *X = xmalloc((size_t)n * fs->dim * sizeof(double));
+    *labels = xmalloc((size_t)n * 2);
+    const int64_t stride = (int64_t)fs->layers * fs->dim;
+    int64_t r = 0;
+    for (int64_t i = 0; i < fs->count; i++) {
+        if (mask && mask[i] != keep) continue;
+        standardize(fs->values + i * stride + (int64_t)layer * fs->dim, 1, fs->dim, stride, mean, inv_std,
+                    X + r * fs->dim);
+        (*labels)[r++] = fs->labels[i];
+    }
+    *rows = n;
+    return X;
+}
+
+void probe_layer(const FeatureSet *train, const FeatureSet *eval, int layer, const ProbeProtocol *a,
+                 ProbeLayerResult *res) {
+    const int threads = resolve_threads(a->threads);
+    const int d = train->dim, k = train->num_classes;
+    const int64_t stride = (int64_t)train->layers * d;
+    double *mean = xmalloc((size_t)d * sizeof(double)), *inv_std = xmalloc((size_t)d * sizeof(double));
+    feature_stats(train->values + (int64_t)layer * d, train->count, d, stride, mean, inv_std);
+    // L2 chosen on a stratified 10% hold-out of the training images.
+    uint8_t *held = xcalloc((size_t)train->count, 1);
+    stratified_split(train->labels, train->count, k, train->count / 10 > 0 ? train->count / 10 : 1, a->seed, held);
+    int64_t n_fit, n_hold, n_all, n_eval;
+    uint16_t *y_fit, *y_hold, *y_all, *y_eval;
+    double *X_fit = layer_matrix(train, layer, mean, inv_std, held, 0, &n_fit, &y_fit);
+    double *X_hold = layer_matrix(train, layer, mean, inv_std, held, 1, &n_hold, &y_hold);
+    ProbeProblem fit = {n_fit, d, k, X_fit, y_fit}, hold = {n_hold, d, k, X_hold, y_hold};
+    ProbeSolverOptions opt;
+    probe_solver_defaults(&opt);
+    opt.max_iters = a->max_iters;
+    opt.threads = threads;
+    // Strongest penalty first; each fit starts from the previous solution.
+    double *order = xmalloc((size_t)a->num_l2 * sizeof(double));
+    memcpy(order, a->l2_grid, (size_t)a->num_l2 * sizeof(double));
+    for (int i = 0; i < a->num_l2; i++)
+        for (int j = i + 1; j < a->num_l2; j++)
+            if (order[j] > order[i]) {
+                double t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+    LinearProbe best = {0}, current = {0};
+    double best_acc = -1.0, best_l2 = order[0];
+    for (int i = 0; i < a->num_l2; i++) {
+        opt.l2 = order[i];
+        probe_fit(&fit, &opt, current.w, &current);
+        double acc = probe_score(&current, &hold, threads, NULL, NULL);
+        if (acc > best_acc) {  // ties keep the stronger penalty
+            best_acc = acc;
+            best_l2 = order[i];
+            linear_probe_free(&best);
+            best = current;
+            best.w = xmalloc((size_t)k * (d + 1) * sizeof(double));
+            memcpy(best.w, current.w, (size_t)k * (d + 1) * sizeof(double));
+        }
+    }
+    free(X_fit), free(y_fit), free(X_hold), free(y_hold);
+    // Refit on every training image with the chosen strength, then score.
+    double *X_all = layer_matrix(train, layer, mean, inv_std, NULL, 0, &n_all, &y_all);
+    double *X_eval = layer_matrix(eval, layer, mean, inv_std, NULL, 0, &n_eval, &y_eval);
+    ProbeProblem all = {n_all, d, k, X_all, y_all}, ev = {n_eval, d, k, X_eval, y_eval};
+    opt.l2 = best_l2;
+    LinearProbe final;
+    probe_fit(&all, &opt, best.w, &final);
+    res->accuracy = probe_score(&final, &ev, threads, &res->eval_loss, NULL);
+    res->l2 = best_l2;
+    res->holdout_accuracy = best_acc;
+    res->grad_norm = final.grad_norm;
+    res->iters = final.iters;
+    free(X_all), free(y_all), free(X_eval), free(y_eval), free(order), free(held), free(mean), free(inv_std);
+    linear_probe_free(&best);
+    linear_probe_free(&current);
+    linear_probe_free(&final);
+}

@@ -1,0 +1,222 @@
+#include "train/checkpoint.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/util.h"
+
+// Header fields (byte offsets), little-endian.
+enum {
+    H_MAGIC = 0,          // 8 bytes
+    H_VERSION = 8,        // u32
+    H_HEADER_BYTES = 12,  // u32 = 256
+    H_MODEL = 16,         // 8 x u32: vocab, seq_len, image h, image w, d_model, n_layer, n_head, norm
+    H_NUM_PARAMS = 48,    // u64
+    H_STEP = 56,          // u64
+    H_EPOCH = 64,         // u64
+    H_EPOCH_POS = 72,     // u64
+    H_SEED = 80,          // u64
+    H_OPTIM = 88,         // 9 x 8 bytes: lr, min_lr_frac (f64), warmup, total_steps (i64), beta1, beta2, eps, wd, clip (f64)
+    H_BATCH = 160,        // u32
+    H_MICRO_BATCH = 164,  // u32
+    H_DATA_COUNT = 168,   // u64
+    H_DATA_CRC = 176,     // u32
+    H_PAYLOAD_CRC = 180,  // u32: params, m, v
+    H_TRAIN_LOSS = 184,   // f64
+    H_VAL_LOSS = 192,     // f64
+    H_HEADER_CRC = 200,   // u32 of the 256 header bytes with this field zero
+    H_EVAL_EVERY = 208,   // u64
+    H_EVAL_IMAGES = 216,  // u64
+    H_CKPT_EVERY = 224,   // u64; 232..255 reserved, zero
+};
+
+static void put_f64(uint8_t *p, double v) {
+    uint64_t bits;
+    memcpy(&bits, &v, 8);
+    put_u64(p, bits);
+}
+
+static double get_f64(const uint8_t *p) {
+    uint64_t bits = get_u64(p);
+    double v;
+    memcpy(&v, &bits, 8);
+    return v;
+}
+
+static void encode_header(uint8_t *h, const CheckpointMeta *m, uint32_t payload_crc) {
+    memset(h, 0, IGPT_CHECKPOINT_HEADER_BYTES);
+    memcpy(h + H_MAGIC, IGPT_CHECKPOINT_MAGIC, 8);
+    put_u32(h + H_VERSION, IGPT_CHECKPOINT_VERSION);
+    put_u32(h + H_HEADER_BYTES, IGPT_CHECKPOINT_HEADER_BYTES);
+    const int model_fields[8] = {m->model.vocab_size, m->model.seq_len, m->model.image_height, m->model.image_width,
+                                 m->model.d_model,    m->model.n_layer, m->model.n_head,       (int)m->model.norm};
+    for (int i = 0; i < 8; i++) put_u32(h + H_MODEL + 4 * i, (uint32_t)model_fields[i]);
+    put_u64(h + H_NUM_PARAMS, m->num_params);
+    put_u64(h + H_STEP, m->step);
+    put_u64(h + H_EPOCH, m->epoch);
+    put_u64(h + H_EPOCH_POS, m->epoch_pos);
+    put_u64(h + H_SEED, m->seed);
+    put_f64(h + H_OPTIM + 0, m->optim.lr);
+    put_f64(h + H_OPTIM + 8, m->optim.min_lr_frac);
+    put_u64(h + H_OPTIM + 16, (uint64_t)m->optim.warmup_steps);
+    put_u64(h + H_OPTIM + 24, (uint64_t)m->optim.total_steps);
+    put_f64(h + H_OPTIM + 32, m->optim.beta1);
+    put_f64(h + H_OPTIM + 40, m->optim.beta2);
+    put_f64(h + H_OPTIM + 48, m->optim.eps);
+    put_f64(h + H_OPTIM + 56, m->optim.weight_decay);
+    put_f64(h + H_OPTIM + 64, m->optim.grad_clip);
+    put_u32(h + H_BATCH, m->batch);
+    put_u32(h + H_MICRO_BATCH, m->micro_batch);
+    put_u64(h + H_DATA_COUNT, m->data_count);
+    put_u32(h + H_DATA_CRC, m->data_crc);
+    put_u32(h + H_PAYLOAD_CRC, payload_crc);
+    put_f64(h + H_TRAIN_LOSS, m->train_loss);
+    put_f64(h + H_VAL_LOSS, m->val_loss);
+    put_u64(h + H_EVAL_EVERY, m->eval_every);
+    put_u64(h + H_EVAL_IMAGES, m->eval_images);
+    put_u64(h + H_CKPT_EVERY, m->checkpoint_every);
+    put_u32(h + H_HEADER_CRC, crc32_update(0, h, IGPT_CHECKPOINT_HEADER_BYTES));
+}
+
+void checkpoint_save(const char *path, const CheckpointMeta *meta, const float *params, const float *adam_m,
+                     const float *adam_v) {
+    const size_t bytes = meta->num_params * sizeof(float);
+    uint32_t crc = crc32_update(0, params, bytes);
+    crc = crc32_update(crc, adam_m, bytes);
+    crc = crc32_update(crc, adam_v, bytes);
+    uint8_t header[IGPT_CHECKPOINT_HEADER_BYTES];
+    encode_header(header, meta, crc);
+    AtomicFile af;
+    atomic_open(&af, path);
+    atomic_write(&af, header, sizeof header);
+    atomic_write(&af, params, bytes);
+    atomic_write(&af, adam_m, bytes);
+    atomic_write(&af, adam_v, bytes);
+    atomic_commit(&af);
+}
+
+static uint32_t read_header(const char *path, CheckpointMeta *m) {
+    int64_t size = file_size(path);
+    if (size < 0) die("%s: no such checkpoint", path);
+    uint8_t h[IGPT_CHECKPOINT_HEADER_BYTES];
+    FILE *f = xfopen(path, "rb");
+    size_t got = fread(h, 1, sizeof h, f);
+    fclose(f);
+    if (got < 8 || memcmp(h + H_MAGIC, IGPT_CHECKPOINT_MAGIC, 8) != 0)
+        die("%s is not an igpt checkpoint (bad magic)", path);
+    if (got < sizeof h) die("%s: checkpoint is truncated inside its header (%lld bytes)", path, (long long)size);
+    uint32_t version = get_u32(h + H_VERSION);
+    if (version != IGPT_CHECKPOINT_VERSION)
+        die("%s: checkpoint format version %u, this igpt reads version %u", path, version, IGPT_CHECKPOINT_VERSION);
+    uint32_t stored = get_u32(h + H_HEADER_CRC);
+    put_u32(h + H_HEADER_CRC, 0);
+    if (crc32_update(0, h, sizeof h) != stored) die("%s: checkpoint header is corrupt (CRC mismatch)", path);
+    memset(m, 0, sizeof *m);
+    int fields[8];
+    for (int i = 0; i < 8; i++) fields[i] = (int)get_u32(h + H_MODEL + 4 * i);
+    m->model = (ModelConfig){.vocab_size = fields[0], .seq_len = fields[1], .image_height = fields[2],
+                             .image_width = fields[3], .d_model = fields[4], .n_layer = fields[5],
+                             .n_head = fields[6], .norm = (NormKind)fields[7]};
+    m->num_params = get_u64(h + H_NUM_PARAMS);
+    m->step = get_u64(h + H_STEP);
+    m->epoch = get_u64(h + H_EPOCH);
+    m->epoch_pos = get_u64(h + H_EPOCH_POS);
+    m->seed = get_u64(h + H_SEED);
+    m->optim.lr = get_f64(h + H_OPTIM + 0);
+    m->optim.min_lr_frac = get_f64(h + H_OPTIM + 8);
+    m->optim.warmup_steps = (int64_t)get_u64(h + H_OPTIM + 16);
+    m->optim.total_steps = (int64_t)get_u64(h + H_OPTIM + 24);
+    m->optim.beta1 = get_f64(h + H_OPTIM + 32);
+    m->optim.beta2 = get_f64(h + H_OPTIM + 40);
+    m->optim.eps = get_f64(h + H_OPTIM + 48);
+    m->optim.weight_decay = get_f64(h + H_OPTIM + 56);
+    m->optim.grad_clip = get_f64(h + H_OPTIM + 64);
+    m->batch = get_u32(h + H_BATCH);
+    m->micro_batch = get_u32(h + H_MICRO_BATCH);
+    m->data_count = get_u64(h + H_DATA_COUNT);
+    m->data_crc = get_u32(h + H_DATA_CRC);
+    m->train_loss = get_f64(h + H_TRAIN_LOSS);
+    m->val_loss = get_f64(h + H_VAL_LOSS);
+    m->eval_every = get_u64(h + H_EVAL_EVERY);
+    m->eval_images = get_u64(h + H_EVAL_IMAGES);
+    m->checkpoint_every = get_u64(h + H_CKPT_EVERY);
+    model_config_validate(&m->model);
+    if (m->num_params != param_count(&m->model))
+        die("%s: %llu parameters recorded, but its config has %zu (corrupt checkpoint)", path,
+            (unsigned long long)m->num_params, param_count(&m->model));
+    int64_t expected = IGPT_CHECKPOINT_HEADER_BYTES + 3 * (int64_t)m->num_params * 4;
+    if (size != expected)
+        die("%s: %lld bytes, expected %lld (truncated checkpoint)", path, (long long)size, (long long)expected);
+    return get_u32(h + H_PAYLOAD_CRC);
+}
+
+void checkpoint_read_meta(const char *path, CheckpointMeta *meta) { read_header(path, meta); }
+
+void checkpoint_load(const char *path, CheckpointMeta *meta, float **params, float **adam_m, float **adam_v) {
+    uint32_t expected_crc = read_header(path, meta);
+    const size_t bytes = meta->num_params * sizeof(float);
+    *params = xmalloc(bytes);
+    *adam_m = xmalloc(bytes);
+    *adam_v = xmalloc(bytes);
+    FILE *f = xfopen(path, "rb");
+    fseek(f, IGPT_CHECKPOINT_HEADER_BYTES, SEEK_SET);
+    xfread(*params, bytes, f, path);
+    xfread(*adam_m, bytes, f, path);
+    xfread(*adam_v, bytes, f, path);
+    fclose(f);
+    uint32_t crc = crc32_update(0, *params, bytes);
+    crc = crc32_update(crc, *adam_m, bytes);
+    crc = crc32_update(crc, *adam_v, bytes);
+    if (crc != expected_crc) die("%s: checkpoint data is corrupt (CRC mismatch)", path);
+}
+
+char *checkpoint_path(const char *run_dir, uint64_t step) {
+    return xasprintf("%s/checkpoint-%08llu.bin", run_dir, (unsigned long long)step);
+}
+
+// A checkpoint file name: "checkpoint-" + 8 or more digits + ".bin".
+static bool parse_checkpoint_name(const char *name, long long *step) {
+    const char *prefix = "checkpoint-", *suffix = ".bin";
+    size_t n = strlen(name), np = strlen(prefix), ns = strlen(suffix);
+    if (n < np + 8 + ns || strncmp(name, prefix, np) != 0 || strcmp(name + n - ns, suffix) != 0) return false;
+    long long v = 0;
+    for (size_t i = np; i < n - ns; i++) {
+        if (name[i] < '0' || name[i] > '9') return false;
+        v = v * 10 + (name[i] - '0');
+    }
+    *step = v;
+    return true;
+}
+
+static int compare_steps(const void *x, const void *y) {
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+int64_t checkpoint_steps(const char *run_dir, uint64_t **steps) {
+    *steps = NULL;
+    DIR *d = opendir(run_dir);
+    if (!d) return -1;
+    int64_t n = 0, cap = 0;
+    long long step;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!parse_checkpoint_name(e->d_name, &step)) continue;
+        if (n == cap) *steps = xrealloc(*steps, (size_t)(cap = cap ? 2 * cap : 16) * sizeof(uint64_t));
+        (*steps)[n++] = (uint64_t)step;
+    }
+    closedir(d);
+    if (n) qsort(*steps, (size_t)n, sizeof(uint64_t), compare_steps);
+    return n;
+}
+
+char *checkpoint_latest(const char *run_dir) {
+    uint64_t *steps;
+    int64_t n = checkpoint_steps(run_dir, &steps);
+    char *path = n > 0 ? checkpoint_path(run_dir, steps[n - 1]) : NULL;
+    free(steps);
+    return path;
+}

@@ -1,0 +1,50 @@
+// Training checkpoints (docs/formats.md): model config, optimizer settings,
+// step, data position, parameters and Adam moments, with CRCs. Written
+// atomically; readers refuse anything inconsistent with a clear message.
+#ifndef IGPT_CHECKPOINT_H
+#define IGPT_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model.h"
+#include "train/optim.h"
+
+#define IGPT_CHECKPOINT_MAGIC "IGPTCKPT"
+#define IGPT_CHECKPOINT_VERSION 1u
+#define IGPT_CHECKPOINT_HEADER_BYTES 256
+
+typedef struct {
+    ModelConfig model;
+    OptimConfig optim;
+    uint64_t num_params;
+    uint64_t step;        // optimizer steps completed
+    uint64_t epoch;       // data position: epoch of the next image ...
+    uint64_t epoch_pos;   // ... and its index in that epoch's shuffled order
+    uint64_t seed;        // of initialisation and shuffling
+    uint32_t batch;       // images per optimizer step
+    uint32_t micro_batch; // images per forward/backward pass
+    uint64_t data_count;  // training images, and the CRC of the training file's payload,
+    uint32_t data_crc;    // so that a run resumes only on the data it started with
+    double train_loss;    // mean loss of the last step (nats/token)
+    double val_loss;      // validation loss at this step, NaN if not evaluated
+    // Run settings that do not change the math, kept so that --resume needs no flags.
+    uint64_t eval_every, eval_images, checkpoint_every;
+} CheckpointMeta;
+
+// params, adam_m, adam_v: meta->num_params floats each.
+void checkpoint_save(const char *path, const CheckpointMeta *meta, const float *params, const float *adam_m,
+                     const float *adam_v);
+// Reads and checks the header only.
+void checkpoint_read_meta(const char *path, CheckpointMeta *meta);
+// Reads and checks everything; buffers are allocated (free them).
+void checkpoint_load(const char *path, CheckpointMeta *meta, float **params, float **adam_m, float **adam_v);
+// Path of the checkpoint with the most steps in run_dir (checkpoint-NNNNNNNN.bin),
+// or NULL if there is none. Only names are compared; nothing is read.
+char *checkpoint_latest(const char *run_dir);
+// Steps of every checkpoint in run_dir, ascending (allocated; free it); -1
+// when run_dir cannot be read.
+int64_t checkpoint_steps(const char *run_dir, uint64_t **steps);
+char *checkpoint_path(const char *run_dir, uint64_t step);
+
+#endif
