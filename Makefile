@@ -45,6 +45,8 @@ LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/data/stb_impl.o
 MAIN_OBJ = $(BUILD)/src/cli/main.o
 TEST_SRC = $(wildcard tests/*.c)
 TEST_OBJ = $(TEST_SRC:%.c=$(BUILD)/%.o)
+# The test runner (tests/harness.c), in C; the CUDA tests link it too.
+HARNESS_OBJ = $(BUILD)/tests/harness.o
 CUDA_SRC = $(wildcard cuda/*.cu) bench/gpu_bench.cu
 CUDA_TEST_SRC = $(wildcard tests/cuda/*.cu)
 
@@ -122,7 +124,8 @@ $(BUILD)/src/cli/version.o: CFLAGS += -I$(BUILD)
 $(BUILD)/nvcc/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCC_FLAGS) -c -o $@ $<
-$(BUILD)/cuda/igpt_cuda_tests: $(GPU_TEST_OBJ) $(GPU_OBJ) $(BUILD)/libigpt.a
+$(BUILD)/nvcc/tests/%.o: NVCC_FLAGS += -Itests
+$(BUILD)/cuda/igpt_cuda_tests: $(GPU_TEST_OBJ) $(HARNESS_OBJ) $(GPU_OBJ) $(BUILD)/libigpt.a
 	@mkdir -p $(dir $@)
 	$(CXX) -o $@ $^ $(LDLIBS) $(GPU_LIBS)
 
@@ -138,7 +141,8 @@ $(BUILD)/interp/%.o: %.cu
 $(BUILD)/interp/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(INTERP_FLAGS) -c -o $@ $<
-$(BUILD)/interp/igpt_cuda_tests: $(INTERP_TEST_OBJ) $(INTERP_OBJ) $(BUILD)/libigpt.a
+$(BUILD)/interp/tests/%.o: INTERP_FLAGS += -Itests
+$(BUILD)/interp/igpt_cuda_tests: $(INTERP_TEST_OBJ) $(HARNESS_OBJ) $(INTERP_OBJ) $(BUILD)/libigpt.a
 	$(CXX) -o $@ $^ $(LDLIBS) -lboost_context
 $(BUILD)/interp/igpt: $(MAIN_OBJ) $(INTERP_OBJ) $(BUILD)/libigpt.a
 	$(CXX) -o $@ $^ $(LDLIBS) -lboost_context

@@ -1,5 +1,5 @@
-// A small test harness: each test is a function; CHECK records a failure and
-// the test goes on, so one run reports every broken expectation.
+// What the C tests share: the harness (TEST, CHECK, test_skip), a fresh
+// folder per test, running ./igpt as a user does, and the fixtures.
 #ifndef IGPT_TEST_H
 #define IGPT_TEST_H
 
@@ -7,18 +7,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "harness.h"
 #include "util/util.h"
-
-typedef struct {
-    const char *name;
-    void (*run)(void);
-} TestCase;
-
-IGPT_PRINTF(3, 4) void test_fail_at(const char *file, int line, const char *fmt, ...);
-#define CHECK(cond, ...)                                           \
-    do {                                                           \
-        if (!(cond)) test_fail_at(__FILE__, __LINE__, __VA_ARGS__); \
-    } while (0)
 
 // A fresh empty folder for the running test (removed after a passing run).
 const char *test_dir(void);

@@ -25,7 +25,7 @@ static void prepare_cifar_fixture(int per_batch, int test_records) {
     make_cifar_batches(test_path("cifar"), per_batch, test_records);
 }
 
-void test_cli_help(void) {
+TEST(test_cli_help) {
     CHECK(run_igpt("help") == 0, "help exits 0");
     char *help = xstrdup(cli_stdout());
     const char *commands[] = {"synth", "prepare", "train", "probe", "plot", "bench", "show", "info"};
@@ -41,7 +41,7 @@ void test_cli_help(void) {
     CHECK(run_igpt("frobnicate") == 2 && strstr(cli_stderr(), "unknown command 'frobnicate'"), "unknown command");
 }
 
-void test_cli_prepare_cifar_end_to_end(void) {
+TEST(test_cli_prepare_cifar_end_to_end) {
     prepare_cifar_fixture(40, 30);
     const char *out = test_path("out");
     int status = run_igpt("prepare --cifar10 %s --out %s --colors 16 --val 20 --seed 5 --threads 2 --quiet",
@@ -105,7 +105,7 @@ void test_cli_prepare_cifar_end_to_end(void) {
     palette_free(&pal);
 }
 
-void test_cli_prepare_image_folder_end_to_end(void) {
+TEST(test_cli_prepare_image_folder_end_to_end) {
     const char *const names[] = {"cats", "dogs", "owls"};
     make_image_folder(test_path("images/train"), names, 3, 6, 40);
     make_image_folder(test_path("images/test"), names, 3, 2, 40);
@@ -126,7 +126,7 @@ void test_cli_prepare_image_folder_end_to_end(void) {
     dataset_free(&test);
 }
 
-void test_cli_same_seed_identical_bytes(void) {
+TEST(test_cli_same_seed_identical_bytes) {
     prepare_cifar_fixture(30, 10);
     const char *files[] = {"palette.bin", "train.bin", "val.bin", "test.bin", "preview.png"};
     CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 12 --val 10 --seed 9 --threads 1 --quiet",
@@ -141,7 +141,7 @@ void test_cli_same_seed_identical_bytes(void) {
     CHECK(!files_equal(test_path("one/val.bin"), test_path("other/val.bin")), "another seed holds out other images");
 }
 
-void test_cli_reuse_palette_for_test_split(void) {
+TEST(test_cli_reuse_palette_for_test_split) {
     prepare_cifar_fixture(20, 15);
     CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 10 --split train --quiet", test_path("cifar"),
                    test_path("staged")) == 0, "train only: %s", cli_stderr());
@@ -163,7 +163,7 @@ void test_cli_reuse_palette_for_test_split(void) {
     expect_failure(status, 1, "needs the train split", test_path("nopal"));
 }
 
-void test_cli_show(void) {
+TEST(test_cli_show) {
     prepare_cifar_fixture(10, 0);
     unlink(test_path("cifar/test_batch.bin"));
     CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 8 --val 0 --no-preview --quiet", test_path("cifar"),
@@ -181,7 +181,7 @@ void test_cli_show(void) {
     expect_failure(status, 2, "must name a .png", NULL);
 }
 
-void test_cli_refuses_to_overwrite(void) {
+TEST(test_cli_refuses_to_overwrite) {
     prepare_cifar_fixture(10, 5);
     const char *out = test_path("out");
     CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 8 --quiet", test_path("cifar"), out) == 0, "first run");
@@ -206,14 +206,14 @@ void test_cli_refuses_to_overwrite(void) {
 
 static void truncate_file(const char *path, int64_t bytes) { CHECK(truncate(path, bytes) == 0, "truncate %s", path); }
 
-void test_cli_error_truncated_batch(void) {
+TEST(test_cli_error_truncated_batch) {
     prepare_cifar_fixture(5, 2);
     truncate_file(test_path("cifar/data_batch_2.bin"), 5 * CIFAR10_RECORD_BYTES - 100);
     int status = run_igpt("prepare --cifar10 %s --out %s --quiet", test_path("cifar"), test_path("out"));
     expect_failure(status, 1, "data_batch_2.bin has 15265 bytes, which is not a whole number of 3073-byte", test_path("out"));
 }
 
-void test_cli_error_wrong_size_batch(void) {
+TEST(test_cli_error_wrong_size_batch) {
     prepare_cifar_fixture(5, 2);
     FILE *f = xfopen(test_path("cifar/test_batch.bin"), "ab");
     fputs("extra", f);
@@ -225,7 +225,7 @@ void test_cli_error_wrong_size_batch(void) {
     expect_failure(status, 1, "test_batch.bin has 0 bytes", test_path("out"));
 }
 
-void test_cli_error_missing_batch(void) {
+TEST(test_cli_error_missing_batch) {
     prepare_cifar_fixture(5, 2);
     unlink(test_path("cifar/data_batch_3.bin"));
     int status = run_igpt("prepare --cifar10 %s --out %s --quiet", test_path("cifar"), test_path("out"));
@@ -237,7 +237,7 @@ void test_cli_error_missing_batch(void) {
     expect_failure(status, 1, "holds no CIFAR-10 binary batches", test_path("out"));
 }
 
-void test_cli_error_label_out_of_range(void) {
+TEST(test_cli_error_label_out_of_range) {
     prepare_cifar_fixture(5, 2);
     FILE *f = xfopen(test_path("cifar/data_batch_5.bin"), "r+b");
     fseek(f, 3 * CIFAR10_RECORD_BYTES, SEEK_SET);
@@ -252,7 +252,7 @@ static void small_folder(void) {
     make_image_folder(test_path("images"), names, 2, 3, 16);
 }
 
-void test_cli_error_corrupt_image(void) {
+TEST(test_cli_error_corrupt_image) {
     small_folder();
     write_whole_file(test_path("images/b/broken.jpg"), "\xff\xd8\xff\xe0 this is not a JPEG", 24);
     int status = run_igpt("prepare --images %s --out %s --quiet", test_path("images"), test_path("out"));
@@ -268,7 +268,7 @@ void test_cli_error_corrupt_image(void) {
     expect_failure(status, 1, "a/cut.png", test_path("out"));
 }
 
-void test_cli_error_unreadable_image(void) {
+TEST(test_cli_error_unreadable_image) {
     small_folder();
     // A dangling link cannot be opened (tests run as root, so permissions would not stop a read).
     CHECK(symlink(test_path("nowhere.png"), test_path("images/a/gone.png")) == 0, "symlink");
@@ -277,7 +277,7 @@ void test_cli_error_unreadable_image(void) {
     CHECK(strstr(cli_stderr(), "gone.png") != NULL, "names the file: %s", cli_stderr());
 }
 
-void test_cli_error_empty_class_folder(void) {
+TEST(test_cli_error_empty_class_folder) {
     small_folder();
     make_directories(test_path("images/c"));
     write_whole_file(test_path("images/c/notes.txt"), "x", 1);
@@ -289,7 +289,7 @@ void test_cli_error_empty_class_folder(void) {
     expect_failure(status, 1, "has no class folders", test_path("out"));
 }
 
-void test_cli_error_palette_color_mismatch(void) {
+TEST(test_cli_error_palette_color_mismatch) {
     prepare_cifar_fixture(5, 3);
     CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 8 --quiet", test_path("cifar"), test_path("first")) == 0,
           "palette made");
@@ -298,7 +298,7 @@ void test_cli_error_palette_color_mismatch(void) {
     expect_failure(status, 1, "--colors 16 does not match the 8 colors of palette", test_path("out"));
 }
 
-void test_cli_error_bad_palette_file(void) {
+TEST(test_cli_error_bad_palette_file) {
     prepare_cifar_fixture(5, 3);
     write_whole_file(test_path("junk.bin"), "not a palette at all, really not", 32);
     int status = run_igpt("prepare --cifar10 %s --out %s --palette %s --quiet", test_path("cifar"), test_path("out"),
@@ -315,7 +315,7 @@ void test_cli_error_bad_palette_file(void) {
     expect_failure(status, 1, "palette colors are corrupt (CRC mismatch)", test_path("out"));
 }
 
-void test_cli_error_unknown_flag(void) {
+TEST(test_cli_error_unknown_flag) {
     prepare_cifar_fixture(5, 3);
     int status = run_igpt("prepare --cifar10 %s --out %s --bogus", test_path("cifar"), test_path("out"));
     expect_failure(status, 2, "unknown option --bogus", test_path("out"));
@@ -328,7 +328,7 @@ void test_cli_error_unknown_flag(void) {
     expect_failure(status, 2, "unknown option --verbose", NULL);
 }
 
-void test_cli_error_bad_values(void) {
+TEST(test_cli_error_bad_values) {
     prepare_cifar_fixture(5, 3);
     const char *cifar = test_path("cifar"), *out = test_path("out");
     expect_failure(run_igpt("prepare --cifar10 %s --out %s --colors 1", cifar, out), 2, "--colors must be between 2 and 4096", out);
@@ -342,7 +342,7 @@ void test_cli_error_bad_values(void) {
     expect_failure(run_igpt("prepare --cifar10 %s --out %s extra", cifar, out), 2, "unexpected argument 'extra'", out);
 }
 
-void test_cli_error_unwritable_output(void) {
+TEST(test_cli_error_unwritable_output) {
     prepare_cifar_fixture(5, 3);
     write_whole_file(test_path("file"), "x", 1);
     int status = run_igpt("prepare --cifar10 %s --out %s --quiet", test_path("cifar"), test_path("file/out"));
@@ -356,13 +356,13 @@ void test_cli_error_unwritable_output(void) {
     free(content);
 }
 
-void test_cli_error_val_too_large(void) {
+TEST(test_cli_error_val_too_large) {
     prepare_cifar_fixture(4, 3);
     int status = run_igpt("prepare --cifar10 %s --out %s --val 20 --quiet", test_path("cifar"), test_path("out"));
     expect_failure(status, 1, "leaves no training images", test_path("out"));
 }
 
-void test_cli_error_test_classes_differ(void) {
+TEST(test_cli_error_test_classes_differ) {
     const char *const train_names[] = {"a", "b"}, *const test_names[] = {"a", "c"};
     make_image_folder(test_path("images/train"), train_names, 2, 3, 8);
     make_image_folder(test_path("images/test"), test_names, 2, 1, 8);
@@ -370,7 +370,7 @@ void test_cli_error_test_classes_differ(void) {
     expect_failure(status, 1, "classes differ", test_path("out"));
 }
 
-void test_cli_error_corrupt_prepared_file(void) {
+TEST(test_cli_error_corrupt_prepared_file) {
     prepare_cifar_fixture(5, 3);
     CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 8 --quiet", test_path("cifar"), test_path("out")) == 0,
           "prepared");

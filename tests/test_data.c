@@ -15,7 +15,7 @@ static int pixel_at(const ImageSet *s, int64_t i, int y, int x, int c) {
     return s->pixels[(((size_t)i * s->height + y) * s->width + x) * 3 + c];
 }
 
-void test_cifar_reader_layout_and_labels(void) {
+TEST(test_cifar_reader_layout_and_labels) {
     const char *dir = test_path("cifar");
     make_cifar_batches(dir, 7, 5);
     char *located = cifar10_locate(dir);
@@ -52,7 +52,7 @@ void test_cifar_reader_layout_and_labels(void) {
     free(located);
 }
 
-void test_cifar_reader_class_names_from_meta(void) {
+TEST(test_cifar_reader_class_names_from_meta) {
     const char *dir = test_path("cifar");
     make_cifar_batches(dir, 2, 1);
     const char *names = "n0\nn1\nn2\nn3\nn4\nn5\nn6\nn7\nn8\nnine\n\n";
@@ -64,7 +64,7 @@ void test_cifar_reader_class_names_from_meta(void) {
     imageset_free(&s);
 }
 
-void test_cifar_reader_resizes_with_area_filter(void) {
+TEST(test_cifar_reader_resizes_with_area_filter) {
     const char *dir = test_path("cifar");
     make_cifar_batches(dir, 3, 2);
     ImageSet full, half;
@@ -87,7 +87,7 @@ void test_cifar_reader_resizes_with_area_filter(void) {
     imageset_free(&half);
 }
 
-void test_resize_area_exact_for_integer_ratios(void) {
+TEST(test_resize_area_exact_for_integer_ratios) {
     Rng rng;
     rng_init(&rng, 3, 0);
     const int ratios[][4] = {{64, 48, 16, 12}, {30, 30, 10, 10}, {8, 8, 8, 8}};
@@ -114,7 +114,7 @@ void test_resize_area_exact_for_integer_ratios(void) {
     }
 }
 
-void test_image_folder_reader(void) {
+TEST(test_image_folder_reader) {
     char *root = xstrdup(test_path("images"));  // test_path strings are recycled
     const int side = 32;
     uint8_t rgb[64 * 64 * 3], rgba[32 * 32 * 4], grey[32 * 32];
@@ -183,7 +183,7 @@ void test_image_folder_reader(void) {
     free(root);
 }
 
-void test_image_folder_train_test_layout(void) {
+TEST(test_image_folder_train_test_layout) {
     const char *const names[] = {"a", "b"};
     make_image_folder(test_path("split/train"), names, 2, 2, 8);
     make_image_folder(test_path("split/test"), names, 2, 1, 8);
@@ -202,7 +202,7 @@ void test_image_folder_train_test_layout(void) {
     free(flat_test);
 }
 
-void test_kmeans_recovers_cluster_centers(void) {
+TEST(test_kmeans_recovers_cluster_centers) {
     const float truth[6][3] = {{30, 30, 30}, {220, 40, 40}, {40, 210, 60}, {50, 60, 220}, {200, 200, 50}, {128, 128, 128}};
     const int per = 3000, k = 6;
     float *points = xmalloc((size_t)per * k * 3 * sizeof(float));
@@ -229,7 +229,7 @@ void test_kmeans_recovers_cluster_centers(void) {
     free(points);
 }
 
-void test_kmeans_deterministic_across_threads(void) {
+TEST(test_kmeans_deterministic_across_threads) {
     const int64_t n = 50000;  // several work chunks
     float *points = xmalloc((size_t)n * 3 * sizeof(float));
     Rng rng;
@@ -251,7 +251,7 @@ void test_kmeans_deterministic_across_threads(void) {
     free(points);
 }
 
-void test_palette_fit_rounds_and_sorts(void) {
+TEST(test_palette_fit_rounds_and_sorts) {
     // Pixels drawn from 8 exact colors: the palette must be exactly those colors.
     const int w = 40, h = 40, images = 8;
     uint8_t *rgb = xmalloc((size_t)w * h * 3 * images);
@@ -273,7 +273,7 @@ void test_palette_fit_rounds_and_sorts(void) {
     palette_free(&pal);
 }
 
-void test_quantize_matches_brute_force(void) {
+TEST(test_quantize_matches_brute_force) {
     Rng rng;
     rng_init(&rng, 17, 0);
     Palette pal;
@@ -308,14 +308,14 @@ void test_quantize_matches_brute_force(void) {
     palette_free(&pal);
 }
 
-void test_psnr(void) {
+TEST(test_psnr) {
     // MSE of 650.25 = 255^2 / 100 -> exactly 20 dB.
     double p = psnr_db(65025, 100);
     CHECK(fabs(p - 20.0) < 1e-9, "PSNR %.12f, expected 20", p);
     CHECK(isinf(psnr_db(0, 10)), "no error -> infinite PSNR");
 }
 
-void test_stratified_split(void) {
+TEST(test_stratified_split) {
     // 5 classes of 10, 20, 30, 40, 50 images, interleaved; a 30-image hold-out
     // is exactly 1/5 of each class.
     int64_t n = 150;
@@ -371,7 +371,7 @@ static void random_dataset(TokenDataset *ds, int64_t count, int side, int colors
     palette_free(&pal);
 }
 
-void test_dataset_round_trip(void) {
+TEST(test_dataset_round_trip) {
     TokenDataset ds, back;
     random_dataset(&ds, 13, 8, 20, 3, 1);
     const char *path = test_path("split.bin");
@@ -396,7 +396,7 @@ void test_dataset_round_trip(void) {
     dataset_free(&back);
 }
 
-void test_palette_file_round_trip(void) {
+TEST(test_palette_file_round_trip) {
     TokenDataset ds;
     random_dataset(&ds, 4, 4, 37, 2, 2);
     const char *pal_path = test_path("palette.bin"), *data_path = test_path("train.bin");

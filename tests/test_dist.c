@@ -70,7 +70,7 @@ static void check_same_training(const char *reference, const char *other, const 
     free(pa), free(a_m), free(a_v), free(pb), free(b_m), free(b_v), free(fa), free(fb);
 }
 
-void test_dist_matches_one_process(void) {
+TEST(test_dist_matches_one_process) {
     char *data = small_prepared_data();
     CHECK(run_igpt("train --data %s --out %s --steps 20 " DP_MODEL, data, test_path("one")) == 0, "one process: %s",
           cli_stderr());
@@ -92,7 +92,7 @@ void test_dist_matches_one_process(void) {
     free(data);
 }
 
-void test_dist_resume_with_another_process_count(void) {
+TEST(test_dist_resume_with_another_process_count) {
     char *data = small_prepared_data();
     CHECK(run_igpt("train --data %s --out %s --steps 20 " DP_MODEL, data, test_path("one")) == 0, "one process: %s",
           cli_stderr());
@@ -112,7 +112,7 @@ void test_dist_resume_with_another_process_count(void) {
     free(data);
 }
 
-void test_dist_errors_end_the_job(void) {
+TEST(test_dist_errors_end_the_job) {
     char *data = small_prepared_data();
     int status = run_mpi(4, NULL, "train --data %s --out %s --steps 5 " DP_MODEL, data, test_path("r"));
     CHECK(status != 0 && strstr(cli_stderr(), "must be a multiple of the 4 processes"),
@@ -173,7 +173,7 @@ static bool signal_one_rank(int sig, const char *data, const char *out, const ch
 }
 
 // Kills one rank mid-run: mpirun must end the whole job with an error, not hang.
-void test_dist_killed_rank_ends_the_job(void) {
+TEST(test_dist_killed_rank_ends_the_job) {
     char *data = small_prepared_data();
     int status = 0;
     bool ended = signal_one_rank(SIGKILL, data, test_path("run"), test_path("mpirun.out"), &status);
@@ -184,7 +184,7 @@ void test_dist_killed_rank_ends_the_job(void) {
 
 // Ctrl-C (SIGINT) to one rank: every rank stops after the same step, rank 0
 // writes the checkpoint, and the job ends well; the run resumes.
-void test_dist_signal_to_one_rank_stops_all(void) {
+TEST(test_dist_signal_to_one_rank_stops_all) {
     char *data = small_prepared_data();
     int status = 0;
     bool ended = signal_one_rank(SIGINT, data, test_path("run"), test_path("mpirun.out"), &status);
@@ -206,7 +206,7 @@ void test_dist_signal_to_one_rank_stops_all(void) {
 // build/interp/igpt whose "GPU" is the interpret mode and whose collectives go
 // over MPI: 2 and 3 processes train as one does.
 // (On a GPU the same path uses NCCL: scripts/gpu_check.sh.)
-void test_dist_cuda_backend_through_the_interpreter(void) {
+TEST(test_dist_cuda_backend_through_the_interpreter) {
     char *data = small_prepared_data();
 #define GPU_DP "--device cuda --precision fp32 --d-model 32 --n-layer 2 --n-head 2 --batch 6 --threads 1 --eval-every 10 --eval-images 8 --quiet"
     CHECK(run_igpt_interpret("train --data %s --out %s --steps 20 " GPU_DP, data, test_path("one")) == 0,

@@ -60,7 +60,7 @@ static double norm_loss(void *p) {
     return weighted_sum(c->out, c->R, (size_t)c->N * c->C);
 }
 
-void test_op_norm_backward_finite_differences(void) {
+TEST(test_op_norm_backward_finite_differences) {
     for (int kind = 0; kind < 2; kind++) {
         NormCase c = {.kind = (NormKind)kind, .N = 5, .C = 12};
         size_t n = (size_t)c.N * c.C;
@@ -115,7 +115,7 @@ static double gelu_loss(void *p) {
     return weighted_sum(c->out, c->R, c->n);
 }
 
-void test_op_gelu_backward_finite_differences(void) {
+TEST(test_op_gelu_backward_finite_differences) {
     GeluCase c = {.n = 200};
     Rng rng;
     rng_init(&rng, 7, 0);
@@ -143,7 +143,7 @@ static double ce_loss(void *p) {
     return softmax_crossentropy_forward(c->work, c->losses, c->targets, c->N, c->V, 1);
 }
 
-void test_op_softmax_crossentropy_finite_differences(void) {
+TEST(test_op_softmax_crossentropy_finite_differences) {
     CeCase c = {.N = 6, .V = 9};
     Rng rng;
     rng_init(&rng, 8, 0);
@@ -179,7 +179,7 @@ static double matmul_loss(void *p) {
     return weighted_sum(c->out, c->R, (size_t)c->N * c->OC);
 }
 
-void test_op_matmul_backward_finite_differences(void) {
+TEST(test_op_matmul_backward_finite_differences) {
     MatmulCase c = {.N = 7, .IC = 5, .OC = 6};
     Rng rng;
     rng_init(&rng, 9, 0);
@@ -193,7 +193,7 @@ void test_op_matmul_backward_finite_differences(void) {
     free(c.x), free(c.W), free(c.out), free(c.R), free(dx), free(dW);
 }
 
-void test_op_encoder_backward(void) {
+TEST(test_op_encoder_backward) {
     ModelConfig cfg = {.vocab_size = 5, .seq_len = 6, .image_height = 2, .image_width = 3, .d_model = 4, .n_layer = 1,
                        .n_head = 1, .norm = NORM_IGPT};
     size_t np = param_count(&cfg);
@@ -252,7 +252,7 @@ static double attention_loss(void *p) {
     return weighted_sum(c->atty, c->R, (size_t)c->B * c->T * c->C);
 }
 
-void test_op_attention_against_naive_and_finite_differences(void) {
+TEST(test_op_attention_against_naive_and_finite_differences) {
     // T = 70 spans two query blocks of 64, so block boundaries are covered.
     AttCase c = {.B = 2, .T = 70, .C = 8, .NH = 2};
     const int hs = c.C / c.NH;
@@ -310,7 +310,7 @@ static double model_loss(void *p) {
     return model_forward(c->m, c->tokens, c->B);
 }
 
-void test_model_gradient_finite_differences(void) {
+TEST(test_model_gradient_finite_differences) {
     for (int kind = 0; kind < 2; kind++) {
         // 9x8 image: T = 72 crosses an attention block boundary.
         ModelConfig cfg = {.vocab_size = 11, .seq_len = 72, .image_height = 9, .image_width = 8, .d_model = 8,
@@ -344,7 +344,7 @@ void test_model_gradient_finite_differences(void) {
     }
 }
 
-void test_model_features_are_pooled_norm_outputs(void) {
+TEST(test_model_features_are_pooled_norm_outputs) {
     ModelConfig cfg = {.vocab_size = 7, .seq_len = 6, .image_height = 2, .image_width = 3, .d_model = 8, .n_layer = 2,
                        .n_head = 2, .norm = NORM_IGPT};
     Model m;
@@ -372,7 +372,7 @@ void test_model_features_are_pooled_norm_outputs(void) {
     model_free(&m);
 }
 
-void test_model_param_count_and_layout(void) {
+TEST(test_model_param_count_and_layout) {
     ModelConfig s = {.vocab_size = 512, .seq_len = 1024, .image_height = 32, .image_width = 32, .norm = NORM_IGPT};
     CHECK(model_config_named("s", &s), "config s exists");
     size_t n = param_count(&s);

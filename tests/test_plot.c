@@ -16,7 +16,7 @@ static void write_probe(const char *path, int step, const char *gen_loss, double
     free(json);
 }
 
-void test_plot_draws_expected_series(void) {
+TEST(test_plot_draws_expected_series) {
     make_directories(test_path("run/probe"));
     write_text(test_path("run/run.json"), "{\"config\": \"tiny\"}\n");
     write_text(test_path("run/log.jsonl"),

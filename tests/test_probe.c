@@ -8,7 +8,7 @@
 #include "probe/probe.h"
 #include "test.h"
 
-void test_probe_solver_matches_scipy(void) {
+TEST(test_probe_solver_matches_scipy) {
     Fixture fx = {0};
     bool loaded = fixture_load("tests/fixtures/probe_reference.bin", &fx);
     CHECK(loaded, "tests/fixtures/probe_reference.bin loads (tests/reference/probe_reference.py writes it)");
@@ -47,7 +47,7 @@ void test_probe_solver_matches_scipy(void) {
     fixture_free(&fx);
 }
 
-void test_probe_separable_data_is_solved(void) {
+TEST(test_probe_separable_data_is_solved) {
     // Two well-separated clusters per class in 5 dimensions: 100% accuracy.
     const int64_t n = 300;
     const int d = 5, k = 3;
@@ -74,7 +74,7 @@ void test_probe_separable_data_is_solved(void) {
     linear_probe_free(&m);
 }
 
-void test_probe_standardize(void) {
+TEST(test_probe_standardize) {
     // Rows of 3 features with stride 4 (a layer inside a wider feature row).
     float X[4 * 4] = {1, 10, 5, 99, 3, 10, 7, 99, 5, 10, 9, 99, 7, 10, 11, 99};
     double mean[3], inv_std[3], out[12];
@@ -104,7 +104,7 @@ static char *probe_fixture_run(const char *name, int colors) {
     return data;
 }
 
-void test_probe_cli_checkpoint_and_run(void) {
+TEST(test_probe_cli_checkpoint_and_run) {
     char *data = probe_fixture_run("run", 16);
     const char *ckpt = test_path("run/checkpoint-00000006.bin");
     CHECK(run_igpt("probe --device cpu --data %s --checkpoint %s --l2 0.1,0.01 --quiet", data, ckpt) == 0, "probe: %s", cli_stderr());
@@ -158,7 +158,7 @@ void test_probe_cli_checkpoint_and_run(void) {
     free(data);
 }
 
-void test_probe_cli_bad_input(void) {
+TEST(test_probe_cli_bad_input) {
     char *data = probe_fixture_run("run", 16);
     char *data8 = probe_fixture_run("run8", 8);
     // Checkpoint and data with different palettes.
@@ -186,7 +186,7 @@ void test_probe_cli_bad_input(void) {
     free(data8);
 }
 
-void test_train_probes_as_it_goes(void) {
+TEST(test_train_probes_as_it_goes) {
     make_cifar_batches(test_path("cifar"), 8, 4);
     CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --colors 16 --val 10 --no-preview --quiet",
                    test_path("cifar"), test_path("data")) == 0, "prepare");

@@ -114,5 +114,5 @@ static void check_against_fixture(const char *file) {
     fixture_free(&fx);
 }
 
-void test_model_matches_pytorch_igpt_norm(void) { check_against_fixture("reference_igptnorm.bin"); }
-void test_model_matches_pytorch_layernorm(void) { check_against_fixture("reference_layernorm.bin"); }
+TEST(test_model_matches_pytorch_igpt_norm) { check_against_fixture("reference_igptnorm.bin"); }
+TEST(test_model_matches_pytorch_layernorm) { check_against_fixture("reference_layernorm.bin"); }

@@ -22,7 +22,7 @@ static int count_entries(const char *dir, const char *substring) {
     return n;
 }
 
-void test_synth_deterministic_and_complete(void) {
+TEST(test_synth_deterministic_and_complete) {
     const char *args = "--train-per-class 5 --test-per-class 2 --size 12";
     CHECK(run_igpt("synth --out %s %s --seed 7", test_path("a"), args) == 0, "synth: %s", cli_stderr());
     CHECK(strstr(cli_stdout(), "wrote 50 train + 20 test images of 12x12 in 10 classes"), "summary line: %s",
@@ -68,7 +68,7 @@ void test_synth_deterministic_and_complete(void) {
 // 50 test per class, 16x16, seed 1234; 53-57% with seeds 1..5) and 50.9%
 // with the default 500 + 100 per class; the mean color alone gets 37-38%.
 // Threshold: 30%.
-void test_synth_classes_are_learnable(void) {
+TEST(test_synth_classes_are_learnable) {
     CHECK(run_igpt("synth --out %s --train-per-class 100 --test-per-class 50 --size 16", test_path("s")) == 0, "synth");
     ImageSet train = {0}, test = {0};
     FolderStats stats;
@@ -106,7 +106,7 @@ void test_synth_classes_are_learnable(void) {
     imageset_free(&test);
 }
 
-void test_synth_output_accepted_by_prepare(void) {
+TEST(test_synth_output_accepted_by_prepare) {
     CHECK(run_igpt("synth --out %s --train-per-class 10 --test-per-class 4", test_path("s")) == 0, "synth: %s",
           cli_stderr());
     CHECK(run_igpt("prepare --images %s --out %s --colors 16 --quiet", test_path("s"), test_path("p")) == 0,
@@ -119,7 +119,7 @@ void test_synth_output_accepted_by_prepare(void) {
     free(json);
 }
 
-void test_synth_bad_input(void) {
+TEST(test_synth_bad_input) {
     CHECK(run_igpt("synth --out %s --train-per-class 2 --test-per-class 1", test_path("s")) == 0, "synth");
     size_t n = 0;
     uint8_t *before = read_whole_file(test_path("s/train/ring/0001.png"), &n);

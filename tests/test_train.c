@@ -12,7 +12,7 @@
 #include "train/optim.h"
 #include "test.h"
 
-void test_lr_schedule(void) {
+TEST(test_lr_schedule) {
     OptimConfig oc;
     optim_config_defaults(&oc);
     oc.lr = 1.0;
@@ -28,7 +28,7 @@ void test_lr_schedule(void) {
 
 // Loss floor for memorising a set of sequences: tokens are predictable from
 // their prefix except where images sharing a prefix differ, here only at t = 0.
-void test_tiny_overfits_a_few_images(void) {
+TEST(test_tiny_overfits_a_few_images) {
     ModelConfig cfg = {.vocab_size = 16, .seq_len = 16, .image_height = 4, .image_width = 4, .norm = NORM_IGPT};
     model_config_named("tiny", &cfg);
     cfg.d_model = 32;
@@ -75,7 +75,7 @@ char *small_prepared_data(void) {
 
 #define TINY "--d-model 16 --n-layer 1 --n-head 2 --batch 4 --quiet"
 
-void test_train_resume_is_bitwise(void) {
+TEST(test_train_resume_is_bitwise) {
     char *data = small_prepared_data();
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 --micro-batch 2 --eval-images 4 " TINY, data,
                    test_path("straight")) == 0, "straight run: %s", cli_stderr());
@@ -101,7 +101,7 @@ void test_train_resume_is_bitwise(void) {
     free(data);
 }
 
-void test_train_checkpoint_corruption_is_refused(void) {
+TEST(test_train_checkpoint_corruption_is_refused) {
     char *data = small_prepared_data();
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 4 --stop-at 2 " TINY, data, test_path("run")) == 0, "train: %s",
           cli_stderr());
@@ -149,7 +149,7 @@ void test_train_checkpoint_corruption_is_refused(void) {
     free(data);
 }
 
-void test_train_divergence_stops_and_keeps_last_checkpoint(void) {
+TEST(test_train_divergence_stops_and_keeps_last_checkpoint) {
     char *data = small_prepared_data();
     int status = run_igpt("train --device cpu --data %s --out %s --steps 50 --lr 1e30 --warmup 1 --grad-clip 0 --checkpoint-every 1 "
                           "--eval-images 0 " TINY,
@@ -168,7 +168,7 @@ void test_train_divergence_stops_and_keeps_last_checkpoint(void) {
     free(data);
 }
 
-void test_train_sigint_checkpoints_and_exits(void) {
+TEST(test_train_sigint_checkpoints_and_exits) {
     char *data = small_prepared_data();
     char *out = xstrdup(test_path("run"));
     char *log_path = xstrdup(test_path("run/log.jsonl"));
@@ -210,7 +210,7 @@ void test_train_sigint_checkpoints_and_exits(void) {
     free(data);
 }
 
-void test_train_bad_input(void) {
+TEST(test_train_bad_input) {
     char *data = small_prepared_data();
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --bogus", data, test_path("r")) == 2 &&
               strstr(cli_stderr(), "unknown option --bogus"), "unknown flag");
@@ -244,7 +244,7 @@ static double logged_val_loss(const char *run, int step) {
 // interpret mode) shares the checkpoint format: a run started on the GPU
 // resumes on the CPU and back, and follows the CPU run (fp32 mode: val loss
 // within 1e-4 relative after 12 steps); two GPU runs give identical files.
-void test_train_moves_between_cpu_and_cuda(void) {
+TEST(test_train_moves_between_cpu_and_cuda) {
     char *data = small_prepared_data();
 #define GPU_MODEL "--d-model 32 --n-layer 1 --n-head 2 --batch 4 --eval-images 8 --eval-every 4 --quiet"
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 " GPU_MODEL, data, test_path("cpu")) == 0,

@@ -1,7 +1,9 @@
-// Harness of the CUDA tests (tests/cuda/*.cu): the same sources run on a GPU
-// (built by nvcc) and on a CPU through the interpret mode (built by g++ with
-// -DIGPT_INTERPRET); tests that need the interpreter say so with
-// INTERPRET_ONLY().
+// What the CUDA tests (tests/cuda/*.cu) add to the harness (tests/harness.h:
+// TEST, CHECK, test_skip): the same sources run on a GPU (built by nvcc) and
+// on a CPU through the interpret mode (built by g++ with -DIGPT_INTERPRET);
+// tests that need the interpreter say so with INTERPRET_ONLY(); a child
+// process for tests that expect an abort; the interpreter's thread orders;
+// device buffers and tolerances.
 #ifndef IGPT_CUDA_TEST_H
 #define IGPT_CUDA_TEST_H
 
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "common.cuh"
+#include "harness.h"
 
 extern "C" {
 #include "model/cpu_ops.h"
@@ -19,13 +22,6 @@ extern "C" {
 #include "train/optim.h"
 }
 
-void test_fail_at(const char *file, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-#define CHECK(cond, ...)                                            \
-    do {                                                            \
-        if (!(cond)) test_fail_at(__FILE__, __LINE__, __VA_ARGS__); \
-    } while (0)
-// Marks the running test as skipped (with the reason) and returns from it.
-void test_skip(const char *why);
 #ifdef IGPT_INTERPRET
 #define INTERPRET_ONLY() (void)0
 #else

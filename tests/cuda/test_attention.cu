@@ -58,7 +58,7 @@ static void attention_case(int B, int T_, int C, int NH, bool all_orders) {
     cudaFree(d_qkv), cudaFree(d_dy), cudaFree(d_y), cudaFree(d_dqkv), cudaFree(d_lse), cudaFree(d_rowdot);
 }
 
-void test_gpu_attention_head_sizes_and_tiles(void) {
+TEST(test_gpu_attention_head_sizes_and_tiles) {
     struct Case {
         int B, T, C, NH;
     } cases[] = {{2, 70, 64, 2},     // hs 32, one partial tile
@@ -73,14 +73,14 @@ void test_gpu_attention_head_sizes_and_tiles(void) {
     }
 }
 
-void test_gpu_attention_t1024_hs64(void) {
+TEST(test_gpu_attention_t1024_hs64) {
     attention_case<float>(1, 1024, 128, 2, false);
     attention_case<bf16>(1, 1024, 128, 2, false);
 }
 
 // T = 4096 (the longest sequence the issue asks for): on a GPU only, the
 // interpreter would take minutes.
-void test_gpu_attention_t4096(void) {
+TEST(test_gpu_attention_t4096) {
 #ifdef IGPT_INTERPRET
     test_skip("T = 4096 runs on a GPU only (minutes in the interpreter)");
 #else

@@ -15,7 +15,7 @@ __global__ void block_sum_kernel(const float *in, float *out, int n) {
     if (threadIdx.x == 0) out[blockIdx.x] = x;
 }
 
-void test_interp_block_reduction_all_orders(void) {
+TEST(test_interp_block_reduction_all_orders) {
     const int n = 5000, blocks = 3;
     std::vector<float> h(n);
     for (int i = 0; i < n; i++) h[(size_t)i] = (float)(i % 7);
@@ -44,7 +44,7 @@ __global__ void neighbour_kernel(float *out, bool with_barrier) {
     out[t] = tile[(t + 1) % n];
 }
 
-void test_interp_missing_barrier_is_exposed(void) {
+TEST(test_interp_missing_barrier_is_exposed) {
     INTERPRET_ONLY();
     const int n = 64;
     float *out = device_alloc<float>(n);
@@ -79,7 +79,7 @@ static void launch_divergent_barrier(void) {
     LAUNCH(divergent_barrier_kernel, dim3(1), dim3(32), 0, 0, child_buffer);
 }
 
-void test_interp_divergent_barrier_aborts(void) {
+TEST(test_interp_divergent_barrier_aborts) {
     INTERPRET_ONLY();
     child_buffer = device_alloc<float>(32);
     std::string err;
@@ -100,7 +100,7 @@ __global__ void early_return_kernel(float *out) {
 }
 static void launch_early_return(void) { LAUNCH(early_return_kernel, dim3(2), dim3(64), 0, 0, child_buffer); }
 
-void test_interp_early_return_before_barrier_aborts(void) {
+TEST(test_interp_early_return_before_barrier_aborts) {
     INTERPRET_ONLY();
     child_buffer = device_alloc<float>(64);
     std::string err;
@@ -127,7 +127,7 @@ __global__ void shuffle_kernel(int *out) {
     o[7] = lane < 16 ? __shfl_xor_sync(0x0000ffffu, v, 1) : -1;
 }
 
-void test_interp_warp_shuffles(void) {
+TEST(test_interp_warp_shuffles) {
     const int n = 64;
     int *out = device_alloc<int>(n * 8);
     for (const ScheduleOrder &o : schedule_orders()) {
@@ -164,7 +164,7 @@ __global__ void mismatched_mask_kernel(float *out) {
 }
 static void launch_mismatched_mask(void) { LAUNCH(mismatched_mask_kernel, dim3(1), dim3(32), 0, 0, child_buffer); }
 
-void test_interp_mismatched_warp_mask_aborts(void) {
+TEST(test_interp_mismatched_warp_mask_aborts) {
     INTERPRET_ONLY();
     child_buffer = device_alloc<float>(32);
     std::string err;
@@ -183,7 +183,7 @@ static void launch_mask_without_caller(void) {
     LAUNCH(mask_without_caller_kernel, dim3(1), dim3(32), 0, 0, child_buffer);
 }
 
-void test_interp_mask_without_caller_aborts(void) {
+TEST(test_interp_mask_without_caller_aborts) {
     INTERPRET_ONLY();
     child_buffer = device_alloc<float>(32);
     std::string err;
@@ -199,7 +199,7 @@ __global__ void atomic_kernel(int *counter, float *sum) {
     atomicAdd(sum, 0.5f);
 }
 
-void test_interp_atomics_across_blocks(void) {
+TEST(test_interp_atomics_across_blocks) {
     int *counter = to_device(std::vector<int>{0});
     float *sum = to_device(std::vector<float>{0.0f});
     LAUNCH(atomic_kernel, dim3(7), dim3(96), 0, 0, counter, sum);
@@ -214,7 +214,7 @@ __global__ void read_unwritten_shared_kernel(float *out) {
     out[threadIdx.x] = smem[threadIdx.x];
 }
 
-void test_interp_dynamic_shared_is_poisoned(void) {
+TEST(test_interp_dynamic_shared_is_poisoned) {
     INTERPRET_ONLY();
     float *out = device_alloc<float>(32);
     LAUNCH(read_unwritten_shared_kernel, dim3(1), dim3(32), 32 * sizeof(float), 0, out);
@@ -233,7 +233,7 @@ __global__ void coordinates_kernel(int *out) {
     out[bid * nthreads + tid] = bid * 1000 + tid;
 }
 
-void test_interp_coordinates(void) {
+TEST(test_interp_coordinates) {
     const dim3 grid(3, 2, 2), block(4, 3, 2);
     const int total = 12 * 24;
     int *out = device_alloc<int>(total);
@@ -255,7 +255,7 @@ __global__ void bf16_round_trip_kernel(const float *in, float *out, int n) {
 
 // The interpreter's bf16 conversion against the hardware's (on a GPU) and
 // against round-to-nearest-even worked out by hand.
-void test_interp_bf16_rounding(void) {
+TEST(test_interp_bf16_rounding) {
     const std::vector<float> in = {1.0f, 1.00390625f /* tie: 1 + 2^-8, rounds to even 1.0 */,
                                    1.01171875f /* tie: 1 + 3*2^-8, rounds up to 1 + 2^-6 */, -3.14159265f, 65504.0f,
                                    1e-40f, INFINITY, 3.0e38f};

@@ -71,7 +71,7 @@ static void encoder_case() {
     cudaFree(d_dout), cudaFree(d_out);
 }
 
-void test_gpu_encoder_forward_backward(void) {
+TEST(test_gpu_encoder_forward_backward) {
     encoder_case<float>();
     encoder_case<bf16>();
 }
@@ -124,7 +124,7 @@ static void norm_case(NormKind kind) {
     cudaFree(d_mean), cudaFree(d_rstd), cudaFree(scratch);
 }
 
-void test_gpu_norm_forward_backward(void) {
+TEST(test_gpu_norm_forward_backward) {
     for (NormKind kind : {NORM_IGPT, NORM_LAYERNORM}) {
         norm_case<float>(kind);
         norm_case<bf16>(kind);
@@ -153,7 +153,7 @@ static void gelu_case() {
     cudaFree(d_x), cudaFree(d_dy), cudaFree(d_y);
 }
 
-void test_gpu_gelu_forward_backward(void) {
+TEST(test_gpu_gelu_forward_backward) {
     gelu_case<float>();
     gelu_case<bf16>();
 }
@@ -194,7 +194,7 @@ static void softmax_case() {
     cudaFree(d_targets), cudaFree(d_losses);
 }
 
-void test_gpu_softmax_crossentropy(void) {
+TEST(test_gpu_softmax_crossentropy) {
     softmax_case<float>();
     softmax_case<bf16>();
 }
@@ -244,12 +244,12 @@ static void adamw_case() {
     cudaFree(d_g), cudaFree(d_scratch), cudaFree(d_copy);
 }
 
-void test_gpu_adamw_and_grad_norm(void) {
+TEST(test_gpu_adamw_and_grad_norm) {
     adamw_case<float>();
     adamw_case<bf16>();
 }
 
-void test_gpu_casts(void) {
+TEST(test_gpu_casts) {
     const size_t n = 333;
     std::vector<float> x = random_floats(n, 51, -100, 100);
     float *d_x = to_device(x), *d_back = device_alloc<float>(n);

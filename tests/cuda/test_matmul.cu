@@ -37,7 +37,7 @@ static void matmul_case(int N, int IC, int OC) {
     cudaFree(d_x), cudaFree(d_W), cudaFree(d_dy), cudaFree(d_y), cudaFree(d_dx), cudaFree(d_dW);
 }
 
-void test_gpu_matmul_against_cpu(void) {
+TEST(test_gpu_matmul_against_cpu) {
     matmul_case<float>(37, 48, 40);
     matmul_case<bf16>(37, 48, 40);
     matmul_case<float>(256, 64, 192);

@@ -84,7 +84,7 @@ static void model_case(NormKind norm, GpuPrecision precision) {
     model_free(&cpu);
 }
 
-void test_gpu_model_matches_cpu_loss_gradients_features(void) {
+TEST(test_gpu_model_matches_cpu_loss_gradients_features) {
     for (NormKind norm : {NORM_IGPT, NORM_LAYERNORM}) {
         model_case(norm, GPU_FP32);
         model_case(norm, GPU_BF16);
@@ -108,7 +108,7 @@ static std::vector<double> gpu_curve(const ModelConfig &cfg, GpuPrecision precis
     return losses;
 }
 
-void test_gpu_training_follows_cpu_and_repeats(void) {
+TEST(test_gpu_training_follows_cpu_and_repeats) {
     const ModelConfig cfg = small_config(NORM_IGPT);
     const int B = 4, steps = 50;
     OptimConfig oc;
@@ -154,7 +154,7 @@ void test_gpu_training_follows_cpu_and_repeats(void) {
 
 // Activation recomputation reruns the same kernels on the same inputs: the
 // loss and every gradient are bitwise those of the model that stores everything.
-void test_gpu_recompute_gives_the_same_gradients(void) {
+TEST(test_gpu_recompute_gives_the_same_gradients) {
     for (GpuPrecision precision : {GPU_FP32, GPU_BF16}) {
         const ModelConfig cfg = small_config(NORM_LAYERNORM);
         const int B = 2;
