@@ -94,6 +94,12 @@ int run_mpi(int processes, const char *binary, const char *args_fmt, ...) {
 const char *cli_stdout(void) { return captured_out ? captured_out : ""; }
 const char *cli_stderr(void) { return captured_err ? captured_err : ""; }
 
+void expect_failure(int status, int expected_status, const char *message, const char *out_dir) {
+    CHECK(status == expected_status, "exit status %d, expected %d; stderr: %s", status, expected_status, cli_stderr());
+    CHECK(strstr(cli_stderr(), message) != NULL, "stderr should mention '%s', got: %s", message, cli_stderr());
+    if (out_dir) CHECK(folder_has_no_files(out_dir), "%s should hold no output file", out_dir);
+}
+
 bool folder_has_no_files(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return true;

@@ -28,6 +28,9 @@ IGPT_PRINTF(1, 2) int run_igpt_interpret(const char *args_fmt, ...);
 IGPT_PRINTF(3, 4) int run_mpi(int processes, const char *binary, const char *args_fmt, ...);
 const char *cli_stdout(void);
 const char *cli_stderr(void);
+// Checks a command that must fail: its exit status, a message on its stderr
+// and, when out_dir is not NULL, that it left no file in out_dir.
+void expect_failure(int status, int expected_status, const char *message, const char *out_dir);
 // True when `dir` holds no regular files (sub-folders are ignored).
 bool folder_has_no_files(const char *dir);
 bool files_equal(const char *a, const char *b);

@@ -1,0 +1,385 @@
+// End-to-end tests of ./igpt prepare, and of show and info on the files it
+// writes, as a user runs them, including every bad input the data pipeline
+// must refuse cleanly.
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "data/dataset.h"
+#include "data/images.h"
+#include "data/palette.h"
+#include "stb/stb_image.h"
+#include "stb/stb_image_write.h"
+#include "test.h"
+
+static const char *const outputs[] = {"palette.bin", "train.bin",   "val.bin",     "test.bin",
+                                      "preview.png", "palette.png", "prepare.json"};
+
+static void prepare_cifar_fixture(int per_batch, int test_records) {
+    make_cifar_batches(test_path("cifar"), per_batch, test_records);
+}
+
+TEST(test_prepare_cifar_end_to_end) {
+    prepare_cifar_fixture(40, 30);
+    const char *out = test_path("out");
+    int status = run_igpt("prepare --cifar10 %s --out %s --colors 16 --val 20 --seed 5 --threads 2 --quiet",
+                          test_path("cifar"), out);
+    CHECK(status == 0, "prepare succeeds: %s", cli_stderr());
+    for (int i = 0; i < 7; i++) CHECK(path_exists(test_path("out/%s", outputs[i])), "%s written", outputs[i]);
+    CHECK(strstr(cli_stdout(), "PSNR") && strstr(cli_stdout(), "airplane") && strstr(cli_stdout(), "images/s"),
+          "summary printed: %s", cli_stdout());
+    CHECK(run_igpt("info %s/train.bin %s/val.bin %s/test.bin %s/palette.bin", out, out, out, out) == 0,
+          "info accepts every file: %s", cli_stderr());
+    CHECK(strstr(cli_stdout(), "checks passed") != NULL, "info reports checks passed");
+
+    // Round trip: the tokens on disk are the palette applied to the source images.
+    TokenDataset train, val, test;
+    dataset_read(test_path("out/train.bin"), &train);
+    dataset_read(test_path("out/val.bin"), &val);
+    dataset_read(test_path("out/test.bin"), &test);
+    CHECK(train.count == 180 && val.count == 20 && test.count == 30, "split sizes %lld %lld %lld",
+          (long long)train.count, (long long)val.count, (long long)test.count);
+    Palette pal;
+    palette_load(test_path("out/palette.bin"), &pal);
+    CHECK(pal.colors == 16 && memcmp(pal.rgb, train.palette.rgb, 48) == 0 && memcmp(pal.rgb, test.palette.rgb, 48) == 0,
+          "every split carries the palette");
+    ImageSet all, train_images, val_images;
+    cifar10_load(test_path("cifar"), "train", 32, &all);
+    uint8_t *is_val = xmalloc((size_t)all.count);
+    stratified_split(all.labels, all.count, all.num_classes, 20, 5, is_val);
+    imageset_select(&all, is_val, 0, &train_images);
+    imageset_select(&all, is_val, 1, &val_images);
+    TokenDataset expect_train, expect_val;
+    dataset_from_images(&train_images, &pal, 1, &expect_train);
+    dataset_from_images(&val_images, &pal, 1, &expect_val);
+    CHECK(memcmp(expect_train.tokens, train.tokens, (size_t)180 * 1024 * 2) == 0, "train tokens round-trip");
+    CHECK(memcmp(expect_train.labels, train.labels, 180 * 2) == 0, "train labels round-trip");
+    CHECK(memcmp(expect_val.tokens, val.tokens, (size_t)20 * 1024 * 2) == 0, "val tokens round-trip");
+    int64_t per_class[10] = {0};
+    for (int64_t i = 0; i < val.count; i++) per_class[val.labels[i]]++;
+    for (int c = 0; c < 10; c++) CHECK(per_class[c] == 2, "validation holds 2 images of class %d", c);
+
+    int w, h, comp;
+    CHECK(stbi_info(test_path("out/preview.png"), &w, &h, &comp) && w == 8 * (2 * 64 + 1 + 4) + 4 && h == 10 * 68 + 4,
+          "preview.png is a 10-row grid of original|quantized pairs (%dx%d)", w, h);
+    CHECK(stbi_info(test_path("out/palette.png"), &w, &h, &comp) && w == 32 * 12 && h == 12, "palette.png swatch");
+    size_t json_size;
+    char *json = (char *)read_whole_file(test_path("out/prepare.json"), &json_size);
+    CHECK(json && strstr(json, "\"train\": {") && strstr(json, "\"per_class\": [18, 18"), "prepare.json: %s",
+          json ? json : "(missing)");
+    free(json);
+    CHECK(run_igpt("prepare --help") == 0 && system(xasprintf("ls %s | grep -q tmp", out)) != 0,
+          "no temporary files left");
+
+    free(is_val);
+    imageset_free(&all);
+    imageset_free(&train_images);
+    imageset_free(&val_images);
+    dataset_free(&expect_train);
+    dataset_free(&expect_val);
+    dataset_free(&train);
+    dataset_free(&val);
+    dataset_free(&test);
+    palette_free(&pal);
+}
+
+TEST(test_prepare_image_folder_end_to_end) {
+    const char *const names[] = {"cats", "dogs", "owls"};
+    make_image_folder(test_path("images/train"), names, 3, 6, 40);
+    make_image_folder(test_path("images/test"), names, 3, 2, 40);
+    const char *out = test_path("out");
+    int status = run_igpt("prepare --images %s --out %s --resolution 16 --colors 8 --val 3 --quiet",
+                          test_path("images"), out);
+    CHECK(status == 0, "prepare succeeds: %s", cli_stderr());
+    TokenDataset train, val, test;
+    dataset_read(test_path("out/train.bin"), &train);
+    dataset_read(test_path("out/val.bin"), &val);
+    dataset_read(test_path("out/test.bin"), &test);
+    CHECK(train.count == 15 && val.count == 3 && test.count == 6, "15/3/6 images");
+    CHECK(train.height == 16 && train.width == 16 && train.palette.colors == 8, "16x16, 8 colors");
+    CHECK(train.num_classes == 3 && !strcmp(train.class_names[2], "owls") && !strcmp(test.class_names[0], "cats"),
+          "class names stored");
+    dataset_free(&train);
+    dataset_free(&val);
+    dataset_free(&test);
+}
+
+TEST(test_prepare_same_seed_identical_bytes) {
+    prepare_cifar_fixture(30, 10);
+    const char *files[] = {"palette.bin", "train.bin", "val.bin", "test.bin", "preview.png"};
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 12 --val 10 --seed 9 --threads 1 --quiet",
+                   test_path("cifar"), test_path("one")) == 0, "first run: %s", cli_stderr());
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 12 --val 10 --seed 9 --threads 2 --quiet",
+                   test_path("cifar"), test_path("two")) == 0, "second run: %s", cli_stderr());
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 12 --val 10 --seed 10 --threads 2 --quiet",
+                   test_path("cifar"), test_path("other")) == 0, "third run: %s", cli_stderr());
+    for (int i = 0; i < 5; i++)
+        CHECK(files_equal(test_path("one/%s", files[i]), test_path("two/%s", files[i])),
+              "%s identical for the same seed (1 vs 2 threads)", files[i]);
+    CHECK(!files_equal(test_path("one/val.bin"), test_path("other/val.bin")), "another seed holds out other images");
+}
+
+TEST(test_prepare_reuse_palette_for_test_split) {
+    prepare_cifar_fixture(20, 15);
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 10 --split train --quiet", test_path("cifar"),
+                   test_path("staged")) == 0, "train only: %s", cli_stderr());
+    CHECK(!path_exists(test_path("staged/test.bin")), "--split train writes no test.bin");
+    CHECK(path_exists(test_path("staged/preview-train.png")) && path_exists(test_path("staged/prepare-train.json")),
+          "preview and summary named after the split");
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --split test --palette %s --quiet", test_path("cifar"),
+                   test_path("staged"), test_path("staged/palette.bin")) == 0, "test with saved palette: %s", cli_stderr());
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 10 --quiet", test_path("cifar"), test_path("full")) == 0,
+          "everything at once: %s", cli_stderr());
+    CHECK(path_exists(test_path("staged/prepare-test.json")) && path_exists(test_path("staged/prepare-train.json")),
+          "both summaries kept");
+    CHECK(files_equal(test_path("staged/test.bin"), test_path("full/test.bin")),
+          "a test split prepared later with the saved palette equals the one prepared with train");
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --split test --palette %s --quiet", test_path("cifar"),
+                   test_path("from-split"), test_path("full/train.bin")) == 0, "palette taken from train.bin");
+    CHECK(files_equal(test_path("from-split/test.bin"), test_path("full/test.bin")), "same tokens");
+    int status = run_igpt("prepare --cifar10 %s --out %s --split test --quiet", test_path("cifar"), test_path("nopal"));
+    expect_failure(status, 1, "needs the train split", test_path("nopal"));
+}
+
+TEST(test_show_draws_grid_and_palette_swatch) {
+    prepare_cifar_fixture(10, 0);
+    unlink(test_path("cifar/test_batch.bin"));
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 8 --val 0 --no-preview --quiet", test_path("cifar"),
+                   test_path("out")) == 0, "prepare: %s", cli_stderr());
+    CHECK(!path_exists(test_path("out/preview.png")) && !path_exists(test_path("out/val.bin")),
+          "--no-preview and --val 0 honoured");
+    CHECK(run_igpt("show %s --per-class 4 --rows 3 --scale 1", test_path("out/train.bin")) == 0, "show: %s",
+          cli_stderr());
+    int w, h, comp;
+    CHECK(stbi_info(test_path("out/train.png"), &w, &h, &comp) && w == 4 * 36 + 4 && h == 3 * 36 + 4,
+          "train.png grid %dx%d", w, h);
+    CHECK(run_igpt("show %s --out %s", test_path("out/palette.bin"), test_path("swatch.png")) == 0, "show palette");
+    CHECK(stbi_info(test_path("swatch.png"), &w, &h, &comp) && w == 384 && h == 12, "swatch %dx%d", w, h);
+    int status = run_igpt("show %s --out %s", test_path("out/train.bin"), test_path("out/val.bin"));
+    expect_failure(status, 2, "must name a .png", NULL);
+}
+
+TEST(test_prepare_refuses_to_overwrite) {
+    prepare_cifar_fixture(10, 5);
+    const char *out = test_path("out");
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 8 --quiet", test_path("cifar"), out) == 0, "first run");
+    size_t n;
+    uint8_t *before = read_whole_file(test_path("out/train.bin"), &n);
+    int status = run_igpt("prepare --cifar10 %s --out %s --colors 6 --quiet", test_path("cifar"), out);
+    CHECK(status == 1 && strstr(cli_stderr(), "already exists; pass --force"), "refused: %s", cli_stderr());
+    size_t m;
+    uint8_t *after = read_whole_file(test_path("out/train.bin"), &m);
+    CHECK(before && after && n == m && memcmp(before, after, n) == 0, "train.bin untouched");
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 6 --force --quiet", test_path("cifar"), out) == 0,
+          "--force overwrites");
+    TokenDataset ds;
+    dataset_read(test_path("out/train.bin"), &ds);
+    CHECK(ds.palette.colors == 6, "new file in place");
+    dataset_free(&ds);
+    free(before);
+    free(after);
+}
+
+// --- Bad input -----------------------------------------------------------------
+
+static void truncate_file(const char *path, int64_t bytes) { CHECK(truncate(path, bytes) == 0, "truncate %s", path); }
+
+TEST(test_prepare_error_truncated_batch) {
+    prepare_cifar_fixture(5, 2);
+    truncate_file(test_path("cifar/data_batch_2.bin"), 5 * CIFAR10_RECORD_BYTES - 100);
+    int status = run_igpt("prepare --cifar10 %s --out %s --quiet", test_path("cifar"), test_path("out"));
+    expect_failure(status, 1, "data_batch_2.bin has 15265 bytes, which is not a whole number of 3073-byte", test_path("out"));
+}
+
+TEST(test_prepare_error_wrong_size_batch) {
+    prepare_cifar_fixture(5, 2);
+    FILE *f = xfopen(test_path("cifar/test_batch.bin"), "ab");
+    fputs("extra", f);
+    fclose(f);
+    int status = run_igpt("prepare --cifar10 %s --out %s --quiet", test_path("cifar"), test_path("out"));
+    expect_failure(status, 1, "test_batch.bin has 6151 bytes", test_path("out"));
+    truncate_file(test_path("cifar/test_batch.bin"), 0);
+    status = run_igpt("prepare --cifar10 %s --out %s --quiet", test_path("cifar"), test_path("out"));
+    expect_failure(status, 1, "test_batch.bin has 0 bytes", test_path("out"));
+}
+
+TEST(test_prepare_error_missing_batch) {
+    prepare_cifar_fixture(5, 2);
+    unlink(test_path("cifar/data_batch_3.bin"));
+    int status = run_igpt("prepare --cifar10 %s --out %s --quiet", test_path("cifar"), test_path("out"));
+    expect_failure(status, 1, "data_batch_3.bin is missing", test_path("out"));
+    status = run_igpt("prepare --cifar10 %s --out %s --quiet", test_path("nowhere"), test_path("out"));
+    expect_failure(status, 1, "no such folder", test_path("out"));
+    make_directories(test_path("empty"));
+    status = run_igpt("prepare --cifar10 %s --out %s --quiet", test_path("empty"), test_path("out"));
+    expect_failure(status, 1, "holds no CIFAR-10 binary batches", test_path("out"));
+}
+
+TEST(test_prepare_error_label_out_of_range) {
+    prepare_cifar_fixture(5, 2);
+    FILE *f = xfopen(test_path("cifar/data_batch_5.bin"), "r+b");
+    fseek(f, 3 * CIFAR10_RECORD_BYTES, SEEK_SET);
+    fputc(10, f);
+    fclose(f);
+    int status = run_igpt("prepare --cifar10 %s --out %s --quiet", test_path("cifar"), test_path("out"));
+    expect_failure(status, 1, "data_batch_5.bin: record 3 has label 10, expected 0..9", test_path("out"));
+}
+
+static void small_folder(void) {
+    const char *const names[] = {"a", "b"};
+    make_image_folder(test_path("images"), names, 2, 3, 16);
+}
+
+TEST(test_prepare_error_corrupt_image) {
+    small_folder();
+    write_whole_file(test_path("images/b/broken.jpg"), "\xff\xd8\xff\xe0 this is not a JPEG", 24);
+    int status = run_igpt("prepare --images %s --out %s --quiet", test_path("images"), test_path("out"));
+    expect_failure(status, 1, "cannot decode image", test_path("out"));
+    CHECK(strstr(cli_stderr(), "b/broken.jpg") != NULL, "names the file: %s", cli_stderr());
+    // A PNG cut short is refused too.
+    unlink(test_path("images/b/broken.jpg"));
+    size_t n;
+    uint8_t *png = read_whole_file(test_path("images/a/000.png"), &n);
+    write_whole_file(test_path("images/a/cut.png"), png, n / 2);
+    free(png);
+    status = run_igpt("prepare --images %s --out %s --quiet", test_path("images"), test_path("out"));
+    expect_failure(status, 1, "a/cut.png", test_path("out"));
+}
+
+TEST(test_prepare_error_unreadable_image) {
+    small_folder();
+    // A dangling link cannot be opened (tests run as root, so permissions would not stop a read).
+    CHECK(symlink(test_path("nowhere.png"), test_path("images/a/gone.png")) == 0, "symlink");
+    int status = run_igpt("prepare --images %s --out %s --quiet", test_path("images"), test_path("out"));
+    expect_failure(status, 1, "cannot decode image", test_path("out"));
+    CHECK(strstr(cli_stderr(), "gone.png") != NULL, "names the file: %s", cli_stderr());
+}
+
+TEST(test_prepare_error_empty_class_folder) {
+    small_folder();
+    make_directories(test_path("images/c"));
+    write_whole_file(test_path("images/c/notes.txt"), "x", 1);
+    int status = run_igpt("prepare --images %s --out %s --quiet", test_path("images"), test_path("out"));
+    expect_failure(status, 1, "class folder", test_path("out"));
+    CHECK(strstr(cli_stderr(), "images/c has no images"), "names the folder: %s", cli_stderr());
+    make_directories(test_path("no-classes"));
+    status = run_igpt("prepare --images %s --out %s --quiet", test_path("no-classes"), test_path("out"));
+    expect_failure(status, 1, "has no class folders", test_path("out"));
+}
+
+TEST(test_prepare_error_palette_color_mismatch) {
+    prepare_cifar_fixture(5, 3);
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 8 --quiet", test_path("cifar"), test_path("first")) == 0,
+          "palette made");
+    int status = run_igpt("prepare --cifar10 %s --out %s --split test --palette %s --colors 16 --quiet",
+                          test_path("cifar"), test_path("out"), test_path("first/palette.bin"));
+    expect_failure(status, 1, "--colors 16 does not match the 8 colors of palette", test_path("out"));
+}
+
+TEST(test_prepare_error_bad_palette_file) {
+    prepare_cifar_fixture(5, 3);
+    write_whole_file(test_path("junk.bin"), "not a palette at all, really not", 32);
+    int status = run_igpt("prepare --cifar10 %s --out %s --palette %s --quiet", test_path("cifar"), test_path("out"),
+                          test_path("junk.bin"));
+    expect_failure(status, 1, "is not an igpt palette", test_path("out"));
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 8 --quiet", test_path("cifar"), test_path("first")) == 0,
+          "palette made");
+    FILE *f = xfopen(test_path("first/palette.bin"), "r+b");
+    fseek(f, 40, SEEK_SET);
+    fputc(0x5a, f);
+    fclose(f);
+    status = run_igpt("prepare --cifar10 %s --out %s --palette %s --quiet", test_path("cifar"), test_path("out"),
+                      test_path("first/palette.bin"));
+    expect_failure(status, 1, "palette colors are corrupt (CRC mismatch)", test_path("out"));
+}
+
+TEST(test_prepare_error_bad_values) {
+    prepare_cifar_fixture(5, 3);
+    const char *cifar = test_path("cifar"), *out = test_path("out");
+    expect_failure(run_igpt("prepare --cifar10 %s --out %s --colors 1", cifar, out), 2, "--colors must be between 2 and 4096", out);
+    expect_failure(run_igpt("prepare --cifar10 %s --out %s --colors 5000", cifar, out), 2, "--colors must be between", out);
+    expect_failure(run_igpt("prepare --cifar10 %s --out %s --colors 12abc", cifar, out), 2, "--colors expects an integer", out);
+    expect_failure(run_igpt("prepare --cifar10 %s --out %s --resolution 1000", cifar, out), 2, "--resolution must be", out);
+    expect_failure(run_igpt("prepare --cifar10 %s --out %s --split validation", cifar, out), 2, "--split must be", out);
+    expect_failure(run_igpt("prepare --cifar10 %s --images %s --out %s", cifar, cifar, out), 2, "exactly one source", out);
+    expect_failure(run_igpt("prepare --out %s", out), 2, "exactly one source", out);
+    expect_failure(run_igpt("prepare --cifar10 %s", cifar), 2, "--out DIR is required", NULL);
+    expect_failure(run_igpt("prepare --cifar10 %s --out %s extra", cifar, out), 2, "unexpected argument 'extra'", out);
+}
+
+TEST(test_prepare_error_unwritable_output) {
+    prepare_cifar_fixture(5, 3);
+    write_whole_file(test_path("file"), "x", 1);
+    int status = run_igpt("prepare --cifar10 %s --out %s --quiet", test_path("cifar"), test_path("file/out"));
+    expect_failure(status, 1, "is not a folder", NULL);
+    CHECK(!path_exists(test_path("file/out")), "nothing created");
+    status = run_igpt("prepare --cifar10 %s --out %s --quiet", test_path("cifar"), test_path("file"));
+    expect_failure(status, 1, "is not a folder", NULL);
+    size_t n;
+    uint8_t *content = read_whole_file(test_path("file"), &n);
+    CHECK(content && n == 1 && content[0] == 'x', "the file in the way is untouched");
+    free(content);
+}
+
+TEST(test_prepare_error_val_too_large) {
+    prepare_cifar_fixture(4, 3);
+    int status = run_igpt("prepare --cifar10 %s --out %s --val 20 --quiet", test_path("cifar"), test_path("out"));
+    expect_failure(status, 1, "leaves no training images", test_path("out"));
+}
+
+TEST(test_prepare_error_test_classes_differ) {
+    const char *const train_names[] = {"a", "b"}, *const test_names[] = {"a", "c"};
+    make_image_folder(test_path("images/train"), train_names, 2, 3, 8);
+    make_image_folder(test_path("images/test"), test_names, 2, 1, 8);
+    int status = run_igpt("prepare --images %s --out %s --val 0 --quiet", test_path("images"), test_path("out"));
+    expect_failure(status, 1, "classes differ", test_path("out"));
+}
+
+TEST(test_info_error_corrupt_prepared_file) {
+    prepare_cifar_fixture(5, 3);
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 8 --quiet", test_path("cifar"), test_path("out")) == 0,
+          "prepared");
+    size_t n;
+    uint8_t *good = read_whole_file(test_path("out/train.bin"), &n);
+    CHECK(good != NULL, "train.bin");
+    if (!good) return;
+    struct {
+        const char *name;
+        int64_t flip_at;  // -1: none
+        size_t keep;      // bytes kept
+        const char *message;
+    } cases[] = {
+        {"payload.bin", (int64_t)n - 7, n, "data is corrupt (payload CRC mismatch)"},
+        {"header.bin", 20, n, "header is corrupt (CRC mismatch)"},
+        {"names.bin", 64 + 3, n, "header is corrupt (CRC mismatch)"},
+        {"magic.bin", 0, n, "is not an igpt palette or prepared data file (bad magic)"},
+        {"short.bin", -1, n - 1000, "truncated or padded file"},
+        {"tiny.bin", -1, 10, "too short"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t *bad = xmalloc(n);
+        memcpy(bad, good, n);
+        if (cases[i].flip_at >= 0) bad[cases[i].flip_at] ^= 0x40;
+        const char *path = test_path("%s", cases[i].name);
+        write_whole_file(path, bad, cases[i].keep);
+        int status = run_igpt("info %s", path);
+        expect_failure(status, 1, cases[i].message, NULL);
+        size_t m;
+        uint8_t *after = read_whole_file(path, &m);
+        CHECK(after && m == cases[i].keep && memcmp(after, bad, m) == 0, "%s left untouched", cases[i].name);
+        free(after);
+        free(bad);
+    }
+    // A version from the future is refused with a hint.
+    uint8_t *future = xmalloc(n);
+    memcpy(future, good, n);
+    put_u32(future + 8, 99);
+    write_whole_file(test_path("future.bin"), future, n);
+    expect_failure(run_igpt("info %s", test_path("future.bin")), 1, "data format version 99", NULL);
+    // The corrupt file is also refused as a palette source.
+    int status = run_igpt("prepare --cifar10 %s --out %s --split test --palette %s --quiet", test_path("cifar"),
+                          test_path("out2"), test_path("payload.bin"));
+    expect_failure(status, 1, "payload CRC mismatch", test_path("out2"));
+    free(future);
+    free(good);
+}
