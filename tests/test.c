@@ -1,5 +1,7 @@
 // The C tests' program (build/igpt_tests) and what test.h promises: a fresh
 // folder per test under one temporary root, and running ./igpt as a user does.
+#include "test.h"
+
 #include <dirent.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -7,8 +9,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include "test.h"
 
 static char root_dir[256];
 static char current_dir[512];
@@ -63,14 +63,14 @@ static int run_binary(const char *binary, const char *args) {
     return WEXITSTATUS(status);
 }
 
-#define RUN_FORMATTED(binary)                      \
-    do {                                           \
-        char args[4096];                           \
-        va_list ap;                                \
-        va_start(ap, args_fmt);                    \
+#define RUN_FORMATTED(binary)                       \
+    do {                                            \
+        char args[4096];                            \
+        va_list ap;                                 \
+        va_start(ap, args_fmt);                     \
         vsnprintf(args, sizeof args, args_fmt, ap); \
-        va_end(ap);                                \
-        return run_binary(binary, args);           \
+        va_end(ap);                                 \
+        return run_binary(binary, args);            \
     } while (0)
 
 int run_igpt(const char *args_fmt, ...) { RUN_FORMATTED(igpt_binary); }
@@ -78,9 +78,10 @@ int run_igpt_interpret(const char *args_fmt, ...) { RUN_FORMATTED("./build/inter
 
 int run_mpi(int processes, const char *binary, const char *args_fmt, ...) {
     // As root too; more ranks than cores; no cross-process memory mapping (containers often forbid it).
-    char *launcher = xasprintf("mpirun --allow-run-as-root --oversubscribe --bind-to none "
-                               "--mca btl_vader_single_copy_mechanism none -np %d %s",
-                               processes, binary ? binary : igpt_binary);
+    char *launcher = xasprintf(
+        "mpirun --allow-run-as-root --oversubscribe --bind-to none "
+        "--mca btl_vader_single_copy_mechanism none -np %d %s",
+        processes, binary ? binary : igpt_binary);
     char args[4096];
     va_list ap;
     va_start(ap, args_fmt);

@@ -25,10 +25,10 @@ extern "C" {
 #ifdef IGPT_INTERPRET
 #define INTERPRET_ONLY() (void)0
 #else
-#define INTERPRET_ONLY()                             \
-    do {                                             \
+#define INTERPRET_ONLY()                            \
+    do {                                            \
         test_skip("checks the interpreter itself"); \
-        return;                                      \
+        return;                                     \
     } while (0)
 #endif
 
