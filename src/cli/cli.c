@@ -184,6 +184,7 @@ void cli_print_help(const Command *cmd, FILE *out) {
             print_option(out, names, o->help, o->fallback);
         }
     }
+    if (cmd->num_groups == 0) fputc('\n', out);  // a command without options of its own
     print_option(out, "-h, --help", "this text", NULL);
     print_option(out, "--version", "the version of igpt", NULL);
     if (cmd->epilogue) fprintf(out, "\n%s", cmd->epilogue);
