@@ -2,6 +2,7 @@
 // attention kernels as one JSON line each (bench/bench_cpu.sh and
 // bench/bench_probe.sh print them as tables).
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,9 +11,11 @@
 #include "model/cpu_ops.h"
 #include "model/gpu_model.h"
 #include "model/model.h"
+#include "probe/features.h"
 #include "probe/probe.h"
 #include "train/optim.h"
 #include "util/json.h"
+#include "util/util.h"
 
 typedef struct {
     const char *mode, *config;

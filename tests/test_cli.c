@@ -7,6 +7,7 @@
 #include "data/dataset.h"
 #include "data/images.h"
 #include "data/palette.h"
+#include "util/json.h"
 #include "stb/stb_image.h"
 #include "stb/stb_image_write.h"
 #include "test.h"
@@ -39,6 +40,51 @@ void test_cli_help(void) {
     free(help);
     CHECK(run_igpt("%s", "") == 2, "no command: usage error");
     CHECK(run_igpt("frobnicate") == 2 && strstr(cli_stderr(), "unknown command 'frobnicate'"), "unknown command");
+}
+
+// Every command answers -h with its usage and --version with the version.
+// Help texts are printed verbatim, so a printf escape ("%%") would show.
+void test_cli_every_command_help_and_version(void) {
+    const char *commands[] = {"synth", "prepare", "train", "probe", "plot", "bench", "show", "info"};
+    for (int i = 0; i < 8; i++) {
+        char *usage = xasprintf("usage: ./igpt %s ", commands[i]);
+        CHECK(run_igpt("%s -h", commands[i]) == 0, "%s -h exits 0: %s", commands[i], cli_stderr());
+        CHECK(strncmp(cli_stdout(), usage, strlen(usage)) == 0, "%s -h prints its usage: %s", commands[i],
+              cli_stdout());
+        CHECK(strstr(cli_stdout(), "%%") == NULL, "%s's help shows no %%%%: %s", commands[i], cli_stdout());
+        CHECK(run_igpt("%s --version", commands[i]) == 0, "%s --version exits 0: %s", commands[i], cli_stderr());
+        CHECK(strncmp(cli_stdout(), "igpt ", 5) == 0, "%s --version prints the version: %s", commands[i],
+              cli_stdout());
+        free(usage);
+    }
+}
+
+// prepare.json stays valid JSON when the source folder, a class and the
+// output folder have a double quote in their names.
+void test_cli_prepare_json_with_quotes_in_paths(void) {
+    const char *const names[] = {"plain", "q\"uote"};
+    char *images = xstrdup(test_path("im\"ages"));
+    char *out = xstrdup(test_path("o\"ut"));
+    make_image_folder(images, names, 2, 4, 8);
+    CHECK(run_igpt("prepare --images '%s' --out '%s' --resolution 8 --colors 4 --val 2 --quiet", images, out) == 0,
+          "prepare: %s", cli_stderr());
+    char *summary = xasprintf("%s/prepare.json", out);
+    cJSON *root = json_read_file(summary);
+    CHECK(root != NULL, "%s parses as JSON", summary);
+    const cJSON *source = cJSON_GetObjectItemCaseSensitive(root, "source");
+    CHECK(cJSON_IsString(source) && strcmp(source->valuestring, images) == 0, "the source folder, as given");
+    const cJSON *classes = cJSON_GetObjectItemCaseSensitive(root, "classes");
+    const cJSON *second = cJSON_GetArrayItem(classes, 1);
+    CHECK(cJSON_IsString(second) && strcmp(second->valuestring, "q\"uote") == 0, "the class names");
+    const cJSON *splits = cJSON_GetObjectItemCaseSensitive(root, "splits");
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(splits, "train"), "file");
+    char *train = xasprintf("%s/train.bin", out);
+    CHECK(cJSON_IsString(file) && strcmp(file->valuestring, train) == 0, "the file of each split");
+    cJSON_Delete(root);
+    free(train);
+    free(summary);
+    free(images);
+    free(out);
 }
 
 void test_cli_prepare_cifar_end_to_end(void) {

@@ -25,6 +25,8 @@
     X(test_dataset_round_trip)                \
     X(test_palette_file_round_trip)           \
     X(test_cli_help)                          \
+    X(test_cli_every_command_help_and_version) \
+    X(test_cli_prepare_json_with_quotes_in_paths) \
     X(test_cli_prepare_cifar_end_to_end)      \
     X(test_cli_prepare_image_folder_end_to_end) \
     X(test_cli_same_seed_identical_bytes)     \
@@ -73,6 +75,7 @@
     X(test_probe_standardize)                 \
     X(test_probe_cli_checkpoint_and_run)      \
     X(test_probe_cli_bad_input)               \
+    X(test_probe_json_with_quote_in_path)     \
     X(test_train_probes_as_it_goes)           \
     X(test_train_moves_between_cpu_and_cuda)  \
     X(test_dist_matches_one_process)          \
