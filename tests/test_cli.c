@@ -53,8 +53,7 @@ void test_cli_every_command_help_and_version(void) {
               cli_stdout());
         CHECK(strstr(cli_stdout(), "%%") == NULL, "%s's help shows no %%%%: %s", commands[i], cli_stdout());
         CHECK(run_igpt("%s --version", commands[i]) == 0, "%s --version exits 0: %s", commands[i], cli_stderr());
-        CHECK(strncmp(cli_stdout(), "igpt ", 5) == 0, "%s --version prints the version: %s", commands[i],
-              cli_stdout());
+        CHECK(strncmp(cli_stdout(), "igpt ", 5) == 0, "%s --version prints the version: %s", commands[i], cli_stdout());
         free(usage);
     }
 }
