@@ -42,7 +42,7 @@ static const Option probe_options[] = {
     {"batch", OPT_INT, SETTING(ProbeArgs, batch), "N", "images per forward pass", "32", .lo = 1, .hi = 4096},
     {"seed", OPT_UINT64, SETTING(ProbeArgs, seed), "N", "seed of the L2-selection hold-out", "1234", .lo = 0,
      .hi = INT64_MAX},
-    {"quiet", OPT_FLAG, SETTING(ProbeArgs, quiet), NULL, "no line per fitted layer"},
+    {"quiet", OPT_FLAG, SETTING(ProbeArgs, quiet), NULL, "no progress bars, no line per fitted layer"},
 };
 
 static const OptionGroup probe_groups[] = {
