@@ -33,3 +33,19 @@ TEST(test_cli_error_unknown_flag) {
     status = run_igpt("info --verbose x.bin");
     expect_failure(status, 2, "unknown option --verbose", NULL);
 }
+
+// Every command answers -h with its usage and --version with the version.
+// Help texts are printed verbatim, so a printf escape ("%%") would show.
+TEST(test_cli_every_command_help_and_version) {
+    const char *commands[] = {"synth", "prepare", "train", "probe", "plot", "bench", "show", "info"};
+    for (int i = 0; i < 8; i++) {
+        char *usage = xasprintf("usage: ./igpt %s ", commands[i]);
+        CHECK(run_igpt("%s -h", commands[i]) == 0, "%s -h exits 0: %s", commands[i], cli_stderr());
+        CHECK(strncmp(cli_stdout(), usage, strlen(usage)) == 0, "%s -h prints its usage: %s", commands[i],
+              cli_stdout());
+        CHECK(strstr(cli_stdout(), "%%") == NULL, "%s's help shows no %%%%: %s", commands[i], cli_stdout());
+        CHECK(run_igpt("%s --version", commands[i]) == 0, "%s --version exits 0: %s", commands[i], cli_stderr());
+        CHECK(strncmp(cli_stdout(), "igpt ", 5) == 0, "%s --version prints the version: %s", commands[i], cli_stdout());
+        free(usage);
+    }
+}

@@ -11,6 +11,7 @@
 #include "stb/stb_image.h"
 #include "stb/stb_image_write.h"
 #include "test.h"
+#include "util/json.h"
 
 static const char *const outputs[] = {"palette.bin", "train.bin",   "val.bin",     "test.bin",
                                       "preview.png", "palette.png", "prepare.json"};
@@ -382,4 +383,32 @@ TEST(test_info_error_corrupt_prepared_file) {
     expect_failure(status, 1, "payload CRC mismatch", test_path("out2"));
     free(future);
     free(good);
+}
+
+// prepare.json stays valid JSON when the source folder, a class and the
+// output folder have a double quote in their names.
+TEST(test_prepare_json_with_quotes_in_paths) {
+    const char *const names[] = {"plain", "q\"uote"};
+    char *images = xstrdup(test_path("im\"ages"));
+    char *out = xstrdup(test_path("o\"ut"));
+    make_image_folder(images, names, 2, 4, 8);
+    CHECK(run_igpt("prepare --images '%s' --out '%s' --resolution 8 --colors 4 --val 2 --quiet", images, out) == 0,
+          "prepare: %s", cli_stderr());
+    char *summary = xasprintf("%s/prepare.json", out);
+    cJSON *root = json_read_file(summary);
+    CHECK(root != NULL, "%s parses as JSON", summary);
+    const cJSON *source = cJSON_GetObjectItemCaseSensitive(root, "source");
+    CHECK(cJSON_IsString(source) && strcmp(source->valuestring, images) == 0, "the source folder, as given");
+    const cJSON *classes = cJSON_GetObjectItemCaseSensitive(root, "classes");
+    const cJSON *second = cJSON_GetArrayItem(classes, 1);
+    CHECK(cJSON_IsString(second) && strcmp(second->valuestring, "q\"uote") == 0, "the class names");
+    const cJSON *splits = cJSON_GetObjectItemCaseSensitive(root, "splits");
+    const cJSON *file = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(splits, "train"), "file");
+    char *train = xasprintf("%s/train.bin", out);
+    CHECK(cJSON_IsString(file) && strcmp(file->valuestring, train) == 0, "the file of each split");
+    cJSON_Delete(root);
+    free(train);
+    free(summary);
+    free(images);
+    free(out);
 }

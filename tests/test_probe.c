@@ -5,8 +5,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "model/model.h"
+#include "probe/features.h"
 #include "probe/probe.h"
 #include "test.h"
+#include "train/checkpoint.h"
+#include "util/json.h"
 
 TEST(test_probe_solver_matches_scipy) {
     Fixture fx = {0};
@@ -88,10 +92,6 @@ TEST(test_probe_standardize) {
 }
 
 // --- ./igpt probe end to end -------------------------------------------------------
-
-#include "train/checkpoint.h"
-#include "model/model.h"
-#include "probe/features.h"
 
 // A tiny run on 40 CIFAR-style 8x8 images with 16 colors: checkpoints at steps 3 and 6.
 static char *probe_fixture_run(const char *name, int colors) {
@@ -184,6 +184,37 @@ TEST(test_probe_cli_bad_input) {
     CHECK(run_igpt("probe --device cpu --data %s --run %s --quiet", data, test_path("nowhere")) == 1, "missing run folder");
     free(data);
     free(data8);
+}
+
+// A probe's JSON stays valid JSON when the checkpoint's path has a double
+// quote in it, and the run table reads the accuracies back from it.
+TEST(test_probe_json_with_quote_in_path) {
+    char *data = probe_fixture_run("run", 16);
+    char *run = xstrdup(test_path("r\"un"));
+    make_directories(run);
+    size_t n;
+    uint8_t *checkpoint = read_whole_file(test_path("run/checkpoint-00000006.bin"), &n);
+    char *copy = xasprintf("%s/checkpoint-00000006.bin", run);
+    write_whole_file(copy, checkpoint, n);
+    CHECK(run_igpt("probe --device cpu --data %s --run '%s' --l2 0.1 --quiet", data, run) == 0, "probe --run: %s",
+          cli_stderr());
+    char *results = xasprintf("%s/probe/probe-00000006.json", run);
+    cJSON *root = json_read_file(results);
+    CHECK(root != NULL, "%s parses as JSON", results);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    CHECK(cJSON_IsString(model) && strcmp(model->valuestring, copy) == 0, "model: the checkpoint's path");
+    cJSON_Delete(root);
+    char *table_path = xasprintf("%s/probe/probes.csv", run);
+    char *table = (char *)read_whole_file(table_path, NULL);
+    CHECK(table && strstr(table, "\n0,2.77258") && strstr(table, "\n6,"), "rows for steps 0 and 6: %s",
+          table ? table : "(missing)");
+    free(table);
+    free(table_path);
+    free(results);
+    free(copy);
+    free(checkpoint);
+    free(run);
+    free(data);
 }
 
 TEST(test_train_probes_as_it_goes) {

@@ -184,6 +184,7 @@ void cli_print_help(const Command *cmd, FILE *out) {
             print_option(out, names, o->help, o->fallback);
         }
     }
+    if (cmd->num_groups == 0) fputc('\n', out);  // a command without options of its own
     print_option(out, "-h, --help", "this text", NULL);
     print_option(out, "--version", "the version of igpt", NULL);
     if (cmd->epilogue) fprintf(out, "\n%s", cmd->epilogue);
@@ -263,17 +264,6 @@ const char *cli_option_name(const ParsedArgs *p, const void *field) {
 }
 
 // --- Device options -------------------------------------------------------------------
-
-const Option device_options[DEVICE_OPTION_COUNT] = {
-    {"device", OPT_CHOICE, SETTING(DeviceSettings, device), "NAME",
-     "cuda (a GPU: bf16 with fp32 master weights), cpu (the fp32 reference), or auto\n"
-     "(cuda when a GPU is usable)",
-     "auto", .choices = "auto|cpu|cuda"},
-    {"precision", OPT_CHOICE, SETTING(DeviceSettings, precision), "P", "on the GPU: bf16, or fp32 for debugging",
-     "bf16", .choices = "bf16|fp32"},
-    {"threads", OPT_INT, SETTING(DeviceSettings, threads), "N", "CPU worker threads (default: all cores)", NULL,
-     .lo = 1, .hi = 4096},
-};
 
 BackendOptions backend_options_from(const DeviceSettings *d) {
     BackendOptions opt = {.threads = cpu_set_threads(d->threads)};

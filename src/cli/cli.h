@@ -121,10 +121,21 @@ typedef struct {
     const char *precision;  // bf16, fp32 (GPU only)
     int threads;            // CPU worker threads; 0: all cores
 } DeviceSettings;
-extern const Option device_options[];
-#define DEVICE_OPTION_COUNT 3
-// The group of device_options in a command's table, for its field `field` of type DeviceSettings.
-#define DEVICE_OPTION_GROUP(title, Struct, field) {title, device_options, DEVICE_OPTION_COUNT, offsetof(Struct, field)}
+// The rows of DeviceSettings' options, written once; a command instantiates
+// them with its default device and puts them in a group of its table:
+//   static const Option device_options[] = DEVICE_OPTIONS("auto");
+//   {"device", device_options, COUNT_OF(device_options), SETTING(TrainArgs, device)}
+#define DEVICE_OPTIONS(default_device)                                                                              \
+    {                                                                                                               \
+        {"device", OPT_CHOICE, SETTING(DeviceSettings, device), "NAME",                                             \
+         "cuda (a GPU: bf16 with fp32 master weights), cpu (the fp32 reference), or auto\n"                        \
+         "(cuda when a GPU is usable)",                                                                             \
+         default_device, .choices = "auto|cpu|cuda"},                                                               \
+            {"precision", OPT_CHOICE, SETTING(DeviceSettings, precision), "P",                                      \
+             "on the GPU: bf16, or fp32 for debugging", "bf16", .choices = "bf16|fp32"},                            \
+            {"threads", OPT_INT, SETTING(DeviceSettings, threads), "N", "CPU worker threads (default: all cores)", \
+             NULL, .lo = 1, .hi = 4096},                                                                            \
+    }
 // Sets the CPU thread count and picks the device (dying with the reason when
 // --device cuda has no GPU): what backend_create needs, recompute and zero off.
 BackendOptions backend_options_from(const DeviceSettings *d);

@@ -7,42 +7,69 @@
 
 #include "cli/cli.h"
 
-static const char *const plot_help =
-    "usage: ./igpt plot RUN_DIR [RUN_DIR ...] [--out DIR] [--describe FILE]\n"
-    "\n"
-    "Draws, as PNG and SVG (default folder: the first RUN_DIR/plots):\n"
-    "  loss_vs_accuracy   validation generative loss vs best-layer probe accuracy,\n"
-    "                     one line per run (loss axis reversed, as in the paper)\n"
-    "  accuracy_vs_layer  probe accuracy vs layer, one line per checkpoint\n"
-    "  loss_vs_step       training and validation loss vs step\n"
-    "from each run's log.jsonl and probe results (./igpt probe --run RUN_DIR).\n"
-    "It runs src/plot/plot.py with $IGPT_PYTHON (default /usr/bin/python3, which has\n"
-    "Debian's python3-matplotlib).\n";
+typedef struct {
+    const char *out, *describe;
+} PlotArgs;
 
-int cmd_plot(int argc, char **argv) {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            fputs(plot_help, stdout);
-            return 0;
-        }
-    if (argc < 2) usage_error("plot", "expected at least one RUN_DIR");
-    for (int i = 1; i < argc; i++)
-        if (argv[i][0] == '-' && strcmp(argv[i], "--out") && strcmp(argv[i], "--describe"))
-            usage_error("plot", "unknown option %s for 'plot'", argv[i]);
-    // The script lives in scripts/ beside the binary.
+static const Option plot_options[] = {
+    {"out", OPT_TEXT, SETTING(PlotArgs, out), "DIR", "output folder (default: the first RUN_DIR/plots)"},
+    {"describe", OPT_TEXT, SETTING(PlotArgs, describe), "FILE",
+     "also write the series drawn, as JSON (for tests and scripts)"},
+};
+static const OptionGroup plot_groups[] = {{NULL, plot_options, COUNT_OF(plot_options)}};
+
+static const Command plot_command = {
+    .name = "plot",
+    .usage = "RUN_DIR [RUN_DIR ...] [--out DIR] [--describe FILE]",
+    .about =
+        "Draws, as PNG and SVG:\n"
+        "  loss_vs_accuracy   validation generative loss vs best-layer probe accuracy,\n"
+        "                     one line per run (loss axis reversed, as in the paper)\n"
+        "  accuracy_vs_layer  probe accuracy vs layer, one line per checkpoint\n"
+        "  loss_vs_step       training and validation loss vs step\n"
+        "from each run's log.jsonl and probe results (./igpt probe --run RUN_DIR).\n"
+        "It runs src/plot/plot.py with $IGPT_PYTHON (default /usr/bin/python3, which has\n"
+        "Debian's python3-matplotlib).\n",
+    .groups = plot_groups,
+    .num_groups = COUNT_OF(plot_groups),
+    .min_operands = 1,
+    .max_operands = -1,
+    .operands_expected = "at least one RUN_DIR",
+};
+
+// The plot script, which ships in src/plot/ beside the binary.
+static char *plot_script_path(void) {
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n < 0) die("cannot find the igpt binary's folder: %s", strerror(errno));
     exe[n] = '\0';
     char *slash = strrchr(exe, '/');
     if (slash) *slash = '\0';
     char *script = xasprintf("%s/src/plot/plot.py", exe);
     if (file_size(script) < 0) die("%s: no such file (the plot script ships beside ./igpt)", script);
+    return script;
+}
+
+int cmd_plot(int argc, char **argv) {
+    PlotArgs a = {0};
+    ParsedArgs parsed;
+    cli_parse(&plot_command, argc, argv, &a, &parsed);
     const char *python = getenv("IGPT_PYTHON") ? getenv("IGPT_PYTHON") : "/usr/bin/python3";
-    char **args = xcalloc((size_t)argc + 2, sizeof(char *));
-    args[0] = (char *)python;
-    args[1] = script;
-    for (int i = 1; i < argc; i++) args[i + 1] = argv[i];
+    // python plot.py [--out DIR] [--describe FILE] -- RUN_DIR...
+    char **args = xcalloc((size_t)parsed.num_operands + 8, sizeof(char *));
+    int n = 0;
+    args[n++] = (char *)python;
+    args[n++] = plot_script_path();
+    if (a.out) {
+        args[n++] = "--out";
+        args[n++] = (char *)a.out;
+    }
+    if (a.describe) {
+        args[n++] = "--describe";
+        args[n++] = (char *)a.describe;
+    }
+    args[n++] = "--";
+    for (int i = 0; i < parsed.num_operands; i++) args[n++] = parsed.operands[i];
     fflush(stdout);
     execv(python, args);
     die("cannot run %s: %s (set IGPT_PYTHON to a Python with matplotlib)", python, strerror(errno));

@@ -1,25 +1,39 @@
 // ./igpt show and ./igpt info: look at prepared files.
-#include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "train/checkpoint.h"
 #include "cli/cli.h"
 #include "data/dataset.h"
 #include "data/palette.h"
 #include "data/preview.h"
+#include "train/checkpoint.h"
 
-static const char *const show_help =
-    "usage: ./igpt show FILE [--out PNG] [--per-class N] [--rows N] [--scale N]\n"
-    "\n"
-    "Draws a prepared split (train.bin, val.bin, test.bin) as a PNG grid, one row\n"
-    "per class, every image rendered through its palette; or a palette file\n"
-    "(palette.bin) as color squares.\n"
-    "  --out PNG        output image (default: FILE with .png in place of .bin)\n"
-    "  --per-class N    images per row (default 8)\n"
-    "  --rows N         at most this many classes (default 10)\n"
-    "  --scale N        pixel size (default 3)\n"
-    "  --help           this text\n";
+typedef struct {
+    const char *out;
+    int per_class, rows, scale;
+} ShowArgs;
+
+static const Option show_options[] = {
+    {"out", OPT_TEXT, SETTING(ShowArgs, out), "PNG", "output image (default: FILE with .png in place of .bin)"},
+    {"per-class", OPT_INT, SETTING(ShowArgs, per_class), "N", "images per row", "8", .lo = 1, .hi = 256},
+    {"rows", OPT_INT, SETTING(ShowArgs, rows), "N", "at most this many classes", "10", .lo = 1, .hi = 1000},
+    {"scale", OPT_INT, SETTING(ShowArgs, scale), "N", "pixel size", "3", .lo = 1, .hi = 32},
+};
+static const OptionGroup show_groups[] = {{NULL, show_options, COUNT_OF(show_options)}};
+
+static const Command show_command = {
+    .name = "show",
+    .usage = "FILE [--out PNG] [--per-class N] [--rows N] [--scale N]",
+    .about =
+        "Draws a prepared split (train.bin, val.bin, test.bin) as a PNG grid, one row\n"
+        "per class, every image rendered through its palette; or a palette file\n"
+        "(palette.bin) as color squares.\n",
+    .groups = show_groups,
+    .num_groups = COUNT_OF(show_groups),
+    .min_operands = 1,
+    .max_operands = 1,
+    .operands_expected = "one FILE to show",
+};
 
 static bool has_magic(const char *path, const char *magic) {
     FILE *f = xfopen(path, "rb");
@@ -35,29 +49,11 @@ static bool ends_with(const char *s, const char *suffix) {
 }
 
 int cmd_show(int argc, char **argv) {
-    const char *out = NULL;
-    int per_class = 8, rows = 10, scale = 3;
-    enum { O_OUT = 1000, O_PER_CLASS, O_ROWS, O_SCALE, O_HELP };
-    static const struct option options[] = {{"out", required_argument, 0, O_OUT},
-                                             {"per-class", required_argument, 0, O_PER_CLASS},
-                                             {"rows", required_argument, 0, O_ROWS},
-                                             {"scale", required_argument, 0, O_SCALE},
-                                             {"help", no_argument, 0, O_HELP},
-                                             {0, 0, 0, 0}};
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":", options, NULL)) != -1) {
-        switch (c) {
-        case O_OUT: out = optarg; break;
-        case O_PER_CLASS: per_class = (int)parse_int_option("--per-class", optarg, 1, 256); break;
-        case O_ROWS: rows = (int)parse_int_option("--rows", optarg, 1, 1000); break;
-        case O_SCALE: scale = (int)parse_int_option("--scale", optarg, 1, 32); break;
-        case O_HELP: fputs(show_help, stdout); return 0;
-        default: bad_option("show", c, argv);
-        }
-    }
-    if (optind != argc - 1) usage_error("show", "expected one FILE to show");
-    const char *path = argv[optind];
+    ShowArgs a = {0};
+    ParsedArgs parsed;
+    cli_parse(&show_command, argc, argv, &a, &parsed);
+    const char *out = a.out;
+    const char *path = parsed.operands[0];
     char *default_out = NULL;
     if (!out) {
         size_t n = strlen(path);
@@ -69,7 +65,7 @@ int cmd_show(int argc, char **argv) {
     if (has_magic(path, IGPT_DATASET_MAGIC)) {
         TokenDataset ds;
         dataset_read(path, &ds);
-        write_preview_png(out, NULL, &ds, per_class, rows, scale);
+        write_preview_png(out, NULL, &ds, a.per_class, a.rows, a.scale);
         dataset_free(&ds);
     } else {
         Palette pal;
@@ -79,15 +75,21 @@ int cmd_show(int argc, char **argv) {
     }
     printf("wrote %s\n", out);
     free(default_out);
+    parsed_args_free(&parsed);
     return 0;
 }
 
-static const char *const info_help =
-    "usage: ./igpt info FILE...\n"
-    "\n"
-    "Reads prepared splits, palette files and checkpoints, checks everything (magic, version,\n"
-    "sizes, CRCs, label and color ranges), and prints what they hold. Exits\n"
-    "non-zero at the first file that fails a check.\n";
+static const Command info_command = {
+    .name = "info",
+    .usage = "FILE...",
+    .about =
+        "Reads prepared splits, palette files and checkpoints, checks everything (magic, version,\n"
+        "sizes, CRCs, label and color ranges), and prints what they hold. Exits\n"
+        "non-zero at the first file that fails a check.\n",
+    .min_operands = 1,
+    .max_operands = -1,
+    .operands_expected = "at least one FILE",
+};
 
 static void info_dataset(const char *path) {
     TokenDataset ds;
@@ -100,8 +102,8 @@ static void info_dataset(const char *path) {
     int used = 0;
     for (int k = 0; k < ds.palette.colors; k++) used += per_color[k] > 0;
     printf("%s: prepared data, format version %u, checks passed\n", path, IGPT_DATASET_VERSION);
-    printf("  images %lld, %dx%d = %lld tokens each, %d colors (%d used), %d classes\n", (long long)ds.count,
-           ds.height, ds.width, (long long)tpi, ds.palette.colors, used, ds.num_classes);
+    printf("  images %lld, %dx%d = %lld tokens each, %d colors (%d used), %d classes\n", (long long)ds.count, ds.height,
+           ds.width, (long long)tpi, ds.palette.colors, used, ds.num_classes);
     for (int c = 0; c < ds.num_classes && c < 20; c++)
         printf("  %5d %-20s %lld images\n", c, ds.class_names[c], (long long)per_class[c]);
     if (ds.num_classes > 20) printf("  ... %d more classes\n", ds.num_classes - 20);
@@ -128,29 +130,22 @@ static void info_checkpoint(const char *path) {
 }
 
 int cmd_info(int argc, char **argv) {
-    static const struct option options[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":", options, NULL)) != -1) {
-        if (c == 'h') {
-            fputs(info_help, stdout);
-            return 0;
-        }
-        bad_option("info", c, argv);
-    }
-    if (optind >= argc) usage_error("info", "expected at least one FILE");
-    for (int i = optind; i < argc; i++) {
-        if (file_size(argv[i]) < 0) die("%s: no such file", argv[i]);
-        if (has_magic(argv[i], IGPT_DATASET_MAGIC)) {
-            info_dataset(argv[i]);
-        } else if (has_magic(argv[i], IGPT_CHECKPOINT_MAGIC)) {
-            info_checkpoint(argv[i]);
+    ParsedArgs parsed;
+    cli_parse(&info_command, argc, argv, NULL, &parsed);
+    for (int i = 0; i < parsed.num_operands; i++) {
+        const char *path = parsed.operands[i];
+        if (file_size(path) < 0) die("%s: no such file", path);
+        if (has_magic(path, IGPT_DATASET_MAGIC)) {
+            info_dataset(path);
+        } else if (has_magic(path, IGPT_CHECKPOINT_MAGIC)) {
+            info_checkpoint(path);
         } else {
             Palette pal;
-            palette_load(argv[i], &pal);
-            printf("%s: palette, %d colors, checks passed\n", argv[i], pal.colors);
+            palette_load(path, &pal);
+            printf("%s: palette, %d colors, checks passed\n", path, pal.colors);
             palette_free(&pal);
         }
     }
+    parsed_args_free(&parsed);
     return 0;
 }
