@@ -209,34 +209,44 @@ typedef struct {
     uint16_t label;
 } ImageFile;
 
-void imagefolder_load(const char *class_root, int resolution, int threads, ImageSet *out, FolderStats *stats) {
-    struct dirent **classes;
-    int num_entries = list_folder(class_root, &classes);
-    char **class_dirs = xcalloc((size_t)num_entries + 1, sizeof(char *));
-    int num_classes = 0;
-    for (int i = 0; i < num_entries; i++) {
-        char *path = xasprintf("%s/%s", class_root, classes[i]->d_name);
-        if (is_directory(path)) class_dirs[num_classes++] = path;
+// The sub-folders of class_root, sorted by name: one per class.
+static char **list_class_dirs(const char *class_root, int *num_classes) {
+    struct dirent **entries;
+    const int n = list_folder(class_root, &entries);
+    char **class_dirs = xcalloc((size_t)n + 1, sizeof(char *));
+    *num_classes = 0;
+    for (int i = 0; i < n; i++) {
+        char *path = xasprintf("%s/%s", class_root, entries[i]->d_name);
+        if (is_directory(path)) class_dirs[(*num_classes)++] = path;
         else free(path);
+        free(entries[i]);
     }
-    if (num_classes == 0) die("%s has no class folders: expected %s/<class>/<images>", class_root, class_root);
-    if (num_classes > IGPT_MAX_CLASSES) die("%s has %d class folders, at most %d are supported", class_root, num_classes, IGPT_MAX_CLASSES);
+    free(entries);
+    if (*num_classes == 0) die("%s has no class folders: expected %s/<class>/<images>", class_root, class_root);
+    if (*num_classes > IGPT_MAX_CLASSES)
+        die("%s has %d class folders, at most %d are supported", class_root, *num_classes, IGPT_MAX_CLASSES);
+    return class_dirs;
+}
 
+// Every image file of every class folder, class by class, by name within a
+// class; other files are counted in stats->skipped_files.
+static ImageFile *list_image_files(char **class_dirs, int num_classes, int64_t *num_files, FolderStats *stats) {
     ImageFile *files = NULL;
-    int64_t num_files = 0, capacity = 0;
+    int64_t capacity = 0;
+    *num_files = 0;
     stats->skipped_files = 0;
     for (int c = 0; c < num_classes; c++) {
         struct dirent **entries;
-        int n = list_folder(class_dirs[c], &entries);
+        const int n = list_folder(class_dirs[c], &entries);
         int64_t found = 0;
         for (int i = 0; i < n; i++) {
             char *path = xasprintf("%s/%s", class_dirs[c], entries[i]->d_name);
             if (has_image_extension(entries[i]->d_name) && !is_directory(path)) {
-                if (num_files == capacity) {
+                if (*num_files == capacity) {
                     capacity = capacity ? 2 * capacity : 1024;
                     files = xrealloc(files, (size_t)capacity * sizeof *files);
                 }
-                files[num_files++] = (ImageFile){path, (uint16_t)c};
+                files[(*num_files)++] = (ImageFile){path, (uint16_t)c};
                 found++;
             } else {
                 stats->skipped_files++;
@@ -247,15 +257,14 @@ void imagefolder_load(const char *class_root, int resolution, int threads, Image
         free(entries);
         if (found == 0) die("class folder %s has no images (.png, .jpg, .jpeg, .bmp, ...)", class_dirs[c]);
     }
+    return files;
+}
 
-    imageset_alloc(out, num_files, resolution, resolution, num_classes);
-    for (int c = 0; c < num_classes; c++)
-        set_class_name(out->class_names, c, strrchr(class_dirs[c], '/') + 1, class_root);
-    for (int i = 0; i < num_entries; i++) free(classes[i]);
-    free(classes);
-
-    // Decode in parallel; remember each failure and report the first one by
-    // file order, so the message does not depend on thread timing.
+// Decodes and resizes the files into out (allocated by the caller) in
+// parallel. Each failure is remembered and the first one by file order is
+// reported, so the message does not depend on thread timing.
+static void decode_image_files(const ImageFile *files, int64_t num_files, int resolution, int threads,
+                               ImageSet *out) {
     char **errors = xcalloc((size_t)num_files, sizeof(char *));
     const size_t out_bytes = (size_t)resolution * resolution * 3;
     int64_t done = 0;
@@ -280,8 +289,18 @@ void imagefolder_load(const char *class_root, int resolution, int threads, Image
     for (int64_t i = 0; i < num_files; i++)
         if (errors[i]) die("%s", errors[i]);
     progress_finish(&progress, NULL);
-
     free(errors);
+}
+
+void imagefolder_load(const char *class_root, int resolution, int threads, ImageSet *out, FolderStats *stats) {
+    int num_classes;
+    char **class_dirs = list_class_dirs(class_root, &num_classes);
+    int64_t num_files;
+    ImageFile *files = list_image_files(class_dirs, num_classes, &num_files, stats);
+    imageset_alloc(out, num_files, resolution, resolution, num_classes);
+    for (int c = 0; c < num_classes; c++)
+        set_class_name(out->class_names, c, strrchr(class_dirs[c], '/') + 1, class_root);
+    decode_image_files(files, num_files, resolution, threads, out);
     for (int64_t i = 0; i < num_files; i++) free(files[i].path);
     free(files);
     for (int c = 0; c < num_classes; c++) free(class_dirs[c]);

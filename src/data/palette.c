@@ -102,82 +102,125 @@ static void kmeanspp_init(const float *points, int64_t n, const KmeansOptions *o
     free(chunk_sum);
 }
 
+// Scratch of Lloyd's iterations: per point its center and distance, and the
+// per-chunk partial sums that are added in chunk order.
+typedef struct {
+    int64_t n, chunks;
+    int k;
+    int32_t *label, *prev_label;  // n
+    float *dist;                  // n: squared distance to the assigned center
+    double *partial;              // per chunk: k x (sum x, sum y, sum z, count)
+    double *chunk_sse;            // per chunk: summed squared distance
+    int64_t *chunk_changed;       // per chunk: points whose center changed
+    double *total;                // k x (sum x, sum y, sum z, count) over all chunks
+} Lloyd;
+
+static void lloyd_alloc(Lloyd *w, int64_t n, int k) {
+    w->n = n;
+    w->k = k;
+    w->chunks = num_chunks(n);
+    w->label = xmalloc((size_t)n * sizeof(int32_t));
+    w->prev_label = xmalloc((size_t)n * sizeof(int32_t));
+    w->dist = xmalloc((size_t)n * sizeof(float));
+    w->partial = xmalloc((size_t)w->chunks * (size_t)k * 4 * sizeof(double));
+    w->chunk_sse = xmalloc((size_t)w->chunks * sizeof(double));
+    w->chunk_changed = xmalloc((size_t)w->chunks * sizeof(int64_t));
+    w->total = xmalloc((size_t)k * 4 * sizeof(double));
+}
+
+static void lloyd_free(Lloyd *w) {
+    free(w->label);
+    free(w->prev_label);
+    free(w->dist);
+    free(w->partial);
+    free(w->chunk_sse);
+    free(w->chunk_changed);
+    free(w->total);
+}
+
+// Assigns every point to its nearest center and sums, per center, the points
+// assigned to it (w->total); returns the summed squared distance and, in
+// *changed, how many points changed center (all of them on the first pass).
+static double lloyd_assign(Lloyd *w, const float *points, const float *centers, bool first, int threads,
+                           int64_t *changed) {
+    const int k = w->k;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int64_t ch = 0; ch < w->chunks; ch++) {
+        int64_t begin = ch * CHUNK_POINTS, end = begin + CHUNK_POINTS < w->n ? begin + CHUNK_POINTS : w->n;
+        nearest_centers_f32(points, begin, end, centers, k, w->label, w->dist);
+        double *acc = w->partial + (size_t)ch * k * 4;
+        memset(acc, 0, (size_t)k * 4 * sizeof(double));
+        double sse = 0.0;
+        int64_t moved = 0;
+        for (int64_t i = begin; i < end; i++) {
+            double *a = acc + w->label[i] * 4;
+            a[0] += points[i * 3 + 0];
+            a[1] += points[i * 3 + 1];
+            a[2] += points[i * 3 + 2];
+            a[3] += 1.0;
+            sse += w->dist[i];
+            moved += first || w->label[i] != w->prev_label[i];
+            w->prev_label[i] = w->label[i];
+        }
+        w->chunk_sse[ch] = sse;
+        w->chunk_changed[ch] = moved;
+    }
+    memset(w->total, 0, (size_t)k * 4 * sizeof(double));
+    double sse = 0.0;
+    *changed = 0;
+    for (int64_t ch = 0; ch < w->chunks; ch++) {
+        const double *acc = w->partial + (size_t)ch * k * 4;
+        for (int j = 0; j < k * 4; j++) w->total[j] += acc[j];
+        sse += w->chunk_sse[ch];
+        *changed += w->chunk_changed[ch];
+    }
+    return sse;
+}
+
+// Moves every center to the mean of its points. An empty cluster moves onto
+// the point worst served by its center (the first such point), which then no
+// longer counts as far. Returns the number of clusters reseeded so.
+static int lloyd_update(Lloyd *w, const float *points, float *centers) {
+    int reseeded = 0;
+    for (int c = 0; c < w->k; c++) {
+        const double count = w->total[c * 4 + 3];
+        if (count > 0) {
+            for (int d = 0; d < 3; d++) centers[c * 3 + d] = (float)(w->total[c * 4 + d] / count);
+            continue;
+        }
+        int64_t far = 0;
+        for (int64_t i = 1; i < w->n; i++)
+            if (w->dist[i] > w->dist[far]) far = i;
+        memcpy(centers + c * 3, points + far * 3, 3 * sizeof(float));
+        w->dist[far] = 0.0f;
+        reseeded++;
+    }
+    return reseeded;
+}
+
 void kmeans_fit(const float *points, int64_t n, const KmeansOptions *opt, float *centers, KmeansResult *result) {
-    const int k = opt->k;
     if (n < 1) die("k-means needs at least one point");
     Rng rng;
     rng_init(&rng, opt->seed, 0x6b6d65616e73ull /* "kmeans" */);
     kmeanspp_init(points, n, opt, centers, &rng);
-
-    const int64_t chunks = num_chunks(n);
-    int32_t *label = xmalloc((size_t)n * sizeof(int32_t));
-    int32_t *prev_label = xmalloc((size_t)n * sizeof(int32_t));
-    float *dist = xmalloc((size_t)n * sizeof(float));
-    // Per chunk: k x (sum x, sum y, sum z, count), then squared error and changed count.
-    double *partial = xmalloc((size_t)chunks * (size_t)k * 4 * sizeof(double));
-    double *chunk_sse = xmalloc((size_t)chunks * sizeof(double));
-    int64_t *chunk_changed = xmalloc((size_t)chunks * sizeof(int64_t));
-    double *total = xmalloc((size_t)k * 4 * sizeof(double));
+    Lloyd w;
+    lloyd_alloc(&w, n, opt->k);
     memset(result, 0, sizeof *result);
     double prev_mse = DBL_MAX;
     Progress progress;
     progress_start(&progress, "k-means", (uint64_t)opt->max_iters);
     if (!opt->show_progress) progress.quiet = true;
-
     for (int iter = 0; iter < opt->max_iters; iter++) {
-#pragma omp parallel for schedule(static) num_threads(opt->threads)
-        for (int64_t ch = 0; ch < chunks; ch++) {
-            int64_t begin = ch * CHUNK_POINTS, end = begin + CHUNK_POINTS < n ? begin + CHUNK_POINTS : n;
-            nearest_centers_f32(points, begin, end, centers, k, label, dist);
-            double *acc = partial + (size_t)ch * k * 4;
-            memset(acc, 0, (size_t)k * 4 * sizeof(double));
-            double sse = 0.0;
-            int64_t changed = 0;
-            for (int64_t i = begin; i < end; i++) {
-                double *a = acc + label[i] * 4;
-                a[0] += points[i * 3 + 0];
-                a[1] += points[i * 3 + 1];
-                a[2] += points[i * 3 + 2];
-                a[3] += 1.0;
-                sse += dist[i];
-                changed += iter == 0 || label[i] != prev_label[i];
-                prev_label[i] = label[i];
-            }
-            chunk_sse[ch] = sse;
-            chunk_changed[ch] = changed;
-        }
-        memset(total, 0, (size_t)k * 4 * sizeof(double));
-        double sse = 0.0;
-        int64_t changed = 0;
-        for (int64_t ch = 0; ch < chunks; ch++) {
-            const double *acc = partial + (size_t)ch * k * 4;
-            for (int j = 0; j < k * 4; j++) total[j] += acc[j];
-            sse += chunk_sse[ch];
-            changed += chunk_changed[ch];
-        }
-        double mse = sse / (double)n;  // error of this assignment, before the update
+        int64_t changed;
+        const double mse = lloyd_assign(&w, points, centers, iter == 0, opt->threads, &changed) / (double)n;
         result->iters = iter + 1;
-        result->mse = mse;
+        result->mse = mse;  // the error of this assignment, before the update
         if (changed == 0 || (prev_mse < DBL_MAX && prev_mse - mse <= opt->tol * prev_mse)) {
             result->converged = true;
             break;
         }
         prev_mse = mse;
-        for (int c = 0; c < k; c++) {
-            double count = total[c * 4 + 3];
-            if (count > 0) {
-                for (int d = 0; d < 3; d++) centers[c * 3 + d] = (float)(total[c * 4 + d] / count);
-                continue;
-            }
-            // Empty cluster: move it onto the point worst served by its
-            // center (first such point), which then no longer counts as far.
-            int64_t far = 0;
-            for (int64_t i = 1; i < n; i++)
-                if (dist[i] > dist[far]) far = i;
-            memcpy(centers + c * 3, points + far * 3, 3 * sizeof(float));
-            dist[far] = 0.0f;
-            result->reseeded_empty++;
-        }
+        result->reseeded_empty += lloyd_update(&w, points, centers);
         char extra[64];
         snprintf(extra, sizeof extra, "mse=%.2f changed=%lld", mse, (long long)changed);
         progress_update(&progress, (uint64_t)iter + 1, extra);
@@ -186,13 +229,7 @@ void kmeans_fit(const float *points, int64_t n, const KmeansOptions *opt, float 
     snprintf(extra, sizeof extra, "mse=%.2f iters=%d%s", result->mse, result->iters,
              result->converged ? " converged" : "");
     progress_finish(&progress, extra);
-    free(label);
-    free(prev_label);
-    free(dist);
-    free(partial);
-    free(chunk_sse);
-    free(chunk_changed);
-    free(total);
+    lloyd_free(&w);
 }
 
 static int compare_by_luma(const void *a, const void *b) {
