@@ -62,6 +62,8 @@
     X(test_train_divergence_stops_and_keeps_last_checkpoint) \
     X(test_train_sigint_checkpoints_and_exits) \
     X(test_train_bad_input)                   \
+    X(test_train_help_and_version)            \
+    X(test_train_run_json_records_the_run)    \
     X(test_model_matches_pytorch_igpt_norm)   \
     X(test_model_matches_pytorch_layernorm)   \
     X(test_synth_deterministic_and_complete)  \

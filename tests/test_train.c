@@ -2,15 +2,18 @@
 // integrity, divergence and signals, through the real ./igpt train.
 #include <math.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "train/checkpoint.h"
+#include "cli/cli.h"
 #include "model/model.h"
-#include "train/optim.h"
 #include "test.h"
+#include "train/checkpoint.h"
+#include "train/optim.h"
+#include "util/json.h"
 
 void test_lr_schedule(void) {
     OptimConfig oc;
@@ -228,6 +231,53 @@ void test_train_bad_input(void) {
               strstr(cli_stderr(), "holds no checkpoint"), "nothing to resume: %s", cli_stderr());
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --device tpu", data, test_path("r")) == 2, "unknown device");
     CHECK(!path_exists(test_path("r/run.json")), "failed starts leave no run behind");
+    free(data);
+}
+
+void test_train_help_and_version(void) {
+    CHECK(run_igpt("train -h") == 0, "train -h exits 0: %s", cli_stderr());
+    CHECK(strstr(cli_stdout(), "usage: ./igpt train --data DIR --out RUN_DIR"), "-h prints the usage: %s", cli_stdout());
+    CHECK(strstr(cli_stdout(), "--checkpoint-every N") && strstr(cli_stdout(), "--zero"), "and every option");
+    CHECK(!strstr(cli_stdout(), "%%"), "the help has no printf escapes left in it: %s", cli_stdout());
+    CHECK(run_igpt("train --version") == 0 && !strncmp(cli_stdout(), "igpt ", 5), "train --version: %s",
+          cli_stdout());
+}
+
+// run.json is written with the JSON writer: valid JSON whatever the paths
+// hold (here a " in the data folder's name), with the version, the commit
+// and the command line of the run; every line of log.jsonl is JSON too.
+void test_train_run_json_records_the_run(void) {
+    char *data = small_prepared_data();
+    char *odd = xstrdup(test_path("my \"data\""));
+    CHECK(rename(data, odd) == 0, "rename %s", data);
+    CHECK(run_igpt("train --device cpu --data '%s' --out %s --steps 2 --eval-images 4 " TINY, odd, test_path("run")) == 0,
+          "train: %s", cli_stderr());
+    cJSON *run = json_read_file(test_path("run/run.json"));
+    CHECK(run != NULL, "run.json is valid JSON");
+    const cJSON *data_dir = cJSON_GetObjectItemCaseSensitive(run, "data");
+    CHECK(cJSON_IsString(data_dir) && !strcmp(data_dir->valuestring, odd), "records --data %s", odd);
+    const cJSON *version = cJSON_GetObjectItemCaseSensitive(run, "version");
+    const cJSON *commit = cJSON_GetObjectItemCaseSensitive(run, "commit");
+    CHECK(cJSON_IsString(version) && !strcmp(version->valuestring, igpt_version()), "records the version");
+    CHECK(cJSON_IsString(commit) && !strcmp(commit->valuestring, igpt_commit()), "records the commit");
+    const cJSON *command_line = cJSON_GetObjectItemCaseSensitive(run, "command_line");
+    char *quoted = xasprintf("./igpt train --device cpu --data '%s' --out %s --steps 2", odd, test_path("run"));
+    CHECK(cJSON_IsString(command_line) && !strncmp(command_line->valuestring, quoted, strlen(quoted)),
+          "records the command line, shell-quoted: %s", cJSON_IsString(command_line) ? command_line->valuestring : "");
+    CHECK(json_number(run, "batch") == 4 && json_number(run, "processes") == 1, "and the settings");
+    cJSON_Delete(run);
+    char *log = (char *)read_whole_file(test_path("run/log.jsonl"), NULL);
+    int lines = 0;
+    for (char *line = log ? strtok(log, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        cJSON *entry = cJSON_Parse(line);
+        CHECK(entry && json_number(entry, "step") >= 1, "log line %d is JSON with a step: %s", lines + 1, line);
+        cJSON_Delete(entry);
+        lines++;
+    }
+    CHECK(lines == 6, "2 steps, 2 evaluations and 2 checkpoints logged, got %d lines", lines);
+    free(log);
+    free(quoted);
+    free(odd);
     free(data);
 }
 
