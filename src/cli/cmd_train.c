@@ -116,7 +116,8 @@ static const Command train_command = {
 };
 
 // What cli_parse cannot see: options that need or exclude each other, and
-// the batch split over the job's processes.
+// the batch split over the job's processes (which sets the default
+// --micro-batch: each process's whole share).
 static void check_option_combinations(TrainArgs *a, const ParsedArgs *parsed) {
     TrainSettings *s = &a->run;
     if (!s->data_dir) usage_error("train", "--data DIR is required (a folder written by ./igpt prepare)");
