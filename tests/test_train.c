@@ -2,15 +2,17 @@
 // integrity, divergence and signals, through the real ./igpt train.
 #include <math.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "train/checkpoint.h"
 #include "model/model.h"
-#include "train/optim.h"
 #include "test.h"
+#include "train/checkpoint.h"
+#include "train/optim.h"
+#include "util/json.h"
 
 TEST(test_lr_schedule) {
     OptimConfig oc;
@@ -228,6 +230,59 @@ TEST(test_train_bad_input) {
               strstr(cli_stderr(), "holds no checkpoint"), "nothing to resume: %s", cli_stderr());
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --device tpu", data, test_path("r")) == 2, "unknown device");
     CHECK(!path_exists(test_path("r/run.json")), "failed starts leave no run behind");
+    free(data);
+}
+
+TEST(test_train_help_and_version) {
+    CHECK(run_igpt("train -h") == 0, "train -h exits 0: %s", cli_stderr());
+    CHECK(strstr(cli_stdout(), "usage: ./igpt train --data DIR --out RUN_DIR"), "-h prints the usage: %s", cli_stdout());
+    CHECK(strstr(cli_stdout(), "--checkpoint-every N") && strstr(cli_stdout(), "--zero"), "and every option");
+    CHECK(!strstr(cli_stdout(), "%%"), "the help has no printf escapes left in it: %s", cli_stdout());
+    CHECK(run_igpt("train --version") == 0 && !strncmp(cli_stdout(), "igpt ", 5), "train --version: %s",
+          cli_stdout());
+}
+
+// run.json is written with the JSON writer: valid JSON whatever the paths
+// hold (here a " in the data folder's name), with the version, the commit
+// and the command line of the run; every line of log.jsonl is JSON too.
+TEST(test_train_run_json_records_the_run) {
+    char *data = small_prepared_data();
+    char *odd = xstrdup(test_path("my \"data\""));
+    CHECK(rename(data, odd) == 0, "rename %s", data);
+    CHECK(run_igpt("train --device cpu --data '%s' --out %s --steps 2 --eval-images 4 " TINY, odd, test_path("run")) == 0,
+          "train: %s", cli_stderr());
+    cJSON *run = json_read_file(test_path("run/run.json"));
+    CHECK(run != NULL, "run.json is valid JSON");
+    const cJSON *data_dir = cJSON_GetObjectItemCaseSensitive(run, "data");
+    CHECK(cJSON_IsString(data_dir) && !strcmp(data_dir->valuestring, odd), "records --data %s", odd);
+    // The version is what ./igpt --version says, and names the commit.
+    const cJSON *version = cJSON_GetObjectItemCaseSensitive(run, "version");
+    const cJSON *commit = cJSON_GetObjectItemCaseSensitive(run, "commit");
+    const char *version_text = cJSON_IsString(version) ? version->valuestring : "(none)";
+    char *commit_text = xasprintf("(commit %s)", cJSON_IsString(commit) ? commit->valuestring : "(none)");
+    CHECK(run_igpt("--version") == 0 && !strncmp(cli_stdout(), version_text, strlen(version_text)) &&
+              cli_stdout()[strlen(version_text)] == '\n',
+          "records the version %s; ./igpt --version says %s", version_text, cli_stdout());
+    CHECK(cJSON_IsString(commit) && strstr(version_text, commit_text), "records the commit: %s", commit_text);
+    free(commit_text);
+    const cJSON *command_line = cJSON_GetObjectItemCaseSensitive(run, "command_line");
+    char *quoted = xasprintf("./igpt train --device cpu --data '%s' --out %s --steps 2", odd, test_path("run"));
+    CHECK(cJSON_IsString(command_line) && !strncmp(command_line->valuestring, quoted, strlen(quoted)),
+          "records the command line, shell-quoted: %s", cJSON_IsString(command_line) ? command_line->valuestring : "");
+    CHECK(json_number(run, "batch") == 4 && json_number(run, "processes") == 1, "and the settings");
+    cJSON_Delete(run);
+    char *log = (char *)read_whole_file(test_path("run/log.jsonl"), NULL);
+    int lines = 0;
+    for (char *line = log ? strtok(log, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        cJSON *entry = cJSON_Parse(line);
+        CHECK(entry && json_number(entry, "step") >= 1, "log line %d is JSON with a step: %s", lines + 1, line);
+        cJSON_Delete(entry);
+        lines++;
+    }
+    CHECK(lines == 6, "2 steps, 2 evaluations and 2 checkpoints logged, got %d lines", lines);
+    free(log);
+    free(quoted);
+    free(odd);
     free(data);
 }
 

@@ -175,7 +175,7 @@ void cli_print_help(const Command *cmd, FILE *out) {
     if (cmd->about) fprintf(out, "\n%s", cmd->about);
     for (int g = 0; g < cmd->num_groups; g++) {
         const OptionGroup *group = &cmd->groups[g];
-        fputc('\n', out);
+        if (g == 0 || group->title) fputc('\n', out);
         if (group->title) fprintf(out, "%s:\n", group->title);
         for (int i = 0; i < group->count; i++) {
             const Option *o = &group->options[i];

@@ -62,7 +62,7 @@ typedef struct {
 // a group written once for a sub-struct (DeviceSettings) serves every
 // command that embeds it.
 typedef struct {
-    const char *title;  // "model", "training", ...; NULL: no heading
+    const char *title;  // "model", "training", ...; NULL: no heading (the group before goes on)
     const Option *options;
     int count;
     size_t base;
