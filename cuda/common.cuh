@@ -22,9 +22,9 @@ typedef __nv_bfloat16 bf16;
     fprintf(stderr, "igpt: CUDA error in %s at %s:%d: %s\n", what, file, line, message);
     exit(1);
 }
-#define CUDA_CHECK(call)                                                                 \
-    do {                                                                                 \
-        cudaError_t err_ = (call);                                                       \
+#define CUDA_CHECK(call)                                                                         \
+    do {                                                                                         \
+        cudaError_t err_ = (call);                                                               \
         if (err_ != cudaSuccess) cuda_fail(#call, cudaGetErrorString(err_), __FILE__, __LINE__); \
     } while (0)
 
@@ -38,7 +38,10 @@ inline void launch_kernel(const char *name, const char *file, int line, void (*k
     interp::run_grid(name, interp::CallSite{file, line}, grid, block, shared_bytes,
                      [&]() { kernel(static_cast<Params>(args)...); });
 #else
+    // (clang-format reads a .cuh as plain C++ and would split the launch brackets)
+    // clang-format off
     kernel<<<grid, block, shared_bytes, stream>>>(static_cast<Params>(args)...);
+    // clang-format on
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) cuda_fail(name, cudaGetErrorString(err), file, line);
 #endif
@@ -49,8 +52,8 @@ inline void launch_kernel(const char *name, const char *file, int line, void (*k
 // Loads and stores in fp32 arithmetic for either storage type.
 __device__ __host__ __forceinline__ float to_float(float x) { return x; }
 __device__ __host__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
-template <typename T>
-__device__ __host__ __forceinline__ T from_float(float x);
+template <typename floatX>
+__device__ __host__ __forceinline__ floatX from_float(float x);
 template <>
 __device__ __host__ __forceinline__ float from_float<float>(float x) {
     return x;

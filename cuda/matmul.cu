@@ -8,9 +8,9 @@
 
 #ifdef IGPT_INTERPRET
 
-template <typename T>
-static const float *as_floats(const T *x, size_t n, std::vector<float> &buf) {
-    if constexpr (sizeof(T) == 4) {
+template <typename floatX>
+static const float *as_floats(const floatX *x, size_t n, std::vector<float> &buf) {
+    if constexpr (sizeof(floatX) == 4) {
         (void)n, (void)buf;
         return reinterpret_cast<const float *>(x);
     } else {
@@ -20,21 +20,21 @@ static const float *as_floats(const T *x, size_t n, std::vector<float> &buf) {
     }
 }
 
-template <typename T>
-void gpu_matmul_forward(T *out, const T *inp, const T *W, int N, int IC, int OC, cudaStream_t) {
+template <typename floatX>
+void gpu_matmul_forward(floatX *out, const floatX *inp, const floatX *W, int N, int IC, int OC, cudaStream_t) {
     std::vector<float> a, b, y((size_t)N * OC);
     matmul_forward(y.data(), as_floats(inp, (size_t)N * IC, a), as_floats(W, (size_t)OC * IC, b), N, IC, OC);
-    for (size_t i = 0; i < y.size(); i++) out[i] = from_float<T>(y[i]);
+    for (size_t i = 0; i < y.size(); i++) out[i] = from_float<floatX>(y[i]);
 }
 
-template <typename T>
-void gpu_matmul_backward(T *dinp, float *dW, const T *dout, const T *inp, const T *W, int N, int IC, int OC,
-                         cudaStream_t) {
+template <typename floatX>
+void gpu_matmul_backward(floatX *dinp, float *dW, const floatX *dout, const floatX *inp, const floatX *W, int N, int IC,
+                         int OC, cudaStream_t) {
     std::vector<float> a, b, c, dx(dinp ? (size_t)N * IC : 0);
-    matmul_backward(dinp ? dx.data() : nullptr, dW, as_floats(dout, (size_t)N * OC, a), as_floats(inp, (size_t)N * IC, b),
-                    as_floats(W, (size_t)OC * IC, c), N, IC, OC);
+    matmul_backward(dinp ? dx.data() : nullptr, dW, as_floats(dout, (size_t)N * OC, a),
+                    as_floats(inp, (size_t)N * IC, b), as_floats(W, (size_t)OC * IC, c), N, IC, OC);
     if (dinp)
-        for (size_t i = 0; i < dx.size(); i++) dinp[i] = from_float<T>(dx[i]);
+        for (size_t i = 0; i < dx.size(); i++) dinp[i] = from_float<floatX>(dx[i]);
 }
 
 void gpu_matmul_shutdown(void) {}
@@ -55,9 +55,9 @@ static void lt_check(cublasStatus_t status, const char *what, int line) {
 }
 #define LT_CHECK(call) lt_check((call), #call, __LINE__)
 
-template <typename T>
+template <typename floatX>
 static cudaDataType_t cuda_type() {
-    return sizeof(T) == 4 ? CUDA_R_32F : CUDA_R_16BF;
+    return sizeof(floatX) == 4 ? CUDA_R_32F : CUDA_R_16BF;
 }
 
 // D (m x n, column-major, ldc = m) = alpha op(A) op(B) + beta C, with A and
@@ -100,19 +100,21 @@ static void lt_matmul(bool trans_a, bool trans_b, int m, int n, int k, const voi
 
 // Row-major X (r x c) is column-major X^T (c x r), so each product below is
 // the transposed one in column-major terms.
-template <typename T>
-void gpu_matmul_forward(T *out, const T *inp, const T *W, int N, int IC, int OC, cudaStream_t stream) {
+template <typename floatX>
+void gpu_matmul_forward(floatX *out, const floatX *inp, const floatX *W, int N, int IC, int OC, cudaStream_t stream) {
     // out^T (OC x N) = W (OC x IC) inp^T (IC x N)
-    lt_matmul(true, false, OC, N, IC, W, IC, inp, IC, out, cuda_type<T>(), cuda_type<T>(), 0.0f, stream);
+    lt_matmul(true, false, OC, N, IC, W, IC, inp, IC, out, cuda_type<floatX>(), cuda_type<floatX>(), 0.0f, stream);
 }
 
-template <typename T>
-void gpu_matmul_backward(T *dinp, float *dW, const T *dout, const T *inp, const T *W, int N, int IC, int OC,
-                         cudaStream_t stream) {
+template <typename floatX>
+void gpu_matmul_backward(floatX *dinp, float *dW, const floatX *dout, const floatX *inp, const floatX *W, int N, int IC,
+                         int OC, cudaStream_t stream) {
     // dinp^T (IC x N) = W^T (IC x OC) dout^T (OC x N)
-    if (dinp) lt_matmul(false, false, IC, N, OC, W, IC, dout, OC, dinp, cuda_type<T>(), cuda_type<T>(), 0.0f, stream);
+    if (dinp)
+        lt_matmul(false, false, IC, N, OC, W, IC, dout, OC, dinp, cuda_type<floatX>(), cuda_type<floatX>(), 0.0f,
+                  stream);
     // dW^T (IC x OC) += inp^T (IC x N) dout (N x OC)
-    lt_matmul(false, true, IC, OC, N, inp, IC, dout, OC, dW, cuda_type<T>(), CUDA_R_32F, 1.0f, stream);
+    lt_matmul(false, true, IC, OC, N, inp, IC, dout, OC, dW, cuda_type<floatX>(), CUDA_R_32F, 1.0f, stream);
 }
 
 void gpu_matmul_shutdown(void) {
