@@ -249,8 +249,7 @@ static void backward_hs(floatX *dqkv, const floatX *datty, const floatX *qkv, co
     case 64: call(64); break;                                                                  \
     case 96: call(96); break;                                                                  \
     case 128: call(128); break;                                                                \
-    default: fprintf(stderr, "igpt: attention kernels support head sizes 16, 32, 64, 96, 128, not %d\n", hs); \
-        exit(1);                                                                               \
+    default: die("attention kernels support head sizes 16, 32, 64, 96, 128, not %d", hs);      \
     }
 // clang-format on
 

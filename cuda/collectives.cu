@@ -6,6 +6,8 @@
 //     (parallel/dist.h), which lets `make test` run data-parallel training on
 //     the GPU model without a GPU;
 //   nvcc without NCCL (-DIGPT_NO_NCCL): one GPU per job; asking for more says so.
+#include <cstdlib>
+
 #include "collectives.cuh"
 
 extern "C" {

@@ -1,12 +1,9 @@
 // What every CUDA source of igpt includes: the CUDA runtime (or, built with
-// -DIGPT_INTERPRET, the interpret mode of interpret.h), one launch function
-// for both builds, error checks, and bf16/fp32 loads and stores so that each
-// kernel is written once for both storage types.
+// -DIGPT_INTERPRET, the interpret mode of interpret/interpret.h), one launch
+// function for both builds, error checks, and bf16/fp32 loads and stores so
+// that each kernel is written once for both storage types.
 #ifndef IGPT_CUDA_COMMON_CUH
 #define IGPT_CUDA_COMMON_CUH
-
-#include <cstdio>
-#include <cstdlib>
 
 #ifdef IGPT_INTERPRET
 #include "interpret/interpret.h"
@@ -16,11 +13,17 @@
 #define IGPT_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
 #endif
 
+extern "C" {
+#include "util/util.h"
+}
+
 typedef __nv_bfloat16 bf16;
 
+// Every failure of the CUDA backend (CUDA, cuBLASLt, NCCL) ends the program
+// through die(): pending temporary files are removed and, in a multi-process
+// job, the whole job ends with the rank named.
 [[noreturn]] inline void cuda_fail(const char *what, const char *message, const char *file, int line) {
-    fprintf(stderr, "igpt: CUDA error in %s at %s:%d: %s\n", what, file, line, message);
-    exit(1);
+    die("CUDA error in %s at %s:%d: %s", what, file, line, message);
 }
 #define CUDA_CHECK(call)                                                                         \
     do {                                                                                         \

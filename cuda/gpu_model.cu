@@ -13,7 +13,7 @@
 //   activations: as the CPU's Activations (in floatX; means, rstd, lse, losses
 //                fp32), the backward scratch, tokens
 #include <algorithm>
-#include <cstring>
+#include <cstdio>
 #include <vector>
 
 #include "collectives.cuh"

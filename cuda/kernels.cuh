@@ -83,7 +83,6 @@ void gpu_matmul_forward(floatX *out, const floatX *inp, const floatX *W, int N, 
 template <typename floatX>
 void gpu_matmul_backward(floatX *dinp, float *dW, const floatX *dout, const floatX *inp, const floatX *W, int N, int IC,
                          int OC, cudaStream_t stream);
-void gpu_matmul_shutdown(void);
 
 // --- Attention (cuda/attention.cu) ---------------------------------------------------------
 // Causal multi-head attention over qkv (B x T x 3C: q | k | v, head h at

@@ -37,21 +37,20 @@ void gpu_matmul_backward(floatX *dinp, float *dW, const floatX *dout, const floa
         for (size_t i = 0; i < dx.size(); i++) dinp[i] = from_float<floatX>(dx[i]);
 }
 
-void gpu_matmul_shutdown(void) {}
-
 #else
 
 #include <cublasLt.h>
 
+// The process's one cuBLASLt handle and workspace, owned here: made on the
+// first product and used by every model and test of the process for as long
+// as it runs (the driver releases them at exit), so that no model can take
+// them away from another.
 static cublasLtHandle_t lt_handle = nullptr;
 static void *lt_workspace = nullptr;
 static const size_t lt_workspace_bytes = 32u << 20;
 
 static void lt_check(cublasStatus_t status, const char *what, int line) {
-    if (status != CUBLAS_STATUS_SUCCESS) {
-        fprintf(stderr, "igpt: cuBLASLt error %d in %s (cuda/matmul.cu:%d)\n", (int)status, what, line);
-        exit(1);
-    }
+    if (status != CUBLAS_STATUS_SUCCESS) die("cuBLASLt error %d in %s (cuda/matmul.cu:%d)", (int)status, what, line);
 }
 #define LT_CHECK(call) lt_check((call), #call, __LINE__)
 
@@ -84,10 +83,7 @@ static void lt_matmul(bool trans_a, bool trans_b, int m, int n, int k, const voi
     cublasLtMatmulHeuristicResult_t heuristic;
     int found = 0;
     LT_CHECK(cublasLtMatmulAlgoGetHeuristic(lt_handle, desc, la, lb, lc, lc, pref, 1, &heuristic, &found));
-    if (found == 0) {
-        fprintf(stderr, "igpt: cuBLASLt has no algorithm for a %d x %d x %d product\n", m, n, k);
-        exit(1);
-    }
+    if (found == 0) die("cuBLASLt has no algorithm for a %d x %d x %d product", m, n, k);
     const float alpha = 1.0f;
     LT_CHECK(cublasLtMatmul(lt_handle, desc, &alpha, A, la, B, lb, &beta, D, lc, D, lc, &heuristic.algo, lt_workspace,
                             lt_workspace_bytes, stream));
@@ -115,14 +111,6 @@ void gpu_matmul_backward(floatX *dinp, float *dW, const floatX *dout, const floa
                   stream);
     // dW^T (IC x OC) += inp^T (IC x N) dout (N x OC)
     lt_matmul(false, true, IC, OC, N, inp, IC, dout, OC, dW, cuda_type<floatX>(), CUDA_R_32F, 1.0f, stream);
-}
-
-void gpu_matmul_shutdown(void) {
-    if (lt_handle) {
-        cublasLtDestroy(lt_handle);
-        cudaFree(lt_workspace);
-        lt_handle = nullptr;
-    }
 }
 
 #endif
