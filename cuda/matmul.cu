@@ -11,7 +11,8 @@
 template <typename floatX>
 static const float *as_floats(const floatX *x, size_t n, std::vector<float> &buf) {
     if constexpr (sizeof(floatX) == 4) {
-        (void)n, (void)buf;
+        (void)n;
+        (void)buf;
         return reinterpret_cast<const float *>(x);
     } else {
         buf.resize(n);
