@@ -1,12 +1,9 @@
 // What every CUDA source of igpt includes: the CUDA runtime (or, built with
-// -DIGPT_INTERPRET, the interpret mode of interpret.h), one launch function
-// for both builds, error checks, and bf16/fp32 loads and stores so that each
-// kernel is written once for both storage types.
+// -DIGPT_INTERPRET, the interpret mode of interpret/interpret.h), one launch
+// function for both builds, error checks, and bf16/fp32 loads and stores so
+// that each kernel is written once for both storage types.
 #ifndef IGPT_CUDA_COMMON_CUH
 #define IGPT_CUDA_COMMON_CUH
-
-#include <cstdio>
-#include <cstdlib>
 
 #ifdef IGPT_INTERPRET
 #include "interpret/interpret.h"
@@ -16,15 +13,21 @@
 #define IGPT_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
 #endif
 
+extern "C" {
+#include "util/util.h"
+}
+
 typedef __nv_bfloat16 bf16;
 
+// Every failure of the CUDA backend (CUDA, cuBLASLt, NCCL) ends the program
+// through die(): pending temporary files are removed and, in a multi-process
+// job, the whole job ends with the rank named.
 [[noreturn]] inline void cuda_fail(const char *what, const char *message, const char *file, int line) {
-    fprintf(stderr, "igpt: CUDA error in %s at %s:%d: %s\n", what, file, line, message);
-    exit(1);
+    die("CUDA error in %s at %s:%d: %s", what, file, line, message);
 }
-#define CUDA_CHECK(call)                                                                 \
-    do {                                                                                 \
-        cudaError_t err_ = (call);                                                       \
+#define CUDA_CHECK(call)                                                                         \
+    do {                                                                                         \
+        cudaError_t err_ = (call);                                                               \
         if (err_ != cudaSuccess) cuda_fail(#call, cudaGetErrorString(err_), __FILE__, __LINE__); \
     } while (0)
 
@@ -38,7 +41,10 @@ inline void launch_kernel(const char *name, const char *file, int line, void (*k
     interp::run_grid(name, interp::CallSite{file, line}, grid, block, shared_bytes,
                      [&]() { kernel(static_cast<Params>(args)...); });
 #else
+    // (clang-format reads a .cuh as plain C++ and would split the launch brackets)
+    // clang-format off
     kernel<<<grid, block, shared_bytes, stream>>>(static_cast<Params>(args)...);
+    // clang-format on
     cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) cuda_fail(name, cudaGetErrorString(err), file, line);
 #endif
@@ -49,8 +55,8 @@ inline void launch_kernel(const char *name, const char *file, int line, void (*k
 // Loads and stores in fp32 arithmetic for either storage type.
 __device__ __host__ __forceinline__ float to_float(float x) { return x; }
 __device__ __host__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
-template <typename T>
-__device__ __host__ __forceinline__ T from_float(float x);
+template <typename floatX>
+__device__ __host__ __forceinline__ floatX from_float(float x);
 template <>
 __device__ __host__ __forceinline__ float from_float<float>(float x) {
     return x;

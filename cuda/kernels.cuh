@@ -1,7 +1,7 @@
 // The CUDA backend's operations, one per CPU reference operation of
-// include/cpu_ops.h (same names with a gpu_ prefix, same shapes and
+// model/cpu_ops.h (same names with a gpu_ prefix, same shapes and
 // semantics), each tested against it in tests/cuda/. All pointers are device
-// pointers. T is the storage type of activations and parameter copies: bf16
+// pointers. floatX is the storage type of activations and parameter copies: bf16
 // (training) or float (the debugging mode); arithmetic is fp32 throughout,
 // gradients of parameters are fp32. Every reduction has a fixed order, so
 // results are bitwise reproducible from run to run.
@@ -20,88 +20,91 @@ extern "C" {
 
 // --- Embedding -----------------------------------------------------------------------
 // out[b, 0] = sos + wpe[0]; out[b, t] = wte[tokens[b, t-1]] + wpe[t]
-template <typename T>
-void gpu_encoder_forward(T *out, const uint16_t *tokens, const T *wte, const T *wpe, const T *sos, int B, int T_,
-                         int C, cudaStream_t stream);
+template <typename floatX>
+void gpu_encoder_forward(floatX *out, const uint16_t *tokens, const floatX *wte, const floatX *wpe, const floatX *sos,
+                         int B, int T, int C, cudaStream_t stream);
 // Rows of the batch grouped by the token that feeds them, for a deterministic
 // backward pass: rows[offsets[v] .. offsets[v+1]) are the (b*T + t), t >= 1,
 // with tokens[b, t-1] == v, in increasing order. Host arrays: offsets V+1,
 // rows B*(T-1).
-void token_rows_by_value(const uint16_t *tokens, int B, int T_, int V, int *offsets, int *rows);
+void token_rows_by_value(const uint16_t *tokens, int B, int T, int V, int *offsets, int *rows);
 // Adds into dwte, dwpe, dsos (fp32); offsets/rows from token_rows_by_value, on the device.
-template <typename T>
-void gpu_encoder_backward(float *dwte, float *dwpe, float *dsos, const T *dout, const int *offsets, const int *rows,
-                          int B, int T_, int C, int V, cudaStream_t stream);
+template <typename floatX>
+void gpu_encoder_backward(float *dwte, float *dwpe, float *dsos, const floatX *dout, const int *offsets,
+                          const int *rows, int B, int T, int C, int V, cudaStream_t stream);
 
 // --- Norms, fused with the residual add ----------------------------------------------
 // x = a + b (b may be NULL: x = a); resid_out = x when not NULL; out = norm(x)
 // with mean (LayerNorm only, may be NULL) and rstd per row kept for backward.
 // bias may be NULL (the iGPT norm has none).
-template <typename T>
-void gpu_residual_norm_forward(int kind, T *resid_out, T *out, float *mean, float *rstd, const T *a, const T *b,
-                               const T *gain, const T *bias, int N, int C, cudaStream_t stream);
-// dinp += d/d(inp) (dinp in T); dgain (and dbias when not NULL) += their
+template <typename floatX>
+void gpu_residual_norm_forward(NormKind kind, floatX *resid_out, floatX *out, float *mean, float *rstd, const floatX *a,
+                               const floatX *b, const floatX *gain, const floatX *bias, int N, int C,
+                               cudaStream_t stream);
+// dinp += d/d(inp) (dinp in floatX); dgain (and dbias when not NULL) += their
 // gradients (fp32). scratch: gpu_norm_backward_scratch(N, C) floats.
-template <typename T>
-void gpu_norm_backward(int kind, T *dinp, float *dgain, float *dbias, const T *dout, const T *inp, const float *mean,
-                       const float *rstd, const T *gain, int N, int C, float *scratch, cudaStream_t stream);
+template <typename floatX>
+void gpu_norm_backward(NormKind kind, floatX *dinp, float *dgain, float *dbias, const floatX *dout, const floatX *inp,
+                       const float *mean, const float *rstd, const floatX *gain, int N, int C, float *scratch,
+                       cudaStream_t stream);
 size_t gpu_norm_backward_scratch(int N, int C);
 
 // --- Elementwise ------------------------------------------------------------------------
-template <typename T>
-void gpu_gelu_forward(T *out, const T *inp, size_t n, cudaStream_t stream);
+template <typename floatX>
+void gpu_gelu_forward(floatX *out, const floatX *inp, size_t n, cudaStream_t stream);
 // dinp = dout * gelu'(inp); dinp may alias dout.
-template <typename T>
-void gpu_gelu_backward(T *dinp, const T *inp, const T *dout, size_t n, cudaStream_t stream);
+template <typename floatX>
+void gpu_gelu_backward(floatX *dinp, const floatX *inp, const floatX *dout, size_t n, cudaStream_t stream);
 template <typename Dst, typename Src>
 void gpu_cast(Dst *dst, const Src *src, size_t n, cudaStream_t stream);
 
 // --- Softmax -------------------------------------------------------------------------------
 // out[n] = softmax(inp[n]) over V columns (out may alias inp).
-template <typename T>
-void gpu_softmax_rows(T *out, const T *inp, int N, int V, cudaStream_t stream);
+template <typename floatX>
+void gpu_softmax_rows(floatX *out, const floatX *inp, int N, int V, cudaStream_t stream);
 // losses[n] = -log softmax(logits[n])[targets[n]] (fp32); the logits are
 // kept (CE_LOSSES_ONLY), become the probabilities (CE_PROBABILITIES, as
 // softmax_crossentropy_forward), or become d(grad_scale * sum of
 // losses)/d(logits) (CE_GRADIENT: forward and softmax_crossentropy_backward fused).
 enum CrossEntropyOutput { CE_LOSSES_ONLY = 0, CE_PROBABILITIES = 1, CE_GRADIENT = 2 };
-template <typename T>
-void gpu_softmax_crossentropy(T *logits, float *losses, const uint16_t *targets, int N, int V, CrossEntropyOutput output,
-                              float grad_scale, cudaStream_t stream);
+template <typename floatX>
+void gpu_softmax_crossentropy(floatX *logits, float *losses, const uint16_t *targets, int N, int V,
+                              CrossEntropyOutput output, float grad_scale, cudaStream_t stream);
 // out[b * out_stride + c] = mean over t of inp[b, t, c] (probe features, as model_features).
-template <typename T>
-void gpu_mean_over_positions(float *out, size_t out_stride, const T *inp, int B, int T_, int C, cudaStream_t stream);
+template <typename floatX>
+void gpu_mean_over_positions(float *out, size_t out_stride, const floatX *inp, int B, int T, int C,
+                             cudaStream_t stream);
 
 // --- Matrix products (cuda/matmul.cu: cuBLASLt; the CPU's BLAS in the interpret mode) ---
 // out (N x OC) = inp (N x IC) @ W^T
-template <typename T>
-void gpu_matmul_forward(T *out, const T *inp, const T *W, int N, int IC, int OC, cudaStream_t stream);
+template <typename floatX>
+void gpu_matmul_forward(floatX *out, const floatX *inp, const floatX *W, int N, int IC, int OC, cudaStream_t stream);
 // dinp = dout @ W (overwritten; skipped when NULL); dW (fp32) += dout^T @ inp
-template <typename T>
-void gpu_matmul_backward(T *dinp, float *dW, const T *dout, const T *inp, const T *W, int N, int IC, int OC,
-                         cudaStream_t stream);
-void gpu_matmul_shutdown(void);
+template <typename floatX>
+void gpu_matmul_backward(floatX *dinp, float *dW, const floatX *dout, const floatX *inp, const floatX *W, int N, int IC,
+                         int OC, cudaStream_t stream);
 
 // --- Attention (cuda/attention.cu) ---------------------------------------------------------
 // Causal multi-head attention over qkv (B x T x 3C: q | k | v, head h at
 // columns h*hs..); writes atty (B x T x C) and the log-sum-exp of every
 // attention row, lse (B x NH x T, fp32). Head sizes 16, 32, 64, 96, 128.
 bool gpu_attention_supports(int head_size);
-template <typename T>
-void gpu_attention_forward(T *atty, float *lse, const T *qkv, int B, int T_, int C, int NH, cudaStream_t stream);
+template <typename floatX>
+void gpu_attention_forward(floatX *atty, float *lse, const floatX *qkv, int B, int T, int C, int NH,
+                           cudaStream_t stream);
 // dqkv (overwritten) from datty, recomputing the probabilities from lse;
 // row_dot: B x NH x T floats of scratch.
-template <typename T>
-void gpu_attention_backward(T *dqkv, float *row_dot, const T *datty, const T *atty, const T *qkv, const float *lse,
-                            int B, int T_, int C, int NH, cudaStream_t stream);
+template <typename floatX>
+void gpu_attention_backward(floatX *dqkv, float *row_dot, const floatX *datty, const floatX *atty, const floatX *qkv,
+                            const float *lse, int B, int T, int C, int NH, cudaStream_t stream);
 
 // --- Optimizer ---------------------------------------------------------------------------
 // AdamW on fp32 master weights (optim.c's adamw_update, one tensor):
 // g = grads * grad_scale; m, v updated; params = params * decay -
-// step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps); params_copy (T, may be
+// step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps); params_copy (floatX, may be
 // NULL) receives the new weights in the storage type.
-template <typename T>
-void gpu_adamw(float *params, T *params_copy, const float *grads, float *m, float *v, size_t n, float grad_scale,
+template <typename floatX>
+void gpu_adamw(float *params, floatX *params_copy, const float *grads, float *m, float *v, size_t n, float grad_scale,
                float beta1, float beta2, float eps, float step_size, float inv_sqrt_bc2, float decay,
                cudaStream_t stream);
 // Sum of squares of n floats, accumulated in fp64 in a fixed order.

@@ -5,39 +5,39 @@
 
 // --- Embedding -----------------------------------------------------------------------
 
-template <typename T>
-__global__ void encoder_forward_kernel(T *out, const uint16_t *tokens, const T *wte, const T *wpe, const T *sos, int B,
-                                       int T_, int C) {
+template <typename floatX>
+__global__ void encoder_forward_kernel(floatX *out, const uint16_t *tokens, const floatX *wte, const floatX *wpe,
+                                       const floatX *sos, int B, int T, int C) {
     const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (size_t)B * T_ * C) return;
-    const int c = (int)(idx % C), t = (int)(idx / C % T_), b = (int)(idx / C / T_);
-    const float e = t == 0 ? to_float(sos[c]) : to_float(wte[(size_t)tokens[b * T_ + t - 1] * C + c]);
-    out[idx] = from_float<T>(e + to_float(wpe[(size_t)t * C + c]));
+    if (idx >= (size_t)B * T * C) return;
+    const int c = (int)(idx % C), t = (int)(idx / C % T), b = (int)(idx / C / T);
+    const float e = t == 0 ? to_float(sos[c]) : to_float(wte[(size_t)tokens[b * T + t - 1] * C + c]);
+    out[idx] = from_float<floatX>(e + to_float(wpe[(size_t)t * C + c]));
 }
 
-template <typename T>
-void gpu_encoder_forward(T *out, const uint16_t *tokens, const T *wte, const T *wpe, const T *sos, int B, int T_,
-                         int C, cudaStream_t stream) {
-    const size_t n = (size_t)B * T_ * C;
-    LAUNCH(encoder_forward_kernel<T>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, out, tokens, wte, wpe, sos, B, T_,
-           C);
+template <typename floatX>
+void gpu_encoder_forward(floatX *out, const uint16_t *tokens, const floatX *wte, const floatX *wpe, const floatX *sos,
+                         int B, int T, int C, cudaStream_t stream) {
+    const size_t n = (size_t)B * T * C;
+    LAUNCH(encoder_forward_kernel<floatX>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, out, tokens, wte, wpe, sos, B,
+           T, C);
 }
 
-void token_rows_by_value(const uint16_t *tokens, int B, int T_, int V, int *offsets, int *rows) {
+void token_rows_by_value(const uint16_t *tokens, int B, int T, int V, int *offsets, int *rows) {
     for (int v = 0; v <= V; v++) offsets[v] = 0;
     for (int b = 0; b < B; b++)
-        for (int t = 1; t < T_; t++) offsets[tokens[b * T_ + t - 1] + 1]++;
+        for (int t = 1; t < T; t++) offsets[tokens[b * T + t - 1] + 1]++;
     for (int v = 0; v < V; v++) offsets[v + 1] += offsets[v];
     std::vector<int> fill(offsets, offsets + V);
     for (int b = 0; b < B; b++)
-        for (int t = 1; t < T_; t++) rows[fill[tokens[b * T_ + t - 1]]++] = b * T_ + t;
+        for (int t = 1; t < T; t++) rows[fill[tokens[b * T + t - 1]]++] = b * T + t;
 }
 
 // Block v < V: dwte row v, summed over the rows its token feeds, in order (as
 // the CPU does). Block V: dsos. Blocks V+1 ..: dwpe rows.
-template <typename T>
-__global__ void encoder_backward_kernel(float *dwte, float *dwpe, float *dsos, const T *dout, const int *offsets,
-                                        const int *rows, int B, int T_, int C, int V) {
+template <typename floatX>
+__global__ void encoder_backward_kernel(float *dwte, float *dwpe, float *dsos, const floatX *dout, const int *offsets,
+                                        const int *rows, int B, int T, int C, int V) {
     const int v = blockIdx.x;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         if (v < V) {
@@ -47,22 +47,22 @@ __global__ void encoder_backward_kernel(float *dwte, float *dwpe, float *dsos, c
         } else if (v == V) {
             // dsos and dwpe[0] both take every row at t = 0; dwpe[0] is done below.
             float acc = dsos[c];
-            for (int b = 0; b < B; b++) acc += to_float(dout[(size_t)b * T_ * C + c]);
+            for (int b = 0; b < B; b++) acc += to_float(dout[(size_t)b * T * C + c]);
             dsos[c] = acc;
         } else {
             const int t = v - V - 1;
             float acc = dwpe[(size_t)t * C + c];
-            for (int b = 0; b < B; b++) acc += to_float(dout[((size_t)b * T_ + t) * C + c]);
+            for (int b = 0; b < B; b++) acc += to_float(dout[((size_t)b * T + t) * C + c]);
             dwpe[(size_t)t * C + c] = acc;
         }
     }
 }
 
-template <typename T>
-void gpu_encoder_backward(float *dwte, float *dwpe, float *dsos, const T *dout, const int *offsets, const int *rows,
-                          int B, int T_, int C, int V, cudaStream_t stream) {
-    LAUNCH(encoder_backward_kernel<T>, dim3(V + 1 + T_), dim3(128), 0, stream, dwte, dwpe, dsos, dout, offsets, rows,
-           B, T_, C, V);
+template <typename floatX>
+void gpu_encoder_backward(float *dwte, float *dwpe, float *dsos, const floatX *dout, const int *offsets,
+                          const int *rows, int B, int T, int C, int V, cudaStream_t stream) {
+    LAUNCH(encoder_backward_kernel<floatX>, dim3(V + 1 + T), dim3(128), 0, stream, dwte, dwpe, dsos, dout, offsets,
+           rows, B, T, C, V);
 }
 
 // --- Norms -----------------------------------------------------------------------------
@@ -70,17 +70,18 @@ void gpu_encoder_backward(float *dwte, float *dwpe, float *dsos, const T *dout, 
 
 #define NORM_ROWS_PER_BLOCK 4
 
-template <typename T>
-__global__ void residual_norm_forward_kernel(int layernorm, T *resid_out, T *out, float *mean, float *rstd, const T *a,
-                                             const T *b, const T *gain, const T *bias, int N, int C) {
+template <typename floatX>
+__global__ void residual_norm_forward_kernel(bool layernorm, floatX *resid_out, floatX *out, float *mean, float *rstd,
+                                             const floatX *a, const floatX *b, const floatX *gain, const floatX *bias,
+                                             int N, int C) {
     const int lane = threadIdx.x % 32;
     const int row = blockIdx.x * NORM_ROWS_PER_BLOCK + threadIdx.x / 32;
     if (row >= N) return;  // whole warps leave together; no block barrier below
-    const T *ar = a + (size_t)row * C, *br = b ? b + (size_t)row * C : nullptr;
-    T *xr = resid_out ? resid_out + (size_t)row * C : nullptr;
-    // x as stored (rounded to T), so that backward sees the same input.
+    const floatX *ar = a + (size_t)row * C, *br = b ? b + (size_t)row * C : nullptr;
+    floatX *xr = resid_out ? resid_out + (size_t)row * C : nullptr;
+    // x as stored (rounded to floatX), so that backward sees the same input.
     auto x_at = [&](int c) {
-        return br ? to_float(from_float<T>(to_float(ar[c]) + to_float(br[c]))) : to_float(ar[c]);
+        return br ? to_float(from_float<floatX>(to_float(ar[c]) + to_float(br[c]))) : to_float(ar[c]);
     };
     float mu = 0.0f;
     if (layernorm) {
@@ -94,11 +95,11 @@ __global__ void residual_norm_forward_kernel(int layernorm, T *resid_out, T *out
         ss += d * d;
     }
     const float r = 1.0f / sqrtf(warp_sum(ss) / (float)C + IGPT_NORM_EPS);
-    T *o = out + (size_t)row * C;
+    floatX *o = out + (size_t)row * C;
     for (int c = lane; c < C; c += 32) {
         const float x = x_at(c);
-        if (xr) xr[c] = from_float<T>(x);
-        o[c] = from_float<T>((x - mu) * r * to_float(gain[c]) + (bias ? to_float(bias[c]) : 0.0f));
+        if (xr) xr[c] = from_float<floatX>(x);
+        o[c] = from_float<floatX>((x - mu) * r * to_float(gain[c]) + (bias ? to_float(bias[c]) : 0.0f));
     }
     if (lane == 0) {
         if (mean) mean[row] = mu;
@@ -106,21 +107,22 @@ __global__ void residual_norm_forward_kernel(int layernorm, T *resid_out, T *out
     }
 }
 
-template <typename T>
-void gpu_residual_norm_forward(int kind, T *resid_out, T *out, float *mean, float *rstd, const T *a, const T *b,
-                               const T *gain, const T *bias, int N, int C, cudaStream_t stream) {
-    LAUNCH(residual_norm_forward_kernel<T>, dim3(ceil_div(N, NORM_ROWS_PER_BLOCK)), dim3(32 * NORM_ROWS_PER_BLOCK), 0,
-           stream, kind == 1, resid_out, out, mean, rstd, a, b, gain, bias, N, C);
+template <typename floatX>
+void gpu_residual_norm_forward(NormKind kind, floatX *resid_out, floatX *out, float *mean, float *rstd, const floatX *a,
+                               const floatX *b, const floatX *gain, const floatX *bias, int N, int C,
+                               cudaStream_t stream) {
+    LAUNCH(residual_norm_forward_kernel<floatX>, dim3(ceil_div(N, NORM_ROWS_PER_BLOCK)), dim3(32 * NORM_ROWS_PER_BLOCK),
+           0, stream, kind == NORM_LAYERNORM, resid_out, out, mean, rstd, a, b, gain, bias, N, C);
 }
 
-template <typename T>
-__global__ void norm_backward_input_kernel(int layernorm, T *dinp, const T *dout, const T *inp, const float *mean,
-                                           const float *rstd, const T *gain, int N, int C) {
+template <typename floatX>
+__global__ void norm_backward_input_kernel(bool layernorm, floatX *dinp, const floatX *dout, const floatX *inp,
+                                           const float *mean, const float *rstd, const floatX *gain, int N, int C) {
     const int lane = threadIdx.x % 32;
     const int row = blockIdx.x * NORM_ROWS_PER_BLOCK + threadIdx.x / 32;
     if (row >= N) return;
-    const T *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
-    T *dx = dinp + (size_t)row * C;
+    const floatX *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
+    floatX *dx = dinp + (size_t)row * C;
     const float mu = layernorm ? mean[row] : 0.0f, r = rstd[row];
     float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
     for (int c = lane; c < C; c += 32) {
@@ -133,7 +135,7 @@ __global__ void norm_backward_input_kernel(int layernorm, T *dinp, const T *dout
     const float m1 = layernorm ? sum_dxhat / (float)C : 0.0f, m2 = sum_dxhat_xhat / (float)C;
     for (int c = lane; c < C; c += 32) {
         const float xhat = (to_float(x[c]) - mu) * r;
-        dx[c] = from_float<T>(to_float(dx[c]) + r * (to_float(dy[c]) * to_float(gain[c]) - m1 - xhat * m2));
+        dx[c] = from_float<floatX>(to_float(dx[c]) + r * (to_float(dy[c]) * to_float(gain[c]) - m1 - xhat * m2));
     }
 }
 
@@ -142,9 +144,9 @@ __global__ void norm_backward_input_kernel(int layernorm, T *dinp, const T *dout
 // chunks summed in order.
 #define NORM_CHUNK_ROWS 256
 
-template <typename T>
-__global__ void norm_param_partials_kernel(int layernorm, float *partial_gain, float *partial_bias, const T *dout,
-                                           const T *inp, const float *mean, const float *rstd, int N, int C) {
+template <typename floatX>
+__global__ void norm_param_partials_kernel(bool layernorm, float *partial_gain, float *partial_bias, const floatX *dout,
+                                           const floatX *inp, const float *mean, const float *rstd, int N, int C) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
     if (c >= C) return;
     const int r0 = chunk * NORM_CHUNK_ROWS, r1 = r0 + NORM_CHUNK_ROWS < N ? r0 + NORM_CHUNK_ROWS : N;
@@ -174,15 +176,16 @@ __global__ void norm_param_finish_kernel(float *dgain, float *dbias, const float
 
 size_t gpu_norm_backward_scratch(int N, int C) { return 2 * (size_t)ceil_div(N, NORM_CHUNK_ROWS) * C; }
 
-template <typename T>
-void gpu_norm_backward(int kind, T *dinp, float *dgain, float *dbias, const T *dout, const T *inp, const float *mean,
-                       const float *rstd, const T *gain, int N, int C, float *scratch, cudaStream_t stream) {
-    const int layernorm = kind == 1;
-    LAUNCH(norm_backward_input_kernel<T>, dim3(ceil_div(N, NORM_ROWS_PER_BLOCK)), dim3(32 * NORM_ROWS_PER_BLOCK), 0,
-           stream, layernorm, dinp, dout, inp, mean, rstd, gain, N, C);
+template <typename floatX>
+void gpu_norm_backward(NormKind kind, floatX *dinp, float *dgain, float *dbias, const floatX *dout, const floatX *inp,
+                       const float *mean, const float *rstd, const floatX *gain, int N, int C, float *scratch,
+                       cudaStream_t stream) {
+    const bool layernorm = kind == NORM_LAYERNORM;
+    LAUNCH(norm_backward_input_kernel<floatX>, dim3(ceil_div(N, NORM_ROWS_PER_BLOCK)), dim3(32 * NORM_ROWS_PER_BLOCK),
+           0, stream, layernorm, dinp, dout, inp, mean, rstd, gain, N, C);
     const unsigned chunks = ceil_div(N, NORM_CHUNK_ROWS);
     float *partial_gain = scratch, *partial_bias = scratch + (size_t)chunks * C;
-    LAUNCH(norm_param_partials_kernel<T>, dim3(ceil_div(C, 128), chunks), dim3(128), 0, stream, layernorm,
+    LAUNCH(norm_param_partials_kernel<floatX>, dim3(ceil_div(C, 128), chunks), dim3(128), 0, stream, layernorm,
            partial_gain, partial_bias, dout, inp, mean, rstd, N, C);
     LAUNCH(norm_param_finish_kernel, dim3(ceil_div(C, 128)), dim3(128), 0, stream, dgain, dbias, partial_gain,
            partial_bias, (int)chunks, C);
@@ -192,20 +195,20 @@ void gpu_norm_backward(int kind, T *dinp, float *dgain, float *dbias, const T *d
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-template <typename T>
-__global__ void gelu_forward_kernel(T *out, const T *inp, size_t n) {
+template <typename floatX>
+__global__ void gelu_forward_kernel(floatX *out, const floatX *inp, size_t n) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     const float x = to_float(inp[i]);
-    out[i] = from_float<T>(x * sigmoid(1.702f * x));
+    out[i] = from_float<floatX>(x * sigmoid(1.702f * x));
 }
 
-template <typename T>
-__global__ void gelu_backward_kernel(T *dinp, const T *inp, const T *dout, size_t n) {
+template <typename floatX>
+__global__ void gelu_backward_kernel(floatX *dinp, const floatX *inp, const floatX *dout, size_t n) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     const float x = to_float(inp[i]), s = sigmoid(1.702f * x);
-    dinp[i] = from_float<T>(to_float(dout[i]) * (s + 1.702f * x * s * (1.0f - s)));
+    dinp[i] = from_float<floatX>(to_float(dout[i]) * (s + 1.702f * x * s * (1.0f - s)));
 }
 
 template <typename Dst, typename Src>
@@ -214,13 +217,13 @@ __global__ void cast_kernel(Dst *dst, const Src *src, size_t n) {
     if (i < n) dst[i] = from_float<Dst>(to_float(src[i]));
 }
 
-template <typename T>
-void gpu_gelu_forward(T *out, const T *inp, size_t n, cudaStream_t stream) {
-    LAUNCH(gelu_forward_kernel<T>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, out, inp, n);
+template <typename floatX>
+void gpu_gelu_forward(floatX *out, const floatX *inp, size_t n, cudaStream_t stream) {
+    LAUNCH(gelu_forward_kernel<floatX>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, out, inp, n);
 }
-template <typename T>
-void gpu_gelu_backward(T *dinp, const T *inp, const T *dout, size_t n, cudaStream_t stream) {
-    LAUNCH(gelu_backward_kernel<T>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, dinp, inp, dout, n);
+template <typename floatX>
+void gpu_gelu_backward(floatX *dinp, const floatX *inp, const floatX *dout, size_t n, cudaStream_t stream) {
+    LAUNCH(gelu_backward_kernel<floatX>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, dinp, inp, dout, n);
 }
 template <typename Dst, typename Src>
 void gpu_cast(Dst *dst, const Src *src, size_t n, cudaStream_t stream) {
@@ -232,8 +235,8 @@ void gpu_cast(Dst *dst, const Src *src, size_t n, cudaStream_t stream) {
 // One block per row.
 
 // The row's maximum and sum of exp(z - max), for every thread of the block.
-template <typename T>
-__device__ __forceinline__ void row_max_and_sum(const T *z, int V, float *scratch, float *mx_out, float *sum_out) {
+template <typename floatX>
+__device__ __forceinline__ void row_max_and_sum(const floatX *z, int V, float *scratch, float *mx_out, float *sum_out) {
     float mx = -INFINITY;
     for (int i = threadIdx.x; i < V; i += blockDim.x) mx = fmaxf(mx, to_float(z[i]));
     mx = block_max(mx, scratch);
@@ -243,72 +246,74 @@ __device__ __forceinline__ void row_max_and_sum(const T *z, int V, float *scratc
     *sum_out = block_sum(sum, scratch);
 }
 
-template <typename T>
-__global__ void softmax_rows_kernel(T *out, const T *inp, int V) {
+template <typename floatX>
+__global__ void softmax_rows_kernel(floatX *out, const floatX *inp, int V) {
     __shared__ float scratch[32];
-    const T *z = inp + (size_t)blockIdx.x * V;
-    T *o = out + (size_t)blockIdx.x * V;
+    const floatX *z = inp + (size_t)blockIdx.x * V;
+    floatX *o = out + (size_t)blockIdx.x * V;
     float mx, sum;
     row_max_and_sum(z, V, scratch, &mx, &sum);
     const float inv = 1.0f / sum;
     __syncthreads();  // every thread has read z before o (which may alias it) is written
-    for (int i = threadIdx.x; i < V; i += blockDim.x) o[i] = from_float<T>(expf(to_float(z[i]) - mx) * inv);
+    for (int i = threadIdx.x; i < V; i += blockDim.x) o[i] = from_float<floatX>(expf(to_float(z[i]) - mx) * inv);
 }
 
-template <typename T>
-void gpu_softmax_rows(T *out, const T *inp, int N, int V, cudaStream_t stream) {
-    LAUNCH(softmax_rows_kernel<T>, dim3(N), dim3(128), 0, stream, out, inp, V);
+template <typename floatX>
+void gpu_softmax_rows(floatX *out, const floatX *inp, int N, int V, cudaStream_t stream) {
+    LAUNCH(softmax_rows_kernel<floatX>, dim3(N), dim3(128), 0, stream, out, inp, V);
 }
 
-template <typename T>
-__global__ void softmax_crossentropy_kernel(T *logits, float *losses, const uint16_t *targets, int V, int output,
+template <typename floatX>
+__global__ void softmax_crossentropy_kernel(floatX *logits, float *losses, const uint16_t *targets, int V, int output,
                                             float grad_scale) {
     __shared__ float scratch[32];
     const int n = blockIdx.x, target = targets[n];
-    T *z = logits + (size_t)n * V;
+    floatX *z = logits + (size_t)n * V;
     float mx, sum;
     row_max_and_sum(z, V, scratch, &mx, &sum);
     const float target_logit = to_float(z[target]);
     if (threadIdx.x == 0) losses[n] = mx + logf(sum) - target_logit;
     if (output == CE_LOSSES_ONLY) return;  // uniform across the block
-    __syncthreads();  // z[target] is read before it is overwritten
+    __syncthreads();                       // z[target] is read before it is overwritten
     const float inv = 1.0f / sum;
     for (int i = threadIdx.x; i < V; i += blockDim.x) {
         const float p = expf(to_float(z[i]) - mx) * inv;
-        z[i] = from_float<T>(output == CE_PROBABILITIES ? p : (p - (i == target ? 1.0f : 0.0f)) * grad_scale);
+        z[i] = from_float<floatX>(output == CE_PROBABILITIES ? p : (p - (i == target ? 1.0f : 0.0f)) * grad_scale);
     }
 }
 
-template <typename T>
-void gpu_softmax_crossentropy(T *logits, float *losses, const uint16_t *targets, int N, int V, CrossEntropyOutput output,
-                              float grad_scale, cudaStream_t stream) {
-    LAUNCH(softmax_crossentropy_kernel<T>, dim3(N), dim3(128), 0, stream, logits, losses, targets, V, (int)output,
+template <typename floatX>
+void gpu_softmax_crossentropy(floatX *logits, float *losses, const uint16_t *targets, int N, int V,
+                              CrossEntropyOutput output, float grad_scale, cudaStream_t stream) {
+    LAUNCH(softmax_crossentropy_kernel<floatX>, dim3(N), dim3(128), 0, stream, logits, losses, targets, V, (int)output,
            grad_scale);
 }
 
 // --- Probe features: means over positions ---------------------------------------------------
 
-template <typename T>
-__global__ void mean_over_positions_kernel(float *out, size_t out_stride, const T *inp, int T_, int C) {
+template <typename floatX>
+__global__ void mean_over_positions_kernel(float *out, size_t out_stride, const floatX *inp, int T, int C) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x, b = blockIdx.y;
     if (c >= C) return;
-    const T *x = inp + (size_t)b * T_ * C + c;
+    const floatX *x = inp + (size_t)b * T * C + c;
     float acc = 0.0f;
-    for (int t = 0; t < T_; t++) acc += to_float(x[(size_t)t * C]);
-    out[(size_t)b * out_stride + c] = acc / (float)T_;
+    for (int t = 0; t < T; t++) acc += to_float(x[(size_t)t * C]);
+    out[(size_t)b * out_stride + c] = acc / (float)T;
 }
 
-template <typename T>
-void gpu_mean_over_positions(float *out, size_t out_stride, const T *inp, int B, int T_, int C, cudaStream_t stream) {
-    LAUNCH(mean_over_positions_kernel<T>, dim3(ceil_div(C, 128), B), dim3(128), 0, stream, out, out_stride, inp, T_, C);
+template <typename floatX>
+void gpu_mean_over_positions(float *out, size_t out_stride, const floatX *inp, int B, int T, int C,
+                             cudaStream_t stream) {
+    LAUNCH(mean_over_positions_kernel<floatX>, dim3(ceil_div(C, 128), B), dim3(128), 0, stream, out, out_stride, inp, T,
+           C);
 }
 
 // --- Optimizer -------------------------------------------------------------------------
 
-template <typename T>
-__global__ void adamw_kernel(float *params, T *params_copy, const float *grads, float *m, float *v, size_t n,
-                             float grad_scale, float beta1, float beta2, float eps, float step_size,
-                             float inv_sqrt_bc2, float decay) {
+template <typename floatX>
+__global__ void adamw_kernel(float *params, floatX *params_copy, const float *grads, float *m, float *v, size_t n,
+                             float grad_scale, float beta1, float beta2, float eps, float step_size, float inv_sqrt_bc2,
+                             float decay) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     const float g = grads[i] * grad_scale;
@@ -318,15 +323,15 @@ __global__ void adamw_kernel(float *params, T *params_copy, const float *grads, 
     v[i] = vi;
     const float p = params[i] * decay - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
     params[i] = p;
-    if (params_copy) params_copy[i] = from_float<T>(p);
+    if (params_copy) params_copy[i] = from_float<floatX>(p);
 }
 
-template <typename T>
-void gpu_adamw(float *params, T *params_copy, const float *grads, float *m, float *v, size_t n, float grad_scale,
+template <typename floatX>
+void gpu_adamw(float *params, floatX *params_copy, const float *grads, float *m, float *v, size_t n, float grad_scale,
                float beta1, float beta2, float eps, float step_size, float inv_sqrt_bc2, float decay,
                cudaStream_t stream) {
     if (n == 0) return;
-    LAUNCH(adamw_kernel<T>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, params, params_copy, grads, m, v, n,
+    LAUNCH(adamw_kernel<floatX>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, params, params_copy, grads, m, v, n,
            grad_scale, beta1, beta2, eps, step_size, inv_sqrt_bc2, decay);
 }
 
@@ -357,23 +362,25 @@ double gpu_sum_squares(const float *x, size_t n, double *scratch, cudaStream_t s
 }
 
 // --- Instantiations for both storage types ------------------------------------------------
-#define INSTANTIATE(T)                                                                                                 \
-    template void gpu_encoder_forward<T>(T *, const uint16_t *, const T *, const T *, const T *, int, int, int,         \
-                                         cudaStream_t);                                                                \
-    template void gpu_encoder_backward<T>(float *, float *, float *, const T *, const int *, const int *, int, int, int, \
-                                          int, cudaStream_t);                                                          \
-    template void gpu_residual_norm_forward<T>(int, T *, T *, float *, float *, const T *, const T *, const T *,        \
-                                               const T *, int, int, cudaStream_t);                                      \
-    template void gpu_norm_backward<T>(int, T *, float *, float *, const T *, const T *, const float *, const float *,  \
-                                       const T *, int, int, float *, cudaStream_t);                                     \
-    template void gpu_gelu_forward<T>(T *, const T *, size_t, cudaStream_t);                                            \
-    template void gpu_gelu_backward<T>(T *, const T *, const T *, size_t, cudaStream_t);                                \
-    template void gpu_softmax_rows<T>(T *, const T *, int, int, cudaStream_t);                                          \
-    template void gpu_softmax_crossentropy<T>(T *, float *, const uint16_t *, int, int, CrossEntropyOutput, float,     \
-                                              cudaStream_t);                                                          \
-    template void gpu_mean_over_positions<T>(float *, size_t, const T *, int, int, int, cudaStream_t);                  \
-    template void gpu_adamw<T>(float *, T *, const float *, float *, float *, size_t, float, float, float, float,       \
-                               float, float, float, cudaStream_t);
+#define INSTANTIATE(floatX)                                                                                           \
+    template void gpu_encoder_forward<floatX>(floatX *, const uint16_t *, const floatX *, const floatX *,             \
+                                              const floatX *, int, int, int, cudaStream_t);                           \
+    template void gpu_encoder_backward<floatX>(float *, float *, float *, const floatX *, const int *, const int *,   \
+                                               int, int, int, int, cudaStream_t);                                     \
+    template void gpu_residual_norm_forward<floatX>(NormKind, floatX *, floatX *, float *, float *, const floatX *,   \
+                                                    const floatX *, const floatX *, const floatX *, int, int,         \
+                                                    cudaStream_t);                                                    \
+    template void gpu_norm_backward<floatX>(NormKind, floatX *, float *, float *, const floatX *, const floatX *,     \
+                                            const float *, const float *, const floatX *, int, int, float *,          \
+                                            cudaStream_t);                                                            \
+    template void gpu_gelu_forward<floatX>(floatX *, const floatX *, size_t, cudaStream_t);                           \
+    template void gpu_gelu_backward<floatX>(floatX *, const floatX *, const floatX *, size_t, cudaStream_t);          \
+    template void gpu_softmax_rows<floatX>(floatX *, const floatX *, int, int, cudaStream_t);                         \
+    template void gpu_softmax_crossentropy<floatX>(floatX *, float *, const uint16_t *, int, int, CrossEntropyOutput, \
+                                                   float, cudaStream_t);                                              \
+    template void gpu_mean_over_positions<floatX>(float *, size_t, const floatX *, int, int, int, cudaStream_t);      \
+    template void gpu_adamw<floatX>(float *, floatX *, const float *, float *, float *, size_t, float, float, float,  \
+                                    float, float, float, float, cudaStream_t);
 
 INSTANTIATE(float)
 INSTANTIATE(bf16)

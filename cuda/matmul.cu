@@ -8,10 +8,11 @@
 
 #ifdef IGPT_INTERPRET
 
-template <typename T>
-static const float *as_floats(const T *x, size_t n, std::vector<float> &buf) {
-    if constexpr (sizeof(T) == 4) {
-        (void)n, (void)buf;
+template <typename floatX>
+static const float *as_floats(const floatX *x, size_t n, std::vector<float> &buf) {
+    if constexpr (sizeof(floatX) == 4) {
+        (void)n;
+        (void)buf;
         return reinterpret_cast<const float *>(x);
     } else {
         buf.resize(n);
@@ -20,44 +21,43 @@ static const float *as_floats(const T *x, size_t n, std::vector<float> &buf) {
     }
 }
 
-template <typename T>
-void gpu_matmul_forward(T *out, const T *inp, const T *W, int N, int IC, int OC, cudaStream_t) {
+template <typename floatX>
+void gpu_matmul_forward(floatX *out, const floatX *inp, const floatX *W, int N, int IC, int OC, cudaStream_t) {
     std::vector<float> a, b, y((size_t)N * OC);
     matmul_forward(y.data(), as_floats(inp, (size_t)N * IC, a), as_floats(W, (size_t)OC * IC, b), N, IC, OC);
-    for (size_t i = 0; i < y.size(); i++) out[i] = from_float<T>(y[i]);
+    for (size_t i = 0; i < y.size(); i++) out[i] = from_float<floatX>(y[i]);
 }
 
-template <typename T>
-void gpu_matmul_backward(T *dinp, float *dW, const T *dout, const T *inp, const T *W, int N, int IC, int OC,
-                         cudaStream_t) {
+template <typename floatX>
+void gpu_matmul_backward(floatX *dinp, float *dW, const floatX *dout, const floatX *inp, const floatX *W, int N, int IC,
+                         int OC, cudaStream_t) {
     std::vector<float> a, b, c, dx(dinp ? (size_t)N * IC : 0);
-    matmul_backward(dinp ? dx.data() : nullptr, dW, as_floats(dout, (size_t)N * OC, a), as_floats(inp, (size_t)N * IC, b),
-                    as_floats(W, (size_t)OC * IC, c), N, IC, OC);
+    matmul_backward(dinp ? dx.data() : nullptr, dW, as_floats(dout, (size_t)N * OC, a),
+                    as_floats(inp, (size_t)N * IC, b), as_floats(W, (size_t)OC * IC, c), N, IC, OC);
     if (dinp)
-        for (size_t i = 0; i < dx.size(); i++) dinp[i] = from_float<T>(dx[i]);
+        for (size_t i = 0; i < dx.size(); i++) dinp[i] = from_float<floatX>(dx[i]);
 }
-
-void gpu_matmul_shutdown(void) {}
 
 #else
 
 #include <cublasLt.h>
 
+// The process's one cuBLASLt handle and workspace, owned here: made on the
+// first product and used by every model and test of the process for as long
+// as it runs (the driver releases them at exit), so that no model can take
+// them away from another.
 static cublasLtHandle_t lt_handle = nullptr;
 static void *lt_workspace = nullptr;
 static const size_t lt_workspace_bytes = 32u << 20;
 
 static void lt_check(cublasStatus_t status, const char *what, int line) {
-    if (status != CUBLAS_STATUS_SUCCESS) {
-        fprintf(stderr, "igpt: cuBLASLt error %d in %s (cuda/matmul.cu:%d)\n", (int)status, what, line);
-        exit(1);
-    }
+    if (status != CUBLAS_STATUS_SUCCESS) die("cuBLASLt error %d in %s (cuda/matmul.cu:%d)", (int)status, what, line);
 }
 #define LT_CHECK(call) lt_check((call), #call, __LINE__)
 
-template <typename T>
+template <typename floatX>
 static cudaDataType_t cuda_type() {
-    return sizeof(T) == 4 ? CUDA_R_32F : CUDA_R_16BF;
+    return sizeof(floatX) == 4 ? CUDA_R_32F : CUDA_R_16BF;
 }
 
 // D (m x n, column-major, ldc = m) = alpha op(A) op(B) + beta C, with A and
@@ -84,10 +84,7 @@ static void lt_matmul(bool trans_a, bool trans_b, int m, int n, int k, const voi
     cublasLtMatmulHeuristicResult_t heuristic;
     int found = 0;
     LT_CHECK(cublasLtMatmulAlgoGetHeuristic(lt_handle, desc, la, lb, lc, lc, pref, 1, &heuristic, &found));
-    if (found == 0) {
-        fprintf(stderr, "igpt: cuBLASLt has no algorithm for a %d x %d x %d product\n", m, n, k);
-        exit(1);
-    }
+    if (found == 0) die("cuBLASLt has no algorithm for a %d x %d x %d product", m, n, k);
     const float alpha = 1.0f;
     LT_CHECK(cublasLtMatmul(lt_handle, desc, &alpha, A, la, B, lb, &beta, D, lc, D, lc, &heuristic.algo, lt_workspace,
                             lt_workspace_bytes, stream));
@@ -100,27 +97,21 @@ static void lt_matmul(bool trans_a, bool trans_b, int m, int n, int k, const voi
 
 // Row-major X (r x c) is column-major X^T (c x r), so each product below is
 // the transposed one in column-major terms.
-template <typename T>
-void gpu_matmul_forward(T *out, const T *inp, const T *W, int N, int IC, int OC, cudaStream_t stream) {
+template <typename floatX>
+void gpu_matmul_forward(floatX *out, const floatX *inp, const floatX *W, int N, int IC, int OC, cudaStream_t stream) {
     // out^T (OC x N) = W (OC x IC) inp^T (IC x N)
-    lt_matmul(true, false, OC, N, IC, W, IC, inp, IC, out, cuda_type<T>(), cuda_type<T>(), 0.0f, stream);
+    lt_matmul(true, false, OC, N, IC, W, IC, inp, IC, out, cuda_type<floatX>(), cuda_type<floatX>(), 0.0f, stream);
 }
 
-template <typename T>
-void gpu_matmul_backward(T *dinp, float *dW, const T *dout, const T *inp, const T *W, int N, int IC, int OC,
-                         cudaStream_t stream) {
+template <typename floatX>
+void gpu_matmul_backward(floatX *dinp, float *dW, const floatX *dout, const floatX *inp, const floatX *W, int N, int IC,
+                         int OC, cudaStream_t stream) {
     // dinp^T (IC x N) = W^T (IC x OC) dout^T (OC x N)
-    if (dinp) lt_matmul(false, false, IC, N, OC, W, IC, dout, OC, dinp, cuda_type<T>(), cuda_type<T>(), 0.0f, stream);
+    if (dinp)
+        lt_matmul(false, false, IC, N, OC, W, IC, dout, OC, dinp, cuda_type<floatX>(), cuda_type<floatX>(), 0.0f,
+                  stream);
     // dW^T (IC x OC) += inp^T (IC x N) dout (N x OC)
-    lt_matmul(false, true, IC, OC, N, inp, IC, dout, OC, dW, cuda_type<T>(), CUDA_R_32F, 1.0f, stream);
-}
-
-void gpu_matmul_shutdown(void) {
-    if (lt_handle) {
-        cublasLtDestroy(lt_handle);
-        cudaFree(lt_workspace);
-        lt_handle = nullptr;
-    }
+    lt_matmul(false, true, IC, OC, N, inp, IC, dout, OC, dW, cuda_type<floatX>(), CUDA_R_32F, 1.0f, stream);
 }
 
 #endif

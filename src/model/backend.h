@@ -1,13 +1,20 @@
 // One interface over the two implementations of the model, so that the
-// training loop, evaluation and probe features are written once: the fp32
-// CPU reference (src/model.c) and the CUDA backend (include/gpu_model.h).
-// Both take the same configuration, parameter layout and host buffers in
-// the checkpoint's layout; only the math and where it runs differ.
+// training loop, evaluation, data parallelism and probe features are written
+// once: the fp32 CPU reference (model/cpu_backend.h over model/model.h) and
+// the CUDA backend (model/gpu_model.h). Both take the same configuration,
+// parameter layout and host buffers in the checkpoint's layout; only the math
+// and where it runs differ.
+//
+// Each function below is one line that calls the CPU or the GPU function of
+// the same name: two implementations do not need a table of function
+// pointers, and the direct calls let a reader (and grep) go straight from
+// backend_forward to model_forward and gpu_model_forward.
 #ifndef IGPT_BACKEND_H
 #define IGPT_BACKEND_H
 
 #include <stdbool.h>
 
+#include "model/cpu_backend.h"
 #include "model/gpu_model.h"
 #include "model/model.h"
 #include "train/optim.h"
@@ -19,8 +26,8 @@ typedef struct {
     DeviceKind device;
     GpuPrecision precision;  // CUDA only
     bool recompute;          // CUDA only: activation recomputation (gpu_model_create)
-    bool zero;               // ZeRO-1: the optimizer state is split across ranks and kept by
-                             // data_parallel.c (CPU) or in pieces by the GPU model
+    bool zero;               // ZeRO-1: this rank keeps only its pieces of the optimizer state
+                             // (parallel/zero.h; CPU: the Adam moments; GPU: also the fp32 master weights)
     int threads;             // CPU worker threads
 } BackendOptions;
 
@@ -28,11 +35,9 @@ typedef struct {
     DeviceKind device;
     ModelConfig cfg;
     size_t num_params;
-    int threads;
-    Model cpu;            // DEVICE_CPU
-    float *adam;          // DEVICE_CPU: first moments, then second moments (2 x num_params)
-    GpuModel *gpu;        // DEVICE_CUDA
-    float *host_state;    // DEVICE_CUDA: params, m, v staged for checkpoints (3 x num_params; made when first needed)
+    bool zero;       // BackendOptions.zero
+    CpuBackend cpu;  // DEVICE_CPU
+    GpuModel *gpu;   // DEVICE_CUDA
 } Backend;
 
 // "auto" (CUDA when a GPU is usable, else the CPU), "cpu" or "cuda"; dies
@@ -48,25 +53,39 @@ void backend_free(Backend *b);
 // need for batches of max_batch images, printed before it is allocated.
 void backend_plan(const BackendOptions *opt, const ModelConfig *cfg, int max_batch, char *out, size_t cap);
 
-// Parameters and Adam moments from host buffers (m, v NULL: zeros).
+// Parameters and Adam moments from the checkpoint's full host buffers (m, v
+// NULL: zeros); with ZeRO this rank keeps its pieces of them.
 void backend_set_state(Backend *b, const float *params, const float *adam_m, const float *adam_v);
-// Host views of the parameters and Adam moments (valid until the next call
-// that changes them); on a GPU they are copied back first.
+// Host views of the full parameters and Adam moments for a checkpoint (valid
+// until the next call that changes them): copied back from a GPU; with ZeRO
+// every rank's pieces are gathered, so every rank must call it.
 void backend_get_state(Backend *b, const float **params, const float **adam_m, const float **adam_v);
-// Starts summing gradients [offset, offset + n) over the job's ranks (MPI on
-// the CPU, NCCL on GPUs), overlapping what runs next; backend_sum_wait ends them.
-void backend_sum_start(Backend *b, size_t offset, size_t n);
-void backend_sum_wait(Backend *b);
-// A function the backward pass calls as soon as each layer's gradients are
-// final (Model.on_layer_grads); NULL to stop.
-void backend_set_layer_hook(Backend *b, void (*hook)(void *ctx, int layer), void *ctx);
 
 void backend_zero_grads(Backend *b);
 double backend_forward(Backend *b, const uint16_t *tokens, int batch);
 void backend_backward(Backend *b, const uint16_t *tokens, int batch, float loss_scale);
 double backend_grad_norm(Backend *b);
+// One AdamW step; with ZeRO, on this rank's pieces, then every rank's pieces
+// of the weights to every rank (an all-gather).
 void backend_adamw(Backend *b, const OptimConfig *oc, int64_t step, float grad_scale);
 // Probe features of the last forward pass (B x (L+1) x C), as model_features.
 void backend_features(Backend *b, int batch, float *features);
+
+// --- Several processes (parallel/data_parallel.c) -----------------------------------------
+// Joins the job's gradient collectives: the NCCL communicator on GPUs (every
+// rank calls it); nothing on the CPU, whose collectives are MPI's (parallel/dist.h).
+void backend_collectives_init(Backend *b);
+void backend_collectives_finalize(Backend *b);
+// A function the backward pass calls as soon as each layer's gradients are
+// final (layer L, L-1, .., 0, then -1 = the embeddings); NULL to stop.
+void backend_set_layer_hook(Backend *b, void (*hook)(void *ctx, int layer), void *ctx);
+// Starts summing layer `layer`'s gradients (layer_param_range) over the job's
+// ranks (MPI on the CPU, NCCL on GPUs), overlapping what runs next;
+// backend_sum_wait waits for every sum started.
+void backend_sum_start(Backend *b, int layer);
+void backend_sum_wait(Backend *b);
+// ZeRO: sums the gradients over ranks and leaves each rank the sums of its
+// pieces; returns the sum of squares of those pieces.
+double backend_reduce_scatter_grads(Backend *b);
 
 #endif

@@ -1,10 +1,10 @@
 // The iGPT model on a GPU (cuda/gpu_model.cu): the same configuration,
-// parameter layout and math as the CPU reference (src/model.c), with
+// parameter layout and math as the CPU reference (src/model/model.c), with
 // parameters kept as fp32 master weights plus a bf16 copy that the kernels
 // read (or fp32 only, the debugging mode), fp32 gradients and Adam state,
 // and activations in the storage type. Built by nvcc for a real GPU, by g++
-// for the interpret mode (cuda/interpret.h), or as a stub that reports that
-// the build has no CUDA backend (src/gpu_stub.c).
+// for the interpret mode (cuda/interpret/interpret.h), or as a stub that
+// reports that the build has no CUDA backend (src/model/gpu_stub.c).
 #ifndef IGPT_GPU_MODEL_H
 #define IGPT_GPU_MODEL_H
 
@@ -37,18 +37,22 @@ void gpu_memory_info(size_t *free_bytes, size_t *total_bytes);
 // recompute: keep only each block's input for backward and recompute the
 // rest there (activation memory ~1/10, one more forward pass per step);
 // such a model gives no probe features. zero: ZeRO-1 across the job's ranks
-// (include/dist.h): this rank keeps the fp32 master weights and Adam moments
+// (parallel/zero.h): this rank keeps the fp32 master weights and Adam moments
 // of its pieces of every layer only (1/world of each); the weights the
 // kernels read stay whole. Dies, saying what to change, when the GPU has too
 // little free memory.
 GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute, bool zero);
 void gpu_model_free(GpuModel *m);
 
-// Host fp32 buffers in the layout of param_tensors.
+// Parameters and Adam moments from full host buffers in the layout of
+// param_tensors (m, v NULL: zeros); a ZeRO model keeps its pieces of the
+// master weights and moments.
+void gpu_model_set_state(GpuModel *m, const float *params, const float *adam_m, const float *adam_v);
+// Host views of the full parameters and moments (valid until the next call);
+// a ZeRO model gathers every rank's pieces (a collective: every rank calls it).
+void gpu_model_get_state(GpuModel *m, const float **params, const float **adam_m, const float **adam_v);
+// The parameters only (the moments untouched), and the gradients back (tests).
 void gpu_model_set_params(GpuModel *m, const float *params);
-void gpu_model_get_params(const GpuModel *m, float *params);
-void gpu_model_set_adam(GpuModel *m, const float *adam_m, const float *adam_v);
-void gpu_model_get_adam(const GpuModel *m, float *adam_m, float *adam_v);
 void gpu_model_get_grads(const GpuModel *m, float *grads);
 
 void gpu_model_zero_grads(GpuModel *m);
@@ -57,7 +61,9 @@ double gpu_model_forward(GpuModel *m, const uint16_t *tokens, int batch);
 void gpu_model_backward(GpuModel *m, const uint16_t *tokens, int batch, float loss_scale);
 // The global gradient norm (fp64 accumulation).
 double gpu_model_grad_norm(GpuModel *m);
-// One AdamW step (optim.c's scalars, per tensor decay as on the CPU).
+// One AdamW step (optim.c's scalars, per tensor decay as on the CPU); a ZeRO
+// model updates its pieces, then every rank's pieces of the weights the
+// kernels read go to every rank.
 void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float grad_scale);
 // As model_features, into a host buffer B x (L+1) x C.
 void gpu_model_features(GpuModel *m, int batch, float *features);
@@ -67,7 +73,7 @@ void gpu_model_features(GpuModel *m, int batch, float *features);
 // after them).
 void gpu_model_set_layer_hook(GpuModel *m, void (*hook)(void *ctx, int layer), void *ctx);
 
-// --- Several processes (include/dist.h) ---------------------------------------------
+// --- Several processes (cuda/collectives.cu) ------------------------------------------
 // Makes this process use GPU local_rank (mod the GPUs it sees); call before
 // anything else touches the GPU.
 void gpu_use_device(int local_rank);
@@ -75,21 +81,16 @@ void gpu_use_device(int local_rank);
 // The interpret mode sums over MPI instead, its device memory being host memory.
 void gpu_collectives_init(int rank, int world);
 void gpu_collectives_finalize(void);
-// Starts summing grads[offset, offset + n) over all ranks, on a communication
-// stream that first waits for the work queued so far: overlaps the backward pass.
-void gpu_model_sum_start(GpuModel *m, size_t offset, size_t n);
+// Starts summing layer `layer`'s gradients (layer_param_range) over all
+// ranks, on a communication stream that first waits for the work queued so
+// far: overlaps the backward pass.
+void gpu_model_sum_start(GpuModel *m, int layer);
 // Waits for every started sum; a failed or stuck collective (IGPT_NCCL_TIMEOUT
 // seconds, default 600) ends the job with a message.
 void gpu_model_sum_wait(GpuModel *m);
-
-// A ZeRO model (gpu_model_create's zero) instead of the whole-state calls above:
-// Full host buffers in (m, v NULL: zeros); this rank's pieces out (into full-size host buffers).
-void gpu_model_zero_set_state(GpuModel *m, const float *params, const float *adam_m, const float *adam_v);
-void gpu_model_zero_get_pieces(const GpuModel *m, float *params, float *adam_m, float *adam_v);
-// Reduce-scatters the gradients; returns the sum of squares of this rank's pieces.
-double gpu_model_zero_reduce_scatter(GpuModel *m);
-// AdamW on this rank's pieces, then the updated weights to every rank.
-void gpu_model_zero_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float grad_scale);
+// ZeRO: sums the gradients over ranks, leaving each rank the sums on its
+// pieces; returns the sum of squares of its pieces.
+double gpu_model_reduce_scatter_grads(GpuModel *m);
 
 // Milliseconds per call of the attention forward and backward kernels (bf16)
 // on batch_heads heads of T x head_size, causal (after one warm-up call).

@@ -1,9 +1,10 @@
 // Data parallelism for the training loop (docs/multi-gpu.md): every rank
 // holds the whole model, computes gradients on its share of each global
 // batch, and the gradients are summed across ranks; optionally (ZeRO-1) the
-// Adam state is split so that each rank owns and updates 1/world of every
-// layer (CPU: the Adam moments; GPU: the moments and the fp32 master weights).
-// With one process this is the plain backend, step for step.
+// optimizer state is split so that each rank owns and updates 1/world of
+// every layer (parallel/zero.h). Written once over the Backend's primitives
+// (model/backend.h), for the CPU and GPUs alike. With one process this is
+// the plain backend, step for step.
 #ifndef IGPT_DATA_PARALLEL_H
 #define IGPT_DATA_PARALLEL_H
 
@@ -14,24 +15,18 @@
 
 typedef struct {
     Backend *model;
-    bool zero;                    // ZeRO-1: Adam moments sharded, gradients reduce-scattered
-    int ranges;                   // parameter ranges: index l + 1 for layer l = -1 (embeddings) .. L (final)
-    size_t *begin, *end;          // each layer's [begin, end) in the parameter buffer
-    size_t *piece_begin, *piece_end, *piece_offset;  // ZeRO: this rank's piece of each range, and where
-                                                     // its moments start in m and v
-    float *m, *v;                 // ZeRO: this rank's Adam moments only
-    float *full_m, *full_v;       // ZeRO: staging for checkpoints
-    float *full_params;           // ZeRO on a GPU: the master weights gathered for checkpoints
-    bool collectives;             // launched by mpirun/srun: gradients summed over ranks (MPI / NCCL)
-    bool overlap;                 // the backward pass in flight starts the gradient sums per layer
+    bool zero;         // ZeRO-1: gradients reduce-scattered, each rank updates its pieces
+    bool collectives;  // launched by mpirun/srun: gradients summed over ranks (MPI / NCCL)
+    bool overlap;      // the backward pass in flight starts the gradient sums per layer
 } DataParallel;
 
+// zero must be the model's BackendOptions.zero.
 void dp_init(DataParallel *dp, Backend *model, bool zero);
 void dp_free(DataParallel *dp);
 // Parameters and Adam moments from the checkpoint's full buffers (m, v NULL: zeros).
 void dp_set_state(DataParallel *dp, const float *params, const float *adam_m, const float *adam_v);
 // Full buffers for a checkpoint (every rank must call it: with ZeRO the
-// moments are gathered).
+// pieces are gathered).
 void dp_get_state(DataParallel *dp, const float **params, const float **adam_m, const float **adam_v);
 // backward for one micro-batch; `last` marks the step's last one, whose
 // layers start their all-reduce as soon as they are done.

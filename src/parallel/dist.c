@@ -72,19 +72,6 @@ void dist_finalize(void) {
     job.mpi = false;
 }
 
-void dist_sum_floats(float *buf, size_t n) {
-    if (job.world == 1) return;
-#ifdef IGPT_MPI
-    for (size_t done = 0; done < n;) {  // MPI counts are ints
-        int count = n - done > (size_t)1 << 30 ? 1 << 30 : (int)(n - done);
-        mpi_check(MPI_Allreduce(MPI_IN_PLACE, buf + done, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "all-reduce");
-        done += (size_t)count;
-    }
-#else
-    (void)buf, (void)n;
-#endif
-}
-
 double dist_sum_double(double x) {
 #ifdef IGPT_MPI
     if (job.world > 1) mpi_check(MPI_Allreduce(MPI_IN_PLACE, &x, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "all-reduce");
@@ -95,13 +82,14 @@ double dist_sum_double(double x) {
 void dist_broadcast(void *buf, size_t bytes) {
     if (job.world == 1) return;
 #ifdef IGPT_MPI
-    for (size_t done = 0; done < bytes;) {
+    for (size_t done = 0; done < bytes;) {  // MPI counts are ints
         int count = bytes - done > (size_t)1 << 30 ? 1 << 30 : (int)(bytes - done);
         mpi_check(MPI_Bcast((char *)buf + done, count, MPI_BYTE, 0, MPI_COMM_WORLD), "broadcast");
         done += (size_t)count;
     }
 #else
     (void)buf;
+    (void)bytes;
 #endif
 }
 
@@ -140,24 +128,9 @@ void dist_wait_all(void) {
 #endif
 }
 
-void dist_piece(size_t n, int rank, size_t *begin, size_t *end) {
-    *begin = n * (size_t)rank / (size_t)job.world;
-    *end = n * (size_t)(rank + 1) / (size_t)job.world;
-}
-
-size_t dist_zero_layout(const ModelConfig *cfg, size_t *begin, size_t *end, size_t *piece_begin, size_t *piece_end,
-                        size_t *piece_offset) {
-    size_t owned = 0;
-    for (int l = -1; l <= cfg->n_layer; l++) {
-        const int i = l + 1;
-        size_t b, e, pb, pe;
-        layer_param_range(cfg, l, &b, &e);
-        dist_piece(e - b, job.rank, &pb, &pe);
-        if (begin) begin[i] = b, end[i] = e;
-        if (piece_begin) piece_begin[i] = b + pb, piece_end[i] = b + pe, piece_offset[i] = owned;
-        owned += pe - pb;
-    }
-    return owned;
+void dist_piece(size_t n, int rank, int world, size_t *begin, size_t *end) {
+    *begin = n * (size_t)rank / (size_t)world;
+    *end = n * (size_t)(rank + 1) / (size_t)world;
 }
 
 #ifdef IGPT_MPI
@@ -165,7 +138,7 @@ size_t dist_zero_layout(const ModelConfig *cfg, size_t *begin, size_t *end, size
 static void piece_layout(size_t n, int *counts, int *displs) {
     for (int r = 0; r < job.world; r++) {
         size_t b, e;
-        dist_piece(n, r, &b, &e);
+        dist_piece(n, r, job.world, &b, &e);
         if (e - b > (size_t)1 << 30) die("a ZeRO piece of %zu floats is too large for one MPI call", e - b);
         counts[r] = (int)(e - b);
         displs[r] = (int)b;
@@ -176,14 +149,17 @@ static void piece_layout(size_t n, int *counts, int *displs) {
 void dist_reduce_scatter(float *buf, size_t n) {
     if (job.world == 1) return;
 #ifdef IGPT_MPI
-    int *counts = xmalloc((size_t)job.world * sizeof(int)), *displs = xmalloc((size_t)job.world * sizeof(int));
+    int *counts = xmalloc((size_t)job.world * sizeof(int));
+    int *displs = xmalloc((size_t)job.world * sizeof(int));
     piece_layout(n, counts, displs);
     mpi_check(MPI_Reduce_scatter(MPI_IN_PLACE, buf, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "reduce-scatter");
     // MPI leaves this rank's result at the start of buf; move it to its piece.
     memmove(buf + displs[job.rank], buf, (size_t)counts[job.rank] * sizeof(float));
-    free(counts), free(displs);
+    free(counts);
+    free(displs);
 #else
-    (void)buf, (void)n;
+    (void)buf;
+    (void)n;
 #endif
 }
 
@@ -192,7 +168,8 @@ void dist_all_gather(float *buf, size_t n) { dist_all_gather_elements(buf, n, si
 void dist_all_gather_elements(void *buf, size_t n, size_t element_bytes) {
     if (job.world == 1) return;
 #ifdef IGPT_MPI
-    int *counts = xmalloc((size_t)job.world * sizeof(int)), *displs = xmalloc((size_t)job.world * sizeof(int));
+    int *counts = xmalloc((size_t)job.world * sizeof(int));
+    int *displs = xmalloc((size_t)job.world * sizeof(int));
     piece_layout(n, counts, displs);
     MPI_Datatype element;
     MPI_Type_contiguous((int)element_bytes, MPI_BYTE, &element);
@@ -200,8 +177,11 @@ void dist_all_gather_elements(void *buf, size_t n, size_t element_bytes) {
     mpi_check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, element, MPI_COMM_WORLD),
               "all-gather");
     MPI_Type_free(&element);
-    free(counts), free(displs);
+    free(counts);
+    free(displs);
 #else
-    (void)buf, (void)n, (void)element_bytes;
+    (void)buf;
+    (void)n;
+    (void)element_bytes;
 #endif
 }

@@ -1,17 +1,15 @@
 // Data-parallel training across processes (docs/multi-gpu.md): one process
-// per device, launched by mpirun or srun. This module is the job's shape
-// (rank, world size, local rank) and the collectives of the CPU backend,
-// over MPI; a process started without a launcher is a job of one and never
-// touches MPI. Built without MPI (no mpicc found by make), every job is one
-// process.
+// per device, launched by mpirun or srun. This module is the MPI job and its
+// collectives only: the job's shape (rank, world size, local rank) and sums,
+// gathers and broadcasts of host buffers. It knows nothing of models (the
+// ZeRO split of a model is parallel/zero.h). A process started without a
+// launcher is a job of one and never touches MPI; built without MPI (no
+// mpicc found by make), every job is one process.
 #ifndef IGPT_DIST_H
 #define IGPT_DIST_H
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
-
-#include "model/model.h"
 
 typedef struct {
     int rank, world;  // 0..world-1
@@ -27,8 +25,7 @@ void dist_finalize(void);
 const Dist *dist_get(void);
 static inline bool dist_is_root(void) { return dist_get()->rank == 0; }
 
-// In-place sums over all ranks (blocking).
-void dist_sum_floats(float *buf, size_t n);
+// The sum of x over all ranks (blocking).
 double dist_sum_double(double x);
 // Rank 0's bytes to every rank.
 void dist_broadcast(void *buf, size_t bytes);
@@ -39,15 +36,9 @@ void dist_barrier(void);
 void dist_sum_floats_start(float *buf, size_t n);
 void dist_wait_all(void);
 
-// ZeRO-1: the part of [0, n) that `rank` owns: [n*rank/world, n*(rank+1)/world).
-void dist_piece(size_t n, int rank, size_t *begin, size_t *end);
-// ZeRO-1's split of a model's parameter buffer: for each layer range (index
-// l + 1 for layer l = -1 .. L, layer_param_range), its [begin, end), this
-// rank's piece [piece_begin, piece_end), and where the piece starts in the
-// rank's packed storage. Arrays of L + 2 entries, or NULL to only count.
-// Returns the floats this rank owns.
-size_t dist_zero_layout(const ModelConfig *cfg, size_t *begin, size_t *end, size_t *piece_begin, size_t *piece_end,
-                        size_t *piece_offset);
+// The part of [0, n) that `rank` of `world` holds after a reduce-scatter and
+// gives to an all-gather: [n*rank/world, n*(rank+1)/world).
+void dist_piece(size_t n, int rank, int world, size_t *begin, size_t *end);
 // Sums buf over ranks and leaves each rank the sum on its piece (the rest of
 // buf is undefined afterwards).
 void dist_reduce_scatter(float *buf, size_t n);
