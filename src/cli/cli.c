@@ -21,12 +21,6 @@ void usage_error(const char *command, const char *fmt, ...) {
     exit(EXIT_USAGE);
 }
 
-void bad_option(const char *command, int opt_result, char **argv) {
-    const char *arg = argv[optind - 1];
-    if (opt_result == ':') usage_error(command, "option %s needs a value", arg);
-    usage_error(command, "unknown option %s for '%s'", arg, command);
-}
-
 // --- Values ---------------------------------------------------------------------------
 
 static long long parse_integer(const char *command, const char *option, const char *text, long long lo,

@@ -107,10 +107,6 @@ void cli_print_help(const Command *cmd, FILE *out);
 // then exits with EXIT_USAGE.
 IGPT_NORETURN IGPT_PRINTF(2, 3) void usage_error(const char *command, const char *fmt, ...);
 
-// TRANSITION (removed once every command parses with cli_parse): getopt_long's
-// '?' and ':' returns as a usage_error naming the option.
-IGPT_NORETURN void bad_option(const char *command, int opt_result, char **argv);
-
 // "igpt 0.1.0 (commit 0123456789ab)": what --version prints and run.json records.
 const char *igpt_version(void);
 const char *igpt_commit(void);

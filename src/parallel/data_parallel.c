@@ -6,11 +6,9 @@
 #include "parallel/dist.h"
 #include "util/util.h"
 
-void dp_init(DataParallel *dp, Backend *model, bool zero) {
+void dp_init(DataParallel *dp, Backend *model) {
     memset(dp, 0, sizeof *dp);
-    if (zero != model->zero) die("internal: dp_init's zero differs from the backend's (BackendOptions.zero)");
     dp->model = model;
-    dp->zero = zero;
     // Launched by mpirun/srun (even as a job of one): gradients go through the
     // collectives, NCCL on GPUs.
     dp->collectives = dist_get()->mpi;
@@ -22,16 +20,6 @@ void dp_free(DataParallel *dp) {
     memset(dp, 0, sizeof *dp);
 }
 
-// With ZeRO the backend keeps this rank's pieces of the moments (and on GPUs
-// of the master weights) from these full buffers, and gathers them back.
-void dp_set_state(DataParallel *dp, const float *params, const float *adam_m, const float *adam_v) {
-    backend_set_state(dp->model, params, adam_m, adam_v);
-}
-
-void dp_get_state(DataParallel *dp, const float **params, const float **adam_m, const float **adam_v) {
-    backend_get_state(dp->model, params, adam_m, adam_v);
-}
-
 // The backward pass's hook: layer `layer`'s gradients are final.
 static void start_layer_sum(void *ctx, int layer) {
     DataParallel *dp = ctx;
@@ -40,20 +28,15 @@ static void start_layer_sum(void *ctx, int layer) {
 
 void dp_backward(DataParallel *dp, const uint16_t *tokens, int batch, float loss_scale, bool last) {
     // Without ZeRO, the last micro-batch's layers are summed while the pass goes on.
-    dp->overlap = last && !dp->zero && dp->collectives;
-    backend_set_layer_hook(dp->model, dp->overlap ? start_layer_sum : NULL, dp);
+    const bool overlap = last && !dp->model->zero && dp->collectives;
+    backend_set_layer_hook(dp->model, overlap ? start_layer_sum : NULL, dp);
     backend_backward(dp->model, tokens, batch, loss_scale);
     backend_set_layer_hook(dp->model, NULL, NULL);
 }
 
 double dp_finish_gradients(DataParallel *dp) {
     // ZeRO: each rank keeps the summed gradients of its pieces only.
-    if (dp->zero) return sqrt(dist_sum_double(backend_reduce_scatter_grads(dp->model)));
+    if (dp->model->zero) return sqrt(dist_sum_double(backend_reduce_scatter_grads(dp->model)));
     if (dp->collectives) backend_sum_wait(dp->model);
     return backend_grad_norm(dp->model);
-}
-
-// With ZeRO: this rank's pieces, then the updated weights to every rank.
-void dp_adamw(DataParallel *dp, const OptimConfig *oc, int64_t step, float grad_scale) {
-    backend_adamw(dp->model, oc, step, grad_scale);
 }

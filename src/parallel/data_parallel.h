@@ -11,28 +11,23 @@
 #include <stdbool.h>
 
 #include "model/backend.h"
-#include "train/optim.h"
 
+// The state and the optimizer step need nothing of their own here: with
+// ZeRO, backend_set_state keeps this rank's pieces, backend_get_state gathers
+// them for a checkpoint (every rank must call it), and backend_adamw updates
+// the pieces and all-gathers the weights.
 typedef struct {
-    Backend *model;
-    bool zero;         // ZeRO-1: gradients reduce-scattered, each rank updates its pieces
+    Backend *model;    // its BackendOptions.zero says whether the optimizer state is split (ZeRO-1)
     bool collectives;  // launched by mpirun/srun: gradients summed over ranks (MPI / NCCL)
-    bool overlap;      // the backward pass in flight starts the gradient sums per layer
 } DataParallel;
 
-// zero must be the model's BackendOptions.zero.
-void dp_init(DataParallel *dp, Backend *model, bool zero);
+void dp_init(DataParallel *dp, Backend *model);
 void dp_free(DataParallel *dp);
-// Parameters and Adam moments from the checkpoint's full buffers (m, v NULL: zeros).
-void dp_set_state(DataParallel *dp, const float *params, const float *adam_m, const float *adam_v);
-// Full buffers for a checkpoint (every rank must call it: with ZeRO the
-// pieces are gathered).
-void dp_get_state(DataParallel *dp, const float **params, const float **adam_m, const float **adam_v);
 // backward for one micro-batch; `last` marks the step's last one, whose
-// layers start their all-reduce as soon as they are done.
+// layers start their all-reduce as soon as they are done (without ZeRO).
 void dp_backward(DataParallel *dp, const uint16_t *tokens, int batch, float loss_scale, bool last);
-// Finishes summing the gradients over ranks; returns their global norm.
+// Finishes summing the gradients over ranks (with ZeRO: each rank keeps the
+// sums of its pieces); returns their global norm.
 double dp_finish_gradients(DataParallel *dp);
-void dp_adamw(DataParallel *dp, const OptimConfig *oc, int64_t step, float grad_scale);
 
 #endif

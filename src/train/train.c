@@ -31,7 +31,7 @@ typedef struct {
     TrainPlan plan;
     CheckpointMeta *run;  // &plan.run: what the next checkpoint records
     Backend model;
-    DataParallel dp;  // the model's gradients summed and its optimizer stepped over the job's processes
+    DataParallel dp;  // the model's gradients summed over the job's processes
     DataCursor cursor;
     RunLog log;
     uint16_t *batch_tokens;  // the whole batch (every process draws all of it); also the evaluation buffer
@@ -83,7 +83,7 @@ static void save_checkpoint(Trainer *t, int64_t step) {
     free(t->last_checkpoint);
     t->last_checkpoint = checkpoint_path(t->s->out_dir, run->step);
     const float *params, *adam_m, *adam_v;
-    dp_get_state(&t->dp, &params, &adam_m, &adam_v);  // every rank: ZeRO gathers the moments
+    backend_get_state(&t->model, &params, &adam_m, &adam_v);  // every rank: ZeRO gathers the pieces
     if (dist_is_root()) checkpoint_save(t->last_checkpoint, run, params, adam_m, adam_v);
     log_checkpoint(&t->log, step, t->last_checkpoint, run->val_loss);
 }
@@ -209,7 +209,7 @@ static void train_loop(Trainer *t) {
         if (!isfinite(loss) || !isfinite(grad_norm)) die_diverged(t, step, loss, grad_norm);
         // Clip the gradients to the global norm and take the AdamW step.
         const double lr = lr_at_step(oc, step);
-        dp_adamw(&t->dp, oc, step, clip_factor(oc, grad_norm));
+        backend_adamw(&t->model, oc, step, clip_factor(oc, grad_norm));
         step++;
         const double seconds = now_seconds() - t0;
         t->train_seconds += seconds;
@@ -267,13 +267,13 @@ static void print_run(const TrainSettings *s, const TrainPlan *p) {
 static void create_model(Trainer *t) {
     TrainPlan *p = &t->plan;
     backend_create(&t->model, &t->s->backend, &p->run.model, (int)p->run.micro_batch);
-    dp_init(&t->dp, &t->model, t->s->backend.zero);
+    dp_init(&t->dp, &t->model);
     if (p->params) {
-        dp_set_state(&t->dp, p->params, p->adam_m, p->adam_v);
+        backend_set_state(&t->model, p->params, p->adam_m, p->adam_v);
     } else {
         float *init = xmalloc(t->model.num_params * sizeof(float));
         model_init_params(&p->run.model, init, p->run.seed);
-        dp_set_state(&t->dp, init, NULL, NULL);
+        backend_set_state(&t->model, init, NULL, NULL);
         free(init);
     }
     // The loaded state is in the model now.

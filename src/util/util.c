@@ -403,36 +403,6 @@ void progress_finish(Progress *p, const char *extra) {
 
 // ---------------------------------------------------------------------------
 
-long long parse_int_option(const char *option, const char *value, long long lo, long long hi) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(value, &end, 10);
-    if (errno || end == value || *end != '\0') {
-        fprintf(stderr, "igpt: error: %s expects an integer, got '%s'\n", option, value);
-        exit(EXIT_USAGE);
-    }
-    if (v < lo || v > hi) {
-        fprintf(stderr, "igpt: error: %s must be between %lld and %lld, got %lld\n", option, lo, hi, v);
-        exit(EXIT_USAGE);
-    }
-    return v;
-}
-
-double parse_float_option(const char *option, const char *value, double lo, double hi) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(value, &end);
-    if (errno || end == value || *end != '\0' || v != v) {
-        fprintf(stderr, "igpt: error: %s expects a number, got '%s'\n", option, value);
-        exit(EXIT_USAGE);
-    }
-    if (v < lo || v > hi) {
-        fprintf(stderr, "igpt: error: %s must be between %g and %g, got %g\n", option, lo, hi, v);
-        exit(EXIT_USAGE);
-    }
-    return v;
-}
-
 void flush_denormals_to_zero(void) {
 #if defined(__x86_64__) || defined(__i386__)
     // Every OpenMP worker has its own MXCSR: set it on each of them.

@@ -127,9 +127,4 @@ void progress_finish(Progress *p, const char *extra);
 // Silences progress bars (tests, --quiet).
 void progress_set_quiet(bool quiet);
 
-// Parses a non-negative integer option value in [lo, hi]; dies with the
-// option name on garbage or out-of-range values (usage error).
-long long parse_int_option(const char *option, const char *value, long long lo, long long hi);
-double parse_float_option(const char *option, const char *value, double lo, double hi);
-
 #endif
