@@ -116,8 +116,8 @@ $(BUILD)/commit.h: FORCE
 	@c=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown); \
 	 git diff --quiet HEAD -- 2>/dev/null || c="$$c-dirty"; \
 	 echo "#define IGPT_COMMIT \"$$c\"" > $@.tmp; cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
-$(BUILD)/src/cli/version.o: $(BUILD)/commit.h
-$(BUILD)/src/cli/version.o: CFLAGS += -I$(BUILD)
+$(BUILD)/src/util/version.o: $(BUILD)/commit.h
+$(BUILD)/src/util/version.o: CFLAGS += -I$(BUILD)
 .PHONY: FORCE
 
 # --- nvcc builds -----------------------------------------------------------------------------

@@ -21,6 +21,7 @@
 
 extern "C" {
 #include "model/gpu_model.h"
+#include "model/params.h"
 #include "parallel/dist.h"
 #include "parallel/zero.h"
 #include "util/util.h"

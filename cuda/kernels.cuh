@@ -15,7 +15,7 @@
 
 extern "C" {
 #include "model/cpu_ops.h"
-#include "model/model.h"
+#include "model/config.h"
 }
 
 // --- Embedding -----------------------------------------------------------------------

@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "model/cpu_ops.h"
+#include "model/config.h"
 #include "model/model.h"
+#include "model/params.h"
 #include "test.h"
 
 static void fill_normal(float *x, size_t n, float mean, float std, Rng *rng) {

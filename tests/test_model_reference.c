@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/config.h"
 #include "model/model.h"
+#include "model/params.h"
 #include "train/optim.h"
 #include "test.h"
 

@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "model/config.h"
 #include "model/model.h"
+#include "model/params.h"
 #include "test.h"
 #include "train/checkpoint.h"
 #include "train/optim.h"

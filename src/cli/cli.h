@@ -15,6 +15,7 @@
 
 #include "model/backend.h"
 #include "util/util.h"
+#include "util/version.h"
 
 int cmd_prepare(int argc, char **argv);
 int cmd_show(int argc, char **argv);
@@ -106,10 +107,6 @@ void cli_print_help(const Command *cmd, FILE *out);
 // Prints "igpt: error: <message>" and a pointer to `./igpt <command> --help`,
 // then exits with EXIT_USAGE.
 IGPT_NORETURN IGPT_PRINTF(2, 3) void usage_error(const char *command, const char *fmt, ...);
-
-// "igpt 0.1.0 (commit 0123456789ab)": what --version prints and run.json records.
-const char *igpt_version(void);
-const char *igpt_commit(void);
 
 // --- Options shared by the commands that run a model (train, probe, bench) ----
 typedef struct {

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "model/model.h"
+#include "model/config.h"
 #include "parallel/dist.h"
 #include "train/optim.h"
 #include "train/train.h"

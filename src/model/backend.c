@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "model/params.h"
 #include "parallel/dist.h"
 #include "util/util.h"
 

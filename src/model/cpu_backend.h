@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model/config.h"
 #include "model/model.h"
 #include "parallel/zero.h"
 #include "train/optim.h"

@@ -8,7 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/model.h"
+#include "model/config.h"
+#include "model/params.h"
 
 // Query rows per attention block; the attention scratch holds 2 x ATT_BLOCK x T
 // floats per thread.

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/model.h"
+#include "model/config.h"
 #include "train/optim.h"
 
 #ifdef __cplusplus

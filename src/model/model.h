@@ -1,9 +1,9 @@
-// The iGPT model (docs/model.md): configuration, parameter layout, and the
-// fp32 CPU reference implementation of its forward and backward passes.
+// The fp32 CPU reference of the iGPT model (docs/model.md): its forward and
+// backward passes over a configuration (model/config.h) and the shared
+// parameter layout (model/params.h).
 //
-// Memory: parameters, gradients, Adam moments and activations each live in
-// one contiguous buffer. The parameter layout (param_tensors) is shared by
-// every backend and by the checkpoint format.
+// Memory: parameters, gradients and activations each live in one contiguous
+// buffer, with pointers into it.
 #ifndef IGPT_MODEL_H
 #define IGPT_MODEL_H
 
@@ -11,65 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { NORM_IGPT = 0, NORM_LAYERNORM = 1 } NormKind;
+#include "model/config.h"
+#include "model/params.h"
 
-typedef struct {
-    int vocab_size;  // V: palette colors
-    int seq_len;     // T: image height * width
-    int image_height, image_width;
-    int d_model;  // C
-    int n_layer;  // L
-    int n_head;   // NH
-    NormKind norm;
-} ModelConfig;
-
-#define IGPT_NORM_EPS 1e-5f
-
-// Fills d_model, n_layer, n_head for a named config (tiny, xs, s, m, l);
-// returns false for an unknown name.
-bool model_config_named(const char *name, ModelConfig *cfg);
-// Checks every field (C divisible by NH, sizes in range); dies with a message.
-void model_config_validate(const ModelConfig *cfg);
-const char *norm_kind_name(NormKind kind);
-
-// --- Parameter layout ----------------------------------------------------------
-
-typedef enum { INIT_NORMAL, INIT_ONES, INIT_ZEROS } InitKind;
-
-// One tensor of the parameter buffer, in layout order.
-typedef struct {
-    char name[32];   // e.g. "h3.w_qkv"
-    int layer;       // -1 embeddings, 0..L-1 blocks, L final norm and head
-    size_t offset;   // in floats from the start of the buffer
-    size_t count;
-    int rows, cols;  // cols = 1 for vectors
-    InitKind init;
-    float init_std;
-    bool decay;  // weight decay applies (matrices only)
-} TensorInfo;
-
-// Number of tensors; fills `out` (if not NULL) with up to that many entries.
-int param_tensors(const ModelConfig *cfg, TensorInfo *out);
-size_t param_count(const ModelConfig *cfg);
-// [begin, end) of layer l's slice of the buffer (l = -1: embeddings, l = L: final).
-void layer_param_range(const ModelConfig *cfg, int layer, size_t *begin, size_t *end);
-
-// Pointers into a parameter (or gradient) buffer.
-typedef struct {
-    float *ln1_g, *ln1_b, *w_qkv, *w_attn_proj, *ln2_g, *ln2_b, *w_fc, *w_fc_proj;
-} LayerParams;
-typedef struct {
-    float *wte, *wpe, *sos;
-    LayerParams *layers;  // n_layer entries (owned)
-    float *lnf_g, *lnf_b, *w_head;
-} ParamPointers;
-void param_pointers(const ModelConfig *cfg, float *base, ParamPointers *out);
-void param_pointers_free(ParamPointers *p);
-
-// Seeded initialisation as in docs/model.md.
-void model_init_params(const ModelConfig *cfg, float *params, uint64_t seed);
-
-// --- The CPU model -------------------------------------------------------------
 
 // Activations saved by the forward pass for the backward pass, for a batch
 // of up to max_batch sequences; one buffer, pointers into it.

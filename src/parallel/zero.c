@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "parallel/dist.h"
+#include "model/params.h"
 #include "util/util.h"
 
 ZeroLayout zero_layout(const ModelConfig *cfg, int rank, int world) {

@@ -9,7 +9,7 @@
 
 #include <stddef.h>
 
-#include "model/model.h"
+#include "model/config.h"
 
 // One layer's range of the parameter buffer and this rank's piece of it.
 typedef struct {

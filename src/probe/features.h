@@ -7,7 +7,6 @@
 
 #include "model/backend.h"
 #include "data/dataset.h"
-#include "model/model.h"
 
 #define IGPT_FEATURES_MAGIC "IGPTFEAT"
 #define IGPT_FEATURES_VERSION 1u

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "data/dataset.h"
-#include "model/model.h"
+#include "model/params.h"
 #include "probe/features.h"
 #include "train/checkpoint.h"
 #include "util/json.h"

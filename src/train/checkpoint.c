@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/params.h"
 #include "util/util.h"
 
 // Header fields (byte offsets), little-endian.

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/model.h"
+#include "model/config.h"
 #include "train/optim.h"
 
 #define IGPT_CHECKPOINT_MAGIC "IGPTCKPT"

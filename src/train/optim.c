@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "model/params.h"
 #include "util/util.h"
 
 void optim_config_defaults(OptimConfig *oc) {

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model/model.h"
+#include "model/config.h"
 
 typedef struct {
     double lr;           // peak learning rate

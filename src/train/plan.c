@@ -5,7 +5,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "model/model.h"
+#include "model/config.h"
+#include "model/params.h"
 #include "parallel/dist.h"
 #include "util/util.h"
 

@@ -7,9 +7,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cli/cli.h"
 #include "data/dataset.h"
 #include "train/checkpoint.h"
-#include "train/train.h"
+#include "train/settings.h"
 
 typedef struct {
     TokenDataset train, val;

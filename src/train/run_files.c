@@ -5,12 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/cli.h"
 #include "model/backend.h"
-#include "model/model.h"
+#include "model/config.h"
 #include "parallel/dist.h"
 #include "util/json.h"
 #include "util/util.h"
+#include "util/version.h"
 
 const char *run_device_name(const BackendOptions *b) { return device_name(b->device); }
 

@@ -9,7 +9,7 @@
 #include <stdio.h>
 
 #include "train/plan.h"
-#include "train/train.h"
+#include "train/settings.h"
 
 typedef struct {
     char *path;  // RUN_DIR/log.jsonl

@@ -15,7 +15,8 @@
 
 #include "data/dataset.h"
 #include "model/backend.h"
-#include "model/model.h"
+#include "model/config.h"
+#include "model/params.h"
 #include "parallel/data_parallel.h"
 #include "parallel/dist.h"
 #include "train/checkpoint.h"

@@ -18,7 +18,7 @@
 
 extern "C" {
 #include "model/cpu_ops.h"
-#include "model/model.h"
+
 #include "train/optim.h"
 }
 

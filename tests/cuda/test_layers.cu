@@ -6,6 +6,7 @@
 // rounded to 8 significant bits; the CPU sees the same rounded inputs).
 #include "cuda_test.h"
 #include "kernels.cuh"
+#include "model/params.h"
 
 template <typename T>
 static double tolerance() {

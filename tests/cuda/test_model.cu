@@ -15,6 +15,8 @@
 
 extern "C" {
 #include "model/gpu_model.h"
+#include "model/model.h"
+#include "model/params.h"
 }
 
 static ModelConfig small_config(NormKind norm) {

@@ -1,8 +1,9 @@
 // The version of igpt and the commit it was built from (make writes
 // build/commit.h), for --version and run.json.
+#include "util/version.h"
+
 #include <stdio.h>
 
-#include "cli/cli.h"
 #include "commit.h"
 
 #define IGPT_VERSION_NUMBER "0.1.0"

@@ -1,0 +1,38 @@
+#include "model/config.h"
+
+#include <string.h>
+
+#include "util/util.h"
+
+typedef struct {
+    const char *name;
+    int d_model, n_layer, n_head;
+} NamedConfig;
+
+static const NamedConfig named_configs[] = {
+    {"tiny", 64, 2, 4}, {"xs", 256, 12, 8}, {"s", 512, 24, 8}, {"m", 1024, 36, 8}, {"l", 1536, 48, 16},
+};
+
+bool model_config_named(const char *name, ModelConfig *cfg) {
+    for (size_t i = 0; i < sizeof named_configs / sizeof named_configs[0]; i++) {
+        if (strcmp(name, named_configs[i].name) != 0) continue;
+        cfg->d_model = named_configs[i].d_model;
+        cfg->n_layer = named_configs[i].n_layer;
+        cfg->n_head = named_configs[i].n_head;
+        return true;
+    }
+    return false;
+}
+
+const char *norm_kind_name(NormKind kind) { return kind == NORM_LAYERNORM ? "layernorm" : "igpt"; }
+
+void model_config_validate(const ModelConfig *c) {
+    if (c->vocab_size < 2 || c->vocab_size > 65536) die("model: vocab_size %d out of range 2..65536", c->vocab_size);
+    if (c->seq_len < 2 || c->seq_len != c->image_height * c->image_width)
+        die("model: seq_len %d must be image height x width (%d x %d)", c->seq_len, c->image_height, c->image_width);
+    if (c->d_model < 1 || c->n_layer < 1 || c->n_head < 1) die("model: d_model, n_layer and n_head must be positive");
+    if (c->d_model % c->n_head != 0)
+        die("model: d_model %d is not divisible by n_head %d", c->d_model, c->n_head);
+    if (c->norm != NORM_IGPT && c->norm != NORM_LAYERNORM) die("model: unknown norm kind %d", (int)c->norm);
+}
+

@@ -1,0 +1,30 @@
+// The model's configuration (docs/model.md, "Configuration"): the one
+// description of a model that the CPU reference, the GPU backend, the
+// checkpoint format and the command line share.
+#ifndef IGPT_MODEL_CONFIG_H
+#define IGPT_MODEL_CONFIG_H
+
+#include <stdbool.h>
+
+typedef enum { NORM_IGPT = 0, NORM_LAYERNORM = 1 } NormKind;
+
+typedef struct {
+    int vocab_size;  // V: palette colors
+    int seq_len;     // T: image height * width
+    int image_height, image_width;
+    int d_model;  // C
+    int n_layer;  // L
+    int n_head;   // NH
+    NormKind norm;
+} ModelConfig;
+
+#define IGPT_NORM_EPS 1e-5f
+
+// Fills d_model, n_layer, n_head for a named config (tiny, xs, s, m, l);
+// returns false for an unknown name.
+bool model_config_named(const char *name, ModelConfig *cfg);
+// Checks every field (C divisible by NH, sizes in range); dies with a message.
+void model_config_validate(const ModelConfig *cfg);
+const char *norm_kind_name(NormKind kind);
+
+#endif
