@@ -47,7 +47,9 @@ extern "C" void gpu_time_attention(int batch_heads, int T, int head_size, int it
     std::vector<bf16> host(n_qkv);
     uint64_t s = 88172645463325252ull;
     for (size_t i = 0; i < n_qkv; i++) {
-        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
         host[i] = from_float<bf16>((float)((s >> 11) * (1.0 / 9007199254740992.0)) - 0.5f);
     }
     bf16 *qkv, *y, *dy, *dqkv;
@@ -70,5 +72,10 @@ extern "C" void gpu_time_attention(int batch_heads, int T, int head_size, int it
     timer.start();
     for (int i = 0; i < iterations; i++) gpu_attention_backward(dqkv, row_dot, dy, y, qkv, lse, B, T, C, NH, 0);
     *backward_ms = timer.stop_ms() / iterations;
-    cudaFree(qkv), cudaFree(dqkv), cudaFree(y), cudaFree(dy), cudaFree(lse), cudaFree(row_dot);
+    cudaFree(qkv);
+    cudaFree(dqkv);
+    cudaFree(y);
+    cudaFree(dy);
+    cudaFree(lse);
+    cudaFree(row_dot);
 }

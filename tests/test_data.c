@@ -294,7 +294,10 @@ TEST(test_quantize_matches_brute_force) {
             for (int c = 0; c < pal.colors; c++) {
                 int d = 0;
                 for (int j = 0; j < 3; j++) d += (px[i * 3 + j] - pal.rgb[c * 3 + j]) * (px[i * 3 + j] - pal.rgb[c * 3 + j]);
-                if (d < best_d) best_d = d, best = c;
+                if (d < best_d) {
+                    best_d = d;
+                    best = c;
+                }
             }
             ref_err += (uint64_t)best_d;
             mismatches += tokens[i] != best;
@@ -323,13 +326,19 @@ TEST(test_stratified_split) {
     int64_t filled[5] = {0}, sizes[5] = {10, 20, 30, 40, 50}, k = 0;
     while (k < n)
         for (int c = 0; c < 5 && k < n; c++)
-            if (filled[c] < sizes[c]) labels[k++] = (uint16_t)c, filled[c]++;
+            if (filled[c] < sizes[c]) {
+                labels[k++] = (uint16_t)c;
+                filled[c]++;
+            }
     uint8_t a[150], b[150], other[150];
     stratified_split(labels, n, 5, 30, 42, a);
     stratified_split(labels, n, 5, 30, 42, b);
     stratified_split(labels, n, 5, 30, 43, other);
     int64_t per_class[5] = {0}, total = 0;
-    for (int64_t i = 0; i < n; i++) per_class[labels[i]] += a[i], total += a[i];
+    for (int64_t i = 0; i < n; i++) {
+        per_class[labels[i]] += a[i];
+        total += a[i];
+    }
     CHECK(total == 30, "30 held out, got %lld", (long long)total);
     for (int c = 0; c < 5; c++) CHECK(per_class[c] == sizes[c] / 5, "class %d: %lld held out", c, (long long)per_class[c]);
     CHECK(memcmp(a, b, sizeof a) == 0, "same seed, same split");

@@ -27,7 +27,8 @@ static int logged_losses(const char *run, double *out, int max) {
     char *log = (char *)read_whole_file(path, NULL);
     int n = 0;
     for (char *p = log; p && n < max && (p = strstr(p, "\"loss\": ")); p++) out[n++] = strtod(p + 8, NULL);
-    free(log), free(path);
+    free(log);
+    free(path);
     return n;
 }
 
@@ -51,7 +52,8 @@ static void check_same_training(const char *reference, const char *other, const 
     char *fa = xasprintf("%s/checkpoint-00000020.bin", reference), *fb = xasprintf("%s/checkpoint-00000020.bin", other);
     CHECK(file_size(fa) > 0 && file_size(fb) > 0, "%s: both runs reached step 20", what);
     if (file_size(fa) <= 0 || file_size(fb) <= 0) {
-        free(fa), free(fb);
+        free(fa);
+        free(fb);
         return;
     }
     checkpoint_load(fa, &ma, &pa, &a_m, &a_v);
@@ -67,7 +69,14 @@ static void check_same_training(const char *reference, const char *other, const 
               "%s: after 20 steps parameters differ by %.2g, Adam m by %.2g, v by %.2g (relative to the largest)", what,
               ep, em, ev);
     }
-    free(pa), free(a_m), free(a_v), free(pb), free(b_m), free(b_v), free(fa), free(fb);
+    free(pa);
+    free(a_m);
+    free(a_v);
+    free(pb);
+    free(b_m);
+    free(b_v);
+    free(fa);
+    free(fb);
 }
 
 TEST(test_dist_matches_one_process) {

@@ -68,9 +68,13 @@ TEST(test_op_norm_backward_finite_differences) {
         size_t n = (size_t)c.N * c.C;
         Rng rng;
         rng_init(&rng, 100 + kind, 0);
-        c.x = xmalloc(n * 4), c.out = xmalloc(n * 4), c.R = xmalloc(n * 4);
-        c.g = xmalloc(c.C * 4), c.b = kind ? xmalloc(c.C * 4) : NULL;
-        c.mean = xmalloc(c.N * 4), c.rstd = xmalloc(c.N * 4);
+        c.x = xmalloc(n * 4);
+        c.out = xmalloc(n * 4);
+        c.R = xmalloc(n * 4);
+        c.g = xmalloc(c.C * 4);
+        c.b = kind ? xmalloc(c.C * 4) : NULL;
+        c.mean = xmalloc(c.N * 4);
+        c.rstd = xmalloc(c.N * 4);
         fill_normal(c.x, n, 0.3f, 1.0f, &rng);
         fill_normal(c.R, n, 0, 1, &rng);
         fill_normal(c.g, c.C, 1, 0.3f, &rng);
@@ -100,7 +104,16 @@ TEST(test_op_norm_backward_finite_differences) {
             }
         }
         CHECK(worst < 1e-5, "%s norm forward off the definition by %.2e", norm_kind_name(c.kind), worst);
-        free(c.x), free(c.out), free(c.R), free(c.g), free(c.b), free(c.mean), free(c.rstd), free(dx), free(dg), free(db);
+        free(c.x);
+        free(c.out);
+        free(c.R);
+        free(c.g);
+        free(c.b);
+        free(c.mean);
+        free(c.rstd);
+        free(dx);
+        free(dg);
+        free(db);
     }
 }
 
@@ -121,7 +134,9 @@ TEST(test_op_gelu_backward_finite_differences) {
     GeluCase c = {.n = 200};
     Rng rng;
     rng_init(&rng, 7, 0);
-    c.x = xmalloc(c.n * 4), c.out = xmalloc(c.n * 4), c.R = xmalloc(c.n * 4);
+    c.x = xmalloc(c.n * 4);
+    c.out = xmalloc(c.n * 4);
+    c.R = xmalloc(c.n * 4);
     fill_normal(c.x, c.n, 0, 2, &rng);
     fill_normal(c.R, c.n, 0, 1, &rng);
     float *dx = xmalloc(c.n * 4);
@@ -130,7 +145,10 @@ TEST(test_op_gelu_backward_finite_differences) {
     CHECK(e < 1e-3, "gelu relative error %.2e", e);
     gelu_loss(&c);
     CHECK(fabsf(c.out[0] - c.x[0] / (1.0f + expf(-1.702f * c.x[0]))) < 1e-6f, "gelu is x sigmoid(1.702 x)");
-    free(c.x), free(c.out), free(c.R), free(dx);
+    free(c.x);
+    free(c.out);
+    free(c.R);
+    free(dx);
 }
 
 typedef struct {
@@ -150,7 +168,9 @@ TEST(test_op_softmax_crossentropy_finite_differences) {
     Rng rng;
     rng_init(&rng, 8, 0);
     size_t n = (size_t)c.N * c.V;
-    c.logits = xmalloc(n * 4), c.work = xmalloc(n * 4), c.losses = xmalloc(c.N * 4);
+    c.logits = xmalloc(n * 4);
+    c.work = xmalloc(n * 4);
+    c.losses = xmalloc(c.N * 4);
     c.targets = xmalloc(c.N * 2);
     fill_normal(c.logits, n, 0, 3, &rng);
     for (int i = 0; i < c.N; i++) c.targets[i] = (uint16_t)rng_below(&rng, c.V);
@@ -167,7 +187,11 @@ TEST(test_op_softmax_crossentropy_finite_differences) {
     memcpy(grad, c.work, n * 4);
     double e = fd_relative_error(c.logits, grad, n, ce_loss, &c, 1e-2f, n, &rng);
     CHECK(e < 2e-3, "softmax cross-entropy relative error %.2e", e);
-    free(c.logits), free(c.work), free(c.losses), free(c.targets), free(grad);
+    free(c.logits);
+    free(c.work);
+    free(c.losses);
+    free(c.targets);
+    free(grad);
 }
 
 typedef struct {
@@ -185,14 +209,24 @@ TEST(test_op_matmul_backward_finite_differences) {
     MatmulCase c = {.N = 7, .IC = 5, .OC = 6};
     Rng rng;
     rng_init(&rng, 9, 0);
-    c.x = xmalloc(35 * 4), c.W = xmalloc(30 * 4), c.out = xmalloc(42 * 4), c.R = xmalloc(42 * 4);
-    fill_normal(c.x, 35, 0, 1, &rng), fill_normal(c.W, 30, 0, 1, &rng), fill_normal(c.R, 42, 0, 1, &rng);
+    c.x = xmalloc(35 * 4);
+    c.W = xmalloc(30 * 4);
+    c.out = xmalloc(42 * 4);
+    c.R = xmalloc(42 * 4);
+    fill_normal(c.x, 35, 0, 1, &rng);
+    fill_normal(c.W, 30, 0, 1, &rng);
+    fill_normal(c.R, 42, 0, 1, &rng);
     float *dx = xmalloc(35 * 4), *dW = xcalloc(30, 4);
     matmul_backward(dx, dW, c.R, c.x, c.W, c.N, c.IC, c.OC);
     double ex = fd_relative_error(c.x, dx, 35, matmul_loss, &c, 1e-2f, 35, &rng);
     double ew = fd_relative_error(c.W, dW, 30, matmul_loss, &c, 1e-2f, 30, &rng);
     CHECK(ex < 1e-3 && ew < 1e-3, "matmul relative errors %.2e %.2e", ex, ew);
-    free(c.x), free(c.W), free(c.out), free(c.R), free(dx), free(dW);
+    free(c.x);
+    free(c.W);
+    free(c.out);
+    free(c.R);
+    free(dx);
+    free(dW);
 }
 
 TEST(test_op_encoder_backward) {
@@ -261,8 +295,11 @@ TEST(test_op_attention_against_naive_and_finite_differences) {
     size_t nqkv = (size_t)c.B * c.T * 3 * c.C, ny = (size_t)c.B * c.T * c.C;
     Rng rng;
     rng_init(&rng, 11, 0);
-    c.qkv = xmalloc(nqkv * 4), c.atty = xmalloc(ny * 4), c.R = xmalloc(ny * 4);
-    c.lse = xmalloc((size_t)c.B * c.NH * c.T * 4), c.scratch = xmalloc((size_t)2 * 2 * ATT_BLOCK * c.T * 4);
+    c.qkv = xmalloc(nqkv * 4);
+    c.atty = xmalloc(ny * 4);
+    c.R = xmalloc(ny * 4);
+    c.lse = xmalloc((size_t)c.B * c.NH * c.T * 4);
+    c.scratch = xmalloc((size_t)2 * 2 * ATT_BLOCK * c.T * 4);
     fill_normal(c.qkv, nqkv, 0, 1.5f, &rng);
     fill_normal(c.R, ny, 0, 1, &rng);
     attention_loss(&c);
@@ -296,7 +333,13 @@ TEST(test_op_attention_against_naive_and_finite_differences) {
     attention_backward(dqkv, c.R, c.atty, c.qkv, c.lse, c.scratch, c.B, c.T, c.C, c.NH, 2);
     double e = fd_relative_error(c.qkv, dqkv, nqkv, attention_loss, &c, 1e-2f, 600, &rng);
     CHECK(e < 5e-3, "attention backward relative error %.2e", e);
-    free(s), free(c.qkv), free(c.atty), free(c.R), free(c.lse), free(c.scratch), free(dqkv);
+    free(s);
+    free(c.qkv);
+    free(c.atty);
+    free(c.R);
+    free(c.lse);
+    free(c.scratch);
+    free(dqkv);
 }
 
 // --- whole model -------------------------------------------------------------------

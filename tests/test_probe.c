@@ -135,7 +135,10 @@ TEST(test_probe_cli_checkpoint_and_run) {
     for (size_t i = 0; i < (size_t)val.count * 3 * 16; i++) worst = fmax(worst, fabs(direct[i] - cached.values[i]));
     CHECK(worst == 0.0, "cached features equal the forward pass's (max difference %.2e)", worst);
     CHECK(memcmp(cached.labels, val.labels, (size_t)val.count * 2) == 0, "with the images' labels");
-    free(direct), free(params), free(am), free(av);
+    free(direct);
+    free(params);
+    free(am);
+    free(av);
     model_free(&m);
     dataset_free(&val);
     features_free(&cached);

@@ -94,7 +94,10 @@ TEST(test_synth_classes_are_learnable) {
                 const double diff = test.pixels[i * n + p] - means[c * n + p];
                 d += diff * diff;
             }
-            if (d < best_d) best_d = d, best = c;
+            if (d < best_d) {
+                best_d = d;
+                best = c;
+            }
         }
         correct += best == test.labels[i];
     }

@@ -293,7 +293,9 @@ static double logged_val_loss(const char *run, int step) {
     char *path = xasprintf("%s/log.jsonl", run), *key = xasprintf("{\"step\": %d, \"val_loss\": ", step);
     char *log = (char *)read_whole_file(path, NULL), *at = log ? strstr(log, key) : NULL;
     double v = at ? strtod(at + strlen(key), NULL) : NAN;
-    free(path), free(key), free(log);
+    free(path);
+    free(key);
+    free(log);
     return v;
 }
 

@@ -232,7 +232,10 @@ void probe_layer(const FeatureSet *train, const FeatureSet *eval, int layer, con
             memcpy(best.w, current.w, (size_t)k * (d + 1) * sizeof(double));
         }
     }
-    free(X_fit), free(y_fit), free(X_hold), free(y_hold);
+    free(X_fit);
+    free(y_fit);
+    free(X_hold);
+    free(y_hold);
     // Refit on every training image with the chosen strength, then score.
     double *X_all = layer_matrix(train, layer, mean, inv_std, NULL, 0, &n_all, &y_all);
     double *X_eval = layer_matrix(eval, layer, mean, inv_std, NULL, 0, &n_eval, &y_eval);
@@ -245,7 +248,14 @@ void probe_layer(const FeatureSet *train, const FeatureSet *eval, int layer, con
     res->holdout_accuracy = best_acc;
     res->grad_norm = final.grad_norm;
     res->iters = final.iters;
-    free(X_all), free(y_all), free(X_eval), free(y_eval), free(order), free(held), free(mean), free(inv_std);
+    free(X_all);
+    free(y_all);
+    free(X_eval);
+    free(y_eval);
+    free(order);
+    free(held);
+    free(mean);
+    free(inv_std);
     linear_probe_free(&best);
     linear_probe_free(&current);
     linear_probe_free(&final);

@@ -50,7 +50,10 @@ static void attention_case(int B, int T_, int C, int NH, bool all_orders) {
             CHECK(err <= tol, "T=%d hs=%d %s %s: %s error %.3g > %.1g", T_, C / NH, type_name<T>(), o.name,
                   part_name[part], err, tol);
         }
-        if (first_y.empty()) first_y = y, first_dqkv = dqkv;
+        if (first_y.empty()) {
+            first_y = y;
+            first_dqkv = dqkv;
+        }
         else
             CHECK(y == first_y && dqkv == first_dqkv, "T=%d: %s order gives other bits than the first order", T_,
                   o.name);

@@ -38,14 +38,18 @@ static void encoder_case() {
     std::vector<float> dout = rounded_to<T>(random_floats((size_t)B * T_ * C, 4, -1, 1));
     // CPU reference.
     ParamPointers p = {};
-    p.wte = wte.data(), p.wpe = wpe.data(), p.sos = sos.data();
+    p.wte = wte.data();
+    p.wpe = wpe.data();
+    p.sos = sos.data();
     std::vector<float> want_out((size_t)B * T_ * C);
     encoder_forward(want_out.data(), tokens.data(), &p, B, T_, C, 1);
     std::vector<float> gwte = random_floats(wte.size(), 5, -1, 1), gwpe = random_floats(wpe.size(), 6, -1, 1),
                        gsos = random_floats(C, 7, -1, 1);
     std::vector<float> want_gwte = gwte, want_gwpe = gwpe, want_gsos = gsos;
     ParamPointers g = {};
-    g.wte = want_gwte.data(), g.wpe = want_gwpe.data(), g.sos = want_gsos.data();
+    g.wte = want_gwte.data();
+    g.wpe = want_gwpe.data();
+    g.sos = want_gsos.data();
     encoder_backward(&g, dout.data(), tokens.data(), B, T_, C, 1);
     // GPU.
     std::vector<int> offsets(V + 1), rows((size_t)B * (T_ - 1));
@@ -66,9 +70,16 @@ static void encoder_case() {
         check_close("encoder_backward dwte", d_gwte, want_gwte, 0.0, o.name, &first[1]);
         check_close("encoder_backward dwpe", d_gwpe, want_gwpe, 0.0, o.name, &first[2]);
         check_close("encoder_backward dsos", d_gsos, want_gsos, 0.0, o.name, &first[3]);
-        cudaFree(d_gwte), cudaFree(d_gwpe), cudaFree(d_gsos);
+        cudaFree(d_gwte);
+        cudaFree(d_gwpe);
+        cudaFree(d_gsos);
     }
-    cudaFree(d_tokens), cudaFree(d_offsets), cudaFree(d_rows), cudaFree(d_wte), cudaFree(d_wpe), cudaFree(d_sos);
+    cudaFree(d_tokens);
+    cudaFree(d_offsets);
+    cudaFree(d_rows);
+    cudaFree(d_wte);
+    cudaFree(d_wpe);
+    cudaFree(d_sos);
     cudaFree(d_dout), cudaFree(d_out);
 }
 
@@ -122,7 +133,9 @@ static void norm_case(NormKind kind) {
         cudaFree(d_dinp), cudaFree(d_dgain), cudaFree(d_dbias);
     }
     cudaFree(d_a), cudaFree(d_b), cudaFree(d_gain), cudaFree(d_bias), cudaFree(d_dout), cudaFree(d_x), cudaFree(d_out);
-    cudaFree(d_mean), cudaFree(d_rstd), cudaFree(scratch);
+    cudaFree(d_mean);
+    cudaFree(d_rstd);
+    cudaFree(scratch);
 }
 
 TEST(test_gpu_norm_forward_backward) {
@@ -192,7 +205,8 @@ static void softmax_case() {
         check_close("softmax_rows", d_rows, probs, tol, o.name, &first[4]);
         cudaFree(d_probs), cudaFree(d_grad), cudaFree(d_rows);
     }
-    cudaFree(d_targets), cudaFree(d_losses);
+    cudaFree(d_targets);
+    cudaFree(d_losses);
 }
 
 TEST(test_gpu_softmax_crossentropy) {
@@ -210,7 +224,9 @@ static void adamw_case() {
     const size_t n = param_count(&cfg);
     OptimConfig oc;
     optim_config_defaults(&oc);
-    oc.total_steps = 10, oc.warmup_steps = 2, oc.weight_decay = 0.1;
+    oc.total_steps = 10;
+    oc.warmup_steps = 2;
+    oc.weight_decay = 0.1;
     std::vector<float> params = random_floats(n, 41, -1, 1), grads = random_floats(n, 42, -3, 3);
     std::vector<float> m = random_floats(n, 43, -0.1f, 0.1f), v = random_floats(n, 44, 0, 0.1f);
     const double want_norm = global_norm(grads.data(), n, 1);
@@ -240,9 +256,13 @@ static void adamw_case() {
         check_close("adamw m", d_m, want_m, 1e-6, o.name, &first[1]);
         check_close("adamw v", d_v, want_v, 1e-6, o.name, &first[2]);
         check_close("adamw params copy", d_copy, want_p, sizeof(T) == 4 ? 1e-6 : 4e-3, o.name, &first[3]);
-        cudaFree(d_p), cudaFree(d_m), cudaFree(d_v);
+        cudaFree(d_p);
+        cudaFree(d_m);
+        cudaFree(d_v);
     }
-    cudaFree(d_g), cudaFree(d_scratch), cudaFree(d_copy);
+    cudaFree(d_g);
+    cudaFree(d_scratch);
+    cudaFree(d_copy);
 }
 
 TEST(test_gpu_adamw_and_grad_norm) {
@@ -259,5 +279,7 @@ TEST(test_gpu_casts) {
     gpu_cast(d_back, d_h, n, 0);
     std::vector<float> got = to_host(d_back, n), want = rounded_to<bf16>(x);
     CHECK(memcmp(got.data(), want.data(), n * sizeof(float)) == 0, "fp32 -> bf16 -> fp32 differs from rounding on the host");
-    cudaFree(d_x), cudaFree(d_back), cudaFree(d_h);
+    cudaFree(d_x);
+    cudaFree(d_back);
+    cudaFree(d_h);
 }

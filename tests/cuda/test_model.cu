@@ -115,7 +115,10 @@ TEST(test_gpu_training_follows_cpu_and_repeats) {
     const int B = 4, steps = 50;
     OptimConfig oc;
     optim_config_defaults(&oc);
-    oc.lr = 3e-3, oc.total_steps = steps, oc.warmup_steps = 5, oc.weight_decay = 0.01;
+    oc.lr = 3e-3;
+    oc.total_steps = steps;
+    oc.warmup_steps = 5;
+    oc.weight_decay = 0.01;
     std::vector<float> params(param_count(&cfg));
     model_init_params(&cfg, params.data(), 3);
     // CPU curve.
@@ -142,7 +145,10 @@ TEST(test_gpu_training_follows_cpu_and_repeats) {
         int worst_step = 0;
         for (int s = 0; s < steps; s++) {
             double err = std::fabs(a[(size_t)s] - want[(size_t)s]) / want[(size_t)s];
-            if (err > worst) worst = err, worst_step = s;
+            if (err > worst) {
+                worst = err;
+                worst_step = s;
+            }
         }
         CHECK(worst <= tol, "%s: loss at step %d is %.6f, CPU %.6f (%.2g relative > %.0g)",
               precision == GPU_FP32 ? "fp32" : "bf16", worst_step, a[(size_t)worst_step], want[(size_t)worst_step],
