@@ -8,9 +8,9 @@
 
 #include "cli/cli.h"
 #include "model/backend.h"
+#include "model/config.h"
 #include "model/cpu_ops.h"
 #include "model/gpu_model.h"
-#include "model/config.h"
 #include "model/params.h"
 #include "probe/features.h"
 #include "probe/probe.h"

@@ -319,10 +319,8 @@ static void upload_pieces(const GpuModel *m, float *packed, const float *full) {
         const ZeroRange &r = z.ranges[i];
         const size_t bytes = (r.piece_end - r.piece_begin) * sizeof(float);
         if (bytes == 0) continue;
-        if (full)
-            CUDA_CHECK(cudaMemcpy(packed + r.piece_offset, full + r.piece_begin, bytes, cudaMemcpyHostToDevice));
-        else
-            CUDA_CHECK(cudaMemset(packed + r.piece_offset, 0, bytes));
+        if (full) CUDA_CHECK(cudaMemcpy(packed + r.piece_offset, full + r.piece_begin, bytes, cudaMemcpyHostToDevice));
+        else CUDA_CHECK(cudaMemset(packed + r.piece_offset, 0, bytes));
     }
 }
 
@@ -346,14 +344,10 @@ extern "C" void gpu_model_set_state(GpuModel *m, const float *params, const floa
         upload_pieces(m, m->adam_v, adam_v);
         return;
     }
-    if (adam_m)
-        CUDA_CHECK(cudaMemcpy(m->adam_m, adam_m, bytes, cudaMemcpyHostToDevice));
-    else
-        CUDA_CHECK(cudaMemset(m->adam_m, 0, bytes));
-    if (adam_v)
-        CUDA_CHECK(cudaMemcpy(m->adam_v, adam_v, bytes, cudaMemcpyHostToDevice));
-    else
-        CUDA_CHECK(cudaMemset(m->adam_v, 0, bytes));
+    if (adam_m) CUDA_CHECK(cudaMemcpy(m->adam_m, adam_m, bytes, cudaMemcpyHostToDevice));
+    else CUDA_CHECK(cudaMemset(m->adam_m, 0, bytes));
+    if (adam_v) CUDA_CHECK(cudaMemcpy(m->adam_v, adam_v, bytes, cudaMemcpyHostToDevice));
+    else CUDA_CHECK(cudaMemset(m->adam_v, 0, bytes));
 }
 
 extern "C" void gpu_model_get_state(GpuModel *m, const float **params, const float **adam_m, const float **adam_v) {
@@ -577,17 +571,13 @@ extern "C" double gpu_model_forward(GpuModel *m, const uint16_t *tokens, int bat
 }
 
 extern "C" void gpu_model_backward(GpuModel *m, const uint16_t *tokens, int batch, float loss_scale) {
-    if (m->precision == GPU_BF16)
-        backward(m, m->act_bf16, tokens, batch, loss_scale);
-    else
-        backward(m, m->act_fp32, tokens, batch, loss_scale);
+    if (m->precision == GPU_BF16) backward(m, m->act_bf16, tokens, batch, loss_scale);
+    else backward(m, m->act_fp32, tokens, batch, loss_scale);
 }
 
 extern "C" void gpu_model_features(GpuModel *m, int batch, float *out) {
-    if (m->precision == GPU_BF16)
-        features(m, m->act_bf16, batch, out);
-    else
-        features(m, m->act_fp32, batch, out);
+    if (m->precision == GPU_BF16) features(m, m->act_bf16, batch, out);
+    else features(m, m->act_fp32, batch, out);
 }
 
 extern "C" void gpu_model_set_layer_hook(GpuModel *m, void (*hook)(void *ctx, int layer), void *ctx) {
@@ -631,10 +621,8 @@ static void adamw_pieces(GpuModel *m, const AdamWScalars &s, float grad_scale) {
             if (b >= e) continue;
             const size_t packed = r.piece_offset + (b - r.piece_begin);
             float *master = m->master + packed, *adam_m = m->adam_m + packed, *adam_v = m->adam_v + packed;
-            if (m->precision == GPU_BF16)
-                adamw_span<bf16>(m, s, t, b, e, master, adam_m, adam_v, grad_scale);
-            else
-                adamw_span<float>(m, s, t, b, e, master, adam_m, adam_v, grad_scale);
+            if (m->precision == GPU_BF16) adamw_span<bf16>(m, s, t, b, e, master, adam_m, adam_v, grad_scale);
+            else adamw_span<float>(m, s, t, b, e, master, adam_m, adam_v, grad_scale);
         }
     }
 }

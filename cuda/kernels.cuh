@@ -14,8 +14,8 @@
 #include "common.cuh"
 
 extern "C" {
-#include "model/cpu_ops.h"
 #include "model/config.h"
+#include "model/cpu_ops.h"
 }
 
 // --- Embedding -----------------------------------------------------------------------

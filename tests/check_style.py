@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Style checks of the sources, run by `make test`: every C, CUDA and C++
-source is formatted as .clang-format says (clang-format --dry-run), and the
-project's headers include each other without a cycle. Prints one line per
-check and "N passed, N failed" last, like the other suites.
+source is formatted as .clang-format says (clang-format --dry-run); one
+statement per line (clang's -Wcomma finds statements chained with the comma
+operator); the modules (a header and its source) include each other without
+a cycle. Prints one line per check and "N passed, N failed" last, like the
+other suites.
 
     python3 tests/check_style.py            # check
     python3 tests/check_style.py --fix      # reformat in place (then review the diff)
@@ -37,6 +39,37 @@ def unformatted(files, fix):
             first = next((l for l in r.stderr.splitlines() if "error:" in l), r.stderr.strip()[:200])
             bad.append(f"{f}: {first}")
     return bad
+
+
+def compile_flags(path):
+    """clang flags to parse `path` as the Makefile builds it (the CUDA sources as the interpret mode does)."""
+    flags = ["-fsyntax-only", "-Wcomma", "-fopenmp", "-Isrc", "-Ithird_party", "-Itests", "-Itests/cuda", "-Ibuild",
+             "-isystem", "/usr/include/%s/openblas-openmp" % multiarch()]
+    if path.endswith((".cu", ".cpp")):
+        return ["clang++", "-x", "c++", "-std=c++20", "-DIGPT_INTERPRET", "-Icuda"] + flags
+    mpi = subprocess.run(["mpicc", "--showme:compile"], capture_output=True, text=True) if shutil.which("mpicc") else None
+    mpi_flags = ["-DIGPT_MPI"] + mpi.stdout.split() if mpi and mpi.returncode == 0 else []
+    return ["clang", "-std=c11", "-D_DEFAULT_SOURCE", "-D_POSIX_C_SOURCE=200809L"] + mpi_flags + flags
+
+
+def multiarch():
+    r = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True)
+    return r.stdout.strip() or "x86_64-linux-gnu"
+
+
+def comma_statements(files):
+    """Statements chained with the comma operator, as clang -Wcomma reports them (headers through their users)."""
+    found = set()
+    for f in files:
+        if not f.endswith((".c", ".cu", ".cpp")):
+            continue
+        r = subprocess.run(compile_flags(f) + [f], cwd=ROOT, capture_output=True, text=True)
+        for line in r.stderr.splitlines():
+            if "[-Wcomma]" in line:
+                found.add(line.split(": warning")[0])
+            elif ": error:" in line:
+                found.add(f"{f}: clang cannot parse it: {line}")
+    return sorted(found)
 
 
 def resolve(including, name):
@@ -98,6 +131,11 @@ def main():
         report(not bad, f"{len(files)} sources formatted as .clang-format says", bad)
     else:
         report(False, "clang-format is installed (scripts/setup.sh installs it)", [])
+    if shutil.which("clang"):
+        chained = comma_statements(files)
+        report(not chained, "one statement per line (no statements chained with commas, clang -Wcomma)", chained)
+    else:
+        report(False, "clang is installed (scripts/setup.sh installs it)", [])
     cycles = include_cycles(files)
     report(not cycles, "no include cycle between modules", cycles)
     print(f"{passed} passed, {failed} failed")

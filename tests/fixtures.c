@@ -21,7 +21,8 @@ void make_cifar_batches(const char *dir, int per_batch, int test_records) {
     make_directories(dir);
     uint8_t record[CIFAR10_RECORD_BYTES];
     for (int batch = 0; batch < 6; batch++) {
-        char *path = batch < 5 ? xasprintf("%s/data_batch_%d.bin", dir, batch + 1) : xasprintf("%s/test_batch.bin", dir);
+        char *path =
+            batch < 5 ? xasprintf("%s/data_batch_%d.bin", dir, batch + 1) : xasprintf("%s/test_batch.bin", dir);
         int n = batch < 5 ? per_batch : test_records;
         FILE *f = xfopen(path, "wb");
         for (int r = 0; r < n; r++) {
@@ -34,8 +35,8 @@ void make_cifar_batches(const char *dir, int per_batch, int test_records) {
 }
 
 void make_pattern_image(uint8_t *rgb, int w, int h, int kind) {
-    static const uint8_t colors[8][3] = {{200, 30, 30},  {30, 180, 40},  {40, 60, 210},  {230, 220, 40},
-                                         {20, 20, 20},   {240, 240, 240}, {150, 80, 200}, {30, 200, 200}};
+    static const uint8_t colors[8][3] = {{200, 30, 30}, {30, 180, 40},   {40, 60, 210},  {230, 220, 40},
+                                         {20, 20, 20},  {240, 240, 240}, {150, 80, 200}, {30, 200, 200}};
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
             // Four quadrants, colors chosen by kind: flat regions, sharp edges.
@@ -109,4 +110,3 @@ const FixtureArray *fixture_get(const Fixture *fx, const char *name) {
 void fixture_free(Fixture *fx) {
     for (int i = 0; i < fx->count; i++) free(fx->arrays[i].data);
 }
-

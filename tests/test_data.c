@@ -59,8 +59,8 @@ TEST(test_cifar_reader_class_names_from_meta) {
     write_whole_file(test_path("cifar/batches.meta.txt"), names, strlen(names));
     ImageSet s;
     cifar10_load(dir, "test", 32, &s);
-    CHECK(strcmp(s.class_names[0], "n0") == 0 && strcmp(s.class_names[9], "nine") == 0, "names from batches.meta.txt: %s %s",
-          s.class_names[0], s.class_names[9]);
+    CHECK(strcmp(s.class_names[0], "n0") == 0 && strcmp(s.class_names[9], "nine") == 0,
+          "names from batches.meta.txt: %s %s", s.class_names[0], s.class_names[9]);
     imageset_free(&s);
 }
 
@@ -164,7 +164,8 @@ TEST(test_image_folder_reader) {
     CHECK(memcmp(s.pixels, expect, sizeof expect) == 0, "apple/a.png is image 0, pixels exact");
     int bad_grey = 0, bad_rgba = 0, bad_big = 0;
     for (int i = 0; i < side * side; i++) {
-        const uint8_t *g = s.pixels + (2 * (size_t)side * side + i) * 3, *a = s.pixels + (3 * (size_t)side * side + i) * 3;
+        const uint8_t *g = s.pixels + (2 * (size_t)side * side + i) * 3,
+                      *a = s.pixels + (3 * (size_t)side * side + i) * 3;
         bad_grey += g[0] != grey[i] || g[1] != grey[i] || g[2] != grey[i];
         bad_rgba += a[0] != rgba[i * 4] || a[1] != rgba[i * 4 + 1] || a[2] != rgba[i * 4 + 2];
     }
@@ -174,7 +175,8 @@ TEST(test_image_folder_reader) {
     bad_big = memcmp(s.pixels + 4 * (size_t)side * side * 3, expect, sizeof expect) != 0;
     CHECK(!bad_big, "64x64 image resized to 32x32 by area averaging");
     double abs_err = 0;
-    for (int i = 0; i < side * side * 3; i++) abs_err += fabs((double)s.pixels[5 * (size_t)side * side * 3 + i] - smooth[i]);
+    for (int i = 0; i < side * side * 3; i++)
+        abs_err += fabs((double)s.pixels[5 * (size_t)side * side * 3 + i] - smooth[i]);
     abs_err /= side * side * 3;
     CHECK(abs_err < 3.0, "JPEG (quality 95) decodes close to its source: mean abs error %.2f (tolerance 3)", abs_err);
     make_pattern_image(expect, side, side, 4);
@@ -203,7 +205,8 @@ TEST(test_image_folder_train_test_layout) {
 }
 
 TEST(test_kmeans_recovers_cluster_centers) {
-    const float truth[6][3] = {{30, 30, 30}, {220, 40, 40}, {40, 210, 60}, {50, 60, 220}, {200, 200, 50}, {128, 128, 128}};
+    const float truth[6][3] = {{30, 30, 30},  {220, 40, 40},  {40, 210, 60},
+                               {50, 60, 220}, {200, 200, 50}, {128, 128, 128}};
     const int per = 3000, k = 6;
     float *points = xmalloc((size_t)per * k * 3 * sizeof(float));
     Rng rng;
@@ -293,7 +296,8 @@ TEST(test_quantize_matches_brute_force) {
             int best = 0, best_d = 1 << 30;
             for (int c = 0; c < pal.colors; c++) {
                 int d = 0;
-                for (int j = 0; j < 3; j++) d += (px[i * 3 + j] - pal.rgb[c * 3 + j]) * (px[i * 3 + j] - pal.rgb[c * 3 + j]);
+                for (int j = 0; j < 3; j++)
+                    d += (px[i * 3 + j] - pal.rgb[c * 3 + j]) * (px[i * 3 + j] - pal.rgb[c * 3 + j]);
                 if (d < best_d) {
                     best_d = d;
                     best = c;
@@ -340,7 +344,8 @@ TEST(test_stratified_split) {
         total += a[i];
     }
     CHECK(total == 30, "30 held out, got %lld", (long long)total);
-    for (int c = 0; c < 5; c++) CHECK(per_class[c] == sizes[c] / 5, "class %d: %lld held out", c, (long long)per_class[c]);
+    for (int c = 0; c < 5; c++)
+        CHECK(per_class[c] == sizes[c] / 5, "class %d: %lld held out", c, (long long)per_class[c]);
     CHECK(memcmp(a, b, sizeof a) == 0, "same seed, same split");
     CHECK(memcmp(a, other, sizeof a) != 0, "another seed, another split");
 
@@ -393,7 +398,8 @@ TEST(test_dataset_round_trip) {
     CHECK(memcmp(back.tokens, ds.tokens, 13 * 64 * 2) == 0, "tokens");
     CHECK(!strcmp(back.class_names[2], "class-2"), "class names");
     int64_t expected = IGPT_DATASET_FIXED_HEADER_BYTES + 3 * IGPT_CLASS_NAME_BYTES + 20 * 3 + 13 * 2 + 13 * 64 * 2;
-    CHECK(file_size(path) == expected, "file size %lld, expected %lld", (long long)file_size(path), (long long)expected);
+    CHECK(file_size(path) == expected, "file size %lld, expected %lld", (long long)file_size(path),
+          (long long)expected);
     size_t size;
     uint8_t *raw = read_whole_file(path, &size);
     CHECK(raw && memcmp(raw, "IGPTDATA", 8) == 0 && get_u32(raw + 8) == 1, "magic and version at the start");

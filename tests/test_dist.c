@@ -16,10 +16,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "train/checkpoint.h"
 #include "test.h"
+#include "train/checkpoint.h"
 
-#define DP_MODEL "--device cpu --d-model 32 --n-layer 2 --n-head 2 --batch 6 --threads 1 --eval-every 10 --eval-images 8 --quiet"
+#define DP_MODEL \
+    "--device cpu --d-model 32 --n-layer 2 --n-head 2 --batch 6 --threads 1 --eval-every 10 --eval-images 8 --quiet"
 
 // Losses of the log's training lines, in order; returns how many.
 static int logged_losses(const char *run, double *out, int max) {
@@ -60,9 +61,8 @@ static void check_same_training(const char *reference, const char *other, const 
     checkpoint_load(fb, &mb, &pb, &b_m, &b_v);
     const size_t n = ma.num_params;
     CHECK(mb.num_params == n && mb.epoch == ma.epoch && mb.epoch_pos == ma.epoch_pos,
-          "%s: same model and data position (epoch %llu/%llu, position %llu/%llu)", what,
-          (unsigned long long)mb.epoch, (unsigned long long)ma.epoch, (unsigned long long)mb.epoch_pos,
-          (unsigned long long)ma.epoch_pos);
+          "%s: same model and data position (epoch %llu/%llu, position %llu/%llu)", what, (unsigned long long)mb.epoch,
+          (unsigned long long)ma.epoch, (unsigned long long)mb.epoch_pos, (unsigned long long)ma.epoch_pos);
     if (mb.num_params == n) {
         double ep = max_relative(pb, pa, n), em = max_relative(b_m, a_m, n), ev = max_relative(b_v, a_v, n);
         CHECK(ep <= 1e-5 && em <= 1e-5 && ev <= 1e-5,
@@ -89,13 +89,14 @@ TEST(test_dist_matches_one_process) {
     } cases[] = {{2, "", "two"}, {3, "", "three"}, {2, "--zero", "two-zero"}, {3, "--zero", "three-zero"}};
     for (int i = 0; i < 4; i++) {
         int status = run_mpi(cases[i].processes, NULL, "train --data %s --out %s --steps 20 %s " DP_MODEL, data,
-                                  test_path("%s", cases[i].name), cases[i].flags);
+                             test_path("%s", cases[i].name), cases[i].flags);
         CHECK(status == 0, "mpirun -np %d %s: status %d: %s", cases[i].processes, cases[i].flags, status, cli_stderr());
         if (status != 0) continue;
         check_same_training(test_path("one"), test_path("%s", cases[i].name), cases[i].name);
         // One voice: one summary line on stdout, only rank 0's files in the run.
         const char *done = strstr(cli_stdout(), "train: done");
-        CHECK(done && !strstr(done + 1, "train: done"), "%s: one final line on stdout: %s", cases[i].name, cli_stdout());
+        CHECK(done && !strstr(done + 1, "train: done"), "%s: one final line on stdout: %s", cases[i].name,
+              cli_stdout());
         CHECK(strstr(cli_stdout(), "processes (data parallel)"), "%s: says it runs data parallel", cases[i].name);
     }
     free(data);
@@ -112,10 +113,10 @@ TEST(test_dist_resume_with_another_process_count) {
           "second half on 3: %s", cli_stderr());
     check_same_training(test_path("one"), test_path("moved"), "2 then 3 processes");
     CHECK(run_mpi(3, NULL, "train --data %s --out %s --steps 20 --stop-at 10 --zero " DP_MODEL, data,
-                       test_path("moved-zero")) == 0,
+                  test_path("moved-zero")) == 0,
           "first half on 3 with ZeRO: %s", cli_stderr());
     CHECK(run_mpi(2, NULL, "train --data %s --out %s --resume --zero --quiet --threads 1", data,
-                       test_path("moved-zero")) == 0,
+                  test_path("moved-zero")) == 0,
           "second half on 2 with ZeRO: %s", cli_stderr());
     check_same_training(test_path("one"), test_path("moved-zero"), "3 then 2 processes with ZeRO");
     free(data);
@@ -150,8 +151,8 @@ static bool signal_one_rank(int sig, const char *data, const char *out, const ch
         dup2(1, 2);
         execlp("mpirun", "mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "--mca",
                "btl_vader_single_copy_mechanism", "none", "-np", "2", "./igpt", "train", "--data", data, "--out", out,
-               "--steps", "100000", "--device", "cpu", "--d-model", "32", "--n-layer", "2", "--n-head", "2",
-               "--batch", "6", "--threads", "1", "--quiet", (char *)NULL);
+               "--steps", "100000", "--device", "cpu", "--d-model", "32", "--n-layer", "2", "--n-head", "2", "--batch",
+               "6", "--threads", "1", "--quiet", (char *)NULL);
         _exit(127);
     }
     bool sent = false;
@@ -202,7 +203,8 @@ TEST(test_dist_signal_to_one_rank_stops_all) {
     CHECK(out && strstr(out, "stopped by a signal after step"), "says where it stopped: %s", out ? out : "");
     const char *at = out ? strstr(out, "after step ") : NULL;
     long step = at ? strtol(at + 11, NULL, 10) : 0;
-    CHECK(step > 0 && file_size(test_path("run/checkpoint-%08ld.bin", step)) > 0, "checkpoint of step %ld written", step);
+    CHECK(step > 0 && file_size(test_path("run/checkpoint-%08ld.bin", step)) > 0, "checkpoint of step %ld written",
+          step);
     CHECK(run_mpi(2, NULL, "train --data %s --out %s --resume --steps %ld --quiet --threads 1", data, test_path("run"),
                   step + 2) == 0,
           "the run resumes on 2 processes: %s", cli_stderr());
@@ -217,14 +219,17 @@ TEST(test_dist_signal_to_one_rank_stops_all) {
 // (On a GPU the same path uses NCCL: scripts/gpu_check.sh.)
 TEST(test_dist_cuda_backend_through_the_interpreter) {
     char *data = small_prepared_data();
-#define GPU_DP "--device cuda --precision fp32 --d-model 32 --n-layer 2 --n-head 2 --batch 6 --threads 1 --eval-every 10 --eval-images 8 --quiet"
+#define GPU_DP                                                                                                  \
+    "--device cuda --precision fp32 --d-model 32 --n-layer 2 --n-head 2 --batch 6 --threads 1 --eval-every 10 " \
+    "--eval-images 8 --quiet"
     CHECK(run_igpt_interpret("train --data %s --out %s --steps 20 " GPU_DP, data, test_path("one")) == 0,
           "one process: %s", cli_stderr());
     CHECK(run_mpi(2, "./build/interp/igpt", "train --data %s --out %s --steps 20 " GPU_DP, data, test_path("two")) == 0,
           "2 processes: %s", cli_stderr());
     check_same_training(test_path("one"), test_path("two"), "CUDA backend, 2 processes");
-    CHECK(run_mpi(1, "./build/interp/igpt", "train --data %s --out %s --steps 20 " GPU_DP, data, test_path("mpi1")) == 0,
-          "1 process under mpirun (the collectives path): %s", cli_stderr());
+    CHECK(
+        run_mpi(1, "./build/interp/igpt", "train --data %s --out %s --steps 20 " GPU_DP, data, test_path("mpi1")) == 0,
+        "1 process under mpirun (the collectives path): %s", cli_stderr());
     check_same_training(test_path("one"), test_path("mpi1"), "CUDA backend, mpirun -np 1");
     // ZeRO-1 on the GPU backend (master weights and moments split): 3 processes to step 10, then 2.
     CHECK(run_mpi(3, "./build/interp/igpt", "train --data %s --out %s --steps 20 --stop-at 10 --zero " GPU_DP, data,

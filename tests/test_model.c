@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/cpu_ops.h"
 #include "model/config.h"
+#include "model/cpu_ops.h"
 #include "model/model.h"
 #include "model/params.h"
 #include "test.h"
@@ -230,8 +230,14 @@ TEST(test_op_matmul_backward_finite_differences) {
 }
 
 TEST(test_op_encoder_backward) {
-    ModelConfig cfg = {.vocab_size = 5, .seq_len = 6, .image_height = 2, .image_width = 3, .d_model = 4, .n_layer = 1,
-                       .n_head = 1, .norm = NORM_IGPT};
+    ModelConfig cfg = {.vocab_size = 5,
+                       .seq_len = 6,
+                       .image_height = 2,
+                       .image_width = 3,
+                       .d_model = 4,
+                       .n_layer = 1,
+                       .n_head = 1,
+                       .norm = NORM_IGPT};
     size_t np = param_count(&cfg);
     float *params = xcalloc(np, 4), *grads = xcalloc(np, 4);
     ParamPointers p, g;
@@ -358,8 +364,14 @@ static double model_loss(void *p) {
 TEST(test_model_gradient_finite_differences) {
     for (int kind = 0; kind < 2; kind++) {
         // 9x8 image: T = 72 crosses an attention block boundary.
-        ModelConfig cfg = {.vocab_size = 11, .seq_len = 72, .image_height = 9, .image_width = 8, .d_model = 8,
-                           .n_layer = 2, .n_head = 2, .norm = (NormKind)kind};
+        ModelConfig cfg = {.vocab_size = 11,
+                           .seq_len = 72,
+                           .image_height = 9,
+                           .image_width = 8,
+                           .d_model = 8,
+                           .n_layer = 2,
+                           .n_head = 2,
+                           .norm = (NormKind)kind};
         Model m;
         model_create(&m, &cfg, 2, 2);
         Rng rng;
@@ -378,8 +390,8 @@ TEST(test_model_gradient_finite_differences) {
         TensorInfo *t = xcalloc((size_t)nt, sizeof *t);
         param_tensors(&cfg, t);
         for (int i = 0; i < nt; i++) {
-            double e = fd_relative_error(m.params + t[i].offset, grad + t[i].offset, t[i].count, model_loss, &c, 1e-2f, 40,
-                                         &rng);
+            double e = fd_relative_error(m.params + t[i].offset, grad + t[i].offset, t[i].count, model_loss, &c, 1e-2f,
+                                         40, &rng);
             // Tolerance: fp32 forward, h = 1e-2, relative to the tensor's largest gradient.
             CHECK(e < 2e-2, "%s model: %s gradient relative error %.2e", norm_kind_name(cfg.norm), t[i].name, e);
         }
@@ -390,8 +402,14 @@ TEST(test_model_gradient_finite_differences) {
 }
 
 TEST(test_model_features_are_pooled_norm_outputs) {
-    ModelConfig cfg = {.vocab_size = 7, .seq_len = 6, .image_height = 2, .image_width = 3, .d_model = 8, .n_layer = 2,
-                       .n_head = 2, .norm = NORM_IGPT};
+    ModelConfig cfg = {.vocab_size = 7,
+                       .seq_len = 6,
+                       .image_height = 2,
+                       .image_width = 3,
+                       .d_model = 8,
+                       .n_layer = 2,
+                       .n_head = 2,
+                       .norm = NORM_IGPT};
     Model m;
     model_create(&m, &cfg, 3, 2);
     model_init_params(&cfg, m.params, 5);
@@ -424,8 +442,14 @@ TEST(test_model_param_count_and_layout) {
     CHECK(n == 76571648, "iGPT-S at 32x32 with 512 colors: %zu parameters (paper: 76.6M)", n);
     CHECK(!model_config_named("xxl", &s), "unknown names are refused");
     // Layers are contiguous slices, in order, covering the whole buffer.
-    ModelConfig c = {.vocab_size = 9, .seq_len = 4, .image_height = 2, .image_width = 2, .d_model = 8, .n_layer = 3,
-                     .n_head = 2, .norm = NORM_LAYERNORM};
+    ModelConfig c = {.vocab_size = 9,
+                     .seq_len = 4,
+                     .image_height = 2,
+                     .image_width = 2,
+                     .d_model = 8,
+                     .n_layer = 3,
+                     .n_head = 2,
+                     .norm = NORM_LAYERNORM};
     size_t prev_end = 0, begin, end;
     for (int l = -1; l <= c.n_layer; l++) {
         layer_param_range(&c, l, &begin, &end);

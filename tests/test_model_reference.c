@@ -8,8 +8,8 @@
 #include "model/config.h"
 #include "model/model.h"
 #include "model/params.h"
-#include "train/optim.h"
 #include "test.h"
+#include "train/optim.h"
 
 // max |a - b| / max |b|, b the reference.
 static double relative_max_error(const float *a, const float *b, size_t n) {
@@ -25,11 +25,12 @@ static void check_against_fixture(const char *file) {
     char *path = xasprintf("tests/fixtures/%s", file);
     Fixture fx = {0};
     bool loaded = fixture_load(path, &fx);
-    CHECK(loaded, "%s loads (generate it with tests/reference/igpt_reference.py --write-fixtures tests/fixtures)", path);
+    CHECK(loaded, "%s loads (generate it with tests/reference/igpt_reference.py --write-fixtures tests/fixtures)",
+          path);
     free(path);
     if (!loaded) return;
-    const char *names[] = {"config", "params", "tokens", "logits", "loss", "grads", "features", "train_hparams",
-                           "train_losses", "train_grad_norms", "final_params"};
+    const char *names[] = {"config",   "params",        "tokens",       "logits",           "loss",        "grads",
+                           "features", "train_hparams", "train_losses", "train_grad_norms", "final_params"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!fixture_get(&fx, names[i])) {
             CHECK(false, "%s: array '%s' missing", file, names[i]);
@@ -38,8 +39,14 @@ static void check_against_fixture(const char *file) {
         }
     const int32_t *c = fixture_get(&fx, "config")->data;
     const int V = c[0], T = c[1], B = c[6];
-    ModelConfig cfg = {.vocab_size = V, .seq_len = T, .image_height = 1, .image_width = T, .d_model = c[2],
-                       .n_layer = c[3], .n_head = c[4], .norm = (NormKind)c[5]};
+    ModelConfig cfg = {.vocab_size = V,
+                       .seq_len = T,
+                       .image_height = 1,
+                       .image_width = T,
+                       .d_model = c[2],
+                       .n_layer = c[3],
+                       .n_head = c[4],
+                       .norm = (NormKind)c[5]};
     Model m;
     model_create(&m, &cfg, B, 2);
     const FixtureArray *params = fixture_get(&fx, "params");
@@ -71,7 +78,8 @@ static void check_against_fixture(const char *file) {
     CHECK(fabs(loss - ref_loss) < 1e-5 * fabs(ref_loss), "%s: loss %.8f vs PyTorch %.8f", file, loss, ref_loss);
     float *features = xmalloc((size_t)B * (cfg.n_layer + 1) * cfg.d_model * 4);
     model_features(&m, B, features);
-    double ef = relative_max_error(features, fixture_get(&fx, "features")->data, (size_t)B * (cfg.n_layer + 1) * cfg.d_model);
+    double ef =
+        relative_max_error(features, fixture_get(&fx, "features")->data, (size_t)B * (cfg.n_layer + 1) * cfg.d_model);
     CHECK(ef < 1e-5, "%s: probe features relative error %.2e", file, ef);
 
     // Backward: every gradient.
@@ -88,10 +96,17 @@ static void check_against_fixture(const char *file) {
 
     // Ten AdamW steps on the same batch.
     const double *hp = fixture_get(&fx, "train_hparams")->data;
-    OptimConfig oc = {.lr = hp[0], .warmup_steps = (int64_t)hp[1], .total_steps = (int64_t)hp[2],
-                      .min_lr_frac = hp[3], .beta1 = hp[4], .beta2 = hp[5], .eps = hp[6], .weight_decay = hp[7],
+    OptimConfig oc = {.lr = hp[0],
+                      .warmup_steps = (int64_t)hp[1],
+                      .total_steps = (int64_t)hp[2],
+                      .min_lr_frac = hp[3],
+                      .beta1 = hp[4],
+                      .beta2 = hp[5],
+                      .eps = hp[6],
+                      .weight_decay = hp[7],
                       .grad_clip = hp[8]};
-    const double *ref_losses = fixture_get(&fx, "train_losses")->data, *ref_norms = fixture_get(&fx, "train_grad_norms")->data;
+    const double *ref_losses = fixture_get(&fx, "train_losses")->data,
+                 *ref_norms = fixture_get(&fx, "train_grad_norms")->data;
     float *am = xcalloc(m.num_params, 4), *av = xcalloc(m.num_params, 4);
     for (int s = 0; s < oc.total_steps; s++) {
         model_zero_grads(&m);

@@ -89,8 +89,8 @@ TEST(test_prepare_image_folder_end_to_end) {
     make_image_folder(test_path("images/train"), names, 3, 6, 40);
     make_image_folder(test_path("images/test"), names, 3, 2, 40);
     const char *out = test_path("out");
-    int status = run_igpt("prepare --images %s --out %s --resolution 16 --colors 8 --val 3 --quiet",
-                          test_path("images"), out);
+    int status =
+        run_igpt("prepare --images %s --out %s --resolution 16 --colors 8 --val 3 --quiet", test_path("images"), out);
     CHECK(status == 0, "prepare succeeds: %s", cli_stderr());
     TokenDataset train, val, test;
     dataset_read(test_path("out/train.bin"), &train);
@@ -109,11 +109,14 @@ TEST(test_prepare_same_seed_identical_bytes) {
     prepare_cifar_fixture(30, 10);
     const char *files[] = {"palette.bin", "train.bin", "val.bin", "test.bin", "preview.png"};
     CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 12 --val 10 --seed 9 --threads 1 --quiet",
-                   test_path("cifar"), test_path("one")) == 0, "first run: %s", cli_stderr());
+                   test_path("cifar"), test_path("one")) == 0,
+          "first run: %s", cli_stderr());
     CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 12 --val 10 --seed 9 --threads 2 --quiet",
-                   test_path("cifar"), test_path("two")) == 0, "second run: %s", cli_stderr());
+                   test_path("cifar"), test_path("two")) == 0,
+          "second run: %s", cli_stderr());
     CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 12 --val 10 --seed 10 --threads 2 --quiet",
-                   test_path("cifar"), test_path("other")) == 0, "third run: %s", cli_stderr());
+                   test_path("cifar"), test_path("other")) == 0,
+          "third run: %s", cli_stderr());
     for (int i = 0; i < 5; i++)
         CHECK(files_equal(test_path("one/%s", files[i]), test_path("two/%s", files[i])),
               "%s identical for the same seed (1 vs 2 threads)", files[i]);
@@ -123,12 +126,14 @@ TEST(test_prepare_same_seed_identical_bytes) {
 TEST(test_prepare_reuse_palette_for_test_split) {
     prepare_cifar_fixture(20, 15);
     CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 10 --split train --quiet", test_path("cifar"),
-                   test_path("staged")) == 0, "train only: %s", cli_stderr());
+                   test_path("staged")) == 0,
+          "train only: %s", cli_stderr());
     CHECK(!path_exists(test_path("staged/test.bin")), "--split train writes no test.bin");
     CHECK(path_exists(test_path("staged/preview-train.png")) && path_exists(test_path("staged/prepare-train.json")),
           "preview and summary named after the split");
     CHECK(run_igpt("prepare --cifar10 %s --out %s --split test --palette %s --quiet", test_path("cifar"),
-                   test_path("staged"), test_path("staged/palette.bin")) == 0, "test with saved palette: %s", cli_stderr());
+                   test_path("staged"), test_path("staged/palette.bin")) == 0,
+          "test with saved palette: %s", cli_stderr());
     CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 10 --quiet", test_path("cifar"), test_path("full")) == 0,
           "everything at once: %s", cli_stderr());
     CHECK(path_exists(test_path("staged/prepare-test.json")) && path_exists(test_path("staged/prepare-train.json")),
@@ -136,7 +141,8 @@ TEST(test_prepare_reuse_palette_for_test_split) {
     CHECK(files_equal(test_path("staged/test.bin"), test_path("full/test.bin")),
           "a test split prepared later with the saved palette equals the one prepared with train");
     CHECK(run_igpt("prepare --cifar10 %s --out %s --split test --palette %s --quiet", test_path("cifar"),
-                   test_path("from-split"), test_path("full/train.bin")) == 0, "palette taken from train.bin");
+                   test_path("from-split"), test_path("full/train.bin")) == 0,
+          "palette taken from train.bin");
     CHECK(files_equal(test_path("from-split/test.bin"), test_path("full/test.bin")), "same tokens");
     int status = run_igpt("prepare --cifar10 %s --out %s --split test --quiet", test_path("cifar"), test_path("nopal"));
     expect_failure(status, 1, "needs the train split", test_path("nopal"));
@@ -146,7 +152,8 @@ TEST(test_show_draws_grid_and_palette_swatch) {
     prepare_cifar_fixture(10, 0);
     unlink(test_path("cifar/test_batch.bin"));
     CHECK(run_igpt("prepare --cifar10 %s --out %s --colors 8 --val 0 --no-preview --quiet", test_path("cifar"),
-                   test_path("out")) == 0, "prepare: %s", cli_stderr());
+                   test_path("out")) == 0,
+          "prepare: %s", cli_stderr());
     CHECK(!path_exists(test_path("out/preview.png")) && !path_exists(test_path("out/val.bin")),
           "--no-preview and --val 0 honoured");
     CHECK(run_igpt("show %s --per-class 4 --rows 3 --scale 1", test_path("out/train.bin")) == 0, "show: %s",
@@ -189,7 +196,8 @@ TEST(test_prepare_error_truncated_batch) {
     prepare_cifar_fixture(5, 2);
     truncate_file(test_path("cifar/data_batch_2.bin"), 5 * CIFAR10_RECORD_BYTES - 100);
     int status = run_igpt("prepare --cifar10 %s --out %s --quiet", test_path("cifar"), test_path("out"));
-    expect_failure(status, 1, "data_batch_2.bin has 15265 bytes, which is not a whole number of 3073-byte", test_path("out"));
+    expect_failure(status, 1, "data_batch_2.bin has 15265 bytes, which is not a whole number of 3073-byte",
+                   test_path("out"));
 }
 
 TEST(test_prepare_error_wrong_size_batch) {
@@ -297,12 +305,17 @@ TEST(test_prepare_error_bad_palette_file) {
 TEST(test_prepare_error_bad_values) {
     prepare_cifar_fixture(5, 3);
     const char *cifar = test_path("cifar"), *out = test_path("out");
-    expect_failure(run_igpt("prepare --cifar10 %s --out %s --colors 1", cifar, out), 2, "--colors must be between 2 and 4096", out);
-    expect_failure(run_igpt("prepare --cifar10 %s --out %s --colors 5000", cifar, out), 2, "--colors must be between", out);
-    expect_failure(run_igpt("prepare --cifar10 %s --out %s --colors 12abc", cifar, out), 2, "--colors expects an integer", out);
-    expect_failure(run_igpt("prepare --cifar10 %s --out %s --resolution 1000", cifar, out), 2, "--resolution must be", out);
+    expect_failure(run_igpt("prepare --cifar10 %s --out %s --colors 1", cifar, out), 2,
+                   "--colors must be between 2 and 4096", out);
+    expect_failure(run_igpt("prepare --cifar10 %s --out %s --colors 5000", cifar, out), 2, "--colors must be between",
+                   out);
+    expect_failure(run_igpt("prepare --cifar10 %s --out %s --colors 12abc", cifar, out), 2,
+                   "--colors expects an integer", out);
+    expect_failure(run_igpt("prepare --cifar10 %s --out %s --resolution 1000", cifar, out), 2, "--resolution must be",
+                   out);
     expect_failure(run_igpt("prepare --cifar10 %s --out %s --split validation", cifar, out), 2, "--split must be", out);
-    expect_failure(run_igpt("prepare --cifar10 %s --images %s --out %s", cifar, cifar, out), 2, "exactly one source", out);
+    expect_failure(run_igpt("prepare --cifar10 %s --images %s --out %s", cifar, cifar, out), 2, "exactly one source",
+                   out);
     expect_failure(run_igpt("prepare --out %s", out), 2, "exactly one source", out);
     expect_failure(run_igpt("prepare --cifar10 %s", cifar), 2, "--out DIR is required", NULL);
     expect_failure(run_igpt("prepare --cifar10 %s --out %s extra", cifar, out), 2, "unexpected argument 'extra'", out);

@@ -98,17 +98,24 @@ static char *probe_fixture_run(const char *name, int colors) {
     make_cifar_batches(test_path("cifar"), 8, 4);
     char *data = xstrdup(test_path("data-%d", colors));
     CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --colors %d --val 10 --no-preview --quiet",
-                   test_path("cifar"), data, colors) == 0, "prepare: %s", cli_stderr());
-    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 6 --checkpoint-every 3 --d-model 16 --n-layer 2 --n-head 2 "
-                   "--batch 4 --quiet", data, test_path("%s", name)) == 0, "train: %s", cli_stderr());
+                   test_path("cifar"), data, colors) == 0,
+          "prepare: %s", cli_stderr());
+    CHECK(
+        run_igpt(
+            "train --device cpu --data %s --out %s --steps 6 --checkpoint-every 3 --d-model 16 --n-layer 2 --n-head 2 "
+            "--batch 4 --quiet",
+            data, test_path("%s", name)) == 0,
+        "train: %s", cli_stderr());
     return data;
 }
 
 TEST(test_probe_cli_checkpoint_and_run) {
     char *data = probe_fixture_run("run", 16);
     const char *ckpt = test_path("run/checkpoint-00000006.bin");
-    CHECK(run_igpt("probe --device cpu --data %s --checkpoint %s --l2 0.1,0.01 --quiet", data, ckpt) == 0, "probe: %s", cli_stderr());
-    CHECK(path_exists(test_path("run/probe/probe-00000006.csv")) && path_exists(test_path("run/probe/probe-00000006.json")),
+    CHECK(run_igpt("probe --device cpu --data %s --checkpoint %s --l2 0.1,0.01 --quiet", data, ckpt) == 0, "probe: %s",
+          cli_stderr());
+    CHECK(path_exists(test_path("run/probe/probe-00000006.csv")) &&
+              path_exists(test_path("run/probe/probe-00000006.json")),
           "results written beside the run");
     char *csv = (char *)read_whole_file(test_path("run/probe/probe-00000006.csv"), NULL);
     int rows = 0;
@@ -144,9 +151,10 @@ TEST(test_probe_cli_checkpoint_and_run) {
     features_free(&cached);
 
     // A whole run: step 0 (random init) and step 3 are new, step 6 is skipped.
-    CHECK(run_igpt("probe --device cpu --data %s --run %s --l2 0.1 --quiet", data, test_path("run")) == 0, "probe --run: %s",
-          cli_stderr());
-    CHECK(path_exists(test_path("run/probe/probe-00000000.csv")) && path_exists(test_path("run/probe/probe-00000003.csv")),
+    CHECK(run_igpt("probe --device cpu --data %s --run %s --l2 0.1 --quiet", data, test_path("run")) == 0,
+          "probe --run: %s", cli_stderr());
+    CHECK(path_exists(test_path("run/probe/probe-00000000.csv")) &&
+              path_exists(test_path("run/probe/probe-00000003.csv")),
           "random init and every checkpoint probed");
     CHECK(strstr(cli_stdout(), "step 6") == NULL, "an already probed checkpoint is skipped: %s", cli_stdout());
     char *table = (char *)read_whole_file(test_path("run/probe/probes.csv"), NULL);
@@ -157,7 +165,8 @@ TEST(test_probe_cli_checkpoint_and_run) {
           "rows for steps 0, 3 and 6: %s", table ? table : "");
     free(table);
     CHECK(run_igpt("probe --device cpu --data %s --baseline pixels --l2 1 --quiet", data) == 0 &&
-              path_exists(test_path("data-16/probe/baseline-pixels.csv")), "pixel baseline: %s", cli_stderr());
+              path_exists(test_path("data-16/probe/baseline-pixels.csv")),
+          "pixel baseline: %s", cli_stderr());
     free(data);
 }
 
@@ -165,26 +174,31 @@ TEST(test_probe_cli_bad_input) {
     char *data = probe_fixture_run("run", 16);
     char *data8 = probe_fixture_run("run8", 8);
     // Checkpoint and data with different palettes.
-    int status = run_igpt("probe --device cpu --data %s --checkpoint %s --quiet", data8, test_path("run/checkpoint-00000006.bin"));
-    CHECK(status == 1 && strstr(cli_stderr(), "is a model of 16 colors at 8x8, but"), "color mismatch: %s", cli_stderr());
+    int status = run_igpt("probe --device cpu --data %s --checkpoint %s --quiet", data8,
+                          test_path("run/checkpoint-00000006.bin"));
+    CHECK(status == 1 && strstr(cli_stderr(), "is a model of 16 colors at 8x8, but"), "color mismatch: %s",
+          cli_stderr());
     // Missing evaluation split.
     unlink(test_path("data-16/test.bin"));
-    status = run_igpt("probe --device cpu --data %s --checkpoint %s --eval test --quiet", data, test_path("run/checkpoint-00000006.bin"));
+    status = run_igpt("probe --device cpu --data %s --checkpoint %s --eval test --quiet", data,
+                      test_path("run/checkpoint-00000006.bin"));
     CHECK(status == 1 && strstr(cli_stderr(), "test.bin: no such file"), "missing split: %s", cli_stderr());
     // A feature file of another model in the cache.
-    CHECK(run_igpt("probe --device cpu --data %s --checkpoint %s --l2 0.1 --quiet", data, test_path("run/checkpoint-00000003.bin")) == 0,
+    CHECK(run_igpt("probe --device cpu --data %s --checkpoint %s --l2 0.1 --quiet", data,
+                   test_path("run/checkpoint-00000003.bin")) == 0,
           "probe step 3");
     make_directories(test_path("other/probe"));
     size_t n;
     uint8_t *f = read_whole_file(test_path("run/probe/features-00000003-train.bin"), &n);
     write_whole_file(test_path("other/probe/features-00000006-train.bin"), f, n);
     free(f);
-    status = run_igpt("probe --device cpu --data %s --checkpoint %s --out %s --quiet", data, test_path("run/checkpoint-00000006.bin"),
-                      test_path("other/probe"));
+    status = run_igpt("probe --device cpu --data %s --checkpoint %s --out %s --quiet", data,
+                      test_path("run/checkpoint-00000006.bin"), test_path("other/probe"));
     CHECK(status == 1 && strstr(cli_stderr(), "holds features of another model"), "foreign features: %s", cli_stderr());
     CHECK(run_igpt("probe --device cpu --data %s --quiet", data) == 2, "no model given");
     CHECK(run_igpt("probe --device cpu --data %s --baseline edges", data) == 2, "unknown baseline");
-    CHECK(run_igpt("probe --device cpu --data %s --run %s --quiet", data, test_path("nowhere")) == 1, "missing run folder");
+    CHECK(run_igpt("probe --device cpu --data %s --run %s --quiet", data, test_path("nowhere")) == 1,
+          "missing run folder");
     free(data);
     free(data8);
 }
@@ -223,12 +237,16 @@ TEST(test_probe_json_with_quote_in_path) {
 TEST(test_train_probes_as_it_goes) {
     make_cifar_batches(test_path("cifar"), 8, 4);
     CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --colors 16 --val 10 --no-preview --quiet",
-                   test_path("cifar"), test_path("data")) == 0, "prepare");
-    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 6 --checkpoint-every 100 --probe-every 3 --probe-train-images 20 "
+                   test_path("cifar"), test_path("data")) == 0,
+          "prepare");
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 6 --checkpoint-every 100 --probe-every 3 "
+                   "--probe-train-images 20 "
                    "--d-model 16 --n-layer 1 --n-head 2 --batch 4 --quiet",
-                   test_path("data"), test_path("run")) == 0, "train with --probe-every: %s", cli_stderr());
+                   test_path("data"), test_path("run")) == 0,
+          "train with --probe-every: %s", cli_stderr());
     CHECK(path_exists(test_path("run/checkpoint-00000003.bin")), "a checkpoint is written for each probe");
-    CHECK(path_exists(test_path("run/probe/probe-00000003.json")) && path_exists(test_path("run/probe/probe-00000006.json")),
+    CHECK(path_exists(test_path("run/probe/probe-00000003.json")) &&
+              path_exists(test_path("run/probe/probe-00000006.json")),
           "steps 3 and 6 probed during training");
     char *json = (char *)read_whole_file(test_path("run/probe/probe-00000003.json"), NULL);
     CHECK(json && strstr(json, "\"train_images\": 20"), "with the probe options passed on: %s", json ? json : "");

@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "data/images.h"
-#include "stb/stb_image.h"
 #include "data/synthetic.h"
+#include "stb/stb_image.h"
 #include "test.h"
 
 // Entries of `dir` other than . and .. (-1 if it cannot be opened); counts
@@ -33,14 +33,16 @@ TEST(test_synth_deterministic_and_complete) {
     unsetenv("OMP_NUM_THREADS");
     CHECK(run_igpt("synth --out %s %s --seed 8", test_path("c"), args) == 0, "another seed");
     CHECK(run_igpt("synth --out %s --train-per-class 1 --test-per-class 1", test_path("new/nested/d")) == 0 &&
-              is_directory(test_path("new/nested/d/train/disc")), "missing parent folders are created: %s", cli_stderr());
+              is_directory(test_path("new/nested/d/train/disc")),
+          "missing parent folders are created: %s", cli_stderr());
     int same = 0, differ = 0, sized = 0;
     for (int c = 0; c < SYNTH_CLASSES; c++)
         for (int s = 0; s < 2; s++) {
             const char *split = s ? "test" : "train";
             const int expected = s ? 2 : 5;
             const int found = count_entries(test_path("a/%s/%s", split, synth_class_names[c]), NULL);
-            CHECK(found == expected, "%s/%s holds %d images, expected %d", split, synth_class_names[c], found, expected);
+            CHECK(found == expected, "%s/%s holds %d images, expected %d", split, synth_class_names[c], found,
+                  expected);
             for (int i = 0; i < expected; i++) {
                 char *rel = xasprintf("%s/%s/%04d.png", split, synth_class_names[c], i);
                 same += files_equal(test_path("a/%s", rel), test_path("b/%s", rel));
@@ -54,11 +56,13 @@ TEST(test_synth_deterministic_and_complete) {
     CHECK(differ == 70, "another seed, other images: %d of 70 differ", differ);
     CHECK(sized == 70, "70 RGB images of 12x12 in 10 classes x (5 train + 2 test), found %d", sized);
     CHECK(count_entries(test_path("a"), NULL) == 2 && count_entries(test_path("a/train"), NULL) == 10 &&
-              count_entries(test_path("a/test"), NULL) == 10, "only train/ and test/ with 10 class folders each");
+              count_entries(test_path("a/test"), NULL) == 10,
+          "only train/ and test/ with 10 class folders each");
     CHECK(count_entries(test_dir(), ".tmp.") == 0 && count_entries(test_path("new/nested"), ".tmp.") == 0,
           "no temporary folder left behind");
-    CHECK(run_igpt("synth --help") == 0 && strstr(cli_stdout(), "--train-per-class") && strstr(cli_stdout(), "h-stripes"),
-          "help lists the options and classes");
+    CHECK(
+        run_igpt("synth --help") == 0 && strstr(cli_stdout(), "--train-per-class") && strstr(cli_stdout(), "h-stripes"),
+        "help lists the options and classes");
 }
 
 // Nearest class mean on raw RGB pixels. A shape's position, scale, rotation
@@ -115,10 +119,12 @@ TEST(test_synth_output_accepted_by_prepare) {
     CHECK(run_igpt("prepare --images %s --out %s --colors 16 --quiet", test_path("s"), test_path("p")) == 0,
           "prepare accepts the synth folder: %s", cli_stderr());
     CHECK(file_size(test_path("p/train.bin")) > 0 && file_size(test_path("p/val.bin")) > 0 &&
-              file_size(test_path("p/test.bin")) > 0, "train.bin, val.bin and test.bin written");
+              file_size(test_path("p/test.bin")) > 0,
+          "train.bin, val.bin and test.bin written");
     char *json = (char *)read_whole_file(test_path("p/prepare.json"), NULL);
     CHECK(json && strstr(json, "\"resolution\": 32") && strstr(json, "\"checker\"") && strstr(json, "\"v-stripes\"") &&
-              strstr(json, "\"images\": 40"), "prepare.json: 10 classes, 40 test images: %s", json ? json : "(none)");
+              strstr(json, "\"images\": 40"),
+          "prepare.json: 10 classes, 40 test images: %s", json ? json : "(none)");
     free(json);
 }
 
@@ -128,7 +134,8 @@ TEST(test_synth_bad_input) {
     uint8_t *before = read_whole_file(test_path("s/train/ring/0001.png"), &n);
     CHECK(before != NULL, "synth wrote train/ring/0001.png");
     CHECK(run_igpt("synth --out %s --seed 5 --train-per-class 2 --test-per-class 1", test_path("s")) == 1 &&
-              strstr(cli_stderr(), "already exists; pass --force"), "existing output refused: %s", cli_stderr());
+              strstr(cli_stderr(), "already exists; pass --force"),
+          "existing output refused: %s", cli_stderr());
     size_t m = 0;
     uint8_t *same = read_whole_file(test_path("s/train/ring/0001.png"), &m);
     CHECK(before && same && m == n && memcmp(same, before, n) == 0 &&
@@ -139,13 +146,15 @@ TEST(test_synth_bad_input) {
           "--force replaces an earlier synth output: %s", cli_stderr());
     uint8_t *after = read_whole_file(test_path("s/train/ring/0001.png"), &m);
     CHECK(before && after && (m != n || memcmp(after, before, n) != 0) &&
-              count_entries(test_path("s/train/ring"), NULL) == 3, "with the new seed's images");
+              count_entries(test_path("s/train/ring"), NULL) == 3,
+          "with the new seed's images");
     free(before);
     free(after);
 
     // --force never removes anything that is not a synth output.
     make_directories(test_path("mine/photos"));
-    CHECK(run_igpt("synth --out %s --force", test_path("mine")) == 1 && strstr(cli_stderr(), "not an earlier synth output"),
+    CHECK(run_igpt("synth --out %s --force", test_path("mine")) == 1 &&
+              strstr(cli_stderr(), "not an earlier synth output"),
           "--force refuses other folders: %s", cli_stderr());
     CHECK(is_directory(test_path("mine/photos")), "the folder survives");
     write_whole_file(test_path("s/notes.txt"), "keep me", 7);
@@ -160,8 +169,9 @@ TEST(test_synth_bad_input) {
           "nor a file");
 
     // Usage errors: exit 2, nothing written.
-    CHECK(run_igpt("synth --out %s --colour red", test_path("x")) == 2 && strstr(cli_stderr(), "unknown option --colour"),
-          "unknown flag: %s", cli_stderr());
+    CHECK(
+        run_igpt("synth --out %s --colour red", test_path("x")) == 2 && strstr(cli_stderr(), "unknown option --colour"),
+        "unknown flag: %s", cli_stderr());
     CHECK(run_igpt("synth --train-per-class 3") == 2 && strstr(cli_stderr(), "--out DIR is required"), "--out missing");
     CHECK(run_igpt("synth --out %s --size 4", test_path("x")) == 2, "size below 8");
     CHECK(run_igpt("synth --out %s --size 257", test_path("x")) == 2, "size above 256");

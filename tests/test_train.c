@@ -56,7 +56,8 @@ TEST(test_tiny_overfits_a_few_images) {
         loss = model_forward(&m, tokens, 4);
         if (s == 0) first = loss;
         model_backward(&m, tokens, 4, 1.0f / 64);
-        adamw_update(&oc, &cfg, s, m.params, m.grads, am, av, clip_factor(&oc, global_norm(m.grads, m.num_params, 2)), 2);
+        adamw_update(&oc, &cfg, s, m.params, m.grads, am, av, clip_factor(&oc, global_norm(m.grads, m.num_params, 2)),
+                     2);
     }
     double floor = log(4.0) / 16;
     CHECK(fabs(first - log(16.0)) < 0.05, "starts at log(16) = 2.77 (zero head), got %.4f", first);
@@ -82,20 +83,26 @@ char *small_prepared_data(void) {
 TEST(test_train_resume_is_bitwise) {
     char *data = small_prepared_data();
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 --micro-batch 2 --eval-images 4 " TINY, data,
-                   test_path("straight")) == 0, "straight run: %s", cli_stderr());
-    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 --micro-batch 2 --eval-images 4 --stop-at 5 " TINY, data,
-                   test_path("resumed")) == 0, "first half: %s", cli_stderr());
+                   test_path("straight")) == 0,
+          "straight run: %s", cli_stderr());
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 --micro-batch 2 --eval-images 4 --stop-at 5 " TINY,
+                   data, test_path("resumed")) == 0,
+          "first half: %s", cli_stderr());
     CHECK(strstr(cli_stdout(), "stopped (--stop-at) after step 5"), "says where it stopped: %s", cli_stdout());
     CHECK(!path_exists(test_path("resumed/checkpoint-00000012.bin")), "stopped early");
-    CHECK(run_igpt("train --device cpu --data %s --out %s --resume", data, test_path("resumed")) == 0, "resume: %s", cli_stderr());
+    CHECK(run_igpt("train --device cpu --data %s --out %s --resume", data, test_path("resumed")) == 0, "resume: %s",
+          cli_stderr());
     CHECK(files_equal(test_path("straight/checkpoint-00000012.bin"), test_path("resumed/checkpoint-00000012.bin")),
           "5 steps + resume + 7 steps is bitwise the 12-step run (parameters, Adam state, data position)");
-    CHECK(run_igpt("info %s", test_path("resumed/checkpoint-00000012.bin")) == 0 &&
-              strstr(cli_stdout(), "step 12 of 12"), "info reads the checkpoint: %s", cli_stdout());
+    CHECK(
+        run_igpt("info %s", test_path("resumed/checkpoint-00000012.bin")) == 0 && strstr(cli_stdout(), "step 12 of 12"),
+        "info reads the checkpoint: %s", cli_stdout());
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 " TINY, data, test_path("resumed")) == 1 &&
-              strstr(cli_stderr(), "already holds a run"), "a new run does not overwrite an old one: %s", cli_stderr());
+              strstr(cli_stderr(), "already holds a run"),
+          "a new run does not overwrite an old one: %s", cli_stderr());
     CHECK(run_igpt("train --device cpu --data %s --out %s --resume --lr 0.1", data, test_path("resumed")) == 1 &&
-              strstr(cli_stderr(), "a resumed run keeps its settings"), "resume refuses changed settings");
+              strstr(cli_stderr(), "a resumed run keeps its settings"),
+          "resume refuses changed settings");
     size_t n;
     char *log = (char *)read_whole_file(test_path("resumed/log.jsonl"), &n);
     int train_lines = 0;
@@ -107,8 +114,8 @@ TEST(test_train_resume_is_bitwise) {
 
 TEST(test_train_checkpoint_corruption_is_refused) {
     char *data = small_prepared_data();
-    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 4 --stop-at 2 " TINY, data, test_path("run")) == 0, "train: %s",
-          cli_stderr());
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 4 --stop-at 2 " TINY, data, test_path("run")) == 0,
+          "train: %s", cli_stderr());
     const char *ckpt = test_path("run/checkpoint-00000002.bin");
     size_t n;
     uint8_t *good = read_whole_file(ckpt, &n);
@@ -145,19 +152,22 @@ TEST(test_train_checkpoint_corruption_is_refused) {
     // Other data: same shape, other images.
     make_cifar_batches(test_path("cifar2"), 9, 4);
     CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --colors 16 --val 8 --no-preview --quiet",
-                   test_path("cifar2"), test_path("data2")) == 0, "second dataset");
+                   test_path("cifar2"), test_path("data2")) == 0,
+          "second dataset");
     status = run_igpt("train --device cpu --data %s --out %s --resume", test_path("data2"), test_path("run"));
     CHECK(status == 1 && strstr(cli_stderr(), "trained on other data"), "other data is refused: %s", cli_stderr());
-    CHECK(run_igpt("train --device cpu --data %s --out %s --resume", data, test_path("run")) == 0, "the intact checkpoint resumes");
+    CHECK(run_igpt("train --device cpu --data %s --out %s --resume", data, test_path("run")) == 0,
+          "the intact checkpoint resumes");
     free(good);
     free(data);
 }
 
 TEST(test_train_divergence_stops_and_keeps_last_checkpoint) {
     char *data = small_prepared_data();
-    int status = run_igpt("train --device cpu --data %s --out %s --steps 50 --lr 1e30 --warmup 1 --grad-clip 0 --checkpoint-every 1 "
-                          "--eval-images 0 " TINY,
-                          data, test_path("run"));
+    int status = run_igpt(
+        "train --device cpu --data %s --out %s --steps 50 --lr 1e30 --warmup 1 --grad-clip 0 --checkpoint-every 1 "
+        "--eval-images 0 " TINY,
+        data, test_path("run"));
     CHECK(status == 1 && strstr(cli_stderr(), "training diverged at step"), "stops with a message: %s", cli_stderr());
     char *latest = checkpoint_latest(test_path("run"));
     CHECK(latest != NULL && strstr(cli_stderr(), strrchr(latest, '/') + 1), "names the last good checkpoint %s: %s",
@@ -181,9 +191,9 @@ TEST(test_train_sigint_checkpoints_and_exits) {
     if (pid == 0) {
         if (!freopen(stdout_path, "w", stdout)) _exit(99);
         if (!freopen("/dev/null", "w", stderr)) _exit(99);
-        execl("./igpt", "./igpt", "train", "--device", "cpu", "--data", data, "--out", out, "--steps", "1000000", "--d-model", "16",
-              "--n-layer", "1", "--n-head", "2", "--batch", "4", "--checkpoint-every", "1000000", "--eval-images",
-              "0", "--quiet", (char *)NULL);
+        execl("./igpt", "./igpt", "train", "--device", "cpu", "--data", data, "--out", out, "--steps", "1000000",
+              "--d-model", "16", "--n-layer", "1", "--n-head", "2", "--batch", "4", "--checkpoint-every", "1000000",
+              "--eval-images", "0", "--quiet", (char *)NULL);
         _exit(98);
     }
     // Wait until a few steps are logged (at most ~20 s), then interrupt.
@@ -217,31 +227,40 @@ TEST(test_train_sigint_checkpoints_and_exits) {
 TEST(test_train_bad_input) {
     char *data = small_prepared_data();
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --bogus", data, test_path("r")) == 2 &&
-              strstr(cli_stderr(), "unknown option --bogus"), "unknown flag");
-    CHECK(run_igpt("train --device cpu --data %s --out %s", data, test_path("r")) == 2 && strstr(cli_stderr(), "--steps N or --epochs"),
+              strstr(cli_stderr(), "unknown option --bogus"),
+          "unknown flag");
+    CHECK(run_igpt("train --device cpu --data %s --out %s", data, test_path("r")) == 2 &&
+              strstr(cli_stderr(), "--steps N or --epochs"),
           "needs a length");
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --config huge", data, test_path("r")) == 2 &&
-              strstr(cli_stderr(), "unknown --config 'huge'"), "unknown config: %s", cli_stderr());
-    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --d-model 10 --n-head 4", data, test_path("r")) == 1 &&
-              strstr(cli_stderr(), "not divisible by n_head"), "bad head count: %s", cli_stderr());
-    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --batch 6 --micro-batch 4", data, test_path("r")) == 2,
+              strstr(cli_stderr(), "unknown --config 'huge'"),
+          "unknown config: %s", cli_stderr());
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --d-model 10 --n-head 4", data, test_path("r")) ==
+                  1 &&
+              strstr(cli_stderr(), "not divisible by n_head"),
+          "bad head count: %s", cli_stderr());
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --batch 6 --micro-batch 4", data, test_path("r")) ==
+              2,
           "batch not a multiple of the micro-batch");
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2", test_path("nowhere"), test_path("r")) == 1 &&
-              strstr(cli_stderr(), "no such folder"), "missing data folder");
+              strstr(cli_stderr(), "no such folder"),
+          "missing data folder");
     CHECK(run_igpt("train --device cpu --data %s --out %s --resume", data, test_path("r")) == 1 &&
-              strstr(cli_stderr(), "holds no checkpoint"), "nothing to resume: %s", cli_stderr());
-    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --device tpu", data, test_path("r")) == 2, "unknown device");
+              strstr(cli_stderr(), "holds no checkpoint"),
+          "nothing to resume: %s", cli_stderr());
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --device tpu", data, test_path("r")) == 2,
+          "unknown device");
     CHECK(!path_exists(test_path("r/run.json")), "failed starts leave no run behind");
     free(data);
 }
 
 TEST(test_train_help_and_version) {
     CHECK(run_igpt("train -h") == 0, "train -h exits 0: %s", cli_stderr());
-    CHECK(strstr(cli_stdout(), "usage: ./igpt train --data DIR --out RUN_DIR"), "-h prints the usage: %s", cli_stdout());
+    CHECK(strstr(cli_stdout(), "usage: ./igpt train --data DIR --out RUN_DIR"), "-h prints the usage: %s",
+          cli_stdout());
     CHECK(strstr(cli_stdout(), "--checkpoint-every N") && strstr(cli_stdout(), "--zero"), "and every option");
     CHECK(!strstr(cli_stdout(), "%%"), "the help has no printf escapes left in it: %s", cli_stdout());
-    CHECK(run_igpt("train --version") == 0 && !strncmp(cli_stdout(), "igpt ", 5), "train --version: %s",
-          cli_stdout());
+    CHECK(run_igpt("train --version") == 0 && !strncmp(cli_stdout(), "igpt ", 5), "train --version: %s", cli_stdout());
 }
 
 // run.json is written with the JSON writer: valid JSON whatever the paths
@@ -251,8 +270,9 @@ TEST(test_train_run_json_records_the_run) {
     char *data = small_prepared_data();
     char *odd = xstrdup(test_path("my \"data\""));
     CHECK(rename(data, odd) == 0, "rename %s", data);
-    CHECK(run_igpt("train --device cpu --data '%s' --out %s --steps 2 --eval-images 4 " TINY, odd, test_path("run")) == 0,
-          "train: %s", cli_stderr());
+    CHECK(
+        run_igpt("train --device cpu --data '%s' --out %s --steps 2 --eval-images 4 " TINY, odd, test_path("run")) == 0,
+        "train: %s", cli_stderr());
     cJSON *run = json_read_file(test_path("run/run.json"));
     CHECK(run != NULL, "run.json is valid JSON");
     const cJSON *data_dir = cJSON_GetObjectItemCaseSensitive(run, "data");
@@ -308,9 +328,10 @@ TEST(test_train_moves_between_cpu_and_cuda) {
 #define GPU_MODEL "--d-model 32 --n-layer 1 --n-head 2 --batch 4 --eval-images 8 --eval-every 4 --quiet"
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 " GPU_MODEL, data, test_path("cpu")) == 0,
           "CPU run: %s", cli_stderr());
-    CHECK(run_igpt_interpret("train --device cuda --precision fp32 --data %s --out %s --steps 12 --stop-at 4 " GPU_MODEL,
-                             data, test_path("mixed")) == 0,
-          "GPU part: %s", cli_stderr());
+    CHECK(
+        run_igpt_interpret("train --device cuda --precision fp32 --data %s --out %s --steps 12 --stop-at 4 " GPU_MODEL,
+                           data, test_path("mixed")) == 0,
+        "GPU part: %s", cli_stderr());
     CHECK(run_igpt("train --device cpu --data %s --out %s --resume --stop-at 8", data, test_path("mixed")) == 0,
           "resumed on the CPU: %s", cli_stderr());
     CHECK(run_igpt_interpret("train --device cuda --precision fp32 --data %s --out %s --resume --quiet", data,

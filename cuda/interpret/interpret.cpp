@@ -7,7 +7,6 @@
 #include <sys/mman.h>
 
 #include <boost/context/fiber.hpp>
-
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -25,8 +24,8 @@ enum FiberState { RUNNABLE, AT_BARRIER, AT_WARP, DONE };
 namespace bctx = boost::context;
 
 struct Fiber {
-    bctx::fiber self;        // the suspended thread, resumed by the scheduler
-    bctx::fiber scheduler;   // where the thread returns to when it waits
+    bctx::fiber self;       // the suspended thread, resumed by the scheduler
+    bctx::fiber scheduler;  // where the thread returns to when it waits
     FiberState state;
     CallSite site;  // where it waits
     WarpOp op;
@@ -52,7 +51,7 @@ Order scheduler_order = ORDER_FORWARD;
 uint64_t scheduler_seed = 1;
 
 const char *op_name(WarpOp op) {
-    static const char *const names[] = {"__syncwarp",    "__shfl_sync",   "__shfl_xor_sync", "__shfl_down_sync",
+    static const char *const names[] = {"__syncwarp",     "__shfl_sync",   "__shfl_xor_sync", "__shfl_down_sync",
                                         "__shfl_up_sync", "__ballot_sync", "__any_sync",      "__all_sync"};
     return names[op];
 }
@@ -154,8 +153,9 @@ bool release_warps(Block *b) {
             bool ready = true;
             for (int j = 0; j < 32 && ready; j++) {
                 if (!(f.mask >> j & 1u)) continue;
-                if (j >= lanes) fail("%s at %s:%d names lane %d, but the block's last warp has %d threads", op_name(f.op),
-                                     f.site.file, f.site.line, j, lanes);
+                if (j >= lanes)
+                    fail("%s at %s:%d names lane %d, but the block's last warp has %d threads", op_name(f.op),
+                         f.site.file, f.site.line, j, lanes);
                 const Fiber &g = b->fibers[(size_t)(base + j)];
                 ready = g.state == AT_WARP && g.op == f.op && g.mask == f.mask && same_site(g.site, f.site);
             }
@@ -175,7 +175,10 @@ bool release_warps(Block *b) {
                 int src = j;
                 switch (g.op) {
                 case SHFL_IDX: src = (j & ~(width - 1)) + (g.arg & (width - 1)); break;
-                case SHFL_XOR: src = j ^ g.arg; if (src / width > j / width) src = j; break;
+                case SHFL_XOR:
+                    src = j ^ g.arg;
+                    if (src / width > j / width) src = j;
+                    break;
                 case SHFL_DOWN: src = (j % width) + g.arg < width ? j + g.arg : j; break;
                 case SHFL_UP: src = (j % width) - g.arg >= 0 ? j - g.arg : j; break;
                 default: break;
@@ -217,8 +220,9 @@ bool release_warps(Block *b) {
     }
     bool barrier = false;
     for (const Fiber &g : b->fibers) barrier |= g.state == AT_BARRIER;
-    fail("%s: thread (0,0,0) %s%s", barrier ? "divergent __syncthreads (not every thread of the block reaches it)"
-                                            : "mismatched warp collective (a lane of its mask never joins it)",
+    fail("%s: thread (0,0,0) %s%s",
+         barrier ? "divergent __syncthreads (not every thread of the block reaches it)"
+                 : "mismatched warp collective (a lane of its mask never joins it)",
          first, detail.c_str());
 }
 
@@ -226,15 +230,14 @@ void init_fiber(Block *b, size_t index, char *stack) {
     bctx::stack_context sctx;
     sctx.size = stack_bytes;
     sctx.sp = stack + stack_bytes;  // stacks grow down from the top
-    b->fibers[index].self =
-        bctx::fiber(std::allocator_arg, bctx::preallocated(sctx.sp, sctx.size, sctx), NoStackAllocator(),
-                    [b, index](bctx::fiber &&scheduler) {
-                        Fiber &f = b->fibers[index];
-                        f.scheduler = std::move(scheduler);
-                        (*b->body)();
-                        f.state = DONE;
-                        return std::move(f.scheduler);
-                    });
+    b->fibers[index].self = bctx::fiber(std::allocator_arg, bctx::preallocated(sctx.sp, sctx.size, sctx),
+                                        NoStackAllocator(), [b, index](bctx::fiber &&scheduler) {
+                                            Fiber &f = b->fibers[index];
+                                            f.scheduler = std::move(scheduler);
+                                            (*b->body)();
+                                            f.state = DONE;
+                                            return std::move(f.scheduler);
+                                        });
 }
 
 void run_block(Block *b, int threads, uint64_t *rng) {
@@ -307,14 +310,16 @@ void run_grid(const char *name, CallSite site, dim3 grid, dim3 block, size_t sha
     const unsigned long long blocks = (unsigned long long)grid.x * grid.y * grid.z;
     if (threads == 0 || threads > 1024 || block.z > 64 || blocks == 0 || grid.y > 65535 || grid.z > 65535 ||
         grid.x > 2147483647u) {
-        fprintf(stderr, "interpret: kernel %s launched at %s:%d with grid (%u,%u,%u) and block (%u,%u,%u): invalid "
-                        "launch configuration\n",
+        fprintf(stderr,
+                "interpret: kernel %s launched at %s:%d with grid (%u,%u,%u) and block (%u,%u,%u): invalid "
+                "launch configuration\n",
                 name, site.file, site.line, grid.x, grid.y, grid.z, block.x, block.y, block.z);
         abort();
     }
     if (shared_bytes > 227 * 1024) {
-        fprintf(stderr, "interpret: kernel %s launched at %s:%d asks for %zu bytes of dynamic shared memory (the "
-                        "limit is 227 KiB)\n",
+        fprintf(stderr,
+                "interpret: kernel %s launched at %s:%d asks for %zu bytes of dynamic shared memory (the "
+                "limit is 227 KiB)\n",
                 name, site.file, site.line, shared_bytes);
         abort();
     }
@@ -357,7 +362,6 @@ void interp_set_order(interp::Order order, uint64_t seed) {
     interp::scheduler_order = order;
     interp::scheduler_seed = seed;
 }
-
 
 // --- Runtime API -------------------------------------------------------------------
 

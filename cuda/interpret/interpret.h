@@ -105,15 +105,14 @@ void interp_set_order(interp::Order order, uint64_t seed);
 #define __syncthreads() ::interp::syncthreads(IGPT_INTERP_SITE)
 #define __syncwarp(...) \
     ((void)::interp::warp_collective(IGPT_INTERP_SITE, ::interp::WARP_SYNC, IGPT_INTERP_MASK(__VA_ARGS__), 0, 0, 32))
-#define IGPT_INTERP_MASK(...) (0xffffffffu __VA_OPT__(* 0 + (__VA_ARGS__)))
+#define IGPT_INTERP_MASK(...) (0xffffffffu __VA_OPT__(*0 + (__VA_ARGS__)))
 #define IGPT_INTERP_SHFL(op, mask, value, arg, ...) \
     ::interp::shuffle(IGPT_INTERP_SITE, op, mask, value, arg, IGPT_INTERP_WIDTH(__VA_ARGS__))
-#define IGPT_INTERP_WIDTH(...) (32 __VA_OPT__(* 0 + (__VA_ARGS__)))
+#define IGPT_INTERP_WIDTH(...) (32 __VA_OPT__(*0 + (__VA_ARGS__)))
 #define __shfl_sync(mask, value, lane, ...) IGPT_INTERP_SHFL(::interp::SHFL_IDX, mask, value, lane, __VA_ARGS__)
 #define __shfl_xor_sync(mask, value, lane_mask, ...) \
     IGPT_INTERP_SHFL(::interp::SHFL_XOR, mask, value, lane_mask, __VA_ARGS__)
-#define __shfl_down_sync(mask, value, delta, ...) \
-    IGPT_INTERP_SHFL(::interp::SHFL_DOWN, mask, value, delta, __VA_ARGS__)
+#define __shfl_down_sync(mask, value, delta, ...) IGPT_INTERP_SHFL(::interp::SHFL_DOWN, mask, value, delta, __VA_ARGS__)
 #define __shfl_up_sync(mask, value, delta, ...) IGPT_INTERP_SHFL(::interp::SHFL_UP, mask, value, delta, __VA_ARGS__)
 #define __ballot_sync(mask, pred) \
     ((unsigned)::interp::warp_collective(IGPT_INTERP_SITE, ::interp::BALLOT, mask, (pred) ? 1 : 0, 0, 32))
@@ -147,7 +146,8 @@ inline unsigned long long atomicAdd(unsigned long long *address, unsigned long l
 }
 inline int atomicMax(int *address, int value) {
     int old = __atomic_load_n(address, __ATOMIC_RELAXED);
-    while (old < value && !__atomic_compare_exchange_n(address, &old, value, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    while (old < value &&
+           !__atomic_compare_exchange_n(address, &old, value, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
     return old;
 }

@@ -23,8 +23,7 @@ void usage_error(const char *command, const char *fmt, ...) {
 
 // --- Values ---------------------------------------------------------------------------
 
-static long long parse_integer(const char *command, const char *option, const char *text, long long lo,
-                               long long hi) {
+static long long parse_integer(const char *command, const char *option, const char *text, long long lo, long long hi) {
     char *end = NULL;
     errno = 0;
     const long long v = strtoll(text, &end, 10);
@@ -202,8 +201,8 @@ void cli_parse(const Command *cmd, int argc, char **argv, void *settings, Parsed
     for (int k = 0; k < n; k++) {
         size_t offset;
         const Option *o = option_at(cmd, k, &offset);
-        long_options[k] = (struct option){o->name, o->kind == OPT_FLAG ? no_argument : required_argument, NULL,
-                                          OPTION_ID_BASE + k};
+        long_options[k] =
+            (struct option){o->name, o->kind == OPT_FLAG ? no_argument : required_argument, NULL, OPTION_ID_BASE + k};
     }
     long_options[n] = (struct option){"help", no_argument, NULL, HELP_ID};
     long_options[n + 1] = (struct option){"version", no_argument, NULL, VERSION_ID};

@@ -70,9 +70,9 @@ typedef struct {
 } OptionGroup;
 
 typedef struct {
-    const char *name;      // "train"
-    const char *usage;     // after "usage: ./igpt <name> "
-    const char *about;     // paragraphs after the usage line
+    const char *name;   // "train"
+    const char *usage;  // after "usage: ./igpt <name> "
+    const char *about;  // paragraphs after the usage line
     const OptionGroup *groups;
     int num_groups;
     const char *epilogue;  // printed after the options (NULL: none)
@@ -118,17 +118,18 @@ typedef struct {
 // them with its default device and puts them in a group of its table:
 //   static const Option device_options[] = DEVICE_OPTIONS("auto");
 //   {"device", device_options, COUNT_OF(device_options), SETTING(TrainArgs, device)}
+// clang-format off
 #define DEVICE_OPTIONS(default_device)                                                                              \
     {                                                                                                               \
         {"device", OPT_CHOICE, SETTING(DeviceSettings, device), "NAME",                                             \
-         "cuda (a GPU: bf16 with fp32 master weights), cpu (the fp32 reference), or auto\n"                        \
-         "(cuda when a GPU is usable)",                                                                             \
-         default_device, .choices = "auto|cpu|cuda"},                                                               \
-            {"precision", OPT_CHOICE, SETTING(DeviceSettings, precision), "P",                                      \
-             "on the GPU: bf16, or fp32 for debugging", "bf16", .choices = "bf16|fp32"},                            \
-            {"threads", OPT_INT, SETTING(DeviceSettings, threads), "N", "CPU worker threads (default: all cores)", \
-             NULL, .lo = 1, .hi = 4096},                                                                            \
+         "cuda (a GPU: bf16 with fp32 master weights), cpu (the fp32 reference), or auto\n"                         \
+         "(cuda when a GPU is usable)", default_device, .choices = "auto|cpu|cuda"},                                \
+        {"precision", OPT_CHOICE, SETTING(DeviceSettings, precision), "P", "on the GPU: bf16, or fp32 for debugging", \
+         "bf16", .choices = "bf16|fp32"},                                                                           \
+        {"threads", OPT_INT, SETTING(DeviceSettings, threads), "N", "CPU worker threads (default: all cores)", NULL,  \
+         .lo = 1, .hi = 4096},                                                                                      \
     }
+// clang-format on
 // Sets the CPU thread count and picks the device (dying with the reason when
 // --device cuda has no GPU): what backend_create needs, recompute and zero off.
 BackendOptions backend_options_from(const DeviceSettings *d);

@@ -107,10 +107,8 @@ int cmd_probe(int argc, char **argv) {
     } else {
         s.backend = backend_options_from(&a.device);
         s.protocol.threads = s.backend.threads;
-        if (a.checkpoint)
-            probe_checkpoint(&s, a.checkpoint);
-        else
-            probe_run(&s, a.run_dir);
+        if (a.checkpoint) probe_checkpoint(&s, a.checkpoint);
+        else probe_run(&s, a.run_dir);
     }
     free(out_dir);
     parsed_args_free(&parsed);

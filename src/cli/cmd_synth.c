@@ -14,8 +14,8 @@ typedef struct {
 
 static const Option synth_options[] = {
     {"out", OPT_TEXT, SETTING(SynthArgs, out), "DIR", "output folder; must not exist (see --force)"},
-    {"train-per-class", OPT_INT, SETTING(SynthArgs, train_per_class), "N", "training images per class", "500",
-     .lo = 1, .hi = 1000000},
+    {"train-per-class", OPT_INT, SETTING(SynthArgs, train_per_class), "N", "training images per class", "500", .lo = 1,
+     .hi = 1000000},
     {"test-per-class", OPT_INT, SETTING(SynthArgs, test_per_class), "N", "test images per class", "100", .lo = 1,
      .hi = 1000000},
     {"size", OPT_INT, SETTING(SynthArgs, size), "N", "image side in pixels, 8..256", "16", .lo = 8, .hi = 256},
@@ -28,15 +28,16 @@ static const OptionGroup synth_groups[] = {{"options", synth_options, COUNT_OF(s
 static const Command synth_command = {
     .name = "synth",
     .usage = "--out DIR [options]",
-    .about = "Writes the built-in 10-class synthetic image set, so that the demo and tests\n"
-             "need no dataset and no network:\n"
-             "  DIR/train/<class>/NNNN.png   --train-per-class images per class\n"
-             "  DIR/test/<class>/NNNN.png    --test-per-class images per class\n"
-             "ready for ./igpt prepare --images DIR. Classes (shapes, textures, colors):\n"
-             "disc, square, triangle, ring, cross, h-stripes, v-stripes, checker, dots,\n"
-             "gradient. Each image has a random position, scale, rotation or phase, colors\n"
-             "(the foreground hue leans to the class) and a little pixel noise. The same\n"
-             "seed gives byte-identical files; a failed run leaves nothing behind.\n",
+    .about =
+        "Writes the built-in 10-class synthetic image set, so that the demo and tests\n"
+        "need no dataset and no network:\n"
+        "  DIR/train/<class>/NNNN.png   --train-per-class images per class\n"
+        "  DIR/test/<class>/NNNN.png    --test-per-class images per class\n"
+        "ready for ./igpt prepare --images DIR. Classes (shapes, textures, colors):\n"
+        "disc, square, triangle, ring, cross, h-stripes, v-stripes, checker, dots,\n"
+        "gradient. Each image has a random position, scale, rotation or phase, colors\n"
+        "(the foreground hue leans to the class) and a little pixel noise. The same\n"
+        "seed gives byte-identical files; a failed run leaves nothing behind.\n",
     .groups = synth_groups,
     .num_groups = COUNT_OF(synth_groups),
 };

@@ -28,8 +28,8 @@ enum {
 void palette_from_file(const char *path, Palette *pal) {
     FILE *f = xfopen(path, "rb");
     char magic[8] = {0};
-    const bool is_dataset = fread(magic, 1, sizeof magic, f) == sizeof magic &&
-                            memcmp(magic, IGPT_DATASET_MAGIC, sizeof magic) == 0;
+    const bool is_dataset =
+        fread(magic, 1, sizeof magic, f) == sizeof magic && memcmp(magic, IGPT_DATASET_MAGIC, sizeof magic) == 0;
     fclose(f);
     if (!is_dataset) {
         palette_load(path, pal);
@@ -128,11 +128,15 @@ void dataset_read(const char *path, TokenDataset *ds) {
     if (crc32_update(0, header, header_bytes) != stored_header_crc) die("%s: header is corrupt (CRC mismatch)", path);
 
     ds->count = (int64_t)get_u64(header + OFF_COUNT);
-    ds->height = (int)checked_field(path, "height", get_u32(header + OFF_HEIGHT), IGPT_MIN_RESOLUTION, IGPT_MAX_RESOLUTION);
-    ds->width = (int)checked_field(path, "width", get_u32(header + OFF_WIDTH), IGPT_MIN_RESOLUTION, IGPT_MAX_RESOLUTION);
-    int colors = (int)checked_field(path, "color count", get_u32(header + OFF_COLORS), IGPT_MIN_COLORS, IGPT_MAX_COLORS);
+    ds->height =
+        (int)checked_field(path, "height", get_u32(header + OFF_HEIGHT), IGPT_MIN_RESOLUTION, IGPT_MAX_RESOLUTION);
+    ds->width =
+        (int)checked_field(path, "width", get_u32(header + OFF_WIDTH), IGPT_MIN_RESOLUTION, IGPT_MAX_RESOLUTION);
+    int colors =
+        (int)checked_field(path, "color count", get_u32(header + OFF_COLORS), IGPT_MIN_COLORS, IGPT_MAX_COLORS);
     ds->num_classes = (int)classes;
-    if (ds->count < 1 || ds->count > (int64_t)1 << 40) die("%s: image count %lld is implausible", path, (long long)ds->count);
+    if (ds->count < 1 || ds->count > (int64_t)1 << 40)
+        die("%s: image count %lld is implausible", path, (long long)ds->count);
     const int64_t tpi = dataset_tokens_per_image(ds);
     uint64_t expected_payload = payload_bytes(ds->count, tpi, colors);
     if (get_u64(header + OFF_PAYLOAD_BYTES) != expected_payload)
@@ -160,10 +164,12 @@ void dataset_read(const char *path, TokenDataset *ds) {
     crc = crc32_update(crc, ds->tokens, (size_t)(ds->count * tpi) * 2);
     if (crc != get_u32(header + OFF_PAYLOAD_CRC)) die("%s: data is corrupt (payload CRC mismatch)", path);
     for (int64_t i = 0; i < ds->count; i++)
-        if (ds->labels[i] >= classes) die("%s: image %lld has label %u, but there are %u classes", path, (long long)i, ds->labels[i], classes);
+        if (ds->labels[i] >= classes)
+            die("%s: image %lld has label %u, but there are %u classes", path, (long long)i, ds->labels[i], classes);
     for (int64_t i = 0; i < ds->count * tpi; i++)
         if (ds->tokens[i] >= colors)
-            die("%s: image %lld has color id %u, but the palette has %d colors", path, (long long)(i / tpi), ds->tokens[i], colors);
+            die("%s: image %lld has color id %u, but the palette has %d colors", path, (long long)(i / tpi),
+                ds->tokens[i], colors);
     free(header);
 }
 

@@ -1,8 +1,8 @@
 #include "data/images.h"
 
 #include <dirent.h>
-#include <omp.h>
 #include <errno.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -68,8 +68,8 @@ static void set_class_name(ClassName *names, int label, const char *name, const 
 // ---------------------------------------------------------------------------
 // CIFAR-10
 
-static const char *const cifar10_default_names[CIFAR10_CLASSES] = {
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
+static const char *const cifar10_default_names[CIFAR10_CLASSES] = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                                                   "dog",      "frog",       "horse", "ship", "truck"};
 
 char *cifar10_locate(const char *dir) {
     if (!is_directory(dir)) die("--cifar10 %s: no such folder", dir);
@@ -123,7 +123,8 @@ void cifar10_load(const char *batch_dir, const char *split, int resolution, Imag
     char *paths[5];
     int64_t records[5], total = 0;
     for (int i = 0; i < num_files; i++) {
-        paths[i] = test ? xasprintf("%s/test_batch.bin", batch_dir) : xasprintf("%s/data_batch_%d.bin", batch_dir, i + 1);
+        paths[i] =
+            test ? xasprintf("%s/test_batch.bin", batch_dir) : xasprintf("%s/data_batch_%d.bin", batch_dir, i + 1);
         int64_t size = file_size(paths[i]);
         if (size < 0) die("%s is missing: the CIFAR-10 %s split needs it", paths[i], split);
         if (size == 0 || size % CIFAR10_RECORD_BYTES != 0)
@@ -263,8 +264,7 @@ static ImageFile *list_image_files(char **class_dirs, int num_classes, int64_t *
 // Decodes and resizes the files into out (allocated by the caller) in
 // parallel. Each failure is remembered and the first one by file order is
 // reported, so the message does not depend on thread timing.
-static void decode_image_files(const ImageFile *files, int64_t num_files, int resolution, int threads,
-                               ImageSet *out) {
+static void decode_image_files(const ImageFile *files, int64_t num_files, int resolution, int threads, ImageSet *out) {
     char **errors = xcalloc((size_t)num_files, sizeof(char *));
     const size_t out_bytes = (size_t)resolution * resolution * 3;
     int64_t done = 0;

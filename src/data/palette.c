@@ -239,8 +239,8 @@ static int compare_by_luma(const void *a, const void *b) {
     return memcmp(x, y, 3);
 }
 
-void palette_fit(const uint8_t *rgb_pixels, int64_t num_pixels, int64_t sample, const KmeansOptions *opt,
-                 Palette *out, KmeansResult *result) {
+void palette_fit(const uint8_t *rgb_pixels, int64_t num_pixels, int64_t sample, const KmeansOptions *opt, Palette *out,
+                 KmeansResult *result) {
     if (num_pixels < 1) die("cannot fit a palette on zero pixels");
     int64_t n = sample > 0 && sample < num_pixels ? sample : num_pixels;
     float *points = xmalloc((size_t)n * 3 * sizeof(float));

@@ -41,8 +41,8 @@ void kmeans_fit(const float *points, int64_t n, const KmeansOptions *opt, float 
 // Fits a palette on a seeded uniform sample of `sample` pixels (all pixels
 // when sample <= 0 or larger than the count), rounds the centers to 8 bits
 // and sorts them by luma, so the swatch reads dark to light.
-void palette_fit(const uint8_t *rgb_pixels, int64_t num_pixels, int64_t sample, const KmeansOptions *opt,
-                 Palette *out, KmeansResult *result);
+void palette_fit(const uint8_t *rgb_pixels, int64_t num_pixels, int64_t sample, const KmeansOptions *opt, Palette *out,
+                 KmeansResult *result);
 
 // tokens[i] = index of the palette entry nearest to pixel i by squared RGB
 // distance (exact integer arithmetic, ties to the lower index). Returns the

@@ -19,10 +19,12 @@ static void write_png_atomically(const char *path, const uint8_t *rgb, int width
 }
 
 // Copies a side x side RGB tile, each pixel scaled up, into the canvas at (x0, y0).
-static void blit(uint8_t *canvas, int canvas_w, int x0, int y0, const uint8_t *tile, int tile_w, int tile_h, int scale) {
+static void blit(uint8_t *canvas, int canvas_w, int x0, int y0, const uint8_t *tile, int tile_w, int tile_h,
+                 int scale) {
     for (int y = 0; y < tile_h * scale; y++)
         for (int x = 0; x < tile_w * scale; x++)
-            memcpy(canvas + ((size_t)(y0 + y) * canvas_w + x0 + x) * 3, tile + ((size_t)(y / scale) * tile_w + x / scale) * 3, 3);
+            memcpy(canvas + ((size_t)(y0 + y) * canvas_w + x0 + x) * 3,
+                   tile + ((size_t)(y / scale) * tile_w + x / scale) * 3, 3);
 }
 
 void write_preview_png(const char *path, const ImageSet *originals, const TokenDataset *ds, int per_row, int max_rows,

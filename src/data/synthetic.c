@@ -10,7 +10,7 @@
 
 #include "stb/stb_image_write.h"
 
-const char *const synth_class_names[SYNTH_CLASSES] = {"disc",     "square",     "triangle", "ring",       "cross",
+const char *const synth_class_names[SYNTH_CLASSES] = {"disc",      "square",    "triangle", "ring", "cross",
                                                       "h-stripes", "v-stripes", "checker",  "dots", "gradient"};
 
 static double uniform(Rng *rng, double lo, double hi) { return lo + (hi - lo) * rng_uniform(rng); }
@@ -36,11 +36,11 @@ static void random_colors(int class_id, Rng *rng, double fg[3], double bg[3]) {
 
 // Random parameters of one image, in unit-square coordinates.
 typedef struct {
-    double cx, cy, r;    // shapes: centre and radius
-    double cos_a, sin_a; // shapes: rotation (square, triangle, cross)
-    double period;       // textures: period
+    double cx, cy, r;     // shapes: centre and radius
+    double cos_a, sin_a;  // shapes: rotation (square, triangle, cross)
+    double period;        // textures: period
     double phase_x, phase_y;
-    double direction;    // gradient: angle in turns
+    double direction;  // gradient: angle in turns
 } Params;
 
 // Foreground weight in [0, 1] of unit-square point (x, y).
@@ -50,15 +50,15 @@ static double pattern(int class_id, double x, double y, const Params *p) {
     const double u = p->cos_a * dx + p->sin_a * dy, v = -p->sin_a * dx + p->cos_a * dy, r = p->r;
     const double tx = x / p->period + p->phase_x, ty = y / p->period + p->phase_y;
     switch (class_id) {
-    case 0: return dist < r;                                                       // disc
-    case 1: return fabs(u) < r * 0.8 && fabs(v) < r * 0.8;                         // square
-    case 2: return v > -r * 0.8 && v < r * 0.9 && fabs(u) < (v + r * 0.8) * 0.6;    // triangle, apex up
-    case 3: return dist < r && dist > r * 0.5;                                     // ring
+    case 0: return dist < r;                                                                    // disc
+    case 1: return fabs(u) < r * 0.8 && fabs(v) < r * 0.8;                                      // square
+    case 2: return v > -r * 0.8 && v < r * 0.9 && fabs(u) < (v + r * 0.8) * 0.6;                // triangle, apex up
+    case 3: return dist < r && dist > r * 0.5;                                                  // ring
     case 4: return (fabs(u) < r * 0.28 && fabs(v) < r) || (fabs(v) < r * 0.28 && fabs(u) < r);  // cross
-    case 5: return ty - floor(ty) < 0.5;                                           // horizontal stripes
-    case 6: return tx - floor(tx) < 0.5;                                           // vertical stripes
-    case 7: return ((long)floor(tx) + (long)floor(ty)) % 2 == 0;                   // checkerboard
-    case 8: {                                                                      // a grid of dots
+    case 5: return ty - floor(ty) < 0.5;                                                        // horizontal stripes
+    case 6: return tx - floor(tx) < 0.5;                                                        // vertical stripes
+    case 7: return ((long)floor(tx) + (long)floor(ty)) % 2 == 0;                                // checkerboard
+    case 8: {                                                                                   // a grid of dots
         const double gx = tx - floor(tx) - 0.5, gy = ty - floor(ty) - 0.5;
         return gx * gx + gy * gy < 0.3 * 0.3;
     }
@@ -162,8 +162,7 @@ bool synth_looks_like_output(const char *root) {
     if (!holds_only(root, splits, 2, "train")) return false;
     for (int s = 0; s < 2; s++) {
         char *split_dir = xasprintf("%s/%s", root, splits[s]);
-        bool ok = !path_exists(split_dir) ||
-                  holds_only(split_dir, synth_class_names, SYNTH_CLASSES, NULL);
+        bool ok = !path_exists(split_dir) || holds_only(split_dir, synth_class_names, SYNTH_CLASSES, NULL);
         for (int c = 0; ok && c < SYNTH_CLASSES; c++) {
             char *class_dir = xasprintf("%s/%s", split_dir, synth_class_names[c]);
             ok = !path_exists(class_dir) || holds_only_pngs(class_dir);

@@ -24,12 +24,9 @@ DeviceKind backend_choose_device(const char *name) {
 const char *device_name(DeviceKind device) { return device == DEVICE_CUDA ? "cuda" : "cpu"; }
 
 bool parse_precision(const char *name, GpuPrecision *out) {
-    if (!strcmp(name, "bf16"))
-        *out = GPU_BF16;
-    else if (!strcmp(name, "fp32"))
-        *out = GPU_FP32;
-    else
-        return false;
+    if (!strcmp(name, "bf16")) *out = GPU_BF16;
+    else if (!strcmp(name, "fp32")) *out = GPU_FP32;
+    else return false;
     return true;
 }
 
@@ -39,17 +36,13 @@ void backend_create(Backend *b, const BackendOptions *opt, const ModelConfig *cf
     b->cfg = *cfg;
     b->num_params = param_count(cfg);
     b->zero = opt->zero;
-    if (b->device == DEVICE_CPU)
-        cpu_backend_create(&b->cpu, cfg, max_batch, opt->threads, opt->zero);
-    else
-        b->gpu = gpu_model_create(cfg, max_batch, opt->precision, opt->recompute, opt->zero);
+    if (b->device == DEVICE_CPU) cpu_backend_create(&b->cpu, cfg, max_batch, opt->threads, opt->zero);
+    else b->gpu = gpu_model_create(cfg, max_batch, opt->precision, opt->recompute, opt->zero);
 }
 
 void backend_free(Backend *b) {
-    if (b->device == DEVICE_CPU)
-        cpu_backend_free(&b->cpu);
-    else
-        gpu_model_free(b->gpu);
+    if (b->device == DEVICE_CPU) cpu_backend_free(&b->cpu);
+    else gpu_model_free(b->gpu);
     memset(b, 0, sizeof *b);
 }
 
@@ -76,24 +69,18 @@ void backend_plan(const BackendOptions *opt, const ModelConfig *cfg, int max_bat
 }
 
 void backend_set_state(Backend *b, const float *params, const float *adam_m, const float *adam_v) {
-    if (b->device == DEVICE_CPU)
-        cpu_backend_set_state(&b->cpu, params, adam_m, adam_v);
-    else
-        gpu_model_set_state(b->gpu, params, adam_m, adam_v);
+    if (b->device == DEVICE_CPU) cpu_backend_set_state(&b->cpu, params, adam_m, adam_v);
+    else gpu_model_set_state(b->gpu, params, adam_m, adam_v);
 }
 
 void backend_get_state(Backend *b, const float **params, const float **adam_m, const float **adam_v) {
-    if (b->device == DEVICE_CPU)
-        cpu_backend_get_state(&b->cpu, params, adam_m, adam_v);
-    else
-        gpu_model_get_state(b->gpu, params, adam_m, adam_v);
+    if (b->device == DEVICE_CPU) cpu_backend_get_state(&b->cpu, params, adam_m, adam_v);
+    else gpu_model_get_state(b->gpu, params, adam_m, adam_v);
 }
 
 void backend_zero_grads(Backend *b) {
-    if (b->device == DEVICE_CPU)
-        model_zero_grads(&b->cpu.model);
-    else
-        gpu_model_zero_grads(b->gpu);
+    if (b->device == DEVICE_CPU) model_zero_grads(&b->cpu.model);
+    else gpu_model_zero_grads(b->gpu);
 }
 
 double backend_forward(Backend *b, const uint16_t *tokens, int batch) {
@@ -102,10 +89,8 @@ double backend_forward(Backend *b, const uint16_t *tokens, int batch) {
 }
 
 void backend_backward(Backend *b, const uint16_t *tokens, int batch, float loss_scale) {
-    if (b->device == DEVICE_CPU)
-        model_backward(&b->cpu.model, tokens, batch, loss_scale);
-    else
-        gpu_model_backward(b->gpu, tokens, batch, loss_scale);
+    if (b->device == DEVICE_CPU) model_backward(&b->cpu.model, tokens, batch, loss_scale);
+    else gpu_model_backward(b->gpu, tokens, batch, loss_scale);
 }
 
 double backend_grad_norm(Backend *b) {
@@ -114,17 +99,13 @@ double backend_grad_norm(Backend *b) {
 }
 
 void backend_adamw(Backend *b, const OptimConfig *oc, int64_t step, float grad_scale) {
-    if (b->device == DEVICE_CPU)
-        cpu_backend_adamw(&b->cpu, oc, step, grad_scale);
-    else
-        gpu_model_adamw(b->gpu, oc, step, grad_scale);
+    if (b->device == DEVICE_CPU) cpu_backend_adamw(&b->cpu, oc, step, grad_scale);
+    else gpu_model_adamw(b->gpu, oc, step, grad_scale);
 }
 
 void backend_features(Backend *b, int batch, float *features) {
-    if (b->device == DEVICE_CPU)
-        model_features(&b->cpu.model, batch, features);
-    else
-        gpu_model_features(b->gpu, batch, features);
+    if (b->device == DEVICE_CPU) model_features(&b->cpu.model, batch, features);
+    else gpu_model_features(b->gpu, batch, features);
 }
 
 void backend_collectives_init(Backend *b) {
@@ -145,17 +126,13 @@ void backend_set_layer_hook(Backend *b, void (*hook)(void *ctx, int layer), void
 }
 
 void backend_sum_start(Backend *b, int layer) {
-    if (b->device == DEVICE_CPU)
-        cpu_backend_sum_start(&b->cpu, layer);
-    else
-        gpu_model_sum_start(b->gpu, layer);
+    if (b->device == DEVICE_CPU) cpu_backend_sum_start(&b->cpu, layer);
+    else gpu_model_sum_start(b->gpu, layer);
 }
 
 void backend_sum_wait(Backend *b) {
-    if (b->device == DEVICE_CPU)
-        cpu_backend_sum_wait(&b->cpu);
-    else
-        gpu_model_sum_wait(b->gpu);
+    if (b->device == DEVICE_CPU) cpu_backend_sum_wait(&b->cpu);
+    else gpu_model_sum_wait(b->gpu);
 }
 
 double backend_reduce_scatter_grads(Backend *b) {

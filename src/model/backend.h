@@ -14,9 +14,9 @@
 
 #include <stdbool.h>
 
+#include "model/config.h"
 #include "model/cpu_backend.h"
 #include "model/gpu_model.h"
-#include "model/config.h"
 #include "train/optim.h"
 
 typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } DeviceKind;

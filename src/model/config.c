@@ -31,8 +31,6 @@ void model_config_validate(const ModelConfig *c) {
     if (c->seq_len < 2 || c->seq_len != c->image_height * c->image_width)
         die("model: seq_len %d must be image height x width (%d x %d)", c->seq_len, c->image_height, c->image_width);
     if (c->d_model < 1 || c->n_layer < 1 || c->n_head < 1) die("model: d_model, n_layer and n_head must be positive");
-    if (c->d_model % c->n_head != 0)
-        die("model: d_model %d is not divisible by n_head %d", c->d_model, c->n_head);
+    if (c->d_model % c->n_head != 0) die("model: d_model %d is not divisible by n_head %d", c->d_model, c->n_head);
     if (c->norm != NORM_IGPT && c->norm != NORM_LAYERNORM) die("model: unknown norm kind %d", (int)c->norm);
 }
-

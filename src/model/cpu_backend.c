@@ -43,10 +43,8 @@ static void pack_pieces(const ZeroLayout *z, float *packed, const float *full) {
     for (int i = 0; i < z->num_ranges; i++) {
         const ZeroRange *r = &z->ranges[i];
         const size_t n = r->piece_end - r->piece_begin;
-        if (full)
-            memcpy(packed + r->piece_offset, full + r->piece_begin, n * sizeof(float));
-        else
-            memset(packed + r->piece_offset, 0, n * sizeof(float));
+        if (full) memcpy(packed + r->piece_offset, full + r->piece_begin, n * sizeof(float));
+        else memset(packed + r->piece_offset, 0, n * sizeof(float));
     }
 }
 
@@ -67,14 +65,10 @@ void cpu_backend_set_state(CpuBackend *c, const float *params, const float *adam
         pack_pieces(&c->layout, c->adam_v, adam_v);
         return;
     }
-    if (adam_m)
-        memcpy(c->adam_m, adam_m, n * sizeof(float));
-    else
-        memset(c->adam_m, 0, n * sizeof(float));
-    if (adam_v)
-        memcpy(c->adam_v, adam_v, n * sizeof(float));
-    else
-        memset(c->adam_v, 0, n * sizeof(float));
+    if (adam_m) memcpy(c->adam_m, adam_m, n * sizeof(float));
+    else memset(c->adam_m, 0, n * sizeof(float));
+    if (adam_v) memcpy(c->adam_v, adam_v, n * sizeof(float));
+    else memset(c->adam_v, 0, n * sizeof(float));
 }
 
 void cpu_backend_get_state(CpuBackend *c, const float **params, const float **adam_m, const float **adam_v) {

@@ -94,8 +94,7 @@ double gpu_model_reduce_scatter_grads(GpuModel *m);
 
 // Milliseconds per call of the attention forward and backward kernels (bf16)
 // on batch_heads heads of T x head_size, causal (after one warm-up call).
-void gpu_time_attention(int batch_heads, int T, int head_size, int iterations, double *forward_ms,
-                        double *backward_ms);
+void gpu_time_attention(int batch_heads, int T, int head_size, int iterations, double *forward_ms, double *backward_ms);
 
 #ifdef __cplusplus
 }

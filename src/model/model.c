@@ -26,12 +26,24 @@ static size_t layout_activations(Activations *a, float *base, const ModelConfig 
         float **ptr;
         size_t count;
     } parts[] = {
-        {&a->resid, (L + 1) * BT * C}, {&a->ln1, L * BT * C},       {&a->ln1_mean, L * BT},
-        {&a->ln1_rstd, L * BT},        {&a->qkv, L * BT * 3 * C},   {&a->atty, L * BT * C},
-        {&a->att_lse, L * B * NH * T}, {&a->resid_mid, L * BT * C}, {&a->ln2, L * BT * C},
-        {&a->ln2_mean, L * BT},        {&a->ln2_rstd, L * BT},      {&a->fc, L * BT * 4 * C},
-        {&a->fc_act, BT * 4 * C},      {&a->lnf, BT * C},           {&a->lnf_mean, BT},
-        {&a->lnf_rstd, BT},            {&a->logits, BT * V},        {&a->losses, BT},
+        {&a->resid, (L + 1) * BT * C},
+        {&a->ln1, L * BT * C},
+        {&a->ln1_mean, L * BT},
+        {&a->ln1_rstd, L * BT},
+        {&a->qkv, L * BT * 3 * C},
+        {&a->atty, L * BT * C},
+        {&a->att_lse, L * B * NH * T},
+        {&a->resid_mid, L * BT * C},
+        {&a->ln2, L * BT * C},
+        {&a->ln2_mean, L * BT},
+        {&a->ln2_rstd, L * BT},
+        {&a->fc, L * BT * 4 * C},
+        {&a->fc_act, BT * 4 * C},
+        {&a->lnf, BT * C},
+        {&a->lnf_mean, BT},
+        {&a->lnf_rstd, BT},
+        {&a->logits, BT * V},
+        {&a->losses, BT},
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
@@ -112,8 +124,8 @@ double model_forward(Model *m, const uint16_t *tokens, int batch) {
         attention_forward(atty, lse, qkv, m->scratch, B, T, C, NH, th);
         matmul_forward(ln2, atty, lp->w_attn_proj, N, C, C);  // ln2 as scratch for the projection
         residual_forward(mid, resid, ln2, BTC, th);
-        norm_forward(cfg->norm, ln2, a->ln2_mean + l * max_BT, a->ln2_rstd + l * max_BT, mid, lp->ln2_g, lp->ln2_b, N, C,
-                     th);
+        norm_forward(cfg->norm, ln2, a->ln2_mean + l * max_BT, a->ln2_rstd + l * max_BT, mid, lp->ln2_g, lp->ln2_b, N,
+                     C, th);
         matmul_forward(fc, ln2, lp->w_fc, N, C, 4 * C);
         gelu_forward(a->fc_act, fc, (size_t)N * 4 * C, th);
         matmul_forward(resid_next, a->fc_act, lp->w_fc_proj, N, 4 * C, C);

@@ -14,7 +14,6 @@
 #include "model/config.h"
 #include "model/params.h"
 
-
 // Activations saved by the forward pass for the backward pass, for a batch
 // of up to max_batch sequences; one buffer, pointers into it.
 typedef struct {

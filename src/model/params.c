@@ -121,8 +121,9 @@ void model_init_params(const ModelConfig *cfg, float *params, uint64_t seed) {
     for (int i = 0; i < n; i++) {
         float *p = params + t[i].offset;
         for (size_t j = 0; j < t[i].count; j++)
-            p[j] = t[i].init == INIT_ONES ? 1.0f : t[i].init == INIT_ZEROS ? 0.0f : t[i].init_std * (float)rng_normal(&rng);
+            p[j] = t[i].init == INIT_ONES    ? 1.0f
+                   : t[i].init == INIT_ZEROS ? 0.0f
+                                             : t[i].init_std * (float)rng_normal(&rng);
     }
     free(t);
 }
-

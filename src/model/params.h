@@ -16,9 +16,9 @@ typedef enum { INIT_NORMAL, INIT_ONES, INIT_ZEROS } InitKind;
 
 // One tensor of the parameter buffer, in layout order.
 typedef struct {
-    char name[32];   // e.g. "h3.w_qkv"
-    int layer;       // -1 embeddings, 0..L-1 blocks, L final norm and head
-    size_t offset;   // in floats from the start of the buffer
+    char name[32];  // e.g. "h3.w_qkv"
+    int layer;      // -1 embeddings, 0..L-1 blocks, L final norm and head
+    size_t offset;  // in floats from the start of the buffer
     size_t count;
     int rows, cols;  // cols = 1 for vectors
     InitKind init;

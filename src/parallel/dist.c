@@ -59,8 +59,9 @@ void dist_init(void) {
         }
     }
 #else
-    warn("started by an MPI launcher, but this ./igpt was built without MPI (no mpicc found by make): every "
-         "process would train alone");
+    warn(
+        "started by an MPI launcher, but this ./igpt was built without MPI (no mpicc found by make): every "
+        "process would train alone");
     die("rebuild with OpenMPI installed (scripts/setup.sh installs it) to train across processes");
 #endif
 }

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "parallel/dist.h"
 #include "model/params.h"
+#include "parallel/dist.h"
 #include "util/util.h"
 
 ZeroLayout zero_layout(const ModelConfig *cfg, int rank, int world) {

@@ -7,18 +7,18 @@
 #include "util/util.h"
 
 enum {
-    F_MAGIC = 0,        // 8
-    F_VERSION = 8,      // u32
-    F_COUNT = 12,       // u64
-    F_LAYERS = 20,      // u32
-    F_DIM = 24,         // u32
-    F_CLASSES = 28,     // u32
-    F_MODEL_CRC = 32,   // u32
-    F_DATA_CRC = 36,    // u32
-    F_STEP = 40,        // u64
-    F_PAYLOAD_CRC = 48, // u32
-    F_HEADER_CRC = 52,  // u32 of the 64 header bytes with this field zero
-    F_GEN_LOSS = 56,    // f64
+    F_MAGIC = 0,         // 8
+    F_VERSION = 8,       // u32
+    F_COUNT = 12,        // u64
+    F_LAYERS = 20,       // u32
+    F_DIM = 24,          // u32
+    F_CLASSES = 28,      // u32
+    F_MODEL_CRC = 32,    // u32
+    F_DATA_CRC = 36,     // u32
+    F_STEP = 40,         // u64
+    F_PAYLOAD_CRC = 48,  // u32
+    F_HEADER_CRC = 52,   // u32 of the 64 header bytes with this field zero
+    F_GEN_LOSS = 56,     // f64
     F_HEADER_BYTES = 64,
 };
 

@@ -5,8 +5,8 @@
 
 #include <stdint.h>
 
-#include "model/backend.h"
 #include "data/dataset.h"
+#include "model/backend.h"
 
 #define IGPT_FEATURES_MAGIC "IGPTFEAT"
 #define IGPT_FEATURES_VERSION 1u

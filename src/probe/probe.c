@@ -21,9 +21,9 @@ typedef struct {
     int iters;
 } Objective;
 
-static int record_progress(void *instance, const lbfgsfloatval_t *x, const lbfgsfloatval_t *g,
-                           const lbfgsfloatval_t fx, const lbfgsfloatval_t xnorm, const lbfgsfloatval_t gnorm,
-                           const lbfgsfloatval_t step, int n, int k, int ls) {
+static int record_progress(void *instance, const lbfgsfloatval_t *x, const lbfgsfloatval_t *g, const lbfgsfloatval_t fx,
+                           const lbfgsfloatval_t xnorm, const lbfgsfloatval_t gnorm, const lbfgsfloatval_t step, int n,
+                           int k, int ls) {
     (void)x, (void)g, (void)fx, (void)xnorm, (void)gnorm, (void)step, (void)n, (void)ls;
     ((Objective *)instance)->iters = k;
     return 0;
@@ -91,7 +91,9 @@ void probe_fit(const ProbeProblem *p, const ProbeSolverOptions *opt_in, const do
     lbfgsfloatval_t *w = lbfgs_malloc(nvars);
     if (!w) die("out of memory for the probe's %d parameters", nvars);
     for (int i = 0; i < nvars; i++) w[i] = w_init ? w_init[i] : 0.0;
-    Objective o = {.p = p, .opt = &opt, .logits = xmalloc((size_t)p->n * p->k * sizeof(double)),
+    Objective o = {.p = p,
+                   .opt = &opt,
+                   .logits = xmalloc((size_t)p->n * p->k * sizeof(double)),
                    .row_loss = xmalloc((size_t)p->n * sizeof(double))};
     lbfgs_parameter_t param;
     lbfgs_parameter_init(&param);

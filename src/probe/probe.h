@@ -17,9 +17,9 @@ typedef struct {
 } ProbeProblem;
 
 typedef struct {
-    double l2;         // objective = mean cross-entropy + l2/2 * ||W||^2 (biases not penalised)
-    int max_iters;     // 0: until convergence
-    double epsilon;    // converged when ||gradient|| < epsilon * max(1, ||parameters||)
+    double l2;       // objective = mean cross-entropy + l2/2 * ||W||^2 (biases not penalised)
+    int max_iters;   // 0: until convergence
+    double epsilon;  // converged when ||gradient|| < epsilon * max(1, ||parameters||)
     int threads;
 } ProbeSolverOptions;
 
@@ -29,7 +29,7 @@ typedef struct {
     double objective;  // at the solution
     double grad_norm;  // final gradient norm
     int iters;
-    int status;        // liblbfgs return code (0, 1, 2: converged)
+    int status;  // liblbfgs return code (0, 1, 2: converged)
 } LinearProbe;
 
 void probe_solver_defaults(ProbeSolverOptions *opt);

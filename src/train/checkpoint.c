@@ -20,8 +20,8 @@ enum {
     H_EPOCH = 64,         // u64
     H_EPOCH_POS = 72,     // u64
     H_SEED = 80,          // u64
-    H_OPTIM = 88,         // 9 x 8 bytes: lr, min_lr_frac (f64), warmup, total_steps (i64), beta1, beta2, eps, wd, clip (f64)
-    H_BATCH = 160,        // u32
+    H_OPTIM = 88,   // 9 x 8 bytes: lr, min_lr_frac (f64), warmup, total_steps (i64), beta1, beta2, eps, wd, clip (f64)
+    H_BATCH = 160,  // u32
     H_MICRO_BATCH = 164,  // u32
     H_DATA_COUNT = 168,   // u64
     H_DATA_CRC = 176,     // u32
@@ -118,9 +118,14 @@ static uint32_t read_header(const char *path, CheckpointMeta *m) {
     memset(m, 0, sizeof *m);
     int fields[8];
     for (int i = 0; i < 8; i++) fields[i] = (int)get_u32(h + H_MODEL + 4 * i);
-    m->model = (ModelConfig){.vocab_size = fields[0], .seq_len = fields[1], .image_height = fields[2],
-                             .image_width = fields[3], .d_model = fields[4], .n_layer = fields[5],
-                             .n_head = fields[6], .norm = (NormKind)fields[7]};
+    m->model = (ModelConfig){.vocab_size = fields[0],
+                             .seq_len = fields[1],
+                             .image_height = fields[2],
+                             .image_width = fields[3],
+                             .d_model = fields[4],
+                             .n_layer = fields[5],
+                             .n_head = fields[6],
+                             .norm = (NormKind)fields[7]};
     m->num_params = get_u64(h + H_NUM_PARAMS);
     m->step = get_u64(h + H_STEP);
     m->epoch = get_u64(h + H_EPOCH);

@@ -18,16 +18,16 @@ typedef struct {
     ModelConfig model;
     OptimConfig optim;
     uint64_t num_params;
-    uint64_t step;        // optimizer steps completed
-    uint64_t epoch;       // data position: epoch of the next image ...
-    uint64_t epoch_pos;   // ... and its index in that epoch's shuffled order
-    uint64_t seed;        // of initialisation and shuffling
-    uint32_t batch;       // images per optimizer step
-    uint32_t micro_batch; // images per forward/backward pass
-    uint64_t data_count;  // training images, and the CRC of the training file's payload,
-    uint32_t data_crc;    // so that a run resumes only on the data it started with
-    double train_loss;    // mean loss of the last step (nats/token)
-    double val_loss;      // validation loss at this step, NaN if not evaluated
+    uint64_t step;         // optimizer steps completed
+    uint64_t epoch;        // data position: epoch of the next image ...
+    uint64_t epoch_pos;    // ... and its index in that epoch's shuffled order
+    uint64_t seed;         // of initialisation and shuffling
+    uint32_t batch;        // images per optimizer step
+    uint32_t micro_batch;  // images per forward/backward pass
+    uint64_t data_count;   // training images, and the CRC of the training file's payload,
+    uint32_t data_crc;     // so that a run resumes only on the data it started with
+    double train_loss;     // mean loss of the last step (nats/token)
+    double val_loss;       // validation loss at this step, NaN if not evaluated
     // Run settings that do not change the math, kept so that --resume needs no flags.
     uint64_t eval_every, eval_images, checkpoint_every;
 } CheckpointMeta;

@@ -7,8 +7,15 @@
 #include "util/util.h"
 
 void optim_config_defaults(OptimConfig *oc) {
-    *oc = (OptimConfig){.lr = 3e-3, .min_lr_frac = 0.0, .warmup_steps = -1, .total_steps = 0, .beta1 = 0.9,
-                        .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.0, .grad_clip = 1.0};
+    *oc = (OptimConfig){.lr = 3e-3,
+                        .min_lr_frac = 0.0,
+                        .warmup_steps = -1,
+                        .total_steps = 0,
+                        .beta1 = 0.9,
+                        .beta2 = 0.95,
+                        .eps = 1e-8,
+                        .weight_decay = 0.0,
+                        .grad_clip = 1.0};
 }
 
 double lr_at_step(const OptimConfig *oc, int64_t step) {

@@ -168,14 +168,10 @@ static void plan_cadence(const TrainSettings *s, const ParsedArgs *parsed, Train
     CheckpointMeta *run = &p->run;
     const int64_t total_steps = p->optim.total_steps;
     const int64_t tenth = total_steps / 10 > 0 ? total_steps / 10 : 1;
-    if (s->eval_every)
-        run->eval_every = (uint64_t)s->eval_every;
-    else if (!run->eval_every)
-        run->eval_every = (uint64_t)tenth;
-    if (s->checkpoint_every)
-        run->checkpoint_every = (uint64_t)s->checkpoint_every;
-    else if (!run->checkpoint_every)
-        run->checkpoint_every = (uint64_t)tenth;
+    if (s->eval_every) run->eval_every = (uint64_t)s->eval_every;
+    else if (!run->eval_every) run->eval_every = (uint64_t)tenth;
+    if (s->checkpoint_every) run->checkpoint_every = (uint64_t)s->checkpoint_every;
+    else if (!run->checkpoint_every) run->checkpoint_every = (uint64_t)tenth;
     if (!s->resume || cli_given(parsed, &s->eval_images)) run->eval_images = (uint64_t)s->eval_images;
     const int64_t wanted = (int64_t)run->eval_images;
     const int64_t val_count = p->has_val ? p->val.count : 0;
@@ -187,10 +183,8 @@ void plan_training(const TrainSettings *s, const ParsedArgs *parsed, TrainPlan *
     const uint32_t data_crc = load_data(s->data_dir, p);
     const ModelConfig cfg = model_config_from(s, &p->train);
     char *latest = checkpoint_latest(s->out_dir);
-    if (s->resume)
-        plan_resumed_run(s, parsed, &cfg, data_crc, latest, p);
-    else
-        plan_new_run(s, &cfg, data_crc, latest, p);
+    if (s->resume) plan_resumed_run(s, parsed, &cfg, data_crc, latest, p);
+    else plan_new_run(s, &cfg, data_crc, latest, p);
     free(latest);
     plan_cadence(s, parsed, p);
 }

@@ -98,7 +98,8 @@ void die(const char *fmt, ...) {
     int len = snprintf(message, sizeof message, "igpt: error: %s", error_prefix);
     va_list ap;
     va_start(ap, fmt);
-    if (len >= 0 && (size_t)len < sizeof message) len += vsnprintf(message + len, sizeof message - (size_t)len, fmt, ap);
+    if (len >= 0 && (size_t)len < sizeof message)
+        len += vsnprintf(message + len, sizeof message - (size_t)len, fmt, ap);
     va_end(ap);
     if (len < 0 || (size_t)len >= sizeof message - 1) len = (int)sizeof message - 2;
     message[len] = '\n';
@@ -239,13 +240,10 @@ void atomic_open(AtomicFile *af, const char *path) {
     if (!af->file) die("cannot write %s: %s", path, strerror(errno));
 }
 
-void atomic_write(AtomicFile *af, const void *src, size_t bytes) {
-    xfwrite(src, bytes, af->file, af->path);
-}
+void atomic_write(AtomicFile *af, const void *src, size_t bytes) { xfwrite(src, bytes, af->file, af->path); }
 
 void atomic_commit(AtomicFile *af) {
-    if (fflush(af->file) != 0 || fsync(fileno(af->file)) != 0)
-        die("cannot write %s: %s", af->path, strerror(errno));
+    if (fflush(af->file) != 0 || fsync(fileno(af->file)) != 0) die("cannot write %s: %s", af->path, strerror(errno));
     if (fclose(af->file) != 0) die("cannot write %s: %s", af->path, strerror(errno));
     af->file = NULL;
     if (rename(af->tmp_path, af->path) != 0) die("cannot rename into %s: %s", af->path, strerror(errno));
@@ -380,8 +378,7 @@ static void progress_draw(Progress *p, uint64_t done, const char *extra, bool fi
     bar[width] = '\0';
     fprintf(stderr, "%s%-10s [%s] %3d%% %llu/%llu %.*f/s %s %s%s%s%s", p->tty ? "\r" : "", p->label, bar,
             (int)(frac * 100), (unsigned long long)done, (unsigned long long)p->total, rate < 10 ? 2 : 0, rate,
-            final ? "in" : "eta", final ? took : eta, extra ? " " : "", extra ? extra : "",
-            p->tty ? "\033[K" : "\n");
+            final ? "in" : "eta", final ? took : eta, extra ? " " : "", extra ? extra : "", p->tty ? "\033[K" : "\n");
     if (final && p->tty) fputc('\n', stderr);
     fflush(stderr);
 }

@@ -18,7 +18,6 @@
 
 extern "C" {
 #include "model/cpu_ops.h"
-
 #include "train/optim.h"
 }
 

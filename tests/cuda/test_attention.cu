@@ -17,7 +17,8 @@ static void attention_case(int B, int T_, int C, int NH, bool all_orders) {
     attention_forward(want_y.data(), want_lse.data(), qkv.data(), scratch.data(), B, T_, C, NH, 1);
     // Backward from the GPU's own (rounded) output, as the model does; the
     // CPU gets the same output so that D = rowsum(dy * y) agrees.
-    T *d_qkv = upload_as<T>(qkv), *d_dy = upload_as<T>(dy), *d_y = device_alloc<T>(n_y), *d_dqkv = device_alloc<T>(n_qkv);
+    T *d_qkv = upload_as<T>(qkv), *d_dy = upload_as<T>(dy), *d_y = device_alloc<T>(n_y),
+      *d_dqkv = device_alloc<T>(n_qkv);
     float *d_lse = device_alloc<float>(n_lse), *d_rowdot = device_alloc<float>(n_lse);
     const double tol = sizeof(T) == 4 ? 2e-5 : 2e-2;
     std::vector<float> first_y, first_dqkv;
@@ -53,8 +54,7 @@ static void attention_case(int B, int T_, int C, int NH, bool all_orders) {
         if (first_y.empty()) {
             first_y = y;
             first_dqkv = dqkv;
-        }
-        else
+        } else
             CHECK(y == first_y && dqkv == first_dqkv, "T=%d: %s order gives other bits than the first order", T_,
                   o.name);
     }
@@ -64,12 +64,12 @@ static void attention_case(int B, int T_, int C, int NH, bool all_orders) {
 TEST(test_gpu_attention_head_sizes_and_tiles) {
     struct Case {
         int B, T, C, NH;
-    } cases[] = {{2, 70, 64, 2},     // hs 32, one partial tile
-                 {1, 150, 64, 2},    // hs 32, crosses the 128-row tile
-                 {2, 37, 64, 4},     // hs 16
-                 {1, 130, 128, 2},   // hs 64, three 64-row tiles
-                 {1, 45, 384, 4},    // hs 96
-                 {1, 70, 256, 2}};   // hs 128, crosses 32-row tiles
+    } cases[] = {{2, 70, 64, 2},    // hs 32, one partial tile
+                 {1, 150, 64, 2},   // hs 32, crosses the 128-row tile
+                 {2, 37, 64, 4},    // hs 16
+                 {1, 130, 128, 2},  // hs 64, three 64-row tiles
+                 {1, 45, 384, 4},   // hs 96
+                 {1, 70, 256, 2}};  // hs 128, crosses 32-row tiles
     for (const Case &c : cases) {
         attention_case<float>(c.B, c.T, c.C, c.NH, true);
         attention_case<bf16>(c.B, c.T, c.C, c.NH, false);

@@ -75,9 +75,7 @@ __global__ void divergent_barrier_kernel(float *out) {
 }
 
 static float *child_buffer;
-static void launch_divergent_barrier(void) {
-    LAUNCH(divergent_barrier_kernel, dim3(1), dim3(32), 0, 0, child_buffer);
-}
+static void launch_divergent_barrier(void) { LAUNCH(divergent_barrier_kernel, dim3(1), dim3(32), 0, 0, child_buffer); }
 
 TEST(test_interp_divergent_barrier_aborts) {
     INTERPRET_ONLY();
@@ -176,9 +174,7 @@ TEST(test_interp_mismatched_warp_mask_aborts) {
     cudaFree(child_buffer);
 }
 
-__global__ void mask_without_caller_kernel(float *out) {
-    out[threadIdx.x] = __shfl_xor_sync(0x0000fffeu, 1.0f, 1);
-}
+__global__ void mask_without_caller_kernel(float *out) { out[threadIdx.x] = __shfl_xor_sync(0x0000fffeu, 1.0f, 1); }
 static void launch_mask_without_caller(void) {
     LAUNCH(mask_without_caller_kernel, dim3(1), dim3(32), 0, 0, child_buffer);
 }
@@ -256,17 +252,21 @@ __global__ void bf16_round_trip_kernel(const float *in, float *out, int n) {
 // The interpreter's bf16 conversion against the hardware's (on a GPU) and
 // against round-to-nearest-even worked out by hand.
 TEST(test_interp_bf16_rounding) {
-    const std::vector<float> in = {1.0f, 1.00390625f /* tie: 1 + 2^-8, rounds to even 1.0 */,
-                                   1.01171875f /* tie: 1 + 3*2^-8, rounds up to 1 + 2^-6 */, -3.14159265f, 65504.0f,
-                                   1e-40f, INFINITY, 3.0e38f};
-    const std::vector<float> want = {1.0f, 1.0f, 1.015625f, -3.140625f, 65536.0f, 9.183549615799121e-41f, INFINITY,
-                                     3.00405527047391e38f};
+    const std::vector<float> in = {1.0f,
+                                   1.00390625f /* tie: 1 + 2^-8, rounds to even 1.0 */,
+                                   1.01171875f /* tie: 1 + 3*2^-8, rounds up to 1 + 2^-6 */,
+                                   -3.14159265f,
+                                   65504.0f,
+                                   1e-40f,
+                                   INFINITY,
+                                   3.0e38f};
+    const std::vector<float> want = {
+        1.0f, 1.0f, 1.015625f, -3.140625f, 65536.0f, 9.183549615799121e-41f, INFINITY, 3.00405527047391e38f};
     float *d_in = to_device(in), *d_out = device_alloc<float>(in.size());
     LAUNCH(bf16_round_trip_kernel, dim3(1), dim3(32), 0, 0, d_in, d_out, (int)in.size());
     std::vector<float> got = to_host(d_out, in.size());
     for (size_t i = 0; i < in.size(); i++)
-        CHECK(got[i] == want[i],
-              "bf16(%g) = %.9g, want %.9g", (double)in[i], (double)got[i], (double)want[i]);
+        CHECK(got[i] == want[i], "bf16(%g) = %.9g, want %.9g", (double)in[i], (double)got[i], (double)want[i]);
     cudaFree(d_in);
     cudaFree(d_out);
 }

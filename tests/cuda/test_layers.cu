@@ -219,8 +219,14 @@ TEST(test_gpu_softmax_crossentropy) {
 // adamw_update and global_norm over the whole buffer.
 template <typename T>
 static void adamw_case() {
-    ModelConfig cfg = {.vocab_size = 11, .seq_len = 6, .image_height = 2, .image_width = 3, .d_model = 16,
-                       .n_layer = 2, .n_head = 2, .norm = NORM_LAYERNORM};
+    ModelConfig cfg = {.vocab_size = 11,
+                       .seq_len = 6,
+                       .image_height = 2,
+                       .image_width = 3,
+                       .d_model = 16,
+                       .n_layer = 2,
+                       .n_head = 2,
+                       .norm = NORM_LAYERNORM};
     const size_t n = param_count(&cfg);
     OptimConfig oc;
     optim_config_defaults(&oc);
@@ -278,7 +284,8 @@ TEST(test_gpu_casts) {
     gpu_cast(d_h, d_x, n, 0);
     gpu_cast(d_back, d_h, n, 0);
     std::vector<float> got = to_host(d_back, n), want = rounded_to<bf16>(x);
-    CHECK(memcmp(got.data(), want.data(), n * sizeof(float)) == 0, "fp32 -> bf16 -> fp32 differs from rounding on the host");
+    CHECK(memcmp(got.data(), want.data(), n * sizeof(float)) == 0,
+          "fp32 -> bf16 -> fp32 differs from rounding on the host");
     cudaFree(d_x);
     cudaFree(d_back);
     cudaFree(d_h);

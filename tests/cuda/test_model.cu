@@ -20,8 +20,14 @@ extern "C" {
 }
 
 static ModelConfig small_config(NormKind norm) {
-    ModelConfig cfg = {.vocab_size = 13, .seq_len = 20, .image_height = 4, .image_width = 5, .d_model = 32,
-                       .n_layer = 2, .n_head = 2, .norm = norm};
+    ModelConfig cfg = {.vocab_size = 13,
+                       .seq_len = 20,
+                       .image_height = 4,
+                       .image_width = 5,
+                       .d_model = 32,
+                       .n_layer = 2,
+                       .n_head = 2,
+                       .norm = norm};
     return cfg;
 }
 
@@ -153,10 +159,12 @@ TEST(test_gpu_training_follows_cpu_and_repeats) {
         CHECK(worst <= tol, "%s: loss at step %d is %.6f, CPU %.6f (%.2g relative > %.0g)",
               precision == GPU_FP32 ? "fp32" : "bf16", worst_step, a[(size_t)worst_step], want[(size_t)worst_step],
               worst, tol);
-        CHECK(a == b, "%s: two runs from the same start gave different losses", precision == GPU_FP32 ? "fp32" : "bf16");
-        printf("      %s: step 0 loss %.4f (CPU %.4f), step %d loss %.4f (CPU %.4f), worst difference %.2g at step %d\n",
-               precision == GPU_FP32 ? "fp32" : "bf16", a[0], want[0], steps - 1, a.back(), want.back(), worst,
-               worst_step);
+        CHECK(a == b, "%s: two runs from the same start gave different losses",
+              precision == GPU_FP32 ? "fp32" : "bf16");
+        printf(
+            "      %s: step 0 loss %.4f (CPU %.4f), step %d loss %.4f (CPU %.4f), worst difference %.2g at step %d\n",
+            precision == GPU_FP32 ? "fp32" : "bf16", a[0], want[0], steps - 1, a.back(), want.back(), worst,
+            worst_step);
     }
 }
 
