@@ -15,7 +15,6 @@
 
 extern "C" {
 #include "model/config.h"
-#include "model/cpu_ops.h"
 }
 
 // --- Embedding -----------------------------------------------------------------------

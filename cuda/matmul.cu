@@ -8,6 +8,10 @@
 
 #ifdef IGPT_INTERPRET
 
+extern "C" {
+#include "model/cpu_ops.h"
+}
+
 template <typename floatX>
 static const float *as_floats(const floatX *x, size_t n, std::vector<float> &buf) {
     if constexpr (sizeof(floatX) == 4) {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "model/cpu_ops.h"
+#include "util/version.h"
 
 void usage_error(const char *command, const char *fmt, ...) {
     fputs("igpt: error: ", stderr);

@@ -11,11 +11,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include "model/backend.h"
 #include "util/util.h"
-#include "util/version.h"
 
 int cmd_prepare(int argc, char **argv);
 int cmd_show(int argc, char **argv);

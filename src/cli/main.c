@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "util/version.h"
 
 typedef struct {
     const char *name;

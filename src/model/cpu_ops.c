@@ -11,7 +11,6 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
-#include <string.h>
 
 #include "util/util.h"
 

@@ -6,8 +6,6 @@
 // run inside one thread), so a run is bitwise reproducible.
 #include "model/model.h"
 
-#include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 

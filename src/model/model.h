@@ -7,7 +7,6 @@
 #ifndef IGPT_MODEL_H
 #define IGPT_MODEL_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 

@@ -1,7 +1,6 @@
 #include "train/checkpoint.h"
 
 #include <dirent.h>
-#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>

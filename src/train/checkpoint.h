@@ -4,7 +4,6 @@
 #ifndef IGPT_CHECKPOINT_H
 #define IGPT_CHECKPOINT_H
 
-#include <stddef.h>
 #include <stdint.h>
 
 #include "model/config.h"

@@ -7,6 +7,10 @@
 
 #include "cuda_test.h"
 
+extern "C" {
+#include "model/cpu_ops.h"
+}
+
 int run_in_child(void (*fn)(void), std::string *err) {
     char path[] = "/tmp/igpt-cuda-test-stderr.XXXXXX";
     int fd = mkstemp(path);

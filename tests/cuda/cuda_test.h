@@ -7,19 +7,12 @@
 #ifndef IGPT_CUDA_TEST_H
 #define IGPT_CUDA_TEST_H
 
-#include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <string>
 #include <vector>
 
 #include "common.cuh"
 #include "harness.h"
-
-extern "C" {
-#include "model/cpu_ops.h"
-#include "train/optim.h"
-}
 
 #ifdef IGPT_INTERPRET
 #define INTERPRET_ONLY() (void)0

@@ -7,6 +7,10 @@
 #include "cuda_test.h"
 #include "kernels.cuh"
 
+extern "C" {
+#include "model/cpu_ops.h"
+}
+
 template <typename T>
 static void attention_case(int B, int T_, int C, int NH, bool all_orders) {
     const size_t n_qkv = (size_t)B * T_ * 3 * C, n_y = (size_t)B * T_ * C, n_lse = (size_t)B * NH * T_;

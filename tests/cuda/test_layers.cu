@@ -6,7 +6,12 @@
 // rounded to 8 significant bits; the CPU sees the same rounded inputs).
 #include "cuda_test.h"
 #include "kernels.cuh"
+
+extern "C" {
+#include "model/cpu_ops.h"
 #include "model/params.h"
+#include "train/optim.h"
+}
 
 template <typename T>
 static double tolerance() {

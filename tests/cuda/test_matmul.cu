@@ -5,6 +5,10 @@
 #include "cuda_test.h"
 #include "kernels.cuh"
 
+extern "C" {
+#include "model/cpu_ops.h"
+}
+
 template <typename T>
 static void matmul_case(int N, int IC, int OC) {
     std::vector<float> x = rounded_to<T>(random_floats((size_t)N * IC, 71, -1, 1));

@@ -9,7 +9,6 @@
 // bits): loss 2e-2, gradients 1e-1 relative to each tensor's largest entry
 // (the gradients pass through up to 2L+2 rounded layers), features 3e-2, loss
 // curve 3e-2 per step.
-#include <string>
 
 #include "cuda_test.h"
 
@@ -17,6 +16,7 @@ extern "C" {
 #include "model/gpu_model.h"
 #include "model/model.h"
 #include "model/params.h"
+#include "train/optim.h"
 }
 
 static ModelConfig small_config(NormKind norm) {
