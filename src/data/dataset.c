@@ -1,3 +1,9 @@
+// Prepared token files (dataset.h; byte layout in docs/formats.md). Training
+// reads tokens, not images: quantizing once at prepare time makes every later
+// stage exact and fast. The reader trusts nothing: magic, version, sizes,
+// both CRCs, every label and every color id are checked before use, so a
+// truncated or corrupted file stops with a message instead of training on
+// garbage.
 #include "data/dataset.h"
 
 #include <stdbool.h>

@@ -1,3 +1,9 @@
+// The color palette (palette.h). iGPT does not model 8-bit RGB: it clusters
+// the colors of the training pixels with k-means into 512 centres (9 bits)
+// and turns each pixel into the id of its nearest centre, so an image is a
+// sequence of H x W tokens from a 512-word vocabulary instead of 3 x H x W
+// bytes. The centres are rounded to 8 bits before anyone uses them, so a
+// saved palette reproduces the tokens exactly.
 #include "data/palette.h"
 
 #include <float.h>

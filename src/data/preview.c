@@ -1,3 +1,5 @@
+// PNG pictures (preview.h), written through stb_image_write into an
+// AtomicFile so that a half-written picture never replaces a good one.
 #include "data/preview.h"
 
 #include <stdlib.h>

@@ -1,3 +1,8 @@
+// The synthetic image set (synthetic.h): each class is a shape or texture
+// drawn with random position, scale, rotation or phase, in colors that lean
+// to the class, with a little noise. Every image draws from its own RNG
+// stream (split, class, index), so the set is entirely determined by the
+// seed and any image can be made without the others.
 #include "data/synthetic.h"
 
 #include <dirent.h>

@@ -1,3 +1,4 @@
+// The Backend's dispatch (backend.h): one `if` per function, CPU or GPU.
 #include "model/backend.h"
 
 #include <stdio.h>

@@ -1,3 +1,5 @@
+// Named configurations and the checks every model goes through before any
+// buffer is sized from it.
 #include "model/config.h"
 
 #include <string.h>

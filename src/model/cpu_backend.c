@@ -1,3 +1,7 @@
+// The CPU Backend (cpu_backend.h). Gradients are summed across ranks with
+// MPI in place, per layer, started from inside the backward pass; with ZeRO
+// each rank keeps the moments of its pieces only and all-gathers the weights
+// after its AdamW step, so every rank ends the step with the same model.
 #include "model/cpu_backend.h"
 
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-// The layer operations of the fp32 CPU reference: the model (src/model.c)
+// The layer operations of the fp32 CPU reference: the model (src/model/model.c)
 // is built from them, and every CUDA kernel is tested against the operation
 // of the same name. Shapes in comments: N rows (batch x positions), C
 // features; matrices are [out, in] so that y = x W^T.

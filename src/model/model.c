@@ -1,9 +1,23 @@
-// The fp32 CPU reference of the iGPT model (docs/model.md): OpenBLAS for
-// matrix products, OpenMP across rows, heads and channels.
+// The fp32 CPU reference of the iGPT model (docs/model.md): the twin every
+// GPU kernel is tested against.
 //
-// Determinism: every reduction has a fixed order that does not depend on the
-// number of threads (parallel loops write disjoint outputs; sums over rows
-// run inside one thread), so a run is bitwise reproducible.
+// iGPT is GPT-2 on pixels. An image is a sequence of T color ids in raster
+// order and the model learns p(x_t | x_<t), each pixel's color from the
+// pixels before it. Two things differ from a text GPT:
+// - The sos shift: position t's input is the embedding of pixel t-1, and
+//   position 0 gets a learned start-of-sequence vector instead, so the output
+//   at t predicts pixel t itself and every pixel, the first included, is
+//   predicted and scored (encoder_forward).
+// - The iGPT norm: x * rsqrt(mean(x^2) + eps) * g, a LayerNorm without the
+//   mean subtraction and the bias, as in openai/image-gpt (LayerNorm is an
+//   option, --norm layernorm).
+// No biases anywhere, GELU as x * sigmoid(1.702 x), an output head of its own.
+//
+// OpenBLAS does the matrix products, OpenMP splits rows, heads and channels.
+// Determinism: every reduction has a fixed order (parallel loops write
+// disjoint outputs; sums over rows run inside one thread), so a run repeats
+// bitwise with the same thread count (OpenBLAS may round its products
+// differently with another, cpu_ops.c).
 #include "model/model.h"
 
 #include <stdlib.h>

@@ -1,3 +1,6 @@
+// The parameter layout (params.h). add_tensor is the only place that decides
+// the order of the buffer; counting, offsets, per-layer ranges, named
+// pointers and initialisation all walk the same list.
 #include "model/params.h"
 
 #include <math.h>

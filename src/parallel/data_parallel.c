@@ -1,3 +1,8 @@
+// Data parallelism (data_parallel.h) in two moves. During the backward pass
+// of a step's last micro-batch, each layer's gradients start their sum
+// across ranks as soon as they are final, so communication overlaps the
+// layers still being computed; before the optimizer, the step waits for them
+// (or, with ZeRO, reduce-scatters so each rank keeps the sums of its pieces).
 #include "parallel/data_parallel.h"
 
 #include <math.h>

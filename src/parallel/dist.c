@@ -1,3 +1,6 @@
+// The MPI job (dist.h). A job must speak with one voice: only rank 0 prints
+// and writes, and any rank's error names the rank and aborts every process,
+// so a failure never leaves the others waiting in a collective.
 #include "parallel/dist.h"
 
 #include <stdio.h>

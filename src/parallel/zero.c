@@ -1,3 +1,7 @@
+// The ZeRO-1 layout (zero.h): each layer's range is cut into `world` pieces
+// that differ by at most one element, so every rank owns about 1/world of
+// every layer and the pieces of one layer can be reduced and gathered as
+// soon as that layer is done.
 #include "parallel/zero.h"
 
 #include <stdlib.h>

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Plots of igpt runs: generative loss against linear-probe accuracy.
 
-    ./igpt plot RUN_DIR [RUN_DIR ...] [--out DIR]      (or /usr/bin/python3 scripts/plot.py ...)
+    ./igpt plot RUN_DIR [RUN_DIR ...] [--out DIR]      (or /usr/bin/python3 src/plot/plot.py ...)
 
 Reads each run's log.jsonl, run.json and probe/probe-NNNNNNNN.json (written by
 ./igpt train and ./igpt probe --run) and draws, as PNG and SVG:

@@ -1,3 +1,11 @@
+// Probe features (features.h). iGPT's linear probes read a layer through the
+// normalised input of its block (what the paper calls the post-layernorm
+// attention block input), averaged over the T positions: the norm takes out
+// the residual stream's scale, which grows with depth, and the average turns
+// a T x C sequence into one C-vector per image that a linear classifier can
+// use. Layer L is the final norm's output. Features are computed once per
+// checkpoint and cached in a checked file (docs/formats.md), keyed by CRCs
+// of the parameters and of the images, so a probe never reuses stale ones.
 #include "probe/features.h"
 
 #include <math.h>

@@ -1,3 +1,8 @@
+// The probe solver (probe.h). Logistic regression is convex, so L-BFGS finds
+// its one optimum; the features are standardised with the training images'
+// statistics first, so one grid of L2 strengths suits every layer. The L2
+// strength is chosen on a seeded, class-stratified hold-out, then the probe is
+// refit on all the training images and scored once on the evaluation split.
 #include "probe/probe.h"
 
 #include <cblas.h>

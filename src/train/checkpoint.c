@@ -1,3 +1,8 @@
+// Checkpoints (checkpoint.h). A checkpoint holds everything a run needs to go
+// on bit for bit: parameters, both Adam moments, the step, the data position
+// and the settings. It is written to a temporary file and renamed into place,
+// so a kill at any instant leaves the previous checkpoint intact; the header
+// and the payload each carry a CRC, and the reader checks both.
 #include "train/checkpoint.h"
 
 #include <dirent.h>

@@ -1,3 +1,6 @@
+// The data order (data_order.h): a Fisher-Yates shuffle per epoch, drawn from
+// its own RNG stream ("shuffle" + epoch), so no other use of the seed can
+// change it.
 #include "train/data_order.h"
 
 #include <stdlib.h>

@@ -1,3 +1,7 @@
+// The optimizer (optim.h). The schedule and AdamW's per-step scalars are
+// computed here once and used by the CPU loop below and the GPU kernel alike,
+// so both backends take the same step; sums run in double in a fixed order so
+// the gradient norm does not depend on the thread count.
 #include "train/optim.h"
 
 #include <math.h>

@@ -1,3 +1,8 @@
+// Planning a run (plan.h). A resumed run is its checkpoint: the model,
+// optimizer, batch, seed and data come from there, and an option given again
+// with another value is refused instead of silently changing the run. What
+// may change on --resume: the length (--steps/--epochs), the evaluation and
+// checkpoint cadence, the device and the number of processes.
 #include "train/plan.h"
 
 #include <math.h>

@@ -1,3 +1,6 @@
+// The run's files (run_files.h), through the JSON writer. A resumed run first
+// drops the log lines of the steps after its checkpoint, which it is about to
+// redo, so log.jsonl always reads as one run.
 #include "train/run_files.h"
 
 #include <errno.h>

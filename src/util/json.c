@@ -1,3 +1,6 @@
+// The JSON writer (json.h): text grows in one buffer; each value is preceded
+// by what its container's layout needs (a comma, a newline and indentation,
+// or a space), so the caller only says what to write.
 #include "util/json.h"
 
 #include <math.h>

@@ -1,3 +1,6 @@
+// The helpers of util.h. Everything that can fail with the user's input
+// (files, sizes, allocations) fails here with a message naming what, so the
+// rest of igpt can be written as if it cannot.
 #include "util/util.h"
 
 #include <errno.h>

@@ -1,5 +1,5 @@
 // Each layer kernel against the CPU reference operation of the same name
-// (include/cpu_ops.h), in fp32 and bf16 storage, under every thread order
+// (src/model/cpu_ops.h), in fp32 and bf16 storage, under every thread order
 // of the interpreter (results must also be identical across orders).
 // Tolerances are relative to the largest magnitude of the reference tensor:
 // fp32 storage 1e-5 (summation order only), bf16 storage 1e-2 (outputs

@@ -1,5 +1,5 @@
 // The whole model on the CUDA backend against the CPU reference model
-// (src/model.c): same parameters and batch -> same loss, every gradient
+// (src/model/model.c): same parameters and batch -> same loss, every gradient
 // tensor and the probe features; 50 AdamW steps follow the CPU's loss
 // curve; two runs give identical losses (bitwise).
 //

@@ -3,7 +3,7 @@
 
     /usr/bin/python3 tests/reference/probe_reference.py --write-fixture tests/fixtures/probe_reference.bin
 
-The problem (include/probe.h): multinomial logistic regression, objective =
+The problem (src/probe/probe.h): multinomial logistic regression, objective =
 mean cross-entropy + l2/2 * ||W||^2 with unpenalised biases, on a small seeded
 dataset of overlapping Gaussian classes. SciPy's L-BFGS-B solves it to a
 gradient norm far below the C solver's tolerance; the fixture keeps the data,
