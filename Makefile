@@ -113,8 +113,8 @@ $(BUILD)/igpt_tests: $(TEST_OBJ) $(GPU_OBJ) $(BUILD)/libigpt.a
 # The commit ./igpt --version names; rewritten only when it changes.
 $(BUILD)/commit.h: FORCE
 	@mkdir -p $(BUILD)
-	@c=$$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown); \
-	 git diff --quiet HEAD -- 2>/dev/null || c="$$c-dirty"; \
+	@if c=$$(git rev-parse --short=12 HEAD 2>/dev/null); then git diff --quiet HEAD -- || c="$$c-dirty"; \
+	 else c=unknown; fi; \
 	 echo "#define IGPT_COMMIT \"$$c\"" > $@.tmp; cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 $(BUILD)/src/util/version.o: $(BUILD)/commit.h
 $(BUILD)/src/util/version.o: CFLAGS += -I$(BUILD)

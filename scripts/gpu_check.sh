@@ -27,9 +27,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 command -v nvcc >/dev/null && nvcc --version | tail -n 1 || echo "nvcc: not found"
 
 make_args=(-j"$(nproc)")
-if ! echo '#include <lbfgs.h>' | cc -E - >/dev/null 2>&1 && [ -d build/gpu-deps/root ]; then
+if ! printf '#include <lbfgs.h>\n#include <cjson/cJSON.h>\n' | cc -E - >/dev/null 2>&1 && [ -d build/gpu-deps/root ]; then
     make_args+=(DEPS_PREFIX="$PWD/build/gpu-deps/root")
-    echo "gpu_check: building against build/gpu-deps (the system has no liblbfgs)"
+    echo "gpu_check: building against build/gpu-deps (the system has no liblbfgs or cJSON)"
 fi
 # NCCL: the CUDA folder's, or the one PyTorch's wheels bring.
 cuda_home=$(dirname "$(dirname "$(command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)")")
