@@ -108,43 +108,47 @@ static uint32_t checked_field(const char *path, const char *what, uint32_t value
     return value;
 }
 
-void dataset_read(const char *path, TokenDataset *ds) {
-    memset(ds, 0, sizeof *ds);
-    int64_t size = file_size(path);
-    if (size < 0) die("%s: no such file (prepare one with ./igpt prepare)", path);
-    FILE *f = xfopen(path, "rb");
+// The header: the fixed part, then the class names, checked by its CRC.
+static uint8_t *read_header(const char *path, FILE *f, int64_t size, uint32_t *header_bytes) {
     uint8_t fixed[IGPT_DATASET_FIXED_HEADER_BYTES];
     if (size < IGPT_DATASET_FIXED_HEADER_BYTES || fread(fixed, 1, sizeof fixed, f) != sizeof fixed)
         die("%s is too short to be an igpt prepared data file (%lld bytes)", path, (long long)size);
     if (memcmp(fixed + OFF_MAGIC, IGPT_DATASET_MAGIC, 8) != 0)
         die("%s is not an igpt prepared data file (bad magic)", path);
-    uint32_t version = get_u32(fixed + OFF_VERSION);
+    const uint32_t version = get_u32(fixed + OFF_VERSION);
     if (version != IGPT_DATASET_VERSION)
         die("%s: data format version %u, this igpt reads version %u (prepare it again)", path, version,
             IGPT_DATASET_VERSION);
-    uint32_t classes = checked_field(path, "class count", get_u32(fixed + OFF_CLASSES), 1, IGPT_MAX_CLASSES);
-    uint32_t header_bytes = get_u32(fixed + OFF_HEADER_BYTES);
-    if (header_bytes != IGPT_DATASET_FIXED_HEADER_BYTES + classes * IGPT_CLASS_NAME_BYTES || header_bytes > size)
-        die("%s: header size %u does not match %u classes (corrupt or truncated header)", path, header_bytes, classes);
-    uint8_t *header = xmalloc(header_bytes);
+    const uint32_t classes = checked_field(path, "class count", get_u32(fixed + OFF_CLASSES), 1, IGPT_MAX_CLASSES);
+    *header_bytes = get_u32(fixed + OFF_HEADER_BYTES);
+    if (*header_bytes != IGPT_DATASET_FIXED_HEADER_BYTES + classes * IGPT_CLASS_NAME_BYTES || *header_bytes > size)
+        die("%s: header size %u does not match %u classes (corrupt or truncated header)", path, *header_bytes, classes);
+    uint8_t *header = xmalloc(*header_bytes);
     memcpy(header, fixed, sizeof fixed);
-    xfread(header + sizeof fixed, header_bytes - sizeof fixed, f, path);
-    uint32_t stored_header_crc = get_u32(header + OFF_HEADER_CRC);
+    xfread(header + sizeof fixed, *header_bytes - sizeof fixed, f, path);
+    const uint32_t stored_header_crc = get_u32(header + OFF_HEADER_CRC);
     put_u32(header + OFF_HEADER_CRC, 0);
-    if (crc32_update(0, header, header_bytes) != stored_header_crc) die("%s: header is corrupt (CRC mismatch)", path);
+    if (crc32_update(0, header, *header_bytes) != stored_header_crc) die("%s: header is corrupt (CRC mismatch)", path);
+    return header;
+}
 
+// The header's fields into ds (no payload yet), each in range and the sizes
+// they promise equal to the file's; returns the palette's color count.
+static int decode_header(const char *path, const uint8_t *header, uint32_t header_bytes, int64_t size,
+                         TokenDataset *ds) {
+    const uint32_t classes = get_u32(header + OFF_CLASSES);
     ds->count = (int64_t)get_u64(header + OFF_COUNT);
     ds->height =
         (int)checked_field(path, "height", get_u32(header + OFF_HEIGHT), IGPT_MIN_RESOLUTION, IGPT_MAX_RESOLUTION);
     ds->width =
         (int)checked_field(path, "width", get_u32(header + OFF_WIDTH), IGPT_MIN_RESOLUTION, IGPT_MAX_RESOLUTION);
-    int colors =
+    const int colors =
         (int)checked_field(path, "color count", get_u32(header + OFF_COLORS), IGPT_MIN_COLORS, IGPT_MAX_COLORS);
     ds->num_classes = (int)classes;
     if (ds->count < 1 || ds->count > (int64_t)1 << 40)
         die("%s: image count %lld is implausible", path, (long long)ds->count);
     const int64_t tpi = dataset_tokens_per_image(ds);
-    uint64_t expected_payload = payload_bytes(ds->count, tpi, colors);
+    const uint64_t expected_payload = payload_bytes(ds->count, tpi, colors);
     if (get_u64(header + OFF_PAYLOAD_BYTES) != expected_payload)
         die("%s: payload size field does not match %lld images of %dx%d (corrupt header)", path, (long long)ds->count,
             ds->height, ds->width);
@@ -157,25 +161,43 @@ void dataset_read(const char *path, TokenDataset *ds) {
     for (uint32_t c = 0; c < classes; c++)
         if (ds->class_names[c][0] == '\0' || ds->class_names[c][IGPT_CLASS_NAME_BYTES - 1] != '\0')
             die("%s: class name %u is empty or unterminated (corrupt header)", path, c);
+    return colors;
+}
 
+// The palette, labels and tokens, checked by the payload CRC and for labels
+// and color ids in range.
+static void read_payload(const char *path, FILE *f, uint32_t payload_crc, int colors, TokenDataset *ds) {
+    const int64_t tpi = dataset_tokens_per_image(ds);
     palette_alloc(&ds->palette, colors);
     ds->labels = xmalloc((size_t)ds->count * 2);
     ds->tokens = xmalloc((size_t)(ds->count * tpi) * 2);
     xfread(ds->palette.rgb, (size_t)colors * 3, f, path);
     xfread(ds->labels, (size_t)ds->count * 2, f, path);
     xfread(ds->tokens, (size_t)(ds->count * tpi) * 2, f, path);
-    fclose(f);
     uint32_t crc = crc32_update(0, ds->palette.rgb, (size_t)colors * 3);
     crc = crc32_update(crc, ds->labels, (size_t)ds->count * 2);
     crc = crc32_update(crc, ds->tokens, (size_t)(ds->count * tpi) * 2);
-    if (crc != get_u32(header + OFF_PAYLOAD_CRC)) die("%s: data is corrupt (payload CRC mismatch)", path);
+    if (crc != payload_crc) die("%s: data is corrupt (payload CRC mismatch)", path);
     for (int64_t i = 0; i < ds->count; i++)
-        if (ds->labels[i] >= classes)
-            die("%s: image %lld has label %u, but there are %u classes", path, (long long)i, ds->labels[i], classes);
+        if (ds->labels[i] >= ds->num_classes)
+            die("%s: image %lld has label %u, but there are %d classes", path, (long long)i, ds->labels[i],
+                ds->num_classes);
     for (int64_t i = 0; i < ds->count * tpi; i++)
         if (ds->tokens[i] >= colors)
             die("%s: image %lld has color id %u, but the palette has %d colors", path, (long long)(i / tpi),
                 ds->tokens[i], colors);
+}
+
+void dataset_read(const char *path, TokenDataset *ds) {
+    memset(ds, 0, sizeof *ds);
+    const int64_t size = file_size(path);
+    if (size < 0) die("%s: no such file (prepare one with ./igpt prepare)", path);
+    FILE *f = xfopen(path, "rb");
+    uint32_t header_bytes;
+    uint8_t *header = read_header(path, f, size, &header_bytes);
+    const int colors = decode_header(path, header, header_bytes, size, ds);
+    read_payload(path, f, get_u32(header + OFF_PAYLOAD_CRC), colors, ds);
+    fclose(f);
     free(header);
 }
 

@@ -195,75 +195,93 @@ static double *layer_matrix(const FeatureSet *fs, int layer, const double *mean,
     return X;
 }
 
-void probe_layer(const FeatureSet *train, const FeatureSet *eval, int layer, const ProbeProtocol *a,
-                 ProbeLayerResult *res) {
-    const int threads = resolve_threads(a->threads);
-    const int d = train->dim, k = train->num_classes;
-    const int64_t stride = (int64_t)train->layers * d;
-    double *mean = xmalloc((size_t)d * sizeof(double)), *inv_std = xmalloc((size_t)d * sizeof(double));
-    feature_stats(train->values + (int64_t)layer * d, train->count, d, stride, mean, inv_std);
-    // L2 chosen on a stratified 10% hold-out of the training images.
-    uint8_t *held = xcalloc((size_t)train->count, 1);
-    stratified_split(train->labels, train->count, k, train->count / 10 > 0 ? train->count / 10 : 1, a->seed, held);
-    int64_t n_fit, n_hold, n_all, n_eval;
-    uint16_t *y_fit, *y_hold, *y_all, *y_eval;
-    double *X_fit = layer_matrix(train, layer, mean, inv_std, held, 0, &n_fit, &y_fit);
-    double *X_hold = layer_matrix(train, layer, mean, inv_std, held, 1, &n_hold, &y_hold);
-    ProbeProblem fit = {n_fit, d, k, X_fit, y_fit}, hold = {n_hold, d, k, X_hold, y_hold};
-    ProbeSolverOptions opt;
-    probe_solver_defaults(&opt);
-    opt.max_iters = a->max_iters;
-    opt.threads = threads;
-    // Strongest penalty first; each fit starts from the previous solution.
+// The grid of L2 strengths, strongest first: each fit then starts from the
+// previous, more constrained solution.
+static double *l2_strongest_first(const ProbeProtocol *a) {
     double *order = xmalloc((size_t)a->num_l2 * sizeof(double));
     memcpy(order, a->l2_grid, (size_t)a->num_l2 * sizeof(double));
     for (int i = 0; i < a->num_l2; i++)
         for (int j = i + 1; j < a->num_l2; j++)
             if (order[j] > order[i]) {
-                double t = order[i];
+                const double t = order[i];
                 order[i] = order[j];
                 order[j] = t;
             }
-    LinearProbe best = {0}, current = {0};
-    double best_acc = -1.0, best_l2 = order[0];
+    return order;
+}
+
+// The L2 strength of the grid whose probe, fitted on 90% of the training
+// images, scores best on the other 10% (seeded, class-stratified); ties keep
+// the stronger penalty. *best gets that probe (the refit's warm start) and
+// *holdout_accuracy its score.
+static double choose_l2(const FeatureSet *train, int layer, const double *mean, const double *inv_std,
+                        const ProbeProtocol *a, ProbeSolverOptions opt, LinearProbe *best, double *holdout_accuracy) {
+    const int d = train->dim, k = train->num_classes;
+    uint8_t *held = xcalloc((size_t)train->count, 1);
+    stratified_split(train->labels, train->count, k, train->count / 10 > 0 ? train->count / 10 : 1, a->seed, held);
+    int64_t n_fit, n_hold;
+    uint16_t *y_fit, *y_hold;
+    double *X_fit = layer_matrix(train, layer, mean, inv_std, held, 0, &n_fit, &y_fit);
+    double *X_hold = layer_matrix(train, layer, mean, inv_std, held, 1, &n_hold, &y_hold);
+    const ProbeProblem fit = {n_fit, d, k, X_fit, y_fit}, hold = {n_hold, d, k, X_hold, y_hold};
+    double *order = l2_strongest_first(a);
+    LinearProbe current = {0};
+    double best_l2 = order[0];
+    *best = (LinearProbe){0};
+    *holdout_accuracy = -1.0;
     for (int i = 0; i < a->num_l2; i++) {
         opt.l2 = order[i];
         probe_fit(&fit, &opt, current.w, &current);
-        double acc = probe_score(&current, &hold, threads, NULL, NULL);
-        if (acc > best_acc) {  // ties keep the stronger penalty
-            best_acc = acc;
+        const double acc = probe_score(&current, &hold, opt.threads, NULL, NULL);
+        if (acc > *holdout_accuracy) {
+            *holdout_accuracy = acc;
             best_l2 = order[i];
-            linear_probe_free(&best);
-            best = current;
-            best.w = xmalloc((size_t)k * (d + 1) * sizeof(double));
-            memcpy(best.w, current.w, (size_t)k * (d + 1) * sizeof(double));
+            linear_probe_free(best);
+            *best = current;
+            best->w = xmalloc((size_t)k * (d + 1) * sizeof(double));
+            memcpy(best->w, current.w, (size_t)k * (d + 1) * sizeof(double));
         }
     }
+    linear_probe_free(&current);
+    free(order);
     free(X_fit);
     free(y_fit);
     free(X_hold);
     free(y_hold);
-    // Refit on every training image with the chosen strength, then score.
+    free(held);
+    return best_l2;
+}
+
+void probe_layer(const FeatureSet *train, const FeatureSet *eval, int layer, const ProbeProtocol *a,
+                 ProbeLayerResult *res) {
+    const int d = train->dim, k = train->num_classes;
+    double *mean = xmalloc((size_t)d * sizeof(double));
+    double *inv_std = xmalloc((size_t)d * sizeof(double));
+    feature_stats(train->values + (int64_t)layer * d, train->count, d, (int64_t)train->layers * d, mean, inv_std);
+    ProbeSolverOptions opt;
+    probe_solver_defaults(&opt);
+    opt.max_iters = a->max_iters;
+    opt.threads = resolve_threads(a->threads);
+    LinearProbe chosen;
+    opt.l2 = choose_l2(train, layer, mean, inv_std, a, opt, &chosen, &res->holdout_accuracy);
+    // Refit on every training image with the chosen strength, then score on the evaluation images.
+    int64_t n_all, n_eval;
+    uint16_t *y_all, *y_eval;
     double *X_all = layer_matrix(train, layer, mean, inv_std, NULL, 0, &n_all, &y_all);
     double *X_eval = layer_matrix(eval, layer, mean, inv_std, NULL, 0, &n_eval, &y_eval);
-    ProbeProblem all = {n_all, d, k, X_all, y_all}, ev = {n_eval, d, k, X_eval, y_eval};
-    opt.l2 = best_l2;
+    const ProbeProblem all = {n_all, d, k, X_all, y_all}, ev = {n_eval, d, k, X_eval, y_eval};
     LinearProbe final;
-    probe_fit(&all, &opt, best.w, &final);
-    res->accuracy = probe_score(&final, &ev, threads, &res->eval_loss, NULL);
-    res->l2 = best_l2;
-    res->holdout_accuracy = best_acc;
+    probe_fit(&all, &opt, chosen.w, &final);
+    res->accuracy = probe_score(&final, &ev, opt.threads, &res->eval_loss, NULL);
+    res->l2 = opt.l2;
     res->grad_norm = final.grad_norm;
     res->iters = final.iters;
     free(X_all);
     free(y_all);
     free(X_eval);
     free(y_eval);
-    free(order);
-    free(held);
     free(mean);
     free(inv_std);
-    linear_probe_free(&best);
-    linear_probe_free(&current);
+    linear_probe_free(&chosen);
     linear_probe_free(&final);
 }
