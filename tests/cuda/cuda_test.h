@@ -88,4 +88,48 @@ std::vector<float> random_floats(size_t n, uint64_t seed, float lo, float hi);
 double max_rel_diff(const float *a, const float *b, size_t n);
 double max_abs_diff(const float *a, const float *b, size_t n);
 
+// --- Errors and tolerances (how each is derived: docs/cuda.md, "Tolerances") ---------------
+// Unit roundoff u: the largest relative error of rounding a real number to
+// the format (round to nearest): 2^-24 for fp32 (24 significant bits),
+// 2^-8 for bf16 (8 significant bits).
+constexpr double FP32_UNIT_ROUNDOFF = 0x1p-24;
+constexpr double BF16_UNIT_ROUNDOFF = 0x1p-8;
+// gamma_n = n u / (1 - n u): a sum of n products computed with unit roundoff
+// u, in any order and with or without fused multiply-adds, is within gamma_n
+// times the sum of the products' magnitudes of the exact sum (Higham,
+// "Accuracy and Stability of Numerical Algorithms", 2nd ed., section 3.1).
+double gamma_n(int n, double u);
+// ||got - want||_F / ||want||_F: the size of the whole error against the
+// size of the whole tensor; unlike the largest error it does not let one
+// element that sits near zero, or a tensor whose entries are all small,
+// decide the outcome (NaN anywhere gives NaN).
+double rel_frobenius_error(const float *got, const float *want, size_t n);
+// Relative Frobenius tolerance of a kernel against its CPU reference, both
+// computing each output element from the same inputs in fp32 as a sum of at
+// most `terms` terms (0: elementwise) and a few more operations: each is
+// within gamma_(terms + 16) of the exact value, relative to the magnitudes
+// involved (16: the elementwise arithmetic and the GPU's expf and logf, 1-2
+// ulps each), so the two are within twice that of each other. An output
+// stored in bf16 adds one rounding: 2^-8.
+template <typename Stored>
+double kernel_frobenius_tolerance(int terms) {
+    return 2 * gamma_n(terms + 16, FP32_UNIT_ROUNDOFF) + (sizeof(Stored) == 2 ? BF16_UNIT_ROUNDOFF : 0.0);
+}
+// Largest |got - exact| / bound over n values (<= 1: within the bound everywhere).
+double bound_ratio(const float *got, const double *exact, const double *bound, size_t n);
+// Each input nudged one ulp up or down (seeded, independently per value):
+// the reference run on such inputs shows how far rounding-sized differences
+// carry through a computation.
+std::vector<float> nudged_one_ulp(const std::vector<float> &x, uint64_t seed);
+
+// Notes a measured error beside its tolerance under a label ("bf16 model
+// gradients, rel. Frobenius") and returns error <= tolerance (NaN: false).
+// After each test the worst error of every label is printed with its
+// tolerance and where it was seen, so that a log (on a GPU, the short tail
+// that comes back) shows how close each check came; with
+// IGPT_TEST_ERRORS=FILE each line is also appended to FILE as JSON.
+bool error_within(const char *label, const std::string &where, double error, double tolerance);
+// Prints (and forgets) the errors noted since the last call.
+void print_noted_errors(const char *test_name);
+
 #endif
