@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "interpret/internal.h"
-
+#include "interpret/interpret.h"
 
 namespace interp {
 

@@ -6,7 +6,11 @@
 
 #include <cstddef>
 
-#include "interpret/interpret.h"
+// From interpret.h, which includes nothing of ours back.
+struct dim3;
+namespace interp {
+struct CallSite;
+}
 
 #if defined(IGPT_INTERP_TSAN)
 // ThreadSanitizer's ignore annotations (exported by libtsan, not in its

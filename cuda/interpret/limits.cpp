@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "interpret/internal.h"
+#include "interpret/interpret.h"
 
 namespace interp {
 
@@ -36,7 +37,7 @@ const size_t max_shared_bytes = 227 * 1024;     // static + dynamic, with the op
 const int registers_per_block = 65536;
 
 std::unordered_map<const void *, const KernelResources *> known;  // by kernel address, found once
-std::unordered_map<const void *, size_t> shared_opt_in;          // cudaFuncSetAttribute
+std::unordered_map<const void *, size_t> shared_opt_in;           // cudaFuncSetAttribute
 
 // "_Z<length><name>..." -> name (kernels are free functions).
 std::string kernel_name_of(const char *symbol) {

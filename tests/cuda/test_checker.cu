@@ -69,13 +69,13 @@ TEST(test_checker_shared_memory_opt_in) {
     INTERPRET_ONLY();
     child_buffer = device_alloc<float>(child_threads);
     expect_abort(launch_big_shared, {"big_shared_kernel", "cudaFuncSetAttribute"});
-    CUDA_CHECK(cudaFuncSetAttribute(big_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)big_shared_bytes));
+    CUDA_CHECK(
+        cudaFuncSetAttribute(big_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)big_shared_bytes));
     launch_big_shared();
     CHECK(to_host(child_buffer, child_threads)[0] == 2.0f, "the opted-in launch did not run");
-    CHECK(cudaFuncSetAttribute(big_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 228 * 1024) !=
-              cudaSuccess,
-          "an opt-in above 227 KiB was accepted");
+    CHECK(
+        cudaFuncSetAttribute(big_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 228 * 1024) != cudaSuccess,
+        "an opt-in above 227 KiB was accepted");
     expect_abort(launch_above_227k, {"big_shared_kernel", "cudaFuncSetAttribute"});
     cudaFree(child_buffer);
 }
@@ -128,7 +128,8 @@ static std::set<std::string> kernels_defined_in(const std::string &path) {
     std::stringstream text;
     text << file.rdbuf();
     const std::string s = text.str();
-    static const std::regex kernel(R"(__global__\s+(?:void\s+)?(?:__launch_bounds__\([^)]*\)\s*)?(?:void\s+)?(\w+)\s*\()");
+    static const std::regex kernel(
+        R"(__global__\s+(?:void\s+)?(?:__launch_bounds__\([^)]*\)\s*)?(?:void\s+)?(\w+)\s*\()");
     std::set<std::string> names;
     for (std::sregex_iterator it(s.begin(), s.end(), kernel), end; it != end; ++it) names.insert((*it)[1].str());
     return names;
@@ -137,11 +138,13 @@ static std::set<std::string> kernels_defined_in(const std::string &path) {
 // "_Z<length><name>..." (kernels are free functions) -> name.
 static std::string kernel_name_of(const std::string &symbol) {
     size_t at = 2, length = 0;
-    while (at < symbol.size() && isdigit((unsigned char)symbol[at])) length = length * 10 + (size_t)(symbol[at++] - '0');
+    while (at < symbol.size() && isdigit((unsigned char)symbol[at]))
+        length = length * 10 + (size_t)(symbol[at++] - '0');
     return symbol.compare(0, 2, "_Z") == 0 ? symbol.substr(at, length) : symbol;
 }
 
 TEST(test_checker_sm90_table_lists_every_kernel) {
+    INTERPRET_ONLY();  // reads the sources, which a GPU machine may not have
     std::set<std::string> in_sources, in_table;
     std::vector<std::string> files = {"bench/gpu_bench.cu", "tests/cuda/test_checker.cu"};
     for (const auto &entry : std::filesystem::directory_iterator("cuda"))
@@ -161,10 +164,10 @@ TEST(test_checker_sm90_table_lists_every_kernel) {
 #if defined(IGPT_INTERP_ASAN)
 #define NEEDS_ASAN() INTERPRET_ONLY()
 #else
-#define NEEDS_ASAN()                                                          \
-    do {                                                                      \
+#define NEEDS_ASAN()                                                       \
+    do {                                                                   \
         test_skip("needs the AddressSanitizer build (build/interp-asan)"); \
-        return;                                                               \
+        return;                                                            \
     } while (0)
 #endif
 
@@ -179,9 +182,9 @@ static void launch_global_overflow(void) {
 TEST(test_checker_global_out_of_bounds) {
     NEEDS_ASAN();
     // The last thread writes one float past the 256-byte allocation.
-    expect_abort(launch_global_overflow, {"heap-buffer-overflow", "0 bytes to the right of 256-byte region",
-                                          site(global_overflow_line), "kernel global_overflow_kernel",
-                                          "block (1,0,0), thread (31,0,0)"});
+    expect_abort(launch_global_overflow,
+                 {"heap-buffer-overflow", "0 bytes to the right of 256-byte region", site(global_overflow_line),
+                  "kernel global_overflow_kernel", "block (1,0,0), thread (31,0,0)"});
 }
 
 static const int use_after_free_line = __LINE__ + 1;
@@ -237,10 +240,10 @@ TEST(test_checker_shared_out_of_bounds) {
 #if defined(IGPT_INTERP_TSAN)
 #define NEEDS_TSAN() INTERPRET_ONLY()
 #else
-#define NEEDS_TSAN()                                                          \
-    do {                                                                      \
+#define NEEDS_TSAN()                                                      \
+    do {                                                                  \
         test_skip("needs the ThreadSanitizer build (build/interp-tsan)"); \
-        return;                                                               \
+        return;                                                           \
     } while (0)
 #endif
 
@@ -252,9 +255,7 @@ __global__ void shared_race_kernel(float *out) {
     tile[threadIdx.x] = (float)threadIdx.x;
     out[threadIdx.x] = tile[(threadIdx.x + 1) % child_threads];
 }
-static void launch_shared_race(void) {
-    LAUNCH(shared_race_kernel, dim3(1), dim3(child_threads), 0, 0, child_buffer);
-}
+static void launch_shared_race(void) { LAUNCH(shared_race_kernel, dim3(1), dim3(child_threads), 0, 0, child_buffer); }
 
 // The same with the barrier: no report.
 __global__ void shared_synced_kernel(float *out) {
@@ -276,9 +277,7 @@ TEST(test_checker_shared_memory_race) {
 // Every block writes out[threadIdx.x]: two blocks, one address, no atomics.
 static const int global_race_line = __LINE__ + 1;
 __global__ void global_race_kernel(float *out) { out[threadIdx.x] = (float)blockIdx.x; }
-static void launch_global_race(void) {
-    LAUNCH(global_race_kernel, dim3(2), dim3(child_threads), 0, 0, child_buffer);
-}
+static void launch_global_race(void) { LAUNCH(global_race_kernel, dim3(2), dim3(child_threads), 0, 0, child_buffer); }
 
 // The same through atomics: no report.
 __global__ void global_atomic_kernel(float *out) { atomicAdd(&out[threadIdx.x], 1.0f); }
