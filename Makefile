@@ -132,7 +132,8 @@ $(BUILD)/cuda/igpt_cuda_tests: $(GPU_TEST_OBJ) $(HARNESS_OBJ) $(GPU_OBJ) $(BUILD
 # --- Interpret mode (g++) ------------------------------------------------------------------
 INTERP_FLAGS = -std=c++20 -O2 -g -DIGPT_INTERPRET -Wall -Wextra -Wshadow -Werror -fopenmp -Isrc -Icuda \
                -Itests/cuda -isystem $(BLAS_INC) -MMD -MP
-INTERP_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/interp/%.o) $(BUILD)/interp/cuda/interpret/interpret.o
+INTERP_SRC = $(wildcard cuda/interpret/*.cpp)
+INTERP_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/interp/%.o) $(INTERP_SRC:%.cpp=$(BUILD)/interp/%.o)
 INTERP_TEST_OBJ = $(CUDA_TEST_SRC:%.cu=$(BUILD)/interp/%.o)
 
 $(BUILD)/interp/%.o: %.cu
@@ -142,13 +143,75 @@ $(BUILD)/interp/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(INTERP_FLAGS) -c -o $@ $<
 $(BUILD)/interp/tests/%.o: INTERP_FLAGS += -Itests
+# -rdynamic: the launch limits find each kernel's sm_90 registers by its symbol (dladdr).
 $(BUILD)/interp/igpt_cuda_tests: $(INTERP_TEST_OBJ) $(HARNESS_OBJ) $(INTERP_OBJ) $(BUILD)/libigpt.a
-	$(CXX) -o $@ $^ $(LDLIBS) -lboost_context
+	$(CXX) -rdynamic -o $@ $^ $(LDLIBS) -lboost_context
 $(BUILD)/interp/igpt: $(MAIN_OBJ) $(INTERP_OBJ) $(BUILD)/libigpt.a
-	$(CXX) -o $@ $^ $(LDLIBS) -lboost_context
+	$(CXX) -rdynamic -o $@ $^ $(LDLIBS) -lboost_context
+
+# --- Interpret mode under the sanitizers (the checker builds) ------------------------------
+# The CUDA tests twice more: build/interp-asan/igpt_cuda_tests (AddressSanitizer:
+# out-of-bounds accesses to cudaMalloc and shared memory) and
+# build/interp-tsan/igpt_cuda_tests (ThreadSanitizer: races in shared and global
+# memory); see cuda/interpret/checker.cpp. Built by clang++, for -femulated-tls
+# (g++ has no such option), which on the CUDA sources gives every static
+# __shared__ array of every block an allocation of its own.
+# Under TSan the scheduler (cuda/interpret/*.cpp) is not instrumented: its
+# bookkeeping between fibers is not the kernels' business.
+CHECK_CXX ?= clang++
+CHECK_FLAGS = -std=c++20 -O2 -g -fno-omit-frame-pointer -DIGPT_INTERPRET -Wall -Wextra -Wshadow -Werror -fopenmp=libgomp \
+              -Isrc -Icuda -Itests/cuda -Itests -isystem $(BLAS_INC) -MMD -MP
+CHECK_TEST_SRC = $(CUDA_TEST_SRC) $(CUDA_SRC) $(INTERP_SRC)
+CHECK_LIBS = $(HARNESS_OBJ) $(BUILD)/libigpt.a $(subst -fopenmp,-fopenmp=libgomp,$(LDLIBS)) -lboost_context
+
+$(BUILD)/interp-asan/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(CHECK_CXX) $(CHECK_FLAGS) -DIGPT_INTERP_ASAN -fsanitize=address -femulated-tls -x c++ -c -o $@ $<
+$(BUILD)/interp-asan/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CHECK_CXX) $(CHECK_FLAGS) -DIGPT_INTERP_ASAN -fsanitize=address -c -o $@ $<
+$(BUILD)/interp-asan/igpt_cuda_tests: $(patsubst %,$(BUILD)/interp-asan/%.o,$(basename $(CHECK_TEST_SRC))) \
+                                      $(HARNESS_OBJ) $(BUILD)/libigpt.a
+	$(CHECK_CXX) -fsanitize=address -rdynamic -o $@ $(filter $(BUILD)/interp-asan/%,$^) $(CHECK_LIBS)
+
+$(BUILD)/interp-tsan/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(CHECK_CXX) $(CHECK_FLAGS) -DIGPT_INTERP_TSAN -fsanitize=thread -femulated-tls -x c++ -c -o $@ $<
+$(BUILD)/interp-tsan/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CHECK_CXX) $(CHECK_FLAGS) -DIGPT_INTERP_TSAN -c -o $@ $<
+$(BUILD)/interp-tsan/igpt_cuda_tests: $(patsubst %,$(BUILD)/interp-tsan/%.o,$(basename $(CHECK_TEST_SRC))) \
+                                      $(HARNESS_OBJ) $(BUILD)/libigpt.a
+	$(CHECK_CXX) -fsanitize=thread -rdynamic -o $@ $(filter $(BUILD)/interp-tsan/%,$^) $(CHECK_LIBS)
+
+ifneq ($(shell command -v $(CHECK_CXX) 2>/dev/null),)
+CHECK_BINS = $(BUILD)/interp-asan/igpt_cuda_tests $(BUILD)/interp-tsan/igpt_cuda_tests
+all: $(CHECK_BINS)
+endif
+
+# --- Each kernel's registers in the real sm_90 build (the interpreter's launch limits) ------
+# cuda/interpret/sm90_kernels.inc is committed (the interpret mode needs no nvcc);
+# with nvcc, make rebuilds it in build/ and tests/cuda/run_checker.sh compares
+# the two. `make sm90-kernels` rewrites the committed one.
+SM90_SRC = $(CUDA_SRC) tests/cuda/test_checker.cu
+.PHONY: sm90-kernels
+ifneq ($(NVCC),)
+SM90_NVCC_FLAGS = -std=c++17 -O3 -Werror all-warnings -Isrc -Icuda -Itests/cuda -Itests -isystem $(BLAS_INC) $(NCCL_FLAGS)
+$(BUILD)/sm90/%.rows: %.cu cuda/interpret/sm90_kernels.sh
+	@mkdir -p $(dir $@)
+	bash cuda/interpret/sm90_kernels.sh $@ $< $(NVCC) $(SM90_NVCC_FLAGS)
+$(BUILD)/sm90_kernels.inc: $(SM90_SRC:%.cu=$(BUILD)/sm90/%.rows)
+	bash cuda/interpret/sm90_kernels.sh --combine $@ $^
+all: $(BUILD)/sm90_kernels.inc
+sm90-kernels: $(BUILD)/sm90_kernels.inc
+	cp $< cuda/interpret/sm90_kernels.inc
+else
+sm90-kernels:
+	@echo "sm90-kernels: needs nvcc (the real sm_90 build)"; exit 1
+endif
 
 # --- Tests and benchmarks ----------------------------------------------------------------------
-test: igpt $(BUILD)/igpt_tests $(BUILD)/interp/igpt_cuda_tests $(BUILD)/interp/igpt
+test: igpt $(BUILD)/igpt_tests $(BUILD)/interp/igpt_cuda_tests $(BUILD)/interp/igpt $(CHECK_BINS)
 	@bash tests/run.sh
 
 bench-data: igpt

@@ -38,8 +38,8 @@ inline void launch_kernel(const char *name, const char *file, int line, void (*k
                           dim3 block, size_t shared_bytes, cudaStream_t stream, Args... args) {
 #ifdef IGPT_INTERPRET
     (void)stream;
-    interp::run_grid(name, interp::CallSite{file, line}, grid, block, shared_bytes,
-                     [&]() { kernel(static_cast<Params>(args)...); });
+    interp::run_grid(name, reinterpret_cast<const void *>(kernel), interp::CallSite{file, line}, grid, block,
+                     shared_bytes, [&]() { kernel(static_cast<Params>(args)...); });
 #else
     // (clang-format reads a .cuh as plain C++ and would split the launch brackets)
     // clang-format off

@@ -13,6 +13,14 @@
 #include <string>
 #include <vector>
 
+#include "interpret/internal.h"
+#if defined(IGPT_INTERP_ASAN)
+#include <sanitizer/common_interface_defs.h>
+#endif
+#if defined(IGPT_INTERP_TSAN)
+#include <sanitizer/tsan_interface.h>
+#endif
+
 namespace interp {
 
 thread_local const Coordinates *current_coordinates = nullptr;
@@ -33,6 +41,9 @@ struct Fiber {
     uint64_t value, result;
     int arg, width;
     Coordinates coords;
+    char *stack;            // its lowest address
+    void *tsan_fiber;       // ThreadSanitizer's view of this thread (TSan build)
+    void *asan_fake_stack;  // AddressSanitizer's note across switches (ASan build)
 };
 
 struct Block {
@@ -46,7 +57,7 @@ struct Block {
 thread_local Block *running_block = nullptr;
 thread_local std::vector<char *> stacks;
 thread_local size_t stack_bytes = 0;
-thread_local std::vector<unsigned char> shared_memory;
+thread_local void *dynamic_shared = nullptr;
 Order scheduler_order = ORDER_FORWARD;
 uint64_t scheduler_seed = 1;
 
@@ -93,8 +104,86 @@ void make_order(std::vector<int> &order, int n, uint64_t *rng) {
         }
 }
 
+// --- Sanitizer annotations (the checker builds) -----------------------------------------
+// AddressSanitizer must be told when the stack changes (each fiber has its
+// own). ThreadSanitizer sees each GPU thread as a fiber of its own, switched
+// without synchronisation: the only happens-before edges are the GPU's (the
+// launch, __syncthreads, __syncwarp, the end of the grid), so two blocks, or
+// two threads between barriers, that touch one word without atomics race.
+#if defined(IGPT_INTERP_ASAN)
+thread_local void *scheduler_fake_stack = nullptr;
+thread_local const void *scheduler_stack_bottom = nullptr;
+thread_local size_t scheduler_stack_size = 0;
+#endif
+#if defined(IGPT_INTERP_TSAN)
+thread_local void *host_fiber = nullptr;  // the host thread's own TSan context
+#endif
+
+// Scheduler side: right before resuming f, and right after it suspended itself.
+void switching_to(Fiber &f) {
+#if defined(IGPT_INTERP_ASAN)
+    __sanitizer_start_switch_fiber(&scheduler_fake_stack, f.stack, stack_bytes);
+#elif defined(IGPT_INTERP_TSAN)
+    __tsan_switch_to_fiber(f.tsan_fiber, __tsan_switch_to_fiber_no_sync);
+#else
+    (void)f;
+#endif
+}
+void switched_back(void) {
+#if defined(IGPT_INTERP_ASAN)
+    __sanitizer_finish_switch_fiber(scheduler_fake_stack, nullptr, nullptr);
+#elif defined(IGPT_INTERP_TSAN)
+    __tsan_switch_to_fiber(host_fiber, __tsan_switch_to_fiber_no_sync);
+#endif
+}
+
+// Fiber side: when it starts or resumes, and right before it suspends itself
+// (for good when it has returned).
+void arrived_on_fiber(Fiber &f) {
+#if defined(IGPT_INTERP_ASAN)
+    __sanitizer_finish_switch_fiber(f.asan_fake_stack, &scheduler_stack_bottom, &scheduler_stack_size);
+#else
+    (void)f;
+#endif
+}
+void leaving_fiber(Fiber &f, bool for_good) {
+#if defined(IGPT_INTERP_ASAN)
+    __sanitizer_start_switch_fiber(for_good ? nullptr : &f.asan_fake_stack, scheduler_stack_bottom,
+                                   scheduler_stack_size);
+#else
+    (void)f;
+    (void)for_good;
+#endif
+}
+
+// A barrier or __syncwarp releases: everything each participant did before
+// it happens before everything every participant does after it. One fresh
+// token per release, so that nothing leaks from one barrier to the next.
+void synchronise(Block *b, const std::vector<int> &participants) {
+#if defined(IGPT_INTERP_TSAN)
+    char *token = static_cast<char *>(untracked_alloc(1, 1));
+    for (int i : participants) {
+        __tsan_switch_to_fiber(b->fibers[(size_t)i].tsan_fiber, __tsan_switch_to_fiber_no_sync);
+        __tsan_release(token);
+    }
+    for (int i : participants) {
+        __tsan_switch_to_fiber(b->fibers[(size_t)i].tsan_fiber, __tsan_switch_to_fiber_no_sync);
+        __tsan_acquire(token);
+    }
+    __tsan_switch_to_fiber(host_fiber, __tsan_switch_to_fiber_no_sync);
+    untracked_free(token);
+#else
+    (void)b;
+    (void)participants;
+#endif
+}
+
 // Suspends the running thread until the scheduler resumes it.
-void yield_to_scheduler(Fiber &f) { f.scheduler = std::move(f.scheduler).resume(); }
+void yield_to_scheduler(Fiber &f) {
+    leaving_fiber(f, false);
+    f.scheduler = std::move(f.scheduler).resume();
+    arrived_on_fiber(f);
+}
 
 // Stacks are ours (mapped once, reused): the allocator never allocates.
 struct NoStackAllocator {
@@ -110,21 +199,28 @@ Fiber &current_fiber(const char *what) {
     return running_block->fibers[(size_t)running_block->current];
 }
 
-void ensure_stacks(size_t count) {
+size_t stack_size(void) {
     if (stack_bytes == 0) {
         const char *env = getenv("IGPT_INTERP_STACK_KB");
         stack_bytes = (size_t)(env ? atoi(env) : 256) * 1024;
         if (stack_bytes < 64 * 1024) stack_bytes = 64 * 1024;
     }
+    return stack_bytes;
+}
+
+// A stack of stack_size() bytes, with a guard page below it that turns an
+// overflow into a crash, not corruption.
+char *map_stack(void) {
     const size_t page = 4096;
-    while (stacks.size() < count) {
-        // A guard page below each stack turns an overflow into a crash, not corruption.
-        void *p = mmap(nullptr, stack_bytes + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                       -1, 0);
-        if (p == MAP_FAILED) fail("cannot map %zu bytes of fiber stack", stack_bytes);
-        mprotect(p, page, PROT_NONE);
-        stacks.push_back(static_cast<char *>(p) + page);
-    }
+    void *p =
+        mmap(nullptr, stack_size() + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) fail("cannot map %zu bytes of fiber stack", stack_size());
+    mprotect(p, page, PROT_NONE);
+    return static_cast<char *>(p) + page;
+}
+
+void ensure_stacks(size_t count) {
+    while (stacks.size() < count) stacks.push_back(map_stack());
 }
 
 const char *state_text(const Fiber &f, char *buf, size_t cap) {
@@ -194,8 +290,11 @@ bool release_warps(Block *b) {
                 default: g.result = b->fibers[(size_t)(base + src)].value; break;
                 }
             }
+            std::vector<int> lanes_of_mask;
             for (int j = 0; j < 32; j++)
-                if (mask >> j & 1u) b->fibers[(size_t)(base + j)].state = RUNNABLE;
+                if (mask >> j & 1u) lanes_of_mask.push_back(base + j);
+            if (f.op == WARP_SYNC) synchronise(b, lanes_of_mask);
+            for (int i : lanes_of_mask) b->fibers[(size_t)i].state = RUNNABLE;
             released = true;
         }
     }
@@ -226,16 +325,18 @@ bool release_warps(Block *b) {
          first, detail.c_str());
 }
 
-void init_fiber(Block *b, size_t index, char *stack) {
+void init_fiber(Block *b, size_t index) {
     bctx::stack_context sctx;
-    sctx.size = stack_bytes;
-    sctx.sp = stack + stack_bytes;  // stacks grow down from the top
+    sctx.size = stack_size();
+    sctx.sp = b->fibers[index].stack + stack_size();  // stacks grow down from the top
     b->fibers[index].self = bctx::fiber(std::allocator_arg, bctx::preallocated(sctx.sp, sctx.size, sctx),
                                         NoStackAllocator(), [b, index](bctx::fiber &&scheduler) {
                                             Fiber &f = b->fibers[index];
+                                            arrived_on_fiber(f);
                                             f.scheduler = std::move(scheduler);
                                             (*b->body)();
                                             f.state = DONE;
+                                            leaving_fiber(f, true);
                                             return std::move(f.scheduler);
                                         });
 }
@@ -249,7 +350,9 @@ void run_block(Block *b, int threads, uint64_t *rng) {
             if (f.state != RUNNABLE) continue;
             b->current = i;
             current_coordinates = &f.coords;
+            switching_to(f);
             f.self = std::move(f.self).resume();
+            switched_back();
         }
         current_coordinates = nullptr;
         int done = 0, at_barrier = 0;
@@ -264,6 +367,9 @@ void run_block(Block *b, int threads, uint64_t *rng) {
             bool same = true;
             for (const Fiber &f : b->fibers) same = same && same_site(f.site, f0.site);
             if (same) {
+                std::vector<int> everyone((size_t)threads);
+                for (int i = 0; i < threads; i++) everyone[(size_t)i] = i;
+                synchronise(b, everyone);
                 for (Fiber &f : b->fibers) f.state = RUNNABLE;
                 continue;
             }
@@ -276,7 +382,21 @@ void run_block(Block *b, int threads, uint64_t *rng) {
 
 void *dynamic_shared_memory() {
     current_fiber("dynamic shared memory");
-    return shared_memory.data();
+    return dynamic_shared;
+}
+
+const Coordinates *coordinates() { return current_coordinates; }
+
+bool kernel_running(void) { return running_block != nullptr; }
+
+bool describe_running_thread(char *buf, size_t cap) {
+    const Block *b = running_block;
+    if (!b || !current_coordinates) return false;
+    const Coordinates &c = *current_coordinates;
+    snprintf(buf, cap, "kernel %s (launched at %s:%d), block (%u,%u,%u), thread (%u,%u,%u)", b->kernel, b->launch.file,
+             b->launch.line, c.block_idx.x, c.block_idx.y, c.block_idx.z, c.thread_idx.x, c.thread_idx.y,
+             c.thread_idx.z);
+    return true;
 }
 
 void syncthreads(CallSite site) {
@@ -304,30 +424,82 @@ uint64_t warp_collective(CallSite site, WarpOp op, unsigned mask, uint64_t value
     return f.result;
 }
 
-void run_grid(const char *name, CallSite site, dim3 grid, dim3 block, size_t shared_bytes,
+namespace {
+
+#if defined(IGPT_INTERP_TSAN)
+// ThreadSanitizer's fibers for the GPU threads: a pool, taken in turn, since
+// creating one costs microseconds and thousands of blocks run. A fiber that
+// serves two blocks orders them (its own program order), so two blocks of
+// one launch that run at least tsan_pool_size / threads blocks apart may
+// share fibers and their races go unseen; the kernel tests run each launch
+// in three block orders, which pair different blocks. Each fiber has its
+// own stack: a stack used by two fibers would look like a race to TSan.
+struct TsanFiber {
+    void *fiber;
+    char *stack;
+};
+const size_t tsan_pool_size = 4096;
+thread_local std::vector<TsanFiber> tsan_pool;
+thread_local size_t tsan_pool_next = 0;
+#endif
+
+// ThreadSanitizer: each thread of the block gets a fiber (and a stack) of
+// its own, which sees what the host did before the launch (launch_begin) and
+// is named after its coordinates, which TSan's reports print.
+void begin_sanitizer_fibers(Block *b, void *launch_begin) {
+#if defined(IGPT_INTERP_TSAN)
+    for (Fiber &f : b->fibers) {
+        if (tsan_pool.size() <= tsan_pool_next) tsan_pool.push_back({__tsan_create_fiber(0), map_stack()});
+        f.tsan_fiber = tsan_pool[tsan_pool_next].fiber;
+        f.stack = tsan_pool[tsan_pool_next].stack;
+        tsan_pool_next = (tsan_pool_next + 1) % tsan_pool_size;
+        const Coordinates &c = f.coords;
+        char name[512];
+        snprintf(name, sizeof name, "kernel %s block (%u,%u,%u) thread (%u,%u,%u)", b->kernel, c.block_idx.x,
+                 c.block_idx.y, c.block_idx.z, c.thread_idx.x, c.thread_idx.y, c.thread_idx.z);
+        __tsan_set_fiber_name(f.tsan_fiber, name);
+        __tsan_switch_to_fiber(f.tsan_fiber, __tsan_switch_to_fiber_no_sync);
+        __tsan_acquire(launch_begin);
+    }
+    __tsan_switch_to_fiber(host_fiber, __tsan_switch_to_fiber_no_sync);
+#else
+    (void)b;
+    (void)launch_begin;
+#endif
+}
+
+// The block's threads hand what they did to the end of the grid (launch_end).
+void end_sanitizer_fibers(Block *b, void *launch_end) {
+#if defined(IGPT_INTERP_TSAN)
+    for (Fiber &f : b->fibers) {
+        __tsan_switch_to_fiber(f.tsan_fiber, __tsan_switch_to_fiber_no_sync);
+        __tsan_release(launch_end);
+    }
+    __tsan_switch_to_fiber(host_fiber, __tsan_switch_to_fiber_no_sync);
+#else
+    (void)b;
+    (void)launch_end;
+#endif
+}
+
+}  // namespace
+
+void run_grid(const char *name, const void *kernel, CallSite site, dim3 grid, dim3 block, size_t shared_bytes,
               const std::function<void()> &body) {
-    const unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
-    const unsigned long long blocks = (unsigned long long)grid.x * grid.y * grid.z;
-    if (threads == 0 || threads > 1024 || block.z > 64 || blocks == 0 || grid.y > 65535 || grid.z > 65535 ||
-        grid.x > 2147483647u) {
-        fprintf(stderr,
-                "interpret: kernel %s launched at %s:%d with grid (%u,%u,%u) and block (%u,%u,%u): invalid "
-                "launch configuration\n",
-                name, site.file, site.line, grid.x, grid.y, grid.z, block.x, block.y, block.z);
-        abort();
-    }
-    if (shared_bytes > 227 * 1024) {
-        fprintf(stderr,
-                "interpret: kernel %s launched at %s:%d asks for %zu bytes of dynamic shared memory (the "
-                "limit is 227 KiB)\n",
-                name, site.file, site.line, shared_bytes);
-        abort();
-    }
+    check_launch_limits(name, kernel, site, grid, block, shared_bytes);
     if (running_block) {
         fprintf(stderr, "interpret: kernel %s launched from inside kernel %s\n", name, running_block->kernel);
         abort();
     }
+    const unsigned long long threads = (unsigned long long)block.x * block.y * block.z;
+    const unsigned long long blocks = (unsigned long long)grid.x * grid.y * grid.z;
     ensure_stacks((size_t)threads);
+    // Tokens of ThreadSanitizer's happens-before edges into and out of the grid.
+    void *launch_begin = untracked_alloc(1, 1), *launch_end = untracked_alloc(1, 1);
+#if defined(IGPT_INTERP_TSAN)
+    host_fiber = __tsan_get_current_fiber();
+    __tsan_release(launch_begin);
+#endif
     Block b;
     b.body = &body;
     b.kernel = name;
@@ -340,7 +512,7 @@ void run_grid(const char *name, CallSite site, dim3 grid, dim3 block, size_t sha
     for (int linear_block : block_order) {
         const uint3 bi = {(unsigned)(linear_block % grid.x), (unsigned)(linear_block / grid.x % grid.y),
                           (unsigned)(linear_block / grid.x / grid.y)};
-        shared_memory.assign(shared_bytes, 0xFF);
+        dynamic_shared = block_alloc(shared_bytes, 16);
         for (unsigned long long t = 0; t < threads; t++) {
             Fiber &f = b.fibers[(size_t)t];
             f.state = RUNNABLE;
@@ -349,11 +521,21 @@ void run_grid(const char *name, CallSite site, dim3 grid, dim3 block, size_t sha
             f.coords.block_idx = bi;
             f.coords.block_dim = block;
             f.coords.grid_dim = grid;
-            init_fiber(&b, (size_t)t, stacks[(size_t)t]);
+            f.stack = stacks[(size_t)t];
         }
+        begin_sanitizer_fibers(&b, launch_begin);
+        for (unsigned long long t = 0; t < threads; t++) init_fiber(&b, (size_t)t);
         run_block(&b, (int)threads, &rng);
+        end_sanitizer_fibers(&b, launch_end);
+        block_free_all();
+        dynamic_shared = nullptr;
     }
     running_block = nullptr;
+#if defined(IGPT_INTERP_TSAN)
+    __tsan_acquire(launch_end);  // the host sees everything the grid did
+#endif
+    untracked_free(launch_begin);
+    untracked_free(launch_end);
 }
 
 }  // namespace interp
@@ -366,9 +548,15 @@ void interp_set_order(interp::Order order, uint64_t seed) {
 // --- Runtime API -------------------------------------------------------------------
 
 cudaError_t cudaMalloc(void **pointer, size_t bytes) {
-    size_t rounded = (bytes + 255) / 256 * 256;
+#if defined(IGPT_INTERP_CHECKER)
+    // Exactly the size asked for: ASan's redzone starts right past the end.
+    const size_t rounded = bytes;
+    if (posix_memalign(pointer, 256, bytes) != 0) return cudaErrorMemoryAllocation;
+#else
+    const size_t rounded = (bytes + 255) / 256 * 256;
     *pointer = aligned_alloc(256, rounded ? rounded : 256);
     if (!*pointer) return cudaErrorMemoryAllocation;
+#endif
     memset(*pointer, 0xFF, rounded);  // unwritten memory reads as NaN
     return cudaSuccess;
 }

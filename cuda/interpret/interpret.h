@@ -14,7 +14,14 @@
 //   - threads run in forward, reverse or seeded-random order (interp_set_order),
 //     blocks too, to expose missing barriers;
 //   - dynamic shared memory, and memory from cudaMalloc, start filled with
-//     0xFF bytes (NaN as floats), so reads of unwritten memory show.
+//     0xFF bytes (NaN as floats), so reads of unwritten memory show;
+//   - launches are held to the limits of the target GPU (an H100/H200, sm_90):
+//     threads per block, grid size, shared memory (above 48 KiB only after
+//     cudaFuncSetAttribute), registers x threads with each kernel's register
+//     count from the real sm_90 build (limits.cpp).
+// The checker builds (checker.cpp) add out-of-bounds and race detection: the
+// same sources under AddressSanitizer (IGPT_INTERP_ASAN) and ThreadSanitizer
+// (IGPT_INTERP_TSAN).
 // Limits: no inline PTX, no wgmma, TMA, cp.async or tensor-core intrinsics,
 // no cooperative groups, no texture memory; one block runs at a time; a
 // kernel may use at most IGPT_INTERP_STACK_KB (default 256) KiB of stack per
@@ -61,6 +68,16 @@ struct Coordinates {
     dim3 block_dim, grid_dim;
 };
 extern thread_local const Coordinates *current_coordinates;
+#if defined(IGPT_INTERP_ASAN) || defined(IGPT_INTERP_TSAN)
+// The checker builds compile kernels with -femulated-tls, which makes every
+// static __shared__ array a per-block allocation (checker.cpp); the
+// scheduler's own thread-locals are reached through a call instead.
+#define IGPT_INTERP_CHECKER 1
+const Coordinates *coordinates();
+#define IGPT_INTERP_COORDINATES (::interp::coordinates())
+#else
+#define IGPT_INTERP_COORDINATES (::interp::current_coordinates)
+#endif
 // Dynamic shared memory of the running block (poisoned at block start).
 void *dynamic_shared_memory();
 
@@ -84,8 +101,9 @@ inline T shuffle(CallSite site, WarpOp op, unsigned mask, T value, int arg, int 
 
 // Thread and block orders of the scheduler.
 enum Order { ORDER_FORWARD, ORDER_REVERSE, ORDER_RANDOM };
-// Runs body as a grid of blocks; aborts with `name` and the launch site on misuse.
-void run_grid(const char *name, CallSite site, dim3 grid, dim3 block, size_t shared_bytes,
+// Runs body, the launch of `kernel`, as a grid of blocks; aborts with `name`
+// and the launch site on misuse or when the launch exceeds the target GPU's limits.
+void run_grid(const char *name, const void *kernel, CallSite site, dim3 grid, dim3 block, size_t shared_bytes,
               const std::function<void()> &body);
 
 }  // namespace interp
@@ -94,10 +112,10 @@ void run_grid(const char *name, CallSite site, dim3 grid, dim3 block, size_t sha
 // following launch; seed for ORDER_RANDOM.
 void interp_set_order(interp::Order order, uint64_t seed);
 
-#define threadIdx (::interp::current_coordinates->thread_idx)
-#define blockIdx (::interp::current_coordinates->block_idx)
-#define blockDim (::interp::current_coordinates->block_dim)
-#define gridDim (::interp::current_coordinates->grid_dim)
+#define threadIdx (IGPT_INTERP_COORDINATES->thread_idx)
+#define blockIdx (IGPT_INTERP_COORDINATES->block_idx)
+#define blockDim (IGPT_INTERP_COORDINATES->block_dim)
+#define gridDim (IGPT_INTERP_COORDINATES->grid_dim)
 #define warpSize 32
 
 // --- Synchronisation and warp collectives ----------------------------------------
@@ -229,9 +247,13 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaGetLastError(void);
 cudaError_t cudaPeekAtLastError(void);
 const char *cudaGetErrorString(cudaError_t error);
-template <typename F>
-inline cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) {
-    return cudaSuccess;
+namespace interp {
+// Records a kernel's dynamic shared memory opt-in (limits.cpp).
+cudaError_t set_kernel_attribute(const void *kernel, cudaFuncAttribute attribute, int value);
+}  // namespace interp
+template <typename... Params>
+inline cudaError_t cudaFuncSetAttribute(void (*kernel)(Params...), cudaFuncAttribute attribute, int value) {
+    return interp::set_kernel_attribute(reinterpret_cast<const void *>(kernel), attribute, value);
 }
 
 #endif
