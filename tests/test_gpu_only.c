@@ -117,8 +117,8 @@ TEST(test_json_scan_number_matches_cjson) {
             const size_t len = strlen(lines[i]);
             const double scan = json_scan_number(lines[i], len, keys[k]);
             const double parsed = json_line_number(lines[i], len, keys[k]);
-            CHECK(scan == parsed || (isnan(scan) && isnan(parsed)), "line %zu, %s: scan %g, cJSON %g", i, keys[k],
-                  scan, parsed);
+            CHECK(scan == parsed || (isnan(scan) && isnan(parsed)), "line %zu, %s: scan %g, cJSON %g", i, keys[k], scan,
+                  parsed);
         }
     // The scan stops at the line's end, even when the text goes on.
     const char *two = "{\"step\": 1}\n{\"step\": 2}\n";
