@@ -6,8 +6,9 @@
 #
 # Binaries: build/gpu-bundle (scripts/gpu_bundle.sh built it elsewhere, from
 # these very sources) when it starts here, else a build here: the full one
-# when this machine has every library, else the GPU-only one (make
-# GPU_ONLY=1: nothing but the CUDA toolkit). No warning stops that build.
+# when this machine has every library, the GPU-only one (make GPU_ONLY=1:
+# nothing but the CUDA toolkit) when not or when the full one fails, and last
+# a bundle of other sources. No warning stops a build here.
 # Then the checks, most valuable first, until the deadline (default 540 s):
 #   kernels    every CUDA test, each in its own process under a timeout with
 #              CUDA_LAUNCH_BLOCKING=1, so one fault hides nothing else
@@ -27,7 +28,7 @@
 # the GPU, at small sizes, without PyTorch or compute-sanitizer: make test
 # runs it (tests/test_gpu_check.sh), so this plumbing is tested on every
 # commit. IGPT_BIN, CUDA_TESTS_BIN and SANITIZER replace the binaries (the
-# dry-run suite plants faults that way); TORCH_PYTHON names PyTorch's Python;
+# dry-run suite plants faults that way), GPU_BUNDLE the bundle's folder; TORCH_PYTHON names PyTorch's Python;
 # PEAK_TFLOPS the GPU's dense bf16 peak for MFU.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -265,19 +266,22 @@ source_hash() {
 # The GPU libraries for the carried bundle (and any build here): cuBLASLt, NCCL.
 for d in $cublas_lib $(find_dir lib 'libnccl.so*'); do LD_LIBRARY_PATH=$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}; done
 export LD_LIBRARY_PATH
-use_bundle() { # why not, on stdout, when the bundle cannot be used
-    local b=build/gpu-bundle
-    [ -x $b/igpt ] && [ -x $b/igpt_cuda_tests ] || { echo "no build/gpu-bundle" && return 1; }
-    [ "$(cat $b/SOURCES 2>/dev/null)" = "$(source_hash)" ] || { echo "build/gpu-bundle is of other sources" && return 1; }
+bundle=${GPU_BUNDLE:-build/gpu-bundle}
+use_bundle() { # [any]: why not, on stdout, when the bundle cannot be used (any: of other sources too)
+    local b=$bundle
+    [ -x "$b/igpt" ] && [ -x "$b/igpt_cuda_tests" ] || { echo "no $b" && return 1; }
+    [ "${1:-}" = any ] || [ "$(cat "$b/SOURCES" 2>/dev/null)" = "$(source_hash)" ] ||
+        { echo "$b is of other sources" && return 1; }
     grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo || { echo "this CPU lacks AVX2/FMA" && return 1; }
-    timeout 60 $b/igpt --version >"$log" 2>&1 && timeout 60 $b/igpt_cuda_tests --list >>"$log" 2>&1 ||
+    timeout 60 "$b/igpt" --version >"$log" 2>&1 && timeout 60 "$b/igpt_cuda_tests" --list >>"$log" 2>&1 ||
         { echo "it does not start: $(last_line "$log")" && return 1; }
 }
-build_here() { # the full build when every library is here, else the GPU-only one; sets the binaries
+bundle_kind() { echo "carried bundle (scripts/gpu_bundle.sh, $("$bundle/igpt" --version | sed 's/.*commit //; s/)//'))"; }
+# make_here full|gpu-only: one build here; sets the binaries, build_kind and rc.
+make_here() {
     local args=(-j"$(nproc)" WERROR= NVCC="$nvcc_bin")
     local inc
-    if ! printf '#include <cblas.h>\n#include <lbfgs.h>\n#include <zlib.h>\n#include <cjson/cJSON.h>\n' |
-        cc -isystem /usr/include/"$(cc -print-multiarch)"/openblas-openmp -E - >/dev/null 2>&1; then
+    if [ "$1" = gpu-only ]; then
         args+=(GPU_ONLY=1)
         build_kind="GPU-only build here (make GPU_ONLY=1: plain C products, no probe solver)"
         igpt=build/gpu-only/igpt tests_bin=build/gpu-only/cuda/igpt_cuda_tests
@@ -293,8 +297,35 @@ build_here() { # the full build when every library is here, else the GPU-only on
     fi
     if inc=$(find_dir include cublasLt.h) && [[ "$inc" != "$cuda_home"/* ]]; then args+=(GPU_INC_DIRS="$inc"); fi
     if inc=$(find_dir include nccl.h) && [[ "$inc" != "$cuda_home"/* ]]; then args+=(NCCL_HOME="$(dirname "$inc")"); fi
-    echo "make ${args[*]}" >"$log"
+    echo "gpu_check: make ${args[*]}"
     attempt 300 make "${args[@]}" "$igpt" "$tests_bin"
+}
+# Every way to binaries, until one works: the full build when every library is here, the
+# GPU-only one, and last a carried bundle of other sources (better old code tested than none).
+build_here() {
+    local t0=$SECONDS failed=""
+    rc=1 timed_out=0
+    if printf '#include <cblas.h>\n#include <lbfgs.h>\n#include <zlib.h>\n#include <cjson/cJSON.h>\n' |
+        cc -isystem /usr/include/"$(cc -print-multiarch)"/openblas-openmp -E - >/dev/null 2>&1; then
+        make_here full
+        [ "$rc" -eq 0 ] || [ "$timed_out" -eq 1 ] || failed="the full build failed: $(last_line "$log")"
+        [ -z "$failed" ] || keep_failure build "full build" "$log"
+    fi
+    if [ "$rc" -ne 0 ] && [ "$timed_out" -eq 0 ]; then
+        make_here gpu-only
+        [ "$rc" -eq 0 ] || [ "$timed_out" -eq 1 ] || keep_failure build "GPU-only build" "$log"
+    fi
+    local why
+    why="the build here $([ "$timed_out" -eq 1 ] && echo "timed out" || echo "failed: $(last_line "$log")")"
+    if [ "$rc" -ne 0 ] && cp "$log" "$log.build" && use_bundle any >/dev/null; then
+        failed=$why
+        igpt=$bundle/igpt tests_bin=$bundle/igpt_cuda_tests
+        build_kind="$(bundle_kind) OF OTHER SOURCES"
+        rc=0 timed_out=0
+    fi
+    build_kind="$build_kind${failed:+ ($failed)}"
+    took=$((SECONDS - t0))
+    [ ! -f "$log.build" ] || mv "$log.build" "$log" # the build's output, not the bundle's
 }
 
 igpt="" tests_bin="" build_kind=""
@@ -309,8 +340,8 @@ elif [ -n "${IGPT_BIN:-}" ]; then
     igpt=$IGPT_BIN tests_bin=${CUDA_TESTS_BIN:?CUDA_TESTS_BIN with IGPT_BIN} build_kind="given binaries"
     rc=0 took=0 timed_out=0
 elif why_not=$(use_bundle); then
-    igpt=build/gpu-bundle/igpt tests_bin=build/gpu-bundle/igpt_cuda_tests
-    build_kind="carried bundle (scripts/gpu_bundle.sh, $(build/gpu-bundle/igpt --version | sed 's/.*commit //; s/)//'))"
+    igpt=$bundle/igpt tests_bin=$bundle/igpt_cuda_tests
+    build_kind=$(bundle_kind)
     rc=0 took=0 timed_out=0
 else
     echo "gpu_check: not the carried bundle ($why_not): building here"

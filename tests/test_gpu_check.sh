@@ -4,8 +4,9 @@
 # runs with planted faults (a fake CUDA test program and a fake
 # compute-sanitizer) that must come out as FAIL, TIMEOUT and SKIP rows while
 # every other check still runs, a deadline, a SIGTERM in the middle of a
-# check, and a missing build. Prints one line per check and "N passed, N
-# failed" last, like the other suites. About 30 s.
+# check, a missing build; the build's fallbacks (a fake make), no -Werror in
+# the GPU-only build, the fatbin (with cuobjdump, or CUOBJDUMP). Prints one line per check and "N passed, N
+# failed" last, like the other suites. About 40 s.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 passed=0
@@ -171,8 +172,61 @@ check "no build: exit status 1, a FAIL row for the build" both '[ "$status" -eq 
 check "no build: SKIP rows for the rest, the table printed last" \
     both 'is "$nobuild/results.jsonl" e2e "train, resume, probe" SKIP' 'well_formed "$nobuild" "$tmp/nobuild.txt"'
 
-# --- 5. The fatbin of ./igpt: sm_80 and sm_90 code, sm_90 PTX ---------------------------------
-cuobjdump=$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null)
+# --- 5. The build on the GPU machine: fallbacks, and no warning stops it ------------------------
+# A fake `make` plays the builds: the full one fails as on a machine without
+# OpenBLAS; the GPU-only one passes, or fails too (FAKE_GPU_ONLY_FAILS).
+mkdir -p "$tmp/bin" "$tmp/old-bundle"
+cat >"$tmp/bin/make" <<'FAKE'
+#!/usr/bin/env bash
+if [[ " $* " == *" GPU_ONLY=1 "* ]] && [ -z "${FAKE_GPU_ONLY_FAILS:-}" ]; then exit 0; fi
+if [[ " $* " == *" GPU_ONLY=1 "* ]]; then echo "cuda/layers.cu(1): error: planted"; else
+    echo "src/util/blas.c:3: fatal error: cblas.h: No such file or directory"; fi
+exit 2
+FAKE
+printf '#!/bin/sh\necho "igpt 0.1 (commit 0ld0ld)"\n' >"$tmp/old-bundle/igpt"
+printf '#!/bin/sh\necho test_gpu_casts\n' >"$tmp/old-bundle/igpt_cuda_tests"
+echo 0000 >"$tmp/old-bundle/SOURCES"
+chmod +x "$tmp/bin/make" "$tmp/old-bundle/igpt" "$tmp/old-bundle/igpt_cuda_tests"
+build_row() { # out_dir: the build row's status and note
+    python3 -c 'import json, sys
+r = [r for r in map(json.loads, open(sys.argv[1] + "/results.jsonl")) if r.get("name") == "binaries"][0]
+print(r["status"], r["note"])' "$1"
+}
+# Not a dry run (the build is what is tested), so only the build: --only none.
+fake_build() { # out_dir [VAR=value...]: gpu_check with the fake make
+    local dir=$1
+    shift
+    env PATH="$tmp/bin:$PATH" TORCH_PYTHON=false "$@" scripts/gpu_check.sh --out "$dir" --only none >"$dir.txt" 2>&1
+}
+fake_build "$tmp/b1" GPU_BUNDLE="$tmp/none"
+check "build: the full build failing, the GPU-only one is built" bash -c \
+    '[[ "$1" == "PASS GPU-only build here"*"(the full build failed: "*cblas.h* ]]' _ "$(build_row "$tmp/b1")"
+fake_build "$tmp/b2" GPU_BUNDLE="$tmp/old-bundle" FAKE_GPU_ONLY_FAILS=1
+check "build: both builds failing, a bundle of other sources is used, and says so" bash -c \
+    '[[ "$1" == "PASS carried bundle"*"0ld0ld"*"OF OTHER SOURCES (the build here failed: "*planted* ]]' _ \
+    "$(build_row "$tmp/b2")"
+check "build: the failed builds' output is in failures.log" \
+    both 'grep -q "cblas.h" "$tmp/b2/failures.log"' 'grep -q "error: planted" "$tmp/b2/failures.log"'
+fake_build "$tmp/b3" GPU_BUNDLE="$tmp/none" FAKE_GPU_ONLY_FAILS=1
+check "build: nothing to run, a FAIL with the error, the table last" \
+    both '[[ "$(build_row "$tmp/b3")" == FAIL*"error: planted"* ]]' 'well_formed "$tmp/b3" "$tmp/b3.txt"'
+
+# The GPU-only build passes no -Werror to gcc or nvcc (a planted WERROR=-Werror shows that the
+# check would see one), and a compiler warning there leaves the object built.
+nvcc_here=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+werror_count() { # make arguments...: the GPU-only build's commands that hold -Werror
+    make -n -B GPU_ONLY=1 BUILD="$tmp/go" NVCC="$nvcc_here" "$@" "$tmp/go/igpt" \
+        ${nvcc_here:+"$tmp/go/cuda/igpt_cuda_tests"} 2>/dev/null | grep -c -- '-Werror'
+}
+planted_werror=$(werror_count WERROR=-Werror)
+check "GPU-only build: no -Werror in its commands (with one planted: $planted_werror)" \
+    both '[ "$(werror_count)" -eq 0 ]' '[ "$planted_werror" -gt 0 ]'
+make GPU_ONLY=1 BUILD="$tmp/go" NVCC= CC="gcc -Wconversion" "$tmp/go/src/util/blas.o" >"$tmp/warn.txt" 2>&1
+check "GPU-only build: a compiler warning (gcc -Wconversion) does not stop it" \
+    both 'grep -q "warning:" "$tmp/warn.txt"' '[ -f "$tmp/go/src/util/blas.o" ]'
+
+# --- 6. The fatbin of ./igpt: sm_80 and sm_90 code, sm_90 PTX ---------------------------------
+cuobjdump=${CUOBJDUMP:-$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null)}
 if [ -z "$cuobjdump" ] || ! "$cuobjdump" --list-elf ./igpt >/dev/null 2>&1; then
     printf 'skip  fatbin of ./igpt (no cuobjdump here, or ./igpt was built without nvcc)\n'
 else
