@@ -19,6 +19,7 @@
 #              (SKIP where the runtime refuses the device)
 #   e2e        train on the GPU, resume on the CPU, probe on the GPU
 #   features   the probe's feature extraction throughput (s, 32x32)
+# DIR is --out, else $OUT (the run tool's), else build/gpu-check.
 # Every result is appended to DIR/results.jsonl the moment it is known; the
 # failures' log tails go to DIR/failures.log; on exit (even on SIGTERM) the
 # PASS / FAIL / TIMEOUT / SKIP table is printed last and kept in
@@ -27,9 +28,10 @@
 # --dry-run runs the same script with the interpret build (build/interp/) as
 # the GPU, at small sizes, without PyTorch or compute-sanitizer: make test
 # runs it (tests/test_gpu_check.sh), so this plumbing is tested on every
-# commit. IGPT_BIN, CUDA_TESTS_BIN and SANITIZER replace the binaries (the
-# dry-run suite plants faults that way), GPU_BUNDLE the bundle's folder; TORCH_PYTHON names PyTorch's Python;
-# PEAK_TFLOPS the GPU's dense bf16 peak for MFU.
+# commit. IGPT_BIN, CUDA_TESTS_BIN and SANITIZER replace the binaries and
+# GPU_BUNDLE the bundle's folder (the dry-run suite plants faults that way);
+# TORCH_PYTHON names PyTorch's Python; PEAK_TFLOPS the GPU's dense bf16 peak
+# for MFU; TEST_TIMEOUT and SANITIZER_TIMEOUT the seconds per test (150, 120).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 export PYTHONUNBUFFERED=1
