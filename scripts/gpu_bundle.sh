@@ -12,7 +12,8 @@
 # Checks before it says done: both binaries start from a copy in another
 # folder with LD_LIBRARY_PATH empty, every library they load is the bundle's,
 # the C and C++ libraries or cuBLASLt, glibc 2.34 is enough, the fatbin holds sm_80,
-# sm_90 and sm_90 PTX (when cuobjdump is here), and the folder is under 60 MB.
+# sm_90 and sm_90 PTX (when cuobjdump is here, or CUOBJDUMP names one), and the
+# folder is under 60 MB.
 # Carry build/gpu-bundle to the GPU machine (docs/gpu-verification.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +55,7 @@ for bin in igpt igpt_cuda_tests; do
     glibcxx=$(objdump -T "$bundle/$bin" | grep -o 'GLIBCXX_[0-9.]*' | sort -V | tail -n 1)
     [ "$(printf '%s\nGLIBCXX_3.4.29\n' "$glibcxx" | sort -V | tail -n 1)" = GLIBCXX_3.4.29 ] || fail "$bin needs $glibcxx"
 done
-cuobjdump=$(command -v cuobjdump || ls "$(dirname "$nvcc_bin")"/cuobjdump 2>/dev/null || true)
+cuobjdump=${CUOBJDUMP:-$(command -v cuobjdump || ls "$(dirname "$nvcc_bin")"/cuobjdump 2>/dev/null || true)}
 if [ -n "$cuobjdump" ]; then
     for bin in igpt igpt_cuda_tests; do
         code=$("$cuobjdump" --list-elf "$bundle/$bin" | grep -o 'sm_[0-9]*' | sort -u | tr '\n' ' ')

@@ -359,10 +359,11 @@ built=$([ "$rc" -eq 0 ] && echo 1 || echo 0)
 [ "$built" -eq 1 ] || tail -n 15 "$log" | cut -c1-200
 
 # The fatbin: sm_80 and sm_90 machine code and sm_90 PTX, so that newer GPUs can run it too.
-if [ "$built" -eq 1 ] && [ "$dry_run" -eq 0 ] && command -v cuobjdump >/dev/null; then
+cuobjdump=${CUOBJDUMP:-$(command -v cuobjdump || ls "$cuda_home"/bin/cuobjdump 2>/dev/null)}
+if [ "$built" -eq 1 ] && [ "$dry_run" -eq 0 ] && [ -n "$cuobjdump" ]; then
     begin build fatbin
-    elf=$(cuobjdump --list-elf "$igpt" 2>&1 | grep -o 'sm_[0-9]*' | sort -u | tr '\n' ' ')
-    ptx=$(cuobjdump --list-ptx "$igpt" 2>&1 | grep -o 'sm_[0-9]*' | sort -u | tr '\n' ' ')
+    elf=$("$cuobjdump" --list-elf "$igpt" 2>&1 | grep -o 'sm_[0-9]*' | sort -u | tr '\n' ' ')
+    ptx=$("$cuobjdump" --list-ptx "$igpt" 2>&1 | grep -o 'sm_[0-9]*' | sort -u | tr '\n' ' ')
     note="cubins: ${elf:-none}; PTX: ${ptx:-none}"
     if [[ "$elf" == *sm_80*sm_90* ]] && [[ "$ptx" == *sm_90* ]]; then record build fatbin PASS 0 "$note"; else record build fatbin FAIL 0 "$note"; fi
 fi
