@@ -3,27 +3,50 @@
 # CPU model against PyTorch, `make bench-probe` the linear probes.
 #
 # ./igpt holds the CPU reference and, when nvcc is found, the CUDA backend
-# (cuda/*.cu for sm_80 and sm_90, warnings as errors, with NCCL when found);
+# (cuda/*.cu for sm_80 and sm_90 with sm_90's PTX, warnings as errors, with NCCL when found);
 # with mpicc found, MPI for multi-process training. The CUDA sources are
 # also always built as host C++ in the interpret mode (cuda/interpret/), so
 # that `make test` runs the kernels on any CPU: build/interp/igpt_cuda_tests
 # and build/interp/igpt (./igpt whose "GPU" is the interpreter).
 CC ?= gcc
 CXX ?= g++
+
+# --- Build modes for a GPU machine (scripts/gpu_check.sh, docs/gpu-verification.md) ----------
+# make GPU_ONLY=1: on a machine with the CUDA toolkit and nothing else, build/gpu-only/igpt
+# and its CUDA tests: plain C matrix products for the CPU reference instead of OpenBLAS, CRC-32
+# without zlib, no probe solver (no liblbfgs: `probe` extracts the features, then says so), no
+# cJSON (log lines are read by a scan), no MPI; warnings do not stop it (another compiler there).
+# make BUNDLE=1 (scripts/gpu_bundle.sh): igpt and its CUDA tests built here to be carried to a
+# GPU machine: any x86-64-v3 CPU (AVX2, as every H100/H200 host has), glibc 2.34 and gcc 11's
+# libstdc++ or later; the plain products as in GPU_ONLY (OpenBLAS alone is 37 MB); liblbfgs,
+# zlib and the CUDA runtime linked in, cJSON and libgomp beside them (rpath $ORIGIN/lib); no MPI,
+# no NCCL (one GPU). cuBLASLt is the GPU machine's (its CUDA folder or PyTorch's nvidia/*/lib).
+ifeq ($(GPU_ONLY),1)
+BUILD = build/gpu-only
+WERROR =
+MPICC =
+DEP_DEFS = -DIGPT_NO_BLAS -DIGPT_NO_ZLIB -DIGPT_NO_LBFGS -DIGPT_NO_CJSON
+DEP_LIBS =
+CUDART = -lcudart_static -ldl -lrt -lpthread
+endif
+ifeq ($(BUNDLE),1)
+BUILD = build/bundle-obj
+CFLAGS = -O3 -march=x86-64-v3 -mtune=generic -fno-math-errno
+MPICC =
+NCCL_HOME = /nonexistent
+DEP_DEFS = -DIGPT_NO_BLAS
+DEP_LIBS = -Wl,-Bstatic -llbfgs -lz -Wl,-Bdynamic -lcjson
+CUDART = -lcudart_static -ldl -lrt -lpthread
+LDFLAGS += -Wl,-rpath,'$$ORIGIN/lib'
+endif
+
 CFLAGS ?= -O3 -march=native -fno-math-errno
+WERROR ?= -Werror
+DEP_LIBS ?= -lopenblas -llbfgs -lcjson -lz
 # OpenBLAS, OpenMP build: inside our own parallel regions its calls run single-threaded.
 MULTIARCH := $(shell $(CC) -print-multiarch)
 BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
 BLAS_INC ?= /usr/include/$(MULTIARCH)/openblas-openmp
-# DEPS_PREFIX: a folder holding usr/include and usr/lib of the libraries
-# (scripts/gpu_deps.sh makes one for machines that lack them).
-ifneq ($(DEPS_PREFIX),)
-BLAS_DIR := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)/openblas-openmp
-BLAS_INC := $(DEPS_PREFIX)/usr/include/$(MULTIARCH)/openblas-openmp
-DEPS_LIB := $(DEPS_PREFIX)/usr/lib/$(MULTIARCH)
-CFLAGS += -isystem $(DEPS_PREFIX)/usr/include
-LDFLAGS += -L$(DEPS_LIB) -Wl,-rpath,$(DEPS_LIB) -L$(DEPS_PREFIX)/lib/$(MULTIARCH) -Wl,-rpath,$(DEPS_PREFIX)/lib/$(MULTIARCH)
-endif
 # MPI (OpenMPI) for multi-process training, when its compiler wrapper is found.
 MPICC ?= $(shell command -v mpicc 2>/dev/null)
 ifneq ($(MPICC),)
@@ -33,11 +56,13 @@ endif
 CFLAGS += $(MPI_CFLAGS)
 # -Wno-missing-field-initializers: table rows (option tables, tensor lists)
 # leave trailing fields out on purpose; they are zero.
-CFLAGS += -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow -Werror -Wno-missing-field-initializers -fopenmp \
-          -Isrc -Ithird_party -isystem $(BLAS_INC) -MMD -MP
-LDLIBS = $(LDFLAGS) -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -llbfgs -lcjson -lz -lm $(MPI_LIBS)
+CFLAGS += -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow $(WERROR) \
+          -Wno-missing-field-initializers -fopenmp -Isrc -Ithird_party -isystem $(BLAS_INC) $(DEP_DEFS) -MMD -MP
+LDLIBS = $(LDFLAGS) -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) $(DEP_LIBS) -lm $(MPI_LIBS)
 
-BUILD = build
+BUILD ?= build
+# ./igpt, or $(BUILD)/igpt in the builds for a GPU machine (they never replace ./igpt).
+IGPT = $(if $(filter build,$(BUILD)),igpt,$(BUILD)/igpt)
 # The library: every stage of src/ (data, model, train, parallel, probe, cli)
 # and the benchmark command, without the entry point and the GPU stand-in.
 LIB_SRC = $(filter-out src/cli/main.c src/model/gpu_stub.c src/data/stb_impl.c,$(wildcard src/*/*.c)) bench/bench.c
@@ -53,13 +78,23 @@ CUDA_TEST_SRC = $(wildcard tests/cuda/*.cu)
 
 # --- The CUDA backend of ./igpt -------------------------------------------------------
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+comma := ,
 ifneq ($(NVCC),)
 CUDA_HOME ?= $(abspath $(dir $(NVCC))..)
-CUDA_LIB ?= $(CUDA_HOME)/lib64
-CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
-NVCC_FLAGS = -std=c++17 -O3 $(CUDA_ARCH) -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror,-fopenmp \
-             -Isrc -Icuda -Itests/cuda -isystem $(BLAS_INC) $(if $(DEPS_PREFIX),-isystem $(DEPS_PREFIX)/usr/include) \
-             -MMD -MP
+CUDA_LIB ?= $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib) $(CUDA_HOME)/lib64)
+# Machine code for A100 (sm_80) and H100/H200 (sm_90), and sm_90's PTX, which the driver of a
+# newer GPU compiles when it loads the program (cuobjdump --list-elf / --list-ptx show them).
+CUDA_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90
+# Where a GPU machine keeps cuBLASLt/NCCL/cudart and their headers outside the CUDA folder
+# (pip's nvidia/*/lib and nvidia/*/include; scripts/gpu_check.sh finds them).
+GPU_LIB_DIRS ?=
+GPU_INC_DIRS ?=
+CUBLASLT ?= -lcublasLt
+CUDART ?= -lcudart
+NVCC_FLAGS = -std=c++17 -O3 $(CUDA_ARCH) $(if $(WERROR),-Werror all-warnings) \
+             -Xcompiler -Wall,-Wextra$(if $(WERROR),$(comma)-Werror),-fopenmp \
+             -Isrc -Icuda -Itests/cuda -isystem $(BLAS_INC) $(addprefix -isystem ,$(GPU_INC_DIRS)) $(DEP_DEFS) -MMD -MP
 GPU_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/nvcc/%.o)
 # NCCL: in the CUDA folder, or NCCL_HOME (e.g. pip's nvidia/nccl); without it
 # the build has no multi-GPU path (--device cuda under mpirun says so).
@@ -73,7 +108,8 @@ NCCL_FLAGS = -DIGPT_NO_NCCL
 NCCL_LIBS =
 endif
 NVCC_FLAGS += $(NCCL_FLAGS)
-GPU_LIBS = -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublasLt $(NCCL_LIBS) -lcudart -lstdc++
+GPU_LIBS = -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) $(foreach d,$(GPU_LIB_DIRS),-L$(d) -Wl,-rpath,$(d)) $(CUBLASLT) \
+           $(NCCL_LIBS) $(CUDART)
 GPU_TEST_OBJ = $(CUDA_TEST_SRC:%.cu=$(BUILD)/nvcc/%.o)
 else
 GPU_OBJ = $(BUILD)/src/model/gpu_stub.o
@@ -81,13 +117,13 @@ GPU_LIBS =
 endif
 
 .PHONY: all test bench-data bench-cpu bench-probe clean
-all: igpt
+all: $(IGPT)
 ifneq ($(NVCC),)
 all: $(BUILD)/cuda/igpt_cuda_tests
 endif
 
 # GPU objects before the library: the library's backend.c calls into them.
-igpt: $(MAIN_OBJ) $(GPU_OBJ) $(BUILD)/libigpt.a
+$(IGPT): $(MAIN_OBJ) $(GPU_OBJ) $(BUILD)/libigpt.a
 	$(CXX) -o $@ $^ $(LDLIBS) $(GPU_LIBS)
 
 $(BUILD)/libigpt.a: $(LIB_OBJ)
@@ -97,7 +133,7 @@ $(BUILD)/libigpt.a: $(LIB_OBJ)
 # Vendored stb: compiled once, without our warning flags.
 $(BUILD)/src/data/stb_impl.o: src/data/stb_impl.c
 	@mkdir -p $(dir $@)
-	$(CC) -O3 -march=native -std=c11 -D_DEFAULT_SOURCE -Ithird_party -w -c -o $@ $<
+	$(CC) $(filter -O% -m%,$(CFLAGS)) -std=c11 -D_DEFAULT_SOURCE -Ithird_party -w -c -o $@ $<
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)

@@ -10,6 +10,10 @@
 # from the GPU's name: 989 for H100/H200, 312 for A100), TORCH_PYTHON (python3);
 # CONFIG, SIDE, ATT_SEQ and IGPT change the sizes and the binary (to try the
 # script itself on small sizes, e.g. with build/interp/igpt).
+# Each measurement runs under its own timeout (ours 300 s, torch.compile 600 s,
+# each attention backend 120 s), so a hang costs one row, not the benchmark;
+# the last line sums it up ("bench-gpu: result ..."). scripts/gpu_check.sh
+# runs the same measurements one by one within its deadline.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 IGPT=${IGPT:-./igpt}
@@ -29,7 +33,7 @@ echo "bench-gpu: ${gpu:-unknown GPU}; dense bf16 peak ${peak} TFLOP/s; model $co
 
 ours="" batch=""
 for b in ${BATCHES:-32 16 8}; do
-    if out=$($IGPT bench --device cuda --config "$config" --side "$side" --colors 512 --batch "$b" --optimizer --steps "$steps" \
+    if out=$(timeout -k 5 300 $IGPT bench --device cuda --config "$config" --side "$side" --colors 512 --batch "$b" --optimizer --steps "$steps" \
              --warmup-steps 3 2>&1); then
         ours=$(echo "$out" | tail -n 1)
         batch=$b
@@ -39,7 +43,7 @@ for b in ${BATCHES:-32 16 8}; do
 done
 [ -n "$ours" ] || { echo "bench-gpu: ./igpt bench failed at every batch size"; exit 1; }
 torch_log=$(mktemp)
-theirs=$("$py" bench/torch_gpu_bench.py --mode train --config "$config" --side "$side" --batch "$batch" \
+theirs=$(timeout -k 5 600 "$py" bench/torch_gpu_bench.py --mode train --config "$config" --side "$side" --batch "$batch" \
          --steps "$steps" 2>"$torch_log" | tail -n 1)
 printf "%-22s %6s %14s %10s %9s %7s\n" implementation batch "tokens/s" "step ms" "TFLOP/s" MFU
 flops=$(echo "$ours" | field train_flops_per_token)
@@ -50,8 +54,9 @@ row() {  # name tokens_per_s
 row "igpt (cuda, bf16)" "$(echo "$ours" | field tokens_per_s)"
 if [ -n "$theirs" ]; then
     row "pytorch (compile)" "$(echo "$theirs" | field tokens_per_s)"
-    awk -v a="$(echo "$ours" | field tokens_per_s)" -v b="$(echo "$theirs" | field tokens_per_s)" \
-        'BEGIN { printf "ratio igpt / pytorch: %.2fx\n", a / b }'
+    ratio=$(awk -v a="$(echo "$ours" | field tokens_per_s)" -v b="$(echo "$theirs" | field tokens_per_s)" \
+        'BEGIN { printf "%.2fx", a / b }')
+    echo "ratio igpt / pytorch: $ratio"
 else
     echo "pytorch: not measured: $(tail -n 1 "$torch_log")"
 fi
@@ -60,9 +65,11 @@ echo
 echo "attention alone: 64 heads x $att_seq x 64, causal, bf16"
 printf "%-22s %12s %12s %12s %12s\n" implementation "fwd ms" "bwd ms" "fwd TFLOP/s" "bwd TFLOP/s"
 {
-    $IGPT bench --mode attention --batch-heads 64 --seq "$att_seq" --head-size 64 --steps "$steps"
-    "$py" bench/torch_gpu_bench.py --mode attention --batch-heads 64 --seq "$att_seq" --head-size 64 \
-        --steps "$steps" 2>>"$torch_log"
+    timeout -k 5 120 $IGPT bench --mode attention --batch-heads 64 --seq "$att_seq" --head-size 64 --steps "$steps"
+    for backend in flash cudnn; do
+        timeout -k 5 120 "$py" bench/torch_gpu_bench.py --mode attention --batch-heads 64 --seq "$att_seq" \
+            --head-size 64 --steps "$steps" --backends $backend 2>>"$torch_log"
+    done
 } | python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -72,3 +79,5 @@ for line in sys.stdin:
     print("%-22s %12.3f %12.3f %12.1f %12.1f" % (r["impl"], r["forward_ms"], r["backward_ms"], r["forward_tflops"], r["backward_tflops"]))
 '
 rm -f "$torch_log"
+theirs_tokens=$([ -n "$theirs" ] && echo "$theirs" | field tokens_per_s || echo "not measured")
+echo "bench-gpu: result: igpt $(echo "$ours" | field tokens_per_s) tokens/s at batch $batch, pytorch $theirs_tokens tokens/s${ratio:+, igpt / pytorch $ratio}"

@@ -4,14 +4,17 @@ train it fast: bf16 autocast, torch.compile, scaled_dot_product_attention,
 fused AdamW. bench/bench_gpu.sh sets its figures beside ./igpt's.
 
     python3 bench/torch_gpu_bench.py --mode train --config s --side 32 --batch 32
-    python3 bench/torch_gpu_bench.py --mode attention --batch-heads 64 --seq 1024 --head-size 64
+    python3 bench/torch_gpu_bench.py --mode attention --batch-heads 64 --seq 1024 --head-size 64 --backends flash
 
 train: whole optimizer steps (forward, backward, gradient clipping, AdamW) on
 random tokens, timed after warm-up steps (which include compilation).
-attention: SDPA alone, causal, bf16, with the flash and the cuDNN backends;
-forward and backward milliseconds and TFLOP/s counted as ./igpt bench does
-(forward 2 T^2 hs per head, backward 2.5 times that).
-Each prints one JSON line per measurement.
+attention: SDPA alone, causal, bf16, with the flash and the cuDNN backends
+(--backends: one of them, so that scripts/gpu_check.sh runs each in its own
+process under its own timeout); forward and backward milliseconds and
+TFLOP/s counted as ./igpt bench does (forward 2 T^2 hs per head, backward 2.5
+times that).
+Each prints one JSON line per measurement; a backend this GPU or this
+PyTorch lacks, or no GPU at all, gives a line with "error" and exit status 3.
 """
 import argparse
 import json
@@ -64,12 +67,14 @@ def bench_train(a):
 def bench_attention(a):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    backends = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}
+    refused = 0
     q, k, v = (torch.randn(1, a.batch_heads, a.seq, a.head_size, device="cuda", dtype=torch.bfloat16,
                            requires_grad=True) for _ in range(3))
     fwd_flops = 4.0 * a.batch_heads * a.seq * a.seq * a.head_size * 0.5
-    for name, backend in (("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+    for name in a.backends.split(","):
         try:
-            with sdpa_kernel(backend):
+            with sdpa_kernel(backends[name]):
                 y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
                 dy = torch.randn_like(y)
                 fwd = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True), a.steps)
@@ -86,6 +91,8 @@ def bench_attention(a):
                               "backward_tflops": round(2.5 * fwd_flops / (bwd * 1e9), 2)}), flush=True)
         except RuntimeError as e:  # a backend this GPU or build lacks
             print(json.dumps({"impl": "pytorch-sdpa-" + name, "error": str(e).splitlines()[0]}), flush=True)
+            refused += 1
+    return 3 if refused else 0
 
 
 def main():
@@ -101,10 +108,15 @@ def main():
     p.add_argument("--batch-heads", type=int, default=64)
     p.add_argument("--seq", type=int, default=1024)
     p.add_argument("--head-size", type=int, default=64)
+    p.add_argument("--backends", default="flash,cudnn", help="attention: flash, cudnn or both, comma-separated")
     a = p.parse_args()
     if not torch.cuda.is_available():
-        sys.exit("torch_gpu_bench: PyTorch sees no GPU")
-    bench_train(a) if a.mode == "train" else bench_attention(a)
+        print(json.dumps({"impl": "pytorch", "error": "PyTorch sees no GPU", "torch": torch.__version__}), flush=True)
+        sys.exit(3)
+    if a.mode == "train":
+        bench_train(a)
+    else:
+        sys.exit(bench_attention(a))
 
 
 if __name__ == "__main__":

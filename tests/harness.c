@@ -81,8 +81,9 @@ static double seconds_now(void) {
 
 static void usage(FILE *out, const char *program) {
     fprintf(out,
-            "usage: %s [--list] [NAME]\n"
+            "usage: %s [--list] [--exact] [NAME]\n"
             "  runs the tests whose name contains NAME (every test without it);\n"
+            "  --exact: only the test called NAME (none is an error);\n"
             "  --list prints their names instead, one per line\n",
             program);
 }
@@ -112,11 +113,13 @@ static TestOutcome run_test(const TestCase *t, int width, const TestHooks *hooks
 int test_main(int argc, char **argv, const TestHooks *hooks) {
     static const TestHooks no_hooks = {0};
     if (!hooks) hooks = &no_hooks;
-    bool list_only = false;
+    bool list_only = false, exact = false;
     const char *filter = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--list") == 0) {
             list_only = true;
+        } else if (strcmp(argv[i], "--exact") == 0) {
+            exact = true;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout, argv[0]);
             return 0;
@@ -127,6 +130,10 @@ int test_main(int argc, char **argv, const TestHooks *hooks) {
             filter = argv[i];
         }
     }
+    if (exact && !filter) {
+        usage(stderr, argv[0]);
+        return 2;
+    }
     if (!order_tests()) return 2;
     // Names padded to the longest, so that the seconds line up.
     int width = 0;
@@ -134,14 +141,21 @@ int test_main(int argc, char **argv, const TestHooks *hooks) {
         int length = (int)strlen(registered[i].name);
         if (length > width) width = length;
     }
-    int counts[3] = {0};
+    int counts[3] = {0}, selected = 0;
     for (int i = 0; i < registered_count; i++) {
-        if (filter && !strstr(registered[i].name, filter)) continue;
+        if (filter && !(exact ? strcmp(registered[i].name, filter) == 0 : strstr(registered[i].name, filter) != NULL))
+            continue;
+        selected++;
         if (list_only) {
             printf("%s\n", registered[i].name);
         } else {
             counts[run_test(&registered[i], width, hooks)]++;
         }
+    }
+    // A script that names one test must not read a typo as "0 passed, 0 failed".
+    if (exact && selected == 0) {
+        fprintf(stderr, "no test is called %s (--list prints the names)\n", filter);
+        return 2;
     }
     if (list_only) return 0;
     if (hooks->after_all) hooks->after_all(counts[TEST_FAILED] == 0);

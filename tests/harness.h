@@ -14,8 +14,10 @@
 // CHECK records a failure and the test goes on, so one run reports every
 // broken expectation. test_skip marks a test as skipped, with the reason.
 //
-// A runner takes [--list] [NAME]: it runs (or, with --list, prints one per
-// line) the tests whose name contains NAME; for each test it prints one line
+// A runner takes [--list] [--exact] [NAME]: it runs (or, with --list, prints
+// one per line) the tests whose name contains NAME, or with --exact the one
+// test called NAME (scripts/gpu_check.sh runs each test in its own process
+// that way; a name no test has is an error); for each test it prints one line
 // "ok", "FAIL" or "skip", the name and the seconds, and last the totals
 // "N passed, N failed", which tests/run.sh reads.
 #ifndef IGPT_HARNESS_H
@@ -57,7 +59,7 @@ typedef struct {
     void (*after_all)(bool all_passed);
 } TestHooks;
 
-// The test program's main: reads [--list] [NAME], runs the tests, prints
+// The test program's main: reads [--list] [--exact] [NAME], runs the tests, prints
 // their lines and the totals; returns the exit status (1 if a test failed,
 // 2 for a usage error).
 int test_main(int argc, char **argv, const TestHooks *hooks);

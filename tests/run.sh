@@ -37,6 +37,8 @@ if [ $# -eq 0 ]; then
     run_suite "prepare vs an independent Python reader" python3 tests/test_prepare_reference.py
     run_suite "style: format, one statement per line, no include cycle" python3 tests/check_style.py
     run_suite "the checker: CUDA tests under ASan and TSan, planted bugs" bash tests/cuda/run_checker.sh
+    # scripts/gpu_check.sh --dry-run (the interpret build as the GPU) and its planted faults.
+    run_suite "GPU check: the dry run, planted faults, deadline" bash tests/test_gpu_check.sh
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -8,29 +8,29 @@
 // differently, so runs then agree only to rounding.)
 #include "model/cpu_ops.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 
+#include "util/blas.h"
 #include "util/util.h"
 
 int cpu_set_threads(int requested) {
     int threads = resolve_threads(requested);
     omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
+    blas_set_threads(threads);
     return threads;
 }
 
 // out (N x OC) = inp (N x IC) @ W^T
 void matmul_forward(float *out, const float *inp, const float *W, int N, int IC, int OC) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, W, IC, 0.0f, out, OC);
+    gemm_f32(false, true, N, OC, IC, 1.0f, inp, IC, W, IC, 0.0f, out, OC);
 }
 
 // dinp = dout @ W (overwritten, if dinp); dW += dout^T @ inp.
 void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W, int N, int IC,
                      int OC) {
-    if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, W, IC, 0.0f, dinp, IC);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dW, IC);
+    if (dinp) gemm_f32(false, false, N, IC, OC, 1.0f, dout, OC, W, IC, 0.0f, dinp, IC);
+    gemm_f32(true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dW, IC);
 }
 
 void encoder_forward(float *out, const uint16_t *tokens, const ParamPointers *p, int B, int T, int C, int threads) {
@@ -154,8 +154,7 @@ void residual_forward(float *out, const float *a, const float *b, size_t n, int 
 // Scores of query rows [t0, t1) against keys [0, t1), scaled, causal mask
 // applied: S is (t1-t0) x t1 with leading dimension t1.
 static void attention_scores(float *S, const float *q, const float *k, int t0, int t1, int hs, int ld, float scale) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t1 - t0, t1, hs, scale, q + (size_t)t0 * ld, ld, k, ld, 0.0f,
-                S, t1);
+    gemm_f32(false, true, t1 - t0, t1, hs, scale, q + (size_t)t0 * ld, ld, k, ld, 0.0f, S, t1);
     for (int i = 0; i < t1 - t0; i++)
         for (int j = t0 + i + 1; j < t1; j++) S[(size_t)i * t1 + j] = -INFINITY;
 }
@@ -190,8 +189,7 @@ void attention_forward(float *atty, float *lse, const float *qkv, float *scratch
                     for (int j = visible; j < t1; j++) s[j] = 0.0f;
                     row_lse[t0 + i] = mx + logf(sum);
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t1 - t0, hs, t1, 1.0f, S, t1, v, ld, 0.0f,
-                            y + (size_t)t0 * C, C);
+                gemm_f32(false, false, t1 - t0, hs, t1, 1.0f, S, t1, v, ld, 0.0f, y + (size_t)t0 * C, C);
             }
         }
 }
@@ -222,8 +220,7 @@ void attention_backward(float *dqkv, const float *datty, const float *atty, cons
                     for (int j = 0; j < t1; j++) p[j] = expf(p[j] - row);
                 }
                 // dP = dY V^T
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, t1, hs, 1.0f, dy + (size_t)t0 * C, C, v, ld,
-                            0.0f, dP, t1);
+                gemm_f32(false, true, rows, t1, hs, 1.0f, dy + (size_t)t0 * C, C, v, ld, 0.0f, dP, t1);
                 // dS = P (dP - rowsum(dY * Y)), then scaled for q k^T
                 for (int i = 0; i < rows; i++) {
                     float dot = 0.0f;
@@ -234,12 +231,9 @@ void attention_backward(float *dqkv, const float *datty, const float *atty, cons
                     }
                 }
                 // dV += P^T dY; dQ = dS K; dK += dS^T Q
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hs, rows, 1.0f, P, t1, dy + (size_t)t0 * C, C,
-                            1.0f, dv, ld);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hs, t1, 1.0f, dP, t1, k, ld, 0.0f,
-                            dq + (size_t)t0 * ld, ld);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t1, hs, rows, 1.0f, dP, t1, q + (size_t)t0 * ld,
-                            ld, 1.0f, dk, ld);
+                gemm_f32(true, false, t1, hs, rows, 1.0f, P, t1, dy + (size_t)t0 * C, C, 1.0f, dv, ld);
+                gemm_f32(false, false, rows, hs, t1, 1.0f, dP, t1, k, ld, 0.0f, dq + (size_t)t0 * ld, ld);
+                gemm_f32(true, false, t1, hs, rows, 1.0f, dP, t1, q + (size_t)t0 * ld, ld, 1.0f, dk, ld);
             }
         }
 }

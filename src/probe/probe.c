@@ -5,13 +5,15 @@
 // refit on all the training images and scored once on the evaluation split.
 #include "probe/probe.h"
 
-#include <cblas.h>
-#include <lbfgs.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef IGPT_NO_LBFGS
+#include <lbfgs.h>
+#endif
 
 #include "data/images.h"
+#include "util/blas.h"
 #include "util/util.h"
 
 void probe_solver_defaults(ProbeSolverOptions *opt) {
@@ -26,18 +28,10 @@ typedef struct {
     int iters;
 } Objective;
 
-static int record_progress(void *instance, const lbfgsfloatval_t *x, const lbfgsfloatval_t *g, const lbfgsfloatval_t fx,
-                           const lbfgsfloatval_t xnorm, const lbfgsfloatval_t gnorm, const lbfgsfloatval_t step, int n,
-                           int k, int ls) {
-    (void)x, (void)g, (void)fx, (void)xnorm, (void)gnorm, (void)step, (void)n, (void)ls;
-    ((Objective *)instance)->iters = k;
-    return 0;
-}
-
 // logits = X W^T + b for the n rows.
 static void compute_logits(const ProbeProblem *p, const double *w, double *logits, int threads) {
     const int k = p->k, d = p->d;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p->n, k, d, 1.0, p->X, d, w, d + 1, 0.0, logits, k);
+    gemm_f64(false, true, (int)p->n, k, d, 1.0, p->X, d, w, d + 1, 0.0, logits, k);
 #pragma omp parallel for num_threads(threads)
     for (int64_t i = 0; i < p->n; i++)
         for (int c = 0; c < k; c++) logits[i * k + c] += w[(size_t)c * (d + 1) + d];
@@ -54,6 +48,26 @@ static void softmax_rows(const ProbeProblem *p, double *logits, double *row_loss
         if (row_loss) row_loss[i] = mx + log(sum) - z[p->y[i]];
         for (int c = 0; c < k; c++) z[c] = exp(z[c] - mx) / sum;
     }
+}
+
+#ifdef IGPT_NO_LBFGS
+const char *probe_solver_missing(void) {
+    return "this igpt was built without liblbfgs (make GPU_ONLY=1), so it cannot fit probes";
+}
+
+void probe_fit(const ProbeProblem *p, const ProbeSolverOptions *opt, const double *w_init, LinearProbe *out) {
+    (void)p, (void)opt, (void)w_init, (void)out;
+    die("%s", probe_solver_missing());
+}
+#else
+const char *probe_solver_missing(void) { return NULL; }
+
+static int record_progress(void *instance, const lbfgsfloatval_t *x, const lbfgsfloatval_t *g, const lbfgsfloatval_t fx,
+                           const lbfgsfloatval_t xnorm, const lbfgsfloatval_t gnorm, const lbfgsfloatval_t step, int n,
+                           int k, int ls) {
+    (void)x, (void)g, (void)fx, (void)xnorm, (void)gnorm, (void)step, (void)n, (void)ls;
+    ((Objective *)instance)->iters = k;
+    return 0;
 }
 
 static lbfgsfloatval_t evaluate(void *instance, const lbfgsfloatval_t *w, lbfgsfloatval_t *g, const int nvars,
@@ -74,7 +88,7 @@ static lbfgsfloatval_t evaluate(void *instance, const lbfgsfloatval_t *w, lbfgsf
         o->logits[i * k + p->y[i]] -= 1.0;
         for (int c = 0; c < k; c++) o->logits[i * k + c] *= inv_n;
     }
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, d, (int)p->n, 1.0, o->logits, k, p->X, d, 0.0, g, d + 1);
+    gemm_f64(true, false, k, d, (int)p->n, 1.0, o->logits, k, p->X, d, 0.0, g, d + 1);
     double penalty = 0.0;
     for (int c = 0; c < k; c++) {
         double *wc = (double *)w + (size_t)c * (d + 1), *gc = g + (size_t)c * (d + 1);
@@ -123,6 +137,8 @@ void probe_fit(const ProbeProblem *p, const ProbeSolverOptions *opt_in, const do
     free(o.row_loss);
     lbfgs_free(w);
 }
+
+#endif
 
 double probe_score(const LinearProbe *m, const ProbeProblem *p, int threads, double *mean_ce, uint16_t *predictions) {
     threads = resolve_threads(threads);

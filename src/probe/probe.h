@@ -33,6 +33,9 @@ typedef struct {
 } LinearProbe;
 
 void probe_solver_defaults(ProbeSolverOptions *opt);
+// NULL when this build can fit probes; else why not (a GPU-only build has no
+// liblbfgs, and its probe_fit dies with this message).
+const char *probe_solver_missing(void);
 // Fits from w_init (k x (d+1), NULL = zeros). Deterministic.
 void probe_fit(const ProbeProblem *p, const ProbeSolverOptions *opt, const double *w_init, LinearProbe *out);
 // Accuracy in [0, 1]; mean cross-entropy (without the penalty) into *mean_ce

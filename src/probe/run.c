@@ -141,7 +141,12 @@ static void write_results(const ProbeSettings *s, const ProbeData *pd, const cha
 
 // The generative loss and per-layer accuracies back from a probe-NNNNNNNN.json
 // this stage wrote; false if the file is missing or not of that shape.
+// (A GPU-only build reads no JSON files: it cannot fit probes, so it has none.)
 static bool read_probe_json(const char *path, double *gen_loss, double *accuracy, int max_layers, int *layers) {
+#ifdef IGPT_NO_CJSON
+    (void)path, (void)gen_loss, (void)accuracy, (void)max_layers, (void)layers;
+    return false;
+#else
     cJSON *root = json_read_file(path);
     if (!root) return false;
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "layers");
@@ -155,6 +160,7 @@ static bool read_probe_json(const char *path, double *gen_loss, double *accuracy
     const bool ok = cJSON_HasObjectItem(root, "eval_gen_loss") && cJSON_IsArray(list) && *layers > 0;
     cJSON_Delete(root);
     return ok;
+#endif
 }
 
 // OUT/probes.csv: one row per probed step of a run (step 0 first), in order.
@@ -242,6 +248,9 @@ static void probe_model(const ProbeSettings *s, const ProbeData *pd, Backend *m,
     FeatureSet train, eval;
     model_features_cached(m, model_crc, step, &pd->train, pd->train_idx, pd->n_train, train_path, s->batch, &train);
     model_features_cached(m, model_crc, step, &pd->eval, pd->eval_idx, pd->n_eval, eval_path, s->batch, &eval);
+    // A build without the solver still extracts features (on the GPU): a full build fits them from the cache.
+    if (probe_solver_missing())
+        die("%s; the features are cached in %s and %s", probe_solver_missing(), train_path, eval_path);
     ProbeLayerResult *r = xcalloc((size_t)train.layers, sizeof *r);
     probe_layers(s, &train, &eval, step, r);
     char *name = xasprintf("probe-%08llu", (unsigned long long)step);

@@ -74,10 +74,8 @@ static void truncate_log(const char *path, uint64_t step) {
     for (char *line = text; *line;) {
         char *end = strchr(line, '\n');
         const size_t len = end ? (size_t)(end - line + 1) : strlen(line);
-        cJSON *entry = cJSON_ParseWithLength(line, len);
-        const double line_step = entry ? json_number(entry, "step") : NAN;
+        const double line_step = json_line_number(line, len, "step");
         if (line_step <= (double)step) atomic_write(&af, line, len);
-        cJSON_Delete(entry);
         line += len;
     }
     atomic_commit(&af);

@@ -153,6 +153,7 @@ void json_write_line(JsonWriter *w, FILE *f) {
     free(text);
 }
 
+#ifndef IGPT_NO_CJSON
 cJSON *json_read_file(const char *path) {
     char *text = (char *)read_whole_file(path, NULL);
     if (!text) return NULL;
@@ -164,4 +165,34 @@ cJSON *json_read_file(const char *path) {
 double json_number(const cJSON *object, const char *key) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
     return cJSON_IsNumber(item) ? item->valuedouble : NAN;
+}
+
+double json_line_number(const char *line, size_t len, const char *key) {
+    cJSON *entry = cJSON_ParseWithLength(line, len);
+    const double value = entry ? json_number(entry, key) : NAN;
+    cJSON_Delete(entry);
+    return value;
+}
+#else
+double json_line_number(const char *line, size_t len, const char *key) { return json_scan_number(line, len, key); }
+#endif
+
+double json_scan_number(const char *line, size_t len, const char *key) {
+    char *quoted = xasprintf("\"%s\":", key);
+    const size_t qlen = strlen(quoted);
+    const char *value = NULL;
+    for (size_t i = 0; !value && i + qlen <= len; i++)
+        if (memcmp(line + i, quoted, qlen) == 0) value = line + i + qlen;
+    free(quoted);
+    if (!value) return NAN;
+    // strtod stops at the first character that is not part of a number, and
+    // the copy ends the text at the line's end.
+    char number[64];
+    const size_t left = len - (size_t)(value - line);
+    const size_t n = left < sizeof number - 1 ? left : sizeof number - 1;
+    memcpy(number, value, n);
+    number[n] = '\0';
+    char *end;
+    const double x = strtod(number, &end);
+    return end == number ? NAN : x;
 }

@@ -3,11 +3,15 @@
 // is escaped and a non-finite number becomes null, in one place. Objects and
 // arrays are laid out either as blocks (one member per line, indented by
 // two spaces a level) or inline ({"a": 1, "b": 2}), so the files stay easy
-// to read and to grep. Files are read back with cJSON (Debian's libcjson).
+// to read and to grep. Files are read back with cJSON (Debian's libcjson);
+// a GPU-only build (IGPT_NO_CJSON: the GPU machine has no cJSON) reads back
+// only the numbers of log lines, by json_scan_number.
 #ifndef IGPT_JSON_H
 #define IGPT_JSON_H
 
+#ifndef IGPT_NO_CJSON
 #include <cjson/cJSON.h>
+#endif
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -48,10 +52,21 @@ void json_write_file(JsonWriter *w, const char *path);
 // The finished text appended to an open file (a line of a .jsonl log).
 void json_write_line(JsonWriter *w, FILE *f);
 
+#ifndef IGPT_NO_CJSON
 // A JSON file parsed, or NULL when it is missing or not valid JSON (free
 // with cJSON_Delete).
 cJSON *json_read_file(const char *path);
 // The number `key` of an object; NaN when absent, null or not a number.
 double json_number(const cJSON *object, const char *key);
+#endif
+
+// The number `key` of one line of JSON (len bytes, an object); NaN when
+// absent, null or not a number. With cJSON the line is parsed; without it,
+// json_scan_number reads it.
+double json_line_number(const char *line, size_t len, const char *key);
+// The number after the first `"key":` in the line: right for the top-level
+// keys of the lines igpt writes (a key appears once, never inside a string
+// value), not for JSON in general.
+double json_scan_number(const char *line, size_t len, const char *key);
 
 #endif

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -14,7 +15,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifndef IGPT_NO_ZLIB
 #include <zlib.h>
+#endif
 #if defined(__x86_64__) || defined(__i386__)
 #include <pmmintrin.h>
 #include <xmmintrin.h>
@@ -313,6 +316,30 @@ double rng_normal(Rng *rng) {
 
 // ---------------------------------------------------------------------------
 
+// The reflected CRC-32 of zlib and PNG: each byte steps the register through
+// a table of the 256 possible low bytes (0xEDB88320 is the polynomial,
+// bit-reversed), built once.
+static uint32_t crc_table[256];
+static void build_crc_table(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int bit = 0; bit < 8; bit++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[n] = c;
+    }
+}
+
+uint32_t crc32_plain_update(uint32_t crc, const void *data, size_t bytes) {
+    static pthread_once_t table_once = PTHREAD_ONCE_INIT;
+    pthread_once(&table_once, build_crc_table);
+    const unsigned char *p = data;
+    crc = ~crc;
+    for (size_t i = 0; i < bytes; i++) crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+#ifdef IGPT_NO_ZLIB
+uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes) { return crc32_plain_update(crc, data, bytes); }
+#else
 uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes) {
     const unsigned char *p = data;
     while (bytes > 0) {  // zlib takes uInt lengths
@@ -323,6 +350,7 @@ uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes) {
     }
     return crc;
 }
+#endif
 
 const char *format_bytes(double bytes, char *buf, size_t cap) {
     if (bytes < 1e6) snprintf(buf, cap, "%.0f KB", bytes / 1e3);

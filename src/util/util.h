@@ -84,8 +84,11 @@ double rng_uniform(Rng *rng);
 // Standard normal.
 double rng_normal(Rng *rng);
 
-// CRC-32 (zlib's polynomial), continuing from `crc` (start with 0).
+// CRC-32 (zlib's polynomial), continuing from `crc` (start with 0): zlib's,
+// or in a GPU-only build (IGPT_NO_ZLIB) crc32_plain_update, a byte-at-a-time
+// table version that gives the same values (tested against zlib).
 uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes);
+uint32_t crc32_plain_update(uint32_t crc, const void *data, size_t bytes);
 
 // Little-endian integers in file headers (all igpt formats are little-endian).
 static inline void put_u32(uint8_t *p, uint32_t v) {

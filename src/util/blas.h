@@ -1,0 +1,28 @@
+// The matrix products of the CPU reference and the probe solver: row-major
+// C = alpha op(A) op(B) + beta C, where op transposes when asked and op(A) is
+// m x k, op(B) k x n. A full build hands them to OpenBLAS. A GPU-only build
+// (make GPU_ONLY=1, for a GPU machine that has the CUDA toolkit and nothing
+// else) defines IGPT_NO_BLAS and uses the plain loops below: slower, but the
+// CPU reference the GPU tests compare against is then still there.
+//
+// The plain loops are in every build, so that a test compares them with
+// OpenBLAS on every `make test`.
+#ifndef IGPT_BLAS_H
+#define IGPT_BLAS_H
+
+#include <stdbool.h>
+
+void gemm_f32(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc);
+void gemm_f64(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double *A, int lda, const double *B,
+              int ldb, double beta, double *C, int ldc);
+// Threads of the products outside our own parallel regions.
+void blas_set_threads(int threads);
+
+// The plain C versions (OpenMP over the rows of C once the product is large).
+void plain_gemm_f32(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda,
+                    const float *B, int ldb, float beta, float *C, int ldc);
+void plain_gemm_f64(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double *A, int lda,
+                    const double *B, int ldb, double beta, double *C, int ldc);
+
+#endif

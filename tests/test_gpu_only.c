@@ -1,0 +1,126 @@
+// What a GPU-only build (make GPU_ONLY=1) uses in place of the libraries a
+// bare GPU machine lacks, checked here against those libraries: the plain
+// matrix products against OpenBLAS, the table CRC-32 against zlib, the scan
+// of log lines against cJSON.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "test.h"
+#include "util/blas.h"
+#include "util/json.h"
+
+static void fill(float *x, size_t n, Rng *rng) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(2.0 * rng_uniform(rng) - 1.0);
+}
+
+// Largest |a - b| over the m x n block, relative to the largest |b|.
+static double block_rel_diff(const float *a, const float *b, int m, int n, int ld) {
+    double diff = 0.0, scale = 1e-30;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            const double x = a[(size_t)i * ld + j], y = b[(size_t)i * ld + j];
+            if (!(fabs(x - y) <= diff)) diff = fabs(x - y);  // NaN shows as NaN
+            scale = fmax(scale, fabs(y));
+        }
+    return diff / scale;
+}
+
+// Every transposition, odd sizes, leading dimensions wider than the rows
+// (sub-matrices, as attention uses), alpha and beta as the callers pass them,
+// and one product big enough to be split across threads.
+TEST(test_plain_gemm_matches_openblas) {
+    const int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 9, 33}, {64, 48, 40}, {130, 120, 100}};
+    const float betas[] = {0.0f, 1.0f, 0.5f};
+    Rng rng;
+    rng_init(&rng, 7, 0);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int trans = 0; trans < 4; trans++)
+            for (int bi = 0; bi < 3; bi++) {
+                const bool ta = trans & 1, tb = trans & 2;
+                const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+                const int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 1;
+                const size_t a_size = (size_t)(ta ? k : m) * lda, b_size = (size_t)(tb ? n : k) * ldb;
+                float *A = xmalloc(a_size * sizeof(float)), *B = xmalloc(b_size * sizeof(float));
+                float *C = xmalloc((size_t)m * ldc * sizeof(float)), *ref = xmalloc((size_t)m * ldc * sizeof(float));
+                fill(A, a_size, &rng);
+                fill(B, b_size, &rng);
+                fill(ref, (size_t)m * ldc, &rng);
+                // beta = 0 must not read C: NaN there stays out of the result.
+                if (betas[bi] == 0.0f) ref[0] = NAN;
+                memcpy(C, ref, (size_t)m * ldc * sizeof(float));
+                gemm_f32(ta, tb, m, n, k, 0.75f, A, lda, B, ldb, betas[bi], ref, ldc);
+                plain_gemm_f32(ta, tb, m, n, k, 0.75f, A, lda, B, ldb, betas[bi], C, ldc);
+                const double d = block_rel_diff(C, ref, m, n, ldc);
+                CHECK(d <= 1e-5, "f32 %dx%dx%d trans_a %d trans_b %d beta %g: relative difference %.2e", m, n, k, ta,
+                      tb, betas[bi], d);
+                free(A);
+                free(B);
+                free(C);
+                free(ref);
+            }
+}
+
+TEST(test_plain_gemm_f64_matches_openblas) {
+    Rng rng;
+    rng_init(&rng, 8, 0);
+    const int m = 37, n = 10, k = 129;
+    for (int trans = 0; trans < 4; trans++) {
+        const bool ta = trans & 1, tb = trans & 2;
+        const int lda = ta ? m : k, ldb = tb ? k : n;
+        double *A = xmalloc((size_t)m * k * sizeof(double)), *B = xmalloc((size_t)k * n * sizeof(double));
+        double *C = xcalloc((size_t)m * n, sizeof(double)), *ref = xcalloc((size_t)m * n, sizeof(double));
+        for (int i = 0; i < m * k; i++) A[i] = rng_normal(&rng);
+        for (int i = 0; i < k * n; i++) B[i] = rng_normal(&rng);
+        gemm_f64(ta, tb, m, n, k, 1.0, A, lda, B, ldb, 0.0, ref, n);
+        plain_gemm_f64(ta, tb, m, n, k, 1.0, A, lda, B, ldb, 0.0, C, n);
+        double worst = 0.0;
+        for (int i = 0; i < m * n; i++) worst = fmax(worst, fabs(C[i] - ref[i]));
+        CHECK(worst <= 1e-11, "f64 trans_a %d trans_b %d: largest difference %.2e", ta, tb, worst);
+        free(A);
+        free(B);
+        free(C);
+        free(ref);
+    }
+}
+
+TEST(test_plain_crc32_matches_zlib) {
+    CHECK(crc32_plain_update(0, "123456789", 9) == 0xCBF43926u, "the CRC-32 check value of \"123456789\"");
+    uint8_t data[4099];
+    Rng rng;
+    rng_init(&rng, 9, 0);
+    for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)rng_below(&rng, 256);
+    const size_t lengths[] = {0, 1, 2, 7, 64, 1000, sizeof data};
+    for (size_t i = 0; i < sizeof lengths / sizeof lengths[0]; i++) {
+        const uint32_t want = (uint32_t)crc32(0, data, (uInt)lengths[i]);
+        CHECK(crc32_plain_update(0, data, lengths[i]) == want, "%zu bytes", lengths[i]);
+    }
+    // Continued in pieces, as checkpoints are (parameters, then Adam's moments).
+    uint32_t pieces = crc32_plain_update(0, data, 1000);
+    pieces = crc32_plain_update(pieces, data + 1000, sizeof data - 1000);
+    CHECK(pieces == (uint32_t)crc32(0, data, sizeof data), "continued from a CRC");
+}
+
+// Lines as ./igpt train writes log.jsonl, read by the scan and by cJSON.
+TEST(test_json_scan_number_matches_cjson) {
+    const char *lines[] = {
+        "{\"step\": 12, \"loss\": 3.25, \"bits_per_token\": 4.69, \"lr\": 0.003, \"grad_norm\": 1.5e-02}\n",
+        "{\"step\": 200, \"val_loss\": 2.75}\n",
+        "{\"step\": 300, \"checkpoint\": \"checkpoint-00000300.bin\"}\n",
+        "{\"steps\": 5, \"loss\": null, \"lr\": -1e-3}\n",
+        "not json at all\n",
+    };
+    const char *keys[] = {"step", "loss", "val_loss", "lr", "grad_norm", "missing"};
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+            const size_t len = strlen(lines[i]);
+            const double scan = json_scan_number(lines[i], len, keys[k]);
+            const double parsed = json_line_number(lines[i], len, keys[k]);
+            CHECK(scan == parsed || (isnan(scan) && isnan(parsed)), "line %zu, %s: scan %g, cJSON %g", i, keys[k], scan,
+                  parsed);
+        }
+    // The scan stops at the line's end, even when the text goes on.
+    const char *two = "{\"step\": 1}\n{\"step\": 2}\n";
+    CHECK(isnan(json_scan_number(two, 4, "step")), "a key past the line's end is not read");
+}
