@@ -55,7 +55,7 @@ for bin in igpt igpt_cuda_tests; do
     glibcxx=$(objdump -T "$bundle/$bin" | grep -o 'GLIBCXX_[0-9.]*' | sort -V | tail -n 1)
     [ "$(printf '%s\nGLIBCXX_3.4.29\n' "$glibcxx" | sort -V | tail -n 1)" = GLIBCXX_3.4.29 ] || fail "$bin needs $glibcxx"
 done
-cuobjdump=${CUOBJDUMP:-$(command -v cuobjdump || ls "$(dirname "$nvcc_bin")"/cuobjdump 2>/dev/null || true)}
+cuobjdump=${CUOBJDUMP:-$(command -v cuobjdump || ls "$(dirname "$nvcc_bin")"/cuobjdump .tools/cuda/nvidia/*/bin/cuobjdump 2>/dev/null | head -n 1 || true)}
 if [ -n "$cuobjdump" ]; then
     for bin in igpt igpt_cuda_tests; do
         code=$("$cuobjdump" --list-elf "$bundle/$bin" | grep -o 'sm_[0-9]*' | sort -u | tr '\n' ' ')

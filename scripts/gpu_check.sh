@@ -359,7 +359,7 @@ built=$([ "$rc" -eq 0 ] && echo 1 || echo 0)
 [ "$built" -eq 1 ] || tail -n 15 "$log" | cut -c1-200
 
 # The fatbin: sm_80 and sm_90 machine code and sm_90 PTX, so that newer GPUs can run it too.
-cuobjdump=${CUOBJDUMP:-$(command -v cuobjdump || ls "$cuda_home"/bin/cuobjdump 2>/dev/null)}
+cuobjdump=${CUOBJDUMP:-$(command -v cuobjdump || ls "$cuda_home"/bin/cuobjdump .tools/cuda/nvidia/*/bin/cuobjdump 2>/dev/null | head -n 1)}
 if [ "$built" -eq 1 ] && [ "$dry_run" -eq 0 ] && [ -n "$cuobjdump" ]; then
     begin build fatbin
     elf=$("$cuobjdump" --list-elf "$igpt" 2>&1 | grep -o 'sm_[0-9]*' | sort -u | tr '\n' ' ')

@@ -2,6 +2,7 @@
 # Installs what igpt needs on a fresh Debian/Ubuntu machine (idempotent).
 # Run as root, or with sudo available.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 # --bench adds PyTorch (Debian's CPU build) for make bench-cpu and the reference scripts.
 packages=(build-essential zlib1g-dev python3 libopenblas-openmp-dev liblbfgs-dev libcjson-dev clang clang-format python3-matplotlib libboost-context-dev libopenmpi-dev openmpi-bin procps)
 [ "${1:-}" = "--bench" ] && packages+=(python3-torch)
@@ -15,5 +16,16 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# cuobjdump (PyPI's nvidia-cuda-cuobjdump, into .tools/ of the project) where the CUDA folder
+# lacks it: make test and scripts/gpu_bundle.sh check with it that the fatbin holds sm_80 and
+# sm_90 code and sm_90 PTX (they say "skip" without it).
+nvcc_bin=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
+if [ -n "$nvcc_bin" ] && [ ! -x "$(dirname "$nvcc_bin")/cuobjdump" ] && ! command -v cuobjdump >/dev/null &&
+    ! ls .tools/cuda/nvidia/*/bin/cuobjdump >/dev/null 2>&1; then
+    cuda_major=$("$nvcc_bin" --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
+    echo "setup: installing cuobjdump (nvidia-cuda-cuobjdump==$cuda_major.*) into .tools/cuda"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .tools/cuda "nvidia-cuda-cuobjdump==$cuda_major.*" ||
+        echo "setup: no cuobjdump (pip failed): the fatbin checks will say skip"
 fi
 echo "setup: ok ($(gcc --version | head -n 1))"

@@ -226,7 +226,7 @@ check "GPU-only build: a compiler warning (gcc -Wconversion) does not stop it" \
     both 'grep -q "warning:" "$tmp/warn.txt"' '[ -f "$tmp/go/src/util/blas.o" ]'
 
 # --- 6. The fatbin of ./igpt: sm_80 and sm_90 code, sm_90 PTX ---------------------------------
-cuobjdump=${CUOBJDUMP:-$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump 2>/dev/null)}
+cuobjdump=${CUOBJDUMP:-$(command -v cuobjdump || ls /usr/local/cuda/bin/cuobjdump .tools/cuda/nvidia/*/bin/cuobjdump 2>/dev/null | head -n 1)}
 if [ -z "$cuobjdump" ] || ! "$cuobjdump" --list-elf ./igpt >/dev/null 2>&1; then
     printf 'skip  fatbin of ./igpt (no cuobjdump here, or ./igpt was built without nvcc)\n'
 else
