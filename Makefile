@@ -65,7 +65,7 @@ BUILD ?= build
 IGPT = $(if $(filter build,$(BUILD)),igpt,$(BUILD)/igpt)
 # The library: every stage of src/ (data, model, train, parallel, probe, cli)
 # and the benchmark command, without the entry point and the GPU stand-in.
-LIB_SRC = $(filter-out src/cli/main.c src/model/gpu_stub.c src/data/stb_impl.c,$(wildcard src/*/*.c)) bench/bench.c
+LIB_SRC = $(filter-out src/cli/main.c src/model/gpu_stub.c src/data/stb_impl.c,$(wildcard src/*/*.c)) $(wildcard bench/*.c)
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/src/data/stb_impl.o
 MAIN_OBJ = $(BUILD)/src/cli/main.o
 TEST_SRC = $(wildcard tests/*.c)

@@ -14,6 +14,7 @@
 #include "model/params.h"
 #include "probe/features.h"
 #include "probe/probe.h"
+#include "step_costs.h"
 #include "train/optim.h"
 #include "util/json.h"
 #include "util/util.h"
@@ -21,7 +22,7 @@
 typedef struct {
     const char *mode, *config;
     int side, colors, batch, steps, warmup, dim, batch_heads, seq, head_size;
-    bool optimizer, recompute;
+    bool optimizer, recompute, quiet;
     int64_t train_images, eval_images;
     DeviceSettings device;
 } BenchArgs;
@@ -29,6 +30,7 @@ typedef struct {
 static const Option mode_options[] = {
     {"mode", OPT_CHOICE, SETTING(BenchArgs, mode), "MODE", "what to time: train, features, probe or attention", "train",
      .choices = "train|features|probe|attention"},
+    {"quiet", OPT_FLAG, SETTING(BenchArgs, quiet), NULL, "train and attention modes: no table of kernel costs"},
 };
 
 static const Option model_options[] = {
@@ -82,19 +84,13 @@ static const Command bench_command = {
         "             the default grid, refit, score) on synthetic class-mixture features of\n"
         "             --dim dimensions: seconds per layer (CPU)\n"
         "  attention  the CUDA attention kernels alone, causal, bf16: forward and backward\n"
-        "             milliseconds and TFLOP/s (GPU)\n",
+        "             milliseconds and TFLOP/s (GPU)\n"
+        "The train and attention modes also print, on stderr before the JSON line, each\n"
+        "kernel's FLOPs and bytes in the GPU step (bf16 unless --precision fp32) and its\n"
+        "roofline time on an H200, and put the roofline's time in the JSON line (docs/cuda.md).\n",
     .groups = bench_groups,
     .num_groups = COUNT_OF(bench_groups),
 };
-
-// Training FLOPs per token (docs/cuda.md): 6 per weight of every matrix
-// product (forward 2, backward 4), plus causal attention's two T x T
-// products, 2 T C per token per layer forward (half of the full 4 T C), x 3.
-static double training_flops_per_token(const ModelConfig *cfg) {
-    const double C = cfg->d_model, L = cfg->n_layer, V = cfg->vocab_size, T = cfg->seq_len;
-    const double matmul_weights = L * 12.0 * C * C + V * C;
-    return 6.0 * matmul_weights + 6.0 * L * T * C;
-}
 
 // Times warmup + steps passes of the model on one batch of random tokens;
 // returns the mean seconds of the timed ones.
@@ -146,6 +142,18 @@ static void bench_model(const BenchArgs *a, bool train) {
     const double per_pass = time_passes(&m, a, train);
     const double images_per_s = a->batch / per_pass;
     const double flops = training_flops_per_token(&cfg);
+    // The GPU step's analytic costs, whatever the device: the figures a GPU run is read against.
+    KernelCost costs[STEP_COSTS_MAX];
+    const int storage_bytes = strcmp(a->device.precision, "fp32") ? 2 : 4;
+    const int num_costs = step_kernel_costs(&cfg, a->batch, storage_bytes, a->recompute, a->optimizer, costs);
+    double roofline_s = 0.0, step_flops = 0.0, step_bytes = 0.0;
+    for (int i = 0; i < num_costs; i++) {
+        roofline_s += kernel_roofline_seconds(&costs[i], &roofline_h200);
+        step_flops += costs[i].flops;
+        step_bytes += costs[i].bytes;
+    }
+    const bool on_gpu = opt.device == DEVICE_CUDA;
+    if (train && !a->quiet) print_kernel_costs(stderr, costs, num_costs, &roofline_h200, on_gpu ? per_pass : 0.0);
     JsonWriter w;
     json_init(&w);
     json_object_begin(&w, NULL, JSON_INLINE);
@@ -165,21 +173,30 @@ static void bench_model(const BenchArgs *a, bool train) {
     json_uint(&w, "parameters", m.num_params);
     json_real(&w, "train_flops_per_token", "%.6g", flops);
     json_real(&w, "train_tflops", "%.3f", train ? flops * images_per_s * cfg.seq_len / 1e12 : 0.0);
+    if (train) {
+        json_real(&w, "step_gflop", "%.6g", step_flops / 1e9);
+        json_real(&w, "step_gbytes", "%.6g", step_bytes / 1e9);
+        json_real(&w, "h200_roofline_step_s", "%.6g", roofline_s);
+    }
     json_object_end(&w);
     json_write_line(&w, stdout);
     backend_free(&m);
 }
 
-// Causal attention FLOPs for batch_heads heads of T x hs: forward 2 products
-// of 2 T^2 hs, halved by the mask; backward 2.5x the forward (5 products,
-// none recomputed by us counted).
+// Causal attention alone, as the step model counts it (bench/step_costs.c): forward 2 products of 2 T^2 hs
+// per head, halved by the mask; backward 2.5x the forward (5 products, the scores recomputed once).
 static void bench_attention(const BenchArgs *a) {
-    if (backend_choose_device(strcmp(a->device.device, "cpu") ? a->device.device : "cuda") != DEVICE_CUDA)
+    KernelCost costs[STEP_COSTS_MAX];
+    const int storage_bytes = strcmp(a->device.precision, "fp32") ? 2 : 4;
+    const int num_costs = attention_kernel_costs(a->batch_heads, a->seq, a->head_size, storage_bytes, costs);
+    const KernelCost *fwd = &costs[0], *bwd = &costs[1];
+    if (backend_choose_device(strcmp(a->device.device, "cpu") ? a->device.device : "cuda") != DEVICE_CUDA) {
+        if (!a->quiet) print_kernel_costs(stderr, costs, num_costs, &roofline_h200, 0.0);
         die("--mode attention needs a GPU");
+    }
     double fwd_ms = 0, bwd_ms = 0;
     gpu_time_attention(a->batch_heads, a->seq, a->head_size, a->steps, &fwd_ms, &bwd_ms);
-    const double fwd_flops = 4.0 * a->batch_heads * (double)a->seq * a->seq * a->head_size * 0.5;
-    const double bwd_flops = 2.5 * fwd_flops;
+    if (!a->quiet) print_kernel_costs(stderr, costs, num_costs, &roofline_h200, (fwd_ms + bwd_ms) / 1e3);
     JsonWriter w;
     json_init(&w);
     json_object_begin(&w, NULL, JSON_INLINE);
@@ -190,8 +207,10 @@ static void bench_attention(const BenchArgs *a) {
     json_int(&w, "head_size", a->head_size);
     json_real(&w, "forward_ms", "%.4f", fwd_ms);
     json_real(&w, "backward_ms", "%.4f", bwd_ms);
-    json_real(&w, "forward_tflops", "%.2f", fwd_flops / (fwd_ms * 1e9));
-    json_real(&w, "backward_tflops", "%.2f", bwd_flops / (bwd_ms * 1e9));
+    json_real(&w, "forward_tflops", "%.2f", fwd->flops / (fwd_ms * 1e9));
+    json_real(&w, "backward_tflops", "%.2f", bwd->flops / (bwd_ms * 1e9));
+    json_real(&w, "h200_roofline_forward_ms", "%.4f", 1e3 * kernel_roofline_seconds(fwd, &roofline_h200));
+    json_real(&w, "h200_roofline_backward_ms", "%.4f", 1e3 * kernel_roofline_seconds(bwd, &roofline_h200));
     json_object_end(&w);
     json_write_line(&w, stdout);
 }

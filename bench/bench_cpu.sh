@@ -14,7 +14,7 @@ printf "%-6s %-7s %6s %14s %14s %8s\n" config image batch "igpt tok/s" "torch to
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
 for case in "tiny 16 16" "tiny 32 8" "xs 16 8" "xs 32 4"; do
     set -- $case
-    ours=$(./igpt bench --config "$1" --side "$2" --batch "$3" --threads "$threads" | field tokens_per_s)
+    ours=$(./igpt bench --quiet --config "$1" --side "$2" --batch "$3" --threads "$threads" | field tokens_per_s)
     theirs="-"
     ratio="-"
     if [ "$have_torch" = 1 ]; then

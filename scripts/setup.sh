@@ -28,4 +28,13 @@ if [ -n "$nvcc_bin" ] && [ ! -x "$(dirname "$nvcc_bin")/cuobjdump" ] && ! comman
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .tools/cuda "nvidia-cuda-cuobjdump==$cuda_major.*" ||
         echo "setup: no cuobjdump (pip failed): the fatbin checks will say skip"
 fi
+# nvdisasm (PyPI's nvidia-cuda-nvdisasm, into .tools/nvdisasm), which cuobjdump -sass runs: the
+# SASS check of make test (tests/check_sass.py) reads the kernels' machine code with it.
+if [ -n "$nvcc_bin" ] && [ ! -x "$(dirname "$nvcc_bin")/nvdisasm" ] && ! command -v nvdisasm >/dev/null &&
+    ! ls .tools/nvdisasm/nvidia/*/bin/nvdisasm >/dev/null 2>&1; then
+    cuda_major=$("$nvcc_bin" --version | sed -n 's/.*release \([0-9]*\)\..*/\1/p')
+    echo "setup: installing nvdisasm (nvidia-cuda-nvdisasm==$cuda_major.*) into .tools/nvdisasm"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .tools/nvdisasm "nvidia-cuda-nvdisasm==$cuda_major.*" ||
+        echo "setup: no nvdisasm (pip failed): the SASS check will say skip"
+fi
 echo "setup: ok ($(gcc --version | head -n 1))"

@@ -36,6 +36,7 @@ run_suite "CUDA kernels in the interpret mode" ./build/interp/igpt_cuda_tests "$
 if [ $# -eq 0 ]; then
     run_suite "prepare vs an independent Python reader" python3 tests/test_prepare_reference.py
     run_suite "style: format, one statement per line, no include cycle" python3 tests/check_style.py
+    run_suite "SASS of the nvcc build: HMMA in tensor-core kernels, no local memory" python3 tests/check_sass.py
     run_suite "the checker: CUDA tests under ASan and TSan, planted bugs" bash tests/cuda/run_checker.sh
     # scripts/gpu_check.sh --dry-run (the interpret build as the GPU) and its planted faults.
     run_suite "GPU check: the dry run, planted faults, deadline" bash tests/test_gpu_check.sh
