@@ -1,0 +1,105 @@
+// The interpret twins of the tensor-core primitives of cuda/mma.cuh:
+// mma.sync m16n8k16 (bf16 -> fp32), ldmatrix (x1/x2/x4, .trans) and
+// cp.async with commit/wait groups, with the fragment layouts of the PTX ISA.
+//
+// mma and ldmatrix are warp collectives, like the shuffles: every lane of the
+// warp must arrive at the same call site (else the scheduler aborts), each
+// lane hands in its registers (ldmatrix: the 16-byte row it addresses), the
+// result is computed once for the whole warp (tensor_core.cpp) and each lane
+// takes back its own fragment.
+//
+// The memory accesses happen here, in functions inlined into the kernel's
+// source, on the thread's own fiber and through the kernel's real pointers:
+// so the checker builds see them (AddressSanitizer: out of bounds;
+// ThreadSanitizer: races, with the right GPU thread named).
+//   - ldmatrix: each addressing lane reads its row when it arrives, before it
+//     waits for the warp. A row written by another lane of the warp must be
+//     ordered before it by __syncwarp or __syncthreads, as on a GPU;
+//   - cp.async: the 16 destination bytes are poisoned (0xFF) at the call and
+//     the copy is made when cp_async_wait retires its group, by that thread:
+//     a thread that reads the tile before its wait, or another thread's part
+//     before the __syncthreads after the waits, reads NaN.
+#ifndef IGPT_CUDA_INTERPRET_TENSOR_CORE_H
+#define IGPT_CUDA_INTERPRET_TENSOR_CORE_H
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "interpret/interpret.h"
+
+// The site of the kernel's own call, as a default argument of each twin
+// (errors then name the kernel's line, not this header's).
+#define IGPT_INTERP_CALLER (::interp::CallSite{__builtin_FILE(), __builtin_LINE()})
+
+namespace interp {
+
+// One lane's part of mma.sync.m16n8k16: its fragments in, its D fragment out.
+struct MmaLane {
+    uint32_t a[4], b[2];
+    float c[4], d[4];
+};
+// One lane's part of ldmatrix: the 8 16-bit elements of the row it addresses
+// (lanes 8i..8i+7 for matrix i), and its registers out.
+struct LdmatrixLane {
+    uint16_t row[8];
+    uint32_t r[4];
+};
+// ldmatrix's collective argument: the matrix count, and .trans.
+const int LDMATRIX_TRANS = 0x100;
+
+// Aborts (naming the site and the thread) unless p is a multiple of `align`.
+void check_aligned(CallSite site, const char *what, const void *p, size_t align);
+
+// The running thread's cp.async bookkeeping (tensor_core.cpp).
+struct AsyncCopy {
+    void *dst;
+    const void *src;
+    int src_bytes;
+};
+void async_copy_issue(CallSite site, void *dst, const void *src, int src_bytes);
+void async_copy_commit(CallSite site);
+// Takes the copies of every committed group but the newest keep_groups, in
+// the order they were issued; valid until the thread's next call.
+const AsyncCopy *async_copy_retire(CallSite site, int keep_groups, size_t *count);
+
+inline unsigned lane_id(void) { return (threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) % 32; }
+
+inline void mma_m16n8k16_bf16(float d[4], const uint32_t a[4], const uint32_t b[2], const float c[4], CallSite site) {
+    MmaLane lane;
+    std::memcpy(lane.a, a, sizeof lane.a);
+    std::memcpy(lane.b, b, sizeof lane.b);
+    std::memcpy(lane.c, c, sizeof lane.c);
+    (void)warp_collective(site, MMA_SYNC, 0xffffffffu, (uint64_t)(uintptr_t)&lane, 0, 32);
+    std::memcpy(d, lane.d, sizeof lane.d);
+}
+
+inline void ldmatrix(uint32_t *r, int matrices, bool trans, const void *smem_row, CallSite site) {
+    LdmatrixLane lane;
+    if (lane_id() < 8u * (unsigned)matrices) {
+        check_aligned(site, "ldmatrix row address", smem_row, 16);
+        std::memcpy(lane.row, smem_row, sizeof lane.row);
+    }
+    const int arg = matrices | (trans ? LDMATRIX_TRANS : 0);
+    (void)warp_collective(site, LDMATRIX, 0xffffffffu, (uint64_t)(uintptr_t)&lane, arg, 32);
+    for (int i = 0; i < matrices; i++) r[i] = lane.r[i];
+}
+
+inline void cp_async_16(void *smem, const void *gmem, int src_bytes, CallSite site) {
+    async_copy_issue(site, smem, gmem, src_bytes);
+    std::memset(smem, 0xFF, 16);  // in flight: what a read finds there now is not the data
+}
+
+inline void cp_async_wait(int keep_groups, CallSite site) {
+    size_t count = 0;
+    const AsyncCopy *copies = async_copy_retire(site, keep_groups, &count);
+    for (size_t i = 0; i < count; i++) {
+        char *dst = static_cast<char *>(copies[i].dst);
+        if (copies[i].src_bytes > 0) std::memcpy(dst, copies[i].src, (size_t)copies[i].src_bytes);
+        std::memset(dst + copies[i].src_bytes, 0, (size_t)(16 - copies[i].src_bytes));
+    }
+}
+
+}  // namespace interp
+
+#endif
