@@ -29,13 +29,13 @@ namespace {
 
 [[noreturn]] void fail_at(CallSite site, const char *format, ...) __attribute__((format(printf, 2, 3)));
 void fail_at(CallSite site, const char *format, ...) {
-    char what[512], where[512];
+    char what[512];
     va_list ap;
     va_start(ap, format);
     vsnprintf(what, sizeof what, format, ap);
     va_end(ap);
-    if (!describe_running_thread(where, sizeof where)) snprintf(where, sizeof where, "outside a kernel");
-    kernel_fail("%s at %s:%d (%s)", what, site.file, site.line, where);
+    if (!kernel_running()) kernel_fail("%s at %s:%d, outside a kernel", what, site.file, site.line);
+    kernel_fail("thread (%u,%u,%u): %s at %s:%d", threadIdx.x, threadIdx.y, threadIdx.z, what, site.file, site.line);
 }
 
 float bf16_bits_to_float(uint32_t bits) {

@@ -28,11 +28,14 @@
 
 #include "interpret/interpret.h"
 
-// The site of the kernel's own call, as a default argument of each twin
-// (errors then name the kernel's line, not this header's).
-#define IGPT_INTERP_CALLER (::interp::CallSite{__builtin_FILE(), __builtin_LINE()})
-
 namespace interp {
+
+// The site of the kernel's own call, as a default argument of each twin
+// (errors then name the kernel's line, not mma.cuh's). g++ and clang++ give
+// a default argument's __builtin_FILE/LINE the caller's place, also one
+// level down, as here; directly inside a braced initialiser g++ does not.
+inline CallSite caller(const char *file = __builtin_FILE(), int line = __builtin_LINE()) { return {file, line}; }
+#define IGPT_INTERP_CALLER (::interp::caller())
 
 // One lane's part of mma.sync.m16n8k16: its fragments in, its D fragment out.
 struct MmaLane {
