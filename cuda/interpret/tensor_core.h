@@ -10,8 +10,9 @@
 //
 // The memory accesses happen here, in functions inlined into the kernel's
 // source, on the thread's own fiber and through the kernel's real pointers:
-// so the checker builds see them (AddressSanitizer: out of bounds;
-// ThreadSanitizer: races, with the right GPU thread named).
+// so AddressSanitizer sees them (out of bounds, with the GPU thread named).
+// ThreadSanitizer does not report races through them yet (docs/cuda.md,
+// "Tensor cores in the interpret mode").
 //   - ldmatrix: each addressing lane reads its row when it arrives, before it
 //     waits for the warp. A row written by another lane of the warp must be
 //     ordered before it by __syncwarp or __syncthreads, as on a GPU;
