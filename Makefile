@@ -229,7 +229,8 @@ endif
 # cuda/interpret/sm90_kernels.inc is committed (the interpret mode needs no nvcc);
 # with nvcc, make rebuilds it in build/ and tests/cuda/run_checker.sh compares
 # the two. `make sm90-kernels` rewrites the committed one.
-SM90_SRC = $(CUDA_SRC) tests/cuda/test_checker.cu
+# test_mma.cu: the tensor-core primitives' own kernels (issue 12).
+SM90_SRC = $(CUDA_SRC) tests/cuda/test_checker.cu tests/cuda/test_mma.cu
 .PHONY: sm90-kernels
 ifneq ($(NVCC),)
 SM90_NVCC_FLAGS = -std=c++17 -O3 -Werror all-warnings -Isrc -Icuda -Itests/cuda -Itests -isystem $(BLAS_INC) $(NCCL_FLAGS)

@@ -1,6 +1,7 @@
 // What the parts of the interpret mode share: the scheduler and runtime
-// (interpret.cpp), the target GPU's launch limits (limits.cpp) and the
-// checker builds' memory and sanitizer glue (checker.cpp).
+// (interpret.cpp), the target GPU's launch limits (limits.cpp), the
+// checker builds' memory and sanitizer glue (checker.cpp) and the
+// tensor-core twins (tensor_core.cpp).
 #ifndef IGPT_CUDA_INTERPRET_INTERNAL_H
 #define IGPT_CUDA_INTERPRET_INTERNAL_H
 
@@ -43,6 +44,18 @@ bool kernel_running(void);
 // "kernel K (launched at F:L), block (x,y,z), thread (x,y,z)" of the thread
 // that runs now; false outside a kernel.
 bool describe_running_thread(char *buf, size_t cap);
+
+// Aborts like the scheduler's own checks: the kernel, its launch site and
+// the block, then the message.
+[[noreturn]] void kernel_fail(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
+// The tensor-core twins (tensor_core.cpp): computes an mma.sync or ldmatrix
+// (op, a WarpOp) for the whole warp from each lane's data (an MmaLane or
+// LdmatrixLane on its stack), once all 32 lanes have arrived.
+void release_matrix_collective(int op, int arg, void *const lane_data[32]);
+// At the end of each block: aborts if a thread left cp.async copies
+// uncommitted or unwaited; forgets every thread's groups.
+void async_copies_end_block(void);
 
 }  // namespace interp
 

@@ -62,26 +62,30 @@ Order scheduler_order = ORDER_FORWARD;
 uint64_t scheduler_seed = 1;
 
 const char *op_name(WarpOp op) {
-    static const char *const names[] = {"__syncwarp",     "__shfl_sync",   "__shfl_xor_sync", "__shfl_down_sync",
-                                        "__shfl_up_sync", "__ballot_sync", "__any_sync",      "__all_sync"};
+    static const char *const names[] = {"__syncwarp",       "__shfl_sync",    "__shfl_xor_sync",
+                                        "__shfl_down_sync", "__shfl_up_sync", "__ballot_sync",
+                                        "__any_sync",       "__all_sync",     "mma_m16n8k16_bf16 (mma.sync)",
+                                        "ldmatrix"};
     return names[op];
 }
 
-[[noreturn]] void fail(const char *format, ...) __attribute__((format(printf, 1, 2)));
-void fail(const char *format, ...) {
+[[noreturn]] void fail_v(const char *format, va_list ap) {
     Block *b = running_block;
     if (b) {
         const uint3 &bi = b->fibers.empty() ? uint3{0, 0, 0} : b->fibers[0].coords.block_idx;
         fprintf(stderr, "interpret: kernel %s (launched at %s:%d), block (%u,%u,%u): ", b->kernel, b->launch.file,
                 b->launch.line, bi.x, bi.y, bi.z);
     } else fprintf(stderr, "interpret: ");
-    va_list ap;
-    va_start(ap, format);
     vfprintf(stderr, format, ap);
-    va_end(ap);
     fputc('\n', stderr);
     fflush(stderr);
     abort();
+}
+[[noreturn]] void fail(const char *format, ...) __attribute__((format(printf, 1, 2)));
+void fail(const char *format, ...) {
+    va_list ap;
+    va_start(ap, format);
+    fail_v(format, ap);
 }
 
 uint64_t splitmix(uint64_t *state) {
@@ -258,6 +262,11 @@ bool release_warps(Block *b) {
             if (!ready) continue;
             // Every lane of the mask is here: compute each lane's result.
             const unsigned mask = f.mask;
+            if (f.op == MMA_SYNC || f.op == LDMATRIX) {  // all 32 lanes (tensor_core.h)
+                void *lane_data[32];
+                for (int j = 0; j < 32; j++) lane_data[j] = (void *)(uintptr_t)b->fibers[(size_t)(base + j)].value;
+                release_matrix_collective(f.op, f.arg, lane_data);
+            }
             uint64_t ballot = 0;
             for (int j = 0; j < 32; j++)
                 if (mask >> j & 1u) ballot |= (uint64_t)(b->fibers[(size_t)(base + j)].value != 0) << j;
@@ -379,6 +388,12 @@ void run_block(Block *b, int threads, uint64_t *rng) {
 }
 
 }  // namespace
+
+void kernel_fail(const char *format, ...) {
+    va_list ap;
+    va_start(ap, format);
+    fail_v(format, ap);
+}
 
 void *dynamic_shared_memory() {
     current_fiber("dynamic shared memory");
@@ -526,6 +541,7 @@ void run_grid(const char *name, const void *kernel, CallSite site, dim3 grid, di
         begin_sanitizer_fibers(&b, launch_begin);
         for (unsigned long long t = 0; t < threads; t++) init_fiber(&b, (size_t)t);
         run_block(&b, (int)threads, &rng);
+        async_copies_end_block();
         end_sanitizer_fibers(&b, launch_end);
         block_free_all();
         dynamic_shared = nullptr;

@@ -22,7 +22,10 @@
 // The checker builds (checker.cpp) add out-of-bounds and race detection: the
 // same sources under AddressSanitizer (IGPT_INTERP_ASAN) and ThreadSanitizer
 // (IGPT_INTERP_TSAN).
-// Limits: no inline PTX, no wgmma, TMA, cp.async or tensor-core intrinsics,
+// Tensor cores: mma.sync (m16n8k16 bf16), ldmatrix and cp.async come as the
+// functions of cuda/mma.cuh, whose twins are warp collectives here
+// (tensor_core.h).
+// Limits: no other inline PTX, no wgmma, TMA or other tensor-core shapes,
 // no cooperative groups, no texture memory; one block runs at a time; a
 // kernel may use at most IGPT_INTERP_STACK_KB (default 256) KiB of stack per
 // thread. Kernels that need such instructions keep a portable path.
@@ -82,7 +85,9 @@ const Coordinates *coordinates();
 void *dynamic_shared_memory();
 
 void syncthreads(CallSite site);
-enum WarpOp { WARP_SYNC, SHFL_IDX, SHFL_XOR, SHFL_DOWN, SHFL_UP, BALLOT, ANY, ALL };
+// MMA_SYNC and LDMATRIX: the tensor-core twins (tensor_core.h); `value` is
+// a pointer to the lane's data, which the release fills in.
+enum WarpOp { WARP_SYNC, SHFL_IDX, SHFL_XOR, SHFL_DOWN, SHFL_UP, BALLOT, ANY, ALL, MMA_SYNC, LDMATRIX };
 // One lane's part of a warp collective: waits until every lane of `mask` has
 // called the same collective at the same site with the same mask; returns this
 // lane's result (raw bits).
