@@ -39,7 +39,7 @@ PLANTED = "sass_check_planted_"
 # kernel matches -- set it to False once they are on main).
 TENSOR_CORE_KERNELS = [
     (r"flash_attention_\w+", "causal attention forward/backward on tensor cores (issue 12, part 1)", True),
-    (r"(test_)?mma_\w+", "the fragment test kernels of cuda/mma.cuh (tests/cuda/test_mma.cu)", True),
+    (r"(test_)?mma_\w+", "the fragment test kernels of cuda/mma.cuh (tests/cuda/test_mma.cu)", False),
     (r"sass_check_mma_kernel", "inline mma.sync m16n8k16 (tests/cuda/sass_check_kernels.cu)", False),
 ]
 
