@@ -23,6 +23,9 @@
 
 extern "C" {
 #include "model/cpu_ops.h"
+#include "model/gpu_model.h"
+#include "model/model.h"
+#include "model/params.h"
 }
 
 namespace {
@@ -103,8 +106,8 @@ void flash_case(const FlashCase &fc, bool all_orders) {
         const char *part_name[3] = {"dq", "dk", "dv"};
         for (int part = 0; part < 3; part++)
             compare(part_name[part], where, qkv_part(dqkv, part, (size_t)B * T, C),
-                    qkv_part(want_dqkv, part, (size_t)B * T, C), qkv_part(portable_dqkv, part, (size_t)B * T, C),
-                    tol, portable_tol);
+                    qkv_part(want_dqkv, part, (size_t)B * T, C), qkv_part(portable_dqkv, part, (size_t)B * T, C), tol,
+                    portable_tol);
 
         // Deterministic: a second backward pass, and every thread order, give the same bits.
         gpu_flash_attention_backward(d_dqkv, d_rowdot, d_dy, d_y, d_qkv, d_lse, B, T, C, NH, 0);
@@ -136,4 +139,84 @@ TEST(test_flash_attention_unsupported_head_sizes) {
     CHECK(gpu_flash_attention_supports(32) && gpu_flash_attention_supports(64) && gpu_flash_attention_supports(128),
           "head sizes 32, 64, 128 are the tensor-core kernels'");
     CHECK(!gpu_flash_attention_supports(16) && !gpu_flash_attention_supports(96), "16 and 96 are not");
+}
+
+// --- In the model: `--device cuda` uses these kernels by default where they apply ---------------
+
+namespace {
+
+ModelConfig model_config(int d_model, int n_head) {
+    ModelConfig cfg = {.vocab_size = 13,
+                       .seq_len = 20,
+                       .image_height = 4,
+                       .image_width = 5,
+                       .d_model = d_model,
+                       .n_layer = 2,
+                       .n_head = n_head,
+                       .norm = NORM_IGPT};
+    return cfg;
+}
+
+struct ModelStep {
+    double loss;
+    std::vector<float> grads;
+};
+
+// One forward and backward pass of a bf16 GPU model with the given attention kernels.
+ModelStep model_step(const ModelConfig &cfg, GpuAttention attention, const std::vector<float> &params,
+                     const std::vector<uint16_t> &tokens, int B) {
+    GpuModel *g = gpu_model_create(&cfg, B, GPU_BF16, false, false);
+    gpu_model_set_attention(g, attention);
+    gpu_model_set_params(g, params.data());
+    gpu_model_zero_grads(g);
+    ModelStep r;
+    r.loss = gpu_model_forward(g, tokens.data(), B);
+    gpu_model_backward(g, tokens.data(), B, 1.0f / (float)(B * cfg.seq_len));
+    r.grads.resize(params.size());
+    gpu_model_get_grads(g, r.grads.data());
+    gpu_model_free(g);
+    return r;
+}
+
+void ask_flash_for_fp32(void) {
+    const ModelConfig cfg = model_config(64, 2);
+    gpu_attention_kernels(&cfg, GPU_FP32, GPU_ATTENTION_FLASH);
+}
+
+}  // namespace
+
+TEST(test_flash_attention_is_the_default_where_it_applies) {
+    const ModelConfig hs32 = model_config(64, 2), hs16 = model_config(32, 2);
+    CHECK(gpu_attention_kernels(&hs32, GPU_BF16, GPU_ATTENTION_AUTO) == GPU_ATTENTION_FLASH, "auto: bf16 hs 32 flash");
+    CHECK(gpu_attention_kernels(&hs32, GPU_FP32, GPU_ATTENTION_AUTO) == GPU_ATTENTION_PORTABLE, "auto: fp32 portable");
+    CHECK(gpu_attention_kernels(&hs16, GPU_BF16, GPU_ATTENTION_AUTO) == GPU_ATTENTION_PORTABLE, "auto: hs 16 portable");
+    CHECK(gpu_attention_kernels(&hs32, GPU_BF16, GPU_ATTENTION_PORTABLE) == GPU_ATTENTION_PORTABLE, "portable asked");
+    std::string err;
+    run_in_child(ask_flash_for_fp32, &err);
+    CHECK(err.find("--attention flash") != std::string::npos, "flash for fp32 must stop, saying why: %s", err.c_str());
+
+    // The whole model (hs 32, bf16) with either kernels: a default model runs the
+    // tensor-core ones (other bits than the portable ones), and the two agree
+    // within the bf16 model tolerance of test_model.cu (2e-2 relative Frobenius per gradient tensor).
+    const int B = 2;
+    std::vector<float> params(param_count(&hs32));
+    model_init_params(&hs32, params.data(), 7);
+    std::vector<float> noise = random_floats(params.size(), 107, -0.05f, 0.05f);
+    for (size_t i = 0; i < params.size(); i++) params[i] = to_float(from_float<bf16>(params[i] + noise[i]));
+    std::vector<float> r = random_floats((size_t)B * hs32.seq_len, 8, 0, (float)hs32.vocab_size);
+    std::vector<uint16_t> tokens(r.size());
+    for (size_t i = 0; i < r.size(); i++) tokens[i] = (uint16_t)std::fmin(r[i], hs32.vocab_size - 1);
+    const ModelStep flash = model_step(hs32, GPU_ATTENTION_AUTO, params, tokens, B);
+    const ModelStep portable = model_step(hs32, GPU_ATTENTION_PORTABLE, params, tokens, B);
+    CHECK(flash.grads != portable.grads, "auto gives the portable kernels' bits: the tensor-core kernels did not run");
+    const double loss_err = std::fabs(flash.loss - portable.loss) / portable.loss;
+    CHECK(error_within("flash vs portable model loss, relative", "hs 32", loss_err, 2e-2), "loss %.7f vs %.7f",
+          flash.loss, portable.loss);
+    std::vector<TensorInfo> tensors((size_t)param_tensors(&hs32, nullptr));
+    param_tensors(&hs32, tensors.data());
+    for (const TensorInfo &t : tensors) {
+        const double e = rel_frobenius_error(flash.grads.data() + t.offset, portable.grads.data() + t.offset, t.count);
+        CHECK(error_within("flash vs portable model gradients, rel. Frobenius", t.name, e, 2e-2),
+              "gradient of %s: flash and portable differ by %.3g", t.name, e);
+    }
 }
