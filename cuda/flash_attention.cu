@@ -54,11 +54,11 @@
 
 template <int HS>
 struct FlashShape {
-    static constexpr int ROWS = 16 * FLASH_WARPS;                // rows a block owns (16 per warp)
-    static constexpr int KEYS = 64;                              // key rows per tile (forward, dQ)
-    static constexpr int QUERIES = HS <= 64 ? 64 : 32;           // query rows per tile (dK/dV: registers)
-    static constexpr int STRIDE = HS + 8;                        // padded shared row, bf16
-    static constexpr int TILE_BYTES_PER_ROW = STRIDE * 2;        // sizeof(bf16)
+    static constexpr int ROWS = 16 * FLASH_WARPS;          // rows a block owns (16 per warp)
+    static constexpr int KEYS = 64;                        // key rows per tile (forward, dQ)
+    static constexpr int QUERIES = HS <= 64 ? 64 : 32;     // query rows per tile (dK/dV: registers)
+    static constexpr int STRIDE = HS + 8;                  // padded shared row, bf16
+    static constexpr int TILE_BYTES_PER_ROW = STRIDE * 2;  // sizeof(bf16)
     static_assert(HS % 16 == 0, "head size must be a multiple of 16");
 };
 
@@ -108,11 +108,11 @@ __device__ __forceinline__ void load_b_from_kn(uint32_t b[4], const bf16 *tile, 
 // the dK/dV kernel S^T = K Q^T, dP^T = V dO^T.)
 template <int K, int N, int STRIDE>
 __device__ __forceinline__ void mma_abt(float acc[N / 8][4], const bf16 *a_tile, int a_row0, const bf16 *b_tile) {
-UNROLL
+    UNROLL
     for (int k0 = 0; k0 < K; k0 += 16) {
         uint32_t a[4];
         load_a<STRIDE>(a, a_tile, a_row0, k0);
-UNROLL
+        UNROLL
         for (int n0 = 0; n0 < N; n0 += 16) {
             uint32_t b[4];
             load_b_from_nk<STRIDE>(b, b_tile, n0, k0);
@@ -128,12 +128,12 @@ UNROLL
 // in b_tile. (O += P V, dQ += dS K, dV += P^T dO, dK += dS^T Q.)
 template <int K, int N, int STRIDE>
 __device__ __forceinline__ void mma_pb(float acc[N / 8][4], const float p[K / 8][4], const bf16 *b_tile) {
-UNROLL
+    UNROLL
     for (int k0 = 0; k0 < K; k0 += 16) {
         const float *lo = p[k0 / 8], *hi = p[k0 / 8 + 1];
         const uint32_t a[4] = {pack_bf16x2(lo[0], lo[1]), pack_bf16x2(lo[2], lo[3]), pack_bf16x2(hi[0], hi[1]),
                                pack_bf16x2(hi[2], hi[3])};
-UNROLL
+        UNROLL
         for (int n0 = 0; n0 < N; n0 += 16) {
             uint32_t b[4];
             load_b_from_kn<STRIDE>(b, b_tile, k0, n0);
@@ -145,7 +145,7 @@ UNROLL
 
 template <int N>
 __device__ __forceinline__ void zero_fragments(float acc[N / 8][4]) {
-UNROLL
+    UNROLL
     for (int n = 0; n < N / 8; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
 }
 
@@ -159,11 +159,11 @@ __device__ __forceinline__ int fragment_col(int n, int e) { return 8 * n + 2 * (
 template <int HS>
 __device__ __forceinline__ void store_rows(bf16 *out, size_t ld, int row0, int T, const float acc[HS / 8][4],
                                            float scale) {
-UNROLL
+    UNROLL
     for (int half = 0; half < 2; half++) {
         const int row = row0 + fragment_row(2 * half);
         if (row >= T) continue;
-UNROLL
+        UNROLL
         for (int n = 0; n < HS / 8; n++) {
             const uint32_t pair = pack_bf16x2(acc[n][2 * half] * scale, acc[n][2 * half + 1] * scale);
             *reinterpret_cast<uint32_t *>(out + (size_t)row * ld + fragment_col(n, 0)) = pair;
@@ -191,28 +191,27 @@ __device__ __forceinline__ float quad_sum(float x) {
 template <int HS, int KEYS>
 __device__ __forceinline__ void online_softmax(float s[KEYS / 8][4], float o[HS / 8][4], float m[2], float l[2],
                                                float scale_log2) {
-UNROLL
+    UNROLL
     for (int half = 0; half < 2; half++) {
         float tile_max = -INFINITY;
-UNROLL
+        UNROLL
         for (int n = 0; n < KEYS / 8; n++) tile_max = fmaxf(tile_max, fmaxf(s[n][2 * half], s[n][2 * half + 1]));
         // Finite: every row sees key 0 in the first tile, so m is finite from then on.
         const float m_new = fmaxf(m[half], quad_max(tile_max));
         const float correction = exp2f((m[half] - m_new) * scale_log2);  // 0 on the first tile (m = -inf)
         const float offset = m_new * scale_log2;
         l[half] *= correction;
-UNROLL
+        UNROLL
         for (int n = 0; n < HS / 8; n++) {
             o[n][2 * half] *= correction;
             o[n][2 * half + 1] *= correction;
         }
-UNROLL
-        for (int n = 0; n < KEYS / 8; n++)
-UNROLL
-            for (int e = 2 * half; e < 2 * half + 2; e++) {
-                s[n][e] = exp2f(s[n][e] * scale_log2 - offset);
-                l[half] += s[n][e];
-            }
+        UNROLL
+        for (int n = 0; n < KEYS / 8; n++) UNROLL
+        for (int e = 2 * half; e < 2 * half + 2; e++) {
+            s[n][e] = exp2f(s[n][e] * scale_log2 - offset);
+            l[half] += s[n][e];
+        }
         m[half] = m_new;
     }
 }
@@ -222,11 +221,10 @@ UNROLL
 // not written.)
 template <int KEYS>
 __device__ __forceinline__ void causal_mask(float s[KEYS / 8][4], int row0, int key0) {
-UNROLL
-    for (int n = 0; n < KEYS / 8; n++)
-UNROLL
-        for (int e = 0; e < 4; e++)
-            if (key0 + fragment_col(n, e) > row0 + fragment_row(e)) s[n][e] = -INFINITY;
+    UNROLL
+    for (int n = 0; n < KEYS / 8; n++) UNROLL
+    for (int e = 0; e < 4; e++)
+        if (key0 + fragment_col(n, e) > row0 + fragment_row(e)) s[n][e] = -INFINITY;
 }
 
 template <int HS>
@@ -261,22 +259,20 @@ __global__ void __launch_bounds__(FLASH_THREADS)
             cp_async_wait<0>();
         }
         __syncthreads();  // every thread's copies of tile j (and of Q) have landed
-        if (j == 0)
-UNROLL
-            for (int k = 0; k < HS / 16; k++) load_a<STRIDE>(qa[k], q_tile, 16 * warp, 16 * k);
+        if (j == 0) UNROLL
+        for (int k = 0; k < HS / 16; k++) load_a<STRIDE>(qa[k], q_tile, 16 * warp, 16 * k);
         if (key0 <= row0 + 15) {  // (warp-uniform) the tile has keys some row of the warp sees
             const bf16 *k_tile = k_tiles + buf * KEYS * STRIDE, *v_tile = v_tiles + buf * KEYS * STRIDE;
             float s[KEYS / 8][4];
             zero_fragments<KEYS>(s);
-UNROLL
-            for (int k = 0; k < HS / 16; k++)
-UNROLL
-                for (int n0 = 0; n0 < KEYS; n0 += 16) {
-                    uint32_t bk[4];
-                    load_b_from_nk<STRIDE>(bk, k_tile, n0, 16 * k);
-                    mma_m16n8k16_bf16(s[n0 / 8], qa[k], bk, s[n0 / 8]);
-                    mma_m16n8k16_bf16(s[n0 / 8 + 1], qa[k], bk + 2, s[n0 / 8 + 1]);
-                }
+            UNROLL
+            for (int k = 0; k < HS / 16; k++) UNROLL
+            for (int n0 = 0; n0 < KEYS; n0 += 16) {
+                uint32_t bk[4];
+                load_b_from_nk<STRIDE>(bk, k_tile, n0, 16 * k);
+                mma_m16n8k16_bf16(s[n0 / 8], qa[k], bk, s[n0 / 8]);
+                mma_m16n8k16_bf16(s[n0 / 8 + 1], qa[k], bk + 2, s[n0 / 8 + 1]);
+            }
             if (key0 + KEYS - 1 > row0) causal_mask<KEYS>(s, row0, key0);
             online_softmax<HS, KEYS>(s, o, m, l, scale_log2);
             mma_pb<KEYS, HS, STRIDE>(o, s, v_tile);
@@ -285,15 +281,16 @@ UNROLL
     }
     const size_t y_row0 = (size_t)b * T;
     float inv[2];
-UNROLL
+    UNROLL
     for (int half = 0; half < 2; half++) {
         const float row_sum = quad_sum(l[half]);
         inv[half] = 1.0f / row_sum;
         const int row = row0 + fragment_row(2 * half);
         if (threadIdx.x % 4 == 0 && row < T)
-            lse[((size_t)b * NH + h) * T + row] = (m[half] * scale_log2 + log2f(row_sum)) * 0.6931471805599453f;  // ln 2
+            lse[((size_t)b * NH + h) * T + row] =
+                (m[half] * scale_log2 + log2f(row_sum)) * 0.6931471805599453f;  // ln 2
     }
-UNROLL
+    UNROLL
     for (int n = 0; n < HS / 8; n++) {
         o[n][0] *= inv[0];
         o[n][1] *= inv[0];
@@ -317,21 +314,21 @@ __device__ __forceinline__ void row_dot_of_warp(float d[2], float *row_dot, cons
                                                 size_t ld, int row0, int T) {
     constexpr int LANES = HS / 8, ROWS_PER_PASS = 32 / LANES;
     const int lane = threadIdx.x % 32, sub = lane % LANES;
-UNROLL
+    UNROLL
     for (int pass = 0; pass < 16 / ROWS_PER_PASS; pass++) {
         const int r = pass * ROWS_PER_PASS + lane / LANES, row = row0 + r;
         float acc = 0.0f;
         if (row < T) {
             const Bf16x8 dx = *reinterpret_cast<const Bf16x8 *>(dout + (size_t)row * ld + 8 * sub);
             const Bf16x8 ox = *reinterpret_cast<const Bf16x8 *>(out + (size_t)row * ld + 8 * sub);
-UNROLL
+            UNROLL
             for (int e = 0; e < 8; e++) acc += to_float(dx.v[e]) * to_float(ox.v[e]);
         }
-UNROLL
+        UNROLL
         for (int offset = 1; offset < LANES; offset <<= 1) acc += __shfl_xor_sync(0xffffffffu, acc, offset);
         if (sub == 0 && row < T) row_dot[row] = acc;
         // Hand each fragment row its value: row r's sum sits in lane (r % ROWS_PER_PASS) * LANES.
-UNROLL
+        UNROLL
         for (int half = 0; half < 2; half++) {
             const int want = fragment_row(2 * half);
             const float x = __shfl_sync(0xffffffffu, acc, (want % ROWS_PER_PASS) * LANES);
@@ -345,9 +342,8 @@ UNROLL
 // dQ = scale dS K.
 template <int HS>
 __global__ void __launch_bounds__(FLASH_THREADS)
-    flash_attention_backward_dq_kernel(bf16 *dqkv, float *row_dot, const bf16 *datty, const bf16 *atty,
-                                       const bf16 *qkv, const float *lse, int T, int C, int NH, float scale,
-                                       float scale_log2) {
+    flash_attention_backward_dq_kernel(bf16 *dqkv, float *row_dot, const bf16 *datty, const bf16 *atty, const bf16 *qkv,
+                                       const float *lse, int T, int C, int NH, float scale, float scale_log2) {
     using S = FlashShape<HS>;
     constexpr int ROWS = S::ROWS, KEYS = S::KEYS, STRIDE = S::STRIDE;
     IGPT_DYNAMIC_SHARED(bf16, smem);
@@ -367,9 +363,9 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     load_tile_async<HS, KEYS>(v_tiles, v_base, 0, T, ld);
     cp_async_commit();
     float d[2] = {0.0f, 0.0f}, lse_log2[2];
-    row_dot_of_warp<HS>(d, row_dot + ((size_t)b * NH + h) * T, do_base, atty + (size_t)b * T * C + h * HS,
-                        (size_t)C, row0, T);
-UNROLL
+    row_dot_of_warp<HS>(d, row_dot + ((size_t)b * NH + h) * T, do_base, atty + (size_t)b * T * C + h * HS, (size_t)C,
+                        row0, T);
+    UNROLL
     for (int half = 0; half < 2; half++) {
         const int row = row0 + fragment_row(2 * half);
         lse_log2[half] = row < T ? lse_bh[row] * 1.4426950408889634f : 0.0f;  // log2(e)
@@ -395,13 +391,12 @@ UNROLL
             mma_abt<HS, KEYS, STRIDE>(s, q_tile, 16 * warp, k_tile);
             mma_abt<HS, KEYS, STRIDE>(dp, do_tile, 16 * warp, v_tile);
             if (key0 + KEYS - 1 > row0) causal_mask<KEYS>(s, row0, key0);
-UNROLL
-            for (int n = 0; n < KEYS / 8; n++)
-UNROLL
-                for (int e = 0; e < 4; e++) {
-                    const float p = exp2f(s[n][e] * scale_log2 - lse_log2[e / 2]);
-                    s[n][e] = p * (dp[n][e] - d[e / 2]);  // dS, in place of S
-                }
+            UNROLL
+            for (int n = 0; n < KEYS / 8; n++) UNROLL
+            for (int e = 0; e < 4; e++) {
+                const float p = exp2f(s[n][e] * scale_log2 - lse_log2[e / 2]);
+                s[n][e] = p * (dp[n][e] - d[e / 2]);  // dS, in place of S
+            }
             mma_pb<KEYS, HS, STRIDE>(dq, s, k_tile);
         }
         __syncthreads();
@@ -413,8 +408,8 @@ UNROLL
 // memory with plain loads (their rows are not 16-byte aligned); rows past T
 // get lse = +inf, so that their probabilities are exactly 0.
 template <int QUERIES>
-__device__ __forceinline__ void load_row_stats(float *lse_tile, float *d_tile, const float *lse_bh,
-                                               const float *d_bh, int i0, int T) {
+__device__ __forceinline__ void load_row_stats(float *lse_tile, float *d_tile, const float *lse_bh, const float *d_bh,
+                                               int i0, int T) {
     for (int r = threadIdx.x; r < QUERIES; r += FLASH_THREADS) {
         const int row = i0 + r;
         lse_tile[r] = row < T ? lse_bh[row] * 1.4426950408889634f : INFINITY;
@@ -460,8 +455,8 @@ __global__ void __launch_bounds__(FLASH_THREADS)
             load_tile_async<HS, QUERIES>(q_tiles + next * QUERIES * STRIDE, q_base, i0 + QUERIES, T, ld);
             load_tile_async<HS, QUERIES>(do_tiles + next * QUERIES * STRIDE, do_base, i0 + QUERIES, T, (size_t)C);
             cp_async_commit();
-            load_row_stats<QUERIES>(lse_tiles + next * QUERIES, d_tiles + next * QUERIES, lse_bh, d_bh,
-                                    i0 + QUERIES, T);
+            load_row_stats<QUERIES>(lse_tiles + next * QUERIES, d_tiles + next * QUERIES, lse_bh, d_bh, i0 + QUERIES,
+                                    T);
             cp_async_wait<1>();
         } else {
             cp_async_wait<0>();
@@ -475,20 +470,18 @@ __global__ void __launch_bounds__(FLASH_THREADS)
             zero_fragments<QUERIES>(dpt);
             mma_abt<HS, QUERIES, STRIDE>(st, k_tile, 16 * warp, q_tile);
             const bool diagonal = i0 < warp_key0 + 15;
-UNROLL
-            for (int n = 0; n < QUERIES / 8; n++)
-UNROLL
-                for (int e = 0; e < 4; e++) {
-                    const int query = fragment_col(n, e);
-                    const bool masked = diagonal && i0 + query < warp_key0 + fragment_row(e);
-                    st[n][e] = masked ? 0.0f : exp2f(st[n][e] * scale_log2 - lse_tile[query]);  // P^T
-                }
+            UNROLL
+            for (int n = 0; n < QUERIES / 8; n++) UNROLL
+            for (int e = 0; e < 4; e++) {
+                const int query = fragment_col(n, e);
+                const bool masked = diagonal && i0 + query < warp_key0 + fragment_row(e);
+                st[n][e] = masked ? 0.0f : exp2f(st[n][e] * scale_log2 - lse_tile[query]);  // P^T
+            }
             mma_pb<QUERIES, HS, STRIDE>(dv, st, do_tile);
             mma_abt<HS, QUERIES, STRIDE>(dpt, v_tile, 16 * warp, do_tile);
-UNROLL
-            for (int n = 0; n < QUERIES / 8; n++)
-UNROLL
-                for (int e = 0; e < 4; e++) st[n][e] *= dpt[n][e] - d_tile[fragment_col(n, e)];  // dS^T
+            UNROLL
+            for (int n = 0; n < QUERIES / 8; n++) UNROLL
+            for (int e = 0; e < 4; e++) st[n][e] *= dpt[n][e] - d_tile[fragment_col(n, e)];  // dS^T
             mma_pb<QUERIES, HS, STRIDE>(dk, st, q_tile);
         }
         __syncthreads();
@@ -550,8 +543,8 @@ static void flash_backward_hs(bf16 *dqkv, float *row_dot, const bf16 *datty, con
     // dQ first: it writes the row-dot D that the dK/dV kernel reads.
     LAUNCH(flash_attention_backward_dq_kernel<HS>, grid, dim3(FLASH_THREADS), dq_smem<HS>(), stream, dqkv, row_dot,
            datty, atty, qkv, lse, T, C, NH, scale, scale_log2);
-    LAUNCH(flash_attention_backward_dkv_kernel<HS>, grid, dim3(FLASH_THREADS), dkv_smem<HS>(), stream, dqkv, datty,
-           qkv, lse, (const float *)row_dot, T, C, NH, scale, scale_log2);
+    LAUNCH(flash_attention_backward_dkv_kernel<HS>, grid, dim3(FLASH_THREADS), dkv_smem<HS>(), stream, dqkv, datty, qkv,
+           lse, (const float *)row_dot, T, C, NH, scale, scale_log2);
 }
 
 // clang-format off
