@@ -207,10 +207,12 @@ __device__ __forceinline__ void online_softmax(float s[KEYS / 8][4], float o[HS 
             o[n][2 * half + 1] *= correction;
         }
         UNROLL
-        for (int n = 0; n < KEYS / 8; n++) UNROLL
-        for (int e = 2 * half; e < 2 * half + 2; e++) {
-            s[n][e] = exp2f(s[n][e] * scale_log2 - offset);
-            l[half] += s[n][e];
+        for (int n = 0; n < KEYS / 8; n++) {
+            UNROLL
+            for (int e = 2 * half; e < 2 * half + 2; e++) {
+                s[n][e] = exp2f(s[n][e] * scale_log2 - offset);
+                l[half] += s[n][e];
+            }
         }
         m[half] = m_new;
     }
@@ -222,9 +224,11 @@ __device__ __forceinline__ void online_softmax(float s[KEYS / 8][4], float o[HS 
 template <int KEYS>
 __device__ __forceinline__ void causal_mask(float s[KEYS / 8][4], int row0, int key0) {
     UNROLL
-    for (int n = 0; n < KEYS / 8; n++) UNROLL
-    for (int e = 0; e < 4; e++)
-        if (key0 + fragment_col(n, e) > row0 + fragment_row(e)) s[n][e] = -INFINITY;
+    for (int n = 0; n < KEYS / 8; n++) {
+        UNROLL
+        for (int e = 0; e < 4; e++)
+            if (key0 + fragment_col(n, e) > row0 + fragment_row(e)) s[n][e] = -INFINITY;
+    }
 }
 
 template <int HS>
@@ -259,19 +263,23 @@ __global__ void __launch_bounds__(FLASH_THREADS)
             cp_async_wait<0>();
         }
         __syncthreads();  // every thread's copies of tile j (and of Q) have landed
-        if (j == 0) UNROLL
-        for (int k = 0; k < HS / 16; k++) load_a<STRIDE>(qa[k], q_tile, 16 * warp, 16 * k);
+        if (j == 0) {
+            UNROLL
+            for (int k = 0; k < HS / 16; k++) load_a<STRIDE>(qa[k], q_tile, 16 * warp, 16 * k);
+        }
         if (key0 <= row0 + 15) {  // (warp-uniform) the tile has keys some row of the warp sees
             const bf16 *k_tile = k_tiles + buf * KEYS * STRIDE, *v_tile = v_tiles + buf * KEYS * STRIDE;
             float s[KEYS / 8][4];
             zero_fragments<KEYS>(s);
             UNROLL
-            for (int k = 0; k < HS / 16; k++) UNROLL
-            for (int n0 = 0; n0 < KEYS; n0 += 16) {
-                uint32_t bk[4];
-                load_b_from_nk<STRIDE>(bk, k_tile, n0, 16 * k);
-                mma_m16n8k16_bf16(s[n0 / 8], qa[k], bk, s[n0 / 8]);
-                mma_m16n8k16_bf16(s[n0 / 8 + 1], qa[k], bk + 2, s[n0 / 8 + 1]);
+            for (int k = 0; k < HS / 16; k++) {
+                UNROLL
+                for (int n0 = 0; n0 < KEYS; n0 += 16) {
+                    uint32_t bk[4];
+                    load_b_from_nk<STRIDE>(bk, k_tile, n0, 16 * k);
+                    mma_m16n8k16_bf16(s[n0 / 8], qa[k], bk, s[n0 / 8]);
+                    mma_m16n8k16_bf16(s[n0 / 8 + 1], qa[k], bk + 2, s[n0 / 8 + 1]);
+                }
             }
             if (key0 + KEYS - 1 > row0) causal_mask<KEYS>(s, row0, key0);
             online_softmax<HS, KEYS>(s, o, m, l, scale_log2);
@@ -392,10 +400,12 @@ __global__ void __launch_bounds__(FLASH_THREADS)
             mma_abt<HS, KEYS, STRIDE>(dp, do_tile, 16 * warp, v_tile);
             if (key0 + KEYS - 1 > row0) causal_mask<KEYS>(s, row0, key0);
             UNROLL
-            for (int n = 0; n < KEYS / 8; n++) UNROLL
-            for (int e = 0; e < 4; e++) {
-                const float p = exp2f(s[n][e] * scale_log2 - lse_log2[e / 2]);
-                s[n][e] = p * (dp[n][e] - d[e / 2]);  // dS, in place of S
+            for (int n = 0; n < KEYS / 8; n++) {
+                UNROLL
+                for (int e = 0; e < 4; e++) {
+                    const float p = exp2f(s[n][e] * scale_log2 - lse_log2[e / 2]);
+                    s[n][e] = p * (dp[n][e] - d[e / 2]);  // dS, in place of S
+                }
             }
             mma_pb<KEYS, HS, STRIDE>(dq, s, k_tile);
         }
@@ -471,17 +481,21 @@ __global__ void __launch_bounds__(FLASH_THREADS)
             mma_abt<HS, QUERIES, STRIDE>(st, k_tile, 16 * warp, q_tile);
             const bool diagonal = i0 < warp_key0 + 15;
             UNROLL
-            for (int n = 0; n < QUERIES / 8; n++) UNROLL
-            for (int e = 0; e < 4; e++) {
-                const int query = fragment_col(n, e);
-                const bool masked = diagonal && i0 + query < warp_key0 + fragment_row(e);
-                st[n][e] = masked ? 0.0f : exp2f(st[n][e] * scale_log2 - lse_tile[query]);  // P^T
+            for (int n = 0; n < QUERIES / 8; n++) {
+                UNROLL
+                for (int e = 0; e < 4; e++) {
+                    const int query = fragment_col(n, e);
+                    const bool masked = diagonal && i0 + query < warp_key0 + fragment_row(e);
+                    st[n][e] = masked ? 0.0f : exp2f(st[n][e] * scale_log2 - lse_tile[query]);  // P^T
+                }
             }
             mma_pb<QUERIES, HS, STRIDE>(dv, st, do_tile);
             mma_abt<HS, QUERIES, STRIDE>(dpt, v_tile, 16 * warp, do_tile);
             UNROLL
-            for (int n = 0; n < QUERIES / 8; n++) UNROLL
-            for (int e = 0; e < 4; e++) st[n][e] *= dpt[n][e] - d_tile[fragment_col(n, e)];  // dS^T
+            for (int n = 0; n < QUERIES / 8; n++) {
+                UNROLL
+                for (int e = 0; e < 4; e++) st[n][e] *= dpt[n][e] - d_tile[fragment_col(n, e)];  // dS^T
+            }
             mma_pb<QUERIES, HS, STRIDE>(dk, st, q_tile);
         }
         __syncthreads();
