@@ -43,6 +43,7 @@ struct GpuActivations {
 struct GpuModel {
     ModelConfig cfg;
     GpuPrecision precision;
+    GpuAttention attention;  // FLASH or PORTABLE (gpu_attention_kernels)
     int max_batch;
     bool recompute;  // keep only each block's input; recompute the rest in backward
     int act_layers;  // per-layer activation slots: L, or 1 with recompute
@@ -268,6 +269,7 @@ extern "C" GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, Gpu
     GpuModel *m = new GpuModel();
     m->cfg = *cfg;
     m->precision = precision;
+    m->attention = gpu_attention_kernels(cfg, precision, GPU_ATTENTION_AUTO);
     m->max_batch = max_batch;
     m->recompute = recompute;
     m->act_layers = recompute ? 1 : cfg->n_layer;
@@ -433,6 +435,43 @@ struct LayerActs {
 // Block l from its normalised input ln1 up to resid_mid, ln2, fc; with
 // write_next, also resid_{l+1} = resid_mid + MLP, normalised for the next
 // block (or the final norm).
+// --- Attention: the tensor-core kernels or the portable ones ------------------------------
+
+extern "C" GpuAttention gpu_attention_kernels(const ModelConfig *cfg, GpuPrecision precision, GpuAttention asked) {
+    const int hs = cfg->d_model / cfg->n_head;
+    const bool flash_applies = precision == GPU_BF16 && gpu_flash_attention_supports(hs);
+    if (asked == GPU_ATTENTION_PORTABLE) return GPU_ATTENTION_PORTABLE;
+    if (asked == GPU_ATTENTION_FLASH && !flash_applies)
+        die("--attention flash: the tensor-core kernels need bf16 and head size 32, 64 or 128 (this model: %s, %d)",
+            precision == GPU_BF16 ? "bf16" : "fp32", hs);
+    return flash_applies ? GPU_ATTENTION_FLASH : GPU_ATTENTION_PORTABLE;
+}
+
+extern "C" void gpu_model_set_attention(GpuModel *m, GpuAttention asked) {
+    m->attention = gpu_attention_kernels(&m->cfg, m->precision, asked);
+}
+
+// fp32 storage: always the portable kernels.
+static void attention_forward(const GpuModel *, float *atty, float *lse, const float *qkv, int B, int T, int C, int NH,
+                              cudaStream_t st) {
+    gpu_attention_forward(atty, lse, qkv, B, T, C, NH, st);
+}
+static void attention_forward(const GpuModel *m, bf16 *atty, float *lse, const bf16 *qkv, int B, int T, int C, int NH,
+                              cudaStream_t st) {
+    if (m->attention == GPU_ATTENTION_FLASH) gpu_flash_attention_forward(atty, lse, qkv, B, T, C, NH, st);
+    else gpu_attention_forward(atty, lse, qkv, B, T, C, NH, st);
+}
+static void attention_backward(const GpuModel *, float *dqkv, float *row_dot, const float *datty, const float *atty,
+                               const float *qkv, const float *lse, int B, int T, int C, int NH, cudaStream_t st) {
+    gpu_attention_backward(dqkv, row_dot, datty, atty, qkv, lse, B, T, C, NH, st);
+}
+static void attention_backward(const GpuModel *m, bf16 *dqkv, float *row_dot, const bf16 *datty, const bf16 *atty,
+                               const bf16 *qkv, const float *lse, int B, int T, int C, int NH, cudaStream_t st) {
+    if (m->attention == GPU_ATTENTION_FLASH)
+        gpu_flash_attention_backward(dqkv, row_dot, datty, atty, qkv, lse, B, T, C, NH, st);
+    else gpu_attention_backward(dqkv, row_dot, datty, atty, qkv, lse, B, T, C, NH, st);
+}
+
 template <typename floatX>
 static void layer_forward(GpuModel *m, GpuActivations<floatX> &act, const DevicePointers<floatX> &P, int l, int B,
                           bool write_next) {
@@ -443,7 +482,7 @@ static void layer_forward(GpuModel *m, GpuActivations<floatX> &act, const Device
     const LayerActs<floatX> a(m, act, l);
     cudaStream_t st = m->stream;
     gpu_matmul_forward(a.qkv, a.ln1, P.at(lp.w_qkv), N, C, 3 * C, st);
-    gpu_attention_forward(a.atty, a.att_lse, a.qkv, B, T, C, NH, st);
+    attention_forward(m, a.atty, a.att_lse, a.qkv, B, T, C, NH, st);
     gpu_matmul_forward(act.proj, a.atty, P.at(lp.w_attn_proj), N, C, C, st);
     gpu_residual_norm_forward<floatX>(cfg->norm, a.resid_mid, a.ln2, a.ln2_mean, a.ln2_rstd, a.resid, act.proj,
                                       P.at(lp.ln2_g), P.at(lp.ln2_b), N, C, st);
@@ -540,7 +579,7 @@ static void backward(GpuModel *m, GpuActivations<floatX> &act, const uint16_t *t
                                   a.ln2_mean, a.ln2_rstd, P.at(lp.ln2_g), N, C, act.norm_scratch, st);
         // Attention: resid_mid = resid + attn(norm1(resid)) W_proj^T; dresid now holds d(resid_mid).
         gpu_matmul_backward(act.datty, G.at(lg.w_attn_proj), act.dresid, a.atty, P.at(lp.w_attn_proj), N, C, C, st);
-        gpu_attention_backward(act.dqkv, act.row_dot, act.datty, a.atty, a.qkv, a.att_lse, B, T, C, NH, st);
+        attention_backward(m, act.dqkv, act.row_dot, act.datty, a.atty, a.qkv, a.att_lse, B, T, C, NH, st);
         gpu_matmul_backward(act.dln, G.at(lg.w_qkv), act.dqkv, a.ln1, P.at(lp.w_qkv), N, C, 3 * C, st);
         gpu_norm_backward<floatX>(cfg->norm, act.dresid, G.at(lg.ln1_g), G.at(lg.ln1_b), act.dln, a.resid, a.ln1_mean,
                                   a.ln1_rstd, P.at(lp.ln1_g), N, C, act.norm_scratch, st);

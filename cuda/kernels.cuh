@@ -97,6 +97,17 @@ template <typename floatX>
 void gpu_attention_backward(floatX *dqkv, float *row_dot, const floatX *datty, const floatX *atty, const floatX *qkv,
                             const float *lse, int B, int T, int C, int NH, cudaStream_t stream);
 
+// --- Attention on tensor cores (cuda/flash_attention.cu) -------------------------------------
+// The same operations for bf16 storage and head sizes 32, 64, 128, FlashAttention-2
+// style (mma.sync, ldmatrix, cp.async): same arguments, same lse layout;
+// the backward pass writes row_dot (its D = rowsum(datty * atty)) in its dQ
+// kernel. Deterministic like the portable kernels (no atomics).
+bool gpu_flash_attention_supports(int head_size);
+void gpu_flash_attention_forward(bf16 *atty, float *lse, const bf16 *qkv, int B, int T, int C, int NH,
+                                 cudaStream_t stream);
+void gpu_flash_attention_backward(bf16 *dqkv, float *row_dot, const bf16 *datty, const bf16 *atty, const bf16 *qkv,
+                                  const float *lse, int B, int T, int C, int NH, cudaStream_t stream);
+
 // --- Optimizer ---------------------------------------------------------------------------
 // AdamW on fp32 master weights (optim.c's adamw_update, one tensor):
 // g = grads * grad_scale; m, v updated; params = params * decay -

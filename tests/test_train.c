@@ -351,3 +351,28 @@ TEST(test_train_moves_between_cpu_and_cuda) {
 #undef GPU_MODEL
     free(data);
 }
+
+// --attention on the GPU: the tensor-core kernels by default where they apply
+// (bf16, head size 32 here), recorded in run.json; portable on request; flash
+// asked of an fp32 model stops and says why.
+TEST(test_train_cuda_attention_option) {
+    char *data = small_prepared_data();
+#define HS32_MODEL "--d-model 32 --n-layer 1 --n-head 1 --batch 4 --eval-images 8 --quiet --steps 2"
+    const char *kinds[2] = {"auto", "portable"},
+               *recorded[2] = {"\"attention\": \"auto\"", "\"attention\": \"portable\""};
+    for (int k = 0; k < 2; k++) {
+        CHECK(run_igpt_interpret("train --device cuda --attention %s --data %s --out %s " HS32_MODEL, kinds[k], data,
+                                 test_path("att-%s", kinds[k])) == 0,
+              "--attention %s: %s", kinds[k], cli_stderr());
+        size_t n = 0;
+        char *json = (char *)read_whole_file(test_path("att-%s/run.json", kinds[k]), &n);
+        CHECK(strstr(json, recorded[k]), "run.json records the attention kernels: %s", json);
+        free(json);
+    }
+    CHECK(run_igpt_interpret("train --device cuda --attention flash --precision fp32 --data %s --out %s " HS32_MODEL,
+                             data, test_path("att-fp32")) != 0 &&
+              strstr(cli_stderr(), "--attention flash"),
+          "flash with fp32 must stop, saying why: %s", cli_stderr());
+#undef HS32_MODEL
+    free(data);
+}

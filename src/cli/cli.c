@@ -263,5 +263,6 @@ BackendOptions backend_options_from(const DeviceSettings *d) {
     BackendOptions opt = {.threads = cpu_set_threads(d->threads)};
     opt.device = backend_choose_device(d->device);
     if (!parse_precision(d->precision, &opt.precision)) die("internal: precision '%s'", d->precision);
+    if (!parse_attention(d->attention, &opt.attention)) die("internal: attention '%s'", d->attention);
     return opt;
 }

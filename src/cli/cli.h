@@ -110,6 +110,7 @@ IGPT_NORETURN IGPT_PRINTF(2, 3) void usage_error(const char *command, const char
 typedef struct {
     const char *device;     // auto, cpu, cuda
     const char *precision;  // bf16, fp32 (GPU only)
+    const char *attention;  // auto, flash, portable (GPU only)
     int threads;            // CPU worker threads; 0: all cores
 } DeviceSettings;
 // The rows of DeviceSettings' options, written once; a command instantiates
@@ -124,6 +125,9 @@ typedef struct {
          "(cuda when a GPU is usable)", default_device, .choices = "auto|cpu|cuda"},                                \
         {"precision", OPT_CHOICE, SETTING(DeviceSettings, precision), "P", "on the GPU: bf16, or fp32 for debugging", \
          "bf16", .choices = "bf16|fp32"},                                                                           \
+        {"attention", OPT_CHOICE, SETTING(DeviceSettings, attention), "K",                                          \
+         "on the GPU: flash (tensor cores: bf16, head size 32, 64, 128), portable,\n"                               \
+         "or auto (flash where it applies)", "auto", .choices = "auto|flash|portable"},                             \
         {"threads", OPT_INT, SETTING(DeviceSettings, threads), "N", "CPU worker threads (default: all cores)", NULL,  \
          .lo = 1, .hi = 4096},                                                                                      \
     }

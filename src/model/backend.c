@@ -31,6 +31,18 @@ bool parse_precision(const char *name, GpuPrecision *out) {
     return true;
 }
 
+bool parse_attention(const char *name, GpuAttention *out) {
+    if (!strcmp(name, "auto")) *out = GPU_ATTENTION_AUTO;
+    else if (!strcmp(name, "flash")) *out = GPU_ATTENTION_FLASH;
+    else if (!strcmp(name, "portable")) *out = GPU_ATTENTION_PORTABLE;
+    else return false;
+    return true;
+}
+
+const char *attention_name(GpuAttention attention) {
+    return attention == GPU_ATTENTION_FLASH ? "flash" : attention == GPU_ATTENTION_PORTABLE ? "portable" : "auto";
+}
+
 void backend_create(Backend *b, const BackendOptions *opt, const ModelConfig *cfg, int max_batch) {
     memset(b, 0, sizeof *b);
     b->device = opt->device;
@@ -38,7 +50,10 @@ void backend_create(Backend *b, const BackendOptions *opt, const ModelConfig *cf
     b->num_params = param_count(cfg);
     b->zero = opt->zero;
     if (b->device == DEVICE_CPU) cpu_backend_create(&b->cpu, cfg, max_batch, opt->threads, opt->zero);
-    else b->gpu = gpu_model_create(cfg, max_batch, opt->precision, opt->recompute, opt->zero);
+    else {
+        b->gpu = gpu_model_create(cfg, max_batch, opt->precision, opt->recompute, opt->zero);
+        gpu_model_set_attention(b->gpu, opt->attention);
+    }
 }
 
 void backend_free(Backend *b) {
@@ -61,9 +76,12 @@ void backend_plan(const BackendOptions *opt, const ModelConfig *cfg, int max_bat
     size_t free_bytes = 0, total = 0;
     gpu_model_memory(cfg, max_batch, opt->precision, opt->recompute, opt->zero, &state, &act);
     gpu_memory_info(&free_bytes, &total);
+    const GpuAttention attention = gpu_attention_kernels(cfg, opt->precision, opt->attention);
     snprintf(out, cap,
-             "GPU %s, %s; memory %s parameters + gradients + Adam state, %s activations (%d images%s), of %s free",
+             "GPU %s, %s, %s attention; memory %s parameters + gradients + Adam state, %s activations (%d images%s), "
+             "of %s free",
              gpu_device_name(), opt->precision == GPU_BF16 ? "bf16 with fp32 master weights" : "fp32",
+             attention == GPU_ATTENTION_FLASH ? "tensor-core" : "portable",
              format_bytes((double)state, state_text, sizeof state_text),
              format_bytes((double)act, act_text, sizeof act_text), max_batch, opt->recompute ? ", recomputed" : "",
              format_bytes((double)free_bytes, free_text, sizeof free_text));

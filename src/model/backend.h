@@ -25,6 +25,7 @@ typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } DeviceKind;
 typedef struct {
     DeviceKind device;
     GpuPrecision precision;  // CUDA only
+    GpuAttention attention;  // CUDA only: tensor-core or portable attention kernels
     bool recompute;          // CUDA only: activation recomputation (gpu_model_create)
     bool zero;               // ZeRO-1: this rank keeps only its pieces of the optimizer state
                              // (parallel/zero.h; CPU: the Adam moments; GPU: also the fp32 master weights)
@@ -46,6 +47,9 @@ DeviceKind backend_choose_device(const char *name);
 const char *device_name(DeviceKind device);
 // Parses "bf16" / "fp32"; false if neither.
 bool parse_precision(const char *name, GpuPrecision *out);
+// Parses "auto" / "flash" / "portable"; false if none; and back.
+bool parse_attention(const char *name, GpuAttention *out);
+const char *attention_name(GpuAttention attention);
 
 void backend_create(Backend *b, const BackendOptions *opt, const ModelConfig *cfg, int max_batch);
 void backend_free(Backend *b);

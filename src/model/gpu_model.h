@@ -20,6 +20,10 @@ extern "C" {
 #endif
 
 typedef enum { GPU_BF16 = 0, GPU_FP32 = 1 } GpuPrecision;
+// Which attention kernels run: the tensor-core ones (cuda/flash_attention.cu:
+// bf16, head sizes 32, 64, 128), the portable ones (cuda/attention.cu: any
+// precision, head sizes 16 to 128), or auto (tensor cores where they apply).
+typedef enum { GPU_ATTENTION_AUTO = 0, GPU_ATTENTION_FLASH = 1, GPU_ATTENTION_PORTABLE = 2 } GpuAttention;
 typedef struct GpuModel GpuModel;
 
 // Usable GPUs: 0 without one (or in a build without the CUDA backend); the
@@ -43,6 +47,11 @@ void gpu_memory_info(size_t *free_bytes, size_t *total_bytes);
 // little free memory.
 GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute, bool zero);
 void gpu_model_free(GpuModel *m);
+// The kernels `asked` resolves to for a model of cfg in that precision
+// (FLASH or PORTABLE); dies, saying why, when FLASH is asked and does not apply.
+GpuAttention gpu_attention_kernels(const ModelConfig *cfg, GpuPrecision precision, GpuAttention asked);
+// Makes the model use those kernels (a new model uses GPU_ATTENTION_AUTO).
+void gpu_model_set_attention(GpuModel *m, GpuAttention asked);
 
 // Parameters and Adam moments from full host buffers in the layout of
 // param_tensors (m, v NULL: zeros); a ZeRO model keeps its pieces of the

@@ -25,6 +25,8 @@ GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision p
     UNAVAILABLE;
 }
 void gpu_model_free(GpuModel *m) {}
+GpuAttention gpu_attention_kernels(const ModelConfig *cfg, GpuPrecision precision, GpuAttention asked) { UNAVAILABLE; }
+void gpu_model_set_attention(GpuModel *m, GpuAttention asked) { UNAVAILABLE; }
 void gpu_model_set_state(GpuModel *m, const float *params, const float *adam_m, const float *adam_v) { UNAVAILABLE; }
 void gpu_model_get_state(GpuModel *m, const float **params, const float **adam_m, const float **adam_v) { UNAVAILABLE; }
 void gpu_model_set_params(GpuModel *m, const float *params) { UNAVAILABLE; }

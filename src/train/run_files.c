@@ -56,6 +56,7 @@ static void write_run_json(const char *path, const TrainSettings *s, const Train
     json_uint(&w, "seed", p->run.seed);
     json_string(&w, "device", run_device_name(&s->backend));
     json_string(&w, "precision", run_precision_name(&s->backend));
+    if (s->backend.device == DEVICE_CUDA) json_string(&w, "attention", attention_name(s->backend.attention));
     json_int(&w, "processes", dist_get()->world);
     json_bool(&w, "zero", s->backend.zero);
     json_string(&w, "version", igpt_version());
