@@ -309,56 +309,147 @@ void gpu_mean_over_positions(float *out, size_t out_stride, const floatX *inp, i
 }
 
 // --- Optimizer -------------------------------------------------------------------------
+// One launch updates every tensor: the span table (kernels.cuh) says where
+// each thread's ADAMW_PACK elements lie in the flat buffers and whether they
+// decay. A span's work starts at a multiple of ADAMW_PACK, so one thread's
+// elements never straddle two spans.
 
-template <typename floatX>
-__global__ void adamw_kernel(float *params, floatX *params_copy, const float *grads, float *m, float *v, size_t n,
-                             float grad_scale, float beta1, float beta2, float eps, float step_size, float inv_sqrt_bc2,
-                             float decay) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const float g = grads[i] * grad_scale;
-    const float mi = beta1 * m[i] + (1.0f - beta1) * g;
-    const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const float p = params[i] * decay - step_size * mi / (sqrtf(vi) * inv_sqrt_bc2 + eps);
-    params[i] = p;
-    if (params_copy) params_copy[i] = from_float<floatX>(p);
+static size_t round_up(size_t n, size_t multiple) { return (n + multiple - 1) / multiple * multiple; }
+
+void adamw_add_span(std::vector<AdamWSpan> *spans, size_t flat, size_t packed, size_t count, bool decays) {
+    if (count == 0) return;
+    if (!spans->empty()) {  // continues the last span: one span, fewer padded threads
+        AdamWSpan &last = spans->back();
+        if ((last.decays != 0) == decays && last.flat + last.count == flat && last.packed + last.count == packed) {
+            last.count += count;
+            return;
+        }
+    }
+    spans->push_back(AdamWSpan{flat, packed, count, adamw_work(*spans), decays ? 1 : 0});
+}
+
+size_t adamw_work(const std::vector<AdamWSpan> &spans) {
+    return spans.empty() ? 0 : spans.back().work + round_up(spans.back().count, ADAMW_PACK);
+}
+
+// optim.c's update of one element (grad already scaled); returns the new weight.
+__device__ __forceinline__ float adamw_element(float param, float grad, float *m, float *v, const AdamWScalars &s,
+                                               float decay) {
+    const float mi = s.beta1 * *m + (1.0f - s.beta1) * grad;
+    const float vi = s.beta2 * *v + (1.0f - s.beta2) * grad * grad;
+    *m = mi;
+    *v = vi;
+    return param * decay - s.step_size * mi / (sqrtf(vi) * s.inv_sqrt_bc2 + s.eps);
+}
+
+// The span holding work index w: the last one whose work starts at or before it.
+__device__ __forceinline__ AdamWSpan span_of(const AdamWSpan *spans, int num_spans, size_t w) {
+    int lo = 0, hi = num_spans - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) / 2;
+        if (spans[mid].work <= w) lo = mid;
+        else hi = mid - 1;
+    }
+    return spans[lo];
 }
 
 template <typename floatX>
-void gpu_adamw(float *params, floatX *params_copy, const float *grads, float *m, float *v, size_t n, float grad_scale,
-               float beta1, float beta2, float eps, float step_size, float inv_sqrt_bc2, float decay,
+__global__ void adamw_kernel(float *master, floatX *copy, const float *grads, float *adam_m, float *adam_v,
+                             const AdamWSpan *spans, int num_spans, size_t work, AdamWScalars s, float grad_scale,
+                             const float *device_scale) {
+    typedef Pack<float, ADAMW_PACK> Floats;
+    typedef Pack<floatX, ADAMW_PACK> Copies;
+    const size_t w = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * ADAMW_PACK;
+    if (w >= work) return;
+    const AdamWSpan span = span_of(spans, num_spans, w);
+    const size_t j = w - span.work;
+    if (j >= span.count) return;  // the padding at a span's end
+    const size_t f = span.flat + j, p = span.packed + j;
+    const int n = span.count - j < ADAMW_PACK ? (int)(span.count - j) : ADAMW_PACK;
+    const float scale = device_scale ? *device_scale : grad_scale;
+    const float decay = span.decays ? s.decay_factor : 1.0f;
+    // Packed master weights and moments (ZeRO) may start anywhere: wide only where all are aligned.
+    const bool wide = n == ADAMW_PACK && pack_aligned(grads + f, sizeof(Floats)) &&
+                      pack_aligned(master + p, sizeof(Floats)) && pack_aligned(adam_m + p, sizeof(Floats)) &&
+                      pack_aligned(adam_v + p, sizeof(Floats)) && (!copy || pack_aligned(copy + f, sizeof(Copies)));
+    if (wide) {
+        const Floats g = load_pack<float, ADAMW_PACK>(grads + f);
+        Floats param = load_pack<float, ADAMW_PACK>(master + p), m = load_pack<float, ADAMW_PACK>(adam_m + p),
+               v = load_pack<float, ADAMW_PACK>(adam_v + p);
+        Copies c;
+        for (int k = 0; k < ADAMW_PACK; k++) {
+            param.v[k] = adamw_element(param.v[k], g.v[k] * scale, &m.v[k], &v.v[k], s, decay);
+            c.v[k] = from_float<floatX>(param.v[k]);
+        }
+        store_pack(master + p, param);
+        store_pack(adam_m + p, m);
+        store_pack(adam_v + p, v);
+        if (copy) store_pack(copy + f, c);
+        return;
+    }
+    for (int k = 0; k < n; k++) {
+        const float param =
+            adamw_element(master[p + k], grads[f + k] * scale, &adam_m[p + k], &adam_v[p + k], s, decay);
+        master[p + k] = param;
+        if (copy) copy[f + k] = from_float<floatX>(param);
+    }
+}
+
+template <typename floatX>
+void gpu_adamw(float *master, floatX *copy, const float *grads, float *adam_m, float *adam_v, const AdamWSpan *spans,
+               int num_spans, size_t work, const AdamWScalars &s, float grad_scale, const float *device_scale,
                cudaStream_t stream) {
-    if (n == 0) return;
-    LAUNCH(adamw_kernel<floatX>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, params, params_copy, grads, m, v, n,
-           grad_scale, beta1, beta2, eps, step_size, inv_sqrt_bc2, decay);
+    if (work == 0) return;
+    LAUNCH(adamw_kernel<floatX>, dim3(ceil_div(work / ADAMW_PACK, 256)), dim3(256), 0, stream, master, copy, grads,
+           adam_m, adam_v, spans, num_spans, work, s, grad_scale, device_scale);
 }
 
+// Sum of squares in two fixed steps: each block's threads in a grid-stride
+// order (4 floats a load where x is aligned), the block's 256 sums as a tree;
+// then the blocks' sums added by one thread in block order. The split
+// depends only on n, so the sum's order does too.
 __global__ void sum_squares_kernel(double *partial, const float *x, size_t n) {
     __shared__ double s[256];
     double acc = 0.0;
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        acc += (double)x[i] * x[i];
+    const size_t stride = (size_t)gridDim.x * blockDim.x, first = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (pack_aligned(x, 16)) {
+        const size_t packs = n / 4;
+        for (size_t i = first; i < packs; i += stride) {
+            const Pack<float, 4> p = load_pack<float, 4>(x + 4 * i);
+            for (int k = 0; k < 4; k++) acc += (double)p.v[k] * p.v[k];
+        }
+        for (size_t i = 4 * packs + first; i < n; i += stride) acc += (double)x[i] * x[i];
+    } else {
+        for (size_t i = first; i < n; i += stride) acc += (double)x[i] * x[i];
+    }
     s[threadIdx.x] = acc;
     __syncthreads();
-    for (int stride = 128; stride > 0; stride >>= 1) {
-        if ((int)threadIdx.x < stride) s[threadIdx.x] += s[threadIdx.x + stride];
+    for (int half = 128; half > 0; half >>= 1) {
+        if ((int)threadIdx.x < half) s[threadIdx.x] += s[threadIdx.x + half];
         __syncthreads();
     }
     if (threadIdx.x == 0) partial[blockIdx.x] = s[0];
 }
 
-double gpu_sum_squares(const float *x, size_t n, double *scratch, cudaStream_t stream) {
-    // The split depends only on n, so the sum's order does too.
-    const unsigned blocks = n / 256 + 1 < GPU_SUM_BLOCKS ? (unsigned)(n / 256 + 1) : GPU_SUM_BLOCKS;
+// total (or total +=) the blocks' sums in order; clip_scale, when asked for,
+// is optim.c's clip_factor of the norm sqrt(total), in the same double arithmetic.
+__global__ void sum_partials_kernel(double *total, float *clip_scale, const double *partial, int blocks, int accumulate,
+                                    double grad_clip) {
+    double sum = 0.0;
+    for (int b = 0; b < blocks; b++) sum += partial[b];
+    sum = accumulate ? *total + sum : sum;  // a ZeRO rank's pieces: each piece's sum, then their sum
+    *total = sum;
+    if (!clip_scale) return;
+    const double c = grad_clip / (sqrt(sum) + 1e-6);
+    *clip_scale = grad_clip <= 0.0 || !(c < 1.0) ? 1.0f : (float)c;
+}
+
+void gpu_sum_squares(double *total, float *clip_scale, const float *x, size_t n, bool accumulate, double grad_clip,
+                     double *scratch, cudaStream_t stream) {
+    const unsigned blocks = n / 1024 + 1 < GPU_SUM_BLOCKS ? (unsigned)(n / 1024 + 1) : GPU_SUM_BLOCKS;
     LAUNCH(sum_squares_kernel, dim3(blocks), dim3(256), 0, stream, scratch, x, n);
-    double partial[GPU_SUM_BLOCKS];
-    CUDA_CHECK(cudaMemcpyAsync(partial, scratch, blocks * sizeof(double), cudaMemcpyDeviceToHost, stream));
-    CUDA_CHECK(cudaStreamSynchronize(stream));
-    double total = 0.0;
-    for (unsigned b = 0; b < blocks; b++) total += partial[b];
-    return total;
+    LAUNCH(sum_partials_kernel, dim3(1), dim3(1), 0, stream, total, clip_scale, (const double *)scratch, (int)blocks,
+           accumulate ? 1 : 0, grad_clip);
 }
 
 // --- Instantiations for both storage types ------------------------------------------------
@@ -379,8 +470,8 @@ double gpu_sum_squares(const float *x, size_t n, double *scratch, cudaStream_t s
     template void gpu_softmax_crossentropy<floatX>(floatX *, float *, const uint16_t *, int, int, CrossEntropyOutput, \
                                                    float, cudaStream_t);                                              \
     template void gpu_mean_over_positions<floatX>(float *, size_t, const floatX *, int, int, int, cudaStream_t);      \
-    template void gpu_adamw<floatX>(float *, floatX *, const float *, float *, float *, size_t, float, float, float,  \
-                                    float, float, float, float, cudaStream_t);
+    template void gpu_adamw<floatX>(float *, floatX *, const float *, float *, float *, const AdamWSpan *, int,       \
+                                    size_t, const AdamWScalars &, float, const float *, cudaStream_t);
 
 INSTANTIATE(float)
 INSTANTIATE(bf16)
