@@ -123,6 +123,9 @@ template <typename T>
 using Pack16 = Pack<T, 16 / sizeof(T)>;
 
 #ifdef IGPT_INTERPRET
+// The call site of a pack access, passed on by the helpers built on it.
+#define PACK_SITE , const char *file = __builtin_FILE(), int line = __builtin_LINE()
+#define PACK_SITE_ARGS , file, line
 // The interpret twin of a pack access: the alignment check, then a plain copy.
 inline void require_pack_aligned(const void *address, size_t bytes, const char *file, int line) {
     const size_t alignment = bytes < 16 ? bytes : 16;
@@ -146,7 +149,9 @@ inline void store_pack(T *address, const Pack<T, N> &pack, const char *file = __
     memcpy(address, &pack, sizeof pack);
 }
 #else
-// 16-byte pieces as int4 (LDG.E.128 / STG.E.128), smaller packs as one word.
+#define PACK_SITE
+#define PACK_SITE_ARGS
+// 16-byte pieces as int4 (LDG.E.128 / STG.E.128), 8-byte packs as uint2, others element by element.
 template <typename T, int N>
 __device__ __forceinline__ Pack<T, N> load_pack(const T *address) {
     Pack<T, N> pack;
@@ -156,8 +161,7 @@ __device__ __forceinline__ Pack<T, N> load_pack(const T *address) {
     } else if constexpr (sizeof pack == 8) {
         *reinterpret_cast<uint2 *>(&pack) = *reinterpret_cast<const uint2 *>(address);
     } else {
-        static_assert(sizeof pack == 4, "packs of 4, 8 or a multiple of 16 bytes");
-        *reinterpret_cast<unsigned *>(&pack) = *reinterpret_cast<const unsigned *>(address);
+        for (int k = 0; k < N; k++) pack.v[k] = address[k];  // one element (P = 1): a plain access
     }
     return pack;
 }
@@ -169,8 +173,7 @@ __device__ __forceinline__ void store_pack(T *address, const Pack<T, N> &pack) {
     } else if constexpr (sizeof pack == 8) {
         *reinterpret_cast<uint2 *>(address) = *reinterpret_cast<const uint2 *>(&pack);
     } else {
-        static_assert(sizeof pack == 4, "packs of 4, 8 or a multiple of 16 bytes");
-        *reinterpret_cast<unsigned *>(address) = *reinterpret_cast<const unsigned *>(&pack);
+        for (int k = 0; k < N; k++) address[k] = pack.v[k];
     }
 }
 #endif
@@ -178,6 +181,25 @@ __device__ __forceinline__ void store_pack(T *address, const Pack<T, N> &pack) {
 // wide path at run time).
 __device__ __host__ __forceinline__ bool pack_aligned(const void *address, size_t bytes) {
     return (uintptr_t)address % (bytes < 16 ? bytes : 16) == 0;
+}
+
+// A pack converted to fp32 arithmetic, and back to the storage type.
+template <int N>
+struct Floats {
+    float v[N];
+};
+template <typename floatX, int N>
+__device__ __forceinline__ Floats<N> load_floats(const floatX *address PACK_SITE) {
+    const Pack<floatX, N> pack = load_pack<floatX, N>(address PACK_SITE_ARGS);
+    Floats<N> f;
+    for (int k = 0; k < N; k++) f.v[k] = to_float(pack.v[k]);
+    return f;
+}
+template <typename floatX, int N>
+__device__ __forceinline__ void store_floats(floatX *address, const Floats<N> &f PACK_SITE) {
+    Pack<floatX, N> pack;
+    for (int k = 0; k < N; k++) pack.v[k] = from_float<floatX>(f.v[k]);
+    store_pack(address, pack PACK_SITE_ARGS);
 }
 
 #endif

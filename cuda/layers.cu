@@ -1,26 +1,45 @@
 // The CUDA backend's layer kernels except attention and matmul (kernels.cuh).
+#include <initializer_list>
 #include <vector>
 
 #include "kernels.cuh"
 
+// Whether every pointer (NULL too) can start a 16-byte pack: the wide kernels
+// then run, as they always do on the memory plans' 256-byte aligned buffers;
+// else the same kernels one element per access (P = 1).
+static bool packs_fit(std::initializer_list<const void *> pointers) {
+    for (const void *p : pointers)
+        if (!pack_aligned(p, 16)) return false;
+    return true;
+}
+
 // --- Embedding -----------------------------------------------------------------------
 
-template <typename floatX>
+// One thread per P channels of one position (C % P == 0).
+template <typename floatX, int P>
 __global__ void encoder_forward_kernel(floatX *out, const uint16_t *tokens, const floatX *wte, const floatX *wpe,
                                        const floatX *sos, int B, int T, int C) {
-    const size_t idx = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const size_t idx = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * P;
     if (idx >= (size_t)B * T * C) return;
     const int c = (int)(idx % C), t = (int)(idx / C % T), b = (int)(idx / C / T);
-    const float e = t == 0 ? to_float(sos[c]) : to_float(wte[(size_t)tokens[b * T + t - 1] * C + c]);
-    out[idx] = from_float<floatX>(e + to_float(wpe[(size_t)t * C + c]));
+    const floatX *e = t == 0 ? sos + c : wte + (size_t)tokens[b * T + t - 1] * C + c;
+    const Floats<P> x = load_floats<floatX, P>(e), pos = load_floats<floatX, P>(wpe + (size_t)t * C + c);
+    Floats<P> y;
+    for (int k = 0; k < P; k++) y.v[k] = x.v[k] + pos.v[k];
+    store_floats(out + idx, y);
 }
 
 template <typename floatX>
 void gpu_encoder_forward(floatX *out, const uint16_t *tokens, const floatX *wte, const floatX *wpe, const floatX *sos,
                          int B, int T, int C, cudaStream_t stream) {
+    constexpr int P = 16 / sizeof(floatX);
     const size_t n = (size_t)B * T * C;
-    LAUNCH(encoder_forward_kernel<floatX>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, out, tokens, wte, wpe, sos, B,
-           T, C);
+    if (C % P == 0 && packs_fit({out, wte, wpe, sos}))
+        LAUNCH((encoder_forward_kernel<floatX, P>), dim3(ceil_div(n / P, 256)), dim3(256), 0, stream, out, tokens, wte,
+               wpe, sos, B, T, C);
+    else
+        LAUNCH((encoder_forward_kernel<floatX, 1>), dim3(ceil_div(n, 256)), dim3(256), 0, stream, out, tokens, wte, wpe,
+               sos, B, T, C);
 }
 
 void token_rows_by_value(const uint16_t *tokens, int B, int T, int V, int *offsets, int *rows) {
@@ -66,11 +85,12 @@ void gpu_encoder_backward(float *dwte, float *dwpe, float *dsos, const floatX *d
 }
 
 // --- Norms -----------------------------------------------------------------------------
-// One warp per row; x is read from global memory in each pass (it stays in cache).
+// One warp per row; x is read from global memory in each pass (it stays in
+// cache); each lane takes P channels at a time (C % P == 0).
 
 #define NORM_ROWS_PER_BLOCK 4
 
-template <typename floatX>
+template <typename floatX, int P>
 __global__ void residual_norm_forward_kernel(bool layernorm, floatX *resid_out, floatX *out, float *mean, float *rstd,
                                              const floatX *a, const floatX *b, const floatX *gain, const floatX *bias,
                                              int N, int C) {
@@ -81,25 +101,36 @@ __global__ void residual_norm_forward_kernel(bool layernorm, floatX *resid_out, 
     floatX *xr = resid_out ? resid_out + (size_t)row * C : nullptr;
     // x as stored (rounded to floatX), so that backward sees the same input.
     auto x_at = [&](int c) {
-        return br ? to_float(from_float<floatX>(to_float(ar[c]) + to_float(br[c]))) : to_float(ar[c]);
+        Floats<P> x = load_floats<floatX, P>(ar + c);
+        if (br) {
+            const Floats<P> y = load_floats<floatX, P>(br + c);
+            for (int k = 0; k < P; k++) x.v[k] = to_float(from_float<floatX>(x.v[k] + y.v[k]));
+        }
+        return x;
     };
     float mu = 0.0f;
     if (layernorm) {
         float s = 0.0f;
-        for (int c = lane; c < C; c += 32) s += x_at(c);
+        for (int c = lane * P; c < C; c += 32 * P) {
+            const Floats<P> x = x_at(c);
+            for (int k = 0; k < P; k++) s += x.v[k];
+        }
         mu = warp_sum(s) / (float)C;
     }
     float ss = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        const float d = x_at(c) - mu;
-        ss += d * d;
+    for (int c = lane * P; c < C; c += 32 * P) {
+        const Floats<P> x = x_at(c);
+        for (int k = 0; k < P; k++) ss += (x.v[k] - mu) * (x.v[k] - mu);
     }
     const float r = 1.0f / sqrtf(warp_sum(ss) / (float)C + IGPT_NORM_EPS);
     floatX *o = out + (size_t)row * C;
-    for (int c = lane; c < C; c += 32) {
-        const float x = x_at(c);
-        if (xr) xr[c] = from_float<floatX>(x);
-        o[c] = from_float<floatX>((x - mu) * r * to_float(gain[c]) + (bias ? to_float(bias[c]) : 0.0f));
+    for (int c = lane * P; c < C; c += 32 * P) {
+        const Floats<P> x = x_at(c), g = load_floats<floatX, P>(gain + c);
+        Floats<P> beta = {}, y;
+        if (bias) beta = load_floats<floatX, P>(bias + c);
+        for (int k = 0; k < P; k++) y.v[k] = (x.v[k] - mu) * r * g.v[k] + beta.v[k];
+        if (xr) store_floats(xr + c, x);
+        store_floats(o + c, y);
     }
     if (lane == 0) {
         if (mean) mean[row] = mu;
@@ -111,62 +142,85 @@ template <typename floatX>
 void gpu_residual_norm_forward(NormKind kind, floatX *resid_out, floatX *out, float *mean, float *rstd, const floatX *a,
                                const floatX *b, const floatX *gain, const floatX *bias, int N, int C,
                                cudaStream_t stream) {
-    LAUNCH(residual_norm_forward_kernel<floatX>, dim3(ceil_div(N, NORM_ROWS_PER_BLOCK)), dim3(32 * NORM_ROWS_PER_BLOCK),
-           0, stream, kind == NORM_LAYERNORM, resid_out, out, mean, rstd, a, b, gain, bias, N, C);
+    constexpr int P = 16 / sizeof(floatX);
+    const dim3 grid(ceil_div(N, NORM_ROWS_PER_BLOCK)), block(32 * NORM_ROWS_PER_BLOCK);
+    const bool layernorm = kind == NORM_LAYERNORM;
+    if (C % P == 0 && packs_fit({resid_out, out, a, b, gain, bias}))
+        LAUNCH((residual_norm_forward_kernel<floatX, P>), grid, block, 0, stream, layernorm, resid_out, out, mean, rstd,
+               a, b, gain, bias, N, C);
+    else
+        LAUNCH((residual_norm_forward_kernel<floatX, 1>), grid, block, 0, stream, layernorm, resid_out, out, mean, rstd,
+               a, b, gain, bias, N, C);
 }
 
-template <typename floatX>
-__global__ void norm_backward_input_kernel(bool layernorm, floatX *dinp, const floatX *dout, const floatX *inp,
-                                           const float *mean, const float *rstd, const floatX *gain, int N, int C) {
-    const int lane = threadIdx.x % 32;
-    const int row = blockIdx.x * NORM_ROWS_PER_BLOCK + threadIdx.x / 32;
-    if (row >= N) return;
-    const floatX *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
-    floatX *dx = dinp + (size_t)row * C;
-    const float mu = layernorm ? mean[row] : 0.0f, r = rstd[row];
-    float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
-    for (int c = lane; c < C; c += 32) {
-        const float dxhat = to_float(dy[c]) * to_float(gain[c]);
-        sum_dxhat += dxhat;
-        sum_dxhat_xhat += dxhat * (to_float(x[c]) - mu) * r;
-    }
-    sum_dxhat = warp_sum(sum_dxhat);
-    sum_dxhat_xhat = warp_sum(sum_dxhat_xhat);
-    const float m1 = layernorm ? sum_dxhat / (float)C : 0.0f, m2 = sum_dxhat_xhat / (float)C;
-    for (int c = lane; c < C; c += 32) {
-        const float xhat = (to_float(x[c]) - mu) * r;
-        dx[c] = from_float<floatX>(to_float(dx[c]) + r * (to_float(dy[c]) * to_float(gain[c]) - m1 - xhat * m2));
-    }
-}
+// The input gradient and the gain and bias gradients in one pass over dout
+// and inp. Each block takes NORM_BACKWARD_ROWS rows, each warp a contiguous
+// share of them, one row at a time: the row's two sums (warp_sum), then dinp,
+// and each lane adds its channels' dgain and dbias terms to its warp's
+// accumulators in shared memory (a lane owns its channels: no races). The
+// block then sums its warps in order into its partial sums, and a second,
+// small kernel adds the blocks' partials in order: fixed orders throughout.
+#define NORM_BACKWARD_ROWS 64
 
-// Gain and bias gradients in two deterministic steps: partial sums over
-// chunks of NORM_CHUNK_ROWS rows (one thread per channel and chunk), then the
-// chunks summed in order.
-#define NORM_CHUNK_ROWS 256
-
-template <typename floatX>
-__global__ void norm_param_partials_kernel(bool layernorm, float *partial_gain, float *partial_bias, const floatX *dout,
-                                           const floatX *inp, const float *mean, const float *rstd, int N, int C) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x, chunk = blockIdx.y;
-    if (c >= C) return;
-    const int r0 = chunk * NORM_CHUNK_ROWS, r1 = r0 + NORM_CHUNK_ROWS < N ? r0 + NORM_CHUNK_ROWS : N;
-    float g = 0.0f, bsum = 0.0f;
-    for (int row = r0; row < r1; row++) {
-        const float dy = to_float(dout[(size_t)row * C + c]);
-        const float mu = layernorm ? mean[row] : 0.0f;
-        g += dy * (to_float(inp[(size_t)row * C + c]) - mu) * rstd[row];
-        bsum += dy;
+template <typename floatX, int P>
+__global__ void norm_backward_kernel(bool layernorm, floatX *dinp, float *partial_gain, float *partial_bias,
+                                     const floatX *dout, const floatX *inp, const float *mean, const float *rstd,
+                                     const floatX *gain, int N, int C) {
+    IGPT_DYNAMIC_SHARED(float, sums);  // per warp: C dgain sums, then C dbias sums
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    float *warp_gain = sums + (size_t)warp * 2 * C, *warp_bias = warp_gain + C;
+    for (int c = lane * P; c < C; c += 32 * P)
+        for (int k = 0; k < P; k++) warp_gain[c + k] = warp_bias[c + k] = 0.0f;
+    const int rows_per_warp = NORM_BACKWARD_ROWS / warps,
+              first = blockIdx.x * NORM_BACKWARD_ROWS + warp * rows_per_warp;
+    const int end = first + rows_per_warp < N ? first + rows_per_warp : N;
+    for (int row = first; row < end; row++) {
+        const floatX *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
+        floatX *dx = dinp + (size_t)row * C;
+        const float mu = layernorm ? mean[row] : 0.0f, r = rstd[row];
+        float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
+        for (int c = lane * P; c < C; c += 32 * P) {
+            const Floats<P> xs = load_floats<floatX, P>(x + c), dys = load_floats<floatX, P>(dy + c),
+                            g = load_floats<floatX, P>(gain + c);
+            for (int k = 0; k < P; k++) {
+                const float dxhat = dys.v[k] * g.v[k];
+                sum_dxhat += dxhat;
+                sum_dxhat_xhat += dxhat * (xs.v[k] - mu) * r;
+            }
+        }
+        sum_dxhat = warp_sum(sum_dxhat);
+        sum_dxhat_xhat = warp_sum(sum_dxhat_xhat);
+        const float m1 = layernorm ? sum_dxhat / (float)C : 0.0f, m2 = sum_dxhat_xhat / (float)C;
+        for (int c = lane * P; c < C; c += 32 * P) {
+            const Floats<P> xs = load_floats<floatX, P>(x + c), dys = load_floats<floatX, P>(dy + c),
+                            g = load_floats<floatX, P>(gain + c);
+            Floats<P> d = load_floats<floatX, P>(dx + c);
+            for (int k = 0; k < P; k++) {
+                d.v[k] += r * (dys.v[k] * g.v[k] - m1 - (xs.v[k] - mu) * r * m2);
+                warp_gain[c + k] += dys.v[k] * (xs.v[k] - mu) * r;
+                warp_bias[c + k] += dys.v[k];
+            }
+            store_floats(dx + c, d);
+        }
     }
-    partial_gain[(size_t)chunk * C + c] = g;
-    partial_bias[(size_t)chunk * C + c] = bsum;
+    __syncthreads();  // every warp's sums are complete
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float g = 0.0f, bsum = 0.0f;
+        for (int w = 0; w < warps; w++) {
+            g += sums[(size_t)w * 2 * C + c];
+            bsum += sums[(size_t)w * 2 * C + C + c];
+        }
+        partial_gain[(size_t)blockIdx.x * C + c] = g;
+        partial_bias[(size_t)blockIdx.x * C + c] = bsum;
+    }
 }
 
 __global__ void norm_param_finish_kernel(float *dgain, float *dbias, const float *partial_gain,
-                                         const float *partial_bias, int chunks, int C) {
+                                         const float *partial_bias, int blocks, int C) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     float g = 0.0f, bsum = 0.0f;
-    for (int k = 0; k < chunks; k++) {
+    for (int k = 0; k < blocks; k++) {
         g += partial_gain[(size_t)k * C + c];
         bsum += partial_bias[(size_t)k * C + c];
     }
@@ -174,119 +228,190 @@ __global__ void norm_param_finish_kernel(float *dgain, float *dbias, const float
     if (dbias) dbias[c] += bsum;
 }
 
-size_t gpu_norm_backward_scratch(int N, int C) { return 2 * (size_t)ceil_div(N, NORM_CHUNK_ROWS) * C; }
+size_t gpu_norm_backward_scratch(int N, int C) { return 2 * (size_t)ceil_div(N, NORM_BACKWARD_ROWS) * C; }
+
+// Warps per block of the fused backward: their accumulators (2 C floats each)
+// within the 48 KiB of shared memory a block gets without opting in.
+static int norm_backward_warps(int C) {
+    const size_t per_warp = 2 * (size_t)C * sizeof(float), limit = 48 * 1024;
+    if (per_warp > limit) die("the norm backward kernel supports d_model up to %zu (got %d)", limit / 8, C);
+    return per_warp * 4 <= limit ? 4 : per_warp * 2 <= limit ? 2 : 1;
+}
 
 template <typename floatX>
 void gpu_norm_backward(NormKind kind, floatX *dinp, float *dgain, float *dbias, const floatX *dout, const floatX *inp,
                        const float *mean, const float *rstd, const floatX *gain, int N, int C, float *scratch,
                        cudaStream_t stream) {
+    constexpr int P = 16 / sizeof(floatX);
     const bool layernorm = kind == NORM_LAYERNORM;
-    LAUNCH(norm_backward_input_kernel<floatX>, dim3(ceil_div(N, NORM_ROWS_PER_BLOCK)), dim3(32 * NORM_ROWS_PER_BLOCK),
-           0, stream, layernorm, dinp, dout, inp, mean, rstd, gain, N, C);
-    const unsigned chunks = ceil_div(N, NORM_CHUNK_ROWS);
-    float *partial_gain = scratch, *partial_bias = scratch + (size_t)chunks * C;
-    LAUNCH(norm_param_partials_kernel<floatX>, dim3(ceil_div(C, 128), chunks), dim3(128), 0, stream, layernorm,
-           partial_gain, partial_bias, dout, inp, mean, rstd, N, C);
+    const unsigned blocks = ceil_div(N, NORM_BACKWARD_ROWS);
+    const int warps = norm_backward_warps(C);
+    const size_t shared_bytes = (size_t)warps * 2 * C * sizeof(float);
+    float *partial_gain = scratch, *partial_bias = scratch + (size_t)blocks * C;
+    if (C % P == 0 && packs_fit({dinp, dout, inp, gain}))
+        LAUNCH((norm_backward_kernel<floatX, P>), dim3(blocks), dim3(32 * warps), shared_bytes, stream, layernorm, dinp,
+               partial_gain, partial_bias, dout, inp, mean, rstd, gain, N, C);
+    else
+        LAUNCH((norm_backward_kernel<floatX, 1>), dim3(blocks), dim3(32 * warps), shared_bytes, stream, layernorm, dinp,
+               partial_gain, partial_bias, dout, inp, mean, rstd, gain, N, C);
     LAUNCH(norm_param_finish_kernel, dim3(ceil_div(C, 128)), dim3(128), 0, stream, dgain, dbias, partial_gain,
-           partial_bias, (int)chunks, C);
+           partial_bias, (int)blocks, C);
 }
 
 // --- Elementwise ------------------------------------------------------------------------
+// One thread per P elements; the last thread's short remainder one by one.
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+__device__ __forceinline__ float gelu(float x) { return x * sigmoid(1.702f * x); }
+__device__ __forceinline__ float gelu_grad(float x) {
+    const float s = sigmoid(1.702f * x);
+    return s + 1.702f * x * s * (1.0f - s);
+}
 
-template <typename floatX>
+template <typename floatX, int P>
 __global__ void gelu_forward_kernel(floatX *out, const floatX *inp, size_t n) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const float x = to_float(inp[i]);
-    out[i] = from_float<floatX>(x * sigmoid(1.702f * x));
+    const size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * P;
+    if (i + P <= n) {
+        Floats<P> x = load_floats<floatX, P>(inp + i);
+        for (int k = 0; k < P; k++) x.v[k] = gelu(x.v[k]);
+        store_floats(out + i, x);
+    } else {
+        for (size_t j = i; j < n; j++) out[j] = from_float<floatX>(gelu(to_float(inp[j])));
+    }
 }
 
-template <typename floatX>
+template <typename floatX, int P>
 __global__ void gelu_backward_kernel(floatX *dinp, const floatX *inp, const floatX *dout, size_t n) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const float x = to_float(inp[i]), s = sigmoid(1.702f * x);
-    dinp[i] = from_float<floatX>(to_float(dout[i]) * (s + 1.702f * x * s * (1.0f - s)));
+    const size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * P;
+    if (i + P <= n) {
+        const Floats<P> x = load_floats<floatX, P>(inp + i);
+        Floats<P> d = load_floats<floatX, P>(dout + i);
+        for (int k = 0; k < P; k++) d.v[k] *= gelu_grad(x.v[k]);
+        store_floats(dinp + i, d);
+    } else {
+        for (size_t j = i; j < n; j++) dinp[j] = from_float<floatX>(to_float(dout[j]) * gelu_grad(to_float(inp[j])));
+    }
 }
 
-template <typename Dst, typename Src>
+template <typename Dst, typename Src, int P>
 __global__ void cast_kernel(Dst *dst, const Src *src, size_t n) {
-    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dst[i] = from_float<Dst>(to_float(src[i]));
+    const size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * P;
+    if (i + P <= n) store_floats(dst + i, load_floats<Src, P>(src + i));
+    else
+        for (size_t j = i; j < n; j++) dst[j] = from_float<Dst>(to_float(src[j]));
 }
 
 template <typename floatX>
 void gpu_gelu_forward(floatX *out, const floatX *inp, size_t n, cudaStream_t stream) {
-    LAUNCH(gelu_forward_kernel<floatX>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, out, inp, n);
+    constexpr int P = 16 / sizeof(floatX);
+    if (n == 0) return;
+    if (packs_fit({out, inp}))
+        LAUNCH((gelu_forward_kernel<floatX, P>), dim3(ceil_div(ceil_div(n, P), 256)), dim3(256), 0, stream, out, inp,
+               n);
+    else LAUNCH((gelu_forward_kernel<floatX, 1>), dim3(ceil_div(n, 256)), dim3(256), 0, stream, out, inp, n);
 }
 template <typename floatX>
 void gpu_gelu_backward(floatX *dinp, const floatX *inp, const floatX *dout, size_t n, cudaStream_t stream) {
-    LAUNCH(gelu_backward_kernel<floatX>, dim3(ceil_div(n, 256)), dim3(256), 0, stream, dinp, inp, dout, n);
+    constexpr int P = 16 / sizeof(floatX);
+    if (n == 0) return;
+    if (packs_fit({dinp, inp, dout}))
+        LAUNCH((gelu_backward_kernel<floatX, P>), dim3(ceil_div(ceil_div(n, P), 256)), dim3(256), 0, stream, dinp, inp,
+               dout, n);
+    else LAUNCH((gelu_backward_kernel<floatX, 1>), dim3(ceil_div(n, 256)), dim3(256), 0, stream, dinp, inp, dout, n);
 }
 template <typename Dst, typename Src>
 void gpu_cast(Dst *dst, const Src *src, size_t n, cudaStream_t stream) {
+    constexpr int P = 16 / (sizeof(Dst) < sizeof(Src) ? sizeof(Dst) : sizeof(Src));
     if (n == 0) return;
-    LAUNCH((cast_kernel<Dst, Src>), dim3(ceil_div(n, 256)), dim3(256), 0, stream, dst, src, n);
+    if (packs_fit({dst, src}))
+        LAUNCH((cast_kernel<Dst, Src, P>), dim3(ceil_div(ceil_div(n, P), 256)), dim3(256), 0, stream, dst, src, n);
+    else LAUNCH((cast_kernel<Dst, Src, 1>), dim3(ceil_div(n, 256)), dim3(256), 0, stream, dst, src, n);
 }
 
 // --- Softmax ---------------------------------------------------------------------------
-// One block per row.
+// One block per row; each thread takes P columns at a time (V % P == 0).
 
 // The row's maximum and sum of exp(z - max), for every thread of the block.
-template <typename floatX>
+template <typename floatX, int P>
 __device__ __forceinline__ void row_max_and_sum(const floatX *z, int V, float *scratch, float *mx_out, float *sum_out) {
     float mx = -INFINITY;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) mx = fmaxf(mx, to_float(z[i]));
+    for (int i = threadIdx.x * P; i < V; i += blockDim.x * P) {
+        const Floats<P> x = load_floats<floatX, P>(z + i);
+        for (int k = 0; k < P; k++) mx = fmaxf(mx, x.v[k]);
+    }
     mx = block_max(mx, scratch);
     float sum = 0.0f;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) sum += expf(to_float(z[i]) - mx);
+    for (int i = threadIdx.x * P; i < V; i += blockDim.x * P) {
+        const Floats<P> x = load_floats<floatX, P>(z + i);
+        for (int k = 0; k < P; k++) sum += expf(x.v[k] - mx);
+    }
     *mx_out = mx;
     *sum_out = block_sum(sum, scratch);
 }
 
-template <typename floatX>
+template <typename floatX, int P>
 __global__ void softmax_rows_kernel(floatX *out, const floatX *inp, int V) {
     __shared__ float scratch[32];
     const floatX *z = inp + (size_t)blockIdx.x * V;
     floatX *o = out + (size_t)blockIdx.x * V;
     float mx, sum;
-    row_max_and_sum(z, V, scratch, &mx, &sum);
+    row_max_and_sum<floatX, P>(z, V, scratch, &mx, &sum);
     const float inv = 1.0f / sum;
     __syncthreads();  // every thread has read z before o (which may alias it) is written
-    for (int i = threadIdx.x; i < V; i += blockDim.x) o[i] = from_float<floatX>(expf(to_float(z[i]) - mx) * inv);
+    for (int i = threadIdx.x * P; i < V; i += blockDim.x * P) {
+        Floats<P> x = load_floats<floatX, P>(z + i);
+        for (int k = 0; k < P; k++) x.v[k] = expf(x.v[k] - mx) * inv;
+        store_floats(o + i, x);
+    }
+}
+
+// V % P == 0 and the row pointers aligned (as packs_fit checks), for the wide kernels.
+template <typename floatX>
+static bool rows_fit_packs(const floatX *rows, int V) {
+    return V % (16 / (int)sizeof(floatX)) == 0 && packs_fit({rows});
 }
 
 template <typename floatX>
 void gpu_softmax_rows(floatX *out, const floatX *inp, int N, int V, cudaStream_t stream) {
-    LAUNCH(softmax_rows_kernel<floatX>, dim3(N), dim3(128), 0, stream, out, inp, V);
+    constexpr int P = 16 / sizeof(floatX);
+    if (rows_fit_packs(out, V) && rows_fit_packs(inp, V))
+        LAUNCH((softmax_rows_kernel<floatX, P>), dim3(N), dim3(128), 0, stream, out, inp, V);
+    else LAUNCH((softmax_rows_kernel<floatX, 1>), dim3(N), dim3(128), 0, stream, out, inp, V);
 }
 
-template <typename floatX>
+template <typename floatX, int P>
 __global__ void softmax_crossentropy_kernel(floatX *logits, float *losses, const uint16_t *targets, int V, int output,
                                             float grad_scale) {
     __shared__ float scratch[32];
     const int n = blockIdx.x, target = targets[n];
     floatX *z = logits + (size_t)n * V;
     float mx, sum;
-    row_max_and_sum(z, V, scratch, &mx, &sum);
+    row_max_and_sum<floatX, P>(z, V, scratch, &mx, &sum);
     const float target_logit = to_float(z[target]);
     if (threadIdx.x == 0) losses[n] = mx + logf(sum) - target_logit;
     if (output == CE_LOSSES_ONLY) return;  // uniform across the block
     __syncthreads();                       // z[target] is read before it is overwritten
     const float inv = 1.0f / sum;
-    for (int i = threadIdx.x; i < V; i += blockDim.x) {
-        const float p = expf(to_float(z[i]) - mx) * inv;
-        z[i] = from_float<floatX>(output == CE_PROBABILITIES ? p : (p - (i == target ? 1.0f : 0.0f)) * grad_scale);
+    for (int i = threadIdx.x * P; i < V; i += blockDim.x * P) {
+        Floats<P> x = load_floats<floatX, P>(z + i);
+        for (int k = 0; k < P; k++) {
+            const float p = expf(x.v[k] - mx) * inv;
+            x.v[k] = output == CE_PROBABILITIES ? p : (p - (i + k == target ? 1.0f : 0.0f)) * grad_scale;
+        }
+        store_floats(z + i, x);
     }
 }
 
 template <typename floatX>
 void gpu_softmax_crossentropy(floatX *logits, float *losses, const uint16_t *targets, int N, int V,
                               CrossEntropyOutput output, float grad_scale, cudaStream_t stream) {
-    LAUNCH(softmax_crossentropy_kernel<floatX>, dim3(N), dim3(128), 0, stream, logits, losses, targets, V, (int)output,
-           grad_scale);
+    constexpr int P = 16 / sizeof(floatX);
+    if (rows_fit_packs(logits, V))
+        LAUNCH((softmax_crossentropy_kernel<floatX, P>), dim3(N), dim3(128), 0, stream, logits, losses, targets, V,
+               (int)output, grad_scale);
+    else
+        LAUNCH((softmax_crossentropy_kernel<floatX, 1>), dim3(N), dim3(128), 0, stream, logits, losses, targets, V,
+               (int)output, grad_scale);
 }
 
 // --- Probe features: means over positions ---------------------------------------------------

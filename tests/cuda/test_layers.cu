@@ -14,6 +14,7 @@
 // sides. The kernels' summation orders are the same on a GPU as in the
 // interpreter; only fused multiply-adds and the math library differ there.
 #include <algorithm>
+#include <csignal>
 #include <cstring>
 #include <string>
 
@@ -57,8 +58,8 @@ static void check_close(const char *what, const D *d, const std::vector<float> &
 
 // --- Embedding ----------------------------------------------------------------------------
 template <typename T>
-static void encoder_case() {
-    const int B = 3, T_ = 10, C = 40, V = 7;
+static void encoder_case(int C) {
+    const int B = 3, T_ = 10, V = 7;
     std::vector<uint16_t> tokens(B * T_);
     for (int i = 0; i < B * T_; i++) tokens[(size_t)i] = (uint16_t)((i * 5 + i / 3) % V);
     std::vector<float> wte = rounded_to<T>(random_floats((size_t)V * C, 1, -1, 1));
@@ -112,15 +113,18 @@ static void encoder_case() {
     cudaFree(d_dout), cudaFree(d_out);
 }
 
+// C = 40: 16-byte packs in both storage types; C = 36: one element at a
+// time in bf16 (36 % 8 != 0); C = 13: in both.
 TEST(test_gpu_encoder_forward_backward) {
-    encoder_case<float>();
-    encoder_case<bf16>();
+    for (int C : {40, 36, 13}) {
+        encoder_case<float>(C);
+        encoder_case<bf16>(C);
+    }
 }
 
 // --- Norms ------------------------------------------------------------------------------------
 template <typename T>
-static void norm_case(NormKind kind) {
-    const int N = 37, C = 72;
+static void norm_case(NormKind kind, int N, int C) {
     const size_t n = (size_t)N * C;
     std::vector<float> a = rounded_to<T>(random_floats(n, 11, -2, 2)), b = rounded_to<T>(random_floats(n, 12, -1, 1));
     std::vector<float> gain = rounded_to<T>(random_floats(C, 13, 0.5f, 1.5f));
@@ -167,23 +171,28 @@ static void norm_case(NormKind kind) {
     cudaFree(scratch);
 }
 
+// Shapes: packs in both storage types, one block of the backward; more
+// blocks than one and a last one partly filled (150 rows), bf16 one element
+// at a time (36 % 8 != 0); both one at a time (C = 13).
 TEST(test_gpu_norm_forward_backward) {
-    for (NormKind kind : {NORM_IGPT, NORM_LAYERNORM}) {
-        norm_case<float>(kind);
-        norm_case<bf16>(kind);
-    }
+    const int shapes[][2] = {{37, 72}, {150, 36}, {70, 13}};
+    for (NormKind kind : {NORM_IGPT, NORM_LAYERNORM})
+        for (const auto &shape : shapes) {
+            norm_case<float>(kind, shape[0], shape[1]);
+            norm_case<bf16>(kind, shape[0], shape[1]);
+        }
 }
 
 // --- GELU ---------------------------------------------------------------------------------------
 template <typename T>
 static void gelu_case() {
-    const size_t n = 1000;
+    const size_t n = 1003;  // not a multiple of a pack: the last thread's remainder one by one
     std::vector<float> x = rounded_to<T>(random_floats(n, 21, -6, 6)), dy = rounded_to<T>(random_floats(n, 22, -1, 1));
     std::vector<float> want_y(n), want_dx(n);
     gelu_forward(want_y.data(), x.data(), n, 1);
     gelu_backward(want_dx.data(), x.data(), dy.data(), n, 1);
     T *d_x = upload_as<T>(x), *d_dy = upload_as<T>(dy), *d_y = device_alloc<T>(n);
-    std::vector<float> first[2];
+    std::vector<float> first[4];
     for (const ScheduleOrder &o : schedule_orders()) {
         use_schedule_order(o);
         T *d_dx = upload_as<T>(dy);
@@ -192,6 +201,17 @@ static void gelu_case() {
         check_close<T>("gelu_forward", d_y, want_y, sizeof(T) == 4 ? 1e-6 : 1e-2, 0, o.name, &first[0]);
         check_close<T>("gelu_backward", d_dx, want_dx, sizeof(T) == 4 ? 1e-6 : 1e-2, 0, o.name, &first[1]);
         cudaFree(d_dx);
+        // Buffers that start one element past 16-byte alignment: one element per access.
+        T *d_y1 = device_alloc<T>(n + 1), *d_dx1 = device_alloc<T>(n + 1), *d_x1 = device_alloc<T>(n + 1);
+        CUDA_CHECK(cudaMemcpy(d_x1 + 1, d_x, n * sizeof(T), cudaMemcpyDeviceToDevice));
+        CUDA_CHECK(cudaMemcpy(d_dx1 + 1, d_dy, n * sizeof(T), cudaMemcpyDeviceToDevice));
+        gpu_gelu_forward(d_y1 + 1, d_x1 + 1, n, 0);
+        gpu_gelu_backward(d_dx1 + 1, d_x1 + 1, d_dx1 + 1, n, 0);
+        check_close<T>("gelu_forward, misaligned", d_y1 + 1, want_y, sizeof(T) == 4 ? 1e-6 : 1e-2, 0, o.name,
+                       &first[2]);
+        check_close<T>("gelu_backward, misaligned", d_dx1 + 1, want_dx, sizeof(T) == 4 ? 1e-6 : 1e-2, 0, o.name,
+                       &first[3]);
+        cudaFree(d_y1), cudaFree(d_dx1), cudaFree(d_x1);
     }
     cudaFree(d_x), cudaFree(d_dy), cudaFree(d_y);
 }
@@ -203,8 +223,8 @@ TEST(test_gpu_gelu_forward_backward) {
 
 // --- Softmax and cross-entropy -----------------------------------------------------------
 template <typename T>
-static void softmax_case() {
-    const int N = 9, V = 300;
+static void softmax_case(int V) {
+    const int N = 9;
     std::vector<float> logits = rounded_to<T>(random_floats((size_t)N * V, 31, -8, 8));
     std::vector<uint16_t> targets(N);
     for (int i = 0; i < N; i++) targets[(size_t)i] = (uint16_t)((i * 37) % V);
@@ -238,9 +258,12 @@ static void softmax_case() {
     cudaFree(d_losses);
 }
 
+// V = 296: packs in both storage types; V = 300: bf16 one element at a time.
 TEST(test_gpu_softmax_crossentropy) {
-    softmax_case<float>();
-    softmax_case<bf16>();
+    for (int V : {296, 300}) {
+        softmax_case<float>(V);
+        softmax_case<bf16>(V);
+    }
 }
 
 // --- AdamW and the gradient norm ------------------------------------------------------------------
@@ -429,4 +452,32 @@ TEST(test_gpu_casts) {
     cudaFree(d_x);
     cudaFree(d_back);
     cudaFree(d_h);
+}
+
+// --- Pack accesses -------------------------------------------------------------------------------
+// A 16-byte pack at an address 4 bytes past a 16-byte boundary: a GPU faults,
+// the interpret mode aborts and names the access (load_floats' call site).
+static float *pack_buffer;
+static const int misaligned_pack_line = __LINE__ + 3;
+__global__ void misaligned_pack_kernel(float *buffer, int offset) {
+    float *p = buffer + offset + 4 * threadIdx.x;
+    const Floats<4> x = load_floats<float, 4>(p);
+    store_floats(p, x);
+}
+static void launch_misaligned_pack() {
+    LAUNCH(misaligned_pack_kernel, dim3(1), dim3(2), 0, 0, pack_buffer, 1);
+    CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+TEST(test_gpu_misaligned_pack_aborts) {
+    INTERPRET_ONLY();
+    pack_buffer = device_alloc<float>(16);
+    LAUNCH(misaligned_pack_kernel, dim3(1), dim3(2), 0, 0, pack_buffer, 4);  // aligned: runs
+    std::string err;
+    const int sig = run_in_child(launch_misaligned_pack, &err);
+    const std::string site = "test_layers.cu:" + std::to_string(misaligned_pack_line);
+    CHECK(sig == SIGABRT && err.find("misaligned 16-byte pack") != std::string::npos &&
+              err.find(site) != std::string::npos,
+          "signal %d, message: %s", sig, err.c_str());
+    cudaFree(pack_buffer);
 }
