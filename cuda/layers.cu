@@ -52,36 +52,41 @@ void token_rows_by_value(const uint16_t *tokens, int B, int T, int V, int *offse
         for (int t = 1; t < T; t++) rows[fill[tokens[b * T + t - 1]]++] = b * T + t;
 }
 
-// Block v < V: dwte row v, summed over the rows its token feeds, in order (as
-// the CPU does). Block V: dsos. Blocks V+1 ..: dwpe rows.
+// Block (v < V, j): dwte row v, channels 32 j .. 32 j + 31, summed over the
+// rows its token feeds, in order (as the CPU does: the same bits). Blocks
+// (V, j): dsos; (V + 1 + t, j): dwpe row t. One warp per 32 channels, so a
+// token that feeds most rows (a background color) is spread over C / 32
+// blocks instead of one; the rows of one token stay a serial sum, for the
+// CPU's order (splitting them too would change the rounding).
+#define ENCODER_BACKWARD_CHANNELS 32
+
 template <typename floatX>
 __global__ void encoder_backward_kernel(float *dwte, float *dwpe, float *dsos, const floatX *dout, const int *offsets,
                                         const int *rows, int B, int T, int C, int V) {
-    const int v = blockIdx.x;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        if (v < V) {
-            float acc = dwte[(size_t)v * C + c];
-            for (int r = offsets[v]; r < offsets[v + 1]; r++) acc += to_float(dout[(size_t)rows[r] * C + c]);
-            dwte[(size_t)v * C + c] = acc;
-        } else if (v == V) {
-            // dsos and dwpe[0] both take every row at t = 0; dwpe[0] is done below.
-            float acc = dsos[c];
-            for (int b = 0; b < B; b++) acc += to_float(dout[(size_t)b * T * C + c]);
-            dsos[c] = acc;
-        } else {
-            const int t = v - V - 1;
-            float acc = dwpe[(size_t)t * C + c];
-            for (int b = 0; b < B; b++) acc += to_float(dout[((size_t)b * T + t) * C + c]);
-            dwpe[(size_t)t * C + c] = acc;
-        }
+    const int v = blockIdx.x, c = blockIdx.y * ENCODER_BACKWARD_CHANNELS + threadIdx.x;
+    if (c >= C) return;
+    if (v < V) {
+        float acc = dwte[(size_t)v * C + c];
+        for (int r = offsets[v]; r < offsets[v + 1]; r++) acc += to_float(dout[(size_t)rows[r] * C + c]);
+        dwte[(size_t)v * C + c] = acc;
+    } else if (v == V) {
+        // dsos and dwpe[0] both take every row at t = 0; dwpe[0] is done below.
+        float acc = dsos[c];
+        for (int b = 0; b < B; b++) acc += to_float(dout[(size_t)b * T * C + c]);
+        dsos[c] = acc;
+    } else {
+        const int t = v - V - 1;
+        float acc = dwpe[(size_t)t * C + c];
+        for (int b = 0; b < B; b++) acc += to_float(dout[((size_t)b * T + t) * C + c]);
+        dwpe[(size_t)t * C + c] = acc;
     }
 }
 
 template <typename floatX>
 void gpu_encoder_backward(float *dwte, float *dwpe, float *dsos, const floatX *dout, const int *offsets,
                           const int *rows, int B, int T, int C, int V, cudaStream_t stream) {
-    LAUNCH(encoder_backward_kernel<floatX>, dim3(V + 1 + T), dim3(128), 0, stream, dwte, dwpe, dsos, dout, offsets,
-           rows, B, T, C, V);
+    LAUNCH(encoder_backward_kernel<floatX>, dim3(V + 1 + T, ceil_div(C, ENCODER_BACKWARD_CHANNELS)),
+           dim3(ENCODER_BACKWARD_CHANNELS), 0, stream, dwte, dwpe, dsos, dout, offsets, rows, B, T, C, V);
 }
 
 // --- Norms -----------------------------------------------------------------------------

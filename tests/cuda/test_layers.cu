@@ -58,10 +58,13 @@ static void check_close(const char *what, const D *d, const std::vector<float> &
 
 // --- Embedding ----------------------------------------------------------------------------
 template <typename T>
-static void encoder_case(int C) {
-    const int B = 3, T_ = 10, V = 7;
+static void encoder_case(int C, int B, int T_, bool skewed) {
+    const int V = 7;
     std::vector<uint16_t> tokens(B * T_);
     for (int i = 0; i < B * T_; i++) tokens[(size_t)i] = (uint16_t)((i * 5 + i / 3) % V);
+    if (skewed)  // a background color: most rows fed by token 2
+        for (int i = 0; i < B * T_; i++)
+            if (i % 7 != 0) tokens[(size_t)i] = 2;
     std::vector<float> wte = rounded_to<T>(random_floats((size_t)V * C, 1, -1, 1));
     std::vector<float> wpe = rounded_to<T>(random_floats((size_t)T_ * C, 2, -1, 1));
     std::vector<float> sos = rounded_to<T>(random_floats(C, 3, -1, 1));
@@ -113,13 +116,16 @@ static void encoder_case(int C) {
     cudaFree(d_dout), cudaFree(d_out);
 }
 
-// C = 40: 16-byte packs in both storage types; C = 36: one element at a
-// time in bf16 (36 % 8 != 0); C = 13: in both.
+// C = 40: 16-byte packs in both storage types, two blocks of channels in
+// the backward; C = 36: one element at a time in bf16 (36 % 8 != 0); C =
+// 13: in both. And a skewed palette (one token feeds 6/7 of the rows).
 TEST(test_gpu_encoder_forward_backward) {
     for (int C : {40, 36, 13}) {
-        encoder_case<float>(C);
-        encoder_case<bf16>(C);
+        encoder_case<float>(C, 3, 10, false);
+        encoder_case<bf16>(C, 3, 10, false);
     }
+    encoder_case<float>(72, 6, 30, true);
+    encoder_case<bf16>(72, 6, 30, true);
 }
 
 // --- Norms ------------------------------------------------------------------------------------
