@@ -64,6 +64,12 @@ struct GpuModel {
     uint16_t *tokens;
     int *token_offsets, *token_rows;
     double *sum_scratch;
+    double *grad_sum_squares;  // the last gradient norm, squared (device)
+    float *clip_scale;         // its clip factor (device), read by AdamW
+    // AdamW's span table (kernels.cuh), one launch for every tensor; on the device.
+    AdamWSpan *adam_spans;
+    int num_adam_spans;
+    size_t adam_work;
     std::vector<float> host_losses;
     std::vector<int> host_offsets, host_rows;
     cudaStream_t stream;
@@ -139,12 +145,12 @@ static size_t state_bytes_of(const ModelConfig *cfg, GpuPrecision precision, boo
     return 4 * P * sizeof(float) + copy + 5 * 256;
 }
 
-// The tokens, their grouping by value for the embedding backward, and the
-// norm's fp64 partial sums, after the activations.
+// The tokens, their grouping by value for the embedding backward, the
+// norm's fp64 partial sums, its total and clip factor, after the activations.
 static size_t io_bytes_of(const ModelConfig *cfg, int max_batch) {
     const size_t BT = (size_t)max_batch * cfg->seq_len;
     return BT * sizeof(uint16_t) + ((size_t)cfg->vocab_size + 1 + BT) * sizeof(int) + GPU_SUM_BLOCKS * sizeof(double) +
-           4 * 256;
+           sizeof(double) + sizeof(float) + 6 * 256;
 }
 
 static size_t activation_bytes_of(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute) {
@@ -260,6 +266,33 @@ static void carve_activation_memory(GpuModel *m) {
     m->token_rows = reinterpret_cast<int *>(cursor);
     cursor += round_up_256(BT * sizeof(int));
     m->sum_scratch = reinterpret_cast<double *>(cursor);
+    cursor += round_up_256(GPU_SUM_BLOCKS * sizeof(double));
+    m->grad_sum_squares = reinterpret_cast<double *>(cursor);
+    cursor += round_up_256(sizeof(double));
+    m->clip_scale = reinterpret_cast<float *>(cursor);
+}
+
+// AdamW's spans: every tensor whole, or with ZeRO the part of each tensor in
+// each of this rank's pieces (master weights and moments packed); uploaded once.
+static void make_adam_spans(GpuModel *m) {
+    std::vector<AdamWSpan> spans;
+    if (!m->zero) {
+        for (const TensorInfo &t : m->tensors) adamw_add_span(&spans, t.offset, t.offset, t.count, t.decay);
+    } else {
+        for (int i = 0; i < m->zero_layout.num_ranges; i++) {
+            const ZeroRange &r = m->zero_layout.ranges[i];
+            for (const TensorInfo &t : m->tensors) {
+                const size_t b = std::max(r.piece_begin, t.offset), e = std::min(r.piece_end, t.offset + t.count);
+                if (b < e) adamw_add_span(&spans, b, r.piece_offset + (b - r.piece_begin), e - b, t.decay);
+            }
+        }
+    }
+    m->num_adam_spans = (int)spans.size();
+    m->adam_work = adamw_work(spans);
+    m->adam_spans = nullptr;
+    if (spans.empty()) return;
+    CUDA_CHECK(cudaMalloc(&m->adam_spans, spans.size() * sizeof(AdamWSpan)));
+    CUDA_CHECK(cudaMemcpy(m->adam_spans, spans.data(), spans.size() * sizeof(AdamWSpan), cudaMemcpyHostToDevice));
 }
 
 extern "C" GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, GpuPrecision precision, bool recompute,
@@ -291,6 +324,7 @@ extern "C" GpuModel *gpu_model_create(const ModelConfig *cfg, int max_batch, Gpu
     CUDA_CHECK(cudaMemset(m->grads, 0, m->num_params * sizeof(float)));
     CUDA_CHECK(cudaMemset(m->adam_m, 0, moments * sizeof(float)));
     CUDA_CHECK(cudaMemset(m->adam_v, 0, moments * sizeof(float)));
+    make_adam_spans(m);
     return m;
 }
 
@@ -298,6 +332,7 @@ extern "C" void gpu_model_free(GpuModel *m) {
     if (!m) return;
     cudaFree(m->state_memory);
     cudaFree(m->act_memory);
+    cudaFree(m->adam_spans);
     cudaStreamDestroy(m->stream);
     zero_layout_free(&m->zero_layout);
     delete m;
@@ -626,57 +661,54 @@ extern "C" void gpu_model_set_layer_hook(GpuModel *m, void (*hook)(void *ctx, in
 
 // --- Optimizer -----------------------------------------------------------------------------
 
+// The squared norm and the clip factor stay on the device for AdamW.
+static void queue_grad_norm(GpuModel *m, double grad_clip) {
+    gpu_sum_squares(m->grad_sum_squares, m->clip_scale, m->grads, m->num_params, false, grad_clip, m->sum_scratch,
+                    m->stream);
+}
+
+static double read_grad_squares(GpuModel *m) {
+    double squares = 0.0;
+    CUDA_CHECK(cudaMemcpyAsync(&squares, m->grad_sum_squares, sizeof squares, cudaMemcpyDeviceToHost, m->stream));
+    CUDA_CHECK(cudaStreamSynchronize(m->stream));
+    return squares;
+}
+
 extern "C" double gpu_model_grad_norm(GpuModel *m) {
-    return sqrt(gpu_sum_squares(m->grads, m->num_params, m->sum_scratch, m->stream));
+    queue_grad_norm(m, 0.0);
+    return sqrt(read_grad_squares(m));
 }
 
-// AdamW on the master weights of [begin, end) of tensor t, which start at
-// master, m and v; the weights the kernels read get the result.
-template <typename floatX>
-static void adamw_span(GpuModel *m, const AdamWScalars &s, const TensorInfo &t, size_t begin, size_t end, float *master,
-                       float *adam_m, float *adam_v, float grad_scale) {
-    gpu_adamw<floatX>(master, static_cast<floatX *>(m->weights) + begin, m->grads + begin, adam_m, adam_v, end - begin,
-                      grad_scale, s.beta1, s.beta2, s.eps, s.step_size, s.inv_sqrt_bc2, t.decay ? s.decay_factor : 1.0f,
-                      m->stream);
+// AdamW over the span table in one launch; device_scale: the clip factor on the device, or NULL for grad_scale.
+static void adamw_all(GpuModel *m, const AdamWScalars &s, float grad_scale, const float *device_scale) {
+    // In fp32 mode without ZeRO the master weights are the weights the kernels read: no copy to write.
+    if (m->precision == GPU_BF16)
+        gpu_adamw<bf16>(m->master, static_cast<bf16 *>(m->weights), m->grads, m->adam_m, m->adam_v, m->adam_spans,
+                        m->num_adam_spans, m->adam_work, s, grad_scale, device_scale, m->stream);
+    else
+        gpu_adamw<float>(m->master, m->zero ? static_cast<float *>(m->weights) : nullptr, m->grads, m->adam_m,
+                         m->adam_v, m->adam_spans, m->num_adam_spans, m->adam_work, s, grad_scale, device_scale,
+                         m->stream);
 }
 
-// Every tensor, whole (one launch each, decay on matrices only).
-static void adamw_whole(GpuModel *m, const AdamWScalars &s, float grad_scale) {
-    // In fp32 mode the master weights are the weights the kernels read: no copy to write.
-    const bool copy = m->precision == GPU_BF16;
-    for (const TensorInfo &t : m->tensors)
-        gpu_adamw<bf16>(m->master + t.offset, copy ? static_cast<bf16 *>(m->weights) + t.offset : nullptr,
-                        m->grads + t.offset, m->adam_m + t.offset, m->adam_v + t.offset, t.count, grad_scale, s.beta1,
-                        s.beta2, s.eps, s.step_size, s.inv_sqrt_bc2, t.decay ? s.decay_factor : 1.0f, m->stream);
-}
-
-// ZeRO: the part of each tensor in each of this rank's pieces.
-static void adamw_pieces(GpuModel *m, const AdamWScalars &s, float grad_scale) {
-    const ZeroLayout &z = m->zero_layout;
-    for (int i = 0; i < z.num_ranges; i++) {
-        const ZeroRange &r = z.ranges[i];
-        for (const TensorInfo &t : m->tensors) {
-            const size_t b = std::max(r.piece_begin, t.offset), e = std::min(r.piece_end, t.offset + t.count);
-            if (b >= e) continue;
-            const size_t packed = r.piece_offset + (b - r.piece_begin);
-            float *master = m->master + packed, *adam_m = m->adam_m + packed, *adam_v = m->adam_v + packed;
-            if (m->precision == GPU_BF16) adamw_span<bf16>(m, s, t, b, e, master, adam_m, adam_v, grad_scale);
-            else adamw_span<float>(m, s, t, b, e, master, adam_m, adam_v, grad_scale);
-        }
-    }
+// A ZeRO model updates its pieces, then every rank gets every piece of the weights the kernels read.
+static void finish_adamw(GpuModel *m) {
+    CUDA_CHECK(cudaStreamSynchronize(m->stream));
+    if (m->zero)
+        gpu_all_gather(m->weights, m->precision == GPU_BF16 ? sizeof(bf16) : sizeof(float), &m->zero_layout, m->stream);
 }
 
 extern "C" void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float grad_scale) {
-    const AdamWScalars s = adamw_scalars(oc, step);
-    if (!m->zero) {
-        adamw_whole(m, s, grad_scale);
-        CUDA_CHECK(cudaStreamSynchronize(m->stream));
-        return;
-    }
-    // Each rank updates its pieces, then every rank gets every piece of the weights the kernels read.
-    adamw_pieces(m, s, grad_scale);
-    CUDA_CHECK(cudaStreamSynchronize(m->stream));
-    gpu_all_gather(m->weights, m->precision == GPU_BF16 ? sizeof(bf16) : sizeof(float), &m->zero_layout, m->stream);
+    adamw_all(m, adamw_scalars(oc, step), grad_scale, nullptr);
+    finish_adamw(m);
+}
+
+extern "C" double gpu_model_clip_and_adamw(GpuModel *m, const OptimConfig *oc, int64_t step) {
+    if (m->zero) die("internal: gpu_model_clip_and_adamw without ZeRO only (a ZeRO norm is summed over ranks)");
+    queue_grad_norm(m, oc->grad_clip);
+    adamw_all(m, adamw_scalars(oc, step), 1.0f, m->clip_scale);
+    finish_adamw(m);
+    return sqrt(read_grad_squares(m));
 }
 
 // --- Several processes (the collectives themselves: collectives.cu) ------------------------
@@ -691,12 +723,14 @@ extern "C" void gpu_model_sum_wait(GpuModel *) { gpu_collectives_wait(); }
 
 extern "C" double gpu_model_reduce_scatter_grads(GpuModel *m) {
     gpu_reduce_scatter(m->grads, &m->zero_layout, m->stream);
-    double squares = 0.0;
+    // The pieces' sums added on the device in piece order; one read at the end.
+    bool first = true;
     for (int i = 0; i < m->zero_layout.num_ranges; i++) {
         const ZeroRange &r = m->zero_layout.ranges[i];
-        if (r.piece_end > r.piece_begin)
-            squares +=
-                gpu_sum_squares(m->grads + r.piece_begin, r.piece_end - r.piece_begin, m->sum_scratch, m->stream);
+        if (r.piece_end == r.piece_begin) continue;
+        gpu_sum_squares(m->grad_sum_squares, nullptr, m->grads + r.piece_begin, r.piece_end - r.piece_begin, !first,
+                        0.0, m->sum_scratch, m->stream);
+        first = false;
     }
-    return squares;
+    return first ? 0.0 : read_grad_squares(m);
 }

@@ -10,11 +10,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "common.cuh"
 
 extern "C" {
 #include "model/config.h"
+#include "train/optim.h"
 }
 
 // --- Embedding -----------------------------------------------------------------------
@@ -109,17 +111,36 @@ void gpu_flash_attention_backward(bf16 *dqkv, float *row_dot, const bf16 *datty,
                                   const float *lse, int B, int T, int C, int NH, cudaStream_t stream);
 
 // --- Optimizer ---------------------------------------------------------------------------
-// AdamW on fp32 master weights (optim.c's adamw_update, one tensor):
-// g = grads * grad_scale; m, v updated; params = params * decay -
-// step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps); params_copy (floatX, may be
-// NULL) receives the new weights in the storage type.
+// AdamW on fp32 master weights (optim.c's adamw_update_range) for every
+// tensor in one launch. The elements to update are a table of spans (on the
+// device): gradients and the weights the kernels read at flat indices
+// [flat, flat + count), master weights and Adam m, v at [packed, packed +
+// count) (the same without ZeRO; a ZeRO rank's pieces packed), decaying or
+// not. g = grads * scale (scale = *device_scale when not NULL, the clip
+// factor computed on the device, else grad_scale); params = params * decay -
+// step_size * m / (sqrt(v) * inv_sqrt_bc2 + eps); copy (floatX, may be NULL)
+// receives the new weights in the storage type.
+#define ADAMW_PACK 4
+struct AdamWSpan {
+    size_t flat, packed, count;
+    size_t work;  // where the span's elements start in the launch (a multiple of ADAMW_PACK)
+    int decays;
+};
+// Appends a span (merged into the last one when it continues it with the same decay).
+void adamw_add_span(std::vector<AdamWSpan> *spans, size_t flat, size_t packed, size_t count, bool decays);
+// The launch's work items: the end of the last span's, padded to ADAMW_PACK.
+size_t adamw_work(const std::vector<AdamWSpan> &spans);
 template <typename floatX>
-void gpu_adamw(float *params, floatX *params_copy, const float *grads, float *m, float *v, size_t n, float grad_scale,
-               float beta1, float beta2, float eps, float step_size, float inv_sqrt_bc2, float decay,
+void gpu_adamw(float *master, floatX *copy, const float *grads, float *adam_m, float *adam_v, const AdamWSpan *spans,
+               int num_spans, size_t work, const AdamWScalars &s, float grad_scale, const float *device_scale,
                cudaStream_t stream);
-// Sum of squares of n floats, accumulated in fp64 in a fixed order.
+// *total (device; += with accumulate) = the sum of squares of n floats,
+// accumulated in fp64 in an order that depends only on n; clip_scale
+// (device, may be NULL) = clip_factor (optim.c) of the norm sqrt(*total) for
+// grad_clip, so AdamW can read it without a trip through the host.
 // scratch: GPU_SUM_BLOCKS doubles on the device.
 #define GPU_SUM_BLOCKS 512
-double gpu_sum_squares(const float *x, size_t n, double *scratch, cudaStream_t stream);
+void gpu_sum_squares(double *total, float *clip_scale, const float *x, size_t n, bool accumulate, double grad_clip,
+                     double *scratch, cudaStream_t stream);
 
 #endif

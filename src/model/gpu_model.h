@@ -74,6 +74,12 @@ double gpu_model_grad_norm(GpuModel *m);
 // model updates its pieces, then every rank's pieces of the weights the
 // kernels read go to every rank.
 void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float grad_scale);
+// The gradient norm, its clip factor (optim.c's clip_factor) and the AdamW
+// step queued together, the factor read by AdamW from device memory (no wait
+// for the host in between); returns the norm, read after the step, for the
+// log. Without ZeRO only (a ZeRO norm sums over ranks on the host). The
+// caller stops on a non-finite norm as before; the step it took is not saved.
+double gpu_model_clip_and_adamw(GpuModel *m, const OptimConfig *oc, int64_t step);
 // As model_features, into a host buffer B x (L+1) x C.
 void gpu_model_features(GpuModel *m, int batch, float *features);
 

@@ -36,6 +36,7 @@ double gpu_model_forward(GpuModel *m, const uint16_t *tokens, int batch) { UNAVA
 void gpu_model_backward(GpuModel *m, const uint16_t *tokens, int batch, float loss_scale) { UNAVAILABLE; }
 double gpu_model_grad_norm(GpuModel *m) { UNAVAILABLE; }
 void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float grad_scale) { UNAVAILABLE; }
+double gpu_model_clip_and_adamw(GpuModel *m, const OptimConfig *oc, int64_t step) { UNAVAILABLE; }
 void gpu_model_features(GpuModel *m, int batch, float *features) { UNAVAILABLE; }
 void gpu_model_set_layer_hook(GpuModel *m, void (*hook)(void *ctx, int layer), void *ctx) { UNAVAILABLE; }
 void gpu_use_device(int local_rank) {}

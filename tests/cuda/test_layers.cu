@@ -13,6 +13,8 @@
 // Adam's m and v) get the fp32 bound: their inputs are the same on both
 // sides. The kernels' summation orders are the same on a GPU as in the
 // interpreter; only fused multiply-adds and the math library differ there.
+#include <algorithm>
+#include <csignal>
 #include <cstring>
 #include <string>
 
@@ -56,10 +58,13 @@ static void check_close(const char *what, const D *d, const std::vector<float> &
 
 // --- Embedding ----------------------------------------------------------------------------
 template <typename T>
-static void encoder_case() {
-    const int B = 3, T_ = 10, C = 40, V = 7;
+static void encoder_case(int C, int B, int T_, bool skewed) {
+    const int V = 7;
     std::vector<uint16_t> tokens(B * T_);
     for (int i = 0; i < B * T_; i++) tokens[(size_t)i] = (uint16_t)((i * 5 + i / 3) % V);
+    if (skewed)  // a background color: most rows fed by token 2
+        for (int i = 0; i < B * T_; i++)
+            if (i % 7 != 0) tokens[(size_t)i] = 2;
     std::vector<float> wte = rounded_to<T>(random_floats((size_t)V * C, 1, -1, 1));
     std::vector<float> wpe = rounded_to<T>(random_floats((size_t)T_ * C, 2, -1, 1));
     std::vector<float> sos = rounded_to<T>(random_floats(C, 3, -1, 1));
@@ -111,15 +116,21 @@ static void encoder_case() {
     cudaFree(d_dout), cudaFree(d_out);
 }
 
+// C = 40: 16-byte packs in both storage types, two blocks of channels in
+// the backward; C = 36: one element at a time in bf16 (36 % 8 != 0); C =
+// 13: in both. And a skewed palette (one token feeds 6/7 of the rows).
 TEST(test_gpu_encoder_forward_backward) {
-    encoder_case<float>();
-    encoder_case<bf16>();
+    for (int C : {40, 36, 13}) {
+        encoder_case<float>(C, 3, 10, false);
+        encoder_case<bf16>(C, 3, 10, false);
+    }
+    encoder_case<float>(72, 6, 30, true);
+    encoder_case<bf16>(72, 6, 30, true);
 }
 
 // --- Norms ------------------------------------------------------------------------------------
 template <typename T>
-static void norm_case(NormKind kind) {
-    const int N = 37, C = 72;
+static void norm_case(NormKind kind, int N, int C) {
     const size_t n = (size_t)N * C;
     std::vector<float> a = rounded_to<T>(random_floats(n, 11, -2, 2)), b = rounded_to<T>(random_floats(n, 12, -1, 1));
     std::vector<float> gain = rounded_to<T>(random_floats(C, 13, 0.5f, 1.5f));
@@ -166,23 +177,28 @@ static void norm_case(NormKind kind) {
     cudaFree(scratch);
 }
 
+// Shapes: packs in both storage types, one block of the backward; more
+// blocks than one and a last one partly filled (150 rows), bf16 one element
+// at a time (36 % 8 != 0); both one at a time (C = 13).
 TEST(test_gpu_norm_forward_backward) {
-    for (NormKind kind : {NORM_IGPT, NORM_LAYERNORM}) {
-        norm_case<float>(kind);
-        norm_case<bf16>(kind);
-    }
+    const int shapes[][2] = {{37, 72}, {150, 36}, {70, 13}};
+    for (NormKind kind : {NORM_IGPT, NORM_LAYERNORM})
+        for (const auto &shape : shapes) {
+            norm_case<float>(kind, shape[0], shape[1]);
+            norm_case<bf16>(kind, shape[0], shape[1]);
+        }
 }
 
 // --- GELU ---------------------------------------------------------------------------------------
 template <typename T>
 static void gelu_case() {
-    const size_t n = 1000;
+    const size_t n = 1003;  // not a multiple of a pack: the last thread's remainder one by one
     std::vector<float> x = rounded_to<T>(random_floats(n, 21, -6, 6)), dy = rounded_to<T>(random_floats(n, 22, -1, 1));
     std::vector<float> want_y(n), want_dx(n);
     gelu_forward(want_y.data(), x.data(), n, 1);
     gelu_backward(want_dx.data(), x.data(), dy.data(), n, 1);
     T *d_x = upload_as<T>(x), *d_dy = upload_as<T>(dy), *d_y = device_alloc<T>(n);
-    std::vector<float> first[2];
+    std::vector<float> first[4];
     for (const ScheduleOrder &o : schedule_orders()) {
         use_schedule_order(o);
         T *d_dx = upload_as<T>(dy);
@@ -191,6 +207,17 @@ static void gelu_case() {
         check_close<T>("gelu_forward", d_y, want_y, sizeof(T) == 4 ? 1e-6 : 1e-2, 0, o.name, &first[0]);
         check_close<T>("gelu_backward", d_dx, want_dx, sizeof(T) == 4 ? 1e-6 : 1e-2, 0, o.name, &first[1]);
         cudaFree(d_dx);
+        // Buffers that start one element past 16-byte alignment: one element per access.
+        T *d_y1 = device_alloc<T>(n + 1), *d_dx1 = device_alloc<T>(n + 1), *d_x1 = device_alloc<T>(n + 1);
+        CUDA_CHECK(cudaMemcpy(d_x1 + 1, d_x, n * sizeof(T), cudaMemcpyDeviceToDevice));
+        CUDA_CHECK(cudaMemcpy(d_dx1 + 1, d_dy, n * sizeof(T), cudaMemcpyDeviceToDevice));
+        gpu_gelu_forward(d_y1 + 1, d_x1 + 1, n, 0);
+        gpu_gelu_backward(d_dx1 + 1, d_x1 + 1, d_dx1 + 1, n, 0);
+        check_close<T>("gelu_forward, misaligned", d_y1 + 1, want_y, sizeof(T) == 4 ? 1e-6 : 1e-2, 0, o.name,
+                       &first[2]);
+        check_close<T>("gelu_backward, misaligned", d_dx1 + 1, want_dx, sizeof(T) == 4 ? 1e-6 : 1e-2, 0, o.name,
+                       &first[3]);
+        cudaFree(d_y1), cudaFree(d_dx1), cudaFree(d_x1);
     }
     cudaFree(d_x), cudaFree(d_dy), cudaFree(d_y);
 }
@@ -202,8 +229,8 @@ TEST(test_gpu_gelu_forward_backward) {
 
 // --- Softmax and cross-entropy -----------------------------------------------------------
 template <typename T>
-static void softmax_case() {
-    const int N = 9, V = 300;
+static void softmax_case(int V) {
+    const int N = 9;
     std::vector<float> logits = rounded_to<T>(random_floats((size_t)N * V, 31, -8, 8));
     std::vector<uint16_t> targets(N);
     for (int i = 0; i < N; i++) targets[(size_t)i] = (uint16_t)((i * 37) % V);
@@ -237,17 +264,22 @@ static void softmax_case() {
     cudaFree(d_losses);
 }
 
+// V = 296: packs in both storage types; V = 300: bf16 one element at a time.
 TEST(test_gpu_softmax_crossentropy) {
-    softmax_case<float>();
-    softmax_case<bf16>();
+    for (int V : {296, 300}) {
+        softmax_case<float>(V);
+        softmax_case<bf16>(V);
+    }
 }
 
 // --- AdamW and the gradient norm ------------------------------------------------------------------
-// Every tensor of a tiny model, with weight decay and clipping, against
-// adamw_update and global_norm over the whole buffer.
-template <typename T>
-static void adamw_case() {
-    ModelConfig cfg = {.vocab_size = 11,
+// Every tensor of a tiny model in one launch, with weight decay and
+// clipping, against adamw_update and global_norm over the whole buffer; the
+// clip factor once from the host and once computed on the device (the same
+// bits); and ZeRO-like pieces at odd offsets, packed (scalar heads and
+// tails, pieces that start misaligned), against adamw_update_range.
+static ModelConfig adamw_model() {
+    return ModelConfig{.vocab_size = 11,
                        .seq_len = 6,
                        .image_height = 2,
                        .image_width = 3,
@@ -255,6 +287,35 @@ static void adamw_case() {
                        .n_layer = 2,
                        .n_head = 2,
                        .norm = NORM_LAYERNORM};
+}
+
+static std::vector<TensorInfo> tensors_of(const ModelConfig *cfg) {
+    std::vector<TensorInfo> info((size_t)param_tensors(cfg, nullptr));
+    param_tensors(cfg, info.data());
+    return info;
+}
+
+struct Piece {
+    size_t begin, end, packed;
+};
+
+// Spans of every tensor's part in each piece (as gpu_model.cu makes them), uploaded.
+static AdamWSpan *upload_spans(const std::vector<TensorInfo> &info, const std::vector<Piece> &pieces, int *num_spans,
+                               size_t *work) {
+    std::vector<AdamWSpan> spans;
+    for (const Piece &pc : pieces)
+        for (const TensorInfo &t : info) {
+            const size_t b = std::max(pc.begin, t.offset), e = std::min(pc.end, t.offset + t.count);
+            if (b < e) adamw_add_span(&spans, b, pc.packed + (b - pc.begin), e - b, t.decay);
+        }
+    *num_spans = (int)spans.size();
+    *work = adamw_work(spans);
+    return to_device(spans);
+}
+
+template <typename T>
+static void adamw_case() {
+    const ModelConfig cfg = adamw_model();
     const size_t n = param_count(&cfg);
     OptimConfig oc;
     optim_config_defaults(&oc);
@@ -265,43 +326,123 @@ static void adamw_case() {
     std::vector<float> m = random_floats(n, 43, -0.1f, 0.1f), v = random_floats(n, 44, 0, 0.1f);
     const double want_norm = global_norm(grads.data(), n, 1);
     const float grad_scale = clip_factor(&oc, want_norm);
+    CHECK(grad_scale < 1.0f, "the case clips (norm %g)", want_norm);
     std::vector<float> want_p = params, want_m = m, want_v = v;
     const int step = 3;
     adamw_update(&oc, &cfg, step, want_p.data(), grads.data(), want_m.data(), want_v.data(), grad_scale, 1);
-    const int tensors = param_tensors(&cfg, nullptr);
-    std::vector<TensorInfo> info((size_t)tensors);
-    param_tensors(&cfg, info.data());
-    float *d_g = to_device(grads);
-    double *d_scratch = device_alloc<double>(GPU_SUM_BLOCKS);
+    int num_spans = 0;
+    size_t work = 0;
+    AdamWSpan *d_spans = upload_spans(tensors_of(&cfg), {{0, n, 0}}, &num_spans, &work);
+    float *d_g = to_device(grads), *d_scale = device_alloc<float>(1);
+    double *d_scratch = device_alloc<double>(GPU_SUM_BLOCKS), *d_squares = device_alloc<double>(1);
     T *d_copy = device_alloc<T>(n);
+    const AdamWScalars s = adamw_scalars(&oc, step);
+    std::vector<float> first[4], host_scaled;
+    for (const ScheduleOrder &o : schedule_orders()) {
+        use_schedule_order(o);
+        gpu_sum_squares(d_squares, d_scale, d_g, n, false, oc.grad_clip, d_scratch, 0);
+        const double norm = std::sqrt(to_host(d_squares, 1)[0]);
+        CHECK(std::fabs(norm - want_norm) <= 1e-12 * want_norm, "grad norm %.15g, want %.15g", norm, want_norm);
+        // A ZeRO rank's pieces: each piece's sum, then their sum in piece order.
+        double piece_sums[2];
+        for (int k = 0; k < 2; k++) {
+            gpu_sum_squares(d_squares, nullptr, d_g + k * (n / 3), n / 3 + 1, false, 0.0, d_scratch, 0);
+            piece_sums[k] = to_host(d_squares, 1)[0];
+        }
+        gpu_sum_squares(d_squares, nullptr, d_g + 0, n / 3 + 1, false, 0.0, d_scratch, 0);
+        gpu_sum_squares(d_squares, nullptr, d_g + n / 3, n / 3 + 1, true, 0.0, d_scratch, 0);
+        CHECK(to_host(d_squares, 1)[0] == piece_sums[0] + piece_sums[1], "sum of squares accumulated over pieces");
+        gpu_sum_squares(d_squares, d_scale, d_g, n, false, oc.grad_clip, d_scratch, 0);
+        const float device_scale = to_host(d_scale, 1)[0];
+        CHECK(device_scale == clip_factor(&oc, norm), "clip factor on the device %.9g, on the host %.9g", device_scale,
+              clip_factor(&oc, norm));
+        for (const float *scale_on_device : {(const float *)nullptr, (const float *)d_scale}) {
+            float *d_p = to_device(params), *d_m = to_device(m), *d_v = to_device(v);
+            gpu_adamw<T>(d_p, d_copy, d_g, d_m, d_v, d_spans, num_spans, work, s, grad_scale, scale_on_device, 0);
+            if (!scale_on_device) {
+                // Same fp32 formula; only fused multiply-adds may differ.
+                check_close<T>("adamw params", d_p, want_p, 1e-6, 0, o.name, &first[0]);
+                check_close<T>("adamw m", d_m, want_m, 1e-6, 0, o.name, &first[1]);
+                check_close<T>("adamw v", d_v, want_v, 1e-6, 0, o.name, &first[2]);
+                check_close<T>("adamw params copy", d_copy, want_p, sizeof(T) == 4 ? 1e-6 : 4e-3, 0, o.name, &first[3]);
+                host_scaled = to_host(d_p, n);
+            } else {
+                const std::vector<float> got = to_host(d_p, n);
+                CHECK(memcmp(got.data(), host_scaled.data(), n * sizeof(float)) == 0,
+                      "adamw with the clip factor read on the device differs from the host's factor (%s order)",
+                      o.name);
+            }
+            cudaFree(d_p);
+            cudaFree(d_m);
+            cudaFree(d_v);
+        }
+    }
+    cudaFree(d_spans);
+    cudaFree(d_g);
+    cudaFree(d_scale);
+    cudaFree(d_scratch);
+    cudaFree(d_squares);
+    cudaFree(d_copy);
+}
+
+// Two pieces at odd offsets, packed one after the other from packed index 1.
+template <typename T>
+static void adamw_pieces_case() {
+    const ModelConfig cfg = adamw_model();
+    const size_t n = param_count(&cfg);
+    OptimConfig oc;
+    optim_config_defaults(&oc);
+    oc.total_steps = 10;
+    oc.weight_decay = 0.1;
+    const std::vector<Piece> pieces = {{5, n / 2 + 3, 1}, {n / 2 + 10, n - 1, 1 + (n / 2 + 3 - 5)}};
+    const size_t packed_n = pieces[1].packed + (pieces[1].end - pieces[1].begin);
+    std::vector<float> params = random_floats(n, 45, -1, 1), grads = random_floats(n, 46, -3, 3);
+    std::vector<float> m = random_floats(packed_n, 47, -0.1f, 0.1f), v = random_floats(packed_n, 48, 0, 0.1f);
+    const float grad_scale = 0.75f;
+    const int step = 4;
+    std::vector<float> want_p = params, want_m = m, want_v = v, want_packed(packed_n, 0.0f), packed = want_packed;
+    for (const Piece &pc : pieces) {
+        adamw_update_range(&oc, &cfg, step, want_p.data(), grads.data(), want_m.data() + pc.packed,
+                           want_v.data() + pc.packed, grad_scale, pc.begin, pc.end, 1);
+        for (size_t i = pc.begin; i < pc.end; i++) {
+            packed[pc.packed + i - pc.begin] = params[i];
+            want_packed[pc.packed + i - pc.begin] = want_p[i];
+        }
+    }
+    int num_spans = 0;
+    size_t work = 0;
+    AdamWSpan *d_spans = upload_spans(tensors_of(&cfg), pieces, &num_spans, &work);
+    float *d_g = to_device(grads);
     std::vector<float> first[4];
     for (const ScheduleOrder &o : schedule_orders()) {
         use_schedule_order(o);
-        const double norm = std::sqrt(gpu_sum_squares(d_g, n, d_scratch, 0));
-        CHECK(std::fabs(norm - want_norm) <= 1e-12 * want_norm, "grad norm %.15g, want %.15g", norm, want_norm);
-        float *d_p = to_device(params), *d_m = to_device(m), *d_v = to_device(v);
-        const AdamWScalars s = adamw_scalars(&oc, step);
-        for (const TensorInfo &t : info)
-            gpu_adamw<T>(d_p + t.offset, d_copy + t.offset, d_g + t.offset, d_m + t.offset, d_v + t.offset, t.count,
-                         grad_scale, s.beta1, s.beta2, s.eps, s.step_size, s.inv_sqrt_bc2,
-                         t.decay ? s.decay_factor : 1.0f, 0);
-        // Same fp32 formula; only fused multiply-adds may differ.
-        check_close<T>("adamw params", d_p, want_p, 1e-6, 0, o.name, &first[0]);
-        check_close<T>("adamw m", d_m, want_m, 1e-6, 0, o.name, &first[1]);
-        check_close<T>("adamw v", d_v, want_v, 1e-6, 0, o.name, &first[2]);
-        check_close<T>("adamw params copy", d_copy, want_p, sizeof(T) == 4 ? 1e-6 : 4e-3, 0, o.name, &first[3]);
-        cudaFree(d_p);
+        float *d_master = to_device(packed), *d_m = to_device(m), *d_v = to_device(v);
+        T *d_copy = upload_as<T>(params);
+        gpu_adamw<T>(d_master, d_copy, d_g, d_m, d_v, d_spans, num_spans, work, adamw_scalars(&oc, step), grad_scale,
+                     nullptr, 0);
+        check_close<T>("adamw pieces: master weights", d_master, want_packed, 1e-6, 0, o.name, &first[0]);
+        check_close<T>("adamw pieces: m", d_m, want_m, 1e-6, 0, o.name, &first[1]);
+        check_close<T>("adamw pieces: v", d_v, want_v, 1e-6, 0, o.name, &first[2]);
+        // Outside the pieces the copy keeps its old values, as want_p does.
+        check_close<T>("adamw pieces: copy", d_copy, rounded_to<T>(want_p), sizeof(T) == 4 ? 1e-6 : 4e-3, 0, o.name,
+                       &first[3]);
+        cudaFree(d_master);
         cudaFree(d_m);
         cudaFree(d_v);
+        cudaFree(d_copy);
     }
+    cudaFree(d_spans);
     cudaFree(d_g);
-    cudaFree(d_scratch);
-    cudaFree(d_copy);
 }
 
 TEST(test_gpu_adamw_and_grad_norm) {
     adamw_case<float>();
     adamw_case<bf16>();
+}
+
+TEST(test_gpu_adamw_zero_pieces) {
+    adamw_pieces_case<float>();
+    adamw_pieces_case<bf16>();
 }
 
 TEST(test_gpu_casts) {
@@ -317,4 +458,32 @@ TEST(test_gpu_casts) {
     cudaFree(d_x);
     cudaFree(d_back);
     cudaFree(d_h);
+}
+
+// --- Pack accesses -------------------------------------------------------------------------------
+// A 16-byte pack at an address 4 bytes past a 16-byte boundary: a GPU faults,
+// the interpret mode aborts and names the access (load_floats' call site).
+static float *pack_buffer;
+static const int misaligned_pack_line = __LINE__ + 3;
+__global__ void misaligned_pack_kernel(float *buffer, int offset) {
+    float *p = buffer + offset + 4 * threadIdx.x;
+    const Floats<4> x = load_floats<float, 4>(p);
+    store_floats(p, x);
+}
+static void launch_misaligned_pack() {
+    LAUNCH(misaligned_pack_kernel, dim3(1), dim3(2), 0, 0, pack_buffer, 1);
+    CUDA_CHECK(cudaDeviceSynchronize());
+}
+
+TEST(test_gpu_misaligned_pack_aborts) {
+    INTERPRET_ONLY();
+    pack_buffer = device_alloc<float>(16);
+    LAUNCH(misaligned_pack_kernel, dim3(1), dim3(2), 0, 0, pack_buffer, 4);  // aligned: runs
+    std::string err;
+    const int sig = run_in_child(launch_misaligned_pack, &err);
+    const std::string site = "test_layers.cu:" + std::to_string(misaligned_pack_line);
+    CHECK(sig == SIGABRT && err.find("misaligned 16-byte pack") != std::string::npos &&
+              err.find(site) != std::string::npos,
+          "signal %d, message: %s", sig, err.c_str());
+    cudaFree(pack_buffer);
 }

@@ -210,8 +210,10 @@ TEST(test_gpu_model_matches_cpu_loss_gradients_features) {
 }
 
 // Losses of `steps` AdamW steps (clipping on) from the same start and batches.
+// clip_on_device: the norm, clip factor and step queued together
+// (gpu_model_clip_and_adamw), else the trainer's way through the host.
 static std::vector<double> gpu_curve(const ModelConfig &cfg, GpuPrecision precision, const OptimConfig &oc,
-                                     const std::vector<float> &params, int B, int steps) {
+                                     const std::vector<float> &params, int B, int steps, bool clip_on_device = false) {
     GpuModel *g = gpu_model_create(&cfg, B, precision, false, false);
     gpu_model_set_params(g, params.data());
     std::vector<double> losses;
@@ -220,7 +222,8 @@ static std::vector<double> gpu_curve(const ModelConfig &cfg, GpuPrecision precis
         gpu_model_zero_grads(g);
         losses.push_back(gpu_model_forward(g, tokens.data(), B));
         gpu_model_backward(g, tokens.data(), B, 1.0f / (float)(B * cfg.seq_len));
-        gpu_model_adamw(g, &oc, s, clip_factor(&oc, gpu_model_grad_norm(g)));
+        if (clip_on_device) gpu_model_clip_and_adamw(g, &oc, s);
+        else gpu_model_adamw(g, &oc, s, clip_factor(&oc, gpu_model_grad_norm(g)));
     }
     gpu_model_free(g);
     return losses;
@@ -328,10 +331,11 @@ TEST(test_gpu_training_follows_cpu_and_repeats) {
     check_curve("bf16 against fp32 GPU loss curve, first 10 steps", bf16_curve, fp32_curve, 0, early_steps,
                 bf16_early_tol);
     check_curve("bf16 against fp32 GPU loss curve, relative", bf16_curve, fp32_curve, 0, steps, bf16_tol);
-    CHECK(gpu_curve(cfg, GPU_FP32, oc, params, B, steps) == fp32_curve,
-          "fp32: two runs from the same start gave different losses");
-    CHECK(gpu_curve(cfg, GPU_BF16, oc, params, B, steps) == bf16_curve,
-          "bf16: two runs from the same start gave different losses");
+    // The second runs clip on the device: the same bits as clipping through the host.
+    CHECK(gpu_curve(cfg, GPU_FP32, oc, params, B, steps, true) == fp32_curve,
+          "fp32: two runs from the same start (the second clipping on the device) gave different losses");
+    CHECK(gpu_curve(cfg, GPU_BF16, oc, params, B, steps, true) == bf16_curve,
+          "bf16: two runs from the same start (the second clipping on the device) gave different losses");
     printf("      fp32: step 0 loss %.4f, step %d loss %.4f; bf16: %.4f, %.4f; CPU: %.4f, %.4f\n", fp32_curve.front(),
            steps - 1, fp32_curve.back(), bf16_curve.front(), bf16_curve.back(), want.front(), want.back());
 }
