@@ -113,7 +113,7 @@ static double time_passes(Backend *m, const BenchArgs *a, bool train) {
             backend_zero_grads(m);
             backend_forward(m, tokens, batch);
             backend_backward(m, tokens, batch, 1.0f / ((float)batch * seq_len));
-            if (a->optimizer) backend_adamw(m, &oc, s, clip_factor(&oc, backend_grad_norm(m)));
+            if (a->optimizer) backend_clip_and_adamw(m, &oc, s);
         } else {
             backend_forward(m, tokens, batch);
             if (!a->recompute) backend_features(m, batch, features);
