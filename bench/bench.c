@@ -84,7 +84,8 @@ static const Command bench_command = {
         "             the default grid, refit, score) on synthetic class-mixture features of\n"
         "             --dim dimensions: seconds per layer (CPU)\n"
         "  attention  the CUDA attention kernels alone, causal, bf16: forward and backward\n"
-        "             milliseconds and TFLOP/s (GPU)\n"
+        "             milliseconds and TFLOP/s (GPU) of the kernels --attention selects (auto:\n"
+        "             tensor cores at head sizes 32, 64, 128), named in the JSON line\n"
         "The train and attention modes also print, on stderr before the JSON line, each\n"
         "kernel's FLOPs and bytes in the GPU step (bf16 unless --precision fp32) and its\n"
         "roofline time on an H200, and put the roofline's time in the JSON line (docs/cuda.md).\n",
@@ -112,7 +113,7 @@ static double time_passes(Backend *m, const BenchArgs *a, bool train) {
             backend_zero_grads(m);
             backend_forward(m, tokens, batch);
             backend_backward(m, tokens, batch, 1.0f / ((float)batch * seq_len));
-            if (a->optimizer) backend_adamw(m, &oc, s, clip_factor(&oc, backend_grad_norm(m)));
+            if (a->optimizer) backend_clip_and_adamw(m, &oc, s);
         } else {
             backend_forward(m, tokens, batch);
             if (!a->recompute) backend_features(m, batch, features);
@@ -194,8 +195,11 @@ static void bench_attention(const BenchArgs *a) {
         if (!a->quiet) print_kernel_costs(stderr, costs, num_costs, &roofline_h200, 0.0);
         die("--mode attention needs a GPU");
     }
+    GpuAttention asked;
+    if (!parse_attention(a->device.attention, &asked)) die("internal: attention '%s'", a->device.attention);
     double fwd_ms = 0, bwd_ms = 0;
-    gpu_time_attention(a->batch_heads, a->seq, a->head_size, a->steps, &fwd_ms, &bwd_ms);
+    const GpuAttention timed =
+        gpu_time_attention(asked, a->batch_heads, a->seq, a->head_size, a->steps, &fwd_ms, &bwd_ms);
     if (!a->quiet) print_kernel_costs(stderr, costs, num_costs, &roofline_h200, (fwd_ms + bwd_ms) / 1e3);
     JsonWriter w;
     json_init(&w);
@@ -205,6 +209,7 @@ static void bench_attention(const BenchArgs *a) {
     json_int(&w, "batch_heads", a->batch_heads);
     json_int(&w, "seq", a->seq);
     json_int(&w, "head_size", a->head_size);
+    json_string(&w, "attention", attention_name(timed));  // the kernels timed: flash or portable
     json_real(&w, "forward_ms", "%.4f", fwd_ms);
     json_real(&w, "backward_ms", "%.4f", bwd_ms);
     json_real(&w, "forward_tflops", "%.2f", fwd->flops / (fwd_ms * 1e9));

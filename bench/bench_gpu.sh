@@ -4,8 +4,10 @@
 #     largest of a few batch sizes that fits: tokens/s, step time, TFLOP/s and
 #     MFU (FLOPs per token in docs/cuda.md), beside the same model in PyTorch
 #     (bf16 autocast, torch.compile, SDPA, fused AdamW) measured in this run;
-#  2. our attention kernels alone against PyTorch's SDPA (flash and cuDNN
-#     backends) at 64 heads x 1024 x 64, causal, forward and backward.
+#  2. our attention kernels alone (the ones --attention auto selects: tensor
+#     cores at head size 64; and the portable ones for comparison) against
+#     PyTorch's SDPA (flash and cuDNN backends) at 64 heads x 1024 x 64,
+#     causal, forward and backward.
 # Environment: STEPS (default 20), BATCHES ("32 16 8"), PEAK_TFLOPS (default
 # from the GPU's name: 989 for H100/H200, 312 for A100), TORCH_PYTHON (python3);
 # CONFIG, SIDE, ATT_SEQ and IGPT change the sizes and the binary (to try the
@@ -65,7 +67,10 @@ echo
 echo "attention alone: 64 heads x $att_seq x 64, causal, bf16"
 printf "%-22s %12s %12s %12s %12s\n" implementation "fwd ms" "bwd ms" "fwd TFLOP/s" "bwd TFLOP/s"
 {
-    timeout -k 5 120 $IGPT bench --mode attention --batch-heads 64 --seq "$att_seq" --head-size 64 --steps "$steps"
+    for kernels in auto portable; do
+        timeout -k 5 120 $IGPT bench --mode attention --attention $kernels --batch-heads 64 --seq "$att_seq" \
+            --head-size 64 --steps "$steps"
+    done
     for backend in flash cudnn; do
         timeout -k 5 120 "$py" bench/torch_gpu_bench.py --mode attention --batch-heads 64 --seq "$att_seq" \
             --head-size 64 --steps "$steps" --backends $backend 2>>"$torch_log"
@@ -76,7 +81,8 @@ for line in sys.stdin:
     r = json.loads(line)
     if "error" in r:
         print("%-22s %s" % (r["impl"], r["error"][:60])); continue
-    print("%-22s %12.3f %12.3f %12.1f %12.1f" % (r["impl"], r["forward_ms"], r["backward_ms"], r["forward_tflops"], r["backward_tflops"]))
+    impl = r["impl"] + (" " + r["attention"] if "attention" in r else "")  # ours: flash or portable
+    print("%-22s %12.3f %12.3f %12.1f %12.1f" % (impl, r["forward_ms"], r["backward_ms"], r["forward_tflops"], r["backward_tflops"]))
 '
 rm -f "$torch_log"
 theirs_tokens=$([ -n "$theirs" ] && echo "$theirs" | field tokens_per_s || echo "not measured")

@@ -12,7 +12,8 @@
 # Then the checks, most valuable first, until the deadline (default 540 s):
 #   kernels    every CUDA test, each in its own process under a timeout with
 #              CUDA_LAUNCH_BLOCKING=1, so one fault hides nothing else
-#   bench      our training step (s, 32x32) and attention kernels
+#   bench      our training step (s, 32x32) and attention kernels (the default
+#              ones, then the portable ones for comparison)
 #   torch      the PyTorch baselines: SDPA flash, SDPA cuDNN, a torch.compile
 #              training step, each under its own timeout
 #   sanitizer  compute-sanitizer memcheck and racecheck over the kernel tests
@@ -417,7 +418,8 @@ fi
 # --- Our benchmarks ------------------------------------------------------------------------
 
 if [ "$dry_run" -eq 1 ]; then
-    bench_model=(--config tiny --side 8 --colors 16) batches="4 2" steps=1 warmup=0 att=(--batch-heads 2 --seq 64 --head-size 16)
+    # (head size 32: the tensor-core kernels run too)
+    bench_model=(--config tiny --side 8 --colors 16) batches="4 2" steps=1 warmup=0 att=(--batch-heads 2 --seq 64 --head-size 32)
     feature_args=(--config tiny --side 8 --batch 2 --steps 1 --warmup-steps 0)
 else
     bench_model=(--config s --side 32 --colors 512) batches=${BATCHES:-32 16 8} steps=20 warmup=3
@@ -446,17 +448,24 @@ bench_train() { # at the largest batch that fits
         "\"batch\": $b, \"tokens_per_s\": $(num "$ours_tokens"), \"tflops\": $(num "$tflops"), \"mfu_percent\": $(num "$mfu"), \"peak_tflops\": $peak"
     [ "$rc" -eq 0 ] || ours_tokens=""
 }
-bench_attention() {
-    begin bench "attention fwd+bwd (igpt, ${att[1]}x${att[3]}x${att[5]})"
-    attempt 90 "$igpt" bench --mode attention "${att[@]}" --steps "$steps"
-    ours_fwd=$(json_number forward_ms "$log") ours_bwd=$(json_number backward_ms "$log")
-    verdict "fwd ${ours_fwd:-?} ms ($(json_number forward_tflops "$log") TFLOP/s), bwd ${ours_bwd:-?} ms ($(json_number backward_tflops "$log") TFLOP/s)" \
-        "\"forward_ms\": $(num "$ours_fwd"), \"backward_ms\": $(num "$ours_bwd")"
+# The kernels --attention selects (auto: tensor cores at head size 64), which PyTorch is compared with;
+# then, for comparison, the portable ones (one more row).
+bench_attention() { # [--attention portable]
+    local label=igpt kernels fwd bwd
+    [ $# -eq 0 ] || label="igpt $2"
+    begin bench "attention fwd+bwd ($label, ${att[1]}x${att[3]}x${att[5]})"
+    attempt 90 "$igpt" bench --mode attention "${att[@]}" --steps "$steps" "$@"
+    kernels=$(sed -n 's/.*"attention": "\([a-z]*\)".*/\1/p' "$log" | tail -n 1)
+    fwd=$(json_number forward_ms "$log") bwd=$(json_number backward_ms "$log")
+    verdict "${kernels:-?} kernels: fwd ${fwd:-?} ms ($(json_number forward_tflops "$log") TFLOP/s), bwd ${bwd:-?} ms ($(json_number backward_tflops "$log") TFLOP/s)" \
+        "\"attention\": $(json_string "${kernels:-?}"), \"forward_ms\": $(num "$fwd"), \"backward_ms\": $(num "$bwd")"
+    [ $# -gt 0 ] || { ours_fwd=$fwd ours_bwd=$bwd; }
 }
 if wanted bench; then
     if [ "$built" -eq 1 ]; then
         bench_train
         bench_attention
+        bench_attention --attention portable
     else
         skip_unbuilt bench "training step" "attention"
     fi

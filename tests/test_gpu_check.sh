@@ -73,7 +73,10 @@ got_tests=$(grep -c '"group": "kernels"' "$dry/results.jsonl")
 check "dry run: one row per CUDA test ($got_tests of $expected_tests), each run alone" [ "$got_tests" -eq "$expected_tests" ]
 check "dry run: the kernel tests pass" is "$dry/results.jsonl" kernels test_gpu_casts PASS
 check "dry run: our training step is timed" is "$dry/results.jsonl" bench "training step (igpt, tiny 8x8)" PASS
-check "dry run: our attention is timed" is "$dry/results.jsonl" bench "attention fwd+bwd (igpt, 2x64x16)" PASS
+check "dry run: our attention is timed, the tensor-core kernels by default" \
+    is_with_note "$dry/results.jsonl" bench "attention fwd+bwd (igpt, 2x64x32)" PASS "^flash kernels"
+check "dry run: and the portable kernels for comparison" \
+    is_with_note "$dry/results.jsonl" bench "attention fwd+bwd (igpt portable, 2x64x32)" PASS "^portable kernels"
 check "dry run: no PyTorch numbers (SKIP)" is "$dry/results.jsonl" torch "PyTorch baselines" SKIP
 check "dry run: train on the GPU, resume on the CPU, probe on the GPU" \
     [ "$(grep '"group": "e2e"' "$dry/results.jsonl" | grep -c '"PASS"')" -eq 4 ]

@@ -2,6 +2,7 @@
 // products they list add up to the FLOP count MFU uses (docs/cuda.md, "FLOPs,
 // MFU and the benchmark"), and the table reaches the user.
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../bench/step_costs.h"
@@ -104,4 +105,27 @@ TEST(test_step_costs_printed_by_bench) {
     CHECK(run_igpt("bench --config tiny --side 8 --batch 2 --steps 1 --warmup-steps 0 --quiet") == 0, "%s",
           cli_stderr());
     CHECK(!strstr(cli_stderr(), "roofline on H200"), "--quiet printed the table: %s", cli_stderr());
+}
+
+// ./igpt bench --mode attention times the kernels --attention selects, as
+// training would run them, and names them (through the interpret build):
+// auto is the tensor-core kernels at head size 64 in bf16, portable on
+// request and where flash does not apply (head size 16), and flash asked
+// where it does not apply stops, saying why.
+TEST(test_bench_attention_times_the_selected_kernels) {
+    const char *asked[3] = {"auto", "portable", "auto"}, *timed[3] = {"flash", "portable", "portable"};
+    const int head_size[3] = {64, 64, 16};
+    for (int i = 0; i < 3; i++) {
+        CHECK(run_igpt_interpret("bench --mode attention --attention %s --batch-heads 2 --seq 64 --head-size %d "
+                                 "--steps 1 --quiet",
+                                 asked[i], head_size[i]) == 0,
+              "--attention %s, head size %d: %s", asked[i], head_size[i], cli_stderr());
+        char want[64];
+        snprintf(want, sizeof want, "\"attention\": \"%s\"", timed[i]);
+        CHECK(strstr(cli_stdout(), want), "--attention %s, head size %d: want %s in %s", asked[i], head_size[i], want,
+              cli_stdout());
+    }
+    expect_failure(run_igpt_interpret("bench --mode attention --attention flash --batch-heads 2 --seq 64 "
+                                      "--head-size 16 --steps 1 --quiet"),
+                   1, "--attention flash: the tensor-core kernels need bf16", NULL);
 }

@@ -376,3 +376,57 @@ TEST(test_train_cuda_attention_option) {
 #undef HS32_MODEL
     free(data);
 }
+
+// log.jsonl without its timings (tokens_per_s), the only field two identical runs may differ in.
+static char *log_without_timings(const char *run) {
+    char *path = xasprintf("%s/log.jsonl", run), *log = (char *)read_whole_file(path, NULL);
+    free(path);
+    if (!log) return xstrdup("(no log)");
+    const char *key = "\"tokens_per_s\": ";
+    char *out = log;
+    for (const char *in = log; *in;) {
+        if (strncmp(in, key, strlen(key))) {
+            *out++ = *in++;
+            continue;
+        }
+        in += strlen(key);
+        while (strchr("0123456789.eE+-", *in) && *in) in++;
+    }
+    *out = '\0';
+    return log;
+}
+
+// The trainer on a GPU clips on the device (gpu_model_clip_and_adamw: norm,
+// clip factor and AdamW queued with no host round trip); the way through the
+// host (IGPT_CLIP_ON_HOST=1) logs the same losses and gradient norms and
+// writes the same checkpoint bits, with clipping at work (norms above 0.2).
+TEST(test_train_cuda_clips_on_the_device_as_through_the_host) {
+    char *data = small_prepared_data();
+#define CLIP_MODEL \
+    "--d-model 32 --n-layer 1 --n-head 2 --batch 4 --steps 4 --grad-clip 0.2 --eval-images 8 --eval-every 4 --quiet"
+    const char *precisions[2] = {"bf16", "fp32"};
+    for (int p = 0; p < 2; p++) {
+        const char *precision = precisions[p];
+        CHECK(run_igpt_interpret("train --device cuda --precision %s --data %s --out %s " CLIP_MODEL, precision, data,
+                                 test_path("device-%s", precision)) == 0,
+              "%s, clipping on the device: %s", precision, cli_stderr());
+        setenv("IGPT_CLIP_ON_HOST", "1", 1);
+        CHECK(run_igpt_interpret("train --device cuda --precision %s --data %s --out %s " CLIP_MODEL, precision, data,
+                                 test_path("host-%s", precision)) == 0,
+              "%s, clipping through the host: %s", precision, cli_stderr());
+        unsetenv("IGPT_CLIP_ON_HOST");
+        char *device = log_without_timings(test_path("device-%s", precision));
+        char *host = log_without_timings(test_path("host-%s", precision));
+        CHECK(!strcmp(device, host), "%s: the logs differ:\n%s\nthrough the host:\n%s", precision, device, host);
+        const char *norm = strstr(device, "\"grad_norm\": ");
+        CHECK(norm && strtod(norm + strlen("\"grad_norm\": "), NULL) > 0.2, "%s: no clipping at step 1: %s", precision,
+              device);
+        CHECK(files_equal(test_path("device-%s/checkpoint-00000004.bin", precision),
+                          test_path("host-%s/checkpoint-00000004.bin", precision)),
+              "%s: the checkpoints after 4 steps differ", precision);
+        free(device);
+        free(host);
+    }
+#undef CLIP_MODEL
+    free(data);
+}

@@ -2,10 +2,12 @@
 #include "model/backend.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "model/params.h"
 #include "parallel/dist.h"
+#include "train/optim.h"
 #include "util/util.h"
 
 DeviceKind backend_choose_device(const char *name) {
@@ -49,6 +51,8 @@ void backend_create(Backend *b, const BackendOptions *opt, const ModelConfig *cf
     b->cfg = *cfg;
     b->num_params = param_count(cfg);
     b->zero = opt->zero;
+    const char *host_clip = getenv("IGPT_CLIP_ON_HOST");
+    b->clip_on_device = b->device == DEVICE_CUDA && !b->zero && !(host_clip && !strcmp(host_clip, "1"));
     if (b->device == DEVICE_CPU) cpu_backend_create(&b->cpu, cfg, max_batch, opt->threads, opt->zero);
     else {
         b->gpu = gpu_model_create(cfg, max_batch, opt->precision, opt->recompute, opt->zero);
@@ -120,6 +124,14 @@ double backend_grad_norm(Backend *b) {
 void backend_adamw(Backend *b, const OptimConfig *oc, int64_t step, float grad_scale) {
     if (b->device == DEVICE_CPU) cpu_backend_adamw(&b->cpu, oc, step, grad_scale);
     else gpu_model_adamw(b->gpu, oc, step, grad_scale);
+}
+
+double backend_clip_and_adamw(Backend *b, const OptimConfig *oc, int64_t step) {
+    if (b->zero) die("internal: backend_clip_and_adamw without ZeRO only");
+    if (b->clip_on_device) return gpu_model_clip_and_adamw(b->gpu, oc, step);
+    const double norm = backend_grad_norm(b);
+    backend_adamw(b, oc, step, clip_factor(oc, norm));
+    return norm;
 }
 
 void backend_features(Backend *b, int batch, float *features) {

@@ -36,7 +36,10 @@ typedef struct {
     DeviceKind device;
     ModelConfig cfg;
     size_t num_params;
-    bool zero;       // BackendOptions.zero
+    bool zero;  // BackendOptions.zero
+    // backend_clip_and_adamw on the device: CUDA without ZeRO, unless the
+    // environment has IGPT_CLIP_ON_HOST=1 (tests compare the two ways).
+    bool clip_on_device;
     CpuBackend cpu;  // DEVICE_CPU
     GpuModel *gpu;   // DEVICE_CUDA
 } Backend;
@@ -72,6 +75,13 @@ double backend_grad_norm(Backend *b);
 // One AdamW step; with ZeRO, on this rank's pieces, then every rank's pieces
 // of the weights to every rank (an all-gather).
 void backend_adamw(Backend *b, const OptimConfig *oc, int64_t step, float grad_scale);
+// The optimizer step of a model without ZeRO: clips the gradients to their
+// global norm (optim.c's clip_factor), takes the AdamW step and returns the
+// norm for the log. On a GPU the norm, factor and step are queued together
+// with no wait for the host in between (gpu_model_clip_and_adamw: the same
+// bits as through the host). A non-finite norm: the caller stops without
+// saving the step. (ZeRO sums the norm over ranks: dp_clip_and_step.)
+double backend_clip_and_adamw(Backend *b, const OptimConfig *oc, int64_t step);
 // Probe features of the last forward pass (B x (L+1) x C), as model_features.
 void backend_features(Backend *b, int batch, float *features);
 

@@ -108,8 +108,11 @@ void gpu_model_sum_wait(GpuModel *m);
 double gpu_model_reduce_scatter_grads(GpuModel *m);
 
 // Milliseconds per call of the attention forward and backward kernels (bf16)
-// on batch_heads heads of T x head_size, causal (after one warm-up call).
-void gpu_time_attention(int batch_heads, int T, int head_size, int iterations, double *forward_ms, double *backward_ms);
+// on batch_heads heads of T x head_size, causal (after one warm-up call): the
+// kernels `asked` resolves to for a bf16 model of that head size
+// (gpu_attention_kernels), which it returns (FLASH or PORTABLE).
+GpuAttention gpu_time_attention(GpuAttention asked, int batch_heads, int T, int head_size, int iterations,
+                                double *forward_ms, double *backward_ms);
 
 #ifdef __cplusplus
 }

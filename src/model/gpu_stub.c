@@ -45,7 +45,7 @@ void gpu_collectives_finalize(void) {}
 void gpu_model_sum_start(GpuModel *m, int layer) { UNAVAILABLE; }
 void gpu_model_sum_wait(GpuModel *m) { UNAVAILABLE; }
 double gpu_model_reduce_scatter_grads(GpuModel *m) { UNAVAILABLE; }
-void gpu_time_attention(int batch_heads, int T, int head_size, int iterations, double *forward_ms,
-                        double *backward_ms) {
+GpuAttention gpu_time_attention(GpuAttention asked, int batch_heads, int T, int head_size, int iterations,
+                                double *forward_ms, double *backward_ms) {
     UNAVAILABLE;
 }

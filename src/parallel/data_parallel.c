@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "parallel/dist.h"
+#include "train/optim.h"
 #include "util/util.h"
 
 void dp_init(DataParallel *dp, Backend *model) {
@@ -39,9 +40,13 @@ void dp_backward(DataParallel *dp, const uint16_t *tokens, int batch, float loss
     backend_set_layer_hook(dp->model, NULL, NULL);
 }
 
-double dp_finish_gradients(DataParallel *dp) {
-    // ZeRO: each rank keeps the summed gradients of its pieces only.
-    if (dp->model->zero) return sqrt(dist_sum_double(backend_reduce_scatter_grads(dp->model)));
+double dp_clip_and_step(DataParallel *dp, const OptimConfig *oc, int64_t step) {
+    // ZeRO: each rank keeps the summed gradients of its pieces only, and the norm is their sum over ranks.
+    if (dp->model->zero) {
+        const double norm = sqrt(dist_sum_double(backend_reduce_scatter_grads(dp->model)));
+        backend_adamw(dp->model, oc, step, clip_factor(oc, norm));
+        return norm;
+    }
     if (dp->collectives) backend_sum_wait(dp->model);
-    return backend_grad_norm(dp->model);
+    return backend_clip_and_adamw(dp->model, oc, step);
 }

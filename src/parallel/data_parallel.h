@@ -9,8 +9,10 @@
 #define IGPT_DATA_PARALLEL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "model/backend.h"
+#include "train/optim.h"
 
 // The state and the optimizer step need nothing of their own here: with
 // ZeRO, backend_set_state keeps this rank's pieces, backend_get_state gathers
@@ -26,8 +28,10 @@ void dp_free(DataParallel *dp);
 // backward for one micro-batch; `last` marks the step's last one, whose
 // layers start their all-reduce as soon as they are done (without ZeRO).
 void dp_backward(DataParallel *dp, const uint16_t *tokens, int batch, float loss_scale, bool last);
-// Finishes summing the gradients over ranks (with ZeRO: each rank keeps the
-// sums of its pieces); returns their global norm.
-double dp_finish_gradients(DataParallel *dp);
+// The optimizer step: finishes summing the gradients over ranks (with ZeRO:
+// each rank keeps the sums of its pieces), clips them to their global norm
+// and takes the AdamW step (backend_clip_and_adamw); returns the norm. A
+// non-finite norm: the caller stops without saving the step.
+double dp_clip_and_step(DataParallel *dp, const OptimConfig *oc, int64_t step);
 
 #endif

@@ -204,13 +204,13 @@ static void train_loop(Trainer *t) {
             loss += backend_forward(&t->model, tokens, micro_batch) * micro_batch / batch;
             dp_backward(&t->dp, tokens, micro_batch, loss_scale, micro == micro_steps - 1);
         }
-        // Reduce: the loss and the gradients summed over the processes.
+        // Reduce: the loss and the gradients summed over the processes; then clip the gradients to the
+        // global norm and take the AdamW step (on a GPU without a wait for the norm). A diverged step
+        // is not saved.
         loss = dist_sum_double(loss);
-        const double grad_norm = dp_finish_gradients(&t->dp);
-        if (!isfinite(loss) || !isfinite(grad_norm)) die_diverged(t, step, loss, grad_norm);
-        // Clip the gradients to the global norm and take the AdamW step.
         const double lr = lr_at_step(oc, step);
-        backend_adamw(&t->model, oc, step, clip_factor(oc, grad_norm));
+        const double grad_norm = dp_clip_and_step(&t->dp, oc, step);
+        if (!isfinite(loss) || !isfinite(grad_norm)) die_diverged(t, step, loss, grad_norm);
         step++;
         const double seconds = now_seconds() - t0;
         t->train_seconds += seconds;
