@@ -36,7 +36,7 @@ struct GpuActivations {
     floatX *proj;  // a projection's output before the residual add (fused with the next norm)
     // Backward scratch.
     floatX *dresid, *dln, *datty, *dqkv, *dfc;
-    float *row_dot, *norm_scratch;
+    float *row_dot, *norm_scratch, *encoder_scratch;
     float *features;  // B x (L+1) x C probe features
 };
 
@@ -123,6 +123,7 @@ static size_t carve_activations(GpuActivations<floatX> *a, char *base, const Mod
         {(void **)&a->dfc, BT * 4 * C * X},
         {(void **)&a->row_dot, B * NH * T * F},
         {(void **)&a->norm_scratch, gpu_norm_backward_scratch((int)BT, (int)C) * F},
+        {(void **)&a->encoder_scratch, gpu_encoder_backward_scratch((int)B, (int)T, (int)C, (int)V) * F},
         {(void **)&a->features, B * (L_resid + 1) * C * F},
     };
     size_t offset = 0;
@@ -621,7 +622,7 @@ static void backward(GpuModel *m, GpuActivations<floatX> &act, const uint16_t *t
         if (m->layer_hook) m->layer_hook(m->layer_hook_ctx, l);
     }
     gpu_encoder_backward(G.at(h.wte), G.at(h.wpe), G.at(h.sos), act.dresid, m->token_offsets, m->token_rows, B, T, C, V,
-                         st);
+                         act.encoder_scratch, st);
     if (m->layer_hook) m->layer_hook(m->layer_hook_ctx, -1);
     CUDA_CHECK(cudaStreamSynchronize(st));
 }

@@ -29,10 +29,15 @@ void gpu_encoder_forward(floatX *out, const uint16_t *tokens, const floatX *wte,
 // with tokens[b, t-1] == v, in increasing order. Host arrays: offsets V+1,
 // rows B*(T-1).
 void token_rows_by_value(const uint16_t *tokens, int B, int T, int V, int *offsets, int *rows);
-// Adds into dwte, dwpe, dsos (fp32); offsets/rows from token_rows_by_value, on the device.
+// Adds into dwte, dwpe, dsos (fp32); offsets/rows from token_rows_by_value, on
+// the device. A token's rows are summed in chunks of ENCODER_BACKWARD_CHUNK,
+// then the chunks in order: deterministic; the CPU's bits when no token
+// feeds more rows than one chunk. scratch: gpu_encoder_backward_scratch floats.
+#define ENCODER_BACKWARD_CHUNK 256
 template <typename floatX>
 void gpu_encoder_backward(float *dwte, float *dwpe, float *dsos, const floatX *dout, const int *offsets,
-                          const int *rows, int B, int T, int C, int V, cudaStream_t stream);
+                          const int *rows, int B, int T, int C, int V, float *scratch, cudaStream_t stream);
+size_t gpu_encoder_backward_scratch(int B, int T, int C, int V);
 
 // --- Norms, fused with the residual add ----------------------------------------------
 // x = a + b (b may be NULL: x = a); resid_out = x when not NULL; out = norm(x)

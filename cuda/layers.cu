@@ -52,22 +52,59 @@ void token_rows_by_value(const uint16_t *tokens, int B, int T, int V, int *offse
         for (int t = 1; t < T; t++) rows[fill[tokens[b * T + t - 1]]++] = b * T + t;
 }
 
-// Block (v < V, j): dwte row v, channels 32 j .. 32 j + 31, summed over the
-// rows its token feeds, in order (as the CPU does: the same bits). Blocks
-// (V, j): dsos; (V + 1 + t, j): dwpe row t. One warp per 32 channels, so a
-// token that feeds most rows (a background color) is spread over C / 32
-// blocks instead of one; the rows of one token stay a serial sum, for the
-// CPU's order (splitting them too would change the rounding).
+// The rows of one token are summed in chunks of ENCODER_BACKWARD_CHUNK rows,
+// one warp per (chunk, 32 channels), each into its own partial sum; a second
+// kernel adds a token's partials in chunk order. So a token that feeds most
+// rows (a background color: ~300k rows at iGPT-S batch 32) is a few hundred
+// short chains in parallel, not one long one. The chunks follow from the
+// token counts alone and every sum has a fixed order: two runs give the same
+// bits. Chunk 0 starts from the old dwte row, so a token of one chunk is
+// summed exactly in the CPU's order (the same bits); a longer one differs
+// from the CPU by rounding only.
 #define ENCODER_BACKWARD_CHANNELS 32
 
+// Token v's chunk j has the partial-sum slot offsets[v] / CHUNK + v + j: a
+// slot per chunk, none shared (a token's rows start no earlier than the
+// previous token's end), all below B (T-1) / CHUNK + V, found without a
+// prefix sum over the tokens; and the slot's token, by binary search.
+__device__ __forceinline__ int encoder_first_slot(const int *offsets, int v) {
+    return offsets[v] / ENCODER_BACKWARD_CHUNK + v;
+}
+
 template <typename floatX>
-__global__ void encoder_backward_kernel(float *dwte, float *dwpe, float *dsos, const floatX *dout, const int *offsets,
-                                        const int *rows, int B, int T, int C, int V) {
+__global__ void encoder_backward_chunks_kernel(float *partials, const float *dwte, const floatX *dout,
+                                               const int *offsets, const int *rows, int C, int V) {
+    const int slot = blockIdx.x, c = blockIdx.y * ENCODER_BACKWARD_CHANNELS + threadIdx.x;
+    if (c >= C) return;
+    int v = 0, last = V - 1;  // the last token whose first slot is <= slot
+    while (v < last) {
+        const int mid = (v + last + 1) / 2;
+        if (encoder_first_slot(offsets, mid) <= slot) v = mid;
+        else last = mid - 1;
+    }
+    const int chunk = slot - encoder_first_slot(offsets, v);
+    const int begin = offsets[v] + chunk * ENCODER_BACKWARD_CHUNK;
+    if (begin >= offsets[v + 1]) return;  // a slot no chunk uses
+    const int end = begin + ENCODER_BACKWARD_CHUNK < offsets[v + 1] ? begin + ENCODER_BACKWARD_CHUNK : offsets[v + 1];
+    float acc = chunk == 0 ? dwte[(size_t)v * C + c] : 0.0f;
+    for (int r = begin; r < end; r++) acc += to_float(dout[(size_t)rows[r] * C + c]);
+    partials[(size_t)slot * C + c] = acc;
+}
+
+// Block (v < V, j): dwte row v, channels 32 j .. 32 j + 31, from its
+// partials in chunk order. Blocks (V, j): dsos; (V + 1 + t, j): dwpe row t
+// (sums of B rows, in the CPU's order).
+template <typename floatX>
+__global__ void encoder_backward_finish_kernel(float *dwte, float *dwpe, float *dsos, const float *partials,
+                                               const floatX *dout, const int *offsets, int B, int T, int C, int V) {
     const int v = blockIdx.x, c = blockIdx.y * ENCODER_BACKWARD_CHANNELS + threadIdx.x;
     if (c >= C) return;
     if (v < V) {
-        float acc = dwte[(size_t)v * C + c];
-        for (int r = offsets[v]; r < offsets[v + 1]; r++) acc += to_float(dout[(size_t)rows[r] * C + c]);
+        const int chunks = (offsets[v + 1] - offsets[v] + ENCODER_BACKWARD_CHUNK - 1) / ENCODER_BACKWARD_CHUNK;
+        if (chunks == 0) return;  // a token absent from the batch: dwte row unchanged
+        const float *p = partials + (size_t)encoder_first_slot(offsets, v) * C + c;
+        float acc = p[0];
+        for (int j = 1; j < chunks; j++) acc += p[(size_t)j * C];
         dwte[(size_t)v * C + c] = acc;
     } else if (v == V) {
         // dsos and dwpe[0] both take every row at t = 0; dwpe[0] is done below.
@@ -82,11 +119,19 @@ __global__ void encoder_backward_kernel(float *dwte, float *dwpe, float *dsos, c
     }
 }
 
+size_t gpu_encoder_backward_scratch(int B, int T, int C, int V) {
+    return ((size_t)B * (T - 1) / ENCODER_BACKWARD_CHUNK + V) * C;
+}
+
 template <typename floatX>
 void gpu_encoder_backward(float *dwte, float *dwpe, float *dsos, const floatX *dout, const int *offsets,
-                          const int *rows, int B, int T, int C, int V, cudaStream_t stream) {
-    LAUNCH(encoder_backward_kernel<floatX>, dim3(V + 1 + T, ceil_div(C, ENCODER_BACKWARD_CHANNELS)),
-           dim3(ENCODER_BACKWARD_CHANNELS), 0, stream, dwte, dwpe, dsos, dout, offsets, rows, B, T, C, V);
+                          const int *rows, int B, int T, int C, int V, float *scratch, cudaStream_t stream) {
+    const unsigned slots = (unsigned)((size_t)B * (T - 1) / ENCODER_BACKWARD_CHUNK + V),
+                   channel_blocks = ceil_div(C, ENCODER_BACKWARD_CHANNELS);
+    LAUNCH(encoder_backward_chunks_kernel<floatX>, dim3(slots, channel_blocks), dim3(ENCODER_BACKWARD_CHANNELS), 0,
+           stream, scratch, dwte, dout, offsets, rows, C, V);
+    LAUNCH(encoder_backward_finish_kernel<floatX>, dim3(V + 1 + T, channel_blocks), dim3(ENCODER_BACKWARD_CHANNELS), 0,
+           stream, dwte, dwpe, dsos, scratch, dout, offsets, B, T, C, V);
 }
 
 // --- Norms -----------------------------------------------------------------------------
@@ -587,7 +632,7 @@ void gpu_sum_squares(double *total, float *clip_scale, const float *x, size_t n,
     template void gpu_encoder_forward<floatX>(floatX *, const uint16_t *, const floatX *, const floatX *,             \
                                               const floatX *, int, int, int, cudaStream_t);                           \
     template void gpu_encoder_backward<floatX>(float *, float *, float *, const floatX *, const int *, const int *,   \
-                                               int, int, int, int, cudaStream_t);                                     \
+                                               int, int, int, int, float *, cudaStream_t);                            \
     template void gpu_residual_norm_forward<floatX>(NormKind, floatX *, floatX *, float *, float *, const floatX *,   \
                                                     const floatX *, const floatX *, const floatX *, int, int,         \
                                                     cudaStream_t);                                                    \
