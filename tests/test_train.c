@@ -162,6 +162,45 @@ TEST(test_train_checkpoint_corruption_is_refused) {
     free(data);
 }
 
+// A checkpoint header is user input: a header with a valid CRC but a model
+// beyond igpt's bounds (or whose image height x width overflows an int) is
+// refused with a message before anything is allocated.
+TEST(test_checkpoint_header_bounds_are_checked) {
+    char *data = small_prepared_data();
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 " TINY, data, test_path("run")) == 0, "train: %s",
+          cli_stderr());
+    const char *ckpt = test_path("run/checkpoint-00000002.bin");
+    size_t n;
+    uint8_t *good = read_whole_file(ckpt, &n);
+    CHECK(good && n > 256, "checkpoint written");
+    if (!good) return;
+    enum { MODEL = 16, HEADER_CRC = 200 };  // byte offsets: checkpoint.c
+    struct {
+        int field;  // of the 8 u32 model fields: vocab, seq_len, image h, image w, d_model, n_layer, n_head, norm
+        uint32_t value;
+        const char *message;
+    } cases[] = {
+        {4, 1u << 20, "d_model 1048576 out of range 1..65536"},
+        {5, 5000, "n_layer 5000 out of range 1..1024"},
+        {6, 2048, "n_head 2048 out of range 1..1024"},
+        {2, 65536, "image 65536 x 8 out of range 1..256"},
+        {3, 0x80000000u, "out of range 1..256"},  // negative as an int
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t *bad = xmalloc(n);
+        memcpy(bad, good, n);
+        put_u32(bad + MODEL + 4 * cases[i].field, cases[i].value);
+        put_u32(bad + HEADER_CRC, 0);
+        put_u32(bad + HEADER_CRC, crc32_update(0, bad, 256));
+        write_whole_file(ckpt, bad, n);
+        int status = run_igpt("info %s", ckpt);
+        CHECK(status == 1 && strstr(cli_stderr(), cases[i].message), "case %zu: exit %d, %s", i, status, cli_stderr());
+        free(bad);
+    }
+    free(good);
+    free(data);
+}
+
 TEST(test_train_divergence_stops_and_keeps_last_checkpoint) {
     char *data = small_prepared_data();
     int status = run_igpt(

@@ -4,6 +4,10 @@
 #include "data/images.h"
 #include "data/palette.h"
 #include "data/prepare.h"
+#include "model/config.h"
+
+// A prepared image must fit the models igpt builds.
+_Static_assert(IGPT_MAX_RESOLUTION <= MODEL_MAX_IMAGE_SIDE, "prepare makes images no model can take");
 
 // A number macro as the text of a table default: TEXT_OF(512) -> "512".
 #define TEXT_OF_(x) #x

@@ -28,9 +28,11 @@ static const Option run_options[] = {
 
 static const Option model_options[] = {
     {"config", OPT_TEXT, RUN(config_name), "NAME", "tiny, xs, s, m or l, as in docs/model.md", "tiny"},
-    {"d-model", OPT_INT, RUN(d_model), "N", "override the named config's width", .lo = 1, .hi = 65536},
-    {"n-layer", OPT_INT, RUN(n_layer), "N", "override the named config's number of blocks", .lo = 1, .hi = 1024},
-    {"n-head", OPT_INT, RUN(n_head), "N", "override the named config's attention heads", .lo = 1, .hi = 1024},
+    {"d-model", OPT_INT, RUN(d_model), "N", "override the named config's width", .lo = 1, .hi = MODEL_MAX_D_MODEL},
+    {"n-layer", OPT_INT, RUN(n_layer), "N", "override the named config's number of blocks", .lo = 1,
+     .hi = MODEL_MAX_LAYERS},
+    {"n-head", OPT_INT, RUN(n_head), "N", "override the named config's attention heads", .lo = 1,
+     .hi = MODEL_MAX_HEADS},
     {"norm", OPT_CHOICE, RUN(norm), "KIND", "igpt or layernorm", "igpt", .choices = "igpt|layernorm"},
 };
 

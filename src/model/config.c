@@ -30,9 +30,17 @@ const char *norm_kind_name(NormKind kind) { return kind == NORM_LAYERNORM ? "lay
 
 void model_config_validate(const ModelConfig *c) {
     if (c->vocab_size < 2 || c->vocab_size > 65536) die("model: vocab_size %d out of range 2..65536", c->vocab_size);
+    if (c->image_height < 1 || c->image_height > MODEL_MAX_IMAGE_SIDE || c->image_width < 1 ||
+        c->image_width > MODEL_MAX_IMAGE_SIDE)
+        die("model: image %d x %d out of range 1..%d", c->image_height, c->image_width, MODEL_MAX_IMAGE_SIDE);
     if (c->seq_len < 2 || c->seq_len != c->image_height * c->image_width)
         die("model: seq_len %d must be image height x width (%d x %d)", c->seq_len, c->image_height, c->image_width);
-    if (c->d_model < 1 || c->n_layer < 1 || c->n_head < 1) die("model: d_model, n_layer and n_head must be positive");
+    if (c->d_model < 1 || c->d_model > MODEL_MAX_D_MODEL)
+        die("model: d_model %d out of range 1..%d", c->d_model, MODEL_MAX_D_MODEL);
+    if (c->n_layer < 1 || c->n_layer > MODEL_MAX_LAYERS)
+        die("model: n_layer %d out of range 1..%d", c->n_layer, MODEL_MAX_LAYERS);
+    if (c->n_head < 1 || c->n_head > MODEL_MAX_HEADS)
+        die("model: n_head %d out of range 1..%d", c->n_head, MODEL_MAX_HEADS);
     if (c->d_model % c->n_head != 0) die("model: d_model %d is not divisible by n_head %d", c->d_model, c->n_head);
     if (c->norm != NORM_IGPT && c->norm != NORM_LAYERNORM) die("model: unknown norm kind %d", (int)c->norm);
 }

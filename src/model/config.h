@@ -19,6 +19,14 @@ typedef struct {
 } ModelConfig;
 
 #define IGPT_NORM_EPS 1e-5f
+// The largest models igpt builds, from the command line or from a file (a
+// checkpoint header is user input: without bounds a 256-byte header could
+// ask for any amount of memory). The image side matches the prepare stage's
+// IGPT_MAX_RESOLUTION (checked there at compile time).
+#define MODEL_MAX_D_MODEL 65536
+#define MODEL_MAX_LAYERS 1024
+#define MODEL_MAX_HEADS 1024
+#define MODEL_MAX_IMAGE_SIDE 256
 
 // Fills d_model, n_layer, n_head for a named config (tiny, xs, s, m, l);
 // returns false for an unknown name.
