@@ -255,6 +255,20 @@ TEST(test_prepare_error_corrupt_image) {
     expect_failure(status, 1, "a/cut.png", test_path("out"));
 }
 
+// An image that claims no pixels (it made the resize assert: SIGABRT) or a
+// side beyond the reader's limit is an error naming the file, found before
+// decoding.
+TEST(test_prepare_error_image_size) {
+    small_folder();
+    write_whole_file(test_path("images/a/empty.ppm"), "P6\n4 0\n255\n", 11);
+    int status = run_igpt("prepare --images %s --out %s --quiet", test_path("images"), test_path("out"));
+    expect_failure(status, 1, "a/empty.ppm is 4 x 0 pixels; igpt reads 1..16384 on a side", test_path("out"));
+    unlink(test_path("images/a/empty.ppm"));
+    write_whole_file(test_path("images/b/huge.ppm"), "P6\n100000 2\n255\n", 17);
+    status = run_igpt("prepare --images %s --out %s --quiet", test_path("images"), test_path("out"));
+    expect_failure(status, 1, "b/huge.ppm is 100000 x 2 pixels", test_path("out"));
+}
+
 TEST(test_prepare_error_unreadable_image) {
     small_folder();
     // A dangling link cannot be opened (tests run as root, so permissions would not stop a read).

@@ -278,11 +278,19 @@ static void decode_image_files(const ImageFile *files, int64_t num_files, int re
     progress_start(&progress, "decode", (uint64_t)num_files);
 #pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
     for (int64_t i = 0; i < num_files; i++) {
-        int w, h, channels;
-        uint8_t *rgb = stbi_load(files[i].path, &w, &h, &channels, 3);  // grey -> RGB, alpha dropped
-        if (!rgb) {
-            errors[i] = xasprintf("cannot decode image %s: %s", files[i].path, stbi_failure_reason());
-        } else {
+        int w = 0, h = 0, channels;
+        // The size is checked before decoding: a file may claim 0 pixels (the
+        // resize asserts) or more than any photo (gigabytes before failing).
+        uint8_t *rgb = NULL;
+        if (stbi_info(files[i].path, &w, &h, &channels) && (w < 1 || h < 1 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE))
+            errors[i] = xasprintf("image %s is %d x %d pixels; igpt reads 1..%d on a side", files[i].path, w, h,
+                                  IMAGE_MAX_SIDE);
+        else rgb = stbi_load(files[i].path, &w, &h, &channels, 3);  // grey -> RGB, alpha dropped
+        if (!errors[i] && (!rgb || w < 1 || h < 1)) {
+            errors[i] =
+                xasprintf("cannot decode image %s: %s", files[i].path, rgb ? "no pixels" : stbi_failure_reason());
+            stbi_image_free(rgb);
+        } else if (rgb) {
             resize_rgb_area(rgb, w, h, out->pixels + (size_t)i * out_bytes, resolution, resolution);
             stbi_image_free(rgb);
         }

@@ -10,6 +10,8 @@
 #define IGPT_MAX_CLASSES 65535    // labels are uint16
 #define IGPT_MIN_RESOLUTION 2
 #define IGPT_MAX_RESOLUTION 256
+// The largest image side the image-folder reader decodes (a 16384 x 16384 RGB image is 768 MiB).
+#define IMAGE_MAX_SIDE 16384
 
 typedef char ClassName[IGPT_CLASS_NAME_BYTES];
 
