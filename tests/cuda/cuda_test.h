@@ -23,6 +23,26 @@
         return;                                     \
     } while (0)
 #endif
+// Tests of the checker builds (docs/cuda.md, "The checker"): they skip, saying
+// which build they need, everywhere else.
+#if defined(IGPT_INTERP_ASAN)
+#define NEEDS_ASAN() INTERPRET_ONLY()
+#else
+#define NEEDS_ASAN()                                                       \
+    do {                                                                   \
+        test_skip("needs the AddressSanitizer build (build/interp-asan)"); \
+        return;                                                            \
+    } while (0)
+#endif
+#if defined(IGPT_INTERP_TSAN)
+#define NEEDS_TSAN() INTERPRET_ONLY()
+#else
+#define NEEDS_TSAN()                                                      \
+    do {                                                                  \
+        test_skip("needs the ThreadSanitizer build (build/interp-tsan)"); \
+        return;                                                           \
+    } while (0)
+#endif
 
 // Runs fn in a child process; returns its exit signal (0 if it exited
 // normally) and its stderr in *err.

@@ -161,16 +161,6 @@ TEST(test_checker_sm90_table_lists_every_kernel) {
 }
 
 // --- Out of bounds (the AddressSanitizer build) ----------------------------------------------
-#if defined(IGPT_INTERP_ASAN)
-#define NEEDS_ASAN() INTERPRET_ONLY()
-#else
-#define NEEDS_ASAN()                                                       \
-    do {                                                                   \
-        test_skip("needs the AddressSanitizer build (build/interp-asan)"); \
-        return;                                                            \
-    } while (0)
-#endif
-
 static const int global_overflow_line = __LINE__ + 1;
 __global__ void global_overflow_kernel(float *out, int n) { out[blockIdx.x * blockDim.x + threadIdx.x + 1] = (float)n; }
 static void launch_global_overflow(void) {
@@ -237,16 +227,6 @@ TEST(test_checker_shared_out_of_bounds) {
 }
 
 // --- Races (the ThreadSanitizer build) -------------------------------------------------------
-#if defined(IGPT_INTERP_TSAN)
-#define NEEDS_TSAN() INTERPRET_ONLY()
-#else
-#define NEEDS_TSAN()                                                      \
-    do {                                                                  \
-        test_skip("needs the ThreadSanitizer build (build/interp-tsan)"); \
-        return;                                                           \
-    } while (0)
-#endif
-
 // Each thread reads its neighbour's word with no barrier after the writes.
 static const int shared_race_write_line = __LINE__ + 4;
 static const int shared_race_read_line = __LINE__ + 4;

@@ -402,16 +402,6 @@ TEST(test_mma_misuse_aborts) {
 }
 
 // --- The checker builds see the twins' memory accesses (docs/cuda.md, "The checker") -------------
-#if defined(IGPT_INTERP_ASAN)
-#define NEEDS_ASAN() INTERPRET_ONLY()
-#else
-#define NEEDS_ASAN()                                                       \
-    do {                                                                   \
-        test_skip("needs the AddressSanitizer build (build/interp-asan)"); \
-        return;                                                            \
-    } while (0)
-#endif
-
 // ldmatrix_x4 of 32 rows; launched with 31 rows of dynamic shared memory, lane 31's is past the end.
 static const int ldmatrix_overflow_line = __LINE__ + 4;
 __global__ void ldmatrix_overflow_kernel(uint32_t *out) {
@@ -453,16 +443,6 @@ TEST(test_mma_checker_sees_out_of_bounds) {
     cudaFree(short_source);
     cudaFree(child_bytes);
 }
-
-#if defined(IGPT_INTERP_TSAN)
-#define NEEDS_TSAN() INTERPRET_ONLY()
-#else
-#define NEEDS_TSAN()                                                      \
-    do {                                                                  \
-        test_skip("needs the ThreadSanitizer build (build/interp-tsan)"); \
-        return;                                                           \
-    } while (0)
-#endif
 
 // Warp 1 issues cp.async into the tile that warp 0 reads with ldmatrix, with
 // no barrier between: a double buffer refilled before every warp is done
