@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/images.h"
 #include "stb/stb_image.h"
 #include "util/util.h"
 
@@ -34,8 +33,7 @@ static bool sides_ok(long long width, long long height) {
 }
 
 static char *size_error(const char *name, long long width, long long height) {
-    return xasprintf("image %s is %lld x %lld pixels; igpt reads 1..%d on a side", name, width, height,
-                     IMAGE_MAX_SIDE);
+    return xasprintf("image %s is %lld x %lld pixels; igpt reads 1..%d on a side", name, width, height, IMAGE_MAX_SIDE);
 }
 
 // Sides within limits, so width x height x 3 fits easily in size_t (<= 805 MB).
@@ -242,8 +240,8 @@ static char *decode_stb(const char *name, const uint8_t *data, size_t size, RgbI
     if (!rgb) return xasprintf("cannot decode image %s: %s", name, stbi_failure_reason());
     if (w != width || h != height) {  // the header read twice must agree
         stbi_image_free(rgb);
-        return xasprintf("cannot decode image %s: its header says %d x %d, its pixels %d x %d", name, width, height,
-                         w, h);
+        return xasprintf("cannot decode image %s: its header says %d x %d, its pixels %d x %d", name, width, height, w,
+                         h);
     }
     // stb's buffer is freed with stbi_image_free; ours with free(): copy (small next to the decode).
     out->rgb = alloc_rgb(w, h);
@@ -284,9 +282,10 @@ char *decode_image(const char *name, const uint8_t *data, size_t size, RgbImage 
     if (jpeg) return decode_jpeg(name, data, size, out);
 #else
     if (jpeg)
-        return xasprintf("image %s is a JPEG and this build (make GPU_ONLY=1) reads no JPEG: prepare the folder on a "
-                         "machine with the full build and copy the prepared .bin files",
-                         name);
+        return xasprintf(
+            "image %s is a JPEG and this build (make GPU_ONLY=1) reads no JPEG: prepare the folder on a "
+            "machine with the full build and copy the prepared .bin files",
+            name);
 #endif
 #ifndef IGPT_NO_PNG
     if (png) return decode_png(name, data, size, out);

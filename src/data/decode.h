@@ -10,6 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// The largest image side the image-folder reader decodes (a 16384 x 16384 RGB image is 768 MiB).
+#define IMAGE_MAX_SIDE 16384
+
 typedef struct {
     int width, height;  // 1..IMAGE_MAX_SIDE each
     uint8_t *rgb;       // width x height x 3 bytes, row-major, malloc'd
