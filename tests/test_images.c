@@ -86,8 +86,8 @@ static Bytes png_encode(PngKind kind, int width, int height, Rng *rng) {
     png_color palette[16];
     png_byte alphas[16];
     for (int i = 0; i < 16; i++) {
-        palette[i] = (png_color){(png_byte)rng_below(rng, 256), (png_byte)rng_below(rng, 256),
-                                 (png_byte)rng_below(rng, 256)};
+        palette[i] =
+            (png_color){(png_byte)rng_below(rng, 256), (png_byte)rng_below(rng, 256), (png_byte)rng_below(rng, 256)};
         alphas[i] = (png_byte)rng_below(rng, 256);
     }
     const int palette_size = kind.bit_depth < 4 ? 1 << kind.bit_depth : 16;
@@ -221,14 +221,22 @@ TEST(test_images_prepare_refuses_hostile_files) {
 // samples to their high byte): prepared files of PNG folders do not change.
 TEST(test_images_png_matches_stb_image) {
     const PngKind kinds[] = {
-        {PNG_COLOR_TYPE_RGB, 8, PNG_INTERLACE_NONE, false},      {PNG_COLOR_TYPE_RGB, 8, PNG_INTERLACE_ADAM7, false},
-        {PNG_COLOR_TYPE_RGB, 16, PNG_INTERLACE_NONE, true},      {PNG_COLOR_TYPE_RGBA, 8, PNG_INTERLACE_NONE, false},
-        {PNG_COLOR_TYPE_RGBA, 16, PNG_INTERLACE_ADAM7, false},   {PNG_COLOR_TYPE_GRAY, 1, PNG_INTERLACE_NONE, false},
-        {PNG_COLOR_TYPE_GRAY, 2, PNG_INTERLACE_NONE, false},     {PNG_COLOR_TYPE_GRAY, 4, PNG_INTERLACE_ADAM7, false},
-        {PNG_COLOR_TYPE_GRAY, 8, PNG_INTERLACE_NONE, true},      {PNG_COLOR_TYPE_GRAY, 16, PNG_INTERLACE_NONE, false},
-        {PNG_COLOR_TYPE_GRAY_ALPHA, 8, PNG_INTERLACE_NONE, false}, {PNG_COLOR_TYPE_GRAY_ALPHA, 16, PNG_INTERLACE_NONE, false},
-        {PNG_COLOR_TYPE_PALETTE, 1, PNG_INTERLACE_NONE, false},  {PNG_COLOR_TYPE_PALETTE, 4, PNG_INTERLACE_ADAM7, true},
-        {PNG_COLOR_TYPE_PALETTE, 8, PNG_INTERLACE_NONE, false},  {PNG_COLOR_TYPE_PALETTE, 8, PNG_INTERLACE_NONE, true},
+        {PNG_COLOR_TYPE_RGB, 8, PNG_INTERLACE_NONE, false},
+        {PNG_COLOR_TYPE_RGB, 8, PNG_INTERLACE_ADAM7, false},
+        {PNG_COLOR_TYPE_RGB, 16, PNG_INTERLACE_NONE, true},
+        {PNG_COLOR_TYPE_RGBA, 8, PNG_INTERLACE_NONE, false},
+        {PNG_COLOR_TYPE_RGBA, 16, PNG_INTERLACE_ADAM7, false},
+        {PNG_COLOR_TYPE_GRAY, 1, PNG_INTERLACE_NONE, false},
+        {PNG_COLOR_TYPE_GRAY, 2, PNG_INTERLACE_NONE, false},
+        {PNG_COLOR_TYPE_GRAY, 4, PNG_INTERLACE_ADAM7, false},
+        {PNG_COLOR_TYPE_GRAY, 8, PNG_INTERLACE_NONE, true},
+        {PNG_COLOR_TYPE_GRAY, 16, PNG_INTERLACE_NONE, false},
+        {PNG_COLOR_TYPE_GRAY_ALPHA, 8, PNG_INTERLACE_NONE, false},
+        {PNG_COLOR_TYPE_GRAY_ALPHA, 16, PNG_INTERLACE_NONE, false},
+        {PNG_COLOR_TYPE_PALETTE, 1, PNG_INTERLACE_NONE, false},
+        {PNG_COLOR_TYPE_PALETTE, 4, PNG_INTERLACE_ADAM7, true},
+        {PNG_COLOR_TYPE_PALETTE, 8, PNG_INTERLACE_NONE, false},
+        {PNG_COLOR_TYPE_PALETTE, 8, PNG_INTERLACE_NONE, true},
     };
     Rng rng;
     rng_init(&rng, 14, 0);
@@ -243,8 +251,8 @@ TEST(test_images_png_matches_stb_image) {
               error ? error : stbi_failure_reason());
         if (want && !error) {
             CHECK(got.width == w && got.height == h && memcmp(got.rgb, want, (size_t)w * h * 3) == 0,
-                  "colour type %d, %d bits, interlace %d, tRNS %d: pixels differ from stb_image's",
-                  kinds[k].color_type, kinds[k].bit_depth, kinds[k].interlace, kinds[k].transparency);
+                  "colour type %d, %d bits, interlace %d, tRNS %d: pixels differ from stb_image's", kinds[k].color_type,
+                  kinds[k].bit_depth, kinds[k].interlace, kinds[k].transparency);
         }
         stbi_image_free(want);
         free(got.rgb);
