@@ -47,6 +47,20 @@ DEP_LIBS ?= -lopenblas -llbfgs -lcjson -lz
 MULTIARCH := $(shell $(CC) -print-multiarch)
 BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
 BLAS_INC ?= /usr/include/$(MULTIARCH)/openblas-openmp
+# Image decoders (src/data/decode.c): JPEG by libjpeg-turbo, PNG by libpng, both fuzzed by
+# OSS-Fuzz and patched by Debian. GPU_ONLY has neither: stb_image reads PNG there and JPEG is
+# refused with a message. BUNDLE links them in statically (zlib follows in DEP_LIBS), or leaves
+# them out as GPU_ONLY does where Debian's .a files are missing.
+IMAGE_STATIC = $(wildcard /usr/lib/$(MULTIARCH)/libjpeg.a /usr/lib/$(MULTIARCH)/libpng16.a)
+ifeq ($(GPU_ONLY),1)
+IMAGE_DEFS = -DIGPT_NO_JPEG -DIGPT_NO_PNG
+else ifneq ($(BUNDLE),1)
+IMAGE_LIBS = -lpng16 -ljpeg
+else ifeq ($(words $(IMAGE_STATIC)),2)
+IMAGE_LIBS = -Wl,-Bstatic -lpng16 -ljpeg -Wl,-Bdynamic
+else
+IMAGE_DEFS = -DIGPT_NO_JPEG -DIGPT_NO_PNG
+endif
 # MPI (OpenMPI) for multi-process training, when its compiler wrapper is found.
 MPICC ?= $(shell command -v mpicc 2>/dev/null)
 ifneq ($(MPICC),)
@@ -57,8 +71,8 @@ CFLAGS += $(MPI_CFLAGS)
 # -Wno-missing-field-initializers: table rows (option tables, tensor lists)
 # leave trailing fields out on purpose; they are zero.
 CFLAGS += -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Wshadow $(WERROR) \
-          -Wno-missing-field-initializers -fopenmp -Isrc -Ithird_party -isystem $(BLAS_INC) $(DEP_DEFS) -MMD -MP
-LDLIBS = $(LDFLAGS) -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) $(DEP_LIBS) -lm $(MPI_LIBS)
+          -Wno-missing-field-initializers -fopenmp -Isrc -Ithird_party -isystem $(BLAS_INC) $(DEP_DEFS) $(IMAGE_DEFS) -MMD -MP
+LDLIBS = $(LDFLAGS) -fopenmp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) $(IMAGE_LIBS) $(DEP_LIBS) -lm $(MPI_LIBS)
 
 BUILD ?= build
 # ./igpt, or $(BUILD)/igpt in the builds for a GPU machine (they never replace ./igpt).

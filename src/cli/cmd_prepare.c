@@ -24,7 +24,7 @@ static const Option source_options[] = {
      "in DIR or DIR/cifar-10-batches-bin"},
     {"images", OPT_TEXT, SETTING(PrepareArgs, stage.images_dir), "DIR",
      "DIR/<class>/<image files>, or DIR/train/<class>/... and DIR/test/<class>/...;\n"
-     "png, jpg, bmp, gif, tga, psd, pnm; classes sorted by name give label ids"},
+     "png, jpg, bmp, tga, ppm, pgm (docs/formats.md); classes sorted by name give label ids"},
 };
 
 static const Option prepare_options[] = {

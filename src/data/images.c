@@ -13,7 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "stb/stb_image.h"
+#include "data/decode.h"
 #include "stb/stb_image_resize.h"
 #include "util/util.h"
 
@@ -54,6 +54,9 @@ void imageset_class_counts(const ImageSet *set, int64_t *counts) {
 }
 
 void resize_rgb_area(const uint8_t *src, int src_w, int src_h, uint8_t *dst, int dst_w, int dst_h) {
+    // stb_image_resize asserts (SIGABRT) on an empty image: callers check the sides first.
+    if (src_w < 1 || src_h < 1 || dst_w < 1 || dst_h < 1)
+        die("cannot resize a %dx%d image to %dx%d: a side is 0", src_w, src_h, dst_w, dst_h);
     if (src_w == dst_w && src_h == dst_h) {
         memcpy(dst, src, (size_t)src_w * (size_t)src_h * 3);
         return;
@@ -278,22 +281,19 @@ static void decode_image_files(const ImageFile *files, int64_t num_files, int re
     progress_start(&progress, "decode", (uint64_t)num_files);
 #pragma omp parallel for schedule(dynamic, 64) num_threads(threads)
     for (int64_t i = 0; i < num_files; i++) {
-        int w = 0, h = 0, channels;
-        // The size is checked before decoding: a file may claim 0 pixels (the
-        // resize asserts) or more than any photo (gigabytes before failing).
-        uint8_t *rgb = NULL;
-        if (stbi_info(files[i].path, &w, &h, &channels) && (w < 1 || h < 1 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE))
-            errors[i] = xasprintf("image %s is %d x %d pixels; igpt reads 1..%d on a side", files[i].path, w, h,
-                                  IMAGE_MAX_SIDE);
-        else rgb = stbi_load(files[i].path, &w, &h, &channels, 3);  // grey -> RGB, alpha dropped
-        if (!errors[i] && (!rgb || w < 1 || h < 1)) {
-            errors[i] =
-                xasprintf("cannot decode image %s: %s", files[i].path, rgb ? "no pixels" : stbi_failure_reason());
-            stbi_image_free(rgb);
-        } else if (rgb) {
-            resize_rgb_area(rgb, w, h, out->pixels + (size_t)i * out_bytes, resolution, resolution);
-            stbi_image_free(rgb);
-        }
+        // decode.c checks the sides before it decodes; they are checked again
+        // here, before the resize, whichever decoder produced the pixels (a
+        // 0-pixel image made the resize assert).
+        RgbImage image;
+        errors[i] = decode_image_file(files[i].path, &image);
+        if (!errors[i] &&
+            !(image.width >= 1 && image.height >= 1 && image.width <= IMAGE_MAX_SIDE && image.height <= IMAGE_MAX_SIDE))
+            errors[i] = xasprintf("image %s decoded to %d x %d pixels; igpt reads 1..%d on a side", files[i].path,
+                                  image.width, image.height, IMAGE_MAX_SIDE);
+        if (!errors[i])
+            resize_rgb_area(image.rgb, image.width, image.height, out->pixels + (size_t)i * out_bytes, resolution,
+                            resolution);
+        free(image.rgb);
         out->labels[i] = files[i].label;
         int64_t finished;
 #pragma omp atomic capture

@@ -6,12 +6,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "data/decode.h"
+
 #define IGPT_CLASS_NAME_BYTES 64  // a class name is at most 63 bytes
 #define IGPT_MAX_CLASSES 65535    // labels are uint16
 #define IGPT_MIN_RESOLUTION 2
 #define IGPT_MAX_RESOLUTION 256
-// The largest image side the image-folder reader decodes (a 16384 x 16384 RGB image is 768 MiB).
-#define IMAGE_MAX_SIDE 16384
+// IMAGE_MAX_SIDE, the largest image side the image-folder reader decodes, is in decode.h.
 
 typedef char ClassName[IGPT_CLASS_NAME_BYTES];
 

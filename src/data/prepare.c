@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "data/dataset.h"
+#include "data/decode.h"
 #include "data/images.h"
 #include "data/palette.h"
 #include "data/preview.h"
@@ -247,6 +248,8 @@ static void write_summary_json(const PrepareJob *job, const char *path) {
     json_object_begin(&w, NULL, JSON_BLOCK);
     json_string(&w, "source", job->source);
     json_string(&w, "source_format", s->cifar_dir ? "cifar10-binary" : "image-folder");
+    // Decoders of another build may differ by a few levels on some JPEG pixels (docs/formats.md).
+    if (!s->cifar_dir) json_string(&w, "image_decoders", decode_image_decoders());
     json_int(&w, "resolution", s->resolution);
     json_int(&w, "colors", job->palette.colors);
     json_uint(&w, "seed", s->seed);
