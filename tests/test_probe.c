@@ -382,6 +382,26 @@ TEST(test_probe_results_tied_to_settings) {
               strstr(cli_stdout(), "probe-00000000.csv was made by a probe that left no readable .json record") &&
               !strstr(cli_stdout(), "step 6: best layer"),
           "other parameters and a missing record: recomputed, step 6 kept: %s %s", cli_stdout(), cli_stderr());
+    // A checkpoint rotated away: its result stays in the table while the settings match, and is never touched.
+    unlink(test_path("run/checkpoint-00000003.bin"));
+    CHECK(
+        run_igpt(PROBE_RUN " --l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 7 --max-iters 50", data, run) == 0,
+        "probe --run: %s", cli_stderr());
+    char *table = (char *)read_whole_file(test_path("run/probe/probes.csv"), NULL);
+    CHECK(table && strstr(table, "\n0,") && strstr(table, "\n3,") && strstr(table, "\n6,"),
+          "the table keeps step 3, made with these settings: %s", table ? table : "(missing)");
+    free(table);
+    CHECK(run_igpt(PROBE_RUN " --l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 8 --max-iters 50", data, run) ==
+                  0 &&
+              strstr(cli_stdout(),
+                     "probe-00000003.json (its checkpoint is gone) was made with --seed 7, now 8: left "
+                     "out of"),
+          "with other settings it is left out, in one line: %s", cli_stdout());
+    table = (char *)read_whole_file(test_path("run/probe/probes.csv"), NULL);
+    CHECK(table && !strstr(table, "\n3,") && strstr(table, "\n6,") &&
+              path_exists(test_path("run/probe/probe-00000003.json")),
+          "and kept on disk: %s", table ? table : "(missing)");
+    free(table);
 #undef PROBE_RUN
     free(data);
 }

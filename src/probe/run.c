@@ -2,6 +2,7 @@
 // probe fitted per layer, and the results files.
 #include "probe/run.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,9 +128,10 @@ static bool same_crc(const cJSON *settings, const char *key, uint32_t crc) {
 }
 
 // How the recorded settings differ from these, as the end of "it was made ..."
-// (allocated), or NULL when they are the same.
+// (allocated), or NULL when they are the same. model_crc NULL: the model is
+// not compared (its checkpoint is gone).
 static char *settings_difference(const cJSON *recorded, const ProbeSettings *s, const ProbeData *pd,
-                                 uint32_t model_crc) {
+                                 const uint32_t *model_crc) {
     if (!cJSON_IsObject(recorded)) return xstrdup("by an igpt that kept no record of its settings");
     const ProbeProtocol *p = &s->protocol;
     if (strcmp(json_text(recorded, "eval"), s->eval_split) != 0)
@@ -165,7 +167,7 @@ static char *settings_difference(const cJSON *recorded, const ProbeSettings *s, 
         return xasprintf("from other training images than %s/train.bin holds now", s->data_dir);
     if (!same_crc(recorded, "eval_images_crc", pd->eval_crc))
         return xasprintf("from other %s images than %s/%s.bin holds now", s->eval_split, s->data_dir, s->eval_split);
-    if (!same_crc(recorded, "model_crc", model_crc))
+    if (model_crc && !same_crc(recorded, "model_crc", *model_crc))
         return xstrdup("from other parameters than its checkpoint holds now");
     return NULL;
 }
@@ -174,7 +176,8 @@ static char *settings_difference(const cJSON *recorded, const ProbeSettings *s, 
 // Why the result recorded in json_path does not hold for these settings (allocated),
 // or NULL when it does. A result without its record (an older igpt's, or a
 // probe stopped between its .csv and its .json) is never reused.
-static char *stale_result(const char *json_path, const ProbeSettings *s, const ProbeData *pd, uint32_t model_crc) {
+static char *stale_result(const char *json_path, const ProbeSettings *s, const ProbeData *pd,
+                          const uint32_t *model_crc) {
 #ifdef IGPT_NO_CJSON
     (void)json_path, (void)s, (void)pd, (void)model_crc;
     return xstrdup("by a probe whose record this igpt cannot read");
@@ -279,24 +282,63 @@ static bool read_probe_json(const char *path, double *gen_loss, double *accuracy
 #endif
 }
 
-// OUT/probes.csv: one row per probed step of a run (step 0 first), in order.
-static void write_run_table(const char *out_dir, const uint64_t *steps, int64_t n, int max_layers) {
+static int compare_steps(const void *a, const void *b) {
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+// The steps of every probe-NNNNNNNN.json in out_dir and of the run's
+// checkpoints (and step 0), in order, each once (allocated).
+static int64_t results_steps(const char *out_dir, const uint64_t *steps, int64_t n, uint64_t **out) {
+    int64_t count = 0, cap = n + 16;
+    uint64_t *all = xmalloc((size_t)cap * sizeof *all);
+    all[count++] = 0;
+    for (int64_t i = 0; i < n; i++) all[count++] = steps[i];
+    DIR *dir = opendir(out_dir);
+    for (struct dirent *e; dir && (e = readdir(dir));) {
+        unsigned long long step;
+        int end = 0;
+        if (sscanf(e->d_name, "probe-%8llu.json%n", &step, &end) != 1 || end != 19 || e->d_name[end]) continue;
+        if (count == cap) all = xrealloc(all, (size_t)(cap *= 2) * sizeof *all);
+        all[count++] = step;
+    }
+    if (dir) closedir(dir);
+    qsort(all, (size_t)count, sizeof *all, compare_steps);
+    int64_t unique = 0;
+    for (int64_t i = 0; i < count; i++)
+        if (unique == 0 || all[i] != all[unique - 1]) all[unique++] = all[i];
+    *out = all;
+    return unique;
+}
+
+// OUT/probes.csv: one row per probed step of a run, in order. Every step with
+// a checkpoint (and step 0) was just checked or probed with these settings;
+// the result of a step whose checkpoint is gone (rotated away by --keep-last)
+// is listed when it was made with these settings too, and left out, in one
+// line, when not.
+static void write_run_table(const ProbeSettings *s, const ProbeData *pd, const uint64_t *steps, int64_t n,
+                            int max_layers) {
     double *accuracy = xmalloc((size_t)max_layers * sizeof(double));
-    char *table = xasprintf("%s/probes.csv", out_dir);
-    make_directories(out_dir);
+    char *table = xasprintf("%s/probes.csv", s->out_dir);
+    make_directories(s->out_dir);
+    uint64_t *listed;
+    const int64_t num_listed = results_steps(s->out_dir, steps, n, &listed);
     AtomicFile af;
     atomic_open(&af, table);
     fprintf(af.file, "step,eval_gen_loss,best_layer,best_accuracy");
     for (int l = 0; l < max_layers; l++) fprintf(af.file, ",acc_layer_%d", l);
     fprintf(af.file, "\n");
     int rows = 0;
-    for (int64_t i = -1; i < n; i++) {
-        const uint64_t step = i < 0 ? 0 : steps[i];
-        if (i >= 0 && step == 0) continue;
-        char *path = xasprintf("%s/probe-%08llu.json", out_dir, (unsigned long long)step);
+    for (int64_t i = 0, k = 0; i < num_listed; i++) {
+        const uint64_t step = listed[i];
+        while (k < n && steps[k] < step) k++;
+        const bool has_model = step == 0 || (k < n && steps[k] == step);
+        char *path = xasprintf("%s/probe-%08llu.json", s->out_dir, (unsigned long long)step);
+        char *why = has_model ? NULL : stale_result(path, s, pd, NULL);
+        if (why) printf("probe: %s (its checkpoint is gone) was made %s: left out of %s\n", path, why, table);
         double gen_loss;
         int layers;
-        if (read_probe_json(path, &gen_loss, accuracy, max_layers, &layers)) {
+        if (!why && read_probe_json(path, &gen_loss, accuracy, max_layers, &layers)) {
             int best = 0;
             for (int l = 1; l < layers; l++)
                 if (accuracy[l] > accuracy[best]) best = l;
@@ -305,10 +347,12 @@ static void write_run_table(const char *out_dir, const uint64_t *steps, int64_t 
             fprintf(af.file, "\n");
             rows++;
         }
+        free(why);
         free(path);
     }
     atomic_commit(&af);
     printf("probe: %d probed steps in %s\n", rows, table);
+    free(listed);
     free(table);
     free(accuracy);
 }
@@ -499,7 +543,7 @@ static bool needs_probe(const ProbeSettings *s, const ProbeData *pd, uint64_t st
     char *json = xasprintf("%s/probe-%08llu.json", s->out_dir, (unsigned long long)step);
     char *why = NULL;
     if (path_exists(csv) || path_exists(json)) {
-        why = stale_result(json, s, pd, model_crc);
+        why = stale_result(json, s, pd, &model_crc);
         if (why) printf("probe: %s was made %s: recomputing\n", csv, why);
     }
     const bool needed = why || !path_exists(csv) || !path_exists(json);
@@ -538,7 +582,7 @@ void probe_run(const ProbeSettings *s, const char *run_dir) {
         probe_model(s, &pd, &m, model_crc, step, what);
         free(what);
     }
-    write_run_table(s->out_dir, steps, n, run.model.n_layer + 1);
+    write_run_table(s, &pd, steps, n, run.model.n_layer + 1);
     free(params);
     backend_free(&m);
     free(steps);
