@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "model/model.h"
@@ -219,6 +220,18 @@ TEST(test_probe_cli_bad_input) {
     status = run_igpt("probe --device cpu --data %s --checkpoint %s --out %s --quiet", data, test_path("gone/c.bin"),
                       test_path("made/by/probe"));
     CHECK(status == 1 && !path_exists(test_path("made")), "nor an --out folder: %d %s", status, cli_stderr());
+    // A write that fails after the folders were made (a file-size limit stands in for a full disk): they go again.
+    char *full = xasprintf(
+        "sh -c \"ulimit -f 1; trap '' XFSZ; exec ./igpt probe --device cpu --data %s --checkpoint %s --out %s/ "
+        "--l2 0.1 --quiet\" 2>%s",
+        data, test_path("run/checkpoint-00000006.bin"), test_path("made/by/probe"), test_path("full.err"));
+    status = system(full);
+    char *err = (char *)read_whole_file(test_path("full.err"), NULL);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1 && err && strstr(err, "File too large") &&
+              !path_exists(test_path("made")),
+          "a failed write leaves no folder it made: %d %s", status, err ? err : "");
+    free(err);
+    free(full);
     free(data);
     free(data8);
 }
