@@ -76,8 +76,10 @@ static void *watch_ranks(void *unused) {
                          "igpt: error: rank %d of %d (pid %d) ended before the job did (killed, crashed, or "
                          "its error above), so mpirun ends the job; %s\n",
                          r, job.world, processes[r].pid, death_hint);
-            if (len > 0 && write(STDERR_FILENO, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1)) {
-            }
+            // One write, so that it does not interleave with other lines; nothing to do if it fails.
+            const ssize_t written =
+                write(STDERR_FILENO, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1);
+            (void)written;
             return NULL;
         }
         usleep(100 * 1000);

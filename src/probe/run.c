@@ -79,13 +79,6 @@ static void check_model_fits_data(const CheckpointMeta *meta, const char *path, 
 // a CRC of their tokens and labels, for each split) and the protocol. A later
 // `probe --run` keeps a result only when all of them are the same again.
 
-// The L2 grid as the user types it: "1,0.1,0.01".
-static void format_l2_grid(const double *grid, int n, char *text, size_t cap) {
-    size_t len = 0;
-    text[0] = '\0';
-    for (int i = 0; i < n && len < cap; i++) len += (size_t)snprintf(text + len, cap - len, i ? ",%g" : "%g", grid[i]);
-}
-
 static void write_settings(JsonWriter *w, const ProbeSettings *s, const ProbeData *pd, uint32_t model_crc) {
     char text[32];
     json_object_begin(w, "settings", JSON_BLOCK);
@@ -115,6 +108,13 @@ static void write_settings(JsonWriter *w, const ProbeSettings *s, const ProbeDat
 
 #ifndef IGPT_NO_CJSON
 enum { MAX_RECORDED_L2 = 64 };  // more than --l2 takes (16)
+
+// The L2 grid as the user types it: "1,0.1,0.01".
+static void format_l2_grid(const double *grid, int n, char *text, size_t cap) {
+    size_t len = 0;
+    text[0] = '\0';
+    for (int i = 0; i < n && len < cap; i++) len += (size_t)snprintf(text + len, cap - len, i ? ",%g" : "%g", grid[i]);
+}
 
 static const char *json_text(const cJSON *object, const char *key) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
