@@ -98,6 +98,8 @@ TEST(test_dist_matches_one_process) {
         CHECK(done && !strstr(done + 1, "train: done"), "%s: one final line on stdout: %s", cases[i].name,
               cli_stdout());
         CHECK(strstr(cli_stdout(), "processes (data parallel)"), "%s: says it runs data parallel", cases[i].name);
+        CHECK(!strstr(cli_stderr(), "ended before the job did"), "%s: ranks that end together are not said to die: %s",
+              cases[i].name, cli_stderr());
     }
     free(data);
 }
@@ -137,13 +139,20 @@ TEST(test_dist_errors_end_the_job) {
     status = run_mpi(2, NULL, "train --data %s --out %s --resume --quiet", data, test_path("nothing"));
     CHECK(status != 0 && strstr(cli_stderr(), "igpt: error: rank ") && strstr(cli_stderr(), "holds no checkpoint"),
           "an error names its rank and ends the job: %d %s", status, cli_stderr());
+    // An error on one rank only (mpirun's MPMD form gives rank 1 a data folder of its own).
+    status = run_mpi(1, NULL,
+                     "train --data %s --out %s --steps 50 " DP_MODEL
+                     " : -np 1 ./igpt train --data %s --out %s --steps 50 " DP_MODEL,
+                     data, test_path("alone"), test_path("missing"), test_path("alone"));
+    CHECK(status != 0 && strstr(cli_stderr(), "igpt: error: rank 1: ") && strstr(cli_stderr(), "missing"),
+          "rank 1's own error names it and ends the job: %d %s", status, cli_stderr());
     free(data);
 }
 
 // Starts `mpirun -np 2 ./igpt train` on a long run, sends `sig` to one rank
 // once training is under way, and waits up to 60 s for the job to end.
-// Returns true if it ended (then *status is mpirun's wait status).
-static bool signal_one_rank(int sig, const char *data, const char *out, const char *log, int *status) {
+// Returns true if it ended (then *status is mpirun's wait status); *victim: the rank's PID.
+static bool signal_one_rank(int sig, const char *data, const char *out, const char *log, int *status, int *victim) {
     pid_t launcher = fork();
     if (launcher == 0) {  // mpirun itself, so that the ranks are its children
         FILE *f = freopen(log, "w", stdout);
@@ -162,8 +171,7 @@ static bool signal_one_rank(int sig, const char *data, const char *out, const ch
         if (logged_losses(out, losses, 8) < 3) continue;
         char *find = xasprintf("pgrep -n -x igpt -P %d", (int)launcher);
         FILE *p = popen(find, "r");
-        int victim = 0;
-        if (p && fscanf(p, "%d", &victim) == 1 && victim > 0) sent = kill(victim, sig) == 0;
+        if (p && fscanf(p, "%d", victim) == 1 && *victim > 0) sent = kill(*victim, sig) == 0;
         if (p) pclose(p);
         free(find);
     }
@@ -182,13 +190,23 @@ static bool signal_one_rank(int sig, const char *data, const char *out, const ch
     return done == launcher;
 }
 
-// Kills one rank mid-run: mpirun must end the whole job with an error, not hang.
+// Kills one rank mid-run: mpirun must end the whole job with an error, not
+// hang, and rank 0 says which rank died and how to resume the run.
 TEST(test_dist_killed_rank_ends_the_job) {
     char *data = small_prepared_data();
-    int status = 0;
-    bool ended = signal_one_rank(SIGKILL, data, test_path("run"), test_path("mpirun.out"), &status);
+    int status = 0, victim = 0;
+    bool ended = signal_one_rank(SIGKILL, data, test_path("run"), test_path("mpirun.out"), &status, &victim);
     CHECK(ended, "the job ended within 60 s of a rank's death (it hung)");
     CHECK(!ended || !WIFEXITED(status) || WEXITSTATUS(status) != 0, "the job ended with an error status");
+    char *out = (char *)read_whole_file(test_path("mpirun.out"), NULL);
+    char *named = xasprintf("of 2 (pid %d) ended before the job did", victim);
+    char *resume = xasprintf("mpirun -np 2 ./igpt train --data %s --out %s --resume", data, test_path("run"));
+    const char *line = out ? strstr(out, "igpt: error: rank ") : NULL;
+    CHECK(line && strstr(line, named) && strstr(line, resume) && !strstr(line, "rank 0 of"),
+          "rank 0 names the dead rank and the resume command: %s", out ? out : "(no output)");
+    free(resume);
+    free(named);
+    free(out);
     free(data);
 }
 
@@ -196,10 +214,11 @@ TEST(test_dist_killed_rank_ends_the_job) {
 // writes the checkpoint, and the job ends well; the run resumes.
 TEST(test_dist_signal_to_one_rank_stops_all) {
     char *data = small_prepared_data();
-    int status = 0;
-    bool ended = signal_one_rank(SIGINT, data, test_path("run"), test_path("mpirun.out"), &status);
+    int status = 0, victim = 0;
+    bool ended = signal_one_rank(SIGINT, data, test_path("run"), test_path("mpirun.out"), &status, &victim);
     char *out = (char *)read_whole_file(test_path("mpirun.out"), NULL);
     CHECK(ended && WIFEXITED(status) && WEXITSTATUS(status) == 0, "the job ended cleanly: %s", out ? out : "");
+    CHECK(out && !strstr(out, "ended before the job did"), "no rank is said to have died: %s", out ? out : "");
     CHECK(out && strstr(out, "stopped by a signal after step"), "says where it stopped: %s", out ? out : "");
     const char *at = out ? strstr(out, "after step ") : NULL;
     long step = at ? strtol(at + 11, NULL, 10) : 0;

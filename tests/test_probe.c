@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "model/model.h"
@@ -112,7 +113,8 @@ static char *probe_fixture_run(const char *name, int colors) {
 TEST(test_probe_cli_checkpoint_and_run) {
     char *data = probe_fixture_run("run", 16);
     const char *ckpt = test_path("run/checkpoint-00000006.bin");
-    CHECK(run_igpt("probe --device cpu --data %s --checkpoint %s --l2 0.1,0.01 --quiet", data, ckpt) == 0, "probe: %s",
+    // With the --l2 grid of the --run below, which then keeps this result.
+    CHECK(run_igpt("probe --device cpu --data %s --checkpoint %s --l2 0.1 --quiet", data, ckpt) == 0, "probe: %s",
           cli_stderr());
     CHECK(path_exists(test_path("run/probe/probe-00000006.csv")) &&
               path_exists(test_path("run/probe/probe-00000006.json")),
@@ -156,7 +158,8 @@ TEST(test_probe_cli_checkpoint_and_run) {
     CHECK(path_exists(test_path("run/probe/probe-00000000.csv")) &&
               path_exists(test_path("run/probe/probe-00000003.csv")),
           "random init and every checkpoint probed");
-    CHECK(strstr(cli_stdout(), "step 6") == NULL, "an already probed checkpoint is skipped: %s", cli_stdout());
+    CHECK(strstr(cli_stdout(), "step 6") == NULL && strstr(cli_stdout(), "recomputing") == NULL,
+          "a checkpoint already probed with these settings is skipped: %s", cli_stdout());
     char *table = (char *)read_whole_file(test_path("run/probe/probes.csv"), NULL);
     CHECK(table && strstr(table, "step,eval_gen_loss,best_layer,best_accuracy,acc_layer_0,acc_layer_1,acc_layer_2\n"),
           "run table header: %s", table ? table : "(missing)");
@@ -192,13 +195,43 @@ TEST(test_probe_cli_bad_input) {
     uint8_t *f = read_whole_file(test_path("run/probe/features-00000003-train.bin"), &n);
     write_whole_file(test_path("other/probe/features-00000006-train.bin"), f, n);
     free(f);
-    status = run_igpt("probe --device cpu --data %s --checkpoint %s --out %s --quiet", data,
+    // The cache is derived data: features of another model are said and recomputed, not used.
+    status = run_igpt("probe --device cpu --data %s --checkpoint %s --out %s --l2 0.1 --quiet", data,
                       test_path("run/checkpoint-00000006.bin"), test_path("other/probe"));
-    CHECK(status == 1 && strstr(cli_stderr(), "holds features of another model"), "foreign features: %s", cli_stderr());
+    CHECK(
+        status == 0 && strstr(cli_stdout(), "features-00000006-train.bin holds features of another model: recomputing"),
+        "foreign features: %d %s %s", status, cli_stdout(), cli_stderr());
+    CHECK(run_igpt("probe --device cpu --data %s --checkpoint %s --out %s --l2 0.1 --quiet", data,
+                   test_path("run/checkpoint-00000006.bin"), test_path("clean/probe")) == 0,
+          "probe step 6 in a clean folder: %s", cli_stderr());
+    CHECK(files_equal(test_path("other/probe/features-00000006-train.bin"),
+                      test_path("clean/probe/features-00000006-train.bin")) &&
+              files_equal(test_path("other/probe/probe-00000006.csv"), test_path("clean/probe/probe-00000006.csv")),
+          "and the recomputed features and results are those of a clean folder");
     CHECK(run_igpt("probe --device cpu --data %s --quiet", data) == 2, "no model given");
     CHECK(run_igpt("probe --device cpu --data %s --baseline edges", data) == 2, "unknown baseline");
     CHECK(run_igpt("probe --device cpu --data %s --run %s --quiet", data, test_path("nowhere")) == 1,
           "missing run folder");
+    // A failed probe leaves no folder it would have made (the default: beside what is probed).
+    CHECK(!path_exists(test_path("nowhere")), "no %s/probe left behind", test_path("nowhere"));
+    status = run_igpt("probe --device cpu --data %s --checkpoint %s --quiet", data, test_path("gone/c.bin"));
+    CHECK(status == 1 && !path_exists(test_path("gone")), "a missing checkpoint leaves no folder: %d %s", status,
+          cli_stderr());
+    status = run_igpt("probe --device cpu --data %s --checkpoint %s --out %s --quiet", data, test_path("gone/c.bin"),
+                      test_path("made/by/probe"));
+    CHECK(status == 1 && !path_exists(test_path("made")), "nor an --out folder: %d %s", status, cli_stderr());
+    // A write that fails after the folders were made (a file-size limit stands in for a full disk): they go again.
+    char *full = xasprintf(
+        "sh -c \"ulimit -f 1; trap '' XFSZ; exec ./igpt probe --device cpu --data %s --checkpoint %s --out %s/ "
+        "--l2 0.1 --quiet\" 2>%s",
+        data, test_path("run/checkpoint-00000006.bin"), test_path("made/by/probe"), test_path("full.err"));
+    status = system(full);
+    char *err = (char *)read_whole_file(test_path("full.err"), NULL);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1 && err && strstr(err, "File too large") &&
+              !path_exists(test_path("made")),
+          "a failed write leaves no folder it made: %d %s", status, err ? err : "");
+    free(err);
+    free(full);
     free(data);
     free(data8);
 }
@@ -251,4 +284,137 @@ TEST(test_train_probes_as_it_goes) {
     char *json = (char *)read_whole_file(test_path("run/probe/probe-00000003.json"), NULL);
     CHECK(json && strstr(json, "\"train_images\": 20"), "with the probe options passed on: %s", json ? json : "");
     free(json);
+}
+
+// A checkpoint with NaN parameters gives NaN features: the probe says so,
+// naming the checkpoint and the layer, exits 1 and writes nothing; the same
+// for NaN values in a feature cache whose CRCs are right.
+TEST(test_probe_refuses_non_finite_features) {
+    char *data = probe_fixture_run("run", 16);
+    CheckpointMeta meta;
+    float *params, *am, *av;
+    checkpoint_load(test_path("run/checkpoint-00000006.bin"), &meta, &params, &am, &av);
+    for (size_t i = meta.num_params / 2; i < meta.num_params; i++) params[i] = NAN;  // the later layers
+    make_directories(test_path("nan"));
+    const char *bad = test_path("nan/checkpoint-00000006.bin");
+    checkpoint_save(bad, &meta, params, am, av);
+    int status = run_igpt("probe --device cpu --data %s --checkpoint %s --l2 0.1 --quiet", data, bad);
+    CHECK(status == 1 && strstr(cli_stderr(), bad) && strstr(cli_stderr(), "layer ") &&
+              strstr(cli_stderr(), "non-finite values (NaN or infinity)"),
+          "NaN parameters: an error naming the checkpoint and the layer: %d %s", status, cli_stderr());
+    CHECK(!path_exists(test_path("nan/probe")), "and no results folder, no feature cache");
+    // Features cached with their CRCs right but a NaN inside.
+    CHECK(run_igpt("probe --device cpu --data %s --checkpoint %s --l2 0.1 --quiet", data,
+                   test_path("run/checkpoint-00000006.bin")) == 0,
+          "probe step 6: %s", cli_stderr());
+    const char *cache = test_path("run/probe/features-00000006-val.bin");
+    FeatureSet fs;
+    features_load(cache, &fs);
+    fs.values[fs.dim + 3] = INFINITY;  // image 0, layer 1
+    features_save(cache, &fs);
+    features_free(&fs);
+    unlink(test_path("run/probe/probe-00000006.csv"));
+    unlink(test_path("run/probe/probe-00000006.json"));
+    status = run_igpt("probe --device cpu --data %s --checkpoint %s --l2 0.1 --quiet", data,
+                      test_path("run/checkpoint-00000006.bin"));
+    CHECK(status == 1 && strstr(cli_stderr(), cache) && strstr(cli_stderr(), "layer 1's features") &&
+              strstr(cli_stderr(), "hold 1 non-finite values"),
+          "a NaN in the cache: an error naming the file, the layer and the count: %d %s", status, cli_stderr());
+    CHECK(!path_exists(test_path("run/probe/probe-00000006.csv")), "no result written");
+    free(params);
+    free(am);
+    free(av);
+    free(data);
+}
+
+// The solver's own numbers: a result with a NaN loss is named, never taken.
+TEST(test_probe_result_not_finite_is_named) {
+    enum { N = 40, D = 3 };
+    float train_values[N * D], eval_values[N * D];
+    uint16_t labels[N];
+    for (int i = 0; i < N; i++) {
+        labels[i] = (uint16_t)(i % 2);
+        for (int j = 0; j < D; j++)
+            train_values[i * D + j] = eval_values[i * D + j] = (float)(labels[i] * 2 + j) + 0.1f * (float)(i % 5);
+    }
+    FeatureSet train = {.count = N, .layers = 1, .dim = D, .num_classes = 2, .labels = labels, .values = train_values};
+    FeatureSet eval = train;
+    eval.values = eval_values;
+    const double grid[] = {0.1};
+    const ProbeProtocol protocol = {.l2_grid = grid, .num_l2 = 1, .max_iters = 100, .seed = 1, .threads = 1};
+    ProbeLayerResult r;
+    probe_layer(&train, &eval, 0, &protocol, &r);
+    CHECK(probe_result_not_finite(&r) == NULL, "finite features: a finite result (accuracy %.3f)", r.accuracy);
+    eval_values[5] = NAN;
+    probe_layer(&train, &eval, 0, &protocol, &r);
+    const char *bad = probe_result_not_finite(&r);
+    CHECK(bad && strcmp(bad, "evaluation loss") == 0, "a NaN feature: the evaluation loss is named: %s",
+          bad ? bad : "(nothing)");
+}
+
+// probe --run keeps a result only when the settings that made it are the
+// same; any other is said in one line and recomputed.
+TEST(test_probe_results_tied_to_settings) {
+    char *data = probe_fixture_run("run", 16);
+#define PROBE_RUN "probe --device cpu --data %s --run %s --quiet"
+    const char *run = test_path("run");
+    CHECK(run_igpt(PROBE_RUN " --l2 0.1", data, run) == 0, "first probe: %s", cli_stderr());
+    CHECK(run_igpt(PROBE_RUN " --l2 0.1", data, run) == 0 && !strstr(cli_stdout(), "best layer") &&
+              !strstr(cli_stdout(), "recomputing"),
+          "the same settings again: every result kept: %s", cli_stdout());
+    struct {
+        const char *flags, *said;
+    } changes[] = {
+        {"--l2 0.1,0.01", "probe-00000003.csv was made with --l2 0.1, now 0.1,0.01: recomputing"},
+        {"--l2 0.1,0.01 --train-images 20", "probe-00000003.csv was made with --train-images 30, now 20: recomputing"},
+        {"--l2 0.1,0.01 --train-images 20 --eval-images 5", "was made with --eval-images 10, now 5: recomputing"},
+        {"--l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 7", "was made with --seed 1234, now 7: recomputing"},
+        {"--l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 7 --max-iters 50",
+         "was made with --max-iters 1000, now 50: recomputing"},
+    };
+    for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+        CHECK(run_igpt(PROBE_RUN " %s", data, run, changes[i].flags) == 0 && strstr(cli_stdout(), changes[i].said) &&
+                  strstr(cli_stdout(), "step 0: best layer") && strstr(cli_stdout(), "step 6: best layer"),
+              "%s: every step recomputed: %s %s", changes[i].flags, cli_stdout(), cli_stderr());
+    }
+    char *json = (char *)read_whole_file(test_path("run/probe/probe-00000006.json"), NULL);
+    CHECK(json && strstr(json, "\"l2\": [0.1, 0.01]") && strstr(json, "\"seed\": \"7\"") &&
+              strstr(json, "\"train_images\": 20"),
+          "the result records its settings: %s", json ? json : "(missing)");
+    free(json);
+    // Another checkpoint in its place (a run trained again into the same folder), and a result without its record.
+    size_t n;
+    uint8_t *other = read_whole_file(test_path("run/checkpoint-00000006.bin"), &n);
+    write_whole_file(test_path("run/checkpoint-00000003.bin"), other, n);
+    free(other);
+    unlink(test_path("run/probe/probe-00000000.json"));
+    CHECK(run_igpt(PROBE_RUN " --l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 7 --max-iters 50", data, run) ==
+                  0 &&
+              strstr(cli_stdout(), "probe-00000003.csv was made from other parameters than its checkpoint holds now") &&
+              strstr(cli_stdout(), "features-00000003-train.bin holds features of another model: recomputing") &&
+              strstr(cli_stdout(), "probe-00000000.csv was made by a probe that left no readable .json record") &&
+              !strstr(cli_stdout(), "step 6: best layer"),
+          "other parameters and a missing record: recomputed, step 6 kept: %s %s", cli_stdout(), cli_stderr());
+    // A checkpoint rotated away: its result stays in the table while the settings match, and is never touched.
+    unlink(test_path("run/checkpoint-00000003.bin"));
+    CHECK(
+        run_igpt(PROBE_RUN " --l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 7 --max-iters 50", data, run) == 0,
+        "probe --run: %s", cli_stderr());
+    char *table = (char *)read_whole_file(test_path("run/probe/probes.csv"), NULL);
+    CHECK(table && strstr(table, "\n0,") && strstr(table, "\n3,") && strstr(table, "\n6,"),
+          "the table keeps step 3, made with these settings: %s", table ? table : "(missing)");
+    free(table);
+    CHECK(run_igpt(PROBE_RUN " --l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 8 --max-iters 50", data, run) ==
+                  0 &&
+              strstr(cli_stdout(),
+                     "probe-00000003.json (its checkpoint is gone) was made with --seed 7, now 8: left "
+                     "out of"),
+          "with other settings it is left out, in one line: %s", cli_stdout());
+    table = (char *)read_whole_file(test_path("run/probe/probes.csv"), NULL);
+    CHECK(table && !strstr(table, "\n3,") && strstr(table, "\n6,") &&
+              path_exists(test_path("run/probe/probe-00000003.json")),
+          "and kept on disk: %s", table ? table : "(missing)");
+    free(table);
+#undef PROBE_RUN
+    free(data);
 }

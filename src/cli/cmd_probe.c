@@ -3,6 +3,7 @@
 // (the work itself is src/probe/run.c).
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "model/cpu_ops.h"
@@ -82,6 +83,40 @@ static char *default_out_dir(const ProbeArgs *a) {
     return out;
 }
 
+// A failed probe leaves no folder it made. The probe makes its output folder
+// only when it writes, after every input is checked; should a write then fail
+// (a full disk), the folders it made are removed again on the way out, from
+// the deepest up. rmdir removes only empty folders, so nothing else can go.
+static char *folders_made;        // out_dir, if it did not exist
+static size_t first_made_length;  // length of the outermost folder of it that did not exist
+static bool probe_finished;
+
+static void remove_folders_made(void) {
+    if (probe_finished || !folders_made) return;
+    for (char *slash; strlen(folders_made) >= first_made_length && rmdir(folders_made) == 0;) {
+        if (!(slash = strrchr(folders_made, '/'))) break;
+        *slash = '\0';
+    }
+}
+
+static void remove_folders_made_on_failure(const char *out_dir) {
+    if (path_exists(out_dir)) return;
+    folders_made = xstrdup(out_dir);
+    for (size_t n = strlen(folders_made); n > 1 && folders_made[n - 1] == '/';) folders_made[--n] = '\0';
+    for (size_t i = 1; folders_made[i]; i++) {
+        if (folders_made[i] != '/') continue;
+        folders_made[i] = '\0';
+        const bool exists = path_exists(folders_made);
+        folders_made[i] = '/';
+        if (!exists) {
+            first_made_length = i;
+            break;
+        }
+    }
+    if (!first_made_length) first_made_length = strlen(folders_made);
+    atexit(remove_folders_made);
+}
+
 int cmd_probe(int argc, char **argv) {
     ProbeArgs a = {0};
     ParsedArgs parsed;
@@ -91,6 +126,7 @@ int cmd_probe(int argc, char **argv) {
         usage_error("probe", "give exactly one of --checkpoint FILE, --run RUN_DIR, --baseline pixels");
     progress_set_quiet(a.quiet);
     char *out_dir = a.out_dir ? xstrdup(a.out_dir) : default_out_dir(&a);
+    remove_folders_made_on_failure(out_dir);
     ProbeSettings s = {
         .data_dir = a.data_dir,
         .eval_split = a.eval_split,
@@ -110,6 +146,7 @@ int cmd_probe(int argc, char **argv) {
         if (a.checkpoint) probe_checkpoint(&s, a.checkpoint);
         else probe_run(&s, a.run_dir);
     }
+    probe_finished = true;
     free(out_dir);
     parsed_args_free(&parsed);
     return 0;

@@ -187,6 +187,7 @@ int cmd_train(int argc, char **argv) {
     ParsedArgs parsed;
     cli_parse(&train_command, argc, argv, &a, &parsed);
     check_option_combinations(&a, &parsed);
+    dist_watch_ranks(argv[-1], a.run.data_dir, a.run.out_dir);  // a rank that dies from here on is named
     a.run.command_line = command_line;
     a.run.backend = backend_options_from(&a.device);
     a.run.backend.recompute = a.recompute;

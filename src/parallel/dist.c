@@ -3,9 +3,12 @@
 // so a failure never leaves the others waiting in a collective.
 #include "parallel/dist.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/util.h"
 
@@ -25,8 +28,118 @@ static bool launched_by_mpi(void) {
     return false;
 }
 
+// --- A rank that dies --------------------------------------------------------------------
+//
+// When a rank dies (kill -9, a crash, or MPI_Abort after its error), OpenMPI's
+// mpirun ends the job: it sends the others SIGCONT, then SIGTERM a second
+// later, then SIGKILL a second after that (OpenMPI 4.1, measured), and prints
+// only its own note. So rank 0 watches the processes of the other ranks on its
+// machine (their PIDs are gathered when the job starts), and when one is gone
+// it says, in one line, which rank it was and how to go on, in the second
+// mpirun leaves it. Ranks on other machines cannot be watched this way; for
+// them mpirun's note names the rank.
+
+typedef struct {
+    int pid;
+    char host[64];
+} RankProcess;
+
+static RankProcess *processes;  // world entries, gathered by dist_init
+static atomic_bool job_aborting = false, watch_stopped = false;
+static pthread_t watcher;
+static bool watching = false;
+static char *death_hint;  // the resume command, once training has begun
+
+static bool process_alive(int pid) {
+    char path[64], stat[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    const size_t n = fread(stat, 1, sizeof stat - 1, f);
+    fclose(f);
+    stat[n] = '\0';
+    const char *close = strrchr(stat, ')');                 // "pid (name) S ...": the state follows the name
+    return !close || (close[2] != 'Z' && close[2] != 'X');  // a zombie is dead, just not yet reaped
+}
+
+static void *watch_ranks(void *unused) {
+    (void)unused;
+    while (!atomic_load(&watch_stopped)) {
+        for (int r = 1; r < job.world; r++) {
+            if (strcmp(processes[r].host, processes[0].host) != 0 || process_alive(processes[r].pid)) continue;
+            // A moment's grace: if rank 0 is itself failing (the same error on every rank), its own line says it.
+            usleep(300 * 1000);
+            if (atomic_load(&job_aborting) || atomic_load(&watch_stopped)) return NULL;
+            char line[4096];
+            const int len =
+                snprintf(line, sizeof line,
+                         "igpt: error: rank %d of %d (pid %d) ended before the job did (killed, crashed, or "
+                         "its error above), so mpirun ends the job; %s\n",
+                         r, job.world, processes[r].pid, death_hint);
+            // One write, so that it does not interleave with other lines; nothing to do if it fails.
+            const ssize_t written =
+                write(STDERR_FILENO, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1);
+            (void)written;
+            return NULL;
+        }
+        usleep(100 * 1000);
+    }
+    return NULL;
+}
+
+// `word` as a shell reads it back: single-quoted unless it is plain (allocated).
+static char *shell_word(const char *word) {
+    const char *plain = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./=:,+@%-";
+    if (word[0] && word[strspn(word, plain)] == '\0') return xstrdup(word);
+    char *quoted = xmalloc(4 * strlen(word) + 3), *end = quoted;
+    *end++ = '\'';
+    for (const char *c = word; *c; c++) {
+        if (*c == '\'') {
+            memcpy(end, "'\\''", 4);
+            end += 4;
+        } else {
+            *end++ = *c;
+        }
+    }
+    strcpy(end, "'");
+    return quoted;
+}
+
+void dist_watch_ranks(const char *program, const char *data_dir, const char *run_dir) {
+    if (job.world == 1 || job.rank != 0 || watching || !processes) return;
+    char *p = shell_word(program), *d = shell_word(data_dir), *r = shell_word(run_dir);
+    death_hint = xasprintf(
+        "its checkpoints are kept: go on from the last one with mpirun -np %d %s train --data %s --out %s --resume",
+        job.world, p, d, r);
+    free(p);
+    free(d);
+    free(r);
+    watching = pthread_create(&watcher, NULL, watch_ranks, NULL) == 0;
+}
+
+static void stop_watching(void) {
+    atomic_store(&watch_stopped, true);
+    if (watching) pthread_join(watcher, NULL);
+    watching = false;
+    free(death_hint);
+    death_hint = NULL;
+    free(processes);
+    processes = NULL;
+}
+
 #ifdef IGPT_MPI
-static void abort_job(void) { MPI_Abort(MPI_COMM_WORLD, 1); }
+static void abort_job(void) {
+    atomic_store(&job_aborting, true);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+// Every rank's PID and machine, for rank 0's watch.
+static void gather_processes(void) {
+    processes = xcalloc((size_t)job.world, sizeof *processes);
+    RankProcess self = {.pid = (int)getpid()};
+    if (gethostname(self.host, sizeof self.host - 1) != 0) strcpy(self.host, "?");
+    MPI_Allgather(&self, (int)sizeof self, MPI_BYTE, processes, (int)sizeof self, MPI_BYTE, MPI_COMM_WORLD);
+}
 
 static void mpi_check(int err, const char *what) {
     if (err == MPI_SUCCESS) return;
@@ -55,6 +168,7 @@ void dist_init(void) {
         static char prefix[32];
         snprintf(prefix, sizeof prefix, "rank %d: ", job.rank);
         set_error_context(prefix, abort_job);
+        gather_processes();
         if (job.rank != 0) {
             // One voice: only rank 0 prints progress, results and warnings.
             if (!freopen("/dev/null", "w", stdout)) die("cannot silence stdout");
@@ -70,6 +184,9 @@ void dist_init(void) {
 }
 
 void dist_finalize(void) {
+    // Before MPI_Finalize, which holds every rank until all have reached it:
+    // a rank that ends now ends with the job, not before it.
+    stop_watching();
 #ifdef IGPT_MPI
     if (job.mpi) MPI_Finalize();
 #endif

@@ -21,7 +21,12 @@ typedef struct {
 // the job speak with one voice: ranks other than 0 print nothing on stdout
 // and no warnings; any rank's error names the rank and ends the whole job.
 void dist_init(void);
+// Stops rank 0's watch (dist_watch_ranks) first.
 void dist_finalize(void);
+// Once training has begun: rank 0 watches the other ranks on its machine, and
+// if one dies, prints one line naming it and the command that resumes the run
+// from its last checkpoint (the job itself is ended by mpirun).
+void dist_watch_ranks(const char *program, const char *data_dir, const char *run_dir);
 const Dist *dist_get(void);
 static inline bool dist_is_root(void) { return dist_get()->rank == 0; }
 

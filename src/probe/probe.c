@@ -301,3 +301,12 @@ void probe_layer(const FeatureSet *train, const FeatureSet *eval, int layer, con
     linear_probe_free(&chosen);
     linear_probe_free(&final);
 }
+
+const char *probe_result_not_finite(const ProbeLayerResult *r) {
+    if (!isfinite(r->accuracy)) return "accuracy";
+    if (!isfinite(r->eval_loss)) return "evaluation loss";
+    if (!isfinite(r->holdout_accuracy)) return "hold-out accuracy";
+    if (!isfinite(r->grad_norm)) return "gradient norm";
+    if (!isfinite(r->l2)) return "L2 strength";
+    return NULL;
+}

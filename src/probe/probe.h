@@ -68,5 +68,9 @@ typedef struct {
 
 void probe_layer(const FeatureSet *train, const FeatureSet *eval, int layer, const ProbeProtocol *protocol,
                  ProbeLayerResult *result);
+// NULL when every number of a layer's result is finite, else the name of one
+// that is not ("evaluation loss"): the solver met numbers it cannot fit, and
+// such a result is an error, never a result.
+const char *probe_result_not_finite(const ProbeLayerResult *result);
 
 #endif

@@ -2,6 +2,7 @@
 // probe fitted per layer, and the results files.
 #include "probe/run.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,11 +20,13 @@ typedef struct {
     TokenDataset train, eval;
     int64_t *train_idx, *eval_idx;
     int64_t n_train, n_eval;
+    uint32_t train_crc, eval_crc;  // of the chosen images' tokens and labels
 } ProbeData;
 
 // What one probed model scored, layer by layer.
 typedef struct {
-    const char *model;  // what was probed: a checkpoint's path, "random init", "raw pixels"
+    const char *model;   // what was probed: a checkpoint's path, "random init", "raw pixels"
+    uint32_t model_crc;  // of its parameters (0: raw pixels)
     uint64_t step;
     double gen_loss;  // generative loss on the evaluation images; NaN: not computed
     const ProbeLayerResult *layers;
@@ -47,6 +50,8 @@ static void probe_data_load(const ProbeSettings *s, ProbeData *pd) {
     pd->eval_idx = xmalloc((size_t)pd->n_eval * sizeof(int64_t));
     evenly_spaced(pd->train.count, pd->n_train, pd->train_idx);
     evenly_spaced(pd->eval.count, pd->n_eval, pd->eval_idx);
+    pd->train_crc = images_crc(&pd->train, pd->train_idx, pd->n_train);
+    pd->eval_crc = images_crc(&pd->eval, pd->eval_idx, pd->n_eval);
     free(train_path);
     free(eval_path);
 }
@@ -58,12 +63,6 @@ static void probe_data_free(ProbeData *pd) {
     dataset_free(&pd->eval);
 }
 
-// Every probe starts the same way: the images, then the output folder.
-static void probe_begin(const ProbeSettings *s, ProbeData *pd) {
-    probe_data_load(s, pd);
-    make_directories(s->out_dir);
-}
-
 static void check_model_fits_data(const CheckpointMeta *meta, const char *path, const TokenDataset *data,
                                   const char *data_dir) {
     if (meta->model.vocab_size != data->palette.colors || meta->model.image_height != data->height ||
@@ -71,6 +70,124 @@ static void check_model_fits_data(const CheckpointMeta *meta, const char *path, 
         die("%s is a model of %d colors at %dx%d, but %s holds %d colors at %dx%d", path, meta->model.vocab_size,
             meta->model.image_height, meta->model.image_width, data_dir, data->palette.colors, data->height,
             data->width);
+}
+
+// --- What made a result -----------------------------------------------------------------
+
+// A result holds only for the settings that made it, so each probe-NNNNNNNN.json
+// records them: the model (a CRC of its parameters), the images (their count and
+// a CRC of their tokens and labels, for each split) and the protocol. A later
+// `probe --run` keeps a result only when all of them are the same again.
+
+static void write_settings(JsonWriter *w, const ProbeSettings *s, const ProbeData *pd, uint32_t model_crc) {
+    char text[32];
+    json_object_begin(w, "settings", JSON_BLOCK);
+    snprintf(text, sizeof text, "%08x", model_crc);
+    json_string(w, "model_crc", text);
+    json_string(w, "eval", s->eval_split);
+    json_int(w, "train_images", pd->n_train);
+    snprintf(text, sizeof text, "%08x", pd->train_crc);
+    json_string(w, "train_images_crc", text);
+    json_int(w, "eval_images", pd->n_eval);
+    snprintf(text, sizeof text, "%08x", pd->eval_crc);
+    json_string(w, "eval_images_crc", text);
+    json_array_begin(w, "l2", JSON_INLINE);
+    for (int i = 0; i < s->protocol.num_l2; i++) {
+        // %g unless it loses digits: the grid is compared exactly when read back.
+        const double l2 = s->protocol.l2_grid[i];
+        snprintf(text, sizeof text, "%g", l2);
+        json_real(w, NULL, strtod(text, NULL) == l2 ? "%g" : "%.17g", l2);
+    }
+    json_array_end(w);
+    json_int(w, "max_iters", s->protocol.max_iters);
+    // A string: JSON numbers are read as doubles, exact only up to 2^53.
+    snprintf(text, sizeof text, "%llu", (unsigned long long)s->protocol.seed);
+    json_string(w, "seed", text);
+    json_object_end(w);
+}
+
+#ifndef IGPT_NO_CJSON
+enum { MAX_RECORDED_L2 = 64 };  // more than --l2 takes (16)
+
+// The L2 grid as the user types it: "1,0.1,0.01".
+static void format_l2_grid(const double *grid, int n, char *text, size_t cap) {
+    size_t len = 0;
+    text[0] = '\0';
+    for (int i = 0; i < n && len < cap; i++) len += (size_t)snprintf(text + len, cap - len, i ? ",%g" : "%g", grid[i]);
+}
+
+static const char *json_text(const cJSON *object, const char *key) {
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
+    return cJSON_IsString(item) ? item->valuestring : "";
+}
+
+static bool same_crc(const cJSON *settings, const char *key, uint32_t crc) {
+    char text[16];
+    snprintf(text, sizeof text, "%08x", crc);
+    return strcmp(json_text(settings, key), text) == 0;
+}
+
+// How the recorded settings differ from these, as the end of "it was made ..."
+// (allocated), or NULL when they are the same. model_crc NULL: the model is
+// not compared (its checkpoint is gone).
+static char *settings_difference(const cJSON *recorded, const ProbeSettings *s, const ProbeData *pd,
+                                 const uint32_t *model_crc) {
+    if (!cJSON_IsObject(recorded)) return xstrdup("by an igpt that kept no record of its settings");
+    const ProbeProtocol *p = &s->protocol;
+    if (strcmp(json_text(recorded, "eval"), s->eval_split) != 0)
+        return xasprintf("with --eval %s, now %s", json_text(recorded, "eval"), s->eval_split);
+    const double train_images = json_number(recorded, "train_images"),
+                 eval_images = json_number(recorded, "eval_images");
+    if (train_images != (double)pd->n_train)
+        return xasprintf("with --train-images %.0f, now %lld", train_images, (long long)pd->n_train);
+    if (eval_images != (double)pd->n_eval)
+        return xasprintf("with --eval-images %.0f, now %lld", eval_images, (long long)pd->n_eval);
+    double grid[MAX_RECORDED_L2];
+    int n = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(recorded, "l2")) {
+        if (n < MAX_RECORDED_L2) grid[n] = cJSON_IsNumber(item) ? item->valuedouble : NAN;
+        n++;
+    }
+    bool same_grid = n == p->num_l2;
+    for (int i = 0; same_grid && i < n; i++) same_grid = grid[i] == p->l2_grid[i];
+    if (!same_grid) {
+        char was[256], now[256];
+        format_l2_grid(grid, n < MAX_RECORDED_L2 ? n : MAX_RECORDED_L2, was, sizeof was);
+        format_l2_grid(p->l2_grid, p->num_l2, now, sizeof now);
+        return xasprintf("with --l2 %s, now %s", was, now);
+    }
+    if (json_number(recorded, "max_iters") != (double)p->max_iters)
+        return xasprintf("with --max-iters %.0f, now %d", json_number(recorded, "max_iters"), p->max_iters);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)p->seed);
+    if (strcmp(json_text(recorded, "seed"), seed) != 0)
+        return xasprintf("with --seed %s, now %s", json_text(recorded, "seed"), seed);
+    if (!same_crc(recorded, "train_images_crc", pd->train_crc))
+        return xasprintf("from other training images than %s/train.bin holds now", s->data_dir);
+    if (!same_crc(recorded, "eval_images_crc", pd->eval_crc))
+        return xasprintf("from other %s images than %s/%s.bin holds now", s->eval_split, s->data_dir, s->eval_split);
+    if (model_crc && !same_crc(recorded, "model_crc", *model_crc))
+        return xstrdup("from other parameters than its checkpoint holds now");
+    return NULL;
+}
+#endif
+
+// Why the result recorded in json_path does not hold for these settings (allocated),
+// or NULL when it does. A result without its record (an older igpt's, or a
+// probe stopped between its .csv and its .json) is never reused.
+static char *stale_result(const char *json_path, const ProbeSettings *s, const ProbeData *pd,
+                          const uint32_t *model_crc) {
+#ifdef IGPT_NO_CJSON
+    (void)json_path, (void)s, (void)pd, (void)model_crc;
+    return xstrdup("by a probe whose record this igpt cannot read");
+#else
+    cJSON *root = json_read_file(json_path);
+    if (!root) return xstrdup("by a probe that left no readable .json record");
+    char *why = settings_difference(cJSON_GetObjectItemCaseSensitive(root, "settings"), s, pd, model_crc);
+    cJSON_Delete(root);
+    return why;
+#endif
 }
 
 // --- Results files --------------------------------------------------------------------
@@ -107,6 +224,7 @@ static void write_results_json(const char *path, const ProbeResults *r, const Pr
     json_real(&w, "eval_gen_loss", "%.6f", r->gen_loss);
     json_int(&w, "best_layer", best);
     json_real(&w, "best_accuracy", "%.6f", r->layers[best].accuracy);
+    write_settings(&w, s, pd, r->model_crc);
     json_array_begin(&w, "layers", JSON_BLOCK);
     for (int l = 0; l < r->num_layers; l++) {
         const ProbeLayerResult *layer = &r->layers[l];
@@ -129,6 +247,7 @@ static void write_results_json(const char *path, const ProbeResults *r, const Pr
 static void write_results(const ProbeSettings *s, const ProbeData *pd, const char *name, const ProbeResults *r) {
     char *csv_path = xasprintf("%s/%s.csv", s->out_dir, name);
     char *json_path = xasprintf("%s/%s.json", s->out_dir, name);
+    make_directories(s->out_dir);  // only now: a probe that fails leaves no folder behind
     write_results_csv(csv_path, r);
     write_results_json(json_path, r, s, pd);
     const int best = best_layer(r);
@@ -163,23 +282,63 @@ static bool read_probe_json(const char *path, double *gen_loss, double *accuracy
 #endif
 }
 
-// OUT/probes.csv: one row per probed step of a run (step 0 first), in order.
-static void write_run_table(const char *out_dir, const uint64_t *steps, int64_t n, int max_layers) {
+static int compare_steps(const void *a, const void *b) {
+    const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+// The steps of every probe-NNNNNNNN.json in out_dir and of the run's
+// checkpoints (and step 0), in order, each once (allocated).
+static int64_t results_steps(const char *out_dir, const uint64_t *steps, int64_t n, uint64_t **out) {
+    int64_t count = 0, cap = n + 16;
+    uint64_t *all = xmalloc((size_t)cap * sizeof *all);
+    all[count++] = 0;
+    for (int64_t i = 0; i < n; i++) all[count++] = steps[i];
+    DIR *dir = opendir(out_dir);
+    for (struct dirent *e; dir && (e = readdir(dir));) {
+        unsigned long long step;
+        int end = 0;
+        if (sscanf(e->d_name, "probe-%8llu.json%n", &step, &end) != 1 || end != 19 || e->d_name[end]) continue;
+        if (count == cap) all = xrealloc(all, (size_t)(cap *= 2) * sizeof *all);
+        all[count++] = step;
+    }
+    if (dir) closedir(dir);
+    qsort(all, (size_t)count, sizeof *all, compare_steps);
+    int64_t unique = 0;
+    for (int64_t i = 0; i < count; i++)
+        if (unique == 0 || all[i] != all[unique - 1]) all[unique++] = all[i];
+    *out = all;
+    return unique;
+}
+
+// OUT/probes.csv: one row per probed step of a run, in order. Every step with
+// a checkpoint (and step 0) was just checked or probed with these settings;
+// the result of a step whose checkpoint is gone (rotated away by --keep-last)
+// is listed when it was made with these settings too, and left out, in one
+// line, when not.
+static void write_run_table(const ProbeSettings *s, const ProbeData *pd, const uint64_t *steps, int64_t n,
+                            int max_layers) {
     double *accuracy = xmalloc((size_t)max_layers * sizeof(double));
-    char *table = xasprintf("%s/probes.csv", out_dir);
+    char *table = xasprintf("%s/probes.csv", s->out_dir);
+    make_directories(s->out_dir);
+    uint64_t *listed;
+    const int64_t num_listed = results_steps(s->out_dir, steps, n, &listed);
     AtomicFile af;
     atomic_open(&af, table);
     fprintf(af.file, "step,eval_gen_loss,best_layer,best_accuracy");
     for (int l = 0; l < max_layers; l++) fprintf(af.file, ",acc_layer_%d", l);
     fprintf(af.file, "\n");
     int rows = 0;
-    for (int64_t i = -1; i < n; i++) {
-        const uint64_t step = i < 0 ? 0 : steps[i];
-        if (i >= 0 && step == 0) continue;
-        char *path = xasprintf("%s/probe-%08llu.json", out_dir, (unsigned long long)step);
+    for (int64_t i = 0, k = 0; i < num_listed; i++) {
+        const uint64_t step = listed[i];
+        while (k < n && steps[k] < step) k++;
+        const bool has_model = step == 0 || (k < n && steps[k] == step);
+        char *path = xasprintf("%s/probe-%08llu.json", s->out_dir, (unsigned long long)step);
+        char *why = has_model ? NULL : stale_result(path, s, pd, NULL);
+        if (why) printf("probe: %s (its checkpoint is gone) was made %s: left out of %s\n", path, why, table);
         double gen_loss;
         int layers;
-        if (read_probe_json(path, &gen_loss, accuracy, max_layers, &layers)) {
+        if (!why && read_probe_json(path, &gen_loss, accuracy, max_layers, &layers)) {
             int best = 0;
             for (int l = 1; l < layers; l++)
                 if (accuracy[l] > accuracy[best]) best = l;
@@ -188,31 +347,81 @@ static void write_run_table(const char *out_dir, const uint64_t *steps, int64_t 
             fprintf(af.file, "\n");
             rows++;
         }
+        free(why);
         free(path);
     }
     atomic_commit(&af);
     printf("probe: %d probed steps in %s\n", rows, table);
+    free(listed);
     free(table);
     free(accuracy);
 }
 
 // --- Models ---------------------------------------------------------------------------
 
-// Features of one split for a model: from the cache when it matches, else computed and cached.
-static void model_features_cached(Backend *m, uint32_t model_crc, uint64_t step, const TokenDataset *data,
-                                  const int64_t *idx, int64_t n, const char *path, int batch, FeatureSet *fs) {
-    const uint32_t data_crc = images_crc(data, idx, n);
-    if (file_size(path) >= 0) {
-        features_load(path, fs);
-        if (fs->model_crc != model_crc || fs->data_crc != data_crc || fs->count != n ||
-            fs->layers != m->cfg.n_layer + 1 || fs->dim != m->cfg.d_model)
-            die("%s holds features of another model or other images than this probe asks for; delete it to "
-                "recompute",
-                path);
-        return;
+// Features are only worth probing when every value is a number: a model with
+// NaN or infinite parameters gives NaN features, and a solver fed them fits
+// nothing and reports chance accuracy as if it were a result.
+static void check_features_finite(const FeatureSet *fs, const char *what, const char *split, bool model) {
+    const int64_t per_layer = fs->count * fs->dim;
+    for (int l = 0; l < fs->layers; l++) {
+        int64_t bad = 0;
+        for (int64_t i = 0; i < fs->count; i++) {
+            const float *row = fs->values + ((size_t)i * fs->layers + l) * fs->dim;
+            for (int j = 0; j < fs->dim; j++) bad += !isfinite(row[j]);
+        }
+        if (bad)
+            die("%s: layer %d's features of the %lld %s images hold %lld non-finite values (NaN or infinity) of "
+                "%lld%s; no probe written",
+                what, l, (long long)fs->count, split, (long long)bad, (long long)per_layer,
+                model ? ": are its parameters finite? (./igpt info checks a checkpoint)" : "");
     }
-    extract_features(m, data, idx, n, batch, model_crc, step, fs);
-    features_save(path, fs);
+    if (model && !isfinite(fs->gen_loss))
+        die("%s: its generative loss on the %s images is not finite (%g); no probe written", what, split, fs->gen_loss);
+}
+
+// A split's features from the cache in `path` when it holds this model's
+// features of these images; false (and nothing in *fs) when it must be computed.
+// The cache is derived data: a stale one is said and recomputed, not refused.
+static bool cached_features(const char *path, const Backend *m, uint32_t model_crc, uint32_t data_crc, int64_t n,
+                            FeatureSet *fs) {
+    if (file_size(path) < 0) return false;
+    features_load(path, fs);
+    const bool same_model = fs->model_crc == model_crc && fs->layers == m->cfg.n_layer + 1 && fs->dim == m->cfg.d_model;
+    if (same_model && fs->data_crc == data_crc && fs->count == n) return true;
+    printf("probe: %s holds features of %s: recomputing\n", path, same_model ? "other images" : "another model");
+    features_free(fs);
+    return false;
+}
+
+// Both splits' features for a model: cached ones read back, the others
+// computed; both checked before any is cached, so a bad model leaves no file.
+static void probed_features(const ProbeSettings *s, const ProbeData *pd, Backend *m, uint32_t model_crc, uint64_t step,
+                            const char *what, FeatureSet *train, FeatureSet *eval) {
+    char *train_path = xasprintf("%s/features-%08llu-train.bin", s->out_dir, (unsigned long long)step);
+    char *eval_path = xasprintf("%s/features-%08llu-%s.bin", s->out_dir, (unsigned long long)step, s->eval_split);
+    const bool train_cached = cached_features(train_path, m, model_crc, pd->train_crc, pd->n_train, train);
+    const bool eval_cached = cached_features(eval_path, m, model_crc, pd->eval_crc, pd->n_eval, eval);
+    if (!train_cached) extract_features(m, &pd->train, pd->train_idx, pd->n_train, s->batch, model_crc, step, train);
+    if (!eval_cached) extract_features(m, &pd->eval, pd->eval_idx, pd->n_eval, s->batch, model_crc, step, eval);
+    check_features_finite(train, train_cached ? train_path : what, "train", true);
+    check_features_finite(eval, eval_cached ? eval_path : what, s->eval_split, true);
+    if (!train_cached || !eval_cached) make_directories(s->out_dir);
+    if (!train_cached) features_save(train_path, train);
+    if (!eval_cached) features_save(eval_path, eval);
+    // A build without the solver still extracts features (on the GPU): a full build fits them from the cache.
+    if (probe_solver_missing())
+        die("%s; the features are cached in %s and %s", probe_solver_missing(), train_path, eval_path);
+    free(train_path);
+    free(eval_path);
+}
+
+// A solver that met numbers it cannot fit gives NaN: an error, never a result.
+static void check_probe_finite(const ProbeLayerResult *r, int layers, const char *what) {
+    for (int l = 0; l < layers; l++) {
+        const char *bad = probe_result_not_finite(&r[l]);
+        if (bad) die("%s: the probe of layer %d ended with a non-finite %s; no result written", what, l, bad);
+    }
 }
 
 // Fits a probe on every layer of the features, in parallel: one thread per
@@ -239,28 +448,28 @@ static void probe_layers(const ProbeSettings *s, const FeatureSet *train, const 
     }
 }
 
+static uint32_t parameters_crc(const Backend *m, const float *params) {
+    return crc32_update(0, params, m->num_params * sizeof(float));
+}
+
 // Probes one model (its parameters already in m) and writes its results.
-static void probe_model(const ProbeSettings *s, const ProbeData *pd, Backend *m, const float *params, uint64_t step,
+static void probe_model(const ProbeSettings *s, const ProbeData *pd, Backend *m, uint32_t model_crc, uint64_t step,
                         const char *what) {
-    const uint32_t model_crc = crc32_update(0, params, m->num_params * sizeof(float));
-    char *train_path = xasprintf("%s/features-%08llu-train.bin", s->out_dir, (unsigned long long)step);
-    char *eval_path = xasprintf("%s/features-%08llu-%s.bin", s->out_dir, (unsigned long long)step, s->eval_split);
     FeatureSet train, eval;
-    model_features_cached(m, model_crc, step, &pd->train, pd->train_idx, pd->n_train, train_path, s->batch, &train);
-    model_features_cached(m, model_crc, step, &pd->eval, pd->eval_idx, pd->n_eval, eval_path, s->batch, &eval);
-    // A build without the solver still extracts features (on the GPU): a full build fits them from the cache.
-    if (probe_solver_missing())
-        die("%s; the features are cached in %s and %s", probe_solver_missing(), train_path, eval_path);
+    probed_features(s, pd, m, model_crc, step, what, &train, &eval);
     ProbeLayerResult *r = xcalloc((size_t)train.layers, sizeof *r);
     probe_layers(s, &train, &eval, step, r);
+    check_probe_finite(r, train.layers, what);
     char *name = xasprintf("probe-%08llu", (unsigned long long)step);
-    const ProbeResults results = {
-        .model = what, .step = step, .gen_loss = eval.gen_loss, .layers = r, .num_layers = train.layers};
+    const ProbeResults results = {.model = what,
+                                  .model_crc = model_crc,
+                                  .step = step,
+                                  .gen_loss = eval.gen_loss,
+                                  .layers = r,
+                                  .num_layers = train.layers};
     write_results(s, pd, name, &results);
     free(name);
     free(r);
-    free(train_path);
-    free(eval_path);
     features_free(&train);
     features_free(&eval);
 }
@@ -269,12 +478,17 @@ static void probe_model(const ProbeSettings *s, const ProbeData *pd, Backend *m,
 
 void probe_pixels(const ProbeSettings *s) {
     ProbeData pd;
-    probe_begin(s, &pd);
+    probe_data_load(s, &pd);
     FeatureSet train, eval;
     pixel_features(&pd.train, pd.train_idx, pd.n_train, &train);
     pixel_features(&pd.eval, pd.eval_idx, pd.n_eval, &eval);
+    char *palette = xasprintf("%s/palette.bin", s->data_dir);  // where the pixels' colors come from
+    check_features_finite(&train, palette, "train", false);
+    check_features_finite(&eval, palette, s->eval_split, false);
     ProbeLayerResult r;
     probe_layer(&train, &eval, 0, &s->protocol, &r);
+    check_probe_finite(&r, 1, "raw pixels");
+    free(palette);
     const ProbeResults results = {.model = "raw pixels", .step = 0, .gen_loss = NAN, .layers = &r, .num_layers = 1};
     write_results(s, &pd, "baseline-pixels", &results);
     features_free(&train);
@@ -284,7 +498,7 @@ void probe_pixels(const ProbeSettings *s) {
 
 void probe_checkpoint(const ProbeSettings *s, const char *checkpoint) {
     ProbeData pd;
-    probe_begin(s, &pd);
+    probe_data_load(s, &pd);
     CheckpointMeta meta;
     float *params, *adam_m, *adam_v;
     checkpoint_load(checkpoint, &meta, &params, &adam_m, &adam_v);
@@ -292,7 +506,7 @@ void probe_checkpoint(const ProbeSettings *s, const char *checkpoint) {
     Backend m;
     backend_create(&m, &s->backend, &meta.model, s->batch);
     backend_set_state(&m, params, NULL, NULL);
-    probe_model(s, &pd, &m, params, meta.step, checkpoint);
+    probe_model(s, &pd, &m, parameters_crc(&m, params), meta.step, checkpoint);
     backend_free(&m);
     free(params);
     free(adam_m);
@@ -321,9 +535,27 @@ static char *run_params_at(const char *run_dir, const CheckpointMeta *run, uint6
     return path;
 }
 
+// Whether step's probe must be (re)made: it has none yet, or one made with
+// other settings (said in one line, then overwritten: the checkpoint is here
+// to remake it from). A result made with these very settings is kept.
+static bool needs_probe(const ProbeSettings *s, const ProbeData *pd, uint64_t step, uint32_t model_crc) {
+    char *csv = xasprintf("%s/probe-%08llu.csv", s->out_dir, (unsigned long long)step);
+    char *json = xasprintf("%s/probe-%08llu.json", s->out_dir, (unsigned long long)step);
+    char *why = NULL;
+    if (path_exists(csv) || path_exists(json)) {
+        why = stale_result(json, s, pd, &model_crc);
+        if (why) printf("probe: %s was made %s: recomputing\n", csv, why);
+    }
+    const bool needed = why || !path_exists(csv) || !path_exists(json);
+    free(why);
+    free(csv);
+    free(json);
+    return needed;
+}
+
 void probe_run(const ProbeSettings *s, const char *run_dir) {
     ProbeData pd;
-    probe_begin(s, &pd);
+    probe_data_load(s, &pd);
     uint64_t *steps;
     const int64_t n = checkpoint_steps(run_dir, &steps);
     if (n < 0) die("--run %s: no such folder", run_dir);
@@ -339,16 +571,18 @@ void probe_run(const ProbeSettings *s, const char *run_dir) {
     // i = -1: step 0, the randomly initialised model (unless the run has a checkpoint of step 0).
     for (int64_t i = -1; i < n; i++) {
         const uint64_t step = i < 0 ? 0 : steps[i];
-        char *done = xasprintf("%s/probe-%08llu.csv", s->out_dir, (unsigned long long)step);
-        const bool skip = file_size(done) >= 0 || (i < 0 && steps[0] == 0);
-        free(done);
-        if (skip) continue;
+        if (i < 0 && steps[0] == 0) continue;
         char *what = run_params_at(run_dir, &run, step, i < 0, params, m.num_params);
+        const uint32_t model_crc = parameters_crc(&m, params);
+        if (!needs_probe(s, &pd, step, model_crc)) {
+            free(what);
+            continue;
+        }
         backend_set_state(&m, params, NULL, NULL);
-        probe_model(s, &pd, &m, params, step, what);
+        probe_model(s, &pd, &m, model_crc, step, what);
         free(what);
     }
-    write_run_table(s->out_dir, steps, n, run.model.n_layer + 1);
+    write_run_table(s, &pd, steps, n, run.model.n_layer + 1);
     free(params);
     backend_free(&m);
     free(steps);
