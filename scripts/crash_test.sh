@@ -4,7 +4,7 @@
 # kill, and check that nothing was lost or taken for what it is not:
 #   - after every kill, every checkpoint-*.bin in the run passes ./igpt info,
 #     and --resume starts from the newest of them (never from a temporary);
-#   - the next start removes the temporaries a kill left (and names them);
+#   - a start removes the temporaries a kill left, names them, and nothing else;
 #   - after the final resume no temporary file is left (0 bytes), and the
 #     final checkpoint and log.jsonl are byte for byte those of the same run
 #     never interrupted (the log without its timings: tokens_per_s, time).
@@ -44,7 +44,7 @@ fail() {
 # A small prepared set and a run long enough for every kill: each attempt is killed a few steps in.
 ./igpt synth --out "$work/images" --size 8 --train-per-class 4 --test-per-class 1 >/dev/null
 ./igpt prepare --images "$work/images" --out "$work/data" --resolution 8 --colors 16 --val 8 --no-preview --quiet >/dev/null
-steps=$((count * 8 + 24))
+steps=$((count * 8 + 32))
 settings=(--device cpu --data "$work/data" --steps "$steps" --d-model 64 --n-layer 2 --n-head 2 --batch 2
     --checkpoint-every 2 --keep-last 3 --eval-every 10 --eval-images 8 --quiet)
 
@@ -59,12 +59,19 @@ check_resumed_from_newest() {
     resumed=$(sed -nE 's/^train: resuming from (.*) \(step [0-9]+\)$/\1/p' "$work/attempt.out")
     [ -z "$resumed" ] || [ "$resumed" = "$newest" ] || fail "resumed from $resumed; the newest checkpoint was $newest"
 }
+# The files the last start named in its "igpt: removed N leftover temporary files ...: a, b" line.
+names_removed() {
+    sed -nE 's/^igpt: removed [0-9]+ leftover temporary files? of an interrupted write \([^)]*\): (.*)$/\1/p' \
+        "$work/attempt.err" | sed 's/, \.\.\.$//' | tr ',' '\n' | sed 's/^ *//' | grep . >>"$work/named.txt" || true
+}
 logged_steps() {
     local n
     n=$(grep -c '"loss"' "$run/log.jsonl" 2>/dev/null || true)
     echo "${n:-0}"
 }
-kills=0 mid_write=0 checked=0 temps_seen=0 temps_named=0 attempts=0
+kills=0 mid_write=0 checked=0 attempts=0
+: >"$work/seen.txt"
+: >"$work/named.txt"
 while true; do
     attempts=$((attempts + 1))
     if ls "$run"/checkpoint-*.bin >/dev/null 2>&1; then args=(--out "$run" --resume); else args=(--out "$run"); fi
@@ -73,16 +80,25 @@ while true; do
     pid=$!
     if [ $kills -lt "$count" ]; then
         # One kill in five lands while the program starts (reading the checkpoint, cleaning up, rewriting the
-        # log); two in five 1-5 steps into the training at a random instant; two in five are aimed at a
+        # log); two in five 1-5 steps into the training, at a random instant of the next step; two in five at a
         # checkpoint write: the moment its temporary file appears (a builtin glob in a tight loop, no sleep).
         kind=$((RANDOM % 5))
         if [ $kind -eq 0 ]; then
             sleep "0.$(printf %03d $((RANDOM % 300)))"
         else
-            target=$(($(logged_steps) + 1 + RANDOM % 5))
-            while kill -0 $pid 2>/dev/null && [ "$(logged_steps)" -lt $target ]; do sleep 0.01; done
+            # Wait for the target step, timing the steps on the way (a step's time includes its checkpoint's).
+            done_steps=$(logged_steps) step_us=100000 then=${EPOCHREALTIME/./}
+            target=$((done_steps + 1 + RANDOM % 5))
+            while kill -0 $pid 2>/dev/null && [ "$done_steps" -lt $target ]; do
+                sleep 0.005
+                now_steps=$(logged_steps) now=${EPOCHREALTIME/./}
+                if [ "$now_steps" -gt "$done_steps" ]; then
+                    step_us=$(((now - then) / (now_steps - done_steps))) done_steps=$now_steps then=$now
+                fi
+            done
             if [ $kind -le 2 ]; then
-                sleep "0.$(printf %03d $((RANDOM % 150)))"
+                wait_ms=$((RANDOM % (step_us / 1000 + 1)))
+                sleep "$((wait_ms / 1000)).$(printf %03d $((wait_ms % 1000)))"
             else
                 deadline=$((SECONDS + 10))
                 while ! compgen -G "$run/checkpoint-*.bin.tmp.*" >/dev/null && [ $SECONDS -lt $deadline ]; do :; done
@@ -100,12 +116,16 @@ while true; do
         break
     fi
     check_resumed_from_newest
-    named=$(sed -nE 's/^igpt: removed ([0-9]+) leftover temporary file.*/\1/p' "$work/attempt.err")
-    temps_named=$((temps_named + ${named:-0}))
+    names_removed
     # After a kill: what it left, and every checkpoint is whole.
-    temps=$(find "$run" -maxdepth 1 -name '*.tmp.*' 2>/dev/null | wc -l)
-    temps_seen=$((temps_seen + temps))
-    if find "$run" -maxdepth 1 -name 'checkpoint-*.bin.tmp.*' 2>/dev/null | grep -q .; then mid_write=$((mid_write + 1)); fi
+    # (A kill at the next start, before its clean-up, finds the same temporaries: only new ones count.)
+    new_write=0
+    for temp in $(find "$run" -maxdepth 1 -name '*.tmp.*' -printf '%f\n' 2>/dev/null); do
+        grep -qxF "$temp" "$work/seen.txt" && continue
+        echo "$temp" >>"$work/seen.txt"
+        case $temp in checkpoint-*) new_write=1 ;; esac
+    done
+    mid_write=$((mid_write + new_write))
     for checkpoint in "$run"/checkpoint-*.bin; do
         [ -e "$checkpoint" ] || continue
         ./igpt info "$checkpoint" >/dev/null 2>"$work/info.err" || fail "after kill $kills: $(cat "$work/info.err")"
@@ -114,8 +134,7 @@ while true; do
 done
 [ $kills -eq "$count" ] || fail "the run finished after $kills of $count kills"
 check_resumed_from_newest
-named=$(sed -nE 's/^igpt: removed ([0-9]+) leftover temporary file.*/\1/p' "$work/attempt.err")
-temps_named=$((temps_named + ${named:-0}))
+names_removed
 wait $straight_pid || fail "the uninterrupted run failed: $(cat "$work/straight.out")"
 
 # The end: no temporary left, and the same bytes as the uninterrupted run.
@@ -126,7 +145,13 @@ cmp -s "$work/straight/$final" "$run/$final" || fail "$final differs from the un
 without_timings() { sed -E 's/"tokens_per_s": [0-9.eE+-]+, //; s/, "time": "[^"]*"//' "$1"; }
 diff <(without_timings "$work/straight/log.jsonl") <(without_timings "$run/log.jsonl") >"$work/log.diff" ||
     fail "log.jsonl differs from the uninterrupted run's: $(head -n 8 "$work/log.diff")"
-[ "$temps_named" -ge "$temps_seen" ] || fail "$temps_seen temporaries seen after kills, only $temps_named named as removed"
-echo "crash_test: $kills kills ($mid_write mid-write, $temps_seen temporary files left by them, all removed and named" \
-    "at the next start), $attempts starts, $checked checkpoints checked with ./igpt info, 0 bytes of temporary files" \
-    "left; $final and log.jsonl identical to the uninterrupted run (seed $seed)"
+# What a start removed was a temporary a kill had left, nothing else. (Each is named by the start that removes
+# it, unless that start is killed itself between the removal and the line.)
+sort -u "$work/seen.txt" -o "$work/seen.txt"
+sort -u "$work/named.txt" -o "$work/named.txt"
+not_left=$(comm -13 "$work/seen.txt" "$work/named.txt")
+[ -z "$not_left" ] || fail "a start removed files no kill had left: $not_left"
+temps_seen=$(wc -l <"$work/seen.txt") temps_named=$(wc -l <"$work/named.txt")
+echo "crash_test: $kills kills ($mid_write mid-write), $attempts starts; $temps_seen temporary files left by the kills," \
+    "$temps_named of them named by the start that removed them, 0 bytes left; $checked checkpoints checked with" \
+    "./igpt info; $final and log.jsonl identical to the uninterrupted run (seed $seed)"
