@@ -40,6 +40,8 @@ if [ $# -eq 0 ]; then
     run_suite "the checker: CUDA tests under ASan and TSan, planted bugs" bash tests/cuda/run_checker.sh
     # scripts/gpu_check.sh --dry-run (the interpret build as the GPU) and its planted faults.
     run_suite "GPU check: the dry run, planted faults, deadline" bash tests/test_gpu_check.sh
+    # kill -9 a small training at random instants (some mid-checkpoint-write), resume, compare (issue 13).
+    run_suite "crash test: kill -9 and resume, 3 kills" bash -c 'scripts/crash_test.sh --count 3 && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"'
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

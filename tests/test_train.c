@@ -1,11 +1,14 @@
 // Training tests: schedule, overfitting, bitwise resume, checkpoint
 // integrity, divergence and signals, through the real ./igpt train.
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "model/config.h"
@@ -14,6 +17,7 @@
 #include "test.h"
 #include "train/checkpoint.h"
 #include "train/optim.h"
+#include "train/run_files.h"
 #include "util/json.h"
 
 TEST(test_lr_schedule) {
@@ -80,6 +84,24 @@ char *small_prepared_data(void) {
 
 #define TINY "--d-model 16 --n-layer 1 --n-head 2 --batch 4 --quiet"
 
+static char *log_without_timings(const char *run);
+
+// Cuts the log of a run stopped at `step` as a kill can: the checkpoint's own
+// line (written just after the checkpoint) missing, and a torn last line.
+static void tear_log_as_a_kill_does(const char *run, int step) {
+    char *path = xasprintf("%s/log.jsonl", run), *key = xasprintf("{\"step\": %d, \"checkpoint\": ", step);
+    char *log = (char *)read_whole_file(path, NULL), *at = log ? strstr(log, key) : NULL;
+    CHECK(at != NULL, "the log of %s has the checkpoint line of step %d", run, step);
+    if (at) {
+        const char *torn = "{\"step\": 3, \"loss\": 2.7";
+        memcpy(at, torn, strlen(torn));
+        write_whole_file(path, log, (size_t)(at - log) + strlen(torn));
+    }
+    free(log);
+    free(key);
+    free(path);
+}
+
 TEST(test_train_resume_is_bitwise) {
     char *data = small_prepared_data();
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 --micro-batch 2 --eval-images 4 " TINY, data,
@@ -88,10 +110,20 @@ TEST(test_train_resume_is_bitwise) {
     CHECK(run_igpt("train --device cpu --data %s --out %s --steps 12 --micro-batch 2 --eval-images 4 --stop-at 5 " TINY,
                    data, test_path("resumed")) == 0,
           "first half: %s", cli_stderr());
-    CHECK(strstr(cli_stdout(), "stopped (--stop-at) after step 5"), "says where it stopped: %s", cli_stdout());
+    CHECK(strstr(cli_stdout(), "stopped (--stop-at) after step 5 of 12 (41%)"), "says where it stopped: %s",
+          cli_stdout());
     CHECK(!path_exists(test_path("resumed/checkpoint-00000012.bin")), "stopped early");
+    tear_log_as_a_kill_does(test_path("resumed"), 5);
     CHECK(run_igpt("train --device cpu --data %s --out %s --resume", data, test_path("resumed")) == 0, "resume: %s",
           cli_stderr());
+    char *straight_log = log_without_timings(test_path("straight")),
+         *resumed_log = log_without_timings(test_path("resumed"));
+    CHECK(
+        !strcmp(straight_log, resumed_log),
+        "the resumed log (torn line dropped, checkpoint line written again) is the straight run's:\n%s\nstraight:\n%s",
+        resumed_log, straight_log);
+    free(straight_log);
+    free(resumed_log);
     CHECK(files_equal(test_path("straight/checkpoint-00000012.bin"), test_path("resumed/checkpoint-00000012.bin")),
           "5 steps + resume + 7 steps is bitwise the 12-step run (parameters, Adam state, data position)");
     CHECK(
@@ -248,10 +280,12 @@ TEST(test_train_sigint_checkpoints_and_exits) {
     kill(pid, SIGINT);
     int status;
     waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "exits cleanly after SIGINT (status %d)", status);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGINT,
+          "exits with 130 (128 + SIGINT: stopped early, resumable) after SIGINT (status %d)", status);
     char *text = (char *)read_whole_file(stdout_path, NULL);
-    CHECK(text && strstr(text, "interrupted (SIGINT)") && strstr(text, "--resume"), "says how to continue: %s",
-          text ? text : "");
+    CHECK(text && strstr(text, "interrupted (SIGINT) after step") && strstr(text, " of 1000000 (0%)") &&
+              strstr(text, "--resume") && strstr(text, "exit status 130"),
+          "says where it stopped and how to continue: %s", text ? text : "");
     char *latest = checkpoint_latest(out);
     CHECK(latest != NULL, "a checkpoint was written on SIGINT");
     if (latest) CHECK(run_igpt("info %s", latest) == 0, "and it is intact");
@@ -302,6 +336,21 @@ TEST(test_train_help_and_version) {
     CHECK(run_igpt("train --version") == 0 && !strncmp(cli_stdout(), "igpt ", 5), "train --version: %s", cli_stdout());
 }
 
+// "2025-03-01T17:04:05.123Z", within a day of now.
+static bool is_recent_utc_time(const char *text) {
+    struct tm utc = {0};
+    int ms = -1, end = 0;
+    if (strlen(text) != 24 ||
+        sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &utc.tm_year, &utc.tm_mon, &utc.tm_mday, &utc.tm_hour,
+               &utc.tm_min, &utc.tm_sec, &ms, &end) != 7 ||
+        end != 24)
+        return false;
+    utc.tm_year -= 1900;
+    utc.tm_mon -= 1;
+    const double age = difftime(time(NULL), timegm(&utc));
+    return age > -60 && age < 86400;
+}
+
 // run.json is written with the JSON writer: valid JSON whatever the paths
 // hold (here a " in the data folder's name), with the version, the commit
 // and the command line of the run; every line of log.jsonl is JSON too.
@@ -337,6 +386,9 @@ TEST(test_train_run_json_records_the_run) {
     for (char *line = log ? strtok(log, "\n") : NULL; line; line = strtok(NULL, "\n")) {
         cJSON *entry = cJSON_Parse(line);
         CHECK(entry && json_number(entry, "step") >= 1, "log line %d is JSON with a step: %s", lines + 1, line);
+        const cJSON *clock = cJSON_GetObjectItemCaseSensitive(entry, "time");
+        CHECK(cJSON_IsString(clock) && is_recent_utc_time(clock->valuestring),
+              "log line %d has its wall-clock time (UTC, ISO 8601, ms): %s", lines + 1, line);
         cJSON_Delete(entry);
         lines++;
     }
@@ -416,20 +468,25 @@ TEST(test_train_cuda_attention_option) {
     free(data);
 }
 
-// log.jsonl without its timings (tokens_per_s), the only field two identical runs may differ in.
+// log.jsonl without its timings (tokens_per_s, and the wall-clock time of
+// each line), the only fields two identical runs may differ in.
 static char *log_without_timings(const char *run) {
     char *path = xasprintf("%s/log.jsonl", run), *log = (char *)read_whole_file(path, NULL);
     free(path);
     if (!log) return xstrdup("(no log)");
-    const char *key = "\"tokens_per_s\": ";
+    const char *speed = "\"tokens_per_s\": ", *clock = ", \"time\": \"";
     char *out = log;
     for (const char *in = log; *in;) {
-        if (strncmp(in, key, strlen(key))) {
+        if (!strncmp(in, speed, strlen(speed))) {
+            in += strlen(speed);
+            while (strchr("0123456789.eE+-", *in) && *in) in++;
+        } else if (!strncmp(in, clock, strlen(clock))) {
+            in += strlen(clock);
+            while (*in && *in != '"') in++;
+            if (*in) in++;
+        } else {
             *out++ = *in++;
-            continue;
         }
-        in += strlen(key);
-        while (strchr("0123456789.eE+-", *in) && *in) in++;
     }
     *out = '\0';
     return log;
@@ -467,5 +524,116 @@ TEST(test_train_cuda_clips_on_the_device_as_through_the_host) {
         free(host);
     }
 #undef CLIP_MODEL
+    free(data);
+}
+
+// --- The run folder's upkeep (issue 13) ----------------------------------------------------
+
+// A kill during a checkpoint write leaves "<name>.tmp.XXXXXX": the next start
+// removes exactly those of the run's own files, names them, and never takes
+// one for a checkpoint.
+TEST(test_train_leftover_temps_are_removed_and_named) {
+    char *data = small_prepared_data();
+    char *run = xstrdup(test_path("run"));
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 4 --stop-at 2 " TINY, data, run) == 0, "train: %s",
+          cli_stderr());
+    const char *leftovers[] = {"checkpoint-00000099.bin.tmp.Ab12Cd", "log.jsonl.tmp.x1Y2z3", "run.json.tmp.QQQQQQ"};
+    const char *not_ours[] = {"checkpoint-00000099.bin.tmp.Ab12C", "notes.txt.tmp.abcdef",
+                              "checkpoint-7.bin.tmp.abcdef", "checkpoint-00000099.bin.tmp.Ab12Cd.bak"};
+    for (int i = 0; i < 3; i++) write_whole_file(test_path("run/%s", leftovers[i]), "partial", 7);
+    for (int i = 0; i < 4; i++) write_whole_file(test_path("run/%s", not_ours[i]), "mine", 4);
+    char *latest = checkpoint_latest(run);
+    CHECK(latest && strstr(latest, "checkpoint-00000002.bin") && !strstr(latest, ".tmp."),
+          "a temporary of a later step is not a checkpoint: latest is %s", latest ? latest : "(none)");
+    free(latest);
+    uint64_t *steps;
+    const int64_t n = checkpoint_steps(run, &steps);
+    CHECK(n == 2 && steps[0] == 1 && steps[1] == 2, "and not listed among the checkpoints (steps 1 and 2)");
+    free(steps);
+    CHECK(run_igpt("train --device cpu --data %s --out %s --resume --stop-at 3", data, run) == 0, "resume: %s",
+          cli_stderr());
+    CHECK(strstr(cli_stderr(), "igpt: removed 3 leftover temporary files of an interrupted write (") &&
+              strstr(cli_stderr(), leftovers[0]) && strstr(cli_stderr(), leftovers[1]) &&
+              strstr(cli_stderr(), leftovers[2]),
+          "names what it removed, in one line: %s", cli_stderr());
+    for (int i = 0; i < 3; i++) CHECK(!path_exists(test_path("run/%s", leftovers[i])), "%s removed", leftovers[i]);
+    for (int i = 0; i < 4; i++) CHECK(file_size(test_path("run/%s", not_ours[i])) == 4, "%s kept", not_ours[i]);
+    CHECK(file_size(test_path("run/checkpoint-00000003.bin")) > 0, "and the run went on");
+    free(run);
+    free(data);
+}
+
+// A start that fails leaves no folder it created, and never removes one the user had.
+TEST(test_train_failed_start_leaves_no_folder) {
+    char *data = small_prepared_data();
+    CHECK(run_igpt("train --device cuda --data %s --out %s --steps 2 " TINY, data, test_path("new/run")) == 1,
+          "no GPU here: %s", cli_stderr());
+    CHECK(!path_exists(test_path("new")), "the folders it created are gone");
+    const char *diverging = "--steps 6 --lr 1e30 --warmup 1 --grad-clip 0 --checkpoint-every 100 --eval-images 0 " TINY;
+    CHECK(run_igpt("train --device cpu --data %s --out %s %s", data, test_path("made/run"), diverging) == 1 &&
+              strstr(cli_stderr(), "diverged"),
+          "diverges before its first checkpoint: %s", cli_stderr());
+    CHECK(!path_exists(test_path("made")), "its run.json, log.jsonl and folders are gone");
+    make_directories(test_path("mine"));
+    write_whole_file(test_path("mine/notes.txt"), "mine", 4);
+    CHECK(run_igpt("train --device cpu --data %s --out %s %s", data, test_path("mine/run"), diverging) == 1, "fails");
+    CHECK(file_size(test_path("mine/notes.txt")) == 4 && !path_exists(test_path("mine/run")),
+          "the user's folder and file stay; only what the command made is gone");
+    make_directories(test_path("empty"));
+    CHECK(run_igpt("train --device cpu --data %s --out %s %s", data, test_path("empty"), diverging) == 1, "fails");
+    CHECK(is_directory(test_path("empty")), "an empty folder the user made stays");
+    free(data);
+}
+
+// --keep-last N keeps the newest N checkpoints as the run goes, and through a resume.
+TEST(test_train_keep_last_rotates_checkpoints) {
+    char *data = small_prepared_data();
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 6 --checkpoint-every 1 --keep-last 0 " TINY, data,
+                   test_path("r")) == 2 &&
+              strstr(cli_stderr(), "--keep-last must be between 1 and"),
+          "N >= 1: %s", cli_stderr());
+    CHECK(
+        run_igpt("train --device cpu --data %s --out %s --steps 6 --checkpoint-every 1 --keep-last 2 --stop-at 4 " TINY,
+                 data, test_path("run")) == 0,
+        "train: %s", cli_stderr());
+    uint64_t *steps;
+    int64_t n = checkpoint_steps(test_path("run"), &steps);
+    CHECK(n == 2 && steps[0] == 3 && steps[1] == 4, "steps 3 and 4 kept, got %lld checkpoints", (long long)n);
+    free(steps);
+    CHECK(run_igpt("train --device cpu --data %s --out %s --resume --keep-last 1", data, test_path("run")) == 0,
+          "resume: %s", cli_stderr());
+    n = checkpoint_steps(test_path("run"), &steps);
+    CHECK(n == 1 && steps[0] == 6, "only the last is kept, got %lld checkpoints", (long long)n);
+    free(steps);
+    free(data);
+}
+
+// A checkpoint of a probe step stays until its probe is done (probe/probe-N.csv).
+TEST(test_rotation_keeps_checkpoints_still_to_probe) {
+    const char *run = test_dir();
+    for (int step = 1; step <= 6; step++) write_whole_file(test_path("checkpoint-%08d.bin", step), "c", 1);
+    make_directories(test_path("probe"));
+    write_whole_file(test_path("probe/probe-00000002.csv"), "p", 1);  // step 2 probed, step 4 not yet
+    CHECK(rotate_checkpoints(run, 2, 2) == 3, "deletes steps 1, 2 and 3 but not 4");
+    uint64_t *steps;
+    const int64_t n = checkpoint_steps(run, &steps);
+    CHECK(n == 3 && steps[0] == 4 && steps[1] == 5 && steps[2] == 6, "4 (to probe), 5 and 6 stay; got %lld",
+          (long long)n);
+    free(steps);
+}
+
+// One ./igpt train per run folder: a second one stops with a message.
+TEST(test_train_refuses_a_folder_in_use) {
+    char *data = small_prepared_data();
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 4 --stop-at 2 " TINY, data, test_path("run")) == 0,
+          "train: %s", cli_stderr());
+    const int fd = open(test_path("run"), O_RDONLY | O_DIRECTORY);
+    CHECK(fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0, "the test holds the folder's lock");
+    CHECK(run_igpt("train --device cpu --data %s --out %s --resume", data, test_path("run")) == 1 &&
+              strstr(cli_stderr(), "is in use by another ./igpt train"),
+          "refused: %s", cli_stderr());
+    if (fd >= 0) close(fd);
+    CHECK(run_igpt("train --device cpu --data %s --out %s --resume", data, test_path("run")) == 0, "free again: %s",
+          cli_stderr());
     free(data);
 }

@@ -64,6 +64,10 @@ static const Option evaluation_options[] = {
     {"resume", OPT_FLAG, RUN(resume), NULL, "continue the run in RUN_DIR from its latest checkpoint"},
     {"stop-at", OPT_INT64, RUN(stop_at), "N", "checkpoint and stop after step N (resume later with --resume)", .lo = 1,
      .hi = STEPS_MAX},
+    {"keep-last", OPT_INT64, RUN(keep_last), "N",
+     "keep only the newest N checkpoints, deleting older ones as new ones are\n"
+     "written (default: keep all; give it again on --resume); see below",
+     .lo = 1, .hi = STEPS_MAX},
     {"probe-every", OPT_INT64, RUN(probe_every), "N",
      "every N steps, checkpoint and run ./igpt probe on it (results in RUN_DIR/probe)", .lo = 1, .hi = STEPS_MAX},
     {"probe-train-images", OPT_INT64, RUN(probe_train_images), "N", "probe's --train-images for those probes", .lo = 2,
@@ -115,8 +119,20 @@ static const Command train_command = {
         "gradients are summed across ranks; only rank 0 prints and writes files. A run\n"
         "can move between the CPU and a GPU, and to another number of processes, on --resume.\n"
         "\n"
-        "Ctrl-C (SIGINT) or SIGTERM: the current step finishes, a checkpoint is written,\n"
-        "and the program exits; a second signal exits at once.\n",
+        "Ctrl-C (SIGINT), SIGTERM (Slurm's preemption, scancel) or SIGHUP: the current\n"
+        "step finishes, a checkpoint is written, and the program exits with status\n"
+        "128 + the signal's number: 130 (SIGINT), 143 (SIGTERM), 129 (SIGHUP), the same\n"
+        "on every process of the job, so scripts and job schedulers see a run that\n"
+        "stopped early (continue it with --resume). A second signal exits at once.\n"
+        "Exit status 0: the run is done, or stopped at --stop-at; 1: an error; 2: bad options.\n"
+        "\n"
+        "--keep-last N: after each checkpoint, all but the newest N are deleted, except\n"
+        "one that --probe-every has still to probe. A later ./igpt probe --run RUN_DIR\n"
+        "probes only the checkpoints still there; results already in RUN_DIR/probe stay.\n"
+        "\n"
+        "On start and on --resume, temporary files that a killed checkpoint write left in\n"
+        "RUN_DIR (checkpoint-N.bin.tmp.XXXXXX, ...) are removed, and named. A start that\n"
+        "fails before its first checkpoint removes the RUN_DIR it created.\n",
 };
 
 // What cli_parse cannot see: options that need or exclude each other, and
@@ -192,9 +208,9 @@ int cmd_train(int argc, char **argv) {
     a.run.backend = backend_options_from(&a.device);
     a.run.backend.recompute = a.recompute;
     a.run.backend.zero = a.zero;
-    train_run(&a.run, &parsed);
+    const int status = train_run(&a.run, &parsed);
     parsed_args_free(&parsed);
     free(command_line);
     dist_finalize();
-    return 0;
+    return status;
 }

@@ -1,7 +1,9 @@
 // ./igpt: one binary, one subcommand per stage of the pipeline
 // (synth/prepare -> train -> probe -> plot), plus bench, show and info.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "util/version.h"
@@ -33,7 +35,28 @@ static void print_help(FILE *out) {
     fprintf(out, "  %-9s %s\n", "--version", "the version of igpt and the commit it was built from");
 }
 
+// OpenMP threads that reach the end of a parallel region first spin-wait for
+// the others (libgomp: ~300,000 turns) before they sleep. On a machine of its
+// own that saves a wake-up; on a shared one the spinning threads take the
+// cores the working ones need, and a small model trains several times slower
+// (README, "Threads on a shared machine"). So igpt's threads sleep while they
+// wait (OMP_WAIT_POLICY=passive), unless the user set OMP_WAIT_POLICY or
+// GOMP_SPINCOUNT. libgomp reads them once, when it is loaded, before main:
+// the program starts again with the variable set (same process, same pid;
+// by its own path, so that ps and pgrep still call it igpt).
+static void wait_passively_unless_told(char **argv) {
+    if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
+    char self[4096];
+    const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0 || len >= (ssize_t)sizeof self - 1) return;  // no /proc: the library's default
+    self[len] = '\0';
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    execv(self, argv);
+    unsetenv("OMP_WAIT_POLICY");  // could not start again: the library's default
+}
+
 int main(int argc, char **argv) {
+    wait_passively_unless_told(argv);
     flush_denormals_to_zero();
     if (argc < 2) {
         print_help(stderr);

@@ -28,6 +28,7 @@ typedef struct {
     int64_t eval_every, checkpoint_every;
     int64_t eval_images;                            // validation images per evaluation (0: all)
     int64_t stop_at;                                // checkpoint and stop after this step (0: never)
+    int64_t keep_last;                              // keep only the newest N checkpoints (0: all)
     bool resume;                                    // continue the run in out_dir from its latest checkpoint
     int64_t probe_every;                            // run ./igpt probe on a checkpoint every N steps (0: never) ...
     int64_t probe_train_images, probe_eval_images;  // ... with these limits (0: probe's own)

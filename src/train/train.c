@@ -40,6 +40,7 @@ typedef struct {
     Progress progress;
     int64_t first_step;    // of this invocation
     double train_seconds;  // spent in steps, for tokens/s
+    int exit_status;       // 0, or 128 + the signal that stopped the run (train_run)
 } Trainer;
 
 // --- Evaluation -------------------------------------------------------------------------
@@ -86,6 +87,7 @@ static void save_checkpoint(Trainer *t, int64_t step) {
     const float *params, *adam_m, *adam_v;
     backend_get_state(&t->model, &params, &adam_m, &adam_v);  // every rank: ZeRO gathers the pieces
     if (dist_is_root()) checkpoint_save(t->last_checkpoint, run, params, adam_m, adam_v);
+    run_folder_keep();  // the run has a checkpoint: its folder stays whatever happens next
     log_checkpoint(&t->log, step, t->last_checkpoint, run->val_loss);
 }
 
@@ -147,14 +149,40 @@ static void show_progress(Trainer *t, int64_t step, double loss, double lr, doub
     progress_update(&t->progress, (uint64_t)(step - t->first_step), line);
 }
 
+// The signal that stops every process of the job, the same on all: SIGINT
+// if any process got one, else SIGTERM, else SIGHUP; 0 if none. One sum over
+// the processes (each count in its own 20 bits of a double), once a step.
+static int agreed_stop_signal(int local_signal) {
+    const int order[3] = {SIGINT, SIGTERM, SIGHUP};
+    double mine = 0.0;
+    for (int i = 0; i < 3; i++)
+        if (local_signal == order[i]) mine = ldexp(1.0, 20 * i);
+    const double all = dist_sum_double(mine);
+    for (int i = 0; i < 3; i++)
+        if (fmod(floor(ldexp(all, -20 * i)), 1048576.0) > 0) return order[i];
+    return 0;
+}
+
+static const char *signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "SIGHUP"; }
+
 // A signal (or --stop-at) ends the run early: the last step was checkpointed.
-static void report_stop(Trainer *t, int64_t step, int local_signal, bool signalled, const char *line) {
-    progress_finish(&t->progress, line);
-    const char *why = !signalled               ? "stopped (--stop-at)"
-                      : local_signal == SIGINT ? "interrupted (SIGINT)"
-                                               : "stopped by a signal";
-    printf("train: %s after step %lld; checkpoint %s. Continue with: ./igpt train --data %s --out %s --resume\n", why,
-           (long long)step, t->last_checkpoint, t->s->data_dir, t->s->out_dir);
+// The progress bar and the line say where it stopped; a signal sets the exit
+// status to 128 + its number, as a shell reports a command the signal ended.
+static void report_stop(Trainer *t, int64_t step, int stop_signal, const char *line) {
+    progress_finish_at(&t->progress, (uint64_t)(step - t->first_step), line);
+    const int64_t total = t->plan.optim.total_steps;
+    char why[64];
+    if (stop_signal) snprintf(why, sizeof why, "interrupted (%s)", signal_name(stop_signal));
+    else snprintf(why, sizeof why, "stopped (--stop-at)");
+    t->exit_status = stop_signal ? 128 + stop_signal : 0;
+    printf(
+        "train: %s after step %lld of %lld (%d%%); checkpoint %s. Continue with: ./igpt train --data %s --out %s "
+        "--resume\n",
+        why, (long long)step, (long long)total, (int)(100 * step / total), t->last_checkpoint, t->s->data_dir,
+        t->s->out_dir);
+    if (stop_signal)
+        printf("train: exit status %d (128 + %s): stopped early, resumable\n", t->exit_status,
+               signal_name(stop_signal));
 }
 
 static void report_done(Trainer *t, int64_t step) {
@@ -220,17 +248,18 @@ static void train_loop(Trainer *t) {
         t->run->val_loss = NAN;
         if (t->plan.eval_images > 0 && due(step, t->run->eval_every, oc->total_steps)) evaluate_and_log(t, step);
         // A signal to any process stops every process after the same step.
-        const int local_signal = stop_requested();
-        const bool signalled = dist_sum_double(local_signal != 0) > 0;
-        const bool stopping = signalled || step == s->stop_at;
+        const int stop_signal = agreed_stop_signal(stop_requested());
+        const bool stopping = stop_signal || step == s->stop_at;
         const bool probe_now = s->probe_every && step % s->probe_every == 0;
+        fflush(t->log.file);  // the step's lines are in the log before its checkpoint exists
         if (due(step, t->run->checkpoint_every, oc->total_steps) || stopping || probe_now) save_checkpoint(t, step);
         fflush(t->log.file);
-        if (probe_now && !signalled && dist_is_root()) probe_checkpoint(s, t->last_checkpoint);
+        if (probe_now && !stop_signal && dist_is_root()) probe_checkpoint(s, t->last_checkpoint);
+        if (s->keep_last && dist_is_root()) rotate_checkpoints(s->out_dir, s->keep_last, s->probe_every);
         char line[160];
         show_progress(t, step, loss, lr, grad_norm, line, sizeof line);
         if (stopping && step < oc->total_steps) {
-            report_stop(t, step, local_signal, signalled, line);
+            report_stop(t, step, stop_signal, line);
             return;
         }
     }
@@ -261,6 +290,9 @@ static void print_run(const TrainSettings *s, const TrainPlan *p) {
         printf("train: %d processes (data parallel), %d images each per step%s\n", world, (int)p->run.batch / world,
                s->backend.zero ? ", Adam state split across them (ZeRO-1)" : "");
     if (s->resume) printf("train: resuming from %s (step %llu)\n", p->resumed_from, (unsigned long long)p->run.step);
+    if (s->keep_last)
+        printf("train: keeping the newest %lld checkpoints (--keep-last); older ones are deleted once probed\n",
+               (long long)s->keep_last);
     fflush(stdout);
 }
 
@@ -284,13 +316,19 @@ static void create_model(Trainer *t) {
     p->params = p->adam_m = p->adam_v = NULL;
 }
 
-void train_run(const TrainSettings *s, const ParsedArgs *parsed) {
+int train_run(const TrainSettings *s, const ParsedArgs *parsed) {
     progress_set_quiet(s->quiet || !dist_is_root());
     Trainer t = {.s = s};
+    // A start that fails takes back the folder it made (run_files.h).
+    if (dist_is_root()) run_folder_watch(s->out_dir);
     plan_training(s, parsed, &t.plan);
     t.run = &t.plan.run;
     // Every rank has decided the same before rank 0 writes anything.
     dist_barrier();
+    if (dist_is_root()) {
+        lock_run_folder(s->out_dir);
+        remove_leftover_temps(s->out_dir);
+    }
     print_run(s, &t.plan);
     create_model(&t);
     open_run_files(s, &t.plan, t.model.num_params, &t.log);
@@ -310,4 +348,5 @@ void train_run(const TrainSettings *s, const ParsedArgs *parsed) {
     dp_free(&t.dp);
     backend_free(&t.model);
     plan_free(&t.plan);
+    return t.exit_status;
 }

@@ -13,6 +13,9 @@
 // data or a run that cannot go on. `parsed` is what cli_parse found when it
 // filled `s`: which options the command line gave, since a resumed run keeps
 // its settings and refuses an option given again with another value.
-void train_run(const TrainSettings *s, const ParsedArgs *parsed);
+// Returns the exit status: 0 when the run is done or stopped at --stop-at;
+// 128 + the signal's number when SIGINT (130), SIGTERM (143) or SIGHUP (129)
+// stopped it after a checkpoint, the same on every process of the job.
+int train_run(const TrainSettings *s, const ParsedArgs *parsed);
 
 #endif

@@ -423,9 +423,11 @@ void progress_update(Progress *p, uint64_t done, const char *extra) {
     progress_draw(p, done, extra, false);
 }
 
-void progress_finish(Progress *p, const char *extra) {
+void progress_finish(Progress *p, const char *extra) { progress_finish_at(p, p->total, extra); }
+
+void progress_finish_at(Progress *p, uint64_t done, const char *extra) {
     if (p->quiet) return;
-    progress_draw(p, p->total, extra, true);
+    progress_draw(p, done, extra, true);
 }
 
 // ---------------------------------------------------------------------------

@@ -127,6 +127,8 @@ void progress_start(Progress *p, const char *label, uint64_t total);
 // Call from one thread only; cheap when nothing needs drawing.
 void progress_update(Progress *p, uint64_t done, const char *extra);
 void progress_finish(Progress *p, const char *extra);
+// The last line of work that ended early, at `done` of the total (not 100%).
+void progress_finish_at(Progress *p, uint64_t done, const char *extra);
 // Silences progress bars (tests, --quiet).
 void progress_set_quiet(bool quiet);
 
