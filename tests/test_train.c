@@ -230,7 +230,7 @@ TEST(test_train_sigint_checkpoints_and_exits) {
     if (pid == 0) {
         if (!freopen(stdout_path, "w", stdout)) _exit(99);
         if (!freopen("/dev/null", "w", stderr)) _exit(99);
-        execl("./igpt", "./igpt", "train", "--device", "cpu", "--data", data, "--out", out, "--steps", "1000000",
+        execl(igpt_path(), igpt_path(), "train", "--device", "cpu", "--data", data, "--out", out, "--steps", "1000000",
               "--d-model", "16", "--n-layer", "1", "--n-head", "2", "--batch", "4", "--checkpoint-every", "1000000",
               "--eval-images", "0", "--quiet", (char *)NULL);
         _exit(98);
