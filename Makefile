@@ -58,10 +58,14 @@ SANITIZE_FLAGS = -fsanitize=$(SANITIZE) -fno-sanitize-recover=undefined -fno-omi
 # -Wno-pass-failed: clang says which `omp simd` loops the instrumented code cannot vectorize.
 CFLAGS = -O1 -march=native -fno-math-errno $(SANITIZE_FLAGS) -Wno-pass-failed
 LDFLAGS += $(SANITIZE_FLAGS)
+ifneq ($(findstring address,$(SANITIZE)),)
 INTERP_SANITIZE = $(SANITIZE_FLAGS) -DIGPT_INTERP_ASAN
 # Array bounds in the kernels are ASan's (per-block shared arrays with redzones, reported with the
 # kernel, block and thread: the checker's planted bugs); UBSan's bounds check would stop first.
 INTERP_KERNEL_FLAGS = -femulated-tls -fno-sanitize=bounds
+else
+INTERP_SANITIZE = $(SANITIZE_FLAGS)
+endif
 endif
 
 CFLAGS ?= -O3 -march=native -fno-math-errno
@@ -286,6 +290,6 @@ bench-probe: igpt
 	@bash bench/bench_probe.sh
 
 clean:
-	rm -rf $(BUILD) igpt
+	rm -rf $(BUILD) $(IGPT)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
