@@ -26,15 +26,20 @@ import math
 import os
 import sys
 
-try:
-    import matplotlib
+matplotlib = plt = None
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-except ImportError:
-    sys.exit(f"igpt: error: matplotlib is missing for {sys.executable}; install python3-matplotlib "
-             "(scripts/setup.sh does)")
+
+def load_matplotlib():
+    """Imported once the arguments are checked: it takes seconds, a bad argument should not."""
+    global matplotlib, plt
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        fail(f"matplotlib is missing for {sys.executable}; install python3-matplotlib (scripts/setup.sh does)")
 
 
 def fail(message):
@@ -187,6 +192,7 @@ def main():
     if args.describe and not os.path.isdir(os.path.dirname(args.describe) or "."):
         fail(f"--describe {args.describe}: its folder does not exist")
     out_dir = args.out or os.path.join(args.runs[0], "plots")
+    load_matplotlib()
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
