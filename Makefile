@@ -40,6 +40,34 @@ CUDART = -lcudart_static -ldl -lrt -lpthread
 LDFLAGS += -Wl,-rpath,'$$ORIGIN/lib'
 endif
 
+# --- make SANITIZE=address,undefined (test): everything under the sanitizers ------------------
+# build/sanitize: ./igpt (build/sanitize/igpt), the C tests and the interpret-mode ./igpt and CUDA
+# tests, all built by clang with AddressSanitizer + UBSan (any undefined behaviour ends the
+# program), so that `make SANITIZE=address,undefined test` runs the whole suite under them. One
+# compiler for all: gcc's and clang's sanitizer runtimes do not mix in one program, and the
+# interpret mode's fibers reuse the checker build's ASan annotations and per-block shared memory
+# (IGPT_INTERP_ASAN, -femulated-tls: clang only). OpenMP is clang's libomp (clang ignores the
+# pragmas with -fopenmp=libgomp), which also serves OpenBLAS's libgomp calls. No nvcc here.
+ifneq ($(SANITIZE),)
+BUILD = build/sanitize
+CC = clang
+CXX = clang++
+NVCC =
+CHECK_CXX = /nonexistent
+SANITIZE_FLAGS = -fsanitize=$(SANITIZE) -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g
+# -Wno-pass-failed: clang says which `omp simd` loops the instrumented code cannot vectorize.
+CFLAGS = -O1 -march=native -fno-math-errno $(SANITIZE_FLAGS) -Wno-pass-failed
+LDFLAGS += $(SANITIZE_FLAGS)
+ifneq ($(findstring address,$(SANITIZE)),)
+INTERP_SANITIZE = $(SANITIZE_FLAGS) -DIGPT_INTERP_ASAN
+# Array bounds in the kernels are ASan's (per-block shared arrays with redzones, reported with the
+# kernel, block and thread: the checker's planted bugs); UBSan's bounds check would stop first.
+INTERP_KERNEL_FLAGS = -femulated-tls -fno-sanitize=bounds
+else
+INTERP_SANITIZE = $(SANITIZE_FLAGS)
+endif
+endif
+
 CFLAGS ?= -O3 -march=native -fno-math-errno
 WERROR ?= -Werror
 DEP_LIBS ?= -lopenblas -llbfgs -lcjson -lz
@@ -144,10 +172,11 @@ $(BUILD)/libigpt.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-# Vendored stb: compiled once, without our warning flags.
+# Vendored stb: compiled once, without our warning flags. Under SANITIZE, its
+# signed left shifts (JPEG bit packing, 2.27) are not checked: ASan and the rest still are.
 $(BUILD)/src/data/stb_impl.o: src/data/stb_impl.c
 	@mkdir -p $(dir $@)
-	$(CC) $(filter -O% -m%,$(CFLAGS)) -std=c11 -D_DEFAULT_SOURCE -Ithird_party -w -c -o $@ $<
+	$(CC) $(filter -O% -m%,$(CFLAGS)) $(SANITIZE_FLAGS) $(if $(SANITIZE),-fno-sanitize=shift) -std=c11 -D_DEFAULT_SOURCE -Ithird_party -w -c -o $@ $<
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)
@@ -181,14 +210,14 @@ $(BUILD)/cuda/igpt_cuda_tests: $(GPU_TEST_OBJ) $(HARNESS_OBJ) $(GPU_OBJ) $(BUILD
 
 # --- Interpret mode (g++) ------------------------------------------------------------------
 INTERP_FLAGS = -std=c++20 -O2 -g -DIGPT_INTERPRET -Wall -Wextra -Wshadow -Werror -fopenmp -Isrc -Icuda \
-               -Itests/cuda -isystem $(BLAS_INC) -MMD -MP
+               -Itests/cuda -isystem $(BLAS_INC) $(INTERP_SANITIZE) -MMD -MP
 INTERP_SRC = $(wildcard cuda/interpret/*.cpp)
 INTERP_OBJ = $(CUDA_SRC:%.cu=$(BUILD)/interp/%.o) $(INTERP_SRC:%.cpp=$(BUILD)/interp/%.o)
 INTERP_TEST_OBJ = $(CUDA_TEST_SRC:%.cu=$(BUILD)/interp/%.o)
 
 $(BUILD)/interp/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(CXX) $(INTERP_FLAGS) -x c++ -c -o $@ $<
+	$(CXX) $(INTERP_FLAGS) $(INTERP_KERNEL_FLAGS) -x c++ -c -o $@ $<
 $(BUILD)/interp/%.o: %.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) $(INTERP_FLAGS) -c -o $@ $<
@@ -262,8 +291,8 @@ sm90-kernels:
 endif
 
 # --- Tests and benchmarks ----------------------------------------------------------------------
-test: igpt $(BUILD)/igpt_tests $(BUILD)/interp/igpt_cuda_tests $(BUILD)/interp/igpt $(CHECK_BINS)
-	@bash tests/run.sh
+test: $(IGPT) $(BUILD)/igpt_tests $(BUILD)/interp/igpt_cuda_tests $(BUILD)/interp/igpt $(CHECK_BINS)
+	@IGPT_BUILD=$(BUILD) bash tests/run.sh
 
 bench-data: igpt
 	@bash bench/bench_data.sh
@@ -275,6 +304,6 @@ bench-probe: igpt
 	@bash bench/bench_probe.sh
 
 clean:
-	rm -rf $(BUILD) igpt
+	rm -rf $(BUILD) $(IGPT)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

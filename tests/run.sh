@@ -31,10 +31,30 @@ run_suite() {
         failed=$((failed + 1))
     fi
 }
-run_suite "C tests" ./build/igpt_tests "$@"
-run_suite "CUDA kernels in the interpret mode" ./build/interp/igpt_cuda_tests "$@"
-if [ $# -eq 0 ]; then
+# The build under test: build (./igpt) or the folder make names, e.g. build/sanitize
+# (make SANITIZE=address,undefined test); the C tests and scripts find its binaries
+# through IGPT_BUILD too.
+export IGPT_BUILD=${IGPT_BUILD:-build}
+build=$IGPT_BUILD
+if [ "$build" = build/sanitize ]; then
+    # UBSan stops at the first finding (-fno-sanitize-recover) and prints its stack. LeakSanitizer
+    # checks when an ./igpt command returns and when the C tests end: not at error exits (they end
+    # the program with its buffers in use on purpose), not in mpirun's ranks (src/cli/main.c); it
+    # ignores the libraries' own leaks (tests/sanitize.supp). The interpret build's ASan settings
+    # (abort on the first report: the checker's planted bugs expect SIGABRT) are its own defaults.
+    export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:leak_check_at_exit=0}
+    export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+    export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/sanitize.supp:print_suppressions=0}
+fi
+run_suite "C tests" "./$build/igpt_tests" "$@"
+run_suite "CUDA kernels in the interpret mode" "./$build/interp/igpt_cuda_tests" "$@"
+if [ $# -eq 0 ] && [ "$build" != build ]; then
     run_suite "prepare vs an independent Python reader" python3 tests/test_prepare_reference.py
+    run_suite "bad command lines and inputs: clear errors, no partial output" bash tests/bad_inputs.sh
+    echo "skip  style, SASS, the checker builds and the GPU check's dry run: the same in every build (make test)"
+elif [ $# -eq 0 ]; then
+    run_suite "prepare vs an independent Python reader" python3 tests/test_prepare_reference.py
+    run_suite "bad command lines and inputs: clear errors, no partial output" bash tests/bad_inputs.sh
     run_suite "style: format, one statement per line, no include cycle" python3 tests/check_style.py
     run_suite "SASS of the nvcc build: HMMA in tensor-core kernels, no local memory" python3 tests/check_sass.py
     run_suite "the checker: CUDA tests under ASan and TSan, planted bugs" bash tests/cuda/run_checker.sh

@@ -15,9 +15,21 @@ static char path_buf[32][1024];
 static int path_slot = 0;
 static char *captured_out = NULL;
 static char *captured_err = NULL;
-static const char *igpt_binary = "./igpt";
+// The binaries under test: ./igpt and build/interp/igpt, or those of the
+// build folder make names in IGPT_BUILD (build/sanitize/igpt, ...).
+static char igpt_binary[512] = "./igpt";
+static char interpret_binary[512] = "./build/interp/igpt";
 
 const char *test_dir(void) { return current_dir; }
+const char *igpt_path(void) { return igpt_binary; }
+const char *igpt_interpret_path(void) { return interpret_binary; }
+
+static void find_binaries(void) {
+    const char *build = getenv("IGPT_BUILD");
+    if (!build || !*build || !strcmp(build, "build")) return;
+    snprintf(igpt_binary, sizeof igpt_binary, "%s/igpt", build);
+    snprintf(interpret_binary, sizeof interpret_binary, "%s/interp/igpt", build);
+}
 
 const char *test_path(const char *fmt, ...) {
     char rel[512];
@@ -73,7 +85,7 @@ static int run_binary(const char *binary, const char *args) {
     } while (0)
 
 int run_igpt(const char *args_fmt, ...) { RUN_FORMATTED(igpt_binary); }
-int run_igpt_interpret(const char *args_fmt, ...) { RUN_FORMATTED("./build/interp/igpt"); }
+int run_igpt_interpret(const char *args_fmt, ...) { RUN_FORMATTED(interpret_binary); }
 
 int run_mpi(int processes, const char *binary, const char *args_fmt, ...) {
     // As root too; more ranks than cores; no cross-process memory mapping (containers often forbid it).
@@ -147,10 +159,27 @@ static void clean_root_folder(bool all_passed) {
     if (all_passed && root_dir[0]) remove_folder(root_dir);
 }
 
+// make SANITIZE=address,undefined: leaks are checked when the tests end
+// normally, as ./igpt checks when a command returns (src/cli/main.c).
+#if defined(__SANITIZE_ADDRESS__)
+#define IGPT_LEAK_CHECK 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define IGPT_LEAK_CHECK 1
+#endif
+#endif
+#if defined(IGPT_LEAK_CHECK)
+#include <sanitizer/lsan_interface.h>
+#endif
+
 int main(int argc, char **argv) {
-    if (getenv("IGPT_BIN")) igpt_binary = getenv("IGPT_BIN");
+    find_binaries();
     progress_set_quiet(true);
     flush_denormals_to_zero();  // as ./igpt runs
     const TestHooks hooks = {make_test_folder, clean_test_folder, clean_root_folder};
-    return test_main(argc, argv, &hooks);
+    const int status = test_main(argc, argv, &hooks);
+#if defined(IGPT_LEAK_CHECK)
+    __lsan_do_leak_check();
+#endif
+    return status;
 }

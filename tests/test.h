@@ -15,6 +15,11 @@ const char *test_dir(void);
 // copy it to keep it longer.
 IGPT_PRINTF(1, 2) const char *test_path(const char *fmt, ...);
 
+// The binaries under test: "./igpt" and "./build/interp/igpt", or those of
+// the build folder in $IGPT_BUILD (make sets it: build/sanitize/igpt, ...).
+const char *igpt_path(void);
+const char *igpt_interpret_path(void);
+
 // Runs `./igpt <args>` through the shell with stdout and stderr captured;
 // returns the exit status (or 128+signal). The captured text is available
 // through cli_stdout() / cli_stderr() until the next run.

@@ -159,9 +159,9 @@ static bool signal_one_rank(int sig, const char *data, const char *out, const ch
         (void)f;
         dup2(1, 2);
         execlp("mpirun", "mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "--mca",
-               "btl_vader_single_copy_mechanism", "none", "-np", "2", "./igpt", "train", "--data", data, "--out", out,
-               "--steps", "100000", "--device", "cpu", "--d-model", "32", "--n-layer", "2", "--n-head", "2", "--batch",
-               "6", "--threads", "1", "--quiet", (char *)NULL);
+               "btl_vader_single_copy_mechanism", "none", "-np", "2", igpt_path(), "train", "--data", data, "--out",
+               out, "--steps", "100000", "--device", "cpu", "--d-model", "32", "--n-layer", "2", "--n-head", "2",
+               "--batch", "6", "--threads", "1", "--quiet", (char *)NULL);
         _exit(127);
     }
     bool sent = false;
@@ -245,18 +245,18 @@ TEST(test_dist_cuda_backend_through_the_interpreter) {
     "--eval-images 8 --quiet"
     CHECK(run_igpt_interpret("train --data %s --out %s --steps 20 " GPU_DP, data, test_path("one")) == 0,
           "one process: %s", cli_stderr());
-    CHECK(run_mpi(2, "./build/interp/igpt", "train --data %s --out %s --steps 20 " GPU_DP, data, test_path("two")) == 0,
+    CHECK(run_mpi(2, igpt_interpret_path(), "train --data %s --out %s --steps 20 " GPU_DP, data, test_path("two")) == 0,
           "2 processes: %s", cli_stderr());
     check_same_training(test_path("one"), test_path("two"), "CUDA backend, 2 processes");
     CHECK(
-        run_mpi(1, "./build/interp/igpt", "train --data %s --out %s --steps 20 " GPU_DP, data, test_path("mpi1")) == 0,
+        run_mpi(1, igpt_interpret_path(), "train --data %s --out %s --steps 20 " GPU_DP, data, test_path("mpi1")) == 0,
         "1 process under mpirun (the collectives path): %s", cli_stderr());
     check_same_training(test_path("one"), test_path("mpi1"), "CUDA backend, mpirun -np 1");
     // ZeRO-1 on the GPU backend (master weights and moments split): 3 processes to step 10, then 2.
-    CHECK(run_mpi(3, "./build/interp/igpt", "train --data %s --out %s --steps 20 --stop-at 10 --zero " GPU_DP, data,
+    CHECK(run_mpi(3, igpt_interpret_path(), "train --data %s --out %s --steps 20 --stop-at 10 --zero " GPU_DP, data,
                   test_path("zero")) == 0,
           "ZeRO, 3 processes: %s", cli_stderr());
-    CHECK(run_mpi(2, "./build/interp/igpt",
+    CHECK(run_mpi(2, igpt_interpret_path(),
                   "train --data %s --out %s --resume --zero --precision fp32 --quiet --threads 1", data,
                   test_path("zero")) == 0,
           "ZeRO, resumed on 2: %s", cli_stderr());

@@ -69,8 +69,9 @@ TEST(test_prepare_cifar_end_to_end) {
     CHECK(json && strstr(json, "\"train\": {") && strstr(json, "\"per_class\": [18, 18"), "prepare.json: %s",
           json ? json : "(missing)");
     free(json);
-    CHECK(run_igpt("prepare --help") == 0 && system(xasprintf("ls %s | grep -q tmp", out)) != 0,
-          "no temporary files left");
+    char *list_tmp = xasprintf("ls %s | grep -q tmp", out);
+    CHECK(run_igpt("prepare --help") == 0 && system(list_tmp) != 0, "no temporary files left");
+    free(list_tmp);
 
     free(is_val);
     imageset_free(&all);

@@ -18,7 +18,9 @@ import tempfile
 import zlib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IGPT = os.environ.get("IGPT_BIN", os.path.join(ROOT, "igpt"))
+# ./igpt, or the igpt of the build folder make names (IGPT_BUILD=build/sanitize, ...).
+BUILD = os.environ.get("IGPT_BUILD", "build")
+IGPT = os.path.join(ROOT, "igpt") if BUILD == "build" else os.path.join(ROOT, BUILD, "igpt")
 RECORD = 3073
 
 results = []

@@ -262,7 +262,7 @@ TEST(test_train_sigint_checkpoints_and_exits) {
     if (pid == 0) {
         if (!freopen(stdout_path, "w", stdout)) _exit(99);
         if (!freopen("/dev/null", "w", stderr)) _exit(99);
-        execl("./igpt", "./igpt", "train", "--device", "cpu", "--data", data, "--out", out, "--steps", "1000000",
+        execl(igpt_path(), igpt_path(), "train", "--device", "cpu", "--data", data, "--out", out, "--steps", "1000000",
               "--d-model", "16", "--n-layer", "1", "--n-head", "2", "--batch", "4", "--checkpoint-every", "1000000",
               "--eval-images", "0", "--quiet", (char *)NULL);
         _exit(98);
@@ -376,7 +376,8 @@ TEST(test_train_run_json_records_the_run) {
     CHECK(cJSON_IsString(commit) && strstr(version_text, commit_text), "records the commit: %s", commit_text);
     free(commit_text);
     const cJSON *command_line = cJSON_GetObjectItemCaseSensitive(run, "command_line");
-    char *quoted = xasprintf("./igpt train --device cpu --data '%s' --out %s --steps 2", odd, test_path("run"));
+    char *quoted =
+        xasprintf("%s train --device cpu --data '%s' --out %s --steps 2", igpt_path(), odd, test_path("run"));
     CHECK(cJSON_IsString(command_line) && !strncmp(command_line->valuestring, quoted, strlen(quoted)),
           "records the command line, shell-quoted: %s", cJSON_IsString(command_line) ? command_line->valuestring : "");
     CHECK(json_number(run, "batch") == 4 && json_number(run, "processes") == 1, "and the settings");

@@ -37,17 +37,27 @@ static const Command plot_command = {
     .operands_expected = "at least one RUN_DIR",
 };
 
-// The plot script, which ships in src/plot/ beside the binary.
+// The plot script, which ships in src/plot/ beside the binary, or beside
+// the checkout of a binary in a build folder (build/sanitize/igpt).
 static char *plot_script_path(void) {
     char exe[PATH_MAX];
     const ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n < 0) die("cannot find the igpt binary's folder: %s", strerror(errno));
     exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = '\0';
-    char *script = xasprintf("%s/src/plot/plot.py", exe);
-    if (file_size(script) < 0) die("%s: no such file (the plot script ships beside ./igpt)", script);
-    return script;
+    char *beside = NULL;
+    for (int up = 0; up < 3; up++) {
+        char *slash = strrchr(exe, '/');
+        if (!slash) break;
+        *slash = '\0';
+        char *script = xasprintf("%s/src/plot/plot.py", exe);
+        if (file_size(script) >= 0) {
+            free(beside);
+            return script;
+        }
+        if (beside) free(script);
+        else beside = script;
+    }
+    die("%s: no such file (the plot script ships beside ./igpt)", beside ? beside : "src/plot/plot.py");
 }
 
 int cmd_plot(int argc, char **argv) {

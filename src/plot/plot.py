@@ -26,14 +26,25 @@ import math
 import os
 import sys
 
-try:
-    import matplotlib
+matplotlib = plt = None
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-except ImportError:
-    sys.exit(f"plot: matplotlib is missing for {sys.executable}; install python3-matplotlib (scripts/setup.sh does)")
+
+def load_matplotlib():
+    """Imported once the arguments are checked: it takes seconds, a bad argument should not."""
+    global matplotlib, plt
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        fail(f"matplotlib is missing for {sys.executable}; install python3-matplotlib (scripts/setup.sh does)")
+
+
+def fail(message):
+    """One line, as ./igpt's own errors: 'igpt: error: ...', exit status 1."""
+    sys.exit(f"igpt: error: {message}")
 
 
 def load_run(run_dir):
@@ -46,10 +57,14 @@ def load_run(run_dir):
     except (OSError, ValueError):
         pass
     train, val = [], []
+    log_path = os.path.join(run_dir, "log.jsonl")
     try:
-        with open(os.path.join(run_dir, "log.jsonl")) as f:
-            for line in f:
-                row = json.loads(line)
+        with open(log_path) as f:
+            for number, line in enumerate(f, 1):
+                try:
+                    row = json.loads(line)
+                except ValueError as e:
+                    fail(f"{log_path} line {number} is not JSON ({e})")
                 if "loss" in row:
                     train.append((row["step"], row["loss"]))
                 elif "val_loss" in row and "checkpoint" not in row:
@@ -58,8 +73,11 @@ def load_run(run_dir):
         pass
     probes = []
     for path in sorted(glob.glob(os.path.join(run_dir, "probe", "probe-*.json"))):
-        with open(path) as f:
-            p = json.load(f)
+        try:
+            with open(path) as f:
+                p = json.load(f)
+        except (OSError, ValueError) as e:
+            fail(f"cannot read {path}: {e}")
         probes.append({"step": p["step"], "gen_loss": p["eval_gen_loss"],
                        "accuracy": [layer["accuracy"] for layer in p["layers"]], "best": p["best_accuracy"]})
     probes.sort(key=lambda p: p["step"])
@@ -166,19 +184,29 @@ def main():
     args = parser.parse_args()
     for run_dir in args.runs:
         if not os.path.isdir(run_dir):
-            sys.exit(f"plot: {run_dir}: no such run folder")
+            fail(f"{run_dir}: no such run folder")
     runs = [load_run(d) for d in args.runs]
     if not any(r["train"] or r["probes"] for r in runs):
-        sys.exit("plot: nothing to plot: no log.jsonl lines or probe results in " + ", ".join(args.runs))
+        fail("nothing to plot: no log.jsonl lines or probe results in " + ", ".join(args.runs))
+    # Where the outputs go is checked before anything is drawn: a failed plot leaves nothing.
+    if args.describe and not os.path.isdir(os.path.dirname(args.describe) or "."):
+        fail(f"--describe {args.describe}: its folder does not exist")
     out_dir = args.out or os.path.join(args.runs[0], "plots")
-    os.makedirs(out_dir, exist_ok=True)
+    load_matplotlib()
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot create the output folder {out_dir}: {e.strerror}")
     described = {}
     plot_loss_vs_accuracy(runs, out_dir, described)
     plot_accuracy_vs_layer(runs, out_dir, described)
     plot_loss_vs_step(runs, out_dir, described)
     if args.describe:
-        with open(args.describe, "w") as f:
-            json.dump(described, f, indent=1)
+        try:
+            with open(args.describe, "w") as f:
+                json.dump(described, f, indent=1)
+        except OSError as e:
+            fail(f"cannot write {args.describe}: {e.strerror}")
     print(f"plot: wrote loss_vs_accuracy, accuracy_vs_layer, loss_vs_step (.png, .svg) to {out_dir}")
 
 

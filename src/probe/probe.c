@@ -247,7 +247,9 @@ static double choose_l2(const FeatureSet *train, int layer, const double *mean, 
     *holdout_accuracy = -1.0;
     for (int i = 0; i < a->num_l2; i++) {
         opt.l2 = order[i];
-        probe_fit(&fit, &opt, current.w, &current);
+        double *warm_start = current.w;  // probe_fit gives current new weights: free the old ones
+        probe_fit(&fit, &opt, warm_start, &current);
+        free(warm_start);
         const double acc = probe_score(&current, &hold, opt.threads, NULL, NULL);
         if (acc > *holdout_accuracy) {
             *holdout_accuracy = acc;

@@ -172,6 +172,11 @@ char *xasprintf(const char *fmt, ...) {
 // Files
 
 FILE *xfopen(const char *path, const char *mode) {
+    // What is read must be a file: a FIFO would wait for a writer forever
+    // (issue 13: prepare --palette FIFO hung), a folder reads as nothing.
+    struct stat st;
+    if (mode[0] == 'r' && stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        die("%s is %s, not a file", path, S_ISDIR(st.st_mode) ? "a folder" : "a device, FIFO or socket");
     FILE *f = fopen(path, mode);
     if (!f) die("cannot open %s: %s", path, strerror(errno));
     return f;
