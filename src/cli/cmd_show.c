@@ -1,4 +1,5 @@
 // ./igpt show and ./igpt info: look at prepared files.
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,6 +7,7 @@
 #include "data/dataset.h"
 #include "data/palette.h"
 #include "data/preview.h"
+#include "model/params.h"
 #include "train/checkpoint.h"
 
 typedef struct {
@@ -61,7 +63,7 @@ int cmd_show(int argc, char **argv) {
         out = default_out;
     }
     if (!ends_with(out, ".png")) usage_error("show", "--out must name a .png file, got '%s'", out);
-    if (file_size(path) < 0) die("%s: no such file", path);
+    if (regular_file_size(path) < 0) die("%s: no such file", path);
     if (has_magic(path, IGPT_DATASET_MAGIC)) {
         TokenDataset ds;
         dataset_read(path, &ds);
@@ -84,7 +86,8 @@ static const Command info_command = {
     .usage = "FILE...",
     .about =
         "Reads prepared splits, palette files and checkpoints, checks everything (magic, version,\n"
-        "sizes, CRCs, label and color ranges), and prints what they hold. Exits\n"
+        "sizes, CRCs, label and color ranges; a checkpoint's parameters and Adam moments are\n"
+        "finite), and prints what they hold. Exits\n"
         "non-zero at the first file that fails a check.\n",
     .min_operands = 1,
     .max_operands = -1,
@@ -112,10 +115,35 @@ static void info_dataset(const char *path) {
     dataset_free(&ds);
 }
 
+// A checkpoint's CRCs say the file is as written, not that what was written
+// is usable: a run that diverged saves NaNs as faithfully as good weights.
+// Dies at the first non-finite parameter or Adam moment, naming its tensor.
+static void check_finite(const char *path, const CheckpointMeta *m, const float *params, const float *adam_m,
+                         const float *adam_v) {
+    const struct {
+        const char *what;
+        const float *values;
+    } arrays[] = {{"parameter", params}, {"Adam first moment of", adam_m}, {"Adam second moment of", adam_v}};
+    for (int a = 0; a < COUNT_OF(arrays); a++) {
+        size_t bad = 0;
+        while (bad < m->num_params && isfinite(arrays[a].values[bad])) bad++;
+        if (bad == m->num_params) continue;
+        const int n = param_tensors(&m->model, NULL);
+        TensorInfo *tensors = xcalloc((size_t)n, sizeof *tensors);
+        param_tensors(&m->model, tensors);
+        int t = 0;
+        while (t + 1 < n && tensors[t + 1].offset <= bad) t++;
+        die("%s: %s %s[%zu] is %g (value %zu of %zu): the checkpoint holds non-finite values (a diverged run?)", path,
+            arrays[a].what, tensors[t].name, bad - tensors[t].offset, (double)arrays[a].values[bad], bad,
+            (size_t)m->num_params);
+    }
+}
+
 static void info_checkpoint(const char *path) {
     CheckpointMeta m;
     float *params, *adam_m, *adam_v;
     checkpoint_load(path, &m, &params, &adam_m, &adam_v);
+    check_finite(path, &m, params, adam_m, adam_v);
     printf("%s: checkpoint, format version %u, checks passed\n", path, IGPT_CHECKPOINT_VERSION);
     printf("  model: d_model %d, %d layers, %d heads, %s norm, %d colors, %dx%d; %llu parameters\n", m.model.d_model,
            m.model.n_layer, m.model.n_head, norm_kind_name(m.model.norm), m.model.vocab_size, m.model.image_height,
@@ -134,7 +162,7 @@ int cmd_info(int argc, char **argv) {
     cli_parse(&info_command, argc, argv, NULL, &parsed);
     for (int i = 0; i < parsed.num_operands; i++) {
         const char *path = parsed.operands[i];
-        if (file_size(path) < 0) die("%s: no such file", path);
+        if (regular_file_size(path) < 0) die("%s: no such file", path);
         if (has_magic(path, IGPT_DATASET_MAGIC)) {
             info_dataset(path);
         } else if (has_magic(path, IGPT_CHECKPOINT_MAGIC)) {

@@ -6,6 +6,7 @@
 #include "train/checkpoint.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,7 +105,7 @@ void checkpoint_save(const char *path, const CheckpointMeta *meta, const float *
 }
 
 static uint32_t read_header(const char *path, CheckpointMeta *m) {
-    int64_t size = file_size(path);
+    const int64_t size = regular_file_size(path);
     if (size < 0) die("%s: no such checkpoint", path);
     uint8_t h[IGPT_CHECKPOINT_HEADER_BYTES];
     FILE *f = xfopen(path, "rb");
@@ -157,9 +158,10 @@ static uint32_t read_header(const char *path, CheckpointMeta *m) {
     if (m->num_params != param_count(&m->model))
         die("%s: %llu parameters recorded, but its config has %zu (corrupt checkpoint)", path,
             (unsigned long long)m->num_params, param_count(&m->model));
-    int64_t expected = IGPT_CHECKPOINT_HEADER_BYTES + 3 * (int64_t)m->num_params * 4;
-    if (size != expected)
-        die("%s: %lld bytes, expected %lld (truncated checkpoint)", path, (long long)size, (long long)expected);
+    const uint64_t expected = saturating_add(IGPT_CHECKPOINT_HEADER_BYTES, saturating_mul(m->num_params, 12));
+    if ((uint64_t)size != expected)
+        die("%s: %lld bytes, expected %llu (truncated checkpoint)", path, (long long)size,
+            (unsigned long long)expected);
     return get_u32(h + H_PAYLOAD_CRC);
 }
 
@@ -194,7 +196,7 @@ static bool parse_checkpoint_name(const char *name, long long *step) {
     if (n < np + 8 + ns || strncmp(name, prefix, np) != 0 || strcmp(name + n - ns, suffix) != 0) return false;
     long long v = 0;
     for (size_t i = np; i < n - ns; i++) {
-        if (name[i] < '0' || name[i] > '9') return false;
+        if (name[i] < '0' || name[i] > '9' || v > (LLONG_MAX - 9) / 10) return false;  // not a step igpt wrote
         v = v * 10 + (name[i] - '0');
     }
     *step = v;

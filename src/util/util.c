@@ -197,6 +197,18 @@ int64_t file_size(const char *path) {
     return (int64_t)st.st_size;
 }
 
+int64_t regular_file_size(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR) return -1;
+        die("cannot read %s: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) die("%s is a folder, not a file", path);
+    if (!S_ISREG(st.st_mode)) die("%s is not a regular file (a FIFO, device or socket)", path);
+    if (access(path, R_OK) != 0) die("cannot read %s: %s", path, strerror(errno));
+    return (int64_t)st.st_size;
+}
+
 uint8_t *read_whole_file(const char *path, size_t *size) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
