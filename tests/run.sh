@@ -40,6 +40,8 @@ if [ $# -eq 0 ]; then
     run_suite "the checker: CUDA tests under ASan and TSan, planted bugs" bash tests/cuda/run_checker.sh
     # scripts/gpu_check.sh --dry-run (the interpret build as the GPU) and its planted faults.
     run_suite "GPU check: the dry run, planted faults, deadline" bash tests/test_gpu_check.sh
+    # Every reader's fuzz harness: its regression inputs, then a few seconds of fuzzing (fuzz/, docs/fuzzing.md).
+    run_suite "fuzz: the file readers' harnesses, regressions and a short run" bash fuzz/short_run.sh
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
