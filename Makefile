@@ -276,10 +276,10 @@ FUZZ_CRC_READERS = dataset palette checkpoint features
 FUZZ_BINS = $(FUZZ_READERS:%=build/fuzz/fuzz_%) $(FUZZ_CRC_READERS:%=build/fuzz/fuzz_%_crc)
 FUZZ_FLAGS = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -O1 -g -fno-omit-frame-pointer \
              -fsanitize=address,undefined -fno-sanitize-recover=all -fsanitize=fuzzer-no-link -fopenmp=libgomp \
-             -Wall -Wextra -Wno-missing-field-initializers -Wno-unused-parameter -Isrc -Ithird_party -Ifuzz -isystem $(BLAS_INC) -MMD -MP
+             -Wall -Wextra -Wno-missing-field-initializers -Wno-unused-parameter -Isrc -Ithird_party -Ifuzz -isystem $(BLAS_INC) $(DEP_DEFS) $(IMAGE_DEFS) -MMD -MP
 # What a reader holds when die() ends it is recorded and released (fuzz/fuzz_common.h).
 FUZZ_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free,--wrap=fopen,--wrap=fclose
-FUZZ_LIBS = -fopenmp=libgomp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) $(DEP_LIBS) -lm
+FUZZ_LIBS = -fopenmp=libgomp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) $(IMAGE_LIBS) $(DEP_LIBS) -lm
 FUZZ_LIB_OBJ = $(patsubst %.c,build/fuzz/obj/%.o,$(filter-out src/cli/main.c,$(wildcard src/*/*.c)))
 .PHONY: fuzz fuzz-seeds
 .PRECIOUS: build/fuzz/obj/fuzz/%.o
