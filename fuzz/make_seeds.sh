@@ -3,7 +3,7 @@
 # is committed but fuzz/regressions/): a tiny synthetic image set prepared at
 # 2x2 and 4x4, its palette, a checkpoint after one CPU training step of the
 # smallest model, its probe feature caches, a
-# CIFAR-10 batch of three records, and one small image per format.
+# CIFAR-10 batch of one and of two records, and one small image per format.
 #   fuzz/make_seeds.sh [OUT_DIR]     (default build/fuzz/seeds; ./igpt and build/fuzz/image_seeds built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,14 +29,16 @@ cp "$work/run/checkpoint-00000001.bin" "$out/checkpoint/"
     --out "$work/probe" --max-iters 5 --quiet >/dev/null
 for f in "$work"/probe/features-*.bin; do cp "$f" "$out/features/"; done
 
-# CIFAR-10 binary: 3 records of label + 32x32 R, G, B planes (the reader's format, images.h).
-python3 - "$out/cifar10/test_batch.bin" <<'PY'
+# CIFAR-10 binary: records of label + 32x32 R, G, B planes (the reader's format, images.h); one
+# record (odd size: the harness resizes to 16x16) and two (even: kept at 32x32).
+python3 - "$out/cifar10" <<'PY'
 import sys
-records = bytearray()
-for r in range(3):
-    records.append(r * 3 % 10)
-    records += bytes((r * 37 + i * 7) % 256 for i in range(3 * 32 * 32))
-open(sys.argv[1], "wb").write(records)
+for n in (1, 2):
+    records = bytearray()
+    for r in range(n):
+        records.append(r * 3 % 10)
+        records += bytes((r * 37 + i * 7) % 256 for i in range(3 * 32 * 32))
+    open(f"{sys.argv[1]}/test_batch-{n}.bin", "wb").write(records)
 PY
 
 build/fuzz/image_seeds "$out/images"

@@ -43,7 +43,7 @@ void xfwrite(const void *src, size_t bytes, FILE *f, const char *path);
 // Size of a regular file in bytes, or -1 if it does not exist / is not a file.
 int64_t file_size(const char *path);
 // A whole file, NUL-terminated (so text can be searched); NULL if it cannot
-// be opened. *size (if not NULL) gets its length.
+// be opened or is not a regular file. *size (if not NULL) gets its length.
 uint8_t *read_whole_file(const char *path, size_t *size);
 bool is_directory(const char *path);
 bool path_exists(const char *path);
