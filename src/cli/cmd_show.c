@@ -1,5 +1,4 @@
 // ./igpt show and ./igpt info: look at prepared files.
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,7 +6,6 @@
 #include "data/dataset.h"
 #include "data/palette.h"
 #include "data/preview.h"
-#include "model/params.h"
 #include "train/checkpoint.h"
 
 typedef struct {
@@ -116,27 +114,13 @@ static void info_dataset(const char *path) {
 }
 
 // A checkpoint's CRCs say the file is as written, not that what was written
-// is usable: a run that diverged saves NaNs as faithfully as good weights.
-// Dies at the first non-finite parameter or Adam moment, naming its tensor.
+// is usable: a file from before checkpoint_save refused non-finite states, or
+// one altered since, can hold NaNs as faithfully as good weights.
 static void check_finite(const char *path, const CheckpointMeta *m, const float *params, const float *adam_m,
                          const float *adam_v) {
-    const struct {
-        const char *what;
-        const float *values;
-    } arrays[] = {{"parameter", params}, {"Adam first moment of", adam_m}, {"Adam second moment of", adam_v}};
-    for (int a = 0; a < COUNT_OF(arrays); a++) {
-        size_t bad = 0;
-        while (bad < m->num_params && isfinite(arrays[a].values[bad])) bad++;
-        if (bad == m->num_params) continue;
-        const int n = param_tensors(&m->model, NULL);
-        TensorInfo *tensors = xcalloc((size_t)n, sizeof *tensors);
-        param_tensors(&m->model, tensors);
-        int t = 0;
-        while (t + 1 < n && tensors[t + 1].offset <= bad) t++;
-        die("%s: %s %s[%zu] is %g (value %zu of %zu): the checkpoint holds non-finite values (a diverged run?)", path,
-            arrays[a].what, tensors[t].name, bad - tensors[t].offset, (double)arrays[a].values[bad], bad,
-            (size_t)m->num_params);
-    }
+    char where[256];
+    if (checkpoint_find_non_finite(m, params, adam_m, adam_v, where, sizeof where))
+        die("%s: %s: the checkpoint holds non-finite values (a diverged run?)", path, where);
 }
 
 static void info_checkpoint(const char *path) {

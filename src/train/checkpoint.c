@@ -7,7 +7,9 @@
 
 #include <dirent.h>
 #include <limits.h>
+#include <math.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -87,8 +89,47 @@ static void encode_header(uint8_t *h, const CheckpointMeta *m, uint32_t payload_
     put_u32(h + H_HEADER_CRC, crc32_update(0, h, IGPT_CHECKPOINT_HEADER_BYTES));
 }
 
+bool checkpoint_find_non_finite(const CheckpointMeta *meta, const float *params, const float *adam_m,
+                                const float *adam_v, char *where, size_t cap) {
+    const struct {
+        const char *what;
+        const float *values;
+    } arrays[] = {{"parameter", params}, {"Adam first moment of", adam_m}, {"Adam second moment of", adam_v}};
+    for (int a = 0; a < 3; a++) {
+        size_t bad = 0;
+        while (bad < meta->num_params && isfinite(arrays[a].values[bad])) bad++;
+        if (bad == meta->num_params) continue;
+        const int n = param_tensors(&meta->model, NULL);
+        TensorInfo *tensors = xcalloc((size_t)n, sizeof *tensors);
+        param_tensors(&meta->model, tensors);
+        int t = 0;
+        while (t + 1 < n && tensors[t + 1].offset <= bad) t++;
+        snprintf(where, cap, "%s %s[%zu] is %g (value %zu of %llu)", arrays[a].what, tensors[t].name,
+                 bad - tensors[t].offset, (double)arrays[a].values[bad], bad, (unsigned long long)meta->num_params);
+        free(tensors);
+        return true;
+    }
+    return false;
+}
+
+// A state that is not finite is never written: every checkpoint on disk is one a run can go on from, and
+// the one before stays the newest (it is what --resume takes).
+static void refuse_non_finite(const char *path, const CheckpointMeta *meta, const float *params, const float *adam_m,
+                              const float *adam_v) {
+    char where[256];
+    if (!checkpoint_find_non_finite(meta, params, adam_m, adam_v, where, sizeof where)) return;
+    char *dir = xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    char *last_good = checkpoint_latest(slash ? dir : ".");
+    die("training diverged at step %llu (%s after the update), so %s was not written; the last good checkpoint "
+        "is %s. Try a lower --lr or a longer --warmup.",
+        (unsigned long long)meta->step, where, path, last_good ? last_good : "none");
+}
+
 void checkpoint_save(const char *path, const CheckpointMeta *meta, const float *params, const float *adam_m,
                      const float *adam_v) {
+    refuse_non_finite(path, meta, params, adam_m, adam_v);
     const size_t bytes = meta->num_params * sizeof(float);
     uint32_t crc = crc32_update(0, params, bytes);
     crc = crc32_update(crc, adam_m, bytes);
