@@ -3,6 +3,7 @@
 #define _XOPEN_SOURCE 700  // nftw
 #include "fuzz_common.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -132,9 +133,29 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 
 static void remove_scratch_dir(void) { nftw(scratch_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
+// A harness ended by a crash or a timeout exits without atexit: its folder is
+// removed by the next harness that starts, once its process is gone.
+static void remove_stale_scratch_dirs(const char *base) {
+    DIR *d = opendir(base);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int pid;
+        char proc[64];
+        if (sscanf(e->d_name, "igpt-fuzz-%d", &pid) != 1) continue;
+        snprintf(proc, sizeof proc, "/proc/%d", pid);
+        if (access(proc, F_OK) == 0) continue;
+        snprintf(scratch_dir, sizeof scratch_dir, "%s/%s", base, e->d_name);
+        remove_scratch_dir();
+    }
+    closedir(d);
+    scratch_dir[0] = '\0';
+}
+
 const char *fuzz_scratch_dir(void) {
     if (!scratch_dir[0]) {
         const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+        remove_stale_scratch_dirs(base);
         snprintf(scratch_dir, sizeof scratch_dir, "%s/igpt-fuzz-%d", base, (int)getpid());
         mkdir(scratch_dir, 0700);
         atexit(remove_scratch_dir);
