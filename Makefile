@@ -307,3 +307,48 @@ clean:
 	rm -rf $(BUILD) $(IGPT)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# --- Fuzzing (issue 13; docs/fuzzing.md) ------------------------------------------------------
+# make fuzz: libFuzzer harnesses (fuzz/fuzz_<reader>.c) under ASan and UBSan in build/fuzz/,
+# one per file reader, and for the formats with CRCs a _crc variant whose mutator rewrites
+# them. The library is compiled again by clang for them (build/fuzz/obj/), never into ./igpt.
+# make test runs each for a few seconds (fuzz/short_run.sh) where clang has libFuzzer.
+FUZZ_CC ?= clang
+FUZZ_READERS = dataset palette checkpoint features cifar10 images
+FUZZ_CRC_READERS = dataset palette checkpoint features
+FUZZ_BINS = $(FUZZ_READERS:%=build/fuzz/fuzz_%) $(FUZZ_CRC_READERS:%=build/fuzz/fuzz_%_crc)
+FUZZ_FLAGS = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -O1 -g -fno-omit-frame-pointer \
+             -fsanitize=address,undefined -fno-sanitize-recover=all -fsanitize=fuzzer-no-link -fopenmp=libgomp \
+             -Wall -Wextra -Wno-missing-field-initializers -Wno-unused-parameter -Isrc -Ithird_party -Ifuzz -isystem $(BLAS_INC) $(DEP_DEFS) $(IMAGE_DEFS) -MMD -MP
+# What a reader holds when die() ends it is recorded and released (fuzz/fuzz_common.h).
+FUZZ_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free,--wrap=fopen,--wrap=fclose
+FUZZ_LIBS = -fopenmp=libgomp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) $(IMAGE_LIBS) $(DEP_LIBS) -lm
+FUZZ_LIB_OBJ = $(patsubst %.c,build/fuzz/obj/%.o,$(filter-out src/cli/main.c,$(wildcard src/*/*.c)))
+.PHONY: fuzz fuzz-seeds
+.PRECIOUS: build/fuzz/obj/fuzz/%.o
+fuzz: $(FUZZ_BINS) build/fuzz/image_seeds
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -c -o $@ $<
+build/fuzz/obj/src/data/stb_impl.o: FUZZ_FLAGS += -w
+build/fuzz/obj/src/util/version.o: $(BUILD)/commit.h
+build/fuzz/obj/src/util/version.o: FUZZ_FLAGS += -I$(BUILD)
+build/fuzz/libigpt_fuzz.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+build/fuzz/obj/fuzz/%_crc.o: fuzz/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -DFUZZ_FIX_CRC -c -o $@ $<
+build/fuzz/fuzz_%: build/fuzz/obj/fuzz/fuzz_%.o build/fuzz/obj/fuzz/fuzz_common.o build/fuzz/libigpt_fuzz.a
+	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $(FUZZ_WRAP) -o $@ $^ $(FUZZ_LIBS)
+# Writes the image seeds (PNG, JPEG, BMP, TGA, PPM, PGM) with the vendored stb writer.
+build/fuzz/image_seeds: fuzz/image_seeds.c $(BUILD)/src/data/stb_impl.o
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -std=c11 -Ithird_party -o $@ $^ -lm
+# Seeds from files igpt writes (fuzz/make_seeds.sh): build/fuzz/seeds/<reader>/.
+fuzz-seeds: igpt build/fuzz/image_seeds
+	bash fuzz/make_seeds.sh
+ifneq ($(shell command -v $(FUZZ_CC) 2>/dev/null),)
+test: fuzz
+endif

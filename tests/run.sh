@@ -62,6 +62,8 @@ elif [ $# -eq 0 ]; then
     run_suite "GPU check: the dry run, planted faults, deadline" bash tests/test_gpu_check.sh
     # kill -9 a small training at random instants (some mid-checkpoint-write), resume, compare (issue 13).
     run_suite "crash test: kill -9 and resume, 3 kills" bash -c 'scripts/crash_test.sh --count 3 && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"'
+    # Every reader's fuzz harness: its regression inputs, then a few seconds of fuzzing (fuzz/, docs/fuzzing.md).
+    run_suite "fuzz: the file readers' harnesses, regressions and a short run" bash fuzz/short_run.sh
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

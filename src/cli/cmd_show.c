@@ -61,7 +61,7 @@ int cmd_show(int argc, char **argv) {
         out = default_out;
     }
     if (!ends_with(out, ".png")) usage_error("show", "--out must name a .png file, got '%s'", out);
-    if (file_size(path) < 0) die("%s: no such file", path);
+    if (regular_file_size(path) < 0) die("%s: no such file", path);
     if (has_magic(path, IGPT_DATASET_MAGIC)) {
         TokenDataset ds;
         dataset_read(path, &ds);
@@ -84,7 +84,8 @@ static const Command info_command = {
     .usage = "FILE...",
     .about =
         "Reads prepared splits, palette files and checkpoints, checks everything (magic, version,\n"
-        "sizes, CRCs, label and color ranges), and prints what they hold. Exits\n"
+        "sizes, CRCs, label and color ranges; a checkpoint's parameters and Adam moments are\n"
+        "finite), and prints what they hold. Exits\n"
         "non-zero at the first file that fails a check.\n",
     .min_operands = 1,
     .max_operands = -1,
@@ -112,10 +113,21 @@ static void info_dataset(const char *path) {
     dataset_free(&ds);
 }
 
+// A checkpoint's CRCs say the file is as written, not that what was written
+// is usable: a file from before checkpoint_save refused non-finite states, or
+// one altered since, can hold NaNs as faithfully as good weights.
+static void check_finite(const char *path, const CheckpointMeta *m, const float *params, const float *adam_m,
+                         const float *adam_v) {
+    char where[256];
+    if (checkpoint_find_non_finite(m, params, adam_m, adam_v, where, sizeof where))
+        die("%s: %s: the checkpoint holds non-finite values (a diverged run?)", path, where);
+}
+
 static void info_checkpoint(const char *path) {
     CheckpointMeta m;
     float *params, *adam_m, *adam_v;
     checkpoint_load(path, &m, &params, &adam_m, &adam_v);
+    check_finite(path, &m, params, adam_m, adam_v);
     printf("%s: checkpoint, format version %u, checks passed\n", path, IGPT_CHECKPOINT_VERSION);
     printf("  model: d_model %d, %d layers, %d heads, %s norm, %d colors, %dx%d; %llu parameters\n", m.model.d_model,
            m.model.n_layer, m.model.n_head, norm_kind_name(m.model.norm), m.model.vocab_size, m.model.image_height,
@@ -134,7 +146,7 @@ int cmd_info(int argc, char **argv) {
     cli_parse(&info_command, argc, argv, NULL, &parsed);
     for (int i = 0; i < parsed.num_operands; i++) {
         const char *path = parsed.operands[i];
-        if (file_size(path) < 0) die("%s: no such file", path);
+        if (regular_file_size(path) < 0) die("%s: no such file", path);
         if (has_magic(path, IGPT_DATASET_MAGIC)) {
             info_dataset(path);
         } else if (has_magic(path, IGPT_CHECKPOINT_MAGIC)) {

@@ -32,6 +32,7 @@ enum {
 };
 
 void palette_from_file(const char *path, Palette *pal) {
+    if (regular_file_size(path) < 0) die("%s: no such palette or prepared data file", path);
     FILE *f = xfopen(path, "rb");
     char magic[8] = {0};
     const bool is_dataset =
@@ -53,8 +54,10 @@ void evenly_spaced(int64_t n, int64_t count, int64_t *indices) {
     for (int64_t i = 0; i < count; i++) indices[i] = i * n / count;
 }
 
+// Saturating: a header's count times its image size may not fit in 64 bits.
 static uint64_t payload_bytes(int64_t count, int64_t tokens_per_image, int colors) {
-    return (uint64_t)colors * 3 + (uint64_t)count * 2 + (uint64_t)count * (uint64_t)tokens_per_image * 2;
+    const uint64_t token_bytes = saturating_mul(saturating_mul((uint64_t)count, (uint64_t)tokens_per_image), 2);
+    return saturating_add(saturating_add((uint64_t)colors * 3, saturating_mul((uint64_t)count, 2)), token_bytes);
 }
 
 uint64_t dataset_from_images(const ImageSet *images, const Palette *palette, int threads, TokenDataset *out) {
@@ -152,10 +155,10 @@ static int decode_header(const char *path, const uint8_t *header, uint32_t heade
     if (get_u64(header + OFF_PAYLOAD_BYTES) != expected_payload)
         die("%s: payload size field does not match %lld images of %dx%d (corrupt header)", path, (long long)ds->count,
             ds->height, ds->width);
-    if ((uint64_t)size != header_bytes + expected_payload)
+    if ((uint64_t)size != saturating_add(header_bytes, expected_payload))
         die("%s: %lld bytes, expected %llu for %lld images of %dx%d with %d colors (truncated or padded file)", path,
-            (long long)size, (unsigned long long)(header_bytes + expected_payload), (long long)ds->count, ds->height,
-            ds->width, colors);
+            (long long)size, (unsigned long long)saturating_add(header_bytes, expected_payload), (long long)ds->count,
+            ds->height, ds->width, colors);
     ds->class_names = xcalloc(classes, sizeof(ClassName));
     memcpy(ds->class_names, header + IGPT_DATASET_FIXED_HEADER_BYTES, (size_t)classes * IGPT_CLASS_NAME_BYTES);
     for (uint32_t c = 0; c < classes; c++)
@@ -190,7 +193,7 @@ static void read_payload(const char *path, FILE *f, uint32_t payload_crc, int co
 
 void dataset_read(const char *path, TokenDataset *ds) {
     memset(ds, 0, sizeof *ds);
-    const int64_t size = file_size(path);
+    const int64_t size = regular_file_size(path);
     if (size < 0) die("%s: no such file (prepare one with ./igpt prepare)", path);
     FILE *f = xfopen(path, "rb");
     uint32_t header_bytes;

@@ -21,7 +21,8 @@ void imageset_alloc(ImageSet *set, int64_t count, int height, int width, int num
     set->count = count;
     set->height = height;
     set->width = width;
-    set->pixels = xmalloc((size_t)count * (size_t)height * (size_t)width * 3);
+    // Saturating: a count read from a file's size cannot wrap into a small buffer.
+    set->pixels = xmalloc(saturating_mul(saturating_mul((uint64_t)count, (uint64_t)height * (uint64_t)width), 3));
     set->labels = xmalloc((size_t)count * sizeof(uint16_t));
     set->num_classes = num_classes;
     set->class_names = xcalloc((size_t)num_classes, sizeof(ClassName));
@@ -109,7 +110,7 @@ bool cifar10_has_split(const char *batch_dir, const char *split) {
 // standard CIFAR-10 names.
 static void cifar10_class_names(const char *batch_dir, ClassName *names) {
     char *meta = xasprintf("%s/batches.meta.txt", batch_dir);
-    FILE *f = fopen(meta, "r");
+    FILE *f = regular_file_size(meta) >= 0 ? xfopen(meta, "r") : NULL;
     int n = 0;
     if (f) {
         char line[256];
@@ -134,7 +135,7 @@ void cifar10_load(const char *batch_dir, const char *split, int resolution, Imag
     for (int i = 0; i < num_files; i++) {
         paths[i] =
             test ? xasprintf("%s/test_batch.bin", batch_dir) : xasprintf("%s/data_batch_%d.bin", batch_dir, i + 1);
-        int64_t size = file_size(paths[i]);
+        int64_t size = regular_file_size(paths[i]);
         if (size < 0) die("%s is missing: the CIFAR-10 %s split needs it", paths[i], split);
         if (size == 0 || size % CIFAR10_RECORD_BYTES != 0)
             die("%s has %lld bytes, which is not a whole number of %d-byte CIFAR-10 records "

@@ -358,6 +358,8 @@ void palette_save(const Palette *pal, const char *path) {
 }
 
 void palette_load(const char *path, Palette *pal) {
+    const int64_t size = regular_file_size(path);
+    if (size < 0) die("%s: no such palette file", path);
     FILE *f = xfopen(path, "rb");
     uint8_t header[PALETTE_HEADER_BYTES];
     size_t got = fread(header, 1, sizeof header, f);
@@ -371,7 +373,7 @@ void palette_load(const char *path, Palette *pal) {
     uint32_t colors = get_u32(header + 12);
     if (colors < IGPT_MIN_COLORS || colors > IGPT_MAX_COLORS)
         die("%s: palette has %u colors, expected %d..%d", path, colors, IGPT_MIN_COLORS, IGPT_MAX_COLORS);
-    int64_t expected = PALETTE_HEADER_BYTES + (int64_t)colors * 3, size = file_size(path);
+    const int64_t expected = PALETTE_HEADER_BYTES + (int64_t)colors * 3;
     if (size != expected)
         die("%s: %lld bytes, but a palette of %u colors takes %lld (truncated or padded file)", path, (long long)size,
             colors, (long long)expected);

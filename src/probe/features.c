@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/config.h"
 #include "util/util.h"
 
 enum {
@@ -46,7 +47,7 @@ static void alloc_features(FeatureSet *fs, int64_t count, int layers, int dim, i
     fs->dim = dim;
     fs->num_classes = classes;
     fs->labels = xmalloc((size_t)count * 2);
-    fs->values = xmalloc((size_t)count * layers * dim * sizeof(float));
+    fs->values = xmalloc((size_t)count * (size_t)layers * (size_t)dim * sizeof(float));
 }
 
 void extract_features(Backend *m, const TokenDataset *data, const int64_t *indices, int64_t count, int batch,
@@ -118,8 +119,32 @@ void features_save(const char *path, const FeatureSet *fs) {
     atomic_commit(&af);
 }
 
+// The largest feature vector: d_model, or the pixels baseline's H x W x 3.
+#define FEATURES_MAX_DIM                                               \
+    (MODEL_MAX_D_MODEL > IGPT_MAX_RESOLUTION * IGPT_MAX_RESOLUTION * 3 \
+         ? MODEL_MAX_D_MODEL                                           \
+         : IGPT_MAX_RESOLUTION * IGPT_MAX_RESOLUTION * 3)
+
+// The header's counts, each in the range igpt writes, and the sizes they
+// promise equal to the file's (saturating: no product wraps around).
+static void check_feature_counts(const char *path, const uint8_t *h, int64_t size, uint64_t *label_bytes,
+                                 uint64_t *value_bytes) {
+    const uint64_t count = get_u64(h + F_COUNT);
+    const uint32_t layers = get_u32(h + F_LAYERS), dim = get_u32(h + F_DIM), classes = get_u32(h + F_CLASSES);
+    if (count < 1 || count > (uint64_t)1 << 40 || layers < 1 || layers > MODEL_MAX_LAYERS + 1 || dim < 1 ||
+        dim > FEATURES_MAX_DIM || classes < 1 || classes > IGPT_MAX_CLASSES)
+        die("%s: %llu images, %u layers, feature size %u, %u classes: out of range (corrupt feature file)", path,
+            (unsigned long long)count, layers, dim, classes);
+    *label_bytes = saturating_mul(count, 2);
+    *value_bytes = saturating_mul(saturating_mul(saturating_mul(count, layers), dim), sizeof(float));
+    const uint64_t expected = saturating_add(saturating_add(F_HEADER_BYTES, *label_bytes), *value_bytes);
+    if ((uint64_t)size != expected)
+        die("%s: %lld bytes, expected %llu (truncated feature file)", path, (long long)size,
+            (unsigned long long)expected);
+}
+
 void features_load(const char *path, FeatureSet *fs) {
-    int64_t size = file_size(path);
+    const int64_t size = regular_file_size(path);
     if (size < 0) die("%s: no such feature file", path);
     FILE *f = xfopen(path, "rb");
     uint8_t h[F_HEADER_BYTES];
@@ -131,15 +156,11 @@ void features_load(const char *path, FeatureSet *fs) {
     uint32_t stored = get_u32(h + F_HEADER_CRC);
     put_u32(h + F_HEADER_CRC, 0);
     if (crc32_update(0, h, sizeof h) != stored) die("%s: feature file header is corrupt (CRC mismatch)", path);
+    uint64_t label_bytes, value_bytes;
+    check_feature_counts(path, h, size, &label_bytes, &value_bytes);
     memset(fs, 0, sizeof *fs);
-    int64_t count = (int64_t)get_u64(h + F_COUNT);
-    int layers = (int)get_u32(h + F_LAYERS), dim = (int)get_u32(h + F_DIM), classes = (int)get_u32(h + F_CLASSES);
-    if (count < 1 || layers < 1 || dim < 1 || classes < 1) die("%s: empty or corrupt feature file", path);
-    const size_t label_bytes = (size_t)count * 2, value_bytes = (size_t)count * layers * dim * sizeof(float);
-    if ((uint64_t)size != F_HEADER_BYTES + label_bytes + value_bytes)
-        die("%s: %lld bytes, expected %zu (truncated feature file)", path, (long long)size,
-            F_HEADER_BYTES + label_bytes + value_bytes);
-    alloc_features(fs, count, layers, dim, classes);
+    alloc_features(fs, (int64_t)get_u64(h + F_COUNT), (int)get_u32(h + F_LAYERS), (int)get_u32(h + F_DIM),
+                   (int)get_u32(h + F_CLASSES));
     fs->model_crc = get_u32(h + F_MODEL_CRC);
     fs->data_crc = get_u32(h + F_DATA_CRC);
     fs->step = get_u64(h + F_STEP);
@@ -150,6 +171,10 @@ void features_load(const char *path, FeatureSet *fs) {
     fclose(f);
     if (crc32_update(crc32_update(0, fs->labels, label_bytes), fs->values, value_bytes) != get_u32(h + F_PAYLOAD_CRC))
         die("%s: feature data is corrupt (CRC mismatch)", path);
+    for (int64_t i = 0; i < fs->count; i++)  // the probe indexes its classes by label
+        if (fs->labels[i] >= fs->num_classes)
+            die("%s: image %lld has label %u, but there are %d classes (corrupt feature file)", path, (long long)i,
+                fs->labels[i], fs->num_classes);
 }
 
 void features_free(FeatureSet *fs) {

@@ -6,7 +6,10 @@
 #include "train/checkpoint.h"
 
 #include <dirent.h>
+#include <limits.h>
+#include <math.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,8 +89,47 @@ static void encode_header(uint8_t *h, const CheckpointMeta *m, uint32_t payload_
     put_u32(h + H_HEADER_CRC, crc32_update(0, h, IGPT_CHECKPOINT_HEADER_BYTES));
 }
 
+bool checkpoint_find_non_finite(const CheckpointMeta *meta, const float *params, const float *adam_m,
+                                const float *adam_v, char *where, size_t cap) {
+    const struct {
+        const char *what;
+        const float *values;
+    } arrays[] = {{"parameter", params}, {"Adam first moment of", adam_m}, {"Adam second moment of", adam_v}};
+    for (int a = 0; a < 3; a++) {
+        size_t bad = 0;
+        while (bad < meta->num_params && isfinite(arrays[a].values[bad])) bad++;
+        if (bad == meta->num_params) continue;
+        const int n = param_tensors(&meta->model, NULL);
+        TensorInfo *tensors = xcalloc((size_t)n, sizeof *tensors);
+        param_tensors(&meta->model, tensors);
+        int t = 0;
+        while (t + 1 < n && tensors[t + 1].offset <= bad) t++;
+        snprintf(where, cap, "%s %s[%zu] is %g (value %zu of %llu)", arrays[a].what, tensors[t].name,
+                 bad - tensors[t].offset, (double)arrays[a].values[bad], bad, (unsigned long long)meta->num_params);
+        free(tensors);
+        return true;
+    }
+    return false;
+}
+
+// A state that is not finite is never written: every checkpoint on disk is one a run can go on from, and
+// the one before stays the newest (it is what --resume takes).
+static void refuse_non_finite(const char *path, const CheckpointMeta *meta, const float *params, const float *adam_m,
+                              const float *adam_v) {
+    char where[256];
+    if (!checkpoint_find_non_finite(meta, params, adam_m, adam_v, where, sizeof where)) return;
+    char *dir = xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    char *last_good = checkpoint_latest(slash ? dir : ".");
+    die("training diverged at step %llu (%s after the update), so %s was not written; the last good checkpoint "
+        "is %s. Try a lower --lr or a longer --warmup.",
+        (unsigned long long)meta->step, where, path, last_good ? last_good : "none");
+}
+
 void checkpoint_save(const char *path, const CheckpointMeta *meta, const float *params, const float *adam_m,
                      const float *adam_v) {
+    refuse_non_finite(path, meta, params, adam_m, adam_v);
     const size_t bytes = meta->num_params * sizeof(float);
     uint32_t crc = crc32_update(0, params, bytes);
     crc = crc32_update(crc, adam_m, bytes);
@@ -104,7 +146,7 @@ void checkpoint_save(const char *path, const CheckpointMeta *meta, const float *
 }
 
 static uint32_t read_header(const char *path, CheckpointMeta *m) {
-    int64_t size = file_size(path);
+    const int64_t size = regular_file_size(path);
     if (size < 0) die("%s: no such checkpoint", path);
     uint8_t h[IGPT_CHECKPOINT_HEADER_BYTES];
     FILE *f = xfopen(path, "rb");
@@ -157,9 +199,10 @@ static uint32_t read_header(const char *path, CheckpointMeta *m) {
     if (m->num_params != param_count(&m->model))
         die("%s: %llu parameters recorded, but its config has %zu (corrupt checkpoint)", path,
             (unsigned long long)m->num_params, param_count(&m->model));
-    int64_t expected = IGPT_CHECKPOINT_HEADER_BYTES + 3 * (int64_t)m->num_params * 4;
-    if (size != expected)
-        die("%s: %lld bytes, expected %lld (truncated checkpoint)", path, (long long)size, (long long)expected);
+    const uint64_t expected = saturating_add(IGPT_CHECKPOINT_HEADER_BYTES, saturating_mul(m->num_params, 12));
+    if ((uint64_t)size != expected)
+        die("%s: %lld bytes, expected %llu (truncated checkpoint)", path, (long long)size,
+            (unsigned long long)expected);
     return get_u32(h + H_PAYLOAD_CRC);
 }
 
@@ -194,7 +237,7 @@ static bool parse_checkpoint_name(const char *name, long long *step) {
     if (n < np + 8 + ns || strncmp(name, prefix, np) != 0 || strcmp(name + n - ns, suffix) != 0) return false;
     long long v = 0;
     for (size_t i = np; i < n - ns; i++) {
-        if (name[i] < '0' || name[i] > '9') return false;
+        if (name[i] < '0' || name[i] > '9' || v > (LLONG_MAX - 9) / 10) return false;  // not a step igpt wrote
         v = v * 10 + (name[i] - '0');
     }
     *step = v;

@@ -4,6 +4,8 @@
 #ifndef IGPT_CHECKPOINT_H
 #define IGPT_CHECKPOINT_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model/config.h"
@@ -45,5 +47,12 @@ char *checkpoint_latest(const char *run_dir);
 // when run_dir cannot be read.
 int64_t checkpoint_steps(const char *run_dir, uint64_t **steps);
 char *checkpoint_path(const char *run_dir, uint64_t step);
+// The first non-finite value of a checkpoint's state (parameters, then Adam's
+// first and second moments), described into `where` by its tensor in the
+// parameter layout, e.g. "parameter h0.w_qkv[5] is nan (value 1234 of 5000)";
+// false when every value is finite. checkpoint_save refuses to write such a
+// state (the run diverged) and ./igpt info refuses to pass such a file.
+bool checkpoint_find_non_finite(const CheckpointMeta *meta, const float *params, const float *adam_m,
+                                const float *adam_v, char *where, size_t cap);
 
 #endif

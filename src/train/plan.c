@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "model/config.h"
@@ -17,9 +18,13 @@
 
 // --- The data ---------------------------------------------------------------------
 
+// A split is absent only when nothing is at its path: a folder, a FIFO, a
+// dangling link or an unreadable file named val.bin is an error
+// (dataset_read says which), never a run without validation.
 static void load_split(const char *dir, const char *name, TokenDataset *ds, bool required, bool *present) {
     char *path = xasprintf("%s/%s.bin", dir, name);
-    *present = file_size(path) >= 0;
+    struct stat st;
+    *present = lstat(path, &st) == 0;
     if (!*present && required) die("%s: no such file; prepare the data with ./igpt prepare --out %s", path, dir);
     if (*present) dataset_read(path, ds);
     free(path);

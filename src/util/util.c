@@ -202,13 +202,26 @@ int64_t file_size(const char *path) {
     return (int64_t)st.st_size;
 }
 
+int64_t regular_file_size(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT || errno == ENOTDIR) return -1;
+        die("cannot read %s: %s", path, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode)) die("%s is a folder, not a file", path);
+    if (!S_ISREG(st.st_mode)) die("%s is not a regular file (a FIFO, device or socket)", path);
+    if (access(path, R_OK) != 0) die("cannot read %s: %s", path, strerror(errno));
+    return (int64_t)st.st_size;
+}
+
 uint8_t *read_whole_file(const char *path, size_t *size) {
+    // Regular files only: a folder opens but has no size to read, a FIFO would block.
+    if (file_size(path) < 0) return NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *data = xmalloc((size_t)(n > 0 ? n : 0) + 1);
+    struct stat st;
+    const int64_t n = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) ? (int64_t)st.st_size : 0;
+    uint8_t *data = xmalloc((size_t)n + 1);
     size_t got = n > 0 ? fread(data, 1, (size_t)n, f) : 0;
     fclose(f);
     data[got] = 0;

@@ -43,7 +43,7 @@ void xfwrite(const void *src, size_t bytes, FILE *f, const char *path);
 // Size of a regular file in bytes, or -1 if it does not exist / is not a file.
 int64_t file_size(const char *path);
 // A whole file, NUL-terminated (so text can be searched); NULL if it cannot
-// be opened. *size (if not NULL) gets its length.
+// be opened or is not a regular file. *size (if not NULL) gets its length.
 uint8_t *read_whole_file(const char *path, size_t *size);
 bool is_directory(const char *path);
 bool path_exists(const char *path);
@@ -101,6 +101,24 @@ static inline uint32_t get_u32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 static inline uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
+
+// --- Sizes that come from a file (issue 13) -------------------------------------------
+// A header can claim any count; products of counts are computed saturating, so
+// that a claim too large for 64 bits becomes UINT64_MAX, which no file size
+// matches: the reader's "size of the file" check then refuses it, before
+// anything is allocated.
+static inline uint64_t saturating_mul(uint64_t a, uint64_t b) {
+    uint64_t product;
+    return __builtin_mul_overflow(a, b, &product) ? UINT64_MAX : product;
+}
+static inline uint64_t saturating_add(uint64_t a, uint64_t b) {
+    uint64_t sum;
+    return __builtin_add_overflow(a, b, &sum) ? UINT64_MAX : sum;
+}
+// Size of the file a reader is about to open: -1 when nothing is at `path`;
+// dies naming it when it is a folder, a FIFO, a device or a socket (opening a
+// FIFO would block, a folder reads as an I/O error) or cannot be read.
+int64_t regular_file_size(const char *path);
 
 double now_seconds(void);
 // "512 KB", "3.1 MB", "2.40 GB" (powers of 1000), into buf; returns buf.

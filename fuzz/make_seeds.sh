@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Seeds for the fuzz harnesses, from files igpt itself writes (nothing binary
+# is committed but fuzz/regressions/): a tiny synthetic image set prepared at
+# 2x2 and 4x4, its palette, a checkpoint after one CPU training step of the
+# smallest model, its probe feature caches, a
+# CIFAR-10 batch of one and of two records, and one small image per format.
+#   fuzz/make_seeds.sh [OUT_DIR]     (default build/fuzz/seeds; ./igpt and build/fuzz/image_seeds built)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-build/fuzz/seeds}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+rm -rf "$out"
+for reader in dataset palette checkpoint features cifar10 images; do mkdir -p "$out/$reader"; done
+
+./igpt synth --out "$work/synth" --train-per-class 3 --test-per-class 1 --size 8 >/dev/null
+for side in 2 4; do
+    ./igpt prepare --images "$work/synth" --out "$work/data$side" --resolution $side --colors $((side * 2)) \
+        --val 10 --no-preview --quiet >/dev/null
+    for split in train val test; do cp "$work/data$side/$split.bin" "$out/dataset/$split-$side.bin"; done
+    cp "$work/data$side/palette.bin" "$out/palette/palette-$side.bin"
+done
+
+# The smallest model: d_model 2, one layer, one head, 4 colors at 2x2 (a 1.3 KB checkpoint).
+./igpt train --device cpu --data "$work/data2" --out "$work/run" --steps 1 --d-model 2 --n-layer 1 --n-head 1 \
+    --batch 2 --quiet >/dev/null
+cp "$work/run/checkpoint-00000001.bin" "$out/checkpoint/"
+./igpt probe --device cpu --data "$work/data2" --checkpoint "$work/run/checkpoint-00000001.bin" \
+    --out "$work/probe" --max-iters 5 --quiet >/dev/null
+for f in "$work"/probe/features-*.bin; do cp "$f" "$out/features/"; done
+
+# CIFAR-10 binary: records of label + 32x32 R, G, B planes (the reader's format, images.h); one
+# record (odd size: the harness resizes to 16x16) and two (even: kept at 32x32).
+python3 - "$out/cifar10" <<'PY'
+import sys
+for n in (1, 2):
+    records = bytearray()
+    for r in range(n):
+        records.append(r * 3 % 10)
+        records += bytes((r * 37 + i * 7) % 256 for i in range(3 * 32 * 32))
+    open(f"{sys.argv[1]}/test_batch-{n}.bin", "wb").write(records)
+PY
+
+build/fuzz/image_seeds "$out/images"
+for f in "$work"/synth/test/*/0000.png; do  # igpt's own PNGs, at resolution 8 (selector 0x10)
+    { printf '\x10'; cat "$f"; } >"$out/images/synth-$(basename "$(dirname "$f")").png"
+done
+echo "seeds in $out: $(find "$out" -type f | wc -l) files, $(du -sk "$out" | cut -f1) KB"
