@@ -35,9 +35,6 @@ only=${BAD_INPUTS_ONLY:-.}
 
 # Cases another part of issue 13 fixes (turn them on by removing them here).
 PENDING=(
-    # Unassigned: a checkpoint does not record its palette (a CRC of it in the header's reserved
-    # bytes would let probe and --resume refuse data quantized with another palette).
-    probe-checkpoint-other-palette
 )
 
 cases=0

@@ -292,12 +292,22 @@ TEST(test_train_probes_as_it_goes) {
 TEST(test_probe_refuses_non_finite_features) {
     char *data = probe_fixture_run("run", 16);
     CheckpointMeta meta;
-    float *params, *am, *av;
-    checkpoint_load(test_path("run/checkpoint-00000006.bin"), &meta, &params, &am, &av);
-    for (size_t i = meta.num_params / 2; i < meta.num_params; i++) params[i] = NAN;  // the later layers
+    checkpoint_read_meta(test_path("run/checkpoint-00000006.bin"), &meta);
+    // checkpoint_save refuses to write a non-finite state, so the NaNs are planted in the
+    // file's bytes and both CRCs made right again: a damaged file as the reader meets it.
+    size_t n;
+    uint8_t *bytes = read_whole_file(test_path("run/checkpoint-00000006.bin"), &n);
+    enum { HEADER = 256, PAYLOAD_CRC = 180, HEADER_CRC = 200 };  // byte offsets: checkpoint.c
+    const float nan = NAN;
+    for (size_t i = meta.num_params / 2; i < meta.num_params; i++)  // the later layers' parameters
+        memcpy(bytes + HEADER + 4 * i, &nan, 4);
+    put_u32(bytes + PAYLOAD_CRC, crc32_update(0, bytes + HEADER, n - HEADER));
+    put_u32(bytes + HEADER_CRC, 0);
+    put_u32(bytes + HEADER_CRC, crc32_update(0, bytes, HEADER));
     make_directories(test_path("nan"));
     const char *bad = test_path("nan/checkpoint-00000006.bin");
-    checkpoint_save(bad, &meta, params, am, av);
+    write_whole_file(bad, bytes, n);
+    free(bytes);
     int status = run_igpt("probe --device cpu --data %s --checkpoint %s --l2 0.1 --quiet", data, bad);
     CHECK(status == 1 && strstr(cli_stderr(), bad) && strstr(cli_stderr(), "layer ") &&
               strstr(cli_stderr(), "non-finite values (NaN or infinity)"),
@@ -321,9 +331,6 @@ TEST(test_probe_refuses_non_finite_features) {
               strstr(cli_stderr(), "hold 1 non-finite values"),
           "a NaN in the cache: an error naming the file, the layer and the count: %d %s", status, cli_stderr());
     CHECK(!path_exists(test_path("run/probe/probe-00000006.csv")), "no result written");
-    free(params);
-    free(am);
-    free(av);
     free(data);
 }
 

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "data/dataset.h"
+#include "data/palette.h"
 #include "model/config.h"
 #include "model/model.h"
 #include "model/params.h"
@@ -226,10 +228,48 @@ TEST(test_checkpoint_header_bounds_are_checked) {
         put_u32(bad + HEADER_CRC, crc32_update(0, bad, 256));
         write_whole_file(ckpt, bad, n);
         int status = run_igpt("info %s", ckpt);
-        CHECK(status == 1 && strstr(cli_stderr(), cases[i].message), "case %zu: exit %d, %s", i, status, cli_stderr());
+        CHECK(status == 1 && strstr(cli_stderr(), cases[i].message) && strstr(cli_stderr(), ckpt),
+              "case %zu: exit %d, the checkpoint and the field named: %s", i, status, cli_stderr());
         free(bad);
     }
     free(good);
+    free(data);
+}
+
+// A checkpoint records its data's palette, and a resume on the same tokens with
+// other colors is refused (those are other images).
+TEST(test_checkpoint_records_the_palette) {
+    char *data = small_prepared_data();
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 " TINY, data, test_path("run")) == 0, "train: %s",
+          cli_stderr());
+    const char *ckpt = test_path("run/checkpoint-00000002.bin");
+    CheckpointMeta meta;
+    checkpoint_read_meta(ckpt, &meta);
+    Palette pal;
+    char *train_bin = xasprintf("%s/train.bin", data);
+    palette_from_file(train_bin, &pal);
+    free(train_bin);
+    CHECK(meta.palette_crc != 0 && meta.palette_crc == palette_crc(&pal), "palette CRC %08x recorded, the data's %08x",
+          meta.palette_crc, palette_crc(&pal));
+    size_t n;
+    uint8_t *bytes = read_whole_file(ckpt, &n);
+    enum { HEADER_CRC = 200, PALETTE_CRC = 232 };  // byte offsets: checkpoint.c
+    put_u32(bytes + PALETTE_CRC, palette_crc(&pal) ^ 1u);
+    put_u32(bytes + HEADER_CRC, 0);
+    put_u32(bytes + HEADER_CRC, crc32_update(0, bytes, 256));
+    write_whole_file(ckpt, bytes, n);
+    int status = run_igpt("train --data %s --out %s --steps 3 --resume --quiet", data, test_path("run"));
+    CHECK(status == 1 && strstr(cli_stderr(), "another palette"), "resume refused: exit %d, %s", status, cli_stderr());
+    put_u32(bytes + PALETTE_CRC, 0);  // an older checkpoint: not checked, recorded from then on
+    put_u32(bytes + HEADER_CRC, 0);
+    put_u32(bytes + HEADER_CRC, crc32_update(0, bytes, 256));
+    write_whole_file(ckpt, bytes, n);
+    CHECK(run_igpt("train --data %s --out %s --steps 3 --resume --quiet", data, test_path("run")) == 0,
+          "an older checkpoint resumes: %s", cli_stderr());
+    checkpoint_read_meta(test_path("run/checkpoint-00000003.bin"), &meta);
+    CHECK(meta.palette_crc == palette_crc(&pal), "the resumed run records the palette: %08x", meta.palette_crc);
+    free(bytes);
+    palette_free(&pal);
     free(data);
 }
 

@@ -136,6 +136,12 @@ static void info_checkpoint(const char *path) {
            (long long)m.optim.total_steps, (unsigned long long)m.epoch, m.train_loss, m.val_loss);
     printf("  lr %g, warm-up %lld, batch %u (micro-batch %u), seed %llu\n", m.optim.lr, (long long)m.optim.warmup_steps,
            m.batch, m.micro_batch, (unsigned long long)m.seed);
+    if (m.palette_crc)
+        printf("  trained on %llu images (tokens CRC %08x, palette CRC %08x)\n", (unsigned long long)m.data_count,
+               m.data_crc, m.palette_crc);
+    else
+        printf("  trained on %llu images (tokens CRC %08x; palette not recorded)\n", (unsigned long long)m.data_count,
+               m.data_crc);
     free(params);
     free(adam_m);
     free(adam_v);

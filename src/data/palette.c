@@ -331,6 +331,8 @@ void palette_free(Palette *pal) {
     pal->colors = 0;
 }
 
+uint32_t palette_crc(const Palette *pal) { return crc32_update(0, pal->rgb, (size_t)pal->colors * 3); }
+
 void palette_copy(const Palette *src, Palette *dst) {
     palette_alloc(dst, src->colors);
     memcpy(dst->rgb, src->rgb, (size_t)src->colors * 3);

@@ -57,6 +57,9 @@ double psnr_db(uint64_t sq_error, int64_t values);
 void palette_alloc(Palette *pal, int colors);
 void palette_free(Palette *pal);
 void palette_copy(const Palette *src, Palette *dst);
+// CRC-32 of the colors (R, G, B bytes): what a checkpoint records of the
+// palette its model was trained with, so that tokens are read with their colors.
+uint32_t palette_crc(const Palette *pal);
 
 // Palette file: see docs/formats.md. (palette_from_file in dataset.h also
 // takes the palette of a prepared split.)

@@ -5,6 +5,7 @@
 #define IGPT_MODEL_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum { NORM_IGPT = 0, NORM_LAYERNORM = 1 } NormKind;
 
@@ -33,6 +34,8 @@ typedef struct {
 bool model_config_named(const char *name, ModelConfig *cfg);
 // Checks every field (C divisible by NH, sizes in range); dies with a message.
 void model_config_validate(const ModelConfig *cfg);
+// What is wrong with cfg, written into buf; NULL when nothing is.
+const char *model_config_problem(const ModelConfig *cfg, char *buf, size_t cap);
 const char *norm_kind_name(NormKind kind);
 
 #endif

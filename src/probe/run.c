@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "data/dataset.h"
+#include "data/palette.h"
 #include "model/params.h"
 #include "probe/features.h"
 #include "train/checkpoint.h"
@@ -38,8 +39,8 @@ typedef struct {
 static void probe_data_load(const ProbeSettings *s, ProbeData *pd) {
     char *train_path = xasprintf("%s/train.bin", s->data_dir);
     char *eval_path = xasprintf("%s/%s.bin", s->data_dir, s->eval_split);
-    if (file_size(train_path) < 0) die("%s: no such file (the probe trains on it)", train_path);
-    if (file_size(eval_path) < 0) die("%s: no such file; prepare it, or pick another --eval split", eval_path);
+    if (regular_file_size(train_path) < 0) die("%s: no such file (the probe trains on it)", train_path);
+    if (regular_file_size(eval_path) < 0) die("%s: no such file; prepare it, or pick another --eval split", eval_path);
     dataset_read(train_path, &pd->train);
     dataset_read(eval_path, &pd->eval);
     if (pd->eval.num_classes != pd->train.num_classes || pd->eval.palette.colors != pd->train.palette.colors)
@@ -70,6 +71,12 @@ static void check_model_fits_data(const CheckpointMeta *meta, const char *path, 
         die("%s is a model of %d colors at %dx%d, but %s holds %d colors at %dx%d", path, meta->model.vocab_size,
             meta->model.image_height, meta->model.image_width, data_dir, data->palette.colors, data->height,
             data->width);
+    // A model reads tokens as the colors it was trained with: data quantized with another palette
+    // of the same size would probe without an error, and mean nothing.
+    if (meta->palette_crc != 0 && meta->palette_crc != palette_crc(&data->palette))
+        die("%s was trained with another palette than %s's (same number of colors, other colors): probe it on "
+            "data prepared with its run's palette (prepare --palette RUN_DATA/palette.bin)",
+            path, data_dir);
 }
 
 // --- What made a result -----------------------------------------------------------------

@@ -38,7 +38,8 @@ enum {
     H_HEADER_CRC = 200,   // u32 of the 256 header bytes with this field zero
     H_EVAL_EVERY = 208,   // u64
     H_EVAL_IMAGES = 216,  // u64
-    H_CKPT_EVERY = 224,   // u64; 232..255 reserved, zero
+    H_CKPT_EVERY = 224,   // u64
+    H_PALETTE_CRC = 232,  // u32, 0 = not recorded (older checkpoints); 236..255 reserved, zero
 };
 
 static void put_f64(uint8_t *p, double v) {
@@ -86,6 +87,7 @@ static void encode_header(uint8_t *h, const CheckpointMeta *m, uint32_t payload_
     put_u64(h + H_EVAL_EVERY, m->eval_every);
     put_u64(h + H_EVAL_IMAGES, m->eval_images);
     put_u64(h + H_CKPT_EVERY, m->checkpoint_every);
+    put_u32(h + H_PALETTE_CRC, m->palette_crc);
     put_u32(h + H_HEADER_CRC, crc32_update(0, h, IGPT_CHECKPOINT_HEADER_BYTES));
 }
 
@@ -195,7 +197,10 @@ static uint32_t read_header(const char *path, CheckpointMeta *m) {
     m->eval_every = get_u64(h + H_EVAL_EVERY);
     m->eval_images = get_u64(h + H_EVAL_IMAGES);
     m->checkpoint_every = get_u64(h + H_CKPT_EVERY);
-    model_config_validate(&m->model);
+    m->palette_crc = get_u32(h + H_PALETTE_CRC);
+    char problem[160];
+    if (model_config_problem(&m->model, problem, sizeof problem))
+        die("%s: the model its header describes is out of bounds (%s): corrupt checkpoint", path, problem);
     if (m->num_params != param_count(&m->model))
         die("%s: %llu parameters recorded, but its config has %zu (corrupt checkpoint)", path,
             (unsigned long long)m->num_params, param_count(&m->model));

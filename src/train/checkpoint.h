@@ -27,6 +27,7 @@ typedef struct {
     uint32_t micro_batch;  // images per forward/backward pass
     uint64_t data_count;   // training images, and the CRC of the training file's payload,
     uint32_t data_crc;     // so that a run resumes only on the data it started with
+    uint32_t palette_crc;  // of the data's palette (palette_crc); 0 in checkpoints from before it was kept
     double train_loss;     // mean loss of the last step (nats/token)
     double val_loss;       // validation loss at this step, NaN if not evaluated
     // Run settings that do not change the math, kept so that --resume needs no flags.

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "data/palette.h"
 #include "model/config.h"
 #include "model/params.h"
 #include "parallel/dist.h"
@@ -86,6 +87,7 @@ static void plan_new_run(const TrainSettings *s, const ModelConfig *cfg, uint32_
                               .micro_batch = (uint32_t)s->micro_batch,
                               .data_count = (uint64_t)p->train.count,
                               .data_crc = data_crc,
+                              .palette_crc = palette_crc(&p->train.palette),
                               .val_loss = NAN};
 }
 
@@ -156,6 +158,12 @@ static void plan_resumed_run(const TrainSettings *s, const ParsedArgs *parsed, c
             c->image_height, c->image_width, s->data_dir, asked->vocab_size, asked->image_height, asked->image_width);
     if (run->data_count != (uint64_t)p->train.count || run->data_crc != data_crc)
         die("%s was trained on other data than %s/train.bin (image count or content differs)", latest, s->data_dir);
+    // The same tokens with other colors are other images. Checkpoints from before the palette was
+    // recorded (0) take the data's from here on.
+    const uint32_t data_palette = palette_crc(&p->train.palette);
+    if (run->palette_crc != 0 && run->palette_crc != data_palette)
+        die("%s was trained with another palette than %s/train.bin's (its colors differ)", latest, s->data_dir);
+    run->palette_crc = data_palette;
     check_kept_settings(s, parsed, run);
     p->optim = run->optim;
     if (s->steps || s->epochs) {
