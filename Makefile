@@ -325,7 +325,8 @@ FUZZ_WRAP = -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=free,--wrap=fo
 FUZZ_LIBS = -fopenmp=libgomp -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) $(IMAGE_LIBS) $(DEP_LIBS) -lm
 FUZZ_LIB_OBJ = $(patsubst %.c,build/fuzz/obj/%.o,$(filter-out src/cli/main.c,$(wildcard src/*/*.c)))
 .PHONY: fuzz fuzz-seeds
-.PRECIOUS: build/fuzz/obj/fuzz/%.o
+# The harnesses' objects are intermediate to make; kept, so that make test does not rebuild them.
+.SECONDARY: $(FUZZ_BINS:build/fuzz/%=build/fuzz/obj/fuzz/%.o) build/fuzz/obj/fuzz/fuzz_common.o
 fuzz: $(FUZZ_BINS) build/fuzz/image_seeds
 
 build/fuzz/obj/%.o: %.c
