@@ -344,12 +344,16 @@ build/fuzz/obj/fuzz/%_crc.o: fuzz/%.c
 build/fuzz/fuzz_%: build/fuzz/obj/fuzz/fuzz_%.o build/fuzz/obj/fuzz/fuzz_common.o build/fuzz/libigpt_fuzz.a
 	$(FUZZ_CC) -fsanitize=fuzzer,address,undefined $(FUZZ_WRAP) -o $@ $^ $(FUZZ_LIBS)
 # Writes the image seeds (PNG, JPEG, BMP, TGA, PPM, PGM) with the vendored stb writer.
-build/fuzz/image_seeds: fuzz/image_seeds.c $(BUILD)/src/data/stb_impl.o
+# stb is compiled in here, plain: the build's own stb object may be a sanitized one (SANITIZE).
+build/fuzz/image_seeds: fuzz/image_seeds.c src/data/stb_impl.c
 	@mkdir -p $(dir $@)
-	$(CC) -O2 -std=c11 -Ithird_party -o $@ $^ -lm
+	$(CC) -O1 -std=c11 -D_DEFAULT_SOURCE -Ithird_party -w -o $@ $^ -lm
 # Seeds from files igpt writes (fuzz/make_seeds.sh): build/fuzz/seeds/<reader>/.
 fuzz-seeds: igpt build/fuzz/image_seeds
 	bash fuzz/make_seeds.sh
+# Not under SANITIZE: the harnesses are sanitized builds already, and make test runs them.
 ifneq ($(shell command -v $(FUZZ_CC) 2>/dev/null),)
+ifeq ($(SANITIZE),)
 test: fuzz
+endif
 endif

@@ -51,7 +51,7 @@ run_suite "CUDA kernels in the interpret mode" "./$build/interp/igpt_cuda_tests"
 if [ $# -eq 0 ] && [ "$build" != build ]; then
     run_suite "prepare vs an independent Python reader" python3 tests/test_prepare_reference.py
     run_suite "bad command lines and inputs: clear errors, no partial output" bash tests/bad_inputs.sh
-    echo "skip  style, SASS, the checker builds and the GPU check's dry run: the same in every build (make test)"
+    echo "skip  style, SASS, the checker builds, the GPU check's dry run, the crash test and the fuzz harnesses (sanitized already): make test runs them"
 elif [ $# -eq 0 ]; then
     run_suite "prepare vs an independent Python reader" python3 tests/test_prepare_reference.py
     run_suite "bad command lines and inputs: clear errors, no partial output" bash tests/bad_inputs.sh
