@@ -335,15 +335,20 @@ static char *bmp_palette_problem(const char *name, const uint8_t *data, size_t s
     // stb's lengths: (offset - 38) / 3 entries after a 12-byte header, (offset - 14 - header) / 4 after the others.
     const long long entries = header_size == 12 ? (offset - 38) / 3 : (offset - 14 - header_size) / 4;
     if (entries < 1)
-        return xasprintf("cannot decode image %s: its BMP pixel offset leaves no room for the colour table", name);
+        return xasprintf(
+            "cannot decode image %s: its BMP pixel offset (%lld) leaves no room for the colour table "
+            "stb_image reads; convert it to PNG",
+            name, offset);
     if (entries >= 1LL << bits) return NULL;
     const uint64_t row_bytes = bmp_row_bytes((uint64_t)width, bits), stride = (row_bytes + 3) / 4 * 4;
     for (int y = 0; y < height; y++) {
         const uint8_t *row = data + offset + (uint64_t)y * stride;
         for (int x = 0; x < width; x++)
             if (bmp_index(row, (uint64_t)x, bits) >= entries)
-                return xasprintf("cannot decode image %s: a pixel uses colour %u of a BMP colour table of %lld", name,
-                                 bmp_index(row, (uint64_t)x, bits), entries);
+                return xasprintf(
+                    "cannot decode image %s: a pixel uses colour %u of a BMP colour table of %lld "
+                    "(stb_image would read memory it never set); convert it to PNG",
+                    name, bmp_index(row, (uint64_t)x, bits), entries);
     }
     return NULL;
 }
