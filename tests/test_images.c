@@ -472,10 +472,12 @@ TEST(test_images_tga_bomb_is_refused_before_decoding) {
     free(error);
 }
 
-// An 8-bit BMP whose colour table is shorter than 256 entries decodes when
-// its pixels use only those entries; one that points past the table (stb
-// would read an uninitialised stack array) or has no room for a table is refused.
-TEST(test_images_bmp_colour_table_is_checked) {
+// What stb 2.30 would misread in a BMP is refused. An 8-bit BMP whose colour
+// table is shorter than 256 entries decodes when its pixels use only those
+// entries; one that points past the table (stb would read an uninitialised
+// stack array) or has no room for a table is refused, and so is a 24-bit BMP
+// with a gap before its pixels (stb would read them from the wrong place).
+TEST(test_images_bmp_layouts_stb_misreads_are_refused) {
     uint8_t indices[5 * 3];
     for (int i = 0; i < 15; i++) indices[i] = (uint8_t)(i % 4);
     Bytes bmp = indexed_bmp(5, 3, 4, indices);
@@ -491,5 +493,16 @@ TEST(test_images_bmp_colour_table_is_checked) {
     expect_decode_error(bmp, "a pixel uses colour 200 of a BMP colour table of 4");
     put_u32(bmp.data + 10, 50);  // the pixels "start" inside the header
     expect_decode_error(bmp, "leaves no room for the colour table");
+    free(bmp.data);
+    // A 24-bit BMP with 8 bytes between header and pixels: stb 2.30 would read from 8 bytes further on.
+    uint8_t colours[4 * 2 * 3];
+    for (int i = 0; i < 24; i++) colours[i] = (uint8_t)(10 * i);
+    bmp = write_image(WRITE_BMP, colours, 4, 2);
+    Bytes gap = {xcalloc(bmp.size + 8, 1), bmp.size + 8};
+    memcpy(gap.data, bmp.data, 54);
+    memcpy(gap.data + 62, bmp.data + 54, bmp.size - 54);
+    put_u32(gap.data + 10, 62);
+    expect_decode_error(gap, "its BMP pixels start 8 bytes after the header, which stb_image 2.30 misreads");
+    free(gap.data);
     free(bmp.data);
 }

@@ -301,7 +301,7 @@ static uint64_t tga_least_size(const uint8_t *header, uint64_t width, uint64_t h
 // header). PNG is compressed: no bound (zlib gives at most ~1000:1).
 static uint64_t stb_least_size(StbFormat format, const uint8_t *data, size_t size, int width, int height,
                                int channels) {
-    uint8_t header[32] = {0};  // stb reads bytes past the end as 0, so do we
+    uint8_t header[64] = {0};  // stb reads bytes past the end as 0, so do we
     memcpy(header, data, size < sizeof header ? size : sizeof header);
     const uint64_t w = (uint64_t)width, h = (uint64_t)height;
     if (format == STB_BMP) return bmp_least_size(header, w, h);
@@ -326,9 +326,7 @@ static unsigned bmp_index(const uint8_t *row, uint64_t x, unsigned bits) {
 // stack array: a length below 1 (an offset inside the header) or an index past
 // the table would give pixels of whatever was on the stack. NULL if neither;
 // called after stb_least_size's check, so the rows are inside the file.
-static char *bmp_palette_problem(const char *name, const uint8_t *data, size_t size, int width, int height) {
-    uint8_t header[32] = {0};
-    memcpy(header, data, size < sizeof header ? size : sizeof header);
+static char *bmp_palette_problem(const char *name, const uint8_t *data, const uint8_t *header, int width, int height) {
     const long long offset = (int32_t)get_u32(header + 10), header_size = (int32_t)get_u32(header + 14);
     const unsigned bits = header_size == 12 ? le16(header + 24) : le16(header + 28);
     if (bits != 1 && bits != 4 && bits != 8) return NULL;  // no table, or stb refuses the depth itself
@@ -351,6 +349,26 @@ static char *bmp_palette_problem(const char *name, const uint8_t *data, size_t s
                     name, bmp_index(row, (uint64_t)x, bits), entries);
     }
     return NULL;
+}
+
+// A BMP of 16, 24 or 32 bits a pixel may leave a gap between its header and
+// its pixels (the offset says where they start). stb 2.30 skips the gap twice
+// and reads the pixels from the wrong place: refused, naming the cause. NULL
+// if the pixels follow the header (stb checks that the offset is not inside it).
+static char *bmp_gap_problem(const char *name, const uint8_t *header) {
+    const long long offset = (int32_t)get_u32(header + 10), header_size = (int32_t)get_u32(header + 14);
+    const unsigned bits = header_size == 12 ? le16(header + 24) : le16(header + 28);
+    const uint32_t compression = header_size == 12 ? 0 : get_u32(header + 30);
+    // stb goes this way for these depths only; a 16-bit BMP with a 12-byte header reads a colour table.
+    if (bits < (header_size == 12 ? 24u : 16u)) return NULL;
+    // The header, then 3 colour masks after a 40- or 56-byte header with bit fields (compression 3).
+    const long long masks = (header_size == 40 || header_size == 56) && compression == 3 ? 12 : 0;
+    const long long gap = offset - (14 + header_size + masks);
+    if (gap <= 0) return NULL;
+    return xasprintf(
+        "cannot decode image %s: its BMP pixels start %lld bytes after the header, which stb_image 2.30 "
+        "misreads (it skips the gap twice); convert it to PNG",
+        name, gap);
 }
 
 // Where stb reads the file from (stbi_io_callbacks), noting whether it ever
@@ -411,8 +429,13 @@ static char *decode_stb(const char *name, const uint8_t *data, size_t size, RgbI
     if (!known) return xasprintf("cannot decode image %s: %s", name, stbi_failure_reason());
     const uint64_t least = stb_least_size(format, data, size, width, height, channels);
     if (size < least) return cut_short_error(name, width, height, size, format, least);
-    char *palette_problem = format == STB_BMP ? bmp_palette_problem(name, data, size, width, height) : NULL;
-    if (palette_problem) return palette_problem;
+    if (format == STB_BMP) {
+        uint8_t header[64] = {0};
+        memcpy(header, data, size < sizeof header ? size : sizeof header);
+        char *problem = bmp_palette_problem(name, data, header, width, height);
+        if (!problem) problem = bmp_gap_problem(name, header);
+        if (problem) return problem;
+    }
     StbSource source = {.data = data, .size = size};
     const stbi_io_callbacks callbacks = {stb_read, stb_skip, stb_eof};
     int w = 0, h = 0;
