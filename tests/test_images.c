@@ -16,6 +16,7 @@
 #include "data/decode.h"
 #include "data/images.h"
 #include "stb/stb_image.h"
+#include "stb/stb_image_write.h"
 #include "test.h"
 
 typedef struct {
@@ -118,6 +119,90 @@ static void png_fix_crc(uint8_t *chunk) {
     for (int i = 0; i < 4; i++) chunk[8 + length + i] = (uint8_t)(crc >> (24 - 8 * i));
 }
 
+// --- BMP, TGA, PPM and PGM: the formats stb_image reads --------------------------------------
+
+static void bytes_append(void *context, void *data, int size) {
+    Bytes *b = context;
+    b->data = xrealloc(b->data, b->size + (size_t)size);
+    memcpy(b->data + b->size, data, (size_t)size);
+    b->size += (size_t)size;
+}
+
+typedef enum { WRITE_BMP, WRITE_TGA, WRITE_TGA_RLE, WRITE_PPM, WRITE_PGM } WriteFormat;
+static const char *const write_format_names[] = {"BMP", "TGA", "run-length TGA", "PPM", "PGM"};
+
+// rgb (width x height) as a file of that format: BMP and TGA by
+// stb_image_write (24 bits, bottom-up), PPM and PGM (binary, the green
+// channel) by hand.
+static Bytes write_image(WriteFormat format, const uint8_t *rgb, int width, int height) {
+    Bytes b = {NULL, 0};
+    if (format == WRITE_BMP) stbi_write_bmp_to_func(bytes_append, &b, width, height, 3, rgb);
+    if (format == WRITE_TGA || format == WRITE_TGA_RLE) {
+        stbi_write_tga_with_rle = format == WRITE_TGA_RLE;
+        stbi_write_tga_to_func(bytes_append, &b, width, height, 3, rgb);
+        stbi_write_tga_with_rle = 1;
+    }
+    if (format == WRITE_PPM || format == WRITE_PGM) {
+        char header[64];
+        snprintf(header, sizeof header, "P%c\n%d %d\n255\n", format == WRITE_PPM ? '6' : '5', width, height);
+        bytes_append(&b, header, (int)strlen(header));
+        for (int i = 0; i < width * height; i++)
+            bytes_append(&b, (void *)(rgb + 3 * i + (format == WRITE_PGM)), format == WRITE_PPM ? 3 : 1);
+    }
+    return b;
+}
+
+// What a file of that format decodes to: PGM's green channel repeated.
+static uint8_t expected_value(WriteFormat format, const uint8_t *rgb, size_t i) {
+    return format == WRITE_PGM ? rgb[i / 3 * 3 + 1] : rgb[i];
+}
+
+// A width x height image of random pixels.
+static uint8_t *random_rgb(int width, int height, Rng *rng) {
+    uint8_t *rgb = xmalloc((size_t)width * height * 3);
+    for (size_t i = 0; i < (size_t)width * height * 3; i++) rgb[i] = (uint8_t)rng_below(rng, 256);
+    return rgb;
+}
+
+// Checks `file` decodes to `rgb` (width x height) as `format` gives it.
+static void expect_pixels(Bytes file, WriteFormat format, const uint8_t *rgb, int width, int height, const char *what) {
+    RgbImage image;
+    char *error = decode_image("dir/file.img", file.data, file.size, &image);
+    CHECK(!error, "%s %s: %s", write_format_names[format], what, error ? error : "");
+    if (!error) {
+        size_t wrong = 0;
+        for (size_t i = 0; i < (size_t)width * height * 3; i++) wrong += image.rgb[i] != expected_value(format, rgb, i);
+        CHECK(image.width == width && image.height == height && wrong == 0, "%s %s: %d x %d, %zu values differ",
+              write_format_names[format], what, image.width, image.height, wrong);
+    }
+    free(image.rgb);
+    free(error);
+}
+
+// A crafted 8-bit BMP: a colour table of `entries` (entry i is (i, 2i, 3i)),
+// then width x height indices, rows bottom-up and padded to 4 bytes.
+static Bytes indexed_bmp(int width, int height, int entries, const uint8_t *indices) {
+    const int stride = (width + 3) / 4 * 4, offset = 14 + 40 + 4 * entries;
+    Bytes b = {xcalloc((size_t)offset + (size_t)stride * height, 1), (size_t)offset + (size_t)stride * height};
+    uint8_t *h = b.data;
+    h[0] = 'B';
+    h[1] = 'M';
+    put_u32(h + 2, (uint32_t)b.size);
+    put_u32(h + 10, (uint32_t)offset);
+    put_u32(h + 14, 40);
+    put_u32(h + 18, (uint32_t)width);
+    put_u32(h + 22, (uint32_t)height);
+    h[26] = 1;  // planes
+    h[28] = 8;  // bits a pixel
+    put_u32(h + 46, (uint32_t)entries);
+    for (int i = 0; i < entries; i++) {
+        const uint8_t entry[4] = {(uint8_t)(3 * i), (uint8_t)(2 * i), (uint8_t)i, 0};  // blue, green, red
+        memcpy(h + 54 + 4 * i, entry, 4);
+    }
+    for (int y = 0; y < height; y++) memcpy(h + offset + (size_t)(height - 1 - y) * stride, indices + y * width, width);
+    return b;
+}
+
 // The first `marker` segment (0xFF, marker) of a JPEG, or NULL.
 static uint8_t *jpeg_find_segment(Bytes jpeg, uint8_t marker) {
     for (size_t i = 2; i + 4 <= jpeg.size; i += 2 + ((size_t)jpeg.data[i + 2] << 8 | jpeg.data[i + 3])) {
@@ -195,6 +280,9 @@ TEST(test_images_prepare_refuses_hostile_files) {
     const char *const names[] = {"a", "b"};
     make_image_folder(test_path("images"), names, 2, 2, 8);
     Bytes crafted = crafted_huffman_jpeg(), jpeg = normal_jpeg();
+    uint8_t rgb[16 * 16 * 3];
+    make_pattern_image(rgb, 16, 16, 2);
+    Bytes tga = write_image(WRITE_TGA_RLE, rgb, 16, 16);
     const struct {
         const char *name, *message;
         Bytes bytes;
@@ -202,6 +290,7 @@ TEST(test_images_prepare_refuses_hostile_files) {
         {"crafted.jpg", "JPEG: Bogus Huffman table definition", crafted},
         {"cut.jpg", "JPEG: Premature end of JPEG file", {jpeg.data, jpeg.size - 40}},
         {"empty.png", "the file is empty", {jpeg.data, 0}},
+        {"cut.tga", "claims 16 x 16 pixels but holds only", {tga.data, tga.size - 1}},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *path = test_path("images/b/%s", cases[i].name);
@@ -214,6 +303,7 @@ TEST(test_images_prepare_refuses_hostile_files) {
     }
     free(crafted.data);
     free(jpeg.data);
+    free(tga.data);
 }
 
 // Every PNG colour type and depth, interlaced or not, with and without tRNS,
@@ -292,4 +382,127 @@ TEST(test_images_jpeg_grey_and_cmyk) {
     free(cmyk_error);
     free(grey_jpeg.data);
     free(cmyk_jpeg.data);
+}
+
+// Full files written by stb_image_write (and PPM/PGM by hand) decode to the
+// pixels written, odd widths (row padding) included; so does a BMP stored
+// top-down (negative height), and one whose last row lacks its padding (not
+// pixel data: stb skips it).
+TEST(test_images_bmp_tga_pnm_decode_as_written) {
+    Rng rng;
+    rng_init(&rng, 15, 0);
+    const int sizes[][2] = {{16, 16}, {13, 7}, {1, 3}};
+    for (int format = WRITE_BMP; format <= WRITE_PGM; format++)
+        for (int s = 0; s < 3; s++) {
+            const int width = sizes[s][0], height = sizes[s][1];
+            uint8_t *rgb = random_rgb(width, height, &rng);
+            Bytes file = write_image((WriteFormat)format, rgb, width, height);
+            expect_pixels(file, (WriteFormat)format, rgb, width, height, "as written");
+            free(rgb);
+            free(file.data);
+        }
+    uint8_t *rgb = random_rgb(13, 7, &rng);
+    Bytes bmp = write_image(WRITE_BMP, rgb, 13, 7);
+    const size_t stride = 40, offset = bmp.size - 7 * stride;  // 13 x 3 bytes, padded to 40
+    expect_pixels((Bytes){bmp.data, bmp.size - 1}, WRITE_BMP, rgb, 13, 7, "without the last row's padding");
+    uint8_t *top_down = xmalloc(bmp.size);
+    memcpy(top_down, bmp.data, offset);
+    put_u32(top_down + 22, (uint32_t)-7);
+    for (int y = 0; y < 7; y++) memcpy(top_down + offset + y * stride, bmp.data + offset + (6 - y) * stride, stride);
+    expect_pixels((Bytes){top_down, bmp.size}, WRITE_BMP, rgb, 13, 7, "stored top-down");
+    free(top_down);
+    free(bmp.data);
+    free(rgb);
+}
+
+// Checks `file` is refused as cut short, by the least-size check before
+// decoding ("needs at least") or by the reads past the end during it.
+static void expect_cut_short(Bytes file, int width, int height, bool before_decoding, const char *what) {
+    char message[160];
+    snprintf(message, sizeof message, "claims %d x %d pixels but holds only %zu bytes (%s", width, height, file.size,
+             before_decoding ? "a " : "its ");
+    RgbImage image;
+    char *error = decode_image("dir/file.img", file.data, file.size, &image);
+    CHECK(error && strstr(error, message) && strstr(error, "cut short?") && strstr(error, "dir/file.img"),
+          "%s: expected \"%s...: cut short?\", got %s", what, message, error ? error : "success");
+    free(image.rgb);
+    free(error);
+}
+
+// stb_image reads the bytes past the end of a BMP or TGA as zeros (and leaves
+// a short uncompressed TGA row as malloc left it): each cut file decoded to a
+// wrong image. Now every cut is an error naming the file; one short of the
+// pixels' least size is caught before decoding, one byte short of a
+// run-length TGA or a PNM while decoding (its least size cannot tell).
+TEST(test_images_cut_bmp_tga_pnm_are_errors) {
+    Rng rng;
+    rng_init(&rng, 16, 0);
+    uint8_t *rgb = random_rgb(16, 16, &rng);
+    for (int format = WRITE_BMP; format <= WRITE_PGM; format++) {
+        Bytes file = write_image((WriteFormat)format, rgb, 16, 16);
+        const size_t header = format == WRITE_BMP ? 54 : format <= WRITE_TGA_RLE ? 18 : 13;
+        const bool pixels_bound = format == WRITE_BMP || format == WRITE_TGA;  // exact least sizes
+        char what[64];
+        snprintf(what, sizeof what, "%s cut by 1 byte", write_format_names[format]);
+        expect_cut_short((Bytes){file.data, file.size - 1}, 16, 16, pixels_bound, what);
+        snprintf(what, sizeof what, "%s cut in half", write_format_names[format]);
+        expect_cut_short((Bytes){file.data, file.size / 2}, 16, 16, format != WRITE_TGA_RLE, what);
+        snprintf(what, sizeof what, "%s with the header alone", write_format_names[format]);
+        expect_cut_short((Bytes){file.data, header}, 16, 16, true, what);
+        free(file.data);
+    }
+    free(rgb);
+}
+
+// The fuzzer's decompression bomb (fuzz/regressions/images/): a 368-byte
+// run-length TGA claiming 2614 x 12849 pixels, which took 23 s of CPU to
+// decode under ASan. A packet gives at most 128 pixels for 5 bytes: it is
+// refused before decoding.
+TEST(test_images_tga_bomb_is_refused_before_decoding) {
+    uint8_t bomb[368] = {0};
+    const uint8_t header[18] = {0, 0, 10, 0, 0, 0, 0, 0, 0, 10, 0x18, 0x50, 0x36, 0x0a, 0x31, 0x32, 32, 0x39};
+    memcpy(bomb, header, sizeof header);
+    memset(bomb + 18, 0xff, 100);  // packets of 128 repeated pixels
+    RgbImage image;
+    char *error = decode_image("dir/bomb.tga", bomb, sizeof bomb, &image);
+    const char *want =
+        "image dir/bomb.tga claims 2614 x 12849 pixels but holds only 368 bytes "
+        "(a TGA that size needs at least 1312023): cut short?";
+    CHECK(error && strcmp(error, want) == 0, "got %s", error ? error : "success");
+    free(error);
+}
+
+// What stb 2.30 would misread in a BMP is refused. An 8-bit BMP whose colour
+// table is shorter than 256 entries decodes when its pixels use only those
+// entries; one that points past the table (stb would read an uninitialised
+// stack array) or has no room for a table is refused, and so is a 24-bit BMP
+// with a gap before its pixels (stb would read them from the wrong place).
+TEST(test_images_bmp_layouts_stb_misreads_are_refused) {
+    uint8_t indices[5 * 3];
+    for (int i = 0; i < 15; i++) indices[i] = (uint8_t)(i % 4);
+    Bytes bmp = indexed_bmp(5, 3, 4, indices);
+    uint8_t rgb[5 * 3 * 3];
+    for (int i = 0; i < 15; i++) {
+        const uint8_t colour[3] = {(uint8_t)indices[i], (uint8_t)(2 * indices[i]), (uint8_t)(3 * indices[i])};
+        memcpy(rgb + 3 * i, colour, 3);
+    }
+    expect_pixels(bmp, WRITE_BMP, rgb, 5, 3, "8 bits, 4 colours");
+    free(bmp.data);
+    indices[7] = 200;
+    bmp = indexed_bmp(5, 3, 4, indices);
+    expect_decode_error(bmp, "a pixel uses colour 200 of a BMP colour table of 4");
+    put_u32(bmp.data + 10, 50);  // the pixels "start" inside the header
+    expect_decode_error(bmp, "leaves no room for the colour table");
+    free(bmp.data);
+    // A 24-bit BMP with 8 bytes between header and pixels: stb 2.30 would read from 8 bytes further on.
+    uint8_t colours[4 * 2 * 3];
+    for (int i = 0; i < 24; i++) colours[i] = (uint8_t)(10 * i);
+    bmp = write_image(WRITE_BMP, colours, 4, 2);
+    Bytes gap = {xcalloc(bmp.size + 8, 1), bmp.size + 8};
+    memcpy(gap.data, bmp.data, 54);
+    memcpy(gap.data + 62, bmp.data + 54, bmp.size - 54);
+    put_u32(gap.data + 10, 62);
+    expect_decode_error(gap, "its BMP pixels start 8 bytes after the header, which stb_image 2.30 misreads");
+    free(gap.data);
+    free(bmp.data);
 }
