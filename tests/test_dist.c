@@ -200,7 +200,7 @@ TEST(test_dist_killed_rank_ends_the_job) {
     CHECK(!ended || !WIFEXITED(status) || WEXITSTATUS(status) != 0, "the job ended with an error status");
     char *out = (char *)read_whole_file(test_path("mpirun.out"), NULL);
     char *named = xasprintf("of 2 (pid %d) ended before the job did", victim);
-    char *resume = xasprintf("mpirun -np 2 ./igpt train --data %s --out %s --resume", data, test_path("run"));
+    char *resume = xasprintf("mpirun -np 2 %s train --data %s --out %s --resume", igpt_path(), data, test_path("run"));
     const char *line = out ? strstr(out, "igpt: error: rank ") : NULL;
     CHECK(line && strstr(line, named) && strstr(line, resume) && !strstr(line, "rank 0 of"),
           "rank 0 names the dead rank and the resume command: %s", out ? out : "(no output)");
