@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "util/leak_check.h"
+
 static char root_dir[256];
 static char current_dir[512];
 static char path_buf[32][1024];
@@ -159,27 +161,12 @@ static void clean_root_folder(bool all_passed) {
     if (all_passed && root_dir[0]) remove_folder(root_dir);
 }
 
-// make SANITIZE=address,undefined: leaks are checked when the tests end
-// normally, as ./igpt checks when a command returns (src/cli/main.c).
-#if defined(__SANITIZE_ADDRESS__)
-#define IGPT_LEAK_CHECK 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define IGPT_LEAK_CHECK 1
-#endif
-#endif
-#if defined(IGPT_LEAK_CHECK)
-#include <sanitizer/lsan_interface.h>
-#endif
-
 int main(int argc, char **argv) {
     find_binaries();
     progress_set_quiet(true);
     flush_denormals_to_zero();  // as ./igpt runs
     const TestHooks hooks = {make_test_folder, clean_test_folder, clean_root_folder};
     const int status = test_main(argc, argv, &hooks);
-#if defined(IGPT_LEAK_CHECK)
-    __lsan_do_leak_check();
-#endif
+    leak_check_now();  // make SANITIZE=address,undefined (util/leak_check.h)
     return status;
 }

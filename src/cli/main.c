@@ -6,28 +6,14 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "util/leak_check.h"
 #include "util/version.h"
 
-// make SANITIZE=address,undefined: LeakSanitizer checks when a command
-// returns, not at every exit: an error exit (die) ends the program with its
-// buffers in use on purpose (tests/run.sh sets leak_check_at_exit=0). Not
-// under mpirun: OpenMPI's components, unloaded by MPI_Finalize, leave
-// memory behind that has no module name left to suppress.
-#if defined(__SANITIZE_ADDRESS__)
-#define IGPT_LEAK_CHECK 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define IGPT_LEAK_CHECK 1
-#endif
-#endif
-#if defined(IGPT_LEAK_CHECK)
-#include <sanitizer/lsan_interface.h>
-#endif
-
+// Leaks are checked when a command returns (util/leak_check.h), but not under
+// mpirun: OpenMPI's components, unloaded by MPI_Finalize, leave memory behind
+// that has no module name left to suppress.
 static int leak_checked(int status) {
-#if defined(IGPT_LEAK_CHECK)
-    if (!getenv("OMPI_COMM_WORLD_SIZE")) __lsan_do_leak_check();
-#endif
+    if (!getenv("OMPI_COMM_WORLD_SIZE")) leak_check_now();
     return status;
 }
 
