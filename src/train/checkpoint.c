@@ -235,11 +235,10 @@ char *checkpoint_path(const char *run_dir, uint64_t step) {
     return xasprintf("%s/checkpoint-%08llu.bin", run_dir, (unsigned long long)step);
 }
 
-// A checkpoint file name: "checkpoint-" + 8 or more digits + ".bin".
-static bool parse_checkpoint_name(const char *name, long long *step) {
+bool checkpoint_name_step(const char *name, size_t n, long long *step) {
     const char *prefix = "checkpoint-", *suffix = ".bin";
-    size_t n = strlen(name), np = strlen(prefix), ns = strlen(suffix);
-    if (n < np + 8 + ns || strncmp(name, prefix, np) != 0 || strcmp(name + n - ns, suffix) != 0) return false;
+    const size_t np = strlen(prefix), ns = strlen(suffix);
+    if (n < np + 8 + ns || strncmp(name, prefix, np) != 0 || strncmp(name + n - ns, suffix, ns) != 0) return false;
     long long v = 0;
     for (size_t i = np; i < n - ns; i++) {
         if (name[i] < '0' || name[i] > '9' || v > (LLONG_MAX - 9) / 10) return false;  // not a step igpt wrote
@@ -262,7 +261,7 @@ int64_t checkpoint_steps(const char *run_dir, uint64_t **steps) {
     long long step;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (!parse_checkpoint_name(e->d_name, &step)) continue;
+        if (!checkpoint_name_step(e->d_name, strlen(e->d_name), &step)) continue;
         if (n == cap) *steps = xrealloc(*steps, (size_t)(cap = cap ? 2 * cap : 16) * sizeof(uint64_t));
         (*steps)[n++] = (uint64_t)step;
     }

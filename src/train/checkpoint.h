@@ -48,6 +48,10 @@ char *checkpoint_latest(const char *run_dir);
 // when run_dir cannot be read.
 int64_t checkpoint_steps(const char *run_dir, uint64_t **steps);
 char *checkpoint_path(const char *run_dir, uint64_t step);
+// Whether the first n chars of `name` are a checkpoint's file name as
+// checkpoint_path writes it ("checkpoint-" + 8 or more digits + ".bin"), and
+// its step; a step too large for a long long is not one igpt wrote.
+bool checkpoint_name_step(const char *name, size_t n, long long *step);
 // The first non-finite value of a checkpoint's state (parameters, then Adam's
 // first and second moments), described into `where` by its tensor in the
 // parameter layout, e.g. "parameter h0.w_qkv[5] is nan (value 1234 of 5000)";

@@ -236,25 +236,16 @@ void lock_run_folder(const char *run_dir) {
     close(fd);  // a file system without locks: go on without one
 }
 
-// "checkpoint-" + 8 or more digits + ".bin", as checkpoint_path writes it; `len` chars of `name`.
-static bool is_checkpoint_name(const char *name, size_t len) {
-    const char *prefix = "checkpoint-", *suffix = ".bin";
-    const size_t np = strlen(prefix), ns = strlen(suffix);
-    if (len < np + 8 + ns || strncmp(name, prefix, np) != 0 || strncmp(name + len - ns, suffix, ns) != 0) return false;
-    for (size_t i = np; i < len - ns; i++)
-        if (name[i] < '0' || name[i] > '9') return false;
-    return true;
-}
-
 bool is_leftover_temp_name(const char *name) {
-    // atomic_open's "<file>.tmp.XXXXXX", where mkstemp puts 6 of [A-Za-z0-9] for the Xs.
-    const char *tag = ".tmp.", *alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    // atomic_open's "<file>" ATOMIC_TEMP_TAG "XXXXXX", where mkstemp puts 6 of [A-Za-z0-9] for the Xs.
+    const char *tag = ATOMIC_TEMP_TAG, *alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     const size_t len = strlen(name), tail = strlen(tag) + 6;
     if (len <= tail || strncmp(name + len - tail, tag, strlen(tag)) != 0) return false;
     if (strspn(name + len - 6, alnum) != 6) return false;
     const size_t base = len - tail;
+    long long step;
     return (base == strlen("log.jsonl") && !strncmp(name, "log.jsonl", base)) ||
-           (base == strlen("run.json") && !strncmp(name, "run.json", base)) || is_checkpoint_name(name, base);
+           (base == strlen("run.json") && !strncmp(name, "run.json", base)) || checkpoint_name_step(name, base, &step);
 }
 
 int remove_leftover_temps(const char *run_dir) {

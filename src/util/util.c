@@ -254,7 +254,7 @@ void make_directories(const char *path) {
 
 void atomic_open(AtomicFile *af, const char *path) {
     af->path = xstrdup(path);
-    af->tmp_path = xasprintf("%s.tmp.XXXXXX", path);
+    af->tmp_path = xasprintf("%s" ATOMIC_TEMP_TAG "XXXXXX", path);
     int fd = mkstemp(af->tmp_path);
     if (fd < 0) die("cannot write %s: %s", path, strerror(errno));
     register_temp(af->tmp_path);

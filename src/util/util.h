@@ -50,6 +50,9 @@ bool path_exists(const char *path);
 // Creates `path` (and missing parents) as a directory; dies on failure.
 void make_directories(const char *path);
 
+// What atomic_open puts between a file's name and mkstemp's 6 characters (a
+// starting run removes its own leftovers by it: train/run_files.c).
+#define ATOMIC_TEMP_TAG ".tmp."
 // Atomic file writing: data goes to "<path>.tmp.XXXXXX" in the same folder,
 // and atomic_commit flushes, fsyncs and renames it over `path`. Until then the
 // old file (if any) is untouched, and die() or a signal removes the temporary.
