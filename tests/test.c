@@ -44,6 +44,13 @@ const char *test_path(const char *fmt, ...) {
     return out;
 }
 
+void reseal_checkpoint(uint8_t *bytes, size_t size) {
+    enum { HEADER = 256, PAYLOAD_CRC = 180, HEADER_CRC = 200 };  // byte offsets: checkpoint.c
+    put_u32(bytes + PAYLOAD_CRC, crc32_update(0, bytes + HEADER, size - HEADER));
+    put_u32(bytes + HEADER_CRC, 0);
+    put_u32(bytes + HEADER_CRC, crc32_update(0, bytes, HEADER));
+}
+
 void write_whole_file(const char *path, const void *data, size_t size) {
     FILE *f = xfopen(path, "wb");
     xfwrite(data, size, f, path);

@@ -39,6 +39,9 @@ void expect_failure(int status, int expected_status, const char *message, const 
 bool folder_has_no_files(const char *dir);
 bool files_equal(const char *a, const char *b);
 void write_whole_file(const char *path, const void *data, size_t size);
+// Makes a checkpoint's payload and header CRCs right again after a test
+// changed its bytes, so that the change meets the checks behind the CRCs.
+void reseal_checkpoint(uint8_t *bytes, size_t size);
 
 // --- Fixtures ----------------------------------------------------------------
 // Writes CIFAR-10 binary batches into `dir`: data_batch_1..5.bin with
