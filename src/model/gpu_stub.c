@@ -1,6 +1,7 @@
 // The CUDA backend's interface in a build without nvcc: no GPU is usable,
 // and nothing else is ever called (backend_choose_device stops first).
 #include "model/gpu_model.h"
+#include "probe/solver.h"
 #include "util/util.h"
 
 // These stand-ins never look at their parameters.
@@ -48,4 +49,11 @@ double gpu_model_reduce_scatter_grads(GpuModel *m) { UNAVAILABLE; }
 GpuAttention gpu_time_attention(GpuAttention asked, int batch_heads, int T, int head_size, int iterations,
                                 double *forward_ms, double *backward_ms) {
     UNAVAILABLE;
+}
+
+// The probe solver's GPU objective (cuda/probe_solver.cu): none here.
+ProbeEvaluator *probe_gpu_evaluator_create(const ProbeBatchShape *shape, const double *X, const char **why) {
+    (void)shape, (void)X;
+    *why = "this igpt was built without CUDA";
+    return NULL;
 }
