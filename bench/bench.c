@@ -16,6 +16,7 @@
 #include "probe/probe.h"
 #include "step_costs.h"
 #include "train/optim.h"
+#include "util/blas.h"
 #include "util/json.h"
 #include "util/util.h"
 
@@ -167,6 +168,7 @@ static void bench_model(const BenchArgs *a, bool train) {
     json_int(&w, "side", a->side);
     json_int(&w, "batch", a->batch);
     json_int(&w, "threads", opt.threads);
+    json_string(&w, "blas_core", blas_core_name());
     json_bool(&w, "optimizer", a->optimizer);
     json_real(&w, "tokens_per_s", "%.1f", images_per_s * cfg.seq_len);
     json_real(&w, "images_per_s", "%.2f", images_per_s);

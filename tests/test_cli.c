@@ -2,8 +2,10 @@
 // --help, unknown commands and options are refused with a pointer to --help.
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "test.h"
+#include "util/util.h"
 
 TEST(test_cli_help) {
     CHECK(run_igpt("help") == 0, "help exits 0");
@@ -48,4 +50,31 @@ TEST(test_cli_every_command_help_and_version) {
         CHECK(strncmp(cli_stdout(), "igpt ", 5) == 0, "%s --version prints the version: %s", commands[i], cli_stdout());
         free(usage);
     }
+}
+
+// OpenBLAS gives a CPU whose model it does not know its oldest kernels (SSE3,
+// 3x slower); igpt then names the AVX2 or AVX-512 ones the CPU has (main.c).
+// The bench line says which kernels ran, with OPENBLAS_CORETYPE unset.
+TEST(test_cli_blas_kernels_fit_the_cpu) {
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+        printf("  (skip: this CPU has no AVX2, so OpenBLAS's oldest kernels are its own)\n");
+        return;
+    }
+    char *saved = getenv("OPENBLAS_CORETYPE") ? xstrdup(getenv("OPENBLAS_CORETYPE")) : NULL;
+    unsetenv("OPENBLAS_CORETYPE");
+    const int status =
+        run_igpt("bench --mode train --config tiny --side 8 --batch 1 --steps 1 --warmup-steps 0 --quiet");
+    if (saved) setenv("OPENBLAS_CORETYPE", saved, 1);
+    free(saved);
+    CHECK(status == 0, "bench ran: %s", cli_stderr());
+    const char *core = strstr(cli_stdout(), "\"blas_core\": \"");
+    CHECK(core != NULL, "the bench line names the BLAS kernels: %s", cli_stdout());
+    if (!core) return;
+    core += strlen("\"blas_core\": \"");
+    const char *modern[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"};
+    bool fits = false;
+    for (int i = 0; i < 5; i++)
+        fits |= strncasecmp(core, modern[i], strlen(modern[i])) == 0 && core[strlen(modern[i])] == '"';
+    CHECK(fits, "OpenBLAS runs AVX2/AVX-512 kernels on this AVX2 CPU, not: %.20s", core);
 }

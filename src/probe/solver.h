@@ -21,12 +21,12 @@
 #include <stdint.h>
 
 typedef struct {
-    int64_t n;             // rows (images)
-    int d, k;              // features per row, classes
-    int blocks;            // feature matrices (layers)
-    int per_block;         // problems per block
-    const uint16_t *y;     // n labels in [0, k)
-    const int8_t *fold;    // n folds in [-1, per_block); NULL: no row is held out
+    int64_t n;           // rows (images)
+    int d, k;            // features per row, classes
+    int blocks;          // feature matrices (layers)
+    int per_block;       // problems per block
+    const uint16_t *y;   // n labels in [0, k)
+    const int8_t *fold;  // n folds in [-1, per_block); NULL: no row is held out
 } ProbeBatchShape;
 
 static inline int probe_batch_problems(const ProbeBatchShape *s) { return s->blocks * s->per_block; }
@@ -43,8 +43,8 @@ static inline int64_t probe_batch_vars(const ProbeBatchShape *s) { return (int64
 typedef struct ProbeEvaluator ProbeEvaluator;
 struct ProbeEvaluator {
     ProbeBatchShape shape;
-    void (*evaluate)(ProbeEvaluator *e, const double *W, const double *l2, const uint8_t *active, double *f,
-                     double *G, int64_t *heldout_correct);
+    void (*evaluate)(ProbeEvaluator *e, const double *W, const double *l2, const uint8_t *active, double *f, double *G,
+                     int64_t *heldout_correct);
     void (*destroy)(ProbeEvaluator *e);
     void *impl;
 };
@@ -71,7 +71,6 @@ void probe_evaluator_free(ProbeEvaluator *e);
 // for the others), and held[i * per_block + j] = 1 when j holds row i out and
 // predicts it right (else 0).
 void probe_rows_softmax_residual(const ProbeBatchShape *s, int64_t row0, int64_t row1, const double *W_block,
-                                 const int64_t *n_fit_block, double *Z, int64_t ldz, double *row_loss,
-                                 uint8_t *held);
+                                 const int64_t *n_fit_block, double *Z, int64_t ldz, double *row_loss, uint8_t *held);
 
 #endif

@@ -2,6 +2,7 @@
 #include "util/blas.h"
 
 #include <stddef.h>
+#include <strings.h>
 
 #ifndef IGPT_NO_BLAS
 #include <cblas.h>
@@ -115,6 +116,8 @@ void gemm_f64(bool trans_a, bool trans_b, int m, int n, int k, double alpha, con
     plain_gemm_f64(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 void blas_set_threads(int threads) { (void)threads; }  // the loops use OpenMP's thread count
+const char *blas_better_coretype(void) { return NULL; }
+const char *blas_core_name(void) { return "plain loops"; }
 #else
 static enum CBLAS_TRANSPOSE op(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
 void gemm_f32(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda, const float *B,
@@ -126,4 +129,25 @@ void gemm_f64(bool trans_a, bool trans_b, int m, int n, int k, double alpha, con
     cblas_dgemm(CblasRowMajor, op(trans_a), op(trans_b), m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 void blas_set_threads(int threads) { openblas_set_num_threads(threads); }
+
+const char *blas_core_name(void) { return openblas_get_corename(); }
+
+// OpenBLAS picks its kernels by the CPU's model number, and a model it does not
+// know (a new Xeon, or a virtual machine that hides the model) gets the oldest
+// x86-64 kernels ("Prescott": SSE3, no AVX), 3x slower than the AVX-512 ones on
+// the same cores (make bench-cpu on a 2-core Xeon VM: 465 vs 1,480 tokens/s for
+// xs). When it did that on a CPU with AVX2 or AVX-512, this names the kernels
+// the CPU can run; OPENBLAS_CORETYPE chooses them (main.c).
+const char *blas_better_coretype(void) {
+    static const char *const modern[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake", "SapphireRapids"};
+    const char *core = openblas_get_corename();
+    for (size_t i = 0; core && i < sizeof modern / sizeof modern[0]; i++)
+        if (!strcasecmp(core, modern[i])) return NULL;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    return NULL;
+}
 #endif

@@ -18,6 +18,13 @@ void gemm_f64(bool trans_a, bool trans_b, int m, int n, int k, double alpha, con
               int ldb, double beta, double *C, int ldc);
 // Threads of the products outside our own parallel regions.
 void blas_set_threads(int threads);
+// The OPENBLAS_CORETYPE this CPU should have when OpenBLAS fell back to kernels
+// older than the CPU (it does not know the CPU's model); NULL when its choice is
+// fine, or in a build without OpenBLAS.
+const char *blas_better_coretype(void);
+// The kernels the products run: OpenBLAS's name for them ("SkylakeX"), or
+// "plain loops" in a build without OpenBLAS.
+const char *blas_core_name(void);
 
 // The plain C versions (OpenMP over the rows of C once the product is large).
 void plain_gemm_f32(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda,
