@@ -16,22 +16,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x ./igpt ] || make -j2 igpt
 steps=${DEMO_STEPS:-1000}
-jpeg_archive=${IGPT_CIFAR_JPEG:-../shared/data/cifar10-train-jpeg.tar.gz}
+source scripts/cifar10_data.sh
 
-if [ -f data/prepared/cifar10-16/train.bin ]; then
-    data=data/prepared/cifar10-16
-elif [ -f data/cifar-10-batches-bin/data_batch_1.bin ]; then
-    data=data/prepared/cifar10-16
-    ./igpt prepare --cifar10 data/cifar-10-batches-bin --out "$data" --resolution 16 --val 5000
-elif [ -f "$jpeg_archive" ]; then
-    data=data/prepared/cifar10-16
-    if [ ! -d data/cifar10-jpeg/train ]; then
-        echo "demo: extracting $jpeg_archive into data/"
-        mkdir -p data
-        tar -xzf "$jpeg_archive" -C data
-    fi
-    ./igpt prepare --images data/cifar10-jpeg --out "$data" --resolution 16 --val 5000
-else
+data_status=0
+data=$(prepare_cifar10 16) || data_status=$?
+[ "$data_status" -le 1 ] || exit "$data_status"
+if [ "$data_status" -eq 1 ]; then
     data=data/prepared/synthetic-16
     if [ ! -f "$data/train.bin" ]; then
         echo "demo: no CIFAR-10 here (scripts/download_cifar10.sh fetches it); using the built-in synthetic set"
