@@ -125,7 +125,7 @@ static void check_loss_vs_accuracy(const cJSON *figure) {
     CHECK(!strcmp(text_of(get(figure, "unit")), "bits per token") &&
               strstr(text_of(get(figure, "title")), "on 200-400 val images"),
           "one loss unit; the title says on how many images: %s", text_of(get(figure, "title")));
-    const cJSON *series = get(figure, "series"), *a = item(series, 0), *pixels = item(series, 1), *b = item(series, 2);
+    const cJSON *series = get(figure, "series"), *a = item(series, 0), *b = item(series, 1), *pixels = item(series, 2);
     const cJSON *steps = get(a, "steps"), *x = get(a, "x");
     CHECK(!strcmp(text_of(get(a, "label")), "a (tiny)") && cJSON_GetArraySize(steps) == 4 &&
               number_at(steps, 1) == 20 && number_at(steps, 3) == 60 && near(number_at(x, 0), 4.0) &&
@@ -161,6 +161,11 @@ static void check_accuracy_vs_layer(const cJSON *panels) {
     int wrong = 0;
     for (int i = 0; i < 4; i++) wrong += wrong_error_bars(item(series, i), 200);
     CHECK(wrong == 0, "every layer's band is sqrt(a(1-a)/n)");
+    const cJSON *b = get(item(panels, 1), "series");
+    CHECK(cJSON_IsTrue(get(item(series, 0), "band")) && cJSON_IsTrue(get(item(series, 3), "band")) &&
+              cJSON_IsTrue(get(item(b, 0), "band")) && cJSON_IsFalse(get(item(b, 6), "band")) &&
+              cJSON_IsTrue(get(item(b, 12), "band")),
+          "bands on each of 4 checkpoints; of 13, on the first and last only");
 }
 
 static void check_loss_vs_step(const cJSON *figure) {
@@ -208,10 +213,11 @@ TEST(test_plot_draws_expected_series) {
 }
 
 // A random init whose loss is near the trained points' needs no broken axis;
-// without probes.csv every probe-NNNNNNNN.json is drawn.
+// without probes.csv every probe-NNNNNNNN.json is drawn. The best layer is the
+// one the probe reports (the last, here), not the one best on the evaluation images.
 TEST(test_plot_keeps_one_axis_when_init_is_near) {
     make_directories(test_path("c/probe"));
-    const double accuracy[3] = {0.2, 0.25, 0.3};
+    const double accuracy[3] = {0.2, 0.3, 0.25};
     write_probe_json("c", 0, 2.2, accuracy, 100);
     write_probe_json("c", 10, 2.18, accuracy, 100);
     write_probe_json("c", 20, 2.1, accuracy, 100);
@@ -221,6 +227,7 @@ TEST(test_plot_keeps_one_axis_when_init_is_near) {
     CHECK(cJSON_IsFalse(get(figure, "broken_axis")) && cJSON_IsNull(get(figure, "init_xlim")) &&
               !strcmp(text_of(item(get(c, "panel"), 0)), "main") && cJSON_GetArraySize(get(c, "steps")) == 3,
           "one axis, every point on it");
+    CHECK(near(number_at(get(c, "y"), 0), 25.0), "the reported best accuracy: %g", number_at(get(c, "y"), 0));
     CHECK(wrong_error_bars(c, 100) == 0, "error bars from the JSONs");
     cJSON_Delete(described);
 }

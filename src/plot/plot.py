@@ -105,9 +105,13 @@ def number(row, key, path):
     return None if math.isnan(value) else value
 
 
-def probe_from_json(p):
-    return {"step": p["step"], "gen_loss": p["eval_gen_loss"], "accuracy": [layer["accuracy"] for layer in p["layers"]],
-            "n_eval": p.get("eval_images"), "n_train": p.get("train_images"), "split": p.get("eval_split")}
+def probe_from_json(p, path):
+    try:
+        return {"step": p["step"], "gen_loss": p["eval_gen_loss"], "best": p["best_accuracy"],
+                "accuracy": [layer["accuracy"] for layer in p["layers"]], "n_eval": p.get("eval_images"),
+                "n_train": p.get("train_images"), "split": p.get("eval_split")}
+    except (KeyError, TypeError) as e:
+        fail(f"{path}: not a probe result (no {e})")
 
 
 def probe_from_csv_row(row, path, recorded):
@@ -116,7 +120,7 @@ def probe_from_csv_row(row, path, recorded):
     layers = sorted((k for k in row if k and k.startswith("acc_layer_") and row[k] not in (None, "")),
                     key=lambda k: int(k[len("acc_layer_"):]))
     step = int(number(row, "step", path))
-    probe = {"step": step, "gen_loss": number(row, "eval_gen_loss", path),
+    probe = {"step": step, "gen_loss": number(row, "eval_gen_loss", path), "best": number(row, "best_accuracy", path),
              "accuracy": [number(row, k, path) for k in layers], "n_eval": None, "n_train": None, "split": None}
     json_probe = recorded.get(step)
     if json_probe:
@@ -127,7 +131,7 @@ def probe_from_csv_row(row, path, recorded):
     if row.get("best_accuracy_se") not in (None, "") and probe["n_eval"]:
         # The table's own standard error must be the one drawn: a mismatch means the table and
         # the counts come from different probes.
-        table_se, se = number(row, "best_accuracy_se", path), binomial_se(max(probe["accuracy"]), probe["n_eval"])
+        table_se, se = number(row, "best_accuracy_se", path), binomial_se(probe["best"], probe["n_eval"])
         if abs(table_se - se) > 1e-4 + 0.02 * se:
             warn(f"{path}: step {step}: best_accuracy_se {table_se:.6f}, but sqrt(a(1-a)/n) gives {se:.6f}")
     return probe
@@ -138,7 +142,7 @@ def load_probes(probe_dir):
     results made with the run's current settings; without it, every probe-NNNNNNNN.json."""
     recorded = {}
     for path in sorted(glob.glob(os.path.join(probe_dir, "probe-*.json"))):
-        p = probe_from_json(read_json(path))
+        p = probe_from_json(read_json(path), path)
         recorded[p["step"]] = p
     table_path = os.path.join(probe_dir, "probes.csv")
     rows = read_csv(table_path)
@@ -146,10 +150,9 @@ def load_probes(probe_dir):
         probes = list(recorded.values())
     else:
         probes = [probe_from_csv_row(row, table_path, recorded) for row in rows]
-    for p in probes:
-        p["best"] = max(p["accuracy"]) if p["accuracy"] else None
+    for p in probes:  # the best layer is the one the probe reports (it may be chosen on held-out data)
         p["se"] = [binomial_se(a, p["n_eval"]) for a in p["accuracy"]]
-        p["best_se"] = binomial_se(p["best"], p["n_eval"]) if p["accuracy"] else None
+        p["best_se"] = binomial_se(p["best"], p["n_eval"])
     return sorted((p for p in probes if p["accuracy"]), key=lambda p: p["step"])
 
 
@@ -384,8 +387,14 @@ def plot_loss_vs_accuracy(runs, out_dir, described):
         series.append({"label": run["name"], "x": xs, "y": ys, "se": ses, "n_eval": counts, "steps": steps,
                        "panel": panels})
         drawn.append((xs, ys, ses, steps, panels, color))
-        draw_pixel_baseline([ax] + ([ax_init] if broken else []), run, series,
-                            "raw pixels ±1 s.e." + (f" ({run['name']})" if len(runs) > 1 else ""))
+    # One dashed line per distinct baseline: runs on the same prepared data share theirs.
+    baselines = {}
+    for run in runs:
+        if run["pixels"] is not None:
+            baselines.setdefault((run["pixels"]["accuracy"], run["pixels"]["n_eval"]), []).append(run)
+    for shared in baselines.values():
+        names = f" ({', '.join(r['name'] for r in shared)})" if len(baselines) > 1 else ""
+        draw_pixel_baseline([ax] + ([ax_init] if broken else []), shared[0], series, "raw pixels ±1 s.e." + names)
     all_x = [x for xs, *_ in drawn for x in xs]
     if all_x:
         init_x = [x for xs, _, _, _, panels, _ in drawn for x, p in zip(xs, panels) if p == "init"]
@@ -461,6 +470,9 @@ def plot_accuracy_vs_layer(runs, out_dir, described):
         steps = [p["step"] for p in run["probes"]]
         norm = matplotlib.colors.Normalize(vmin=0, vmax=max(steps) if steps and max(steps) > 0 else 1)
         cmap = step_colormap()
+        # Bands on every line while there are few; beyond 4 they merge into one smear, so only
+        # the first and the last checkpoint keep theirs.
+        banded = {p["step"] for p in run["probes"]} if len(steps) <= 4 else {min(steps), max(steps)}
         for p in run["probes"]:  # early checkpoints dark, late ones light
             ys = [100 * a for a in p["accuracy"]]
             ses = [100 * e if e is not None else None for e in p["se"]]
@@ -468,10 +480,11 @@ def plot_accuracy_vs_layer(runs, out_dir, described):
             color = cmap(norm(p["step"]))
             label = "random init (step 0)" if p["step"] == 0 else None
             ax.plot(xs, ys, "o-" if p["step"] else "o--", color=color, markersize=3, linewidth=1.3, label=label)
-            if all(e is not None for e in ses):
+            band = p["step"] in banded and all(e is not None for e in ses)
+            if band:
                 ax.fill_between(xs, [y - e for y, e in zip(ys, ses)], [y + e for y, e in zip(ys, ses)], color=color,
                                 alpha=0.12, linewidth=0)
-            series.append({"step": p["step"], "x": xs, "y": ys, "se": ses, "n_eval": p["n_eval"],
+            series.append({"step": p["step"], "x": xs, "y": ys, "se": ses, "n_eval": p["n_eval"], "band": band,
                            "layers": layer_names(len(ys))})
         draw_pixel_baseline([ax], run, series, "raw pixels ±1 s.e.")
         count = max((len(p["accuracy"]) for p in run["probes"]), default=0)
@@ -479,7 +492,8 @@ def plot_accuracy_vs_layer(runs, out_dir, described):
             layer_ticks(ax, count)
         if steps:
             colorbar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02)
-            colorbar.set_label("checkpoint step (bands ±1 s.e.)")
+            colorbar.set_label("checkpoint step" + (" (bands ±1 s.e.)" if len(banded) == len(steps) else
+                                                    " (±1 s.e. bands: first, last)"))
         ax.set_ylabel("linear probe accuracy (%)")
         title = f"{run['name']}\nprobe accuracy on {evaluation_words([run])}{training_words([run])}"
         ax.set_title(title, fontsize=10)
