@@ -270,43 +270,43 @@ def overlaps(a, b):
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def free_place(point, size, inside, taken, pixels_per_point):
+    """The first box (display pixels) for a label of `size` near `point`, inside the axes and
+    clear of every box in `taken`, trying LABEL_OFFSETS at 1, 2, then 3 times their distance;
+    with how far it went, or (None, 0)."""
+    (px, py), (width, height) = point, size
+    for distance in (1, 2, 3):
+        for dx, dy in LABEL_OFFSETS:
+            # The offset is to the label's nearest edge: its left edge when right of the point, etc.
+            left = px + distance * dx * pixels_per_point - (width if dx < 0 else width / 2 if dx == 0 else 0)
+            bottom = py + distance * dy * pixels_per_point - (height if dy < 0 else 0)
+            box = (left, bottom, left + width, bottom + height)
+            if (box[0] >= inside.x0 and box[2] <= inside.x1 and box[1] >= inside.y0 and box[3] <= inside.y1
+                    and not any(overlaps(box, t) for t in taken)):
+                return box, distance
+    return None, 0
+
+
 def place_labels(fig, targets, obstacles):
-    """Annotates points without overlap. targets: (ax, x, y, text); obstacles: boxes in display
-    pixels (markers, error bars) no label may cover. Each label takes the first offset whose box
-    is inside its axes and clear of everything placed so far; a label with no such place is left
-    out. Returns [{text, box, placed}], boxes in display pixels."""
+    """Annotates points without overlap, in their line's color. targets: (ax, x, y, text, color);
+    obstacles: boxes in display pixels (markers, error bars) no label may cover. A label with no
+    free place (free_place) is left out. Returns [{text, box, placed}], boxes in display pixels."""
     renderer = fig.canvas.get_renderer()
-    pixels_per_point = fig.dpi / 72
     taken = list(obstacles)
     placed = []
-    for ax, x, y, text in targets:
-        px, py = ax.transData.transform((x, y))
-        probe = ax.text(0, 0, text, fontsize=7)
-        extent = probe.get_window_extent(renderer)
-        probe.remove()
-        width, height = extent.width, extent.height
-        inside = ax.get_window_extent(renderer)
-        box = None
-        for distance in (1, 2, 3):
-            for dx, dy in LABEL_OFFSETS:
-                # The offset is to the label's nearest edge: left edge when right of the point, etc.
-                left = px + distance * dx * pixels_per_point - (width if dx < 0 else width / 2 if dx == 0 else 0)
-                bottom = py + distance * dy * pixels_per_point - (height if dy < 0 else 0)
-                candidate = (left, bottom, left + width, bottom + height)
-                if (candidate[0] >= inside.x0 and candidate[2] <= inside.x1 and candidate[1] >= inside.y0
-                        and candidate[3] <= inside.y1 and not any(overlaps(candidate, t) for t in taken)):
-                    box, far = candidate, distance > 1
-                    break
-            if box:
-                break
+    for ax, x, y, text, color in targets:
+        measure = ax.text(0, 0, text, fontsize=7)
+        extent = measure.get_window_extent(renderer)
+        measure.remove()
+        box, distance = free_place(ax.transData.transform((x, y)), (extent.width, extent.height),
+                                   ax.get_window_extent(renderer), taken, fig.dpi / 72)
+        placed.append({"text": text, "box": [round(v, 2) for v in box] if box else None, "placed": box is not None})
         if box is None:
-            placed.append({"text": text, "box": None, "placed": False})
             continue
         taken.append(box)
-        anchor = ax.transData.inverted().transform((box[0], box[1]))
-        ax.annotate(text, (x, y), xytext=anchor, textcoords="data", fontsize=7, ha="left", va="bottom",
-                    arrowprops={"arrowstyle": "-", "color": "grey", "linewidth": 0.5} if far else None)
-        placed.append({"text": text, "box": [round(v, 2) for v in box], "placed": True})
+        ax.annotate(text, (x, y), xytext=ax.transData.inverted().transform((box[0], box[1])), textcoords="data",
+                    fontsize=7, ha="left", va="bottom", color=color,
+                    arrowprops={"arrowstyle": "-", "color": "grey", "linewidth": 0.5} if distance > 1 else None)
     return placed
 
 
@@ -410,7 +410,7 @@ def plot_loss_vs_accuracy(runs, out_dir, described):
     for xs, ys, ses, steps, panels, color in drawn:
         for x, y, e, step, panel in zip(xs, ys, ses, steps, panels):
             target_ax = ax_init if panel == "init" else ax
-            targets.append((target_ax, x, y, "init" if step == 0 else str(step)))
+            targets.append((target_ax, x, y, "init" if step == 0 else str(step), color))
             obstacles += point_obstacles(target_ax, [x], [y], [e])
         if broken:  # the path from the random init to the first trained checkpoint crosses the break
             first_init = next((i for i, p in enumerate(panels) if p == "init"), None)
