@@ -1,64 +1,233 @@
-// ./igpt plot on a small hand-written run: the expected series, both formats.
+// ./igpt plot on small hand-written runs, checked through what --describe says
+// was drawn: the series in bits per token, the error bars' values against the
+// binomial formula, the broken axis for the random init, labels that do not
+// overlap, probes.csv with and without its newer columns.
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "test.h"
+#include "util/json.h"
 
 static void write_text(const char *path, const char *text) { write_whole_file(path, text, strlen(text)); }
 
-static void write_probe(const char *path, int step, const char *gen_loss, double a0, double a1) {
+// A probe-NNNNNNNN.json as ./igpt probe writes it (eval_images < 0: an older
+// file without the count), three layers: block 0 input, block 1 input, final norm.
+static void write_probe_json(const char *run, int step, double gen_loss, const double accuracy[3], int eval_images) {
+    char count[64] = "";
+    if (eval_images >= 0) snprintf(count, sizeof count, "  \"eval_images\": %d,\n", eval_images);
     char *json = xasprintf(
-        "{\n  \"model\": \"x\",\n  \"step\": %d,\n  \"eval_split\": \"val\",\n  \"train_images\": 10,\n"
-        "  \"eval_images\": 5,\n  \"eval_gen_loss\": %s,\n  \"best_layer\": %d,\n"
-        "  \"best_accuracy\": %.6f,\n  \"layers\": [\n    {\"layer\": 0, \"accuracy\": %.6f},\n"
-        "    {\"layer\": 1, \"accuracy\": %.6f}\n  ]\n}\n",
-        step, gen_loss, a1 > a0, a1 > a0 ? a1 : a0, a0, a1);
-    write_text(path, json);
+        "{\n  \"model\": \"x\",\n  \"step\": %d,\n  \"eval_split\": \"val\",\n  \"train_images\": 1000,\n%s"
+        "  \"eval_gen_loss\": %.6f,\n  \"best_layer\": 0,\n  \"best_accuracy\": %.6f,\n  \"layers\": [\n"
+        "    {\"layer\": 0, \"accuracy\": %.6f},\n    {\"layer\": 1, \"accuracy\": %.6f},\n"
+        "    {\"layer\": 2, \"accuracy\": %.6f}\n  ]\n}\n",
+        step, count, gen_loss, accuracy[2], accuracy[0], accuracy[1], accuracy[2]);
+    write_text(test_path("%s/probe/probe-%08d.json", run, step), json);
     free(json);
 }
 
-TEST(test_plot_draws_expected_series) {
-    make_directories(test_path("run/probe"));
-    write_text(test_path("run/run.json"), "{\"config\": \"tiny\"}\n");
+// A probes.csv row; with se_column, the newer eval_images and best_accuracy_se columns at its end.
+static void append_csv_row(FILE *f, int step, double gen_loss, const double accuracy[3], int eval_images,
+                           bool se_column) {
+    fprintf(f, "%d,%.6f,2,%.6f,%.6f,%.6f,%.6f", step, gen_loss, accuracy[2], accuracy[0], accuracy[1], accuracy[2]);
+    if (se_column) fprintf(f, ",%d,%.6f", eval_images, sqrt(accuracy[2] * (1 - accuracy[2]) / eval_images));
+    fprintf(f, "\n");
+}
+
+// Run "a", files as before probes.csv had its newer columns: the counts are in
+// the JSONs only. probe-00000030.json is a result with other settings, not in
+// probes.csv: it must not be drawn.
+static void write_old_run(void) {
+    make_directories(test_path("a/probe"));
+    write_text(test_path("a/run.json"), "{\"config\": \"tiny\"}\n");
+    FILE *log = xfopen(test_path("a/log.jsonl"), "w");
+    for (int step = 1; step <= 60; step++) {
+        fprintf(log, "{\"step\": %d, \"loss\": %.6f}\n", step, 2.0 + 2.0 / step);
+        if (step % 20 == 0) fprintf(log, "{\"step\": %d, \"val_loss\": %.6f, \"eval_images\": 512}\n", step, 2.1);
+    }
+    fclose(log);
+    FILE *table = xfopen(test_path("a/probe/probes.csv"), "w");
+    fprintf(table, "step,eval_gen_loss,best_layer,best_accuracy,acc_layer_0,acc_layer_1,acc_layer_2\n");
+    const double gen_loss[4] = {2.772589, 2.2, 2.1, 2.05},
+                 accuracy[4][3] = {{0.20, 0.22, 0.25}, {0.30, 0.33, 0.36}, {0.31, 0.36, 0.38}, {0.30, 0.37, 0.40}};
+    for (int i = 0; i < 4; i++) {
+        write_probe_json("a", 20 * i, gen_loss[i], accuracy[i], 200);
+        append_csv_row(table, 20 * i, gen_loss[i], accuracy[i], 200, false);
+    }
+    fclose(table);
+    write_probe_json("a", 30, 2.15, accuracy[0], 200);
     write_text(
-        test_path("run/log.jsonl"),
-        "{\"step\": 1, \"loss\": 3.0}\n{\"step\": 2, \"loss\": 2.5}\n{\"step\": 2, \"val_loss\": 2.6}\n"
-        "{\"step\": 2, \"checkpoint\": \"checkpoint-00000002.bin\", \"val_loss\": 2.6}\n{\"step\": 3, \"loss\": 2.2}\n"
-        "{\"step\": 4, \"loss\": 2.0}\n{\"step\": 4, \"val_loss\": 2.1}\n");
-    write_probe(test_path("run/probe/probe-00000000.json"), 0, "2.772589", 0.20, 0.25);
-    write_probe(test_path("run/probe/probe-00000004.json"), 4, "2.100000", 0.30, 0.40);
-    write_text(test_path("run/probe/baseline-pixels.json"),
-               "{\"model\": \"raw pixels\", \"best_accuracy\": 0.350000, \"layers\": []}\n");
-    int status =
-        run_igpt("plot %s --out %s --describe %s", test_path("run"), test_path("plots"), test_path("series.json"));
-    CHECK(status == 0, "plot: %s %s", cli_stdout(), cli_stderr());
+        test_path("a/probe/baseline-pixels.json"),
+        "{\"model\": \"raw pixels\", \"eval_split\": \"val\", \"eval_images\": 200, \"best_accuracy\": 0.350000, "
+        "\"layers\": []}\n");
+}
+
+// Run "b": probes.csv with the newer columns, JSONs without the count (the
+// column is what gives it), and 12 checkpoints crowded together, whose step
+// labels must find places that do not overlap.
+static void write_crowded_run(void) {
+    make_directories(test_path("b/probe"));
+    FILE *table = xfopen(test_path("b/probe/probes.csv"), "w");
+    fprintf(table,
+            "step,eval_gen_loss,best_layer,best_accuracy,acc_layer_0,acc_layer_1,acc_layer_2,eval_images,"
+            "best_accuracy_se\n");
+    for (int i = 0; i <= 12; i++) {
+        const double gen_loss = i == 0 ? 2.8 : 2.3 - 0.004 * i, best = i == 0 ? 0.2 : 0.30 + 0.001 * i;
+        const double accuracy[3] = {best - 0.05, best - 0.02, best};
+        write_probe_json("b", 10 * i, gen_loss, accuracy, -1);
+        append_csv_row(table, 10 * i, gen_loss, accuracy, 400, true);
+    }
+    fclose(table);
+}
+
+static const cJSON *get(const cJSON *object, const char *key) { return cJSON_GetObjectItemCaseSensitive(object, key); }
+static const cJSON *item(const cJSON *array, int i) { return cJSON_GetArrayItem(array, i); }
+static double number_at(const cJSON *array, int i) {
+    const cJSON *value = item(array, i);
+    return cJSON_IsNumber(value) ? value->valuedouble : NAN;
+}
+static const char *text_of(const cJSON *value) { return cJSON_IsString(value) ? value->valuestring : ""; }
+
+static bool near(double a, double b) { return fabs(a - b) < 1e-6 * (1 + fabs(b)); }
+
+// Every point's error bar is sqrt(a (1 - a) / n) of its own accuracy and count (in %).
+static int wrong_error_bars(const cJSON *series, int n_eval) {
+    const cJSON *y = get(series, "y"), *se = get(series, "se"), *counts = get(series, "n_eval");
+    int wrong = cJSON_GetArraySize(y) == 0;
+    for (int i = 0; i < cJSON_GetArraySize(y); i++) {
+        const double a = number_at(y, i) / 100;
+        wrong += !near(number_at(se, i), 100 * sqrt(a * (1 - a) / n_eval));
+        if (counts) wrong += !near(cJSON_IsArray(counts) ? number_at(counts, i) : counts->valuedouble, n_eval);
+    }
+    return wrong;
+}
+
+// Pairs of placed step labels whose boxes overlap; the number placed in *placed.
+static int overlapping_labels(const cJSON *labels, int *placed) {
+    int overlaps = 0;
+    *placed = 0;
+    for (int i = 0; i < cJSON_GetArraySize(labels); i++) {
+        const cJSON *a = get(item(labels, i), "box");
+        if (!cJSON_IsArray(a)) continue;
+        (*placed)++;
+        for (int j = 0; j < i; j++) {
+            const cJSON *b = get(item(labels, j), "box");
+            if (!cJSON_IsArray(b)) continue;
+            overlaps += number_at(a, 0) < number_at(b, 2) && number_at(b, 0) < number_at(a, 2) &&
+                        number_at(a, 1) < number_at(b, 3) && number_at(b, 1) < number_at(a, 3);
+        }
+    }
+    return overlaps;
+}
+
+static void check_loss_vs_accuracy(const cJSON *figure) {
+    CHECK(!strcmp(text_of(get(figure, "unit")), "bits per token") &&
+              strstr(text_of(get(figure, "title")), "on 200-400 val images"),
+          "one loss unit; the title says on how many images: %s", text_of(get(figure, "title")));
+    const cJSON *series = get(figure, "series"), *a = item(series, 0), *b = item(series, 1), *pixels = item(series, 2);
+    const cJSON *steps = get(a, "steps"), *x = get(a, "x");
+    CHECK(!strcmp(text_of(get(a, "label")), "a (tiny)") && cJSON_GetArraySize(steps) == 4 &&
+              number_at(steps, 1) == 20 && number_at(steps, 3) == 60 && near(number_at(x, 0), 4.0) &&
+              near(number_at(x, 3), 2.05 / log(2)) && near(number_at(get(a, "y"), 3), 40.0),
+          "run a: the steps of probes.csv (not the stale step 30), loss in bits, best accuracy in %%");
+    CHECK(wrong_error_bars(a, 200) == 0, "run a: error bars from the JSONs' eval_images");
+    CHECK(wrong_error_bars(b, 400) == 0, "run b: error bars from probes.csv's eval_images column");
+    CHECK(near(number_at(get(b, "y"), 12), 31.2), "run b: 13 checkpoints");
+    CHECK(near(get(pixels, "baseline")->valuedouble, 35.0) &&
+              near(get(pixels, "se")->valuedouble, 100 * sqrt(0.35 * 0.65 / 200)),
+          "the pixel baseline with its own error band");
+    // The random init (4 bits, and 2.8 nats for b) far from the trained points (< 3.4 bits): a panel of its own.
+    const cJSON *main_xlim = get(figure, "main_xlim"), *init_xlim = get(figure, "init_xlim");
+    CHECK(cJSON_IsTrue(get(figure, "broken_axis")) && !strcmp(text_of(item(get(a, "panel"), 0)), "init") &&
+              !strcmp(text_of(item(get(a, "panel"), 1)), "main") && number_at(main_xlim, 0) < 3.4 &&
+              number_at(main_xlim, 1) > 2.8 && number_at(init_xlim, 0) > 2.8 / log(2) && number_at(init_xlim, 1) < 4.0,
+          "broken axis: the init points in their own panel, the trained ones spread over the main one");
+    int placed;
+    const int overlaps = overlapping_labels(get(figure, "labels"), &placed);
+    CHECK(overlaps == 0 && placed >= 10, "%d of 17 step labels placed, %d overlapping pairs", placed, overlaps);
+}
+
+static void check_accuracy_vs_layer(const cJSON *panels) {
+    const cJSON *a = item(panels, 0), *ticks = get(a, "xticklabels");
+    CHECK(cJSON_GetArraySize(panels) == 2 && !strcmp(text_of(item(ticks, 0)), "0") &&
+              !strcmp(text_of(item(ticks, 2)), "final\nnorm") && strstr(text_of(get(a, "title")), "on 200 val images"),
+          "one panel per run; the last layer is the final norm; the title says the count");
+    const cJSON *series = get(a, "series"), *last = item(series, 3);
+    CHECK(cJSON_GetArraySize(series) == 5 && number_at(get(last, "y"), 2) == 40.0 &&
+              !strcmp(text_of(item(get(last, "layers"), 2)), "final norm") &&
+              !strcmp(text_of(item(get(last, "layers"), 0)), "block 0 input"),
+          "one line per checkpoint, and the pixel baseline");
+    int wrong = 0;
+    for (int i = 0; i < 4; i++) wrong += wrong_error_bars(item(series, i), 200);
+    CHECK(wrong == 0, "every layer's band is sqrt(a(1-a)/n)");
+    const cJSON *b = get(item(panels, 1), "series");
+    CHECK(cJSON_IsTrue(get(item(series, 0), "band")) && cJSON_IsTrue(get(item(series, 3), "band")) &&
+              cJSON_IsTrue(get(item(b, 0), "band")) && cJSON_IsFalse(get(item(b, 6), "band")) &&
+              cJSON_IsTrue(get(item(b, 12), "band")),
+          "bands on each of 4 checkpoints; of 13, on the first and last only");
+}
+
+static void check_loss_vs_step(const cJSON *figure) {
+    const cJSON *series = get(figure, "series"), *raw = item(series, 0), *average = item(series, 1);
+    const cJSON *val = item(series, 2);
+    const double expected = (2.0 + 2.0 / 1 + 2.0 + 2.0 / 2 + 2.0 + 2.0 / 3) / 3 / log(2);
+    CHECK(near(number_at(get(raw, "y"), 0), 4.0 / log(2)) && number_at(get(raw, "x"), 59) == 60,
+          "the training loss, per step, in bits");
+    CHECK(cJSON_IsNumber(get(average, "window")) && get(average, "window")->valuedouble == 3, "a window of 3 steps");
+    CHECK(number_at(get(average, "x"), 0) == 2 && near(number_at(get(average, "y"), 0), expected) &&
+              cJSON_GetArraySize(get(average, "y")) == 58,
+          "the smoothed loss: a centred moving average (%g, expected %g)", number_at(get(average, "y"), 0), expected);
+    CHECK(near(number_at(get(val, "y"), 0), 2.1 / log(2)) && number_at(get(val, "x"), 2) == 60, "validation points");
+}
+
+static cJSON *plot_and_describe(const char *runs, const char *out, const char *description) {
+    const int status =
+        run_igpt("plot %s --out %s --describe %s", runs, test_path("%s", out), test_path("%s", description));
+    CHECK(status == 0, "plot %s: %s %s", runs, cli_stdout(), cli_stderr());
+    return json_read_file(test_path("%s", description));
+}
+
+TEST(test_plot_draws_expected_series) {
+    write_old_run();
+    write_crowded_run();
+    char *runs = xasprintf("%s %s", test_path("a"), test_path("b"));
+    cJSON *described = plot_and_describe(runs, "plots", "series.json");
+    free(runs);
     const char *figures[] = {"loss_vs_accuracy", "accuracy_vs_layer", "loss_vs_step"};
     for (int i = 0; i < 3; i++) {
         CHECK(file_size(test_path("plots/%s.png", figures[i])) > 1000, "%s.png written", figures[i]);
         CHECK(file_size(test_path("plots/%s.svg", figures[i])) > 1000, "%s.svg written", figures[i]);
     }
-    char *series = (char *)read_whole_file(test_path("series.json"), NULL);
-    CHECK(series != NULL, "series described");
-    if (!series) return;
-    // Remove whitespace so that the checks do not depend on JSON layout.
-    char *w = series;
-    for (char *r = series; *r; r++)
-        if (*r != ' ' && *r != '\n') *w++ = *r;
-    *w = '\0';
-    // Loss in bits (2.772589 nats = 4 bits), best-layer accuracy in %, per checkpoint.
-    CHECK(
-        strstr(series, "\"label\":\"run(tiny)\",\"x\":[4.0000") && strstr(series, "\"y\":[25.0,40.0],\"steps\":[0,4]"),
-        "loss vs accuracy: one line through both checkpoints: %s", series);
-    CHECK(strstr(series, "\"label\":\"randominit\",\"x\":[0,1],\"y\":[20.0,25.0]") &&
-              strstr(series, "\"label\":\"step4\",\"x\":[0,1],\"y\":[30.0,40.0]"),
-          "accuracy vs layer: one line per checkpoint");
-    CHECK(strstr(series, "{\"label\":\"rawpixels\",\"baseline\":35.0}"), "the pixel baseline is drawn: %s", series);
-    CHECK(strstr(series, "\"label\":\"run(tiny)train\",\"x\":[1,2,3,4],\"y\":[3.0,2.5,2.2,2.0]") &&
-              strstr(series, "\"label\":\"run(tiny)validation\",\"x\":[2,4],\"y\":[2.6,2.1]"),
-          "loss vs step: training and validation series");
-    free(series);
+    CHECK(described != NULL, "series described");
+    if (!described) return;
+    check_loss_vs_accuracy(get(described, "loss_vs_accuracy"));
+    check_accuracy_vs_layer(get(described, "accuracy_vs_layer"));
+    check_loss_vs_step(get(described, "loss_vs_step"));
+    cJSON_Delete(described);
+
     make_directories(test_path("empty"));
-    status = run_igpt("plot %s", test_path("empty"));
+    int status = run_igpt("plot %s", test_path("empty"));
     CHECK(status != 0 && strstr(cli_stderr(), "nothing to plot"), "an empty run is refused: %s", cli_stderr());
     CHECK(run_igpt("plot %s", test_path("missing")) != 0 && strstr(cli_stderr(), "no such run folder"), "missing run");
+}
+
+// A random init whose loss is near the trained points' needs no broken axis;
+// without probes.csv every probe-NNNNNNNN.json is drawn. The best layer is the
+// one the probe reports (the last, here), not the one best on the evaluation images.
+TEST(test_plot_keeps_one_axis_when_init_is_near) {
+    make_directories(test_path("c/probe"));
+    const double accuracy[3] = {0.2, 0.3, 0.25};
+    write_probe_json("c", 0, 2.2, accuracy, 100);
+    write_probe_json("c", 10, 2.18, accuracy, 100);
+    write_probe_json("c", 20, 2.1, accuracy, 100);
+    cJSON *described = plot_and_describe(test_path("c"), "plots", "series.json");
+    if (!described) return;
+    const cJSON *figure = get(described, "loss_vs_accuracy"), *c = item(get(figure, "series"), 0);
+    CHECK(cJSON_IsFalse(get(figure, "broken_axis")) && cJSON_IsNull(get(figure, "init_xlim")) &&
+              !strcmp(text_of(item(get(c, "panel"), 0)), "main") && cJSON_GetArraySize(get(c, "steps")) == 3,
+          "one axis, every point on it");
+    CHECK(near(number_at(get(c, "y"), 0), 25.0), "the reported best accuracy: %g", number_at(get(c, "y"), 0));
+    CHECK(wrong_error_bars(c, 100) == 0, "error bars from the JSONs");
+    cJSON_Delete(described);
 }

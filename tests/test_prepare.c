@@ -1,6 +1,7 @@
 // End-to-end tests of ./igpt prepare, and of show and info on the files it
 // writes, as a user runs them, including every bad input the data pipeline
 // must refuse cleanly.
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include "data/dataset.h"
 #include "data/images.h"
 #include "data/palette.h"
+#include "data/preview.h"
 #include "stb/stb_image.h"
 #include "stb/stb_image_write.h"
 #include "test.h"
@@ -61,8 +63,11 @@ TEST(test_prepare_cifar_end_to_end) {
     for (int c = 0; c < 10; c++) CHECK(per_class[c] == 2, "validation holds 2 images of class %d", c);
 
     int w, h, comp;
-    CHECK(stbi_info(test_path("out/preview.png"), &w, &h, &comp) && w == 8 * (2 * 64 + 1 + 4) + 4 && h == 10 * 68 + 4,
-          "preview.png is a 10-row grid of original|quantized pairs (%dx%d)", w, h);
+    const int label_w = preview_label_width(&train, 10, 2);
+    CHECK(label_w > 0 && stbi_info(test_path("out/preview.png"), &w, &h, &comp) &&
+              w == label_w + 8 * (2 * 64 + 1 + 4) + 4 && h == 10 * 68 + 4,
+          "preview.png is a 10-row grid of original|quantized pairs after a %d-pixel label column (%dx%d)", label_w, w,
+          h);
     CHECK(stbi_info(test_path("out/palette.png"), &w, &h, &comp) && w == 32 * 12 && h == 12, "palette.png swatch");
     size_t json_size;
     char *json = (char *)read_whole_file(test_path("out/prepare.json"), &json_size);
@@ -149,6 +154,62 @@ TEST(test_prepare_reuse_palette_for_test_split) {
     expect_failure(status, 1, "needs the train split", test_path("nopal"));
 }
 
+// Each row of a preview starts with its class name: the label column holds
+// exactly the letters preview_draw_text draws for that name (dark pixels on
+// white), so rows of different classes differ there, and no row is blank.
+static void check_class_names_drawn(const char *png, const TokenDataset *ds, int rows, int cell_h) {
+    int w, h, comp;
+    uint8_t *pixels = stbi_load(png, &w, &h, &comp, 3);
+    CHECK(pixels != NULL, "%s readable", png);
+    if (!pixels) return;
+    const int label_w = preview_label_width(ds, rows, 1), text_scale = preview_text_scale(ds->height);
+    uint8_t *expected = xmalloc((size_t)w * h * 3);
+    memset(expected, 255, (size_t)w * h * 3);
+    for (int row = 0; row < rows; row++) {
+        char label[64];
+        preview_class_label(ds, row, label, sizeof label);
+        CHECK(strcmp(label, ds->class_names[row]) == 0, "row %d is labelled with its class name '%s'", row, label);
+        preview_draw_text(expected, w, h, 4, 4 + row * cell_h + (ds->height - 7 * text_scale) / 2, label, text_scale);
+    }
+    int dark_rows = 0, mismatches = 0;
+    for (int row = 0; row < rows; row++) {
+        int dark = 0;
+        for (int y = row * cell_h; y < (row + 1) * cell_h; y++)
+            for (int x = 0; x < label_w; x++) {
+                const size_t at = ((size_t)y * w + x) * 3;
+                dark += pixels[at] < 128;
+                mismatches += memcmp(pixels + at, expected + at, 3) != 0;
+            }
+        dark_rows += dark > 10;
+    }
+    CHECK(dark_rows == rows && mismatches == 0, "%d of %d rows carry a name; %d label pixels differ from the names",
+          dark_rows, rows, mismatches);
+    free(expected);
+    stbi_image_free(pixels);
+}
+
+TEST(test_preview_labels_fall_back_to_label_ids) {
+    TokenDataset ds = {.num_classes = 12, .height = 8, .width = 8};
+    ds.class_names = xcalloc(12, sizeof(ClassName));
+    snprintf(ds.class_names[0], sizeof ds.class_names[0], "cat");
+    memset(ds.class_names[1], 'x', sizeof ds.class_names[1] - 1);
+    char label[64];
+    preview_class_label(&ds, 0, label, sizeof label);
+    CHECK(strcmp(label, "cat") == 0, "a name is drawn as it is: %s", label);
+    preview_class_label(&ds, 1, label, sizeof label);
+    CHECK(strlen(label) == 24, "a long name is cut to 24 characters: %s", label);
+    preview_class_label(&ds, 11, label, sizeof label);
+    CHECK(strcmp(label, "11") == 0, "a class without a name is drawn as its label id: %s", label);
+    uint8_t canvas[40 * 12 * 3];
+    memset(canvas, 255, sizeof canvas);
+    preview_draw_text(canvas, 40, 12, 1, 1, label, 1);
+    int dark = 0;
+    for (size_t i = 0; i < sizeof canvas; i += 3) dark += canvas[i] == 0;
+    CHECK(dark > 6 && preview_text_width(label, 2) == 2 * preview_text_width(label, 1),
+          "the id's digits are drawn (%d dark pixels), widths scale", dark);
+    free(ds.class_names);
+}
+
 TEST(test_show_draws_grid_and_palette_swatch) {
     prepare_cifar_fixture(10, 0);
     unlink(test_path("cifar/test_batch.bin"));
@@ -159,9 +220,14 @@ TEST(test_show_draws_grid_and_palette_swatch) {
           "--no-preview and --val 0 honoured");
     CHECK(run_igpt("show %s --per-class 4 --rows 3 --scale 1", test_path("out/train.bin")) == 0, "show: %s",
           cli_stderr());
+    TokenDataset train;
+    dataset_read(test_path("out/train.bin"), &train);
+    const int label_w = preview_label_width(&train, 3, 1);
     int w, h, comp;
-    CHECK(stbi_info(test_path("out/train.png"), &w, &h, &comp) && w == 4 * 36 + 4 && h == 3 * 36 + 4,
-          "train.png grid %dx%d", w, h);
+    CHECK(stbi_info(test_path("out/train.png"), &w, &h, &comp) && w == label_w + 4 * 36 + 4 && h == 3 * 36 + 4,
+          "train.png grid %dx%d after a %d-pixel label column", w, h, label_w);
+    check_class_names_drawn(test_path("out/train.png"), &train, 3, 36);
+    dataset_free(&train);
     CHECK(run_igpt("show %s --out %s", test_path("out/palette.bin"), test_path("swatch.png")) == 0, "show palette");
     CHECK(stbi_info(test_path("swatch.png"), &w, &h, &comp) && w == 384 && h == 12, "swatch %dx%d", w, h);
     int status = run_igpt("show %s --out %s", test_path("out/train.bin"), test_path("out/val.bin"));

@@ -23,11 +23,15 @@ static const Command plot_command = {
     .usage = "RUN_DIR [RUN_DIR ...] [--out DIR] [--describe FILE]",
     .about =
         "Draws, as PNG and SVG:\n"
-        "  loss_vs_accuracy   validation generative loss vs best-layer probe accuracy,\n"
-        "                     one line per run (loss axis reversed, as in the paper)\n"
-        "  accuracy_vs_layer  probe accuracy vs layer, one line per checkpoint\n"
-        "  loss_vs_step       training and validation loss vs step\n"
-        "from each run's log.jsonl and probe results (./igpt probe --run RUN_DIR).\n"
+        "  loss_vs_accuracy   generative loss on the probe's evaluation images vs best-layer\n"
+        "                     probe accuracy, one line per run (loss axis reversed, as in the\n"
+        "                     paper; the random init in a panel of its own)\n"
+        "  accuracy_vs_layer  probe accuracy vs layer (block inputs, then the final norm),\n"
+        "                     one line per checkpoint coloured by step\n"
+        "  loss_vs_step       training loss (raw and a moving average) and validation loss\n"
+        "from each run's log.jsonl and probe results (./igpt probe --run RUN_DIR). Losses\n"
+        "in bits per token; accuracies with their binomial standard error sqrt(a(1-a)/n),\n"
+        "n the evaluation images.\n"
         "It runs src/plot/plot.py with $IGPT_PYTHON (default /usr/bin/python3, which has\n"
         "Debian's python3-matplotlib).\n",
     .groups = plot_groups,

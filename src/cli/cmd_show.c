@@ -26,7 +26,8 @@ static const Command show_command = {
     .usage = "FILE [--out PNG] [--per-class N] [--rows N] [--scale N]",
     .about =
         "Draws a prepared split (train.bin, val.bin, test.bin) as a PNG grid, one row\n"
-        "per class, every image rendered through its palette; or a palette file\n"
+        "per class with the class name (or label id) at its start, every image rendered\n"
+        "through its palette; or a palette file\n"
         "(palette.bin) as color squares.\n",
     .groups = show_groups,
     .num_groups = COUNT_OF(show_groups),

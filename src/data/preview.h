@@ -2,16 +2,32 @@
 #ifndef IGPT_PREVIEW_H
 #define IGPT_PREVIEW_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "data/dataset.h"
 #include "data/images.h"
 
 // A grid with one row per class (up to max_rows) and `per_row` examples per
-// row, the first images of each class in file order. With `originals` each
+// row, the first images of each class in file order, each row starting with
+// its class name (preview_class_label) in a column preview_label_width wide. With `originals` each
 // example shows the original (left) beside its palette-quantized version
 // (right); `originals` must hold the same images as `ds`, or be NULL.
 // Every pixel is drawn as a scale x scale square. Written atomically.
 void write_preview_png(const char *path, const ImageSet *originals, const TokenDataset *ds, int per_row, int max_rows,
                        int scale);
+// What a row is labelled with: the class name (at most 24 characters), or the
+// label id as a number when the file has no name for it.
+void preview_class_label(const TokenDataset *ds, int label, char *out, size_t size);
+// The width of the label column, in canvas pixels, of write_preview_png with
+// these arguments.
+int preview_label_width(const TokenDataset *ds, int max_rows, int scale);
+// Text in stb_easy_font's bitmap letters, each font pixel text_scale x
+// text_scale: its font pixel size for images image_h canvas pixels tall, its
+// width, and drawing it black with its top-left corner at (x0, y0).
+int preview_text_scale(int image_h);
+int preview_text_width(const char *text, int text_scale);
+void preview_draw_text(uint8_t *canvas, int canvas_w, int canvas_h, int x0, int y0, const char *text, int text_scale);
 // The palette as a grid of color squares, 32 per row, in palette order.
 void write_palette_png(const char *path, const Palette *pal);
 
