@@ -1,0 +1,248 @@
+// The probe solver's objective on the GPU (cuda/probe_solver.cu) against its
+// CPU twins (src/probe/solver.c): the row kernel against
+// probe_rows_softmax_residual, and the whole evaluator against
+// probe_cpu_evaluator_create on random batches (several blocks, 1 to 6
+// problems per block, folds with -1 and held-out rows, inactive problems,
+// sizes that are no multiple of any thread-block size, k not a power of
+// two), under every thread order of the interpreter.
+//
+// Tolerance, fp64 (u = 2^-53 = 1.1e-16): every output is a sum of at most
+// n <= 2,000 terms (rows) or d + 1 (a logit), computed in other orders on
+// the two sides (cuBLASLt's tiles, the kernels' trees, OpenBLAS), plus a few
+// elementwise operations (exp, log: 1-2 ulps each); each side is within
+// gamma_n ~ n u = 2.2e-13 of the exact value relative to the sum of the
+// terms' magnitudes. The labels are a planted linear model's and the weights
+// small, so the gradients are systematic (their magnitude is the size of
+// those sums, no cancellation): 1e-12 relative to the largest entry of each
+// problem's f, G covers both sides with room. Held-out hits are counts:
+// exact (no logit comes within rounding of a tie with such data).
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cuda_test.h"
+#include "kernels.cuh"
+
+extern "C" {
+#include "probe/solver.h"
+}
+
+static const double probe_tolerance = 1e-12;
+
+// Seeded doubles uniform in [lo, hi).
+static std::vector<double> random_doubles(size_t n, uint64_t seed, double lo, double hi) {
+    std::vector<double> v(n);
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        v[i] = lo + (hi - lo) * ((double)(s >> 11) * (1.0 / 9007199254740992.0));
+    }
+    return v;
+}
+
+// A batch: features, labels from a planted linear model of the first
+// block's features (so the problems have something to learn), folds.
+struct ProbeCase {
+    int64_t n;
+    int d, k, blocks, per_block;
+    int folds;  // rows in folds 0..folds-1 or -1 (folds = 0: no fold array)
+    std::vector<double> X;
+    std::vector<uint16_t> y;
+    std::vector<int8_t> fold;
+    ProbeBatchShape shape() const {
+        return ProbeBatchShape{n, d, k, blocks, per_block, y.data(), folds > 0 ? fold.data() : nullptr};
+    }
+};
+
+static ProbeCase make_case(int64_t n, int d, int k, int blocks, int per_block, int folds, uint64_t seed) {
+    ProbeCase c{n, d, k, blocks, per_block, folds, {}, {}, {}};
+    c.X = random_doubles((size_t)blocks * n * d, seed, -1.7, 1.7);
+    const std::vector<double> planted = random_doubles((size_t)k * d, seed + 1, -1.0, 1.0),
+                              coin = random_doubles((size_t)n, seed + 2, 0.0, 1.0);
+    c.y.resize((size_t)n);
+    c.fold.resize((size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        int best = 0;
+        double best_logit = -INFINITY;
+        for (int cl = 0; cl < k; cl++) {
+            double logit = 0.0;
+            for (int q = 0; q < d; q++) logit += c.X[(size_t)i * d + q] * planted[(size_t)cl * d + q];
+            if (logit > best_logit) best_logit = logit, best = cl;
+        }
+        c.y[(size_t)i] = (uint16_t)best;
+        // about 1 row in 7 in fold -1 (never held out), the others spread over the folds
+        c.fold[(size_t)i] = (int8_t)(coin[(size_t)i] < 1.0 / 7 ? -1 : (int)(i % (folds > 0 ? folds : 1)));
+    }
+    return c;
+}
+
+// Largest |a - b| over the largest |b| (absolute below 1).
+static double rel_diff(const double *a, const double *b, size_t n) {
+    double err = 0.0, scale = 1.0;
+    for (size_t i = 0; i < n; i++) {
+        const double e = std::fabs(a[i] - b[i]);
+        if (!(e <= err)) err = e;  // NaN propagates
+        scale = std::fmax(scale, std::fabs(b[i]));
+    }
+    return err / scale;
+}
+
+// --- The row kernel -----------------------------------------------------------------------
+
+TEST(test_gpu_probe_rows_kernel_against_cpu) {
+    // 601 rows x 3 problems: 1803 threads, 8 thread blocks, the last one partial.
+    const ProbeCase c = make_case(601, 5, 7, 1, 3, 2, 11);
+    const ProbeBatchShape s = c.shape();
+    const int J = s.per_block, cols = J * s.k;
+    const std::vector<double> logits = random_doubles((size_t)s.n * cols, 12, -4.0, 4.0),
+                              W = random_doubles((size_t)J * probe_batch_vars(&s), 13, -2.0, 2.0);
+    const std::vector<int64_t> n_fit = {420, 380, 601};
+    std::vector<double> want_z = logits, want_loss((size_t)s.n * J);
+    std::vector<uint8_t> want_held((size_t)s.n * J);
+    probe_rows_softmax_residual(&s, 0, s.n, W.data(), n_fit.data(), want_z.data(), cols, want_loss.data(),
+                                want_held.data());
+    int held_rows = 0;
+    for (uint8_t h : want_held) held_rows += h;
+    CHECK(held_rows > 10, "the case scores only %d held-out rows right", held_rows);
+    for (const ScheduleOrder &o : schedule_orders()) {
+        use_schedule_order(o);
+        double *Z = to_device(logits), *loss = device_alloc<double>((size_t)s.n * J), *dW = to_device(W);
+        uint8_t *held = device_alloc<uint8_t>((size_t)s.n * J);
+        int64_t *dn_fit = to_device(n_fit);
+        uint16_t *y = to_device(c.y);
+        int8_t *fold = to_device(c.fold);
+        gpu_probe_rows_softmax_residual(Z, loss, held, dW, dn_fit, y, fold, s.n, s.d, s.k, J, nullptr);
+        const std::vector<double> got_z = to_host(Z, want_z.size()), got_loss = to_host(loss, want_loss.size());
+        const std::vector<uint8_t> got_held = to_host(held, want_held.size());
+        double err = rel_diff(got_z.data(), want_z.data(), want_z.size());
+        CHECK(err <= probe_tolerance, "residuals (%s order): error %.3g", o.name, err);
+        err = rel_diff(got_loss.data(), want_loss.data(), want_loss.size());
+        CHECK(err <= probe_tolerance, "row losses (%s order): error %.3g", o.name, err);
+        CHECK(got_held == want_held, "held-out hits differ (%s order)", o.name);
+        for (void *p : {(void *)Z, (void *)loss, (void *)dW, (void *)held, (void *)dn_fit, (void *)y, (void *)fold})
+            CUDA_CHECK(cudaFree(p));
+    }
+}
+
+// --- The evaluator ------------------------------------------------------------------------
+
+static const double sentinel = -12345.678;  // what inactive problems must keep
+static const int64_t hits_sentinel = -7;
+
+struct Evaluation {
+    std::vector<double> f, G;
+    std::vector<int64_t> hits;
+};
+
+static Evaluation evaluate(ProbeEvaluator *e, const std::vector<double> &W, const std::vector<double> &l2,
+                           const std::vector<uint8_t> &active) {
+    const int P = probe_batch_problems(&e->shape);
+    Evaluation out{std::vector<double>((size_t)P, sentinel),
+                   std::vector<double>((size_t)P * probe_batch_vars(&e->shape), sentinel),
+                   std::vector<int64_t>((size_t)P, hits_sentinel)};
+    e->evaluate(e, W.data(), l2.data(), active.data(), out.f.data(), out.G.data(), out.hits.data());
+    return out;
+}
+
+static bool same_bits(const Evaluation &a, const Evaluation &b) {
+    return a.f.size() == b.f.size() && a.G.size() == b.G.size() &&
+           memcmp(a.f.data(), b.f.data(), a.f.size() * sizeof(double)) == 0 &&
+           memcmp(a.G.data(), b.G.data(), a.G.size() * sizeof(double)) == 0 && a.hits == b.hits;
+}
+
+// The GPU's evaluation against the CPU's for the active problems; the
+// inactive ones must hold the sentinels.
+static void check_against_cpu(const char *label, const ProbeBatchShape &s, const Evaluation &got,
+                              const Evaluation &want, const std::vector<uint8_t> &active) {
+    const size_t vars = (size_t)probe_batch_vars(&s);
+    for (int p = 0; p < probe_batch_problems(&s); p++) {
+        const double *G = got.G.data() + p * vars;
+        if (!active[(size_t)p]) {
+            bool untouched = got.f[(size_t)p] == sentinel && got.hits[(size_t)p] == hits_sentinel;
+            for (size_t v = 0; v < vars; v++) untouched = untouched && G[v] == sentinel;
+            CHECK(untouched, "%s: inactive problem %d was written", label, p);
+            continue;
+        }
+        double err = rel_diff(&got.f[(size_t)p], &want.f[(size_t)p], 1);
+        CHECK(err <= probe_tolerance, "%s: f of problem %d: %.17g, CPU %.17g (error %.3g)", label, p,
+              got.f[(size_t)p], want.f[(size_t)p], err);
+        err = rel_diff(G, want.G.data() + p * vars, vars);
+        CHECK(err <= probe_tolerance, "%s: gradient of problem %d: error %.3g", label, p, err);
+        CHECK(got.hits[(size_t)p] == want.hits[(size_t)p], "%s: problem %d scores %lld held-out rows right, CPU %lld",
+              label, p, (long long)got.hits[(size_t)p], (long long)want.hits[(size_t)p]);
+    }
+}
+
+// One batch: the GPU against the CPU under every thread order, the same
+// bits from every order and from a second evaluation, and (single_too) each
+// active problem's bits the same when it is the only active one.
+static void evaluator_case(const char *name, const ProbeCase &c, const std::vector<uint8_t> &active, bool single_too,
+                           uint64_t seed) {
+    const ProbeBatchShape s = c.shape();
+    const int P = probe_batch_problems(&s);
+    const std::vector<double> W = random_doubles((size_t)P * probe_batch_vars(&s), seed, -0.05, 0.05),
+                              l2 = random_doubles((size_t)P, seed + 1, 1e-4, 0.3);
+    ProbeEvaluator *cpu = probe_cpu_evaluator_create(&s, c.X.data(), 1);
+    const Evaluation want = evaluate(cpu, W, l2, active);
+    probe_evaluator_free(cpu);
+    Evaluation first;
+    for (const ScheduleOrder &o : schedule_orders()) {
+        use_schedule_order(o);
+        const std::string label = std::string(name) + ", " + o.name + " order";
+        const char *why = nullptr;
+        ProbeEvaluator *gpu = probe_gpu_evaluator_create(&s, c.X.data(), &why);
+        CHECK(gpu != nullptr, "%s: no GPU evaluator: %s", label.c_str(), why ? why : "?");
+        if (!gpu) return;
+        const Evaluation got = evaluate(gpu, W, l2, active);
+        check_against_cpu(label.c_str(), s, got, want, active);
+        CHECK(same_bits(got, evaluate(gpu, W, l2, active)), "%s: a second evaluation gives other bits", label.c_str());
+        if (first.f.empty()) first = got;
+        else CHECK(same_bits(got, first), "%s: other bits than the first order", label.c_str());
+        for (int p = 0; single_too && p < P && o.order == schedule_orders()[0].order; p++) {
+            if (!active[(size_t)p]) continue;
+            std::vector<uint8_t> alone((size_t)P, 0);
+            alone[(size_t)p] = 1;
+            const Evaluation single = evaluate(gpu, W, l2, alone);
+            const size_t vars = (size_t)probe_batch_vars(&s);
+            CHECK(memcmp(&single.f[(size_t)p], &got.f[(size_t)p], sizeof(double)) == 0 &&
+                      memcmp(&single.G[p * vars], &got.G[p * vars], vars * sizeof(double)) == 0 &&
+                      single.hits[(size_t)p] == got.hits[(size_t)p],
+                  "%s: problem %d alone gives other bits than among the others", label.c_str(), p);
+        }
+        probe_evaluator_free(gpu);
+    }
+}
+
+TEST(test_gpu_probe_evaluator_against_cpu) {
+    // 3 layers x (2 cross-validation fits + the fit on every row), rows in fold -1 too; all active.
+    evaluator_case("3 blocks x 3, folds", make_case(333, 17, 7, 3, 3, 2, 21), std::vector<uint8_t>(9, 1), false, 22);
+    // No fold array: nothing is held out; one problem per block, blocks 1 and 3 inactive (skipped whole).
+    evaluator_case("4 blocks x 1, no folds", make_case(150, 9, 10, 4, 1, 0, 23), {1, 0, 1, 0}, true, 24);
+    // 6 problems per block (5 folds + all rows), some inactive inside an active block, k = 3.
+    std::vector<uint8_t> active(12, 1);
+    active[1] = active[4] = active[11] = 0;
+    evaluator_case("2 blocks x 6, partly active", make_case(517, 31, 3, 2, 6, 5, 25), active, true, 26);
+}
+
+// Large enough for several thread blocks of the row kernel (2,003 x 2
+// items) and several strides of every loop of the finish kernel (rows > 256
+// per thread block, k d = 429 weights > 256).
+TEST(test_gpu_probe_evaluator_large_case) {
+    evaluator_case("2 blocks x 2, n = 2003", make_case(2003, 33, 13, 2, 2, 1, 31), {1, 1, 0, 1}, false, 32);
+}
+
+// A batch larger than the GPU's free memory gives no evaluator, and says why
+// (the interpreter reports 64 GiB free; nothing is allocated before the check).
+TEST(test_gpu_probe_evaluator_too_large_says_why) {
+    const uint16_t y = 0;
+    const ProbeBatchShape s = {1000000, 2000, 10, 5, 1, &y, nullptr};  // 80 GB of features
+    const char *why = nullptr;
+    ProbeEvaluator *e = probe_gpu_evaluator_create(&s, nullptr, &why);
+    CHECK(e == nullptr, "an evaluator for 80 GB of features");
+    CHECK(why && strstr(why, "GPU memory") && strstr(why, "free"), "why: %s", why ? why : "(none)");
+    probe_evaluator_free(e);
+}
