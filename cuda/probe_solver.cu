@@ -98,9 +98,9 @@ __device__ T probe_block_sum(T x, T *scratch) {
 // cpu_evaluate's per-problem tail. G_block holds the gradient product's
 // weights part; the bias gradients and the L2 terms are added here.
 __global__ void __launch_bounds__(PROBE_FINISH_THREADS)
-    probe_finish_kernel(double *f_block, int64_t *hits_block, double *G_block, const double *W_block,
-                        const double *Z, const double *row_loss, const uint8_t *held, const int64_t *n_fit_block,
-                        const double *l2_block, const uint8_t *active_block, int64_t n, int d, int k, int J) {
+    probe_finish_kernel(double *f_block, int64_t *hits_block, double *G_block, const double *W_block, const double *Z,
+                        const double *row_loss, const uint8_t *held, const int64_t *n_fit_block, const double *l2_block,
+                        const uint8_t *active_block, int64_t n, int d, int k, int J) {
     __shared__ double sums[PROBE_FINISH_THREADS];
     __shared__ long long counts[PROBE_FINISH_THREADS];
     const int j = blockIdx.x, t = threadIdx.x;
@@ -141,8 +141,8 @@ void gpu_probe_rows_softmax_residual(double *Z, double *row_loss, uint8_t *held,
                                      int d, int k, int per_block, cudaStream_t stream) {
     const size_t items = (size_t)n * per_block;
     if (items == 0) return;
-    LAUNCH(probe_rows_kernel, dim3(ceil_div(items, 256)), dim3(256), 0, stream, Z, row_loss, held, W_block,
-           n_fit_block, y, fold, n, d, k, per_block);
+    LAUNCH(probe_rows_kernel, dim3(ceil_div(items, 256)), dim3(256), 0, stream, Z, row_loss, held, W_block, n_fit_block,
+           y, fold, n, d, k, per_block);
 }
 
 void gpu_probe_finish(double *f_block, int64_t *hits_block, double *G_block, const double *W_block, const double *Z,
@@ -206,10 +206,10 @@ static void probe_product_plan(ProbeProduct *p, void *handle, size_t workspace_b
                             op_b = p->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
     PROBE_LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof op_a));
     PROBE_LT_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof op_b));
-    PROBE_LT_CHECK(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_64F, p->trans_a ? p->k : p->m, p->trans_a ? p->m : p->k,
-                                              p->lda));
-    PROBE_LT_CHECK(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_64F, p->trans_b ? p->n : p->k, p->trans_b ? p->k : p->n,
-                                              p->ldb));
+    PROBE_LT_CHECK(
+        cublasLtMatrixLayoutCreate(&p->la, CUDA_R_64F, p->trans_a ? p->k : p->m, p->trans_a ? p->m : p->k, p->lda));
+    PROBE_LT_CHECK(
+        cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_64F, p->trans_b ? p->n : p->k, p->trans_b ? p->k : p->n, p->ldb));
     PROBE_LT_CHECK(cublasLtMatrixLayoutCreate(&p->ld, CUDA_R_64F, p->m, p->n, p->ldd));
     cublasLtMatmulPreference_t pref;
     PROBE_LT_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -217,7 +217,8 @@ static void probe_product_plan(ProbeProduct *p, void *handle, size_t workspace_b
                                                         &workspace_bytes, sizeof workspace_bytes));
     cublasLtMatmulHeuristicResult_t heuristic;
     int found = 0;
-    PROBE_LT_CHECK(cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1, &heuristic, &found));
+    PROBE_LT_CHECK(
+        cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1, &heuristic, &found));
     if (found == 0) die("cuBLASLt has no fp64 algorithm for the probe's %d x %d x %d product", p->m, p->n, p->k);
     p->algo = heuristic.algo;
     cublasLtMatmulPreferenceDestroy(pref);
@@ -288,8 +289,8 @@ static void gpu_probe_evaluate(ProbeEvaluator *e, const double *W, const double 
         if (!block_active[(size_t)b]) continue;  // a block's problems are computed together, or not at all
         const double *X = g->X + (size_t)b * g->x_stride;
         double *Wb = g->W + (size_t)b * g->w_stride, *Gb = g->G + (size_t)b * g->w_stride;
-        CUDA_CHECK(cudaMemcpyAsync(Wb, W + (size_t)b * block_vars, block_vars * sizeof(double),
-                                   cudaMemcpyHostToDevice, st));
+        CUDA_CHECK(
+            cudaMemcpyAsync(Wb, W + (size_t)b * block_vars, block_vars * sizeof(double), cudaMemcpyHostToDevice, st));
         probe_product_run(g->logits, Wb, X, g->Z, g->lt_handle, g->workspace, probe_workspace_bytes, st);
         gpu_probe_rows_softmax_residual(g->Z, g->row_loss, g->held, Wb, g->n_fit + (size_t)b * J, g->y, g->fold, s->n,
                                         s->d, s->k, J, st);
@@ -317,8 +318,8 @@ static void gpu_probe_evaluate(ProbeEvaluator *e, const double *W, const double 
 static void gpu_probe_destroy(ProbeEvaluator *e) {
     GpuProbeEvaluator *g = static_cast<GpuProbeEvaluator *>(e->impl);
     CUDA_CHECK(cudaStreamSynchronize(g->stream));
-    void *buffers[] = {g->X, g->W, g->G, g->Z, g->row_loss, g->l2, g->f, g->held, g->active, g->n_fit, g->hits, g->y,
-                       g->fold, g->workspace};
+    void *buffers[] = {g->X,    g->W,      g->G,     g->Z,    g->row_loss, g->l2,   g->f,
+                       g->held, g->active, g->n_fit, g->hits, g->y,        g->fold, g->workspace};
     for (void *buffer : buffers)
         if (buffer) CUDA_CHECK(cudaFree(buffer));
     probe_product_release(&g->logits);
