@@ -251,6 +251,47 @@ TEST(test_gpu_probe_evaluator_too_large_says_why) {
     probe_evaluator_free(e);
 }
 
+// --- Feature precision: the mean over positions sums in fp32 ---------------------------
+// gpu_mean_over_positions (the probe features) against the exact mean of
+// the same stored inputs, in both storage types: a sum of T terms in fp32
+// is within gamma_T (fp32) of the exact sum relative to the sum of the
+// magnitudes (Higham 3.1), +1 rounding for the division. T = 1024 (a 32 x
+// 32 image), positive inputs: a sum kept in bf16 would be off by ~1e-2 (its
+// additions lose the addend's low bits once the sum is large), 200x the bound.
+template <typename T>
+static void mean_over_positions_case() {
+    const int B = 3, T_ = 1024, C = 40, out_stride = 3 * C;  // C < 128: one partial thread block per image
+    const std::vector<float> inputs = rounded_to<T>(random_floats((size_t)B * T_ * C, 51, 0.5f, 1.5f));
+    std::vector<double> exact((size_t)B * C), bound((size_t)B * C);
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            double sum = 0.0, magnitude = 0.0;
+            for (int t = 0; t < T_; t++) {
+                const double x = inputs[((size_t)b * T_ + t) * C + c];
+                sum += x;
+                magnitude += std::fabs(x);
+            }
+            exact[(size_t)b * C + c] = sum / T_;
+            bound[(size_t)b * C + c] = gamma_n(T_ + 1, FP32_UNIT_ROUNDOFF) * magnitude / T_;
+        }
+    T *in = upload_as<T>(inputs);
+    float *out = to_device(std::vector<float>((size_t)B * out_stride, 0.0f));
+    gpu_mean_over_positions(out, out_stride, in, B, T_, C, nullptr);
+    const std::vector<float> all = to_host(out, (size_t)B * out_stride);
+    std::vector<float> got((size_t)B * C);
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) got[(size_t)b * C + c] = all[(size_t)b * out_stride + c];
+    const double ratio = bound_ratio(got.data(), exact.data(), bound.data(), got.size());
+    CHECK(ratio <= 1.0, "%s means over %d positions: error %.3g x the fp32 bound", type_name<T>(), T_, ratio);
+    CUDA_CHECK(cudaFree(in));
+    CUDA_CHECK(cudaFree(out));
+}
+
+TEST(test_gpu_mean_over_positions_sums_in_fp32) {
+    mean_over_positions_case<float>();
+    mean_over_positions_case<bf16>();
+}
+
 // --- Feature precision: bf16 features against fp32 features ----------------------------
 // The GPU's probe features in bf16 mode are means over positions of each
 // block's bf16-stored normalised input, summed in fp32 (mean_over_positions_kernel).
