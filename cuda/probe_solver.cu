@@ -301,11 +301,19 @@ static void gpu_probe_evaluate(ProbeEvaluator *e, const double *W, const double 
     }
     CUDA_CHECK(cudaMemcpyAsync(g->f_host.data(), g->f, (size_t)P * sizeof(double), cudaMemcpyDeviceToHost, st));
     CUDA_CHECK(cudaMemcpyAsync(g->hits_host.data(), g->hits, (size_t)P * sizeof(int64_t), cudaMemcpyDeviceToHost, st));
-    // Only the active problems' gradients come back: inactive ones stay as the caller left them.
-    for (int p = 0; p < P; p++) {
-        if (!active[p]) continue;
+    // Only the active problems' gradients come back (inactive ones stay as
+    // the caller left them), a run of consecutive active problems of a block in one copy.
+    for (int p = 0; p < P;) {
+        int end = p;
+        while (end < P && active[end] && (end == p || end % J != 0)) end++;
+        if (end == p) {
+            p++;
+            continue;
+        }
         const double *from = g->G + (size_t)(p / J) * g->w_stride + (size_t)(p % J) * vars;
-        CUDA_CHECK(cudaMemcpyAsync(G + (size_t)p * vars, from, vars * sizeof(double), cudaMemcpyDeviceToHost, st));
+        CUDA_CHECK(cudaMemcpyAsync(G + (size_t)p * vars, from, (size_t)(end - p) * vars * sizeof(double),
+                                   cudaMemcpyDeviceToHost, st));
+        p = end;
     }
     CUDA_CHECK(cudaStreamSynchronize(st));
     for (int p = 0; p < P; p++) {
