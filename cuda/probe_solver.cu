@@ -342,7 +342,7 @@ static void gpu_probe_destroy(ProbeEvaluator *e) {
 
 // Whether the evaluator fits in the GPU's free memory; else *why says what it needs.
 static bool probe_gpu_fits(const ProbeBatchShape *s, size_t x_stride, size_t w_stride, const char **why) {
-    static thread_local char message[256];
+    static char message[256];  // (not thread_local: the checker builds take those for __shared__ arrays)
     size_t free_bytes = 0, total_bytes = 0;
     gpu_memory_info(&free_bytes, &total_bytes);
     const size_t need = probe_gpu_bytes(s, x_stride, w_stride);

@@ -75,7 +75,10 @@ static ProbeCase make_case(int64_t n, int d, int k, int blocks, int per_block, i
         for (int cl = 0; cl < k; cl++) {
             double logit = 0.0;
             for (int q = 0; q < d; q++) logit += c.X[(size_t)i * d + q] * planted[(size_t)cl * d + q];
-            if (logit > best_logit) best_logit = logit, best = cl;
+            if (logit > best_logit) {
+                best_logit = logit;
+                best = cl;
+            }
         }
         c.y[(size_t)i] = (uint16_t)best;
         // about 1 row in 7 in fold -1 (never held out), the others spread over the folds
