@@ -90,6 +90,20 @@ template <typename floatX>
 void gpu_matmul_backward(floatX *dinp, float *dW, const floatX *dout, const floatX *inp, const floatX *W, int N, int IC,
                          int OC, cudaStream_t stream);
 
+// --- The probe solver's objective (cuda/probe_solver.cu; src/probe/solver.h), fp64 ---------
+// probe_rows_softmax_residual (solver.c) for every row of one block: Z (n x
+// per_block*k, row stride per_block*k) holds the logits without biases and
+// becomes the residuals; row_loss and held (n x per_block) as there. fold may be NULL.
+void gpu_probe_rows_softmax_residual(double *Z, double *row_loss, uint8_t *held, const double *W_block,
+                                     const int64_t *n_fit_block, const uint16_t *y, const int8_t *fold, int64_t n,
+                                     int d, int k, int per_block, cudaStream_t stream);
+// cpu_evaluate's per-problem tail for the active problems of one block (one
+// thread block each, fixed-order sums): f, held-out hits, the bias
+// gradients (column sums of Z) into G_block, and the L2 terms added to it.
+void gpu_probe_finish(double *f_block, int64_t *hits_block, double *G_block, const double *W_block, const double *Z,
+                      const double *row_loss, const uint8_t *held, const int64_t *n_fit_block, const double *l2_block,
+                      const uint8_t *active_block, int64_t n, int d, int k, int per_block, cudaStream_t stream);
+
 // --- Attention (cuda/attention.cu) ---------------------------------------------------------
 // Causal multi-head attention over qkv (B x T x 3C: q | k | v, head h at
 // columns h*hs..); writes atty (B x T x C) and the log-sum-exp of every
