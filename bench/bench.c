@@ -257,10 +257,16 @@ static void bench_probe(const BenchArgs *a, int threads) {
     synthetic_features(a->train_images, dim, 1, means, factors, &train);
     synthetic_features(a->eval_images, dim, 2, means, factors, &eval);
     static const double grid[] = {1, 0.1, 0.01, 0.001, 0.0001};
-    ProbeProtocol protocol = {.l2_grid = grid, .num_l2 = 5, .max_iters = 1000, .seed = 1234, .threads = threads};
+    ProbeProtocol protocol = {.l2_grid = grid,
+                              .num_l2 = 5,
+                              .max_iters = 1000,
+                              .seed = 1234,
+                              .threads = threads,
+                              .select = PROBE_SELECT_KFOLD,
+                              .folds = 5};
     ProbeLayerResult r;
     double t0 = now_seconds();
-    probe_layer(&train, &eval, 0, &protocol, &r);
+    probe_layers(&train, NULL, &eval, &protocol, &r);
     double seconds = now_seconds() - t0;
     JsonWriter w;
     json_init(&w);

@@ -161,7 +161,9 @@ TEST(test_probe_cli_checkpoint_and_run) {
     CHECK(strstr(cli_stdout(), "step 6") == NULL && strstr(cli_stdout(), "recomputing") == NULL,
           "a checkpoint already probed with these settings is skipped: %s", cli_stdout());
     char *table = (char *)read_whole_file(test_path("run/probe/probes.csv"), NULL);
-    CHECK(table && strstr(table, "step,eval_gen_loss,best_layer,best_accuracy,acc_layer_0,acc_layer_1,acc_layer_2\n"),
+    CHECK(table && strstr(table,
+                          "step,eval_gen_loss,best_layer,best_accuracy,acc_layer_0,acc_layer_1,acc_layer_2,"
+                          "eval_images,best_accuracy_se\n"),
           "run table header: %s", table ? table : "(missing)");
     // Random init has a zero head: uniform predictions, log(16) = 2.772589 nats/token.
     CHECK(table && strstr(table, "\n0,2.77258") && strstr(table, "\n3,") && strstr(table, "\n6,"),
@@ -345,12 +347,18 @@ TEST(test_probe_result_not_finite_is_named) {
     FeatureSet eval = train;
     eval.values = eval_values;
     const double grid[] = {0.1};
-    const ProbeProtocol protocol = {.l2_grid = grid, .num_l2 = 1, .max_iters = 100, .seed = 1, .threads = 1};
+    const ProbeProtocol protocol = {.l2_grid = grid,
+                                    .num_l2 = 1,
+                                    .max_iters = 100,
+                                    .seed = 1,
+                                    .threads = 1,
+                                    .select = PROBE_SELECT_KFOLD,
+                                    .folds = 5};
     ProbeLayerResult r;
-    probe_layer(&train, &eval, 0, &protocol, &r);
+    probe_layers(&train, NULL, &eval, &protocol, &r);
     CHECK(probe_result_not_finite(&r) == NULL, "finite features: a finite result (accuracy %.3f)", r.accuracy);
     eval_values[5] = NAN;
-    probe_layer(&train, &eval, 0, &protocol, &r);
+    probe_layers(&train, NULL, &eval, &protocol, &r);
     const char *bad = probe_result_not_finite(&r);
     CHECK(bad && strcmp(bad, "evaluation loss") == 0, "a NaN feature: the evaluation loss is named: %s",
           bad ? bad : "(nothing)");

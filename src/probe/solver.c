@@ -17,7 +17,8 @@ void probe_batch_count_rows(const ProbeBatchShape *s, int64_t *n_fit, int64_t *n
     int64_t *held_per_fold = xcalloc((size_t)s->per_block, sizeof(int64_t));
     for (int64_t i = 0; s->fold && i < s->n; i++) {
         const int f = s->fold[i];
-        if (f < -1 || f >= s->per_block) die("internal: probe row %lld has fold %d of %d", (long long)i, f, s->per_block);
+        if (f < -1 || f >= s->per_block)
+            die("internal: probe row %lld has fold %d of %d", (long long)i, f, s->per_block);
         if (f >= 0) held_per_fold[f]++;
     }
     for (int p = 0; p < P; p++) {
@@ -30,8 +31,7 @@ void probe_batch_count_rows(const ProbeBatchShape *s, int64_t *n_fit, int64_t *n
 }
 
 void probe_rows_softmax_residual(const ProbeBatchShape *s, int64_t row0, int64_t row1, const double *W_block,
-                                 const int64_t *n_fit_block, double *Z, int64_t ldz, double *row_loss,
-                                 uint8_t *held) {
+                                 const int64_t *n_fit_block, double *Z, int64_t ldz, double *row_loss, uint8_t *held) {
     const int k = s->k, d = s->d, J = s->per_block;
     for (int64_t i = row0; i < row1; i++) {
         const int fold = s->fold ? s->fold[i] : -1, label = s->y[i];

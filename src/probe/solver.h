@@ -21,12 +21,12 @@
 #include <stdint.h>
 
 typedef struct {
-    int64_t n;             // rows (images)
-    int d, k;              // features per row, classes
-    int blocks;            // feature matrices (layers)
-    int per_block;         // problems per block
-    const uint16_t *y;     // n labels in [0, k)
-    const int8_t *fold;    // n folds in [-1, per_block); NULL: no row is held out
+    int64_t n;           // rows (images)
+    int d, k;            // features per row, classes
+    int blocks;          // feature matrices (layers)
+    int per_block;       // problems per block
+    const uint16_t *y;   // n labels in [0, k)
+    const int8_t *fold;  // n folds in [-1, per_block); NULL: no row is held out
 } ProbeBatchShape;
 
 static inline int probe_batch_problems(const ProbeBatchShape *s) { return s->blocks * s->per_block; }
@@ -43,8 +43,8 @@ static inline int64_t probe_batch_vars(const ProbeBatchShape *s) { return (int64
 typedef struct ProbeEvaluator ProbeEvaluator;
 struct ProbeEvaluator {
     ProbeBatchShape shape;
-    void (*evaluate)(ProbeEvaluator *e, const double *W, const double *l2, const uint8_t *active, double *f,
-                     double *G, int64_t *heldout_correct);
+    void (*evaluate)(ProbeEvaluator *e, const double *W, const double *l2, const uint8_t *active, double *f, double *G,
+                     int64_t *heldout_correct);
     void (*destroy)(ProbeEvaluator *e);
     void *impl;
 };
@@ -71,7 +71,30 @@ void probe_evaluator_free(ProbeEvaluator *e);
 // for the others), and held[i * per_block + j] = 1 when j holds row i out and
 // predicts it right (else 0).
 void probe_rows_softmax_residual(const ProbeBatchShape *s, int64_t row0, int64_t row1, const double *W_block,
-                                 const int64_t *n_fit_block, double *Z, int64_t ldz, double *row_loss,
-                                 uint8_t *held);
+                                 const int64_t *n_fit_block, double *Z, int64_t ldz, double *row_loss, uint8_t *held);
+
+// --- The batched L-BFGS driver (lbfgs.c) ------------------------------------------------
+
+typedef struct {
+    int max_iters;   // iterations (accepted steps) per problem; 0: until converged
+    double epsilon;  // converged when ||g|| <= epsilon * max(1, ||w||) (liblbfgs's test)
+} ProbeLbfgsOptions;
+
+enum { PROBE_FIT_CONVERGED = 0, PROBE_FIT_MAX_ITERS = 1, PROBE_FIT_LINE_SEARCH_FAILED = 2 };
+
+// One problem's fit, at its final point.
+typedef struct {
+    double objective, grad_norm;
+    int64_t heldout_correct;  // its held-out rows predicted right
+    int iters, evaluations;
+    int status;  // PROBE_FIT_*: a failed line search (40 halvings) stops at the best point found
+} ProbeFit;
+
+void probe_lbfgs_defaults(ProbeLbfgsOptions *opt);
+// Minimises every problem of e from W (P x vars: the warm start in, the
+// solutions out), problem p with L2 strength l2[p]. Every evaluation computes
+// the problems still working together; finished ones are frozen. History 10,
+// backtracking Armijo line search (c1 = 1e-4, halving). Deterministic.
+void probe_lbfgs(ProbeEvaluator *e, const double *l2, const ProbeLbfgsOptions *opt, double *W, ProbeFit *fits);
 
 #endif
