@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "probe/solver.h"
+#include "util/blas.h"
 #include "util/util.h"
 
 enum { HISTORY = 10, MAX_HALVINGS = 40 };
@@ -89,7 +90,9 @@ static void begin_line_search(Lbfgs *L, int p, double *x) {
         two_loop(L, p);
         s->dg0 = dot(g, d, v);
     }
-    s->step = s->pairs == 0 ? 1.0 / sqrt(dot(d, d, v)) : 1.0;
+    // Without pairs, liblbfgs tries 1 / ||d||; warm starts have small gradients, for which that overshoots by
+    // orders of magnitude (a dozen halvings), so no longer than a unit step.
+    s->step = s->pairs == 0 ? fmin(1.0, 1.0 / sqrt(dot(d, d, v))) : 1.0;
     s->f0 = s->f;
     s->halvings = 0;
     s->searching = true;
@@ -106,7 +109,7 @@ static bool converged(const double *x, const double *g, int64_t v, double epsilo
 // The trial point of problem p was evaluated (f_new, G_new): accept it, or
 // halve the step, or give up after MAX_HALVINGS (back to x0, which stays).
 static void end_trial(Lbfgs *L, int p, double *x, double f_new, const double *g_new, int64_t held_new,
-                      const ProbeLbfgsOptions *opt, ProbeFit *fit) {
+                      bool is_converged, double grad_norm, const ProbeLbfgsOptions *opt, ProbeFit *fit) {
     ProblemState *s = &L->st[p];
     const int64_t v = L->vars;
     const double *x0 = L->x0 + (size_t)p * v, *d = L->dir + (size_t)p * v;
@@ -143,7 +146,8 @@ static void end_trial(Lbfgs *L, int p, double *x, double f_new, const double *g_
         L->rho[slot * L->P + p] = 1.0 / sy;
         if (s->pairs < HISTORY) s->pairs++;
     }
-    if (converged(x, g, v, opt->epsilon, &fit->grad_norm)) {
+    fit->grad_norm = grad_norm;
+    if (is_converged) {
         s->done = true;
         fit->status = PROBE_FIT_CONVERGED;
     } else if (opt->max_iters > 0 && fit->iters >= opt->max_iters) {
@@ -179,21 +183,51 @@ static void lbfgs_free(Lbfgs *L) {
     free(L->st);
 }
 
+// Between the variables of L-BFGS (v) and the evaluator's (w = M v, the
+// biases as they are), block by block, for the blocks with an active problem.
+typedef enum { V_TO_W, W_TO_V, GRADIENT_W_TO_V } Change;
+
+static void change_variables(const ProbeBatchShape *sh, const ProbeLbfgsOptions *opt, const uint8_t *active, Change c,
+                             const double *from, double *to) {
+    const int d = sh->d, J = sh->per_block, rows = J * sh->k;
+    const int64_t vars = probe_batch_vars(sh);
+    for (int b = 0; b < sh->blocks; b++) {
+        bool any = false;
+        for (int j = 0; j < J; j++) any |= !active || active[b * J + j];
+        if (!any) continue;
+        const double *M = (c == W_TO_V ? opt->M_inv : opt->M) + (size_t)b * d * d;
+        const double *src = from + (size_t)b * J * vars;
+        double *dst = to + (size_t)b * J * vars;
+        // Row vectors: w = v M^T, v = w M_inv^T, gradient in v = (gradient in w) M.
+        gemm_f64(false, c != GRADIENT_W_TO_V, rows, d, d, 1.0, src, d + 1, M, d, 0.0, dst, d + 1);
+        for (int r = 0; r < rows; r++) dst[(size_t)r * (d + 1) + d] = src[(size_t)r * (d + 1) + d];
+    }
+}
+
 void probe_lbfgs(ProbeEvaluator *e, const double *l2, const ProbeLbfgsOptions *opt, double *W, ProbeFit *fits) {
-    const int P = probe_batch_problems(&e->shape);
-    const int64_t v = probe_batch_vars(&e->shape);
+    const ProbeBatchShape *sh = &e->shape;
+    const int P = probe_batch_problems(sh);
+    const int64_t v = probe_batch_vars(sh);
+    const bool changed = opt->M != NULL;
     Lbfgs L;
     lbfgs_alloc(&L, P, v);
     double *f = xmalloc((size_t)P * sizeof(double)), *G = xmalloc((size_t)P * v * sizeof(double));
+    double *V = changed ? xmalloc((size_t)P * v * sizeof(double)) : W;   // the variables of L-BFGS
+    double *GV = changed ? xmalloc((size_t)P * v * sizeof(double)) : G;  // the gradient in them
     int64_t *held = xcalloc((size_t)P, sizeof(int64_t));
     uint8_t *active = xmalloc((size_t)P);
     memset(active, 1, (size_t)P);
+    if (changed) {  // W = M V exactly from now on, so a frozen problem's W never moves
+        change_variables(sh, opt, NULL, W_TO_V, W, V);
+        change_variables(sh, opt, NULL, V_TO_W, V, W);
+    }
     e->evaluate(e, W, l2, active, f, G, held);
+    if (changed) change_variables(sh, opt, NULL, GRADIENT_W_TO_V, G, GV);
     int working = 0;
     for (int p = 0; p < P; p++) {
         fits[p] = (ProbeFit){.objective = f[p], .heldout_correct = held[p], .evaluations = 1};
         L.st[p].f = f[p];
-        memcpy(L.g + (size_t)p * v, G + (size_t)p * v, (size_t)v * sizeof(double));
+        memcpy(L.g + (size_t)p * v, GV + (size_t)p * v, (size_t)v * sizeof(double));
         L.st[p].done = converged(W + (size_t)p * v, G + (size_t)p * v, v, opt->epsilon, &fits[p].grad_norm);
         working += !L.st[p].done;
     }
@@ -201,21 +235,64 @@ void probe_lbfgs(ProbeEvaluator *e, const double *l2, const ProbeLbfgsOptions *o
         // Each working problem not in a line search starts an iteration; then all trial points are evaluated together.
 #pragma omp parallel for schedule(dynamic, 1)
         for (int p = 0; p < P; p++)
-            if (!L.st[p].done && !L.st[p].searching) begin_line_search(&L, p, W + (size_t)p * v);
+            if (!L.st[p].done && !L.st[p].searching) begin_line_search(&L, p, V + (size_t)p * v);
         for (int p = 0; p < P; p++) active[p] = L.st[p].searching;
+        if (changed) change_variables(sh, opt, active, V_TO_W, V, W);
         e->evaluate(e, W, l2, active, f, G, held);
+        if (changed) change_variables(sh, opt, active, GRADIENT_W_TO_V, G, GV);
 #pragma omp parallel for schedule(dynamic, 1)
         for (int p = 0; p < P; p++) {
             if (!active[p]) continue;
             fits[p].evaluations++;
-            end_trial(&L, p, W + (size_t)p * v, f[p], G + (size_t)p * v, held[p], opt, &fits[p]);
+            double grad_norm;
+            const bool conv = converged(W + (size_t)p * v, G + (size_t)p * v, v, opt->epsilon, &grad_norm);
+            end_trial(&L, p, V + (size_t)p * v, f[p], GV + (size_t)p * v, held[p], conv, grad_norm, opt, &fits[p]);
         }
         working = 0;
         for (int p = 0; p < P; p++) working += !L.st[p].done;
+    }
+    if (changed) {  // the final points (a failed line search went back to its start)
+        change_variables(sh, opt, NULL, V_TO_W, V, W);
+        free(V);
+        free(GV);
     }
     free(f);
     free(G);
     free(held);
     free(active);
     lbfgs_free(&L);
+}
+
+void probe_gram(const double *X, int64_t rows, int d, double *C) {
+    gemm_f64(true, false, d, d, (int)rows, 1.0 / (double)rows, X, d, X, d, 0.0, C, d);
+}
+
+void probe_preconditioner(const double *C, int d, double l2, double *M, double *M_inv) {
+    // Cholesky: L L^T = C / 10 + (l2 + a little) I, L lower triangular, into M_inv's lower triangle.
+    double *A = M_inv;
+    double trace = 0.0;
+    for (int i = 0; i < d; i++) trace += C[(size_t)i * d + i];
+    const double jitter = 1e-8 * fmax(trace / d, 1e-12);  // constant features make C singular
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j <= i; j++) {
+            double sum = 0.1 * C[(size_t)i * d + j] + (i == j ? l2 + jitter : 0.0);
+            for (int q = 0; q < j; q++) sum -= A[(size_t)i * d + q] * A[(size_t)j * d + q];
+            A[(size_t)i * d + j] = i == j ? sqrt(fmax(sum, jitter)) : sum / A[(size_t)j * d + j];
+        }
+    // Linv = L^-1 (lower, by forward substitution), M = Linv^T.
+    memset(M, 0, (size_t)d * d * sizeof(double));
+    for (int c = 0; c < d; c++) {  // column c of Linv is stored as row c of M (M = Linv^T)
+        double *col = M + (size_t)c * d;
+        for (int i = c; i < d; i++) {
+            double sum = i == c ? 1.0 : 0.0;
+            for (int q = c; q < i; q++) sum -= A[(size_t)i * d + q] * col[q];
+            col[i] = sum / A[(size_t)i * d + i];
+        }
+    }
+    // M_inv = L^T: transpose L in place (upper triangle), zero below.
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < i; j++) {
+            A[(size_t)j * d + i] = A[(size_t)i * d + j];
+            A[(size_t)i * d + j] = 0.0;
+        }
 }

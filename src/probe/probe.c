@@ -106,6 +106,16 @@ void standardize(const float *X, int64_t n, int d, int64_t stride, const double 
         for (int j = 0; j < d; j++) out[i * d + j] = (X[i * stride + j] - mean[j]) * inv_std[j];
 }
 
+int probe_default_l2(double *grid) {
+    int n = 0;
+    for (const char *t = PROBE_DEFAULT_L2; *t && n < PROBE_MAX_L2; n++) {
+        char *end;
+        grid[n] = strtod(t, &end);
+        t = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
 // --- The protocol -----------------------------------------------------------------------
 
 void probe_assign_folds(const uint16_t *labels, int64_t n, int num_classes, int folds, uint64_t seed, int8_t *fold) {
@@ -182,6 +192,42 @@ static int8_t *selection_folds(const FeatureSet *train, const ProbeProtocol *a, 
     return fold;
 }
 
+// Per block: the Gram matrix of a sample of its rows (the preconditioner's start).
+typedef struct {
+    int blocks, d;
+    double *C, *M, *M_inv;  // blocks x d x d each
+} Preconditioner;
+
+static void preconditioner_init(Preconditioner *pc, const ProbeBatchShape *sh, const double *X, bool plain) {
+    *pc = (Preconditioner){.blocks = sh->blocks, .d = sh->d};
+    if (plain) return;
+    const size_t dd = (size_t)sh->d * sh->d;
+    pc->C = xmalloc(sh->blocks * dd * sizeof(double));
+    pc->M = xmalloc(sh->blocks * dd * sizeof(double));
+    pc->M_inv = xmalloc(sh->blocks * dd * sizeof(double));
+    const int64_t sample = sh->n < 4096 + 4 * (int64_t)sh->d ? sh->n : 4096 + 4 * (int64_t)sh->d;
+    for (int b = 0; b < sh->blocks; b++) probe_gram(X + (size_t)b * sh->n * sh->d, sample, sh->d, pc->C + b * dd);
+}
+
+// The L-BFGS options for block strengths l2_block (blocks entries).
+static ProbeLbfgsOptions lbfgs_options(const ProbeProtocol *a, Preconditioner *pc, const double *l2_block) {
+    ProbeLbfgsOptions opt = {.max_iters = a->max_iters, .epsilon = 1e-6};
+    if (!pc->C) return opt;
+    const size_t dd = (size_t)pc->d * pc->d;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(a->threads)
+    for (int b = 0; b < pc->blocks; b++)
+        probe_preconditioner(pc->C + b * dd, pc->d, l2_block[b], pc->M + b * dd, pc->M_inv + b * dd);
+    opt.M = pc->M;
+    opt.M_inv = pc->M_inv;
+    return opt;
+}
+
+static void preconditioner_free(Preconditioner *pc) {
+    free(pc->C);
+    free(pc->M);
+    free(pc->M_inv);
+}
+
 static ProbeEvaluator *make_evaluator(const ProbeProtocol *a, const ProbeBatchShape *shape, const double *X) {
     return a->make_evaluator ? a->make_evaluator(shape, X, a->threads)
                              : probe_cpu_evaluator_create(shape, X, a->threads);
@@ -249,14 +295,17 @@ static void walk_grid(Path *pa, const ProbeProtocol *a, const int8_t *fold, cons
                                    .fold = fold};
     const int P = probe_batch_problems(&shape);
     ProbeEvaluator *e = make_evaluator(a, &shape, X);
-    double *l2 = xmalloc((size_t)P * sizeof(double));
+    double *l2 = xmalloc((size_t)P * sizeof(double)), *l2_block = xmalloc((size_t)t->layers * sizeof(double));
+    Preconditioner pc;
+    preconditioner_init(&pc, &shape, X, a->plain);
     int order[PROBE_MAX_L2];
     strongest_first(a, order);
-    const ProbeLbfgsOptions opt = {.max_iters = a->max_iters, .epsilon = 1e-6};
     for (int i = 0; i < a->num_l2; i++) {
         const int g = order[i];
         const double t0 = now_seconds();
         for (int p = 0; p < P; p++) l2[p] = a->l2_grid[g];
+        for (int b = 0; b < t->layers; b++) l2_block[b] = a->l2_grid[g];
+        const ProbeLbfgsOptions opt = lbfgs_options(a, &pc, l2_block);
         probe_lbfgs(e, l2, &opt, pa->W, pa->fits);
         score_strength(pa, a, g, r);
         if (a->verbose) {
@@ -270,6 +319,8 @@ static void walk_grid(Path *pa, const ProbeProtocol *a, const int8_t *fold, cons
         }
     }
     free(l2);
+    free(l2_block);
+    preconditioner_free(&pc);
     probe_evaluator_free(e);
 }
 
@@ -292,8 +343,11 @@ static void refit_with_val(Path *pa, const ProbeProtocol *a, ProbeLayerResult *r
     ProbeEvaluator *e = make_evaluator(a, &shape, X);
     double *l2 = xmalloc((size_t)L * sizeof(double));
     for (int l = 0; l < L; l++) l2[l] = r[l].l2;
-    const ProbeLbfgsOptions opt = {.max_iters = a->max_iters, .epsilon = 1e-6};
+    Preconditioner pc;
+    preconditioner_init(&pc, &shape, X, a->plain);
+    const ProbeLbfgsOptions opt = lbfgs_options(a, &pc, l2);
     probe_lbfgs(e, l2, &opt, pa->chosen, pa->fits);
+    preconditioner_free(&pc);
     for (int l = 0; l < L; l++) {
         r[l].iters = pa->fits[l].iters;
         r[l].grad_norm = pa->fits[l].grad_norm;

@@ -66,6 +66,8 @@ void standardize(const float *X, int64_t n, int d, int64_t stride, const double 
 // The default grid (--l2): half decades from 10 down to 1e-5, wide enough
 // that real layers' choices fall inside it.
 #define PROBE_DEFAULT_L2 "10,3,1,0.3,0.1,0.03,0.01,0.003,0.001,3e-4,1e-4,3e-5,1e-5"
+// The default grid's values into grid (PROBE_MAX_L2 at most); returns their count.
+int probe_default_l2(double *grid);
 typedef enum { PROBE_SELECT_KFOLD, PROBE_SELECT_HOLDOUT, PROBE_SELECT_VAL } ProbeSelect;
 enum { PROBE_MAX_L2 = 16 };
 
@@ -83,6 +85,7 @@ typedef struct {
     int folds;  // kfold's K (>= 2)
     ProbeEvaluatorMaker make_evaluator;
     bool verbose;  // a line on stderr per L2 strength
+    bool plain;    // L-BFGS without the preconditioner (solver.h; to compare)
 } ProbeProtocol;
 
 typedef struct {

@@ -78,6 +78,11 @@ void probe_rows_softmax_residual(const ProbeBatchShape *s, int64_t row0, int64_t
 typedef struct {
     int max_iters;   // iterations (accepted steps) per problem; 0: until converged
     double epsilon;  // converged when ||g|| <= epsilon * max(1, ||w||) (liblbfgs's test)
+    // A linear change of variables per block (NULL: none): each class's d
+    // weights are w = M v, and L-BFGS runs on v; blocks x d x d each, M and
+    // its inverse. The objective and its optimum are the same; the
+    // convergence test is on the gradient in w.
+    const double *M, *M_inv;
 } ProbeLbfgsOptions;
 
 enum { PROBE_FIT_CONVERGED = 0, PROBE_FIT_MAX_ITERS = 1, PROBE_FIT_LINE_SEARCH_FAILED = 2 };
@@ -96,5 +101,12 @@ void probe_lbfgs_defaults(ProbeLbfgsOptions *opt);
 // the problems still working together; finished ones are frozen. History 10,
 // backtracking Armijo line search (c1 = 1e-4, halving). Deterministic.
 void probe_lbfgs(ProbeEvaluator *e, const double *l2, const ProbeLbfgsOptions *opt, double *W, ProbeFit *fits);
+
+// The preconditioner of a block: C = X^T X / rows over its first `rows` rows
+// (d x d; a sample is enough), then M = L^-T, M_inv = L^T with
+// L L^T = C / 10 + l2 I, which makes the Hessian of the objective in v near
+// the identity (the softmax's curvature is about a tenth of C's).
+void probe_gram(const double *X, int64_t rows, int d, double *C);
+void probe_preconditioner(const double *C, int d, double l2, double *M, double *M_inv);
 
 #endif
