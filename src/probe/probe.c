@@ -178,7 +178,8 @@ static int8_t *selection_folds(const FeatureSet *train, const ProbeProtocol *a, 
     if (a->select == PROBE_SELECT_KFOLD) {
         if (a->folds < 2 || a->folds > n)
             die("%d-fold cross-validation needs 2 to %lld folds (one image each at least)", a->folds, (long long)n);
-        probe_assign_folds(train->labels, n, train->num_classes, a->folds, a->seed, fold);
+        if (a->fold) memcpy(fold, a->fold, (size_t)n);
+        else probe_assign_folds(train->labels, n, train->num_classes, a->folds, a->seed, fold);
         *per_block = a->folds + 1;
         *held = n;
         return fold;

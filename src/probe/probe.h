@@ -84,8 +84,9 @@ typedef struct {
     ProbeSelect select;
     int folds;  // kfold's K (>= 2)
     ProbeEvaluatorMaker make_evaluator;
-    bool verbose;  // a line on stderr per L2 strength
-    bool plain;    // L-BFGS without the preconditioner (solver.h; to compare)
+    bool verbose;        // a line on stderr per L2 strength
+    bool plain;          // L-BFGS without the preconditioner (solver.h; to compare)
+    const int8_t *fold;  // kfold: this assignment of the training rows instead of the seeded one (tests)
 } ProbeProtocol;
 
 typedef struct {
