@@ -260,7 +260,10 @@ TEST(test_probe_folds_stratified_and_seeded) {
     }
     CHECK(bad == 0, "every row in a fold");
     int64_t lo = N, hi = 0, spread = 0;
-    for (int f = 0; f < FOLDS; f++) lo = size[f] < lo ? size[f] : lo, hi = size[f] > hi ? size[f] : hi;
+    for (int f = 0; f < FOLDS; f++) {
+        lo = size[f] < lo ? size[f] : lo;
+        hi = size[f] > hi ? size[f] : hi;
+    }
     for (int k = 0; k < K; k++)
         for (int f = 0; f < FOLDS; f++) {
             const int64_t d = llabs(per[k][f] * FOLDS - cls[k]);
