@@ -307,6 +307,7 @@ static void bench_probe(const BenchArgs *a, int threads) {
     json_int(&w, "best_layer", best);
     json_real(&w, "best_l2", "%g", r[best].l2);
     json_real(&w, "mean_final_iterations", "%.1f", (double)iters / layers);
+    json_int(&w, "evaluations", r[0].path_evaluations);
     json_object_end(&w);
     json_write_line(&w, stdout);
     free(r);

@@ -309,15 +309,15 @@ static void walk_grid(Path *pa, const ProbeProtocol *a, const int8_t *fold, cons
         const ProbeLbfgsOptions opt = lbfgs_options(a, &pc, l2_block);
         probe_lbfgs(e, l2, &opt, pa->W, pa->fits);
         score_strength(pa, a, g, r);
-        if (a->verbose) {
-            int most = 0, evals = 0;
-            for (int p = 0; p < P; p++) {
-                most = pa->fits[p].iters > most ? pa->fits[p].iters : most;
-                evals = pa->fits[p].evaluations > evals ? pa->fits[p].evaluations : evals;
-            }
+        int most = 0, evals = 0;
+        for (int p = 0; p < P; p++) {
+            most = pa->fits[p].iters > most ? pa->fits[p].iters : most;
+            evals = pa->fits[p].evaluations > evals ? pa->fits[p].evaluations : evals;
+        }
+        for (int b = 0; b < t->layers; b++) r[b].path_evaluations += evals;
+        if (a->verbose)
             fprintf(stderr, "probe: L2 %g (%d/%d): %d problems, at most %d iterations, %d evaluations, %.1f s\n",
                     a->l2_grid[g], i + 1, a->num_l2, P, most, evals, now_seconds() - t0);
-        }
     }
     free(l2);
     free(l2_block);

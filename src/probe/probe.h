@@ -101,6 +101,7 @@ typedef struct {
     double grad_norm;                     // of the probe's fit
     int iters;                            // of the probe's fit at the chosen strength (from its warm start)
     int64_t eval_images, holdout_images;  // the counts behind the two standard errors
+    int path_evaluations;                 // evaluations of the whole batch along the grid (the same for every layer)
 } ProbeLayerResult;
 
 // Results for each of train->layers layers. val: the validation features,
