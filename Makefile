@@ -14,18 +14,19 @@ CXX ?= g++
 # --- Build modes for a GPU machine (scripts/gpu_check.sh, docs/gpu-verification.md) ----------
 # make GPU_ONLY=1: on a machine with the CUDA toolkit and nothing else, build/gpu-only/igpt
 # and its CUDA tests: plain C matrix products for the CPU reference instead of OpenBLAS, CRC-32
-# without zlib, no probe solver (no liblbfgs: `probe` extracts the features, then says so), no
-# cJSON (log lines are read by a scan), no MPI; warnings do not stop it (another compiler there).
+# without zlib, no cJSON (log lines are read by a scan), no MPI; the probe solver is our own
+# (src/probe/lbfgs.c), so probes are fitted there too (their results are written, not read back);
+# warnings do not stop it (another compiler there).
 # make BUNDLE=1 (scripts/gpu_bundle.sh): igpt and its CUDA tests built here to be carried to a
 # GPU machine: any x86-64-v3 CPU (AVX2, as every H100/H200 host has), glibc 2.34 and gcc 11's
-# libstdc++ or later; the plain products as in GPU_ONLY (OpenBLAS alone is 37 MB); liblbfgs,
+# libstdc++ or later; the plain products as in GPU_ONLY (OpenBLAS alone is 37 MB);
 # zlib and the CUDA runtime linked in, cJSON and libgomp beside them (rpath $ORIGIN/lib); no MPI,
 # no NCCL (one GPU). cuBLASLt is the GPU machine's (its CUDA folder or PyTorch's nvidia/*/lib).
 ifeq ($(GPU_ONLY),1)
 BUILD = build/gpu-only
 WERROR =
 MPICC =
-DEP_DEFS = -DIGPT_NO_BLAS -DIGPT_NO_ZLIB -DIGPT_NO_LBFGS -DIGPT_NO_CJSON
+DEP_DEFS = -DIGPT_NO_BLAS -DIGPT_NO_ZLIB -DIGPT_NO_CJSON
 DEP_LIBS =
 CUDART = -lcudart_static -ldl -lrt -lpthread
 endif
@@ -35,7 +36,7 @@ CFLAGS = -O3 -march=x86-64-v3 -mtune=generic -fno-math-errno
 MPICC =
 NCCL_HOME = /nonexistent
 DEP_DEFS = -DIGPT_NO_BLAS
-DEP_LIBS = -Wl,-Bstatic -llbfgs -lz -Wl,-Bdynamic -lcjson
+DEP_LIBS = -Wl,-Bstatic -lz -Wl,-Bdynamic -lcjson
 CUDART = -lcudart_static -ldl -lrt -lpthread
 LDFLAGS += -Wl,-rpath,'$$ORIGIN/lib'
 endif
@@ -70,7 +71,7 @@ endif
 
 CFLAGS ?= -O3 -march=native -fno-math-errno
 WERROR ?= -Werror
-DEP_LIBS ?= -lopenblas -llbfgs -lcjson -lz
+DEP_LIBS ?= -lopenblas -lcjson -lz
 # OpenBLAS, OpenMP build: inside our own parallel regions its calls run single-threaded.
 MULTIARCH := $(shell $(CC) -print-multiarch)
 BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp

@@ -22,8 +22,8 @@
 
 typedef struct {
     const char *mode, *config;
-    int side, colors, batch, steps, warmup, dim, batch_heads, seq, head_size;
-    bool optimizer, recompute, quiet;
+    int side, colors, batch, steps, warmup, dim, layers, folds, batch_heads, seq, head_size;
+    bool optimizer, recompute, quiet, plain;
     int64_t train_images, eval_images;
     DeviceSettings device;
 } BenchArgs;
@@ -47,6 +47,9 @@ static const Option model_options[] = {
 
 static const Option probe_options[] = {
     {"dim", OPT_INT, SETTING(BenchArgs, dim), "N", "feature dimensions", "256", .lo = 1, .hi = 65536},
+    {"layers", OPT_INT, SETTING(BenchArgs, layers), "N", "layers probed together", "13", .lo = 1, .hi = 1000},
+    {"folds", OPT_INT, SETTING(BenchArgs, folds), "K", "cross-validation folds", "5", .lo = 2, .hi = 20},
+    {"plain", OPT_FLAG, SETTING(BenchArgs, plain), NULL, "L-BFGS without its preconditioner (to compare)"},
     {"train-images", OPT_INT64, SETTING(BenchArgs, train_images), "N", "training images", "45000", .lo = 20,
      .hi = INT64_MAX / 4},
     {"eval-images", OPT_INT64, SETTING(BenchArgs, eval_images), "N", "evaluation images", "5000", .lo = 1,
@@ -222,14 +225,17 @@ static void bench_attention(const BenchArgs *a) {
     json_write_line(&w, stdout);
 }
 
-// Features of `count` images of 10 classes: a class mean plus noise that is
-// correlated through 16 shared factors, scaled so that a linear probe lands
-// between chance and perfect, like a real layer's features.
-static void synthetic_features(int64_t count, int dim, uint64_t seed, const float *class_means, const float *factors,
-                               FeatureSet *fs) {
-    *fs = (FeatureSet){.count = count, .layers = 1, .dim = dim, .num_classes = 10, .gen_loss = NAN};
+// Features of `count` images of 10 classes in `layers` layers, shaped like a
+// model's: each image has a class mean plus noise correlated through 16
+// shared factors (a decaying spectrum), and layer l mixes the image's layer
+// l-1 with fresh noise, so neighbouring layers are correlated, as a residual
+// stream's are. Scaled so that a linear probe lands between chance and
+// perfect.
+static void synthetic_features(int64_t count, int layers, int dim, uint64_t seed, const float *class_means,
+                               const float *factors, FeatureSet *fs) {
+    *fs = (FeatureSet){.count = count, .layers = layers, .dim = dim, .num_classes = 10, .gen_loss = NAN};
     fs->labels = xmalloc((size_t)count * sizeof(uint16_t));
-    fs->values = xmalloc((size_t)count * dim * sizeof(float));
+    fs->values = xmalloc((size_t)count * layers * dim * sizeof(float));
     Rng rng;
     rng_init(&rng, seed, 0x73796e66ull /* "synf" */);
     double z[16];
@@ -237,17 +243,23 @@ static void synthetic_features(int64_t count, int dim, uint64_t seed, const floa
         const int c = (int)(i % 10);
         fs->labels[i] = (uint16_t)c;
         for (int f = 0; f < 16; f++) z[f] = rng_normal(&rng);
-        float *x = fs->values + i * dim;
+        float *x = fs->values + i * layers * dim;
         for (int j = 0; j < dim; j++) {
             double v = class_means[c * dim + j] + rng_normal(&rng);
             for (int f = 0; f < 16; f++) v += z[f] * factors[f * dim + j];
             x[j] = (float)v;
         }
+        for (int l = 1; l < layers; l++)
+            for (int j = 0; j < dim; j++)
+                x[l * dim + j] = (float)(0.8 * x[(l - 1) * dim + j] + 0.6 * rng_normal(&rng) +
+                                         0.3 * class_means[c * dim + (j + l) % dim]);
     }
 }
 
+// The whole protocol of ./igpt probe (5-fold CV over the default L2 grid, all
+// layers together, the final fits and their scores) on synthetic features.
 static void bench_probe(const BenchArgs *a, int threads) {
-    const int dim = a->dim;
+    const int dim = a->dim, layers = a->layers;
     float *means = xmalloc((size_t)10 * dim * sizeof(float)), *factors = xmalloc((size_t)16 * dim * sizeof(float));
     Rng rng;
     rng_init(&rng, 7, 0);
@@ -256,30 +268,51 @@ static void bench_probe(const BenchArgs *a, int threads) {
     for (int f = 0; f < 16; f++)  // a decaying spectrum of shared directions, as in real layers
         for (int j = 0; j < dim; j++) factors[f * dim + j] = (float)(4.0 / (f + 1) * rng_normal(&rng));
     FeatureSet train, eval;
-    synthetic_features(a->train_images, dim, 1, means, factors, &train);
-    synthetic_features(a->eval_images, dim, 2, means, factors, &eval);
-    static const double grid[] = {1, 0.1, 0.01, 0.001, 0.0001};
-    ProbeProtocol protocol = {.l2_grid = grid, .num_l2 = 5, .max_iters = 1000, .seed = 1234, .threads = threads};
-    ProbeLayerResult r;
-    double t0 = now_seconds();
-    probe_layer(&train, &eval, 0, &protocol, &r);
-    double seconds = now_seconds() - t0;
+    synthetic_features(a->train_images, layers, dim, 1, means, factors, &train);
+    synthetic_features(a->eval_images, layers, dim, 2, means, factors, &eval);
+    double grid[PROBE_MAX_L2];
+    const int num_l2 = probe_default_l2(grid);
+    ProbeProtocol protocol = {.l2_grid = grid,
+                              .num_l2 = num_l2,
+                              .max_iters = 1000,
+                              .seed = 1234,
+                              .threads = threads,
+                              .select = PROBE_SELECT_KFOLD,
+                              .folds = a->folds,
+                              .verbose = !a->quiet,
+                              .plain = a->plain};
+    ProbeLayerResult *r = xcalloc((size_t)layers, sizeof *r);
+    const double t0 = now_seconds();
+    probe_layers(&train, NULL, &eval, &protocol, r);
+    const double seconds = now_seconds() - t0;
+    int best = 0, iters = 0;
+    for (int l = 0; l < layers; l++) {
+        if (r[l].accuracy > r[best].accuracy) best = l;
+        iters += r[l].iters;
+    }
     JsonWriter w;
     json_init(&w);
     json_object_begin(&w, NULL, JSON_INLINE);
     json_string(&w, "impl", "igpt-cpu");
     json_string(&w, "mode", "probe");
     json_int(&w, "dim", dim);
+    json_int(&w, "layers", layers);
     json_int(&w, "train_images", a->train_images);
     json_int(&w, "eval_images", a->eval_images);
+    json_int(&w, "folds", a->folds);
+    json_int(&w, "l2_values", num_l2);
     json_int(&w, "threads", threads);
-    json_real(&w, "seconds_per_layer", "%.2f", seconds);
-    json_real(&w, "accuracy", "%.4f", r.accuracy);
-    json_real(&w, "l2", "%g", r.l2);
-    json_int(&w, "final_iterations", r.iters);
-    json_real(&w, "grad_norm", "%.2e", r.grad_norm);
+    json_bool(&w, "preconditioned", !a->plain);
+    json_real(&w, "seconds", "%.2f", seconds);
+    json_real(&w, "seconds_per_layer", "%.2f", seconds / layers);
+    json_real(&w, "best_accuracy", "%.4f", r[best].accuracy);
+    json_int(&w, "best_layer", best);
+    json_real(&w, "best_l2", "%g", r[best].l2);
+    json_real(&w, "mean_final_iterations", "%.1f", (double)iters / layers);
+    json_int(&w, "evaluations", r[0].path_evaluations);
     json_object_end(&w);
     json_write_line(&w, stdout);
+    free(r);
     features_free(&train);
     features_free(&eval);
     free(means);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds here what a bare GPU machine runs: build/gpu-bundle/, with igpt and
 # igpt_cuda_tests (make BUNDLE=1: sm_80 and sm_90 code with sm_90 PTX, any
-# x86-64-v3 CPU, liblbfgs, zlib and the CUDA runtime linked in) and lib/
+# x86-64-v3 CPU, zlib and the CUDA runtime linked in) and lib/
 # beside them (cJSON, libgomp; found through rpath $ORIGIN/lib). The C and
 # C++ libraries are the GPU machine's: glibc 2.34 and gcc 11's libstdc++ or
 # later (a static libstdc++ would ask for glibc 2.36).

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # --bench adds PyTorch (Debian's CPU build) for make bench-cpu and the reference scripts.
-packages=(build-essential zlib1g-dev libjpeg-dev libpng-dev python3 libopenblas-openmp-dev liblbfgs-dev libcjson-dev clang clang-format python3-matplotlib libboost-context-dev libopenmpi-dev openmpi-bin procps)
+packages=(build-essential zlib1g-dev libjpeg-dev libpng-dev python3 libopenblas-openmp-dev libcjson-dev clang clang-format python3-matplotlib libboost-context-dev libopenmpi-dev openmpi-bin procps)
 [ "${1:-}" = "--bench" ] && packages+=(python3-torch)
 missing=()
 for p in "${packages[@]}"; do

@@ -9,7 +9,7 @@
 #      starts with cuBLASLt from there, and scripts/gpu_check.sh uses it;
 #   2. without it, gpu_check.sh builds the GPU-only igpt there (make
 #      GPU_ONLY=1) with nothing but the CUDA toolkit;
-#   3. that igpt trains, resumes and extracts probe features on the CPU
+#   3. that igpt trains, resumes and probes (features and fits) on the CPU
 #      (the plain products, CRC-32 and log reading it uses instead).
 # Both gpu_check.sh runs end with the table; their GPU checks FAIL (no GPU).
 # Not part of make test (root, ~3 minutes): docs/gpu-verification.md.
@@ -138,8 +138,9 @@ check "GPU-only igpt: stopped and resumed ends bitwise where straight through do
     cmp -s "$run/run/checkpoint-00000008.bin" "$run/straight/checkpoint-00000008.bin"
 "$igpt" probe --device cpu --data "$run/data" --run "$run/run" --quiet --train-images 40 --eval-images 10 \
     >"$sandbox/probe.txt" 2>&1
-check "GPU-only igpt: probe extracts and caches the features, then says it has no solver" bash -c \
-    'grep -q "cannot fit probes" "$1" && [ -f "$2/probe/features-00000000-train.bin" ]' _ "$sandbox/probe.txt" "$run/run"
+check "GPU-only igpt: probe extracts and caches the features and fits the probes (our own L-BFGS)" bash -c \
+    '[ -f "$2/probe/features-00000000-train.bin" ] && [ -f "$2/probe/probe-00000008.json" ] &&
+     grep -q "best layer" "$1"' _ "$sandbox/probe.txt" "$run/run"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

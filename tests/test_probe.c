@@ -9,6 +9,7 @@
 #include "model/model.h"
 #include "probe/features.h"
 #include "probe/probe.h"
+#include "probe/solver.h"
 #include "test.h"
 #include "train/checkpoint.h"
 #include "util/json.h"
@@ -77,6 +78,264 @@ TEST(test_probe_separable_data_is_solved) {
     free(X);
     free(y);
     linear_probe_free(&m);
+}
+
+// --- The batched solver (solver.h) ------------------------------------------------------
+
+// n rows of d features in `blocks` blocks (each block its own mix of the
+// same classes), labels i % k: overlapping classes, a strictly convex problem.
+static double *batch_features(int64_t n, int d, int k, int blocks, uint64_t seed, uint16_t *y) {
+    double *X = xmalloc((size_t)blocks * n * d * sizeof(double));
+    Rng rng;
+    rng_init(&rng, seed, 0);
+    for (int64_t i = 0; i < n; i++) y[i] = (uint16_t)(i % k);
+    for (int b = 0; b < blocks; b++)
+        for (int64_t i = 0; i < n; i++)
+            for (int q = 0; q < d; q++)
+                X[((size_t)b * n + i) * d + q] = ((q + b) % k == y[i] ? 0.8 : 0.0) + rng_normal(&rng);
+    return X;
+}
+
+// The fixture again, through probe_lbfgs with the preconditioner: the change
+// of variables must not move the optimum.
+TEST(test_probe_preconditioned_solver_matches_scipy) {
+    Fixture fx = {0};
+    CHECK(fixture_load("tests/fixtures/probe_reference.bin", &fx), "fixture loads");
+    const FixtureArray *X = fixture_get(&fx, "X"), *y32 = fixture_get(&fx, "y"), *Wref = fixture_get(&fx, "W");
+    const double l2 = *(const double *)fixture_get(&fx, "l2")->data;
+    const double objective = *(const double *)fixture_get(&fx, "objective")->data;
+    const int64_t n = X->dims[0];
+    const int d = (int)X->dims[1], k = (int)Wref->dims[0];
+    uint16_t *y = xmalloc((size_t)n * 2);
+    for (int64_t i = 0; i < n; i++) y[i] = (uint16_t)((const int32_t *)y32->data)[i];
+    const ProbeBatchShape shape = {.n = n, .d = d, .k = k, .blocks = 1, .per_block = 1, .y = y};
+    ProbeEvaluator *e = probe_cpu_evaluator_create(&shape, X->data, 2);
+    double *C = xmalloc((size_t)d * d * sizeof(double)), *M = xmalloc((size_t)d * d * sizeof(double)),
+           *M_inv = xmalloc((size_t)d * d * sizeof(double));
+    probe_gram(X->data, n, d, C);
+    probe_preconditioner(C, d, l2, M, M_inv);
+    double err = 0.0;  // M M_inv = I
+    for (int i = 0; i < d; i++)
+        for (int j = 0; j < d; j++) {
+            double sum = 0.0;
+            for (int q = 0; q < d; q++) sum += M[i * d + q] * M_inv[q * d + j];
+            err = fmax(err, fabs(sum - (i == j)));
+        }
+    CHECK(err < 1e-10, "M and M_inv are inverses: %.2e", err);
+    ProbeLbfgsOptions opt = {.max_iters = 1000, .epsilon = 1e-8, .M = M, .M_inv = M_inv};
+    double *W = xcalloc(Wref->count, sizeof(double));
+    ProbeFit fit;
+    probe_lbfgs(e, &l2, &opt, W, &fit);
+    CHECK(fabs(fit.objective - objective) < 1e-5 * objective, "objective %.10f vs SciPy %.10f", fit.objective,
+          objective);
+    double werr = 0;
+    for (size_t i = 0; i < Wref->count; i++) werr = fmax(werr, fabs(W[i] - ((const double *)Wref->data)[i]));
+    CHECK(werr < 1e-3, "weights within 1e-3 of SciPy's: %.2e (%d iterations)", werr, fit.iters);
+    probe_evaluator_free(e);
+    free(W);
+    free(C);
+    free(M);
+    free(M_inv);
+    free(y);
+    fixture_free(&fx);
+}
+
+// The evaluator's gradient against central differences of its objective, with
+// folds (so rows held out of some problems) and different L2 strengths.
+TEST(test_probe_evaluator_gradient) {
+    enum { N = 30, D = 4, K = 3, BLOCKS = 2, J = 3 };
+    uint16_t y[N];
+    int8_t fold[N];
+    double *X = batch_features(N, D, K, BLOCKS, 3, y);
+    for (int i = 0; i < N; i++) fold[i] = (int8_t)(i % 3 == 0 ? -1 : i % 2);  // folds -1, 0, 1; problem 2 fits all
+    const ProbeBatchShape shape = {.n = N, .d = D, .k = K, .blocks = BLOCKS, .per_block = J, .y = y, .fold = fold};
+    const int P = BLOCKS * J, V = K * (D + 1);
+    ProbeEvaluator *e = probe_cpu_evaluator_create(&shape, X, 2);
+    double W[BLOCKS * J * K * (D + 1)], G[BLOCKS * J * K * (D + 1)], G2[BLOCKS * J * K * (D + 1)], f[BLOCKS * J],
+        fp[BLOCKS * J], fm[BLOCKS * J], l2[BLOCKS * J];
+    uint8_t active[BLOCKS * J];
+    Rng rng;
+    rng_init(&rng, 5, 0);
+    for (int i = 0; i < P * V; i++) W[i] = 0.5 * rng_normal(&rng);
+    for (int p = 0; p < P; p++) {
+        l2[p] = 0.01 * (p + 1);
+        active[p] = 1;
+    }
+    e->evaluate(e, W, l2, active, f, G, NULL);
+    double worst = 0.0;
+    const double h = 1e-6;
+    for (int i = 0; i < V; i++) {
+        for (int p = 0; p < P; p++) W[p * V + i] += h;
+        e->evaluate(e, W, l2, active, fp, G2, NULL);
+        for (int p = 0; p < P; p++) W[p * V + i] -= 2 * h;
+        e->evaluate(e, W, l2, active, fm, G2, NULL);
+        for (int p = 0; p < P; p++) {
+            W[p * V + i] += h;
+            worst = fmax(worst, fabs((fp[p] - fm[p]) / (2 * h) - G[p * V + i]));
+        }
+    }
+    CHECK(worst < 1e-7, "gradient = central differences of the objective, every weight and bias: %.2e", worst);
+    probe_evaluator_free(e);
+    free(X);
+}
+
+// Several blocks, folds and L2 strengths in one batch: each problem ends where
+// it ends solved alone on its own rows, and its held-out count is probe_score's.
+TEST(test_probe_batch_equals_problems_alone) {
+    enum { N = 120, D = 5, K = 3, BLOCKS = 2, FOLDS = 3, J = FOLDS + 1 };
+    uint16_t y[N];
+    int8_t fold[N];
+    double *X = batch_features(N, D, K, BLOCKS, 11, y);
+    probe_assign_folds(y, N, K, FOLDS, 9, fold);
+    const ProbeBatchShape shape = {.n = N, .d = D, .k = K, .blocks = BLOCKS, .per_block = J, .y = y, .fold = fold};
+    const int P = BLOCKS * J, V = K * (D + 1);
+    double W[BLOCKS * J * K * (D + 1)] = {0}, l2[BLOCKS * J];
+    for (int p = 0; p < P; p++) l2[p] = p % 2 ? 0.3 : 0.003;  // neighbours differ: they finish at other times
+    ProbeEvaluator *e = probe_cpu_evaluator_create(&shape, X, 2);
+    ProbeFit fits[BLOCKS * J];
+    const ProbeLbfgsOptions opt = {.max_iters = 1000, .epsilon = 1e-9};
+    probe_lbfgs(e, l2, &opt, W, fits);
+    probe_evaluator_free(e);
+    double worst = 0.0;
+    int wrong_counts = 0, unconverged = 0;
+    for (int p = 0; p < P; p++) {
+        const int b = p / J, j = p % J;
+        double *Xa = xmalloc((size_t)N * D * sizeof(double)), *Xh = xmalloc((size_t)N * D * sizeof(double));
+        uint16_t ya[N], yh[N];
+        int64_t na = 0, nh = 0;
+        for (int i = 0; i < N; i++) {
+            const double *row = X + ((size_t)b * N + i) * D;
+            if (fold[i] == j) {
+                memcpy(Xh + nh * D, row, D * sizeof(double));
+                yh[nh++] = y[i];
+            } else {
+                memcpy(Xa + na * D, row, D * sizeof(double));
+                ya[na++] = y[i];
+            }
+        }
+        const ProbeProblem alone = {na, D, K, Xa, ya}, held = {nh, D, K, Xh, yh};
+        ProbeSolverOptions o;
+        probe_solver_defaults(&o);
+        o.l2 = l2[p];
+        o.epsilon = 1e-9;
+        o.threads = 1;
+        LinearProbe m;
+        probe_fit(&alone, &o, NULL, &m);
+        for (int i = 0; i < V; i++) worst = fmax(worst, fabs(m.w[i] - W[p * V + i]));
+        unconverged += fits[p].status != PROBE_FIT_CONVERGED;
+        if (nh > 0) {
+            const LinearProbe batch = {.d = D, .k = K, .w = W + p * V};
+            const double acc = probe_score(&batch, &held, 1, NULL, NULL);
+            wrong_counts += llround(acc * (double)nh) != fits[p].heldout_correct;
+        } else {
+            wrong_counts += fits[p].heldout_correct != 0;
+        }
+        linear_probe_free(&m);
+        free(Xa);
+        free(Xh);
+    }
+    CHECK(unconverged == 0, "every problem of the batch converged: %d did not", unconverged);
+    CHECK(worst < 1e-6, "batched and alone: the same weights within 1e-6 (both to |g| < 1e-9): %.2e", worst);
+    CHECK(wrong_counts == 0, "held-out counts = probe_score on the held-out rows: %d differ", wrong_counts);
+    free(X);
+}
+
+TEST(test_probe_folds_stratified_and_seeded) {
+    enum { N = 1003, K = 7, FOLDS = 5 };
+    uint16_t y[N];
+    int8_t a[N], b[N], c[N];
+    for (int i = 0; i < N; i++) y[i] = (uint16_t)((i * 37 + i / 3) % K);
+    probe_assign_folds(y, N, K, FOLDS, 42, a);
+    probe_assign_folds(y, N, K, FOLDS, 42, b);
+    probe_assign_folds(y, N, K, FOLDS, 43, c);
+    int64_t size[FOLDS] = {0}, per[K][FOLDS] = {{0}}, cls[K] = {0};
+    int bad = 0, moved = 0;
+    for (int i = 0; i < N; i++) {
+        bad += a[i] < 0 || a[i] >= FOLDS;
+        if (a[i] < 0 || a[i] >= FOLDS) continue;
+        size[a[i]]++;
+        per[y[i]][a[i]]++;
+        cls[y[i]]++;
+        moved += a[i] != c[i];
+    }
+    CHECK(bad == 0, "every row in a fold");
+    int64_t lo = N, hi = 0, spread = 0;
+    for (int f = 0; f < FOLDS; f++) {
+        lo = size[f] < lo ? size[f] : lo;
+        hi = size[f] > hi ? size[f] : hi;
+    }
+    for (int k = 0; k < K; k++)
+        for (int f = 0; f < FOLDS; f++) {
+            const int64_t d = llabs(per[k][f] * FOLDS - cls[k]);
+            spread = d > spread ? d : spread;
+        }
+    CHECK(hi - lo <= 1, "fold sizes within one row: %lld..%lld", (long long)lo, (long long)hi);
+    CHECK(spread < FOLDS, "each class's share of each fold within one row of 1/%d", FOLDS);
+    CHECK(memcmp(a, b, N) == 0, "the same seed, the same folds");
+    CHECK(moved > N / 2, "another seed, other folds: %d rows moved", moved);
+}
+
+// --select kfold against SciPy (tests/reference/probe_reference.py): the
+// cross-validation accuracy at each L2 of the grid, the chosen L2, and the
+// evaluation accuracy of the fit on all rows at it, for a fixed fold assignment.
+TEST(test_probe_kfold_selection_matches_scipy) {
+    Fixture fx = {0};
+    bool loaded = fixture_load("tests/fixtures/probe_kfold.bin", &fx);
+    CHECK(loaded, "tests/fixtures/probe_kfold.bin loads (tests/reference/probe_reference.py writes it)");
+    if (!loaded) return;
+    const FixtureArray *X = fixture_get(&fx, "X"), *y32 = fixture_get(&fx, "y"), *Xe = fixture_get(&fx, "X_eval"),
+                       *ye32 = fixture_get(&fx, "y_eval"), *f32 = fixture_get(&fx, "fold"),
+                       *grid = fixture_get(&fx, "l2"), *cv = fixture_get(&fx, "cv_accuracy");
+    const double chosen = *(const double *)fixture_get(&fx, "chosen_l2")->data;
+    const double eval_accuracy = *(const double *)fixture_get(&fx, "eval_accuracy")->data;
+    const int64_t n = X->dims[0], n_eval = Xe->dims[0];
+    const int d = (int)X->dims[1];
+    uint16_t *y = xmalloc((size_t)n * 2), *ye = xmalloc((size_t)n_eval * 2);
+    int8_t *fold = xmalloc((size_t)n);
+    int folds = 0;
+    for (int64_t i = 0; i < n; i++) {
+        y[i] = (uint16_t)((const int32_t *)y32->data)[i];
+        fold[i] = (int8_t)((const int32_t *)f32->data)[i];
+        folds = fold[i] + 1 > folds ? fold[i] + 1 : folds;
+    }
+    for (int64_t i = 0; i < n_eval; i++) ye[i] = (uint16_t)((const int32_t *)ye32->data)[i];
+    FeatureSet train = {.count = n, .layers = 1, .dim = d, .num_classes = 3, .labels = y, .values = X->data};
+    FeatureSet eval = {.count = n_eval, .layers = 1, .dim = d, .num_classes = 3, .labels = ye, .values = Xe->data};
+    const ProbeProtocol protocol = {.l2_grid = grid->data,
+                                    .num_l2 = (int)grid->count,
+                                    .max_iters = 1000,
+                                    .threads = 2,
+                                    .select = PROBE_SELECT_KFOLD,
+                                    .folds = folds,
+                                    .fold = fold};
+    ProbeLayerResult r;
+    probe_layers(&train, NULL, &eval, &protocol, &r);
+    int differ = 0;
+    for (int g = 0; g < protocol.num_l2; g++)
+        differ += llround(r.holdout_by_l2[g] * n) != llround(((const double *)cv->data)[g] * n);
+    CHECK(differ == 0, "CV accuracy at every L2 as SciPy's (%d differ; at the chosen %.4f)", differ,
+          r.holdout_accuracy);
+    CHECK(r.l2 == chosen, "chosen L2 %g, SciPy %g", r.l2, chosen);
+    CHECK(llround(r.accuracy * n_eval) == llround(eval_accuracy * n_eval), "eval accuracy %.4f, SciPy %.4f", r.accuracy,
+          eval_accuracy);
+    CHECK(fabs(r.accuracy_se - sqrt(r.accuracy * (1 - r.accuracy) / n_eval)) < 1e-12 && r.eval_images == n_eval &&
+              r.holdout_images == n,
+          "standard errors from the counts");
+    CHECK(!r.l2_at_grid_end, "an interior choice is not flagged");
+    // Two strengths so strong that only the biases fit: the same CV accuracy, and the stronger is chosen
+    // (the grid given weakest first: the walk orders it), at the grid's end.
+    const double strong[] = {1e3, 1e4};
+    ProbeProtocol tie = protocol;
+    tie.l2_grid = strong;
+    tie.num_l2 = 2;
+    probe_layers(&train, NULL, &eval, &tie, &r);
+    CHECK(r.holdout_by_l2[0] == r.holdout_by_l2[1] && r.l2 == 1e4 && r.l2_at_grid_end,
+          "a tie keeps the stronger L2, flagged at the grid's end: %g (%.4f, %.4f)", r.l2, r.holdout_by_l2[0],
+          r.holdout_by_l2[1]);
+    free(y);
+    free(ye);
+    free(fold);
+    fixture_free(&fx);
 }
 
 TEST(test_probe_standardize) {
@@ -161,7 +420,9 @@ TEST(test_probe_cli_checkpoint_and_run) {
     CHECK(strstr(cli_stdout(), "step 6") == NULL && strstr(cli_stdout(), "recomputing") == NULL,
           "a checkpoint already probed with these settings is skipped: %s", cli_stdout());
     char *table = (char *)read_whole_file(test_path("run/probe/probes.csv"), NULL);
-    CHECK(table && strstr(table, "step,eval_gen_loss,best_layer,best_accuracy,acc_layer_0,acc_layer_1,acc_layer_2\n"),
+    CHECK(table && strstr(table,
+                          "step,eval_gen_loss,best_layer,best_accuracy,acc_layer_0,acc_layer_1,acc_layer_2,"
+                          "eval_images,best_accuracy_se\n"),
           "run table header: %s", table ? table : "(missing)");
     // Random init has a zero head: uniform predictions, log(16) = 2.772589 nats/token.
     CHECK(table && strstr(table, "\n0,2.77258") && strstr(table, "\n3,") && strstr(table, "\n6,"),
@@ -209,6 +470,17 @@ TEST(test_probe_cli_bad_input) {
               files_equal(test_path("other/probe/probe-00000006.csv"), test_path("clean/probe/probe-00000006.csv")),
           "and the recomputed features and results are those of a clean folder");
     CHECK(run_igpt("probe --device cpu --data %s --quiet", data) == 2, "no model given");
+    status = run_igpt("probe --device cpu --data %s --checkpoint %s --select val --quiet", data,
+                      test_path("run/checkpoint-00000006.bin"));
+    CHECK(status == 2 && strstr(cli_stderr(), "--select val") && strstr(cli_stderr(), "--eval test"),
+          "--select val scores on test: without --eval test, a usage error: %d %s", status, cli_stderr());
+    status = run_igpt("probe --device cpu --data %s --checkpoint %s --folds 1 --quiet", data,
+                      test_path("run/checkpoint-00000006.bin"));
+    CHECK(status == 2 && strstr(cli_stderr(), "--folds"), "--folds 1: a usage error: %d %s", status, cli_stderr());
+    status = run_igpt("probe --device cpu --data %s --checkpoint %s --folds 20 --train-images 10 --quiet", data,
+                      test_path("run/checkpoint-00000006.bin"));
+    CHECK(status == 1 && strstr(cli_stderr(), "20-fold cross-validation needs 2 to 10 folds"),
+          "more folds than training images: an error: %d %s", status, cli_stderr());
     CHECK(run_igpt("probe --device cpu --data %s --baseline edges", data) == 2, "unknown baseline");
     CHECK(run_igpt("probe --device cpu --data %s --run %s --quiet", data, test_path("nowhere")) == 1,
           "missing run folder");
@@ -234,6 +506,35 @@ TEST(test_probe_cli_bad_input) {
     free(full);
     free(data);
     free(data8);
+}
+
+// The paper's protocol: L2 chosen on all of val.bin, the probe refit on
+// train + val, scored on test; recorded as such, the final norm named.
+TEST(test_probe_select_val_on_test) {
+    char *data = probe_fixture_run("run", 16);
+    CHECK(run_igpt("probe --device cpu --data %s --checkpoint %s --eval test --select val --l2 1,0.01", data,
+                   test_path("run/checkpoint-00000006.bin")) == 0,
+          "probe --eval test --select val: %s", cli_stderr());
+    CHECK(strstr(cli_stdout(), "test images (L2 on 10 val images, refit on train + val;") &&
+              strstr(cli_stdout(), "% \u00b1 ") && strstr(cli_stderr(), "layer 2/2 (final norm)"),
+          "the summary names the split, the selection and the error bar: %s %s", cli_stdout(), cli_stderr());
+    CHECK(path_exists(test_path("run/probe/features-00000006-val.bin")) &&
+              path_exists(test_path("run/probe/features-00000006-test.bin")),
+          "val and test features cached");
+    cJSON *root = json_read_file(test_path("run/probe/probe-00000006.json"));
+    const cJSON *settings = cJSON_GetObjectItemCaseSensitive(root, "settings");
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(root, "layers");
+    const cJSON *last = cJSON_GetArrayItem(layers, 2);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(last, "name");
+    const cJSON *by_l2 = cJSON_GetObjectItemCaseSensitive(last, "holdout_by_l2");
+    CHECK(root && json_number(settings, "val_images") == 10 &&
+              strcmp(cJSON_GetObjectItemCaseSensitive(settings, "select")->valuestring, "val") == 0,
+          "settings record the selection and the val images");
+    CHECK(cJSON_IsString(name) && strcmp(name->valuestring, "final norm") == 0, "the last layer is the final norm");
+    CHECK(cJSON_GetArraySize(by_l2) == 2 && json_number(last, "holdout_images") == 10,
+          "the selection accuracy at every L2, on the 10 val images");
+    cJSON_Delete(root);
+    free(data);
 }
 
 // A probe's JSON stays valid JSON when the checkpoint's path has a double
@@ -345,12 +646,18 @@ TEST(test_probe_result_not_finite_is_named) {
     FeatureSet eval = train;
     eval.values = eval_values;
     const double grid[] = {0.1};
-    const ProbeProtocol protocol = {.l2_grid = grid, .num_l2 = 1, .max_iters = 100, .seed = 1, .threads = 1};
+    const ProbeProtocol protocol = {.l2_grid = grid,
+                                    .num_l2 = 1,
+                                    .max_iters = 100,
+                                    .seed = 1,
+                                    .threads = 1,
+                                    .select = PROBE_SELECT_KFOLD,
+                                    .folds = 5};
     ProbeLayerResult r;
-    probe_layer(&train, &eval, 0, &protocol, &r);
+    probe_layers(&train, NULL, &eval, &protocol, &r);
     CHECK(probe_result_not_finite(&r) == NULL, "finite features: a finite result (accuracy %.3f)", r.accuracy);
     eval_values[5] = NAN;
-    probe_layer(&train, &eval, 0, &protocol, &r);
+    probe_layers(&train, NULL, &eval, &protocol, &r);
     const char *bad = probe_result_not_finite(&r);
     CHECK(bad && strcmp(bad, "evaluation loss") == 0, "a NaN feature: the evaluation loss is named: %s",
           bad ? bad : "(nothing)");
@@ -375,6 +682,10 @@ TEST(test_probe_results_tied_to_settings) {
         {"--l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 7", "was made with --seed 1234, now 7: recomputing"},
         {"--l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 7 --max-iters 50",
          "was made with --max-iters 1000, now 50: recomputing"},
+        {"--l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 7 --max-iters 50 --folds 3",
+         "was made with --folds 5, now 3: recomputing"},
+        {"--l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 7 --max-iters 50 --select holdout",
+         "was made with --select kfold, now holdout: recomputing"},
     };
     for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
         CHECK(run_igpt(PROBE_RUN " %s", data, run, changes[i].flags) == 0 && strstr(cli_stdout(), changes[i].said) &&
@@ -392,28 +703,31 @@ TEST(test_probe_results_tied_to_settings) {
     write_whole_file(test_path("run/checkpoint-00000003.bin"), other, n);
     free(other);
     unlink(test_path("run/probe/probe-00000000.json"));
-    CHECK(run_igpt(PROBE_RUN " --l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 7 --max-iters 50", data, run) ==
-                  0 &&
-              strstr(cli_stdout(), "probe-00000003.csv was made from other parameters than its checkpoint holds now") &&
-              strstr(cli_stdout(), "features-00000003-train.bin holds features of another model: recomputing") &&
-              strstr(cli_stdout(), "probe-00000000.csv was made by a probe that left no readable .json record") &&
-              !strstr(cli_stdout(), "step 6: best layer"),
-          "other parameters and a missing record: recomputed, step 6 kept: %s %s", cli_stdout(), cli_stderr());
+    CHECK(
+        run_igpt(PROBE_RUN " --l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 7 --max-iters 50 --select holdout",
+                 data, run) == 0 &&
+            strstr(cli_stdout(), "probe-00000003.csv was made from other parameters than its checkpoint holds now") &&
+            strstr(cli_stdout(), "features-00000003-train.bin holds features of another model: recomputing") &&
+            strstr(cli_stdout(), "probe-00000000.csv was made by a probe that left no readable .json record") &&
+            !strstr(cli_stdout(), "step 6: best layer"),
+        "other parameters and a missing record: recomputed, step 6 kept: %s %s", cli_stdout(), cli_stderr());
     // A checkpoint rotated away: its result stays in the table while the settings match, and is never touched.
     unlink(test_path("run/checkpoint-00000003.bin"));
     CHECK(
-        run_igpt(PROBE_RUN " --l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 7 --max-iters 50", data, run) == 0,
+        run_igpt(PROBE_RUN " --l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 7 --max-iters 50 --select holdout",
+                 data, run) == 0,
         "probe --run: %s", cli_stderr());
     char *table = (char *)read_whole_file(test_path("run/probe/probes.csv"), NULL);
     CHECK(table && strstr(table, "\n0,") && strstr(table, "\n3,") && strstr(table, "\n6,"),
           "the table keeps step 3, made with these settings: %s", table ? table : "(missing)");
     free(table);
-    CHECK(run_igpt(PROBE_RUN " --l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 8 --max-iters 50", data, run) ==
-                  0 &&
-              strstr(cli_stdout(),
-                     "probe-00000003.json (its checkpoint is gone) was made with --seed 7, now 8: left "
-                     "out of"),
-          "with other settings it is left out, in one line: %s", cli_stdout());
+    CHECK(
+        run_igpt(PROBE_RUN " --l2 0.1,0.01 --train-images 20 --eval-images 5 --seed 8 --max-iters 50 --select holdout",
+                 data, run) == 0 &&
+            strstr(cli_stdout(),
+                   "probe-00000003.json (its checkpoint is gone) was made with --seed 7, now 8: left "
+                   "out of"),
+        "with other settings it is left out, in one line: %s", cli_stdout());
     table = (char *)read_whole_file(test_path("run/probe/probes.csv"), NULL);
     CHECK(table && !strstr(table, "\n3,") && strstr(table, "\n6,") &&
               path_exists(test_path("run/probe/probe-00000003.json")),

@@ -10,10 +10,10 @@
 #include "probe/run.h"
 
 typedef struct {
-    const char *data_dir, *checkpoint, *run_dir, *baseline, *eval_split, *out_dir;
+    const char *data_dir, *checkpoint, *run_dir, *baseline, *eval_split, *out_dir, *select;
     int64_t train_images, eval_images;
     RealList l2;
-    int max_iters, batch;
+    int max_iters, batch, folds;
     uint64_t seed;
     bool quiet;
     DeviceSettings device;
@@ -33,15 +33,21 @@ static const Option probe_options[] = {
      "training images used, evenly spaced through train.bin (default: all)", NULL, .lo = 2, .hi = INT64_MAX / 2},
     {"eval-images", OPT_INT64, SETTING(ProbeArgs, eval_images), "N", "evaluation images (default: all)", NULL, .lo = 1,
      .hi = INT64_MAX / 2},
-    {"l2", OPT_REALS, SETTING(ProbeArgs, l2), "LIST", "comma-separated L2 strengths to choose from",
-     "1,0.1,0.01,0.001,0.0001", .min = 0.0, .max = 1e6},
+    {"l2", OPT_REALS, SETTING(ProbeArgs, l2), "LIST", "comma-separated L2 strengths to choose from (at most 16)",
+     PROBE_DEFAULT_L2, .min = 0.0, .max = 1e6},
+    {"select", OPT_CHOICE, SETTING(ProbeArgs, select), "HOW",
+     "how the L2 strength is chosen: kfold (cross-validation on the training\n"
+     "images), holdout (a 10% hold-out of them), or val (on val.bin, then refit on\n"
+     "train + val; needs --eval test)",
+     "kfold", .choices = "kfold|holdout|val"},
+    {"folds", OPT_INT, SETTING(ProbeArgs, folds), "K", "folds of --select kfold", "5", .lo = 2, .hi = 20},
     {"max-iters", OPT_INT, SETTING(ProbeArgs, max_iters), "N", "L-BFGS iterations per fit", "1000", .lo = 1,
      .hi = 1000000},
     {"out", OPT_TEXT, SETTING(ProbeArgs, out_dir), "DIR",
      "results and feature cache (default: RUN_DIR/probe, or the checkpoint's folder/probe;\n"
      "with --baseline, the --data folder/probe)"},
     {"batch", OPT_INT, SETTING(ProbeArgs, batch), "N", "images per forward pass", "32", .lo = 1, .hi = 4096},
-    {"seed", OPT_UINT64, SETTING(ProbeArgs, seed), "N", "seed of the L2-selection hold-out", "1234", .lo = 0,
+    {"seed", OPT_UINT64, SETTING(ProbeArgs, seed), "N", "seed of the folds or the hold-out", "1234", .lo = 0,
      .hi = INT64_MAX},
     {"quiet", OPT_FLAG, SETTING(ProbeArgs, quiet), NULL, "no progress bars, no line per fitted layer"},
 };
@@ -59,16 +65,18 @@ static const Command probe_command = {
     .about =
         "Fits a linear classifier (multinomial logistic regression with L2, by L-BFGS)\n"
         "on the frozen features of every layer: the mean over positions of each\n"
-        "block's normalised input, and of the final norm (docs/model.md). The L2\n"
-        "strength is chosen on a seeded, class-stratified 10% of the training\n"
-        "images, then the probe is refit on all of them and scored on the\n"
-        "evaluation split. Features are standardised with the training statistics.\n",
+        "block's normalised input, and of the final norm (docs/model.md). Features\n"
+        "are standardised with the training statistics. Each layer's L2 strength\n"
+        "is chosen by --select (default: 5-fold cross-validation on the training\n"
+        "images, seeded and class-stratified); its probe is the fit on all the\n"
+        "training images at that strength, scored once on the evaluation split.\n"
+        "The paper's protocol: --eval test --select val (probes on train + val).\n",
     .groups = probe_groups,
     .num_groups = COUNT_OF(probe_groups),
     .epilogue =
-        "Writes OUT/probe-NNNNNNNN.json and .csv per checkpoint (per layer: accuracy, eval\n"
-        "loss, chosen L2, hold-out accuracy, final gradient norm) and caches features in\n"
-        "OUT/features-NNNNNNNN-{train,SPLIT}.bin.\n",
+        "Writes OUT/probe-NNNNNNNN.json and .csv per checkpoint (per layer: accuracy and\n"
+        "its standard error, eval loss, chosen L2, the selection's accuracy, final gradient\n"
+        "norm) and caches features in OUT/features-NNNNNNNN-{train,SPLIT}.bin.\n",
 };
 
 // Where results go without --out: beside what is probed.
@@ -124,6 +132,9 @@ int cmd_probe(int argc, char **argv) {
     if (!a.data_dir) usage_error("probe", "--data DIR is required");
     if (!!a.checkpoint + !!a.run_dir + !!a.baseline != 1)
         usage_error("probe", "give exactly one of --checkpoint FILE, --run RUN_DIR, --baseline pixels");
+    if (!strcmp(a.select, "val") && strcmp(a.eval_split, "test") != 0)
+        usage_error("probe",
+                    "--select val chooses the L2 strength on val.bin, so it needs --eval test (the images it scores)");
     progress_set_quiet(a.quiet);
     char *out_dir = a.out_dir ? xstrdup(a.out_dir) : default_out_dir(&a);
     remove_folders_made_on_failure(out_dir);
@@ -132,7 +143,14 @@ int cmd_probe(int argc, char **argv) {
         .eval_split = a.eval_split,
         .train_images = a.train_images,
         .eval_images = a.eval_images,
-        .protocol = {.l2_grid = a.l2.values, .num_l2 = a.l2.count, .max_iters = a.max_iters, .seed = a.seed},
+        .protocol = {.l2_grid = a.l2.values,
+                     .num_l2 = a.l2.count,
+                     .max_iters = a.max_iters,
+                     .seed = a.seed,
+                     .select = !strcmp(a.select, "kfold")     ? PROBE_SELECT_KFOLD
+                               : !strcmp(a.select, "holdout") ? PROBE_SELECT_HOLDOUT
+                                                              : PROBE_SELECT_VAL,
+                     .folds = a.folds},
         .batch = a.batch,
         .out_dir = out_dir,
         .quiet = a.quiet,

@@ -1,16 +1,14 @@
 // The probe solver (probe.h). Logistic regression is convex, so L-BFGS finds
 // its one optimum; the features are standardised with the training images'
-// statistics first, so one grid of L2 strengths suits every layer. The L2
-// strength is chosen on a seeded, class-stratified hold-out, then the probe is
-// refit on all the training images and scored once on the evaluation split.
+// statistics first, so one grid of L2 strengths suits every layer. All layers
+// and all of a strength's fits (cross-validation folds, the fit on every
+// training image) are solved together by the batched L-BFGS of solver.h.
 #include "probe/probe.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifndef IGPT_NO_LBFGS
-#include <lbfgs.h>
-#endif
 
 #include "data/images.h"
 #include "util/blas.h"
@@ -19,14 +17,6 @@
 void probe_solver_defaults(ProbeSolverOptions *opt) {
     *opt = (ProbeSolverOptions){.l2 = 1e-3, .max_iters = 1000, .epsilon = 1e-6, .threads = 0};
 }
-
-typedef struct {
-    const ProbeProblem *p;
-    const ProbeSolverOptions *opt;
-    double *logits;  // n x k
-    double *row_loss;
-    int iters;
-} Objective;
 
 // logits = X W^T + b for the n rows.
 static void compute_logits(const ProbeProblem *p, const double *w, double *logits, int threads) {
@@ -50,95 +40,22 @@ static void softmax_rows(const ProbeProblem *p, double *logits, double *row_loss
     }
 }
 
-#ifdef IGPT_NO_LBFGS
-const char *probe_solver_missing(void) {
-    return "this igpt was built without liblbfgs (make GPU_ONLY=1), so it cannot fit probes";
-}
-
+// One problem alone: a batch of one block and one problem fitting every row.
 void probe_fit(const ProbeProblem *p, const ProbeSolverOptions *opt, const double *w_init, LinearProbe *out) {
-    (void)p, (void)opt, (void)w_init, (void)out;
-    die("%s", probe_solver_missing());
+    const ProbeBatchShape shape = {.n = p->n, .d = p->d, .k = p->k, .blocks = 1, .per_block = 1, .y = p->y};
+    const int64_t vars = probe_batch_vars(&shape);
+    ProbeEvaluator *e = probe_cpu_evaluator_create(&shape, p->X, opt->threads);
+    *out = (LinearProbe){.d = p->d, .k = p->k, .w = xcalloc((size_t)vars, sizeof(double))};
+    if (w_init) memcpy(out->w, w_init, (size_t)vars * sizeof(double));
+    const ProbeLbfgsOptions lopt = {.max_iters = opt->max_iters, .epsilon = opt->epsilon};
+    ProbeFit fit;
+    probe_lbfgs(e, &opt->l2, &lopt, out->w, &fit);
+    out->objective = fit.objective;
+    out->grad_norm = fit.grad_norm;
+    out->iters = fit.iters;
+    out->status = fit.status;
+    probe_evaluator_free(e);
 }
-#else
-const char *probe_solver_missing(void) { return NULL; }
-
-static int record_progress(void *instance, const lbfgsfloatval_t *x, const lbfgsfloatval_t *g, const lbfgsfloatval_t fx,
-                           const lbfgsfloatval_t xnorm, const lbfgsfloatval_t gnorm, const lbfgsfloatval_t step, int n,
-                           int k, int ls) {
-    (void)x, (void)g, (void)fx, (void)xnorm, (void)gnorm, (void)step, (void)n, (void)ls;
-    ((Objective *)instance)->iters = k;
-    return 0;
-}
-
-static lbfgsfloatval_t evaluate(void *instance, const lbfgsfloatval_t *w, lbfgsfloatval_t *g, const int nvars,
-                                const lbfgsfloatval_t step) {
-    (void)nvars, (void)step;
-    Objective *o = instance;
-    const ProbeProblem *p = o->p;
-    const int k = p->k, d = p->d, threads = o->opt->threads;
-    compute_logits(p, w, o->logits, threads);
-    softmax_rows(p, o->logits, o->row_loss, threads);
-    double loss = 0.0;
-    for (int64_t i = 0; i < p->n; i++) loss += o->row_loss[i];  // fixed order
-    loss /= (double)p->n;
-    // G = (P - Y) / n, in place; dW = G^T X; db = column sums of G.
-    const double inv_n = 1.0 / (double)p->n;
-#pragma omp parallel for num_threads(threads)
-    for (int64_t i = 0; i < p->n; i++) {
-        o->logits[i * k + p->y[i]] -= 1.0;
-        for (int c = 0; c < k; c++) o->logits[i * k + c] *= inv_n;
-    }
-    gemm_f64(true, false, k, d, (int)p->n, 1.0, o->logits, k, p->X, d, 0.0, g, d + 1);
-    double penalty = 0.0;
-    for (int c = 0; c < k; c++) {
-        double *wc = (double *)w + (size_t)c * (d + 1), *gc = g + (size_t)c * (d + 1);
-        double b = 0.0;
-        for (int64_t i = 0; i < p->n; i++) b += o->logits[i * k + c];
-        gc[d] = b;
-        for (int j = 0; j < d; j++) {
-            gc[j] += o->opt->l2 * wc[j];
-            penalty += wc[j] * wc[j];
-        }
-    }
-    return loss + 0.5 * o->opt->l2 * penalty;
-}
-
-void probe_fit(const ProbeProblem *p, const ProbeSolverOptions *opt_in, const double *w_init, LinearProbe *out) {
-    ProbeSolverOptions opt = *opt_in;
-    opt.threads = resolve_threads(opt.threads);
-    const int nvars = p->k * (p->d + 1);
-    lbfgsfloatval_t *w = lbfgs_malloc(nvars);
-    if (!w) die("out of memory for the probe's %d parameters", nvars);
-    for (int i = 0; i < nvars; i++) w[i] = w_init ? w_init[i] : 0.0;
-    Objective o = {.p = p,
-                   .opt = &opt,
-                   .logits = xmalloc((size_t)p->n * p->k * sizeof(double)),
-                   .row_loss = xmalloc((size_t)p->n * sizeof(double))};
-    lbfgs_parameter_t param;
-    lbfgs_parameter_init(&param);
-    param.epsilon = opt.epsilon;
-    param.max_iterations = opt.max_iters;
-    param.m = 10;
-    lbfgsfloatval_t fx = 0.0;
-    out->status = lbfgs(nvars, w, &fx, evaluate, record_progress, &o, &param);
-    // Final objective and gradient norm at the returned point.
-    double *g = xmalloc((size_t)nvars * sizeof(double));
-    out->objective = evaluate(&o, w, g, nvars, 0);
-    double gn = 0.0;
-    for (int i = 0; i < nvars; i++) gn += g[i] * g[i];
-    out->grad_norm = sqrt(gn);
-    out->d = p->d;
-    out->k = p->k;
-    out->w = xmalloc((size_t)nvars * sizeof(double));
-    memcpy(out->w, w, (size_t)nvars * sizeof(double));
-    out->iters = o.iters;
-    free(g);
-    free(o.logits);
-    free(o.row_loss);
-    lbfgs_free(w);
-}
-
-#endif
 
 double probe_score(const LinearProbe *m, const ProbeProblem *p, int threads, double *mean_ce, uint16_t *predictions) {
     threads = resolve_threads(threads);
@@ -189,119 +106,313 @@ void standardize(const float *X, int64_t n, int d, int64_t stride, const double 
         for (int j = 0; j < d; j++) out[i * d + j] = (X[i * stride + j] - mean[j]) * inv_std[j];
 }
 
-// --- The probe protocol for one layer ------------------------------------------------
-
-// Rows of one layer's features, standardised with `mean`/`inv_std`, for the
-// images whose mask entry equals keep (all when mask is NULL).
-static double *layer_matrix(const FeatureSet *fs, int layer, const double *mean, const double *inv_std,
-                            const uint8_t *mask, uint8_t keep, int64_t *rows, uint16_t **labels) {
-    int64_t n = 0;
-    for (int64_t i = 0; i < fs->count; i++) n += !mask || mask[i] == keep;
-    double *X = xmalloc((size_t)n * fs->dim * sizeof(double));
-    *labels = xmalloc((size_t)n * 2);
-    const int64_t stride = (int64_t)fs->layers * fs->dim;
-    int64_t r = 0;
-    for (int64_t i = 0; i < fs->count; i++) {
-        if (mask && mask[i] != keep) continue;
-        standardize(fs->values + i * stride + (int64_t)layer * fs->dim, 1, fs->dim, stride, mean, inv_std,
-                    X + r * fs->dim);
-        (*labels)[r++] = fs->labels[i];
+int probe_default_l2(double *grid) {
+    int n = 0;
+    for (const char *t = PROBE_DEFAULT_L2; *t && n < PROBE_MAX_L2; n++) {
+        char *end;
+        grid[n] = strtod(t, &end);
+        t = *end == ',' ? end + 1 : end;
     }
-    *rows = n;
+    return n;
+}
+
+// --- The protocol -----------------------------------------------------------------------
+
+void probe_assign_folds(const uint16_t *labels, int64_t n, int num_classes, int folds, uint64_t seed, int8_t *fold) {
+    if (folds < 1 || folds > 127) die("internal: %d folds", folds);
+    // Rows grouped by class (counting sort, file order within a class), each class then shuffled.
+    int64_t *start = xcalloc((size_t)num_classes + 1, sizeof(int64_t)), *rows = xmalloc((size_t)n * sizeof(int64_t));
+    for (int64_t i = 0; i < n; i++) start[labels[i] + 1]++;
+    for (int c = 0; c < num_classes; c++) start[c + 1] += start[c];
+    int64_t *next = xmalloc((size_t)num_classes * sizeof(int64_t));
+    memcpy(next, start, (size_t)num_classes * sizeof(int64_t));
+    for (int64_t i = 0; i < n; i++) rows[next[labels[i]]++] = i;
+    Rng rng;
+    rng_init(&rng, seed, 0x666f6c64ull /* "fold" */);
+    for (int c = 0; c < num_classes; c++) {
+        int64_t *r = rows + start[c];
+        for (int64_t i = start[c + 1] - start[c] - 1; i > 0; i--) {  // Fisher-Yates
+            const int64_t j = (int64_t)rng_below(&rng, (uint64_t)i + 1), t = r[i];
+            r[i] = r[j];
+            r[j] = t;
+        }
+    }
+    // Dealt in turn, continuing across classes: class shares and fold sizes even to within one row.
+    for (int64_t i = 0; i < n; i++) fold[rows[i]] = (int8_t)(i % folds);
+    free(start);
+    free(rows);
+    free(next);
+}
+
+// Every layer's rows standardised with that layer's training statistics: blocks x n x d.
+static double *standardized_layers(const FeatureSet *fs, const double *mean, const double *inv_std) {
+    const int d = fs->dim;
+    double *X = xmalloc((size_t)fs->layers * fs->count * d * sizeof(double));
+    for (int l = 0; l < fs->layers; l++)
+        standardize(fs->values + (int64_t)l * d, fs->count, d, (int64_t)fs->layers * d, mean + (size_t)l * d,
+                    inv_std + (size_t)l * d, X + (size_t)l * fs->count * d);
     return X;
 }
 
-// The grid of L2 strengths, strongest first: each fit then starts from the
-// previous, more constrained solution.
-static double *l2_strongest_first(const ProbeProtocol *a) {
-    double *order = xmalloc((size_t)a->num_l2 * sizeof(double));
-    memcpy(order, a->l2_grid, (size_t)a->num_l2 * sizeof(double));
+// Grid indices, strongest first: each value's fits then start from a more constrained solution.
+static void strongest_first(const ProbeProtocol *a, int *order) {
+    for (int i = 0; i < a->num_l2; i++) order[i] = i;
     for (int i = 0; i < a->num_l2; i++)
         for (int j = i + 1; j < a->num_l2; j++)
-            if (order[j] > order[i]) {
-                const double t = order[i];
+            if (a->l2_grid[order[j]] > a->l2_grid[order[i]]) {
+                const int t = order[i];
                 order[i] = order[j];
                 order[j] = t;
             }
-    return order;
 }
 
-// The L2 strength of the grid whose probe, fitted on 90% of the training
-// images, scores best on the other 10% (seeded, class-stratified); ties keep
-// the stronger penalty. *best gets that probe (the refit's warm start) and
-// *holdout_accuracy its score.
-static double choose_l2(const FeatureSet *train, int layer, const double *mean, const double *inv_std,
-                        const ProbeProtocol *a, ProbeSolverOptions opt, LinearProbe *best, double *holdout_accuracy) {
-    const int d = train->dim, k = train->num_classes;
-    uint8_t *held = xcalloc((size_t)train->count, 1);
-    stratified_split(train->labels, train->count, k, train->count / 10 > 0 ? train->count / 10 : 1, a->seed, held);
-    int64_t n_fit, n_hold;
-    uint16_t *y_fit, *y_hold;
-    double *X_fit = layer_matrix(train, layer, mean, inv_std, held, 0, &n_fit, &y_fit);
-    double *X_hold = layer_matrix(train, layer, mean, inv_std, held, 1, &n_hold, &y_hold);
-    const ProbeProblem fit = {n_fit, d, k, X_fit, y_fit}, hold = {n_hold, d, k, X_hold, y_hold};
-    double *order = l2_strongest_first(a);
-    LinearProbe current = {0};
-    double best_l2 = order[0];
-    *best = (LinearProbe){0};
-    *holdout_accuracy = -1.0;
-    for (int i = 0; i < a->num_l2; i++) {
-        opt.l2 = order[i];
-        double *warm_start = current.w;  // probe_fit gives current new weights: free the old ones
-        probe_fit(&fit, &opt, warm_start, &current);
-        free(warm_start);
-        const double acc = probe_score(&current, &hold, opt.threads, NULL, NULL);
-        if (acc > *holdout_accuracy) {
-            *holdout_accuracy = acc;
-            best_l2 = order[i];
-            linear_probe_free(best);
-            *best = current;
-            best->w = xmalloc((size_t)k * (d + 1) * sizeof(double));
-            memcpy(best->w, current.w, (size_t)k * (d + 1) * sizeof(double));
+// The batch of the selection: its folds (NULL for val) and problems per layer.
+static int8_t *selection_folds(const FeatureSet *train, const ProbeProtocol *a, int *per_block, int64_t *held) {
+    const int64_t n = train->count;
+    if (a->select == PROBE_SELECT_VAL) {
+        *per_block = 1;
+        *held = 0;
+        return NULL;
+    }
+    int8_t *fold = xmalloc((size_t)n);
+    if (a->select == PROBE_SELECT_KFOLD) {
+        if (a->folds < 2 || a->folds > n)
+            die("%d-fold cross-validation needs 2 to %lld folds (one image each at least)", a->folds, (long long)n);
+        if (a->fold) memcpy(fold, a->fold, (size_t)n);
+        else probe_assign_folds(train->labels, n, train->num_classes, a->folds, a->seed, fold);
+        *per_block = a->folds + 1;
+        *held = n;
+        return fold;
+    }
+    uint8_t *is_held = xmalloc((size_t)n);
+    *held = n / 10 > 0 ? n / 10 : 1;
+    stratified_split(train->labels, n, train->num_classes, *held, a->seed, is_held);
+    for (int64_t i = 0; i < n; i++) fold[i] = is_held[i] ? 0 : -1;
+    free(is_held);
+    *per_block = 2;
+    return fold;
+}
+
+// Per block: the Gram matrix of a sample of its rows (the preconditioner's start).
+typedef struct {
+    int blocks, d;
+    double *C, *M, *M_inv;  // blocks x d x d each
+} Preconditioner;
+
+static void preconditioner_init(Preconditioner *pc, const ProbeBatchShape *sh, const double *X, bool plain) {
+    *pc = (Preconditioner){.blocks = sh->blocks, .d = sh->d};
+    if (plain) return;
+    const size_t dd = (size_t)sh->d * sh->d;
+    pc->C = xmalloc(sh->blocks * dd * sizeof(double));
+    pc->M = xmalloc(sh->blocks * dd * sizeof(double));
+    pc->M_inv = xmalloc(sh->blocks * dd * sizeof(double));
+    const int64_t sample = sh->n < 4096 + 4 * (int64_t)sh->d ? sh->n : 4096 + 4 * (int64_t)sh->d;
+    for (int b = 0; b < sh->blocks; b++) probe_gram(X + (size_t)b * sh->n * sh->d, sample, sh->d, pc->C + b * dd);
+}
+
+// The L-BFGS options for block strengths l2_block (blocks entries).
+static ProbeLbfgsOptions lbfgs_options(const ProbeProtocol *a, Preconditioner *pc, const double *l2_block) {
+    ProbeLbfgsOptions opt = {.max_iters = a->max_iters, .epsilon = 1e-6};
+    if (!pc->C) return opt;
+    const size_t dd = (size_t)pc->d * pc->d;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(a->threads)
+    for (int b = 0; b < pc->blocks; b++)
+        probe_preconditioner(pc->C + b * dd, pc->d, l2_block[b], pc->M + b * dd, pc->M_inv + b * dd);
+    opt.M = pc->M;
+    opt.M_inv = pc->M_inv;
+    return opt;
+}
+
+static void preconditioner_free(Preconditioner *pc) {
+    free(pc->C);
+    free(pc->M);
+    free(pc->M_inv);
+}
+
+static ProbeEvaluator *make_evaluator(const ProbeProtocol *a, const ProbeBatchShape *shape, const double *X) {
+    return a->make_evaluator ? a->make_evaluator(shape, X, a->threads)
+                             : probe_cpu_evaluator_create(shape, X, a->threads);
+}
+
+// Accuracy of probe w (k x (d+1)) on layer l of fs, standardised like the training images.
+static double layer_score(const FeatureSet *fs, int l, const double *mean, const double *inv_std, const double *w,
+                          int threads, double *mean_ce) {
+    const int d = fs->dim;
+    double *X = xmalloc((size_t)fs->count * d * sizeof(double));
+    standardize(fs->values + (int64_t)l * d, fs->count, d, (int64_t)fs->layers * d, mean, inv_std, X);
+    const ProbeProblem p = {fs->count, d, fs->num_classes, X, fs->labels};
+    const LinearProbe m = {.d = d, .k = fs->num_classes, .w = (double *)w};
+    const double acc = probe_score(&m, &p, threads, mean_ce, NULL);
+    free(X);
+    return acc;
+}
+
+typedef struct {
+    const FeatureSet *train, *val;
+    const double *mean, *inv_std;  // layers x d
+    int64_t vars;
+    int per_block;
+    int64_t held;    // rows scored by the selection fits (kfold, holdout)
+    double *W;       // every problem's weights (the warm start of the next strength)
+    double *chosen;  // layers x vars: each layer's probe at its best strength so far
+    ProbeFit *fits;
+} Path;
+
+// After the fits at grid value g: each layer's selection accuracy; the layer's
+// probe (its all-rows fit) is kept when that accuracy beats the best so far.
+static void score_strength(Path *pa, const ProbeProtocol *a, int g, ProbeLayerResult *r) {
+    const int J = pa->per_block, last = J - 1;
+    for (int l = 0; l < pa->train->layers; l++) {
+        const double *w_all = pa->W + ((size_t)l * J + last) * pa->vars;
+        double acc;
+        if (a->select == PROBE_SELECT_VAL) {
+            acc = layer_score(pa->val, l, pa->mean + (size_t)l * pa->train->dim,
+                              pa->inv_std + (size_t)l * pa->train->dim, w_all, a->threads, NULL);
+        } else {
+            int64_t correct = 0;
+            for (int j = 0; j < last; j++) correct += pa->fits[l * J + j].heldout_correct;
+            acc = (double)correct / (double)pa->held;
+        }
+        r[l].holdout_by_l2[g] = acc;
+        if (acc > r[l].holdout_accuracy) {  // strictly: ties keep the stronger, met first
+            r[l].holdout_accuracy = acc;
+            r[l].l2 = a->l2_grid[g];
+            memcpy(pa->chosen + (size_t)l * pa->vars, w_all, (size_t)pa->vars * sizeof(double));
+            r[l].iters = pa->fits[l * J + last].iters;
+            r[l].grad_norm = pa->fits[l * J + last].grad_norm;
         }
     }
-    linear_probe_free(&current);
-    free(order);
-    free(X_fit);
-    free(y_fit);
-    free(X_hold);
-    free(y_hold);
-    free(held);
-    return best_l2;
 }
 
-void probe_layer(const FeatureSet *train, const FeatureSet *eval, int layer, const ProbeProtocol *a,
-                 ProbeLayerResult *res) {
-    const int d = train->dim, k = train->num_classes;
-    double *mean = xmalloc((size_t)d * sizeof(double));
-    double *inv_std = xmalloc((size_t)d * sizeof(double));
-    feature_stats(train->values + (int64_t)layer * d, train->count, d, (int64_t)train->layers * d, mean, inv_std);
-    ProbeSolverOptions opt;
-    probe_solver_defaults(&opt);
-    opt.max_iters = a->max_iters;
-    opt.threads = resolve_threads(a->threads);
-    LinearProbe chosen;
-    opt.l2 = choose_l2(train, layer, mean, inv_std, a, opt, &chosen, &res->holdout_accuracy);
-    // Refit on every training image with the chosen strength, then score on the evaluation images.
-    int64_t n_all, n_eval;
-    uint16_t *y_all, *y_eval;
-    double *X_all = layer_matrix(train, layer, mean, inv_std, NULL, 0, &n_all, &y_all);
-    double *X_eval = layer_matrix(eval, layer, mean, inv_std, NULL, 0, &n_eval, &y_eval);
-    const ProbeProblem all = {n_all, d, k, X_all, y_all}, ev = {n_eval, d, k, X_eval, y_eval};
-    LinearProbe final;
-    probe_fit(&all, &opt, chosen.w, &final);
-    res->accuracy = probe_score(&final, &ev, opt.threads, &res->eval_loss, NULL);
-    res->l2 = opt.l2;
-    res->grad_norm = final.grad_norm;
-    res->iters = final.iters;
-    free(X_all);
-    free(y_all);
-    free(X_eval);
-    free(y_eval);
+// Walks the grid strongest first; each layer's chosen probe into pa->chosen.
+static void walk_grid(Path *pa, const ProbeProtocol *a, const int8_t *fold, const double *X, ProbeLayerResult *r) {
+    const FeatureSet *t = pa->train;
+    const ProbeBatchShape shape = {.n = t->count,
+                                   .d = t->dim,
+                                   .k = t->num_classes,
+                                   .blocks = t->layers,
+                                   .per_block = pa->per_block,
+                                   .y = t->labels,
+                                   .fold = fold};
+    const int P = probe_batch_problems(&shape);
+    ProbeEvaluator *e = make_evaluator(a, &shape, X);
+    double *l2 = xmalloc((size_t)P * sizeof(double)), *l2_block = xmalloc((size_t)t->layers * sizeof(double));
+    Preconditioner pc;
+    preconditioner_init(&pc, &shape, X, a->plain);
+    int order[PROBE_MAX_L2];
+    strongest_first(a, order);
+    for (int i = 0; i < a->num_l2; i++) {
+        const int g = order[i];
+        const double t0 = now_seconds();
+        for (int p = 0; p < P; p++) l2[p] = a->l2_grid[g];
+        for (int b = 0; b < t->layers; b++) l2_block[b] = a->l2_grid[g];
+        const ProbeLbfgsOptions opt = lbfgs_options(a, &pc, l2_block);
+        probe_lbfgs(e, l2, &opt, pa->W, pa->fits);
+        score_strength(pa, a, g, r);
+        int most = 0, evals = 0;
+        for (int p = 0; p < P; p++) {
+            most = pa->fits[p].iters > most ? pa->fits[p].iters : most;
+            evals = pa->fits[p].evaluations > evals ? pa->fits[p].evaluations : evals;
+        }
+        for (int b = 0; b < t->layers; b++) r[b].path_evaluations += evals;
+        if (a->verbose)
+            fprintf(stderr, "probe: L2 %g (%d/%d): %d problems, at most %d iterations, %d evaluations, %.1f s\n",
+                    a->l2_grid[g], i + 1, a->num_l2, P, most, evals, now_seconds() - t0);
+    }
+    free(l2);
+    free(l2_block);
+    preconditioner_free(&pc);
+    probe_evaluator_free(e);
+}
+
+// --select val: each layer's probe refit on training + validation images at its chosen strength.
+static void refit_with_val(Path *pa, const ProbeProtocol *a, ProbeLayerResult *r) {
+    const FeatureSet *t = pa->train, *v = pa->val;
+    const int L = t->layers, d = t->dim;
+    const int64_t n = t->count + v->count;
+    double *X = xmalloc((size_t)L * n * d * sizeof(double));
+    uint16_t *y = xmalloc((size_t)n * sizeof(uint16_t));
+    memcpy(y, t->labels, (size_t)t->count * sizeof(uint16_t));
+    memcpy(y + t->count, v->labels, (size_t)v->count * sizeof(uint16_t));
+    for (int l = 0; l < L; l++) {
+        double *Xl = X + (size_t)l * n * d;
+        const double *mean = pa->mean + (size_t)l * d, *inv_std = pa->inv_std + (size_t)l * d;
+        standardize(t->values + (int64_t)l * d, t->count, d, (int64_t)L * d, mean, inv_std, Xl);
+        standardize(v->values + (int64_t)l * d, v->count, d, (int64_t)L * d, mean, inv_std, Xl + (size_t)t->count * d);
+    }
+    const ProbeBatchShape shape = {.n = n, .d = d, .k = t->num_classes, .blocks = L, .per_block = 1, .y = y};
+    ProbeEvaluator *e = make_evaluator(a, &shape, X);
+    double *l2 = xmalloc((size_t)L * sizeof(double));
+    for (int l = 0; l < L; l++) l2[l] = r[l].l2;
+    Preconditioner pc;
+    preconditioner_init(&pc, &shape, X, a->plain);
+    const ProbeLbfgsOptions opt = lbfgs_options(a, &pc, l2);
+    probe_lbfgs(e, l2, &opt, pa->chosen, pa->fits);
+    preconditioner_free(&pc);
+    for (int l = 0; l < L; l++) {
+        r[l].iters = pa->fits[l].iters;
+        r[l].grad_norm = pa->fits[l].grad_norm;
+    }
+    probe_evaluator_free(e);
+    free(l2);
+    free(X);
+    free(y);
+}
+
+static void check_protocol(const FeatureSet *train, const FeatureSet *val, const FeatureSet *eval,
+                           const ProbeProtocol *a) {
+    if (a->num_l2 < 1 || a->num_l2 > PROBE_MAX_L2) die("internal: %d L2 strengths", a->num_l2);
+    if ((a->select == PROBE_SELECT_VAL) != (val != NULL)) die("internal: validation features with --select val only");
+    const FeatureSet *other[] = {val, eval};
+    for (int i = 0; i < 2; i++)
+        if (other[i] && (other[i]->layers != train->layers || other[i]->dim != train->dim ||
+                         other[i]->num_classes != train->num_classes))
+            die("internal: feature sets of other shapes");
+}
+
+static double standard_error(double accuracy, int64_t n) {
+    return n > 0 ? sqrt(accuracy * (1.0 - accuracy) / (double)n) : NAN;
+}
+
+void probe_layers(const FeatureSet *train, const FeatureSet *val, const FeatureSet *eval, const ProbeProtocol *a,
+                  ProbeLayerResult *r) {
+    check_protocol(train, val, eval, a);
+    const int L = train->layers, d = train->dim, k = train->num_classes;
+    double *mean = xmalloc((size_t)L * d * sizeof(double)), *inv_std = xmalloc((size_t)L * d * sizeof(double));
+    for (int l = 0; l < L; l++)
+        feature_stats(train->values + (int64_t)l * d, train->count, d, (int64_t)L * d, mean + (size_t)l * d,
+                      inv_std + (size_t)l * d);
+    Path pa = {.train = train, .val = val, .mean = mean, .inv_std = inv_std, .vars = (int64_t)k * (d + 1)};
+    int8_t *fold = selection_folds(train, a, &pa.per_block, &pa.held);
+    const int P = L * pa.per_block;
+    pa.W = xcalloc((size_t)P * pa.vars, sizeof(double));
+    pa.chosen = xcalloc((size_t)L * pa.vars, sizeof(double));
+    pa.fits = xcalloc((size_t)P, sizeof(ProbeFit));
+    for (int l = 0; l < L; l++) r[l] = (ProbeLayerResult){.holdout_accuracy = -1.0, .l2 = a->l2_grid[0]};
+    double *X = standardized_layers(train, mean, inv_std);
+    walk_grid(&pa, a, fold, X, r);
+    free(X);
+    if (a->select == PROBE_SELECT_VAL) refit_with_val(&pa, a, r);
+    double strongest = a->l2_grid[0], weakest = a->l2_grid[0];
+    for (int i = 1; i < a->num_l2; i++) {
+        strongest = fmax(strongest, a->l2_grid[i]);
+        weakest = fmin(weakest, a->l2_grid[i]);
+    }
+    for (int l = 0; l < L; l++) {
+        r[l].accuracy = layer_score(eval, l, mean + (size_t)l * d, inv_std + (size_t)l * d,
+                                    pa.chosen + (size_t)l * pa.vars, a->threads, &r[l].eval_loss);
+        r[l].eval_images = eval->count;
+        r[l].holdout_images = a->select == PROBE_SELECT_VAL ? val->count : pa.held;
+        r[l].accuracy_se = standard_error(r[l].accuracy, r[l].eval_images);
+        r[l].holdout_se = standard_error(r[l].holdout_accuracy, r[l].holdout_images);
+        r[l].l2_at_grid_end = a->num_l2 > 1 && (r[l].l2 == strongest || r[l].l2 == weakest);
+    }
+    free(fold);
+    free(pa.W);
+    free(pa.chosen);
+    free(pa.fits);
     free(mean);
     free(inv_std);
-    linear_probe_free(&chosen);
-    linear_probe_free(&final);
 }
 
 const char *probe_result_not_finite(const ProbeLayerResult *r) {

@@ -18,10 +18,10 @@
 
 // The images a probe trains and scores on: evenly spaced subsets of two splits.
 typedef struct {
-    TokenDataset train, eval;
-    int64_t *train_idx, *eval_idx;
-    int64_t n_train, n_eval;
-    uint32_t train_crc, eval_crc;  // of the chosen images' tokens and labels
+    TokenDataset train, eval, val;  // val: with --select val only (all of val.bin)
+    int64_t *train_idx, *eval_idx, *val_idx;
+    int64_t n_train, n_eval, n_val;
+    uint32_t train_crc, eval_crc, val_crc;  // of the chosen images' tokens and labels
 } ProbeData;
 
 // What one probed model scored, layer by layer.
@@ -37,6 +37,7 @@ typedef struct {
 // --- The images -----------------------------------------------------------------------
 
 static void probe_data_load(const ProbeSettings *s, ProbeData *pd) {
+    *pd = (ProbeData){0};
     char *train_path = xasprintf("%s/train.bin", s->data_dir);
     char *eval_path = xasprintf("%s/%s.bin", s->data_dir, s->eval_split);
     if (regular_file_size(train_path) < 0) die("%s: no such file (the probe trains on it)", train_path);
@@ -53,6 +54,19 @@ static void probe_data_load(const ProbeSettings *s, ProbeData *pd) {
     evenly_spaced(pd->eval.count, pd->n_eval, pd->eval_idx);
     pd->train_crc = images_crc(&pd->train, pd->train_idx, pd->n_train);
     pd->eval_crc = images_crc(&pd->eval, pd->eval_idx, pd->n_eval);
+    if (s->protocol.select == PROBE_SELECT_VAL) {  // the L2 strength is chosen on all of val.bin
+        char *val_path = xasprintf("%s/val.bin", s->data_dir);
+        if (regular_file_size(val_path) < 0)
+            die("%s: no such file (--select val chooses the L2 strength on it)", val_path);
+        dataset_read(val_path, &pd->val);
+        if (pd->val.num_classes != pd->train.num_classes || pd->val.palette.colors != pd->train.palette.colors)
+            die("%s and %s were not prepared together (classes or palettes differ)", train_path, val_path);
+        pd->n_val = pd->val.count;
+        pd->val_idx = xmalloc((size_t)pd->n_val * sizeof(int64_t));
+        evenly_spaced(pd->val.count, pd->n_val, pd->val_idx);
+        pd->val_crc = images_crc(&pd->val, pd->val_idx, pd->n_val);
+        free(val_path);
+    }
     free(train_path);
     free(eval_path);
 }
@@ -62,6 +76,10 @@ static void probe_data_free(ProbeData *pd) {
     free(pd->eval_idx);
     dataset_free(&pd->train);
     dataset_free(&pd->eval);
+    if (pd->val_idx) {
+        free(pd->val_idx);
+        dataset_free(&pd->val);
+    }
 }
 
 static void check_model_fits_data(const CheckpointMeta *meta, const char *path, const TokenDataset *data,
@@ -85,6 +103,10 @@ static void check_model_fits_data(const CheckpointMeta *meta, const char *path, 
 // records them: the model (a CRC of its parameters), the images (their count and
 // a CRC of their tokens and labels, for each split) and the protocol. A later
 // `probe --run` keeps a result only when all of them are the same again.
+
+const char *probe_select_name(ProbeSelect select) {
+    return select == PROBE_SELECT_KFOLD ? "kfold" : select == PROBE_SELECT_HOLDOUT ? "holdout" : "val";
+}
 
 static void write_settings(JsonWriter *w, const ProbeSettings *s, const ProbeData *pd, uint32_t model_crc) {
     char text[32];
@@ -110,11 +132,15 @@ static void write_settings(JsonWriter *w, const ProbeSettings *s, const ProbeDat
     // A string: JSON numbers are read as doubles, exact only up to 2^53.
     snprintf(text, sizeof text, "%llu", (unsigned long long)s->protocol.seed);
     json_string(w, "seed", text);
+    json_string(w, "select", probe_select_name(s->protocol.select));
+    json_int(w, "folds", s->protocol.select == PROBE_SELECT_KFOLD ? s->protocol.folds : 0);
+    if (s->protocol.select == PROBE_SELECT_VAL) {
+        json_int(w, "val_images", pd->n_val);
+        snprintf(text, sizeof text, "%08x", pd->val_crc);
+        json_string(w, "val_images_crc", text);
+    }
     json_object_end(w);
 }
-
-#ifndef IGPT_NO_CJSON
-enum { MAX_RECORDED_L2 = 64 };  // more than --l2 takes (16)
 
 // The L2 grid as the user types it: "1,0.1,0.01".
 static void format_l2_grid(const double *grid, int n, char *text, size_t cap) {
@@ -122,6 +148,9 @@ static void format_l2_grid(const double *grid, int n, char *text, size_t cap) {
     text[0] = '\0';
     for (int i = 0; i < n && len < cap; i++) len += (size_t)snprintf(text + len, cap - len, i ? ",%g" : "%g", grid[i]);
 }
+
+#ifndef IGPT_NO_CJSON
+enum { MAX_RECORDED_L2 = 64 };  // more than --l2 takes (16)
 
 static const char *json_text(const cJSON *object, const char *key) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, key);
@@ -170,6 +199,15 @@ static char *settings_difference(const cJSON *recorded, const ProbeSettings *s, 
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)p->seed);
     if (strcmp(json_text(recorded, "seed"), seed) != 0)
         return xasprintf("with --seed %s, now %s", json_text(recorded, "seed"), seed);
+    if (strcmp(json_text(recorded, "select"), probe_select_name(p->select)) != 0)
+        return xasprintf("with --select %s, now %s",
+                         *json_text(recorded, "select") ? json_text(recorded, "select") : "holdout (an older igpt)",
+                         probe_select_name(p->select));
+    const int folds = p->select == PROBE_SELECT_KFOLD ? p->folds : 0;
+    if (json_number(recorded, "folds") != (double)folds)
+        return xasprintf("with --folds %.0f, now %d", json_number(recorded, "folds"), folds);
+    if (p->select == PROBE_SELECT_VAL && !same_crc(recorded, "val_images_crc", pd->val_crc))
+        return xasprintf("from other validation images than %s/val.bin holds now", s->data_dir);
     if (!same_crc(recorded, "train_images_crc", pd->train_crc))
         return xasprintf("from other training images than %s/train.bin holds now", s->data_dir);
     if (!same_crc(recorded, "eval_images_crc", pd->eval_crc))
@@ -206,14 +244,28 @@ static int best_layer(const ProbeResults *r) {
     return best;
 }
 
+// What layer l of a probed model is: a block's normalised input, or the final
+// norm's output (the last of a model's n_layer + 1), or the pixels.
+static void layer_name(const ProbeResults *r, int l, char *name, size_t cap) {
+    if (r->model_crc == 0 && r->num_layers == 1) snprintf(name, cap, "raw pixels");
+    else if (l == r->num_layers - 1) snprintf(name, cap, "final norm");
+    else snprintf(name, cap, "block %d input", l);
+}
+
 static void write_results_csv(const char *path, const ProbeResults *r) {
     AtomicFile af;
     atomic_open(&af, path);
-    fprintf(af.file, "layer,accuracy,eval_loss,l2,holdout_accuracy,grad_norm,iterations\n");
+    fprintf(af.file,
+            "layer,accuracy,eval_loss,l2,holdout_accuracy,grad_norm,iterations,accuracy_se,holdout_se,eval_images,"
+            "holdout_images,l2_at_grid_end,name\n");
     for (int l = 0; l < r->num_layers; l++) {
         const ProbeLayerResult *layer = &r->layers[l];
-        fprintf(af.file, "%d,%.6f,%.6f,%g,%.6f,%.3e,%d\n", l, layer->accuracy, layer->eval_loss, layer->l2,
-                layer->holdout_accuracy, layer->grad_norm, layer->iters);
+        char name[32];
+        layer_name(r, l, name, sizeof name);
+        fprintf(af.file, "%d,%.6f,%.6f,%g,%.6f,%.3e,%d,%.6f,%.6f,%lld,%lld,%d,%s\n", l, layer->accuracy,
+                layer->eval_loss, layer->l2, layer->holdout_accuracy, layer->grad_norm, layer->iters,
+                layer->accuracy_se, layer->holdout_se, (long long)layer->eval_images, (long long)layer->holdout_images,
+                layer->l2_at_grid_end, name);
     }
     atomic_commit(&af);
 }
@@ -231,16 +283,28 @@ static void write_results_json(const char *path, const ProbeResults *r, const Pr
     json_real(&w, "eval_gen_loss", "%.6f", r->gen_loss);
     json_int(&w, "best_layer", best);
     json_real(&w, "best_accuracy", "%.6f", r->layers[best].accuracy);
+    json_real(&w, "best_accuracy_se", "%.6f", r->layers[best].accuracy_se);
+    json_string(&w, "select", probe_select_name(s->protocol.select));
     write_settings(&w, s, pd, r->model_crc);
     json_array_begin(&w, "layers", JSON_BLOCK);
     for (int l = 0; l < r->num_layers; l++) {
         const ProbeLayerResult *layer = &r->layers[l];
+        char name[32];
+        layer_name(r, l, name, sizeof name);
         json_object_begin(&w, NULL, JSON_INLINE);
         json_int(&w, "layer", l);
+        json_string(&w, "name", name);
         json_real(&w, "accuracy", "%.6f", layer->accuracy);
+        json_real(&w, "accuracy_se", "%.6f", layer->accuracy_se);
         json_real(&w, "eval_loss", "%.6f", layer->eval_loss);
         json_real(&w, "l2", "%g", layer->l2);
+        json_bool(&w, "l2_at_grid_end", layer->l2_at_grid_end);
         json_real(&w, "holdout_accuracy", "%.6f", layer->holdout_accuracy);
+        json_real(&w, "holdout_se", "%.6f", layer->holdout_se);
+        json_int(&w, "holdout_images", layer->holdout_images);
+        json_array_begin(&w, "holdout_by_l2", JSON_INLINE);
+        for (int i = 0; i < s->protocol.num_l2; i++) json_real(&w, NULL, "%.6f", layer->holdout_by_l2[i]);
+        json_array_end(&w);
         json_real(&w, "grad_norm", "%.3e", layer->grad_norm);
         json_int(&w, "iterations", layer->iters);
         json_object_end(&w);
@@ -248,6 +312,25 @@ static void write_results_json(const char *path, const ProbeResults *r, const Pr
     json_array_end(&w);
     json_object_end(&w);
     json_write_file(&w, path);
+}
+
+// One line when some layer's choice is an end of the grid: the best strength
+// may lie beyond it.
+static void say_grid_ends(const ProbeSettings *s, const ProbeResults *r) {
+    char layers[256] = "";
+    size_t len = 0;
+    int count = 0;
+    for (int l = 0; l < r->num_layers && len < sizeof layers; l++)
+        if (r->layers[l].l2_at_grid_end) {
+            len +=
+                (size_t)snprintf(layers + len, sizeof layers - len, "%s%d (%g)", count ? ", " : "", l, r->layers[l].l2);
+            count++;
+        }
+    if (count == 0) return;
+    char grid[256];
+    format_l2_grid(s->protocol.l2_grid, s->protocol.num_l2, grid, sizeof grid);
+    printf("probe: %s, step %llu: layer%s %s chose an end of the L2 grid (%s): widen --l2 to be sure it is the best\n",
+           r->model, (unsigned long long)r->step, count > 1 ? "s" : "", layers, grid);
 }
 
 // Writes OUT/<name>.csv and .json for one probed model; prints its best layer.
@@ -258,9 +341,14 @@ static void write_results(const ProbeSettings *s, const ProbeData *pd, const cha
     write_results_csv(csv_path, r);
     write_results_json(json_path, r, s, pd);
     const int best = best_layer(r);
-    printf("probe: %s, step %llu: best layer %d, %.2f%% on %lld %s images (%s)\n", r->model,
-           (unsigned long long)r->step, best, 100 * r->layers[best].accuracy, (long long)pd->n_eval, s->eval_split,
-           csv_path);
+    char how[64];
+    if (s->protocol.select == PROBE_SELECT_KFOLD) snprintf(how, sizeof how, "L2 by %d-fold CV", s->protocol.folds);
+    else if (s->protocol.select == PROBE_SELECT_HOLDOUT) snprintf(how, sizeof how, "L2 by a 10%% hold-out");
+    else snprintf(how, sizeof how, "L2 on %lld val images, refit on train + val", (long long)pd->n_val);
+    printf("probe: %s, step %llu: best layer %d, %.2f%% \u00b1 %.2f on %lld %s images (%s; %s)\n", r->model,
+           (unsigned long long)r->step, best, 100 * r->layers[best].accuracy, 100 * r->layers[best].accuracy_se,
+           (long long)pd->n_eval, s->eval_split, how, csv_path);
+    say_grid_ends(s, r);
     free(csv_path);
     free(json_path);
 }
@@ -268,20 +356,29 @@ static void write_results(const ProbeSettings *s, const ProbeData *pd, const cha
 // The generative loss and per-layer accuracies back from a probe-NNNNNNNN.json
 // this stage wrote; false if the file is missing or not of that shape.
 // (A GPU-only build reads no JSON files: it cannot fit probes, so it has none.)
-static bool read_probe_json(const char *path, double *gen_loss, double *accuracy, int max_layers, int *layers) {
+typedef struct {
+    double gen_loss, eval_images;
+    double *accuracy, *accuracy_se;  // per layer
+    int layers;
+} RecordedProbe;
+
+static bool read_probe_json(const char *path, RecordedProbe *rec, int max_layers) {
 #ifdef IGPT_NO_CJSON
-    (void)path, (void)gen_loss, (void)accuracy, (void)max_layers, (void)layers;
+    (void)path, (void)rec, (void)max_layers;
     return false;
 #else
     cJSON *root = json_read_file(path);
     if (!root) return false;
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "layers");
-    *gen_loss = json_number(root, "eval_gen_loss");  // NaN when null
+    rec->gen_loss = json_number(root, "eval_gen_loss");  // NaN when null
+    rec->eval_images = json_number(root, "eval_images");
+    int *layers = &rec->layers;
     *layers = 0;
     const cJSON *layer;
     cJSON_ArrayForEach(layer, list) {
         if (*layers == max_layers) break;
-        accuracy[(*layers)++] = json_number(layer, "accuracy");
+        rec->accuracy_se[*layers] = json_number(layer, "accuracy_se");  // NaN in an older igpt's results
+        rec->accuracy[(*layers)++] = json_number(layer, "accuracy");
     }
     const bool ok = cJSON_HasObjectItem(root, "eval_gen_loss") && cJSON_IsArray(list) && *layers > 0;
     cJSON_Delete(root);
@@ -325,7 +422,8 @@ static int64_t results_steps(const char *out_dir, const uint64_t *steps, int64_t
 // line, when not.
 static void write_run_table(const ProbeSettings *s, const ProbeData *pd, const uint64_t *steps, int64_t n,
                             int max_layers) {
-    double *accuracy = xmalloc((size_t)max_layers * sizeof(double));
+    RecordedProbe rec = {.accuracy = xmalloc((size_t)max_layers * sizeof(double)),
+                         .accuracy_se = xmalloc((size_t)max_layers * sizeof(double))};
     char *table = xasprintf("%s/probes.csv", s->out_dir);
     make_directories(s->out_dir);
     uint64_t *listed;
@@ -334,7 +432,7 @@ static void write_run_table(const ProbeSettings *s, const ProbeData *pd, const u
     atomic_open(&af, table);
     fprintf(af.file, "step,eval_gen_loss,best_layer,best_accuracy");
     for (int l = 0; l < max_layers; l++) fprintf(af.file, ",acc_layer_%d", l);
-    fprintf(af.file, "\n");
+    fprintf(af.file, ",eval_images,best_accuracy_se\n");  // new columns go at the end: readers count from the start
     int rows = 0;
     for (int64_t i = 0, k = 0; i < num_listed; i++) {
         const uint64_t step = listed[i];
@@ -343,15 +441,14 @@ static void write_run_table(const ProbeSettings *s, const ProbeData *pd, const u
         char *path = xasprintf("%s/probe-%08llu.json", s->out_dir, (unsigned long long)step);
         char *why = has_model ? NULL : stale_result(path, s, pd, NULL);
         if (why) printf("probe: %s (its checkpoint is gone) was made %s: left out of %s\n", path, why, table);
-        double gen_loss;
-        int layers;
-        if (!why && read_probe_json(path, &gen_loss, accuracy, max_layers, &layers)) {
+        if (!why && read_probe_json(path, &rec, max_layers)) {
             int best = 0;
-            for (int l = 1; l < layers; l++)
-                if (accuracy[l] > accuracy[best]) best = l;
-            fprintf(af.file, "%llu,%.6f,%d,%.6f", (unsigned long long)step, gen_loss, best, accuracy[best]);
-            for (int l = 0; l < layers; l++) fprintf(af.file, ",%.6f", accuracy[l]);
-            fprintf(af.file, "\n");
+            for (int l = 1; l < rec.layers; l++)
+                if (rec.accuracy[l] > rec.accuracy[best]) best = l;
+            fprintf(af.file, "%llu,%.6f,%d,%.6f", (unsigned long long)step, rec.gen_loss, best, rec.accuracy[best]);
+            for (int l = 0; l < rec.layers; l++) fprintf(af.file, ",%.6f", rec.accuracy[l]);
+            for (int l = rec.layers; l < max_layers; l++) fputc(',', af.file);  // the last two columns stay in place
+            fprintf(af.file, ",%.0f,%.6f\n", rec.eval_images, rec.accuracy_se[best]);
             rows++;
         }
         free(why);
@@ -361,7 +458,8 @@ static void write_run_table(const ProbeSettings *s, const ProbeData *pd, const u
     printf("probe: %d probed steps in %s\n", rows, table);
     free(listed);
     free(table);
-    free(accuracy);
+    free(rec.accuracy);
+    free(rec.accuracy_se);
 }
 
 // --- Models ---------------------------------------------------------------------------
@@ -401,26 +499,44 @@ static bool cached_features(const char *path, const Backend *m, uint32_t model_c
     return false;
 }
 
-// Both splits' features for a model: cached ones read back, the others
-// computed; both checked before any is cached, so a bad model leaves no file.
+// One split's features for a model: from the cache when it holds them, else computed.
+typedef struct {
+    const char *split;  // "train", "val", "test"
+    const TokenDataset *data;
+    const int64_t *idx;
+    int64_t n;
+    uint32_t crc;
+    FeatureSet *fs;
+    char *path;
+    bool cached;
+} SplitFeatures;
+
+// The splits' features for a model (train, eval, and val with --select val):
+// cached ones read back, the others computed; all checked before any is
+// cached, so a bad model leaves no file.
 static void probed_features(const ProbeSettings *s, const ProbeData *pd, Backend *m, uint32_t model_crc, uint64_t step,
-                            const char *what, FeatureSet *train, FeatureSet *eval) {
-    char *train_path = xasprintf("%s/features-%08llu-train.bin", s->out_dir, (unsigned long long)step);
-    char *eval_path = xasprintf("%s/features-%08llu-%s.bin", s->out_dir, (unsigned long long)step, s->eval_split);
-    const bool train_cached = cached_features(train_path, m, model_crc, pd->train_crc, pd->n_train, train);
-    const bool eval_cached = cached_features(eval_path, m, model_crc, pd->eval_crc, pd->n_eval, eval);
-    if (!train_cached) extract_features(m, &pd->train, pd->train_idx, pd->n_train, s->batch, model_crc, step, train);
-    if (!eval_cached) extract_features(m, &pd->eval, pd->eval_idx, pd->n_eval, s->batch, model_crc, step, eval);
-    check_features_finite(train, train_cached ? train_path : what, "train", true);
-    check_features_finite(eval, eval_cached ? eval_path : what, s->eval_split, true);
-    if (!train_cached || !eval_cached) make_directories(s->out_dir);
-    if (!train_cached) features_save(train_path, train);
-    if (!eval_cached) features_save(eval_path, eval);
-    // A build without the solver still extracts features (on the GPU): a full build fits them from the cache.
-    if (probe_solver_missing())
-        die("%s; the features are cached in %s and %s", probe_solver_missing(), train_path, eval_path);
-    free(train_path);
-    free(eval_path);
+                            const char *what, FeatureSet *train, FeatureSet *eval, FeatureSet *val) {
+    SplitFeatures sp[3] = {
+        {"train", &pd->train, pd->train_idx, pd->n_train, pd->train_crc, train},
+        {s->eval_split, &pd->eval, pd->eval_idx, pd->n_eval, pd->eval_crc, eval},
+        {"val", &pd->val, pd->val_idx, pd->n_val, pd->val_crc, val},
+    };
+    const int splits = s->protocol.select == PROBE_SELECT_VAL ? 3 : 2;
+    bool all_cached = true;
+    for (int i = 0; i < splits; i++) {
+        sp[i].path = xasprintf("%s/features-%08llu-%s.bin", s->out_dir, (unsigned long long)step, sp[i].split);
+        sp[i].cached = cached_features(sp[i].path, m, model_crc, sp[i].crc, sp[i].n, sp[i].fs);
+        all_cached &= sp[i].cached;
+    }
+    for (int i = 0; i < splits; i++)
+        if (!sp[i].cached) extract_features(m, sp[i].data, sp[i].idx, sp[i].n, s->batch, model_crc, step, sp[i].fs);
+    for (int i = 0; i < splits; i++)
+        check_features_finite(sp[i].fs, sp[i].cached ? sp[i].path : what, sp[i].split, true);
+    if (!all_cached) make_directories(s->out_dir);
+    for (int i = 0; i < splits; i++) {
+        if (!sp[i].cached) features_save(sp[i].path, sp[i].fs);
+        free(sp[i].path);
+    }
 }
 
 // A solver that met numbers it cannot fit gives NaN: an error, never a result.
@@ -431,28 +547,39 @@ static void check_probe_finite(const ProbeLayerResult *r, int layers, const char
     }
 }
 
-// Fits a probe on every layer of the features, in parallel: one thread per
-// layer, since the solver's products (n x d by d x 10) are too thin for many
-// BLAS threads to help, while whole layers scale with the cores (13 xs
-// layers on 2 cores: 51 s instead of 67 s).
-static void probe_layers(const ProbeSettings *s, const FeatureSet *train, const FeatureSet *eval, uint64_t step,
-                         ProbeLayerResult *r) {
+// The GPU's evaluator when there is one, else the CPU's (said once).
+static ProbeEvaluator *gpu_or_cpu_evaluator(const ProbeBatchShape *shape, const double *X, int threads) {
+    static bool said;
+    const char *why = NULL;
+    ProbeEvaluator *e = probe_gpu_evaluator_create(shape, X, &why);
+    if (e) return e;
+    if (!said) fprintf(stderr, "probe: %s: the probes are fitted on the CPU\n", why ? why : "no GPU probe solver");
+    said = true;
+    return probe_cpu_evaluator_create(shape, X, threads);
+}
+
+// Fits the probes of every layer together (probe.h), the products on every
+// thread (or on the GPU when the features were computed there).
+static void fit_layers(const ProbeSettings *s, const FeatureSet *train, const FeatureSet *val, const FeatureSet *eval,
+                       uint64_t step, bool model, ProbeLayerResult *r) {
     ProbeProtocol protocol = s->protocol;
-    protocol.threads = 1;
-    const int workers = s->protocol.threads < train->layers ? s->protocol.threads : train->layers;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(workers)
-    for (int l = 0; l < train->layers; l++) {
-        const double t0 = now_seconds();
-        probe_layer(train, eval, l, &protocol, &r[l]);
-        if (!s->quiet) {
-#pragma omp critical(probe_report)
-            fprintf(stderr,
-                    "probe: step %llu layer %d/%d: %.2f%% (l2 %g, hold-out %.2f%%), |grad| %.1e, %d iterations, "
-                    "%.1f s\n",
-                    (unsigned long long)step, l, train->layers - 1, 100 * r[l].accuracy, r[l].l2,
-                    100 * r[l].holdout_accuracy, r[l].grad_norm, r[l].iters, now_seconds() - t0);
-        }
-    }
+    protocol.verbose = !s->quiet;
+    if (model && s->backend.device == DEVICE_CUDA) protocol.make_evaluator = gpu_or_cpu_evaluator;
+    const double t0 = now_seconds();
+    probe_layers(train, val, eval, &protocol, r);
+    if (s->quiet) return;
+    for (int l = 0; l < train->layers; l++)
+        fprintf(stderr,
+                "probe: step %llu layer %d/%d%s: %.2f%% \u00b1 %.2f (l2 %g, selection %.2f%%), |grad| %.1e, %d "
+                "iterations\n",
+                (unsigned long long)step, l, train->layers - 1,
+                !model                   ? ""
+                : l == train->layers - 1 ? " (final norm)"
+                                         : "",
+                100 * r[l].accuracy, 100 * r[l].accuracy_se, r[l].l2, 100 * r[l].holdout_accuracy, r[l].grad_norm,
+                r[l].iters);
+    fprintf(stderr, "probe: step %llu: %d layers fitted in %.1f s\n", (unsigned long long)step, train->layers,
+            now_seconds() - t0);
 }
 
 static uint32_t parameters_crc(const Backend *m, const float *params) {
@@ -462,10 +589,10 @@ static uint32_t parameters_crc(const Backend *m, const float *params) {
 // Probes one model (its parameters already in m) and writes its results.
 static void probe_model(const ProbeSettings *s, const ProbeData *pd, Backend *m, uint32_t model_crc, uint64_t step,
                         const char *what) {
-    FeatureSet train, eval;
-    probed_features(s, pd, m, model_crc, step, what, &train, &eval);
+    FeatureSet train, eval, val = {0};
+    probed_features(s, pd, m, model_crc, step, what, &train, &eval, &val);
     ProbeLayerResult *r = xcalloc((size_t)train.layers, sizeof *r);
-    probe_layers(s, &train, &eval, step, r);
+    fit_layers(s, &train, pd->n_val ? &val : NULL, &eval, step, true, r);
     check_probe_finite(r, train.layers, what);
     char *name = xasprintf("probe-%08llu", (unsigned long long)step);
     const ProbeResults results = {.model = what,
@@ -479,6 +606,7 @@ static void probe_model(const ProbeSettings *s, const ProbeData *pd, Backend *m,
     free(r);
     features_free(&train);
     features_free(&eval);
+    if (pd->n_val) features_free(&val);
 }
 
 // --- The three kinds of probe ---------------------------------------------------------
@@ -486,20 +614,23 @@ static void probe_model(const ProbeSettings *s, const ProbeData *pd, Backend *m,
 void probe_pixels(const ProbeSettings *s) {
     ProbeData pd;
     probe_data_load(s, &pd);
-    FeatureSet train, eval;
+    FeatureSet train, eval, val = {0};
     pixel_features(&pd.train, pd.train_idx, pd.n_train, &train);
     pixel_features(&pd.eval, pd.eval_idx, pd.n_eval, &eval);
+    if (pd.n_val) pixel_features(&pd.val, pd.val_idx, pd.n_val, &val);
     char *palette = xasprintf("%s/palette.bin", s->data_dir);  // where the pixels' colors come from
     check_features_finite(&train, palette, "train", false);
     check_features_finite(&eval, palette, s->eval_split, false);
+    if (pd.n_val) check_features_finite(&val, palette, "val", false);
     ProbeLayerResult r;
-    probe_layer(&train, &eval, 0, &s->protocol, &r);
+    fit_layers(s, &train, pd.n_val ? &val : NULL, &eval, 0, false, &r);
     check_probe_finite(&r, 1, "raw pixels");
     free(palette);
     const ProbeResults results = {.model = "raw pixels", .step = 0, .gen_loss = NAN, .layers = &r, .num_layers = 1};
     write_results(s, &pd, "baseline-pixels", &results);
     features_free(&train);
     features_free(&eval);
+    if (pd.n_val) features_free(&val);
     probe_data_free(&pd);
 }
 

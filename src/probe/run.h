@@ -15,10 +15,10 @@
 
 typedef struct {
     const char *data_dir;    // prepared data: train.bin and <eval_split>.bin
-    const char *eval_split;  // "val" or "test"
+    const char *eval_split;  // "val" or "test" (with --select val: test)
     int64_t train_images;    // training images used, evenly spaced through train.bin; 0: all
     int64_t eval_images;     // evaluation images, the same way; 0: all
-    ProbeProtocol protocol;  // L2 grid, iterations, hold-out seed; its threads: the CPU threads of the fits
+    ProbeProtocol protocol;  // L2 grid, selection, iterations, seed; its threads: the CPU threads of the fits
     int batch;               // images per forward pass
     BackendOptions backend;  // where a model computes the features (not used for the pixels)
     const char *out_dir;     // results and feature cache; created if missing
@@ -26,6 +26,8 @@ typedef struct {
 } ProbeSettings;
 
 void probe_pixels(const ProbeSettings *s);
+// "kfold", "holdout", "val": as --select spells it, and the results record it.
+const char *probe_select_name(ProbeSelect select);
 void probe_checkpoint(const ProbeSettings *s, const char *checkpoint);
 // Probes the randomly initialised model (step 0) and every checkpoint of
 // the run not probed yet, then writes OUT/probes.csv.

@@ -73,4 +73,40 @@ void probe_evaluator_free(ProbeEvaluator *e);
 void probe_rows_softmax_residual(const ProbeBatchShape *s, int64_t row0, int64_t row1, const double *W_block,
                                  const int64_t *n_fit_block, double *Z, int64_t ldz, double *row_loss, uint8_t *held);
 
+// --- The batched L-BFGS driver (lbfgs.c) ------------------------------------------------
+
+typedef struct {
+    int max_iters;   // iterations (accepted steps) per problem; 0: until converged
+    double epsilon;  // converged when ||g|| <= epsilon * max(1, ||w||) (liblbfgs's test)
+    // A linear change of variables per block (NULL: none): each class's d
+    // weights are w = M v, and L-BFGS runs on v; blocks x d x d each, M and
+    // its inverse. The objective and its optimum are the same; the
+    // convergence test is on the gradient in w.
+    const double *M, *M_inv;
+} ProbeLbfgsOptions;
+
+enum { PROBE_FIT_CONVERGED = 0, PROBE_FIT_MAX_ITERS = 1, PROBE_FIT_LINE_SEARCH_FAILED = 2 };
+
+// One problem's fit, at its final point.
+typedef struct {
+    double objective, grad_norm;
+    int64_t heldout_correct;  // its held-out rows predicted right
+    int iters, evaluations;
+    int status;  // PROBE_FIT_*: a failed line search (40 halvings) stops at the best point found
+} ProbeFit;
+
+void probe_lbfgs_defaults(ProbeLbfgsOptions *opt);
+// Minimises every problem of e from W (P x vars: the warm start in, the
+// solutions out), problem p with L2 strength l2[p]. Every evaluation computes
+// the problems still working together; finished ones are frozen. History 10,
+// backtracking Armijo line search (c1 = 1e-4, halving). Deterministic.
+void probe_lbfgs(ProbeEvaluator *e, const double *l2, const ProbeLbfgsOptions *opt, double *W, ProbeFit *fits);
+
+// The preconditioner of a block: C = X^T X / rows over its first `rows` rows
+// (d x d; a sample is enough), then M = L^-T, M_inv = L^T with
+// L L^T = C / 10 + l2 I, which makes the Hessian of the objective in v near
+// the identity (the softmax's curvature is about a tenth of C's).
+void probe_gram(const double *X, int64_t rows, int d, double *C);
+void probe_preconditioner(const double *C, int d, double l2, double *M, double *M_inv);
+
 #endif

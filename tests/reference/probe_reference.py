@@ -2,12 +2,20 @@
 """Independent solution of the linear probe's problem with SciPy, as a test fixture.
 
     /usr/bin/python3 tests/reference/probe_reference.py --write-fixture tests/fixtures/probe_reference.bin
+    /usr/bin/python3 tests/reference/probe_reference.py --write-kfold-fixture tests/fixtures/probe_kfold.bin
 
 The problem (src/probe/probe.h): multinomial logistic regression, objective =
 mean cross-entropy + l2/2 * ||W||^2 with unpenalised biases, on a small seeded
 dataset of overlapping Gaussian classes. SciPy's L-BFGS-B solves it to a
 gradient norm far below the C solver's tolerance; the fixture keeps the data,
 the optimum's objective, its weights and its predictions. Needs python3-scipy.
+
+The k-fold fixture: the selection of ./igpt probe --select kfold on a small
+problem (float32 features standardised with the training statistics, a fixed
+fold assignment, a grid of L2 strengths): every fold's probe solved
+independently, the cross-validation accuracy at each strength, the chosen
+strength (ties: the stronger), and the accuracy on evaluation rows of the
+fit on every training row at that strength.
 """
 import argparse
 import struct
@@ -43,10 +51,58 @@ def write_fixture(path, arrays):
             f.write(a.astype(a.dtype.newbyteorder("<")).tobytes())
 
 
+def solve(X, y, k, l2):
+    d = X.shape[1]
+    res = minimize(objective, np.zeros(k * (d + 1)), args=(X, y, k, l2), jac=True, method="L-BFGS-B",
+                   options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 100000})
+    return res.x.reshape(k, d + 1)
+
+
+def predict(W, X):
+    d = X.shape[1]
+    return (X @ W[:, :d].T + W[:, d]).argmax(axis=1)
+
+
+def write_kfold_fixture(path):
+    rng = np.random.default_rng(7)
+    n, n_eval, d, k, folds = 90, 60, 8, 3, 3
+    grid = np.array([3.0, 0.3, 0.03, 0.003, 0.0003])
+    centers = rng.normal(0, 0.6, (k, d))
+    y = np.arange(n) % k
+    y_eval = np.arange(n_eval) % k
+    X = (centers[y] + rng.normal(0, 1.0, (n, d)) * 2.0 + 5.0).astype(np.float32)
+    X_eval = (centers[y_eval] + rng.normal(0, 1.0, (n_eval, d)) * 2.0 + 5.0).astype(np.float32)
+    fold = rng.permutation(np.arange(n) % folds)
+    mean = X.astype(np.float64).mean(axis=0)
+    std = np.maximum(np.sqrt(((X.astype(np.float64) - mean) ** 2).mean(axis=0)), 1e-6)
+    Xs, Xe = (X - mean) / std, (X_eval - mean) / std
+    cv = np.zeros(len(grid))
+    for g, l2 in enumerate(grid):
+        correct = 0
+        for j in range(folds):
+            W = solve(Xs[fold != j], y[fold != j], k, l2)
+            correct += (predict(W, Xs[fold == j]) == y[fold == j]).sum()
+        cv[g] = correct / n
+    best = int(np.argmax(cv))  # the first of the best: grid strongest first, so ties keep the stronger
+    W = solve(Xs, y, k, grid[best])
+    accuracy = (predict(W, Xe) == y_eval).mean()
+    print(f"k-fold: cv {cv}, chosen l2 {grid[best]}, eval accuracy {accuracy:.4f}")
+    write_fixture(path, [
+        ("X", X), ("y", y.astype(np.int32)), ("X_eval", X_eval), ("y_eval", y_eval.astype(np.int32)),
+        ("fold", fold.astype(np.int32)), ("l2", grid), ("cv_accuracy", cv), ("chosen_l2", np.array([grid[best]])),
+        ("eval_accuracy", np.array([accuracy])),
+    ])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--write-fixture", required=True)
+    parser.add_argument("--write-fixture")
+    parser.add_argument("--write-kfold-fixture")
     args = parser.parse_args()
+    if args.write_kfold_fixture:
+        write_kfold_fixture(args.write_kfold_fixture)
+    if not args.write_fixture:
+        return
     rng = np.random.default_rng(42)
     n, d, k, l2 = 150, 6, 4, 0.05
     centers = rng.normal(0, 1.0, (k, d))
