@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/blas.h"
+
 typedef struct {
     const char *name;
     TestFunction run;
@@ -111,6 +113,7 @@ static TestOutcome run_test(const TestCase *t, int width, const TestHooks *hooks
 }
 
 int test_main(int argc, char **argv, const TestHooks *hooks) {
+    start_again_with_library_settings(argv);  // compute as ./igpt does (util/blas.c)
     static const TestHooks no_hooks = {0};
     if (!hooks) hooks = &no_hooks;
     bool list_only = false, exact = false;

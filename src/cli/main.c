@@ -45,38 +45,8 @@ static void print_help(FILE *out) {
     fprintf(out, "  %-9s %s\n", "--version", "the version of igpt and the commit it was built from");
 }
 
-// Two settings of the libraries that they read once, when they are loaded,
-// before main; so the program starts again with them set (same process, same
-// pid; by its own path, so that ps and pgrep still call it igpt). Each only
-// when the user did not set it.
-//
-// OpenMP threads that reach the end of a parallel region first spin-wait for
-// the others (libgomp: ~300,000 turns) before they sleep. On a machine of its
-// own that saves a wake-up; on a shared one the spinning threads take the
-// cores the working ones need, and a small model trains several times slower
-// (README, "Threads on a shared machine"). So igpt's threads sleep while they
-// wait (OMP_WAIT_POLICY=passive), unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set.
-//
-// OpenBLAS gives a CPU whose model it does not know its oldest kernels, 3x
-// slower; OPENBLAS_CORETYPE then names the ones the CPU can run (util/blas.c).
-static void start_again_with_library_settings(char **argv) {
-    const bool set_wait = !getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT");
-    const char *coretype = getenv("OPENBLAS_CORETYPE") ? NULL : blas_better_coretype();
-    if (!set_wait && !coretype) return;
-    char self[4096];
-    const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (len <= 0 || len >= (ssize_t)sizeof self - 1) return;  // no /proc: the libraries' defaults
-    self[len] = '\0';
-    if (set_wait && setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
-    if (coretype && setenv("OPENBLAS_CORETYPE", coretype, 1) != 0) return;
-    execv(self, argv);
-    // Could not start again: the libraries' defaults, and nothing said to the children.
-    if (set_wait) unsetenv("OMP_WAIT_POLICY");
-    if (coretype) unsetenv("OPENBLAS_CORETYPE");
-}
-
 int main(int argc, char **argv) {
-    start_again_with_library_settings(argv);
+    start_again_with_library_settings(argv);  // util/blas.c
     flush_denormals_to_zero();
     if (argc < 2) {
         print_help(stderr);

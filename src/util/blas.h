@@ -25,6 +25,10 @@ const char *blas_better_coretype(void);
 // The kernels the products run: OpenBLAS's name for them ("SkylakeX"), or
 // "plain loops" in a build without OpenBLAS.
 const char *blas_core_name(void);
+// Starts the program again (execv, same pid) with OMP_WAIT_POLICY=passive and
+// the OPENBLAS_CORETYPE above, each unless the user set it; returns when there
+// is nothing to set (or no way to start again). First thing in main.
+void start_again_with_library_settings(char **argv);
 
 // The plain C versions (OpenMP over the rows of C once the product is large).
 void plain_gemm_f32(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda,

@@ -369,10 +369,6 @@ TEST(test_gpu_probe_bf16_features_give_fp32_accuracy) {
         test_skip("a minute in the interpreter: IGPT_MEASURE_FEATURE_PRECISION=1 runs it");
         return;
     }
-    if (probe_solver_missing()) {
-        test_skip(probe_solver_missing());
-        return;
-    }
     ModelConfig cfg = {.vocab_size = 16,
                        .seq_len = 64,
                        .image_height = 8,
