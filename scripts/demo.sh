@@ -68,8 +68,6 @@ grep '"val_loss": [0-9]' "$run/log.jsonl" | grep -v checkpoint |
 ./igpt plot "$run"
 echo
 echo "demo: probe accuracy of the best layer against the generative loss ($run/probe/probes.csv)"
-echo "    step   val loss   best layer   accuracy"
-tail -n +2 "$run/probe/probes.csv" | awk -F, '{printf "  %6d   %8.4f   %10d   %7.2f%%\n", $1, $2, $3, 100 * $4}'
-tail -n 1 "$run/probe/baseline-pixels.csv" | awk -F, '{printf "  raw pixels (same probe):              %7.2f%%\n", 100 * $2}'
+python3 scripts/probe_table.py "$run"
 echo "demo: plots in $run/plots (loss_vs_accuracy.png, accuracy_vs_layer.png, loss_vs_step.png);"
 echo "      the run in $run (log.jsonl, checkpoints); the data in $data (preview.png, palette.png)"
