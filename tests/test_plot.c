@@ -40,6 +40,7 @@ static void append_csv_row(FILE *f, int step, double gen_loss, const double accu
 // probes.csv: it must not be drawn.
 static void write_old_run(void) {
     make_directories(test_path("a/probe"));
+    // An older run.json names only the config; a newer one also has the model's width and depth.
     write_text(test_path("a/run.json"), "{\"config\": \"tiny\"}\n");
     FILE *log = xfopen(test_path("a/log.jsonl"), "w");
     for (int step = 1; step <= 60; step++) {
@@ -68,6 +69,7 @@ static void write_old_run(void) {
 // labels must find places that do not overlap.
 static void write_crowded_run(void) {
     make_directories(test_path("b/probe"));
+    write_text(test_path("b/run.json"), "{\"config\": \"tiny\", \"model\": {\"d_model\": 128, \"n_layer\": 8}}\n");
     FILE *table = xfopen(test_path("b/probe/probes.csv"), "w");
     fprintf(table,
             "step,eval_gen_loss,best_layer,best_accuracy,acc_layer_0,acc_layer_1,acc_layer_2,eval_images,"
@@ -134,6 +136,8 @@ static void check_loss_vs_accuracy(const cJSON *figure) {
     CHECK(wrong_error_bars(a, 200) == 0, "run a: error bars from the JSONs' eval_images");
     CHECK(wrong_error_bars(b, 400) == 0, "run b: error bars from probes.csv's eval_images column");
     CHECK(near(number_at(get(b, "y"), 12), 31.2), "run b: 13 checkpoints");
+    CHECK(!strcmp(text_of(get(b, "label")), "b (d=128, 8 blocks)"), "run b is labelled by its width and depth: %s",
+          text_of(get(b, "label")));
     CHECK(near(get(pixels, "baseline")->valuedouble, 35.0) &&
               near(get(pixels, "se")->valuedouble, 100 * sqrt(0.35 * 0.65 / 200)),
           "the pixel baseline with its own error band");

@@ -199,7 +199,12 @@ def load_run(run_dir):
     try:
         with open(os.path.join(run_dir, "run.json")) as f:
             settings = json.load(f)
-        name += f" ({settings.get('config', '?')})"
+        # The width and depth when run.json has them: --d-model/--n-layer override the named config.
+        model = settings.get("model", {})
+        if "d_model" in model and "n_layer" in model:
+            name += f" (d={model['d_model']}, {model['n_layer']} blocks)"
+        else:
+            name += f" ({settings.get('config', '?')})"
     except (OSError, ValueError):
         pass
     train, val, val_images = load_log(os.path.join(run_dir, "log.jsonl"))
