@@ -14,6 +14,7 @@
 #include "model/params.h"
 #include "probe/features.h"
 #include "probe/probe.h"
+#include "probe/solver.h"
 #include "step_costs.h"
 #include "train/optim.h"
 #include "util/blas.h"
@@ -84,9 +85,10 @@ static const Command bench_command = {
         "             gradient norm and the AdamW step): tokens/s, and the model FLOPs per\n"
         "             token (docs/cuda.md) for MFU\n"
         "  features   forward passes and probe features (./igpt probe's extraction): images/s\n"
-        "  probe      one layer of ./igpt probe's protocol (L2 chosen on a 10% hold-out from\n"
-        "             the default grid, refit, score) on synthetic class-mixture features of\n"
-        "             --dim dimensions: seconds per layer (CPU)\n"
+        "  probe      ./igpt probe's whole protocol for --layers layers at once (--folds-fold\n"
+        "             CV over the default L2 grid, the fits on all images, scores) on synthetic\n"
+        "             correlated class-mixture features of --dim dimensions: seconds (CPU;\n"
+        "             --device cuda: the products on the GPU, L-BFGS on the host)\n"
         "  attention  the CUDA attention kernels alone, causal, bf16: forward and backward\n"
         "             milliseconds and TFLOP/s (GPU) of the kernels --attention selects (auto:\n"
         "             tensor cores at head sizes 32, 64, 128), named in the JSON line\n"
@@ -258,6 +260,15 @@ static void synthetic_features(int64_t count, int layers, int dim, uint64_t seed
 
 // The whole protocol of ./igpt probe (5-fold CV over the default L2 grid, all
 // layers together, the final fits and their scores) on synthetic features.
+// --device cuda: the GPU's evaluator of the probe objective, or an error saying why not.
+static ProbeEvaluator *gpu_evaluator_or_die(const ProbeBatchShape *shape, const double *X, int threads) {
+    (void)threads;
+    const char *why = NULL;
+    ProbeEvaluator *e = probe_gpu_evaluator_create(shape, X, &why);
+    if (!e) die("--device cuda: %s", why ? why : "this igpt has no GPU probe solver");
+    return e;
+}
+
 static void bench_probe(const BenchArgs *a, int threads) {
     const int dim = a->dim, layers = a->layers;
     float *means = xmalloc((size_t)10 * dim * sizeof(float)), *factors = xmalloc((size_t)16 * dim * sizeof(float));
@@ -281,6 +292,8 @@ static void bench_probe(const BenchArgs *a, int threads) {
                               .folds = a->folds,
                               .verbose = !a->quiet,
                               .plain = a->plain};
+    const bool on_gpu = !strcmp(a->device.device, "cuda");  // the products on the GPU; L-BFGS on the host
+    if (on_gpu) protocol.make_evaluator = gpu_evaluator_or_die;
     ProbeLayerResult *r = xcalloc((size_t)layers, sizeof *r);
     const double t0 = now_seconds();
     probe_layers(&train, NULL, &eval, &protocol, r);
@@ -293,7 +306,7 @@ static void bench_probe(const BenchArgs *a, int threads) {
     JsonWriter w;
     json_init(&w);
     json_object_begin(&w, NULL, JSON_INLINE);
-    json_string(&w, "impl", "igpt-cpu");
+    json_string(&w, "impl", on_gpu ? "igpt-cuda" : "igpt-cpu");
     json_string(&w, "mode", "probe");
     json_int(&w, "dim", dim);
     json_int(&w, "layers", layers);

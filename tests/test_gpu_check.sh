@@ -81,6 +81,7 @@ check "dry run: no PyTorch numbers (SKIP)" is "$dry/results.jsonl" torch "PyTorc
 check "dry run: train on the GPU, resume on the CPU, probe on the GPU" \
     [ "$(grep '"group": "e2e"' "$dry/results.jsonl" | grep -c '"PASS"')" -eq 4 ]
 check "dry run: probe feature throughput" is "$dry/results.jsonl" features "probe features (igpt, tiny, batch 2)" PASS
+check "dry run: the probe solver on the (interpreted) GPU" is "$dry/results.jsonl" features "probe solver (igpt, 2 layers x 8, 300/60 images)" PASS
 check "dry run: the numbers that matter are in the table" grep -q "tokens/s.*MFU" "$dry/summary.txt"
 
 # --- 2. Planted faults: a fake CUDA test program and a fake compute-sanitizer -----------------
