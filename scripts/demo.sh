@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 [ -x ./igpt ] || make -j2 igpt
 steps=${DEMO_STEPS:-1000}
 source scripts/cifar10_data.sh
+source scripts/train_or_resume.sh
 
 data_status=0
 data=$(prepare_cifar10 16) || data_status=$?
@@ -31,26 +32,8 @@ if [ "$data_status" -eq 1 ]; then
 fi
 
 run=runs/demo-$(basename "$data")
-final=$(printf "%s/checkpoint-%08d.bin" "$run" "$steps")
-# An interrupted training (Ctrl-C, SIGTERM) checkpoints and exits with 128 + the signal (130, 143): the
-# demo stops there rather than probing a half-trained run; running it again resumes the training.
-train_status=0
-if [ -f "$final" ]; then
-    echo "demo: $run is already trained"
-elif ls "$run"/checkpoint-*.bin >/dev/null 2>&1; then
-    ./igpt train --data "$data" --out "$run" --resume || train_status=$?
-else
-    ./igpt train --data "$data" --out "$run" --config tiny --steps "$steps" --batch 16 --lr 3e-3 \
-        --eval-every $((steps / 10)) --eval-images 512 || train_status=$?
-fi
-if [ "$train_status" -ge 128 ]; then
-    echo "demo: the training was interrupted (exit status $train_status) and checkpointed; run scripts/demo.sh" \
-        "again to resume it and go on to the probes" >&2
-    exit "$train_status"
-elif [ "$train_status" -ne 0 ]; then
-    echo "demo: the training failed (exit status $train_status); see the message above" >&2
-    exit "$train_status"
-fi
+train_or_resume demo "$data" "$run" "$steps" --config tiny --steps "$steps" --batch 16 --lr 3e-3 \
+    --eval-every $((steps / 10)) --eval-images 512 || exit $?
 
 echo
 echo "demo: validation loss of the tiny model on $(basename "$data") (nats per token; bits = nats / ln 2)"

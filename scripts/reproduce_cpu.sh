@@ -17,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x ./igpt ] || make -j2 igpt
 source scripts/cifar10_data.sh
+source scripts/train_or_resume.sh
 
 side=${RECIPE_SIDE:-16}
 steps=${RECIPE_STEPS:-3400}
@@ -54,20 +55,8 @@ fi
 finish "data"
 
 begin "training"
-final=$(printf "%s/checkpoint-%08d.bin" "$run" "$steps")
-status=0
-if [ -f "$final" ]; then
-    echo "reproduce: $run is already trained"
-elif ls "$run"/checkpoint-*.bin >/dev/null 2>&1; then
-    ./igpt train --data "$data" --out "$run" --resume || status=$?
-else
-    ./igpt train --data "$data" --out "$run" "${model[@]}" --steps "$steps" --batch 32 --lr 3e-3 \
-        --checkpoint-every $((steps / 4)) --eval-every $((steps / 10)) --eval-images 1000 || status=$?
-fi
-if [ "$status" -ne 0 ]; then
-    echo "reproduce: the training stopped (exit status $status); run scripts/reproduce_cpu.sh again to go on" >&2
-    exit "$status"
-fi
+train_or_resume reproduce_cpu "$data" "$run" "$steps" "${model[@]}" --steps "$steps" --batch 32 --lr 3e-3 \
+    --checkpoint-every $((steps / 2)) --eval-every $((steps / 10)) --eval-images 1000 || exit $?
 finish "training"
 
 begin "probes of the model (every checkpoint and the random init; 45,000 / 5,000 images)"

@@ -338,6 +338,54 @@ TEST(test_probe_kfold_selection_matches_scipy) {
     fixture_free(&fx);
 }
 
+// The path's fits stop early (probe.c's PATH_EPSILON); the probe each layer
+// keeps is polished to the solver's tolerance: the fit probe_fit makes alone
+// at the chosen strength, to 1e-6 of ||w|| in gradient norm.
+TEST(test_probe_chosen_probe_is_polished) {
+    enum { N = 600, D = 8, K = 3, L = 2 };
+    uint16_t y[N];
+    double *X = batch_features(N, D, K, L, 21, y);
+    float *values = xmalloc((size_t)N * L * D * sizeof(float));
+    for (int l = 0; l < L; l++)
+        for (int i = 0; i < N; i++)
+            for (int q = 0; q < D; q++) values[((size_t)i * L + l) * D + q] = (float)X[((size_t)l * N + i) * D + q];
+    FeatureSet train = {.count = N, .layers = L, .dim = D, .num_classes = K, .labels = y, .values = values};
+    const double grid[] = {0.1, 1e-3, 1e-5};
+    const ProbeProtocol protocol = {.l2_grid = grid,
+                                    .num_l2 = 3,
+                                    .max_iters = 1000,
+                                    .seed = 3,
+                                    .threads = 2,
+                                    .select = PROBE_SELECT_KFOLD,
+                                    .folds = 3};
+    ProbeLayerResult r[L];
+    probe_layers(&train, NULL, &train, &protocol, r);
+    for (int l = 0; l < L; l++) {
+        double mean[D], inv_std[D], *Xs = xmalloc((size_t)N * D * sizeof(double));
+        feature_stats(values + l * D, N, D, L * D, mean, inv_std);
+        standardize(values + l * D, N, D, L * D, mean, inv_std, Xs);
+        const ProbeProblem problem = {N, D, K, Xs, y};
+        ProbeSolverOptions opt;
+        probe_solver_defaults(&opt);
+        opt.l2 = r[l].l2;
+        opt.epsilon = 1e-10;
+        LinearProbe alone;
+        probe_fit(&problem, &opt, NULL, &alone);
+        double norm = 0.0, loss = 0.0;
+        for (int i = 0; i < K * (D + 1); i++) norm += alone.w[i] * alone.w[i];
+        const double accuracy = probe_score(&alone, &problem, 2, &loss, NULL);
+        CHECK(r[l].grad_norm <= 1e-6 * fmax(1.0, sqrt(norm)),
+              "layer %d: the kept probe's gradient %.2e within 1e-6 of ||w|| = %.2f", l, r[l].grad_norm, sqrt(norm));
+        CHECK(r[l].accuracy == accuracy && fabs(r[l].eval_loss - loss) <= 1e-6 * loss,
+              "layer %d: scored as the fit alone (accuracy %.4f vs %.4f, loss %.12f vs %.12f)", l, r[l].accuracy,
+              accuracy, r[l].eval_loss, loss);
+        linear_probe_free(&alone);
+        free(Xs);
+    }
+    free(values);
+    free(X);
+}
+
 TEST(test_probe_standardize) {
     // Rows of 3 features with stride 4 (a layer inside a wider feature row).
     float X[4 * 4] = {1, 10, 5, 99, 3, 10, 7, 99, 5, 10, 9, 99, 7, 10, 11, 99};

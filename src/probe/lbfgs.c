@@ -204,6 +204,10 @@ static void change_variables(const ProbeBatchShape *sh, const ProbeLbfgsOptions 
     }
 }
 
+static double problem_epsilon(const ProbeLbfgsOptions *opt, int p) {
+    return opt->epsilon_of ? opt->epsilon_of[p] : opt->epsilon;
+}
+
 void probe_lbfgs(ProbeEvaluator *e, const double *l2, const ProbeLbfgsOptions *opt, double *W, ProbeFit *fits) {
     const ProbeBatchShape *sh = &e->shape;
     const int P = probe_batch_problems(sh);
@@ -228,7 +232,7 @@ void probe_lbfgs(ProbeEvaluator *e, const double *l2, const ProbeLbfgsOptions *o
         fits[p] = (ProbeFit){.objective = f[p], .heldout_correct = held[p], .evaluations = 1};
         L.st[p].f = f[p];
         memcpy(L.g + (size_t)p * v, GV + (size_t)p * v, (size_t)v * sizeof(double));
-        L.st[p].done = converged(W + (size_t)p * v, G + (size_t)p * v, v, opt->epsilon, &fits[p].grad_norm);
+        L.st[p].done = converged(W + (size_t)p * v, G + (size_t)p * v, v, problem_epsilon(opt, p), &fits[p].grad_norm);
         working += !L.st[p].done;
     }
     while (working > 0) {
@@ -245,7 +249,7 @@ void probe_lbfgs(ProbeEvaluator *e, const double *l2, const ProbeLbfgsOptions *o
             if (!active[p]) continue;
             fits[p].evaluations++;
             double grad_norm;
-            const bool conv = converged(W + (size_t)p * v, G + (size_t)p * v, v, opt->epsilon, &grad_norm);
+            const bool conv = converged(W + (size_t)p * v, G + (size_t)p * v, v, problem_epsilon(opt, p), &grad_norm);
             end_trial(&L, p, V + (size_t)p * v, f[p], GV + (size_t)p * v, held[p], conv, grad_norm, opt, &fits[p]);
         }
         working = 0;

@@ -210,9 +210,16 @@ static void preconditioner_init(Preconditioner *pc, const ProbeBatchShape *sh, c
     for (int b = 0; b < sh->blocks; b++) probe_gram(X + (size_t)b * sh->n * sh->d, sample, sh->d, pc->C + b * dd);
 }
 
+// Tolerances (||gradient|| <= epsilon * max(1, ||weights||)). A probe is fitted
+// to PROBE_EPSILON. The path's fits only rank the strengths and warm-start the
+// next one, so they stop at PATH_EPSILON, which takes about a third fewer
+// evaluations; each layer's chosen probe is then polished to PROBE_EPSILON.
+#define PROBE_EPSILON 1e-6
+#define PATH_EPSILON 1e-5
+
 // The L-BFGS options for block strengths l2_block (blocks entries).
 static ProbeLbfgsOptions lbfgs_options(const ProbeProtocol *a, Preconditioner *pc, const double *l2_block) {
-    ProbeLbfgsOptions opt = {.max_iters = a->max_iters, .epsilon = 1e-6};
+    ProbeLbfgsOptions opt = {.max_iters = a->max_iters, .epsilon = PROBE_EPSILON};
     if (!pc->C) return opt;
     const size_t dd = (size_t)pc->d * pc->d;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(a->threads)
@@ -284,6 +291,40 @@ static void score_strength(Path *pa, const ProbeProtocol *a, int g, ProbeLayerRe
     }
 }
 
+// Each layer's chosen probe from the path's tolerance to PROBE_EPSILON: its
+// all-rows fit again at its chosen strength, from where the path left it. The
+// other problems stop after the first evaluation (epsilon infinite).
+static void polish_chosen(Path *pa, const ProbeProtocol *a, ProbeEvaluator *e, Preconditioner *pc, double *l2,
+                          double *l2_block, double *epsilon_of, ProbeLayerResult *r) {
+    const int J = pa->per_block, last = J - 1, L = pa->train->layers;
+    for (int l = 0; l < L; l++) {
+        for (int j = 0; j < J; j++) {
+            l2[l * J + j] = r[l].l2;
+            epsilon_of[l * J + j] = j == last ? PROBE_EPSILON : INFINITY;
+        }
+        l2_block[l] = r[l].l2;
+        memcpy(pa->W + ((size_t)l * J + last) * pa->vars, pa->chosen + (size_t)l * pa->vars,
+               (size_t)pa->vars * sizeof(double));
+    }
+    ProbeLbfgsOptions opt = lbfgs_options(a, pc, l2_block);
+    opt.epsilon_of = epsilon_of;
+    const double t0 = now_seconds();
+    probe_lbfgs(e, l2, &opt, pa->W, pa->fits);
+    int evals = 0;
+    for (int l = 0; l < L; l++) {
+        const ProbeFit *fit = &pa->fits[l * J + last];
+        memcpy(pa->chosen + (size_t)l * pa->vars, pa->W + ((size_t)l * J + last) * pa->vars,
+               (size_t)pa->vars * sizeof(double));
+        r[l].iters += fit->iters;
+        r[l].grad_norm = fit->grad_norm;
+        evals = fit->evaluations > evals ? fit->evaluations : evals;
+    }
+    for (int l = 0; l < L; l++) r[l].path_evaluations += evals;
+    if (a->verbose)
+        fprintf(stderr, "probe: the chosen probes to the final tolerance: %d layers, %d evaluations, %.1f s\n", L,
+                evals, now_seconds() - t0);
+}
+
 // Walks the grid strongest first; each layer's chosen probe into pa->chosen.
 static void walk_grid(Path *pa, const ProbeProtocol *a, const int8_t *fold, const double *X, ProbeLayerResult *r) {
     const FeatureSet *t = pa->train;
@@ -299,6 +340,8 @@ static void walk_grid(Path *pa, const ProbeProtocol *a, const int8_t *fold, cons
     double *l2 = xmalloc((size_t)P * sizeof(double)), *l2_block = xmalloc((size_t)t->layers * sizeof(double));
     Preconditioner pc;
     preconditioner_init(&pc, &shape, X, a->plain);
+    double *epsilon_of = xmalloc((size_t)P * sizeof(double));
+    for (int p = 0; p < P; p++) epsilon_of[p] = PATH_EPSILON;
     int order[PROBE_MAX_L2];
     strongest_first(a, order);
     for (int i = 0; i < a->num_l2; i++) {
@@ -306,7 +349,8 @@ static void walk_grid(Path *pa, const ProbeProtocol *a, const int8_t *fold, cons
         const double t0 = now_seconds();
         for (int p = 0; p < P; p++) l2[p] = a->l2_grid[g];
         for (int b = 0; b < t->layers; b++) l2_block[b] = a->l2_grid[g];
-        const ProbeLbfgsOptions opt = lbfgs_options(a, &pc, l2_block);
+        ProbeLbfgsOptions opt = lbfgs_options(a, &pc, l2_block);
+        opt.epsilon_of = epsilon_of;
         probe_lbfgs(e, l2, &opt, pa->W, pa->fits);
         score_strength(pa, a, g, r);
         int most = 0, evals = 0;
@@ -319,8 +363,10 @@ static void walk_grid(Path *pa, const ProbeProtocol *a, const int8_t *fold, cons
             fprintf(stderr, "probe: L2 %g (%d/%d): %d problems, at most %d iterations, %d evaluations, %.1f s\n",
                     a->l2_grid[g], i + 1, a->num_l2, P, most, evals, now_seconds() - t0);
     }
+    if (a->select != PROBE_SELECT_VAL) polish_chosen(pa, a, e, &pc, l2, l2_block, epsilon_of, r);
     free(l2);
     free(l2_block);
+    free(epsilon_of);
     preconditioner_free(&pc);
     probe_evaluator_free(e);
 }

@@ -83,11 +83,13 @@ typedef struct {
     const double *X;  // blocks x n x d
     int threads;
     int64_t *n_fit, *n_held;
-    double *Z;         // n x per_block*k: logits, then residuals
-    double *row_loss;  // n x per_block
-    uint8_t *held;     // n x per_block
-    int *which;        // per_block: a block's active problems
-    double *Wc, *Gc;   // per_block x vars: their weights and gradients side by side
+    double *Z;            // n x per_block*k: logits, then residuals
+    double *row_loss;     // n x per_block
+    uint8_t *held;        // n x per_block
+    int *which;           // per_block: a block's active problems
+    double *Wc, *Gc;      // per_block x vars: their weights and gradients side by side
+    double *col_sums;     // per_block*k bias gradients, then per_block losses
+    int64_t *col_counts;  // per_block held-out rows predicted right
 } CpuEvaluator;
 
 // One block's active problems: their logits, residuals and gradients by two
@@ -121,29 +123,37 @@ static void cpu_evaluate_block(ProbeEvaluator *e, int b, const double *W, const 
         rows_softmax_residual(s, r, r + chunk < n ? r + chunk : n, Wb, c->n_fit + (size_t)b * J, c->which, m, c->Z,
                               cols, c->row_loss, c->held);
     gemm_f64(true, false, cols, d, (int)n, 1.0, c->Z, cols, X, d, 0.0, Gm, d + 1);
+    // The sums over rows, one pass over each array row by row: every column
+    // still adds its rows in order (the same bits), but a pass per column
+    // read Z with a stride of `cols` doubles, a cache line per element.
+    double *bias = c->col_sums, *loss = c->col_sums + cols;
+    int64_t *correct = c->col_counts;
+    memset(c->col_sums, 0, (size_t)(cols + m) * sizeof(double));
+    memset(correct, 0, (size_t)m * sizeof(int64_t));
+    for (int64_t i = 0; i < n; i++) {  // fixed order
+        const double *z = c->Z + i * cols;
+        for (int q = 0; q < cols; q++) bias[q] += z[q];
+        for (int u = 0; u < m; u++) {
+            loss[u] += c->row_loss[i * m + u];
+            correct[u] += c->held[i * m + u];
+        }
+    }
     for (int u = 0; u < m; u++) {
         const int j = c->which[u], p = b * J + j;
-        double loss = 0.0, penalty = 0.0;
-        int64_t correct = 0;
-        for (int64_t i = 0; i < n; i++) {  // fixed order
-            loss += c->row_loss[i * m + u];
-            correct += c->held[i * m + u];
-        }
+        double penalty = 0.0;
         double *g = Gb + (size_t)j * vars;
         if (Gm != Gb) memcpy(g, Gm + u * vars, (size_t)vars * sizeof(double));
         for (int cl = 0; cl < k; cl++) {
             const double *w = Wb + (size_t)j * vars + (size_t)cl * (d + 1);
             double *gc = g + (size_t)cl * (d + 1);
-            double bias = 0.0;
-            for (int64_t i = 0; i < n; i++) bias += c->Z[i * cols + (int64_t)u * k + cl];
-            gc[d] = bias;
+            gc[d] = bias[u * k + cl];
             for (int q = 0; q < d; q++) {
                 gc[q] += l2[p] * w[q];
                 penalty += w[q] * w[q];
             }
         }
-        f[p] = loss / (double)c->n_fit[p] + 0.5 * l2[p] * penalty;
-        if (heldout_correct) heldout_correct[p] = correct;
+        f[p] = loss[u] / (double)c->n_fit[p] + 0.5 * l2[p] * penalty;
+        if (heldout_correct) heldout_correct[p] = correct[u];
     }
 }
 
@@ -162,6 +172,8 @@ static void cpu_destroy(ProbeEvaluator *e) {
     free(c->which);
     free(c->Wc);
     free(c->Gc);
+    free(c->col_sums);
+    free(c->col_counts);
     free(c);
     free(e);
 }
@@ -180,6 +192,8 @@ ProbeEvaluator *probe_cpu_evaluator_create(const ProbeBatchShape *shape, const d
     c->which = xmalloc((size_t)shape->per_block * sizeof(int));
     c->Wc = xmalloc((size_t)shape->per_block * probe_batch_vars(shape) * sizeof(double));
     c->Gc = xmalloc((size_t)shape->per_block * probe_batch_vars(shape) * sizeof(double));
+    c->col_sums = xmalloc((size_t)shape->per_block * (shape->k + 1) * sizeof(double));
+    c->col_counts = xmalloc((size_t)shape->per_block * sizeof(int64_t));
     ProbeEvaluator *e = xcalloc(1, sizeof *e);
     *e = (ProbeEvaluator){.shape = *shape, .evaluate = cpu_evaluate, .destroy = cpu_destroy, .impl = c};
     return e;

@@ -76,8 +76,9 @@ void probe_rows_softmax_residual(const ProbeBatchShape *s, int64_t row0, int64_t
 // --- The batched L-BFGS driver (lbfgs.c) ------------------------------------------------
 
 typedef struct {
-    int max_iters;   // iterations (accepted steps) per problem; 0: until converged
-    double epsilon;  // converged when ||g|| <= epsilon * max(1, ||w||) (liblbfgs's test)
+    int max_iters;             // iterations (accepted steps) per problem; 0: until converged
+    double epsilon;            // converged when ||g|| <= epsilon * max(1, ||w||) (liblbfgs's test)
+    const double *epsilon_of;  // P entries: problem p's own epsilon (NULL: epsilon for all)
     // A linear change of variables per block (NULL: none): each class's d
     // weights are w = M v, and L-BFGS runs on v; blocks x d x d each, M and
     // its inverse. The objective and its optimum are the same; the
