@@ -212,10 +212,18 @@ static void preconditioner_init(Preconditioner *pc, const ProbeBatchShape *sh, c
 
 // Tolerances (||gradient|| <= epsilon * max(1, ||weights||)). A probe is fitted
 // to PROBE_EPSILON. The path's fits only rank the strengths and warm-start the
-// next one, so they stop at PATH_EPSILON, which takes about a third fewer
-// evaluations; each layer's chosen probe is then polished to PROBE_EPSILON.
+// next one, so they may stop sooner: at path_epsilon(l2), at most
+// PATH_EPSILON (about a third fewer evaluations than PROBE_EPSILON), and each
+// layer's chosen probe is then polished to PROBE_EPSILON.
 #define PROBE_EPSILON 1e-6
 #define PATH_EPSILON 1e-5
+
+// Moving from the previous strength to l2 changes the gradient at the warm
+// start by about l2 * w (the grid's steps are a large fraction of l2): with
+// a tolerance above l2 the fit would not move at all and every weak strength
+// would score as the last one that did. So the path's tolerance is l2 itself
+// between PROBE_EPSILON and PATH_EPSILON.
+static double path_epsilon(double l2) { return fmin(PATH_EPSILON, fmax(l2, PROBE_EPSILON)); }
 
 // The L-BFGS options for block strengths l2_block (blocks entries).
 static ProbeLbfgsOptions lbfgs_options(const ProbeProtocol *a, Preconditioner *pc, const double *l2_block) {
@@ -341,13 +349,15 @@ static void walk_grid(Path *pa, const ProbeProtocol *a, const int8_t *fold, cons
     Preconditioner pc;
     preconditioner_init(&pc, &shape, X, a->plain);
     double *epsilon_of = xmalloc((size_t)P * sizeof(double));
-    for (int p = 0; p < P; p++) epsilon_of[p] = PATH_EPSILON;
     int order[PROBE_MAX_L2];
     strongest_first(a, order);
     for (int i = 0; i < a->num_l2; i++) {
         const int g = order[i];
         const double t0 = now_seconds();
-        for (int p = 0; p < P; p++) l2[p] = a->l2_grid[g];
+        for (int p = 0; p < P; p++) {
+            l2[p] = a->l2_grid[g];
+            epsilon_of[p] = path_epsilon(l2[p]);
+        }
         for (int b = 0; b < t->layers; b++) l2_block[b] = a->l2_grid[g];
         ProbeLbfgsOptions opt = lbfgs_options(a, &pc, l2_block);
         opt.epsilon_of = epsilon_of;
