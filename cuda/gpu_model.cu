@@ -735,3 +735,11 @@ extern "C" double gpu_model_reduce_scatter_grads(GpuModel *m) {
     }
     return first ? 0.0 : read_grad_squares(m);
 }
+
+// --- Incremental decoding ----------------------------------------------------------------
+// Not yet on the GPU: the decode kernels (cuda/decode.cu) are being written.
+void gpu_model_decode_create(GpuModel *, int) { die("incremental decoding is not yet on the GPU: use --device cpu"); }
+void gpu_model_decode_begin(GpuModel *, int) { die("incremental decoding is not yet on the GPU: use --device cpu"); }
+const float *gpu_model_decode_step(GpuModel *, const uint16_t *) {
+    die("incremental decoding is not yet on the GPU: use --device cpu");
+}

@@ -61,6 +61,10 @@ void backend_create(Backend *b, const BackendOptions *opt, const ModelConfig *cf
 }
 
 void backend_free(Backend *b) {
+    if (b->decode) {
+        decode_free(b->decode);
+        free(b->decode);
+    }
     if (b->device == DEVICE_CPU) cpu_backend_free(&b->cpu);
     else gpu_model_free(b->gpu);
     memset(b, 0, sizeof *b);
@@ -137,6 +141,27 @@ double backend_clip_and_adamw(Backend *b, const OptimConfig *oc, int64_t step) {
 void backend_features(Backend *b, int batch, float *features) {
     if (b->device == DEVICE_CPU) model_features(&b->cpu.model, batch, features);
     else gpu_model_features(b->gpu, batch, features);
+}
+
+void backend_decode_create(Backend *b, int max_batch) {
+    if (b->device == DEVICE_CUDA) {
+        gpu_model_decode_create(b->gpu, max_batch);
+        return;
+    }
+    if (b->decode) die("internal: backend_decode_create called twice");
+    b->decode = xmalloc(sizeof *b->decode);
+    const Model *m = &b->cpu.model;
+    decode_create(b->decode, &b->cfg, &m->p, max_batch, m->threads);
+}
+
+void backend_decode_begin(Backend *b, int batch) {
+    if (b->device == DEVICE_CUDA) gpu_model_decode_begin(b->gpu, batch);
+    else decode_begin(b->decode, batch);
+}
+
+const float *backend_decode_step(Backend *b, const uint16_t *prev) {
+    if (b->device == DEVICE_CUDA) return gpu_model_decode_step(b->gpu, prev);
+    return decode_step(b->decode, prev);
 }
 
 void backend_collectives_init(Backend *b) {

@@ -16,6 +16,7 @@
 
 #include "model/config.h"
 #include "model/cpu_backend.h"
+#include "model/decode.h"
 #include "model/gpu_model.h"
 #include "train/optim.h"
 
@@ -41,6 +42,7 @@ typedef struct {
     // environment has IGPT_CLIP_ON_HOST=1 (tests compare the two ways).
     bool clip_on_device;
     CpuBackend cpu;  // DEVICE_CPU
+    DecodeState *decode;  // DEVICE_CPU: backend_decode_create's cache
     GpuModel *gpu;   // DEVICE_CUDA
 } Backend;
 
@@ -84,6 +86,19 @@ void backend_adamw(Backend *b, const OptimConfig *oc, int64_t step, float grad_s
 double backend_clip_and_adamw(Backend *b, const OptimConfig *oc, int64_t step);
 // Probe features of the last forward pass (B x (L+1) x C), as model_features.
 void backend_features(Backend *b, int batch, float *features);
+
+// --- Incremental decoding: sampling and the compressor -----------------------------
+// A key/value cache for up to max_batch sequences (model/decode.h on the CPU,
+// cuda/decode.cu on a GPU), made once; backend_free frees it.
+void backend_decode_create(Backend *b, int max_batch);
+// Starts `batch` sequences (1..max_batch) at position 0.
+void backend_decode_begin(Backend *b, int batch);
+// Runs the next position of every sequence, whose previous pixel is prev[b]
+// (ignored at position 0); returns that position's logits, batch x V in host
+// memory, valid until the next step. On the CPU the bits depend only on the
+// parameters and each sequence's own pixels (model/decode.h); on a GPU, on
+// those and the batch (the same launches give the same bits).
+const float *backend_decode_step(Backend *b, const uint16_t *prev);
 
 // --- Several processes (parallel/data_parallel.c) -----------------------------------------
 // Joins the job's gradient collectives: the NCCL communicator on GPUs (every

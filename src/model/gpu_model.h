@@ -83,6 +83,19 @@ double gpu_model_clip_and_adamw(GpuModel *m, const OptimConfig *oc, int64_t step
 // As model_features, into a host buffer B x (L+1) x C.
 void gpu_model_features(GpuModel *m, int batch, float *features);
 
+// --- Incremental decoding (cuda/decode.cu): sampling and the compressor ------------------
+// The GPU twin of model/decode.h: one position at a time for a batch of
+// sequences, with each layer's keys and values cached on the device (in the
+// storage type). gpu_model_decode_create allocates the cache for up to
+// max_batch sequences (once; freed with the model); begin starts `batch`
+// sequences at position 0; each step runs the next position, whose input
+// is prev[b] (pixel pos-1; ignored at position 0), and returns that
+// position's logits in a host buffer, batch x V fp32 (valid until the next
+// step). The same launches for the same batch give the same bits on one GPU.
+void gpu_model_decode_create(GpuModel *m, int max_batch);
+void gpu_model_decode_begin(GpuModel *m, int batch);
+const float *gpu_model_decode_step(GpuModel *m, const uint16_t *prev);
+
 // Called during backward for each layer (L .. -1) as soon as its gradient
 // kernels are queued (work queued after them by gpu_model_sum_start runs
 // after them).

@@ -39,6 +39,9 @@ double gpu_model_grad_norm(GpuModel *m) { UNAVAILABLE; }
 void gpu_model_adamw(GpuModel *m, const OptimConfig *oc, int64_t step, float grad_scale) { UNAVAILABLE; }
 double gpu_model_clip_and_adamw(GpuModel *m, const OptimConfig *oc, int64_t step) { UNAVAILABLE; }
 void gpu_model_features(GpuModel *m, int batch, float *features) { UNAVAILABLE; }
+void gpu_model_decode_create(GpuModel *m, int max_batch) { UNAVAILABLE; }
+void gpu_model_decode_begin(GpuModel *m, int batch) { UNAVAILABLE; }
+const float *gpu_model_decode_step(GpuModel *m, const uint16_t *prev) { UNAVAILABLE; }
 void gpu_model_set_layer_hook(GpuModel *m, void (*hook)(void *ctx, int layer), void *ctx) { UNAVAILABLE; }
 void gpu_use_device(int local_rank) {}
 void gpu_collectives_init(int rank, int world) { UNAVAILABLE; }
