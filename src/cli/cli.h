@@ -23,6 +23,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
 
 typedef enum {
     OPT_FLAG,    // bool; takes no value

@@ -29,6 +29,7 @@ static const Subcommand subcommands[] = {
     {"prepare", cmd_prepare, "CIFAR-10 or an image folder -> k-means palette -> prepared token files"},
     {"train", cmd_train, "pretrain the next-pixel model on a prepared split (CPU or GPU, one or many processes)"},
     {"probe", cmd_probe, "linear probes on every layer's frozen features (or raw pixels)"},
+    {"sample", cmd_sample, "draw images from a model: unconditional samples and completions (PNG grids)"},
     {"plot", cmd_plot, "plots of runs: generative loss vs probe accuracy, accuracy vs layer, loss vs step"},
     {"bench", cmd_bench, "throughput of training, probe features, the probe solver and GPU attention"},
     {"show", cmd_show, "draw a prepared split (and its palette) as PNG images"},

@@ -134,3 +134,25 @@ void write_palette_png(const char *path, const Palette *pal) {
     write_png_atomically(path, canvas, canvas_w, canvas_h);
     free(canvas);
 }
+
+void write_token_grid_png(const char *path, const Palette *pal, int H, int W, const uint16_t *const *tiles,
+                          const int *shown_rows, int rows, int cols, int scale) {
+    const int gap = scale, canvas_w = cols * W * scale + (cols + 1) * gap, canvas_h = rows * H * scale + (rows + 1) * gap;
+    uint8_t *canvas = xmalloc((size_t)canvas_w * canvas_h * 3);
+    memset(canvas, 255, (size_t)canvas_w * canvas_h * 3);
+    uint8_t *tile_rgb = xmalloc((size_t)H * W * 3);
+    for (int i = 0; i < rows * cols; i++) {
+        if (!tiles[i]) continue;
+        const int shown = shown_rows ? shown_rows[i] : H;
+        for (int p = 0; p < H * W; p++) {
+            static const uint8_t hidden[3] = {128, 128, 128};
+            const uint8_t *rgb = p / W < shown ? pal->rgb + (size_t)tiles[i][p] * 3 : hidden;
+            memcpy(tile_rgb + (size_t)p * 3, rgb, 3);
+        }
+        const int x0 = gap + (i % cols) * (W * scale + gap), y0 = gap + (i / cols) * (H * scale + gap);
+        blit(canvas, canvas_w, x0, y0, tile_rgb, W, H, scale);
+    }
+    write_png_atomically(path, canvas, canvas_w, canvas_h);
+    free(tile_rgb);
+    free(canvas);
+}

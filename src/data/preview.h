@@ -28,6 +28,14 @@ int preview_label_width(const TokenDataset *ds, int max_rows, int scale);
 int preview_text_scale(int image_h);
 int preview_text_width(const char *text, int text_scale);
 void preview_draw_text(uint8_t *canvas, int canvas_w, int canvas_h, int x0, int y0, const char *text, int text_scale);
+// A grid of token images (each H x W color ids) drawn through a palette:
+// `rows` x `cols` tiles, tile i at row i / cols, column i % cols (NULL: left
+// white), every pixel a scale x scale square, tiles `scale` canvas pixels
+// apart. shown_rows (NULL: all) gives per tile how many of its image rows are
+// drawn; the rest is gray, as the hidden half of an image to complete.
+// Written atomically.
+void write_token_grid_png(const char *path, const Palette *pal, int H, int W, const uint16_t *const *tiles,
+                          const int *shown_rows, int rows, int cols, int scale);
 // The palette as a grid of color squares, 32 per row, in palette order.
 void write_palette_png(const char *path, const Palette *pal);
 
