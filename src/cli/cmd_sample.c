@@ -154,6 +154,7 @@ static void write_summary(const SampleArgs *a, const char *path, const Checkpoin
                           const SampleTiming *t) {
     JsonWriter w;
     json_init(&w);
+    json_object_begin(&w, NULL, JSON_BLOCK);
     json_string(&w, "checkpoint", a->checkpoint);
     json_uint(&w, "step", meta->step);
     json_string(&w, "data", a->data_dir);
@@ -175,6 +176,7 @@ static void write_summary(const SampleArgs *a, const char *path, const Checkpoin
     json_int(&w, "positions_decoded", t->positions);
     json_real(&w, "pixels_per_second", "%.1f", t->seconds > 0 ? t->pixels_sampled / t->seconds : 0.0);
     json_real(&w, "positions_per_second", "%.1f", t->seconds > 0 ? t->positions / t->seconds : 0.0);
+    json_object_end(&w);
     json_write_file(&w, path);
 }
 
