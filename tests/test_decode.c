@@ -58,7 +58,8 @@ static float *decode_all(const Model *m, const uint16_t *tokens, int batch, int 
     for (int t = 0; t < T; t++) {
         for (int b = 0; b < batch; b++) prev[b] = t ? tokens[b * T + t - 1] : 0;
         const float *logits = decode_step(&s, prev);
-        for (int b = 0; b < batch; b++) memcpy(all + ((size_t)b * T + t) * V, logits + (size_t)b * V, V * sizeof(float));
+        for (int b = 0; b < batch; b++)
+            memcpy(all + ((size_t)b * T + t) * V, logits + (size_t)b * V, V * sizeof(float));
     }
     free(prev);
     decode_free(&s);
@@ -69,8 +70,14 @@ TEST(test_decode_matches_full_forward) {
     for (int kind = 0; kind < 2; kind++) {
         // 9x8 image: T = 72 passes the attention's thread threshold and the full pass's 64-row blocks;
         // C 12, 3 heads of 4: no group of 8 lanes in a head, a tail in every product.
-        ModelConfig cfg = {.vocab_size = 11, .seq_len = 72, .image_height = 9, .image_width = 8, .d_model = 12,
-                           .n_layer = 2, .n_head = 3, .norm = (NormKind)kind};
+        ModelConfig cfg = {.vocab_size = 11,
+                           .seq_len = 72,
+                           .image_height = 9,
+                           .image_width = 8,
+                           .d_model = 12,
+                           .n_layer = 2,
+                           .n_head = 3,
+                           .norm = (NormKind)kind};
         Model m;
         random_model(&m, &cfg, 3, 40 + kind);
         const int B = 3, T = 72, V = 11;
@@ -100,8 +107,14 @@ TEST(test_decode_matches_full_forward) {
 }
 
 TEST(test_decode_bits_do_not_depend_on_batch_or_threads) {
-    ModelConfig cfg = {.vocab_size = 9, .seq_len = 40, .image_height = 5, .image_width = 8, .d_model = 16,
-                       .n_layer = 2, .n_head = 2, .norm = NORM_IGPT};
+    ModelConfig cfg = {.vocab_size = 9,
+                       .seq_len = 40,
+                       .image_height = 5,
+                       .image_width = 8,
+                       .d_model = 16,
+                       .n_layer = 2,
+                       .n_head = 2,
+                       .norm = NORM_IGPT};
     Model m;
     random_model(&m, &cfg, 1, 77);
     const int B = 5, T = 40, V = 9;

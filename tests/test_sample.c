@@ -43,8 +43,8 @@ TEST(test_sample_from_logits_follows_the_distribution) {
     s = (SamplerSettings){.temperature = 1.0, .top_k = 0, .top_p = 0.6};
     draw_shares(logits, V, &s, N, share);
     const double two = exp(3.0) + exp(2.0);
-    CHECK(fabs(share[1] - exp(3.0) / two) <= 1.0 / N && fabs(share[3] - exp(2.0) / two) <= 1.0 / N &&
-              share[5] == 0 && share[0] == 0,
+    CHECK(fabs(share[1] - exp(3.0) / two) <= 1.0 / N && fabs(share[3] - exp(2.0) / two) <= 1.0 / N && share[5] == 0 &&
+              share[0] == 0,
           "top-p 0.6 draws %.4f %.4f %.4f %.4f %.4f %.4f", share[0], share[1], share[2], share[3], share[4], share[5]);
     // Temperature 0: always the most likely.
     s = (SamplerSettings){.temperature = 0.0, .top_k = 0, .top_p = 1.0};
@@ -110,12 +110,12 @@ TEST(test_sample_cli_repeats_and_keeps_the_given_rows) {
     dataset_free(&done);
 
     // Refusals.
-    expect_failure(run_igpt("sample --device cpu --checkpoint %s --data %s --out %s --given-rows 9 --quiet", ckpt,
-                            data, test_path("d")),
+    expect_failure(run_igpt("sample --device cpu --checkpoint %s --data %s --out %s --given-rows 9 --quiet", ckpt, data,
+                            test_path("d")),
                    2, "--given-rows 9: the images have 8 rows", NULL);
-    expect_failure(run_igpt("sample --device cpu --checkpoint %s --data %s --out %s --quiet", ckpt, data,
-                            test_path("a")),
-                   1, "already holds samples", NULL);
+    expect_failure(
+        run_igpt("sample --device cpu --checkpoint %s --data %s --out %s --quiet", ckpt, data, test_path("a")), 1,
+        "already holds samples", NULL);
     expect_failure(run_igpt("sample --checkpoint %s --quiet", ckpt), 2, "--data DIR is required", NULL);
     free(data);
 }

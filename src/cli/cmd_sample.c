@@ -181,16 +181,15 @@ static void write_summary(const SampleArgs *a, const char *path, const Checkpoin
 }
 
 // The checks cli_parse cannot make: what the options need of each other and of the files.
-static void check_inputs(SampleArgs *a, const ParsedArgs *parsed, const CheckpointMeta *meta,
-                         const TokenDataset *data, const char *data_path) {
+static void check_inputs(SampleArgs *a, const ParsedArgs *parsed, const CheckpointMeta *meta, const TokenDataset *data,
+                         const char *data_path) {
     if (meta->model.vocab_size != data->palette.colors || meta->model.image_height != data->height ||
         meta->model.image_width != data->width)
         die("%s is a model of %d colors at %dx%d, but %s holds %d colors at %dx%d", a->checkpoint,
-            meta->model.vocab_size, meta->model.image_height, meta->model.image_width, data_path,
-            data->palette.colors, data->height, data->width);
+            meta->model.vocab_size, meta->model.image_height, meta->model.image_width, data_path, data->palette.colors,
+            data->height, data->width);
     if (meta->palette_crc != 0 && meta->palette_crc != palette_crc(&data->palette))
-        die("%s was trained with another palette than %s's: its colors would be drawn wrong", a->checkpoint,
-            data_path);
+        die("%s was trained with another palette than %s's: its colors would be drawn wrong", a->checkpoint, data_path);
     if (!cli_given(parsed, &a->given_rows)) a->given_rows = data->height / 2;
     if (a->given_rows > data->height)
         usage_error("sample", "--given-rows %d: the images have %d rows", a->given_rows, data->height);
@@ -262,10 +261,13 @@ int cmd_sample(int argc, char **argv) {
         free(labels);
     }
     write_summary(&a, summary, &meta, &opt, &timing);
-    printf("sample: %d samples and %d x %d completions (%d of %d rows given) in %s: %lld pixels in %.1f s, "
-           "%.0f pixels/s (%s)\n",
-           a.samples, a.complete, a.per_image, a.given_rows, data.height, out_dir, (long long)timing.pixels_sampled,
-           timing.seconds, timing.seconds > 0 ? timing.pixels_sampled / timing.seconds : 0.0, device_name(opt.device));
+    char completions[96] = "";
+    if (a.complete > 0)
+        snprintf(completions, sizeof completions, " and %d x %d completions (%d of %d rows given)", a.complete,
+                 a.per_image, a.given_rows, data.height);
+    printf("sample: %d samples%s in %s: %lld pixels in %.1f s, %.0f pixels/s (%s)\n", a.samples, completions, out_dir,
+           (long long)timing.pixels_sampled, timing.seconds,
+           timing.seconds > 0 ? timing.pixels_sampled / timing.seconds : 0.0, device_name(opt.device));
 
     free((void *)job.given);
     free(job.tokens);

@@ -137,7 +137,8 @@ void write_palette_png(const char *path, const Palette *pal) {
 
 void write_token_grid_png(const char *path, const Palette *pal, int H, int W, const uint16_t *const *tiles,
                           const int *shown_rows, int rows, int cols, int scale) {
-    const int gap = scale, canvas_w = cols * W * scale + (cols + 1) * gap, canvas_h = rows * H * scale + (rows + 1) * gap;
+    const int gap = scale, canvas_w = cols * W * scale + (cols + 1) * gap,
+              canvas_h = rows * H * scale + (rows + 1) * gap;
     uint8_t *canvas = xmalloc((size_t)canvas_w * canvas_h * 3);
     memset(canvas, 255, (size_t)canvas_w * canvas_h * 3);
     uint8_t *tile_rgb = xmalloc((size_t)H * W * 3);

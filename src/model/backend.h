@@ -41,9 +41,9 @@ typedef struct {
     // backend_clip_and_adamw on the device: CUDA without ZeRO, unless the
     // environment has IGPT_CLIP_ON_HOST=1 (tests compare the two ways).
     bool clip_on_device;
-    CpuBackend cpu;  // DEVICE_CPU
+    CpuBackend cpu;       // DEVICE_CPU
     DecodeState *decode;  // DEVICE_CPU: backend_decode_create's cache
-    GpuModel *gpu;   // DEVICE_CUDA
+    GpuModel *gpu;        // DEVICE_CUDA
 } Backend;
 
 // "auto" (CUDA when a GPU is usable, else the CPU), "cpu" or "cuda"; dies

@@ -75,8 +75,7 @@ void decode_matmul(float *out, const float *inp, const float *W, int B, int IC, 
         int b = 0;
         for (; b + 2 <= B; b += 2) {
             float *r0 = out + (size_t)b * OC + o, *r1 = r0 + OC;
-            dot_fixed_2x2(inp + (size_t)b * IC, inp + (size_t)(b + 1) * IC, w0, w1, IC, &r0[0], &r0[1], &r1[0],
-                          &r1[1]);
+            dot_fixed_2x2(inp + (size_t)b * IC, inp + (size_t)(b + 1) * IC, w0, w1, IC, &r0[0], &r0[1], &r1[0], &r1[1]);
         }
         if (b < B) {
             const float *x = inp + (size_t)b * IC;
@@ -95,6 +94,21 @@ void encoder_decode_forward(float *out, const uint16_t *prev, const ParamPointer
         const float *e = t == 0 ? p->sos : p->wte + (size_t)prev[b] * C;
         float *o = out + (size_t)b * C;
         for (int c = 0; c < C; c++) o[c] = e[c] + pos[c];
+    }
+}
+
+// y[0 .. 8*groups) = inv * sum_j p[j] rows_j[0 .. 8*groups), rows_j at rows + j*stride: every
+// element summed over j in order; `groups` (1..4) vectors of 8 accumulated side by side.
+static void weighted_sum_of_rows(float *y, const float *p, const float *rows, int n, int stride, float inv,
+                                 int groups) {
+    Lanes acc[4] = {{0}, {0}, {0}, {0}};
+    for (int j = 0; j < n; j++) {
+        const float *row = rows + (size_t)j * stride;
+        for (int g = 0; g < groups; g++) acc[g] += p[j] * load_lanes(row + 8 * g);
+    }
+    for (int g = 0; g < groups; g++) {
+        acc[g] *= inv;
+        memcpy(y + 8 * g, &acc[g], sizeof acc[g]);
     }
 }
 
@@ -123,14 +137,21 @@ void attention_decode_forward(float *atty, const float *qkv, float *k_cache, flo
                 s[j] = expf(s[j] - mx);
                 sum += s[j];
             }
+            // y = sum_j p_j v_j, each element summed over j in order, 8 elements to a register and
+            // up to 4 registers side by side: 4 independent chains of additions instead of one.
             float *y = atty + (size_t)b * C + h * hs;
-            for (int e = 0; e < hs; e++) y[e] = 0.0f;
-            for (int j = 0; j <= t; j++) {
-                const float *v = values + (size_t)j * C;
-                for (int e = 0; e < hs; e++) y[e] += s[j] * v[e];
-            }
             const float inv = 1.0f / sum;
-            for (int e = 0; e < hs; e++) y[e] *= inv;
+            int e0 = 0;
+            while (e0 + 8 <= hs) {
+                const int groups = (hs - e0) / 8 < 4 ? (hs - e0) / 8 : 4;
+                weighted_sum_of_rows(y + e0, s, values + e0, t + 1, C, inv, groups);
+                e0 += 8 * groups;
+            }
+            for (; e0 < hs; e0++) {
+                float acc = 0.0f;
+                for (int j = 0; j <= t; j++) acc += s[j] * values[(size_t)j * C + e0];
+                y[e0] = acc * inv;
+            }
         }
 }
 
@@ -146,9 +167,17 @@ static size_t layout_decode(DecodeState *s, float *base, const ModelConfig *cfg,
         float **ptr;
         size_t count;
     } parts[] = {
-        {&s->k_cache, L * B * T * C}, {&s->v_cache, L * B * T * C}, {&s->x, B * C},      {&s->xn, B * C},
-        {&s->qkv, B * 3 * C},         {&s->atty, B * C},            {&s->proj, B * C},   {&s->fc, B * 4 * C},
-        {&s->rstd, B},                {&s->logits, B * V},          {&s->scratch, (size_t)threads * T},
+        {&s->k_cache, L * B * T * C},
+        {&s->v_cache, L * B * T * C},
+        {&s->x, B * C},
+        {&s->xn, B * C},
+        {&s->qkv, B * 3 * C},
+        {&s->atty, B * C},
+        {&s->proj, B * C},
+        {&s->fc, B * 4 * C},
+        {&s->rstd, B},
+        {&s->logits, B * V},
+        {&s->scratch, (size_t)threads * T},
     };
     size_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
