@@ -44,7 +44,10 @@ static void random_model(Model *m, const ModelConfig *cfg, int max_batch, uint64
     rng_init(&rng, seed, 0);
     fill_uniform(m->params, m->num_params, 0.4f, &rng);
     for (int l = 0; l < cfg->n_layer; l++)  // gains near 1 keep the activations of a usual size
-        for (int c = 0; c < cfg->d_model; c++) m->p.layers[l].ln1_g[c] += 1.0f, m->p.layers[l].ln2_g[c] += 1.0f;
+        for (int c = 0; c < cfg->d_model; c++) {
+            m->p.layers[l].ln1_g[c] += 1.0f;
+            m->p.layers[l].ln2_g[c] += 1.0f;
+        }
 }
 
 // Decodes `batch` sequences of `tokens` (batch x T) teacher-forced; returns all logits, batch x T x V.

@@ -56,7 +56,10 @@ static void dot_fixed_2x2(const float *x0, const float *x1, const float *w0, con
         s10 += x1[k] * w0[k];
         s11 += x1[k] * w1[k];
     }
-    *o00 = s00, *o01 = s01, *o10 = s10, *o11 = s11;
+    *o00 = s00;
+    *o01 = s01;
+    *o10 = s10;
+    *o11 = s11;
 }
 
 void decode_matmul(float *out, const float *inp, const float *W, int B, int IC, int OC, int threads) {
