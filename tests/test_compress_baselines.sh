@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/compress_baselines.py and scripts/compression_table.py on small data:
-# a synthetic split prepared at 8x8 with 16 colors (the indexed-PNG path, and
+# a synthetic split prepared at 32x32 with 16 colors (the indexed-PNG path, and
 # one byte per id) and with 512 (no indexed PNG; u16 only). The stream sizes
 # are checked against the tools run here on the bytes this test cuts from the
 # file itself (its own reader, not the script's); the PNG sizes against
@@ -33,10 +33,10 @@ field() { # field FILE.json PYTHON-EXPRESSION-ON-j
     "$python" -c "import json, sys; j = json.load(open(sys.argv[1])); print($2)" "$1"
 }
 
-"$igpt" synth --out synth --train-per-class 3 --test-per-class 1 --size 8 >/dev/null &&
-    "$igpt" prepare --images synth --out p16 --resolution 8 --colors 16 --val 10 --quiet >/dev/null &&
-    "$igpt" prepare --images synth --out p512 --resolution 8 --colors 512 --val 10 --quiet >/dev/null
-check "a small split prepared with 16 and with 512 colors" '[ -f p16/val.bin ] && [ -f p512/val.bin ]'
+"$igpt" synth --out synth --train-per-class 3 --test-per-class 1 --size 32 >/dev/null &&
+    "$igpt" prepare --images synth --out p16 --resolution 32 --colors 16 --val 10 --quiet >/dev/null &&
+    "$igpt" prepare --images synth --out p512 --resolution 32 --colors 512 --val 10 --quiet >/dev/null
+check "a small split prepared (32x32) with 16 and with 512 colors" '[ -f p16/val.bin ] && [ -f p512/val.bin ]'
 
 # This test's own reader (docs/formats.md): images i*n/N of N, their tokens as u16 and u8 files,
 # and each image's indexed PNG as Pillow writes it at level 9 + optimize.
@@ -67,7 +67,7 @@ baselines --data p16/val.bin --images 4 --out b16.json >out16 2>err16
 status=$?
 check "16 colors: runs, writes its JSON and a table" '[ $status = 0 ] && [ -f b16.json ] && grep -q "zstd -19 (u8)" out16'
 check "16 colors: data, images, pixels, colors" \
-    '[ "$(field b16.json "j[\"data\"], j[\"images\"], j[\"pixels\"], j[\"colors\"]")" = "p16/val.bin 4 256 16" ]'
+    '[ "$(field b16.json "j[\"data\"], j[\"images\"], j[\"pixels\"], j[\"colors\"]")" = "p16/val.bin 4 4096 16" ]'
 check "16 colors: png, then gzip/xz/zstd on u16 and on u8" \
     '[ "$(field b16.json "\",\".join(c[\"name\"] for c in j[\"compressors\"])")" = "png,gzip -9 (u16),xz -9e (u16),zstd -19 (u16),gzip -9 (u8),xz -9e (u8),zstd -19 (u8)" ]'
 check "16 colors: every bits_per_pixel is 8 bytes / pixels" \
@@ -89,7 +89,7 @@ baselines --data p512/val.bin >out512 2>err512
 status=$?
 b512=p512/compress-baselines-val-10.json
 check "512 colors: every image by default, the JSON beside the data" '[ $status = 0 ] && [ -f $b512 ] &&
-     [ "$(field $b512 "j[\"images\"], j[\"pixels\"], j[\"colors\"]")" = "10 640 512" ]'
+     [ "$(field $b512 "j[\"images\"], j[\"pixels\"], j[\"colors\"]")" = "10 10240 512" ]'
 check "512 colors: no u8 stream; the PNG says it cannot be indexed" \
     '[ "$(field $b512 "\",\".join(c[\"name\"] for c in j[\"compressors\"])")" = "png,gzip -9 (u16),xz -9e (u16),zstd -19 (u16)" ] &&
      field $b512 "j[\"compressors\"][0][\"how\"]" | grep -q "cannot be indexed beyond 256"'
@@ -120,7 +120,7 @@ check "a damaged split: refused (CRC), not measured" '[ $status = 1 ] && [ ! -e 
 mkdir -p run/compress run/probe
 for step in 500 1000 1500; do
     bits=$(echo "$step" | awk '{printf "%.4f", 6 - $1 / 500}')
-    printf '{"checkpoint": "run/checkpoint-%08d.bin", "step": %d, "data": "p16/val.bin", "images": 4, "pixels": 256, "bytes": 1, "bits_per_pixel": %s, "cross_entropy_bits_per_pixel": %s, "overhead_percent": 0.75, "seconds": 1, "pixels_per_second": 256, "device": "cpu", "precision": "fp32"}\n' \
+    printf '{"checkpoint": "run/checkpoint-%08d.bin", "step": %d, "data": "p16/val.bin", "images": 4, "pixels": 4096, "bytes": 1, "bits_per_pixel": %s, "cross_entropy_bits_per_pixel": %s, "overhead_percent": 0.75, "seconds": 1, "pixels_per_second": 256, "device": "cpu", "precision": "fp32"}\n' \
         "$step" "$step" "$bits" "$(echo "$bits" | awk '{printf "%.4f", $1 / 1.0075}')" >"run/compress/compress-$(printf %08d "$step").json"
 done
 printf 'step,eval_gen_loss,best_layer,best_accuracy,acc_layer_0,acc_layer_1,eval_images,best_accuracy_se\n500,3.0,1,0.36,0.30,0.36,1000,0.015179\n1000,2.9,1,0.375,0.30,0.375,1000,0.015309\n' >run/probe/probes.csv
@@ -134,7 +134,7 @@ check "the table: an unprobed step has no accuracy" 'grep -qxF "| model, step 1,
 zstd8=$(field b16.json "\"%.3f\" % j[\"compressors\"][6][\"bits_per_pixel\"]")
 check "the table: then each classical compressor's bits per pixel" \
     'grep -qxF "| zstd -19 (u8) | $zstd8 | | | |" table && [ "$(grep -c "^| " table)" = 11 ] && ! grep -q Note table'
-sed -i 's/"images": 4, "pixels": 256/"images": 5, "pixels": 320/' run/compress/compress-00001500.json
+sed -i 's/"images": 4, "pixels": 4096/"images": 5, "pixels": 5120/' run/compress/compress-00001500.json
 python3 "$root/scripts/compression_table.py" run >table 2>err
 check "the table says so when the checkpoints were compressed on other images" \
     'grep -q "Note: checkpoints compressed on different images" table'
