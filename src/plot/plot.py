@@ -635,8 +635,8 @@ def plot_compression_vs_accuracy(runs, out_dir, described):
              f"the model as a compressor on {compression_words(runs)}; probe accuracy on {evaluation_words(runs)}; "
              "±1 s.e.; points labelled by step")
     fig.suptitle(title, fontsize=10)
-    if notes:
-        ax.text(0.01, 0.99, "\n".join(notes), transform=ax.transAxes, fontsize=6, va="top", color="firebrick")
+    if notes:  # under the legend, off the data
+        ax.text(0, -0.4, "\n".join(notes), transform=ax.transAxes, fontsize=7, va="top", color="firebrick")
     ax.grid(alpha=0.3)
     legend_below(ax, columns=2, below=0.22)
     save(fig, out_dir, "compression_vs_accuracy")
