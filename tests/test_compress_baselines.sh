@@ -76,6 +76,9 @@ png16=$(cut_tokens p16/val.bin 4)
 size() { field b16.json "next(c[\"bytes\"] for c in j[\"compressors\"] if c[\"name\"] == \"$1\")"; }
 check "16 colors: an indexed PNG per image, sizes summed (Pillow here: $png16 bytes)" \
     '[ "$(size png)" = "$png16" ] && field b16.json "j[\"compressors\"][0][\"how\"]" | grep -q "indexed PNG (16-color palette)"'
+# Each file's chunks around its pixels: signature 8, IHDR 25, PLTE 12 + 3 x 16, IDAT's own 12, IEND 12.
+check "16 colors: the PNG container's bytes said: 4 x 117" \
+    'field b16.json "j[\"compressors\"][0][\"how\"]" | grep -q "; 468 of the bytes are the files. chunks"'
 check "16 colors: gzip -9 of images 0, 2, 5, 7 as u16, and as u8" \
     '[ "$(size "gzip -9 (u16)")" = "$(gzip -9 -n -c <u16.bin | wc -c)" ] &&
      [ "$(size "gzip -9 (u8)")" = "$(gzip -9 -n -c <u8.bin | wc -c)" ]'
@@ -93,6 +96,8 @@ check "512 colors: every image by default, the JSON beside the data" '[ $status 
 check "512 colors: no u8 stream; the PNG says it cannot be indexed" \
     '[ "$(field $b512 "\",\".join(c[\"name\"] for c in j[\"compressors\"])")" = "png,gzip -9 (u16),xz -9e (u16),zstd -19 (u16)" ] &&
      field $b512 "j[\"compressors\"][0][\"how\"]" | grep -q "cannot be indexed beyond 256"'
+check "512 colors: the PNG container's bytes said: 10 x 57 (no palette)" \
+    'field $b512 "j[\"compressors\"][0][\"how\"]" | grep -q "; 570 of the bytes are the files. chunks"'
 cut_tokens p512/val.bin 10 >/dev/null
 check "512 colors: gzip -9 of every image's u16 tokens" \
     '[ "$(field $b512 "j[\"compressors\"][1][\"bytes\"]")" = "$(gzip -9 -n -c <u16.bin | wc -c)" ]'
