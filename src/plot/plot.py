@@ -515,7 +515,18 @@ def image_mismatch(run):
     if b is not None and counts and counts[0] != (b["images"], b["pixels"]):
         return (f"classical compressors on {b['images']} images/{b['pixels']} pixels, the model on "
                 f"{counts[0][0]} images/{counts[0][1]} pixels ({b['path']})")
+    datas = {c["data"] for c in run["compression"] if c["data"]} | ({b["data"]} if b is not None and b["data"] else set())
+    if len(distinct_files(datas)) > 1:
+        return f"compression figures from different data: {', '.join(sorted(datas))}"
     return None
+
+
+def distinct_files(paths):
+    """The files recorded paths name: the files themselves when all can be found from here (the
+    paths may be relative to other folders), else the splits' names (val.bin vs test.bin)."""
+    if all(os.path.exists(p) for p in paths):
+        return {os.path.realpath(p) for p in paths}
+    return {os.path.basename(p) for p in paths}
 
 
 def best_of_each_compressor(baselines):
