@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # --bench adds PyTorch (Debian's CPU build) for make bench-cpu and the reference scripts.
 packages=(build-essential zlib1g-dev libjpeg-dev libpng-dev python3 libopenblas-openmp-dev libcjson-dev clang clang-format python3-matplotlib libboost-context-dev libopenmpi-dev openmpi-bin procps)
+# scripts/compress_baselines.py: numpy, Pillow and the xz and zstd tools (the classical compressors).
+packages+=(python3-numpy python3-pil xz-utils zstd)
 [ "${1:-}" = "--bench" ] && packages+=(python3-torch)
 missing=()
 for p in "${packages[@]}"; do

@@ -59,6 +59,8 @@ elif [ $# -eq 0 ]; then
     run_suite "SASS of the nvcc build: HMMA in tensor-core kernels, no local memory" python3 tests/check_sass.py
     run_suite "the checker: CUDA tests under ASan and TSan, planted bugs" bash tests/cuda/run_checker.sh
     run_suite "the scripts' shared training step (train, resume, interrupted)" bash tests/test_scripts.sh
+    # scripts/compress_baselines.py (PNG, gzip, xz, zstd on a split's tokens) and scripts/compression_table.py.
+    run_suite "classical compressors and the compression table" bash tests/test_compress_baselines.sh
     # scripts/gpu_check.sh --dry-run (the interpret build as the GPU) and its planted faults.
     run_suite "GPU check: the dry run, planted faults, deadline" bash tests/test_gpu_check.sh
     # kill -9 a small training at random instants (some mid-checkpoint-write), resume, compare (issue 13).

@@ -1,7 +1,8 @@
 // ./igpt plot on small hand-written runs, checked through what --describe says
 // was drawn: the series in bits per token, the error bars' values against the
 // binomial formula, the broken axis for the random init, labels that do not
-// overlap, probes.csv with and without its newer columns.
+// overlap, probes.csv with and without its newer columns; with ./igpt compress
+// results, compression against accuracy and the classical compressors' marks.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,16 +106,16 @@ static int wrong_error_bars(const cJSON *series, int n_eval) {
     return wrong;
 }
 
-// Pairs of placed step labels whose boxes overlap; the number placed in *placed.
-static int overlapping_labels(const cJSON *labels, int *placed) {
+// Pairs of placed labels whose boxes (each item's `key`) overlap; the number placed in *placed.
+static int overlapping_boxes(const cJSON *labels, const char *key, int *placed) {
     int overlaps = 0;
     *placed = 0;
     for (int i = 0; i < cJSON_GetArraySize(labels); i++) {
-        const cJSON *a = get(item(labels, i), "box");
+        const cJSON *a = get(item(labels, i), key);
         if (!cJSON_IsArray(a)) continue;
         (*placed)++;
         for (int j = 0; j < i; j++) {
-            const cJSON *b = get(item(labels, j), "box");
+            const cJSON *b = get(item(labels, j), key);
             if (!cJSON_IsArray(b)) continue;
             overlaps += number_at(a, 0) < number_at(b, 2) && number_at(b, 0) < number_at(a, 2) &&
                         number_at(a, 1) < number_at(b, 3) && number_at(b, 1) < number_at(a, 3);
@@ -148,7 +149,7 @@ static void check_loss_vs_accuracy(const cJSON *figure) {
               number_at(main_xlim, 1) > 2.8 && number_at(init_xlim, 0) > 2.8 / log(2) && number_at(init_xlim, 1) < 4.0,
           "broken axis: the init points in their own panel, the trained ones spread over the main one");
     int placed;
-    const int overlaps = overlapping_labels(get(figure, "labels"), &placed);
+    const int overlaps = overlapping_boxes(get(figure, "labels"), "box", &placed);
     CHECK(overlaps == 0 && placed >= 10, "%d of 17 step labels placed, %d overlapping pairs", placed, overlaps);
 }
 
@@ -208,6 +209,8 @@ TEST(test_plot_draws_expected_series) {
     check_loss_vs_accuracy(get(described, "loss_vs_accuracy"));
     check_accuracy_vs_layer(get(described, "accuracy_vs_layer"));
     check_loss_vs_step(get(described, "loss_vs_step"));
+    CHECK(!get(described, "compression_vs_accuracy") && file_size(test_path("plots/compression_vs_accuracy.png")) < 0,
+          "runs without ./igpt compress results: no compression plot");
     cJSON_Delete(described);
 
     make_directories(test_path("empty"));
@@ -233,5 +236,108 @@ TEST(test_plot_keeps_one_axis_when_init_is_near) {
           "one axis, every point on it");
     CHECK(near(number_at(get(c, "y"), 0), 25.0), "the reported best accuracy: %g", number_at(get(c, "y"), 0));
     CHECK(wrong_error_bars(c, 100) == 0, "error bars from the JSONs");
+    cJSON_Delete(described);
+}
+
+// ./igpt compress's result for one checkpoint (the fields the plot reads and a few more).
+static void write_compress_json(const char *run, int step, int images, double bits, double cross_entropy) {
+    char *json = xasprintf(
+        "{\"checkpoint\": \"%s/checkpoint-%08d.bin\", \"step\": %d, \"data\": \"d/val.bin\", \"images\": %d, "
+        "\"pixels\": %d, \"bytes\": %d, \"bits_per_pixel\": %.6f, \"cross_entropy_bits_per_pixel\": %.6f, "
+        "\"overhead_percent\": %.4f, \"seconds\": 1, \"pixels_per_second\": 1000, \"device\": \"cpu\", "
+        "\"precision\": \"fp32\"}\n",
+        run, step, step, images, 256 * images, (int)(bits * 256 * images / 8), bits, cross_entropy,
+        100 * (bits / cross_entropy - 1));
+    write_text(test_path("%s/compress/compress-%08d.json", run, step), json);
+    free(json);
+}
+
+// scripts/compress_baselines.py's JSON on 100 images: each stream compressor on u16 and u8
+// (u8 the better); xz and zstd so close that their names must be pushed apart.
+static void write_baselines_json(const char *run) {
+    write_text(test_path("%s/compress/baselines.json", run),
+               "{\"data\": \"d/val.bin\", \"images\": 100, \"pixels\": 25600, \"colors\": 256, \"compressors\": [\n"
+               " {\"name\": \"png\", \"how\": \"indexed\", \"bytes\": 25280, \"bits_per_pixel\": 7.9},\n"
+               " {\"name\": \"gzip -9 (u16)\", \"how\": \"\", \"bytes\": 21760, \"bits_per_pixel\": 6.8},\n"
+               " {\"name\": \"xz -9e (u16)\", \"how\": \"\", \"bytes\": 19520, \"bits_per_pixel\": 6.1},\n"
+               " {\"name\": \"zstd -19 (u16)\", \"how\": \"\", \"bytes\": 19680, \"bits_per_pixel\": 6.15},\n"
+               " {\"name\": \"gzip -9 (u8)\", \"how\": \"\", \"bytes\": 20800, \"bits_per_pixel\": 6.5},\n"
+               " {\"name\": \"xz -9e (u8)\", \"how\": \"\", \"bytes\": 19200, \"bits_per_pixel\": 6.0},\n"
+               " {\"name\": \"zstd -19 (u8)\", \"how\": \"\", \"bytes\": 19264, \"bits_per_pixel\": 6.02}]}\n");
+}
+
+// Run "d": probed at steps 0, 100 and 200, compressed at 100, 200 and 300 (never probed: not
+// drawn, but said). Run "e": compressed on 50 images, its baselines on 100: said, not hidden.
+static void write_compressed_runs(void) {
+    make_directories(test_path("d/probe"));
+    make_directories(test_path("d/compress"));
+    const double accuracy[3][3] = {{0.20, 0.22, 0.25}, {0.30, 0.33, 0.36}, {0.31, 0.36, 0.38}};
+    for (int i = 0; i < 3; i++) write_probe_json("d", 100 * i, 2.8 - 0.3 * i, accuracy[i], 500);
+    write_compress_json("d", 100, 100, 5.0, 4.98);
+    write_compress_json("d", 200, 100, 4.5, 4.48);
+    write_compress_json("d", 300, 100, 4.4, 4.38);
+    write_baselines_json("d");
+    make_directories(test_path("e/probe"));
+    make_directories(test_path("e/compress"));
+    write_probe_json("e", 100, 2.5, accuracy[2], 500);
+    write_compress_json("e", 100, 50, 4.8, 4.78);
+    write_baselines_json("e");
+}
+
+static void check_compression_series(const cJSON *figure) {
+    const cJSON *d = item(get(figure, "series"), 0), *e = item(get(figure, "series"), 1);
+    const cJSON *steps = get(d, "steps"), *x = get(d, "x"), *y = get(d, "y"), *ce = get(d, "cross_entropy");
+    CHECK(!strcmp(text_of(get(figure, "unit")), "bits per pixel") && cJSON_GetArraySize(steps) == 2 &&
+              number_at(steps, 0) == 100 && number_at(steps, 1) == 200 && near(number_at(x, 0), 5.0) &&
+              near(number_at(x, 1), 4.5) && near(number_at(y, 0), 36.0) && near(number_at(y, 1), 38.0) &&
+              near(number_at(ce, 1), 4.48),
+          "run d: x the file's bits per pixel, y the step's best-layer accuracy, the cross-entropy beside");
+    CHECK(wrong_error_bars(d, 500) == 0, "run d: error bars sqrt(a(1-a)/n)");
+    CHECK(cJSON_GetArraySize(get(d, "unprobed_steps")) == 1 && number_at(get(d, "unprobed_steps"), 0) == 300 &&
+              cJSON_IsTrue(get(d, "same_images")),
+          "run d: the unprobed step 300 is left out and listed; the same images as its baselines");
+    const cJSON *notes = get(figure, "notes");
+    CHECK(cJSON_IsFalse(get(e, "same_images")) && cJSON_GetArraySize(notes) == 2 &&
+              strstr(text_of(item(notes, 1)), "classical compressors on 100 images/25600 pixels, the model on 50") &&
+              strstr(cli_stderr(), "the model on 50 images"),
+          "run e: compressed on other images than its baselines, said on the plot and on stderr: %s",
+          text_of(item(notes, 1)));
+}
+
+// The compressors' marks: each at its better stream, one set for runs that share them, names apart.
+static void check_compressor_marks(const cJSON *figure) {
+    const cJSON *marks = get(figure, "compressors");
+    const char *names[4] = {"xz -9e (u8)", "zstd -19 (u8)", "gzip -9 (u8)", "png"};
+    const double bits[4] = {6.0, 6.02, 6.5, 7.9};
+    int wrong = cJSON_GetArraySize(marks) != 4;
+    for (int i = 0; i < 4 && !wrong; i++) {
+        wrong += strcmp(text_of(get(item(marks, i), "name")), names[i]) != 0;
+        wrong += !near(get(item(marks, i), "x")->valuedouble, bits[i]);
+    }
+    CHECK(!wrong, "four marks, each compressor at its better stream, sorted by bits per pixel");
+    int placed;
+    const int overlaps = overlapping_boxes(marks, "label_box", &placed);
+    CHECK(placed == 4 && overlaps == 0, "the compressors' names do not overlap (%d placed, %d overlapping)", placed,
+          overlaps);
+    const cJSON *xlim = get(figure, "xlim");
+    CHECK(number_at(xlim, 0) > 7.9 && number_at(xlim, 1) < 4.38,
+          "the axis, reversed, holds the checkpoints and every mark: [%g, %g]", number_at(xlim, 0), number_at(xlim, 1));
+}
+
+TEST(test_plot_compression_vs_accuracy) {
+    write_compressed_runs();
+    char *runs = xasprintf("%s %s", test_path("d"), test_path("e"));
+    cJSON *described = plot_and_describe(runs, "plots", "series.json");
+    free(runs);
+    CHECK(file_size(test_path("plots/compression_vs_accuracy.png")) > 1000 &&
+              file_size(test_path("plots/compression_vs_accuracy.svg")) > 1000,
+          "compression_vs_accuracy.png and .svg written");
+    if (!described) return;
+    const cJSON *figure = get(described, "compression_vs_accuracy");
+    CHECK(figure != NULL, "described");
+    if (figure) {
+        check_compression_series(figure);
+        check_compressor_marks(figure);
+    }
     cJSON_Delete(described);
 }

@@ -18,6 +18,13 @@ draws, as PNG and SVG:
                      by its step (one panel per run)
   loss_vs_step       training loss (raw, faint; a centred moving average, bold) and validation
                      loss against optimizer steps
+  compression_vs_accuracy   only for runs with ./igpt compress results (RUN_DIR/compress/
+                     compress-NNNNNNNN.json): the bits per pixel of each compressed
+                     checkpoint against its best-layer probe accuracy, one line per run,
+                     points labelled by step, the model's cross-entropy as a faint x; the
+                     classical compressors on the same tokens (RUN_DIR/compress/baselines.json,
+                     from scripts/compress_baselines.py; each at its better stream) as marks
+                     on the x axis. Axis reversed: better compression to the right.
 
 Every loss is in bits per token (a token is one pixel's palette color: the
 paper's bits per dimension would divide by the 3 color channels). Every probe
@@ -54,6 +61,7 @@ def load_matplotlib():
         import matplotlib.patches
         import matplotlib.pyplot as plt
         import matplotlib.ticker
+        import matplotlib.transforms
     except ImportError:
         fail(f"matplotlib is missing for {sys.executable}; install python3-matplotlib (scripts/setup.sh does)")
 
@@ -193,6 +201,37 @@ def load_log(log_path):
     return train, val, val_images
 
 
+def load_compression(compress_dir):
+    """./igpt compress's results (compress/compress-NNNNNNNN.json), one per checkpoint, by step."""
+    results = []
+    for path in sorted(glob.glob(os.path.join(compress_dir, "compress-*.json"))):
+        c = read_json(path)
+        try:
+            results.append({"step": int(c["step"]), "bits_per_pixel": float(c["bits_per_pixel"]),
+                            "cross_entropy": c.get("cross_entropy_bits_per_pixel"),
+                            "overhead_percent": c.get("overhead_percent"), "images": c.get("images"),
+                            "pixels": c.get("pixels"), "bytes": c.get("bytes"), "data": c.get("data")})
+        except (KeyError, TypeError, ValueError) as e:
+            fail(f"{path}: not a compression result (no number for {e})")
+    return sorted(results, key=lambda c: c["step"])
+
+
+def load_baselines(compress_dir):
+    """The classical compressors on the same images (scripts/compress_baselines.py's JSON,
+    saved as compress/baselines.json), or None."""
+    path = os.path.join(compress_dir, "baselines.json")
+    if not os.path.exists(path):
+        return None
+    b = read_json(path)
+    try:
+        compressors = [{"name": str(c["name"]), "how": c.get("how", ""), "bytes": c.get("bytes"),
+                        "bits_per_pixel": float(c["bits_per_pixel"])} for c in b["compressors"]]
+        return {"path": path, "images": b.get("images"), "pixels": b.get("pixels"), "data": b.get("data"),
+                "colors": b.get("colors"), "compressors": compressors}
+    except (KeyError, TypeError, ValueError) as e:
+        fail(f"{path}: not a compress_baselines.py result (no {e})")
+
+
 def load_run(run_dir):
     """Everything plotted about one run; missing pieces are empty."""
     name = os.path.basename(os.path.normpath(run_dir))
@@ -209,8 +248,10 @@ def load_run(run_dir):
         pass
     train, val, val_images = load_log(os.path.join(run_dir, "log.jsonl"))
     probe_dir = os.path.join(run_dir, "probe")
+    compress_dir = os.path.join(run_dir, "compress")
     return {"dir": run_dir, "name": name, "train": train, "val": val, "val_images": val_images,
-            "probes": load_probes(probe_dir), "pixels": load_pixel_baseline(probe_dir)}
+            "probes": load_probes(probe_dir), "pixels": load_pixel_baseline(probe_dir),
+            "compression": load_compression(compress_dir), "baselines": load_baselines(compress_dir)}
 
 
 # --- Shared pieces ---------------------------------------------------------------------------
@@ -444,6 +485,177 @@ def plot_loss_vs_accuracy(runs, out_dir, described):
         "main_xlim": list(ax.get_xlim()), "init_xlim": list(ax_init.get_xlim()) if broken else None}
 
 
+# --- compression_vs_accuracy -----------------------------------------------------------------
+
+COMPRESSION_UNIT = "bits per pixel"
+
+
+def compression_points(run):
+    """(file bits/pixel, cross-entropy bits/pixel, accuracy %, s.e. %, step, n_eval) of each
+    compressed checkpoint that was also probed, and the compressed steps that were not."""
+    probes = {p["step"]: p for p in run["probes"]}
+    points, unprobed = [], []
+    for c in run["compression"]:
+        p = probes.get(c["step"])
+        if p is None:
+            unprobed.append(c["step"])
+            continue
+        points.append((c["bits_per_pixel"], c["cross_entropy"], 100 * p["best"],
+                       100 * p["best_se"] if p["best_se"] is not None else None, c["step"], p["n_eval"]))
+    return points, unprobed
+
+
+def image_mismatch(run):
+    """Why a run's compression figures are not all on the same images, or None: the checkpoints
+    and the classical compressors must measure the same pixels to share an axis."""
+    counts = sorted({(c["images"], c["pixels"]) for c in run["compression"]}, key=str)
+    if len(counts) > 1:
+        return f"checkpoints compressed on different images: {', '.join(f'{i} images/{p} pixels' for i, p in counts)}"
+    b = run["baselines"]
+    if b is not None and counts and counts[0] != (b["images"], b["pixels"]):
+        return (f"classical compressors on {b['images']} images/{b['pixels']} pixels, the model on "
+                f"{counts[0][0]} images/{counts[0][1]} pixels ({b['path']})")
+    datas = {c["data"] for c in run["compression"] if c["data"]} | ({b["data"]} if b is not None and b["data"] else set())
+    if len(distinct_files(datas)) > 1:
+        return f"compression figures from different data: {', '.join(sorted(datas))}"
+    return None
+
+
+def distinct_files(paths):
+    """The files recorded paths name: the files themselves when all can be found from here (the
+    paths may be relative to other folders), else the splits' names (val.bin vs test.bin)."""
+    if all(os.path.exists(p) for p in paths):
+        return {os.path.realpath(p) for p in paths}
+    return {os.path.basename(p) for p in paths}
+
+
+def best_of_each_compressor(baselines):
+    """Each compressor once, at its better stream (u8 or u16): the mark a reader compares with."""
+    best = {}
+    for c in baselines["compressors"]:
+        family = c["name"].split(" (")[0]
+        if family not in best or c["bits_per_pixel"] < best[family]["bits_per_pixel"]:
+            best[family] = c
+    return sorted(best.values(), key=lambda c: c["bits_per_pixel"])
+
+
+def compressor_marks(runs):
+    """The marks on the x axis: runs on the same images share theirs (one set per distinct file)."""
+    distinct = {}
+    for run in runs:
+        b = run["baselines"]
+        if b is not None and run["compression"]:
+            key = (b["pixels"], tuple((c["name"], c["bits_per_pixel"]) for c in b["compressors"]))
+            distinct.setdefault(key, (b, []))[1].append(run["name"])
+    marks = []
+    for b, names in distinct.values():
+        suffix = f" ({', '.join(names)})" if len(distinct) > 1 else ""
+        marks += [{"name": c["name"] + suffix, "x": c["bits_per_pixel"], "bytes": c["bytes"], "how": c["how"],
+                   "images": b["images"], "runs": names} for c in best_of_each_compressor(b)]
+    return marks
+
+
+def draw_compressor_marks(fig, ax, marks):
+    """A triangle on the x axis at each compressor's bits per pixel, its name upright above it,
+    names pushed apart (with a leader line) where they would touch. Returns their boxes."""
+    renderer = fig.canvas.get_renderer()
+    along = matplotlib.transforms.blended_transform_factory(ax.transData, ax.transAxes)
+    gap = 11 * fig.dpi / 72
+    boxes, last_right = [], -math.inf
+    for mark in sorted(marks, key=lambda m: ax.transData.transform((m["x"], 0))[0]):
+        ax.plot([mark["x"]], [0], "^", transform=along, color="dimgrey", markersize=7, clip_on=False, zorder=5)
+        px = ax.transData.transform((mark["x"], 0))[0]
+        text_x = max(px, last_right + gap)
+        data_x = ax.transData.inverted().transform((text_x, 0))[0]
+        label = ax.text(data_x, 0.04, mark["name"], transform=along, rotation=90, ha="center", va="bottom", fontsize=7,
+                        color="dimgrey")
+        if text_x != px:
+            ax.plot([mark["x"], data_x], [0.01, 0.035], transform=along, color="grey", linewidth=0.5)
+        extent = label.get_window_extent(renderer)
+        boxes.append((extent.x0, extent.y0, extent.x1, extent.y1))
+        mark["label_box"] = [round(v, 2) for v in boxes[-1]]
+        last_right = text_x
+    return boxes
+
+
+def compression_words(runs):
+    """'1,000 val images': what the checkpoints were compressed on."""
+    counts = sorted({c["images"] for r in runs for c in r["compression"] if c["images"]})
+    if not counts:
+        return "images (count unknown)"
+    return f"{counts[0]:,}" + (f"-{counts[-1]:,}" if len(counts) > 1 else "") + " images"
+
+
+def plot_compression_vs_accuracy(runs, out_dir, described):
+    fig, ax = plt.subplots(figsize=(6.6, 4.8))
+    fig.subplots_adjust(left=0.11, right=0.97, top=0.86, bottom=0.14)
+    series, drawn, notes = [], [], []
+    for run in runs:
+        if not run["compression"]:
+            continue
+        points, unprobed = compression_points(run)
+        mismatch = image_mismatch(run)
+        if mismatch:
+            warn(f"{run['dir']}: {mismatch}")
+            notes.append(f"{run['name']}: {mismatch}")
+        if unprobed:
+            notes.append(f"{run['name']}: step {', '.join(map(str, unprobed))} compressed but not probed (not drawn)")
+        entry = {"label": run["name"], "steps": [], "x": [], "y": [], "se": [], "n_eval": [], "cross_entropy": [],
+                 "unprobed_steps": unprobed, "same_images": mismatch is None}
+        series.append(entry)
+        if not points:
+            continue
+        xs, ces, ys, ses, steps, counts = (list(v) for v in zip(*points))
+        entry.update({"steps": steps, "x": xs, "y": ys, "se": ses, "n_eval": counts, "cross_entropy": ces})
+        line = ax.errorbar(xs, ys, yerr=[e or 0 for e in ses], fmt="o-", capsize=3, markersize=4, linewidth=1.4,
+                           label=run["name"], zorder=3)
+        color = line[0].get_color()
+        known = [(ce, y) for ce, y in zip(ces, ys) if ce is not None]
+        if known:  # the model's ideal size: the file is this plus the coder's overhead
+            ax.plot(*zip(*known), "x", color=color, alpha=0.35, markersize=5, label=f"{run['name']}: cross-entropy")
+        drawn.append((xs, ys, ses, steps, color))
+    baselines = {}
+    for run in runs:
+        if run["pixels"] is not None and run["compression"]:
+            baselines.setdefault((run["pixels"]["accuracy"], run["pixels"]["n_eval"]), []).append(run)
+    for shared in baselines.values():
+        names = f" ({', '.join(r['name'] for r in shared)})" if len(baselines) > 1 else ""
+        draw_pixel_baseline([ax], shared[0], series, "raw-pixel probe ±1 s.e." + names)
+    marks = compressor_marks(runs)
+    all_x = [x for xs, *_ in drawn for x in xs] + [m["x"] for m in marks] + \
+            [ce for s in series for ce in s.get("cross_entropy", []) if ce is not None]
+    if all_x:
+        ax.set_xlim(*reversed(padded(all_x, 0.06, 0.02)))  # reversed: better compression to the right
+    all_y = [y + s * e for _, ys, ses, *_ in drawn for y, e in zip(ys, ses) for s in (-1, 1) if e] + \
+            [y for _, ys, *_ in drawn for y in ys] + [s["baseline"] for s in series if "baseline" in s]
+    if all_y:
+        low, high = padded(all_y, 0.08, 0.5)
+        # The bottom third is left to the compressors' names, standing on the axis.
+        ax.set_ylim(low - (0.5 * (high - low) if marks else 0), high)
+    fig.canvas.draw()  # the limits are final: labels are placed in display pixels
+    obstacles = draw_compressor_marks(fig, ax, marks)
+    targets = []
+    for xs, ys, ses, steps, color in drawn:
+        targets += [(ax, x, y, "init" if step == 0 else str(step), color) for x, y, step in zip(xs, ys, steps)]
+        obstacles += point_obstacles(ax, xs, ys, ses)
+    labels = place_labels(fig, targets, obstacles)
+    ax.set_xlabel(f"size of the compressed images ({COMPRESSION_UNIT}, a pixel is one palette token;\n"
+                  "lower is better →)   ▲ classical compressors on the same tokens")
+    ax.set_ylabel("best-layer linear probe accuracy (%)")
+    title = ("Lossless compression vs. linear probe accuracy\n"
+             f"the model as a compressor on {compression_words(runs)}; probe accuracy on {evaluation_words(runs)}; "
+             "±1 s.e.; points labelled by step")
+    fig.suptitle(title, fontsize=10)
+    if notes:  # under the legend, off the data
+        ax.text(0, -0.4, "\n".join(notes), transform=ax.transAxes, fontsize=7, va="top", color="firebrick")
+    ax.grid(alpha=0.3)
+    legend_below(ax, columns=2, below=0.22)
+    save(fig, out_dir, "compression_vs_accuracy")
+    described["compression_vs_accuracy"] = {"unit": COMPRESSION_UNIT, "title": title, "series": series,
+                                            "compressors": marks, "labels": labels, "notes": notes,
+                                            "xlim": list(ax.get_xlim())}
+
+
 # --- accuracy_vs_layer -----------------------------------------------------------------------
 
 
@@ -620,13 +832,17 @@ def main():
     plot_loss_vs_accuracy(runs, out_dir, described)
     plot_accuracy_vs_layer(runs, out_dir, described)
     plot_loss_vs_step(runs, out_dir, described)
+    drawn = ["loss_vs_accuracy", "accuracy_vs_layer", "loss_vs_step"]
+    if any(r["compression"] for r in runs):  # ./igpt compress's results: the thesis on one page
+        plot_compression_vs_accuracy(runs, out_dir, described)
+        drawn.append("compression_vs_accuracy")
     if args.describe:
         try:
             with open(args.describe, "w") as f:
                 json.dump(described, f, indent=1)
         except OSError as e:
             fail(f"cannot write {args.describe}: {e.strerror}")
-    print(f"plot: wrote loss_vs_accuracy, accuracy_vs_layer, loss_vs_step (.png, .svg) to {out_dir}")
+    print(f"plot: wrote {', '.join(drawn)} (.png, .svg) to {out_dir}")
 
 
 if __name__ == "__main__":
