@@ -19,8 +19,8 @@
 //
 // The CUDA backend has the same operations (cuda/decode.cu); the functions
 // named *_forward below are the CPU twins its kernels are tested against.
-#ifndef IGPT_DECODE_H
-#define IGPT_DECODE_H
+#ifndef IGPT_MODEL_DECODE_H
+#define IGPT_MODEL_DECODE_H
 
 #include <stdint.h>
 
