@@ -24,6 +24,10 @@
 
 #define DECODE_WARPS 4
 #define DECODE_THREADS (32 * DECODE_WARPS)
+// Blocks per SM the register budget must allow: 4 leaves up to 128 registers
+// a thread. Without a minimum, ptxas held the kernel to 32 and spilled to
+// local memory; 8 (64 registers) still spills at head sizes 32 to 96.
+#define DECODE_MIN_BLOCKS 4
 
 // --- Embedding -----------------------------------------------------------------------------
 
@@ -41,8 +45,8 @@ __global__ void encoder_decode_kernel(floatX *out, const uint16_t *prev, const f
 template <typename floatX>
 void gpu_encoder_decode_forward(floatX *out, const uint16_t *prev, const floatX *wte, const floatX *wpe,
                                 const floatX *sos, int B, int t, int C, cudaStream_t stream) {
-    LAUNCH(encoder_decode_kernel<floatX>, dim3(ceil_div((size_t)B * C, 256)), dim3(256), 0, stream, out, prev, wte,
-           wpe, sos, B, t, C);
+    LAUNCH(encoder_decode_kernel<floatX>, dim3(ceil_div((size_t)B * C, 256)), dim3(256), 0, stream, out, prev, wte, wpe,
+           sos, B, t, C);
 }
 
 // --- Attention -----------------------------------------------------------------------------
@@ -62,18 +66,20 @@ __device__ __forceinline__ float head_dot(const float *q, const floatX *k) {
 }
 
 template <typename floatX, int HS>
-__global__ void __launch_bounds__(DECODE_THREADS)
+__global__ void __launch_bounds__(DECODE_THREADS, DECODE_MIN_BLOCKS)
     attention_decode_kernel(floatX *atty, const floatX *qkv, floatX *k_cache, floatX *v_cache, int NH, int t, int T,
                             int C, float scale) {
     constexpr int E = (HS + 31) / 32;  // output dimensions per lane
+    static_assert(HS <= DECODE_THREADS, "one thread per dimension of the head");
     __shared__ float q[HS];
     __shared__ float warp_m[DECODE_WARPS], warp_l[DECODE_WARPS], warp_o[DECODE_WARPS][HS];
     const int h = (int)(blockIdx.x % NH), b = (int)(blockIdx.x / NH);
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const floatX *row = qkv + (size_t)b * 3 * C + (size_t)h * HS;  // this head's q; k at +C, v at +2C
-    const size_t seq = (size_t)b * T * C + (size_t)h * HS;          // this head's slice of sequence b in the caches
+    const size_t seq = (size_t)b * T * C + (size_t)h * HS;         // this head's slice of sequence b in the caches
     // Position t into the caches (read below from the qkv row, not from there).
-    for (int d = threadIdx.x; d < HS; d += DECODE_THREADS) {
+    if (threadIdx.x < HS) {
+        const int d = threadIdx.x;
         q[d] = to_float(row[d]);
         k_cache[seq + (size_t)t * C + d] = row[C + d];
         v_cache[seq + (size_t)t * C + d] = row[2 * C + d];
@@ -111,14 +117,17 @@ __global__ void __launch_bounds__(DECODE_THREADS)
     __syncthreads();
     float m_all = -INFINITY;
     for (int w = 0; w < DECODE_WARPS; w++) m_all = fmaxf(m_all, warp_m[w]);
-    for (int d = threadIdx.x; d < HS; d += DECODE_THREADS) {
+    if (threadIdx.x < HS) {
+        const int d = threadIdx.x;
         float sum = 0.0f, y = 0.0f;
         for (int w = 0; w < DECODE_WARPS; w++) {
             const float factor = warp_m[w] == -INFINITY ? 0.0f : expf(warp_m[w] - m_all);
             sum += warp_l[w] * factor;
             y += warp_o[w][d] * factor;
         }
-        atty[(size_t)b * C + (size_t)h * HS + d] = from_float<floatX>(y / sum);
+        // sum >= 1 (the largest score's term is 1): the fast division is exact
+        // to 2 ulps there, and has no slow path to call.
+        atty[(size_t)b * C + (size_t)h * HS + d] = from_float<floatX>(__fdividef(y, sum));
     }
 }
 
@@ -152,10 +161,10 @@ void gpu_attention_decode_forward(floatX *atty, const floatX *qkv, floatX *k_cac
 #undef DECODE
 }
 
-#define INSTANTIATE_DECODE(floatX)                                                                                    \
-    template void gpu_encoder_decode_forward<floatX>(floatX *, const uint16_t *, const floatX *, const floatX *,      \
-                                                     const floatX *, int, int, int, cudaStream_t);                    \
-    template void gpu_attention_decode_forward<floatX>(floatX *, const floatX *, floatX *, floatX *, int, int, int,   \
+#define INSTANTIATE_DECODE(floatX)                                                                                  \
+    template void gpu_encoder_decode_forward<floatX>(floatX *, const uint16_t *, const floatX *, const floatX *,    \
+                                                     const floatX *, int, int, int, cudaStream_t);                  \
+    template void gpu_attention_decode_forward<floatX>(floatX *, const floatX *, floatX *, floatX *, int, int, int, \
                                                        int, int, cudaStream_t);
 INSTANTIATE_DECODE(float)
 INSTANTIATE_DECODE(bf16)

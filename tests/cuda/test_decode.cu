@@ -50,7 +50,8 @@ static void encoder_decode_case(int B, int C, int V, int T_) {
     std::vector<float> params = rounded_to<T>(random_floats(param_count(&cfg), 31, -1, 1));
     ParamPointers p;
     param_pointers(&cfg, params.data(), &p);
-    const std::vector<float> wte(p.wte, p.wte + (size_t)V * C), wpe(p.wpe, p.wpe + (size_t)T_ * C), sos(p.sos, p.sos + C);
+    const std::vector<float> wte(p.wte, p.wte + (size_t)V * C), wpe(p.wpe, p.wpe + (size_t)T_ * C),
+        sos(p.sos, p.sos + C);
     T *d_wte = upload_as<T>(wte), *d_wpe = upload_as<T>(wpe), *d_sos = upload_as<T>(sos),
       *d_out = device_alloc<T>((size_t)B * C);
     std::vector<uint16_t> prev(B);
@@ -140,10 +141,10 @@ TEST(test_gpu_attention_decode_matches_cpu) {
     } cases[] = {
         // hs 16: t = 0, the first chunk's edges (32), the block's round of chunks (128), the last position.
         {3, 300, 32, 2, {0, 1, 31, 32, 127, 128, 129, 299}},
-        {5, 200, 64, 2, {0, 77, 199}},  // hs 32
+        {5, 200, 64, 2, {0, 77, 199}},    // hs 32
         {3, 300, 128, 2, {0, 200, 299}},  // hs 64
-        {1, 150, 192, 2, {149}},        // hs 96
-        {2, 140, 256, 2, {0, 139}},     // hs 128
+        {1, 150, 192, 2, {149}},          // hs 96
+        {2, 140, 256, 2, {0, 139}},       // hs 128
     };
     for (const Case &c : cases)
         for (int t : c.positions) {
@@ -276,8 +277,8 @@ static void decode_case(NormKind norm, int C, int NH) {
     double spread = 0.0;
     for (uint64_t seed = 1; seed <= 4; seed++)
         spread = std::fmax(
-            spread, worst_position_error(cfg, B, cpu_decode_all(cfg, nudged_one_ulp(params, seed), prev, B), want,
-                                         &worst));
+            spread,
+            worst_position_error(cfg, B, cpu_decode_all(cfg, nudged_one_ulp(params, seed), prev, B), want, &worst));
     CHECK(error_within("fp32 decode reference's one-ulp spread x 4 (premise)", where, 4 * spread, fp32_tol),
           "%s: the CPU decoder's own rounding noise (%.3g) leaves the fp32 tolerance %.0e no room", where, spread,
           fp32_tol);
