@@ -156,6 +156,12 @@ TEST(test_gpu_attention_decode_matches_cpu) {
     attention_decode_case<bf16>(2, 100, 32, 2, 99, true);
 }
 
+// The longest sequence the configuration allows (65536 positions), at its last position.
+TEST(test_gpu_attention_decode_t65536) {
+    attention_decode_case<float>(1, 65536, 64, 1, 65535, false);
+    attention_decode_case<bf16>(1, 65536, 64, 1, 65535, false);
+}
+
 static void decode_head_size_8() {
     float *qkv = device_alloc<float>(3 * 16), *k = device_alloc<float>(16), *v = device_alloc<float>(16),
           *y = device_alloc<float>(16);
