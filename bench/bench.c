@@ -30,8 +30,8 @@ typedef struct {
 } BenchArgs;
 
 static const Option mode_options[] = {
-    {"mode", OPT_CHOICE, SETTING(BenchArgs, mode), "MODE", "what to time: train, features, probe or attention", "train",
-     .choices = "train|features|probe|attention"},
+    {"mode", OPT_CHOICE, SETTING(BenchArgs, mode), "MODE", "what to time: train, features, probe, attention or decode",
+     "train", .choices = "train|features|probe|attention|decode"},
     {"quiet", OPT_FLAG, SETTING(BenchArgs, quiet), NULL, "train and attention modes: no table of kernel costs"},
 };
 
@@ -69,7 +69,7 @@ static const Option device_options[] = DEVICE_OPTIONS("cpu");
 
 static const OptionGroup bench_groups[] = {
     {NULL, mode_options, COUNT_OF(mode_options)},
-    {"train and features modes", model_options, COUNT_OF(model_options)},
+    {"train, features and decode modes", model_options, COUNT_OF(model_options)},
     {"probe mode", probe_options, COUNT_OF(probe_options)},
     {"attention mode", attention_options, COUNT_OF(attention_options)},
     {"device", device_options, COUNT_OF(device_options), SETTING(BenchArgs, device)},
@@ -77,7 +77,7 @@ static const OptionGroup bench_groups[] = {
 
 static const Command bench_command = {
     .name = "bench",
-    .usage = "[--mode train|features|probe|attention] [options]",
+    .usage = "[--mode train|features|probe|attention|decode] [options]",
     .about =
         "Times one part of igpt and prints the figures as one JSON line (bench/bench_cpu.sh\n"
         "and bench/bench_probe.sh print them as tables). Modes:\n"
@@ -92,6 +92,9 @@ static const Command bench_command = {
         "  attention  the CUDA attention kernels alone, causal, bf16: forward and backward\n"
         "             milliseconds and TFLOP/s (GPU) of the kernels --attention selects (auto:\n"
         "             tensor cores at head sizes 32, 64, 128), named in the JSON line\n"
+        "  decode     incremental decoding with the key/value cache (./igpt sample's and the\n"
+        "             compressor's engine): whole images of --batch sequences, one position\n"
+        "             at a time, on random pixels: positions/s and milliseconds per step\n"
         "The train and attention modes also print, on stderr before the JSON line, each\n"
         "kernel's FLOPs and bytes in the GPU step (bf16 unless --precision fp32) and its\n"
         "roofline time on an H200, and put the roofline's time in the JSON line (docs/cuda.md).\n",
@@ -188,6 +191,60 @@ static void bench_model(const BenchArgs *a, bool train) {
     }
     json_object_end(&w);
     json_write_line(&w, stdout);
+    backend_free(&m);
+}
+
+// --- Decode mode ------------------------------------------------------------------------------
+// Whole images decoded position by position (backend_decode_*), each step fed
+// random pixels: the decoder's cost does not depend on their values.
+static void bench_decode(const BenchArgs *a) {
+    ModelConfig cfg = {.vocab_size = a->colors,
+                       .seq_len = a->side * a->side,
+                       .image_height = a->side,
+                       .image_width = a->side,
+                       .norm = NORM_IGPT};
+    if (!model_config_named(a->config, &cfg)) usage_error("bench", "unknown --config '%s'", a->config);
+    const BackendOptions opt = backend_options_from(&a->device);
+    Backend m;
+    backend_create(&m, &opt, &cfg, 1);
+    float *init = xmalloc(m.num_params * sizeof(float));
+    model_init_params(&cfg, init, 1);
+    backend_set_state(&m, init, NULL, NULL);
+    free(init);
+    backend_decode_create(&m, a->batch);
+    uint16_t *prev = xmalloc((size_t)a->batch * sizeof(uint16_t));
+    Rng rng;
+    rng_init(&rng, 1, 0);
+    double elapsed = 0.0;
+    for (int pass = 0; pass < a->warmup + a->steps; pass++) {
+        const double t0 = now_seconds();
+        backend_decode_begin(&m, a->batch);
+        for (int t = 0; t < cfg.seq_len; t++) {
+            backend_decode_step(&m, prev);  // returns when the logits are on the host
+            for (int b = 0; b < a->batch; b++) prev[b] = (uint16_t)rng_below(&rng, (uint64_t)a->colors);
+        }
+        if (pass >= a->warmup) elapsed += now_seconds() - t0;
+    }
+    const double per_image = elapsed / a->steps;  // one pass: batch images
+    JsonWriter w;
+    json_init(&w);
+    json_object_begin(&w, NULL, JSON_INLINE);
+    char impl[32];
+    snprintf(impl, sizeof impl, "igpt-%s", device_name(opt.device));
+    json_string(&w, "impl", impl);
+    json_string(&w, "mode", a->mode);
+    json_string(&w, "precision", opt.device == DEVICE_CPU ? "fp32" : a->device.precision);
+    json_string(&w, "config", a->config);
+    json_int(&w, "side", a->side);
+    json_int(&w, "batch", a->batch);
+    json_int(&w, "threads", opt.threads);
+    json_real(&w, "positions_per_s", "%.1f", a->batch * cfg.seq_len / per_image);
+    json_real(&w, "images_per_s", "%.3f", a->batch / per_image);
+    json_real(&w, "step_ms", "%.4f", per_image / cfg.seq_len * 1e3);
+    json_real(&w, "pass_s", "%.4f", per_image);
+    json_object_end(&w);
+    json_write_line(&w, stdout);
+    free(prev);
     backend_free(&m);
 }
 
@@ -341,6 +398,8 @@ int cmd_bench(int argc, char **argv) {
     } else if (!strcmp(a.mode, "attention")) {
         cpu_set_threads(a.device.threads);
         bench_attention(&a);
+    } else if (!strcmp(a.mode, "decode")) {
+        bench_decode(&a);
     } else {
         bench_model(&a, !strcmp(a.mode, "train"));
     }

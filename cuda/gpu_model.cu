@@ -40,6 +40,18 @@ struct GpuActivations {
     float *features;  // B x (L+1) x C probe features
 };
 
+// Incremental decoding (gpu_model_decode_create): the key/value cache and
+// one step's buffers for up to max_batch sequences, in the storage type.
+template <typename floatX>
+struct GpuDecode {
+    floatX *k_cache, *v_cache;  // L x max_batch x T x C each (model/decode.h's layout)
+    floatX *x, *mid;            // B x C: the residual stream before and after a block's attention
+    floatX *xn, *qkv, *atty, *proj, *fc, *fc_act, *logits;
+    float *rstd;         // B: the norms' per-row scale (written, unused)
+    float *logits_fp32;  // B x V: the logits cast for the host
+    uint16_t *prev;      // B: the tokens of the step's input
+};
+
 struct GpuModel {
     ModelConfig cfg;
     GpuPrecision precision;
@@ -75,6 +87,13 @@ struct GpuModel {
     cudaStream_t stream;
     void (*layer_hook)(void *ctx, int layer);
     void *layer_hook_ctx;
+    // Incremental decoding: one allocation, made by gpu_model_decode_create.
+    void *decode_memory;
+    GpuDecode<float> decode_fp32;
+    GpuDecode<bf16> decode_bf16;
+    int decode_max_batch;  // 0 until gpu_model_decode_create
+    int decode_batch, decode_pos;
+    std::vector<float> host_logits;
 };
 
 static size_t round_up_256(size_t bytes) { return (bytes + 255) / 256 * 256; }
@@ -334,6 +353,7 @@ extern "C" void gpu_model_free(GpuModel *m) {
     cudaFree(m->state_memory);
     cudaFree(m->act_memory);
     cudaFree(m->adam_spans);
+    cudaFree(m->decode_memory);
     cudaStreamDestroy(m->stream);
     zero_layout_free(&m->zero_layout);
     delete m;
@@ -736,10 +756,133 @@ extern "C" double gpu_model_reduce_scatter_grads(GpuModel *m) {
     return first ? 0.0 : read_grad_squares(m);
 }
 
-// --- Incremental decoding ----------------------------------------------------------------
-// Not yet on the GPU: the decode kernels (cuda/decode.cu) are being written.
-void gpu_model_decode_create(GpuModel *, int) { die("incremental decoding is not yet on the GPU: use --device cpu"); }
-void gpu_model_decode_begin(GpuModel *, int) { die("incremental decoding is not yet on the GPU: use --device cpu"); }
-const float *gpu_model_decode_step(GpuModel *, const uint16_t *) {
-    die("incremental decoding is not yet on the GPU: use --device cpu");
+// --- Incremental decoding (the kernels: decode.cu) ---------------------------------------
+
+// As carve_activations: one list sizes the allocation and carves it.
+template <typename floatX>
+static size_t carve_decode(GpuDecode<floatX> *d, char *base, const ModelConfig *cfg, int max_batch) {
+    const size_t B = (size_t)max_batch, T = (size_t)cfg->seq_len, C = (size_t)cfg->d_model, L = (size_t)cfg->n_layer,
+                 V = (size_t)cfg->vocab_size, X = sizeof(floatX), F = sizeof(float);
+    GpuDecode<floatX> unused;
+    if (!d) d = &unused;
+    struct Part {
+        void **ptr;
+        size_t bytes;
+    } parts[] = {
+        {(void **)&d->k_cache, L * B * T * C * X},
+        {(void **)&d->v_cache, L * B * T * C * X},
+        {(void **)&d->x, B * C * X},
+        {(void **)&d->mid, B * C * X},
+        {(void **)&d->xn, B * C * X},
+        {(void **)&d->qkv, B * 3 * C * X},
+        {(void **)&d->atty, B * C * X},
+        {(void **)&d->proj, B * C * X},
+        {(void **)&d->fc, B * 4 * C * X},
+        {(void **)&d->fc_act, B * 4 * C * X},
+        {(void **)&d->logits, B * V * X},
+        {(void **)&d->rstd, B * F},
+        {(void **)&d->logits_fp32, B * V * F},
+        {(void **)&d->prev, B * sizeof(uint16_t)},
+    };
+    size_t offset = 0;
+    for (const Part &part : parts) {
+        if (base) *part.ptr = base + offset;
+        offset += round_up_256(part.bytes);  // 256-byte aligned: the kernels' 16-byte packs stay aligned
+    }
+    return offset;
+}
+
+static size_t decode_bytes(const GpuModel *m, int max_batch) {
+    return m->precision == GPU_BF16 ? carve_decode<bf16>(nullptr, nullptr, &m->cfg, max_batch)
+                                    : carve_decode<float>(nullptr, nullptr, &m->cfg, max_batch);
+}
+
+extern "C" void gpu_model_decode_create(GpuModel *m, int max_batch) {
+    const ModelConfig *cfg = &m->cfg;
+    const int hs = cfg->d_model / cfg->n_head;
+    if (!gpu_attention_supports(hs))
+        die("incremental decoding on the GPU needs head size 16, 32, 64, 96 or 128 (this model: %d); use --device cpu",
+            hs);
+    if (max_batch < 1) die("internal: decode batch %d", max_batch);
+    cudaFree(m->decode_memory);  // a second call replaces the first cache
+    m->decode_memory = nullptr;
+    m->decode_max_batch = 0;
+    const size_t bytes = decode_bytes(m, max_batch);
+    size_t free_bytes = 0, total_bytes = 0;
+    gpu_memory_info(&free_bytes, &total_bytes);
+    if (bytes > free_bytes) {
+        char need_text[32], free_text[32];
+        die("incremental decoding of %d sequences needs %s of GPU memory (mostly its key/value cache), but %s are "
+            "free: decode fewer sequences at once",
+            max_batch, format_bytes((double)bytes, need_text, sizeof need_text),
+            format_bytes((double)free_bytes, free_text, sizeof free_text));
+    }
+    CUDA_CHECK(cudaMalloc(&m->decode_memory, bytes));
+    char *base = static_cast<char *>(m->decode_memory);
+    if (m->precision == GPU_BF16) carve_decode<bf16>(&m->decode_bf16, base, cfg, max_batch);
+    else carve_decode<float>(&m->decode_fp32, base, cfg, max_batch);
+    m->decode_max_batch = max_batch;
+    m->decode_batch = 0;
+    m->decode_pos = 0;
+    m->host_logits.resize((size_t)max_batch * cfg->vocab_size);
+}
+
+extern "C" void gpu_model_decode_begin(GpuModel *m, int batch) {
+    if (m->decode_max_batch == 0) die("internal: gpu_model_decode_begin before gpu_model_decode_create");
+    if (batch < 1 || batch > m->decode_max_batch)
+        die("internal: decode batch %d outside 1..%d", batch, m->decode_max_batch);
+    m->decode_batch = batch;
+    m->decode_pos = 0;
+}
+
+// decode_step (model/decode.c) on the device: the same operations in the same
+// order; each norm fused with the residual add before it, as in forward().
+template <typename floatX>
+static const float *decode_step(GpuModel *m, GpuDecode<floatX> &d, const uint16_t *prev) {
+    const ModelConfig *cfg = &m->cfg;
+    const int B = m->decode_batch, T = cfg->seq_len, C = cfg->d_model, V = cfg->vocab_size, L = cfg->n_layer,
+              NH = cfg->n_head, t = m->decode_pos;
+    if (B < 1 || t >= T) die("internal: decode step at position %d of %d (batch %d)", t, T, B);
+    cudaStream_t st = m->stream;
+    if (t > 0) {
+        for (int b = 0; b < B; b++)
+            if (prev[b] >= V) die("token %u is outside the %d-color palette", prev[b], V);
+        CUDA_CHECK(cudaMemcpyAsync(d.prev, prev, (size_t)B * sizeof(uint16_t), cudaMemcpyHostToDevice, st));
+    }
+    const DevicePointers<floatX> P(m, static_cast<floatX *>(m->weights));
+    const ParamPointers &h = P.host;
+    const size_t cache_stride = (size_t)m->decode_max_batch * T * C;  // per layer
+    gpu_encoder_decode_forward(d.x, d.prev, P.at(h.wte), P.at(h.wpe), P.at(h.sos), B, t, C, st);
+    gpu_residual_norm_forward<floatX>(cfg->norm, nullptr, d.xn, nullptr, d.rstd, d.x, nullptr, P.at(h.layers[0].ln1_g),
+                                      P.at(h.layers[0].ln1_b), B, C, st);
+    for (int l = 0; l < L; l++) {
+        const LayerParams &lp = h.layers[l];
+        gpu_matmul_forward(d.qkv, d.xn, P.at(lp.w_qkv), B, C, 3 * C, st);
+        gpu_attention_decode_forward(d.atty, d.qkv, d.k_cache + l * cache_stride, d.v_cache + l * cache_stride, B, t, T,
+                                     C, NH, st);
+        gpu_matmul_forward(d.proj, d.atty, P.at(lp.w_attn_proj), B, C, C, st);
+        gpu_residual_norm_forward<floatX>(cfg->norm, d.mid, d.xn, nullptr, d.rstd, d.x, d.proj, P.at(lp.ln2_g),
+                                          P.at(lp.ln2_b), B, C, st);
+        gpu_matmul_forward(d.fc, d.xn, P.at(lp.w_fc), B, C, 4 * C, st);
+        gpu_gelu_forward(d.fc_act, d.fc, (size_t)B * 4 * C, st);
+        gpu_matmul_forward(d.proj, d.fc_act, P.at(lp.w_fc_proj), B, 4 * C, C, st);
+        // x = mid + MLP, normalised for the next block (or by the final norm).
+        const float *gain = l + 1 < L ? h.layers[l + 1].ln1_g : h.lnf_g,
+                    *bias = l + 1 < L ? h.layers[l + 1].ln1_b : h.lnf_b;
+        gpu_residual_norm_forward<floatX>(cfg->norm, d.x, d.xn, nullptr, d.rstd, d.mid, d.proj, P.at(gain), P.at(bias),
+                                          B, C, st);
+    }
+    gpu_matmul_forward(d.logits, d.xn, P.at(h.w_head), B, C, V, st);
+    gpu_cast(d.logits_fp32, d.logits, (size_t)B * V, st);
+    CUDA_CHECK(cudaMemcpyAsync(m->host_logits.data(), d.logits_fp32, (size_t)B * V * sizeof(float),
+                               cudaMemcpyDeviceToHost, st));
+    CUDA_CHECK(cudaStreamSynchronize(st));
+    m->decode_pos++;
+    return m->host_logits.data();
+}
+
+extern "C" const float *gpu_model_decode_step(GpuModel *m, const uint16_t *prev) {
+    if (m->decode_max_batch == 0) die("internal: gpu_model_decode_step before gpu_model_decode_create");
+    if (m->precision == GPU_BF16) return decode_step(m, m->decode_bf16, prev);
+    return decode_step(m, m->decode_fp32, prev);
 }

@@ -118,6 +118,21 @@ template <typename floatX>
 void gpu_attention_backward(floatX *dqkv, float *row_dot, const floatX *datty, const floatX *atty, const floatX *qkv,
                             const float *lse, int B, int T, int C, int NH, cudaStream_t stream);
 
+// --- Incremental decoding (cuda/decode.cu; the CPU twins in model/decode.h) -----------------
+// One position t of B sequences. The embedding: out[b] (B x C) = sos + wpe[0]
+// at t = 0, else wte[prev[b]] + wpe[t] (prev: B tokens on the device).
+template <typename floatX>
+void gpu_encoder_decode_forward(floatX *out, const uint16_t *prev, const floatX *wte, const floatX *wpe,
+                                const floatX *sos, int B, int t, int C, cudaStream_t stream);
+// The attention of position t: stores its k and v (from qkv, B x 3C) at
+// position t of the caches (B x T x C each, sequence b at b*T*C, head h at
+// columns h*hs), then attends each (sequence, head)'s query to positions
+// 0..t (online softmax in fp32, a fixed order); atty: B x C. Head sizes as
+// gpu_attention_supports; qkv and the caches 16-byte aligned.
+template <typename floatX>
+void gpu_attention_decode_forward(floatX *atty, const floatX *qkv, floatX *k_cache, floatX *v_cache, int B, int t,
+                                  int T, int C, int NH, cudaStream_t stream);
+
 // --- Attention on tensor cores (cuda/flash_attention.cu) -------------------------------------
 // The same operations for bf16 storage and head sizes 32, 64, 128, FlashAttention-2
 // style (mma.sync, ldmatrix, cp.async): same arguments, same lse layout;

@@ -80,3 +80,14 @@ TEST(test_cli_blas_kernels_fit_the_cpu) {
         fits |= strncasecmp(core, modern[i], strlen(modern[i])) == 0 && core[strlen(modern[i])] == '"';
     CHECK(fits, "OpenBLAS runs AVX2/AVX-512 kernels on this AVX2 CPU, not: %.20s", core);
 }
+
+// --- bench --mode decode (issue 15, GPU decoding part) ----------------------------------------
+// The decoder's throughput line on the CPU (on a GPU: --device cuda, the same line).
+TEST(test_cli_bench_decode) {
+    const int status = run_igpt(
+        "bench --mode decode --config tiny --side 4 --colors 16 --batch 3 --steps 1 "
+        "--warmup-steps 0");
+    CHECK(status == 0, "bench --mode decode ran: %s", cli_stderr());
+    CHECK(strstr(cli_stdout(), "\"mode\": \"decode\"") && strstr(cli_stdout(), "\"positions_per_s\": "),
+          "the decode line gives positions per second: %s", cli_stdout());
+}
