@@ -52,14 +52,15 @@ TEST(test_sample_from_logits_follows_the_distribution) {
     CHECK(share[1] > 0.999999, "temperature 0 draws the most likely color");
 }
 
-// A tiny run on CIFAR-style 8x8 images with 16 colors; returns the data folder.
+// A tiny run on CIFAR-style 8x8 images with 16 colors (one head of 16: a size the GPU decode
+// kernels take); returns the data folder.
 static char *sample_fixture(void) {
     make_cifar_batches(test_path("cifar"), 8, 4);
     char *data = xstrdup(test_path("data"));
     CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --colors 16 --val 10 --no-preview --quiet",
                    test_path("cifar"), data) == 0,
           "prepare: %s", cli_stderr());
-    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 4 --d-model 16 --n-layer 2 --n-head 2 --batch 4 "
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 4 --d-model 16 --n-layer 2 --n-head 1 --batch 4 "
                    "--lr 1e-2 --quiet",
                    data, test_path("run")) == 0,
           "train: %s", cli_stderr());
@@ -136,5 +137,36 @@ TEST(test_sample_cli_refuses_another_palette) {
     expect_failure(run_igpt("sample --device cpu --checkpoint %s --data %s --out %s --quiet",
                             test_path("run/checkpoint-00000004.bin"), test_path("data16b"), test_path("y")),
                    1, "trained with another palette", NULL);
+    free(data);
+}
+
+// On the GPU (the interpret mode's: build/interp/igpt): the decode kernels of
+// cuda/decode.cu under the sampler. The same --batch repeats the same images;
+// the given rows are kept.
+TEST(test_sample_cli_on_the_gpu_repeats_for_a_batch) {
+    char *data = sample_fixture();
+    const char *ckpt = test_path("run/checkpoint-00000004.bin");
+    for (int pass = 0; pass < 2; pass++)
+        CHECK(run_igpt_interpret("sample --device cuda --checkpoint %s --data %s --out %s --samples 3 --complete 2 "
+                                 "--per-image 2 --given-rows 4 --seed 4 --batch 4 --quiet",
+                                 ckpt, data, test_path("gpu%d", pass)) == 0,
+              "sample on the GPU: %s", cli_stderr());
+    CHECK(files_equal(test_path("gpu0/samples.bin"), test_path("gpu1/samples.bin")) &&
+              files_equal(test_path("gpu0/completions.bin"), test_path("gpu1/completions.bin")),
+          "the same seed and batch give the same images on the GPU");
+    TokenDataset val, done;
+    dataset_read(test_path("data/val.bin"), &val);
+    dataset_read(test_path("gpu0/completions.bin"), &done);
+    int64_t picked[2];
+    evenly_spaced(val.count, 2, picked);
+    for (int i = 0; i < 4; i++)
+        CHECK(!memcmp(val.tokens + picked[i / 2] * 64, done.tokens + (size_t)i * 64, 32 * sizeof(uint16_t)),
+              "GPU completion %d keeps the given rows", i);
+    char *json = (char *)read_whole_file(test_path("gpu0/sample.json"), NULL);
+    CHECK(json && strstr(json, "\"device\": \"cuda\"") && strstr(json, "\"precision\": \"bf16\""),
+          "the summary names the device: %s", json ? json : "(none)");
+    free(json);
+    dataset_free(&val);
+    dataset_free(&done);
     free(data);
 }
