@@ -4,8 +4,8 @@
 // The format comes from the file's first bytes, not its name. A build
 // without the libraries (make GPU_ONLY=1) reads PNG with stb_image and
 // refuses JPEG (docs/formats.md, "Image folders").
-#ifndef IGPT_DECODE_H
-#define IGPT_DECODE_H
+#ifndef IGPT_DATA_DECODE_H
+#define IGPT_DATA_DECODE_H
 
 #include <stddef.h>
 #include <stdint.h>
