@@ -31,6 +31,8 @@ static const Subcommand subcommands[] = {
     {"probe", cmd_probe, "linear probes on every layer's frozen features (or raw pixels)"},
     {"plot", cmd_plot, "plots of runs: generative loss vs probe accuracy, accuracy vs layer, loss vs step"},
     {"bench", cmd_bench, "throughput of training, probe features, the probe solver and GPU attention"},
+    {"compress", cmd_compress, "compress prepared images losslessly with a model (range coding of its distributions)"},
+    {"decompress", cmd_decompress, "give back the prepared images of a file ./igpt compress wrote, exactly"},
     {"show", cmd_show, "draw a prepared split (and its palette) as PNG images"},
     {"info", cmd_info, "check a prepared split, palette or checkpoint and print what it holds"},
 };

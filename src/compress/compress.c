@@ -10,7 +10,7 @@
 #include "train/checkpoint.h"
 #include "util/util.h"
 
-void coding_model_open(CodingModel *m, const char *checkpoint, const BackendOptions *opt, int group) {
+void coding_model_open(CodingModel *m, const char *checkpoint, const BackendOptions *opt) {
     memset(m, 0, sizeof *m);
     CheckpointMeta meta;
     float *params, *adam_m, *adam_v;
@@ -31,7 +31,14 @@ void coding_model_open(CodingModel *m, const char *checkpoint, const BackendOpti
     backend_create(&m->backend, opt, &meta.model, 1);
     backend_set_state(&m->backend, params, NULL, NULL);
     free(params);
+}
+
+// The decode cache, made when the first group is coded (after every check).
+static void make_decode_cache(CodingModel *m, int group) {
+    if (m->decode_group >= group) return;
+    if (m->decode_group) die("internal: a decode cache for %d images, %d asked", m->decode_group, group);
     backend_decode_create(&m->backend, group);
+    m->decode_group = group;
 }
 
 void coding_model_close(CodingModel *m) {
@@ -154,6 +161,7 @@ static void check_model_fits_data(const CodingModel *m, const TokenDataset *ds, 
 void compress_images(CodingModel *m, const TokenDataset *ds, const char *data_path, const int64_t *idx, int64_t n,
                      int group, const char *out_path, CompressStats *stats) {
     check_model_fits_data(m, ds, data_path);
+    make_decode_cache(m, group);
     const double start = now_seconds();
     const int64_t T = dataset_tokens_per_image(ds);
     IgpzHeader h = m->header;
@@ -230,12 +238,14 @@ void check_file_matches_model(const char *path, const IgpzHeader *file, const Co
         die("%s was compressed on %s, this decompress runs on %s: the distributions must be computed the same way, "
             "bit for bit (decompress on the device it was compressed on: --device %s%s)",
             path, device_words(file, theirs, sizeof theirs), device_words(mine, ours, sizeof ours),
-            device_name(file->device), file->device == DEVICE_CUDA && file->precision == GPU_FP32 ? " --precision fp32" : "");
+            device_name(file->device),
+            file->device == DEVICE_CUDA && file->precision == GPU_FP32 ? " --precision fp32" : "");
 }
 
 void decompress_images(CodingModel *m, const IgpzFile *f, const char *path, TokenDataset *out) {
     const IgpzHeader *h = &f->header;
     check_file_matches_model(path, h, m);
+    make_decode_cache(m, h->group);
     memset(out, 0, sizeof *out);
     const int64_t T = h->model.seq_len;
     out->count = h->count;

@@ -22,10 +22,11 @@ typedef struct {
     const char *checkpoint;
     uint32_t palette_crc;  // of the palette the model was trained with (0: not recorded)
     int threads;           // CPU threads of the frequency tables
+    int decode_group;      // sequences of the decode cache (made by the first group coded)
 } CodingModel;
 
-// Loads `checkpoint` onto the device of `opt`, with a decode cache for `group` sequences.
-void coding_model_open(CodingModel *m, const char *checkpoint, const BackendOptions *opt, int group);
+// Loads `checkpoint` onto the device of `opt`.
+void coding_model_open(CodingModel *m, const char *checkpoint, const BackendOptions *opt);
 void coding_model_close(CodingModel *m);
 
 typedef struct {

@@ -113,13 +113,15 @@ static void read_fixed(const char *path, const uint8_t *b, IgpzHeader *h) {
     m->n_head = (int)field(path, "head count", get_u32(b + OFF_N_HEAD), 1, MODEL_MAX_HEADS);
     m->norm = (NormKind)field(path, "norm", get_u32(b + OFF_NORM), NORM_IGPT, NORM_LAYERNORM);
     char why[256];
-    if (model_config_problem(m, why, sizeof why)) die("%s: the model it names is impossible: %s (corrupt header?)", path, why);
+    if (model_config_problem(m, why, sizeof why))
+        die("%s: the model it names is impossible: %s (corrupt header?)", path, why);
     h->params_crc = get_u32(b + OFF_PARAMS_CRC);
     h->step = get_u64(b + OFF_STEP);
     h->device = (DeviceKind)field(path, "device", get_u32(b + OFF_DEVICE), DEVICE_CPU, DEVICE_CUDA);
     h->precision = (GpuPrecision)field(path, "precision", get_u32(b + OFF_PRECISION), GPU_BF16, GPU_FP32);
     const uint64_t count = get_u64(b + OFF_COUNT);
-    if (count < 1 || count > (uint64_t)1 << 40) die("%s: image count %llu is implausible (corrupt header?)", path, (unsigned long long)count);
+    if (count < 1 || count > (uint64_t)1 << 40)
+        die("%s: image count %llu is implausible (corrupt header?)", path, (unsigned long long)count);
     h->count = (int64_t)count;
     h->group = (int)field(path, "group size", get_u32(b + OFF_GROUP), 1, IGPT_IGPZ_MAX_GROUP);
     h->num_classes = (int)field(path, "class count", get_u32(b + OFF_CLASSES), 1, IGPT_MAX_CLASSES);
@@ -136,12 +138,14 @@ static void read_variable(const char *path, const uint8_t *b, size_t header_byte
     h->gpu_name[name_bytes] = '\0';
     if (strlen(h->gpu_name) != name_bytes) die("%s: the GPU's name holds a NUL byte (corrupt header)", path);
     if ((h->device == DEVICE_CPU) != (name_bytes == 0))
-        die("%s: a GPU name is recorded %s (corrupt header)", path, h->device == DEVICE_CPU ? "for the CPU" : "missing");
+        die("%s: a GPU name is recorded %s (corrupt header)", path,
+            h->device == DEVICE_CPU ? "for the CPU" : "missing");
     p += name_bytes;
     palette_alloc(&h->palette, h->model.vocab_size);
     memcpy(h->palette.rgb, p, (size_t)h->model.vocab_size * 3);
     p += (size_t)h->model.vocab_size * 3;
-    if (palette_crc(&h->palette) != get_u32(b + OFF_PALETTE_CRC)) die("%s: the palette's CRC does not match its colors (corrupt header)", path);
+    if (palette_crc(&h->palette) != get_u32(b + OFF_PALETTE_CRC))
+        die("%s: the palette's CRC does not match its colors (corrupt header)", path);
     h->class_names = xcalloc((size_t)h->num_classes, sizeof(ClassName));
     for (int c = 0; c < h->num_classes; c++) {
         const size_t len = p < end ? *p++ : 0;

@@ -36,7 +36,7 @@ typedef struct {
     uint32_t params_crc;  // CRC-32 of the parameters as loaded (fp32 bytes)
     uint64_t step;        // the checkpoint's step (said in messages; not checked)
     DeviceKind device;
-    GpuPrecision precision;  // GPU_FP32 on the CPU
+    GpuPrecision precision;                     // GPU_FP32 on the CPU
     char gpu_name[IGPT_IGPZ_MAX_GPU_NAME + 1];  // gpu_device_name() on a GPU, "" on the CPU
     int64_t count;                              // images
     int group;                                  // images per group (the last may have fewer)

@@ -176,7 +176,7 @@ int rc_decode(RangeDecoder *d, const uint32_t *freq, const uint32_t *cum, int V)
     const uint32_t r = d->range >> RC_TOTAL_BITS;
     uint32_t value = d->code / r;
     if (value >= RC_TOTAL) value = RC_TOTAL - 1;  // only in a corrupt stream
-    int lo = 0, hi = V - 1;                        // the symbol with cum[s] <= value < cum[s + 1]
+    int lo = 0, hi = V - 1;                       // the symbol with cum[s] <= value < cum[s + 1]
     while (lo < hi) {
         const int mid = (lo + hi + 1) / 2;
         if (cum[mid] <= value) lo = mid;
