@@ -93,9 +93,11 @@ TEST(test_compress_freq_tables) {
 
 // Encodes `n` symbols (one of three uniform every 7th) from random tables of V
 // symbols (a pool of 32 distributions of about `entropy_bits`), decodes them,
-// and compares; returns the bytes and the ideal bits.
+// and compares (and freq_table_with_bits's bits with the test's own softmax);
+// returns the bytes and the ideal bits.
 enum { POOL = 32 };
 static size_t round_trip(int V, int n, double entropy_bits, uint64_t seed, double *ideal_bits, bool *same) {
+    bool same_bits_storage = true, *same_bits = &same_bits_storage;
     Rng rng;
     rng_init(&rng, seed, 1);
     float *pool = xmalloc((size_t)POOL * V * sizeof *pool);
@@ -117,10 +119,14 @@ static size_t round_trip(int V, int n, double entropy_bits, uint64_t seed, doubl
             continue;
         }
         symbols[i] = sample_symbol(l, V, cdf + k * V, &rng);
+        // The ideal cost from the test's own softmax (the cdf), and the library's figure checked against it.
+        const double *c = cdf + k * V;
+        const double own_bits = -log2((c[symbols[i]] - (symbols[i] ? c[symbols[i] - 1] : 0.0)) / c[V - 1]);
         double bits;
         freq_table_with_bits(l, V, symbols[i], freq, cum, &bits);
         rc_encode(&e, cum[symbols[i]], freq[symbols[i]]);
-        *ideal_bits += bits;
+        *ideal_bits += own_bits;
+        *same_bits = *same_bits && fabs(bits - own_bits) <= 1e-9 * fmax(1.0, own_bits);
     }
     rc_encoder_finish(&e);
     RangeDecoder d;
@@ -136,7 +142,7 @@ static size_t round_trip(int V, int n, double entropy_bits, uint64_t seed, doubl
         }
         *same = s == symbols[i];
     }
-    *same = *same && d.overrun == 0;
+    *same = *same && d.overrun == 0 && *same_bits;
     const size_t bytes = e.len;
     rc_encoder_free(&e);
     free(pool);

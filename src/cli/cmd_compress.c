@@ -33,8 +33,7 @@ static const Option compress_options[] = {
     {"images", OPT_INT64, SETTING(CompressArgs, images), "N",
      "compress N images, evenly spaced through the split (default: all)", NULL, .lo = 1, .hi = INT64_MAX / 2},
     {"group", OPT_INT, SETTING(CompressArgs, group), "G",
-     "images coded together (in parallel; the decoder uses the same groups)", "64", .lo = 1,
-     .hi = IGPT_IGPZ_MAX_GROUP},
+     "images coded together (in parallel; the decoder uses the same groups)", "64", .lo = 1, .hi = IGPT_IGPZ_MAX_GROUP},
     {"force", OPT_FLAG, SETTING(CompressArgs, force), NULL, "overwrite an existing --out"},
     {"quiet", OPT_FLAG, SETTING(CompressArgs, quiet), NULL, "no progress bar"},
 };
@@ -49,8 +48,9 @@ static const OptionGroup compress_groups[] = {
 
 static const Command compress_command = {
     .name = "compress",
-    .usage = "--checkpoint FILE --in SPLIT.bin --out FILE.igpz [options]\n"
-             "       ./igpt compress --run RUN_DIR --data DIR [--split val] [options]",
+    .usage =
+        "--checkpoint FILE --in SPLIT.bin --out FILE.igpz [options]\n"
+        "       ./igpt compress --run RUN_DIR --data DIR [--split val] [options]",
     .about =
         "Compresses prepared images losslessly with the model: each pixel is range-coded\n"
         "with the model's distribution of it given the pixels before (docs/formats.md,\n"
@@ -169,11 +169,12 @@ static void write_result_json(const char *path, const CodingModel *m, const Comp
 
 static void say_result(const CompressStats *s, const CodingModel *m, const char *out) {
     const CompressRow r = row_of(m->header.step, s);
-    printf("compress: step %llu: %lld images, %lld pixels -> %llu bytes: %.4f bits/pixel, cross-entropy %.4f "
-           "(%+.2f%%; the coder alone %+.2f%%), %.1f s, %.0f pixels/s: %s\n",
-           (unsigned long long)r.step, (long long)r.images, (long long)r.pixels, (unsigned long long)r.bytes,
-           r.bits_per_pixel, r.cross_entropy, r.overhead_percent, coder_overhead_percent(s), s->seconds,
-           (double)s->pixels / fmax(s->seconds, 1e-9), out);
+    printf(
+        "compress: step %llu: %lld images, %lld pixels -> %llu bytes: %.4f bits/pixel, cross-entropy %.4f "
+        "(%+.2f%%; the coder alone %+.2f%%), %.1f s, %.0f pixels/s: %s\n",
+        (unsigned long long)r.step, (long long)r.images, (long long)r.pixels, (unsigned long long)r.bytes,
+        r.bits_per_pixel, r.cross_entropy, r.overhead_percent, coder_overhead_percent(s), s->seconds,
+        (double)s->pixels / fmax(s->seconds, 1e-9), out);
 }
 
 // The images chosen: N evenly spaced, or all (allocated).
@@ -317,7 +318,8 @@ int cmd_compress(int argc, char **argv) {
             usage_error("compress", "--run compresses every checkpoint of a run: give no --checkpoint, --in or --out");
     } else {
         if (!a.checkpoint || !a.in || !a.out)
-            usage_error("compress", "give --checkpoint FILE --in SPLIT.bin --out FILE.igpz (or --run RUN_DIR --data DIR)");
+            usage_error("compress",
+                        "give --checkpoint FILE --in SPLIT.bin --out FILE.igpz (or --run RUN_DIR --data DIR)");
         if (a.data_dir || cli_given(&parsed, &a.split)) usage_error("compress", "--data and --split go with --run");
     }
     progress_set_quiet(a.quiet);
