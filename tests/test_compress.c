@@ -507,3 +507,59 @@ TEST(test_compress_cli_gpu_interpret) {
     free(run);
     free(data);
 }
+
+// A GPU's file: refused on another GPU, in another precision, on the CPU, and
+// on a machine without a GPU; the checks come before any decoding, so they
+// hold today, while the GPU's decode is still a placeholder.
+static void edit_to_interpret_fp32(IgpzHeader *h, IgpzGroup *groups) {
+    (void)groups;
+    h->device = DEVICE_CUDA;
+    h->precision = GPU_FP32;
+    snprintf(h->gpu_name, sizeof h->gpu_name, "CUDA interpret mode on the CPU");  // gpu_device_name() there
+}
+
+TEST(test_compress_cli_gpu_refusals) {
+    char *data, *run = small_run(&data);
+    char *ck4 = xasprintf("%s/checkpoint-00000004.bin", run), *out = xstrdup(test_path("out"));
+    make_directories(out);
+    const char *z = test_path("val.igpz");
+    CHECK(run_igpt("compress --checkpoint %s --in %s/val.bin --out %s --images 2 --quiet", ck4, data, z) == 0,
+          "compress: %s", cli_stderr());
+    rewrite_igpz(z, test_path("h200.igpz"), edit_to_cuda);
+    rewrite_igpz(z, test_path("interp.igpz"), edit_to_interpret_fp32);
+    expect_failure(
+        run_igpt_interpret("decompress --checkpoint %s --in %s --out %s/x.bin", ck4, test_path("h200.igpz"), out), 1,
+        "was compressed on cuda (bf16, NVIDIA H200, 139.8 GiB), this decompress runs on cuda (bf16, CUDA "
+        "interpret mode on the CPU)",
+        out);
+    expect_failure(run_igpt_interpret("decompress --checkpoint %s --in %s --out %s/x.bin --precision bf16", ck4,
+                                      test_path("interp.igpz"), out),
+                   1,
+                   "was compressed on cuda (fp32, CUDA interpret mode on the CPU), this decompress runs on cuda (bf16, "
+                   "CUDA interpret mode on the CPU)",
+                   out);
+    expect_failure(run_igpt_interpret("decompress --checkpoint %s --in %s --out %s/x.bin --device cpu", ck4,
+                                      test_path("interp.igpz"), out),
+                   1, "this decompress runs on cpu", out);
+    // ./igpt without a GPU (a build without nvcc, or a machine without a GPU): the file's device is refused by name.
+    expect_failure(run_igpt("decompress --checkpoint %s --in %s --out %s/x.bin", ck4, test_path("h200.igpz"), out), 1,
+                   "was compressed on cuda (bf16, NVIDIA H200", out);
+    free(ck4);
+    free(out);
+    free(run);
+    free(data);
+}
+
+TEST(test_compress_cli_usage) {
+    CHECK(run_igpt("compress --help") == 0 && strstr(cli_stdout(), "--group G"), "compress --help: %s", cli_stderr());
+    CHECK(run_igpt("decompress --help") == 0 && strstr(cli_stdout(), "--checkpoint FILE"), "decompress --help");
+    expect_failure(run_igpt("compress --checkpoint x.bin --in val.bin"), 2, "give --checkpoint FILE --in SPLIT.bin",
+                   NULL);
+    expect_failure(run_igpt("compress --run RUN"), 2, "--run RUN_DIR needs --data DIR", NULL);
+    expect_failure(run_igpt("compress --run RUN --data D --out x.igpz"), 2, "give no --checkpoint, --in or --out",
+                   NULL);
+    expect_failure(run_igpt("decompress --in x.igpz --out x.bin"), 2, "give --checkpoint FILE", NULL);
+    expect_failure(
+        run_igpt("decompress --checkpoint c.bin --in %s --out %s", test_path("none.igpz"), test_path("x.bin")), 1,
+        "none.igpz: no such file", NULL);
+}

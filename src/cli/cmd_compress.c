@@ -344,6 +344,13 @@ int cmd_decompress(int argc, char **argv) {
     // The device and precision the file was made with, unless asked otherwise (then refused, saying why).
     DeviceSettings device = a.device;
     if (!device.device) device.device = device_name(f.header.device);
+    const char *why = NULL;
+    if (!a.device.device && f.header.device == DEVICE_CUDA && gpu_device_count(&why) == 0) {
+        char where[400];
+        igpz_describe_device(&f.header, where, sizeof where);
+        die("%s was compressed on %s, and this machine has no usable GPU (%s): decompress it on that GPU model", a.in,
+            where, why ? why : "none found");
+    }
     if (!cli_given(&parsed, &a.device.precision)) device.precision = f.header.precision == GPU_BF16 ? "bf16" : "fp32";
     const BackendOptions opt = backend_options_from(&device);
     CodingModel m;
