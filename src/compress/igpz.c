@@ -205,6 +205,9 @@ static void read_groups(const char *path, IgpzFile *f, size_t offset) {
         if (group->payload_bytes > f->size - offset)
             die("%s: truncated: group %lld of %lld holds %u bytes, %zu are left", path, (long long)g + 1,
                 (long long)f->num_groups, group->payload_bytes, f->size - offset);
+        if (group->payload_bytes < 4)  // the coder ends every stream with 4 bytes
+            die("%s: group %lld of %lld holds %u bytes, less than any stream (corrupt file)", path, (long long)g + 1,
+                (long long)f->num_groups, group->payload_bytes);
         group->payload = f->bytes + offset;
         if (crc32_update(0, group->payload, group->payload_bytes) != group->payload_crc)
             die("%s: group %lld of %lld (images %lld..%lld) is corrupt (CRC mismatch)", path, (long long)g + 1,
