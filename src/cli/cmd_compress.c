@@ -84,7 +84,7 @@ static const Option decompress_device_options[] = DEVICE_OPTIONS(NULL);
 
 static const OptionGroup decompress_groups[] = {
     {"options", decompress_options, COUNT_OF(decompress_options)},
-    {"device (default: the one the file was compressed on)", decompress_device_options,
+    {"device (default: the device and precision the file was compressed with)", decompress_device_options,
      COUNT_OF(decompress_device_options), SETTING(DecompressArgs, device)},
 };
 

@@ -42,9 +42,9 @@ static void print_help(FILE *out) {
             "igpt: image-GPT in C and CUDA: next-pixel pretraining, linear probes, plots\n\n"
             "usage: ./igpt <command> [options]     (./igpt <command> --help for its options)\n\ncommands:\n");
     for (int i = 0; i < COUNT_OF(subcommands); i++)
-        fprintf(out, "  %-9s %s\n", subcommands[i].name, subcommands[i].summary);
-    fprintf(out, "  %-9s %s\n", "help", "this list");
-    fprintf(out, "  %-9s %s\n", "--version", "the version of igpt and the commit it was built from");
+        fprintf(out, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(out, "  %-10s %s\n", "help", "this list");
+    fprintf(out, "  %-10s %s\n", "--version", "the version of igpt and the commit it was built from");
 }
 
 int main(int argc, char **argv) {
