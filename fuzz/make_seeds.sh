@@ -2,7 +2,7 @@
 # Seeds for the fuzz harnesses, from files igpt itself writes (nothing binary
 # is committed but fuzz/regressions/): a tiny synthetic image set prepared at
 # 2x2 and 4x4, its palette, a checkpoint after one CPU training step of the
-# smallest model, its probe feature caches, a
+# smallest model, its probe feature caches, its compressed val images, a
 # CIFAR-10 batch of one and of two records, and one small image per format.
 #   fuzz/make_seeds.sh [OUT_DIR]     (default build/fuzz/seeds; ./igpt and build/fuzz/image_seeds built)
 set -euo pipefail
@@ -11,7 +11,7 @@ out=${1:-build/fuzz/seeds}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rm -rf "$out"
-for reader in dataset palette checkpoint features cifar10 images; do mkdir -p "$out/$reader"; done
+for reader in dataset palette checkpoint features cifar10 images igpz; do mkdir -p "$out/$reader"; done
 
 ./igpt synth --out "$work/synth" --train-per-class 3 --test-per-class 1 --size 8 >/dev/null
 for side in 2 4; do
@@ -28,6 +28,12 @@ cp "$work/run/checkpoint-00000001.bin" "$out/checkpoint/"
 ./igpt probe --device cpu --data "$work/data2" --checkpoint "$work/run/checkpoint-00000001.bin" \
     --out "$work/probe" --max-iters 5 --quiet >/dev/null
 for f in "$work"/probe/features-*.bin; do cp "$f" "$out/features/"; done
+# That model's compressed val images: all 10 in groups of 3 (4 streams), and one alone.
+./igpt compress --checkpoint "$work/run/checkpoint-00000001.bin" --in "$work/data2/val.bin" --group 3 \
+    --out "$out/igpz/val-10.igpz" --quiet >/dev/null
+./igpt compress --checkpoint "$work/run/checkpoint-00000001.bin" --in "$work/data2/val.bin" --images 1 \
+    --out "$out/igpz/val-1.igpz" --quiet >/dev/null
+rm -f "$out"/igpz/*.json
 
 # CIFAR-10 binary: records of label + 32x32 R, G, B planes (the reader's format, images.h); one
 # record (odd size: the harness resizes to 16x16) and two (even: kept at 32x32).

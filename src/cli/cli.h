@@ -24,6 +24,9 @@ int cmd_synth(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+// src/cli/cmd_compress.c
+int cmd_compress(int argc, char **argv);
+int cmd_decompress(int argc, char **argv);
 
 typedef enum {
     OPT_FLAG,    // bool; takes no value

@@ -30,6 +30,8 @@ static const Subcommand subcommands[] = {
     {"train", cmd_train, "pretrain the next-pixel model on a prepared split (CPU or GPU, one or many processes)"},
     {"probe", cmd_probe, "linear probes on every layer's frozen features (or raw pixels)"},
     {"sample", cmd_sample, "draw images from a model: unconditional samples and completions (PNG grids)"},
+    {"compress", cmd_compress, "compress prepared images losslessly with a model (range coding of its distributions)"},
+    {"decompress", cmd_decompress, "give back the prepared images of a file ./igpt compress wrote, exactly"},
     {"plot", cmd_plot, "plots of runs: generative loss vs probe accuracy, accuracy vs layer, loss vs step"},
     {"bench", cmd_bench, "throughput of training, probe features, the probe solver and GPU attention"},
     {"show", cmd_show, "draw a prepared split (and its palette) as PNG images"},
@@ -38,12 +40,12 @@ static const Subcommand subcommands[] = {
 
 static void print_help(FILE *out) {
     fprintf(out,
-            "igpt: image-GPT in C and CUDA: next-pixel pretraining, linear probes, plots\n\n"
+            "igpt: image-GPT in C and CUDA: next-pixel pretraining, linear probes, samples, compression, plots\n\n"
             "usage: ./igpt <command> [options]     (./igpt <command> --help for its options)\n\ncommands:\n");
     for (int i = 0; i < COUNT_OF(subcommands); i++)
-        fprintf(out, "  %-9s %s\n", subcommands[i].name, subcommands[i].summary);
-    fprintf(out, "  %-9s %s\n", "help", "this list");
-    fprintf(out, "  %-9s %s\n", "--version", "the version of igpt and the commit it was built from");
+        fprintf(out, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(out, "  %-10s %s\n", "help", "this list");
+    fprintf(out, "  %-10s %s\n", "--version", "the version of igpt and the commit it was built from");
 }
 
 int main(int argc, char **argv) {
