@@ -12,7 +12,8 @@
 TEST(test_cli_help) {
     CHECK(run_igpt("help") == 0, "help exits 0");
     char *help = xstrdup(cli_stdout());
-    const char *commands[] = {"synth", "prepare", "train", "probe", "sample", "compress", "decompress", "plot", "bench", "show", "info"};
+    const char *commands[] = {"synth",      "prepare", "train", "probe", "sample", "compress",
+                              "decompress", "plot",    "bench", "show",  "info"};
     for (int i = 0; i < COUNT_OF(commands); i++) {
         char *entry = xasprintf("\n  %s ", commands[i]);
         CHECK(strstr(help, entry) != NULL, "help lists %s: %s", commands[i], help);
@@ -41,7 +42,8 @@ TEST(test_cli_error_unknown_flag) {
 // Every command answers -h with its usage and --version with the version.
 // Help texts are printed verbatim, so a printf escape ("%%") would show.
 TEST(test_cli_every_command_help_and_version) {
-    const char *commands[] = {"synth", "prepare", "train", "probe", "sample", "compress", "decompress", "plot", "bench", "show", "info"};
+    const char *commands[] = {"synth",      "prepare", "train", "probe", "sample", "compress",
+                              "decompress", "plot",    "bench", "show",  "info"};
     for (int i = 0; i < COUNT_OF(commands); i++) {
         char *usage = xasprintf("usage: ./igpt %s ", commands[i]);
         CHECK(run_igpt("%s -h", commands[i]) == 0, "%s -h exits 0: %s", commands[i], cli_stderr());
