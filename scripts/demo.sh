@@ -4,7 +4,9 @@
 #   2. prepare it at 16x16 with a 512-color k-means palette and a validation split;
 #   3. train the `tiny` model and show the validation loss falling;
 #   4. fit linear probes on every layer of every checkpoint (and of the random init);
-#   5. plot generative loss against probe accuracy.
+#   5. compress the validation images with every checkpoint, beside PNG, gzip, xz and zstd;
+#   6. draw samples and completions of the last checkpoint;
+#   7. plot generative loss and compression against probe accuracy.
 # Rerunning it reuses what is already done: prepared data, a finished or
 # interrupted run, probed checkpoints.
 #
@@ -48,9 +50,30 @@ grep '"val_loss": [0-9]' "$run/log.jsonl" | grep -v checkpoint |
 [ -f "$run/probe/baseline-pixels.json" ] ||
     ./igpt probe --data "$data" --baseline pixels --out "$run/probe" --train-images ${DEMO_PROBE_TRAIN:-5000} \
         --eval-images ${DEMO_PROBE_EVAL:-1000} --quiet
+
+# The model as a lossless compressor of the validation images (every checkpoint), beside the
+# classical compressors on the same tokens.
+images=${DEMO_COMPRESS_IMAGES:-500}
+./igpt compress --run "$run" --data "$data" --images "$images" --quiet
+[ -f "$run/compress/baselines.json" ] ||
+    /usr/bin/python3 scripts/compress_baselines.py --data "$data/val.bin" --images "$images" \
+        --out "$run/compress/baselines.json" --quiet
+
+# Samples and completions of the last checkpoint.
+last=$(ls "$run"/checkpoint-*.bin | tail -n 1)
+samples=$run/samples-$(basename "$last" .bin | sed 's/checkpoint-//')
+[ -f "$samples/sample.json" ] ||
+    ./igpt sample --checkpoint "$last" --data "$data" --out "$samples" --samples 8 --complete 4 --per-image 4 --quiet
+
 ./igpt plot "$run"
 echo
 echo "demo: probe accuracy of the best layer against the generative loss ($run/probe/probes.csv)"
 python3 scripts/probe_table.py "$run"
-echo "demo: plots in $run/plots (loss_vs_accuracy.png, accuracy_vs_layer.png, loss_vs_step.png);"
-echo "      the run in $run (log.jsonl, checkpoints); the data in $data (preview.png, palette.png)"
+echo
+echo "demo: bits per pixel of the validation images compressed by the model and by classical compressors"
+/usr/bin/python3 scripts/compression_table.py "$run"
+echo
+echo "demo: samples and completions of the model in $samples (samples.png, completions.png)"
+echo "demo: plots in $run/plots (loss_vs_accuracy.png, accuracy_vs_layer.png, loss_vs_step.png,"
+echo "      compression_vs_accuracy.png); the run in $run (log.jsonl, checkpoints);"
+echo "      the data in $data (preview.png, palette.png)"

@@ -21,6 +21,8 @@
 #   e2e        train on the GPU, resume on the CPU, probe on the GPU
 #   features   the probe's feature extraction throughput (s, 32x32) and the probe solver
 #              on the GPU (25 layers x 512 features, 45,000/5,000 images)
+#   decode     samples and a compress -> decompress round trip on the GPU with e2e's model
+#              (the images back byte for byte), and incremental decoding throughput (s, 32x32)
 # DIR is --out, else $OUT (the run tool's), else build/gpu-check.
 # Every result is appended to DIR/results.jsonl the moment it is known; the
 # failures' log tails go to DIR/failures.log; on exit (even on SIGTERM) the
@@ -616,4 +618,39 @@ if wanted features; then
     else
         skip_unbuilt features "probe features" "probe solver"
     fi
+fi
+
+# --- Incremental decoding: samples, the compressor, throughput ------------------------------
+
+decode_checks() {
+    local dir=$work/e2e last images=40
+    [ "$dry_run" -eq 0 ] || images=6
+    last=$(ls "$dir"/run/checkpoint-*.bin 2>/dev/null | tail -n 1)
+    if [ -z "$last" ]; then
+        record decode "sample, compress (e2e's model)" SKIP 0 "no model: e2e did not train one"
+    else
+        begin decode "sample on the GPU (e2e's model)"
+        attempt 120 "$igpt" sample --device cuda --checkpoint "$last" --data "$dir/data" --out "$dir/samples" \
+            --samples 8 --complete 4 --per-image 4 --quiet
+        verdict "$(json_number pixels_per_second "$dir/samples/sample.json") pixels/s"
+        begin decode "compress -> decompress on the GPU ($images val images, bf16)"
+        attempt 180 bash -c "'$igpt' compress --device cuda --checkpoint '$last' --in '$dir/data/val.bin' --images $images \
+                --out '$dir/gpu.igpz' --quiet &&
+            '$igpt' decompress --checkpoint '$last' --in '$dir/gpu.igpz' --out '$dir/gpu-back.bin' --quiet &&
+            '$igpt' compress --device cpu --checkpoint '$last' --in '$dir/data/val.bin' --images $images \
+                --out '$dir/cpu.igpz' --quiet &&
+            '$igpt' decompress --checkpoint '$last' --in '$dir/cpu.igpz' --out '$dir/cpu-back.bin' --quiet &&
+            cmp '$dir/gpu-back.bin' '$dir/cpu-back.bin'"
+        verdict "back byte for byte; bits/pixel GPU $(json_number bits_per_pixel "$dir/gpu.igpz.json"), CPU $(json_number bits_per_pixel "$dir/cpu.igpz.json")" \
+            "\"gpu_bits_per_pixel\": $(num "$(json_number bits_per_pixel "$dir/gpu.igpz.json")")"
+    fi
+    local decode_args=(--config s --side 32 --batch 64 --steps 1 --warmup-steps 0)
+    [ "$dry_run" -eq 0 ] || decode_args=(--config tiny --side 8 --batch 2 --steps 1 --warmup-steps 0)
+    begin decode "decode throughput (igpt, ${decode_args[1]} ${decode_args[3]}x${decode_args[3]}, batch ${decode_args[5]})"
+    attempt 150 "$igpt" bench --mode decode --device cuda "${decode_args[@]}"
+    verdict "$(json_number positions_per_s "$log") positions/s, $(json_number step_ms "$log") ms per step" \
+        "\"positions_per_s\": $(num "$(json_number positions_per_s "$log")")"
+}
+if wanted decode; then
+    if [ "$built" -eq 1 ]; then decode_checks; else skip_unbuilt decode "sample, compress, decode throughput"; fi
 fi

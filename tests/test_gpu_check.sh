@@ -82,6 +82,10 @@ check "dry run: train on the GPU, resume on the CPU, probe on the GPU" \
     [ "$(grep '"group": "e2e"' "$dry/results.jsonl" | grep -c '"PASS"')" -eq 4 ]
 check "dry run: probe feature throughput" is "$dry/results.jsonl" features "probe features (igpt, tiny, batch 2)" PASS
 check "dry run: the probe solver on the (interpreted) GPU" is "$dry/results.jsonl" features "probe solver (igpt, 2 layers x 8, 300/60 images)" PASS
+check "dry run: samples on the (interpreted) GPU with e2e's model" is "$dry/results.jsonl" decode "sample on the GPU (e2e's model)" PASS
+check "dry run: a compress -> decompress round trip on the GPU, the images back as on the CPU" \
+    is "$dry/results.jsonl" decode "compress -> decompress on the GPU (6 val images, bf16)" PASS
+check "dry run: incremental decoding throughput" is "$dry/results.jsonl" decode "decode throughput (igpt, tiny 8x8, batch 2)" PASS
 check "dry run: the numbers that matter are in the table" grep -q "tokens/s.*MFU" "$dry/summary.txt"
 
 # --- 2. Planted faults: a fake CUDA test program and a fake compute-sanitizer -----------------
