@@ -3,9 +3,10 @@
 # under 3 hours. A next-pixel model is trained on CIFAR-10 at 16x16, linear
 # probes are fitted on every layer of its checkpoints (and of its random
 # initialisation) with all 45,000 training images and scored on the whole
-# 5,000-image validation split, beside the same probe on the raw pixels; then
-# the plots. The learned features beat the pixels, and more so as the
-# generative loss falls.
+# 5,000-image validation split, beside the same probe on the raw pixels; the
+# checkpoints compress 2,000 validation images (beside PNG, gzip, xz, zstd);
+# samples and completions of the last one; then the plots. The learned
+# features beat the pixels, and more so as the generative loss falls.
 #
 #   scripts/reproduce_cpu.sh            # needs CIFAR-10 (scripts/download_cifar10.sh, or $IGPT_CIFAR_JPEG)
 #
@@ -29,6 +30,8 @@ times=$run-times.tsv  # this invocation's stage times
 probe_images=()
 [ -z "${RECIPE_PROBE_TRAIN:-}" ] || probe_images+=(--train-images "$RECIPE_PROBE_TRAIN")
 [ -z "${RECIPE_PROBE_EVAL:-}" ] || probe_images+=(--eval-images "$RECIPE_PROBE_EVAL")
+# Validation images compressed by every checkpoint and by the classical compressors.
+compress_images=${RECIPE_COMPRESS_IMAGES:-2000}
 mkdir -p "$(dirname "$run")"
 : >"$times"
 
@@ -67,11 +70,28 @@ begin "probe of the raw pixels"
 [ -f "$run/probe/baseline-pixels.json" ] || ./igpt probe --data "$data" --baseline pixels --out "$run/probe" "${probe_images[@]}" --quiet
 finish "pixels"
 
+begin "compression of $compress_images validation images (every checkpoint; PNG, gzip, xz, zstd)"
+./igpt compress --run "$run" --data "$data" --images "$compress_images" --quiet
+[ -f "$run/compress/baselines.json" ] ||
+    /usr/bin/python3 scripts/compress_baselines.py --data "$data/val.bin" --images "$compress_images" \
+        --out "$run/compress/baselines.json" --quiet
+finish "compression"
+
+begin "samples and completions of the last checkpoint"
+last=$(ls "$run"/checkpoint-*.bin | tail -n 1)
+samples=$run/samples-$(basename "$last" .bin | sed 's/checkpoint-//')
+[ -f "$samples/sample.json" ] ||
+    ./igpt sample --checkpoint "$last" --data "$data" --out "$samples" --complete 8 --per-image 5 --quiet
+finish "samples"
+
 begin "plots"
 ./igpt plot "$run"
 finish "plots"
 
 echo
 python3 scripts/probe_table.py "$run"
+echo
+/usr/bin/python3 scripts/compression_table.py "$run"
+echo "reproduce: samples and completions in $samples"
 echo "reproduce: stage times in $times; plots in $run/plots"
 awk -F'\t' '{ total += $2 } END { printf "reproduce: %d min in all\n", total / 60 }' "$times"
