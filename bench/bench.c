@@ -134,6 +134,21 @@ static double time_passes(Backend *m, const BenchArgs *a, bool train) {
     return elapsed / a->steps;
 }
 
+// The start of a model mode's JSON line: what ran, on what, at which size.
+static void begin_model_line(JsonWriter *w, const BenchArgs *a, const BackendOptions *opt) {
+    json_init(w);
+    json_object_begin(w, NULL, JSON_INLINE);
+    char impl[32];
+    snprintf(impl, sizeof impl, "igpt-%s", device_name(opt->device));
+    json_string(w, "impl", impl);
+    json_string(w, "mode", a->mode);
+    json_string(w, "precision", opt->device == DEVICE_CPU ? "fp32" : a->device.precision);
+    json_string(w, "config", a->config);
+    json_int(w, "side", a->side);
+    json_int(w, "batch", a->batch);
+    json_int(w, "threads", opt->threads);
+}
+
 static void bench_model(const BenchArgs *a, bool train) {
     ModelConfig cfg = {.vocab_size = a->colors,
                        .seq_len = a->side * a->side,
@@ -165,17 +180,7 @@ static void bench_model(const BenchArgs *a, bool train) {
     const bool on_gpu = opt.device == DEVICE_CUDA;
     if (train && !a->quiet) print_kernel_costs(stderr, costs, num_costs, &roofline_h200, on_gpu ? per_pass : 0.0);
     JsonWriter w;
-    json_init(&w);
-    json_object_begin(&w, NULL, JSON_INLINE);
-    char impl[32];
-    snprintf(impl, sizeof impl, "igpt-%s", device_name(opt.device));
-    json_string(&w, "impl", impl);
-    json_string(&w, "mode", a->mode);
-    json_string(&w, "precision", opt.device == DEVICE_CPU ? "fp32" : a->device.precision);
-    json_string(&w, "config", a->config);
-    json_int(&w, "side", a->side);
-    json_int(&w, "batch", a->batch);
-    json_int(&w, "threads", opt.threads);
+    begin_model_line(&w, a, &opt);
     json_string(&w, "blas_core", blas_core_name());
     json_bool(&w, "optimizer", a->optimizer);
     json_real(&w, "tokens_per_s", "%.1f", images_per_s * cfg.seq_len);
@@ -227,17 +232,7 @@ static void bench_decode(const BenchArgs *a) {
     }
     const double per_image = elapsed / a->steps;  // one pass: batch images
     JsonWriter w;
-    json_init(&w);
-    json_object_begin(&w, NULL, JSON_INLINE);
-    char impl[32];
-    snprintf(impl, sizeof impl, "igpt-%s", device_name(opt.device));
-    json_string(&w, "impl", impl);
-    json_string(&w, "mode", a->mode);
-    json_string(&w, "precision", opt.device == DEVICE_CPU ? "fp32" : a->device.precision);
-    json_string(&w, "config", a->config);
-    json_int(&w, "side", a->side);
-    json_int(&w, "batch", a->batch);
-    json_int(&w, "threads", opt.threads);
+    begin_model_line(&w, a, &opt);
     json_real(&w, "positions_per_s", "%.1f", a->batch * cfg.seq_len / per_image);
     json_real(&w, "images_per_s", "%.3f", a->batch / per_image);
     json_real(&w, "step_ms", "%.4f", per_image / cfg.seq_len * 1e3);
