@@ -53,7 +53,7 @@ grep '"val_loss": [0-9]' "$run/log.jsonl" | grep -v checkpoint |
 
 # The model as a lossless compressor of the validation images (every checkpoint), beside the
 # classical compressors on the same tokens.
-images=${DEMO_COMPRESS_IMAGES:-500}
+images=${DEMO_COMPRESS_IMAGES:-1000}
 ./igpt compress --run "$run" --data "$data" --images "$images" --quiet
 [ -f "$run/compress/baselines.json" ] ||
     /usr/bin/python3 scripts/compress_baselines.py --data "$data/val.bin" --images "$images" \
