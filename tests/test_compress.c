@@ -435,6 +435,29 @@ TEST(test_compress_cli_damaged_files) {
 }
 
 // Every checkpoint of a run; a second pass finds them done.
+// ./igpt info on a compressed file: its header and sizes, and the reader's
+// checks (a cut file fails there as in decompress).
+TEST(test_compress_cli_info) {
+    char *data, *run = small_run(&data);
+    char *ck4 = xasprintf("%s/checkpoint-00000004.bin", run);
+    const char *z = test_path("val.igpz");
+    CHECK(run_igpt("compress --checkpoint %s --in %s/val.bin --out %s --group 3 --images 7 --quiet", ck4, data, z) == 0,
+          "compress: %s", cli_stderr());
+    CHECK(run_igpt("info %s", z) == 0, "info: %s", cli_stderr());
+    CHECK(strstr(cli_stdout(), "compressed images (.igpz), format version 1, checks passed") &&
+              strstr(cli_stdout(), "images 7, 8x8, 16 colors") && strstr(cli_stdout(), "3 groups of up to 3") &&
+              strstr(cli_stdout(), "step 4"),
+          "info says what the file holds: %s", cli_stdout());
+    size_t size;
+    uint8_t *bytes = read_whole_file(z, &size);
+    write_whole_file(test_path("cut.igpz"), bytes, size - 3);
+    expect_failure(run_igpt("info %s", test_path("cut.igpz")), 1, "cut.igpz", NULL);
+    free(bytes);
+    free(ck4);
+    free(run);
+    free(data);
+}
+
 TEST(test_compress_cli_run) {
     char *data, *run = small_run(&data);
     CHECK(run_igpt("compress --run %s --data %s --images 4 --quiet", run, data) == 0, "compress --run: %s",

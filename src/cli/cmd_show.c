@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "compress/igpz.h"
 #include "data/dataset.h"
 #include "data/palette.h"
 #include "data/preview.h"
@@ -84,10 +85,10 @@ static const Command info_command = {
     .name = "info",
     .usage = "FILE...",
     .about =
-        "Reads prepared splits, palette files and checkpoints, checks everything (magic, version,\n"
-        "sizes, CRCs, label and color ranges; a checkpoint's parameters and Adam moments are\n"
-        "finite), and prints what they hold. Exits\n"
-        "non-zero at the first file that fails a check.\n",
+        "Reads prepared splits, palette files, checkpoints and compressed images (.igpz),\n"
+        "checks everything (magic, version, sizes, CRCs, label and color ranges; a checkpoint's\n"
+        "parameters and Adam moments are finite; a .igpz's header and every group's bytes), and\n"
+        "prints what they hold. Exits non-zero at the first file that fails a check.\n",
     .min_operands = 1,
     .max_operands = -1,
     .operands_expected = "at least one FILE",
@@ -148,6 +149,26 @@ static void info_checkpoint(const char *path) {
     free(adam_v);
 }
 
+// A compressed file: what igpz_read checks (header, sizes, every group's
+// payload CRC); the pixels themselves need the model (./igpt decompress).
+static void info_compressed(const char *path) {
+    IgpzFile f;
+    igpz_read(path, &f);
+    const IgpzHeader *h = &f.header;
+    char device[IGPT_IGPZ_MAX_GPU_NAME + 64];
+    igpz_describe_device(h, device, sizeof device);
+    const int64_t pixels = h->count * h->model.seq_len;
+    printf("%s: compressed images (.igpz), format version %u, checks passed\n", path, IGPT_IGPZ_VERSION);
+    printf("  images %lld, %dx%d, %d colors, %d classes; %lld groups of up to %d\n", (long long)h->count,
+           h->model.image_height, h->model.image_width, h->palette.colors, h->num_classes, (long long)f.num_groups,
+           h->group);
+    printf("  %zu bytes: %.4f bits per pixel\n", f.size, pixels > 0 ? 8.0 * (double)f.size / (double)pixels : 0.0);
+    printf("  model: d_model %d, %d layers, %d heads, %s norm, step %llu, parameters CRC %08x; on %s\n",
+           h->model.d_model, h->model.n_layer, h->model.n_head, norm_kind_name(h->model.norm),
+           (unsigned long long)h->step, h->params_crc, device);
+    igpz_free(&f);
+}
+
 int cmd_info(int argc, char **argv) {
     ParsedArgs parsed;
     cli_parse(&info_command, argc, argv, NULL, &parsed);
@@ -158,6 +179,8 @@ int cmd_info(int argc, char **argv) {
             info_dataset(path);
         } else if (has_magic(path, IGPT_CHECKPOINT_MAGIC)) {
             info_checkpoint(path);
+        } else if (has_magic(path, IGPT_IGPZ_MAGIC)) {
+            info_compressed(path);
         } else {
             Palette pal;
             palette_load(path, &pal);
