@@ -35,7 +35,7 @@ static const Subcommand subcommands[] = {
     {"plot", cmd_plot, "plots of runs: generative loss vs probe accuracy, accuracy vs layer, loss vs step"},
     {"bench", cmd_bench, "throughput of training, probe features, the probe solver and GPU attention"},
     {"show", cmd_show, "draw a prepared split (and its palette) as PNG images"},
-    {"info", cmd_info, "check a prepared split, palette or checkpoint and print what it holds"},
+    {"info", cmd_info, "check a prepared split, palette, checkpoint or compressed file and print what it holds"},
 };
 
 static void print_help(FILE *out) {
