@@ -183,13 +183,8 @@ static void write_summary(const SampleArgs *a, const char *path, const Checkpoin
 // The checks cli_parse cannot make: what the options need of each other and of the files.
 static void check_inputs(SampleArgs *a, const ParsedArgs *parsed, const CheckpointMeta *meta, const TokenDataset *data,
                          const char *data_path) {
-    if (meta->model.vocab_size != data->palette.colors || meta->model.image_height != data->height ||
-        meta->model.image_width != data->width)
-        die("%s is a model of %d colors at %dx%d, but %s holds %d colors at %dx%d", a->checkpoint,
-            meta->model.vocab_size, meta->model.image_height, meta->model.image_width, data_path, data->palette.colors,
-            data->height, data->width);
-    if (meta->palette_crc != 0 && meta->palette_crc != palette_crc(&data->palette))
-        die("%s was trained with another palette than %s's: its colors would be drawn wrong", a->checkpoint, data_path);
+    check_model_fits_data(a->checkpoint, &meta->model, meta->palette_crc, data, data_path,
+                          "its colors would be drawn wrong; sample with data prepared with its run's palette");
     if (!cli_given(parsed, &a->given_rows)) a->given_rows = data->height / 2;
     if (a->given_rows > data->height)
         usage_error("sample", "--given-rows %d: the images have %d rows", a->given_rows, data->height);

@@ -147,20 +147,11 @@ static void decode_group(CodingModel *m, const IgpzGroup *group, int num_classes
 
 // --- Compress ----------------------------------------------------------------------------
 
-static void check_model_fits_data(const CodingModel *m, const TokenDataset *ds, const char *data_path) {
-    const ModelConfig *c = &m->header.model;
-    if (c->vocab_size != ds->palette.colors || c->image_height != ds->height || c->image_width != ds->width)
-        die("%s is a model of %d colors at %dx%d, but %s holds %d colors at %dx%d", m->checkpoint, c->vocab_size,
-            c->image_height, c->image_width, data_path, ds->palette.colors, ds->height, ds->width);
-    if (m->palette_crc != 0 && m->palette_crc != palette_crc(&ds->palette))
-        die("%s was trained with another palette than %s's (same number of colors, other colors): its distributions "
-            "mean nothing for these tokens; compress data prepared with its run's palette (prepare --palette)",
-            m->checkpoint, data_path);
-}
-
 void compress_images(CodingModel *m, const TokenDataset *ds, const char *data_path, const int64_t *idx, int64_t n,
                      int group, const char *out_path, CompressStats *stats) {
-    check_model_fits_data(m, ds, data_path);
+    check_model_fits_data(m->checkpoint, &m->header.model, m->palette_crc, ds, data_path,
+                          "its distributions mean nothing for these tokens; compress data prepared with its run's "
+                          "palette (prepare --palette)");
     make_decode_cache(m, group);
     const double start = now_seconds();
     const int64_t T = dataset_tokens_per_image(ds);

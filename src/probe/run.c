@@ -82,20 +82,9 @@ static void probe_data_free(ProbeData *pd) {
     }
 }
 
-static void check_model_fits_data(const CheckpointMeta *meta, const char *path, const TokenDataset *data,
-                                  const char *data_dir) {
-    if (meta->model.vocab_size != data->palette.colors || meta->model.image_height != data->height ||
-        meta->model.image_width != data->width)
-        die("%s is a model of %d colors at %dx%d, but %s holds %d colors at %dx%d", path, meta->model.vocab_size,
-            meta->model.image_height, meta->model.image_width, data_dir, data->palette.colors, data->height,
-            data->width);
-    // A model reads tokens as the colors it was trained with: data quantized with another palette
-    // of the same size would probe without an error, and mean nothing.
-    if (meta->palette_crc != 0 && meta->palette_crc != palette_crc(&data->palette))
-        die("%s was trained with another palette than %s's (same number of colors, other colors): probe it on "
-            "data prepared with its run's palette (prepare --palette RUN_DATA/palette.bin)",
-            path, data_dir);
-}
+// What a probe says of data quantized with another palette than its model's.
+static const char probe_palette_remedy[] =
+    "probe it on data prepared with its run's palette (prepare --palette RUN_DATA/palette.bin)";
 
 // --- What made a result -----------------------------------------------------------------
 
@@ -640,7 +629,7 @@ void probe_checkpoint(const ProbeSettings *s, const char *checkpoint) {
     CheckpointMeta meta;
     float *params, *adam_m, *adam_v;
     checkpoint_load(checkpoint, &meta, &params, &adam_m, &adam_v);
-    check_model_fits_data(&meta, checkpoint, &pd.train, s->data_dir);
+    check_model_fits_data(checkpoint, &meta.model, meta.palette_crc, &pd.train, s->data_dir, probe_palette_remedy);
     Backend m;
     backend_create(&m, &s->backend, &meta.model, s->batch);
     backend_set_state(&m, params, NULL, NULL);
@@ -701,7 +690,7 @@ void probe_run(const ProbeSettings *s, const char *run_dir) {
     CheckpointMeta run;
     char *first = checkpoint_path(run_dir, steps[0]);
     checkpoint_read_meta(first, &run);
-    check_model_fits_data(&run, first, &pd.train, s->data_dir);
+    check_model_fits_data(first, &run.model, run.palette_crc, &pd.train, s->data_dir, probe_palette_remedy);
     free(first);
     Backend m;
     backend_create(&m, &s->backend, &run.model, s->batch);

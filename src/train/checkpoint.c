@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/palette.h"
 #include "model/params.h"
 #include "util/util.h"
 
@@ -276,4 +277,15 @@ char *checkpoint_latest(const char *run_dir) {
     char *path = n > 0 ? checkpoint_path(run_dir, steps[n - 1]) : NULL;
     free(steps);
     return path;
+}
+
+void check_model_fits_data(const char *model_path, const ModelConfig *model, uint32_t palette_crc_of_model,
+                           const TokenDataset *data, const char *data_path, const char *remedy) {
+    if (model->vocab_size != data->palette.colors || model->image_height != data->height ||
+        model->image_width != data->width)
+        die("%s is a model of %d colors at %dx%d, but %s holds %d colors at %dx%d", model_path, model->vocab_size,
+            model->image_height, model->image_width, data_path, data->palette.colors, data->height, data->width);
+    if (palette_crc_of_model != 0 && palette_crc_of_model != palette_crc(&data->palette))
+        die("%s was trained with another palette than %s's (same number of colors, other colors): %s", model_path,
+            data_path, remedy);
 }

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "data/dataset.h"
 #include "model/config.h"
 #include "train/optim.h"
 
@@ -52,6 +53,13 @@ char *checkpoint_path(const char *run_dir, uint64_t step);
 // checkpoint_path writes it ("checkpoint-" + 8 or more digits + ".bin"), and
 // its step; a step too large for a long long is not one igpt wrote.
 bool checkpoint_name_step(const char *name, size_t n, long long *step);
+// Dies unless `data` (read from data_path) holds what the model of
+// `model_path` reads: its number of colors and image size, and the palette it
+// was trained with (palette_crc; 0: not recorded, not checked) — tokens of
+// another palette of the same size would be read without an error and mean
+// nothing. `remedy` ends the palette message: what it means here and what to do.
+void check_model_fits_data(const char *model_path, const ModelConfig *model, uint32_t palette_crc_of_model,
+                           const TokenDataset *data, const char *data_path, const char *remedy);
 // The first non-finite value of a checkpoint's state (parameters, then Adam's
 // first and second moments), described into `where` by its tensor in the
 // parameter layout, e.g. "parameter h0.w_qkv[5] is nan (value 1234 of 5000)";
