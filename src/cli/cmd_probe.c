@@ -83,10 +83,8 @@ static const Command probe_command = {
 static char *default_out_dir(const ProbeArgs *a) {
     if (a->run_dir) return xasprintf("%s/probe", a->run_dir);
     if (!a->checkpoint) return xasprintf("%s/probe", a->data_dir);
-    char *dir = xstrdup(a->checkpoint);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
-    char *out = xasprintf("%s/probe", slash ? dir : ".");
+    char *dir = path_folder(a->checkpoint);
+    char *out = xasprintf("%s/probe", dir);
     free(dir);
     return out;
 }

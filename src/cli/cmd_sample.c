@@ -212,10 +212,8 @@ int cmd_sample(int argc, char **argv) {
 
     char *out_dir = a.out_dir ? xasprintf("%s", a.out_dir) : NULL;
     if (!out_dir) {
-        char *folder = xasprintf("%s", a.checkpoint);
-        char *slash = strrchr(folder, '/');
-        if (slash) *slash = '\0';
-        out_dir = xasprintf("%s/samples-%08llu", slash ? folder : ".", (unsigned long long)meta.step);
+        char *folder = path_folder(a.checkpoint);
+        out_dir = xasprintf("%s/samples-%08llu", folder, (unsigned long long)meta.step);
         free(folder);
     }
     char *summary = xasprintf("%s/sample.json", out_dir);

@@ -239,6 +239,17 @@ bool path_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+char *path_folder(const char *path) {
+    char *folder = xstrdup(path);
+    char *slash = strrchr(folder, '/');
+    if (!slash) {
+        free(folder);
+        return xstrdup(".");
+    }
+    *slash = '\0';
+    return folder;
+}
+
 void make_directories(const char *path) {
     char *buf = xstrdup(path);
     for (char *p = buf + 1; *p; p++) {

@@ -47,6 +47,8 @@ int64_t file_size(const char *path);
 uint8_t *read_whole_file(const char *path, size_t *size);
 bool is_directory(const char *path);
 bool path_exists(const char *path);
+// The folder a path is in ("." for a bare name), allocated.
+char *path_folder(const char *path);
 // Creates `path` (and missing parents) as a directory; dies on failure.
 void make_directories(const char *path);
 
