@@ -13,18 +13,7 @@ root=$PWD
 igpt="$root/${IGPT_BUILD:-build}/igpt"
 [ -x "$igpt" ] || igpt="$root/igpt"
 python=/usr/bin/python3 # Debian's: numpy and Pillow (python3-numpy, python3-pil)
-passed=0
-failed=0
-check() { # check NAME 'CONDITION' (a shell expression, evaluated here)
-    local name=$1
-    if eval "$2"; then
-        printf 'ok    %s\n' "$name"
-        passed=$((passed + 1))
-    else
-        printf 'FAIL  %s\n' "$name"
-        failed=$((failed + 1))
-    fi
-}
+source "$root/tests/check_lib.sh"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/igpt-baselines-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
@@ -154,5 +143,4 @@ status=$?
 check "a run without compression results: a clear error" \
     '[ $status = 1 ] && grep -q "^igpt: error: .*no compress-NNNNNNNN.json" err'
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_totals

@@ -7,18 +7,7 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 source scripts/train_or_resume.sh
-passed=0
-failed=0
-check() { # check NAME 'CONDITION' (a shell expression, evaluated here)
-    local name=$1
-    if eval "$2"; then
-        printf 'ok    %s\n' "$name"
-        passed=$((passed + 1))
-    else
-        printf 'FAIL  %s\n' "$name"
-        failed=$((failed + 1))
-    fi
-}
+source tests/check_lib.sh
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/igpt-scripts-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cd "$tmp" || exit 1
@@ -50,5 +39,4 @@ FAKE_STATUS=1 train_or_resume demo data runs/a 100 --steps 100 >out 2>err || sta
 check "a trained run (its final checkpoint here) is left alone" \
     '[ "$status" = 0 ] && [ ! -e calls ] && grep -q "already trained" out'
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+check_totals
