@@ -8,6 +8,9 @@ packages=(build-essential zlib1g-dev libjpeg-dev libpng-dev python3 libopenblas-
 # scripts/compress_baselines.py: numpy, Pillow and the xz and zstd tools (the classical compressors).
 packages+=(python3-numpy python3-pil xz-utils zstd)
 [ "${1:-}" = "--bench" ] && packages+=(python3-torch)
+# --hf adds PyTorch and transformers (into .tools/hf) for the optional round trip of make test
+# (tests/test_hf_transformers.sh) and tests/reference/hf_fixtures.py.
+[ "${1:-}" = "--hf" ] && packages+=(python3-torch)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -38,5 +41,14 @@ if [ -n "$nvcc_bin" ] && [ ! -x "$(dirname "$nvcc_bin")/nvdisasm" ] && ! command
     echo "setup: installing nvdisasm (nvidia-cuda-nvdisasm==$cuda_major.*) into .tools/nvdisasm"
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .tools/nvdisasm "nvidia-cuda-nvdisasm==$cuda_major.*" ||
         echo "setup: no nvdisasm (pip failed): the SASS check will say skip"
+fi
+# transformers 4.40 is the last series that works with Debian's torch 1.13; its own dependencies
+# beside it (pip --target: the system's Python stays as Debian made it).
+if [ "${1:-}" = "--hf" ] && ! PYTHONPATH=.tools/hf /usr/bin/python3 -c "import transformers" 2>/dev/null; then
+    echo "setup: installing transformers 4.40.2 into .tools/hf"
+    pip_hf() { /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .tools/hf "$@"; }
+    # transformers without its dependencies: they would bring a numpy that Debian's torch was not built for.
+    pip_hf --no-deps "transformers==4.40.2" safetensors
+    pip_hf "huggingface_hub<0.24" "tokenizers>=0.19,<0.20" regex pyyaml requests tqdm filelock packaging fsspec typing_extensions
 fi
 echo "setup: ok ($(gcc --version | head -n 1))"

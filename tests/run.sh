@@ -61,6 +61,8 @@ elif [ $# -eq 0 ]; then
     run_suite "the scripts' shared training step (train, resume, interrupted)" bash tests/test_scripts.sh
     # scripts/compress_baselines.py (PNG, gzip, xz, zstd on a split's tokens) and scripts/compression_table.py.
     run_suite "classical compressors and the compression table" bash tests/test_compress_baselines.sh
+    # ./igpt export loaded by transformers' from_pretrained (skips without torch + transformers).
+    run_suite "Hugging Face round trip: transformers loads the export" bash tests/test_hf_transformers.sh
     # scripts/gpu_check.sh --dry-run (the interpret build as the GPU) and its planted faults.
     run_suite "GPU check: the dry run, planted faults, deadline" bash tests/test_gpu_check.sh
     # kill -9 a small training at random instants (some mid-checkpoint-write), resume, compare (issue 13).

@@ -27,6 +27,9 @@ int cmd_sample(int argc, char **argv);
 // src/cli/cmd_compress.c
 int cmd_compress(int argc, char **argv);
 int cmd_decompress(int argc, char **argv);
+// src/cli/cmd_hf.c
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 typedef enum {
     OPT_FLAG,    // bool; takes no value

@@ -134,6 +134,18 @@ static void info_checkpoint(const char *path) {
     printf("  model: d_model %d, %d layers, %d heads, %s norm, %d colors, %dx%d; %llu parameters\n", m.model.d_model,
            m.model.n_layer, m.model.n_head, norm_kind_name(m.model.norm), m.model.vocab_size, m.model.image_height,
            m.model.image_width, (unsigned long long)m.num_params);
+    const char *name = model_config_name(&m.model);
+    if (name) printf("  config %s%s\n", name, model_config_paper_name(name));
+    if (m.batch == 0) {  // ./igpt import writes no batch: the weights were trained elsewhere
+        printf(
+            "  imported weights (./igpt import): no optimizer state, data or batch of their training; palette CRC "
+            "%08x\n",
+            m.palette_crc);
+        free(params);
+        free(adam_m);
+        free(adam_v);
+        return;
+    }
     printf("  step %llu of %lld (epoch %llu), train loss %.4f, val loss %.4f nats/token\n", (unsigned long long)m.step,
            (long long)m.optim.total_steps, (unsigned long long)m.epoch, m.train_loss, m.val_loss);
     printf("  lr %g, warm-up %lld, batch %u (micro-batch %u), seed %llu\n", m.optim.lr, (long long)m.optim.warmup_steps,

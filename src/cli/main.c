@@ -32,6 +32,8 @@ static const Subcommand subcommands[] = {
     {"sample", cmd_sample, "draw images from a model: unconditional samples and completions (PNG grids)"},
     {"compress", cmd_compress, "compress prepared images losslessly with a model (range coding of its distributions)"},
     {"decompress", cmd_decompress, "give back the prepared images of a file ./igpt compress wrote, exactly"},
+    {"import", cmd_import, "a Hugging Face ImageGPT model (the released iGPT-S/M/L) -> an igpt checkpoint and palette"},
+    {"export", cmd_export, "an igpt checkpoint -> a Hugging Face ImageGPT folder that transformers loads"},
     {"plot", cmd_plot, "plots of runs: generative loss vs probe accuracy, accuracy vs layer, loss vs step"},
     {"bench", cmd_bench, "throughput of training, probe features, the probe solver and GPU attention"},
     {"show", cmd_show, "draw a prepared split (and its palette) as PNG images"},

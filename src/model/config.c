@@ -12,6 +12,9 @@ typedef struct {
     int d_model, n_layer, n_head;
 } NamedConfig;
 
+// s, m and l are the iGPT-S, -M and -L the paper released (width, depth and
+// heads of openai/image-gpt's README; their context is 32x32 pixels, set by
+// the data as every image size is).
 static const NamedConfig named_configs[] = {
     {"tiny", 64, 2, 4}, {"xs", 256, 12, 8}, {"s", 512, 24, 8}, {"m", 1024, 36, 8}, {"l", 1536, 48, 16},
 };
@@ -25,6 +28,21 @@ bool model_config_named(const char *name, ModelConfig *cfg) {
         return true;
     }
     return false;
+}
+
+const char *model_config_name(const ModelConfig *cfg) {
+    for (size_t i = 0; i < sizeof named_configs / sizeof named_configs[0]; i++)
+        if (cfg->d_model == named_configs[i].d_model && cfg->n_layer == named_configs[i].n_layer &&
+            cfg->n_head == named_configs[i].n_head)
+            return named_configs[i].name;
+    return NULL;
+}
+
+const char *model_config_paper_name(const char *config_name) {
+    return !strcmp(config_name, "s")   ? " (the paper's iGPT-S)"
+           : !strcmp(config_name, "m") ? " (the paper's iGPT-M)"
+           : !strcmp(config_name, "l") ? " (the paper's iGPT-L)"
+                                       : "";
 }
 
 const char *norm_kind_name(NormKind kind) { return kind == NORM_LAYERNORM ? "layernorm" : "igpt"; }

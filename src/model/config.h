@@ -32,6 +32,11 @@ typedef struct {
 // Fills d_model, n_layer, n_head for a named config (tiny, xs, s, m, l);
 // returns false for an unknown name.
 bool model_config_named(const char *name, ModelConfig *cfg);
+// The name of the named config with cfg's d_model, n_layer and n_head ("s"
+// for the paper's iGPT-S), or NULL.
+const char *model_config_name(const ModelConfig *cfg);
+// " (the paper's iGPT-S)" for the config named "s", likewise m and l; "" otherwise.
+const char *model_config_paper_name(const char *config_name);
 // Checks every field (C divisible by NH, sizes in range); dies with a message.
 void model_config_validate(const ModelConfig *cfg);
 // What is wrong with cfg, written into buf; NULL when nothing is.

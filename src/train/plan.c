@@ -151,6 +151,9 @@ static void plan_resumed_run(const TrainSettings *s, const ParsedArgs *parsed, c
     CheckpointMeta *run = &p->run;
     checkpoint_load(latest, run, &p->params, &p->adam_m, &p->adam_v);
     p->resumed_from = xstrdup(latest);
+    if (run->batch == 0)  // ./igpt import records no batch: the weights were trained elsewhere
+        die("%s holds imported weights (./igpt import), not a training run to resume: igpt does not fine-tune them",
+            latest);
     const ModelConfig *c = &run->model;
     check_resumed_model(s, parsed, asked, c, latest);
     if (c->vocab_size != asked->vocab_size || c->seq_len != asked->seq_len)
