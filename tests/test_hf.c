@@ -322,7 +322,8 @@ TEST(test_hf_import_refuses_weights_igpt_cannot_hold) {
 
     edit_load(&e);
     edit_find(&e, "transformer.wpe.weight")->shape[0] = 8;  // half of its values
-    expect_import_refused(write_variant(&e, NULL, NULL, NULL), "transformer.wpe.weight is [8 x 16], expected [16 x 16]");
+    expect_import_refused(write_variant(&e, NULL, NULL, NULL),
+                          "transformer.wpe.weight is [8 x 16], expected [16 x 16]");
 
     edit_load(&e);
     edit_add(&e, "transformer.h.0.attn.extra", 1, (const int64_t[]){4}, 4);
@@ -371,9 +372,9 @@ TEST(test_hf_export_refuses_a_layernorm_model) {
     CHECK(run_igpt("train --device cpu --data %s --config tiny --norm layernorm --steps 1 --batch 2 --out %s --quiet",
                    data, run) == 0,
           "train: %s", cli_stderr());
-    expect_failure(run_igpt("export %s/checkpoint-00000001.bin --palette %s/palette.bin --out %s", run, data,
-                            test_path("hf")),
-                   1, "LayerNorm", NULL);
+    expect_failure(
+        run_igpt("export %s/checkpoint-00000001.bin --palette %s/palette.bin --out %s", run, data, test_path("hf")), 1,
+        "LayerNorm", NULL);
     CHECK(!path_exists(test_path("hf")), "a refused export created its folder");
 }
 
@@ -382,7 +383,8 @@ TEST(test_hf_export_refuses_a_layernorm_model) {
 TEST(test_hf_imported_model_probes_samples_and_compresses) {
     const char *run = test_path("run"), *images = test_path("images"), *data = test_path("data");
     CHECK(run_igpt("import %s --out %s", HF_FIXTURE, run) == 0, "import: %s", cli_stderr());
-    CHECK(run_igpt("synth --out %s --train-per-class 6 --test-per-class 2 --size 8", images) == 0, "synth: %s", cli_stderr());
+    CHECK(run_igpt("synth --out %s --train-per-class 6 --test-per-class 2 --size 8", images) == 0, "synth: %s",
+          cli_stderr());
     CHECK(run_igpt("prepare --images %s --out %s --resolution 4 --val 20 --palette %s/palette.bin --quiet "
                    "--no-preview",
                    images, data, run) == 0,
@@ -390,11 +392,11 @@ TEST(test_hf_imported_model_probes_samples_and_compresses) {
     const char *ckpt = test_path("run/checkpoint-00000000.bin");
     CHECK(run_igpt("probe --device cpu --data %s --checkpoint %s --select holdout --quiet", data, ckpt) == 0,
           "probe: %s", cli_stderr());
-    CHECK(run_igpt("sample --device cpu --checkpoint %s --data %s --samples 2 --complete 2 --per-image 1 --quiet",
-                   ckpt, data) == 0,
+    CHECK(run_igpt("sample --device cpu --checkpoint %s --data %s --samples 2 --complete 2 --per-image 1 --quiet", ckpt,
+                   data) == 0,
           "sample: %s", cli_stderr());
-    CHECK(run_igpt("compress --checkpoint %s --in %s/val.bin --out %s --images 4", ckpt, data,
-                   test_path("val.igpz")) == 0,
+    CHECK(run_igpt("compress --checkpoint %s --in %s/val.bin --out %s --images 4", ckpt, data, test_path("val.igpz")) ==
+              0,
           "compress: %s", cli_stderr());
     expect_failure(run_igpt("train --device cpu --data %s --out %s --resume --quiet", data, run), 1,
                    "holds imported weights", NULL);

@@ -173,6 +173,10 @@ TEST(test_train_checkpoint_corruption_is_refused) {
         write_whole_file(ckpt, bad, cases[i].keep);
         int status = run_igpt("train --device cpu --data %s --out %s --resume", data, test_path("run"));
         CHECK(status == 1 && strstr(cli_stderr(), cases[i].message), "case %zu: exit %d, %s", i, status, cli_stderr());
+        // The commands that read the parameters only check the same (export: checkpoint_load_params).
+        status = run_igpt("export %s --palette %s/palette.bin --out %s", ckpt, data, test_path("hf%zu", i));
+        CHECK(status == 1 && strstr(cli_stderr(), cases[i].message), "case %zu, parameters only: exit %d, %s", i,
+              status, cli_stderr());
         size_t m;
         uint8_t *after = read_whole_file(ckpt, &m);
         CHECK(after && m == cases[i].keep && memcmp(after, bad, m) == 0, "case %zu: checkpoint left untouched", i);
@@ -180,6 +184,16 @@ TEST(test_train_checkpoint_corruption_is_refused) {
         free(bad);
     }
     write_whole_file(ckpt, good, n);
+    CheckpointMeta meta, meta_p;
+    float *params, *adam_m, *adam_v, *params_only;
+    checkpoint_load(ckpt, &meta, &params, &adam_m, &adam_v);
+    checkpoint_load_params(ckpt, &meta_p, &params_only);
+    CHECK(memcmp(&meta, &meta_p, sizeof meta) == 0 && memcmp(params, params_only, meta.num_params * 4) == 0,
+          "checkpoint_load_params reads what checkpoint_load reads");
+    free(params);
+    free(adam_m);
+    free(adam_v);
+    free(params_only);
     int status = run_igpt("train --device cpu --data %s --out %s --resume --d-model 32", data, test_path("run"));
     CHECK(status == 1 && strstr(cli_stderr(), "is a model with d_model 16"), "another config is refused: %s",
           cli_stderr());

@@ -129,9 +129,10 @@ int cmd_import(int argc, char **argv) {
     if (name) printf("  config %s%s\n", name, model_config_paper_name(name));
     printf("  palette: %s\n", note);
     printf("wrote %s, %s and %s\n", ckpt_path, palette_path, json_path);
-    printf("next: ./igpt prepare --cifar10 DIR --resolution %d --palette %s --out DATA\n"
-           "      ./igpt probe --data DATA --checkpoint %s\n",
-           cfg.image_height, palette_path, ckpt_path);
+    printf(
+        "next: ./igpt prepare --cifar10 DIR --resolution %d --palette %s --out DATA\n"
+        "      ./igpt probe --data DATA --checkpoint %s\n",
+        cfg.image_height, palette_path, ckpt_path);
     free(zeros);
     free(params);
     palette_free(&palette);
@@ -149,8 +150,8 @@ int cmd_export(int argc, char **argv) {
     if (!a.out) usage_error("export", "--out DIR is required");
     const char *ckpt = parsed.operands[0];
     CheckpointMeta meta;
-    float *params, *adam_m, *adam_v;
-    checkpoint_load(ckpt, &meta, &params, &adam_m, &adam_v);
+    float *params;
+    checkpoint_load_params(ckpt, &meta, &params);
     char *folder = path_folder(ckpt);
     char *default_palette = xasprintf("%s/palette.bin", folder);
     const char *palette_path = a.palette ? a.palette : default_palette;
@@ -167,14 +168,12 @@ int cmd_export(int argc, char **argv) {
         warn("%s records no palette (an older checkpoint): check that %s is the one it was trained with", ckpt,
              palette_path);
     hf_export(a.out, &meta.model, params, &palette);
-    printf("wrote %s/config.json, model.safetensors and preprocessor_config.json (step %llu, %zu parameters)\n",
-           a.out, (unsigned long long)meta.step, (size_t)meta.num_params);
+    printf("wrote %s/config.json, model.safetensors and preprocessor_config.json (step %llu, %zu parameters)\n", a.out,
+           (unsigned long long)meta.step, (size_t)meta.num_params);
     palette_free(&palette);
     free(default_palette);
     free(folder);
     free(params);
-    free(adam_m);
-    free(adam_v);
     parsed_args_free(&parsed);
     return 0;
 }

@@ -201,10 +201,8 @@ int cmd_sample(int argc, char **argv) {
     if (!a.data_dir) usage_error("sample", "--data DIR is required (the model's palette)");
     if (a.samples + a.complete == 0) usage_error("sample", "nothing to draw: --samples and --complete are both 0");
     CheckpointMeta meta;
-    float *params, *adam_m, *adam_v;
-    checkpoint_load(a.checkpoint, &meta, &params, &adam_m, &adam_v);
-    free(adam_m);
-    free(adam_v);
+    float *params;
+    checkpoint_load_params(a.checkpoint, &meta, &params);
     char *data_path = xasprintf("%s/%s.bin", a.data_dir, a.split);
     TokenDataset data;
     dataset_read(data_path, &data);

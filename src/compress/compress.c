@@ -13,10 +13,8 @@
 void coding_model_open(CodingModel *m, const char *checkpoint, const BackendOptions *opt) {
     memset(m, 0, sizeof *m);
     CheckpointMeta meta;
-    float *params, *adam_m, *adam_v;
-    checkpoint_load(checkpoint, &meta, &params, &adam_m, &adam_v);
-    free(adam_m);
-    free(adam_v);
+    float *params;
+    checkpoint_load_params(checkpoint, &meta, &params);
     IgpzHeader *h = &m->header;
     h->model = meta.model;
     h->step = meta.step;

@@ -19,8 +19,8 @@ static const struct {
     const char *ours, *theirs;
     bool conv;
 } block_names[] = {
-    {"ln1_g", "ln_1.weight", false},      {"w_qkv", "attn.c_attn", true}, {"w_attn_proj", "attn.c_proj", true},
-    {"ln2_g", "ln_2.weight", false},      {"w_fc", "mlp.c_fc", true},     {"w_fc_proj", "mlp.c_proj", true},
+    {"ln1_g", "ln_1.weight", false}, {"w_qkv", "attn.c_attn", true}, {"w_attn_proj", "attn.c_proj", true},
+    {"ln2_g", "ln_2.weight", false}, {"w_fc", "mlp.c_fc", true},     {"w_fc_proj", "mlp.c_proj", true},
 };
 
 const char *hf_tensor_name(const char *our_name, int n_layer, char *buf, size_t cap, bool *conv) {
@@ -59,8 +59,7 @@ static const cJSON *config_member(const cJSON *json, const char *key, const char
 
 static int config_int(const cJSON *json, const char *key, const char *path) {
     const cJSON *v = config_member(json, key, path);
-    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
-        v->valuedouble > 1e9)
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 || v->valuedouble > 1e9)
         die("%s: \"%s\" must be a positive integer", path, key);
     return (int)v->valuedouble;
 }
@@ -130,8 +129,7 @@ static void read_clusters(const cJSON *json, const char *path, int colors, Palet
     const cJSON *clusters = cJSON_GetObjectItemCaseSensitive(json, "clusters");
     if (!cJSON_IsArray(clusters)) die("%s: no \"clusters\" (the palette, colors in [-1, 1])", path);
     const int n = cJSON_GetArraySize(clusters);
-    if (n != colors)
-        die("%s: %d clusters, but the model has %d colors (vocab_size - 1)", path, n, colors);
+    if (n != colors) die("%s: %d clusters, but the model has %d colors (vocab_size - 1)", path, n, colors);
     palette_alloc(palette, colors);
     *largest_change = 0;
     int k = 0;
@@ -164,8 +162,7 @@ static void read_processor(const char *path, ModelConfig *cfg, Palette *palette,
                  "the %d clusters were rounded to 8-bit colors (by up to %.2f of a level): "
                  "pixels near the border of two colors may get the other one",
                  cfg->vocab_size, change);
-    else if (note)
-        snprintf(note, note_cap, "the %d clusters are 8-bit colors exactly", cfg->vocab_size);
+    else if (note) snprintf(note, note_cap, "the %d clusters are 8-bit colors exactly", cfg->vocab_size);
 }
 
 #endif  // IGPT_NO_CJSON
@@ -185,8 +182,9 @@ static void expect_shape(const SafeTensors *st, const SafeTensor *t, int ndim, i
 
 static const SafeTensor *find_tensor(const SafeTensors *st, const char *name, bool *used) {
     const SafeTensor *t = safetensors_find(st, name);
-    if (!t) die("%s: no tensor %s%s", st->path, name,
-                !strcmp(name, "lm_head.weight") ? " (a base ImageGPTModel: the next-pixel head is missing)" : "");
+    if (!t)
+        die("%s: no tensor %s%s", st->path, name,
+            !strcmp(name, "lm_head.weight") ? " (a base ImageGPTModel: the next-pixel head is missing)" : "");
     used[t - st->tensors] = true;
     return t;
 }
@@ -209,8 +207,7 @@ static void check_zero_bias(const SafeTensors *st, const char *weight_name, int6
 
 // Our tensor `t` from the file: wte and sos from the rows of one table,
 // Conv1D weights transposed.
-static void import_tensor(const SafeTensors *st, const ModelConfig *cfg, const TensorInfo *t, float *dst,
-                          bool *used) {
+static void import_tensor(const SafeTensors *st, const ModelConfig *cfg, const TensorInfo *t, float *dst, bool *used) {
     char name[128];
     bool conv;
     if (!hf_tensor_name(t->name, cfg->n_layer, name, sizeof name, &conv))
@@ -285,7 +282,8 @@ void hf_import(const char *dir, ModelConfig *cfg, float **params, Palette *palet
     read_config(config_path, cfg);
     read_processor(processor_path, cfg, palette, note, note_cap);
     char problem[160];
-    if (model_config_problem(cfg, problem, sizeof problem)) die("%s: igpt cannot hold this model: %s", config_path, problem);
+    if (model_config_problem(cfg, problem, sizeof problem))
+        die("%s: igpt cannot hold this model: %s", config_path, problem);
     SafeTensors st;
     safetensors_open(weights_path, &st);
     *params = xcalloc(param_count(cfg), sizeof(float));

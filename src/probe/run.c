@@ -627,8 +627,8 @@ void probe_checkpoint(const ProbeSettings *s, const char *checkpoint) {
     ProbeData pd;
     probe_data_load(s, &pd);
     CheckpointMeta meta;
-    float *params, *adam_m, *adam_v;
-    checkpoint_load(checkpoint, &meta, &params, &adam_m, &adam_v);
+    float *params;
+    checkpoint_load_params(checkpoint, &meta, &params);
     check_model_fits_data(checkpoint, &meta.model, meta.palette_crc, &pd.train, s->data_dir, probe_palette_remedy);
     Backend m;
     backend_create(&m, &s->backend, &meta.model, s->batch);
@@ -636,8 +636,6 @@ void probe_checkpoint(const ProbeSettings *s, const char *checkpoint) {
     probe_model(s, &pd, &m, parameters_crc(&m, params), meta.step, checkpoint);
     backend_free(&m);
     free(params);
-    free(adam_m);
-    free(adam_v);
     probe_data_free(&pd);
 }
 
@@ -652,13 +650,11 @@ static char *run_params_at(const char *run_dir, const CheckpointMeta *run, uint6
     }
     char *path = checkpoint_path(run_dir, step);
     CheckpointMeta meta;
-    float *loaded, *adam_m, *adam_v;
-    checkpoint_load(path, &meta, &loaded, &adam_m, &adam_v);
+    float *loaded;
+    checkpoint_load_params(path, &meta, &loaded);
     if (memcmp(&meta.model, &run->model, sizeof meta.model) != 0) die("%s: another model than the run's", path);
     memcpy(params, loaded, num_params * sizeof(float));
     free(loaded);
-    free(adam_m);
-    free(adam_v);
     return path;
 }
 

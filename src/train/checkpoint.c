@@ -232,6 +232,27 @@ void checkpoint_load(const char *path, CheckpointMeta *meta, float **params, flo
     if (crc != expected_crc) die("%s: checkpoint data is corrupt (CRC mismatch)", path);
 }
 
+void checkpoint_load_params(const char *path, CheckpointMeta *meta, float **params) {
+    const uint32_t expected_crc = read_header(path, meta);
+    const size_t bytes = meta->num_params * sizeof(float);
+    *params = xmalloc(bytes);
+    FILE *f = xfopen(path, "rb");
+    fseek(f, IGPT_CHECKPOINT_HEADER_BYTES, SEEK_SET);
+    xfread(*params, bytes, f, path);
+    uint32_t crc = crc32_update(0, *params, bytes);
+    enum { PIECE = 1 << 22 };
+    uint8_t *piece = xmalloc(PIECE);
+    for (size_t left = 2 * bytes; left > 0;) {  // the moments m and v
+        const size_t n = left < PIECE ? left : PIECE;
+        xfread(piece, n, f, path);
+        crc = crc32_update(crc, piece, n);
+        left -= n;
+    }
+    free(piece);
+    fclose(f);
+    if (crc != expected_crc) die("%s: checkpoint data is corrupt (CRC mismatch)", path);
+}
+
 char *checkpoint_path(const char *run_dir, uint64_t step) {
     return xasprintf("%s/checkpoint-%08llu.bin", run_dir, (unsigned long long)step);
 }

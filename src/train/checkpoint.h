@@ -42,6 +42,11 @@ void checkpoint_save(const char *path, const CheckpointMeta *meta, const float *
 void checkpoint_read_meta(const char *path, CheckpointMeta *meta);
 // Reads and checks everything; buffers are allocated (free them).
 void checkpoint_load(const char *path, CheckpointMeta *meta, float **params, float **adam_m, float **adam_v);
+// The parameters only (allocated), for the commands that use a model without
+// training it (probe, sample, compress, export): Adam's moments are read
+// through the CRC check in pieces and dropped, so a model needs its own size
+// in memory, not three times it.
+void checkpoint_load_params(const char *path, CheckpointMeta *meta, float **params);
 // Path of the checkpoint with the most steps in run_dir (checkpoint-NNNNNNNN.bin),
 // or NULL if there is none. Only names are compared; nothing is read.
 char *checkpoint_latest(const char *run_dir);
