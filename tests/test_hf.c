@@ -39,7 +39,7 @@ TEST(test_hf_import_computes_what_transformers_computes) {
     char note[256];
     hf_import(HF_FIXTURE, &cfg, &params, &pal, note, sizeof note);
     CHECK(cfg.vocab_size == 16 && cfg.seq_len == 16 && cfg.image_height == 4 && cfg.image_width == 4 &&
-              cfg.d_model == 16 && cfg.n_layer == 2 && cfg.n_head == 4 && cfg.norm == NORM_IGPT,
+              cfg.d_model == 32 && cfg.n_layer == 2 && cfg.n_head == 2 && cfg.norm == NORM_IGPT,
           "config: V %d, T %d (%dx%d), C %d, L %d, NH %d", cfg.vocab_size, cfg.seq_len, cfg.image_height,
           cfg.image_width, cfg.d_model, cfg.n_layer, cfg.n_head);
     Fixture fx = {0};
@@ -175,7 +175,7 @@ TEST(test_hf_export_then_import_is_identical) {
 TEST(test_hf_import_export_cli) {
     const char *run = test_path("run");
     CHECK(run_igpt("import %s --out %s", HF_FIXTURE, run) == 0, "import failed: %s", cli_stderr());
-    CHECK(strstr(cli_stdout(), "d_model 16, 2 layers, 4 heads, 16 colors, 4x4"), "import says: %s", cli_stdout());
+    CHECK(strstr(cli_stdout(), "d_model 32, 2 layers, 2 heads, 16 colors, 4x4"), "import says: %s", cli_stdout());
     CHECK(run_igpt("info %s/checkpoint-00000000.bin", run) == 0, "info on the import: %s", cli_stderr());
     CHECK(run_igpt("info %s/palette.bin", run) == 0, "info on the palette: %s", cli_stderr());
     CHECK(path_exists(test_path("run/import.json")), "import.json written");
@@ -293,10 +293,10 @@ TEST(test_hf_import_refuses_configs_igpt_cannot_hold) {
         const char *file, *from, *to, *message;
     } cases[] = {
         {"config.json", "\"quick_gelu\"", "\"gelu_new\"", "activation_function"},
-        {"config.json", "\"n_inner\": null", "\"n_inner\": 48", "n_inner"},
+        {"config.json", "\"n_inner\": null", "\"n_inner\": 96", "n_inner"},
         {"config.json", "\"imagegpt\"", "\"gpt2\"", "not an ImageGPT model"},
-        {"config.json", "\"n_embd\": 16", "\"n_embd_\": 16", "no \"n_embd\""},
-        {"config.json", "\"n_head\": 4", "\"n_head\": 3", "not divisible"},
+        {"config.json", "\"n_embd\": 32", "\"n_embd_\": 32", "no \"n_embd\""},
+        {"config.json", "\"n_head\": 2", "\"n_head\": 3", "not divisible"},
         {"config.json", "\"scale_attn_by_inverse_layer_idx\": false", "\"scale_attn_by_inverse_layer_idx\": true",
          "scale_attn_by_inverse_layer_idx"},
         {"config.json", "\"layer_norm_epsilon\": 1e-05", "\"layer_norm_epsilon\": 1e-06", "layer_norm_epsilon"},
@@ -323,7 +323,7 @@ TEST(test_hf_import_refuses_weights_igpt_cannot_hold) {
     edit_load(&e);
     edit_find(&e, "transformer.wpe.weight")->shape[0] = 8;  // half of its values
     expect_import_refused(write_variant(&e, NULL, NULL, NULL),
-                          "transformer.wpe.weight is [8 x 16], expected [16 x 16]");
+                          "transformer.wpe.weight is [8 x 32], expected [16 x 32]");
 
     edit_load(&e);
     edit_add(&e, "transformer.h.0.attn.extra", 1, (const int64_t[]){4}, 4);
@@ -398,6 +398,11 @@ TEST(test_hf_imported_model_probes_samples_and_compresses) {
     CHECK(run_igpt("compress --checkpoint %s --in %s/val.bin --out %s --images 4", ckpt, data, test_path("val.igpz")) ==
               0,
           "compress: %s", cli_stderr());
+    // The GPU backend (the interpret build) holds it too: probe features as on the CPU.
+    CHECK(run_igpt_interpret("probe --device cuda --precision fp32 --data %s --checkpoint %s --l2 0.01 --out %s "
+                             "--quiet",
+                             data, ckpt, test_path("probe-gpu")) == 0,
+          "probe on the GPU backend: %s", cli_stderr());
     expect_failure(run_igpt("train --device cpu --data %s --out %s --resume --quiet", data, run), 1,
                    "holds imported weights", NULL);
 }

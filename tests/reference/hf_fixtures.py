@@ -4,8 +4,8 @@
     make:          tests/reference/hf_fixtures.py make [OUT_DIR]      (default tests/fixtures/hf)
     check export:  tests/reference/hf_fixtures.py check-export HF_DIR [FIXTURE_DIR]
 
-`make` builds a small ImageGPT (4x4 images, 16 colors, 2 blocks of width 16,
-4 heads) with seeded random weights far from their initialisation, saves it
+`make` builds a small ImageGPT (4x4 images, 16 colors, 2 blocks of width 32,
+2 heads of 16: a head size the GPU kernels take) with seeded random weights far from their initialisation, saves it
 with `save_pretrained` (config.json, model.safetensors) beside an image
 processor (preprocessor_config.json: the 16 clusters in [-1, 1]), and writes
 what transformers computes from it to reference.bin (IGPTFIX1, docs/model.md
@@ -68,7 +68,7 @@ def run(model, tokens):
 def make(out_dir):
     torch.manual_seed(16)
     rng = np.random.default_rng(61)
-    config = ImageGPTConfig(vocab_size=COLORS + 1, n_positions=SIDE * SIDE, n_embd=16, n_layer=2, n_head=4)
+    config = ImageGPTConfig(vocab_size=COLORS + 1, n_positions=SIDE * SIDE, n_embd=32, n_layer=2, n_head=2)
     model = ImageGPTForCausalImageModeling(config).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
