@@ -165,8 +165,6 @@ static void read_processor(const char *path, ModelConfig *cfg, Palette *palette,
     else if (note) snprintf(note, note_cap, "the %d clusters are 8-bit colors exactly", cfg->vocab_size);
 }
 
-#endif  // IGPT_NO_CJSON
-
 // ---------------------------------------------------------------------------
 // Weights
 
@@ -262,8 +260,6 @@ static void import_weights(const SafeTensors *st, const ModelConfig *cfg, float 
     free(tensors);
     free(used);
 }
-
-#ifndef IGPT_NO_CJSON
 
 void hf_import(const char *dir, ModelConfig *cfg, float **params, Palette *palette, char *note, size_t note_cap) {
     char *config_path = xasprintf("%s/config.json", dir);
