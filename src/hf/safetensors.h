@@ -41,15 +41,15 @@ typedef struct {
     SafeDtype dtype;
     int ndim;
     int64_t shape[SAFETENSORS_MAX_DIMS];
-    uint64_t count;         // product of the shape (1 for a scalar)
-    const uint8_t *data;    // count x the dtype's size, inside the file's bytes
+    uint64_t count;       // product of the shape (1 for a scalar)
+    const uint8_t *data;  // count x the dtype's size, inside the file's bytes
 } SafeTensor;
 
 typedef struct {
-    char *path;      // for messages
-    int n;           // tensors, in the order of their data
+    char *path;  // for messages
+    int n;       // tensors, in the order of their data
     SafeTensor *tensors;
-    int n_meta;      // "__metadata__" entries
+    int n_meta;  // "__metadata__" entries
     char **meta_keys, **meta_values;
     // The bytes: mapped (safetensors_open) or borrowed (safetensors_parse).
     const uint8_t *bytes;
