@@ -88,6 +88,10 @@ TEST(test_safetensors_write_read_round_trip) {
     safetensors_open(path, &st);
     CHECK(st.n == 4 && st.n_meta == 2, "4 tensors (%d), 2 metadata entries (%d)", st.n, st.n_meta);
     CHECK(get_u64(st.bytes) % 8 == 0, "the header is padded to a multiple of 8");
+    // JSON forbids raw control characters in strings (cJSON lets them pass, the official reader does not).
+    for (uint64_t i = 0; i < get_u64(st.bytes); i++)
+        CHECK(st.bytes[8 + i] >= 0x20, "header byte %llu is 0x%02x, not escaped", (unsigned long long)i,
+              st.bytes[8 + i]);
     for (int i = 0; i < st.n && i < 4; i++) {
         const SafeTensor *t = &st.tensors[i];
         CHECK(strcmp(t->name, out[i].name) == 0, "tensor %d keeps its name and its place: %s", i, t->name);
@@ -161,10 +165,8 @@ TEST(test_safetensors_writer_refuses_bad_names) {
     const SafeTensorOut reserved[] = {{"__metadata__", 0, {0}, &x}};
     const char *keys[] = {"k", "k"};
     const char *path = test_path("out.safetensors");
-    const WriteArgs cases[] = {{path, twice, 3, NULL, 0},
-                               {path, empty, 2, NULL, 0},
-                               {path, reserved, 1, NULL, 0},
-                               {path, twice, 1, keys, 2}};
+    const WriteArgs cases[] = {
+        {path, twice, 3, NULL, 0}, {path, empty, 2, NULL, 0}, {path, reserved, 1, NULL, 0}, {path, twice, 1, keys, 2}};
     const char *messages[] = {"tensor \"a\" is given twice", "tensor 1 has an empty name",
                               "a tensor cannot be called \"__metadata__\"", "metadata key \"k\" is given twice"};
     for (int i = 0; i < 4; i++) expect_die(write_body, &cases[i], path, messages[i]);
@@ -246,9 +248,10 @@ TEST(test_safetensors_read_f32_refuses_integers) {
 // an odd offset (after a 1-byte U8 tensor), so no read may assume alignment.
 static void read_values(const char *dtype, const uint8_t *bytes, int count, int size, float *out) {
     // The file is mapped at a page boundary: 8 + an even header + 1 is odd.
-    char *header = xasprintf("{\"pad\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
-                             "\"v\":{\"dtype\":\"%s\",\"shape\":[%d],\"data_offsets\":[1,%d]}} ",
-                             dtype, count, 1 + count * size);
+    char *header = xasprintf(
+        "{\"pad\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+        "\"v\":{\"dtype\":\"%s\",\"shape\":[%d],\"data_offsets\":[1,%d]}} ",
+        dtype, count, 1 + count * size);
     header[strlen(header) - (strlen(header) % 2)] = '\0';
     uint8_t data[1 + 8 * 16] = {0xee};
     memcpy(data + 1, bytes, (size_t)(count * size));
@@ -309,16 +312,16 @@ TEST(test_safetensors_bf16_and_f64_values) {
         uint32_t bits;
     } f64[] = {
         {-0.0, 0x80000000u},
-        {0.1, 0x3dcccccdu},                      // rounded to nearest
-        {0x1.fffffefffffffp127, 0x7f7fffffu},    // just below FLT_MAX + half an ulp: FLT_MAX
-        {0x1.ffffffp127, 0x7f800000u},           // FLT_MAX + half an ulp: ties to even, inf
-        {-1e300, 0xff800000u},                   // beyond fp32: -inf
-        {0x1p-149, 0x00000001u},                 // fp32's smallest subnormal
-        {-0x1p-149, 0x80000001u},                // negative
-        {0x1.8p-149, 0x00000002u},               // 1.5 x 2^-149: ties to even, 2
-        {0x1.4p-148, 0x00000002u},               // 2.5 x 2^-149: ties to even, 2
-        {0x1.fffffep-127, 0x00800000u},          // just below FLT_MIN: rounds up to it
-        {1e-50, 0x00000000u},                    // below it: 0
+        {0.1, 0x3dcccccdu},                    // rounded to nearest
+        {0x1.fffffefffffffp127, 0x7f7fffffu},  // just below FLT_MAX + half an ulp: FLT_MAX
+        {0x1.ffffffp127, 0x7f800000u},         // FLT_MAX + half an ulp: ties to even, inf
+        {-1e300, 0xff800000u},                 // beyond fp32: -inf
+        {0x1p-149, 0x00000001u},               // fp32's smallest subnormal
+        {-0x1p-149, 0x80000001u},              // negative
+        {0x1.8p-149, 0x00000002u},             // 1.5 x 2^-149: ties to even, 2
+        {0x1.4p-148, 0x00000002u},             // 2.5 x 2^-149: ties to even, 2
+        {0x1.fffffep-127, 0x00800000u},        // just below FLT_MIN: rounds up to it
+        {1e-50, 0x00000000u},                  // below it: 0
         {INFINITY, 0x7f800000u},
     };
     enum { NF = sizeof f64 / sizeof f64[0] };

@@ -22,9 +22,9 @@ static const struct {
     const char *name;
     size_t size;
 } DTYPES[] = {
-    [ST_BOOL] = {"BOOL", 1}, [ST_U8] = {"U8", 1},     [ST_I8] = {"I8", 1},     [ST_I16] = {"I16", 2},
-    [ST_U16] = {"U16", 2},   [ST_F16] = {"F16", 2},   [ST_BF16] = {"BF16", 2}, [ST_I32] = {"I32", 4},
-    [ST_U32] = {"U32", 4},   [ST_F32] = {"F32", 4},   [ST_I64] = {"I64", 8},   [ST_U64] = {"U64", 8},
+    [ST_BOOL] = {"BOOL", 1}, [ST_U8] = {"U8", 1},   [ST_I8] = {"I8", 1},     [ST_I16] = {"I16", 2},
+    [ST_U16] = {"U16", 2},   [ST_F16] = {"F16", 2}, [ST_BF16] = {"BF16", 2}, [ST_I32] = {"I32", 4},
+    [ST_U32] = {"U32", 4},   [ST_F32] = {"F32", 4}, [ST_I64] = {"I64", 8},   [ST_U64] = {"U64", 8},
     [ST_F64] = {"F64", 8},
 };
 enum { NUM_DTYPES = sizeof DTYPES / sizeof DTYPES[0] };
@@ -331,8 +331,7 @@ static void parse_shape(Parser *p, SafeTensor *t, const cJSON *shape) {
     }
     // A zero anywhere makes the product 0, whatever overflowed before it.
     if (zero) t->count = 0;
-    if (t->count == UINT64_MAX)
-        refuse(p, "tensor \"%s\": its shape has more elements than 64 bits count", t->name);
+    if (t->count == UINT64_MAX) refuse(p, "tensor \"%s\": its shape has more elements than 64 bits count", t->name);
 }
 
 // Checks data_offsets against the shape; returns the begin offset.
@@ -341,11 +340,12 @@ static uint64_t parse_offsets(Parser *p, SafeTensor *t, const cJSON *offsets) {
     if (!cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2 || !json_count(offsets->child, &begin) ||
         !json_count(offsets->child->next, &end))
         refuse(p, "tensor \"%s\": \"data_offsets\" is not [begin, end], two non-negative integers", t->name);
-    if (begin > end) refuse(p, "tensor \"%s\": data_offsets [%llu, %llu] end before they begin", t->name,
-                            (unsigned long long)begin, (unsigned long long)end);
+    if (begin > end)
+        refuse(p, "tensor \"%s\": data_offsets [%llu, %llu] end before they begin", t->name, (unsigned long long)begin,
+               (unsigned long long)end);
     if (end > p->buffer_size)
-        refuse(p, "tensor \"%s\": data_offsets [%llu, %llu] run past the data's %llu bytes (truncated file?)",
-               t->name, (unsigned long long)begin, (unsigned long long)end, (unsigned long long)p->buffer_size);
+        refuse(p, "tensor \"%s\": data_offsets [%llu, %llu] run past the data's %llu bytes (truncated file?)", t->name,
+               (unsigned long long)begin, (unsigned long long)end, (unsigned long long)p->buffer_size);
     const uint64_t bytes = saturating_mul(t->count, safetensors_dtype_size(t->dtype));
     if (end - begin != bytes)
         refuse(p, "tensor \"%s\": its shape holds %llu %s values (%llu bytes) but data_offsets [%llu, %llu] hold %llu",
@@ -383,9 +383,7 @@ static uint64_t parse_tensor(Parser *p, SafeTensor *t, const cJSON *entry) {
     return parse_offsets(p, t, fields[2]);
 }
 
-static int compare_strings(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
+static int compare_strings(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 // Sorting n names finds a duplicate in n log n (a header can hold millions).
 static void refuse_duplicates(Parser *p, char **names, int n, const char *what) {
