@@ -520,10 +520,13 @@ void safetensors_open(const char *path, SafeTensors *st) {
     const uint8_t *bytes = NULL;
     if (size > 0) {  // mmap refuses a length of 0
         void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) die("%s: cannot map %lld bytes: %s", path, (long long)size, strerror(errno));
+        const int error = errno;
+        close(fd);
+        if (map == MAP_FAILED) die("%s: cannot map %lld bytes: %s", path, (long long)size, strerror(error));
         bytes = map;
+    } else {
+        close(fd);
     }
-    close(fd);
     memset(st, 0, sizeof *st);
     st->path = xstrdup(path);
     st->bytes = bytes;
