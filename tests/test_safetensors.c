@@ -163,13 +163,18 @@ TEST(test_safetensors_writer_refuses_bad_names) {
     const SafeTensorOut twice[] = {{"a", 0, {0}, &x}, {"b", 0, {0}, &x}, {"a", 0, {0}, &x}};
     const SafeTensorOut empty[] = {{"a", 0, {0}, &x}, {"", 0, {0}, &x}};
     const SafeTensorOut reserved[] = {{"__metadata__", 0, {0}, &x}};
+    const SafeTensorOut no_data[] = {{"a", 1, {2}, NULL}};
     const char *keys[] = {"k", "k"};
     const char *path = test_path("out.safetensors");
-    const WriteArgs cases[] = {
-        {path, twice, 3, NULL, 0}, {path, empty, 2, NULL, 0}, {path, reserved, 1, NULL, 0}, {path, twice, 1, keys, 2}};
+    const WriteArgs cases[] = {{path, twice, 3, NULL, 0},
+                               {path, empty, 2, NULL, 0},
+                               {path, reserved, 1, NULL, 0},
+                               {path, twice, 1, keys, 2},
+                               {path, no_data, 1, NULL, 0}};
     const char *messages[] = {"tensor \"a\" is given twice", "tensor 1 has an empty name",
-                              "a tensor cannot be called \"__metadata__\"", "metadata key \"k\" is given twice"};
-    for (int i = 0; i < 4; i++) expect_die(write_body, &cases[i], path, messages[i]);
+                              "a tensor cannot be called \"__metadata__\"", "metadata key \"k\" is given twice",
+                              "tensor \"a\" has 2 values but no data"};
+    for (int i = 0; i < 5; i++) expect_die(write_body, &cases[i], path, messages[i]);
     CHECK(!path_exists(path), "no output file");
 }
 

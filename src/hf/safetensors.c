@@ -188,6 +188,8 @@ static uint64_t tensor_out_count(const char *path, const SafeTensorOut *t) {
         count = saturating_mul(count, (uint64_t)t->shape[d]);
     }
     if (saturating_mul(count, 4) > ((uint64_t)1 << 53)) die("%s: tensor \"%s\" is too large", path, t->name);
+    if (count > 0 && !t->data)
+        die("%s: tensor \"%s\" has %llu values but no data", path, t->name, (unsigned long long)count);
     return count;
 }
 
