@@ -2,7 +2,6 @@
 // written by Hugging Face's own library (tests/fixtures/safetensors/, made by
 // scripts/make_safetensors_fixture.py), the F16/BF16/F64 conversions against
 // values worked out by hand, and one refusal per malformed header.
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

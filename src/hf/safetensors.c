@@ -193,18 +193,11 @@ static uint64_t tensor_out_count(const char *path, const SafeTensorOut *t) {
     return count;
 }
 
-void safetensors_write(const char *path, const SafeTensorOut *tensors, int n, const char *const *meta_keys,
-                       const char *const *meta_values, int n_meta) {
-    const char **names = xmalloc(((size_t)n + 1) * sizeof *names);
-    for (int i = 0; i < n; i++) {
-        names[i] = tensors[i].name;
-        if (names[i] && strcmp(names[i], "__metadata__") == 0)
-            die("%s: a tensor cannot be called \"__metadata__\"", path);
-    }
-    check_names(path, "tensor", names, n);
-    check_names(path, "metadata key", meta_keys, n_meta);
-    free(names);
-    // The header, compact: metadata first, then the tensors back to back.
+// The header, compact: metadata first, then the tensors back to back; spaces
+// up to a multiple of 8, so that the data starts 8-byte aligned (as the
+// official writer does).
+static Text header_json(const char *path, const SafeTensorOut *tensors, int n, const char *const *meta_keys,
+                        const char *const *meta_values, int n_meta) {
     Text h = {0};
     text_append(&h, "{", 1);
     if (n_meta > 0) {
@@ -230,8 +223,22 @@ void safetensors_write(const char *path, const SafeTensorOut *tensors, int n, co
         text_printf(&h, "%llu]}", (unsigned long long)offset);
     }
     text_append(&h, "}", 1);
-    // Spaces up to a multiple of 8, so that the data starts 8-byte aligned.
     while (h.len % 8 != 0) text_append(&h, " ", 1);
+    return h;
+}
+
+void safetensors_write(const char *path, const SafeTensorOut *tensors, int n, const char *const *meta_keys,
+                       const char *const *meta_values, int n_meta) {
+    const char **names = xmalloc(((size_t)n + 1) * sizeof *names);
+    for (int i = 0; i < n; i++) {
+        names[i] = tensors[i].name;
+        if (names[i] && strcmp(names[i], "__metadata__") == 0)
+            die("%s: a tensor cannot be called \"__metadata__\"", path);
+    }
+    check_names(path, "tensor", names, n);
+    check_names(path, "metadata key", meta_keys, n_meta);
+    free(names);
+    Text h = header_json(path, tensors, n, meta_keys, meta_values, n_meta);
 
     AtomicFile af;
     atomic_open(&af, path);
