@@ -315,7 +315,7 @@ clean:
 # them. The library is compiled again by clang for them (build/fuzz/obj/), never into ./igpt.
 # make test runs each for a few seconds (fuzz/short_run.sh) where clang has libFuzzer.
 FUZZ_CC ?= clang
-FUZZ_READERS = dataset palette checkpoint features cifar10 images igpz
+FUZZ_READERS = dataset palette checkpoint features cifar10 images igpz safetensors
 FUZZ_CRC_READERS = dataset palette checkpoint features igpz
 FUZZ_BINS = $(FUZZ_READERS:%=build/fuzz/fuzz_%) $(FUZZ_CRC_READERS:%=build/fuzz/fuzz_%_crc)
 FUZZ_FLAGS = -std=c11 -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -O1 -g -fno-omit-frame-pointer \

@@ -3,7 +3,8 @@
 # is committed but fuzz/regressions/): a tiny synthetic image set prepared at
 # 2x2 and 4x4, its palette, a checkpoint after one CPU training step of the
 # smallest model, its probe feature caches, its compressed val images, a
-# CIFAR-10 batch of one and of two records, and one small image per format.
+# CIFAR-10 batch of one and of two records, one small image per format, and a
+# few small safetensors files (and the one tests/fixtures/safetensors/ holds).
 #   fuzz/make_seeds.sh [OUT_DIR]     (default build/fuzz/seeds; ./igpt and build/fuzz/image_seeds built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +12,7 @@ out=${1:-build/fuzz/seeds}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 rm -rf "$out"
-for reader in dataset palette checkpoint features cifar10 images igpz; do mkdir -p "$out/$reader"; done
+for reader in dataset palette checkpoint features cifar10 images igpz safetensors; do mkdir -p "$out/$reader"; done
 
 ./igpt synth --out "$work/synth" --train-per-class 3 --test-per-class 1 --size 8 >/dev/null
 for side in 2 4; do
@@ -34,6 +35,31 @@ for f in "$work"/probe/features-*.bin; do cp "$f" "$out/features/"; done
 ./igpt compress --checkpoint "$work/run/checkpoint-00000001.bin" --in "$work/data2/val.bin" --images 1 \
     --out "$out/igpz/val-1.igpz" --quiet >/dev/null
 rm -f "$out"/igpz/*.json
+
+# safetensors: a few small files written here by hand (the layout of docs/formats.md), and the
+# fixture Hugging Face's library wrote (tests/fixtures/safetensors/).
+python3 - "$out/safetensors" <<'PY'
+import json, struct, sys
+def write(name, tensors, metadata=None, pad=True):
+    header, data = {}, b""
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for tname, dtype, shape, raw in tensors:
+        header[tname] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if pad:
+        text += b" " * (-len(text) % 8)
+    open(f"{sys.argv[1]}/{name}.safetensors", "wb").write(struct.pack("<Q", len(text)) + text + data)
+write("empty", [])
+write("f32", [("h.0.w", "F32", [2, 3], struct.pack("<6f", 0, -0.0, 1.5, -2, 1e-45, 3e38)),
+              ("scalar", "F32", [], struct.pack("<f", 7))], {"format": "pt"})
+write("mixed", [("pad", "U8", [1], b"\x01"), ("f16", "F16", [2, 2], struct.pack("<4H", 0x3c00, 0x8001, 0x7c00, 0x7e00)),
+                ("bf16", "BF16", [3], struct.pack("<3H", 0x3f80, 0x0001, 0xff80)),
+                ("f64", "F64", [2], struct.pack("<2d", 0.1, -1e300)), ("none", "F32", [0, 4], b""),
+                ("i32", "I32", [1, 2], struct.pack("<2i", 1, -1))], pad=False)
+PY
+cp tests/fixtures/safetensors/official.safetensors "$out/safetensors/"
 
 # CIFAR-10 binary: records of label + 32x32 R, G, B planes (the reader's format, images.h); one
 # record (odd size: the harness resizes to 16x16) and two (even: kept at 32x32).
