@@ -443,10 +443,31 @@ void palette_copy(const Palette *src, Palette *dst) {
     dst->exact_crc = src->exact_crc;
 }
 
-// Index of the first center value that is not a finite number in 0..255, or -1.
+// A center value must be 0 or a normal float in (0, 255]: told by its bits,
+// since ./igpt flushes subnormal floats to zero (flush_denormals_to_zero) and
+// a test binary does not, so a subnormal would compare differently in each.
+static bool center_is_valid(float v) {
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    const uint32_t exponent = bits >> 23 & 0xff;
+    if ((bits & 0x7fffffffu) == 0) return true;  // 0 or -0
+    return !(bits >> 31) && exponent != 0 && exponent != 0xff && v <= 255.0f;
+}
+
+// The value of v for a message: a subnormal from its bits, which the
+// conversion to double would flush to 0 in ./igpt.
+static double center_value(float v) {
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    if ((bits >> 23 & 0xff) != 0) return (double)v;
+    const double magnitude = ldexp((double)(bits & 0x7fffffu), -149);
+    return bits >> 31 ? -magnitude : magnitude;
+}
+
+// Index of the first center value that is not valid, or -1.
 static int64_t first_bad_center(const float *centers, int colors) {
     for (int64_t i = 0; i < (int64_t)colors * 3; i++)
-        if (!(centers[i] >= 0.0f && centers[i] <= 255.0f)) return i;  // NaN fails both
+        if (!center_is_valid(centers[i])) return i;
     return -1;
 }
 
@@ -455,8 +476,8 @@ static uint8_t round_center(float v) { return (uint8_t)roundf(v < 0.0f ? 0.0f : 
 void palette_set_centers(Palette *pal, const float *centers) {
     const int64_t bad = first_bad_center(centers, pal->colors);
     if (bad >= 0)
-        die("cluster center %lld (channel %lld) is %g, expected a pixel value in 0..255", (long long)(bad / 3),
-            (long long)(bad % 3), (double)centers[bad]);
+        die("cluster center %lld (channel %lld) is %g, expected a pixel value in 0..255 (0 or a normal float)",
+            (long long)(bad / 3), (long long)(bad % 3), center_value(centers[bad]));
     const size_t n = (size_t)pal->colors * 3;
     if (!pal->centers) pal->centers = xmalloc(n * sizeof(float));
     memcpy(pal->centers, centers, n * sizeof(float));
@@ -537,8 +558,9 @@ static void read_centers(const char *path, FILE *f, Palette *pal) {
 static void check_centers(const char *path, const Palette *pal) {
     const int64_t bad = first_bad_center(pal->centers, pal->colors);
     if (bad >= 0)
-        die("%s: exact center %lld (channel %lld) is %g, expected a pixel value in 0..255 (corrupt file)", path,
-            (long long)(bad / 3), (long long)(bad % 3), (double)pal->centers[bad]);
+        die("%s: exact center %lld (channel %lld) is %g, expected a pixel value in 0..255, 0 or a normal float "
+            "(corrupt file)",
+            path, (long long)(bad / 3), (long long)(bad % 3), center_value(pal->centers[bad]));
     for (int64_t i = 0; i < (int64_t)pal->colors * 3; i++)
         if (pal->rgb[i] != round_center(pal->centers[i]))
             die("%s: color %lld is not the rounding of its exact center (corrupt file)", path, (long long)(i / 3));
