@@ -542,7 +542,7 @@ static bool check_palette_header(const char *path, const uint8_t *header, int64_
     return has_centers;
 }
 
-// The centers after the colors: read, checked in range and against the colors (their rounding).
+// The centers after the colors (checked by check_centers once the CRC has passed).
 static void read_centers(const char *path, FILE *f, Palette *pal) {
     const size_t n = (size_t)pal->colors * 3;
     uint8_t *bytes = xmalloc(n * 4);

@@ -68,8 +68,9 @@ double psnr_db(uint64_t sq_error, int64_t values);
 void palette_alloc(Palette *pal, int colors);
 void palette_free(Palette *pal);
 void palette_copy(const Palette *src, Palette *dst);
-// Copies colors x 3 exact centers (pixel units, each finite and in 0..255)
-// into pal, sets rgb to their rounding and clears exact_crc.
+// Copies colors x 3 exact centers (pixel units: each 0 or a normal float in
+// (0, 255], else it dies) into pal (of palette_alloc), sets rgb to their
+// rounding (roundf) and clears exact_crc.
 void palette_set_centers(Palette *pal, const float *centers);
 // The palette's identity, what a checkpoint records of the palette its model
 // was trained with, so that tokens are read with their colors: exact_crc when
