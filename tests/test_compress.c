@@ -427,6 +427,13 @@ TEST(test_compress_cli_exact_palette) {
     CHECK(palette_crc(&f.header.palette) == palette_crc(&pal) && get_u32(f.bytes + 80) == palette_crc(&pal),
           "the .igpz names the palette by its identity");
     CHECK(memcmp(f.header.palette.rgb, pal.rgb, 16 * 3) == 0, "and holds its colors");
+    // An identity of 0 is no palette's (0 would read as "no exact centers").
+    const size_t header_bytes = get_u32(f.bytes + 12);
+    put_u32(f.bytes + 80, 0);
+    put_u32(f.bytes + header_bytes - 4, crc32_update(0, f.bytes, header_bytes - 4));
+    write_whole_file(test_path("zero.igpz"), f.bytes, f.size);
+    expect_failure(run_igpt("info %s", test_path("zero.igpz")), 1, "zero.igpz: the palette's CRC is 0 (corrupt header)",
+                   NULL);
     igpz_free(&f);
     // The rounded colors alone: another palette, for compress and for decompress.
     CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --val 8 --palette %s --no-preview --quiet",
