@@ -18,7 +18,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 #ifdef FUZZ_FIX_CRC
 size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
 
-// 32-byte header: CRC of the colors at 16, CRC of bytes 0..19 at 20 (docs/formats.md).
+// 32-byte header: CRC of the rest of the file (the colors, then in version 2
+// the exact centers) at 16, CRC of bytes 0..19 at 20 (docs/formats.md).
 size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed) {
     (void)seed;
     size = LLVMFuzzerMutate(data, size, max_size);

@@ -22,6 +22,23 @@ for side in 2 4; do
     cp "$work/data$side/palette.bin" "$out/palette/palette-$side.bin"
 done
 
+# A palette with exact centers (palette.bin version 2, docs/formats.md), and a split prepared with it
+# (its palette's identity at header offset 56). Python writes it: no command of igpt writes one by itself.
+python3 - "$work/exact.bin" <<'PY'
+import math, struct, sys, zlib
+f32 = lambda x: struct.unpack("<f", struct.pack("<f", x))[0]
+centers = [f32((i * 37 % 256) * 0.996 + 0.5) for i in range(8 * 3)]
+colors = bytes(min(255, math.floor(c + 0.5)) for c in centers)
+body = colors + struct.pack("<24f", *centers)
+header = b"IGPTPAL\0" + struct.pack("<III", 2, 8, zlib.crc32(body))
+header += struct.pack("<III", zlib.crc32(header), 1, 0)
+open(sys.argv[1], "wb").write(header + body)
+PY
+cp "$work/exact.bin" "$out/palette/palette-exact.bin"
+./igpt prepare --images "$work/synth" --out "$work/exact" --resolution 2 --val 10 --palette "$work/exact.bin" \
+    --split train --no-preview --quiet >/dev/null
+cp "$work/exact/train.bin" "$out/dataset/train-exact.bin"
+
 # The smallest model: d_model 2, one layer, one head, 4 colors at 2x2 (a 1.3 KB checkpoint).
 ./igpt train --device cpu --data "$work/data2" --out "$work/run" --steps 1 --d-model 2 --n-layer 1 --n-head 1 \
     --batch 2 --quiet >/dev/null

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "data/images.h"
+#include "data/palette.h"
 #include "stb/stb_image_write.h"
 #include "test.h"
 
@@ -60,6 +61,17 @@ void make_image_folder(const char *root, const char *const *class_names, int num
         free(dir);
     }
     free(rgb);
+}
+
+void make_exact_palette(Palette *pal, int colors, uint64_t seed) {
+    Rng rng;
+    rng_init(&rng, seed, 0);
+    float *centers = xmalloc((size_t)colors * 3 * sizeof(float));
+    for (int i = 0; i < colors * 3; i++)
+        centers[i] = i % 3 ? (float)(rng_uniform(&rng) * 255.0) : (float)rng_below(&rng, 255) + 0.5f;
+    palette_alloc(pal, colors);
+    palette_set_centers(pal, centers);
+    free(centers);
 }
 
 bool fixture_load(const char *path, Fixture *fx) {

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "data/palette.h"
 #include "harness.h"
 #include "util/util.h"
 
@@ -58,6 +59,10 @@ void make_pattern_image(uint8_t *rgb, int w, int h, int kind);
 // Writes an image folder root/<class>/NNN.png with `per_class` images of
 // side x side per class, classes named by `class_names`.
 void make_image_folder(const char *root, const char *const *class_names, int num_classes, int per_class, int side);
+
+// A palette with exact centers (palette_set_centers) from a seeded RNG, the
+// red of each on a half (where rounding is furthest from it).
+void make_exact_palette(Palette *pal, int colors, uint64_t seed);
 
 // A prepared dataset in test_path("data"): 32 training and 8 validation
 // images of 8x8 in 16 colors (tests/test_train.c). Returns the folder.

@@ -388,6 +388,68 @@ TEST(test_compress_cli_refusals) {
     free(data);
 }
 
+static void edit_forget_exact_centers(IgpzHeader *h, IgpzGroup *groups) {
+    (void)groups;
+    h->palette.exact_crc = 0;  // as a writer that knew only the colors would have written it
+}
+
+// Data tokenized with exact centers (an imported model's palette): the .igpz
+// keeps the palette's identity, decompress gives the split back byte for byte
+// (its identity included), and the rounding of the centers is another palette.
+TEST(test_compress_cli_exact_palette) {
+    make_cifar_batches(test_path("cifar"), 8, 4);
+    Palette pal, rounded;
+    make_exact_palette(&pal, 16, 5);
+    palette_alloc(&rounded, 16);
+    memcpy(rounded.rgb, pal.rgb, 16 * 3);
+    palette_save(&pal, test_path("exact.bin"));
+    palette_save(&rounded, test_path("rounded.bin"));
+    const char *data = test_path("data"), *run = test_path("run"), *out = test_path("out");
+    char *val = xasprintf("%s/val.bin", data), *ck = xasprintf("%s/checkpoint-00000002.bin", run);
+    make_directories(out);
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --val 8 --palette %s --no-preview --quiet",
+                   test_path("cifar"), data, test_path("exact.bin")) == 0,
+          "prepare with exact centers: %s", cli_stderr());
+    CHECK(run_igpt("train --device cpu --data %s --out %s --steps 2 --checkpoint-every 2 " TINY_MODEL, data, run) == 0,
+          "train: %s", cli_stderr());
+    const char *z = test_path("val.igpz");
+    CHECK(run_igpt("compress --checkpoint %s --in %s --out %s --quiet", ck, val, z) == 0, "compress: %s", cli_stderr());
+    CHECK(run_igpt("decompress --checkpoint %s --in %s --out %s --quiet", ck, z, test_path("back.bin")) == 0,
+          "decompress: %s", cli_stderr());
+    CHECK(files_equal(test_path("back.bin"), val), "decompress gives back val.bin byte for byte");
+    TokenDataset back;
+    dataset_read(test_path("back.bin"), &back);
+    CHECK(back.palette.exact_crc == palette_crc(&pal), "the split decompressed keeps the identity %08x, got %08x",
+          palette_crc(&pal), back.palette.exact_crc);
+    dataset_free(&back);
+    IgpzFile f;
+    igpz_read(z, &f);
+    CHECK(palette_crc(&f.header.palette) == palette_crc(&pal) && get_u32(f.bytes + 80) == palette_crc(&pal),
+          "the .igpz names the palette by its identity");
+    CHECK(memcmp(f.header.palette.rgb, pal.rgb, 16 * 3) == 0, "and holds its colors");
+    // An identity of 0 is no palette's (0 would read as "no exact centers").
+    const size_t header_bytes = get_u32(f.bytes + 12);
+    put_u32(f.bytes + 80, 0);
+    put_u32(f.bytes + header_bytes - 4, crc32_update(0, f.bytes, header_bytes - 4));
+    write_whole_file(test_path("zero.igpz"), f.bytes, f.size);
+    expect_failure(run_igpt("info %s", test_path("zero.igpz")), 1, "zero.igpz: the palette's CRC is 0 (corrupt header)",
+                   NULL);
+    igpz_free(&f);
+    // The rounded colors alone: another palette, for compress and for decompress.
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --val 8 --palette %s --no-preview --quiet",
+                   test_path("cifar"), test_path("plain"), test_path("rounded.bin")) == 0,
+          "prepare with the rounded colors: %s", cli_stderr());
+    expect_failure(run_igpt("compress --checkpoint %s --in %s/val.bin --out %s/x.igpz", ck, test_path("plain"), out), 1,
+                   "was trained with another palette", out);
+    rewrite_igpz(z, test_path("plain.igpz"), edit_forget_exact_centers);
+    expect_failure(run_igpt("decompress --checkpoint %s --in %s --out %s/x.bin", ck, test_path("plain.igpz"), out), 1,
+                   "holds another palette", out);
+    palette_free(&pal);
+    palette_free(&rounded);
+    free(val);
+    free(ck);
+}
+
 // Truncated and corrupted files: one clear line naming the file, no output.
 TEST(test_compress_cli_damaged_files) {
     char *data, *run = small_run(&data);

@@ -314,6 +314,107 @@ TEST(test_quantize_matches_brute_force) {
     palette_free(&pal);
 }
 
+// The reference for exact centers: per pixel, every center in order, the
+// squared distance in double summed R, G, B, the first minimum kept.
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+static int brute_force_center(const float *centers, int colors, const uint8_t *px) {
+    int best = 0;
+    double best_d = INFINITY;
+    for (int c = 0; c < colors; c++) {
+        double d = 0.0;
+        for (int j = 0; j < 3; j++) {
+            const double diff = (double)px[j] - (double)centers[c * 3 + j];
+            d += diff * diff;
+        }
+        if (d < best_d) {
+            best_d = d;
+            best = c;
+        }
+    }
+    return best;
+}
+
+TEST(test_quantize_exact_centers_matches_brute_force) {
+    Rng rng;
+    rng_init(&rng, 23, 0);
+    enum { COLORS = 100 };
+    float centers[COLORS * 3];
+    for (int i = 0; i < COLORS * 3; i++) centers[i] = (float)(rng_uniform(&rng) * 255.0);
+    // Planted: a duplicate (ties to the lower id), and two centers 0.5 either
+    // side of a pixel (an exact tie in double).
+    memcpy(centers + 60 * 3, centers + 20 * 3, 3 * sizeof(float));
+    const float left[3] = {10.5f, 200.0f, 30.0f}, right[3] = {11.5f, 200.0f, 30.0f};
+    memcpy(centers + 5 * 3, left, sizeof left);
+    memcpy(centers + 7 * 3, right, sizeof right);
+    // Planted: two centers that round to the same color, 101: pixel 102 is
+    // nearer to 101.4 (id 9) than to 100.6 (id 8), which the 8-bit colors cannot tell.
+    const float low[3] = {100.6f, 0.0f, 255.0f}, high[3] = {101.4f, 0.0f, 255.0f};
+    memcpy(centers + 8 * 3, low, sizeof low);
+    memcpy(centers + 9 * 3, high, sizeof high);
+    // Planted: from pixel 0, id 12 is at 2.25 and id 11 at 2.25 + 3.7e-8,
+    // which float arithmetic rounds to 2.25, a tie (and would pick 11).
+    const float nearly[3] = {1.0f, 1.1180340051651f, 0.0f}, exactly[3] = {1.5f, 0.0f, 0.0f};
+    memcpy(centers + 11 * 3, nearly, sizeof nearly);
+    memcpy(centers + 12 * 3, exactly, sizeof exactly);
+    Palette pal;
+    palette_alloc(&pal, COLORS);
+    palette_set_centers(&pal, centers);
+    CHECK(memcmp(pal.centers, centers, sizeof centers) == 0 && pal.rgb[8 * 3] == 101 && pal.rgb[9 * 3] == 101,
+          "centers copied, colors their rounding");
+    const int64_t n = 10007;  // not a multiple of the block size
+    uint8_t *px = xmalloc((size_t)n * 3);
+    for (int64_t i = 0; i < n * 3; i++) px[i] = (uint8_t)rng_below(&rng, 256);
+    const uint8_t on_duplicate[3] = {(uint8_t)roundf(centers[20 * 3]), (uint8_t)roundf(centers[20 * 3 + 1]),
+                                     (uint8_t)roundf(centers[20 * 3 + 2])};
+    const uint8_t between[3] = {11, 200, 30}, near_high[3] = {102, 0, 255}, black[3] = {0, 0, 0};
+    memcpy(px, on_duplicate, 3);
+    memcpy(px + 3, between, 3);
+    memcpy(px + 6, near_high, 3);
+    memcpy(px + 9, black, 3);
+    uint16_t *tokens = xmalloc((size_t)n * sizeof(uint16_t));
+    for (int threads = 1; threads <= 2; threads++) {
+        const uint64_t err = palette_quantize(&pal, px, n, tokens, threads);
+        uint64_t ref_err = 0;
+        int64_t mismatches = 0;
+        for (int64_t i = 0; i < n; i++) {
+            const int best = brute_force_center(centers, COLORS, px + i * 3);
+            mismatches += tokens[i] != best;
+            for (int j = 0; j < 3; j++) {
+                const int diff = px[i * 3 + j] - pal.rgb[best * 3 + j];
+                ref_err += (uint64_t)(diff * diff);
+            }
+        }
+        CHECK(mismatches == 0, "%lld tokens differ from brute force (threads=%d)", (long long)mismatches, threads);
+        CHECK(err == ref_err, "squared error to the colors %llu vs %llu", (unsigned long long)err,
+              (unsigned long long)ref_err);
+        CHECK(tokens[0] == 20, "a pixel on a duplicated center: the lower id, got %d", tokens[0]);
+        CHECK(tokens[1] == 5, "a pixel halfway between two centers: the lower id, got %d", tokens[1]);
+        CHECK(tokens[2] == 9, "the exact centers decide where the 8-bit colors tie: got %d", tokens[2]);
+        CHECK(tokens[3] == 12, "distances in double, not float: got %d", tokens[3]);
+    }
+    // Integer centers give the tokens of the 8-bit path (the same distances).
+    Palette plain, exact;
+    palette_alloc(&plain, COLORS);
+    memcpy(plain.rgb, pal.rgb, COLORS * 3);
+    palette_alloc(&exact, COLORS);
+    float whole[COLORS * 3];
+    for (int i = 0; i < COLORS * 3; i++) whole[i] = pal.rgb[i];
+    palette_set_centers(&exact, whole);
+    uint16_t *a = xmalloc((size_t)n * sizeof(uint16_t)), *b = xmalloc((size_t)n * sizeof(uint16_t));
+    const uint64_t err_plain = palette_quantize(&plain, px, n, a, 2), err_exact = palette_quantize(&exact, px, n, b, 2);
+    CHECK(memcmp(a, b, (size_t)n * sizeof(uint16_t)) == 0 && err_plain == err_exact,
+          "integer centers quantize as their colors do");
+    free(a);
+    free(b);
+    palette_free(&plain);
+    palette_free(&exact);
+    free(px);
+    free(tokens);
+    palette_free(&pal);
+}
+
 TEST(test_psnr) {
     // MSE of 650.25 = 255^2 / 100 -> exactly 20 dB.
     double p = psnr_db(65025, 100);
@@ -425,4 +526,112 @@ TEST(test_palette_file_round_trip) {
     palette_free(&a);
     palette_free(&b);
     dataset_free(&ds);
+}
+
+TEST(test_palette_file_v2_round_trip) {
+    Palette pal, back;
+    make_exact_palette(&pal, 37, 3);
+    const char *path = test_path("palette.bin");
+    palette_save(&pal, path);
+    palette_load(path, &back);
+    CHECK(back.colors == 37 && memcmp(back.rgb, pal.rgb, 37 * 3) == 0, "colors round trip");
+    CHECK(back.centers && memcmp(back.centers, pal.centers, 37 * 3 * sizeof(float)) == 0, "centers bit for bit");
+    size_t size;
+    uint8_t *raw = read_whole_file(path, &size);
+    CHECK(raw && size == 32 + 37 * 3 + 37 * 3 * 4, "file size %zu", size);
+    if (!raw) return;
+    CHECK(get_u32(raw + 8) == 2 && get_u32(raw + 24) == 1, "version 2, flags 1 (centers follow)");
+    uint32_t bits;
+    memcpy(&bits, &pal.centers[5], 4);
+    CHECK(get_u32(raw + 32 + 37 * 3 + 5 * 4) == bits, "center values little-endian float32 after the colors");
+    // The file's CRC is the palette's identity: colors, then centers.
+    CHECK(get_u32(raw + 16) == crc32_update(0, raw + 32, size - 32), "CRC over colors and centers");
+    CHECK(palette_crc(&pal) == get_u32(raw + 16) && palette_crc(&back) == palette_crc(&pal),
+          "palette_crc %08x = the file's %08x", palette_crc(&back), get_u32(raw + 16));
+    CHECK(palette_crc(&pal) != crc32_update(0, pal.rgb, 37 * 3), "the identity is not that of the colors alone");
+    // A copy keeps both; exact_crc (a file holding only the colors) stands for the identity.
+    Palette copy, rounded;
+    palette_copy(&back, &copy);
+    CHECK(copy.centers && memcmp(copy.centers, pal.centers, 37 * 3 * sizeof(float)) == 0 &&
+              palette_crc(&copy) == palette_crc(&pal),
+          "palette_copy keeps the centers");
+    palette_alloc(&rounded, 37);
+    memcpy(rounded.rgb, pal.rgb, 37 * 3);
+    rounded.exact_crc = palette_crc(&pal);
+    CHECK(palette_crc(&rounded) == palette_crc(&pal), "exact_crc is the identity");
+    free(raw);
+    palette_free(&copy);
+    palette_free(&rounded);
+    palette_free(&back);
+    palette_free(&pal);
+}
+
+// A palette without centers is written as it always was: version 1, byte for byte.
+TEST(test_palette_file_v1_unchanged) {
+    Palette pal;
+    palette_alloc(&pal, 5);
+    for (int i = 0; i < 15; i++) pal.rgb[i] = (uint8_t)(i * 17 + 3);
+    const char *path = test_path("palette.bin");
+    palette_save(&pal, path);
+    uint8_t expected[32 + 15] = "IGPTPAL";
+    put_u32(expected + 8, 1);
+    put_u32(expected + 12, 5);
+    put_u32(expected + 16, crc32_update(0, pal.rgb, 15));
+    put_u32(expected + 20, crc32_update(0, expected, 20));
+    memcpy(expected + 32, pal.rgb, 15);
+    size_t size;
+    uint8_t *raw = read_whole_file(path, &size);
+    CHECK(raw && size == sizeof expected && memcmp(raw, expected, size) == 0, "the version 1 bytes");
+    CHECK(palette_crc(&pal) == crc32_update(0, pal.rgb, 15), "the identity: the CRC of the colors, as before");
+    Palette back;
+    palette_load(path, &back);
+    CHECK(!back.centers && back.exact_crc == 0 && memcmp(back.rgb, pal.rgb, 15) == 0, "read back without centers");
+    free(raw);
+    palette_free(&back);
+    palette_free(&pal);
+}
+
+// A split tokenized with exact centers keeps their identity (header offset
+// 56), not the centers; tokens are the centers', not the colors'.
+TEST(test_dataset_keeps_exact_identity) {
+    Rng rng;
+    rng_init(&rng, 8, 0);
+    ImageSet s;
+    imageset_alloc(&s, 6, 8, 8, 2);
+    for (int c = 0; c < 2; c++) snprintf(s.class_names[c], IGPT_CLASS_NAME_BYTES, "class-%d", c);
+    for (int64_t i = 0; i < 6 * 64 * 3; i++) s.pixels[i] = (uint8_t)rng_below(&rng, 256);
+    for (int64_t i = 0; i < 6; i++) s.labels[i] = (uint16_t)(i % 2);
+    Palette pal, rounded;
+    make_exact_palette(&pal, 64, 4);
+    palette_alloc(&rounded, 64);
+    memcpy(rounded.rgb, pal.rgb, 64 * 3);
+    TokenDataset ds, plain, back;
+    dataset_from_images(&s, &pal, 2, &ds);
+    dataset_from_images(&s, &rounded, 2, &plain);
+    CHECK(memcmp(ds.tokens, plain.tokens, 6 * 64 * 2) != 0, "the centers give other tokens than their rounding");
+    const char *path = test_path("train.bin"), *plain_path = test_path("plain.bin");
+    dataset_write(path, &ds);
+    dataset_write(plain_path, &plain);
+    dataset_read(path, &back);
+    CHECK(back.palette.exact_crc == palette_crc(&pal) && !back.palette.centers, "exact_crc %08x, expected %08x",
+          back.palette.exact_crc, palette_crc(&pal));
+    CHECK(palette_crc(&back.palette) == palette_crc(&pal), "the split's palette_crc is the palette's");
+    CHECK(memcmp(back.tokens, ds.tokens, 6 * 64 * 2) == 0, "tokens");
+    size_t size, plain_size;
+    uint8_t *raw = read_whole_file(path, &size), *plain_raw = read_whole_file(plain_path, &plain_size);
+    CHECK(raw && get_u32(raw + 56) == palette_crc(&pal) && get_u32(raw + 60) == 0, "the identity at offset 56");
+    CHECK(plain_raw && get_u64(plain_raw + 56) == 0, "without centers the field stays 0");
+    // The split read back, written again, keeps the identity (decompress does that).
+    dataset_write(test_path("again.bin"), &back);
+    CHECK(files_equal(path, test_path("again.bin")), "written again, the same bytes");
+    // Quantizing with only the rounding of exact centers would give other tokens.
+    CHECK(palette_crc(&back.palette) != palette_crc(&rounded), "the rounding is another palette");
+    free(raw);
+    free(plain_raw);
+    imageset_free(&s);
+    palette_free(&pal);
+    palette_free(&rounded);
+    dataset_free(&ds);
+    dataset_free(&plain);
+    dataset_free(&back);
 }

@@ -1,6 +1,7 @@
 // End-to-end tests of ./igpt prepare, and of show and info on the files it
 // writes, as a user runs them, including every bad input the data pipeline
 // must refuse cleanly.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -477,6 +478,117 @@ TEST(test_info_error_corrupt_prepared_file) {
     expect_failure(status, 1, "payload CRC mismatch", test_path("out2"));
     free(future);
     free(good);
+}
+
+// A palette.bin with exact centers, damaged in every way the reader checks.
+TEST(test_info_error_corrupt_exact_palette) {
+    enum { COLORS = 6, CENTERS_AT = 32 + COLORS * 3, SIZE = 32 + COLORS * 15 };
+    Palette pal;
+    make_exact_palette(&pal, COLORS, 9);
+    const char *good_path = test_path("good.bin");
+    palette_save(&pal, good_path);
+    CHECK(run_igpt("info %s", good_path) == 0 && strstr(cli_stdout(), "checks passed"), "info reads it: %s",
+          cli_stderr());
+    size_t n;
+    uint8_t *good = read_whole_file(good_path, &n);
+    CHECK(good && n == SIZE, "palette.bin of %zu bytes", n);
+    if (!good || n != SIZE) return;
+    const float nan_value = NAN, too_big = 255.5f;
+    struct {
+        const char *name;
+        size_t at;       // the u32 changed, at this offset
+        uint32_t value;  // to this
+        bool reseal;     // both CRCs made right again
+        size_t keep;     // bytes kept
+        const char *message;
+    } cases[] = {
+        {"flags.bin", 24, 3, false, SIZE, "palette flags are 3, this igpt knows 0 and 1"},
+        {"no-flag.bin", 24, 0, false, SIZE, "truncated or padded file"},
+        {"short.bin", 24, 1, false, SIZE - 4, "of 6 colors with exact centers takes 122 (truncated or padded file)"},
+        {"version.bin", 8, 3, false, SIZE, "palette format version 3, this igpt reads versions 1 and 2"},
+        {"flipped.bin", CENTERS_AT + 9, get_u32(good + CENTERS_AT + 9) ^ 0x100, false, SIZE,
+         "palette colors or centers are corrupt (CRC mismatch)"},
+        {"nan.bin", CENTERS_AT + 4 * 4, 0, true, SIZE, "exact center 1 (channel 1) is nan"},
+        {"range.bin", CENTERS_AT + 5 * 4, 0, true, SIZE, "exact center 1 (channel 2) is 255.5, expected"},
+        {"negative.bin", CENTERS_AT, 0xbf000000u, true, SIZE, "exact center 0 (channel 0) is -0.5"},
+        {"subnormal.bin", CENTERS_AT + 3 * 4, 1, true, SIZE, "exact center 1 (channel 0) is 1.4013e-45"},
+        {"rounding.bin", 32, get_u32(good + 32) ^ 0x2, true, SIZE, "color 0 is not the rounding of its exact center"},
+    };
+    memcpy(&cases[5].value, &nan_value, 4);
+    memcpy(&cases[6].value, &too_big, 4);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t bad[SIZE];
+        memcpy(bad, good, SIZE);
+        put_u32(bad + cases[i].at, cases[i].value);
+        if (cases[i].reseal) {
+            put_u32(bad + 16, crc32_update(0, bad + 32, SIZE - 32));
+            put_u32(bad + 20, crc32_update(0, bad, 20));
+        }
+        const char *path = test_path("%s", cases[i].name);
+        write_whole_file(path, bad, cases[i].keep);
+        expect_failure(run_igpt("info %s", path), 1, cases[i].message, NULL);
+    }
+    free(good);
+    palette_free(&pal);
+}
+
+// prepare --palette with exact centers: the tokens are the centers', each
+// split keeps the palette's identity, and such a split cannot stand in for
+// the palette it does not hold.
+TEST(test_prepare_with_exact_palette) {
+    prepare_cifar_fixture(8, 6);
+    Palette pal, rounded;
+    make_exact_palette(&pal, 16, 11);
+    palette_alloc(&rounded, 16);
+    memcpy(rounded.rgb, pal.rgb, 16 * 3);
+    palette_save(&pal, test_path("exact.bin"));
+    palette_save(&rounded, test_path("rounded.bin"));
+    const char *cifar = test_path("cifar"), *out = test_path("out");
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --val 8 --palette %s --quiet", cifar, out,
+                   test_path("exact.bin")) == 0,
+          "prepare with exact centers: %s", cli_stderr());
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --val 8 --palette %s --quiet", cifar,
+                   test_path("plain"), test_path("rounded.bin")) == 0,
+          "prepare with their rounding: %s", cli_stderr());
+    char *json = (char *)read_whole_file(test_path("out/prepare.json"), NULL);
+    char *plain_json = (char *)read_whole_file(test_path("plain/prepare.json"), NULL);
+    CHECK(json && strstr(json, "\"palette_exact_centers\": true"), "prepare.json says exact centers");
+    CHECK(plain_json && strstr(plain_json, "\"palette_exact_centers\": false"), "and not for their rounding");
+    CHECK(run_igpt("info %s/train.bin %s/val.bin %s/test.bin", out, out, out) == 0, "info reads the splits: %s",
+          cli_stderr());
+    // The tokens of the test split: the exact centers applied to its images.
+    ImageSet images;
+    cifar10_load(cifar, "test", 8, &images);
+    TokenDataset expected, test, plain_test;
+    dataset_from_images(&images, &pal, 1, &expected);
+    dataset_read(test_path("out/test.bin"), &test);
+    dataset_read(test_path("plain/test.bin"), &plain_test);
+    const size_t token_bytes = (size_t)test.count * 64 * 2;
+    CHECK(test.count == 6 && memcmp(test.tokens, expected.tokens, token_bytes) == 0, "the centers' tokens");
+    CHECK(memcmp(plain_test.tokens, test.tokens, token_bytes) != 0, "not those of the rounded colors");
+    CHECK(test.palette.exact_crc == palette_crc(&pal) && palette_crc(&test.palette) == palette_crc(&pal),
+          "the split keeps the identity %08x of exact.bin, got %08x", palette_crc(&pal), test.palette.exact_crc);
+    CHECK(plain_test.palette.exact_crc == 0 && palette_crc(&plain_test.palette) == palette_crc(&rounded),
+          "the rounded palette's split is a plain one");
+    // A split of exact centers is no palette source; its palette.bin is.
+    expect_failure(
+        run_igpt("prepare --cifar10 %s --out %s --split test --palette %s/train.bin", cifar, test_path("again"), out),
+        1,
+        "train.bin was tokenized with exact cluster centers it does not hold; give --palette the "
+        "palette.bin it was prepared with",
+        test_path("again"));
+    CHECK(run_igpt("prepare --cifar10 %s --out %s --resolution 8 --split test --palette %s --quiet", cifar,
+                   test_path("again"), test_path("exact.bin")) == 0 &&
+              files_equal(test_path("again/test.bin"), test_path("out/test.bin")),
+          "the test split prepared again with exact.bin: the same file: %s", cli_stderr());
+    free(json);
+    free(plain_json);
+    imageset_free(&images);
+    dataset_free(&expected);
+    dataset_free(&test);
+    dataset_free(&plain_test);
+    palette_free(&pal);
+    palette_free(&rounded);
 }
 
 // prepare.json stays valid JSON when the source folder, a class and the

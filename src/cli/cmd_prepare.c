@@ -39,7 +39,8 @@ static const Option prepare_options[] = {
     {"seed", OPT_UINT64, SETTING(PrepareArgs, stage.seed), "N", "seed of the validation split and k-means", "1234",
      .lo = 0, .hi = INT64_MAX},
     {"palette", OPT_TEXT, SETTING(PrepareArgs, stage.palette_path), "FILE",
-     "reuse a palette (palette.bin or any prepared split) instead of fitting one"},
+     "reuse a palette (palette.bin, with exact centers if it has them, or a split prepared without them) instead of "
+     "fitting one"},
     {"split", OPT_CHOICE, SETTING(PrepareArgs, stage.split), "NAME",
      "prepare only this split: train or test; all: every split the source has", "all", .choices = "train|test|all"},
     {"kmeans-sample", OPT_INT64, SETTING(PrepareArgs, stage.kmeans_sample), "N",

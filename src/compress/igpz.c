@@ -27,7 +27,7 @@ enum {
     OFF_COUNT = 64,
     OFF_GROUP = 72,
     OFF_CLASSES = 76,
-    OFF_PALETTE_CRC = 80,
+    OFF_PALETTE_CRC = 80,  // palette_crc: of the colors, or the identity of exact centers they round
     OFF_GPU_NAME_BYTES = 84,
     OFF_GROUPS = 88,
     // 92..127: zeros, for later fields
@@ -144,8 +144,12 @@ static void read_variable(const char *path, const uint8_t *b, size_t header_byte
     palette_alloc(&h->palette, h->model.vocab_size);
     memcpy(h->palette.rgb, p, (size_t)h->model.vocab_size * 3);
     p += (size_t)h->model.vocab_size * 3;
-    if (palette_crc(&h->palette) != get_u32(b + OFF_PALETTE_CRC))
-        die("%s: the palette's CRC does not match its colors (corrupt header)", path);
+    // The palette's identity (palette_crc): the CRC of its colors, or, for a
+    // palette with exact centers, the identity of those (the header's own CRC
+    // covers both the field and the colors).
+    const uint32_t identity = get_u32(b + OFF_PALETTE_CRC);
+    if (identity == 0) die("%s: the palette's CRC is 0 (corrupt header)", path);
+    if (identity != palette_crc(&h->palette)) h->palette.exact_crc = identity;
     h->class_names = xcalloc((size_t)h->num_classes, sizeof(ClassName));
     for (int c = 0; c < h->num_classes; c++) {
         const size_t len = p < end ? *p++ : 0;

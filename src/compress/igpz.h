@@ -42,7 +42,7 @@ typedef struct {
     int group;                                  // images per group (the last may have fewer)
     int num_classes;
     ClassName *class_names;
-    Palette palette;
+    Palette palette;  // read back: the colors, and exact_crc when they round exact centers
 } IgpzHeader;
 
 // One group of a file read back: where its stream lies in the file's bytes.

@@ -29,6 +29,7 @@ enum {
     OFF_PAYLOAD_BYTES = 40,  // u64
     OFF_PAYLOAD_CRC = 48,    // u32 CRC-32 of the payload
     OFF_HEADER_CRC = 52,     // u32 CRC-32 of the whole header with this field zeroed
+    OFF_EXACT_CRC = 56,      // u32 the palette's identity when tokenized with exact centers, else 0; 60..63 zero
 };
 
 void palette_from_file(const char *path, Palette *pal) {
@@ -44,6 +45,12 @@ void palette_from_file(const char *path, Palette *pal) {
     }
     TokenDataset ds;
     dataset_read(path, &ds);
+    // Its colors are only the rounding of the centers its tokens came from:
+    // they would tokenize other images differently.
+    if (ds.palette.exact_crc)
+        die("%s was tokenized with exact cluster centers it does not hold; give --palette the palette.bin it was "
+            "prepared with",
+            path);
     palette_copy(&ds.palette, pal);
     dataset_free(&ds);
 }
@@ -94,6 +101,9 @@ void dataset_write(const char *path, const TokenDataset *ds) {
     crc = crc32_update(crc, ds->labels, (size_t)ds->count * 2);
     crc = crc32_update(crc, ds->tokens, (size_t)(ds->count * tpi) * 2);
     put_u32(header + OFF_PAYLOAD_CRC, crc);
+    // The file holds the 8-bit colors only: a palette with exact centers leaves its identity.
+    const Palette *pal = &ds->palette;
+    if (pal->centers || pal->exact_crc) put_u32(header + OFF_EXACT_CRC, palette_crc(pal));
     put_u32(header + OFF_HEADER_CRC, crc32_update(0, header, header_bytes));
 
     AtomicFile af;
@@ -200,6 +210,7 @@ void dataset_read(const char *path, TokenDataset *ds) {
     uint8_t *header = read_header(path, f, size, &header_bytes);
     const int colors = decode_header(path, header, header_bytes, size, ds);
     read_payload(path, f, get_u32(header + OFF_PAYLOAD_CRC), colors, ds);
+    ds->palette.exact_crc = get_u32(header + OFF_EXACT_CRC);
     fclose(f);
     free(header);
 }

@@ -3,7 +3,9 @@
 // and turns each pixel into the id of its nearest centre, so an image is a
 // sequence of H x W tokens from a 512-word vocabulary instead of 3 x H x W
 // bytes. The centres are rounded to 8 bits before anyone uses them, so a
-// saved palette reproduces the tokens exactly.
+// saved palette reproduces the tokens exactly. A palette imported with a
+// released model keeps its float centres instead (palette_set_centers): the
+// model was trained on the tokens of those, and they are saved bit for bit.
 #include "data/palette.h"
 
 #include <float.h>
@@ -12,6 +14,13 @@
 #include <string.h>
 
 #include "util/util.h"
+
+// Exact centres are compared in double, (p - c)^2 summed R, G, B: clang would
+// otherwise fuse the multiply-adds (GCC in ISO C mode does not), and the
+// tokens would depend on the compiler.
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
 
 // Work is cut into chunks of this many points; each chunk's partial result is
 // computed by one thread and the chunks are combined in order, which keeps the
@@ -268,8 +277,9 @@ void palette_fit(const uint8_t *rgb_pixels, int64_t num_pixels, int64_t sample, 
     free(centers);
 }
 
-uint64_t palette_quantize(const Palette *pal, const uint8_t *rgb_pixels, int64_t num_pixels, uint16_t *tokens,
-                          int threads) {
+// The 8-bit path: exact integer distances to the rgb colors.
+static uint64_t quantize_rgb(const Palette *pal, const uint8_t *rgb_pixels, int64_t num_pixels, uint16_t *tokens,
+                             int threads) {
     const int k = pal->colors;
     int32_t *cr = xmalloc((size_t)k * sizeof(int32_t)), *cg = xmalloc((size_t)k * sizeof(int32_t)),
             *cb = xmalloc((size_t)k * sizeof(int32_t));
@@ -314,6 +324,67 @@ uint64_t palette_quantize(const Palette *pal, const uint8_t *rgb_pixels, int64_t
     return sq_error;
 }
 
+// The exact path: distances in double to the float centers, summed R, G, B
+// in that order (the same sum whatever the thread count or block), ties to
+// the lower index. The error is counted to the rgb color of the chosen center.
+static uint64_t quantize_centers(const Palette *pal, const uint8_t *rgb_pixels, int64_t num_pixels, uint16_t *tokens,
+                                 int threads) {
+    const int k = pal->colors;
+    double *cr = xmalloc((size_t)k * sizeof(double)), *cg = xmalloc((size_t)k * sizeof(double)),
+           *cb = xmalloc((size_t)k * sizeof(double));
+    for (int c = 0; c < k; c++) {
+        cr[c] = pal->centers[c * 3 + 0];
+        cg[c] = pal->centers[c * 3 + 1];
+        cb[c] = pal->centers[c * 3 + 2];
+    }
+    const int64_t blocks = (num_pixels + BLOCK_POINTS - 1) / BLOCK_POINTS;
+    uint64_t sq_error = 0;
+#pragma omp parallel for schedule(static) reduction(+ : sq_error) num_threads(threads)
+    for (int64_t blk = 0; blk < blocks; blk++) {
+        double r[BLOCK_POINTS], g[BLOCK_POINTS], b[BLOCK_POINTS], best[BLOCK_POINTS];
+        int32_t best_k[BLOCK_POINTS];
+        int64_t base = blk * BLOCK_POINTS;
+        int m = (int)(num_pixels - base < BLOCK_POINTS ? num_pixels - base : BLOCK_POINTS);
+        for (int p = 0; p < BLOCK_POINTS; p++) {
+            const uint8_t *px = rgb_pixels + (base + (p < m ? p : 0)) * 3;
+            r[p] = px[0];
+            g[p] = px[1];
+            b[p] = px[2];
+            best[p] = DBL_MAX;
+            best_k[p] = 0;
+        }
+        for (int c = 0; c < k; c++) {
+            const double rc = cr[c], gc = cg[c], bc = cb[c];
+            for (int p = 0; p < BLOCK_POINTS; p++) {
+                double dr = r[p] - rc, dg = g[p] - gc, db = b[p] - bc;
+                double d = dr * dr + dg * dg + db * db;
+                bool closer = d < best[p];
+                best[p] = closer ? d : best[p];
+                best_k[p] = closer ? c : best_k[p];
+            }
+        }
+        for (int p = 0; p < m; p++) {
+            tokens[base + p] = (uint16_t)best_k[p];
+            const uint8_t *px = rgb_pixels + (base + p) * 3, *color = pal->rgb + best_k[p] * 3;
+            for (int j = 0; j < 3; j++) sq_error += (uint64_t)((px[j] - color[j]) * (px[j] - color[j]));
+        }
+    }
+    free(cr);
+    free(cg);
+    free(cb);
+    return sq_error;
+}
+
+uint64_t palette_quantize(const Palette *pal, const uint8_t *rgb_pixels, int64_t num_pixels, uint16_t *tokens,
+                          int threads) {
+    if (pal->centers) return quantize_centers(pal, rgb_pixels, num_pixels, tokens, threads);
+    if (pal->exact_crc)
+        die("the palette (identity %08x) holds only the 8-bit rounding of exact cluster centers: quantizing with it "
+            "would give other tokens than its model was trained on (use the palette.bin that holds the centers)",
+            pal->exact_crc);
+    return quantize_rgb(pal, rgb_pixels, num_pixels, tokens, threads);
+}
+
 double psnr_db(uint64_t sq_error, int64_t values) {
     if (sq_error == 0) return INFINITY;
     double mse = (double)sq_error / (double)values;
@@ -323,40 +394,176 @@ double psnr_db(uint64_t sq_error, int64_t values) {
 void palette_alloc(Palette *pal, int colors) {
     pal->colors = colors;
     pal->rgb = xcalloc((size_t)colors, 3);
+    pal->centers = NULL;
+    pal->exact_crc = 0;
 }
 
 void palette_free(Palette *pal) {
     free(pal->rgb);
+    free(pal->centers);
     pal->rgb = NULL;
+    pal->centers = NULL;
     pal->colors = 0;
+    pal->exact_crc = 0;
 }
 
-uint32_t palette_crc(const Palette *pal) { return crc32_update(0, pal->rgb, (size_t)pal->colors * 3); }
+// The centers as they lie in a file: little-endian float32 (allocated).
+static uint8_t *centers_bytes(const Palette *pal) {
+    const size_t n = (size_t)pal->colors * 3;
+    uint8_t *bytes = xmalloc(n * 4);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &pal->centers[i], 4);
+        put_u32(bytes + i * 4, bits);
+    }
+    return bytes;
+}
+
+// CRC-32 of the colors, then of the centers' bytes when there are centers:
+// what palette.bin records and, for a palette without centers, the CRC every
+// file of igpt has always recorded of it.
+static uint32_t colors_and_centers_crc(const Palette *pal) {
+    uint32_t crc = crc32_update(0, pal->rgb, (size_t)pal->colors * 3);
+    if (!pal->centers) return crc;
+    uint8_t *bytes = centers_bytes(pal);
+    crc = crc32_update(crc, bytes, (size_t)pal->colors * 3 * 4);
+    free(bytes);
+    return crc;
+}
+
+uint32_t palette_crc(const Palette *pal) { return pal->exact_crc ? pal->exact_crc : colors_and_centers_crc(pal); }
 
 void palette_copy(const Palette *src, Palette *dst) {
     palette_alloc(dst, src->colors);
     memcpy(dst->rgb, src->rgb, (size_t)src->colors * 3);
+    if (src->centers) {
+        dst->centers = xmalloc((size_t)src->colors * 3 * sizeof(float));
+        memcpy(dst->centers, src->centers, (size_t)src->colors * 3 * sizeof(float));
+    }
+    dst->exact_crc = src->exact_crc;
+}
+
+// A center value must be 0 or a normal float in (0, 255]: told by its bits,
+// since ./igpt flushes subnormal floats to zero (flush_denormals_to_zero) and
+// a test binary does not, so a subnormal would compare differently in each.
+static bool center_is_valid(float v) {
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    const uint32_t exponent = bits >> 23 & 0xff;
+    if ((bits & 0x7fffffffu) == 0) return true;  // 0 or -0
+    return !(bits >> 31) && exponent != 0 && exponent != 0xff && v <= 255.0f;
+}
+
+// The value of v for a message: a subnormal from its bits, which the
+// conversion to double would flush to 0 in ./igpt.
+static double center_value(float v) {
+    uint32_t bits;
+    memcpy(&bits, &v, 4);
+    if ((bits >> 23 & 0xff) != 0) return (double)v;
+    const double magnitude = ldexp((double)(bits & 0x7fffffu), -149);
+    return bits >> 31 ? -magnitude : magnitude;
+}
+
+// Index of the first center value that is not valid, or -1.
+static int64_t first_bad_center(const float *centers, int colors) {
+    for (int64_t i = 0; i < (int64_t)colors * 3; i++)
+        if (!center_is_valid(centers[i])) return i;
+    return -1;
+}
+
+static uint8_t round_center(float v) { return (uint8_t)roundf(v < 0.0f ? 0.0f : v > 255.0f ? 255.0f : v); }
+
+void palette_set_centers(Palette *pal, const float *centers) {
+    const int64_t bad = first_bad_center(centers, pal->colors);
+    if (bad >= 0)
+        die("cluster center %lld (channel %lld) is %g, expected a pixel value in 0..255 (0 or a normal float)",
+            (long long)(bad / 3), (long long)(bad % 3), center_value(centers[bad]));
+    const size_t n = (size_t)pal->colors * 3;
+    if (!pal->centers) pal->centers = xmalloc(n * sizeof(float));
+    memcpy(pal->centers, centers, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) pal->rgb[i] = round_center(centers[i]);
+    pal->exact_crc = 0;
 }
 
 // ---------------------------------------------------------------------------
-// Palette file (docs/formats.md): 32-byte header, then colors x 3 bytes.
+// Palette file (docs/formats.md): 32-byte header, then colors x 3 bytes;
+// version 2 (flags 1) then the exact centers, colors x 3 little-endian float32.
+// A palette without centers is written as version 1, as it always was.
 
 #define PALETTE_MAGIC "IGPTPAL\0"
 #define PALETTE_VERSION 1u
+#define PALETTE_VERSION_CENTERS 2u
 #define PALETTE_HEADER_BYTES 32
+#define PALETTE_FLAG_CENTERS 1u
+enum { OFF_VERSION = 8, OFF_COLORS = 12, OFF_BODY_CRC = 16, OFF_HEADER_CRC = 20, OFF_FLAGS = 24 };
 
 void palette_save(const Palette *pal, const char *path) {
+    if (!pal->centers && pal->exact_crc)
+        die("internal: %s: a palette that holds only the rounding of exact centers cannot be saved", path);
     uint8_t header[PALETTE_HEADER_BYTES] = {0};
     memcpy(header, PALETTE_MAGIC, 8);
-    put_u32(header + 8, PALETTE_VERSION);
-    put_u32(header + 12, (uint32_t)pal->colors);
-    put_u32(header + 16, crc32_update(0, pal->rgb, (size_t)pal->colors * 3));
-    put_u32(header + 20, crc32_update(0, header, 20));
+    put_u32(header + OFF_VERSION, pal->centers ? PALETTE_VERSION_CENTERS : PALETTE_VERSION);
+    put_u32(header + OFF_COLORS, (uint32_t)pal->colors);
+    put_u32(header + OFF_BODY_CRC, colors_and_centers_crc(pal));
+    put_u32(header + OFF_HEADER_CRC, crc32_update(0, header, OFF_HEADER_CRC));
+    if (pal->centers) put_u32(header + OFF_FLAGS, PALETTE_FLAG_CENTERS);
     AtomicFile af;
     atomic_open(&af, path);
     atomic_write(&af, header, sizeof header);
     atomic_write(&af, pal->rgb, (size_t)pal->colors * 3);
+    if (pal->centers) {
+        uint8_t *bytes = centers_bytes(pal);
+        atomic_write(&af, bytes, (size_t)pal->colors * 3 * 4);
+        free(bytes);
+    }
     atomic_commit(&af);
+}
+
+// The header's checks; returns whether centers follow the colors.
+static bool check_palette_header(const char *path, const uint8_t *header, int64_t size, uint32_t *colors) {
+    uint32_t version = get_u32(header + OFF_VERSION);
+    if (version != PALETTE_VERSION && version != PALETTE_VERSION_CENTERS)
+        die("%s: palette format version %u, this igpt reads versions %u and %u", path, version, PALETTE_VERSION,
+            PALETTE_VERSION_CENTERS);
+    if (get_u32(header + OFF_HEADER_CRC) != crc32_update(0, header, OFF_HEADER_CRC))
+        die("%s: palette header is corrupt (CRC mismatch)", path);
+    // Version 1 never read its reserved bytes; version 2 says in them whether centers follow.
+    const uint32_t flags = version == PALETTE_VERSION ? 0 : get_u32(header + OFF_FLAGS);
+    if (flags > PALETTE_FLAG_CENTERS)
+        die("%s: palette flags are %u, this igpt knows 0 and 1 (exact centers follow; corrupt header?)", path, flags);
+    const bool has_centers = flags == PALETTE_FLAG_CENTERS;
+    *colors = get_u32(header + OFF_COLORS);
+    if (*colors < IGPT_MIN_COLORS || *colors > IGPT_MAX_COLORS)
+        die("%s: palette has %u colors, expected %d..%d", path, *colors, IGPT_MIN_COLORS, IGPT_MAX_COLORS);
+    const int64_t expected = PALETTE_HEADER_BYTES + (int64_t)*colors * (has_centers ? 15 : 3);
+    if (size != expected)
+        die("%s: %lld bytes, but a palette of %u colors%s takes %lld (truncated or padded file)", path, (long long)size,
+            *colors, has_centers ? " with exact centers" : "", (long long)expected);
+    return has_centers;
+}
+
+// The centers after the colors (checked by check_centers once the CRC has passed).
+static void read_centers(const char *path, FILE *f, Palette *pal) {
+    const size_t n = (size_t)pal->colors * 3;
+    uint8_t *bytes = xmalloc(n * 4);
+    xfread(bytes, n * 4, f, path);
+    pal->centers = xmalloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        const uint32_t bits = get_u32(bytes + i * 4);
+        memcpy(&pal->centers[i], &bits, 4);
+    }
+    free(bytes);
+}
+
+static void check_centers(const char *path, const Palette *pal) {
+    const int64_t bad = first_bad_center(pal->centers, pal->colors);
+    if (bad >= 0)
+        die("%s: exact center %lld (channel %lld) is %g, expected a pixel value in 0..255, 0 or a normal float "
+            "(corrupt file)",
+            path, (long long)(bad / 3), (long long)(bad % 3), center_value(pal->centers[bad]));
+    for (int64_t i = 0; i < (int64_t)pal->colors * 3; i++)
+        if (pal->rgb[i] != round_center(pal->centers[i]))
+            die("%s: color %lld is not the rounding of its exact center (corrupt file)", path, (long long)(i / 3));
 }
 
 void palette_load(const char *path, Palette *pal) {
@@ -368,22 +575,15 @@ void palette_load(const char *path, Palette *pal) {
     fclose(f);
     if (got < sizeof header || memcmp(header, PALETTE_MAGIC, 8) != 0)
         die("%s is not an igpt palette or prepared data file (bad magic)", path);
-    uint32_t version = get_u32(header + 8);
-    if (version != PALETTE_VERSION)
-        die("%s: palette format version %u, this igpt reads version %u", path, version, PALETTE_VERSION);
-    if (get_u32(header + 20) != crc32_update(0, header, 20)) die("%s: palette header is corrupt (CRC mismatch)", path);
-    uint32_t colors = get_u32(header + 12);
-    if (colors < IGPT_MIN_COLORS || colors > IGPT_MAX_COLORS)
-        die("%s: palette has %u colors, expected %d..%d", path, colors, IGPT_MIN_COLORS, IGPT_MAX_COLORS);
-    const int64_t expected = PALETTE_HEADER_BYTES + (int64_t)colors * 3;
-    if (size != expected)
-        die("%s: %lld bytes, but a palette of %u colors takes %lld (truncated or padded file)", path, (long long)size,
-            colors, (long long)expected);
+    uint32_t colors;
+    const bool has_centers = check_palette_header(path, header, size, &colors);
     palette_alloc(pal, (int)colors);
     f = xfopen(path, "rb");
     fseek(f, PALETTE_HEADER_BYTES, SEEK_SET);
     xfread(pal->rgb, (size_t)colors * 3, f, path);
+    if (has_centers) read_centers(path, f, pal);
     fclose(f);
-    if (crc32_update(0, pal->rgb, (size_t)colors * 3) != get_u32(header + 16))
-        die("%s: palette colors are corrupt (CRC mismatch)", path);
+    if (colors_and_centers_crc(pal) != get_u32(header + OFF_BODY_CRC))
+        die("%s: palette %s corrupt (CRC mismatch)", path, has_centers ? "colors or centers are" : "colors are");
+    if (has_centers) check_centers(path, pal);
 }

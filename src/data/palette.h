@@ -11,10 +11,18 @@
 #define IGPT_DEFAULT_COLORS 512
 
 // Palette entries are 8-bit RGB. Quantization uses exactly these rounded
-// values, so a saved palette reproduces the tokens bit for bit.
+// values, so a saved palette reproduces the tokens bit for bit. A palette
+// imported with a released model keeps its float cluster centers instead
+// (rounding them would change the color id of a few percent of the pixels):
+// quantization then uses the centers, and rgb is only their rounding, for
+// pictures. Zero-initialised or from palette_alloc: no centers, no exact_crc.
 typedef struct {
     int colors;
-    uint8_t *rgb;  // colors x 3
+    uint8_t *rgb;        // colors x 3
+    float *centers;      // NULL, or colors x 3 exact cluster centers in pixel units (0..255, R G B):
+                         // quantization uses them instead of rgb (rgb is then their rounding, for display)
+    uint32_t exact_crc;  // palette_crc of a palette with centers, kept by files that hold only the
+                         // 8-bit colors (a prepared split, a .igpz); 0: none
 } Palette;
 
 typedef struct {
@@ -45,8 +53,11 @@ void palette_fit(const uint8_t *rgb_pixels, int64_t num_pixels, int64_t sample, 
                  KmeansResult *result);
 
 // tokens[i] = index of the palette entry nearest to pixel i by squared RGB
-// distance (exact integer arithmetic, ties to the lower index). Returns the
-// summed squared error over all pixels and channels.
+// distance (exact integer arithmetic, ties to the lower index). With centers:
+// nearest center by squared distance in double, summed R, G, B in that order,
+// ties to the lower index. Returns the summed squared error over all pixels
+// and channels, to the 8-bit colors (rgb) the tokens stand for. Dies on a
+// palette that holds only the rounding of exact centers (exact_crc, no centers).
 uint64_t palette_quantize(const Palette *pal, const uint8_t *rgb_pixels, int64_t num_pixels, uint16_t *tokens,
                           int threads);
 
@@ -57,8 +68,14 @@ double psnr_db(uint64_t sq_error, int64_t values);
 void palette_alloc(Palette *pal, int colors);
 void palette_free(Palette *pal);
 void palette_copy(const Palette *src, Palette *dst);
-// CRC-32 of the colors (R, G, B bytes): what a checkpoint records of the
-// palette its model was trained with, so that tokens are read with their colors.
+// Copies colors x 3 exact centers (pixel units: each 0 or a normal float in
+// (0, 255], else it dies) into pal (of palette_alloc), sets rgb to their
+// rounding (roundf) and clears exact_crc.
+void palette_set_centers(Palette *pal, const float *centers);
+// The palette's identity, what a checkpoint records of the palette its model
+// was trained with, so that tokens are read with their colors: exact_crc when
+// set; else CRC-32 of the colors (R, G, B bytes), continued over the centers'
+// bytes (little-endian float32) when there are centers.
 uint32_t palette_crc(const Palette *pal);
 
 // Palette file: see docs/formats.md. (palette_from_file in dataset.h also

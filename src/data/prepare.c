@@ -254,6 +254,9 @@ static void write_summary_json(const PrepareJob *job, const char *path) {
     json_int(&w, "colors", job->palette.colors);
     json_uint(&w, "seed", s->seed);
     json_string(&w, "palette", job->fitted ? "fitted" : s->palette_path);
+    // Tokens of exact (float) cluster centers, as an imported model's palette has: palette_crc differs from the
+    // CRC of the 8-bit colors.
+    json_bool(&w, "palette_exact_centers", job->palette.centers != NULL);
     if (job->fitted) {
         json_object_begin(&w, "kmeans", JSON_INLINE);
         json_int(&w, "points", t->kmeans_points);
@@ -314,8 +317,9 @@ static void print_class_table(const PrepareJob *job) {
 static void print_summary(const PrepareJob *job) {
     const PrepareSettings *s = job->s;
     const Timings *t = &job->t;
-    printf("\nprepared %s at %dx%d with %d colors (%s) in %.1f s\n", job->source, s->resolution, s->resolution,
-           job->palette.colors, job->fitted ? "palette fitted on train" : s->palette_path, t->total);
+    printf("\nprepared %s at %dx%d with %d colors (%s%s) in %.1f s\n", job->source, s->resolution, s->resolution,
+           job->palette.colors, job->fitted ? "palette fitted on train" : s->palette_path,
+           job->palette.centers ? ", exact centers" : "", t->total);
     printf("  %-6s %9s %9s  %s\n", "split", "images", "PSNR dB", "file");
     for (int i = 0; i < job->num_splits; i++) {
         const Split *split = &job->splits[i];
