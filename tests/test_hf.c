@@ -100,6 +100,7 @@ TEST(test_hf_palette_tokenizes_as_the_image_processor) {
     uint8_t *rgb = xmalloc(image->count);
     for (size_t i = 0; i < image->count; i++) rgb[i] = (uint8_t)((const int32_t *)image->data)[i];
     uint16_t *tokens = xmalloc((size_t)n * sizeof *tokens);
+    CHECK(pal.centers != NULL, "the fixture's float clusters are kept as exact centers");
     palette_quantize(&pal, rgb, n, tokens, 1);
     int differ = 0;
     for (int i = 0; i < n; i++) differ += tokens[i] != ((const int32_t *)ids->data)[i];
@@ -141,7 +142,9 @@ TEST(test_hf_export_writes_the_transformers_file) {
 }
 
 static bool same_palette(const Palette *a, const Palette *b) {
-    return a->colors == b->colors && memcmp(a->rgb, b->rgb, 3 * (size_t)a->colors) == 0;
+    return a->colors == b->colors && memcmp(a->rgb, b->rgb, 3 * (size_t)a->colors) == 0 &&
+           palette_crc(a) == palette_crc(b) && (a->centers == NULL) == (b->centers == NULL) &&
+           (!a->centers || memcmp(a->centers, b->centers, 3 * (size_t)a->colors * sizeof(float)) == 0);
 }
 
 // import -> export -> import gives the same model bit for bit, and a second

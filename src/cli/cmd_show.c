@@ -107,6 +107,9 @@ static void info_dataset(const char *path) {
     printf("%s: prepared data, format version %u, checks passed\n", path, IGPT_DATASET_VERSION);
     printf("  images %lld, %dx%d = %lld tokens each, %d colors (%d used), %d classes\n", (long long)ds.count, ds.height,
            ds.width, (long long)tpi, ds.palette.colors, used, ds.num_classes);
+    if (ds.palette.exact_crc)
+        printf("  tokenized with exact palette centers (palette identity %08x): its palette.bin holds them\n",
+               ds.palette.exact_crc);
     for (int c = 0; c < ds.num_classes && c < 20; c++)
         printf("  %5d %-20s %lld images\n", c, ds.class_names[c], (long long)per_class[c]);
     if (ds.num_classes > 20) printf("  ... %d more classes\n", ds.num_classes - 20);
@@ -196,7 +199,8 @@ int cmd_info(int argc, char **argv) {
         } else {
             Palette pal;
             palette_load(path, &pal);
-            printf("%s: palette, %d colors, checks passed\n", path, pal.colors);
+            printf("%s: palette, %d colors%s, checks passed (CRC %08x)\n", path, pal.colors,
+                   pal.centers ? " with exact centers (version 2: imported clusters)" : "", palette_crc(&pal));
             palette_free(&pal);
         }
     }

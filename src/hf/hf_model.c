@@ -123,15 +123,19 @@ static void read_image_size(const cJSON *json, const char *path, ModelConfig *cf
             cfg->image_width, cfg->seq_len);
 }
 
-// Clusters are colors c in [-1, 1] (pixel / 127.5 - 1); igpt's palette holds
-// 8-bit colors, round((c + 1) x 127.5).
-static void read_clusters(const cJSON *json, const char *path, int colors, Palette *palette, double *largest_change) {
+// Clusters are colors c in [-1, 1] (pixel / 127.5 - 1). igpt keeps them as
+// exact centers, (c + 1) x 127.5 in pixel units, so that prepare gives each
+// pixel the color id transformers' image processor gives it (rounded to 8-bit
+// colors, a few percent of CIFAR-10's pixels would change color id); clusters
+// that are 8-bit colors exactly make an ordinary palette. Returns whether
+// centers were kept.
+static bool read_clusters(const cJSON *json, const char *path, int colors, Palette *palette) {
     const cJSON *clusters = cJSON_GetObjectItemCaseSensitive(json, "clusters");
     if (!cJSON_IsArray(clusters)) die("%s: no \"clusters\" (the palette, colors in [-1, 1])", path);
     const int n = cJSON_GetArraySize(clusters);
     if (n != colors) die("%s: %d clusters, but the model has %d colors (vocab_size - 1)", path, n, colors);
-    palette_alloc(palette, colors);
-    *largest_change = 0;
+    float *centers = xmalloc((size_t)colors * 3 * sizeof(float));
+    bool all_8bit = true;
     int k = 0;
     const cJSON *color;
     cJSON_ArrayForEach(color, clusters) {
@@ -140,13 +144,18 @@ static void read_clusters(const cJSON *json, const char *path, int colors, Palet
             const cJSON *v = cJSON_GetArrayItem(color, ch);
             if (!cJSON_IsNumber(v) || !(fabs(v->valuedouble) <= 1.0 + 1e-6))
                 die("%s: cluster %d has a value outside [-1, 1]", path, k);
-            const double pixel = (v->valuedouble + 1.0) * 127.5;
-            const double rounded = fmin(255.0, fmax(0.0, round(pixel)));
-            *largest_change = fmax(*largest_change, fabs(rounded - pixel));
-            palette->rgb[3 * k + ch] = (uint8_t)rounded;
+            const double pixel = fmin(255.0, fmax(0.0, (v->valuedouble + 1.0) * 127.5));
+            centers[3 * k + ch] = (float)pixel;
+            all_8bit = all_8bit && fabs(pixel - round(pixel)) < 1e-4;
         }
         k++;
     }
+    palette_alloc(palette, colors);
+    if (all_8bit)
+        for (int i = 0; i < 3 * colors; i++) palette->rgb[i] = (uint8_t)lroundf(centers[i]);
+    else palette_set_centers(palette, centers);
+    free(centers);
+    return !all_8bit;
 }
 
 static void read_processor(const char *path, ModelConfig *cfg, Palette *palette, char *note, size_t note_cap) {
@@ -154,14 +163,13 @@ static void read_processor(const char *path, ModelConfig *cfg, Palette *palette,
     if (!json) die("%s: missing or not valid JSON (the image processor: its clusters are the palette)", path);
     if (!cJSON_IsObject(json)) die("%s: not a JSON object", path);
     read_image_size(json, path, cfg);
-    double change;
-    read_clusters(json, path, cfg->vocab_size, palette, &change);
+    const bool exact = read_clusters(json, path, cfg->vocab_size, palette);
     cJSON_Delete(json);
-    if (note && change > 1e-3)
+    if (note && exact)
         snprintf(note, note_cap,
-                 "the %d clusters were rounded to 8-bit colors (by up to %.2f of a level): "
-                 "pixels near the border of two colors may get the other one",
-                 cfg->vocab_size, change);
+                 "the %d clusters kept exactly (palette.bin version 2: prepare quantizes with them; "
+                 "its pictures show them rounded to 8-bit colors)",
+                 cfg->vocab_size);
     else if (note) snprintf(note, note_cap, "the %d clusters are 8-bit colors exactly", cfg->vocab_size);
 }
 
@@ -400,7 +408,9 @@ static void write_config(const char *path, const ModelConfig *cfg) {
 }
 
 // The palette as clusters in [-1, 1]: transformers' image processor scales
-// pixels the same way, so its nearest cluster is our nearest color.
+// pixels the same way, so its nearest cluster is our nearest color. Exact
+// centers are written with every digit of a double, so that import gives
+// back the same float32 centers.
 static void write_processor(const char *path, const ModelConfig *cfg, const Palette *palette) {
     JsonWriter w;
     json_init(&w);
@@ -417,7 +427,12 @@ static void write_processor(const char *path, const ModelConfig *cfg, const Pale
     json_array_begin(&w, "clusters", JSON_BLOCK);
     for (int k = 0; k < palette->colors; k++) {
         json_array_begin(&w, NULL, JSON_INLINE);
-        for (int ch = 0; ch < 3; ch++) json_real(&w, NULL, "%.9g", (float)(palette->rgb[3 * k + ch] / 127.5 - 1.0));
+        for (int ch = 0; ch < 3; ch++) {
+            const double pixel = palette->centers ? palette->centers[3 * k + ch] : palette->rgb[3 * k + ch];
+            const double cluster = pixel / 127.5 - 1.0;
+            if (palette->centers) json_real(&w, NULL, "%.17g", cluster);
+            else json_real(&w, NULL, "%.9g", (float)cluster);
+        }
         json_array_end(&w);
     }
     json_array_end(&w);

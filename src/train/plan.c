@@ -41,6 +41,7 @@ static uint32_t load_data(const char *data_dir, TrainPlan *p) {
     const Palette *train_palette = &p->train.palette, *val_palette = &p->val.palette;
     if (p->has_val && (val_palette->colors != train_palette->colors ||
                        memcmp(val_palette->rgb, train_palette->rgb, (size_t)train_palette->colors * 3) != 0 ||
+                       palette_crc(val_palette) != palette_crc(train_palette) ||  // exact centers (imported)
                        p->val.height != p->train.height || p->val.width != p->train.width))
         die("%s: val.bin and train.bin were prepared with different palettes or sizes", data_dir);
     const size_t tokens = (size_t)(p->train.count * dataset_tokens_per_image(&p->train));

@@ -15,7 +15,8 @@ what transformers computes from it to reference.bin (IGPTFIX1, docs/model.md
   logits of all 16 positions, each pixel's cross-entropy, and the probe
   features igpt takes (the mean over positions of each block's normed input,
   ln_1(hidden_states[l]), and of the final norm's output);
-- a 4x4 RGB image and the color ids the image processor gives it.
+- a 32x32 RGB image and the color ids the image processor gives it (the 16
+  clusters are floats, as the released ones, which no 8-bit color holds).
 The biases of the Conv1D layers stay zero, as in the released models (their
 TensorFlow originals have none).
 
@@ -80,16 +81,14 @@ def make(out_dir):
                 p.copy_(0.4 * torch.randn_like(p))
     os.makedirs(out_dir, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
-    # Clusters that 8-bit colors hold exactly (c = p / 127.5 - 1), so that the
-    # palette igpt rounds them to quantizes as transformers does.
-    palette = rng.integers(0, 256, size=(COLORS, 3))
-    clusters = (palette / 127.5 - 1).astype(np.float32)
+    # Float clusters, as the released ones: no 8-bit color holds them exactly.
+    clusters = rng.uniform(-1, 1, size=(COLORS, 3)).astype(np.float32)
     processor = ImageGPTImageProcessor(clusters=clusters, size={"height": SIDE, "width": SIDE})
     processor.save_pretrained(out_dir)
 
     tokens = reference_tokens()
     logits, losses, features = run(model, tokens)
-    image = rng.integers(0, 256, size=(SIDE, SIDE, 3), dtype=np.uint8)
+    image = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)  # larger than the model's: ids only
     image_ids = processor(image, do_resize=False, return_tensors="np")["input_ids"][0]
     os.remove(os.path.join(out_dir, "generation_config.json"))  # not part of what igpt reads
     write_fixture(os.path.join(out_dir, "reference.bin"), [
