@@ -370,7 +370,7 @@ TEST(test_hf_import_skips_saved_attention_masks) {
 }
 
 TEST(test_hf_export_refuses_a_layernorm_model) {
-    const char *data = small_prepared_data();
+    char *data = small_prepared_data();
     const char *run = test_path("run");
     CHECK(run_igpt("train --device cpu --data %s --config tiny --norm layernorm --steps 1 --batch 2 --out %s --quiet",
                    data, run) == 0,
@@ -379,6 +379,7 @@ TEST(test_hf_export_refuses_a_layernorm_model) {
         run_igpt("export %s/checkpoint-00000001.bin --palette %s/palette.bin --out %s", run, data, test_path("hf")), 1,
         "LayerNorm", NULL);
     CHECK(!path_exists(test_path("hf")), "a refused export created its folder");
+    free(data);
 }
 
 // An imported model is used as igpt's own: data prepared with its palette,
