@@ -169,6 +169,8 @@ typedef int32_t v16i __attribute__((vector_size(64)));
 #define TILE_VECS (ATT_BLOCK / LANES)
 // Keys per block of the key-side products (and the zero padding they read).
 #define KEY_BLOCK 8
+// Keys per pass of the query-side products: 64 rows of P, 16 KB, fit in L1.
+#define KEY_CHUNK 64
 
 // ISO C (-std=c11) forbids GCC to fuse a * b + c into one FMA; the products
 // below are made of them, so this section allows it.
@@ -234,23 +236,29 @@ static void tile_rows_times_lanes(v16 *out, const v16 *A, const float *X, int ld
 // The query-side product: out[e] (lanes = queries) = sum over keys j in order
 // of X[j][e] * P[j] for e < hs. O^T = V^T P^T and dQ^T = K^T dS^T are this.
 static void tile_lanes_times_rows(v16 *out, const v16 *P, const float *X, int ld, int nkeys, int hs) {
-    int e0 = 0;
-    for (; e0 + 4 <= hs; e0 += 4) {
-        v16 acc[4][TILE_VECS] = {0};
-        for (int j = 0; j < nkeys; j++) {
-            const float *x = X + (size_t)j * ld + e0;
-            const v16 *p = P + (size_t)j * TILE_VECS;
+    for (size_t i = 0; i < (size_t)hs * TILE_VECS; i++) out[i] = SPLAT(0.0f);
+    // Keys in chunks of KEY_CHUNK, whose rows of P stay in L1 while every
+    // block of 4 columns of out passes over them (the sums keep their order).
+    for (int k0 = 0; k0 < nkeys; k0 += KEY_CHUNK) {
+        const int k1 = k0 + KEY_CHUNK < nkeys ? k0 + KEY_CHUNK : nkeys;
+        int e0 = 0;
+        for (; e0 + 4 <= hs; e0 += 4) {
+            v16 acc[4][TILE_VECS];
             for (int ee = 0; ee < 4; ee++)
-                for (int v = 0; v < TILE_VECS; v++) acc[ee][v] += x[ee] * p[v];
+                for (int v = 0; v < TILE_VECS; v++) acc[ee][v] = out[(size_t)(e0 + ee) * TILE_VECS + v];
+            for (int j = k0; j < k1; j++) {
+                const float *x = X + (size_t)j * ld + e0;
+                const v16 *p = P + (size_t)j * TILE_VECS;
+                for (int ee = 0; ee < 4; ee++)
+                    for (int v = 0; v < TILE_VECS; v++) acc[ee][v] += x[ee] * p[v];
+            }
+            for (int ee = 0; ee < 4; ee++)
+                for (int v = 0; v < TILE_VECS; v++) out[(size_t)(e0 + ee) * TILE_VECS + v] = acc[ee][v];
         }
-        for (int ee = 0; ee < 4; ee++)
-            for (int v = 0; v < TILE_VECS; v++) out[(size_t)(e0 + ee) * TILE_VECS + v] = acc[ee][v];
-    }
-    for (; e0 < hs; e0++) {
-        v16 acc[TILE_VECS] = {0};
-        for (int j = 0; j < nkeys; j++)
-            for (int v = 0; v < TILE_VECS; v++) acc[v] += X[(size_t)j * ld + e0] * P[(size_t)j * TILE_VECS + v];
-        for (int v = 0; v < TILE_VECS; v++) out[(size_t)e0 * TILE_VECS + v] = acc[v];
+        for (; e0 < hs; e0++)
+            for (int j = k0; j < k1; j++)
+                for (int v = 0; v < TILE_VECS; v++)
+                    out[(size_t)e0 * TILE_VECS + v] += X[(size_t)j * ld + e0] * P[(size_t)j * TILE_VECS + v];
     }
 }
 
