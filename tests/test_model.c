@@ -305,7 +305,7 @@ TEST(test_op_attention_against_naive_and_finite_differences) {
     c.atty = xmalloc(ny * 4);
     c.R = xmalloc(ny * 4);
     c.lse = xmalloc((size_t)c.B * c.NH * c.T * 4);
-    c.scratch = xmalloc((size_t)2 * 2 * ATT_BLOCK * c.T * 4);
+    c.scratch = xmalloc(attention_scratch_floats(c.T, c.C, c.NH, 2) * sizeof(float));
     fill_normal(c.qkv, nqkv, 0, 1.5f, &rng);
     fill_normal(c.R, ny, 0, 1, &rng);
     attention_loss(&c);

@@ -10,6 +10,8 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "util/blas.h"
 #include "util/util.h"
@@ -146,97 +148,313 @@ void residual_forward(float *out, const float *a, const float *b, size_t n, int 
 }
 
 // ---------------------------------------------------------------------------
-// Causal self-attention, flash-attention style on the CPU: queries in blocks
-// of ATT_BLOCK rows; each block is multiplied only with the keys it can see
-// (0..end of block), probabilities are never stored: the forward pass keeps
-// each row's log-sum-exp and the backward pass recomputes them.
+// Causal self-attention, flash-attention style on the CPU. Queries go in
+// tiles of ATT_BLOCK rows; a tile meets only the keys it can see (0..its
+// last row), and only the diagonal tile is masked. The probabilities are
+// never stored: the forward pass keeps each row's log-sum-exp and the
+// backward pass recomputes them from it.
+//
+// Inside a tile the 64 queries are the lanes of four 16-float vectors and the
+// tile is held transposed (key j's scores of all 64 queries in a row), so the
+// row max, the exp and the row sums are plain vertical vector operations and
+// every product is a broadcast of one scalar times a vector of queries. The
+// order of every sum is fixed by the code alone (no BLAS here), so the results
+// do not depend on the thread count.
 
-// Scores of query rows [t0, t1) against keys [0, t1), scaled, causal mask
-// applied: S is (t1-t0) x t1 with leading dimension t1.
-static void attention_scores(float *S, const float *q, const float *k, int t0, int t1, int hs, int ld, float scale) {
-    gemm_f32(false, true, t1 - t0, t1, hs, scale, q + (size_t)t0 * ld, ld, k, ld, 0.0f, S, t1);
-    for (int i = 0; i < t1 - t0; i++)
-        for (int j = t0 + i + 1; j < t1; j++) S[(size_t)i * t1 + j] = -INFINITY;
+// Explicit 16-float vectors (GCC's vector extensions: AVX-512 here, split into
+// narrower registers on other CPUs).
+typedef float v16 __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+#define LANES 16
+#define TILE_VECS (ATT_BLOCK / LANES)
+// Keys per block of the key-side products (and the zero padding they read).
+#define KEY_BLOCK 8
+// Keys per pass of the query-side products: 64 rows of P, 16 KB, fit in L1.
+#define KEY_CHUNK 64
+
+// ISO C (-std=c11) forbids GCC to fuse a * b + c into one FMA; the products
+// below are made of them, so this section allows it.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
+// Macros, not functions: a function passing v16 by value draws GCC's ABI
+// warning (-Wpsabi) on CPUs without AVX-512.
+#define SPLAT(x) ((v16){0} + (x))
+// Lane-wise select: where mask is set a, else b.
+#define SELECT16(mask, a, b) ((v16)(((mask) & (v16i)(a)) | (~(mask) & (v16i)(b))))
+
+// e^x lane by lane for x <= 0 (scores minus their row's max or log-sum-exp),
+// within 2 ulp of expf down to ln(FLT_MIN) ~ -87.34; below that (-inf of masked
+// scores included) it returns 0 where expf gives a denormal under 1.2e-38.
+// NaN stays NaN. Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, e^r by a
+// degree-6 polynomial, 2^n put into the exponent bits.
+static inline void exp16(v16 *xp) {
+    const v16 x = *xp;
+    const v16i underflow = x < SPLAT(-87.33654f);
+    const v16 xc = SELECT16(underflow, SPLAT(-87.33654f), x);
+    // Rounds x / ln2 to the nearest integer n: adding 1.5 * 2^23 leaves n in the low mantissa bits.
+    const v16 shifted = xc * 1.44269504f + 12582912.0f;
+    const v16 n = shifted - 12582912.0f;
+    const v16 r = xc - n * 0.693359375f - n * -2.12194440e-4f;
+    v16 p = SPLAT(1.9875691500e-4f);
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const v16i two_n = ((v16i)shifted - 0x4B400000 + 127) << 23;
+    *xp = (v16)((v16i)(p * (v16)two_n) & ~underflow);
+}
+
+// The scores kernel: out[j] (one row of TILE_VECS vectors, lanes = queries) =
+// sum over e of X[j][e] * A[e] for keys j < nkeys; A is hs x TILE_VECS, X's
+// rows are ld apart. S^T = K (scale Q)^T and dP^T = V dY^T are this.
+static void tile_rows_times_lanes(v16 *out, const v16 *A, const float *X, int ld, int nkeys, int hs) {
+    int j0 = 0;
+    for (; j0 + 4 <= nkeys; j0 += 4) {
+        v16 acc[4][TILE_VECS] = {0};
+        const float *x = X + (size_t)j0 * ld;
+        for (int e = 0; e < hs; e++) {
+            const v16 *a = A + (size_t)e * TILE_VECS;
+            for (int jj = 0; jj < 4; jj++)
+                for (int v = 0; v < TILE_VECS; v++) acc[jj][v] += x[(size_t)jj * ld + e] * a[v];
+        }
+        for (int jj = 0; jj < 4; jj++)
+            for (int v = 0; v < TILE_VECS; v++) out[(size_t)(j0 + jj) * TILE_VECS + v] = acc[jj][v];
+    }
+    for (; j0 < nkeys; j0++) {
+        v16 acc[TILE_VECS] = {0};
+        for (int e = 0; e < hs; e++)
+            for (int v = 0; v < TILE_VECS; v++) acc[v] += X[(size_t)j0 * ld + e] * A[(size_t)e * TILE_VECS + v];
+        for (int v = 0; v < TILE_VECS; v++) out[(size_t)j0 * TILE_VECS + v] = acc[v];
+    }
+}
+
+// The query-side product: out[e] (lanes = queries) = sum over keys j in order
+// of X[j][e] * P[j] for e < hs. O^T = V^T P^T and dQ^T = K^T dS^T are this.
+static void tile_lanes_times_rows(v16 *out, const v16 *P, const float *X, int ld, int nkeys, int hs) {
+    for (size_t i = 0; i < (size_t)hs * TILE_VECS; i++) out[i] = SPLAT(0.0f);
+    // Keys in chunks of KEY_CHUNK, whose rows of P stay in L1 while every
+    // block of 4 columns of out passes over them (the sums keep their order).
+    for (int k0 = 0; k0 < nkeys; k0 += KEY_CHUNK) {
+        const int k1 = k0 + KEY_CHUNK < nkeys ? k0 + KEY_CHUNK : nkeys;
+        int e0 = 0;
+        for (; e0 + 4 <= hs; e0 += 4) {
+            v16 acc[4][TILE_VECS];
+            for (int ee = 0; ee < 4; ee++)
+                for (int v = 0; v < TILE_VECS; v++) acc[ee][v] = out[(size_t)(e0 + ee) * TILE_VECS + v];
+            for (int j = k0; j < k1; j++) {
+                const float *x = X + (size_t)j * ld + e0;
+                const v16 *p = P + (size_t)j * TILE_VECS;
+                for (int ee = 0; ee < 4; ee++)
+                    for (int v = 0; v < TILE_VECS; v++) acc[ee][v] += x[ee] * p[v];
+            }
+            for (int ee = 0; ee < 4; ee++)
+                for (int v = 0; v < TILE_VECS; v++) out[(size_t)(e0 + ee) * TILE_VECS + v] = acc[ee][v];
+        }
+        for (; e0 < hs; e0++)
+            for (int j = k0; j < k1; j++)
+                for (int v = 0; v < TILE_VECS; v++)
+                    out[(size_t)e0 * TILE_VECS + v] += X[(size_t)j * ld + e0] * P[(size_t)j * TILE_VECS + v];
+    }
+}
+
+// The key-side product, a sum over the tile's queries: D[j][e] += sum over
+// i < nq in order of P[j][lane i] * Y[i][e], for keys j < nkeys and e < hs.
+// Y is ATT_BLOCK x hs_pad (hs rounded up to 16, zero-padded); P has zero rows
+// up to nkeys rounded up to KEY_BLOCK. dV += P^T dY and dK += dS^T Q are this.
+static void keys_times_tile(float *D, int ld, const v16 *P, const float *Y, int hs_pad, int nq, int nkeys, int hs) {
+    const float *p = (const float *)P;
+    for (int j0 = 0; j0 < nkeys; j0 += KEY_BLOCK)
+        for (int c = 0; c < hs_pad; c += LANES) {
+            v16 acc[KEY_BLOCK] = {0};
+            for (int i = 0; i < nq; i++) {
+                const v16 y = *(const v16 *)(Y + (size_t)i * hs_pad + c);
+                for (int jj = 0; jj < KEY_BLOCK; jj++) acc[jj] += p[(size_t)(j0 + jj) * ATT_BLOCK + i] * y;
+            }
+            const int nj = nkeys - j0 < KEY_BLOCK ? nkeys - j0 : KEY_BLOCK;
+            const int ne = hs - c < LANES ? hs - c : LANES;
+            for (int jj = 0; jj < nj; jj++)
+                for (int e = 0; e < ne; e++) D[(size_t)(j0 + jj) * ld + c + e] += acc[jj][e];
+        }
+}
+
+// Rows [t0, t0 + rows) of a head's q (or dy), ld apart, times mul, into the
+// tile's transposed layout: out[e] lane i = mul * src[t0 + i][e]; lanes past
+// rows are 0.
+static void pack_lanes(v16 *out, const float *src, int ld, int t0, int rows, int hs, float mul) {
+    for (int e = 0; e < hs; e++) {
+        float *o = (float *)(out + (size_t)e * TILE_VECS);
+        for (int i = 0; i < ATT_BLOCK; i++) o[i] = i < rows ? mul * src[(size_t)(t0 + i) * ld + e] : 0.0f;
+    }
+}
+
+// The same rows row by row, hs_pad wide, zero-padded to ATT_BLOCK x hs_pad.
+static void pack_rows(float *out, const float *src, int ld, int t0, int rows, int hs, int hs_pad) {
+    for (int i = 0; i < ATT_BLOCK; i++)
+        for (int e = 0; e < hs_pad; e++)
+            out[(size_t)i * hs_pad + e] = i < rows && e < hs ? src[(size_t)(t0 + i) * ld + e] : 0.0f;
+}
+
+// Masks the scores of the diagonal tile's keys: key t0 + d is hidden from the
+// tile's queries i < d.
+static void mask_diagonal(v16 *S, int t0, int t1) {
+    const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    for (int j = t0; j < t1; j++)
+        for (int v = 0; v < TILE_VECS; v++) {
+            const v16i hidden = lane + v * LANES < j - t0;
+            S[(size_t)j * TILE_VECS + v] = SELECT16(hidden, SPLAT(-INFINITY), S[(size_t)j * TILE_VECS + v]);
+        }
+}
+
+void exp_nonpositive(float *x, size_t n) {
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        v16 v;
+        memcpy(&v, x + i, sizeof v);
+        exp16(&v);
+        memcpy(x + i, &v, sizeof v);
+    }
+    if (i == n) return;
+    v16 tail = SPLAT(-INFINITY);
+    memcpy(&tail, x + i, (n - i) * sizeof(float));
+    exp16(&tail);
+    memcpy(x + i, &tail, (n - i) * sizeof(float));
+}
+
+static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+size_t attention_scratch_floats(int T, int C, int NH, int threads) {
+    const size_t hs = (size_t)(C / NH), vecs = LANES * TILE_VECS, keys = round_up((size_t)T, KEY_BLOCK);
+    // Backward, the larger: q and dy lane-packed, the dq tile, P^T and dS^T,
+    // q and dy row-packed; plus room to align to 64 bytes.
+    const size_t per_thread = 3 * hs * vecs + 2 * keys * vecs + 2 * ATT_BLOCK * round_up(hs, LANES) + LANES;
+    return (size_t)threads * per_thread;
+}
+
+// The calling thread's part of the scratch, 64-byte aligned for the vectors.
+static v16 *thread_scratch(float *scratch, int T, int C, int NH) {
+    float *mine = scratch + (size_t)omp_get_thread_num() * attention_scratch_floats(T, C, NH, 1);
+    return (v16 *)round_up((size_t)mine, sizeof(v16));
+}
+
+// One query tile, rows [t0, t1) of head (b, h): its scores against keys
+// [0, t1), softmax, times V; writes the tile's rows of y and lse.
+static void attention_forward_tile(float *y, float *row_lse, const float *q, int t0, int t1, v16 *scratch, int C,
+                                   int hs) {
+    const int ld = 3 * C, rows = t1 - t0;
+    const float *k = q + C, *v = q + 2 * C;
+    v16 *Q = scratch, *S = Q + (size_t)hs * TILE_VECS, *O = S + (size_t)t1 * TILE_VECS;
+    pack_lanes(Q, q, ld, t0, rows, hs, 1.0f / sqrtf((float)hs));
+    tile_rows_times_lanes(S, Q, k, ld, t1, hs);
+    mask_diagonal(S, t0, t1);
+    // Softmax down the columns of S^T: key 0 is visible to every query, so each max is finite.
+    v16 mx[TILE_VECS], sum[TILE_VECS] = {0};
+    for (int w = 0; w < TILE_VECS; w++) mx[w] = S[w];
+    for (int j = 1; j < t1; j++)
+        for (int w = 0; w < TILE_VECS; w++)
+            mx[w] = SELECT16(S[(size_t)j * TILE_VECS + w] > mx[w], S[(size_t)j * TILE_VECS + w], mx[w]);
+    for (int j = 0; j < t1; j++)
+        for (int w = 0; w < TILE_VECS; w++) {
+            v16 *s = &S[(size_t)j * TILE_VECS + w];
+            *s -= mx[w];
+            exp16(s);
+            sum[w] += *s;
+        }
+    tile_lanes_times_rows(O, S, v, ld, t1, hs);
+    for (int i = 0; i < rows; i++) {
+        const float total = sum[i / LANES][i % LANES], inv = 1.0f / total;
+        for (int e = 0; e < hs; e++)
+            y[(size_t)(t0 + i) * C + e] = O[(size_t)e * TILE_VECS + i / LANES][i % LANES] * inv;
+        row_lse[t0 + i] = mx[i / LANES][i % LANES] + logf(total);
+    }
 }
 
 void attention_forward(float *atty, float *lse, const float *qkv, float *scratch, int B, int T, int C, int NH,
                        int threads) {
-    const int hs = C / NH, ld = 3 * C;
-    const float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(threads)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++) {
-            float *S = scratch + (size_t)omp_get_thread_num() * 2 * ATT_BLOCK * T;
-            const float *q = qkv + (size_t)b * T * ld + h * hs, *k = q + C, *v = q + 2 * C;
-            float *y = atty + (size_t)b * T * C + h * hs;
-            float *row_lse = lse + ((size_t)b * NH + h) * T;
-            for (int t0 = 0; t0 < T; t0 += ATT_BLOCK) {
-                int t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
-                attention_scores(S, q, k, t0, t1, hs, ld, scale);
-                for (int i = 0; i < t1 - t0; i++) {
-                    float *s = S + (size_t)i * t1;
-                    int visible = t0 + i + 1;
-                    float mx = -INFINITY;
-                    for (int j = 0; j < visible; j++) mx = s[j] > mx ? s[j] : mx;
-                    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                    for (int j = 0; j < visible; j++) {
-                        s[j] = expf(s[j] - mx);
-                        sum += s[j];
-                    }
-                    float inv = 1.0f / sum;
-                    for (int j = 0; j < visible; j++) s[j] *= inv;
-                    for (int j = visible; j < t1; j++) s[j] = 0.0f;
-                    row_lse[t0 + i] = mx + logf(sum);
-                }
-                gemm_f32(false, false, t1 - t0, hs, t1, 1.0f, S, t1, v, ld, 0.0f, y + (size_t)t0 * C, C);
+    const int hs = C / NH, tiles = (T + ATT_BLOCK - 1) / ATT_BLOCK;
+    // Work items (image, head, query tile), the longest tiles first.
+#pragma omp parallel for collapse(3) schedule(dynamic, 1) num_threads(threads)
+    for (int tile = tiles - 1; tile >= 0; tile--)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++) {
+                const int t0 = tile * ATT_BLOCK, t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
+                const float *q = qkv + (size_t)b * T * 3 * C + h * hs;
+                attention_forward_tile(atty + (size_t)b * T * C + h * hs, lse + ((size_t)b * NH + h) * T, q, t0, t1,
+                                       thread_scratch(scratch, T, C, NH), C, hs);
             }
+}
+
+// One head (b, h) of the backward pass, its query tiles in order so that the
+// sums into dk and dv over the tiles run in a fixed order in one thread.
+static void attention_backward_head(float *dq, const float *dy, const float *y, const float *q, const float *row_lse,
+                                    v16 *scratch, int T, int C, int hs) {
+    const int ld = 3 * C, hs_pad = (int)round_up((size_t)hs, LANES), keys_max = (int)round_up((size_t)T, KEY_BLOCK);
+    const float scale = 1.0f / sqrtf((float)hs);
+    const float *k = q + C, *v = q + 2 * C;
+    float *dk = dq + C, *dv = dq + 2 * C;
+    v16 *Q = scratch, *dY = Q + (size_t)hs * TILE_VECS, *dQ = dY + (size_t)hs * TILE_VECS;
+    v16 *P = dQ + (size_t)hs * TILE_VECS, *dS = P + (size_t)keys_max * TILE_VECS;
+    float *Q_rows = (float *)(dS + (size_t)keys_max * TILE_VECS), *dY_rows = Q_rows + (size_t)ATT_BLOCK * hs_pad;
+    for (int t = 0; t < T; t++)
+        for (int e = 0; e < hs; e++) dk[(size_t)t * ld + e] = dv[(size_t)t * ld + e] = 0.0f;
+    for (int t0 = 0; t0 < T; t0 += ATT_BLOCK) {
+        const int t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T, rows = t1 - t0;
+        pack_lanes(Q, q, ld, t0, rows, hs, scale);
+        pack_lanes(dY, dy, C, t0, rows, hs, 1.0f);
+        pack_rows(Q_rows, q, ld, t0, rows, hs, hs_pad);
+        pack_rows(dY_rows, dy, C, t0, rows, hs, hs_pad);
+        // Per query: its log-sum-exp and D = dy . y, the softmax backward's row term.
+        v16 lse_lanes[TILE_VECS] = {0}, dot_lanes[TILE_VECS] = {0};
+        for (int i = 0; i < rows; i++) {
+            float dot = 0.0f;
+            for (int e = 0; e < hs; e++) dot += dy[(size_t)(t0 + i) * C + e] * y[(size_t)(t0 + i) * C + e];
+            dot_lanes[i / LANES][i % LANES] = dot;
+            lse_lanes[i / LANES][i % LANES] = row_lse[t0 + i];
         }
+        // P^T = exp(S^T - lse); dS^T = P^T (dP^T - D) scale with dP^T = V dY^T.
+        tile_rows_times_lanes(P, Q, k, ld, t1, hs);
+        mask_diagonal(P, t0, t1);
+        tile_rows_times_lanes(dS, dY, v, ld, t1, hs);
+        for (int j = 0; j < t1; j++)
+            for (int w = 0; w < TILE_VECS; w++) {
+                v16 *p = &P[(size_t)j * TILE_VECS + w], *ds = &dS[(size_t)j * TILE_VECS + w];
+                *p -= lse_lanes[w];
+                exp16(p);
+                *ds = *p * (*ds - dot_lanes[w]) * scale;
+            }
+        for (size_t i = (size_t)t1 * TILE_VECS; i < (size_t)round_up((size_t)t1, KEY_BLOCK) * TILE_VECS; i++)
+            P[i] = dS[i] = SPLAT(0.0f);
+        // dV += P^T dY; dK += dS^T Q; dQ = dS K.
+        keys_times_tile(dv, ld, P, dY_rows, hs_pad, rows, t1, hs);
+        keys_times_tile(dk, ld, dS, Q_rows, hs_pad, rows, t1, hs);
+        tile_lanes_times_rows(dQ, dS, k, ld, t1, hs);
+        for (int i = 0; i < rows; i++)
+            for (int e = 0; e < hs; e++)
+                dq[(size_t)(t0 + i) * ld + e] = dQ[(size_t)e * TILE_VECS + i / LANES][i % LANES];
+    }
 }
 
 // dqkv (overwritten) from datty; recomputes probabilities from lse.
 void attention_backward(float *dqkv, const float *datty, const float *atty, const float *qkv, const float *lse,
                         float *scratch, int B, int T, int C, int NH, int threads) {
-    const int hs = C / NH, ld = 3 * C;
-    const float scale = 1.0f / sqrtf((float)hs);
+    const int hs = C / NH;
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(threads)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            float *P = scratch + (size_t)omp_get_thread_num() * 2 * ATT_BLOCK * T;
-            float *dP = P + (size_t)ATT_BLOCK * T;
-            const float *q = qkv + (size_t)b * T * ld + h * hs, *k = q + C, *v = q + 2 * C;
-            float *dq = dqkv + (size_t)b * T * ld + h * hs, *dk = dq + C, *dv = dq + 2 * C;
-            const float *dy = datty + (size_t)b * T * C + h * hs, *y = atty + (size_t)b * T * C + h * hs;
-            const float *row_lse = lse + ((size_t)b * NH + h) * T;
-            for (int t = 0; t < T; t++)
-                for (int e = 0; e < hs; e++) dk[(size_t)t * ld + e] = dv[(size_t)t * ld + e] = 0.0f;
-            for (int t0 = 0; t0 < T; t0 += ATT_BLOCK) {
-                int t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T, rows = t1 - t0;
-                attention_scores(P, q, k, t0, t1, hs, ld, scale);
-                for (int i = 0; i < rows; i++) {
-                    float *p = P + (size_t)i * t1;
-                    const float row = row_lse[t0 + i];
-#pragma omp simd
-                    for (int j = 0; j < t1; j++) p[j] = expf(p[j] - row);
-                }
-                // dP = dY V^T
-                gemm_f32(false, true, rows, t1, hs, 1.0f, dy + (size_t)t0 * C, C, v, ld, 0.0f, dP, t1);
-                // dS = P (dP - rowsum(dY * Y)), then scaled for q k^T
-                for (int i = 0; i < rows; i++) {
-                    float dot = 0.0f;
-                    for (int e = 0; e < hs; e++) dot += dy[(size_t)(t0 + i) * C + e] * y[(size_t)(t0 + i) * C + e];
-                    for (int j = 0; j < t1; j++) {
-                        size_t idx = (size_t)i * t1 + j;
-                        dP[idx] = P[idx] * (dP[idx] - dot) * scale;
-                    }
-                }
-                // dV += P^T dY; dQ = dS K; dK += dS^T Q
-                gemm_f32(true, false, t1, hs, rows, 1.0f, P, t1, dy + (size_t)t0 * C, C, 1.0f, dv, ld);
-                gemm_f32(false, false, rows, hs, t1, 1.0f, dP, t1, k, ld, 0.0f, dq + (size_t)t0 * ld, ld);
-                gemm_f32(true, false, t1, hs, rows, 1.0f, dP, t1, q + (size_t)t0 * ld, ld, 1.0f, dk, ld);
-            }
+            const size_t row0 = (size_t)b * T;
+            attention_backward_head(dqkv + row0 * 3 * C + h * hs, datty + row0 * C + h * hs, atty + row0 * C + h * hs,
+                                    qkv + row0 * 3 * C + h * hs, lse + ((size_t)b * NH + h) * T,
+                                    thread_scratch(scratch, T, C, NH), T, C, hs);
         }
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 // Softmax + cross-entropy: losses[n] = lse(logits[n]) - logits[n][target];
 // logits are replaced by the probabilities. Returns the mean loss.

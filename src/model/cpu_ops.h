@@ -11,8 +11,8 @@
 #include "model/config.h"
 #include "model/params.h"
 
-// Query rows per attention block; the attention scratch holds 2 x ATT_BLOCK x T
-// floats per thread.
+// Query rows per attention tile (a multiple of 16: the tile's queries are the
+// lanes of 16-float vectors).
 #define ATT_BLOCK 64
 
 // Worker threads for OpenMP and OpenBLAS: --threads if > 0, else all cores.
@@ -42,10 +42,16 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, i
 void residual_forward(float *out, const float *a, const float *b, size_t n, int threads);
 // Causal multi-head attention over qkv (B x T x 3C: q | k | v, head h at
 // columns h*hs..); writes atty (B x T x C) and the log-sum-exp of every
-// attention row, lse (B x NH x T). scratch: threads x 2 x ATT_BLOCK x T floats.
+// attention row, lse (B x NH x T). scratch: attention_scratch_floats(T, C,
+// NH, threads) floats. The results do not depend on the thread count.
+// e^x in place as the attention computes it, for x <= 0 and -inf: within 2 ulp
+// of expf above ln(FLT_MIN), 0 below it (where expf is denormal, < 1.2e-38).
+void exp_nonpositive(float *x, size_t n);
+size_t attention_scratch_floats(int T, int C, int NH, int threads);
 void attention_forward(float *atty, float *lse, const float *qkv, float *scratch, int B, int T, int C, int NH,
                        int threads);
-// dqkv (overwritten) from datty, recomputing the probabilities from lse.
+// dqkv (overwritten) from datty, recomputing the probabilities from lse;
+// scratch as for attention_forward.
 void attention_backward(float *dqkv, const float *datty, const float *atty, const float *qkv, const float *lse,
                         float *scratch, int B, int T, int C, int NH, int threads);
 // losses[n] = -log softmax(logits[n])[target[n]]; logits become the

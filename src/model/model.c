@@ -66,10 +66,11 @@ static size_t layout_activations(Activations *a, float *base, const ModelConfig 
 }
 
 // Backward scratch: d(residual) BTxC, d(norm out) BTxC, d(attention out)
-// BTxC, d(qkv) BTx3C, d(fc) BTx4C, and per thread two attention tiles.
+// BTxC, d(qkv) BTx3C, d(fc) BTx4C, and the attention's scratch.
 static size_t scratch_floats(const ModelConfig *cfg, int max_batch, int threads) {
     const size_t BT = (size_t)max_batch * cfg->seq_len, C = (size_t)cfg->d_model;
-    return BT * C * 3 + BT * 3 * C + BT * 4 * C + (size_t)threads * 2 * ATT_BLOCK * cfg->seq_len;
+    return BT * C * 3 + BT * 3 * C + BT * 4 * C +
+           attention_scratch_floats(cfg->seq_len, cfg->d_model, cfg->n_head, threads);
 }
 
 size_t model_activation_bytes(const ModelConfig *cfg, int max_batch, int threads) {

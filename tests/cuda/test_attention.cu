@@ -29,7 +29,7 @@ static void attention_case(int B, int T_, int C, int NH, bool all_orders) {
     std::vector<float> qkv = rounded_to<T>(random_floats(n_qkv, 61 + T_, -1.5f, 1.5f));
     std::vector<float> dy = rounded_to<T>(random_floats(n_y, 62 + T_, -1, 1));
     std::vector<float> want_y(n_y), want_lse(n_lse), want_dqkv(n_qkv);
-    std::vector<float> scratch((size_t)2 * ATT_BLOCK * T_);
+    std::vector<float> scratch(attention_scratch_floats(T_, C, NH, 1));
     attention_forward(want_y.data(), want_lse.data(), qkv.data(), scratch.data(), B, T_, C, NH, 1);
     // Backward from the GPU's own (rounded) output, as the model does; the
     // CPU gets the same output so that D = rowsum(dy * y) agrees.

@@ -64,7 +64,7 @@ void flash_case(const FlashCase &fc, bool all_orders) {
     const size_t n_qkv = (size_t)B * T * 3 * C, n_y = (size_t)B * T * C, n_lse = (size_t)B * NH * T;
     std::vector<float> qkv = rounded_to<bf16>(random_floats(n_qkv, 71 + T + hs, -1.5f, 1.5f));
     std::vector<float> dy = rounded_to<bf16>(random_floats(n_y, 72 + T + hs, -1, 1));
-    std::vector<float> want_y(n_y), want_lse(n_lse), want_dqkv(n_qkv), scratch((size_t)2 * ATT_BLOCK * T);
+    std::vector<float> want_y(n_y), want_lse(n_lse), want_dqkv(n_qkv), scratch(attention_scratch_floats(T, C, NH, 1));
     attention_forward(want_y.data(), want_lse.data(), qkv.data(), scratch.data(), B, T, C, NH, 1);
 
     float largest = 0.0f;
