@@ -8,9 +8,7 @@
 #include "test.h"
 #include "util/json.h"
 
-static double stdout_number(const char *key) {
-    return json_line_number(cli_stdout(), strlen(cli_stdout()), key);
-}
+static double stdout_number(const char *key) { return json_line_number(cli_stdout(), strlen(cli_stdout()), key); }
 
 // One thread's fp32 peak: above any CPU's slowest build of the loop, below 2 FMA ports x 32 FLOPs x 6 GHz.
 TEST(test_bench_peak_measures_fp32_and_bf16) {
@@ -33,7 +31,7 @@ TEST(test_bench_train_reports_gflops) {
           cli_stderr());
     const double gflops = stdout_number("gflops_per_s");
     const double expected = stdout_number("train_flops_per_token") * stdout_number("tokens_per_s") / 1e9;
-    CHECK(gflops > 0 && fabs(gflops - expected) <= 1e-3 * expected + 0.01, "gflops_per_s %g, expected %g: %s",
-          gflops, expected, cli_stdout());
+    CHECK(gflops > 0 && fabs(gflops - expected) <= 1e-3 * expected + 0.01, "gflops_per_s %g, expected %g: %s", gflops,
+          expected, cli_stdout());
     CHECK(strstr(cli_stdout(), "causal attention (half the scores)"), "the count is not named: %s", cli_stdout());
 }
