@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cpu_peak.h"
 #include "model/backend.h"
 #include "model/config.h"
 #include "model/cpu_ops.h"
@@ -30,8 +31,9 @@ typedef struct {
 } BenchArgs;
 
 static const Option mode_options[] = {
-    {"mode", OPT_CHOICE, SETTING(BenchArgs, mode), "MODE", "what to time: train, features, probe, attention or decode",
-     "train", .choices = "train|features|probe|attention|decode"},
+    {"mode", OPT_CHOICE, SETTING(BenchArgs, mode), "MODE",
+     "what to time: train, features, probe, attention, decode or peak", "train",
+     .choices = "train|features|probe|attention|decode|peak"},
     {"quiet", OPT_FLAG, SETTING(BenchArgs, quiet), NULL, "train and attention modes: no table of kernel costs"},
 };
 
@@ -77,13 +79,14 @@ static const OptionGroup bench_groups[] = {
 
 static const Command bench_command = {
     .name = "bench",
-    .usage = "[--mode train|features|probe|attention|decode] [options]",
+    .usage = "[--mode train|features|probe|attention|decode|peak] [options]",
     .about =
         "Times one part of igpt and prints the figures as one JSON line (bench/bench_cpu.sh\n"
         "and bench/bench_probe.sh print them as tables). Modes:\n"
         "  train      forward + backward passes on random tokens (with --optimizer, also the\n"
         "             gradient norm and the AdamW step): tokens/s, and the model FLOPs per\n"
-        "             token (docs/cuda.md) for MFU\n"
+        "             token (docs/cuda.md) for MFU, and GFLOP/s by that count (matrix products\n"
+        "             and causal attention, half the T x T scores)\n"
         "  features   forward passes and probe features (./igpt probe's extraction): images/s\n"
         "  probe      ./igpt probe's whole protocol for --layers layers at once (--folds-fold\n"
         "             CV over the default L2 grid, the fits on all images, scores) on synthetic\n"
@@ -95,6 +98,9 @@ static const Command bench_command = {
         "  decode     incremental decoding with the key/value cache (./igpt sample's and the\n"
         "             compressor's engine): whole images of --batch sequences, one position\n"
         "             at a time, on random pixels: positions/s and milliseconds per step\n"
+        "  peak       the CPU's measured arithmetic peak, --threads threads: fp32 FMAs (AVX-512,\n"
+        "             else AVX2) and, where the CPU has AVX512-BF16, bf16 dot products\n"
+        "             (vdpbf16ps), in registers only: GFLOP/s, the best of --steps timings\n"
         "The train and attention modes also print, on stderr before the JSON line, each\n"
         "kernel's FLOPs and bytes in the GPU step (bf16 unless --precision fp32) and its\n"
         "roofline time on an H200, and put the roofline's time in the JSON line (docs/cuda.md).\n",
@@ -189,6 +195,8 @@ static void bench_model(const BenchArgs *a, bool train) {
     json_uint(&w, "parameters", m.num_params);
     json_real(&w, "train_flops_per_token", "%.6g", flops);
     json_real(&w, "train_tflops", "%.3f", train ? flops * images_per_s * cfg.seq_len / 1e12 : 0.0);
+    json_real(&w, "gflops_per_s", "%.2f", train ? flops * images_per_s * cfg.seq_len / 1e9 : 0.0);
+    json_string(&w, "flops_counted", "matrix products and causal attention (half the scores), forward + backward");
     if (train) {
         json_real(&w, "step_gflop", "%.6g", step_flops / 1e9);
         json_real(&w, "step_gbytes", "%.6g", step_bytes / 1e9);
@@ -197,6 +205,25 @@ static void bench_model(const BenchArgs *a, bool train) {
     json_object_end(&w);
     json_write_line(&w, stdout);
     backend_free(&m);
+}
+
+// --- Peak mode --------------------------------------------------------------------------------
+// The ceilings the model's GFLOP/s are read against (bench/bench_cpu.sh's "% of peak").
+static void bench_peak(const BenchArgs *a, int threads) {
+    const CpuPeak fp32 = cpu_peak_fp32(threads, a->steps);
+    const CpuPeak bf16 = cpu_peak_bf16(threads, a->steps);
+    JsonWriter w;
+    json_init(&w);
+    json_object_begin(&w, NULL, JSON_INLINE);
+    json_string(&w, "impl", "igpt-cpu");
+    json_string(&w, "mode", "peak");
+    json_int(&w, "threads", threads);
+    json_string(&w, "fp32_isa", fp32.isa);
+    json_real(&w, "fp32_gflops_per_s", "%.1f", fp32.gflops_per_s > 0 ? fp32.gflops_per_s : NAN);
+    json_string(&w, "bf16_isa", bf16.isa);
+    json_real(&w, "bf16_gflops_per_s", "%.1f", bf16.gflops_per_s > 0 ? bf16.gflops_per_s : NAN);
+    json_object_end(&w);
+    json_write_line(&w, stdout);
 }
 
 // --- Decode mode ------------------------------------------------------------------------------
@@ -393,6 +420,8 @@ int cmd_bench(int argc, char **argv) {
     } else if (!strcmp(a.mode, "attention")) {
         cpu_set_threads(a.device.threads);
         bench_attention(&a);
+    } else if (!strcmp(a.mode, "peak")) {
+        bench_peak(&a, cpu_set_threads(a.device.threads));
     } else if (!strcmp(a.mode, "decode")) {
         bench_decode(&a);
     } else {

@@ -1,26 +1,51 @@
 #!/usr/bin/env bash
-# make bench-cpu: forward+backward tokens/s of the CPU reference next to the
-# same model in PyTorch on the CPU, same thread count, measured in this run.
-# PyTorch comes from Debian's python3-torch (scripts/setup.sh --bench installs it).
+# make bench-cpu: forward+backward tokens/s and GFLOP/s of the CPU reference next to the same
+# model in PyTorch on the CPU, same thread count, measured in this run, after the CPU's measured
+# fp32 (and bf16) peak (./igpt bench --mode peak).
+# PyTorch is the 2.11 that scripts/setup.sh --bench puts in .tools/torch (bench/torch_python.sh),
+# else Debian's python3-torch; TORCH_PYTHON=/usr/bin/python3 picks Debian's.
+# GFLOP/s of both count the same FLOPs: ./igpt bench's train_flops_per_token (bench/step_costs.c:
+# the matrix products and causal attention, half the T x T scores, forward + backward).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-$(nproc)}
-torch_python=${TORCH_PYTHON:-/usr/bin/python3}
-have_torch=1
-"$torch_python" -c "import torch" 2>/dev/null || have_torch=0
-[ "$have_torch" = 1 ] || echo "bench-cpu: PyTorch not found for $torch_python; run scripts/setup.sh --bench (igpt figures only)"
-echo "bench-cpu: $threads threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); forward + backward, 512 colors, 5 timed steps after 2 warm-up steps"
-printf "%-6s %-7s %6s %14s %14s %8s\n" config image batch "igpt tok/s" "torch tok/s" ratio
+if [ -n "${TORCH_PYTHON:-}" ]; then
+    torch_python=$TORCH_PYTHON
+elif bench/torch_python.sh -c "import torch" 2>/dev/null; then
+    torch_python=bench/torch_python.sh
+else
+    torch_python=/usr/bin/python3
+    echo "bench-cpu: no PyTorch 2.11 in .tools/torch (scripts/setup.sh --bench installs it): comparing with Debian's"
+fi
+torch_version=$("$torch_python" -c "import torch; print(torch.__version__)" 2>/dev/null || true)
+[ -n "$torch_version" ] || echo "bench-cpu: PyTorch not found for $torch_python; run scripts/setup.sh --bench (igpt figures only)"
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
+echo "bench-cpu: $threads threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); forward + backward, 512 colors, 5 timed steps after 2 warm-up steps"
+peak=$(./igpt bench --mode peak --threads "$threads")
+peak_fp32=$(field fp32_gflops_per_s <<<"$peak")
+echo "bench-cpu: measured peak ($threads threads): fp32 $peak_fp32 GFLOP/s ($(field fp32_isa <<<"$peak") FMAs)," \
+    "bf16 $(field bf16_gflops_per_s <<<"$peak") GFLOP/s ($(field bf16_isa <<<"$peak"))"
+echo "bench-cpu: GFLOP/s count the matrix products and causal attention (half the scores), forward + backward;" \
+    "PyTorch ${torch_version:-absent} ($torch_python)"
+printf "%-6s %-7s %5s %12s %8s %7s %12s %8s %7s\n" config image batch "igpt tok/s" GFLOP/s "% peak" \
+    "torch tok/s" GFLOP/s ratio
 for case in "tiny 16 16" "tiny 32 8" "xs 16 8" "xs 32 4"; do
     set -- $case
-    ours=$(./igpt bench --quiet --config "$1" --side "$2" --batch "$3" --threads "$threads" | field tokens_per_s)
+    line=$(./igpt bench --quiet --config "$1" --side "$2" --batch "$3" --threads "$threads")
+    ours=$(field tokens_per_s <<<"$line")
+    ours_gflops=$(field gflops_per_s <<<"$line")
+    flops_per_token=$(field train_flops_per_token <<<"$line")
+    share=$(awk "BEGIN{printf \"%.1f%%\", 100 * $ours_gflops / $peak_fp32}")
     theirs="-"
+    theirs_gflops="-"
     ratio="-"
-    if [ "$have_torch" = 1 ]; then
+    if [ -n "$torch_version" ]; then
         theirs=$("$torch_python" bench/torch_cpu_bench.py --config "$1" --side "$2" --colors 512 \
                  --batch "$3" --threads "$threads" --steps 5 --warmup-steps 2 | field tokens_per_s)
+        theirs_gflops=$(awk "BEGIN{printf \"%.1f\", $theirs * $flops_per_token / 1e9}")
         ratio=$(awk "BEGIN{printf \"%.2fx\", $ours / $theirs}")
+        theirs=$(printf "%.0f" "$theirs")
     fi
-    printf "%-6s %-7s %6s %14.0f %14s %8s\n" "$1" "$2x$2" "$3" "$ours" "$theirs" "$ratio"
+    printf "%-6s %-7s %5s %12.0f %8.1f %7s %12s %8s %7s\n" "$1" "$2x$2" "$3" "$ours" "$ours_gflops" "$share" \
+        "$theirs" "$theirs_gflops" "$ratio"
 done

@@ -5,8 +5,12 @@
 
 Times forward + backward (no optimizer step) on random tokens after warm-up
 steps and prints one JSON line, like ./igpt bench, for bench/bench_cpu.sh.
-Attention uses scaled_dot_product_attention where this PyTorch has it (2.0+),
-else the usual masked matmul-softmax-matmul.
+Attention uses scaled_dot_product_attention where this PyTorch has it (2.0+:
+on the CPU its flash kernel, aten::_scaled_dot_product_flash_attention_for_cpu),
+else the usual masked matmul-softmax-matmul; the JSON line says which, with the
+torch version, its CPU kernels' ISA and whether oneDNN (mkldnn) is available.
+bench/bench_cpu.sh runs it with the PyTorch 2.11 of .tools/torch (through
+bench/torch_python.sh), or Debian's 1.13.
 """
 import argparse
 import json
@@ -94,7 +98,11 @@ def main():
         model(tokens).backward()
         if step >= a.warmup_steps:
             elapsed += time.perf_counter() - t0
-    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "config": a.config, "side": a.side,
+    capability = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else "?"
+    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "cpu_capability": capability,
+                      "mkldnn": torch.backends.mkldnn.is_available(),
+                      "attention": "sdpa" if hasattr(F, "scaled_dot_product_attention") else "masked-matmul",
+                      "config": a.config, "side": a.side,
                       "batch": a.batch, "threads": a.threads, "tokens_per_s": round(a.steps * a.batch * T / elapsed, 1),
                       "step_s": round(elapsed / a.steps, 4)}))
 

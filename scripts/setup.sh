@@ -3,11 +3,12 @@
 # Run as root, or with sudo available.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# --bench adds PyTorch (Debian's CPU build) for make bench-cpu and the reference scripts.
+# --bench adds PyTorch: Debian's 1.13 for the reference scripts (tests/reference/), and 2.11 into
+# .tools/torch for make bench-cpu (below).
 packages=(build-essential zlib1g-dev libjpeg-dev libpng-dev python3 libopenblas-openmp-dev libcjson-dev clang clang-format python3-matplotlib libboost-context-dev libopenmpi-dev openmpi-bin procps)
 # scripts/compress_baselines.py: numpy, Pillow and the xz and zstd tools (the classical compressors).
 packages+=(python3-numpy python3-pil xz-utils zstd)
-[ "${1:-}" = "--bench" ] && packages+=(python3-torch)
+[ "${1:-}" = "--bench" ] && packages+=(python3-torch python3-pip)
 # --hf adds PyTorch and transformers (into .tools/hf) for the optional round trip of make test
 # (tests/test_hf_transformers.sh) and tests/reference/hf_fixtures.py.
 [ "${1:-}" = "--hf" ] && packages+=(python3-torch)
@@ -50,5 +51,17 @@ if [ "${1:-}" = "--hf" ] && ! PYTHONPATH=.tools/hf /usr/bin/python3 -c "import t
     # transformers without its dependencies: they would bring a numpy that Debian's torch was not built for.
     pip_hf --no-deps "transformers==4.40.2" safetensors
     pip_hf "huggingface_hub<0.24" "tokenizers>=0.19,<0.20" regex pyyaml requests tqdm filelock packaging fsspec typing_extensions
+fi
+# --bench: PyTorch 2.11, the version users run, as make bench-cpu's baseline (bench/torch_python.sh
+# runs it). Its CUDA 13 wheel without dependencies runs on CPUs too, given the CUDA folder's
+# libraries and the three the wheel links that the CUDA folder lacks (the versions its metadata
+# pins), and the pure-Python modules it imports; no numpy here: Debian's serves both torches.
+if [ "${1:-}" = "--bench" ] && ! bench/torch_python.sh -c "import torch" 2>/dev/null; then
+    echo "setup: installing PyTorch 2.11.0 into .tools/torch (about 1.5 GB)"
+    pip_torch() { /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target .tools/torch --no-deps "$@"; }
+    pip_torch "torch==2.11.0" "nvidia-cusparselt-cu13==0.8.0" "nvidia-nvshmem-cu13==3.4.5" "nvidia-cufile==1.15.1.6.*" \
+        "typing_extensions>=4.10" "sympy>=1.13.3" "mpmath<1.4" "networkx>=2.5.1" jinja2 markupsafe filelock "fsspec>=0.8.5"
+    bench/torch_python.sh -c "import torch" ||
+        echo "setup: PyTorch 2.11 does not import (is the CUDA 13 folder, /usr/local/cuda/lib64, there?): make bench-cpu falls back to Debian's 1.13"
 fi
 echo "setup: ok ($(gcc --version | head -n 1))"
