@@ -3,6 +3,7 @@
 #include "test.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,4 +177,14 @@ int main(int argc, char **argv) {
     const int status = test_main(argc, argv, &hooks);
     leak_check_now();  // make SANITIZE=address,undefined (util/leak_check.h)
     return status;
+}
+
+double relative_error(const float *got, const double *want, size_t n) {
+    double err = 0.0, size = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        const double d = fabs(got[i] - want[i]);
+        err = isnan(d) || isnan(err) ? NAN : fmax(err, d);
+        size = fmax(size, fabs(want[i]));
+    }
+    return err / size;
 }

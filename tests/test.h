@@ -39,6 +39,9 @@ void expect_failure(int status, int expected_status, const char *message, const 
 // True when `dir` holds no regular files (sub-folders are ignored).
 bool folder_has_no_files(const char *dir);
 bool files_equal(const char *a, const char *b);
+// max |got - want| / max |want| over n values, want the reference in double;
+// NaN when any difference is NaN (an unwritten or poisoned output).
+double relative_error(const float *got, const double *want, size_t n);
 void write_whole_file(const char *path, const void *data, size_t size);
 // Makes a checkpoint's payload and header CRCs right again after a test
 // changed its bytes, so that the change meets the checks behind the CRCs.

@@ -105,16 +105,6 @@ static void reference_head(const Shape *s, const float *qkv, const float *dy, co
     free(dP);
 }
 
-// Largest |got - want| over the largest |want|.
-static double relative_error(const float *got, const double *want, size_t n) {
-    double err = 0.0, size = 1e-30;
-    for (size_t i = 0; i < n; i++) {
-        err = nan_max(err, fabs(got[i] - want[i]));
-        size = fmax(size, fabs(want[i]));
-    }
-    return err / size;
-}
-
 typedef struct {
     float *y, *lse, *dqkv;
 } AttentionRun;
