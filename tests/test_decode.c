@@ -140,3 +140,36 @@ TEST(test_decode_bits_do_not_depend_on_batch_or_threads) {
     free(together);
     model_free(&m);
 }
+
+// .igpz files are range-coded with the decoder's logits, so a file written by
+// an earlier igpt decodes only while those bits stay the same: this pins them
+// (the CRC of every logit of a small model, both norms, taken before issue 17
+// gave the training pass a vectorised GELU and decoding kept libm's). A change
+// that moves them must come with a new .igpz format version.
+TEST(test_decode_bits_are_pinned_for_igpz_files) {
+    const uint32_t want[2] = {0xa9bbccda, 0xfec1699c};
+    for (int kind = 0; kind < 2; kind++) {
+        ModelConfig cfg = {.vocab_size = 13,
+                           .seq_len = 30,
+                           .image_height = 5,
+                           .image_width = 6,
+                           .d_model = 24,
+                           .n_layer = 2,
+                           .n_head = 3,
+                           .norm = (NormKind)kind};
+        Model m;
+        random_model(&m, &cfg, 2, 91 + kind);
+        uint16_t tokens[2 * 30];
+        Rng rng;
+        rng_init(&rng, 5, 0);
+        for (int i = 0; i < 2 * 30; i++) tokens[i] = (uint16_t)rng_below(&rng, cfg.vocab_size);
+        float *logits = decode_all(&m, tokens, 2, 2);
+        const uint32_t got = crc32_update(0, logits, (size_t)2 * 30 * 13 * sizeof(float));
+        CHECK(got == want[kind],
+              "%s: decode's logits have CRC %08x, not the pinned %08x: .igpz files written before "
+              "would no longer decode",
+              norm_kind_name(cfg.norm), got, want[kind]);
+        free(logits);
+        model_free(&m);
+    }
+}

@@ -126,58 +126,22 @@ void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const
     }
 }
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-void gelu_forward(float *out, const float *inp, size_t n, int threads) {
-#pragma omp parallel for simd num_threads(threads)
-    for (size_t i = 0; i < n; i++) out[i] = inp[i] * sigmoidf(1.702f * inp[i]);
-}
-
-// dinp = dout * d/dx [x sigmoid(1.702 x)] (overwrites dinp; may alias dout)
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int threads) {
-#pragma omp parallel for simd num_threads(threads)
-    for (size_t i = 0; i < n; i++) {
-        float s = sigmoidf(1.702f * inp[i]);
-        dinp[i] = dout[i] * (s + 1.702f * inp[i] * s * (1.0f - s));
-    }
-}
-
-void residual_forward(float *out, const float *a, const float *b, size_t n, int threads) {
-#pragma omp parallel for num_threads(threads)
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
 // ---------------------------------------------------------------------------
-// Causal self-attention, flash-attention style on the CPU. Queries go in
-// tiles of ATT_BLOCK rows; a tile meets only the keys it can see (0..its
-// last row), and only the diagonal tile is masked. The probabilities are
-// never stored: the forward pass keeps each row's log-sum-exp and the
-// backward pass recomputes them from it.
-//
-// Inside a tile the 64 queries are the lanes of four 16-float vectors and the
-// tile is held transposed (key j's scores of all 64 queries in a row), so the
-// row max, the exp and the row sums are plain vertical vector operations and
-// every product is a broadcast of one scalar times a vector of queries. The
-// order of every sum is fixed by the code alone (no BLAS here), so the results
-// do not depend on the thread count.
+// Vectors and e^x, for the element-wise passes and the attention.
+
+// ISO C (-std=c11) forbids GCC to fuse a * b + c into one FMA; the polynomials
+// and products below are made of them, so this section allows it (and ends
+// after the attention).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=fast")
+#endif
 
 // Explicit 16-float vectors (GCC's vector extensions: AVX-512 here, split into
 // narrower registers on other CPUs).
 typedef float v16 __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
 #define LANES 16
-#define TILE_VECS (ATT_BLOCK / LANES)
-// Keys per block of the key-side products (and the zero padding they read).
-#define KEY_BLOCK 8
-// Keys per pass of the query-side products: 64 rows of P, 16 KB, fit in L1.
-#define KEY_CHUNK 64
-
-// ISO C (-std=c11) forbids GCC to fuse a * b + c into one FMA; the products
-// below are made of them, so this section allows it.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC push_options
-#pragma GCC optimize("fp-contract=fast")
-#endif
 
 // Macros, not functions: a function passing v16 by value draws GCC's ABI
 // warning (-Wpsabi) on CPUs without AVX-512.
@@ -208,6 +172,105 @@ static inline void exp16(v16 *xp) {
     const v16i two_n = ((v16i)shifted - 0x4B400000 + 127) << 23;
     *xp = (v16)((v16i)(p * (v16)two_n) & ~underflow);
 }
+
+void exp_nonpositive(float *x, size_t n) {
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        v16 v;
+        memcpy(&v, x + i, sizeof v);
+        exp16(&v);
+        memcpy(x + i, &v, sizeof v);
+    }
+    if (i == n) return;
+    v16 tail = SPLAT(-INFINITY);
+    memcpy(&tail, x + i, (n - i) * sizeof(float));
+    exp16(&tail);
+    memcpy(x + i, &tail, (n - i) * sizeof(float));
+}
+
+// sigmoid(z) in place from e = e^-|z|, which never overflows: 1 / (1 + e)
+// for z >= 0, e / (1 + e) below. NaN stays NaN.
+static inline void sigmoid16(v16 *zp) {
+    const v16 z = *zp;
+    const v16i negative = z < SPLAT(0.0f);
+    v16 e = SELECT16(negative, z, -z);
+    exp16(&e);
+    const v16 r = SPLAT(1.0f) / (1.0f + e);
+    *zp = SELECT16(negative, e * r, r);
+}
+
+// Lanes [0, len) of src, the rest `fill`; and back.
+static inline void load_partial(v16 *v, const float *src, size_t len, float fill) {
+    *v = SPLAT(fill);
+    memcpy(v, src, len * sizeof(float));
+}
+
+// The training pass's GELU, 16 floats at a time with exp16: within a few ulp
+// of x sigmoid(1.702 x) by libm's expf. (Decoding keeps libm's, bit for bit:
+// gelu_decode_forward, model/decode.c.)
+void gelu_forward(float *out, const float *inp, size_t n, int threads) {
+    const size_t vecs = (n + LANES - 1) / LANES;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t i = 0; i < vecs; i++) {
+        const size_t at = i * LANES, len = n - at < LANES ? n - at : LANES;
+        v16 x, s;
+        if (len == LANES) memcpy(&x, inp + at, sizeof x);
+        else load_partial(&x, inp + at, len, 0.0f);
+        s = 1.702f * x;
+        sigmoid16(&s);
+        const v16 y = x * s;
+        memcpy(out + at, &y, len * sizeof(float));
+    }
+}
+
+// dinp = dout * d/dx [x sigmoid(1.702 x)] = dout (s + 1.702 x s (1 - s)) (overwrites dinp; may alias dout)
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int threads) {
+    const size_t vecs = (n + LANES - 1) / LANES;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (size_t i = 0; i < vecs; i++) {
+        const size_t at = i * LANES, len = n - at < LANES ? n - at : LANES;
+        v16 x, dy;
+        if (len == LANES) {
+            memcpy(&x, inp + at, sizeof x);
+            memcpy(&dy, dout + at, sizeof dy);
+        } else {
+            load_partial(&x, inp + at, len, 0.0f);
+            load_partial(&dy, dout + at, len, 0.0f);
+        }
+        const v16 z = 1.702f * x;
+        v16 s = z;
+        sigmoid16(&s);
+        const v16 dx = dy * (s + z * s * (1.0f - s));
+        memcpy(dinp + at, &dx, len * sizeof(float));
+    }
+}
+
+void residual_forward(float *out, const float *a, const float *b, size_t n, int threads) {
+#pragma omp parallel for num_threads(threads)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+// ---------------------------------------------------------------------------
+// Causal self-attention, flash-attention style on the CPU. Queries go in
+// tiles of ATT_BLOCK rows; a tile meets only the keys it can see (0..its
+// last row), and only the diagonal tile is masked. The probabilities are
+// never stored: the forward pass keeps each row's log-sum-exp and the
+// backward pass recomputes them from it.
+//
+// Inside a tile the 64 queries are the lanes of four 16-float vectors and the
+// tile is held transposed (key j's scores of all 64 queries in a row), so the
+// row max, the exp and the row sums are plain vertical vector operations and
+// every product is a broadcast of one scalar times a vector of queries. The
+// order of every sum is fixed by the code alone (no BLAS here), so the results
+// do not depend on the thread count.
+
+#define TILE_VECS (ATT_BLOCK / LANES)
+// Keys per block of the key-side products (and the zero padding they read).
+#define KEY_BLOCK 8
+// Keys per pass of the query-side products: 64 rows of P, 16 KB, fit in L1.
+#define KEY_CHUNK 64
+
+static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 // The scores kernel: out[j] (one row of TILE_VECS vectors, lanes = queries) =
 // sum over e of X[j][e] * A[e] for keys j < nkeys; A is hs x TILE_VECS, X's
@@ -309,23 +372,6 @@ static void mask_diagonal(v16 *S, int t0, int t1) {
             S[(size_t)j * TILE_VECS + v] = SELECT16(hidden, SPLAT(-INFINITY), S[(size_t)j * TILE_VECS + v]);
         }
 }
-
-void exp_nonpositive(float *x, size_t n) {
-    size_t i = 0;
-    for (; i + LANES <= n; i += LANES) {
-        v16 v;
-        memcpy(&v, x + i, sizeof v);
-        exp16(&v);
-        memcpy(x + i, &v, sizeof v);
-    }
-    if (i == n) return;
-    v16 tail = SPLAT(-INFINITY);
-    memcpy(&tail, x + i, (n - i) * sizeof(float));
-    exp16(&tail);
-    memcpy(x + i, &tail, (n - i) * sizeof(float));
-}
-
-static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 size_t attention_scratch_floats(int T, int C, int NH, int threads) {
     const size_t hs = (size_t)(C / NH), vecs = LANES * TILE_VECS, keys = round_up((size_t)T, KEY_BLOCK);
@@ -452,25 +498,35 @@ void attention_backward(float *dqkv, const float *datty, const float *atty, cons
         }
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC pop_options
-#endif
-
 // Softmax + cross-entropy: losses[n] = lse(logits[n]) - logits[n][target];
 // logits are replaced by the probabilities. Returns the mean loss.
 double softmax_crossentropy_forward(float *logits, float *losses, const uint16_t *targets, int N, int V, int threads) {
 #pragma omp parallel for num_threads(threads)
     for (int n = 0; n < N; n++) {
         float *z = logits + (size_t)n * V;
-        float mx = -INFINITY;
-        for (int i = 0; i < V; i++) mx = z[i] > mx ? z[i] : mx;
-        const float target_logit = z[targets[n]];
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int i = 0; i < V; i++) {
-            z[i] = expf(z[i] - mx);
-            sum += z[i];
+        const int full = V / LANES * LANES;
+        v16 mx_lanes = SPLAT(-INFINITY), sum_lanes = SPLAT(0.0f);
+        for (int i = 0; i < full; i += LANES) {
+            v16 v;
+            memcpy(&v, z + i, sizeof v);
+            mx_lanes = SELECT16(v > mx_lanes, v, mx_lanes);
         }
+        float mx = -INFINITY;
+        for (int l = 0; l < LANES; l++) mx = mx_lanes[l] > mx ? mx_lanes[l] : mx;
+        for (int i = full; i < V; i++) mx = z[i] > mx ? z[i] : mx;
+        const float target_logit = z[targets[n]];
+        for (int i = 0; i < V; i += LANES) {
+            const int len = V - i < LANES ? V - i : LANES;
+            v16 v;
+            if (len == LANES) memcpy(&v, z + i, sizeof v);
+            else load_partial(&v, z + i, (size_t)len, -INFINITY);  // e^-inf = 0 adds nothing
+            v -= mx;
+            exp16(&v);
+            sum_lanes += v;
+            memcpy(z + i, &v, (size_t)len * sizeof(float));
+        }
+        float sum = 0.0f;
+        for (int l = 0; l < LANES; l++) sum += sum_lanes[l];
         losses[n] = mx + logf(sum) - target_logit;
         const float inv = 1.0f / sum;
 #pragma omp simd
@@ -480,6 +536,10 @@ double softmax_crossentropy_forward(float *logits, float *losses, const uint16_t
     for (int n = 0; n < N; n++) total += losses[n];
     return total / N;
 }
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 // dlogits = (probs - onehot(target)) * scale, in place.
 void softmax_crossentropy_backward(float *probs, const uint16_t *targets, int N, int V, float scale, int threads) {

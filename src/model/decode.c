@@ -91,6 +91,13 @@ void decode_matmul(float *out, const float *inp, const float *W, int B, int IC, 
 // ---------------------------------------------------------------------------
 // The twins of the decode kernels
 
+// x sigmoid(1.702 x) by libm's expf, one float at a time, in place. The
+// training pass's gelu_forward (vectorised) may differ from it in the last
+// bits; this one may not change, since .igpz files are coded with its bits.
+void gelu_decode_forward(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = x[i] * (1.0f / (1.0f + expf(-(1.702f * x[i]))));
+}
+
 void encoder_decode_forward(float *out, const uint16_t *prev, const ParamPointers *p, int B, int t, int C) {
     const float *pos = p->wpe + (size_t)t * C;
     for (int b = 0; b < B; b++) {
@@ -238,7 +245,7 @@ const float *decode_step(DecodeState *s, const uint16_t *prev) {
         residual_forward(s->x, s->x, s->proj, BC, 1);
         norm_forward(cfg->norm, s->xn, NULL, s->rstd, s->x, lp->ln2_g, lp->ln2_b, B, C, 1);
         decode_matmul(s->fc, s->xn, lp->w_fc, B, C, 4 * C, th);
-        gelu_forward(s->fc, s->fc, BC * 4, 1);
+        gelu_decode_forward(s->fc, BC * 4);
         decode_matmul(s->proj, s->fc, lp->w_fc_proj, B, 4 * C, C, th);
         residual_forward(s->x, s->x, s->proj, BC, 1);
     }

@@ -22,6 +22,7 @@
 #ifndef IGPT_MODEL_DECODE_H
 #define IGPT_MODEL_DECODE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "model/config.h"
@@ -33,6 +34,8 @@
 // products in order. The same bits for any B, row, thread count or alignment.
 void decode_matmul(float *out, const float *inp, const float *W, int B, int IC, int OC, int threads);
 
+// x sigmoid(1.702 x) in place by libm's expf: the bits .igpz files are coded with.
+void gelu_decode_forward(float *x, size_t n);
 // Embedding of position t for B sequences: out[b] = sos + wpe[0] when t = 0,
 // else wte[prev[b]] + wpe[t] (prev: each sequence's pixel t-1).
 void encoder_decode_forward(float *out, const uint16_t *prev, const ParamPointers *p, int B, int t, int C);
