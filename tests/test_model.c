@@ -1,6 +1,7 @@
 // Model tests: parameter layout, every layer's backward against central
 // finite differences, attention against a naive double-precision reference,
 // and the whole model's gradient.
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,37 @@ TEST(test_op_gelu_backward_finite_differences) {
     free(dx);
 }
 
+// The vectorised GELU (exp16, the training pass's) against x sigmoid(1.702 x)
+// in double: the forward within 1e-6 relative, the derivative within 1.5e-6
+// (exp16's 2 ulp and an ulp for each division and product after it),
+// past both ends of exp16's range (below z = 1.702 x = -87.3 it flushes e^z to
+// 0: errors under 1e-30 count as none) and with a tail that fills part of a
+// vector; NaN stays NaN.
+TEST(test_op_gelu_matches_double_reference) {
+    enum { N = 20011 };
+    static float x[N], y[N], dy[N], dx[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = -110.0f + 220.0f * (float)i / (N - 1);
+        dy[i] = 1.0f - 2.0f * (float)(i % 7) / 6.0f;
+    }
+    x[N - 1] = NAN;
+    gelu_forward(y, x, N, 2);
+    gelu_backward(dx, x, dy, N, 2);
+    double worst_y = 0, worst_dx = 0;
+    for (int i = 0; i < N - 1; i++) {
+        // z = 1.702 x rounded to float as both GELUs take it (in e^z its rounding would be 4e-6 at x = -40).
+        const double xd = x[i], z = (double)(1.702f * x[i]), s = 1.0 / (1.0 + exp(-z));
+        const double want_y = xd * s, want_dx = dy[i] * (s + z * s * (1.0 - s));
+        // The derivative relative to the sizes it is the sum of (its terms may cancel).
+        const double dx_size = fabs(dy[i]) * (s + fabs(z) * s * (1 - s));
+        worst_y = fmax(worst_y, fabs(y[i] - want_y) / fmax(fabs(want_y), 1e-30));
+        worst_dx = fmax(worst_dx, fabs(dx[i] - want_dx) / fmax(dx_size, 1e-30));
+    }
+    CHECK(worst_y < 1e-6, "gelu off x sigmoid(1.702 x) by %.2e relative", worst_y);
+    CHECK(worst_dx < 1.5e-6, "gelu' off its double value by %.2e relative", worst_dx);
+    CHECK(isnan(y[N - 1]) && isnan(dx[N - 1]), "gelu(NaN) = %g, gelu'(NaN) dy = %g: not NaN", y[N - 1], dx[N - 1]);
+}
+
 typedef struct {
     int N, V;
     float *logits, *work, *losses;
@@ -192,6 +224,40 @@ TEST(test_op_softmax_crossentropy_finite_differences) {
     free(c.losses);
     free(c.targets);
     free(grad);
+}
+
+// The vectorised softmax against double, for rows of whole 16-float vectors, a
+// tail and a row shorter than a vector: probabilities within 2e-6 relative
+// (exp16's 2 ulp, the sum's and the division's roundings), losses within 1e-5.
+TEST(test_op_softmax_crossentropy_matches_double) {
+    const int widths[] = {512, 517, 9};
+    for (int w = 0; w < 3; w++) {
+        const int N = 5, V = widths[w];
+        float *z = xmalloc((size_t)N * V * 4), *p = xmalloc((size_t)N * V * 4), losses[5];
+        uint16_t targets[5];
+        Rng rng;
+        rng_init(&rng, 30 + w, 0);
+        fill_normal(z, (size_t)N * V, 0, 4, &rng);
+        for (int n = 0; n < N; n++) targets[n] = (uint16_t)rng_below(&rng, V);
+        memcpy(p, z, (size_t)N * V * 4);
+        softmax_crossentropy_forward(p, losses, targets, N, V, 2);
+        double worst_p = 0, worst_loss = 0;
+        for (int n = 0; n < N; n++) {
+            const float *zn = z + (size_t)n * V;
+            double mx = -INFINITY, sum = 0;
+            for (int i = 0; i < V; i++) mx = fmax(mx, zn[i]);
+            for (int i = 0; i < V; i++) sum += exp(zn[i] - mx);
+            for (int i = 0; i < V; i++) {
+                const double want = exp(zn[i] - mx) / sum;
+                worst_p = fmax(worst_p, fabs(p[(size_t)n * V + i] - want) / want);
+            }
+            worst_loss = fmax(worst_loss, fabs(losses[n] - (mx + log(sum) - zn[targets[n]])));
+        }
+        CHECK(worst_p < 2e-6, "V %d: probabilities off by %.2e relative", V, worst_p);
+        CHECK(worst_loss < 1e-5, "V %d: losses off by %.2e", V, worst_loss);
+        free(z);
+        free(p);
+    }
 }
 
 typedef struct {
