@@ -267,8 +267,11 @@ void residual_forward(float *out, const float *a, const float *b, size_t n, int 
 #define TILE_VECS (ATT_BLOCK / LANES)
 // Keys per block of the key-side products (and the zero padding they read).
 #define KEY_BLOCK 8
-// Keys per pass of the query-side products: 64 rows of P, 16 KB, fit in L1.
+// Keys per chunk: a query tile meets its keys a chunk at a time, whose
+// scores (64 keys x 64 queries, 16 KB) stay in L1 through the exp and the
+// products. A chunk is as long as a tile, so that the diagonal is one chunk.
 #define KEY_CHUNK 64
+_Static_assert(KEY_CHUNK == ATT_BLOCK, "the diagonal of a query tile is one key chunk");
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
@@ -296,10 +299,10 @@ static void tile_rows_times_lanes(v16 *out, const v16 *A, const float *X, int ld
     }
 }
 
-// The query-side product: out[e] (lanes = queries) = sum over keys j in order
-// of X[j][e] * P[j] for e < hs. O^T = V^T P^T and dQ^T = K^T dS^T are this.
+// The query-side product: out[e] (lanes = queries) += sum over keys j in
+// order of X[j][e] * P[j] for e < hs. O^T += V^T P^T and dQ^T += K^T dS^T
+// are this, a key chunk at a time.
 static void tile_lanes_times_rows(v16 *out, const v16 *P, const float *X, int ld, int nkeys, int hs) {
-    for (size_t i = 0; i < (size_t)hs * TILE_VECS; i++) out[i] = SPLAT(0.0f);
     // Keys in chunks of KEY_CHUNK, whose rows of P stay in L1 while every
     // block of 4 columns of out passes over them (the sums keep their order).
     for (int k0 = 0; k0 < nkeys; k0 += KEY_CHUNK) {
@@ -325,23 +328,23 @@ static void tile_lanes_times_rows(v16 *out, const v16 *P, const float *X, int ld
     }
 }
 
-// The key-side product, a sum over the tile's queries: D[j][e] += sum over
-// i < nq in order of P[j][lane i] * Y[i][e], for keys j < nkeys and e < hs.
-// Y is ATT_BLOCK x hs_pad (hs rounded up to 16, zero-padded); P has zero rows
-// up to nkeys rounded up to KEY_BLOCK. dV += P^T dY and dK += dS^T Q are this.
-static void keys_times_tile(float *D, int ld, const v16 *P, const float *Y, int hs_pad, int nq, int nkeys, int hs) {
+// The key-side product, a sum over the tile's queries: D[j] += sum over
+// i < nq in order of P[j][lane i] * Y[i], for keys j < nkeys rounded up to
+// KEY_BLOCK (P's rows past nkeys are zero). Rows of Y and D are hs_pad floats
+// (hs rounded up to 16, zero-padded), whole vectors, so the sums stay in
+// registers. dV += P^T dY and dK += dS^T Q are this, into the head's own
+// contiguous dK and dV (written to dqkv once the head is done).
+static void keys_times_tile(v16 *D, const v16 *P, const float *Y, int hs_pad, int nq, int nkeys) {
     const float *p = (const float *)P;
+    const int row_vecs = hs_pad / LANES;
     for (int j0 = 0; j0 < nkeys; j0 += KEY_BLOCK)
-        for (int c = 0; c < hs_pad; c += LANES) {
+        for (int c = 0; c < row_vecs; c++) {
             v16 acc[KEY_BLOCK] = {0};
             for (int i = 0; i < nq; i++) {
-                const v16 y = *(const v16 *)(Y + (size_t)i * hs_pad + c);
+                const v16 y = *(const v16 *)(Y + (size_t)i * hs_pad + (size_t)c * LANES);
                 for (int jj = 0; jj < KEY_BLOCK; jj++) acc[jj] += p[(size_t)(j0 + jj) * ATT_BLOCK + i] * y;
             }
-            const int nj = nkeys - j0 < KEY_BLOCK ? nkeys - j0 : KEY_BLOCK;
-            const int ne = hs - c < LANES ? hs - c : LANES;
-            for (int jj = 0; jj < nj; jj++)
-                for (int e = 0; e < ne; e++) D[(size_t)(j0 + jj) * ld + c + e] += acc[jj][e];
+            for (int jj = 0; jj < KEY_BLOCK; jj++) D[(size_t)(j0 + jj) * row_vecs + c] += acc[jj];
         }
 }
 
@@ -362,22 +365,24 @@ static void pack_rows(float *out, const float *src, int ld, int t0, int rows, in
             out[(size_t)i * hs_pad + e] = i < rows && e < hs ? src[(size_t)(t0 + i) * ld + e] : 0.0f;
 }
 
-// Masks the scores of the diagonal tile's keys: key t0 + d is hidden from the
-// tile's queries i < d.
-static void mask_diagonal(v16 *S, int t0, int t1) {
+// Masks the scores of the diagonal chunk, whose first key is the tile's first
+// query: its key d (row d of S, d < nkeys) is hidden from the queries i < d.
+static void mask_diagonal(v16 *S, int nkeys) {
     const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-    for (int j = t0; j < t1; j++)
+    for (int d = 0; d < nkeys; d++)
         for (int v = 0; v < TILE_VECS; v++) {
-            const v16i hidden = lane + v * LANES < j - t0;
-            S[(size_t)j * TILE_VECS + v] = SELECT16(hidden, SPLAT(-INFINITY), S[(size_t)j * TILE_VECS + v]);
+            const v16i hidden = lane + v * LANES < d;
+            S[(size_t)d * TILE_VECS + v] = SELECT16(hidden, SPLAT(-INFINITY), S[(size_t)d * TILE_VECS + v]);
         }
 }
 
 size_t attention_scratch_floats(int T, int C, int NH, int threads) {
     const size_t hs = (size_t)(C / NH), vecs = LANES * TILE_VECS, keys = round_up((size_t)T, KEY_BLOCK);
-    // Backward, the larger: q and dy lane-packed, the dq tile, P^T and dS^T,
-    // q and dy row-packed; plus room to align to 64 bytes.
-    const size_t per_thread = 3 * hs * vecs + 2 * keys * vecs + 2 * ATT_BLOCK * round_up(hs, LANES) + LANES;
+    // Backward, the larger: q and dy lane-packed, the dq tile, a chunk of P^T
+    // and of dS^T, q and dy row-packed, the head's dk and dv; plus room to
+    // align to 64 bytes.
+    const size_t hs_pad = round_up(hs, LANES);
+    const size_t per_thread = 3 * hs * vecs + 2 * KEY_CHUNK * vecs + 2 * ATT_BLOCK * hs_pad + 2 * keys * hs_pad + LANES;
     return (size_t)threads * per_thread;
 }
 
@@ -388,29 +393,49 @@ static v16 *thread_scratch(float *scratch, int T, int C, int NH) {
 }
 
 // One query tile, rows [t0, t1) of head (b, h): its scores against keys
-// [0, t1), softmax, times V; writes the tile's rows of y and lse.
+// [0, t1) a chunk at a time, with the softmax online (each query's running
+// max m and sum l; a new max scales what was summed by e^(m_old - m_new)),
+// times V; writes the tile's rows of y and lse.
 static void attention_forward_tile(float *y, float *row_lse, const float *q, int t0, int t1, v16 *scratch, int C,
                                    int hs) {
     const int ld = 3 * C, rows = t1 - t0;
     const float *k = q + C, *v = q + 2 * C;
-    v16 *Q = scratch, *S = Q + (size_t)hs * TILE_VECS, *O = S + (size_t)t1 * TILE_VECS;
+    v16 *Q = scratch, *S = Q + (size_t)hs * TILE_VECS, *O = S + (size_t)KEY_CHUNK * TILE_VECS;
     pack_lanes(Q, q, ld, t0, rows, hs, 1.0f / sqrtf((float)hs));
-    tile_rows_times_lanes(S, Q, k, ld, t1, hs);
-    mask_diagonal(S, t0, t1);
-    // Softmax down the columns of S^T: key 0 is visible to every query, so each max is finite.
-    v16 mx[TILE_VECS], sum[TILE_VECS] = {0};
-    for (int w = 0; w < TILE_VECS; w++) mx[w] = S[w];
-    for (int j = 1; j < t1; j++)
-        for (int w = 0; w < TILE_VECS; w++)
-            mx[w] = SELECT16(S[(size_t)j * TILE_VECS + w] > mx[w], S[(size_t)j * TILE_VECS + w], mx[w]);
-    for (int j = 0; j < t1; j++)
+    for (size_t i = 0; i < (size_t)hs * TILE_VECS; i++) O[i] = SPLAT(0.0f);
+    v16 mx[TILE_VECS], sum[TILE_VECS];
+    for (int w = 0; w < TILE_VECS; w++) {
+        mx[w] = SPLAT(-INFINITY);
+        sum[w] = SPLAT(0.0f);
+    }
+    for (int c0 = 0; c0 < t1; c0 += KEY_CHUNK) {
+        const int nkeys = t1 - c0 < KEY_CHUNK ? t1 - c0 : KEY_CHUNK;
+        tile_rows_times_lanes(S, Q, k + (size_t)c0 * ld, ld, nkeys, hs);
+        if (c0 == t0) mask_diagonal(S, nkeys);
+        // The first chunk holds key 0, visible to every query: from it on each max is finite.
+        v16 new_mx[TILE_VECS], rescale[TILE_VECS];
+        for (int w = 0; w < TILE_VECS; w++) new_mx[w] = mx[w];
+        for (int j = 0; j < nkeys; j++)
+            for (int w = 0; w < TILE_VECS; w++)
+                new_mx[w] = SELECT16(S[(size_t)j * TILE_VECS + w] > new_mx[w], S[(size_t)j * TILE_VECS + w], new_mx[w]);
         for (int w = 0; w < TILE_VECS; w++) {
-            v16 *s = &S[(size_t)j * TILE_VECS + w];
-            *s -= mx[w];
-            exp16(s);
-            sum[w] += *s;
+            rescale[w] = mx[w] - new_mx[w];  // -inf at the first chunk: e^-inf = 0
+            exp16(&rescale[w]);
+            sum[w] *= rescale[w];
+            mx[w] = new_mx[w];
         }
-    tile_lanes_times_rows(O, S, v, ld, t1, hs);
+        if (c0 > 0)
+            for (int e = 0; e < hs; e++)
+                for (int w = 0; w < TILE_VECS; w++) O[(size_t)e * TILE_VECS + w] *= rescale[w];
+        for (int j = 0; j < nkeys; j++)
+            for (int w = 0; w < TILE_VECS; w++) {
+                v16 *s = &S[(size_t)j * TILE_VECS + w];
+                *s -= mx[w];
+                exp16(s);
+                sum[w] += *s;
+            }
+        tile_lanes_times_rows(O, S, v + (size_t)c0 * ld, ld, nkeys, hs);
+    }
     for (int i = 0; i < rows; i++) {
         const float total = sum[i / LANES][i % LANES], inv = 1.0f / total;
         for (int e = 0; e < hs; e++)
@@ -443,10 +468,11 @@ static void attention_backward_head(float *dq, const float *dy, const float *y, 
     const float *k = q + C, *v = q + 2 * C;
     float *dk = dq + C, *dv = dq + 2 * C;
     v16 *Q = scratch, *dY = Q + (size_t)hs * TILE_VECS, *dQ = dY + (size_t)hs * TILE_VECS;
-    v16 *P = dQ + (size_t)hs * TILE_VECS, *dS = P + (size_t)keys_max * TILE_VECS;
-    float *Q_rows = (float *)(dS + (size_t)keys_max * TILE_VECS), *dY_rows = Q_rows + (size_t)ATT_BLOCK * hs_pad;
-    for (int t = 0; t < T; t++)
-        for (int e = 0; e < hs; e++) dk[(size_t)t * ld + e] = dv[(size_t)t * ld + e] = 0.0f;
+    v16 *P = dQ + (size_t)hs * TILE_VECS, *dS = P + (size_t)KEY_CHUNK * TILE_VECS;
+    float *Q_rows = (float *)(dS + (size_t)KEY_CHUNK * TILE_VECS), *dY_rows = Q_rows + (size_t)ATT_BLOCK * hs_pad;
+    // The head's dk and dv, keys_max rows of hs_pad floats, summed here and written out at the end.
+    v16 *dK = (v16 *)(dY_rows + (size_t)ATT_BLOCK * hs_pad), *dV = dK + (size_t)keys_max * hs_pad / LANES;
+    memset(dK, 0, (size_t)keys_max * hs_pad * 2 * sizeof(float));
     for (int t0 = 0; t0 < T; t0 += ATT_BLOCK) {
         const int t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T, rows = t1 - t0;
         pack_lanes(Q, q, ld, t0, rows, hs, scale);
@@ -461,27 +487,38 @@ static void attention_backward_head(float *dq, const float *dy, const float *y, 
             dot_lanes[i / LANES][i % LANES] = dot;
             lse_lanes[i / LANES][i % LANES] = row_lse[t0 + i];
         }
-        // P^T = exp(S^T - lse); dS^T = P^T (dP^T - D) scale with dP^T = V dY^T.
-        tile_rows_times_lanes(P, Q, k, ld, t1, hs);
-        mask_diagonal(P, t0, t1);
-        tile_rows_times_lanes(dS, dY, v, ld, t1, hs);
-        for (int j = 0; j < t1; j++)
-            for (int w = 0; w < TILE_VECS; w++) {
-                v16 *p = &P[(size_t)j * TILE_VECS + w], *ds = &dS[(size_t)j * TILE_VECS + w];
-                *p -= lse_lanes[w];
-                exp16(p);
-                *ds = *p * (*ds - dot_lanes[w]) * scale;
-            }
-        for (size_t i = (size_t)t1 * TILE_VECS; i < (size_t)round_up((size_t)t1, KEY_BLOCK) * TILE_VECS; i++)
-            P[i] = dS[i] = SPLAT(0.0f);
-        // dV += P^T dY; dK += dS^T Q; dQ = dS K.
-        keys_times_tile(dv, ld, P, dY_rows, hs_pad, rows, t1, hs);
-        keys_times_tile(dk, ld, dS, Q_rows, hs_pad, rows, t1, hs);
-        tile_lanes_times_rows(dQ, dS, k, ld, t1, hs);
+        // A key chunk at a time: P^T = exp(S^T - lse); dS^T = P^T (dP^T - D) scale with
+        // dP^T = V dY^T; then dV += P^T dY, dK += dS^T Q, dQ += dS K.
+        for (size_t i = 0; i < (size_t)hs * TILE_VECS; i++) dQ[i] = SPLAT(0.0f);
+        for (int c0 = 0; c0 < t1; c0 += KEY_CHUNK) {
+            const int nkeys = t1 - c0 < KEY_CHUNK ? t1 - c0 : KEY_CHUNK;
+            tile_rows_times_lanes(P, Q, k + (size_t)c0 * ld, ld, nkeys, hs);
+            if (c0 == t0) mask_diagonal(P, nkeys);
+            tile_rows_times_lanes(dS, dY, v + (size_t)c0 * ld, ld, nkeys, hs);
+            for (int j = 0; j < nkeys; j++)
+                for (int w = 0; w < TILE_VECS; w++) {
+                    v16 *p = &P[(size_t)j * TILE_VECS + w], *ds = &dS[(size_t)j * TILE_VECS + w];
+                    *p -= lse_lanes[w];
+                    exp16(p);
+                    *ds = *p * (*ds - dot_lanes[w]) * scale;
+                }
+            // keys_times_tile reads whole blocks of KEY_BLOCK keys: zeros past the last.
+            for (size_t i = (size_t)nkeys * TILE_VECS; i < round_up((size_t)nkeys, KEY_BLOCK) * TILE_VECS; i++)
+                P[i] = dS[i] = SPLAT(0.0f);
+            keys_times_tile(dV + (size_t)c0 * hs_pad / LANES, P, dY_rows, hs_pad, rows, nkeys);
+            keys_times_tile(dK + (size_t)c0 * hs_pad / LANES, dS, Q_rows, hs_pad, rows, nkeys);
+            tile_lanes_times_rows(dQ, dS, k + (size_t)c0 * ld, ld, nkeys, hs);
+        }
         for (int i = 0; i < rows; i++)
             for (int e = 0; e < hs; e++)
                 dq[(size_t)(t0 + i) * ld + e] = dQ[(size_t)e * TILE_VECS + i / LANES][i % LANES];
     }
+    const float *dK_rows = (const float *)dK, *dV_rows = (const float *)dV;
+    for (int t = 0; t < T; t++)
+        for (int e = 0; e < hs; e++) {
+            dk[(size_t)t * ld + e] = dK_rows[(size_t)t * hs_pad + e];
+            dv[(size_t)t * ld + e] = dV_rows[(size_t)t * hs_pad + e];
+        }
 }
 
 // dqkv (overwritten) from datty; recomputes probabilities from lse.
