@@ -199,10 +199,19 @@ static inline void sigmoid16(v16 *zp) {
     *zp = SELECT16(negative, e * r, r);
 }
 
-// Lanes [0, len) of src, the rest `fill`; and back.
+// Lanes [0, len) of src, the rest `fill`; and back. A whole vector has a
+// constant size, so that it is one load or store, not a copy loop.
 static inline void load_partial(v16 *v, const float *src, size_t len, float fill) {
+    if (len == LANES) {
+        memcpy(v, src, sizeof *v);
+        return;
+    }
     *v = SPLAT(fill);
     memcpy(v, src, len * sizeof(float));
+}
+static inline void store_partial(float *dst, const v16 *v, size_t len) {
+    if (len == LANES) memcpy(dst, v, sizeof *v);
+    else memcpy(dst, v, len * sizeof(float));
 }
 
 // The training pass's GELU, 16 floats at a time with exp16: within a few ulp
@@ -214,12 +223,11 @@ void gelu_forward(float *out, const float *inp, size_t n, int threads) {
     for (size_t i = 0; i < vecs; i++) {
         const size_t at = i * LANES, len = n - at < LANES ? n - at : LANES;
         v16 x, s;
-        if (len == LANES) memcpy(&x, inp + at, sizeof x);
-        else load_partial(&x, inp + at, len, 0.0f);
+        load_partial(&x, inp + at, len, 0.0f);
         s = 1.702f * x;
         sigmoid16(&s);
         const v16 y = x * s;
-        memcpy(out + at, &y, len * sizeof(float));
+        store_partial(out + at, &y, len);
     }
 }
 
@@ -230,18 +238,13 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, i
     for (size_t i = 0; i < vecs; i++) {
         const size_t at = i * LANES, len = n - at < LANES ? n - at : LANES;
         v16 x, dy;
-        if (len == LANES) {
-            memcpy(&x, inp + at, sizeof x);
-            memcpy(&dy, dout + at, sizeof dy);
-        } else {
-            load_partial(&x, inp + at, len, 0.0f);
-            load_partial(&dy, dout + at, len, 0.0f);
-        }
+        load_partial(&x, inp + at, len, 0.0f);
+        load_partial(&dy, dout + at, len, 0.0f);
         const v16 z = 1.702f * x;
         v16 s = z;
         sigmoid16(&s);
         const v16 dx = dy * (s + z * s * (1.0f - s));
-        memcpy(dinp + at, &dx, len * sizeof(float));
+        store_partial(dinp + at, &dx, len);
     }
 }
 
@@ -555,12 +558,11 @@ double softmax_crossentropy_forward(float *logits, float *losses, const uint16_t
         for (int i = 0; i < V; i += LANES) {
             const int len = V - i < LANES ? V - i : LANES;
             v16 v;
-            if (len == LANES) memcpy(&v, z + i, sizeof v);
-            else load_partial(&v, z + i, (size_t)len, -INFINITY);  // e^-inf = 0 adds nothing
+            load_partial(&v, z + i, (size_t)len, -INFINITY);  // e^-inf = 0 adds nothing
             v -= mx;
             exp16(&v);
             sum_lanes += v;
-            memcpy(z + i, &v, (size_t)len * sizeof(float));
+            store_partial(z + i, &v, (size_t)len);
         }
         float sum = 0.0f;
         for (int l = 0; l < LANES; l++) sum += sum_lanes[l];
