@@ -4,11 +4,14 @@
 # fp32 (and bf16) peak (./igpt bench --mode peak).
 # PyTorch is the 2.11 that scripts/setup.sh --bench puts in .tools/torch (bench/torch_python.sh),
 # else Debian's python3-torch; TORCH_PYTHON=/usr/bin/python3 picks Debian's.
+# Each figure is the best of REPEATS runs (default 3), igpt's and PyTorch's taken in turn, so that
+# a burst of load on a shared machine spoils neither side alone.
 # GFLOP/s of both count the same FLOPs: ./igpt bench's train_flops_per_token (bench/step_costs.c:
 # the matrix products and causal attention, half the T x T scores, forward + backward).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-$(nproc)}
+repeats=${REPEATS:-3}
 if [ -n "${TORCH_PYTHON:-}" ]; then
     torch_python=$TORCH_PYTHON
 elif bench/torch_python.sh -c "import torch" 2>/dev/null; then
@@ -20,7 +23,7 @@ fi
 torch_version=$("$torch_python" -c "import torch; print(torch.__version__)" 2>/dev/null || true)
 [ -n "$torch_version" ] || echo "bench-cpu: PyTorch not found for $torch_python; run scripts/setup.sh --bench (igpt figures only)"
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
-echo "bench-cpu: $threads threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); forward + backward, 512 colors, 5 timed steps after 2 warm-up steps"
+echo "bench-cpu: $threads threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); forward + backward, 512 colors, 5 timed steps after 2 warm-up steps, best of $repeats runs each"
 peak=$(./igpt bench --mode peak --threads "$threads")
 peak_fp32=$(field fp32_gflops_per_s <<<"$peak")
 echo "bench-cpu: measured peak ($threads threads): fp32 $peak_fp32 GFLOP/s ($(field fp32_isa <<<"$peak") FMAs)," \
@@ -31,20 +34,28 @@ printf "%-6s %-7s %5s %12s %8s %7s %12s %8s %7s\n" config image batch "igpt tok/
     "torch tok/s" GFLOP/s ratio
 for case in "tiny 16 16" "tiny 32 8" "xs 16 8" "xs 32 4"; do
     set -- $case
-    line=$(./igpt bench --quiet --config "$1" --side "$2" --batch "$3" --threads "$threads")
-    ours=$(field tokens_per_s <<<"$line")
-    ours_gflops=$(field gflops_per_s <<<"$line")
-    flops_per_token=$(field train_flops_per_token <<<"$line")
+    ours=0
+    theirs=0
+    for ((run = 0; run < repeats; run++)); do
+        line=$(./igpt bench --quiet --config "$1" --side "$2" --batch "$3" --threads "$threads")
+        flops_per_token=$(field train_flops_per_token <<<"$line")
+        ours=$(awk "BEGIN{t = $(field tokens_per_s <<<"$line"); print (t > $ours ? t : $ours)}")
+        if [ -n "$torch_version" ]; then
+            t=$("$torch_python" bench/torch_cpu_bench.py --config "$1" --side "$2" --colors 512 \
+                --batch "$3" --threads "$threads" --steps 5 --warmup-steps 2 | field tokens_per_s)
+            theirs=$(awk "BEGIN{print ($t > $theirs ? $t : $theirs)}")
+        fi
+    done
+    ours_gflops=$(awk "BEGIN{printf \"%.1f\", $ours * $flops_per_token / 1e9}")
     share=$(awk "BEGIN{printf \"%.1f%%\", 100 * $ours_gflops / $peak_fp32}")
-    theirs="-"
     theirs_gflops="-"
     ratio="-"
     if [ -n "$torch_version" ]; then
-        theirs=$("$torch_python" bench/torch_cpu_bench.py --config "$1" --side "$2" --colors 512 \
-                 --batch "$3" --threads "$threads" --steps 5 --warmup-steps 2 | field tokens_per_s)
         theirs_gflops=$(awk "BEGIN{printf \"%.1f\", $theirs * $flops_per_token / 1e9}")
         ratio=$(awk "BEGIN{printf \"%.2fx\", $ours / $theirs}")
         theirs=$(printf "%.0f" "$theirs")
+    else
+        theirs="-"
     fi
     printf "%-6s %-7s %5s %12.0f %8.1f %7s %12s %8s %7s\n" "$1" "$2x$2" "$3" "$ours" "$ours_gflops" "$share" \
         "$theirs" "$theirs_gflops" "$ratio"

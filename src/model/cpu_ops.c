@@ -67,6 +67,9 @@ void encoder_backward(const ParamPointers *g, const float *dout, const uint16_t 
     }
 }
 
+// The sums over a row run in vector lanes (their order is the compiler's
+// choice for the CPU: decoding, whose bits must not move, keeps its own
+// sequential norm_decode_forward, model/decode.c).
 void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const float *inp, const float *gain,
                   const float *bias, int N, int C, int threads) {
 #pragma omp parallel for num_threads(threads)
@@ -75,10 +78,12 @@ void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const flo
         float *y = out + (size_t)n * C;
         float mu = 0.0f;
         if (kind == NORM_LAYERNORM) {
+#pragma omp simd reduction(+ : mu)
             for (int c = 0; c < C; c++) mu += x[c];
             mu /= (float)C;
         }
         float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
         for (int c = 0; c < C; c++) ss += (x[c] - mu) * (x[c] - mu);
         float r = 1.0f / sqrtf(ss / (float)C + IGPT_NORM_EPS);
         for (int c = 0; c < C; c++) y[c] = (x[c] - mu) * r * gain[c] + (bias ? bias[c] : 0.0f);
@@ -99,6 +104,7 @@ void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const
         // xhat = (x - mu) r; dxhat = dy g; dx = r (dxhat - mean(dxhat) - xhat mean(dxhat xhat))
         // where the mean(dxhat) term exists only for LayerNorm.
         float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
+#pragma omp simd reduction(+ : sum_dxhat, sum_dxhat_xhat)
         for (int c = 0; c < C; c++) {
             float dxhat = dy[c] * gain[c];
             sum_dxhat += dxhat;

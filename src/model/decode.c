@@ -91,6 +91,27 @@ void decode_matmul(float *out, const float *inp, const float *W, int B, int IC, 
 // ---------------------------------------------------------------------------
 // The twins of the decode kernels
 
+// The norm of norm_forward with its sums in sequence, one row after another:
+// norm_forward (vectorised) may differ from it in the last bits; this one may
+// not change, since .igpz files are coded with its bits.
+void norm_decode_forward(NormKind kind, float *out, float *rstd, const float *inp, const float *gain, const float *bias,
+                         int N, int C) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *y = out + (size_t)n * C;
+        float mu = 0.0f;
+        if (kind == NORM_LAYERNORM) {
+            for (int c = 0; c < C; c++) mu += x[c];
+            mu /= (float)C;
+        }
+        float ss = 0.0f;
+        for (int c = 0; c < C; c++) ss += (x[c] - mu) * (x[c] - mu);
+        float r = 1.0f / sqrtf(ss / (float)C + IGPT_NORM_EPS);
+        for (int c = 0; c < C; c++) y[c] = (x[c] - mu) * r * gain[c] + (bias ? bias[c] : 0.0f);
+        rstd[n] = r;
+    }
+}
+
 // x sigmoid(1.702 x) by libm's expf, one float at a time, in place. The
 // training pass's gelu_forward (vectorised) may differ from it in the last
 // bits; this one may not change, since .igpz files are coded with its bits.
@@ -237,19 +258,19 @@ const float *decode_step(DecodeState *s, const uint16_t *prev) {
     encoder_decode_forward(s->x, prev, s->p, B, t, C);
     for (int l = 0; l < cfg->n_layer; l++) {
         const LayerParams *lp = &s->p->layers[l];
-        norm_forward(cfg->norm, s->xn, NULL, s->rstd, s->x, lp->ln1_g, lp->ln1_b, B, C, 1);
+        norm_decode_forward(cfg->norm, s->xn, s->rstd, s->x, lp->ln1_g, lp->ln1_b, B, C);
         decode_matmul(s->qkv, s->xn, lp->w_qkv, B, C, 3 * C, th);
         attention_decode_forward(s->atty, s->qkv, s->k_cache + l * cache_stride, s->v_cache + l * cache_stride,
                                  s->scratch, B, t, T, C, cfg->n_head, th);
         decode_matmul(s->proj, s->atty, lp->w_attn_proj, B, C, C, th);
         residual_forward(s->x, s->x, s->proj, BC, 1);
-        norm_forward(cfg->norm, s->xn, NULL, s->rstd, s->x, lp->ln2_g, lp->ln2_b, B, C, 1);
+        norm_decode_forward(cfg->norm, s->xn, s->rstd, s->x, lp->ln2_g, lp->ln2_b, B, C);
         decode_matmul(s->fc, s->xn, lp->w_fc, B, C, 4 * C, th);
         gelu_decode_forward(s->fc, BC * 4);
         decode_matmul(s->proj, s->fc, lp->w_fc_proj, B, 4 * C, C, th);
         residual_forward(s->x, s->x, s->proj, BC, 1);
     }
-    norm_forward(cfg->norm, s->xn, NULL, s->rstd, s->x, s->p->lnf_g, s->p->lnf_b, B, C, 1);
+    norm_decode_forward(cfg->norm, s->xn, s->rstd, s->x, s->p->lnf_g, s->p->lnf_b, B, C);
     decode_matmul(s->logits, s->xn, s->p->w_head, B, C, V, th);
     s->pos++;
     return s->logits;

@@ -34,6 +34,10 @@
 // products in order. The same bits for any B, row, thread count or alignment.
 void decode_matmul(float *out, const float *inp, const float *W, int B, int IC, int OC, int threads);
 
+// norm_forward's norm of N rows with its sums in sequence (rstd kept per row):
+// the bits .igpz files are coded with.
+void norm_decode_forward(NormKind kind, float *out, float *rstd, const float *inp, const float *gain, const float *bias,
+                         int N, int C);
 // x sigmoid(1.702 x) in place by libm's expf: the bits .igpz files are coded with.
 void gelu_decode_forward(float *x, size_t n);
 // Embedding of position t for B sequences: out[b] = sos + wpe[0] when t = 0,
