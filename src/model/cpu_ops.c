@@ -262,9 +262,11 @@ void residual_forward(float *out, const float *a, const float *b, size_t n, int 
 // ---------------------------------------------------------------------------
 // Causal self-attention, flash-attention style on the CPU. Queries go in
 // tiles of ATT_BLOCK rows; a tile meets only the keys it can see (0..its
-// last row), and only the diagonal tile is masked. The probabilities are
-// never stored: the forward pass keeps each row's log-sum-exp and the
-// backward pass recomputes them from it.
+// last row), a chunk of KEY_CHUNK keys at a time, and only the diagonal chunk
+// is masked. The probabilities are never stored: the forward pass keeps each
+// row's log-sum-exp (its softmax online: a running max and sum per query)
+// and the backward pass recomputes them from it. The backward pass sums a
+// head's dk and dv in contiguous rows of its own and writes them out once.
 //
 // Inside a tile the 64 queries are the lanes of four 16-float vectors and the
 // tile is held transposed (key j's scores of all 64 queries in a row), so the
