@@ -113,8 +113,8 @@ TEST(test_safetensors_write_read_round_trip) {
     safetensors_close(&st);
 }
 
-// The exact bytes of a small file: compact JSON, metadata first, offsets
-// back to back, spaces up to a multiple of 8, little-endian floats.
+// The exact bytes of a small file: igpt's inline JSON, metadata first, offsets back to back, spaces up to a multiple of
+// 8, little-endian floats.
 TEST(test_safetensors_writer_layout) {
     const float x[2] = {1.0f, -2.0f}, y = 0.5f;
     const SafeTensorOut out[] = {{"x", 1, {2}, x}, {"y", 0, {0}, &y}};
@@ -122,8 +122,9 @@ TEST(test_safetensors_writer_layout) {
     const char *path = test_path("layout.safetensors");
     safetensors_write(path, out, 2, &key, &value, 1);
     const char header[] =
-        "{\"__metadata__\":{\"format\":\"pt\"},\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
-        "\"y\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[8,12]}}";
+        "{\"__metadata__\": {\"format\": \"pt\"}, \"x\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, "
+        "8]}, "
+        "\"y\": {\"dtype\": \"F32\", \"shape\": [], \"data_offsets\": [8, 12]}}";
     const size_t padded = (sizeof header - 1 + 7) / 8 * 8;
     size_t size;
     uint8_t *bytes = read_whole_file(path, &size);

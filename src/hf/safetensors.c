@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "util/json.h"
 #include "util/util.h"
 #ifndef IGPT_NO_CJSON
 #include <cjson/cJSON.h>
@@ -133,42 +134,6 @@ void safetensors_read_f32(const SafeTensors *st, const SafeTensor *t, float *out
 }
 
 // --- The writer -----------------------------------------------------------------------------
-typedef struct {
-    char *text;
-    size_t len, cap;
-} Text;
-
-static void text_append(Text *t, const char *bytes, size_t n) {
-    if (t->len + n + 1 > t->cap) {
-        t->cap = 2 * (t->len + n + 1);
-        t->text = xrealloc(t->text, t->cap);
-    }
-    memcpy(t->text + t->len, bytes, n);
-    t->len += n;
-    t->text[t->len] = '\0';
-}
-
-IGPT_PRINTF(2, 3) static void text_printf(Text *t, const char *fmt, ...) {
-    char buf[64];
-    va_list args;
-    va_start(args, fmt);
-    const int n = vsnprintf(buf, sizeof buf, fmt, args);
-    va_end(args);
-    text_append(t, buf, (size_t)n);
-}
-
-// A JSON string: quotes and backslashes escaped, control characters as \u00XX.
-static void text_string(Text *t, const char *s) {
-    text_append(t, "\"", 1);
-    for (; *s; s++) {
-        const unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') text_printf(t, "\\%c", ch);
-        else if (ch < 0x20) text_printf(t, "\\u%04x", ch);
-        else text_append(t, s, 1);
-    }
-    text_append(t, "\"", 1);
-}
-
 // Names must be non-empty and distinct (a reader would refuse the file).
 static void check_names(const char *path, const char *what, const char *const *names, int n) {
     for (int i = 0; i < n; i++) {
@@ -193,38 +158,41 @@ static uint64_t tensor_out_count(const char *path, const SafeTensorOut *t) {
     return count;
 }
 
-// The header, compact: metadata first, then the tensors back to back; spaces
-// up to a multiple of 8, so that the data starts 8-byte aligned (as the
-// official writer does).
-static Text header_json(const char *path, const SafeTensorOut *tensors, int n, const char *const *meta_keys,
-                        const char *const *meta_values, int n_meta) {
-    Text h = {0};
-    text_append(&h, "{", 1);
+// The header, igpt's inline JSON (util/json.h): metadata first, then the
+// tensors back to back; spaces up to a multiple of 8, so that the data starts
+// 8-byte aligned (as the official writer does). Returns it (free it), its
+// length in *len.
+static char *header_json(const char *path, const SafeTensorOut *tensors, int n, const char *const *meta_keys,
+                         const char *const *meta_values, int n_meta, size_t *len) {
+    JsonWriter w;
+    json_init(&w);
+    json_object_begin(&w, NULL, JSON_INLINE);
     if (n_meta > 0) {
-        text_append(&h, "\"__metadata__\":{", 16);
-        for (int i = 0; i < n_meta; i++) {
-            if (i > 0) text_append(&h, ",", 1);
-            text_string(&h, meta_keys[i]);
-            text_append(&h, ":", 1);
-            text_string(&h, meta_values[i] ? meta_values[i] : "");
-        }
-        text_append(&h, "}", 1);
+        json_object_begin(&w, "__metadata__", JSON_INLINE);
+        for (int i = 0; i < n_meta; i++) json_string(&w, meta_keys[i], meta_values[i] ? meta_values[i] : "");
+        json_object_end(&w);
     }
     uint64_t offset = 0;
     for (int i = 0; i < n; i++) {
         const SafeTensorOut *t = &tensors[i];
-        const uint64_t bytes = 4 * tensor_out_count(path, t);
-        if (i > 0 || n_meta > 0) text_append(&h, ",", 1);
-        text_string(&h, t->name);
-        text_append(&h, ":{\"dtype\":\"F32\",\"shape\":[", 25);
-        for (int d = 0; d < t->ndim; d++) text_printf(&h, d > 0 ? ",%lld" : "%lld", (long long)t->shape[d]);
-        text_printf(&h, "],\"data_offsets\":[%llu,", (unsigned long long)offset);
-        offset += bytes;
-        text_printf(&h, "%llu]}", (unsigned long long)offset);
+        json_object_begin(&w, t->name, JSON_INLINE);
+        json_string(&w, "dtype", "F32");
+        json_array_begin(&w, "shape", JSON_INLINE);
+        for (int d = 0; d < t->ndim; d++) json_int(&w, NULL, t->shape[d]);
+        json_array_end(&w);
+        json_array_begin(&w, "data_offsets", JSON_INLINE);
+        json_uint(&w, NULL, offset);
+        offset += 4 * tensor_out_count(path, t);
+        json_uint(&w, NULL, offset);
+        json_array_end(&w);
+        json_object_end(&w);
     }
-    text_append(&h, "}", 1);
-    while (h.len % 8 != 0) text_append(&h, " ", 1);
-    return h;
+    json_object_end(&w);
+    char *text = json_finish(&w, len);
+    (*len)--;  // its closing newline: the header holds no control character
+    text = xrealloc(text, *len + 8);
+    while (*len % 8 != 0) text[(*len)++] = ' ';
+    return text;
 }
 
 void safetensors_write(const char *path, const SafeTensorOut *tensors, int n, const char *const *meta_keys,
@@ -238,15 +206,16 @@ void safetensors_write(const char *path, const SafeTensorOut *tensors, int n, co
     check_names(path, "tensor", names, n);
     check_names(path, "metadata key", meta_keys, n_meta);
     free(names);
-    Text h = header_json(path, tensors, n, meta_keys, meta_values, n_meta);
+    size_t header_len;
+    char *header = header_json(path, tensors, n, meta_keys, meta_values, n_meta, &header_len);
 
     AtomicFile af;
     atomic_open(&af, path);
     uint8_t length[8];
-    put_u64(length, h.len);
+    put_u64(length, header_len);
     atomic_write(&af, length, 8);
-    atomic_write(&af, h.text, h.len);
-    free(h.text);
+    atomic_write(&af, header, header_len);
+    free(header);
     enum { CHUNK = 4096 };
     uint8_t *chunk = xmalloc(4 * CHUNK);
     for (int i = 0; i < n; i++) {
