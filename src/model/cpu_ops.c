@@ -222,36 +222,34 @@ static inline void store_partial(float *dst, const v16 *v, size_t len) {
 
 // The training pass's GELU, 16 floats at a time with exp16: within a few ulp
 // of x sigmoid(1.702 x) by libm's expf. (Decoding keeps libm's, bit for bit:
-// gelu_decode_forward, model/decode.c.)
-void gelu_forward(float *out, const float *inp, size_t n, int threads) {
+// gelu_decode_forward, model/decode.c.) Forward when dout is NULL: out =
+// x s; else backward: out = dout (s + z s (1 - s)); s = sigmoid(z), z = 1.702 x.
+static void gelu_pass(float *out, const float *inp, const float *dout, size_t n, int threads) {
     const size_t vecs = (n + LANES - 1) / LANES;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (size_t i = 0; i < vecs; i++) {
         const size_t at = i * LANES, len = n - at < LANES ? n - at : LANES;
-        v16 x, s;
+        v16 x, y;
         load_partial(&x, inp + at, len, 0.0f);
-        s = 1.702f * x;
+        const v16 z = 1.702f * x;
+        v16 s = z;
         sigmoid16(&s);
-        const v16 y = x * s;
+        if (dout) {
+            v16 dy;
+            load_partial(&dy, dout + at, len, 0.0f);
+            y = dy * (s + z * s * (1.0f - s));
+        } else {
+            y = x * s;
+        }
         store_partial(out + at, &y, len);
     }
 }
 
-// dinp = dout * d/dx [x sigmoid(1.702 x)] = dout (s + 1.702 x s (1 - s)) (overwrites dinp; may alias dout)
+void gelu_forward(float *out, const float *inp, size_t n, int threads) { gelu_pass(out, inp, NULL, n, threads); }
+
+// dinp = dout * d/dx [x sigmoid(1.702 x)] (overwrites dinp; may alias dout)
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int threads) {
-    const size_t vecs = (n + LANES - 1) / LANES;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (size_t i = 0; i < vecs; i++) {
-        const size_t at = i * LANES, len = n - at < LANES ? n - at : LANES;
-        v16 x, dy;
-        load_partial(&x, inp + at, len, 0.0f);
-        load_partial(&dy, dout + at, len, 0.0f);
-        const v16 z = 1.702f * x;
-        v16 s = z;
-        sigmoid16(&s);
-        const v16 dx = dy * (s + z * s * (1.0f - s));
-        store_partial(dinp + at, &dx, len);
-    }
+    gelu_pass(dinp, inp, dout, n, threads);
 }
 
 void residual_forward(float *out, const float *a, const float *b, size_t n, int threads) {
