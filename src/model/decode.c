@@ -10,6 +10,13 @@
 #include "model/cpu_ops.h"
 #include "util/util.h"
 
+// No a * b + c fused into one FMA anywhere here: GCC does not fuse in ISO C
+// (-std=c11), clang does unless told, and the bits must be the same whoever
+// compiled them (.igpz files).
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 // ---------------------------------------------------------------------------
 // Fixed-order dot products
 
