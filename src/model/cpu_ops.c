@@ -68,71 +68,6 @@ void encoder_backward(const ParamPointers *g, const float *dout, const uint16_t 
     }
 }
 
-// The sums over a row run in vector lanes (their order is the compiler's
-// choice for the CPU: decoding, whose bits must not move, keeps its own
-// sequential norm_decode_forward, model/decode.c).
-void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const float *inp, const float *gain,
-                  const float *bias, int N, int C, int threads) {
-#pragma omp parallel for num_threads(threads)
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C;
-        float *y = out + (size_t)n * C;
-        float mu = 0.0f;
-        if (kind == NORM_LAYERNORM) {
-#pragma omp simd reduction(+ : mu)
-            for (int c = 0; c < C; c++) mu += x[c];
-            mu /= (float)C;
-        }
-        float ss = 0.0f;
-#pragma omp simd reduction(+ : ss)
-        for (int c = 0; c < C; c++) ss += (x[c] - mu) * (x[c] - mu);
-        float r = 1.0f / sqrtf(ss / (float)C + IGPT_NORM_EPS);
-        for (int c = 0; c < C; c++) y[c] = (x[c] - mu) * r * gain[c] + (bias ? bias[c] : 0.0f);
-        if (mean) mean[n] = mu;
-        rstd[n] = r;
-    }
-}
-
-// dinp += d(norm)/d(inp) dout; dgain, dbias += their gradients.
-void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const float *dout, const float *inp,
-                   const float *mean, const float *rstd, const float *gain, int N, int C, int threads) {
-    const bool ln = kind == NORM_LAYERNORM;
-#pragma omp parallel for num_threads(threads)
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
-        float *dx = dinp + (size_t)n * C;
-        const float mu = ln ? mean[n] : 0.0f, r = rstd[n];
-        // xhat = (x - mu) r; dxhat = dy g; dx = r (dxhat - mean(dxhat) - xhat mean(dxhat xhat))
-        // where the mean(dxhat) term exists only for LayerNorm.
-        float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
-#pragma omp simd reduction(+ : sum_dxhat, sum_dxhat_xhat)
-        for (int c = 0; c < C; c++) {
-            float dxhat = dy[c] * gain[c];
-            sum_dxhat += dxhat;
-            sum_dxhat_xhat += dxhat * (x[c] - mu) * r;
-        }
-        const float m1 = ln ? sum_dxhat / (float)C : 0.0f, m2 = sum_dxhat_xhat / (float)C;
-        for (int c = 0; c < C; c++) {
-            float xhat = (x[c] - mu) * r;
-            dx[c] += r * (dy[c] * gain[c] - m1 - xhat * m2);
-        }
-    }
-    // Gain and bias gradients: sums over rows, parallel over channels.
-#pragma omp parallel num_threads(threads)
-    {
-        int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        int c0 = C * id / nt, c1 = C * (id + 1) / nt;
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
-            const float mu = ln ? mean[n] : 0.0f, r = rstd[n];
-            for (int c = c0; c < c1; c++) {
-                dgain[c] += dy[c] * (x[c] - mu) * r;
-                if (dbias) dbias[c] += dy[c];
-            }
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Vectors and e^x, for the element-wise passes and the attention.
 
@@ -251,6 +186,94 @@ void gelu_forward(float *out, const float *inp, size_t n, int threads) { gelu_pa
 // dinp = dout * d/dx [x sigmoid(1.702 x)] (overwrites dinp; may alias dout)
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int threads) {
     gelu_pass(dinp, inp, dout, n, threads);
+}
+
+// The norms, each row's sums in 16 lanes (row_sum: a fixed order whatever
+// the compiler, the CPU and the row's alignment, so that a run repeats
+// bitwise). Decoding, whose bits must not move, keeps its own sequential
+// norm_decode_forward (model/decode.c).
+
+// sum over c < C of a[c] * b[c] (b NULL: of a[c]), lane l summing c = l mod 16 in order, then the lanes in
+// order, then the last C mod 16 in order.
+static float row_sum(const float *a, const float *b, int C) {
+    const int full = C / LANES * LANES;
+    v16 acc = SPLAT(0.0f);
+    for (int c = 0; c < full; c += LANES) {
+        v16 x;
+        memcpy(&x, a + c, sizeof x);
+        if (b) {
+            v16 y;
+            memcpy(&y, b + c, sizeof y);
+            x *= y;
+        }
+        acc += x;
+    }
+    float sum = 0.0f;
+    for (int l = 0; l < LANES; l++) sum += acc[l];
+    for (int c = full; c < C; c++) sum += b ? a[c] * b[c] : a[c];
+    return sum;
+}
+
+void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const float *inp, const float *gain,
+                  const float *bias, int N, int C, int threads) {
+#pragma omp parallel for num_threads(threads)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *y = out + (size_t)n * C;
+        const float mu = kind == NORM_LAYERNORM ? row_sum(x, NULL, C) / (float)C : 0.0f;
+        // (x - mu) in y first, for the sum of its squares.
+        for (int c = 0; c < C; c++) y[c] = x[c] - mu;
+        const float r = 1.0f / sqrtf(row_sum(y, y, C) / (float)C + IGPT_NORM_EPS);
+        for (int c = 0; c < C; c++) y[c] = y[c] * r * gain[c] + (bias ? bias[c] : 0.0f);
+        if (mean) mean[n] = mu;
+        rstd[n] = r;
+    }
+}
+
+// dinp += d(norm)/d(inp) dout; dgain, dbias += their gradients.
+void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const float *dout, const float *inp,
+                   const float *mean, const float *rstd, const float *gain, int N, int C, int threads) {
+    const bool ln = kind == NORM_LAYERNORM;
+#pragma omp parallel for num_threads(threads)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+        float *dx = dinp + (size_t)n * C;
+        const float mu = ln ? mean[n] : 0.0f, r = rstd[n];
+        // xhat = (x - mu) r; dxhat = dy g; dx = r (dxhat - mean(dxhat) - xhat mean(dxhat xhat))
+        // where the mean(dxhat) term exists only for LayerNorm. The row's
+        // dxhat and xhat go through a small stack buffer, a block at a time.
+        float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
+        enum { BLOCK = 256 };
+        float dxhat[BLOCK], xhat[BLOCK];
+        for (int c0 = 0; c0 < C; c0 += BLOCK) {
+            const int len = C - c0 < BLOCK ? C - c0 : BLOCK;
+            for (int c = 0; c < len; c++) {
+                dxhat[c] = dy[c0 + c] * gain[c0 + c];
+                xhat[c] = (x[c0 + c] - mu) * r;
+            }
+            sum_dxhat += ln ? row_sum(dxhat, NULL, len) : 0.0f;
+            sum_dxhat_xhat += row_sum(dxhat, xhat, len);
+        }
+        const float m1 = ln ? sum_dxhat / (float)C : 0.0f, m2 = sum_dxhat_xhat / (float)C;
+        for (int c = 0; c < C; c++) {
+            float xh = (x[c] - mu) * r;
+            dx[c] += r * (dy[c] * gain[c] - m1 - xh * m2);
+        }
+    }
+    // Gain and bias gradients: sums over rows, parallel over channels.
+#pragma omp parallel num_threads(threads)
+    {
+        int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        int c0 = C * id / nt, c1 = C * (id + 1) / nt;
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+            const float mu = ln ? mean[n] : 0.0f, r = rstd[n];
+            for (int c = c0; c < c1; c++) {
+                dgain[c] += dy[c] * (x[c] - mu) * r;
+                if (dbias) dbias[c] += dy[c];
+            }
+        }
+    }
 }
 
 void residual_forward(float *out, const float *a, const float *b, size_t n, int threads) {
