@@ -1,7 +1,7 @@
 // Scratch harness (not built by make): times the CPU attention alone and the
 // whole training step at one model shape, to give attention's share of it.
 //   make NVCC= CHECK_CXX= && cc -O3 -march=native -fopenmp -Isrc dev/attention_bench.c build/libigpt.a \
-//     -L/usr/lib/x86_64-linux-gnu/openblas-openmp -lopenblas -lm -o /tmp/attention_bench
+//     -L/usr/lib/x86_64-linux-gnu/openblas-openmp -lopenblas -lcjson -lz -lm -o /tmp/attention_bench
 //   /tmp/attention_bench tiny|xs SIDE BATCH THREADS [REPS]
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +16,7 @@ static double time_attention(int B, int T, int C, int NH, int threads, int reps,
     float *qkv = xmalloc(n_qkv * sizeof(float)), *dqkv = xmalloc(n_qkv * sizeof(float));
     float *y = xmalloc(n_y * sizeof(float)), *dy = xmalloc(n_y * sizeof(float));
     float *lse = xmalloc((size_t)B * NH * T * sizeof(float));
-    // Enough for the old (2 x 64 x T per thread) and the new layout alike.
-    float *scratch = xmalloc((size_t)threads * 4 * 64 * (T + C / NH + 64) * sizeof(float));
+    float *scratch = xmalloc(attention_scratch_floats(T, C, NH, threads) * sizeof(float));
     Rng rng;
     rng_init(&rng, 3, 0);
     for (size_t i = 0; i < n_qkv; i++) qkv[i] = (float)rng_normal(&rng);

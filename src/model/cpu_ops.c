@@ -115,21 +115,6 @@ static inline void exp16(v16 *xp) {
     *xp = (v16)((v16i)(p * (v16)two_n) & ~underflow);
 }
 
-void exp_nonpositive(float *x, size_t n) {
-    size_t i = 0;
-    for (; i + LANES <= n; i += LANES) {
-        v16 v;
-        memcpy(&v, x + i, sizeof v);
-        exp16(&v);
-        memcpy(x + i, &v, sizeof v);
-    }
-    if (i == n) return;
-    v16 tail = SPLAT(-INFINITY);
-    memcpy(&tail, x + i, (n - i) * sizeof(float));
-    exp16(&tail);
-    memcpy(x + i, &tail, (n - i) * sizeof(float));
-}
-
 // sigmoid(z) in place from e = e^-|z|, which never overflows: 1 / (1 + e)
 // for z >= 0, e / (1 + e) below. NaN stays NaN.
 static inline void sigmoid16(v16 *zp) {
@@ -154,6 +139,16 @@ static inline void load_partial(v16 *v, const float *src, size_t len, float fill
 static inline void store_partial(float *dst, const v16 *v, size_t len) {
     if (len == LANES) memcpy(dst, v, sizeof *v);
     else memcpy(dst, v, len * sizeof(float));
+}
+
+void exp_nonpositive(float *x, size_t n) {
+    for (size_t i = 0; i < n; i += LANES) {
+        const size_t len = n - i < LANES ? n - i : LANES;
+        v16 v;
+        load_partial(&v, x + i, len, -INFINITY);
+        exp16(&v);
+        store_partial(x + i, &v, len);
+    }
 }
 
 // The training pass's GELU, 16 floats at a time with exp16: within a few ulp
@@ -334,31 +329,27 @@ static void tile_rows_times_lanes(v16 *out, const v16 *A, const float *X, int ld
 
 // The query-side product: out[e] (lanes = queries) += sum over keys j in
 // order of X[j][e] * P[j] for e < hs. O^T += V^T P^T and dQ^T += K^T dS^T
-// are this, a key chunk at a time.
+// are this, a key chunk at a time (nkeys <= KEY_CHUNK: the chunk's rows of P
+// stay in L1 while every block of 4 columns of out passes over them).
 static void tile_lanes_times_rows(v16 *out, const v16 *P, const float *X, int ld, int nkeys, int hs) {
-    // Keys in chunks of KEY_CHUNK, whose rows of P stay in L1 while every
-    // block of 4 columns of out passes over them (the sums keep their order).
-    for (int k0 = 0; k0 < nkeys; k0 += KEY_CHUNK) {
-        const int k1 = k0 + KEY_CHUNK < nkeys ? k0 + KEY_CHUNK : nkeys;
-        int e0 = 0;
-        for (; e0 + 4 <= hs; e0 += 4) {
-            v16 acc[4][TILE_VECS];
+    int e0 = 0;
+    for (; e0 + 4 <= hs; e0 += 4) {
+        v16 acc[4][TILE_VECS];
+        for (int ee = 0; ee < 4; ee++)
+            for (int v = 0; v < TILE_VECS; v++) acc[ee][v] = out[(size_t)(e0 + ee) * TILE_VECS + v];
+        for (int j = 0; j < nkeys; j++) {
+            const float *x = X + (size_t)j * ld + e0;
+            const v16 *p = P + (size_t)j * TILE_VECS;
             for (int ee = 0; ee < 4; ee++)
-                for (int v = 0; v < TILE_VECS; v++) acc[ee][v] = out[(size_t)(e0 + ee) * TILE_VECS + v];
-            for (int j = k0; j < k1; j++) {
-                const float *x = X + (size_t)j * ld + e0;
-                const v16 *p = P + (size_t)j * TILE_VECS;
-                for (int ee = 0; ee < 4; ee++)
-                    for (int v = 0; v < TILE_VECS; v++) acc[ee][v] += x[ee] * p[v];
-            }
-            for (int ee = 0; ee < 4; ee++)
-                for (int v = 0; v < TILE_VECS; v++) out[(size_t)(e0 + ee) * TILE_VECS + v] = acc[ee][v];
+                for (int v = 0; v < TILE_VECS; v++) acc[ee][v] += x[ee] * p[v];
         }
-        for (; e0 < hs; e0++)
-            for (int j = k0; j < k1; j++)
-                for (int v = 0; v < TILE_VECS; v++)
-                    out[(size_t)e0 * TILE_VECS + v] += X[(size_t)j * ld + e0] * P[(size_t)j * TILE_VECS + v];
+        for (int ee = 0; ee < 4; ee++)
+            for (int v = 0; v < TILE_VECS; v++) out[(size_t)(e0 + ee) * TILE_VECS + v] = acc[ee][v];
     }
+    for (; e0 < hs; e0++)
+        for (int j = 0; j < nkeys; j++)
+            for (int v = 0; v < TILE_VECS; v++)
+                out[(size_t)e0 * TILE_VECS + v] += X[(size_t)j * ld + e0] * P[(size_t)j * TILE_VECS + v];
 }
 
 // The key-side product, a sum over the tile's queries: D[j] += sum over
@@ -640,28 +631,31 @@ static size_t packed_tile_floats(const HeadGrads *g) {
     return 2 * (size_t)g->hs * ATT_BLOCK + 2 * (size_t)ATT_BLOCK * g->hs_pad + 2 * ATT_BLOCK;
 }
 
-static void packed_tile_pointers(const HeadGrads *g, float *packed, int tile, TileGrads *w) {
+// Points w's Q, dY and their rows at packed tile `tile`; returns where its
+// lse and D are kept (ATT_BLOCK floats each).
+static float *packed_tile_pointers(const HeadGrads *g, float *packed, int tile, TileGrads *w) {
     float *at = packed + (size_t)tile * packed_tile_floats(g);
     w->Q = (v16 *)at;
     w->dY = w->Q + (size_t)g->hs * TILE_VECS;
     w->Q_rows = (float *)(w->dY + (size_t)g->hs * TILE_VECS);
     w->dY_rows = w->Q_rows + (size_t)ATT_BLOCK * g->hs_pad;
+    return w->dY_rows + (size_t)ATT_BLOCK * g->hs_pad;
 }
 
 static void pack_tile(const HeadGrads *g, float *packed, int tile) {
     TileGrads w;
-    packed_tile_pointers(g, packed, tile, &w);
+    float *terms = packed_tile_pointers(g, packed, tile, &w);
     load_query_tile(g, &w, tile * ATT_BLOCK);
-    memcpy(w.dY_rows + (size_t)ATT_BLOCK * g->hs_pad, w.lse, sizeof w.lse);
-    memcpy(w.dY_rows + (size_t)ATT_BLOCK * g->hs_pad + ATT_BLOCK, w.dot, sizeof w.dot);
+    memcpy(terms, w.lse, sizeof w.lse);
+    memcpy(terms + ATT_BLOCK, w.dot, sizeof w.dot);
 }
 
 // Points w at packed tile `tile` (its own dQ, P, dS, dK and dV stay w's).
 static void use_packed_tile(const HeadGrads *g, float *packed, int tile, TileGrads *w) {
-    packed_tile_pointers(g, packed, tile, w);
+    const float *terms = packed_tile_pointers(g, packed, tile, w);
     set_tile_rows(g, w, tile * ATT_BLOCK);
-    memcpy(w->lse, w->dY_rows + (size_t)ATT_BLOCK * g->hs_pad, sizeof w->lse);
-    memcpy(w->dot, w->dY_rows + (size_t)ATT_BLOCK * g->hs_pad + ATT_BLOCK, sizeof w->dot);
+    memcpy(w->lse, terms, sizeof w->lse);
+    memcpy(w->dot, terms + ATT_BLOCK, sizeof w->dot);
 }
 
 // The same sums split in two, for heads too few for the threads: dk and dv of
@@ -757,16 +751,14 @@ double softmax_crossentropy_forward(float *logits, float *losses, const uint16_t
 #pragma omp parallel for num_threads(threads)
     for (int n = 0; n < N; n++) {
         float *z = logits + (size_t)n * V;
-        const int full = V / LANES * LANES;
         v16 mx_lanes = SPLAT(-INFINITY), sum_lanes = SPLAT(0.0f);
-        for (int i = 0; i < full; i += LANES) {
+        for (int i = 0; i < V; i += LANES) {
             v16 v;
-            memcpy(&v, z + i, sizeof v);
+            load_partial(&v, z + i, (size_t)(V - i < LANES ? V - i : LANES), -INFINITY);
             mx_lanes = SELECT16(v > mx_lanes, v, mx_lanes);
         }
         float mx = -INFINITY;
         for (int l = 0; l < LANES; l++) mx = mx_lanes[l] > mx ? mx_lanes[l] : mx;
-        for (int i = full; i < V; i++) mx = z[i] > mx ? z[i] : mx;
         const float target_logit = z[targets[n]];
         for (int i = 0; i < V; i += LANES) {
             const int len = V - i < LANES ? V - i : LANES;
