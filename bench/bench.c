@@ -148,7 +148,7 @@ static void begin_model_line(JsonWriter *w, const BenchArgs *a, const BackendOpt
     snprintf(impl, sizeof impl, "igpt-%s", device_name(opt->device));
     json_string(w, "impl", impl);
     json_string(w, "mode", a->mode);
-    json_string(w, "precision", opt->device == DEVICE_CPU ? "fp32" : a->device.precision);
+    json_string(w, "precision", opt->precision == GPU_BF16 ? "bf16" : "fp32");
     json_string(w, "config", a->config);
     json_int(w, "side", a->side);
     json_int(w, "batch", a->batch);
@@ -236,7 +236,8 @@ static void bench_decode(const BenchArgs *a) {
                        .image_width = a->side,
                        .norm = NORM_IGPT};
     if (!model_config_named(a->config, &cfg)) usage_error("bench", "unknown --config '%s'", a->config);
-    const BackendOptions opt = backend_options_from(&a->device);
+    BackendOptions opt = backend_options_from(&a->device);
+    if (opt.device == DEVICE_CPU) opt.precision = GPU_FP32;  // the CPU decodes in fp32 (decode.c: its bits are pinned)
     Backend m;
     backend_create(&m, &opt, &cfg, 1);
     float *init = xmalloc(m.num_params * sizeof(float));

@@ -8,6 +8,8 @@
 # a burst of load on a shared machine spoils neither side alone.
 # GFLOP/s of both count the same FLOPs: ./igpt bench's train_flops_per_token (bench/step_costs.c:
 # the matrix products and causal attention, half the T x T scores, forward + backward).
+# Where the CPU runs bf16 products (AVX512-BF16 and oneDNN: --precision bf16), the last columns give
+# igpt's tokens/s with them and their ratio to igpt's fp32, taken in the same turns.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-$(nproc)}
@@ -30,16 +32,27 @@ echo "bench-cpu: measured peak ($threads threads): fp32 $peak_fp32 GFLOP/s ($(fi
     "bf16 $(field bf16_gflops_per_s <<<"$peak") GFLOP/s ($(field bf16_isa <<<"$peak"))"
 echo "bench-cpu: GFLOP/s count the matrix products and causal attention (half the scores), forward + backward;" \
     "PyTorch ${torch_version:-absent} ($torch_python)"
-printf "%-6s %-7s %5s %12s %8s %7s %12s %8s %7s\n" config image batch "igpt tok/s" GFLOP/s "% peak" \
-    "torch tok/s" GFLOP/s ratio
+bf16=yes
+why=$(./igpt bench --quiet --precision bf16 --config tiny --side 4 --batch 1 --steps 1 --warmup-steps 0 \
+    --threads "$threads" 2>&1 >/dev/null) || {
+    echo "bench-cpu: no bf16 products here: $(tail -1 <<<"$why")"
+    bf16=
+}
+printf "%-6s %-7s %5s %12s %8s %7s %12s %8s %7s %12s %9s\n" config image batch "igpt tok/s" GFLOP/s "% peak" \
+    "torch tok/s" GFLOP/s ratio "bf16 tok/s" "bf16/fp32"
 for case in "tiny 16 16" "tiny 32 8" "xs 16 8" "xs 32 4"; do
     set -- $case
     ours=0
     theirs=0
+    ours_bf16=0
     for ((run = 0; run < repeats; run++)); do
         line=$(./igpt bench --quiet --config "$1" --side "$2" --batch "$3" --threads "$threads")
         flops_per_token=$(field train_flops_per_token <<<"$line")
         ours=$(awk "BEGIN{t = $(field tokens_per_s <<<"$line"); print (t > $ours ? t : $ours)}")
+        if [ -n "$bf16" ]; then
+            line=$(./igpt bench --quiet --precision bf16 --config "$1" --side "$2" --batch "$3" --threads "$threads")
+            ours_bf16=$(awk "BEGIN{t = $(field tokens_per_s <<<"$line"); print (t > $ours_bf16 ? t : $ours_bf16)}")
+        fi
         if [ -n "$torch_version" ]; then
             t=$("$torch_python" bench/torch_cpu_bench.py --config "$1" --side "$2" --colors 512 \
                 --batch "$3" --threads "$threads" --steps 5 --warmup-steps 2 | field tokens_per_s)
@@ -57,6 +70,12 @@ for case in "tiny 16 16" "tiny 32 8" "xs 16 8" "xs 32 4"; do
     else
         theirs="-"
     fi
-    printf "%-6s %-7s %5s %12.0f %8.1f %7s %12s %8s %7s\n" "$1" "$2x$2" "$3" "$ours" "$ours_gflops" "$share" \
-        "$theirs" "$theirs_gflops" "$ratio"
+    bf16_text="-"
+    bf16_ratio="-"
+    if [ -n "$bf16" ]; then
+        bf16_text=$(printf "%.0f" "$ours_bf16")
+        bf16_ratio=$(awk "BEGIN{printf \"%.2fx\", $ours_bf16 / $ours}")
+    fi
+    printf "%-6s %-7s %5s %12.0f %8.1f %7s %12s %8s %7s %12s %9s\n" "$1" "$2x$2" "$3" "$ours" "$ours_gflops" "$share" \
+        "$theirs" "$theirs_gflops" "$ratio" "$bf16_text" "$bf16_ratio"
 done

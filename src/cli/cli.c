@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "model/cpu_ops.h"
+#include "util/gemm_bf16.h"
 #include "util/version.h"
 
 void usage_error(const char *command, const char *fmt, ...) {
@@ -262,7 +263,9 @@ const char *cli_option_name(const ParsedArgs *p, const void *field) {
 BackendOptions backend_options_from(const DeviceSettings *d) {
     BackendOptions opt = {.threads = cpu_set_threads(d->threads)};
     opt.device = backend_choose_device(d->device);
-    if (!parse_precision(d->precision, &opt.precision)) die("internal: precision '%s'", d->precision);
+    if (!parse_precision(d->precision, opt.device, &opt.precision)) die("internal: precision '%s'", d->precision);
+    const char *why = opt.device == DEVICE_CPU && opt.precision == GPU_BF16 ? gemm_bf16_unavailable() : NULL;
+    if (why) die("--precision bf16 on the CPU: %s", why);
     if (!parse_attention(d->attention, &opt.attention)) die("internal: attention '%s'", d->attention);
     return opt;
 }

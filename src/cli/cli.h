@@ -116,7 +116,7 @@ IGPT_NORETURN IGPT_PRINTF(2, 3) void usage_error(const char *command, const char
 // --- Options shared by the commands that run a model (train, probe, bench) ----
 typedef struct {
     const char *device;     // auto, cpu, cuda
-    const char *precision;  // bf16, fp32 (GPU only)
+    const char *precision;  // auto, bf16, fp32 (parse_precision)
     const char *attention;  // auto, flash, portable (GPU only)
     int threads;            // CPU worker threads; 0: all cores
 } DeviceSettings;
@@ -130,8 +130,10 @@ typedef struct {
         {"device", OPT_CHOICE, SETTING(DeviceSettings, device), "NAME",                                             \
          "cuda (a GPU: bf16 with fp32 master weights), cpu (the fp32 reference), or auto\n"                         \
          "(cuda when a GPU is usable)", default_device, .choices = "auto|cpu|cuda"},                                \
-        {"precision", OPT_CHOICE, SETTING(DeviceSettings, precision), "P", "on the GPU: bf16, or fp32 for debugging", \
-         "bf16", .choices = "bf16|fp32"},                                                                           \
+        {"precision", OPT_CHOICE, SETTING(DeviceSettings, precision), "P",                                          \
+         "bf16 (fp32 master weights) or fp32; auto: bf16 on a GPU, fp32 (the reference)\n"                         \
+         "on the CPU, where bf16 rounds the matrix products' operands (train, bench,\n"                           \
+         "probe; AVX512-BF16 and oneDNN)", "auto", .choices = "auto|bf16|fp32"},                                    \
         {"attention", OPT_CHOICE, SETTING(DeviceSettings, attention), "K",                                          \
          "on the GPU: flash (tensor cores: bf16, head size 32, 64, 128), portable,\n"                               \
          "or auto (flash where it applies)", "auto", .choices = "auto|flash|portable"},                             \

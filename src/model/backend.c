@@ -26,8 +26,9 @@ DeviceKind backend_choose_device(const char *name) {
 
 const char *device_name(DeviceKind device) { return device == DEVICE_CUDA ? "cuda" : "cpu"; }
 
-bool parse_precision(const char *name, GpuPrecision *out) {
-    if (!strcmp(name, "bf16")) *out = GPU_BF16;
+bool parse_precision(const char *name, DeviceKind device, GpuPrecision *out) {
+    if (!strcmp(name, "auto")) *out = device == DEVICE_CUDA ? GPU_BF16 : GPU_FP32;
+    else if (!strcmp(name, "bf16")) *out = GPU_BF16;
     else if (!strcmp(name, "fp32")) *out = GPU_FP32;
     else return false;
     return true;
@@ -53,8 +54,10 @@ void backend_create(Backend *b, const BackendOptions *opt, const ModelConfig *cf
     b->zero = opt->zero;
     const char *host_clip = getenv("IGPT_CLIP_ON_HOST");
     b->clip_on_device = b->device == DEVICE_CUDA && !b->zero && !(host_clip && !strcmp(host_clip, "1"));
-    if (b->device == DEVICE_CPU) cpu_backend_create(&b->cpu, cfg, max_batch, opt->threads, opt->zero);
-    else {
+    if (b->device == DEVICE_CPU) {
+        cpu_backend_create(&b->cpu, cfg, max_batch, opt->threads, opt->zero);
+        if (opt->precision == GPU_BF16) model_use_bf16_products(&b->cpu.model);
+    } else {
         b->gpu = gpu_model_create(cfg, max_batch, opt->precision, opt->recompute, opt->zero);
         gpu_model_set_attention(b->gpu, opt->attention);
     }
@@ -76,8 +79,11 @@ void backend_plan(const BackendOptions *opt, const ModelConfig *cfg, int max_bat
     size_t state = 0, act = 0;
     if (opt->device == DEVICE_CPU) {
         cpu_backend_memory(cfg, max_batch, threads, opt->zero, &state, &act);
-        snprintf(out, cap, "CPU fp32, %d thread%s; memory %s parameters + gradients + Adam state, %s activations",
-                 threads, threads == 1 ? "" : "s", format_bytes((double)state, state_text, sizeof state_text),
+        const bool bf16 = opt->precision == GPU_BF16;
+        if (bf16) act += model_bf16_bytes(cfg, max_batch);
+        snprintf(out, cap, "CPU %s, %d thread%s; memory %s parameters + gradients + Adam state, %s activations",
+                 bf16 ? "fp32 with bf16 matrix products" : "fp32", threads, threads == 1 ? "" : "s",
+                 format_bytes((double)state, state_text, sizeof state_text),
                  format_bytes((double)act, act_text, sizeof act_text));
         return;
     }

@@ -25,7 +25,7 @@ typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } DeviceKind;
 // How and where a model runs.
 typedef struct {
     DeviceKind device;
-    GpuPrecision precision;  // CUDA only
+    GpuPrecision precision;  // bf16 or fp32; CPU: bf16 = the matrix products' operands (model_use_bf16_products)
     GpuAttention attention;  // CUDA only: tensor-core or portable attention kernels
     bool recompute;          // CUDA only: activation recomputation (gpu_model_create)
     bool zero;               // ZeRO-1: this rank keeps only its pieces of the optimizer state
@@ -50,8 +50,9 @@ typedef struct {
 // with the reason when "cuda" is asked for and unavailable.
 DeviceKind backend_choose_device(const char *name);
 const char *device_name(DeviceKind device);
-// Parses "bf16" / "fp32"; false if neither.
-bool parse_precision(const char *name, GpuPrecision *out);
+// Parses "bf16" / "fp32", or "auto": bf16 on a GPU, fp32 (the reference) on
+// the CPU; false if none.
+bool parse_precision(const char *name, DeviceKind device, GpuPrecision *out);
 // Parses "auto" / "flash" / "portable"; false if none; and back.
 bool parse_attention(const char *name, GpuAttention *out);
 const char *attention_name(GpuAttention attention);

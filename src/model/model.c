@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "model/cpu_ops.h"
+#include "util/gemm_bf16.h"
 #include "util/util.h"
 
 // ---------------------------------------------------------------------------
@@ -98,7 +99,26 @@ void model_create(Model *m, const ModelConfig *cfg, int max_batch, int threads) 
     m->scratch = xcalloc(m->scratch_floats, sizeof(float));
 }
 
+static size_t bf16_operand_count(const ModelConfig *cfg, int max_batch) {
+    const size_t widest = (size_t)(4 * cfg->d_model > cfg->vocab_size ? 4 * cfg->d_model : cfg->vocab_size);
+    return (size_t)max_batch * cfg->seq_len * widest;
+}
+
+size_t model_bf16_bytes(const ModelConfig *cfg, int max_batch) {
+    return (param_count(cfg) + 2 * bf16_operand_count(cfg, max_batch)) * sizeof(uint16_t);
+}
+
+void model_use_bf16_products(Model *m) {
+    if (m->params_bf16) return;
+    m->params_bf16 = xcalloc(m->num_params, sizeof(uint16_t));
+    for (int i = 0; i < 2; i++)
+        m->operand_bf16[i] = xcalloc(bf16_operand_count(&m->cfg, m->max_batch), sizeof(uint16_t));
+}
+
 void model_free(Model *m) {
+    free(m->params_bf16);
+    free(m->operand_bf16[0]);
+    free(m->operand_bf16[1]);
     free(m->params);
     free(m->grads);
     free(m->act_memory);
@@ -109,6 +129,25 @@ void model_free(Model *m) {
 }
 
 void model_zero_grads(Model *m) { memset(m->grads, 0, m->num_params * sizeof(float)); }
+
+// ---------------------------------------------------------------------------
+// The matrix products in the model's precision: fp32 (OpenBLAS), or bf16
+// operands (oneDNN) with the weights' rounded copy at the same offset.
+
+static const uint16_t *rounded_weights(const Model *m, const float *W) { return m->params_bf16 + (W - m->params); }
+
+static void product_forward(const Model *m, float *out, const float *inp, const float *W, int N, int IC, int OC) {
+    if (!m->params_bf16) matmul_forward(out, inp, W, N, IC, OC);
+    else matmul_forward_bf16(out, inp, rounded_weights(m, W), m->operand_bf16[0], N, IC, OC, m->threads);
+}
+
+static void product_backward(const Model *m, float *dinp, float *dW, const float *dout, const float *inp,
+                             const float *W, int N, int IC, int OC) {
+    if (!m->params_bf16) matmul_backward(dinp, dW, dout, inp, W, N, IC, OC);
+    else
+        matmul_backward_bf16(dinp, dW, dout, inp, rounded_weights(m, W), m->operand_bf16[0], m->operand_bf16[1], N, IC,
+                             OC, m->threads);
+}
 
 // ---------------------------------------------------------------------------
 // Whole model
@@ -124,6 +163,7 @@ double model_forward(Model *m, const uint16_t *tokens, int batch) {
     for (int i = 0; i < N; i++)
         if (tokens[i] >= V) die("token %u at position %d is outside the %d-color palette", tokens[i], i, V);
 
+    if (m->params_bf16) round_to_bf16(m->params_bf16, m->params, m->num_params, th);  // the weights as they are now
     encoder_forward(a->resid, tokens, &m->p, B, T, C, th);
     for (int l = 0; l < L; l++) {
         const LayerParams *lp = &m->p.layers[l];
@@ -133,20 +173,20 @@ double model_forward(Model *m, const uint16_t *tokens, int batch) {
         float *lse = a->att_lse + (size_t)l * m->max_batch * NH * T;
         norm_forward(cfg->norm, ln1, a->ln1_mean + l * max_BT, a->ln1_rstd + l * max_BT, resid, lp->ln1_g, lp->ln1_b, N,
                      C, th);
-        matmul_forward(qkv, ln1, lp->w_qkv, N, C, 3 * C);
+        product_forward(m, qkv, ln1, lp->w_qkv, N, C, 3 * C);
         attention_forward(atty, lse, qkv, m->scratch, B, T, C, NH, th);
-        matmul_forward(ln2, atty, lp->w_attn_proj, N, C, C);  // ln2 as scratch for the projection
+        product_forward(m, ln2, atty, lp->w_attn_proj, N, C, C);  // ln2 as scratch for the projection
         residual_forward(mid, resid, ln2, BTC, th);
         norm_forward(cfg->norm, ln2, a->ln2_mean + l * max_BT, a->ln2_rstd + l * max_BT, mid, lp->ln2_g, lp->ln2_b, N,
                      C, th);
-        matmul_forward(fc, ln2, lp->w_fc, N, C, 4 * C);
+        product_forward(m, fc, ln2, lp->w_fc, N, C, 4 * C);
         gelu_forward(a->fc_act, fc, (size_t)N * 4 * C, th);
-        matmul_forward(resid_next, a->fc_act, lp->w_fc_proj, N, 4 * C, C);
+        product_forward(m, resid_next, a->fc_act, lp->w_fc_proj, N, 4 * C, C);
         residual_forward(resid_next, resid_next, mid, BTC, th);
     }
     norm_forward(cfg->norm, a->lnf, a->lnf_mean, a->lnf_rstd, a->resid + L * stride_c, m->p.lnf_g, m->p.lnf_b, N, C,
                  th);
-    matmul_forward(a->logits, a->lnf, m->p.w_head, N, C, V);
+    product_forward(m, a->logits, a->lnf, m->p.w_head, N, C, V);
     return softmax_crossentropy_forward(a->logits, a->losses, tokens, N, V, th);
 }
 
@@ -162,7 +202,7 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
     float *dfc = dqkv + 3 * maxBTC, *att_scratch = dfc + 4 * maxBTC;
 
     softmax_crossentropy_backward(a->logits, tokens, N, V, loss_scale, th);
-    matmul_backward(dln, m->g.w_head, a->logits, a->lnf, m->p.w_head, N, C, V);
+    product_backward(m, dln, m->g.w_head, a->logits, a->lnf, m->p.w_head, N, C, V);
     memset(dresid, 0, BTC * sizeof(float));
     norm_backward(cfg->norm, dresid, m->g.lnf_g, m->g.lnf_b, dln, a->resid + L * stride_c, a->lnf_mean, a->lnf_rstd,
                   m->p.lnf_g, N, C, th);
@@ -175,15 +215,15 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
         float *fc = a->fc + l * 4 * stride_c, *lse = a->att_lse + (size_t)l * m->max_batch * NH * T;
         // MLP: resid_next = mid + gelu(norm2(mid) W_fc^T) W_fc_proj^T; dresid holds d(resid_next) = d(mid) so far.
         gelu_forward(a->fc_act, fc, (size_t)N * 4 * C, th);
-        matmul_backward(dfc, lg->w_fc_proj, dresid, a->fc_act, lp->w_fc_proj, N, 4 * C, C);
+        product_backward(m, dfc, lg->w_fc_proj, dresid, a->fc_act, lp->w_fc_proj, N, 4 * C, C);
         gelu_backward(dfc, fc, dfc, (size_t)N * 4 * C, th);
-        matmul_backward(dln, lg->w_fc, dfc, ln2, lp->w_fc, N, C, 4 * C);
+        product_backward(m, dln, lg->w_fc, dfc, ln2, lp->w_fc, N, C, 4 * C);
         norm_backward(cfg->norm, dresid, lg->ln2_g, lg->ln2_b, dln, mid, a->ln2_mean + l * max_BT,
                       a->ln2_rstd + l * max_BT, lp->ln2_g, N, C, th);
         // Attention: mid = resid + attn(norm1(resid)) W_proj^T; dresid now holds d(mid).
-        matmul_backward(datty, lg->w_attn_proj, dresid, atty, lp->w_attn_proj, N, C, C);
+        product_backward(m, datty, lg->w_attn_proj, dresid, atty, lp->w_attn_proj, N, C, C);
         attention_backward(dqkv, datty, atty, qkv, lse, att_scratch, B, T, C, NH, th);
-        matmul_backward(dln, lg->w_qkv, dqkv, ln1, lp->w_qkv, N, C, 3 * C);
+        product_backward(m, dln, lg->w_qkv, dqkv, ln1, lp->w_qkv, N, C, 3 * C);
         norm_backward(cfg->norm, dresid, lg->ln1_g, lg->ln1_b, dln, resid, a->ln1_mean + l * max_BT,
                       a->ln1_rstd + l * max_BT, lp->ln1_g, N, C, th);
         if (m->on_layer_grads) m->on_layer_grads(m->on_layer_grads_ctx, l);

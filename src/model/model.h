@@ -48,6 +48,12 @@ typedef struct {
     float *scratch;  // backward scratch, see model.c
     size_t scratch_floats;
     int threads;
+    // bf16 products (model_use_bf16_products, --device cpu --precision bf16):
+    // the matrix products take bf16-rounded operands, as on the GPU; every
+    // other operation, the master weights and the gradients stay fp32. NULL:
+    // the fp32 reference.
+    uint16_t *params_bf16;      // num_params: params rounded, anew by each forward pass
+    uint16_t *operand_bf16[2];  // scratch for rounded activations, max_batch x T x max(4C, V) each
     // Called by model_backward as soon as a layer's gradients are final
     // (layer L = final norm and head first, then blocks L-1..0, then -1 = the
     // embeddings), so that data-parallel training can start summing them
@@ -62,6 +68,12 @@ void model_create(Model *m, const ModelConfig *cfg, int max_batch, int threads);
 void model_free(Model *m);
 // Bytes of activations and scratch model_create allocates for max_batch.
 size_t model_activation_bytes(const ModelConfig *cfg, int max_batch, int threads);
+
+// From now on the matrix products run in bf16 (util/gemm_bf16.h: the caller
+// checks gemm_bf16_unavailable first); model_free frees what this allocates.
+void model_use_bf16_products(Model *m);
+// Bytes model_use_bf16_products allocates.
+size_t model_bf16_bytes(const ModelConfig *cfg, int max_batch);
 
 // Forward pass over tokens (B x T). Returns the mean cross-entropy in nats
 // per token, and keeps what backward needs.

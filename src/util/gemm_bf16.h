@@ -1,0 +1,32 @@
+// bf16 matrix products on the CPU (--device cpu --precision bf16): row-major
+// C = op(A) op(B) + beta C with A and B in bf16 (the top half of a float,
+// rounded to nearest even), sums and C in fp32, as the GPU's bf16 products
+// have them. oneDNN's matmul runs them (AVX512-BF16 dot products, about twice
+// OpenBLAS's fp32 speed on the same cores: README); a build without oneDNN
+// (IGPT_DNNL undefined: the GPU machine's builds) has none, and says so.
+#ifndef IGPT_GEMM_BF16_H
+#define IGPT_GEMM_BF16_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// NULL when this build and CPU can run bf16 products fast; else why not
+// ("this igpt was built without oneDNN ...", "this CPU has no AVX512-BF16 ...").
+const char *gemm_bf16_unavailable(void);
+// True when this build has the products at all (on any x86-64 CPU, however
+// slow without AVX512-BF16): what the tests need.
+bool gemm_bf16_built(void);
+
+// out[i] = x[i] rounded to the nearest bf16 (ties to even; NaN stays NaN),
+// threads threads.
+void round_to_bf16(uint16_t *out, const float *x, size_t n, int threads);
+float bf16_to_float(uint16_t h);
+
+// C (m x n, ldc) = op(A) op(B) + beta C, beta 0 (C is not read) or 1.
+// op(A) is m x k, op(B) k x n; trans_* reads the stored row-major matrix
+// transposed. Runs on OpenMP's threads (omp_set_num_threads).
+void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, const uint16_t *A, int lda, const uint16_t *B, int ldb,
+               float beta, float *C, int ldc);
+
+#endif

@@ -1,0 +1,354 @@
+// The CPU's bf16 products (--device cpu --precision bf16, util/gemm_bf16.h):
+// the rounding against a rounding done another way, the products against
+// double sums of the same bf16 values, and the whole model and 50 training
+// steps against the fp32 reference within the GPU's bf16 tolerances
+// (tests/cuda/test_model.cu, docs/cuda.md "Tolerances").
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/config.h"
+#include "model/model.h"
+#include "model/params.h"
+#include "test.h"
+#include "train/optim.h"
+#include "util/gemm_bf16.h"
+
+static bool skip_without_onednn(void) {
+    if (gemm_bf16_built()) return false;
+    test_skip(gemm_bf16_unavailable());
+    return true;
+}
+
+static float float_of_bits(uint32_t bits) {
+    float x;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+// The nearest bf16 found by distance: the two bf16 values around x (x's bits
+// cut to 16, and one step away from zero) compared in double, a tie going to
+// the even one; past the largest bf16, infinity. Finite x only.
+static uint16_t nearest_bf16_by_distance(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    const uint16_t below = (uint16_t)(bits >> 16), above = (uint16_t)(below + 1);
+    // Past the largest bf16 the step up is 2^128 as an unbounded exponent has it
+    // (IEEE 754: rounded so, then overflowed to infinity).
+    const bool above_is_inf = (above & 0x7fffu) == 0x7f80u;
+    const double above_value = above_is_inf ? copysign(ldexp(1.0, 128), x) : bf16_to_float(above);
+    const double to_below = fabs((double)x - bf16_to_float(below)), to_above = fabs(above_value - (double)x);
+    if (to_below != to_above) return to_below < to_above ? below : above;
+    return (below & 1) ? above : below;
+}
+
+TEST(test_round_to_bf16_is_nearest_ties_to_even) {
+    enum { N = 200000 };
+    float *x = xmalloc(N * sizeof(float));
+    uint16_t *got = xmalloc(N * sizeof(uint16_t));
+    Rng rng;
+    rng_init(&rng, 5, 0);
+    const uint32_t edges[] = {0x3f800000u, 0x3f808000u, 0x3f818000u, 0x3f807fffu, 0x3f808001u,
+                              0xbf808000u, 0x7f7fffffu, 0x7f7f8000u, 0x00800000u, 0x80000000u};
+    const int num_edges = (int)(sizeof edges / sizeof edges[0]);
+    for (int i = 0; i < N; i++) {
+        uint32_t bits = i < num_edges ? edges[i] : (uint32_t)rng_below(&rng, 1u << 31) * 2u + (uint32_t)(i & 1);
+        if ((bits & 0x7f800000u) == 0x7f800000u) bits &= 0xbfffffffu;  // finite only here; inf and NaN below
+        // No subnormals: the tests run as ./igpt does, with them flushed to zero (flush_denormals_to_zero), which
+        // would make the reference's double arithmetic see 0 where the rounding sees their bits.
+        if ((bits & 0x7f800000u) == 0 && (bits & 0x7fffffu)) bits |= 0x00800000u;
+        x[i] = float_of_bits(bits);
+    }
+    round_to_bf16(got, x, N, 2);
+    int wrong = 0, first_wrong = -1;
+    for (int i = 0; i < N; i++)
+        if (got[i] != nearest_bf16_by_distance(x[i]) && wrong++ == 0) first_wrong = i;
+    CHECK(wrong == 0, "%d of %d roundings differ from the nearest bf16; first: %a -> 0x%04x, want 0x%04x", wrong, N,
+          first_wrong >= 0 ? x[first_wrong] : 0.0f, first_wrong >= 0 ? got[first_wrong] : 0,
+          first_wrong >= 0 ? nearest_bf16_by_distance(x[first_wrong]) : 0);
+    // Ties: 1 + 2^-8 lies halfway between 1 and 1 + 2^-7 and goes to the even 1;
+    // 1 + 3 * 2^-8 goes up to the even 1 + 2^-6; past the largest bf16 is inf.
+    CHECK(got[1] == 0x3f80 && got[2] == 0x3f82 && got[6] == 0x7f80, "ties to even and overflow: 0x%04x 0x%04x 0x%04x",
+          got[1], got[2], got[6]);
+    const float specials[] = {INFINITY, -INFINITY, NAN, float_of_bits(0x7f800001u), float_of_bits(0xffffffffu)};
+    uint16_t out[5];
+    round_to_bf16(out, specials, 5, 1);
+    CHECK(out[0] == 0x7f80 && out[1] == 0xff80, "infinities stay: 0x%04x 0x%04x", out[0], out[1]);
+    for (int i = 2; i < 5; i++)
+        CHECK(isnan(bf16_to_float(out[i])), "NaN %d stays NaN (a carry would make it inf): 0x%04x", i, out[i]);
+    free(x);
+    free(got);
+}
+
+// op(A) op(B) in double from the bf16 values, A and B stored as gemm_bf16 reads them.
+static double reference_entry(bool trans_a, bool trans_b, int i, int j, int k, const uint16_t *A, int lda,
+                              const uint16_t *B, int ldb, double *magnitude) {
+    double sum = 0.0, size = 0.0;
+    for (int p = 0; p < k; p++) {
+        const double a = bf16_to_float(trans_a ? A[(size_t)p * lda + i] : A[(size_t)i * lda + p]);
+        const double b = bf16_to_float(trans_b ? B[(size_t)j * ldb + p] : B[(size_t)p * ldb + j]);
+        sum += a * b;
+        size += fabs(a * b);
+    }
+    *magnitude = size;
+    return sum;
+}
+
+static void check_product(bool trans_a, bool trans_b, int m, int n, int k, float beta, Rng *rng) {
+    const int pad = 3;  // leading dimensions wider than the matrices
+    const int a_rows = trans_a ? k : m, a_cols = trans_a ? m : k, b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
+    const int lda = a_cols + pad, ldb = b_cols + pad, ldc = n + pad;
+    float *a32 = xmalloc((size_t)a_rows * lda * sizeof(float)), *b32 = xmalloc((size_t)b_rows * ldb * sizeof(float));
+    uint16_t *A = xmalloc((size_t)a_rows * lda * sizeof(uint16_t)), *B = xmalloc((size_t)b_rows * ldb * 2);
+    float *C = xmalloc((size_t)m * ldc * sizeof(float)), *before = xmalloc((size_t)m * ldc * sizeof(float));
+    for (size_t i = 0; i < (size_t)a_rows * lda; i++) a32[i] = (float)rng_normal(rng);
+    for (size_t i = 0; i < (size_t)b_rows * ldb; i++) b32[i] = (float)rng_normal(rng);
+    for (size_t i = 0; i < (size_t)m * ldc; i++) before[i] = C[i] = (float)rng_normal(rng);
+    round_to_bf16(A, a32, (size_t)a_rows * lda, 2);
+    round_to_bf16(B, b32, (size_t)b_rows * ldb, 2);
+    gemm_bf16(trans_a, trans_b, m, n, k, A, lda, B, ldb, beta, C, ldc);
+    // Tolerance: fp32 sums of k exact products (bf16 x bf16 fits in fp32) err by
+    // at most about k * 2^-24 of the sum of their sizes; 1e-5 of it covers k
+    // up to ~150 at that bound, and sums in blocks stay far below it.
+    double worst = 0.0;
+    bool padding_kept = true;
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            double size;
+            const double want = reference_entry(trans_a, trans_b, i, j, k, A, lda, B, ldb, &size) +
+                                (beta != 0.0f ? before[(size_t)i * ldc + j] : 0.0);
+            size += beta != 0.0f ? fabs(before[(size_t)i * ldc + j]) : 0.0;
+            const double err = fabs(C[(size_t)i * ldc + j] - want) / (size > 0 ? size : 1.0);
+            worst = err > worst || isnan(err) ? err : worst;
+        }
+        for (int j = n; j < ldc; j++) padding_kept &= C[(size_t)i * ldc + j] == before[(size_t)i * ldc + j];
+    }
+    CHECK(worst < 1e-5, "gemm_bf16 %c%c %dx%dx%d beta %g: error %.3g of the sum of sizes", trans_a ? 'T' : 'N',
+          trans_b ? 'T' : 'N', m, n, k, beta, worst);
+    CHECK(padding_kept, "gemm_bf16 %c%c %dx%dx%d wrote past n in C's rows", trans_a ? 'T' : 'N', trans_b ? 'T' : 'N',
+          m, n, k);
+    free(a32);
+    free(b32);
+    free(A);
+    free(B);
+    free(C);
+    free(before);
+}
+
+TEST(test_gemm_bf16_matches_double_sums_of_the_bf16_values) {
+    if (skip_without_onednn()) return;
+    Rng rng;
+    rng_init(&rng, 9, 0);
+    const int shapes[][3] = {{7, 13, 33}, {1, 1, 1}, {64, 96, 128}, {130, 70, 150}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 4; t++)
+            for (int acc = 0; acc < 2; acc++)
+                check_product(t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2], (float)acc, &rng);
+    // The same shape again reuses its kept primitive: the same answer.
+    check_product(false, true, 7, 13, 33, 0.0f, &rng);
+    // k = 0: an empty sum; beta 0 clears C, beta 1 keeps it.
+    float C[4] = {1, 2, 3, 4};
+    uint16_t none[1] = {0};
+    gemm_bf16(false, false, 2, 2, 0, none, 1, none, 2, 1.0f, C, 2);
+    CHECK(C[0] == 1 && C[3] == 4, "k = 0, beta 1 keeps C");
+    gemm_bf16(false, false, 2, 2, 0, none, 1, none, 2, 0.0f, C, 2);
+    CHECK(C[0] == 0 && C[1] == 0 && C[2] == 0 && C[3] == 0, "k = 0, beta 0 clears C");
+}
+
+// --- The whole model ----------------------------------------------------------
+
+static ModelConfig small_config(NormKind norm) {
+    // T = 72 crosses an attention block; V = 13 < 4C.
+    ModelConfig cfg = {.vocab_size = 13,
+                       .seq_len = 72,
+                       .image_height = 9,
+                       .image_width = 8,
+                       .d_model = 32,
+                       .n_layer = 2,
+                       .n_head = 2,
+                       .norm = norm};
+    return cfg;
+}
+
+typedef struct {
+    double loss;
+    float *grads;
+} Step;
+
+static Step one_step(const ModelConfig *cfg, const float *params, const uint16_t *tokens, int B, bool bf16) {
+    Model m;
+    model_create(&m, cfg, B, 2);
+    if (bf16) model_use_bf16_products(&m);
+    memcpy(m.params, params, m.num_params * sizeof(float));
+    model_zero_grads(&m);
+    Step s = {model_forward(&m, tokens, B), xmalloc(m.num_params * sizeof(float))};
+    model_backward(&m, tokens, B, 1.0f / (float)(B * cfg->seq_len));
+    memcpy(s.grads, m.grads, m.num_params * sizeof(float));
+    model_free(&m);
+    return s;
+}
+
+static double frobenius_difference(const float *got, const float *want, size_t n, double *largest_rel) {
+    double diff = 0.0, size = 0.0, largest = 0.0, largest_want = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = (double)got[i] - want[i];
+        diff += d * d;
+        size += (double)want[i] * want[i];
+        largest = fmax(largest, fabs(d));
+        largest_want = fmax(largest_want, fabs(want[i]));
+    }
+    *largest_rel = largest / (largest_want > 1.0 ? largest_want : 1.0);
+    return sqrt(diff) / (size > 0 ? sqrt(size) : 1.0);
+}
+
+// One step, bf16 products against the fp32 model given the same bf16-rounded
+// parameters (the GPU test's comparison): loss 2e-2 relative, each gradient
+// tensor 2e-2 relative Frobenius and 1e-1 of its largest entry. Only the
+// products' operands are rounded here, so the errors are well inside those
+// (measured: see the message). They must also be there at all: a bf16 model
+// that ran its products in fp32 would match the reference to ~1e-6 (its own
+// rounding noise), so the gradients must differ by more than 1e-4.
+TEST(test_model_bf16_products_step_within_gpu_bf16_tolerances) {
+    if (skip_without_onednn()) return;
+    for (int kind = 0; kind < 2; kind++) {
+        const ModelConfig cfg = small_config((NormKind)kind);
+        const int B = 3;
+        const size_t P = param_count(&cfg);
+        float *params = xmalloc(P * sizeof(float));
+        Rng rng;
+        rng_init(&rng, 31 + kind, 0);
+        for (size_t i = 0; i < P; i++) params[i] = (float)(0.3 * rng_normal(&rng));  // w_head = 0 would hide paths
+        uint16_t *h = xmalloc(P * sizeof(uint16_t));
+        round_to_bf16(h, params, P, 2);
+        for (size_t i = 0; i < P; i++) params[i] = bf16_to_float(h[i]);
+        uint16_t tokens[3 * 72];
+        for (int i = 0; i < B * cfg.seq_len; i++) tokens[i] = (uint16_t)rng_below(&rng, (uint32_t)cfg.vocab_size);
+        const Step want = one_step(&cfg, params, tokens, B, false), got = one_step(&cfg, params, tokens, B, true);
+        const double loss_err = fabs(got.loss - want.loss) / want.loss;
+        CHECK(loss_err < 2e-2, "%s: bf16 loss %.6f, fp32 %.6f", norm_kind_name(cfg.norm), got.loss, want.loss);
+        const int nt = param_tensors(&cfg, NULL);
+        TensorInfo *t = xcalloc((size_t)nt, sizeof *t);
+        param_tensors(&cfg, t);
+        double worst = 0.0, all_largest = 0.0;
+        for (int i = 0; i < nt; i++) {
+            double largest;
+            const double err = frobenius_difference(got.grads + t[i].offset, want.grads + t[i].offset, t[i].count,
+                                                    &largest);
+            CHECK(err < 2e-2 && largest < 1e-1, "%s: gradient of %s differs by %.3g (rel. Frobenius), %.3g (largest)",
+                  norm_kind_name(cfg.norm), t[i].name, err, largest);
+            worst = fmax(worst, err);
+            all_largest = fmax(all_largest, largest);
+        }
+        double unused;
+        const double whole = frobenius_difference(got.grads, want.grads, P, &unused);
+        CHECK(whole > 1e-4, "%s: the bf16 model's gradients are the fp32 ones (%.3g apart): its products ran in fp32",
+              norm_kind_name(cfg.norm), whole);
+        printf("      %s: loss %.3g relative, gradients at most %.3g (rel. Frobenius), whole %.3g\n",
+               norm_kind_name(cfg.norm), loss_err, worst, whole);
+        free(t);
+        free(h);
+        free(params);
+        free(want.grads);
+        free(got.grads);
+    }
+}
+
+// 50 AdamW steps (clipped) from the same start: the bf16 loss curve within
+// 5e-3 of fp32's over the first 10 steps and 5e-2 over all, the GPU's bf16
+// tolerances (tests/cuda/test_model.cu); and a second bf16 run repeats the
+// first bitwise.
+static void training_curve(const ModelConfig *cfg, bool bf16, const uint16_t *tokens, int B, int steps,
+                           double *losses) {
+    Model m;
+    model_create(&m, cfg, B, 2);
+    if (bf16) model_use_bf16_products(&m);
+    model_init_params(cfg, m.params, 3);
+    OptimConfig oc;
+    optim_config_defaults(&oc);
+    oc.lr = 3e-3;
+    oc.total_steps = steps;
+    oc.warmup_steps = 5;
+    oc.weight_decay = 0.01;
+    float *am = xcalloc(m.num_params, sizeof(float)), *av = xcalloc(m.num_params, sizeof(float));
+    for (int s = 0; s < steps; s++) {
+        const uint16_t *batch = tokens + (size_t)(s % 4) * B * cfg->seq_len;
+        model_zero_grads(&m);
+        losses[s] = model_forward(&m, batch, B);
+        model_backward(&m, batch, B, 1.0f / (float)(B * cfg->seq_len));
+        adamw_update(&oc, cfg, s, m.params, m.grads, am, av, clip_factor(&oc, global_norm(m.grads, m.num_params, 2)),
+                     2);
+    }
+    free(am);
+    free(av);
+    model_free(&m);
+}
+
+TEST(test_model_bf16_products_training_follows_fp32) {
+    if (skip_without_onednn()) return;
+    const ModelConfig cfg = small_config(NORM_IGPT);
+    enum { B = 4, STEPS = 50 };
+    uint16_t *tokens = xmalloc((size_t)4 * B * cfg.seq_len * sizeof(uint16_t));
+    Rng rng;
+    rng_init(&rng, 77, 0);
+    for (int i = 0; i < 4 * B * cfg.seq_len; i++) tokens[i] = (uint16_t)(rng_below(&rng, 4) + (i % 9 == 0 ? 8 : 0));
+    double fp32[STEPS], bf16[STEPS], again[STEPS];
+    training_curve(&cfg, false, tokens, B, STEPS, fp32);
+    training_curve(&cfg, true, tokens, B, STEPS, bf16);
+    training_curve(&cfg, true, tokens, B, STEPS, again);
+    CHECK(fp32[STEPS - 1] < 0.8 * fp32[0], "the fp32 run did not learn (%.3f -> %.3f)", fp32[0], fp32[STEPS - 1]);
+    double early = 0.0, all = 0.0;
+    for (int s = 0; s < STEPS; s++) {
+        const double err = fabs(bf16[s] - fp32[s]) / fp32[s];
+        if (s < 10) early = fmax(early, err);
+        all = fmax(all, err);
+    }
+    CHECK(early < 5e-3, "bf16 loss curve, first 10 steps: %.3g relative from fp32", early);
+    CHECK(all < 5e-2, "bf16 loss curve: %.3g relative from fp32", all);
+    CHECK(!memcmp(bf16, again, sizeof bf16), "two bf16 runs from the same start gave different losses");
+    printf("      fp32 %.4f -> %.4f, bf16 %.4f -> %.4f; at most %.3g relative (first 10 steps %.3g)\n", fp32[0],
+           fp32[STEPS - 1], bf16[0], bf16[STEPS - 1], all, early);
+    free(tokens);
+}
+
+// --- ./igpt ---------------------------------------------------------------------
+
+#define TINY_BF16 "--device cpu --precision bf16 --d-model 16 --n-layer 1 --n-head 2 --batch 4 --quiet"
+
+// Training on the CPU in bf16 as a user runs it: run.json says bf16, and 3
+// steps + --resume + 3 steps are bitwise the 6-step run. Where this build or
+// CPU has no fast bf16 products, the option is refused, saying why. Without
+// --precision the CPU stays the fp32 reference.
+TEST(test_cli_cpu_bf16_training_records_and_resumes) {
+    CHECK(run_igpt("bench --mode train --device cpu --config tiny --side 8 --batch 1 --steps 1 --warmup-steps 0 "
+                   "--quiet") == 0 &&
+              strstr(cli_stdout(), "\"precision\": \"fp32\""),
+          "the CPU's default precision is fp32: %s%s", cli_stdout(), cli_stderr());
+    char *data = small_prepared_data();
+    const char *why = gemm_bf16_unavailable();
+    if (why) {
+        expect_failure(run_igpt("train --data %s --out %s --steps 2 " TINY_BF16, data, test_path("refused")), 1,
+                       "--precision bf16 on the CPU", NULL);
+        CHECK(strstr(cli_stderr(), why), "says why: %s", cli_stderr());
+        test_skip(why);
+        free(data);
+        return;
+    }
+    CHECK(run_igpt("train --data %s --out %s --steps 6 --eval-images 4 " TINY_BF16, data, test_path("straight")) == 0,
+          "straight run: %s", cli_stderr());
+    CHECK(run_igpt("train --data %s --out %s --steps 6 --eval-images 4 --stop-at 3 " TINY_BF16, data,
+                   test_path("resumed")) == 0,
+          "first half: %s", cli_stderr());
+    CHECK(run_igpt("train --data %s --out %s --resume --device cpu --precision bf16", data, test_path("resumed")) == 0,
+          "resume: %s", cli_stderr());
+    CHECK(files_equal(test_path("straight/checkpoint-00000006.bin"), test_path("resumed/checkpoint-00000006.bin")),
+          "3 steps + resume + 3 steps in bf16 is bitwise the 6-step run");
+    size_t n;
+    char *json = (char *)read_whole_file(test_path("straight/run.json"), &n);
+    CHECK(strstr(json, "\"precision\": \"bf16\""), "run.json records bf16: %s", json);
+    free(json);
+    CHECK(run_igpt("bench --mode train --device cpu --precision bf16 --config tiny --side 8 --batch 1 --steps 1 "
+                   "--warmup-steps 0 --quiet") == 0 &&
+              strstr(cli_stdout(), "\"precision\": \"bf16\""),
+          "bench says bf16: %s%s", cli_stdout(), cli_stderr());
+    free(data);
+}
