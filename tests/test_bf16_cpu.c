@@ -125,8 +125,8 @@ static void check_product(bool trans_a, bool trans_b, int m, int n, int k, float
     }
     CHECK(worst < 1e-5, "gemm_bf16 %c%c %dx%dx%d beta %g: error %.3g of the sum of sizes", trans_a ? 'T' : 'N',
           trans_b ? 'T' : 'N', m, n, k, beta, worst);
-    CHECK(padding_kept, "gemm_bf16 %c%c %dx%dx%d wrote past n in C's rows", trans_a ? 'T' : 'N', trans_b ? 'T' : 'N',
-          m, n, k);
+    CHECK(padding_kept, "gemm_bf16 %c%c %dx%dx%d wrote past n in C's rows", trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m,
+          n, k);
     free(a32);
     free(b32);
     free(A);
@@ -232,8 +232,8 @@ TEST(test_model_bf16_products_step_within_gpu_bf16_tolerances) {
         double worst = 0.0, all_largest = 0.0;
         for (int i = 0; i < nt; i++) {
             double largest;
-            const double err = frobenius_difference(got.grads + t[i].offset, want.grads + t[i].offset, t[i].count,
-                                                    &largest);
+            const double err =
+                frobenius_difference(got.grads + t[i].offset, want.grads + t[i].offset, t[i].count, &largest);
             CHECK(err < 2e-2 && largest < 1e-1, "%s: gradient of %s differs by %.3g (rel. Frobenius), %.3g (largest)",
                   norm_kind_name(cfg.norm), t[i].name, err, largest);
             worst = fmax(worst, err);

@@ -37,19 +37,19 @@ void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp
     gemm_f32(true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dW, IC);
 }
 
-// The same products with bf16 operands (--precision bf16): inp (and dout) are
-// rounded into the scratch given (N x IC, N x OC), W comes rounded already;
-// sums and results fp32.
+// The same products with bf16 operands (--precision bf16): inp is rounded
+// into inp_bf16 (N x IC), where the backward pass finds it again; W comes
+// rounded already; dout is rounded into dout_bf16 (N x OC). Sums and results
+// fp32.
 void matmul_forward_bf16(float *out, const float *inp, const uint16_t *W, uint16_t *inp_bf16, int N, int IC, int OC,
                          int threads) {
     round_to_bf16(inp_bf16, inp, (size_t)N * IC, threads);
     gemm_bf16(false, true, N, OC, IC, inp_bf16, IC, W, IC, 0.0f, out, OC);
 }
 
-void matmul_backward_bf16(float *dinp, float *dW, const float *dout, const float *inp, const uint16_t *W,
-                          uint16_t *dout_bf16, uint16_t *inp_bf16, int N, int IC, int OC, int threads) {
+void matmul_backward_bf16(float *dinp, float *dW, const float *dout, const uint16_t *inp_bf16, const uint16_t *W,
+                          uint16_t *dout_bf16, int N, int IC, int OC, int threads) {
     round_to_bf16(dout_bf16, dout, (size_t)N * OC, threads);
-    round_to_bf16(inp_bf16, inp, (size_t)N * IC, threads);
     if (dinp) gemm_bf16(false, false, N, IC, OC, dout_bf16, OC, W, IC, 0.0f, dinp, IC);
     gemm_bf16(true, false, OC, IC, N, dout_bf16, OC, inp_bf16, IC, 1.0f, dW, IC);
 }

@@ -24,12 +24,13 @@ void matmul_forward(float *out, const float *inp, const float *W, int N, int IC,
 // dinp = dout @ W (overwritten; skipped when dinp is NULL); dW += dout^T @ inp
 void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W, int N, int IC,
                      int OC);
-// bf16 operands (util/gemm_bf16.h): inp and dout rounded into the scratch
-// given (N x IC and N x OC), W rounded by the caller; fp32 sums and results.
+// bf16 operands (util/gemm_bf16.h): the forward rounds inp into inp_bf16
+// (N x IC), the backward takes that rounded input and rounds dout into
+// dout_bf16 (N x OC); W rounded by the caller; fp32 sums and results.
 void matmul_forward_bf16(float *out, const float *inp, const uint16_t *W, uint16_t *inp_bf16, int N, int IC, int OC,
                          int threads);
-void matmul_backward_bf16(float *dinp, float *dW, const float *dout, const float *inp, const uint16_t *W,
-                          uint16_t *dout_bf16, uint16_t *inp_bf16, int N, int IC, int OC, int threads);
+void matmul_backward_bf16(float *dinp, float *dW, const float *dout, const uint16_t *inp_bf16, const uint16_t *W,
+                          uint16_t *dout_bf16, int N, int IC, int OC, int threads);
 // out[b, 0] = sos + wpe[0]; out[b, t] = wte[tokens[b, t-1]] + wpe[t]
 void encoder_forward(float *out, const uint16_t *tokens, const ParamPointers *p, int B, int T, int C, int threads);
 // Adds into g->wte, g->wpe, g->sos.

@@ -99,26 +99,43 @@ void model_create(Model *m, const ModelConfig *cfg, int max_batch, int threads) 
     m->scratch = xcalloc(m->scratch_floats, sizeof(float));
 }
 
-static size_t bf16_operand_count(const ModelConfig *cfg, int max_batch) {
+// Rounded inputs kept per layer, in units of max_batch x T x C: ln1, atty,
+// ln2, then fc_act (4 units); the final norm's output after the last layer.
+typedef enum { SAVED_LN1 = 0, SAVED_ATTY = 1, SAVED_LN2 = 2, SAVED_FC_ACT = 3, SAVED_PER_LAYER = 7 } SavedInput;
+
+static size_t saved_unit(const ModelConfig *cfg, int max_batch) {
+    return (size_t)max_batch * cfg->seq_len * cfg->d_model;
+}
+
+static size_t grad_bf16_count(const ModelConfig *cfg, int max_batch) {
     const size_t widest = (size_t)(4 * cfg->d_model > cfg->vocab_size ? 4 * cfg->d_model : cfg->vocab_size);
     return (size_t)max_batch * cfg->seq_len * widest;
 }
 
+// Where layer l's rounded input `which` is kept (l = L: the final norm's
+// output); NULL in the fp32 model.
+static uint16_t *saved_input(const Model *m, int l, SavedInput which) {
+    if (!m->inputs_bf16) return NULL;
+    return m->inputs_bf16 + ((size_t)l * SAVED_PER_LAYER + which) * saved_unit(&m->cfg, m->max_batch);
+}
+
 size_t model_bf16_bytes(const ModelConfig *cfg, int max_batch) {
-    return (param_count(cfg) + 2 * bf16_operand_count(cfg, max_batch)) * sizeof(uint16_t);
+    const size_t saved = ((size_t)cfg->n_layer * SAVED_PER_LAYER + 1) * saved_unit(cfg, max_batch);
+    return (param_count(cfg) + saved + grad_bf16_count(cfg, max_batch)) * sizeof(uint16_t);
 }
 
 void model_use_bf16_products(Model *m) {
     if (m->params_bf16) return;
     m->params_bf16 = xcalloc(m->num_params, sizeof(uint16_t));
-    for (int i = 0; i < 2; i++)
-        m->operand_bf16[i] = xcalloc(bf16_operand_count(&m->cfg, m->max_batch), sizeof(uint16_t));
+    const size_t saved = ((size_t)m->cfg.n_layer * SAVED_PER_LAYER + 1) * saved_unit(&m->cfg, m->max_batch);
+    m->inputs_bf16 = xcalloc(saved, sizeof(uint16_t));
+    m->grad_bf16 = xcalloc(grad_bf16_count(&m->cfg, m->max_batch), sizeof(uint16_t));
 }
 
 void model_free(Model *m) {
     free(m->params_bf16);
-    free(m->operand_bf16[0]);
-    free(m->operand_bf16[1]);
+    free(m->inputs_bf16);
+    free(m->grad_bf16);
     free(m->params);
     free(m->grads);
     free(m->act_memory);
@@ -132,21 +149,22 @@ void model_zero_grads(Model *m) { memset(m->grads, 0, m->num_params * sizeof(flo
 
 // ---------------------------------------------------------------------------
 // The matrix products in the model's precision: fp32 (OpenBLAS), or bf16
-// operands (oneDNN) with the weights' rounded copy at the same offset.
+// operands (oneDNN) with the weights' rounded copy at the same offset. The
+// forward pass rounds each input into its saved place (inp_bf16), where the
+// backward pass finds it for the weight gradient.
 
 static const uint16_t *rounded_weights(const Model *m, const float *W) { return m->params_bf16 + (W - m->params); }
 
-static void product_forward(const Model *m, float *out, const float *inp, const float *W, int N, int IC, int OC) {
+static void product_forward(const Model *m, float *out, const float *inp, uint16_t *inp_bf16, const float *W, int N,
+                            int IC, int OC) {
     if (!m->params_bf16) matmul_forward(out, inp, W, N, IC, OC);
-    else matmul_forward_bf16(out, inp, rounded_weights(m, W), m->operand_bf16[0], N, IC, OC, m->threads);
+    else matmul_forward_bf16(out, inp, rounded_weights(m, W), inp_bf16, N, IC, OC, m->threads);
 }
 
 static void product_backward(const Model *m, float *dinp, float *dW, const float *dout, const float *inp,
-                             const float *W, int N, int IC, int OC) {
+                             const uint16_t *inp_bf16, const float *W, int N, int IC, int OC) {
     if (!m->params_bf16) matmul_backward(dinp, dW, dout, inp, W, N, IC, OC);
-    else
-        matmul_backward_bf16(dinp, dW, dout, inp, rounded_weights(m, W), m->operand_bf16[0], m->operand_bf16[1], N, IC,
-                             OC, m->threads);
+    else matmul_backward_bf16(dinp, dW, dout, inp_bf16, rounded_weights(m, W), m->grad_bf16, N, IC, OC, m->threads);
 }
 
 // ---------------------------------------------------------------------------
@@ -173,20 +191,21 @@ double model_forward(Model *m, const uint16_t *tokens, int batch) {
         float *lse = a->att_lse + (size_t)l * m->max_batch * NH * T;
         norm_forward(cfg->norm, ln1, a->ln1_mean + l * max_BT, a->ln1_rstd + l * max_BT, resid, lp->ln1_g, lp->ln1_b, N,
                      C, th);
-        product_forward(m, qkv, ln1, lp->w_qkv, N, C, 3 * C);
+        product_forward(m, qkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C);
         attention_forward(atty, lse, qkv, m->scratch, B, T, C, NH, th);
-        product_forward(m, ln2, atty, lp->w_attn_proj, N, C, C);  // ln2 as scratch for the projection
+        product_forward(m, ln2, atty, saved_input(m, l, SAVED_ATTY), lp->w_attn_proj, N, C,
+                        C);  // ln2 as scratch for the projection
         residual_forward(mid, resid, ln2, BTC, th);
         norm_forward(cfg->norm, ln2, a->ln2_mean + l * max_BT, a->ln2_rstd + l * max_BT, mid, lp->ln2_g, lp->ln2_b, N,
                      C, th);
-        product_forward(m, fc, ln2, lp->w_fc, N, C, 4 * C);
+        product_forward(m, fc, ln2, saved_input(m, l, SAVED_LN2), lp->w_fc, N, C, 4 * C);
         gelu_forward(a->fc_act, fc, (size_t)N * 4 * C, th);
-        product_forward(m, resid_next, a->fc_act, lp->w_fc_proj, N, 4 * C, C);
+        product_forward(m, resid_next, a->fc_act, saved_input(m, l, SAVED_FC_ACT), lp->w_fc_proj, N, 4 * C, C);
         residual_forward(resid_next, resid_next, mid, BTC, th);
     }
     norm_forward(cfg->norm, a->lnf, a->lnf_mean, a->lnf_rstd, a->resid + L * stride_c, m->p.lnf_g, m->p.lnf_b, N, C,
                  th);
-    product_forward(m, a->logits, a->lnf, m->p.w_head, N, C, V);
+    product_forward(m, a->logits, a->lnf, saved_input(m, L, SAVED_LN1), m->p.w_head, N, C, V);
     return softmax_crossentropy_forward(a->logits, a->losses, tokens, N, V, th);
 }
 
@@ -202,7 +221,7 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
     float *dfc = dqkv + 3 * maxBTC, *att_scratch = dfc + 4 * maxBTC;
 
     softmax_crossentropy_backward(a->logits, tokens, N, V, loss_scale, th);
-    product_backward(m, dln, m->g.w_head, a->logits, a->lnf, m->p.w_head, N, C, V);
+    product_backward(m, dln, m->g.w_head, a->logits, a->lnf, saved_input(m, L, SAVED_LN1), m->p.w_head, N, C, V);
     memset(dresid, 0, BTC * sizeof(float));
     norm_backward(cfg->norm, dresid, m->g.lnf_g, m->g.lnf_b, dln, a->resid + L * stride_c, a->lnf_mean, a->lnf_rstd,
                   m->p.lnf_g, N, C, th);
@@ -214,16 +233,19 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
         float *mid = a->resid_mid + l * stride_c, *qkv = a->qkv + l * 3 * stride_c, *atty = a->atty + l * stride_c;
         float *fc = a->fc + l * 4 * stride_c, *lse = a->att_lse + (size_t)l * m->max_batch * NH * T;
         // MLP: resid_next = mid + gelu(norm2(mid) W_fc^T) W_fc_proj^T; dresid holds d(resid_next) = d(mid) so far.
-        gelu_forward(a->fc_act, fc, (size_t)N * 4 * C, th);
-        product_backward(m, dfc, lg->w_fc_proj, dresid, a->fc_act, lp->w_fc_proj, N, 4 * C, C);
+        // GELU's output again, for fc_proj's weight gradient (the bf16 model kept it rounded).
+        if (!m->params_bf16) gelu_forward(a->fc_act, fc, (size_t)N * 4 * C, th);
+        product_backward(m, dfc, lg->w_fc_proj, dresid, a->fc_act, saved_input(m, l, SAVED_FC_ACT), lp->w_fc_proj, N,
+                         4 * C, C);
         gelu_backward(dfc, fc, dfc, (size_t)N * 4 * C, th);
-        product_backward(m, dln, lg->w_fc, dfc, ln2, lp->w_fc, N, C, 4 * C);
+        product_backward(m, dln, lg->w_fc, dfc, ln2, saved_input(m, l, SAVED_LN2), lp->w_fc, N, C, 4 * C);
         norm_backward(cfg->norm, dresid, lg->ln2_g, lg->ln2_b, dln, mid, a->ln2_mean + l * max_BT,
                       a->ln2_rstd + l * max_BT, lp->ln2_g, N, C, th);
         // Attention: mid = resid + attn(norm1(resid)) W_proj^T; dresid now holds d(mid).
-        product_backward(m, datty, lg->w_attn_proj, dresid, atty, lp->w_attn_proj, N, C, C);
+        product_backward(m, datty, lg->w_attn_proj, dresid, atty, saved_input(m, l, SAVED_ATTY), lp->w_attn_proj, N, C,
+                         C);
         attention_backward(dqkv, datty, atty, qkv, lse, att_scratch, B, T, C, NH, th);
-        product_backward(m, dln, lg->w_qkv, dqkv, ln1, lp->w_qkv, N, C, 3 * C);
+        product_backward(m, dln, lg->w_qkv, dqkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C);
         norm_backward(cfg->norm, dresid, lg->ln1_g, lg->ln1_b, dln, resid, a->ln1_mean + l * max_BT,
                       a->ln1_rstd + l * max_BT, lp->ln1_g, N, C, th);
         if (m->on_layer_grads) m->on_layer_grads(m->on_layer_grads_ctx, l);

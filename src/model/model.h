@@ -52,8 +52,12 @@ typedef struct {
     // the matrix products take bf16-rounded operands, as on the GPU; every
     // other operation, the master weights and the gradients stay fp32. NULL:
     // the fp32 reference.
-    uint16_t *params_bf16;      // num_params: params rounded, anew by each forward pass
-    uint16_t *operand_bf16[2];  // scratch for rounded activations, max_batch x T x max(4C, V) each
+    uint16_t *params_bf16;  // num_params: params rounded, anew by each forward pass
+    // The products' inputs as the forward pass rounded them, kept for the
+    // weight gradients: per layer ln1, atty, ln2 (max_batch x T x C each) and
+    // fc_act (x 4C), then lnf (model.c, saved_input).
+    uint16_t *inputs_bf16;
+    uint16_t *grad_bf16;  // scratch: an output gradient rounded, max_batch x T x max(4C, V)
     // Called by model_backward as soon as a layer's gradients are final
     // (layer L = final norm and head first, then blocks L-1..0, then -1 = the
     // embeddings), so that data-parallel training can start summing them

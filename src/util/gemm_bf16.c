@@ -54,9 +54,9 @@ const char *gemm_bf16_unavailable(void) {
 }
 bool gemm_bf16_built(void) { return true; }
 
-#define DNNL_CHECK(call)                                                           \
-    do {                                                                           \
-        const dnnl_status_t status_ = (call);                                      \
+#define DNNL_CHECK(call)                                                            \
+    do {                                                                            \
+        const dnnl_status_t status_ = (call);                                       \
         if (status_ != dnnl_success) die("oneDNN: %s failed (%d)", #call, status_); \
     } while (0)
 
