@@ -32,6 +32,9 @@ echo "bench-cpu: measured peak ($threads threads): fp32 $peak_fp32 GFLOP/s ($(fi
     "bf16 $(field bf16_gflops_per_s <<<"$peak") GFLOP/s ($(field bf16_isa <<<"$peak"))"
 echo "bench-cpu: GFLOP/s count the matrix products and causal attention (half the scores), forward + backward;" \
     "PyTorch ${torch_version:-absent} ($torch_python)"
+blas_core=$(./igpt bench --quiet --config tiny --side 4 --batch 1 --steps 1 --warmup-steps 0 --threads "$threads" |
+    field blas_core)
+echo "bench-cpu: OpenBLAS runs its $blas_core kernels${OPENBLAS_CORETYPE:+ (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE is set, and igpt keeps what you set)}"
 bf16=yes
 why=$(./igpt bench --quiet --precision bf16 --config tiny --side 4 --batch 1 --steps 1 --warmup-steps 0 \
     --threads "$threads" 2>&1 >/dev/null) || {
