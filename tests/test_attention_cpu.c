@@ -11,6 +11,7 @@
 
 #include "model/cpu_ops.h"
 #include "test.h"
+#include "util/gemm_bf16.h"
 
 // The larger of a and b, and NaN if either is (fmax would drop a NaN).
 static double nan_max(double a, double b) { return isnan(a) || isnan(b) ? NAN : fmax(a, b); }
@@ -46,12 +47,18 @@ typedef struct {
     int B, T, C, NH;
 } Shape;
 
+// x rounded to bf16 and back.
+static double rounded(float x) { return bf16_to_float(bf16_from_float(x)); }
+
 // The naive reference in double for one head: y, lse and, from dy and the
 // fp32 y under test (as the model passes its own y), dq, dk, dv into dqkv.
-static void reference_head(const Shape *s, const float *qkv, const float *dy, const float *y32, int b, int h, double *y,
-                           double *lse, double *dqkv) {
+// bf16_scores: the scores from bf16(fp32(q / sqrt(hs))) and bf16(k), dP from
+// bf16(dy) and bf16(v), as attention_forward_bf16 has them.
+static void reference_head(const Shape *s, const float *qkv, const float *dy, const float *y32, int b, int h,
+                           bool bf16_scores, double *y, double *lse, double *dqkv) {
     const int T = s->T, C = s->C, hs = C / s->NH, ld = 3 * C;
     const double scale = 1.0 / sqrt((double)hs);
+    const float scale32 = 1.0f / sqrtf((float)hs);
     double *P = xcalloc((size_t)T * T, sizeof(double)), *dP = xcalloc((size_t)T * T, sizeof(double));
 #define Q(t, e) ((double)qkv[((size_t)b * T + (t)) * ld + h * hs + (e)])
 #define K(t, e) ((double)qkv[((size_t)b * T + (t)) * ld + C + h * hs + (e)])
@@ -61,9 +68,11 @@ static void reference_head(const Shape *s, const float *qkv, const float *dy, co
         double mx = -INFINITY, sum = 0.0;
         for (int u = 0; u <= t; u++) {
             double dot = 0.0;
-            for (int e = 0; e < hs; e++) dot += Q(t, e) * K(u, e);
-            P[(size_t)t * T + u] = dot * scale;
-            mx = fmax(mx, dot * scale);
+            for (int e = 0; e < hs; e++)
+                dot += bf16_scores ? rounded((float)Q(t, e) * scale32) * rounded((float)K(u, e)) : Q(t, e) * K(u, e);
+            if (!bf16_scores) dot *= scale;
+            P[(size_t)t * T + u] = dot;
+            mx = fmax(mx, dot);
         }
         for (int u = 0; u <= t; u++) sum += exp(P[(size_t)t * T + u] - mx);
         for (int u = 0; u <= t; u++) P[(size_t)t * T + u] = exp(P[(size_t)t * T + u] - mx) / sum;
@@ -80,7 +89,8 @@ static void reference_head(const Shape *s, const float *qkv, const float *dy, co
         for (int e = 0; e < hs; e++) D += DY(t, e) * y32[((size_t)b * T + t) * C + h * hs + e];
         for (int u = 0; u <= t; u++) {
             double dot = 0.0;
-            for (int e = 0; e < hs; e++) dot += DY(t, e) * V(u, e);
+            for (int e = 0; e < hs; e++)
+                dot += bf16_scores ? rounded((float)DY(t, e)) * rounded((float)V(u, e)) : DY(t, e) * V(u, e);
             dP[(size_t)t * T + u] = P[(size_t)t * T + u] * (dot - D) * scale;
         }
     }
@@ -110,8 +120,10 @@ typedef struct {
 } AttentionRun;
 
 // One forward and backward with `threads`, on NaN-filled scratch and outputs,
-// so that a read of unwritten scratch or an output left unwritten shows.
-static AttentionRun run_attention(const Shape *s, const float *qkv, const float *dy, int threads) {
+// so that a read of unwritten scratch or an output left unwritten shows;
+// with bf16 scores where qkv_bf16 is not NULL.
+static AttentionRun run_attention(const Shape *s, const float *qkv, const uint16_t *qkv_bf16, const float *dy,
+                                  int threads) {
     const size_t n_y = (size_t)s->B * s->T * s->C, n_lse = (size_t)s->B * s->NH * s->T, n_qkv = 3 * n_y;
     const size_t n_scratch = attention_scratch_floats(s->T, s->C, s->NH, threads);
     AttentionRun r = {xmalloc(n_y * sizeof(float)), xmalloc(n_lse * sizeof(float)), xmalloc(n_qkv * sizeof(float))};
@@ -120,9 +132,9 @@ static AttentionRun run_attention(const Shape *s, const float *qkv, const float 
     for (size_t i = 0; i < n_y; i++) r.y[i] = NAN;
     for (size_t i = 0; i < n_lse; i++) r.lse[i] = NAN;
     for (size_t i = 0; i < n_qkv; i++) r.dqkv[i] = NAN;
-    attention_forward(r.y, r.lse, qkv, scratch, s->B, s->T, s->C, s->NH, threads);
+    attention_forward_bf16(r.y, r.lse, qkv, qkv_bf16, scratch, s->B, s->T, s->C, s->NH, threads);
     for (size_t i = 0; i < n_scratch; i++) scratch[i] = NAN;
-    attention_backward(r.dqkv, dy, r.y, qkv, r.lse, scratch, s->B, s->T, s->C, s->NH, threads);
+    attention_backward_bf16(r.dqkv, dy, r.y, qkv, qkv_bf16, r.lse, scratch, s->B, s->T, s->C, s->NH, threads);
     free(scratch);
     return r;
 }
@@ -146,25 +158,33 @@ static bool same_bits(const AttentionRun *a, const AttentionRun *b, const Shape 
 // On a single head (B = NH = 1: T 1, 17, 64 and 200 below) 2 threads take the
 // backward's split path (key chunks and query tiles per thread), so its bits
 // are checked against 1 thread's head-per-thread path.
-static void check_shape(const Shape *s, float spread) {
+static void check_shape(const Shape *s, float spread, bool bf16_scores) {
     const size_t n_y = (size_t)s->B * s->T * s->C, n_lse = (size_t)s->B * s->NH * s->T, n_qkv = 3 * n_y;
     float *qkv = xmalloc(n_qkv * sizeof(float)), *dy = xmalloc(n_y * sizeof(float));
     Rng rng;
     rng_init(&rng, 5 + s->T, (uint64_t)s->C * 7 + s->NH);
     for (size_t i = 0; i < n_qkv; i++) qkv[i] = spread * (float)rng_normal(&rng);
     for (size_t i = 0; i < n_y; i++) dy[i] = (float)rng_normal(&rng);
-    AttentionRun one = run_attention(s, qkv, dy, 1), again = run_attention(s, qkv, dy, 1);
-    AttentionRun two = run_attention(s, qkv, dy, 2), two_again = run_attention(s, qkv, dy, 2);
+    uint16_t *qkv_bf16 = NULL;
+    if (bf16_scores) {
+        qkv_bf16 = xmalloc(n_qkv * sizeof(uint16_t));
+        round_to_bf16(qkv_bf16, qkv, n_qkv, 1);
+    }
+    AttentionRun one = run_attention(s, qkv, qkv_bf16, dy, 1), again = run_attention(s, qkv, qkv_bf16, dy, 1);
+    AttentionRun two = run_attention(s, qkv, qkv_bf16, dy, 2), two_again = run_attention(s, qkv, qkv_bf16, dy, 2);
     double *y = xmalloc(n_y * sizeof(double)), *lse = xmalloc(n_lse * sizeof(double));
     double *dqkv = xmalloc(n_qkv * sizeof(double));
     for (int b = 0; b < s->B; b++)
-        for (int h = 0; h < s->NH; h++) reference_head(s, qkv, dy, one.y, b, h, y, lse, dqkv);
+        for (int h = 0; h < s->NH; h++) reference_head(s, qkv, dy, one.y, b, h, bf16_scores, y, lse, dqkv);
     const double e_y = relative_error(one.y, y, n_y), e_lse = relative_error(one.lse, lse, n_lse);
     const double e_dqkv = relative_error(one.dqkv, dqkv, n_qkv);
-#define AT "B %d T %d C %d NH %d spread %g: "
-    CHECK(e_y < 2e-6, AT "attention output off the reference by %.2e", s->B, s->T, s->C, s->NH, spread, e_y);
-    CHECK(e_lse < 2e-6, AT "log-sum-exp off by %.2e", s->B, s->T, s->C, s->NH, spread, e_lse);
-    CHECK(e_dqkv < 5e-6, AT "dqkv off by %.2e", s->B, s->T, s->C, s->NH, spread, e_dqkv);
+#define AT "%sB %d T %d C %d NH %d spread %g: "
+    CHECK(e_y < 2e-6, AT "attention output off the reference by %.2e", bf16_scores ? "bf16 scores, " : "", s->B, s->T,
+          s->C, s->NH, spread, e_y);
+    CHECK(e_lse < 2e-6, AT "log-sum-exp off by %.2e", bf16_scores ? "bf16 scores, " : "", s->B, s->T, s->C, s->NH,
+          spread, e_lse);
+    CHECK(e_dqkv < 5e-6, AT "dqkv off by %.2e", bf16_scores ? "bf16 scores, " : "", s->B, s->T, s->C, s->NH, spread,
+          e_dqkv);
 #undef AT
     CHECK(same_bits(&one, &again, s), "B %d T %d C %d NH %d: two 1-thread runs differ", s->B, s->T, s->C, s->NH);
     CHECK(same_bits(&two, &two_again, s), "B %d T %d C %d NH %d: two 2-thread runs differ", s->B, s->T, s->C, s->NH);
@@ -180,6 +200,7 @@ static void check_shape(const Shape *s, float spread) {
     free(y);
     free(lse);
     free(dqkv);
+    free(qkv_bf16);
 }
 
 TEST(test_attention_against_double_reference) {
@@ -189,11 +210,33 @@ TEST(test_attention_against_double_reference) {
         for (size_t e = 0; e < sizeof head_sizes / sizeof head_sizes[0]; e++, n++) {
             const int NH = 1 + n % 3;
             const Shape s = {.B = 1 + (n / 3) % 3, .T = lengths[t], .C = head_sizes[e] * NH, .NH = NH};
-            check_shape(&s, 1.0f);
+            check_shape(&s, 1.0f, false);
         }
     // Head sizes off the 16-float vectors and the 4-wide blocks of the kernels.
-    check_shape(&(Shape){.B = 2, .T = 70, .C = 3 * 5, .NH = 3}, 1.0f);
-    check_shape(&(Shape){.B = 1, .T = 130, .C = 2 * 20, .NH = 2}, 1.0f);
+    check_shape(&(Shape){.B = 2, .T = 70, .C = 3 * 5, .NH = 3}, 1.0f, false);
+    check_shape(&(Shape){.B = 1, .T = 130, .C = 2 * 20, .NH = 2}, 1.0f, false);
     // Large scores: probabilities from 1 down to exp's underflow to 0.
-    check_shape(&(Shape){.B = 2, .T = 129, .C = 32, .NH = 2}, 4.0f);
+    check_shape(&(Shape){.B = 2, .T = 129, .C = 32, .NH = 2}, 4.0f, false);
+}
+
+// bf16 scores (--precision bf16 on an AVX512-BF16 CPU): the same checks and
+// tolerances against the reference given the same bf16-rounded operands of
+// the scores and of dP (the sums stay fp32, so only their order and exp
+// differ from it, as for fp32), on lengths and head sizes that reach the
+// tiles' edges, the 4-key blocks' tail, an odd number of pairs per vector
+// (head size 18) and the split path (one head, 2 threads).
+TEST(test_attention_bf16_scores_against_double_reference) {
+    if (!attention_bf16_scores_fit(2, 1)) {
+        test_skip("this CPU has no AVX512-BF16");
+        return;
+    }
+    const int lengths[] = {1, 17, 64, 65, 200}, head_sizes[] = {16, 18, 32, 64};
+    int n = 0;
+    for (size_t t = 0; t < sizeof lengths / sizeof lengths[0]; t++)
+        for (size_t e = 0; e < sizeof head_sizes / sizeof head_sizes[0]; e++, n++) {
+            const int NH = 1 + n % 2;
+            const Shape s = {.B = 1 + (n / 2) % 2, .T = lengths[t], .C = head_sizes[e] * NH, .NH = NH};
+            check_shape(&s, 1.0f, true);
+        }
+    check_shape(&(Shape){.B = 2, .T = 129, .C = 32, .NH = 2}, 4.0f, true);
 }

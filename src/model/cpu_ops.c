@@ -8,6 +8,7 @@
 // differently, so runs then agree only to rounding.)
 #include "model/cpu_ops.h"
 
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
@@ -345,6 +346,67 @@ static void tile_rows_times_lanes(v16 *out, const v16 *A, const float *X, int ld
     }
 }
 
+// The scores kernel on bf16 pairs (--precision bf16): out[j] = sum over
+// pairs p of X2[j][p] . A2[p], where A2 holds hs2 pairs of TILE_VECS vectors
+// (lane i: the bf16 of row 2p, lane i of the lane-packed tile in its low
+// half, of row 2p + 1 in its high half) and X2's rows of bf16 pairs are ld2
+// pairs apart. vdpbf16ps adds both products of a pair to a lane's fp32 sum.
+// Called only where the CPU has AVX512-BF16 (attention_bf16_scores_fit).
+__attribute__((target("avx512f,avx512bf16"))) static void tile_rows_times_lanes_bf16(v16 *out, const v16i *A2,
+                                                                                     const uint32_t *X2, int ld2,
+                                                                                     int nkeys, int hs2) {
+    int j0 = 0;
+    for (; j0 + 4 <= nkeys; j0 += 4) {
+        __m512 acc[4][TILE_VECS];
+        for (int jj = 0; jj < 4; jj++)
+            for (int v = 0; v < TILE_VECS; v++) acc[jj][v] = _mm512_setzero_ps();
+        const uint32_t *x = X2 + (size_t)j0 * ld2;
+        for (int p = 0; p < hs2; p++) {
+            const v16i *a = A2 + (size_t)p * TILE_VECS;
+            for (int jj = 0; jj < 4; jj++) {
+                const __m512bh pair = (__m512bh)_mm512_set1_epi32((int)x[(size_t)jj * ld2 + p]);
+                for (int v = 0; v < TILE_VECS; v++) acc[jj][v] = _mm512_dpbf16_ps(acc[jj][v], (__m512bh)a[v], pair);
+            }
+        }
+        for (int jj = 0; jj < 4; jj++)
+            for (int v = 0; v < TILE_VECS; v++) out[(size_t)(j0 + jj) * TILE_VECS + v] = (v16)acc[jj][v];
+    }
+    for (; j0 < nkeys; j0++) {
+        __m512 acc[TILE_VECS];
+        for (int v = 0; v < TILE_VECS; v++) acc[v] = _mm512_setzero_ps();
+        for (int p = 0; p < hs2; p++) {
+            const __m512bh pair = (__m512bh)_mm512_set1_epi32((int)X2[(size_t)j0 * ld2 + p]);
+            for (int v = 0; v < TILE_VECS; v++)
+                acc[v] = _mm512_dpbf16_ps(acc[v], (__m512bh)A2[(size_t)p * TILE_VECS + v], pair);
+        }
+        for (int v = 0; v < TILE_VECS; v++) out[(size_t)j0 * TILE_VECS + v] = (v16)acc[v];
+    }
+}
+
+// A lane-packed tile (hs x TILE_VECS, hs even) as the bf16 pairs above.
+static void pack_lane_pairs(v16i *out, const v16 *A, int hs) {
+    for (int p = 0; p < hs / 2; p++)
+        for (int v = 0; v < TILE_VECS; v++)
+            for (int l = 0; l < LANES; l++) {
+                const uint32_t lo = bf16_from_float(A[(size_t)(2 * p) * TILE_VECS + v][l]);
+                const uint32_t hi = bf16_from_float(A[(size_t)(2 * p + 1) * TILE_VECS + v][l]);
+                out[(size_t)p * TILE_VECS + v][l] = (int32_t)(lo | hi << 16);
+            }
+}
+
+bool attention_bf16_scores_fit(int C, int NH) {
+    __builtin_cpu_init();
+    return (C / NH) % 2 == 0 && __builtin_cpu_supports("avx512bf16");
+}
+
+// The scores of a tile against rows of keys (or values): from bf16 pairs when
+// the head has them (X2 not NULL), else fp32.
+static void tile_scores(v16 *out, const v16 *A, const v16i *A2, const float *X, const uint32_t *X2, int ld, int nkeys,
+                        int hs) {
+    if (X2) tile_rows_times_lanes_bf16(out, A2, X2, ld / 2, nkeys, hs / 2);
+    else tile_rows_times_lanes(out, A, X, ld, nkeys, hs);
+}
+
 // The query-side product: out[e] (lanes = queries) += sum over keys j in
 // order of X[j][e] * P[j] for e < hs. O^T += V^T P^T and dQ^T += K^T dS^T
 // are this, a key chunk at a time (nkeys <= KEY_CHUNK: the chunk's rows of P
@@ -424,7 +486,9 @@ size_t attention_scratch_floats(int T, int C, int NH, int threads) {
     // and of dS^T, q and dy row-packed, the head's dk and dv; plus room to
     // align to 64 bytes.
     const size_t hs_pad = round_up(hs, LANES);
-    const size_t per_thread = 3 * hs * vecs + 2 * KEY_CHUNK * vecs + 2 * ATT_BLOCK * hs_pad + 2 * keys * hs_pad + LANES;
+    // With bf16 scores, q and dy also as bf16 pairs: hs / 2 x vecs each.
+    const size_t per_thread =
+        3 * hs * vecs + 2 * KEY_CHUNK * vecs + 2 * ATT_BLOCK * hs_pad + 2 * keys * hs_pad + (hs / 2) * 2 * vecs + LANES;
     return (size_t)threads * per_thread;
 }
 
@@ -437,13 +501,16 @@ static v16 *thread_scratch(float *scratch, int T, int C, int NH) {
 // One query tile, rows [t0, t1) of head (b, h): its scores against keys
 // [0, t1) a chunk at a time, with the softmax online (each query's running
 // max m and sum l; a new max scales what was summed by e^(m_old - m_new)),
-// times V; writes the tile's rows of y and lse.
-static void attention_forward_tile(float *y, float *row_lse, const float *q, int t0, int t1, v16 *scratch, int C,
-                                   int hs) {
+// times V; writes the tile's rows of y and lse. k2: the head's keys as bf16
+// pairs (ld / 2 pairs apart) for bf16 scores, or NULL.
+static void attention_forward_tile(float *y, float *row_lse, const float *q, const uint32_t *k2, int t0, int t1,
+                                   v16 *scratch, int C, int hs) {
     const int ld = 3 * C, rows = t1 - t0;
     const float *k = q + C, *v = q + 2 * C;
     v16 *Q = scratch, *S = Q + (size_t)hs * TILE_VECS, *O = S + (size_t)KEY_CHUNK * TILE_VECS;
+    v16i *Q2 = (v16i *)(O + (size_t)hs * TILE_VECS);
     pack_lanes(Q, q, ld, t0, rows, hs, 1.0f / sqrtf((float)hs));
+    if (k2) pack_lane_pairs(Q2, Q, hs);
     for (size_t i = 0; i < (size_t)hs * TILE_VECS; i++) O[i] = SPLAT(0.0f);
     v16 mx[TILE_VECS], sum[TILE_VECS];
     for (int w = 0; w < TILE_VECS; w++) {
@@ -452,7 +519,7 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, int
     }
     for (int c0 = 0; c0 < t1; c0 += KEY_CHUNK) {
         const int nkeys = t1 - c0 < KEY_CHUNK ? t1 - c0 : KEY_CHUNK;
-        tile_rows_times_lanes(S, Q, k + (size_t)c0 * ld, ld, nkeys, hs);
+        tile_scores(S, Q, Q2, k + (size_t)c0 * ld, k2 ? k2 + (size_t)c0 * (ld / 2) : NULL, ld, nkeys, hs);
         if (c0 == t0) mask_diagonal(S, nkeys);
         // The first chunk holds key 0, visible to every query: from it on each max is finite.
         v16 new_mx[TILE_VECS], rescale[TILE_VECS];
@@ -486,8 +553,19 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, int
     }
 }
 
+// The pairs of a head's keys (or values: part = 2) in qkv_bf16, NULL without it.
+static const uint32_t *head_pairs(const uint16_t *qkv_bf16, int b, int h, int part, int T, int C, int NH) {
+    if (!qkv_bf16) return NULL;
+    return (const uint32_t *)(qkv_bf16 + (size_t)b * T * 3 * C + (size_t)part * C + (size_t)h * (C / NH));
+}
+
 void attention_forward(float *atty, float *lse, const float *qkv, float *scratch, int B, int T, int C, int NH,
                        int threads) {
+    attention_forward_bf16(atty, lse, qkv, NULL, scratch, B, T, C, NH, threads);
+}
+
+void attention_forward_bf16(float *atty, float *lse, const float *qkv, const uint16_t *qkv_bf16, float *scratch, int B,
+                            int T, int C, int NH, int threads) {
     const int hs = C / NH, tiles = (T + ATT_BLOCK - 1) / ATT_BLOCK;
     // Work items (image, head, query tile), the longest tiles first.
 #pragma omp parallel for collapse(3) schedule(dynamic, 1) num_threads(threads)
@@ -496,7 +574,8 @@ void attention_forward(float *atty, float *lse, const float *qkv, float *scratch
             for (int h = 0; h < NH; h++) {
                 const int t0 = tile * ATT_BLOCK, t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
                 const float *q = qkv + (size_t)b * T * 3 * C + h * hs;
-                attention_forward_tile(atty + (size_t)b * T * C + h * hs, lse + ((size_t)b * NH + h) * T, q, t0, t1,
+                attention_forward_tile(atty + (size_t)b * T * C + h * hs, lse + ((size_t)b * NH + h) * T, q,
+                                       head_pairs(qkv_bf16, b, h, 1, T, C, NH), t0, t1,
                                        thread_scratch(scratch, T, C, NH), C, hs);
             }
 }
@@ -505,6 +584,7 @@ void attention_forward(float *atty, float *lse, const float *qkv, float *scratch
 // dy and y (C apart), its lse, and where dq, dk, dv go.
 typedef struct {
     const float *q, *k, *v, *dy, *y, *lse;
+    const uint32_t *k2, *v2;  // keys and values as bf16 pairs for bf16 scores (ld / 2 pairs apart), or NULL
     float *dq, *dk, *dv;
     int T, C, ld, hs, hs_pad;
     float scale;
@@ -516,13 +596,14 @@ typedef struct {
 // query, lse and D = dy . y.
 typedef struct {
     v16 *Q, *dY, *dQ, *P, *dS, *dK, *dV;
+    v16i *Q2, *dY2;  // Q and dY as bf16 pairs, for bf16 scores
     float *Q_rows, *dY_rows;
     v16 lse[TILE_VECS], dot[TILE_VECS];
     int t0, t1, rows;
 } TileGrads;
 
-static HeadGrads head_grads(float *dqkv, const float *datty, const float *atty, const float *qkv, const float *lse,
-                            int b, int h, int T, int C, int NH) {
+static HeadGrads head_grads(float *dqkv, const float *datty, const float *atty, const float *qkv,
+                            const uint16_t *qkv_bf16, const float *lse, int b, int h, int T, int C, int NH) {
     const int hs = C / NH;
     const size_t row0 = (size_t)b * T;
     HeadGrads g = {.q = qkv + row0 * 3 * C + h * hs,
@@ -538,6 +619,8 @@ static HeadGrads head_grads(float *dqkv, const float *datty, const float *atty, 
                    .scale = 1.0f / sqrtf((float)hs)};
     g.k = g.q + C;
     g.v = g.q + 2 * C;
+    g.k2 = head_pairs(qkv_bf16, b, h, 1, T, C, NH);
+    g.v2 = head_pairs(qkv_bf16, b, h, 2, T, C, NH);
     g.dk = g.dq + C;
     g.dv = g.dq + 2 * C;
     return g;
@@ -556,6 +639,8 @@ static TileGrads tile_grads(const HeadGrads *g, float *scratch, int NH) {
     w.dY_rows = w.Q_rows + (size_t)ATT_BLOCK * g->hs_pad;
     w.dK = (v16 *)(w.dY_rows + (size_t)ATT_BLOCK * g->hs_pad);
     w.dV = w.dK + (size_t)keys_max * g->hs_pad / LANES;
+    w.Q2 = (v16i *)(w.dV + (size_t)keys_max * g->hs_pad / LANES);
+    w.dY2 = w.Q2 + (size_t)(g->hs / 2) * TILE_VECS;
     return w;
 }
 
@@ -572,6 +657,10 @@ static void load_query_tile(const HeadGrads *g, TileGrads *w, int t0) {
     pack_lanes(w->dY, g->dy, g->C, t0, w->rows, g->hs, 1.0f);
     pack_rows(w->Q_rows, g->q, g->ld, t0, w->rows, g->hs, g->hs_pad);
     pack_rows(w->dY_rows, g->dy, g->C, t0, w->rows, g->hs, g->hs_pad);
+    if (g->k2) {
+        pack_lane_pairs(w->Q2, w->Q, g->hs);
+        pack_lane_pairs(w->dY2, w->dY, g->hs);
+    }
     for (int v = 0; v < TILE_VECS; v++) w->lse[v] = w->dot[v] = SPLAT(0.0f);
     for (int i = 0; i < w->rows; i++) {
         const float *dy = g->dy + (size_t)(t0 + i) * g->C, *y = g->y + (size_t)(t0 + i) * g->C;
@@ -587,9 +676,10 @@ static void load_query_tile(const HeadGrads *g, TileGrads *w, int t0) {
 // key up to a whole KEY_BLOCK. Returns the chunk's keys.
 static int chunk_probabilities(const HeadGrads *g, TileGrads *w, int c0) {
     const int nkeys = w->t1 - c0 < KEY_CHUNK ? w->t1 - c0 : KEY_CHUNK;
-    tile_rows_times_lanes(w->P, w->Q, g->k + (size_t)c0 * g->ld, g->ld, nkeys, g->hs);
+    const size_t pairs_at = (size_t)c0 * (g->ld / 2);
+    tile_scores(w->P, w->Q, w->Q2, g->k + (size_t)c0 * g->ld, g->k2 ? g->k2 + pairs_at : NULL, g->ld, nkeys, g->hs);
     if (c0 == w->t0) mask_diagonal(w->P, nkeys);
-    tile_rows_times_lanes(w->dS, w->dY, g->v + (size_t)c0 * g->ld, g->ld, nkeys, g->hs);
+    tile_scores(w->dS, w->dY, w->dY2, g->v + (size_t)c0 * g->ld, g->v2 ? g->v2 + pairs_at : NULL, g->ld, nkeys, g->hs);
     for (int j = 0; j < nkeys; j++)
         for (int v = 0; v < TILE_VECS; v++) {
             v16 *p = &w->P[(size_t)j * TILE_VECS + v], *ds = &w->dS[(size_t)j * TILE_VECS + v];
@@ -646,7 +736,8 @@ static void backward_head(const HeadGrads *g, TileGrads *w) {
 // work items meet each tile many times: per tile, Q and dY lane-packed,
 // their rows, and lse and D.
 static size_t packed_tile_floats(const HeadGrads *g) {
-    return 2 * (size_t)g->hs * ATT_BLOCK + 2 * (size_t)ATT_BLOCK * g->hs_pad + 2 * ATT_BLOCK;
+    const size_t pairs = g->k2 ? 2 * (size_t)(g->hs / 2) * ATT_BLOCK : 0;  // Q2 and dY2
+    return 2 * (size_t)g->hs * ATT_BLOCK + 2 * (size_t)ATT_BLOCK * g->hs_pad + pairs + 2 * ATT_BLOCK;
 }
 
 // Points w's Q, dY and their rows at packed tile `tile`; returns where its
@@ -657,7 +748,9 @@ static float *packed_tile_pointers(const HeadGrads *g, float *packed, int tile, 
     w->dY = w->Q + (size_t)g->hs * TILE_VECS;
     w->Q_rows = (float *)(w->dY + (size_t)g->hs * TILE_VECS);
     w->dY_rows = w->Q_rows + (size_t)ATT_BLOCK * g->hs_pad;
-    return w->dY_rows + (size_t)ATT_BLOCK * g->hs_pad;
+    w->Q2 = (v16i *)(w->dY_rows + (size_t)ATT_BLOCK * g->hs_pad);
+    w->dY2 = w->Q2 + (g->k2 ? (size_t)(g->hs / 2) * TILE_VECS : 0);
+    return (float *)(w->dY2 + (g->k2 ? (size_t)(g->hs / 2) * TILE_VECS : 0));
 }
 
 static void pack_tile(const HeadGrads *g, float *packed, int tile) {
@@ -708,10 +801,11 @@ static void backward_query_tile(const HeadGrads *g, TileGrads *w, float *packed,
 // a buffer of its own, as this path runs only for a few heads), then the key
 // chunks (chunk 0, which meets every tile, first), then the query tiles (the
 // last, which meets every chunk, first).
-static void backward_split(float *dqkv, const float *datty, const float *atty, const float *qkv, const float *lse,
-                           float *scratch, int B, int T, int C, int NH, int threads) {
+static void backward_split(float *dqkv, const float *datty, const float *atty, const float *qkv,
+                           const uint16_t *qkv_bf16, const float *lse, float *scratch, int B, int T, int C, int NH,
+                           int threads) {
     const int tiles = (T + ATT_BLOCK - 1) / ATT_BLOCK;
-    const HeadGrads shape = head_grads(dqkv, datty, atty, qkv, lse, 0, 0, T, C, NH);
+    const HeadGrads shape = head_grads(dqkv, datty, atty, qkv, qkv_bf16, lse, 0, 0, T, C, NH);
     const size_t per_head = (size_t)tiles * packed_tile_floats(&shape);
     // 64-byte aligned for the vectors (every packed part is a multiple of 16 floats).
     float *packed = aligned_alloc(64, round_up((size_t)B * NH * per_head * sizeof(float), 64));
@@ -720,14 +814,14 @@ static void backward_split(float *dqkv, const float *datty, const float *atty, c
     for (int tile = 0; tile < tiles; tile++)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
-                const HeadGrads g = head_grads(dqkv, datty, atty, qkv, lse, b, h, T, C, NH);
+                const HeadGrads g = head_grads(dqkv, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
                 pack_tile(&g, packed + ((size_t)b * NH + h) * per_head, tile);
             }
 #pragma omp parallel for collapse(3) schedule(dynamic, 1) num_threads(threads)
     for (int chunk = 0; chunk < tiles; chunk++)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
-                const HeadGrads g = head_grads(dqkv, datty, atty, qkv, lse, b, h, T, C, NH);
+                const HeadGrads g = head_grads(dqkv, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
                 TileGrads w = tile_grads(&g, scratch, NH);
                 backward_key_chunk(&g, &w, packed + ((size_t)b * NH + h) * per_head, chunk * KEY_CHUNK);
             }
@@ -735,7 +829,7 @@ static void backward_split(float *dqkv, const float *datty, const float *atty, c
     for (int tile = tiles - 1; tile >= 0; tile--)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
-                const HeadGrads g = head_grads(dqkv, datty, atty, qkv, lse, b, h, T, C, NH);
+                const HeadGrads g = head_grads(dqkv, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
                 TileGrads w = tile_grads(&g, scratch, NH);
                 backward_query_tile(&g, &w, packed + ((size_t)b * NH + h) * per_head, tile * ATT_BLOCK);
             }
@@ -750,14 +844,20 @@ static void backward_split(float *dqkv, const float *datty, const float *atty, c
 // finer).
 void attention_backward(float *dqkv, const float *datty, const float *atty, const float *qkv, const float *lse,
                         float *scratch, int B, int T, int C, int NH, int threads) {
+    attention_backward_bf16(dqkv, datty, atty, qkv, NULL, lse, scratch, B, T, C, NH, threads);
+}
+
+void attention_backward_bf16(float *dqkv, const float *datty, const float *atty, const float *qkv,
+                             const uint16_t *qkv_bf16, const float *lse, float *scratch, int B, int T, int C, int NH,
+                             int threads) {
     if (2 * B * NH <= threads) {
-        backward_split(dqkv, datty, atty, qkv, lse, scratch, B, T, C, NH, threads);
+        backward_split(dqkv, datty, atty, qkv, qkv_bf16, lse, scratch, B, T, C, NH, threads);
         return;
     }
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(threads)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            const HeadGrads g = head_grads(dqkv, datty, atty, qkv, lse, b, h, T, C, NH);
+            const HeadGrads g = head_grads(dqkv, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
             TileGrads w = tile_grads(&g, scratch, NH);
             backward_head(&g, &w);
         }

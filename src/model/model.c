@@ -119,9 +119,14 @@ static uint16_t *saved_input(const Model *m, int l, SavedInput which) {
     return m->inputs_bf16 + ((size_t)l * SAVED_PER_LAYER + which) * saved_unit(&m->cfg, m->max_batch);
 }
 
+static size_t qkv_bf16_count(const ModelConfig *cfg, int max_batch) {
+    return attention_bf16_scores_fit(cfg->d_model, cfg->n_head) ? 3 * saved_unit(cfg, max_batch) : 0;
+}
+
 size_t model_bf16_bytes(const ModelConfig *cfg, int max_batch) {
     const size_t saved = ((size_t)cfg->n_layer * SAVED_PER_LAYER + 1) * saved_unit(cfg, max_batch);
-    return (param_count(cfg) + saved + grad_bf16_count(cfg, max_batch)) * sizeof(uint16_t);
+    return (param_count(cfg) + saved + grad_bf16_count(cfg, max_batch) + qkv_bf16_count(cfg, max_batch)) *
+           sizeof(uint16_t);
 }
 
 void model_use_bf16_products(Model *m) {
@@ -130,12 +135,15 @@ void model_use_bf16_products(Model *m) {
     const size_t saved = ((size_t)m->cfg.n_layer * SAVED_PER_LAYER + 1) * saved_unit(&m->cfg, m->max_batch);
     m->inputs_bf16 = xcalloc(saved, sizeof(uint16_t));
     m->grad_bf16 = xcalloc(grad_bf16_count(&m->cfg, m->max_batch), sizeof(uint16_t));
+    const size_t qkv = qkv_bf16_count(&m->cfg, m->max_batch);
+    if (qkv) m->qkv_bf16 = xcalloc(qkv, sizeof(uint16_t));
 }
 
 void model_free(Model *m) {
     free(m->params_bf16);
     free(m->inputs_bf16);
     free(m->grad_bf16);
+    free(m->qkv_bf16);
     free(m->params);
     free(m->grads);
     free(m->act_memory);
@@ -192,7 +200,8 @@ double model_forward(Model *m, const uint16_t *tokens, int batch) {
         norm_forward(cfg->norm, ln1, a->ln1_mean + l * max_BT, a->ln1_rstd + l * max_BT, resid, lp->ln1_g, lp->ln1_b, N,
                      C, th);
         product_forward(m, qkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C);
-        attention_forward(atty, lse, qkv, m->scratch, B, T, C, NH, th);
+        if (m->qkv_bf16) round_to_bf16(m->qkv_bf16, qkv, (size_t)N * 3 * C, th);
+        attention_forward_bf16(atty, lse, qkv, m->qkv_bf16, m->scratch, B, T, C, NH, th);
         product_forward(m, ln2, atty, saved_input(m, l, SAVED_ATTY), lp->w_attn_proj, N, C,
                         C);  // ln2 as scratch for the projection
         residual_forward(mid, resid, ln2, BTC, th);
@@ -244,7 +253,8 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
         // Attention: mid = resid + attn(norm1(resid)) W_proj^T; dresid now holds d(mid).
         product_backward(m, datty, lg->w_attn_proj, dresid, atty, saved_input(m, l, SAVED_ATTY), lp->w_attn_proj, N, C,
                          C);
-        attention_backward(dqkv, datty, atty, qkv, lse, att_scratch, B, T, C, NH, th);
+        if (m->qkv_bf16) round_to_bf16(m->qkv_bf16, qkv, (size_t)N * 3 * C, th);  // this layer's, again
+        attention_backward_bf16(dqkv, datty, atty, qkv, m->qkv_bf16, lse, att_scratch, B, T, C, NH, th);
         product_backward(m, dln, lg->w_qkv, dqkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C);
         norm_backward(cfg->norm, dresid, lg->ln1_g, lg->ln1_b, dln, resid, a->ln1_mean + l * max_BT,
                       a->ln1_rstd + l * max_BT, lp->ln1_g, N, C, th);

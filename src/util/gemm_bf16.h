@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 // NULL when this build and CPU can run bf16 products fast; else why not
 // ("this igpt was built without oneDNN ...", "this CPU has no AVX512-BF16 ...").
@@ -18,8 +19,19 @@ const char *gemm_bf16_unavailable(void);
 // slow without AVX512-BF16): what the tests need.
 bool gemm_bf16_built(void);
 
-// out[i] = x[i] rounded to the nearest bf16 (ties to even; NaN stays NaN),
-// threads threads.
+// x rounded to the nearest bf16, ties to even, on the bits: adding 0x7fff
+// plus the lowest kept bit carries into the kept half exactly when the
+// dropped half is above a half ulp, or at a half ulp with an odd kept half.
+// A NaN could carry into the infinity pattern, so it keeps its top half with
+// the quiet bit set.
+static inline uint16_t bf16_from_float(float x) {
+    uint32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40u);
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    return (uint16_t)(bits >> 16);
+}
+// out[i] = bf16_from_float(x[i]), threads threads.
 void round_to_bf16(uint16_t *out, const float *x, size_t n, int threads);
 float bf16_to_float(uint16_t h);
 
