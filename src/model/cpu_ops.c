@@ -310,6 +310,11 @@ void residual_forward(float *out, const float *a, const float *b, size_t n, int 
 // every product is a broadcast of one scalar times a vector of queries. The
 // order of every sum is fixed by the code alone (no BLAS here), so the results
 // do not depend on the thread count.
+//
+// With --precision bf16 (attention_forward_bf16) the scores and dP take
+// bf16-rounded operands: the tile's queries (or dy) as bf16 pairs of lanes,
+// each key's (or value's) pairs broadcast, vdpbf16ps adding a pair's two
+// products to the fp32 sums; everything after the scores is the same code.
 
 #define TILE_VECS (ATT_BLOCK / LANES)
 // Keys per block of the key-side products (and the zero padding they read).
