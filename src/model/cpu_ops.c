@@ -351,6 +351,10 @@ static void tile_rows_times_lanes(v16 *out, const v16 *A, const float *X, int ld
     }
 }
 
+// Two bf16 side by side, read as one 32-bit word from a uint16_t array
+// (may_alias: the words alias the bf16 they were written as).
+typedef uint32_t Bf16Pair __attribute__((may_alias));
+
 // The scores kernel on bf16 pairs (--precision bf16): out[j] = sum over
 // pairs p of X2[j][p] . A2[p], where A2 holds hs2 pairs of TILE_VECS vectors
 // (lane i: the bf16 of row 2p, lane i of the lane-packed tile in its low
@@ -358,14 +362,14 @@ static void tile_rows_times_lanes(v16 *out, const v16 *A, const float *X, int ld
 // pairs apart. vdpbf16ps adds both products of a pair to a lane's fp32 sum.
 // Called only where the CPU has AVX512-BF16 (attention_bf16_scores_fit).
 __attribute__((target("avx512f,avx512bf16"))) static void tile_rows_times_lanes_bf16(v16 *out, const v16i *A2,
-                                                                                     const uint32_t *X2, int ld2,
+                                                                                     const Bf16Pair *X2, int ld2,
                                                                                      int nkeys, int hs2) {
     int j0 = 0;
     for (; j0 + 4 <= nkeys; j0 += 4) {
         __m512 acc[4][TILE_VECS];
         for (int jj = 0; jj < 4; jj++)
             for (int v = 0; v < TILE_VECS; v++) acc[jj][v] = _mm512_setzero_ps();
-        const uint32_t *x = X2 + (size_t)j0 * ld2;
+        const Bf16Pair *x = X2 + (size_t)j0 * ld2;
         for (int p = 0; p < hs2; p++) {
             const v16i *a = A2 + (size_t)p * TILE_VECS;
             for (int jj = 0; jj < 4; jj++) {
@@ -406,7 +410,7 @@ bool attention_bf16_scores_fit(int C, int NH) {
 
 // The scores of a tile against rows of keys (or values): from bf16 pairs when
 // the head has them (X2 not NULL), else fp32.
-static void tile_scores(v16 *out, const v16 *A, const v16i *A2, const float *X, const uint32_t *X2, int ld, int nkeys,
+static void tile_scores(v16 *out, const v16 *A, const v16i *A2, const float *X, const Bf16Pair *X2, int ld, int nkeys,
                         int hs) {
     if (X2) tile_rows_times_lanes_bf16(out, A2, X2, ld / 2, nkeys, hs / 2);
     else tile_rows_times_lanes(out, A, X, ld, nkeys, hs);
@@ -508,7 +512,7 @@ static v16 *thread_scratch(float *scratch, int T, int C, int NH) {
 // max m and sum l; a new max scales what was summed by e^(m_old - m_new)),
 // times V; writes the tile's rows of y and lse. k2: the head's keys as bf16
 // pairs (ld / 2 pairs apart) for bf16 scores, or NULL.
-static void attention_forward_tile(float *y, float *row_lse, const float *q, const uint32_t *k2, int t0, int t1,
+static void attention_forward_tile(float *y, float *row_lse, const float *q, const Bf16Pair *k2, int t0, int t1,
                                    v16 *scratch, int C, int hs) {
     const int ld = 3 * C, rows = t1 - t0;
     const float *k = q + C, *v = q + 2 * C;
@@ -559,9 +563,9 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, con
 }
 
 // The pairs of a head's keys (or values: part = 2) in qkv_bf16, NULL without it.
-static const uint32_t *head_pairs(const uint16_t *qkv_bf16, int b, int h, int part, int T, int C, int NH) {
+static const Bf16Pair *head_pairs(const uint16_t *qkv_bf16, int b, int h, int part, int T, int C, int NH) {
     if (!qkv_bf16) return NULL;
-    return (const uint32_t *)(qkv_bf16 + (size_t)b * T * 3 * C + (size_t)part * C + (size_t)h * (C / NH));
+    return (const Bf16Pair *)(qkv_bf16 + (size_t)b * T * 3 * C + (size_t)part * C + (size_t)h * (C / NH));
 }
 
 void attention_forward(float *atty, float *lse, const float *qkv, float *scratch, int B, int T, int C, int NH,
@@ -589,7 +593,7 @@ void attention_forward_bf16(float *atty, float *lse, const float *qkv, const uin
 // dy and y (C apart), its lse, and where dq, dk, dv go.
 typedef struct {
     const float *q, *k, *v, *dy, *y, *lse;
-    const uint32_t *k2, *v2;  // keys and values as bf16 pairs for bf16 scores (ld / 2 pairs apart), or NULL
+    const Bf16Pair *k2, *v2;  // keys and values as bf16 pairs for bf16 scores (ld / 2 pairs apart), or NULL
     float *dq, *dk, *dv;
     int T, C, ld, hs, hs_pad;
     float scale;
