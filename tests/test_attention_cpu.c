@@ -203,15 +203,22 @@ static void check_shape(const Shape *s, float spread, bool bf16_scores) {
     free(qkv_bf16);
 }
 
+// Every length with every head size, 1 to `most` heads and images in turn.
+static void check_grid(const int *lengths, size_t num_lengths, const int *head_sizes, size_t num_head_sizes, int most,
+                       bool bf16_scores) {
+    int n = 0;
+    for (size_t t = 0; t < num_lengths; t++)
+        for (size_t e = 0; e < num_head_sizes; e++, n++) {
+            const int NH = 1 + n % most;
+            const Shape s = {.B = 1 + (n / most) % most, .T = lengths[t], .C = head_sizes[e] * NH, .NH = NH};
+            check_shape(&s, 1.0f, bf16_scores);
+        }
+}
+
 TEST(test_attention_against_double_reference) {
     const int lengths[] = {1, 2, 17, 63, 64, 65, 200}, head_sizes[] = {8, 16, 32, 64};
-    int n = 0;
-    for (size_t t = 0; t < sizeof lengths / sizeof lengths[0]; t++)
-        for (size_t e = 0; e < sizeof head_sizes / sizeof head_sizes[0]; e++, n++) {
-            const int NH = 1 + n % 3;
-            const Shape s = {.B = 1 + (n / 3) % 3, .T = lengths[t], .C = head_sizes[e] * NH, .NH = NH};
-            check_shape(&s, 1.0f, false);
-        }
+    check_grid(lengths, sizeof lengths / sizeof lengths[0], head_sizes, sizeof head_sizes / sizeof head_sizes[0], 3,
+               false);
     // Head sizes off the 16-float vectors and the 4-wide blocks of the kernels.
     check_shape(&(Shape){.B = 2, .T = 70, .C = 3 * 5, .NH = 3}, 1.0f, false);
     check_shape(&(Shape){.B = 1, .T = 130, .C = 2 * 20, .NH = 2}, 1.0f, false);
@@ -231,12 +238,7 @@ TEST(test_attention_bf16_scores_against_double_reference) {
         return;
     }
     const int lengths[] = {1, 17, 64, 65, 200}, head_sizes[] = {16, 18, 32, 64};
-    int n = 0;
-    for (size_t t = 0; t < sizeof lengths / sizeof lengths[0]; t++)
-        for (size_t e = 0; e < sizeof head_sizes / sizeof head_sizes[0]; e++, n++) {
-            const int NH = 1 + n % 2;
-            const Shape s = {.B = 1 + (n / 2) % 2, .T = lengths[t], .C = head_sizes[e] * NH, .NH = NH};
-            check_shape(&s, 1.0f, true);
-        }
+    check_grid(lengths, sizeof lengths / sizeof lengths[0], head_sizes, sizeof head_sizes / sizeof head_sizes[0], 2,
+               true);
     check_shape(&(Shape){.B = 2, .T = 129, .C = 32, .NH = 2}, 4.0f, true);
 }
