@@ -148,7 +148,7 @@ static void begin_model_line(JsonWriter *w, const BenchArgs *a, const BackendOpt
     snprintf(impl, sizeof impl, "igpt-%s", device_name(opt->device));
     json_string(w, "impl", impl);
     json_string(w, "mode", a->mode);
-    json_string(w, "precision", opt->precision == GPU_BF16 ? "bf16" : "fp32");
+    json_string(w, "precision", precision_name(opt->precision));
     json_string(w, "config", a->config);
     json_int(w, "side", a->side);
     json_int(w, "batch", a->batch);

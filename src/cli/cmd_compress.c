@@ -148,7 +148,7 @@ static void write_result_json(const char *path, const CodingModel *m, const Comp
     json_real(&w, "seconds", "%.3f", s->seconds);
     json_real(&w, "pixels_per_second", "%.1f", (double)s->pixels / fmax(s->seconds, 1e-9));
     json_string(&w, "device", device_name(m->header.device));
-    json_string(&w, "precision", m->header.precision == GPU_BF16 ? "bf16" : "fp32");
+    json_string(&w, "precision", precision_name(m->header.precision));
     if (m->header.device == DEVICE_CUDA) json_string(&w, "gpu", m->header.gpu_name);
     json_string(&w, "checkpoint", m->checkpoint);
     json_uint(&w, "step", m->header.step);
@@ -351,7 +351,7 @@ int cmd_decompress(int argc, char **argv) {
         die("%s was compressed on %s, and this machine has no usable GPU (%s): decompress it on that GPU model", a.in,
             where, why ? why : "none found");
     }
-    if (!cli_given(&parsed, &a.device.precision)) device.precision = f.header.precision == GPU_BF16 ? "bf16" : "fp32";
+    if (!cli_given(&parsed, &a.device.precision)) device.precision = precision_name(f.header.precision);
     const BackendOptions opt = backend_options_from(&device);
     CodingModel m;
     coding_model_open(&m, a.checkpoint, &opt);

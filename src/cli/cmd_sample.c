@@ -160,7 +160,7 @@ static void write_summary(const SampleArgs *a, const char *path, const Checkpoin
     json_string(&w, "data", a->data_dir);
     json_string(&w, "split", a->split);
     json_string(&w, "device", device_name(opt->device));
-    json_string(&w, "precision", opt->device == DEVICE_CPU ? "fp32" : opt->precision == GPU_BF16 ? "bf16" : "fp32");
+    json_string(&w, "precision", opt->device == DEVICE_CPU ? "fp32" : precision_name(opt->precision));
     json_int(&w, "threads", opt->threads);
     json_int(&w, "samples", a->samples);
     json_int(&w, "completed_images", a->complete);

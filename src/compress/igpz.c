@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/backend.h"
 #include "util/util.h"
 
 // Offsets in the fixed header.
@@ -247,5 +248,5 @@ void igpz_free(IgpzFile *f) {
 
 void igpz_describe_device(const IgpzHeader *h, char *out, size_t cap) {
     if (h->device == DEVICE_CPU) snprintf(out, cap, "cpu");
-    else snprintf(out, cap, "cuda (%s, %s)", h->precision == GPU_BF16 ? "bf16" : "fp32", h->gpu_name);
+    else snprintf(out, cap, "cuda (%s, %s)", precision_name(h->precision), h->gpu_name);
 }

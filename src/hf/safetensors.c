@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "util/gemm_bf16.h"
 #include "util/json.h"
 #include "util/util.h"
 #ifndef IGPT_NO_CJSON
@@ -113,11 +114,8 @@ void safetensors_read_f32(const SafeTensors *st, const SafeTensor *t, float *out
     case ST_F16:
         for (uint64_t i = 0; i < t->count; i++) out[i] = half_to_float((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
         break;
-    case ST_BF16:  // bfloat16 is the top half of a float
-        for (uint64_t i = 0; i < t->count; i++) {
-            const uint32_t bits = (uint32_t)(p[2 * i] | p[2 * i + 1] << 8) << 16;
-            memcpy(&out[i], &bits, 4);
-        }
+    case ST_BF16:
+        for (uint64_t i = 0; i < t->count; i++) out[i] = bf16_to_float((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
         break;
     case ST_F64:
         for (uint64_t i = 0; i < t->count; i++) {

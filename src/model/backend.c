@@ -34,6 +34,8 @@ bool parse_precision(const char *name, DeviceKind device, GpuPrecision *out) {
     return true;
 }
 
+const char *precision_name(GpuPrecision precision) { return precision == GPU_BF16 ? "bf16" : "fp32"; }
+
 bool parse_attention(const char *name, GpuAttention *out) {
     if (!strcmp(name, "auto")) *out = GPU_ATTENTION_AUTO;
     else if (!strcmp(name, "flash")) *out = GPU_ATTENTION_FLASH;

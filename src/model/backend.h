@@ -53,6 +53,8 @@ const char *device_name(DeviceKind device);
 // Parses "bf16" / "fp32", or "auto": bf16 on a GPU, fp32 (the reference) on
 // the CPU; false if none.
 bool parse_precision(const char *name, DeviceKind device, GpuPrecision *out);
+// "bf16" or "fp32", as parse_precision reads it.
+const char *precision_name(GpuPrecision precision);
 // Parses "auto" / "flash" / "portable"; false if none; and back.
 bool parse_attention(const char *name, GpuAttention *out);
 const char *attention_name(GpuAttention attention);

@@ -403,10 +403,7 @@ static void pack_lane_pairs(v16i *out, const v16 *A, int hs) {
             }
 }
 
-bool attention_bf16_scores_fit(int C, int NH) {
-    __builtin_cpu_init();
-    return (C / NH) % 2 == 0 && __builtin_cpu_supports("avx512bf16");
-}
+bool attention_bf16_scores_fit(int C, int NH) { return (C / NH) % 2 == 0 && cpu_has_avx512_bf16(); }
 
 // The scores of a tile against rows of keys (or values): from bf16 pairs when
 // the head has them (X2 not NULL), else fp32.

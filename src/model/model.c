@@ -107,6 +107,10 @@ static size_t saved_unit(const ModelConfig *cfg, int max_batch) {
     return (size_t)max_batch * cfg->seq_len * cfg->d_model;
 }
 
+static size_t saved_count(const ModelConfig *cfg, int max_batch) {
+    return ((size_t)cfg->n_layer * SAVED_PER_LAYER + 1) * saved_unit(cfg, max_batch);
+}
+
 static size_t grad_bf16_count(const ModelConfig *cfg, int max_batch) {
     const size_t widest = (size_t)(4 * cfg->d_model > cfg->vocab_size ? 4 * cfg->d_model : cfg->vocab_size);
     return (size_t)max_batch * cfg->seq_len * widest;
@@ -124,16 +128,15 @@ static size_t qkv_bf16_count(const ModelConfig *cfg, int max_batch) {
 }
 
 size_t model_bf16_bytes(const ModelConfig *cfg, int max_batch) {
-    const size_t saved = ((size_t)cfg->n_layer * SAVED_PER_LAYER + 1) * saved_unit(cfg, max_batch);
-    return (param_count(cfg) + saved + grad_bf16_count(cfg, max_batch) + qkv_bf16_count(cfg, max_batch)) *
+    return (param_count(cfg) + saved_count(cfg, max_batch) + grad_bf16_count(cfg, max_batch) +
+            qkv_bf16_count(cfg, max_batch)) *
            sizeof(uint16_t);
 }
 
 void model_use_bf16_products(Model *m) {
     if (m->params_bf16) return;
     m->params_bf16 = xcalloc(m->num_params, sizeof(uint16_t));
-    const size_t saved = ((size_t)m->cfg.n_layer * SAVED_PER_LAYER + 1) * saved_unit(&m->cfg, m->max_batch);
-    m->inputs_bf16 = xcalloc(saved, sizeof(uint16_t));
+    m->inputs_bf16 = xcalloc(saved_count(&m->cfg, m->max_batch), sizeof(uint16_t));
     m->grad_bf16 = xcalloc(grad_bf16_count(&m->cfg, m->max_batch), sizeof(uint16_t));
     const size_t qkv = qkv_bf16_count(&m->cfg, m->max_batch);
     if (qkv) m->qkv_bf16 = xcalloc(qkv, sizeof(uint16_t));
@@ -202,8 +205,8 @@ double model_forward(Model *m, const uint16_t *tokens, int batch) {
         product_forward(m, qkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C);
         if (m->qkv_bf16) round_to_bf16(m->qkv_bf16, qkv, (size_t)N * 3 * C, th);
         attention_forward_bf16(atty, lse, qkv, m->qkv_bf16, m->scratch, B, T, C, NH, th);
-        product_forward(m, ln2, atty, saved_input(m, l, SAVED_ATTY), lp->w_attn_proj, N, C,
-                        C);  // ln2 as scratch for the projection
+        // ln2 as scratch for the projection
+        product_forward(m, ln2, atty, saved_input(m, l, SAVED_ATTY), lp->w_attn_proj, N, C, C);
         residual_forward(mid, resid, ln2, BTC, th);
         norm_forward(cfg->norm, ln2, a->ln2_mean + l * max_BT, a->ln2_rstd + l * max_BT, mid, lp->ln2_g, lp->ln2_b, N,
                      C, th);

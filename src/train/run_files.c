@@ -25,7 +25,7 @@
 
 const char *run_device_name(const BackendOptions *b) { return device_name(b->device); }
 
-const char *run_precision_name(const BackendOptions *b) { return b->precision == GPU_BF16 ? "bf16" : "fp32"; }
+const char *run_precision_name(const BackendOptions *b) { return precision_name(b->precision); }
 
 static void write_run_json(const char *path, const TrainSettings *s, const TrainPlan *p, size_t num_params) {
     const ModelConfig *cfg = &p->run.model;

@@ -18,6 +18,11 @@ void round_to_bf16(uint16_t *out, const float *x, size_t n, int threads) {
     for (size_t i = 0; i < n; i++) out[i] = bf16_from_float(x[i]);
 }
 
+bool cpu_has_avx512_bf16(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16");
+}
+
 #ifndef IGPT_DNNL
 const char *gemm_bf16_unavailable(void) {
     return "this igpt was built without oneDNN, which runs the CPU's bf16 products (scripts/setup.sh installs "
@@ -34,8 +39,7 @@ void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, const uint16_t *
 #include <pthread.h>
 
 const char *gemm_bf16_unavailable(void) {
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx512bf16"))
+    if (!cpu_has_avx512_bf16())
         return "this CPU has no AVX512-BF16, so bf16 products would be emulated, slower than fp32 (use --precision "
                "fp32)";
     return NULL;
