@@ -327,10 +327,31 @@ _Static_assert(KEY_CHUNK == ATT_BLOCK, "the diagonal of a query tile is one key 
 
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
+// The diagonal chunk (its first key is the tile's first query) is a
+// triangle: key j is hidden from the queries before it, so from the tile's
+// vectors below j / LANES, every lane of which comes before j. Its products
+// run over segments of LANES keys, segment g against vectors g.. only, which
+// skips 3/8 of the chunk's work; the exp loops skip the same vectors and
+// write their probabilities as 0.
+static int first_live_vec(bool diagonal, int key) { return diagonal ? key / LANES : 0; }
+
+// Calls CALL(v0) with v0 a constant 0..3 (TILE_VECS == 4): the kernels below
+// are inlined once per first vector, so that their sums stay in registers.
+_Static_assert(TILE_VECS == 4, "one case per first vector");
+#define WITH_FIRST_VEC(v0, CALL) \
+    switch (v0) {                \
+    case 0: CALL(0); break;      \
+    case 1: CALL(1); break;      \
+    case 2: CALL(2); break;      \
+    default: CALL(3); break;     \
+    }
+
 // The scores kernel: out[j] (one row of TILE_VECS vectors, lanes = queries) =
 // sum over e of X[j][e] * A[e] for keys j < nkeys; A is hs x TILE_VECS, X's
-// rows are ld apart. S^T = K (scale Q)^T and dP^T = V dY^T are this.
-static void tile_rows_times_lanes(v16 *out, const v16 *A, const float *X, int ld, int nkeys, int hs) {
+// rows are ld apart. S^T = K (scale Q)^T and dP^T = V dY^T are this. Only
+// vectors v0.. of each row are computed (and written).
+static inline __attribute__((always_inline)) void rows_times_lanes_from(v16 *out, const v16 *A, const float *X, int ld,
+                                                                        int nkeys, int hs, int v0) {
     int j0 = 0;
     for (; j0 + 4 <= nkeys; j0 += 4) {
         v16 acc[4][TILE_VECS] = {0};
@@ -338,17 +359,23 @@ static void tile_rows_times_lanes(v16 *out, const v16 *A, const float *X, int ld
         for (int e = 0; e < hs; e++) {
             const v16 *a = A + (size_t)e * TILE_VECS;
             for (int jj = 0; jj < 4; jj++)
-                for (int v = 0; v < TILE_VECS; v++) acc[jj][v] += x[(size_t)jj * ld + e] * a[v];
+                for (int v = v0; v < TILE_VECS; v++) acc[jj][v] += x[(size_t)jj * ld + e] * a[v];
         }
         for (int jj = 0; jj < 4; jj++)
-            for (int v = 0; v < TILE_VECS; v++) out[(size_t)(j0 + jj) * TILE_VECS + v] = acc[jj][v];
+            for (int v = v0; v < TILE_VECS; v++) out[(size_t)(j0 + jj) * TILE_VECS + v] = acc[jj][v];
     }
     for (; j0 < nkeys; j0++) {
         v16 acc[TILE_VECS] = {0};
         for (int e = 0; e < hs; e++)
-            for (int v = 0; v < TILE_VECS; v++) acc[v] += X[(size_t)j0 * ld + e] * A[(size_t)e * TILE_VECS + v];
-        for (int v = 0; v < TILE_VECS; v++) out[(size_t)j0 * TILE_VECS + v] = acc[v];
+            for (int v = v0; v < TILE_VECS; v++) acc[v] += X[(size_t)j0 * ld + e] * A[(size_t)e * TILE_VECS + v];
+        for (int v = v0; v < TILE_VECS; v++) out[(size_t)j0 * TILE_VECS + v] = acc[v];
     }
+}
+
+static void tile_rows_times_lanes(v16 *out, const v16 *A, const float *X, int ld, int nkeys, int hs, int v0) {
+#define SCORES_FROM(V0) rows_times_lanes_from(out, A, X, ld, nkeys, hs, V0)
+    WITH_FIRST_VEC(v0, SCORES_FROM)
+#undef SCORES_FROM
 }
 
 // Two bf16 side by side, read as one 32-bit word from a uint16_t array
@@ -361,35 +388,43 @@ typedef uint32_t Bf16Pair __attribute__((may_alias));
 // half, of row 2p + 1 in its high half) and X2's rows of bf16 pairs are ld2
 // pairs apart. vdpbf16ps adds both products of a pair to a lane's fp32 sum.
 // Called only where the CPU has AVX512-BF16 (attention_bf16_scores_fit).
-__attribute__((target("avx512f,avx512bf16"))) static void tile_rows_times_lanes_bf16(v16 *out, const v16i *A2,
-                                                                                     const Bf16Pair *X2, int ld2,
-                                                                                     int nkeys, int hs2) {
+// Vectors v0.. only, as the fp32 kernel.
+__attribute__((target("avx512f,avx512bf16"))) static inline __attribute__((always_inline)) void
+rows_times_lanes_bf16_from(v16 *out, const v16i *A2, const Bf16Pair *X2, int ld2, int nkeys, int hs2, int v0) {
     int j0 = 0;
     for (; j0 + 4 <= nkeys; j0 += 4) {
         __m512 acc[4][TILE_VECS];
         for (int jj = 0; jj < 4; jj++)
-            for (int v = 0; v < TILE_VECS; v++) acc[jj][v] = _mm512_setzero_ps();
+            for (int v = v0; v < TILE_VECS; v++) acc[jj][v] = _mm512_setzero_ps();
         const Bf16Pair *x = X2 + (size_t)j0 * ld2;
         for (int p = 0; p < hs2; p++) {
             const v16i *a = A2 + (size_t)p * TILE_VECS;
             for (int jj = 0; jj < 4; jj++) {
                 const __m512bh pair = (__m512bh)_mm512_set1_epi32((int)x[(size_t)jj * ld2 + p]);
-                for (int v = 0; v < TILE_VECS; v++) acc[jj][v] = _mm512_dpbf16_ps(acc[jj][v], (__m512bh)a[v], pair);
+                for (int v = v0; v < TILE_VECS; v++) acc[jj][v] = _mm512_dpbf16_ps(acc[jj][v], (__m512bh)a[v], pair);
             }
         }
         for (int jj = 0; jj < 4; jj++)
-            for (int v = 0; v < TILE_VECS; v++) out[(size_t)(j0 + jj) * TILE_VECS + v] = (v16)acc[jj][v];
+            for (int v = v0; v < TILE_VECS; v++) out[(size_t)(j0 + jj) * TILE_VECS + v] = (v16)acc[jj][v];
     }
     for (; j0 < nkeys; j0++) {
         __m512 acc[TILE_VECS];
-        for (int v = 0; v < TILE_VECS; v++) acc[v] = _mm512_setzero_ps();
+        for (int v = v0; v < TILE_VECS; v++) acc[v] = _mm512_setzero_ps();
         for (int p = 0; p < hs2; p++) {
             const __m512bh pair = (__m512bh)_mm512_set1_epi32((int)X2[(size_t)j0 * ld2 + p]);
-            for (int v = 0; v < TILE_VECS; v++)
+            for (int v = v0; v < TILE_VECS; v++)
                 acc[v] = _mm512_dpbf16_ps(acc[v], (__m512bh)A2[(size_t)p * TILE_VECS + v], pair);
         }
-        for (int v = 0; v < TILE_VECS; v++) out[(size_t)j0 * TILE_VECS + v] = (v16)acc[v];
+        for (int v = v0; v < TILE_VECS; v++) out[(size_t)j0 * TILE_VECS + v] = (v16)acc[v];
     }
+}
+
+__attribute__((target("avx512f,avx512bf16"))) static void tile_rows_times_lanes_bf16(v16 *out, const v16i *A2,
+                                                                                     const Bf16Pair *X2, int ld2,
+                                                                                     int nkeys, int hs2, int v0) {
+#define SCORES_FROM(V0) rows_times_lanes_bf16_from(out, A2, X2, ld2, nkeys, hs2, V0)
+    WITH_FIRST_VEC(v0, SCORES_FROM)
+#undef SCORES_FROM
 }
 
 // A lane-packed tile (hs x TILE_VECS, hs even) as the bf16 pairs above.
@@ -406,28 +441,47 @@ static void pack_lane_pairs(v16i *out, const v16 *A, int hs) {
 bool attention_bf16_scores_fit(int C, int NH) { return (C / NH) % 2 == 0 && cpu_has_avx512_bf16(); }
 
 // The scores of a tile against rows of keys (or values): from bf16 pairs when
-// the head has them (X2 not NULL), else fp32.
+// the head has them (X2 not NULL), else fp32. On the diagonal chunk only the
+// live vectors of each row are written.
 static void tile_scores(v16 *out, const v16 *A, const v16i *A2, const float *X, const Bf16Pair *X2, int ld, int nkeys,
-                        int hs) {
-    if (X2) tile_rows_times_lanes_bf16(out, A2, X2, ld / 2, nkeys, hs / 2);
-    else tile_rows_times_lanes(out, A, X, ld, nkeys, hs);
+                        int hs, bool diagonal) {
+    const int segment = diagonal ? LANES : nkeys;
+    for (int j0 = 0; j0 < nkeys; j0 += segment) {
+        const int n = nkeys - j0 < segment ? nkeys - j0 : segment, v0 = first_live_vec(diagonal, j0);
+        v16 *rows = out + (size_t)j0 * TILE_VECS;
+        if (X2) tile_rows_times_lanes_bf16(rows, A2, X2 + (size_t)j0 * (ld / 2), ld / 2, n, hs / 2, v0);
+        else tile_rows_times_lanes(rows, A, X + (size_t)j0 * ld, ld, n, hs, v0);
+    }
 }
 
 // The query-side product: out[e] (lanes = queries) += sum over keys j in
 // order of X[j][e] * P[j] for e < hs. O^T += V^T P^T and dQ^T += K^T dS^T
 // are this, a key chunk at a time (nkeys <= KEY_CHUNK: the chunk's rows of P
 // stay in L1 while every block of 4 columns of out passes over them).
-static void tile_lanes_times_rows(v16 *out, const v16 *P, const float *X, int ld, int nkeys, int hs) {
+// On the diagonal chunk, key segment g only adds to vectors g.. (P is 0
+// elsewhere: the hs % 4 columns left over take every vector).
+static inline __attribute__((always_inline)) void add_keys_to_lanes(v16 acc[4][TILE_VECS], const v16 *P, const float *X,
+                                                                    int ld, int j_begin, int j_end, int v0) {
+    for (int j = j_begin; j < j_end; j++) {
+        const float *x = X + (size_t)j * ld;
+        const v16 *p = P + (size_t)j * TILE_VECS;
+        for (int ee = 0; ee < 4; ee++)
+            for (int v = v0; v < TILE_VECS; v++) acc[ee][v] += x[ee] * p[v];
+    }
+}
+
+static void tile_lanes_times_rows(v16 *out, const v16 *P, const float *X, int ld, int nkeys, int hs, bool diagonal) {
     int e0 = 0;
     for (; e0 + 4 <= hs; e0 += 4) {
         v16 acc[4][TILE_VECS];
         for (int ee = 0; ee < 4; ee++)
             for (int v = 0; v < TILE_VECS; v++) acc[ee][v] = out[(size_t)(e0 + ee) * TILE_VECS + v];
-        for (int j = 0; j < nkeys; j++) {
-            const float *x = X + (size_t)j * ld + e0;
-            const v16 *p = P + (size_t)j * TILE_VECS;
-            for (int ee = 0; ee < 4; ee++)
-                for (int v = 0; v < TILE_VECS; v++) acc[ee][v] += x[ee] * p[v];
+        const int segment = diagonal ? LANES : nkeys;
+        for (int j0 = 0; j0 < nkeys; j0 += segment) {
+            const int j1 = nkeys - j0 < segment ? nkeys : j0 + segment;
+#define ADD_FROM(V0) add_keys_to_lanes(acc, P, X + e0, ld, j0, j1, V0)
+            WITH_FIRST_VEC(first_live_vec(diagonal, j0), ADD_FROM)
+#undef ADD_FROM
         }
         for (int ee = 0; ee < 4; ee++)
             for (int v = 0; v < TILE_VECS; v++) out[(size_t)(e0 + ee) * TILE_VECS + v] = acc[ee][v];
@@ -443,14 +497,15 @@ static void tile_lanes_times_rows(v16 *out, const v16 *P, const float *X, int ld
 // KEY_BLOCK (P's rows past nkeys are zero). Rows of Y and D are hs_pad floats
 // (hs rounded up to 16, zero-padded), whole vectors, so the sums stay in
 // registers. dV += P^T dY and dK += dS^T Q are this, into the head's own
-// contiguous dK and dV (written to dqkv once the head is done).
-static void keys_times_tile(v16 *D, const v16 *P, const float *Y, int hs_pad, int nq, int nkeys) {
+// contiguous dK and dV (written to dqkv once the head is done). On the
+// diagonal chunk the queries before a block's first key (P = 0) are skipped.
+static void keys_times_tile(v16 *D, const v16 *P, const float *Y, int hs_pad, int nq, int nkeys, bool diagonal) {
     const float *p = (const float *)P;
     const int row_vecs = hs_pad / LANES;
     for (int j0 = 0; j0 < nkeys; j0 += KEY_BLOCK)
         for (int c = 0; c < row_vecs; c++) {
             v16 acc[KEY_BLOCK] = {0};
-            for (int i = 0; i < nq; i++) {
+            for (int i = diagonal ? j0 : 0; i < nq; i++) {
                 const v16 y = *(const v16 *)(Y + (size_t)i * hs_pad + (size_t)c * LANES);
                 for (int jj = 0; jj < KEY_BLOCK; jj++) acc[jj] += p[(size_t)(j0 + jj) * ATT_BLOCK + i] * y;
             }
@@ -477,13 +532,14 @@ static void pack_rows(float *out, const float *src, int ld, int t0, int rows, in
 
 // Masks the scores of the diagonal chunk, whose first key is the tile's first
 // query: its key d (row d of S, d < nkeys) is hidden from the queries i < d.
+// Of its live vectors only the first, d / LANES, holds such queries.
 static void mask_diagonal(v16 *S, int nkeys) {
     const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-    for (int d = 0; d < nkeys; d++)
-        for (int v = 0; v < TILE_VECS; v++) {
-            const v16i hidden = lane + v * LANES < d;
-            S[(size_t)d * TILE_VECS + v] = SELECT16(hidden, SPLAT(-INFINITY), S[(size_t)d * TILE_VECS + v]);
-        }
+    for (int d = 0; d < nkeys; d++) {
+        const int v = d / LANES;
+        const v16i hidden = lane + v * LANES < d;
+        S[(size_t)d * TILE_VECS + v] = SELECT16(hidden, SPLAT(-INFINITY), S[(size_t)d * TILE_VECS + v]);
+    }
 }
 
 size_t attention_scratch_floats(int T, int C, int NH, int threads) {
@@ -525,13 +581,14 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, con
     }
     for (int c0 = 0; c0 < t1; c0 += KEY_CHUNK) {
         const int nkeys = t1 - c0 < KEY_CHUNK ? t1 - c0 : KEY_CHUNK;
-        tile_scores(S, Q, Q2, k + (size_t)c0 * ld, k2 ? k2 + (size_t)c0 * (ld / 2) : NULL, ld, nkeys, hs);
-        if (c0 == t0) mask_diagonal(S, nkeys);
+        const bool diagonal = c0 == t0;
+        tile_scores(S, Q, Q2, k + (size_t)c0 * ld, k2 ? k2 + (size_t)c0 * (ld / 2) : NULL, ld, nkeys, hs, diagonal);
+        if (diagonal) mask_diagonal(S, nkeys);
         // The first chunk holds key 0, visible to every query: from it on each max is finite.
         v16 new_mx[TILE_VECS], rescale[TILE_VECS];
         for (int w = 0; w < TILE_VECS; w++) new_mx[w] = mx[w];
         for (int j = 0; j < nkeys; j++)
-            for (int w = 0; w < TILE_VECS; w++)
+            for (int w = first_live_vec(diagonal, j); w < TILE_VECS; w++)
                 new_mx[w] = SELECT16(S[(size_t)j * TILE_VECS + w] > new_mx[w], S[(size_t)j * TILE_VECS + w], new_mx[w]);
         for (int w = 0; w < TILE_VECS; w++) {
             rescale[w] = mx[w] - new_mx[w];  // -inf at the first chunk: e^-inf = 0
@@ -542,14 +599,17 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, con
         if (c0 > 0)
             for (int e = 0; e < hs; e++)
                 for (int w = 0; w < TILE_VECS; w++) O[(size_t)e * TILE_VECS + w] *= rescale[w];
-        for (int j = 0; j < nkeys; j++)
-            for (int w = 0; w < TILE_VECS; w++) {
+        for (int j = 0; j < nkeys; j++) {
+            const int live = first_live_vec(diagonal, j);
+            for (int w = 0; w < live; w++) S[(size_t)j * TILE_VECS + w] = SPLAT(0.0f);
+            for (int w = live; w < TILE_VECS; w++) {
                 v16 *s = &S[(size_t)j * TILE_VECS + w];
                 *s -= mx[w];
                 exp16(s);
                 sum[w] += *s;
             }
-        tile_lanes_times_rows(O, S, v + (size_t)c0 * ld, ld, nkeys, hs);
+        }
+        tile_lanes_times_rows(O, S, v + (size_t)c0 * ld, ld, nkeys, hs, diagonal);
     }
     for (int i = 0; i < rows; i++) {
         const float total = sum[i / LANES][i % LANES], inv = 1.0f / total;
@@ -683,26 +743,32 @@ static void load_query_tile(const HeadGrads *g, TileGrads *w, int t0) {
 static int chunk_probabilities(const HeadGrads *g, TileGrads *w, int c0) {
     const int nkeys = w->t1 - c0 < KEY_CHUNK ? w->t1 - c0 : KEY_CHUNK;
     const size_t pairs_at = (size_t)c0 * (g->ld / 2);
-    tile_scores(w->P, w->Q, w->Q2, g->k + (size_t)c0 * g->ld, g->k2 ? g->k2 + pairs_at : NULL, g->ld, nkeys, g->hs);
-    if (c0 == w->t0) mask_diagonal(w->P, nkeys);
-    tile_scores(w->dS, w->dY, w->dY2, g->v + (size_t)c0 * g->ld, g->v2 ? g->v2 + pairs_at : NULL, g->ld, nkeys, g->hs);
-    for (int j = 0; j < nkeys; j++)
-        for (int v = 0; v < TILE_VECS; v++) {
+    const bool diagonal = c0 == w->t0;
+    tile_scores(w->P, w->Q, w->Q2, g->k + (size_t)c0 * g->ld, g->k2 ? g->k2 + pairs_at : NULL, g->ld, nkeys, g->hs,
+                diagonal);
+    if (diagonal) mask_diagonal(w->P, nkeys);
+    tile_scores(w->dS, w->dY, w->dY2, g->v + (size_t)c0 * g->ld, g->v2 ? g->v2 + pairs_at : NULL, g->ld, nkeys, g->hs,
+                diagonal);
+    for (int j = 0; j < nkeys; j++) {
+        const int live = first_live_vec(diagonal, j);
+        for (int v = 0; v < live; v++) w->P[(size_t)j * TILE_VECS + v] = w->dS[(size_t)j * TILE_VECS + v] = SPLAT(0.0f);
+        for (int v = live; v < TILE_VECS; v++) {
             v16 *p = &w->P[(size_t)j * TILE_VECS + v], *ds = &w->dS[(size_t)j * TILE_VECS + v];
             *p -= w->lse[v];
             exp16(p);
             *ds = *p * (*ds - w->dot[v]) * g->scale;
         }
+    }
     for (size_t i = (size_t)nkeys * TILE_VECS; i < round_up((size_t)nkeys, KEY_BLOCK) * TILE_VECS; i++)
         w->P[i] = w->dS[i] = SPLAT(0.0f);
     return nkeys;
 }
 
 // dV += P^T dY and dK += dS^T Q for the chunk's keys, into w's key rows from `row`.
-static void add_key_grads(const HeadGrads *g, TileGrads *w, int row, int nkeys) {
+static void add_key_grads(const HeadGrads *g, TileGrads *w, int row, int nkeys, bool diagonal) {
     const size_t at = (size_t)row * g->hs_pad / LANES;
-    keys_times_tile(w->dV + at, w->P, w->dY_rows, g->hs_pad, w->rows, nkeys);
-    keys_times_tile(w->dK + at, w->dS, w->Q_rows, g->hs_pad, w->rows, nkeys);
+    keys_times_tile(w->dV + at, w->P, w->dY_rows, g->hs_pad, w->rows, nkeys, diagonal);
+    keys_times_tile(w->dK + at, w->dS, w->Q_rows, g->hs_pad, w->rows, nkeys, diagonal);
 }
 
 static void store_query_grads(const HeadGrads *g, const TileGrads *w) {
@@ -730,8 +796,8 @@ static void backward_head(const HeadGrads *g, TileGrads *w) {
         for (size_t i = 0; i < (size_t)g->hs * TILE_VECS; i++) w->dQ[i] = SPLAT(0.0f);
         for (int c0 = 0; c0 < w->t1; c0 += KEY_CHUNK) {
             const int nkeys = chunk_probabilities(g, w, c0);
-            add_key_grads(g, w, c0, nkeys);
-            tile_lanes_times_rows(w->dQ, w->dS, g->k + (size_t)c0 * g->ld, g->ld, nkeys, g->hs);
+            add_key_grads(g, w, c0, nkeys, c0 == t0);
+            tile_lanes_times_rows(w->dQ, w->dS, g->k + (size_t)c0 * g->ld, g->ld, nkeys, g->hs, c0 == t0);
         }
         store_query_grads(g, w);
     }
@@ -788,7 +854,7 @@ static void backward_key_chunk(const HeadGrads *g, TileGrads *w, float *packed, 
     for (int t0 = c0; t0 < g->T; t0 += ATT_BLOCK) {
         use_packed_tile(g, packed, t0 / ATT_BLOCK, w);
         count = chunk_probabilities(g, w, c0);
-        add_key_grads(g, w, 0, count);
+        add_key_grads(g, w, 0, count, c0 == t0);
     }
     store_key_grads(g, w, c0, count);
 }
@@ -798,7 +864,7 @@ static void backward_query_tile(const HeadGrads *g, TileGrads *w, float *packed,
     for (size_t i = 0; i < (size_t)g->hs * TILE_VECS; i++) w->dQ[i] = SPLAT(0.0f);
     for (int c0 = 0; c0 < w->t1; c0 += KEY_CHUNK) {
         const int nkeys = chunk_probabilities(g, w, c0);
-        tile_lanes_times_rows(w->dQ, w->dS, g->k + (size_t)c0 * g->ld, g->ld, nkeys, g->hs);
+        tile_lanes_times_rows(w->dQ, w->dS, g->k + (size_t)c0 * g->ld, g->ld, nkeys, g->hs, c0 == t0);
     }
     store_query_grads(g, w);
 }
