@@ -14,7 +14,7 @@ float bf16_to_float(uint16_t h) {
 
 void round_to_bf16(uint16_t *out, const float *x, size_t n, int threads) {
     const bool worth_threads = n >= 65536;
-#pragma omp parallel for simd schedule(static) num_threads(threads) if (worth_threads)
+#pragma omp parallel for simd schedule(static) num_threads(threads) if (parallel : worth_threads)
     for (size_t i = 0; i < n; i++) out[i] = bf16_from_float(x[i]);
 }
 
