@@ -112,10 +112,32 @@ typedef int32_t v16i __attribute__((vector_size(64)));
 
 // e^x lane by lane for x <= 0 (scores minus their row's max or log-sum-exp),
 // within 2 ulp of expf down to ln(FLT_MIN) ~ -87.34; below that (-inf of masked
-// scores included) it returns 0 where expf gives a denormal under 1.2e-38.
-// NaN stays NaN. Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, e^r by a
-// degree-6 polynomial, 2^n put into the exponent bits.
+// scores included) within FLT_MIN of it (0 from about -103.3 on). NaN stays
+// NaN. Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, e^r by a degree-6
+// polynomial, times 2^n.
 static inline void exp16(v16 *xp) {
+    // ln2 in two parts: n * 0.693359375 is exact for the n here, so r keeps its low bits.
+#define EXP16_POLYNOMIAL(r)          \
+    v16 p = SPLAT(1.9875691500e-4f); \
+    p = p * (r) + 1.3981999507e-3f;  \
+    p = p * (r) + 8.3334519073e-3f;  \
+    p = p * (r) + 4.1665795894e-2f;  \
+    p = p * (r) + 1.6666665459e-1f;  \
+    p = p * (r) + 5.0000001201e-1f;  \
+    p = p * (r) * (r) + (r) + 1.0f;
+#ifdef __AVX512F__
+    // vscalefps multiplies by 2^n with the under- and overflow handled, so the
+    // clamp only keeps n finite: below -110, p 2^n rounds to 0. max takes its
+    // second operand when one is NaN: NaN passes through.
+    const __m512 x = _mm512_max_ps(_mm512_set1_ps(-110.0f), (__m512)*xp);
+    const v16 n = (v16)_mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const v16 r = (v16)x - n * 0.693359375f - n * -2.12194440e-4f;
+    EXP16_POLYNOMIAL(r)
+    *xp = (v16)_mm512_scalef_ps((__m512)p, (__m512)n);
+#else
+    // Without AVX-512: 2^n put into the exponent bits, which needs n >= -126,
+    // so below ln(FLT_MIN) the result is set to 0.
     const v16 x = *xp;
     const v16i underflow = x < SPLAT(-87.33654f);
     const v16 xc = SELECT16(underflow, SPLAT(-87.33654f), x);
@@ -123,15 +145,11 @@ static inline void exp16(v16 *xp) {
     const v16 shifted = xc * 1.44269504f + 12582912.0f;
     const v16 n = shifted - 12582912.0f;
     const v16 r = xc - n * 0.693359375f - n * -2.12194440e-4f;
-    v16 p = SPLAT(1.9875691500e-4f);
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    EXP16_POLYNOMIAL(r)
     const v16i two_n = ((v16i)shifted - 0x4B400000 + 127) << 23;
     *xp = (v16)((v16i)(p * (v16)two_n) & ~underflow);
+#endif
+#undef EXP16_POLYNOMIAL
 }
 
 // sigmoid(z) in place from e = e^-|z|, which never overflows: 1 / (1 + e)
