@@ -210,7 +210,7 @@ static double frobenius_difference(const float *got, const float *want, size_t n
 // rounding noise), so the gradients must differ by more than 1e-4.
 TEST(test_model_bf16_products_step_within_gpu_bf16_tolerances) {
     if (skip_without_onednn()) return;
-    // Cases: both norms (head size 16: bf16 scores where the CPU has them), and
+    // Cases: both norms (head size 16: bf16 attention where the CPU has it), and
     // head size 15, whose attention stays fp32 (no whole pairs).
     for (int kind = 0; kind < 3; kind++) {
         ModelConfig cfg = small_config(kind == 1 ? NORM_LAYERNORM : NORM_IGPT);

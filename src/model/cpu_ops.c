@@ -329,10 +329,12 @@ void residual_forward(float *out, const float *a, const float *b, size_t n, int 
 // order of every sum is fixed by the code alone (no BLAS here), so the results
 // do not depend on the thread count.
 //
-// With --precision bf16 (attention_forward_bf16) the scores and dP take
-// bf16-rounded operands: the tile's queries (or dy) as bf16 pairs of lanes,
-// each key's (or value's) pairs broadcast, vdpbf16ps adding a pair's two
-// products to the fp32 sums; everything after the scores is the same code.
+// With --precision bf16 (attention_forward_bf16) every product takes
+// bf16-rounded operands, vdpbf16ps adding a pair's two products to the fp32
+// sums: for the scores and dP the tile's queries (or dy) as bf16 pairs of
+// lanes, each key's (or value's) pairs broadcast; for P V, dQ, dK and dV the
+// probabilities (or dS) rounded after the exp (below: "The probabilities'
+// products in bf16"). The softmax itself is the same fp32 code.
 
 #define TILE_VECS (ATT_BLOCK / LANES)
 // Keys per block of the key-side products (and the zero padding they read).
@@ -405,7 +407,7 @@ typedef uint32_t Bf16Pair __attribute__((may_alias));
 // (lane i: the bf16 of row 2p, lane i of the lane-packed tile in its low
 // half, of row 2p + 1 in its high half) and X2's rows of bf16 pairs are ld2
 // pairs apart. vdpbf16ps adds both products of a pair to a lane's fp32 sum.
-// Called only where the CPU has AVX512-BF16 (attention_bf16_scores_fit).
+// Called only where the CPU has AVX512-BF16 (attention_bf16_fits).
 // Vectors v0.. only, as the fp32 kernel.
 __attribute__((target("avx512f,avx512bf16"))) static inline __attribute__((always_inline)) void
 rows_times_lanes_bf16_from(v16 *out, const v16i *A2, const Bf16Pair *X2, int ld2, int nkeys, int hs2, int v0) {
@@ -456,7 +458,7 @@ static void pack_lane_pairs(v16i *out, const v16 *A, int hs) {
             }
 }
 
-bool attention_bf16_scores_fit(int C, int NH) { return (C / NH) % 2 == 0 && cpu_has_avx512_bf16(); }
+bool attention_bf16_fits(int C, int NH) { return (C / NH) % 2 == 0 && cpu_has_avx512_bf16(); }
 
 // The scores of a tile against rows of keys (or values): from bf16 pairs when
 // the head has them (X2 not NULL), else fp32. On the diagonal chunk only the
@@ -470,6 +472,143 @@ static void tile_scores(v16 *out, const v16 *A, const v16i *A2, const float *X, 
         if (X2) tile_rows_times_lanes_bf16(rows, A2, X2 + (size_t)j0 * (ld / 2), ld / 2, n, hs / 2, v0);
         else tile_rows_times_lanes(rows, A, X + (size_t)j0 * ld, ld, n, hs, v0);
     }
+}
+
+// --- The probabilities' products in bf16 (--precision bf16) -----------------
+// P V and dQ = dS K sum over keys, dV = P^T dY and dK = dS^T Q over queries.
+// vdpbf16ps adds two products per lane, so each operand comes as bf16 pairs
+// along the summed dimension: for the sums over keys, P (or dS) as pairs of
+// its key rows interleaved lane by lane, and V (or K) as pairs of key rows
+// per column (a word, broadcast); for the sums over queries, P's (dS's) rows
+// as words of two queries (broadcast), and dY (Q) as pairs of query rows,
+// lanes = columns. The sums stay fp32, as in the scores.
+#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+// *out lane l: bf16(lo[l]) in the low half, bf16(hi[l]) in the high half.
+BF16_TARGET static inline void interleave_bf16(v16i *out, const v16 *lo, const v16 *hi) {
+    // cvtne2ps2bf16 puts lo's 16 bf16 below hi's; the permutation takes them in turn.
+    static const uint16_t in_turn[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                         8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    const __m512i order = _mm512_loadu_si512(in_turn);
+    *out = (v16i)_mm512_permutexvar_epi16(order, (__m512i)_mm512_cvtne2ps_pbh((__m512)*hi, (__m512)*lo));
+}
+
+// Key rows [0, nkeys) of a tile (lanes = queries) as pairs of rows: out[p][v]
+// interleaves rows 2p and 2p + 1 (after an odd last row, 0).
+BF16_TARGET static void pair_key_lanes(v16i *out, const v16 *P, int nkeys) {
+    const v16 zero = SPLAT(0.0f);
+    for (int p = 0; 2 * p < nkeys; p++)
+        for (int v = 0; v < TILE_VECS; v++) {
+            const v16 *hi = 2 * p + 1 < nkeys ? &P[(size_t)(2 * p + 1) * TILE_VECS + v] : &zero;
+            interleave_bf16(&out[(size_t)p * TILE_VECS + v], &P[(size_t)(2 * p) * TILE_VECS + v], hi);
+        }
+}
+
+// Rows [0, nkeys) of a head's keys (or values) in bf16, ld apart, as pairs of
+// rows per column: out[p hs + e] = X[2p][e] | X[2p + 1][e] << 16 (after an
+// odd last row, 0 in the high half).
+BF16_TARGET static void pair_key_rows(uint32_t *out, const uint16_t *X, int ld, int nkeys, int hs) {
+    for (int p = 0; 2 * p < nkeys; p++) {
+        const uint16_t *lo = X + (size_t)(2 * p) * ld, *hi = lo + ld;
+        const bool has_hi = 2 * p + 1 < nkeys;
+        for (int e = 0; e < hs; e += LANES) {
+            const __mmask16 in_row = hs - e >= LANES ? (__mmask16)0xffff : (__mmask16)((1u << (hs - e)) - 1);
+            const __m512i low = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in_row, lo + e));
+            const __m512i high =
+                has_hi ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in_row, hi + e)) : _mm512_setzero_si512();
+            _mm512_mask_storeu_epi32(out + (size_t)p * hs + e, in_row,
+                                     _mm512_or_si512(low, _mm512_slli_epi32(high, 16)));
+        }
+    }
+}
+
+// Rows [0, rows) of a tile (lanes = queries) in bf16: out[j][w] holds
+// queries 2w and 2w + 1 of row j (ATT_BLOCK / 2 words a row).
+BF16_TARGET static void query_words(Bf16Pair *out, const v16 *P, int rows) {
+    for (int j = 0; j < rows; j++)
+        for (int v = 0; v < TILE_VECS; v += 2) {
+            const __m512bh both =
+                _mm512_cvtne2ps_pbh((__m512)P[(size_t)j * TILE_VECS + v + 1], (__m512)P[(size_t)j * TILE_VECS + v]);
+            _mm512_storeu_si512(out + (size_t)j * (ATT_BLOCK / 2) + (size_t)v * (LANES / 2), (__m512i)both);
+        }
+}
+
+// A tile's rows of q or dy (ATT_BLOCK x hs_pad, zero-padded) as pairs of
+// rows: out[p][c] interleaves vector c of rows 2p and 2p + 1.
+BF16_TARGET static void pair_query_rows(v16i *out, const float *rows, int hs_pad) {
+    const int row_vecs = hs_pad / LANES;
+    for (int p = 0; p < ATT_BLOCK / 2; p++)
+        for (int c = 0; c < row_vecs; c++)
+            interleave_bf16(&out[(size_t)p * row_vecs + c], (const v16 *)(rows + (size_t)(2 * p) * hs_pad) + c,
+                            (const v16 *)(rows + (size_t)(2 * p + 1) * hs_pad) + c);
+}
+
+// out[e] (lanes = queries) += sum over key pairs p in [p_begin, p_end) of
+// P2[p] . X2[p][e], for 4 columns from X2's and vectors v0.. (as
+// add_keys_to_lanes).
+BF16_TARGET static inline __attribute__((always_inline)) void add_key_pairs_to_lanes(__m512 acc[4][TILE_VECS],
+                                                                                     const v16i *P2, const uint32_t *X2,
+                                                                                     int hs, int p_begin, int p_end,
+                                                                                     int v0) {
+    for (int p = p_begin; p < p_end; p++) {
+        const uint32_t *x = X2 + (size_t)p * hs;
+        const v16i *pairs = P2 + (size_t)p * TILE_VECS;
+        for (int ee = 0; ee < 4; ee++) {
+            const __m512bh word = (__m512bh)_mm512_set1_epi32((int)x[ee]);
+            for (int v = v0; v < TILE_VECS; v++) acc[ee][v] = _mm512_dpbf16_ps(acc[ee][v], (__m512bh)pairs[v], word);
+        }
+    }
+}
+
+// tile_lanes_times_rows on bf16 pairs: out[e] += sum over the pairs of keys
+// [0, nkeys) of P2[p] . X2[p][e] (P2: pair_key_lanes, X2: pair_key_rows).
+BF16_TARGET static void lanes_times_key_pairs(v16 *out, const v16i *P2, const uint32_t *X2, int nkeys, int hs,
+                                              bool diagonal) {
+    const int pairs = (nkeys + 1) / 2, segment = diagonal ? LANES / 2 : pairs;
+    int e0 = 0;
+    for (; e0 + 4 <= hs; e0 += 4) {
+        __m512 acc[4][TILE_VECS];
+        for (int ee = 0; ee < 4; ee++)
+            for (int v = 0; v < TILE_VECS; v++) acc[ee][v] = (__m512)out[(size_t)(e0 + ee) * TILE_VECS + v];
+        for (int p0 = 0; p0 < pairs; p0 += segment) {
+            const int p1 = pairs - p0 < segment ? pairs : p0 + segment;
+#define ADD_FROM(V0) add_key_pairs_to_lanes(acc, P2, X2 + e0, hs, p0, p1, V0)
+            WITH_FIRST_VEC(first_live_vec(diagonal, 2 * p0), ADD_FROM)
+#undef ADD_FROM
+        }
+        for (int ee = 0; ee < 4; ee++)
+            for (int v = 0; v < TILE_VECS; v++) out[(size_t)(e0 + ee) * TILE_VECS + v] = (v16)acc[ee][v];
+    }
+    for (; e0 < hs; e0++)  // the hs % 4 columns left over, every vector (P2 is 0 where masked)
+        for (int p = 0; p < pairs; p++) {
+            const __m512bh word = (__m512bh)_mm512_set1_epi32((int)X2[(size_t)p * hs + e0]);
+            for (int v = 0; v < TILE_VECS; v++)
+                out[(size_t)e0 * TILE_VECS + v] = (v16)_mm512_dpbf16_ps((__m512)out[(size_t)e0 * TILE_VECS + v],
+                                                                        (__m512bh)P2[(size_t)p * TILE_VECS + v], word);
+        }
+}
+
+// keys_times_tile on bf16 pairs: D[j] += sum over the pairs of queries
+// [0, nq) of Pw[j][p] . Y2[p] (Pw: query_words, Y2: pair_query_rows; an odd
+// last query is paired with a zero row of Y2), for keys j < nkeys rounded up
+// to KEY_BLOCK. On the diagonal chunk the pairs before a block's first key
+// are skipped.
+BF16_TARGET static void keys_times_tile_bf16(v16 *D, const Bf16Pair *Pw, const v16i *Y2, int hs_pad, int nq, int nkeys,
+                                             bool diagonal) {
+    const int row_vecs = hs_pad / LANES, pairs = (nq + 1) / 2;
+    for (int j0 = 0; j0 < nkeys; j0 += KEY_BLOCK)
+        for (int c = 0; c < row_vecs; c++) {
+            __m512 acc[KEY_BLOCK];
+            for (int jj = 0; jj < KEY_BLOCK; jj++) acc[jj] = _mm512_setzero_ps();
+            for (int p = diagonal ? j0 / 2 : 0; p < pairs; p++) {
+                const __m512bh y = (__m512bh)Y2[(size_t)p * row_vecs + c];
+                for (int jj = 0; jj < KEY_BLOCK; jj++) {
+                    const Bf16Pair word = Pw[(size_t)(j0 + jj) * (ATT_BLOCK / 2) + p];
+                    acc[jj] = _mm512_dpbf16_ps(acc[jj], y, (__m512bh)_mm512_set1_epi32((int)word));
+                }
+            }
+            for (int jj = 0; jj < KEY_BLOCK; jj++) D[(size_t)(j0 + jj) * row_vecs + c] += (v16)acc[jj];
+        }
 }
 
 // The query-side product: out[e] (lanes = queries) += sum over keys j in
@@ -566,9 +705,15 @@ size_t attention_scratch_floats(int T, int C, int NH, int threads) {
     // and of dS^T, q and dy row-packed, the head's dk and dv; plus room to
     // align to 64 bytes.
     const size_t hs_pad = round_up(hs, LANES);
-    // With bf16 scores, q and dy also as bf16 pairs: hs / 2 x vecs each.
+    // With bf16 products: q and dy as pairs of lanes (hs / 2 x vecs each) and
+    // of rows (ATT_BLOCK / 2 x hs_pad each), P's and dS's rows as words
+    // (KEY_CHUNK x ATT_BLOCK / 2 each), dS as pairs of key rows (KEY_CHUNK / 2
+    // x vecs), the chunk's keys as pairs (KEY_CHUNK / 2 x hs, rounded up to
+    // whole vectors). The forward pass needs less.
+    const size_t bf16 = (hs / 2) * 2 * vecs + ATT_BLOCK * hs_pad + KEY_CHUNK * ATT_BLOCK + (KEY_CHUNK / 2) * vecs +
+                        round_up(KEY_CHUNK / 2 * hs, LANES);
     const size_t per_thread =
-        3 * hs * vecs + 2 * KEY_CHUNK * vecs + 2 * ATT_BLOCK * hs_pad + 2 * keys * hs_pad + (hs / 2) * 2 * vecs + LANES;
+        3 * hs * vecs + 2 * KEY_CHUNK * vecs + 2 * ATT_BLOCK * hs_pad + 2 * keys * hs_pad + bf16 + LANES;
     return (size_t)threads * per_thread;
 }
 
@@ -582,13 +727,14 @@ static v16 *thread_scratch(float *scratch, int T, int C, int NH) {
 // [0, t1) a chunk at a time, with the softmax online (each query's running
 // max m and sum l; a new max scales what was summed by e^(m_old - m_new)),
 // times V; writes the tile's rows of y and lse. k2: the head's keys as bf16
-// pairs (ld / 2 pairs apart) for bf16 scores, or NULL.
+// pairs (ld / 2 pairs apart) for bf16 products, or NULL.
 static void attention_forward_tile(float *y, float *row_lse, const float *q, const Bf16Pair *k2, int t0, int t1,
                                    v16 *scratch, int C, int hs) {
     const int ld = 3 * C, rows = t1 - t0;
     const float *k = q + C, *v = q + 2 * C;
     v16 *Q = scratch, *S = Q + (size_t)hs * TILE_VECS, *O = S + (size_t)KEY_CHUNK * TILE_VECS;
-    v16i *Q2 = (v16i *)(O + (size_t)hs * TILE_VECS);
+    v16i *Q2 = (v16i *)(O + (size_t)hs * TILE_VECS), *P2 = Q2 + (size_t)(hs / 2) * TILE_VECS;
+    uint32_t *V2 = (uint32_t *)(P2 + (size_t)(KEY_CHUNK / 2) * TILE_VECS);
     pack_lanes(Q, q, ld, t0, rows, hs, 1.0f / sqrtf((float)hs));
     if (k2) pack_lane_pairs(Q2, Q, hs);
     for (size_t i = 0; i < (size_t)hs * TILE_VECS; i++) O[i] = SPLAT(0.0f);
@@ -627,7 +773,13 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, con
                 sum[w] += *s;
             }
         }
-        tile_lanes_times_rows(O, S, v + (size_t)c0 * ld, ld, nkeys, hs, diagonal);
+        if (k2) {  // O^T += V^T P^T on bf16 pairs of key rows
+            pair_key_lanes(P2, S, nkeys);
+            pair_key_rows(V2, (const uint16_t *)k2 + C + (size_t)c0 * ld, ld, nkeys, hs);
+            lanes_times_key_pairs(O, P2, V2, nkeys, hs, diagonal);
+        } else {
+            tile_lanes_times_rows(O, S, v + (size_t)c0 * ld, ld, nkeys, hs, diagonal);
+        }
     }
     for (int i = 0; i < rows; i++) {
         const float total = sum[i / LANES][i % LANES], inv = 1.0f / total;
@@ -668,7 +820,7 @@ void attention_forward_bf16(float *atty, float *lse, const float *qkv, const uin
 // dy and y (C apart), its lse, and where dq, dk, dv go.
 typedef struct {
     const float *q, *k, *v, *dy, *y, *lse;
-    const Bf16Pair *k2, *v2;  // keys and values as bf16 pairs for bf16 scores (ld / 2 pairs apart), or NULL
+    const Bf16Pair *k2, *v2;  // keys and values as bf16 pairs for bf16 products (ld / 2 pairs apart), or NULL
     float *dq, *dk, *dv;
     int T, C, ld, hs, hs_pad;
     float scale;
@@ -680,7 +832,12 @@ typedef struct {
 // query, lse and D = dy . y.
 typedef struct {
     v16 *Q, *dY, *dQ, *P, *dS, *dK, *dV;
-    v16i *Q2, *dY2;  // Q and dY as bf16 pairs, for bf16 scores
+    v16i *Q2, *dY2;  // Q and dY as bf16 pairs of lanes, for the bf16 scores and dP
+    // For bf16 products: Q and dY as pairs of rows, P's and dS's rows as
+    // words, dS as pairs of key rows, the chunk's keys as pairs.
+    v16i *Q_row_pairs, *dY_row_pairs, *dS_key_pairs;
+    Bf16Pair *P_words, *dS_words;
+    uint32_t *K_pairs;
     float *Q_rows, *dY_rows;
     v16 lse[TILE_VECS], dot[TILE_VECS];
     int t0, t1, rows;
@@ -725,6 +882,12 @@ static TileGrads tile_grads(const HeadGrads *g, float *scratch, int NH) {
     w.dV = w.dK + (size_t)keys_max * g->hs_pad / LANES;
     w.Q2 = (v16i *)(w.dV + (size_t)keys_max * g->hs_pad / LANES);
     w.dY2 = w.Q2 + (size_t)(g->hs / 2) * TILE_VECS;
+    w.Q_row_pairs = w.dY2 + (size_t)(g->hs / 2) * TILE_VECS;
+    w.dY_row_pairs = w.Q_row_pairs + (size_t)(ATT_BLOCK / 2) * g->hs_pad / LANES;
+    w.dS_key_pairs = w.dY_row_pairs + (size_t)(ATT_BLOCK / 2) * g->hs_pad / LANES;
+    w.P_words = (Bf16Pair *)(w.dS_key_pairs + (size_t)(KEY_CHUNK / 2) * TILE_VECS);
+    w.dS_words = w.P_words + (size_t)KEY_CHUNK * (ATT_BLOCK / 2);
+    w.K_pairs = (uint32_t *)(w.dS_words + (size_t)KEY_CHUNK * (ATT_BLOCK / 2));
     return w;
 }
 
@@ -744,6 +907,8 @@ static void load_query_tile(const HeadGrads *g, TileGrads *w, int t0) {
     if (g->k2) {
         pack_lane_pairs(w->Q2, w->Q, g->hs);
         pack_lane_pairs(w->dY2, w->dY, g->hs);
+        pair_query_rows(w->Q_row_pairs, w->Q_rows, g->hs_pad);
+        pair_query_rows(w->dY_row_pairs, w->dY_rows, g->hs_pad);
     }
     for (int v = 0; v < TILE_VECS; v++) w->lse[v] = w->dot[v] = SPLAT(0.0f);
     for (int i = 0; i < w->rows; i++) {
@@ -785,8 +950,27 @@ static int chunk_probabilities(const HeadGrads *g, TileGrads *w, int c0) {
 // dV += P^T dY and dK += dS^T Q for the chunk's keys, into w's key rows from `row`.
 static void add_key_grads(const HeadGrads *g, TileGrads *w, int row, int nkeys, bool diagonal) {
     const size_t at = (size_t)row * g->hs_pad / LANES;
+    if (g->k2) {  // on bf16 pairs of queries; the rows past nkeys, up to a KEY_BLOCK, are 0
+        const int rows = (int)round_up((size_t)nkeys, KEY_BLOCK);
+        query_words(w->P_words, w->P, rows);
+        query_words(w->dS_words, w->dS, rows);
+        keys_times_tile_bf16(w->dV + at, w->P_words, w->dY_row_pairs, g->hs_pad, w->rows, nkeys, diagonal);
+        keys_times_tile_bf16(w->dK + at, w->dS_words, w->Q_row_pairs, g->hs_pad, w->rows, nkeys, diagonal);
+        return;
+    }
     keys_times_tile(w->dV + at, w->P, w->dY_rows, g->hs_pad, w->rows, nkeys, diagonal);
     keys_times_tile(w->dK + at, w->dS, w->Q_rows, g->hs_pad, w->rows, nkeys, diagonal);
+}
+
+// dQ += dS K for key chunk c0.
+static void add_query_grads(const HeadGrads *g, TileGrads *w, int c0, int nkeys, bool diagonal) {
+    if (g->k2) {  // on bf16 pairs of keys
+        pair_key_lanes(w->dS_key_pairs, w->dS, nkeys);
+        pair_key_rows(w->K_pairs, (const uint16_t *)g->k2 + (size_t)c0 * g->ld, g->ld, nkeys, g->hs);
+        lanes_times_key_pairs(w->dQ, w->dS_key_pairs, w->K_pairs, nkeys, g->hs, diagonal);
+        return;
+    }
+    tile_lanes_times_rows(w->dQ, w->dS, g->k + (size_t)c0 * g->ld, g->ld, nkeys, g->hs, diagonal);
 }
 
 static void store_query_grads(const HeadGrads *g, const TileGrads *w) {
@@ -815,7 +999,7 @@ static void backward_head(const HeadGrads *g, TileGrads *w) {
         for (int c0 = 0; c0 < w->t1; c0 += KEY_CHUNK) {
             const int nkeys = chunk_probabilities(g, w, c0);
             add_key_grads(g, w, c0, nkeys, c0 == t0);
-            tile_lanes_times_rows(w->dQ, w->dS, g->k + (size_t)c0 * g->ld, g->ld, nkeys, g->hs, c0 == t0);
+            add_query_grads(g, w, c0, nkeys, c0 == t0);
         }
         store_query_grads(g, w);
     }
@@ -826,7 +1010,8 @@ static void backward_head(const HeadGrads *g, TileGrads *w) {
 // work items meet each tile many times: per tile, Q and dY lane-packed,
 // their rows, and lse and D.
 static size_t packed_tile_floats(const HeadGrads *g) {
-    const size_t pairs = g->k2 ? 2 * (size_t)(g->hs / 2) * ATT_BLOCK : 0;  // Q2 and dY2
+    // Q2 and dY2, Q_row_pairs and dY_row_pairs
+    const size_t pairs = g->k2 ? 2 * (size_t)(g->hs / 2) * ATT_BLOCK + ATT_BLOCK * (size_t)g->hs_pad : 0;
     return 2 * (size_t)g->hs * ATT_BLOCK + 2 * (size_t)ATT_BLOCK * g->hs_pad + pairs + 2 * ATT_BLOCK;
 }
 
@@ -840,7 +1025,9 @@ static float *packed_tile_pointers(const HeadGrads *g, float *packed, int tile, 
     w->dY_rows = w->Q_rows + (size_t)ATT_BLOCK * g->hs_pad;
     w->Q2 = (v16i *)(w->dY_rows + (size_t)ATT_BLOCK * g->hs_pad);
     w->dY2 = w->Q2 + (g->k2 ? (size_t)(g->hs / 2) * TILE_VECS : 0);
-    return (float *)(w->dY2 + (g->k2 ? (size_t)(g->hs / 2) * TILE_VECS : 0));
+    w->Q_row_pairs = w->dY2 + (g->k2 ? (size_t)(g->hs / 2) * TILE_VECS : 0);
+    w->dY_row_pairs = w->Q_row_pairs + (g->k2 ? (size_t)(ATT_BLOCK / 2) * g->hs_pad / LANES : 0);
+    return (float *)(w->dY_row_pairs + (g->k2 ? (size_t)(ATT_BLOCK / 2) * g->hs_pad / LANES : 0));
 }
 
 static void pack_tile(const HeadGrads *g, float *packed, int tile) {
@@ -882,7 +1069,7 @@ static void backward_query_tile(const HeadGrads *g, TileGrads *w, float *packed,
     for (size_t i = 0; i < (size_t)g->hs * TILE_VECS; i++) w->dQ[i] = SPLAT(0.0f);
     for (int c0 = 0; c0 < w->t1; c0 += KEY_CHUNK) {
         const int nkeys = chunk_probabilities(g, w, c0);
-        tile_lanes_times_rows(w->dQ, w->dS, g->k + (size_t)c0 * g->ld, g->ld, nkeys, g->hs, c0 == t0);
+        add_query_grads(g, w, c0, nkeys, c0 == t0);
     }
     store_query_grads(g, w);
 }

@@ -63,18 +63,19 @@ void attention_forward(float *atty, float *lse, const float *qkv, float *scratch
 // scratch as for attention_forward.
 void attention_backward(float *dqkv, const float *datty, const float *atty, const float *qkv, const float *lse,
                         float *scratch, int B, int T, int C, int NH, int threads);
-// The same with bf16 scores (--precision bf16): S = (scale q) k^T and, in the
-// backward pass, dP = dy v^T from bf16-rounded operands (qkv_bf16: qkv
-// rounded, B x T x 3C) with fp32 sums, as the GPU's flash attention has them;
-// the softmax, P V, dq, dk and dv stay fp32. Only where
-// attention_bf16_scores_fit; qkv_bf16 NULL: the fp32 attention above.
+// The same with bf16 products (--precision bf16): S = (scale q) k^T, P V
+// and, in the backward pass, dP = dy v^T, dq, dk and dv from bf16-rounded
+// operands (qkv_bf16: qkv rounded, B x T x 3C; the probabilities and dS
+// rounded as they are made) with fp32 sums, as the GPU's flash attention has
+// them; the softmax stays fp32. Only where attention_bf16_fits; qkv_bf16
+// NULL: the fp32 attention above.
 void attention_forward_bf16(float *atty, float *lse, const float *qkv, const uint16_t *qkv_bf16, float *scratch, int B,
                             int T, int C, int NH, int threads);
 void attention_backward_bf16(float *dqkv, const float *datty, const float *atty, const float *qkv,
                              const uint16_t *qkv_bf16, const float *lse, float *scratch, int B, int T, int C, int NH,
                              int threads);
 // True when this CPU has AVX512-BF16 and the head size (C / NH) is even.
-bool attention_bf16_scores_fit(int C, int NH);
+bool attention_bf16_fits(int C, int NH);
 // losses[n] = -log softmax(logits[n])[target[n]]; logits become the
 // probabilities. Returns the mean loss.
 double softmax_crossentropy_forward(float *logits, float *losses, const uint16_t *targets, int N, int V, int threads);

@@ -124,7 +124,7 @@ static uint16_t *saved_input(const Model *m, int l, SavedInput which) {
 }
 
 static size_t qkv_bf16_count(const ModelConfig *cfg, int max_batch) {
-    return attention_bf16_scores_fit(cfg->d_model, cfg->n_head) ? 3 * saved_unit(cfg, max_batch) : 0;
+    return attention_bf16_fits(cfg->d_model, cfg->n_head) ? 3 * saved_unit(cfg, max_batch) : 0;
 }
 
 size_t model_bf16_bytes(const ModelConfig *cfg, int max_batch) {

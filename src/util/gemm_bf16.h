@@ -16,7 +16,7 @@
 // ("this igpt was built without oneDNN ...", "this CPU has no AVX512-BF16 ...").
 const char *gemm_bf16_unavailable(void);
 // True when the CPU has AVX512-BF16 (vdpbf16ps): what the bf16 products and
-// the attention's bf16 scores need to pay.
+// the attention's bf16 kernels need to pay.
 bool cpu_has_avx512_bf16(void);
 // True when this build has the products at all (on any x86-64 CPU, however
 // slow without AVX512-BF16): what the tests need.
