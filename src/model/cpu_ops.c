@@ -670,14 +670,69 @@ static void keys_times_tile(v16 *D, const v16 *P, const float *Y, int hs_pad, in
         }
 }
 
+// A 16 x 16 block transposed in registers: m[r][c] becomes m[c][r]. Each
+// round swaps the off-diagonal quarters of blocks half the size of the last
+// round's (8 x 8, 4 x 4, 2 x 2, then single floats), rows s apart meeting in
+// two-vector shuffles: 64 of them, where the tile's rows and lanes would
+// otherwise cross one float at a time.
+static inline void transpose16(v16 m[LANES]) {
+    for (int i = 0; i < LANES; i++)
+        if (!(i & 8)) {
+            const v16 a = m[i], b = m[i + 8];
+            m[i] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+            m[i + 8] = __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+        }
+    for (int i = 0; i < LANES; i++)
+        if (!(i & 4)) {
+            const v16 a = m[i], b = m[i + 4];
+            m[i] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+            m[i + 4] = __builtin_shufflevector(a, b, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+        }
+    for (int i = 0; i < LANES; i++)
+        if (!(i & 2)) {
+            const v16 a = m[i], b = m[i + 2];
+            m[i] = __builtin_shufflevector(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+            m[i + 2] = __builtin_shufflevector(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+        }
+    for (int i = 0; i < LANES; i += 2) {
+        const v16 a = m[i], b = m[i + 1];
+        m[i] = __builtin_shufflevector(a, b, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+        m[i + 1] = __builtin_shufflevector(a, b, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+    }
+}
+
 // Rows [t0, t0 + rows) of a head's q (or dy), ld apart, times mul, into the
 // tile's transposed layout: out[e] lane i = mul * src[t0 + i][e]; lanes past
-// rows are 0.
+// rows are 0. 16 rows by 16 columns at a time.
 static void pack_lanes(v16 *out, const float *src, int ld, int t0, int rows, int hs, float mul) {
-    for (int e = 0; e < hs; e++) {
-        float *o = (float *)(out + (size_t)e * TILE_VECS);
-        for (int i = 0; i < ATT_BLOCK; i++) o[i] = i < rows ? mul * src[(size_t)(t0 + i) * ld + e] : 0.0f;
-    }
+    for (int i0 = 0; i0 < ATT_BLOCK; i0 += LANES)
+        for (int e0 = 0; e0 < hs; e0 += LANES) {
+            const int cols = hs - e0 < LANES ? hs - e0 : LANES;
+            v16 m[LANES];
+            for (int r = 0; r < LANES; r++) {
+                m[r] = SPLAT(0.0f);
+                if (i0 + r < rows) load_partial(&m[r], src + (size_t)(t0 + i0 + r) * ld + e0, (size_t)cols, 0.0f);
+                m[r] *= mul;
+            }
+            transpose16(m);
+            for (int c = 0; c < cols; c++) out[(size_t)(e0 + c) * TILE_VECS + i0 / LANES] = m[c];
+        }
+}
+
+// The other way: rows [t0, t0 + rows) of dst (ld apart, hs wide) from the
+// tile's vectors in (hs x TILE_VECS, lanes = queries), each vector v times
+// mul[v] lane by lane.
+static void unpack_lanes(float *dst, int ld, int t0, int rows, int hs, const v16 *in, const v16 *mul) {
+    for (int v = 0; v * LANES < rows; v++)
+        for (int e0 = 0; e0 < hs; e0 += LANES) {
+            const int cols = hs - e0 < LANES ? hs - e0 : LANES;
+            v16 m[LANES];
+            for (int c = 0; c < LANES; c++)
+                m[c] = c < cols ? in[(size_t)(e0 + c) * TILE_VECS + v] * mul[v] : SPLAT(0.0f);
+            transpose16(m);
+            for (int r = 0; r < LANES && v * LANES + r < rows; r++)
+                store_partial(dst + (size_t)(t0 + v * LANES + r) * ld + e0, &m[r], (size_t)cols);
+        }
 }
 
 // The same rows row by row, hs_pad wide, zero-padded to ATT_BLOCK x hs_pad.
@@ -781,12 +836,10 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, con
             tile_lanes_times_rows(O, S, v + (size_t)c0 * ld, ld, nkeys, hs, diagonal);
         }
     }
-    for (int i = 0; i < rows; i++) {
-        const float total = sum[i / LANES][i % LANES], inv = 1.0f / total;
-        for (int e = 0; e < hs; e++)
-            y[(size_t)(t0 + i) * C + e] = O[(size_t)e * TILE_VECS + i / LANES][i % LANES] * inv;
-        row_lse[t0 + i] = mx[i / LANES][i % LANES] + logf(total);
-    }
+    v16 inv[TILE_VECS];
+    for (int w = 0; w < TILE_VECS; w++) inv[w] = 1.0f / sum[w];
+    unpack_lanes(y, C, t0, rows, hs, O, inv);
+    for (int i = 0; i < rows; i++) row_lse[t0 + i] = mx[i / LANES][i % LANES] + logf(sum[i / LANES][i % LANES]);
 }
 
 // The pairs of a head's keys (or values: part = 2) in qkv_bf16, NULL without it.
@@ -974,9 +1027,8 @@ static void add_query_grads(const HeadGrads *g, TileGrads *w, int c0, int nkeys,
 }
 
 static void store_query_grads(const HeadGrads *g, const TileGrads *w) {
-    for (int i = 0; i < w->rows; i++)
-        for (int e = 0; e < g->hs; e++)
-            g->dq[(size_t)(w->t0 + i) * g->ld + e] = w->dQ[(size_t)e * TILE_VECS + i / LANES][i % LANES];
+    const v16 ones[TILE_VECS] = {SPLAT(1.0f), SPLAT(1.0f), SPLAT(1.0f), SPLAT(1.0f)};
+    unpack_lanes(g->dq, g->ld, w->t0, w->rows, g->hs, w->dQ, ones);
 }
 
 // Keys [first, first + count) of w's summed rows into dk and dv.
