@@ -447,17 +447,6 @@ __attribute__((target("avx512f,avx512bf16"))) static void tile_rows_times_lanes_
 #undef SCORES_FROM
 }
 
-// A lane-packed tile (hs x TILE_VECS, hs even) as the bf16 pairs above.
-static void pack_lane_pairs(v16i *out, const v16 *A, int hs) {
-    for (int p = 0; p < hs / 2; p++)
-        for (int v = 0; v < TILE_VECS; v++)
-            for (int l = 0; l < LANES; l++) {
-                const uint32_t lo = bf16_from_float(A[(size_t)(2 * p) * TILE_VECS + v][l]);
-                const uint32_t hi = bf16_from_float(A[(size_t)(2 * p + 1) * TILE_VECS + v][l]);
-                out[(size_t)p * TILE_VECS + v][l] = (int32_t)(lo | hi << 16);
-            }
-}
-
 bool attention_bf16_fits(int C, int NH) { return (C / NH) % 2 == 0 && cpu_has_avx512_bf16(); }
 
 // The scores of a tile against rows of keys (or values): from bf16 pairs when
@@ -491,6 +480,15 @@ BF16_TARGET static inline void interleave_bf16(v16i *out, const v16 *lo, const v
                                          8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
     const __m512i order = _mm512_loadu_si512(in_turn);
     *out = (v16i)_mm512_permutexvar_epi16(order, (__m512i)_mm512_cvtne2ps_pbh((__m512)*hi, (__m512)*lo));
+}
+
+// A lane-packed tile (hs x TILE_VECS, hs even) as the bf16 pairs of the
+// scores kernel: out[p][v] interleaves rows 2p and 2p + 1.
+BF16_TARGET static void pack_lane_pairs(v16i *out, const v16 *A, int hs) {
+    for (int p = 0; p < hs / 2; p++)
+        for (int v = 0; v < TILE_VECS; v++)
+            interleave_bf16(&out[(size_t)p * TILE_VECS + v], &A[(size_t)(2 * p) * TILE_VECS + v],
+                            &A[(size_t)(2 * p + 1) * TILE_VECS + v]);
 }
 
 // Key rows [0, nkeys) of a tile (lanes = queries) as pairs of rows: out[p][v]
