@@ -482,23 +482,18 @@ BF16_TARGET static inline void interleave_bf16(v16i *out, const v16 *lo, const v
     *out = (v16i)_mm512_permutexvar_epi16(order, (__m512i)_mm512_cvtne2ps_pbh((__m512)*hi, (__m512)*lo));
 }
 
-// A lane-packed tile (hs x TILE_VECS, hs even) as the bf16 pairs of the
-// scores kernel: out[p][v] interleaves rows 2p and 2p + 1.
-BF16_TARGET static void pack_lane_pairs(v16i *out, const v16 *A, int hs) {
-    for (int p = 0; p < hs / 2; p++)
-        for (int v = 0; v < TILE_VECS; v++)
-            interleave_bf16(&out[(size_t)p * TILE_VECS + v], &A[(size_t)(2 * p) * TILE_VECS + v],
-                            &A[(size_t)(2 * p + 1) * TILE_VECS + v]);
-}
-
-// Key rows [0, nkeys) of a tile (lanes = queries) as pairs of rows: out[p][v]
-// interleaves rows 2p and 2p + 1 (after an odd last row, 0).
-BF16_TARGET static void pair_key_lanes(v16i *out, const v16 *P, int nkeys) {
+// Rows [0, nrows) of row_vecs vectors each as bf16 pairs of rows: out[p][c]
+// interleaves vector c of rows 2p and 2p + 1 (after an odd last row, 0).
+// The lane-packed tile's q and dy (rows = columns e, hs x TILE_VECS), for the
+// scores kernel; P and dS (rows = keys), for the sums over keys; and the
+// tile's rows of q and dy (rows = queries, ATT_BLOCK x hs_pad), for the sums
+// over queries.
+BF16_TARGET static void pair_rows(v16i *out, const v16 *rows, int nrows, int row_vecs) {
     const v16 zero = SPLAT(0.0f);
-    for (int p = 0; 2 * p < nkeys; p++)
-        for (int v = 0; v < TILE_VECS; v++) {
-            const v16 *hi = 2 * p + 1 < nkeys ? &P[(size_t)(2 * p + 1) * TILE_VECS + v] : &zero;
-            interleave_bf16(&out[(size_t)p * TILE_VECS + v], &P[(size_t)(2 * p) * TILE_VECS + v], hi);
+    for (int p = 0; 2 * p < nrows; p++)
+        for (int c = 0; c < row_vecs; c++) {
+            const v16 *hi = 2 * p + 1 < nrows ? &rows[(size_t)(2 * p + 1) * row_vecs + c] : &zero;
+            interleave_bf16(&out[(size_t)p * row_vecs + c], &rows[(size_t)(2 * p) * row_vecs + c], hi);
         }
 }
 
@@ -531,16 +526,6 @@ BF16_TARGET static void query_words(Bf16Pair *out, const v16 *P, int rows) {
         }
 }
 
-// A tile's rows of q or dy (ATT_BLOCK x hs_pad, zero-padded) as pairs of
-// rows: out[p][c] interleaves vector c of rows 2p and 2p + 1.
-BF16_TARGET static void pair_query_rows(v16i *out, const float *rows, int hs_pad) {
-    const int row_vecs = hs_pad / LANES;
-    for (int p = 0; p < ATT_BLOCK / 2; p++)
-        for (int c = 0; c < row_vecs; c++)
-            interleave_bf16(&out[(size_t)p * row_vecs + c], (const v16 *)(rows + (size_t)(2 * p) * hs_pad) + c,
-                            (const v16 *)(rows + (size_t)(2 * p + 1) * hs_pad) + c);
-}
-
 // out[e] (lanes = queries) += sum over key pairs p in [p_begin, p_end) of
 // P2[p] . X2[p][e], for 4 columns from X2's and vectors v0.. (as
 // add_keys_to_lanes).
@@ -559,7 +544,7 @@ BF16_TARGET static inline __attribute__((always_inline)) void add_key_pairs_to_l
 }
 
 // tile_lanes_times_rows on bf16 pairs: out[e] += sum over the pairs of keys
-// [0, nkeys) of P2[p] . X2[p][e] (P2: pair_key_lanes, X2: pair_key_rows).
+// [0, nkeys) of P2[p] . X2[p][e] (P2: pair_rows, X2: pair_key_rows).
 BF16_TARGET static void lanes_times_key_pairs(v16 *out, const v16i *P2, const uint32_t *X2, int nkeys, int hs,
                                               bool diagonal) {
     const int pairs = (nkeys + 1) / 2, segment = diagonal ? LANES / 2 : pairs;
@@ -587,7 +572,7 @@ BF16_TARGET static void lanes_times_key_pairs(v16 *out, const v16i *P2, const ui
 }
 
 // keys_times_tile on bf16 pairs: D[j] += sum over the pairs of queries
-// [0, nq) of Pw[j][p] . Y2[p] (Pw: query_words, Y2: pair_query_rows; an odd
+// [0, nq) of Pw[j][p] . Y2[p] (Pw: query_words, Y2: pair_rows of the tile's rows; an odd
 // last query is paired with a zero row of Y2), for keys j < nkeys rounded up
 // to KEY_BLOCK. On the diagonal chunk the pairs before a block's first key
 // are skipped.
@@ -789,7 +774,7 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, con
     v16i *Q2 = (v16i *)(O + (size_t)hs * TILE_VECS), *P2 = Q2 + (size_t)(hs / 2) * TILE_VECS;
     uint32_t *V2 = (uint32_t *)(P2 + (size_t)(KEY_CHUNK / 2) * TILE_VECS);
     pack_lanes(Q, q, ld, t0, rows, hs, 1.0f / sqrtf((float)hs));
-    if (k2) pack_lane_pairs(Q2, Q, hs);
+    if (k2) pair_rows(Q2, Q, hs, TILE_VECS);
     for (size_t i = 0; i < (size_t)hs * TILE_VECS; i++) O[i] = SPLAT(0.0f);
     v16 mx[TILE_VECS], sum[TILE_VECS];
     for (int w = 0; w < TILE_VECS; w++) {
@@ -827,7 +812,7 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, con
             }
         }
         if (k2) {  // O^T += V^T P^T on bf16 pairs of key rows
-            pair_key_lanes(P2, S, nkeys);
+            pair_rows(P2, S, nkeys, TILE_VECS);
             pair_key_rows(V2, (const uint16_t *)k2 + C + (size_t)c0 * ld, ld, nkeys, hs);
             lanes_times_key_pairs(O, P2, V2, nkeys, hs, diagonal);
         } else {
@@ -956,10 +941,10 @@ static void load_query_tile(const HeadGrads *g, TileGrads *w, int t0) {
     pack_rows(w->Q_rows, g->q, g->ld, t0, w->rows, g->hs, g->hs_pad);
     pack_rows(w->dY_rows, g->dy, g->C, t0, w->rows, g->hs, g->hs_pad);
     if (g->k2) {
-        pack_lane_pairs(w->Q2, w->Q, g->hs);
-        pack_lane_pairs(w->dY2, w->dY, g->hs);
-        pair_query_rows(w->Q_row_pairs, w->Q_rows, g->hs_pad);
-        pair_query_rows(w->dY_row_pairs, w->dY_rows, g->hs_pad);
+        pair_rows(w->Q2, w->Q, g->hs, TILE_VECS);
+        pair_rows(w->dY2, w->dY, g->hs, TILE_VECS);
+        pair_rows(w->Q_row_pairs, (const v16 *)w->Q_rows, ATT_BLOCK, g->hs_pad / LANES);
+        pair_rows(w->dY_row_pairs, (const v16 *)w->dY_rows, ATT_BLOCK, g->hs_pad / LANES);
     }
     for (int v = 0; v < TILE_VECS; v++) w->lse[v] = w->dot[v] = SPLAT(0.0f);
     for (int i = 0; i < w->rows; i++) {
@@ -1016,7 +1001,7 @@ static void add_key_grads(const HeadGrads *g, TileGrads *w, int row, int nkeys, 
 // dQ += dS K for key chunk c0.
 static void add_query_grads(const HeadGrads *g, TileGrads *w, int c0, int nkeys, bool diagonal) {
     if (g->k2) {  // on bf16 pairs of keys
-        pair_key_lanes(w->dS_key_pairs, w->dS, nkeys);
+        pair_rows(w->dS_key_pairs, w->dS, nkeys, TILE_VECS);
         pair_key_rows(w->K_pairs, (const uint16_t *)g->k2 + (size_t)c0 * g->ld, g->ld, nkeys, g->hs);
         lanes_times_key_pairs(w->dQ, w->dS_key_pairs, w->K_pairs, nkeys, g->hs, diagonal);
         return;
