@@ -66,6 +66,8 @@ static void reference_head(const Shape *s, const float *qkv, const float *dy, co
 #define K(t, e) ((double)qkv[((size_t)b * T + (t)) * ld + C + h * hs + (e)])
 #define V(t, e) ((double)qkv[((size_t)b * T + (t)) * ld + 2 * C + h * hs + (e)])
 #define DY(t, e) ((double)dy[((size_t)b * T + (t)) * C + h * hs + (e)])
+// A product's operand as the code under test has it: rounded to bf16 with bf16.
+#define OPERAND(x) (bf16 ? rounded((float)(x)) : (x))
     for (int t = 0; t < T; t++) {
         double mx = -INFINITY, sum = 0.0;
         for (int u = 0; u <= t; u++) {
@@ -81,7 +83,7 @@ static void reference_head(const Shape *s, const float *qkv, const float *dy, co
         lse[((size_t)b * s->NH + h) * T + t] = mx + log(sum);
         for (int e = 0; e < hs; e++) {
             double acc = 0.0;
-            for (int u = 0; u <= t; u++) acc += P[(size_t)t * T + u] * (bf16 ? rounded((float)V(u, e)) : V(u, e));
+            for (int u = 0; u <= t; u++) acc += P[(size_t)t * T + u] * OPERAND(V(u, e));
             y[((size_t)b * T + t) * C + h * hs + e] = acc;
         }
     }
@@ -91,18 +93,17 @@ static void reference_head(const Shape *s, const float *qkv, const float *dy, co
         for (int e = 0; e < hs; e++) D += DY(t, e) * y32[((size_t)b * T + t) * C + h * hs + e];
         for (int u = 0; u <= t; u++) {
             double dot = 0.0;
-            for (int e = 0; e < hs; e++)
-                dot += bf16 ? rounded((float)DY(t, e)) * rounded((float)V(u, e)) : DY(t, e) * V(u, e);
+            for (int e = 0; e < hs; e++) dot += OPERAND(DY(t, e)) * OPERAND(V(u, e));
             dP[(size_t)t * T + u] = P[(size_t)t * T + u] * (dot - D) * scale;
         }
     }
     for (int t = 0; t < T; t++)
         for (int e = 0; e < hs; e++) {
             double dq = 0.0, dk = 0.0, dv = 0.0;
-            for (int u = 0; u <= t; u++) dq += dP[(size_t)t * T + u] * (bf16 ? rounded((float)K(u, e)) : K(u, e));
+            for (int u = 0; u <= t; u++) dq += dP[(size_t)t * T + u] * OPERAND(K(u, e));
             for (int u = t; u < T; u++) {
-                dk += dP[(size_t)u * T + t] * (bf16 ? rounded((float)Q(u, e)) : Q(u, e));
-                dv += P[(size_t)u * T + t] * (bf16 ? rounded((float)DY(u, e)) : DY(u, e));
+                dk += dP[(size_t)u * T + t] * OPERAND(Q(u, e));
+                dv += P[(size_t)u * T + t] * OPERAND(DY(u, e));
             }
             double *row = dqkv + ((size_t)b * T + t) * ld + h * hs + e;
             row[0] = dq;
@@ -113,6 +114,7 @@ static void reference_head(const Shape *s, const float *qkv, const float *dy, co
 #undef K
 #undef V
 #undef DY
+#undef OPERAND
     free(P);
     free(dP);
 }
