@@ -830,6 +830,22 @@ static v16 *thread_scratch(float *scratch, int T, int C, int NH) {
     return (v16 *)round_up((size_t)mine, sizeof(v16));
 }
 
+// The lane-wise max of from and rows [0, n) of vectors, `stride` vectors
+// apart. Four running maxima: one alone would wait on each compare.
+static v16 max_of_rows(const v16 *rows, int stride, int n, v16 from) {
+    v16 m[4] = {from, from, from, from};
+    int j = 0;
+    for (; j + 4 <= n; j += 4)
+        for (int u = 0; u < 4; u++) {
+            const v16 x = rows[(size_t)(j + u) * stride];
+            m[u] = SELECT16(x > m[u], x, m[u]);
+        }
+    for (; j < n; j++) m[0] = SELECT16(rows[(size_t)j * stride] > m[0], rows[(size_t)j * stride], m[0]);
+    m[0] = SELECT16(m[1] > m[0], m[1], m[0]);
+    m[2] = SELECT16(m[3] > m[2], m[3], m[2]);
+    return SELECT16(m[2] > m[0], m[2], m[0]);
+}
+
 // One query tile, rows [t0, t1) of head (b, h): its scores against keys
 // [0, t1) a chunk at a time, with the softmax online (each query's running
 // max m and sum l; a new max scales what was summed by e^(m_old - m_new)),
@@ -855,31 +871,30 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, con
         const bool diagonal = c0 == t0;
         tile_scores(S, Q, Q2, k + (size_t)c0 * ld, k2 ? k2 + (size_t)c0 * (ld / 2) : NULL, ld, nkeys, hs, diagonal);
         if (diagonal) mask_diagonal(S, nkeys);
-        // The first chunk holds key 0, visible to every query: from it on each max is finite.
-        v16 new_mx[TILE_VECS], rescale[TILE_VECS];
-        for (int w = 0; w < TILE_VECS; w++) new_mx[w] = mx[w];
-        for (int j = 0; j < nkeys; j++)
-            for (int w = first_live_vec(diagonal, j); w < TILE_VECS; w++)
-                new_mx[w] = SELECT16(S[(size_t)j * TILE_VECS + w] > new_mx[w], S[(size_t)j * TILE_VECS + w], new_mx[w]);
+        // A vector of queries at a time (its max and sum in registers): its
+        // live rows (on the diagonal the keys before its last query), then 0
+        // in the rest. The first chunk holds key 0, visible to every query:
+        // from it on each max is finite.
+        v16 rescale[TILE_VECS];
         for (int w = 0; w < TILE_VECS; w++) {
-            rescale[w] = mx[w] - new_mx[w];  // -inf at the first chunk: e^-inf = 0
+            const int live_rows = diagonal && (w + 1) * LANES < nkeys ? (w + 1) * LANES : nkeys;
+            v16 new_mx = max_of_rows(&S[w], TILE_VECS, live_rows, mx[w]);
+            rescale[w] = mx[w] - new_mx;  // -inf at the first chunk: e^-inf = 0
             exp16(&rescale[w]);
-            sum[w] *= rescale[w];
-            mx[w] = new_mx[w];
+            v16 row_sum = sum[w] * rescale[w];
+            for (int j = 0; j < live_rows; j++) {
+                v16 *s = &S[(size_t)j * TILE_VECS + w];
+                *s -= new_mx;
+                exp16(s);
+                row_sum += *s;
+            }
+            for (int j = live_rows; j < nkeys; j++) S[(size_t)j * TILE_VECS + w] = SPLAT(0.0f);
+            sum[w] = row_sum;
+            mx[w] = new_mx;
         }
         if (c0 > 0)
             for (int e = 0; e < hs; e++)
                 for (int w = 0; w < TILE_VECS; w++) O[(size_t)e * TILE_VECS + w] *= rescale[w];
-        for (int j = 0; j < nkeys; j++) {
-            const int live = first_live_vec(diagonal, j);
-            for (int w = 0; w < live; w++) S[(size_t)j * TILE_VECS + w] = SPLAT(0.0f);
-            for (int w = live; w < TILE_VECS; w++) {
-                v16 *s = &S[(size_t)j * TILE_VECS + w];
-                *s -= mx[w];
-                exp16(s);
-                sum[w] += *s;
-            }
-        }
         if (k2) {  // O^T += V^T P^T on bf16 pairs of key rows
             pair_rows(P2, S, nkeys, TILE_VECS);
             pair_key_rows(V2, (const uint16_t *)k2 + C + (size_t)c0 * ld, ld, nkeys, hs);
