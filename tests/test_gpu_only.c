@@ -3,6 +3,7 @@
 // matrix products against OpenBLAS, the table CRC-32 against zlib, the scan
 // of log lines against cJSON.
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -29,9 +30,12 @@ static double block_rel_diff(const float *a, const float *b, int m, int n, int l
 
 // Every transposition, odd sizes, leading dimensions wider than the rows
 // (sub-matrices, as attention uses), alpha and beta as the callers pass them,
-// and one product big enough to be split across threads.
+// and products big enough to be split across threads: by C's rows (130 x 120)
+// and by its columns (60 x 200), in 3 parts, so that they are uneven.
 TEST(test_plain_gemm_matches_openblas) {
-    const int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 9, 33}, {64, 48, 40}, {130, 120, 100}};
+    const int shapes[][3] = {{1, 1, 1}, {3, 5, 7}, {17, 9, 33}, {64, 48, 40}, {130, 120, 100}, {60, 200, 100}};
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(3);
     const float betas[] = {0.0f, 1.0f, 0.5f};
     Rng rng;
     rng_init(&rng, 7, 0);
@@ -60,6 +64,7 @@ TEST(test_plain_gemm_matches_openblas) {
                 free(C);
                 free(ref);
             }
+    omp_set_num_threads(threads);
 }
 
 TEST(test_plain_gemm_f64_matches_openblas) {

@@ -1,6 +1,7 @@
 // The matrix products (blas.h): OpenBLAS's, or plain loops in a GPU-only build.
 #include "util/blas.h"
 
+#include <omp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -123,9 +124,47 @@ const char *blas_better_coretype(void) { return NULL; }
 const char *blas_core_name(void) { return "plain loops"; }
 #else
 static enum CBLAS_TRANSPOSE op(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
+
+// Part p of `parts` of [0, n), the boundaries on multiples of 32 (whole
+// blocks of OpenBLAS's kernels) where n allows.
+static int part_start(int n, int p, int parts) {
+    if (p == parts) return n;
+    const int at = (int)((long long)n * p / parts);
+    return n >= 32 * parts ? at / 32 * 32 : at;
+}
+
+// OpenBLAS's own threads share the packed panels of a product and wait on
+// each other for them (yielding the CPU: 2-3% of a training step in the
+// scheduler, more on a busy machine). So the threads split a large product
+// here instead, each calling OpenBLAS on its own part (inside a parallel
+// region OpenBLAS runs on the calling thread alone) and packing its own copy
+// of the operand the parts share: C's rows, or its columns when C is wider
+// than tall (the weight gradients' OC x IC with OC < IC). Training steps
+// 4-12% faster on 2 threads. The parts are fixed by the sizes and the thread
+// count, so a run still repeats bitwise with the same threads.
 void gemm_f32(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc) {
-    cblas_sgemm(CblasRowMajor, op(trans_a), op(trans_b), m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    // OpenBLAS's own threshold for threads: 4 x 65536 multiply-adds
+    if (threads < 2 || (double)m * n * k < 262144.0 * threads) {
+        cblas_sgemm(CblasRowMajor, op(trans_a), op(trans_b), m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    const bool by_rows = m >= n;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int p = 0; p < threads; p++) {
+        const int from = part_start(by_rows ? m : n, p, threads), to = part_start(by_rows ? m : n, p + 1, threads);
+        if (to <= from) continue;
+        if (by_rows) {  // rows [from, to) of C from op(A)'s rows: A's rows, or its columns when transposed
+            const float *a = trans_a ? A + from : A + (size_t)from * lda;
+            cblas_sgemm(CblasRowMajor, op(trans_a), op(trans_b), to - from, n, k, alpha, a, lda, B, ldb, beta,
+                        C + (size_t)from * ldc, ldc);
+        } else {  // columns [from, to) of C from op(B)'s columns: B's columns, or its rows when transposed
+            const float *b = trans_b ? B + (size_t)from * ldb : B + from;
+            cblas_sgemm(CblasRowMajor, op(trans_a), op(trans_b), m, to - from, k, alpha, A, lda, b, ldb, beta, C + from,
+                        ldc);
+        }
+    }
 }
 void gemm_f64(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double *A, int lda, const double *B,
               int ldb, double beta, double *C, int ldc) {
