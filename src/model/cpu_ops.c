@@ -602,11 +602,7 @@ BF16_TARGET static void lanes_times_key_pairs(v16 *out, const v16i *P2, const ui
         }
 }
 
-// keys_times_tile on bf16 pairs: D[j] += sum over the pairs of queries
-// [0, nq) of Pw[j][p] . Y2[p] (Pw: query_words, Y2: pair_rows of the tile's rows; an odd
-// last query is paired with a zero row of Y2), for keys j < nkeys rounded up
-// to KEY_BLOCK. On the diagonal chunk the pairs before a block's first key
-// are skipped.
+// keys_times_columns on bf16 pairs of queries (below).
 BF16_TARGET static inline __attribute__((always_inline)) void keys_times_columns_bf16(v16 *D, const Bf16Pair *Pw,
                                                                                       const v16i *Y2, int row_vecs,
                                                                                       int p0, int pairs, int j0, int c,
@@ -629,6 +625,11 @@ BF16_TARGET static inline __attribute__((always_inline)) void keys_times_columns
         for (int u = 0; u < WIDTH; u++) D[(size_t)(j0 + jj) * row_vecs + c + u] += (v16)acc[jj][u];
 }
 
+// keys_times_tile on bf16 pairs: D[j] += sum over the pairs of queries
+// [0, nq) of Pw[j][p] . Y2[p] (Pw: query_words, Y2: pair_rows of the tile's rows; an odd
+// last query is paired with a zero row of Y2), for keys j < nkeys rounded up
+// to KEY_BLOCK. On the diagonal chunk the pairs before a block's first key
+// are skipped.
 BF16_TARGET static void keys_times_tile_bf16(v16 *D, const Bf16Pair *Pw, const v16i *Y2, int hs_pad, int nq, int nkeys,
                                              bool diagonal) {
     const int row_vecs = hs_pad / LANES, pairs = (nq + 1) / 2;
@@ -682,13 +683,6 @@ static void tile_lanes_times_rows(v16 *out, const v16 *P, const float *X, int ld
                 out[(size_t)e0 * TILE_VECS + v] += X[(size_t)j * ld + e0] * P[(size_t)j * TILE_VECS + v];
 }
 
-// The key-side product, a sum over the tile's queries: D[j] += sum over
-// i < nq in order of P[j][lane i] * Y[i], for keys j < nkeys rounded up to
-// KEY_BLOCK (P's rows past nkeys are zero). Rows of Y and D are hs_pad floats
-// (hs rounded up to 16, zero-padded), whole vectors, so the sums stay in
-// registers. dV += P^T dY and dK += dS^T Q are this, into the head's own
-// contiguous dK and dV (written to dqkv once the head is done). On the
-// diagonal chunk the queries before a block's first key (P = 0) are skipped.
 // Vectors [c, c + WIDTH) of keys [j0, j0 + KEY_BLOCK)'s rows of D: KEY_BLOCK
 // x WIDTH sums, each broadcast of P used WIDTH times.
 static inline __attribute__((always_inline)) void keys_times_columns(v16 *D, const float *p, const float *Y, int hs_pad,
@@ -712,6 +706,13 @@ static inline __attribute__((always_inline)) void keys_times_columns(v16 *D, con
         for (int u = 0; u < WIDTH; u++) D[(size_t)(j0 + jj) * row_vecs + c + u] += acc[jj][u];
 }
 
+// The key-side product, a sum over the tile's queries: D[j] += sum over
+// i < nq in order of P[j][lane i] * Y[i], for keys j < nkeys rounded up to
+// KEY_BLOCK (P's rows past nkeys are zero). Rows of Y and D are hs_pad floats
+// (hs rounded up to 16, zero-padded), whole vectors, so the sums stay in
+// registers. dV += P^T dY and dK += dS^T Q are this, into the head's own
+// contiguous dK and dV (written to dqkv once the head is done). On the
+// diagonal chunk the queries before a block's first key (P = 0) are skipped.
 static void keys_times_tile(v16 *D, const v16 *P, const float *Y, int hs_pad, int nq, int nkeys, bool diagonal) {
     const float *p = (const float *)P;
     const int row_vecs = hs_pad / LANES;
