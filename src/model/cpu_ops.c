@@ -115,8 +115,8 @@ typedef int32_t v16i __attribute__((vector_size(64)));
 // folds every use into an FMA's memory operand, and the loop then waits on
 // loads (two 64-byte loads a cycle) instead of on the FMAs (the scores kernel
 // 20% slower). The empty asm says it may change the value in a register, so
-// the value must be in one; it emits no instruction. ZMM_: for 64-byte vectors
-// in code built for AVX-512 (the bf16 kernels always are).
+// the value must be in one; it emits no instruction. HOLD_IN_ZMM where the
+// code is built for AVX-512 whatever the file's target (the bf16 kernels).
 #if defined(__GNUC__) && defined(__x86_64__)
 #define HOLD_IN_ZMM(x) __asm__("" : "+v"(x))
 #else
@@ -373,6 +373,11 @@ static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 // skips 3/8 of the chunk's work; the exp loops skip the same vectors and
 // write their probabilities as 0.
 static int first_live_vec(bool diagonal, int key) { return diagonal ? key / LANES : 0; }
+// The other way round: the rows (keys) of a chunk of nkeys that vector v sees,
+// [0, live_rows); on the diagonal the keys up to its last query.
+static int live_rows(bool diagonal, int v, int nkeys) {
+    return diagonal && (v + 1) * LANES < nkeys ? (v + 1) * LANES : nkeys;
+}
 
 // Calls CALL(v0) with v0 a constant 0..3 (TILE_VECS == 4): the kernels below
 // are inlined once per first vector, so that their sums stay in registers.
@@ -880,19 +885,19 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, con
         // from it on each max is finite.
         v16 rescale[TILE_VECS];
         for (int w = 0; w < TILE_VECS; w++) {
-            const int live_rows = diagonal && (w + 1) * LANES < nkeys ? (w + 1) * LANES : nkeys;
+            const int live = live_rows(diagonal, w, nkeys);
             v16 new_mx = mx[w];
-            max_of_rows(&new_mx, &S[w], TILE_VECS, live_rows);
+            max_of_rows(&new_mx, &S[w], TILE_VECS, live);
             rescale[w] = mx[w] - new_mx;  // -inf at the first chunk: e^-inf = 0
             exp16(&rescale[w]);
             v16 row_sum = sum[w] * rescale[w];
-            for (int j = 0; j < live_rows; j++) {
+            for (int j = 0; j < live; j++) {
                 v16 *s = &S[(size_t)j * TILE_VECS + w];
                 *s -= new_mx;
                 exp16(s);
                 row_sum += *s;
             }
-            for (int j = live_rows; j < nkeys; j++) S[(size_t)j * TILE_VECS + w] = SPLAT(0.0f);
+            for (int j = live; j < nkeys; j++) S[(size_t)j * TILE_VECS + w] = SPLAT(0.0f);
             sum[w] = row_sum;
             mx[w] = new_mx;
         }
@@ -1058,15 +1063,15 @@ static int chunk_probabilities(const HeadGrads *g, TileGrads *w, int c0) {
                 diagonal);
     // A vector of queries at a time, as the forward pass: its live rows, then 0.
     for (int v = 0; v < TILE_VECS; v++) {
-        const int live_rows = diagonal && (v + 1) * LANES < nkeys ? (v + 1) * LANES : nkeys;
+        const int live = live_rows(diagonal, v, nkeys);
         const v16 lse = w->lse[v], dot = w->dot[v];
-        for (int j = 0; j < live_rows; j++) {
+        for (int j = 0; j < live; j++) {
             v16 *p = &w->P[(size_t)j * TILE_VECS + v], *ds = &w->dS[(size_t)j * TILE_VECS + v];
             *p -= lse;
             exp16(p);
             *ds = *p * (*ds - dot) * g->scale;
         }
-        for (int j = live_rows; j < nkeys; j++)
+        for (int j = live; j < nkeys; j++)
             w->P[(size_t)j * TILE_VECS + v] = w->dS[(size_t)j * TILE_VECS + v] = SPLAT(0.0f);
     }
     for (size_t i = (size_t)nkeys * TILE_VECS; i < round_up((size_t)nkeys, KEY_BLOCK) * TILE_VECS; i++)
