@@ -29,7 +29,7 @@ static const float *as_floats(const floatX *x, size_t n, std::vector<float> &buf
 template <typename floatX>
 void gpu_matmul_forward(floatX *out, const floatX *inp, const floatX *W, int N, int IC, int OC, cudaStream_t) {
     std::vector<float> a, b, y((size_t)N * OC);
-    matmul_forward(y.data(), as_floats(inp, (size_t)N * IC, a), as_floats(W, (size_t)OC * IC, b), N, IC, OC);
+    matmul_forward(y.data(), as_floats(inp, (size_t)N * IC, a), as_floats(W, (size_t)OC * IC, b), N, IC, OC, false);
     for (size_t i = 0; i < y.size(); i++) out[i] = from_float<floatX>(y[i]);
 }
 

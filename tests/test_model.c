@@ -146,6 +146,14 @@ TEST(test_op_gelu_backward_finite_differences) {
     CHECK(e < 1e-3, "gelu relative error %.2e", e);
     gelu_loss(&c);
     CHECK(fabsf(c.out[0] - c.x[0] / (1.0f + expf(-1.702f * c.x[0]))) < 1e-6f, "gelu is x sigmoid(1.702 x)");
+    // Both in one sweep (the fp32 backward pass's), in place as model.c calls it: the same bits.
+    float *both = xmalloc(c.n * 4), *grad = xmalloc(c.n * 4);
+    memcpy(grad, c.R, c.n * 4);
+    gelu_forward_backward(both, grad, c.x, grad, c.n, 2);
+    CHECK(memcmp(both, c.out, c.n * 4) == 0, "gelu_forward_backward's output differs from gelu_forward's");
+    CHECK(memcmp(grad, dx, c.n * 4) == 0, "gelu_forward_backward's gradient differs from gelu_backward's");
+    free(both);
+    free(grad);
     free(c.x);
     free(c.out);
     free(c.R);
@@ -267,7 +275,7 @@ typedef struct {
 
 static double matmul_loss(void *p) {
     MatmulCase *c = p;
-    matmul_forward(c->out, c->x, c->W, c->N, c->IC, c->OC);
+    matmul_forward(c->out, c->x, c->W, c->N, c->IC, c->OC, false);
     return weighted_sum(c->out, c->R, (size_t)c->N * c->OC);
 }
 
@@ -287,6 +295,19 @@ TEST(test_op_matmul_backward_finite_differences) {
     double ex = fd_relative_error(c.x, dx, 35, matmul_loss, &c, 1e-2f, 35, &rng);
     double ew = fd_relative_error(c.W, dW, 30, matmul_loss, &c, 1e-2f, 30, &rng);
     CHECK(ex < 1e-3 && ew < 1e-3, "matmul relative errors %.2e %.2e", ex, ew);
+    // With add, the product goes on top of what out held (the residual connections), in double here.
+    float *sum = xmalloc(42 * 4);
+    memcpy(sum, c.R, 42 * 4);
+    matmul_forward(sum, c.x, c.W, c.N, c.IC, c.OC, true);
+    double worst = 0;
+    for (int n = 0; n < c.N; n++)
+        for (int o = 0; o < c.OC; o++) {
+            double want = c.R[n * c.OC + o];
+            for (int i = 0; i < c.IC; i++) want += (double)c.x[n * c.IC + i] * c.W[o * c.IC + i];
+            worst = fmax(worst, fabs(sum[n * c.OC + o] - want));
+        }
+    CHECK(worst < 1e-5, "matmul_forward with add off by %.2e", worst);
+    free(sum);
     free(c.x);
     free(c.W);
     free(c.out);

@@ -26,16 +26,16 @@ int cpu_set_threads(int requested) {
     return threads;
 }
 
-// out (N x OC) = inp (N x IC) @ W^T
-void matmul_forward(float *out, const float *inp, const float *W, int N, int IC, int OC) {
-    gemm_f32(false, true, N, OC, IC, 1.0f, inp, IC, W, IC, 0.0f, out, OC);
+// out (N x OC) = inp (N x IC) @ W^T, or out += it
+void matmul_forward(float *out, const float *inp, const float *W, int N, int IC, int OC, bool add) {
+    gemm_f32(false, true, N, OC, IC, 1.0f, inp, IC, W, IC, add ? 1.0f : 0.0f, out, OC);
 }
 
-// dinp = dout @ W (overwritten, if dinp); dW += dout^T @ inp.
+// dinp = dout @ W (overwritten, if dinp); dW += dout^T @ inp (if dW).
 void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W, int N, int IC,
                      int OC) {
     if (dinp) gemm_f32(false, false, N, IC, OC, 1.0f, dout, OC, W, IC, 0.0f, dinp, IC);
-    gemm_f32(true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dW, IC);
+    if (dW) gemm_f32(true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dW, IC);
 }
 
 // The same products with bf16 operands (--precision bf16): inp is rounded
@@ -43,9 +43,9 @@ void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp
 // rounded already; dout is rounded into dout_bf16 (N x OC). Sums and results
 // fp32.
 void matmul_forward_bf16(float *out, const float *inp, const uint16_t *W, uint16_t *inp_bf16, int N, int IC, int OC,
-                         int threads) {
+                         bool add, int threads) {
     round_to_bf16(inp_bf16, inp, (size_t)N * IC, threads);
-    gemm_bf16(false, true, N, OC, IC, inp_bf16, IC, W, IC, 0.0f, out, OC);
+    gemm_bf16(false, true, N, OC, IC, inp_bf16, IC, W, IC, add ? 1.0f : 0.0f, out, OC);
 }
 
 void matmul_backward_bf16(float *dinp, float *dW, const float *dout, const uint16_t *inp_bf16, const uint16_t *W,
@@ -209,34 +209,42 @@ void exp_nonpositive(float *x, size_t n) {
 
 // The training pass's GELU, 16 floats at a time with exp16: within a few ulp
 // of x sigmoid(1.702 x) by libm's expf. (Decoding keeps libm's, bit for bit:
-// gelu_decode_forward, model/decode.c.) Forward when dout is NULL: out =
-// x s; else backward: out = dout (s + z s (1 - s)); s = sigmoid(z), z = 1.702 x.
-static void gelu_pass(float *out, const float *inp, const float *dout, size_t n, int threads) {
+// gelu_decode_forward, model/decode.c.) With s = sigmoid(z), z = 1.702 x:
+// act = x s where act is given; dinp = dout (s + z s (1 - s)) where dinp is
+// (the backward pass). One sweep can do both: the fp32 backward pass needs
+// GELU's output again (fc_proj's weight gradient) and its derivative, from
+// the same s.
+static void gelu_pass(float *act, float *dinp, const float *inp, const float *dout, size_t n, int threads) {
     const size_t vecs = (n + LANES - 1) / LANES;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (size_t i = 0; i < vecs; i++) {
         const size_t at = i * LANES, len = n - at < LANES ? n - at : LANES;
-        v16 x, y;
+        v16 x;
         load_partial(&x, inp + at, len, 0.0f);
         const v16 z = 1.702f * x;
         v16 s = z;
         sigmoid16(&s);
-        if (dout) {
+        if (act) {
+            const v16 y = x * s;
+            store_partial(act + at, &y, len);
+        }
+        if (dinp) {
             v16 dy;
             load_partial(&dy, dout + at, len, 0.0f);
-            y = dy * (s + z * s * (1.0f - s));
-        } else {
-            y = x * s;
+            dy *= s + z * s * (1.0f - s);
+            store_partial(dinp + at, &dy, len);
         }
-        store_partial(out + at, &y, len);
     }
 }
 
-void gelu_forward(float *out, const float *inp, size_t n, int threads) { gelu_pass(out, inp, NULL, n, threads); }
+void gelu_forward(float *out, const float *inp, size_t n, int threads) { gelu_pass(out, NULL, inp, NULL, n, threads); }
 
-// dinp = dout * d/dx [x sigmoid(1.702 x)] (overwrites dinp; may alias dout)
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int threads) {
-    gelu_pass(dinp, inp, dout, n, threads);
+    gelu_pass(NULL, dinp, inp, dout, n, threads);
+}
+
+void gelu_forward_backward(float *out, float *dinp, const float *inp, const float *dout, size_t n, int threads) {
+    gelu_pass(out, dinp, inp, dout, n, threads);
 }
 
 // The norms, each row's sums in 16 lanes (row_sum: a fixed order whatever
@@ -330,6 +338,15 @@ void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const
 void residual_forward(float *out, const float *a, const float *b, size_t n, int threads) {
 #pragma omp parallel for num_threads(threads)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void copy_floats(float *dst, const float *src, size_t n, int threads) {
+    const size_t per_thread = (n + (size_t)threads - 1) / (size_t)threads;
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int t = 0; t < threads; t++) {
+        const size_t from = (size_t)t * per_thread, to = from + per_thread < n ? from + per_thread : n;
+        if (from < to) memcpy(dst + from, src + from, (to - from) * sizeof(float));
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -20,16 +20,17 @@
 // Returns the count.
 int cpu_set_threads(int requested);
 
-// out (N x OC) = inp (N x IC) @ W^T
-void matmul_forward(float *out, const float *inp, const float *W, int N, int IC, int OC);
-// dinp = dout @ W (overwritten; skipped when dinp is NULL); dW += dout^T @ inp
+// out (N x OC) = inp (N x IC) @ W^T; with add, out += it (a residual
+// connection without a sweep of its own).
+void matmul_forward(float *out, const float *inp, const float *W, int N, int IC, int OC, bool add);
+// dinp = dout @ W (overwritten); dW += dout^T @ inp; either skipped when NULL
 void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W, int N, int IC,
                      int OC);
 // bf16 operands (util/gemm_bf16.h): the forward rounds inp into inp_bf16
 // (N x IC), the backward takes that rounded input and rounds dout into
 // dout_bf16 (N x OC); W rounded by the caller; fp32 sums and results.
 void matmul_forward_bf16(float *out, const float *inp, const uint16_t *W, uint16_t *inp_bf16, int N, int IC, int OC,
-                         int threads);
+                         bool add, int threads);
 void matmul_backward_bf16(float *dinp, float *dW, const float *dout, const uint16_t *inp_bf16, const uint16_t *W,
                           uint16_t *dout_bf16, int N, int IC, int OC, int threads);
 // out[b, 0] = sos + wpe[0]; out[b, t] = wte[tokens[b, t-1]] + wpe[t]
@@ -48,7 +49,11 @@ void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const
 void gelu_forward(float *out, const float *inp, size_t n, int threads);
 // dinp = dout * gelu'(inp); dinp may alias dout.
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int threads);
+// Both in one sweep over inp (the same bits as the two calls).
+void gelu_forward_backward(float *out, float *dinp, const float *inp, const float *dout, size_t n, int threads);
 void residual_forward(float *out, const float *a, const float *b, size_t n, int threads);
+// dst = src, n floats, split over the threads.
+void copy_floats(float *dst, const float *src, size_t n, int threads);
 // Causal multi-head attention over qkv (B x T x 3C: q | k | v, head h at
 // columns h*hs..); writes atty (B x T x C) and the log-sum-exp of every
 // attention row, lse (B x NH x T). scratch: attention_scratch_floats(T, C,

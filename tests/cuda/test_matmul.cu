@@ -121,7 +121,7 @@ static void matmul_case(int N, int IC, int OC) {
     const std::string at = shape;
     // The CPU reference, in fp32 from the same inputs, meets the fp32 bound.
     Products cpu = {std::vector<float>(y.value.size()), std::vector<float>(dx.value.size()), dW0, {}};
-    matmul_forward(cpu.y.data(), x.data(), W.data(), N, IC, OC);
+    matmul_forward(cpu.y.data(), x.data(), W.data(), N, IC, OC, false);
     matmul_backward(cpu.dx.data(), cpu.dW.data(), dy.data(), x.data(), W.data(), N, IC, OC);
     const double u32 = FP32_UNIT_ROUNDOFF;
     const char *cpu_label = "CPU reference products, error / bound";
