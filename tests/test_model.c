@@ -118,6 +118,59 @@ TEST(test_op_norm_backward_finite_differences) {
     }
 }
 
+// The gain and bias gradients over many rows (norm_backward sums them in
+// blocks of rows, then the blocks: 300 rows make three, the last partial),
+// added to what the gradients held, against double sums; and the same bits
+// on 1 and 3 threads.
+TEST(test_op_norm_backward_sums_rows_in_blocks) {
+    enum { N = 300, C = 20 };
+    Rng rng;
+    rng_init(&rng, 31, 0);
+    float *x = xmalloc(N * C * 4), *dy = xmalloc(N * C * 4), *y = xmalloc(N * C * 4), *g = xmalloc(C * 4);
+    float *mean = xmalloc(N * 4), *rstd = xmalloc(N * 4), *start = xmalloc(C * 4);
+    fill_normal(x, N * C, 0.3f, 1.0f, &rng);
+    fill_normal(dy, N * C, 0, 1, &rng);
+    fill_normal(g, C, 1, 0.3f, &rng);
+    fill_normal(start, C, 0, 1, &rng);
+    norm_forward(NORM_LAYERNORM, y, mean, rstd, x, g, g, N, C, 1);
+    float *dx[2], *dg[2], *db[2];
+    const int threads[2] = {1, 3};
+    for (int t = 0; t < 2; t++) {
+        dx[t] = xcalloc(N * C, 4);
+        dg[t] = xmalloc(C * 4);
+        db[t] = xmalloc(C * 4);
+        memcpy(dg[t], start, C * 4);
+        memcpy(db[t], start, C * 4);
+        norm_backward(NORM_LAYERNORM, dx[t], dg[t], db[t], dy, x, mean, rstd, g, N, C, threads[t]);
+    }
+    double worst = 0;
+    for (int c = 0; c < C; c++) {
+        double want_g = start[c], want_b = start[c], scale = 0;
+        for (int n = 0; n < N; n++) {
+            const double term = (double)dy[n * C + c] * (x[n * C + c] - mean[n]) * rstd[n];
+            want_g += term;
+            want_b += dy[n * C + c];
+            scale += fabs(term) + fabs(dy[n * C + c]);
+        }
+        worst = fmax(worst, fmax(fabs(dg[0][c] - want_g), fabs(db[0][c] - want_b)) / scale);
+    }
+    CHECK(worst < 1e-6, "gain and bias gradients off the double sums by %.2e of the sum of magnitudes", worst);
+    CHECK(memcmp(dx[0], dx[1], N * C * 4) == 0 && memcmp(dg[0], dg[1], C * 4) == 0 && memcmp(db[0], db[1], C * 4) == 0,
+          "norm_backward's bits differ between 1 and 3 threads");
+    for (int t = 0; t < 2; t++) {
+        free(dx[t]);
+        free(dg[t]);
+        free(db[t]);
+    }
+    free(x);
+    free(dy);
+    free(y);
+    free(g);
+    free(mean);
+    free(rstd);
+    free(start);
+}
+
 // --- gelu, softmax + cross-entropy, matmul, encoder -----------------------------------
 
 typedef struct {

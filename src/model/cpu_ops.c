@@ -289,50 +289,65 @@ void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const flo
     }
 }
 
-// dinp += d(norm)/d(inp) dout; dgain, dbias += their gradients.
+// Rows per block of the gain and bias gradients' partial sums. Fixed, so
+// that their order (a block's rows in order, then the blocks in order) and
+// with it the bits do not depend on the thread count.
+#define NORM_GRAD_ROWS 128
+
+// dinp += d(norm)/d(inp) dout; dgain, dbias += their gradients. One sweep
+// over the rows: each block of rows sums its part of the gain and bias
+// gradients on the way, and the blocks' parts are added after (C x blocks
+// floats, where a second sweep over the rows would read inp and dout again).
 void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const float *dout, const float *inp,
                    const float *mean, const float *rstd, const float *gain, int N, int C, int threads) {
     const bool ln = kind == NORM_LAYERNORM;
-#pragma omp parallel for num_threads(threads)
-    for (int n = 0; n < N; n++) {
-        const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
-        float *dx = dinp + (size_t)n * C;
-        const float mu = ln ? mean[n] : 0.0f, r = rstd[n];
-        // xhat = (x - mu) r; dxhat = dy g; dx = r (dxhat - mean(dxhat) - xhat mean(dxhat xhat))
-        // where the mean(dxhat) term exists only for LayerNorm. The row's
-        // dxhat and xhat go through a small stack buffer, a block at a time.
-        float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
-        enum { BLOCK = 256 };
-        float dxhat[BLOCK], xhat[BLOCK];
-        for (int c0 = 0; c0 < C; c0 += BLOCK) {
-            const int len = C - c0 < BLOCK ? C - c0 : BLOCK;
-            for (int c = 0; c < len; c++) {
-                dxhat[c] = dy[c0 + c] * gain[c0 + c];
-                xhat[c] = (x[c0 + c] - mu) * r;
-            }
-            sum_dxhat += ln ? row_sum(dxhat, NULL, len) : 0.0f;
-            sum_dxhat_xhat += row_sum(dxhat, xhat, len);
-        }
-        const float m1 = ln ? sum_dxhat / (float)C : 0.0f, m2 = sum_dxhat_xhat / (float)C;
-        for (int c = 0; c < C; c++) {
-            float xh = (x[c] - mu) * r;
-            dx[c] += r * (dy[c] * gain[c] - m1 - xh * m2);
-        }
-    }
-    // Gain and bias gradients: sums over rows, parallel over channels.
-#pragma omp parallel num_threads(threads)
-    {
-        int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        int c0 = C * id / nt, c1 = C * (id + 1) / nt;
-        for (int n = 0; n < N; n++) {
-            const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+    const int blocks = (N + NORM_GRAD_ROWS - 1) / NORM_GRAD_ROWS;
+    float *parts = xmalloc((size_t)blocks * 2 * C * sizeof(float));  // per block: C of dgain, then C of dbias
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int b = 0; b < blocks; b++) {
+        float *restrict part_gain = parts + (size_t)b * 2 * C, *restrict part_bias = part_gain + C;
+        for (int c = 0; c < 2 * C; c++) part_gain[c] = 0.0f;
+        const int n1 = (b + 1) * NORM_GRAD_ROWS < N ? (b + 1) * NORM_GRAD_ROWS : N;
+        for (int n = b * NORM_GRAD_ROWS; n < n1; n++) {
+            const float *restrict x = inp + (size_t)n * C, *restrict dy = dout + (size_t)n * C;
+            float *restrict dx = dinp + (size_t)n * C;
             const float mu = ln ? mean[n] : 0.0f, r = rstd[n];
-            for (int c = c0; c < c1; c++) {
-                dgain[c] += dy[c] * (x[c] - mu) * r;
-                if (dbias) dbias[c] += dy[c];
+            // xhat = (x - mu) r; dxhat = dy g; dx = r (dxhat - mean(dxhat) - xhat mean(dxhat xhat))
+            // where the mean(dxhat) term exists only for LayerNorm. The row's
+            // dxhat and xhat go through a small stack buffer, a block at a time.
+            float sum_dxhat = 0.0f, sum_dxhat_xhat = 0.0f;
+            enum { BLOCK = 256 };
+            float dxhat[BLOCK], xhat[BLOCK];
+            for (int c0 = 0; c0 < C; c0 += BLOCK) {
+                const int len = C - c0 < BLOCK ? C - c0 : BLOCK;
+                for (int c = 0; c < len; c++) {
+                    dxhat[c] = dy[c0 + c] * gain[c0 + c];
+                    xhat[c] = (x[c0 + c] - mu) * r;
+                }
+                sum_dxhat += ln ? row_sum(dxhat, NULL, len) : 0.0f;
+                sum_dxhat_xhat += row_sum(dxhat, xhat, len);
+            }
+            const float m1 = ln ? sum_dxhat / (float)C : 0.0f, m2 = sum_dxhat_xhat / (float)C;
+#pragma omp simd
+            for (int c = 0; c < C; c++) {
+                const float xh = (x[c] - mu) * r;
+                dx[c] += r * (dy[c] * gain[c] - m1 - xh * m2);
+                part_gain[c] += dy[c] * xh;
+                part_bias[c] += dy[c];
             }
         }
     }
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int c = 0; c < C; c++) {
+        float sum_gain = 0.0f, sum_bias = 0.0f;
+        for (int b = 0; b < blocks; b++) {
+            sum_gain += parts[(size_t)b * 2 * C + c];
+            sum_bias += parts[(size_t)b * 2 * C + C + c];
+        }
+        dgain[c] += sum_gain;
+        if (dbias) dbias[c] += sum_bias;
+    }
+    free(parts);
 }
 
 void residual_forward(float *out, const float *a, const float *b, size_t n, int threads) {
