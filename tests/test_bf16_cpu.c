@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "model/config.h"
+#include "model/cpu_ops.h"
 #include "model/model.h"
 #include "model/params.h"
 #include "test.h"
@@ -78,6 +79,73 @@ TEST(test_round_to_bf16_is_nearest_ties_to_even) {
         CHECK(isnan(bf16_to_float(out[i])), "NaN %d stays NaN (a carry would make it inf): 0x%04x", i, out[i]);
     free(x);
     free(got);
+}
+
+// The bf16 model's producers round as they write (GELU forward and
+// backward, the norms, the loss's gradient): each gives round_to_bf16's bits
+// of the fp32 values its fp32 twin writes, on a length with a partial last
+// vector. The loss's gradient with scale 1 passes the probabilities through
+// unchanged (minus 1 at the target), and GELU's gradient at x = 0 is dout / 2
+// exactly (a tie stays a tie): through them the edges of the rounding (ties,
+// the largest finite values, infinities, NaN) reach the fused rounding.
+static void fill_normal(float *x, size_t n, float mean, float std, Rng *rng) {
+    for (size_t i = 0; i < n; i++) x[i] = mean + std * (float)rng_normal(rng);
+}
+
+TEST(test_fused_bf16_rounding_matches_round_to_bf16) {
+    enum { N = 16 * 13 + 7 };
+    Rng rng;
+    rng_init(&rng, 41, 0);
+    // The NaNs: a carry would make 0x7fffffff -0 and 0xffffffff +0.
+    const uint32_t edges[] = {0x3f808000u, 0x3f818000u, 0x3f807fffu, 0x3f808001u, 0xbf808000u, 0x7f7fffffu,
+                              0x7f7f8000u, 0x7f800000u, 0xff800000u, 0x7fc00001u, 0x7fffffffu, 0xffffffffu};
+    const int num_edges = (int)(sizeof edges / sizeof edges[0]);
+    float *x = xmalloc(N * sizeof(float)), *dy = xmalloc(N * sizeof(float)), *want = xmalloc(N * sizeof(float));
+    uint16_t *got = xmalloc(N * sizeof(uint16_t)), *rounded = xmalloc(N * sizeof(uint16_t));
+    fill_normal(x, N, 0, 3, &rng);
+    fill_normal(dy, N, 0, 1, &rng);
+    int mismatches = 0;
+    // GELU forward; then backward with x = 0 on the first entries, dout twice an edge value.
+    gelu_forward(want, x, N, 2);
+    gelu_forward_bf16(got, x, N, 2);
+    round_to_bf16(rounded, want, N, 1);
+    mismatches += memcmp(got, rounded, N * sizeof(uint16_t)) != 0;
+    for (int i = 0; i < num_edges; i++) {
+        x[i] = 0.0f;
+        dy[i] = float_of_bits(edges[i]);
+    }
+    gelu_backward(want, x, dy, N, 2);
+    gelu_backward_bf16(got, x, dy, N, 2);
+    round_to_bf16(rounded, want, N, 1);
+    mismatches += 2 * (memcmp(got, rounded, N * sizeof(uint16_t)) != 0);
+    for (int i = 0; i < num_edges; i++)
+        CHECK(want[i] == 0.5f * float_of_bits(edges[i]) || isnan(want[i]), "GELU's gradient at 0 is dout / 2 (%d)", i);
+    // The loss's gradient: rows of V = 29 (a partial vector), edges among the probabilities.
+    enum { V = 29, ROWS = N / V };
+    const uint16_t targets[ROWS] = {0, 28, 5, 16, 17, 3, 9};
+    memcpy(want, dy, N * sizeof(float));
+    for (int i = 0; i < num_edges; i++) want[i + 1] = float_of_bits(edges[i]);
+    memcpy(x, want, N * sizeof(float));
+    softmax_crossentropy_backward_bf16(got, x, targets, ROWS, V, 1.0f, 2);
+    softmax_crossentropy_backward(want, targets, ROWS, V, 1.0f, 2);
+    round_to_bf16(rounded, want, (size_t)ROWS * V, 1);
+    mismatches += 4 * (memcmp(got, rounded, (size_t)ROWS * V * sizeof(uint16_t)) != 0);
+    // The norms: 9 rows of C = 23.
+    fill_normal(x, N, 0.5f, 2, &rng);
+    float gain[23], mean[9], rstd[9];
+    for (int c = 0; c < 23; c++) gain[c] = 1.0f + 0.01f * (float)c;
+    norm_forward_rounded(NORM_LAYERNORM, want, got, mean, rstd, x, gain, gain, 9, 23, 2);
+    round_to_bf16(rounded, want, 9 * 23, 1);
+    mismatches += 8 * (memcmp(got, rounded, 9 * 23 * sizeof(uint16_t)) != 0);
+    CHECK(mismatches == 0,
+          "fused rounding differs from round_to_bf16 (1: GELU, 2: its gradient, 4: the loss's, 8: norm)"
+          ": %d",
+          mismatches);
+    free(x);
+    free(dy);
+    free(want);
+    free(got);
+    free(rounded);
 }
 
 // op(A) op(B) in double from the bf16 values, A and B stored as gemm_bf16 reads them.

@@ -42,15 +42,13 @@ void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp
 // into inp_bf16 (N x IC), where the backward pass finds it again; W comes
 // rounded already; dout is rounded into dout_bf16 (N x OC). Sums and results
 // fp32.
-void matmul_forward_bf16(float *out, const float *inp, const uint16_t *W, uint16_t *inp_bf16, int N, int IC, int OC,
-                         bool add, int threads) {
-    round_to_bf16(inp_bf16, inp, (size_t)N * IC, threads);
+void matmul_forward_bf16(float *out, const uint16_t *inp_bf16, const uint16_t *W, int N, int IC, int OC, bool add) {
     gemm_bf16(false, true, N, OC, IC, inp_bf16, IC, W, IC, add ? 1.0f : 0.0f, out, OC);
 }
 
 void matmul_backward_bf16(float *dinp, float *dW, const float *dout, const uint16_t *inp_bf16, const uint16_t *W,
                           uint16_t *dout_bf16, int N, int IC, int OC, int threads) {
-    round_to_bf16(dout_bf16, dout, (size_t)N * OC, threads);
+    if (dout) round_to_bf16(dout_bf16, dout, (size_t)N * OC, threads);
     if (dinp) gemm_bf16(false, false, N, IC, OC, dout_bf16, OC, W, IC, 0.0f, dinp, IC);
     gemm_bf16(true, false, OC, IC, N, dout_bf16, OC, inp_bf16, IC, 1.0f, dW, IC);
 }
@@ -197,6 +195,21 @@ static inline void store_partial(float *dst, const v16 *v, size_t len) {
     else memcpy(dst, v, len * sizeof(float));
 }
 
+// Lanes [0, len) of *v rounded to bf16 into dst, each as bf16_from_float
+// rounds it (util/gemm_bf16.h; the same bits): the bf16 model's producers
+// write the rounded copies the products take, where a sweep of its own would
+// read the fp32 values again.
+typedef uint32_t v16u __attribute__((vector_size(64)));
+typedef uint16_t v16h __attribute__((vector_size(32)));
+static inline void store_bf16(uint16_t *dst, const v16 *v, size_t len) {
+    const v16u bits = (v16u)*v;
+    const v16u nan = (v16u)((bits & 0x7fffffffu) > 0x7f800000u);
+    const v16u rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16, quiet = (bits >> 16) | 0x40u;
+    const v16h h = __builtin_convertvector((nan & quiet) | (~nan & rounded), v16h);
+    if (len == LANES) memcpy(dst, &h, sizeof h);
+    else memcpy(dst, &h, len * sizeof(uint16_t));
+}
+
 void exp_nonpositive(float *x, size_t n) {
     for (size_t i = 0; i < n; i += LANES) {
         const size_t len = n - i < LANES ? n - i : LANES;
@@ -213,8 +226,10 @@ void exp_nonpositive(float *x, size_t n) {
 // act = x s where act is given; dinp = dout (s + z s (1 - s)) where dinp is
 // (the backward pass). One sweep can do both: the fp32 backward pass needs
 // GELU's output again (fc_proj's weight gradient) and its derivative, from
-// the same s.
-static void gelu_pass(float *act, float *dinp, const float *inp, const float *dout, size_t n, int threads) {
+// the same s. The bf16 model writes act, or dinp, only rounded (act_bf16,
+// dinp_bf16): its products take them so.
+static void gelu_pass(float *act, uint16_t *act_bf16, float *dinp, uint16_t *dinp_bf16, const float *inp,
+                      const float *dout, size_t n, int threads) {
     const size_t vecs = (n + LANES - 1) / LANES;
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (size_t i = 0; i < vecs; i++) {
@@ -224,27 +239,39 @@ static void gelu_pass(float *act, float *dinp, const float *inp, const float *do
         const v16 z = 1.702f * x;
         v16 s = z;
         sigmoid16(&s);
-        if (act) {
+        if (act || act_bf16) {
             const v16 y = x * s;
-            store_partial(act + at, &y, len);
+            if (act) store_partial(act + at, &y, len);
+            else store_bf16(act_bf16 + at, &y, len);
         }
-        if (dinp) {
+        if (dinp || dinp_bf16) {
             v16 dy;
             load_partial(&dy, dout + at, len, 0.0f);
             dy *= s + z * s * (1.0f - s);
-            store_partial(dinp + at, &dy, len);
+            if (dinp) store_partial(dinp + at, &dy, len);
+            else store_bf16(dinp_bf16 + at, &dy, len);
         }
     }
 }
 
-void gelu_forward(float *out, const float *inp, size_t n, int threads) { gelu_pass(out, NULL, inp, NULL, n, threads); }
+void gelu_forward(float *out, const float *inp, size_t n, int threads) {
+    gelu_pass(out, NULL, NULL, NULL, inp, NULL, n, threads);
+}
+
+void gelu_forward_bf16(uint16_t *out, const float *inp, size_t n, int threads) {
+    gelu_pass(NULL, out, NULL, NULL, inp, NULL, n, threads);
+}
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int threads) {
-    gelu_pass(NULL, dinp, inp, dout, n, threads);
+    gelu_pass(NULL, NULL, dinp, NULL, inp, dout, n, threads);
+}
+
+void gelu_backward_bf16(uint16_t *dinp, const float *inp, const float *dout, size_t n, int threads) {
+    gelu_pass(NULL, NULL, NULL, dinp, inp, dout, n, threads);
 }
 
 void gelu_forward_backward(float *out, float *dinp, const float *inp, const float *dout, size_t n, int threads) {
-    gelu_pass(out, dinp, inp, dout, n, threads);
+    gelu_pass(out, NULL, dinp, NULL, inp, dout, n, threads);
 }
 
 // The norms, each row's sums in 16 lanes (row_sum: a fixed order whatever
@@ -275,6 +302,11 @@ static float row_sum(const float *a, const float *b, int C) {
 
 void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const float *inp, const float *gain,
                   const float *bias, int N, int C, int threads) {
+    norm_forward_rounded(kind, out, NULL, mean, rstd, inp, gain, bias, N, C, threads);
+}
+
+void norm_forward_rounded(NormKind kind, float *out, uint16_t *out_bf16, float *mean, float *rstd, const float *inp,
+                          const float *gain, const float *bias, int N, int C, int threads) {
 #pragma omp parallel for num_threads(threads)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -284,6 +316,12 @@ void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const flo
         for (int c = 0; c < C; c++) y[c] = x[c] - mu;
         const float r = 1.0f / sqrtf(row_sum(y, y, C) / (float)C + IGPT_NORM_EPS);
         for (int c = 0; c < C; c++) y[c] = y[c] * r * gain[c] + (bias ? bias[c] : 0.0f);
+        for (int c = 0; out_bf16 && c < C; c += LANES) {
+            const size_t len = C - c < LANES ? (size_t)(C - c) : LANES;
+            v16 v;
+            load_partial(&v, y + c, len, 0.0f);
+            store_bf16(out_bf16 + (size_t)n * C + c, &v, len);
+        }
         if (mean) mean[n] = mu;
         rstd[n] = r;
     }
@@ -1350,5 +1388,22 @@ void softmax_crossentropy_backward(float *probs, const uint16_t *targets, int N,
         float *p = probs + (size_t)n * V;
         p[targets[n]] -= 1.0f;
         for (int i = 0; i < V; i++) p[i] *= scale;
+    }
+}
+
+void softmax_crossentropy_backward_bf16(uint16_t *dlogits, const float *probs, const uint16_t *targets, int N, int V,
+                                        float scale, int threads) {
+    const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+#pragma omp parallel for num_threads(threads)
+    for (int n = 0; n < N; n++) {
+        const float *p = probs + (size_t)n * V;
+        for (int i = 0; i < V; i += LANES) {
+            const size_t len = V - i < LANES ? (size_t)(V - i) : LANES;
+            v16 x;
+            load_partial(&x, p + i, len, 0.0f);
+            // minus 1 at the target (minus 0, exact, elsewhere), then the scale: softmax_crossentropy_backward's bits
+            x = (x - SELECT16(lane + i == targets[n], SPLAT(1.0f), SPLAT(0.0f))) * scale;
+            store_bf16(dlogits + (size_t)n * V + i, &x, len);
+        }
     }
 }

@@ -26,11 +26,12 @@ void matmul_forward(float *out, const float *inp, const float *W, int N, int IC,
 // dinp = dout @ W (overwritten); dW += dout^T @ inp; either skipped when NULL
 void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W, int N, int IC,
                      int OC);
-// bf16 operands (util/gemm_bf16.h): the forward rounds inp into inp_bf16
-// (N x IC), the backward takes that rounded input and rounds dout into
-// dout_bf16 (N x OC); W rounded by the caller; fp32 sums and results.
-void matmul_forward_bf16(float *out, const float *inp, const uint16_t *W, uint16_t *inp_bf16, int N, int IC, int OC,
-                         bool add, int threads);
+// bf16 operands (util/gemm_bf16.h): the forward takes its input rounded
+// (inp_bf16, N x IC: the producer's rounded copy), the backward the same
+// rounded input and rounds dout into dout_bf16 (N x OC), or with dout NULL
+// finds it there rounded already; W rounded by the caller; fp32 sums and
+// results.
+void matmul_forward_bf16(float *out, const uint16_t *inp_bf16, const uint16_t *W, int N, int IC, int OC, bool add);
 void matmul_backward_bf16(float *dinp, float *dW, const float *dout, const uint16_t *inp_bf16, const uint16_t *W,
                           uint16_t *dout_bf16, int N, int IC, int OC, int threads);
 // out[b, 0] = sos + wpe[0]; out[b, t] = wte[tokens[b, t-1]] + wpe[t]
@@ -41,14 +42,21 @@ void encoder_backward(const ParamPointers *g, const float *dout, const uint16_t 
 // iGPT norm or LayerNorm over C; mean (LayerNorm only, may be NULL) and rstd per row are kept for backward.
 void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const float *inp, const float *gain,
                   const float *bias, int N, int C, int threads);
+// The same, and out's values rounded to bf16 into out_bf16 when not NULL (the bf16 model's product inputs).
+void norm_forward_rounded(NormKind kind, float *out, uint16_t *out_bf16, float *mean, float *rstd, const float *inp,
+                          const float *gain, const float *bias, int N, int C, int threads);
 // dinp += d/d(inp); dgain (and dbias when not NULL) += their gradients.
 void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const float *dout, const float *inp,
                    const float *mean, const float *rstd, const float *gain, int N, int C, int threads);
 // x sigmoid(1.702 x), vectorised: within a few ulp of libm's expf (decoding
 // uses gelu_decode_forward, model/decode.h, whose bits never change).
 void gelu_forward(float *out, const float *inp, size_t n, int threads);
+// The same values rounded to bf16 (bf16_from_float), and no fp32 copy.
+void gelu_forward_bf16(uint16_t *out, const float *inp, size_t n, int threads);
 // dinp = dout * gelu'(inp); dinp may alias dout.
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int threads);
+// The same gradient rounded to bf16 (bf16_from_float), and no fp32 copy.
+void gelu_backward_bf16(uint16_t *dinp, const float *inp, const float *dout, size_t n, int threads);
 // Both in one sweep over inp (the same bits as the two calls).
 void gelu_forward_backward(float *out, float *dinp, const float *inp, const float *dout, size_t n, int threads);
 void residual_forward(float *out, const float *a, const float *b, size_t n, int threads);
@@ -86,5 +94,8 @@ bool attention_bf16_fits(int C, int NH);
 double softmax_crossentropy_forward(float *logits, float *losses, const uint16_t *targets, int N, int V, int threads);
 // probs become d(scale * sum of losses)/d(logits).
 void softmax_crossentropy_backward(float *probs, const uint16_t *targets, int N, int V, float scale, int threads);
+// The same gradient rounded to bf16 (bf16_from_float) into dlogits; probs stay.
+void softmax_crossentropy_backward_bf16(uint16_t *dlogits, const float *probs, const uint16_t *targets, int N, int V,
+                                        float scale, int threads);
 
 #endif

@@ -160,9 +160,11 @@ void model_zero_grads(Model *m) { memset(m->grads, 0, m->num_params * sizeof(flo
 
 // ---------------------------------------------------------------------------
 // The matrix products in the model's precision: fp32 (OpenBLAS), or bf16
-// operands (oneDNN) with the weights' rounded copy at the same offset. The
-// forward pass rounds each input into its saved place (inp_bf16), where the
-// backward pass finds it for the weight gradient.
+// operands (oneDNN) with the weights' rounded copy at the same offset. In the
+// bf16 model each product's input is rounded into its saved place (inp_bf16)
+// by what makes it (the norms and GELU write it there as they go; the
+// attention's output is rounded after), and the backward pass finds it there
+// for the weight gradient.
 
 static const uint16_t *rounded_weights(const Model *m, const float *W) { return m->params_bf16 + (W - m->params); }
 
@@ -170,9 +172,11 @@ static const uint16_t *rounded_weights(const Model *m, const float *W) { return 
 static void product_forward(const Model *m, float *out, const float *inp, uint16_t *inp_bf16, const float *W, int N,
                             int IC, int OC, bool add) {
     if (!m->params_bf16) matmul_forward(out, inp, W, N, IC, OC, add);
-    else matmul_forward_bf16(out, inp, rounded_weights(m, W), inp_bf16, N, IC, OC, add, m->threads);
+    else matmul_forward_bf16(out, inp_bf16, rounded_weights(m, W), N, IC, OC, add);
 }
 
+// dinp = dout W, dW += dout^T inp. In the bf16 model dout NULL: the caller
+// wrote it rounded into grad_bf16 already.
 static void product_backward(const Model *m, float *dinp, float *dW, const float *dout, const float *inp,
                              const uint16_t *inp_bf16, const float *W, int N, int IC, int OC) {
     if (!m->params_bf16) matmul_backward(dinp, dW, dout, inp, W, N, IC, OC);
@@ -201,23 +205,26 @@ double model_forward(Model *m, const uint16_t *tokens, int batch) {
         float *ln1 = a->ln1 + l * stride_c, *ln2 = a->ln2 + l * stride_c, *mid = a->resid_mid + l * stride_c;
         float *qkv = a->qkv + l * 3 * stride_c, *atty = a->atty + l * stride_c, *fc = a->fc + l * 4 * stride_c;
         float *lse = a->att_lse + (size_t)l * m->max_batch * NH * T;
-        norm_forward(cfg->norm, ln1, a->ln1_mean + l * max_BT, a->ln1_rstd + l * max_BT, resid, lp->ln1_g, lp->ln1_b, N,
-                     C, th);
+        norm_forward_rounded(cfg->norm, ln1, saved_input(m, l, SAVED_LN1), a->ln1_mean + l * max_BT,
+                             a->ln1_rstd + l * max_BT, resid, lp->ln1_g, lp->ln1_b, N, C, th);
         product_forward(m, qkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C, false);
         if (m->qkv_bf16) round_to_bf16(m->qkv_bf16, qkv, (size_t)N * 3 * C, th);
         attention_forward_bf16(atty, lse, qkv, m->qkv_bf16, m->scratch, B, T, C, NH, th);
+        if (m->params_bf16) round_to_bf16(saved_input(m, l, SAVED_ATTY), atty, BTC, th);
         // The residual connections: each product added to a copy of its residual.
         copy_floats(mid, resid, BTC, th);
         product_forward(m, mid, atty, saved_input(m, l, SAVED_ATTY), lp->w_attn_proj, N, C, C, true);
-        norm_forward(cfg->norm, ln2, a->ln2_mean + l * max_BT, a->ln2_rstd + l * max_BT, mid, lp->ln2_g, lp->ln2_b, N,
-                     C, th);
+        norm_forward_rounded(cfg->norm, ln2, saved_input(m, l, SAVED_LN2), a->ln2_mean + l * max_BT,
+                             a->ln2_rstd + l * max_BT, mid, lp->ln2_g, lp->ln2_b, N, C, th);
         product_forward(m, fc, ln2, saved_input(m, l, SAVED_LN2), lp->w_fc, N, C, 4 * C, false);
-        gelu_forward(a->fc_act, fc, (size_t)N * 4 * C, th);
+        // The bf16 model needs GELU's output only rounded.
+        if (m->params_bf16) gelu_forward_bf16(saved_input(m, l, SAVED_FC_ACT), fc, (size_t)N * 4 * C, th);
+        else gelu_forward(a->fc_act, fc, (size_t)N * 4 * C, th);
         copy_floats(resid_next, mid, BTC, th);
         product_forward(m, resid_next, a->fc_act, saved_input(m, l, SAVED_FC_ACT), lp->w_fc_proj, N, 4 * C, C, true);
     }
-    norm_forward(cfg->norm, a->lnf, a->lnf_mean, a->lnf_rstd, a->resid + L * stride_c, m->p.lnf_g, m->p.lnf_b, N, C,
-                 th);
+    norm_forward_rounded(cfg->norm, a->lnf, saved_input(m, L, SAVED_LN1), a->lnf_mean, a->lnf_rstd,
+                         a->resid + L * stride_c, m->p.lnf_g, m->p.lnf_b, N, C, th);
     product_forward(m, a->logits, a->lnf, saved_input(m, L, SAVED_LN1), m->p.w_head, N, C, V, false);
     return softmax_crossentropy_forward(a->logits, a->losses, tokens, N, V, th);
 }
@@ -233,8 +240,11 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
     float *dresid = m->scratch, *dln = dresid + maxBTC, *datty = dln + maxBTC, *dqkv = datty + maxBTC;
     float *dfc = dqkv + 3 * maxBTC, *att_scratch = dfc + 4 * maxBTC;
 
-    softmax_crossentropy_backward(a->logits, tokens, N, V, loss_scale, th);
-    product_backward(m, dln, m->g.w_head, a->logits, a->lnf, saved_input(m, L, SAVED_LN1), m->p.w_head, N, C, V);
+    // The bf16 model writes the loss's gradient only rounded, where its products take it (grad_bf16; dout NULL).
+    if (m->params_bf16) softmax_crossentropy_backward_bf16(m->grad_bf16, a->logits, tokens, N, V, loss_scale, th);
+    else softmax_crossentropy_backward(a->logits, tokens, N, V, loss_scale, th);
+    product_backward(m, dln, m->g.w_head, m->params_bf16 ? NULL : a->logits, a->lnf, saved_input(m, L, SAVED_LN1),
+                     m->p.w_head, N, C, V);
     memset(dresid, 0, BTC * sizeof(float));
     norm_backward(cfg->norm, dresid, m->g.lnf_g, m->g.lnf_b, dln, a->resid + L * stride_c, a->lnf_mean, a->lnf_rstd,
                   m->p.lnf_g, N, C, th);
@@ -246,16 +256,19 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
         float *mid = a->resid_mid + l * stride_c, *qkv = a->qkv + l * 3 * stride_c, *atty = a->atty + l * stride_c;
         float *fc = a->fc + l * 4 * stride_c, *lse = a->att_lse + (size_t)l * m->max_batch * NH * T;
         // MLP: resid_next = mid + gelu(norm2(mid) W_fc^T) W_fc_proj^T; dresid holds d(resid_next) = d(mid) so far.
-        if (m->params_bf16) {  // the forward pass kept GELU's output rounded, for fc_proj's weight gradient
+        if (m->params_bf16) {
+            // The forward pass kept GELU's output rounded, for fc_proj's weight
+            // gradient; GELU's gradient goes only rounded where fc's products take it.
             product_backward(m, dfc, lg->w_fc_proj, dresid, a->fc_act, saved_input(m, l, SAVED_FC_ACT), lp->w_fc_proj,
                              N, 4 * C, C);
-            gelu_backward(dfc, fc, dfc, (size_t)N * 4 * C, th);
+            gelu_backward_bf16(m->grad_bf16, fc, dfc, (size_t)N * 4 * C, th);
+            product_backward(m, dln, lg->w_fc, NULL, ln2, saved_input(m, l, SAVED_LN2), lp->w_fc, N, C, 4 * C);
         } else {  // d(GELU's output) first; then that output again and GELU's gradient in one sweep
             matmul_backward(dfc, NULL, dresid, NULL, lp->w_fc_proj, N, 4 * C, C);
             gelu_forward_backward(a->fc_act, dfc, fc, dfc, (size_t)N * 4 * C, th);
             matmul_backward(NULL, lg->w_fc_proj, dresid, a->fc_act, NULL, N, 4 * C, C);
+            matmul_backward(dln, lg->w_fc, dfc, ln2, lp->w_fc, N, C, 4 * C);
         }
-        product_backward(m, dln, lg->w_fc, dfc, ln2, saved_input(m, l, SAVED_LN2), lp->w_fc, N, C, 4 * C);
         norm_backward(cfg->norm, dresid, lg->ln2_g, lg->ln2_b, dln, mid, a->ln2_mean + l * max_BT,
                       a->ln2_rstd + l * max_BT, lp->ln2_g, N, C, th);
         // Attention: mid = resid + attn(norm1(resid)) W_proj^T; dresid now holds d(mid).
