@@ -53,7 +53,11 @@ grep '"val_loss": [0-9]' "$run/log.jsonl" | grep -v checkpoint |
 
 # The model as a lossless compressor of the validation images (every checkpoint), beside the
 # classical compressors on the same tokens.
+# At most the validation split's images (the synthetic set holds 500): ./igpt compress would take
+# them all, and the classical compressors refuse more than there are.
 images=${DEMO_COMPRESS_IMAGES:-1000}
+val_images=$(./igpt info "$data/val.bin" | sed -n 's/^  images \([0-9]*\),.*/\1/p')
+if [ -n "$val_images" ] && [ "$images" -gt "$val_images" ]; then images=$val_images; fi
 ./igpt compress --run "$run" --data "$data" --images "$images" --quiet
 [ -f "$run/compress/baselines.json" ] ||
     /usr/bin/python3 scripts/compress_baselines.py --data "$data/val.bin" --images "$images" \
