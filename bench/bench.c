@@ -188,6 +188,7 @@ static void bench_model(const BenchArgs *a, bool train) {
     JsonWriter w;
     begin_model_line(&w, a, &opt);
     json_string(&w, "blas_core", blas_core_name());
+    json_string(&w, "omp_wait", omp_wait_setting());
     json_bool(&w, "optimizer", a->optimizer);
     json_real(&w, "tokens_per_s", "%.1f", images_per_s * cfg.seq_len);
     json_real(&w, "images_per_s", "%.2f", images_per_s);

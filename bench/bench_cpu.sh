@@ -54,6 +54,12 @@ why=$(./igpt bench --quiet --precision bf16 --config tiny --side 4 --batch 1 --s
     bf16=
 }
 rows=()
+declare -A waits  # how igpt's threads waited (./igpt bench's omp_wait), runs of each
+note_wait() {
+    local wait
+    wait=$(field omp_wait <<<"$1")
+    waits[$wait]=$((${waits[$wait]:-0} + 1))
+}
 for case in "tiny 16 16" "tiny 32 8" "xs 16 8" "xs 32 4"; do
     set -- $case
     ours=0
@@ -62,10 +68,12 @@ for case in "tiny 16 16" "tiny 32 8" "xs 16 8" "xs 32 4"; do
     for ((run = 0; run < repeats; run++)); do
         measure_peak
         line=$(./igpt bench --quiet --config "$1" --side "$2" --batch "$3" --threads "$threads")
+        note_wait "$line"
         flops_per_token=$(field train_flops_per_token <<<"$line")
         ours=$(awk "BEGIN{t = $(field tokens_per_s <<<"$line"); print (t > $ours ? t : $ours)}")
         if [ -n "$bf16" ]; then
             line=$(./igpt bench --quiet --precision bf16 --config "$1" --side "$2" --batch "$3" --threads "$threads")
+            note_wait "$line"
             ours_bf16=$(awk "BEGIN{t = $(field tokens_per_s <<<"$line"); print (t > $ours_bf16 ? t : $ours_bf16)}")
         fi
         if [ -n "$torch_version" ]; then
@@ -92,6 +100,9 @@ for case in "tiny 16 16" "tiny 32 8" "xs 16 8" "xs 32 4"; do
     fi
     rows+=("$1 $2x$2 $3 $ours $ours_gflops $theirs $theirs_gflops $ratio $bf16_text $bf16_ratio")
     echo "bench-cpu: $1 at $2x$2 done" >&2
+done
+for wait in "${!waits[@]}"; do
+    echo "bench-cpu: igpt's waiting threads: $wait in ${waits[$wait]} runs (README, \"Threads on a shared machine\")"
 done
 echo "bench-cpu: fp32 peak, highest of $peaks measurements: $peak_fp32 GFLOP/s (lowest $peak_low)"
 printf "%-6s %-7s %5s %12s %8s %7s %12s %8s %7s %12s %9s\n" config image batch "igpt tok/s" GFLOP/s "% peak" \

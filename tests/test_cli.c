@@ -7,6 +7,7 @@
 #include "test.h"
 
 #define COUNT_OF(array) ((int)(sizeof(array) / sizeof((array)[0])))
+#include "util/blas.h"
 #include "util/util.h"
 
 TEST(test_cli_help) {
@@ -81,6 +82,49 @@ TEST(test_cli_blas_kernels_fit_the_cpu) {
     for (int i = 0; i < 5; i++)
         fits |= strncasecmp(core, modern[i], strlen(modern[i])) == 0 && core[strlen(modern[i])] == '"';
     CHECK(fits, "OpenBLAS runs AVX2/AVX-512 kernels on this AVX2 CPU, not: %.20s", core);
+}
+
+// How OpenMP's threads wait (util/blas.c): a short spin only when nothing else
+// was runnable as igpt started, passive otherwise or when that is not known;
+// the user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT kept as set. The bench
+// line says which.
+static char *saved_env(const char *name) { return getenv(name) ? xstrdup(getenv(name)) : NULL; }
+
+static void restore_env(const char *name, char *saved) {
+    if (saved) setenv(name, saved, 1);
+    else unsetenv(name);
+    free(saved);
+}
+
+static const char *bench_wait(void) {
+    static char wait[96];
+    wait[0] = '\0';
+    if (run_igpt("bench --mode train --config tiny --side 4 --batch 1 --steps 1 --warmup-steps 0 --quiet") != 0)
+        return wait;
+    const char *at = strstr(cli_stdout(), "\"omp_wait\": \"");
+    if (at) sscanf(at + strlen("\"omp_wait\": \""), "%95[^\"]", wait);
+    return wait;
+}
+
+TEST(test_cli_omp_wait_policy) {
+    CHECK(!strcmp(omp_wait_for(0), "GOMP_SPINCOUNT=" OMP_SPIN_TURNS), "nothing else runnable: spin");
+    CHECK(!strcmp(omp_wait_for(1), "OMP_WAIT_POLICY=passive"), "another task runnable: passive");
+    CHECK(!strcmp(omp_wait_for(-1), "OMP_WAIT_POLICY=passive"), "not known: passive");
+    char *policy = saved_env("OMP_WAIT_POLICY"), *spin = saved_env("GOMP_SPINCOUNT");
+    unsetenv("GOMP_SPINCOUNT");
+    setenv("OMP_WAIT_POLICY", "active", 1);
+    const char *kept = bench_wait();
+    CHECK(!strcmp(kept, "OMP_WAIT_POLICY=active"), "the user's policy kept: '%s' %s", kept, cli_stderr());
+    unsetenv("OMP_WAIT_POLICY");
+    setenv("GOMP_SPINCOUNT", "77", 1);
+    kept = bench_wait();
+    CHECK(!strcmp(kept, "GOMP_SPINCOUNT=77"), "the user's spin count kept: '%s' %s", kept, cli_stderr());
+    unsetenv("GOMP_SPINCOUNT");
+    kept = bench_wait();
+    CHECK(!strcmp(kept, omp_wait_for(0)) || !strcmp(kept, omp_wait_for(1)), "igpt chose one of its two: '%s' %s", kept,
+          cli_stderr());
+    restore_env("OMP_WAIT_POLICY", policy);
+    restore_env("GOMP_SPINCOUNT", spin);
 }
 
 // --- bench --mode decode (issue 15, GPU decoding part) ----------------------------------------

@@ -4,7 +4,9 @@
 #include <omp.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -194,17 +196,45 @@ const char *blas_better_coretype(void) {
 }
 #endif
 
+const char *omp_wait_for(int others) {
+    return others == 0 ? "GOMP_SPINCOUNT=" OMP_SPIN_TURNS : "OMP_WAIT_POLICY=passive";
+}
+
+// The fewest tasks other than this one that were runnable over ten looks at
+// /proc/loadavg 2 ms apart (its fourth field, "running/total", counts this
+// process), so that one that runs for a moment (a program starting at the
+// other end of a pipe) does not count; -1 when the file cannot be read.
+static int fewest_other_runnable(void) {
+    int fewest = -1;
+    for (int look = 0; look < 10 && fewest != 0; look++) {
+        if (look) usleep(2000);
+        FILE *f = fopen("/proc/loadavg", "r");
+        if (!f) return -1;
+        int running = 0, total = 0;
+        const bool read = fscanf(f, "%*f %*f %*f %d/%d", &running, &total) == 2 && running >= 1;
+        fclose(f);
+        if (!read) return -1;
+        if (fewest < 0 || running - 1 < fewest) fewest = running - 1;
+    }
+    return fewest;
+}
+
 // Two settings of the libraries that they read once, when they are loaded,
 // before main; so the program starts again with them set (same process, same
 // pid; by its own path, so that ps and pgrep still call it igpt). Each only
 // when the user did not set it.
 //
-// OpenMP threads that reach the end of a parallel region first spin-wait for
-// the others (libgomp: ~300,000 turns) before they sleep. On a machine of its
-// own that saves a wake-up; on a shared one the spinning threads take the
-// cores the working ones need, and a small model trains several times slower
-// (README, "Threads on a shared machine"). So igpt's threads sleep while they
-// wait (OMP_WAIT_POLICY=passive), unless OMP_WAIT_POLICY or GOMP_SPINCOUNT is set.
+// OpenMP threads that reach the end of a parallel region first wait for the
+// others. Sleeping at once (OMP_WAIT_POLICY=passive), each region costs two
+// wake-ups, ~75 us on a virtual machine whose idle vCPUs halt (2 threads,
+// dev/omp_region_bench.c), and a step of `tiny` has ~60 regions: a sixth of
+// it. Spinning, they take the cores a busy neighbour needs: beside one,
+// `tiny` ran 1.3x faster with threads that sleep at once than with a short
+// spin, and several times faster than with a long one. So when no other task
+// was runnable as igpt started, its threads spin a little before they sleep
+// (GOMP_SPINCOUNT=3000: ~75 us of PAUSE on Zen 5), and otherwise they sleep
+// at once; OMP_WAIT_POLICY or GOMP_SPINCOUNT set by the user is kept
+// (README, "Threads on a shared machine").
 //
 // OpenBLAS gives a CPU whose model it does not know its oldest kernels, 3x
 // slower; OPENBLAS_CORETYPE then names the ones the CPU can run (below). The
@@ -217,10 +247,26 @@ void start_again_with_library_settings(char **argv) {
     const ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     if (len <= 0 || len >= (ssize_t)sizeof self - 1) return;  // no /proc: the libraries' defaults
     self[len] = '\0';
-    if (set_wait && setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    char wait[64] = "";
+    if (set_wait) {  // "NAME=value" into the environment
+        snprintf(wait, sizeof wait, "%s", omp_wait_for(fewest_other_runnable()));
+        char *value = strchr(wait, '=');
+        *value++ = '\0';
+        if (setenv(wait, value, 1) != 0) return;
+    }
     if (coretype && setenv("OPENBLAS_CORETYPE", coretype, 1) != 0) return;
     execv(self, argv);
     // Could not start again: the libraries' defaults, and nothing said to the children.
-    if (set_wait) unsetenv("OMP_WAIT_POLICY");
+    if (set_wait) unsetenv(wait);
     if (coretype) unsetenv("OPENBLAS_CORETYPE");
+}
+
+const char *omp_wait_setting(void) {
+    static char setting[96];
+    const char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    if (spin && policy) snprintf(setting, sizeof setting, "OMP_WAIT_POLICY=%.30s GOMP_SPINCOUNT=%.30s", policy, spin);
+    else if (spin) snprintf(setting, sizeof setting, "GOMP_SPINCOUNT=%.60s", spin);
+    else if (policy) snprintf(setting, sizeof setting, "OMP_WAIT_POLICY=%.60s", policy);
+    else snprintf(setting, sizeof setting, "libgomp's default");
+    return setting;
 }

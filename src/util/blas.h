@@ -25,10 +25,21 @@ const char *blas_better_coretype(void);
 // The kernels the products run: OpenBLAS's name for them ("SkylakeX"), or
 // "plain loops" in a build without OpenBLAS.
 const char *blas_core_name(void);
-// Starts the program again (execv, same pid) with OMP_WAIT_POLICY=passive and
-// the OPENBLAS_CORETYPE above, each unless the user set it; returns when there
-// is nothing to set (or no way to start again). First thing in main.
+// Starts the program again (execv, same pid) with how OpenMP's threads wait
+// (omp_wait_for: a short spin when nothing else was runnable, else passive)
+// and the OPENBLAS_CORETYPE above, each unless the user set it; returns when
+// there is nothing to set (or no way to start again). First thing in main.
 void start_again_with_library_settings(char **argv);
+// The PAUSE turns a waiting thread spins before it sleeps, when it spins.
+#define OMP_SPIN_TURNS "3000"
+// "GOMP_SPINCOUNT=3000" when no other task was runnable as igpt started
+// (others == 0: every CPU free for its threads), else
+// "OMP_WAIT_POLICY=passive"; others < 0 means not known.
+const char *omp_wait_for(int others);
+// How this process's OpenMP threads wait, as its environment says
+// ("GOMP_SPINCOUNT=3000", "OMP_WAIT_POLICY=passive", both when both are set,
+// "libgomp's default").
+const char *omp_wait_setting(void);
 
 // The plain C versions (OpenMP over the rows of C once the product is large).
 void plain_gemm_f32(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda,
