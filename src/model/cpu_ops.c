@@ -182,8 +182,10 @@ static inline void sigmoid16(v16 *zp) {
 }
 
 // Lanes [0, len) of src, the rest `fill`; and back. A whole vector has a
-// constant size, so that it is one load or store, not a copy loop.
-static inline void load_partial(v16 *v, const float *src, size_t len, float fill) {
+// constant size, so that it is one load or store, not a copy loop. Always
+// inlined: a call passes the vector through memory (gcc had left calls in
+// the bf16 loss gradient's loop, one per 16 logits).
+static inline __attribute__((always_inline)) void load_partial(v16 *v, const float *src, size_t len, float fill) {
     if (len == LANES) {
         memcpy(v, src, sizeof *v);
         return;
@@ -191,7 +193,7 @@ static inline void load_partial(v16 *v, const float *src, size_t len, float fill
     *v = SPLAT(fill);
     memcpy(v, src, len * sizeof(float));
 }
-static inline void store_partial(float *dst, const v16 *v, size_t len) {
+static inline __attribute__((always_inline)) void store_partial(float *dst, const v16 *v, size_t len) {
     if (len == LANES) memcpy(dst, v, sizeof *v);
     else memcpy(dst, v, len * sizeof(float));
 }
@@ -202,7 +204,7 @@ static inline void store_partial(float *dst, const v16 *v, size_t len) {
 // read the fp32 values again.
 typedef uint32_t v16u __attribute__((vector_size(64)));
 typedef uint16_t v16h __attribute__((vector_size(32)));
-static inline void store_bf16(uint16_t *dst, const v16 *v, size_t len) {
+static inline __attribute__((always_inline)) void store_bf16(uint16_t *dst, const v16 *v, size_t len) {
     const v16u bits = (v16u)*v;
     const v16u nan = (v16u)((bits & 0x7fffffffu) > 0x7f800000u);
     const v16u rounded = (bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16, quiet = (bits >> 16) | 0x40u;
