@@ -132,13 +132,15 @@ TEST(test_fused_bf16_rounding_matches_round_to_bf16) {
     mismatches += 4 * (memcmp(got, rounded, (size_t)ROWS * V * sizeof(uint16_t)) != 0);
     // The norms: 9 rows of C = 23.
     fill_normal(x, N, 0.5f, 2, &rng);
-    float gain[23], mean[9], rstd[9];
+    float gain[23], mean[9], rstd[9], copy[9 * 23];
     for (int c = 0; c < 23; c++) gain[c] = 1.0f + 0.01f * (float)c;
-    norm_forward_rounded(NORM_LAYERNORM, want, got, mean, rstd, x, gain, gain, 9, 23, 2);
+    norm_forward_rounded(NORM_LAYERNORM, want, got, mean, rstd, x, copy, gain, gain, 9, 23, 2);
     round_to_bf16(rounded, want, 9 * 23, 1);
     mismatches += 8 * (memcmp(got, rounded, 9 * 23 * sizeof(uint16_t)) != 0);
+    mismatches += 16 * (memcmp(copy, x, sizeof copy) != 0);
     CHECK(mismatches == 0,
-          "fused rounding differs from round_to_bf16 (1: GELU, 2: its gradient, 4: the loss's, 8: norm)"
+          "fused rounding differs from round_to_bf16 (1: GELU, 2: its gradient, 4: the loss's, 8: norm; 16: the "
+          "norm's copy of its input differs from it)"
           ": %d",
           mismatches);
     free(x);

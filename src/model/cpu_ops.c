@@ -305,15 +305,16 @@ static float row_sum(const float *a, const float *b, int C) {
 
 void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const float *inp, const float *gain,
                   const float *bias, int N, int C, int threads) {
-    norm_forward_rounded(kind, out, NULL, mean, rstd, inp, gain, bias, N, C, threads);
+    norm_forward_rounded(kind, out, NULL, mean, rstd, inp, NULL, gain, bias, N, C, threads);
 }
 
 void norm_forward_rounded(NormKind kind, float *out, uint16_t *out_bf16, float *mean, float *rstd, const float *inp,
-                          const float *gain, const float *bias, int N, int C, int threads) {
+                          float *inp_copy, const float *gain, const float *bias, int N, int C, int threads) {
 #pragma omp parallel for num_threads(threads)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *y = out + (size_t)n * C;
+        if (inp_copy) memcpy(inp_copy + (size_t)n * C, x, (size_t)C * sizeof(float));
         const float mu = kind == NORM_LAYERNORM ? row_sum(x, NULL, C) / (float)C : 0.0f;
         // (x - mu) in y first, for the sum of its squares.
         for (int c = 0; c < C; c++) y[c] = x[c] - mu;
@@ -394,15 +395,6 @@ void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const
 void residual_forward(float *out, const float *a, const float *b, size_t n, int threads) {
 #pragma omp parallel for num_threads(threads)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
-void copy_floats(float *dst, const float *src, size_t n, int threads) {
-    const size_t per_thread = (n + (size_t)threads - 1) / (size_t)threads;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (int t = 0; t < threads; t++) {
-        const size_t from = (size_t)t * per_thread, to = from + per_thread < n ? from + per_thread : n;
-        if (from < to) memcpy(dst + from, src + from, (to - from) * sizeof(float));
-    }
 }
 
 // ---------------------------------------------------------------------------

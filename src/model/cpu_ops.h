@@ -42,9 +42,11 @@ void encoder_backward(const ParamPointers *g, const float *dout, const uint16_t 
 // iGPT norm or LayerNorm over C; mean (LayerNorm only, may be NULL) and rstd per row are kept for backward.
 void norm_forward(NormKind kind, float *out, float *mean, float *rstd, const float *inp, const float *gain,
                   const float *bias, int N, int C, int threads);
-// The same, and out's values rounded to bf16 into out_bf16 when not NULL (the bf16 model's product inputs).
+// The same, and out's values rounded to bf16 into out_bf16 when not NULL (the bf16 model's product inputs), and
+// inp copied into inp_copy when not NULL (the residual stream's copy that the next product adds to: the rows are
+// read once for both).
 void norm_forward_rounded(NormKind kind, float *out, uint16_t *out_bf16, float *mean, float *rstd, const float *inp,
-                          const float *gain, const float *bias, int N, int C, int threads);
+                          float *inp_copy, const float *gain, const float *bias, int N, int C, int threads);
 // dinp += d/d(inp); dgain (and dbias when not NULL) += their gradients.
 void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const float *dout, const float *inp,
                    const float *mean, const float *rstd, const float *gain, int N, int C, int threads);
@@ -60,8 +62,6 @@ void gelu_backward_bf16(uint16_t *dinp, const float *inp, const float *dout, siz
 // Both in one sweep over inp (the same bits as the two calls).
 void gelu_forward_backward(float *out, float *dinp, const float *inp, const float *dout, size_t n, int threads);
 void residual_forward(float *out, const float *a, const float *b, size_t n, int threads);
-// dst = src, n floats, split over the threads.
-void copy_floats(float *dst, const float *src, size_t n, int threads);
 // Causal multi-head attention over qkv (B x T x 3C: q | k | v, head h at
 // columns h*hs..); writes atty (B x T x C) and the log-sum-exp of every
 // attention row, lse (B x NH x T). scratch: attention_scratch_floats(T, C,

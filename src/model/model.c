@@ -205,26 +205,25 @@ double model_forward(Model *m, const uint16_t *tokens, int batch) {
         float *ln1 = a->ln1 + l * stride_c, *ln2 = a->ln2 + l * stride_c, *mid = a->resid_mid + l * stride_c;
         float *qkv = a->qkv + l * 3 * stride_c, *atty = a->atty + l * stride_c, *fc = a->fc + l * 4 * stride_c;
         float *lse = a->att_lse + (size_t)l * m->max_batch * NH * T;
+        // The residual connections: each product added to a copy of its residual, which the norm before it
+        // writes as it reads the rows.
         norm_forward_rounded(cfg->norm, ln1, saved_input(m, l, SAVED_LN1), a->ln1_mean + l * max_BT,
-                             a->ln1_rstd + l * max_BT, resid, lp->ln1_g, lp->ln1_b, N, C, th);
+                             a->ln1_rstd + l * max_BT, resid, mid, lp->ln1_g, lp->ln1_b, N, C, th);
         product_forward(m, qkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C, false);
         if (m->qkv_bf16) round_to_bf16(m->qkv_bf16, qkv, (size_t)N * 3 * C, th);
         attention_forward_bf16(atty, lse, qkv, m->qkv_bf16, m->scratch, B, T, C, NH, th);
         if (m->params_bf16) round_to_bf16(saved_input(m, l, SAVED_ATTY), atty, BTC, th);
-        // The residual connections: each product added to a copy of its residual.
-        copy_floats(mid, resid, BTC, th);
         product_forward(m, mid, atty, saved_input(m, l, SAVED_ATTY), lp->w_attn_proj, N, C, C, true);
         norm_forward_rounded(cfg->norm, ln2, saved_input(m, l, SAVED_LN2), a->ln2_mean + l * max_BT,
-                             a->ln2_rstd + l * max_BT, mid, lp->ln2_g, lp->ln2_b, N, C, th);
+                             a->ln2_rstd + l * max_BT, mid, resid_next, lp->ln2_g, lp->ln2_b, N, C, th);
         product_forward(m, fc, ln2, saved_input(m, l, SAVED_LN2), lp->w_fc, N, C, 4 * C, false);
         // The bf16 model needs GELU's output only rounded.
         if (m->params_bf16) gelu_forward_bf16(saved_input(m, l, SAVED_FC_ACT), fc, (size_t)N * 4 * C, th);
         else gelu_forward(a->fc_act, fc, (size_t)N * 4 * C, th);
-        copy_floats(resid_next, mid, BTC, th);
         product_forward(m, resid_next, a->fc_act, saved_input(m, l, SAVED_FC_ACT), lp->w_fc_proj, N, 4 * C, C, true);
     }
     norm_forward_rounded(cfg->norm, a->lnf, saved_input(m, L, SAVED_LN1), a->lnf_mean, a->lnf_rstd,
-                         a->resid + L * stride_c, m->p.lnf_g, m->p.lnf_b, N, C, th);
+                         a->resid + L * stride_c, NULL, m->p.lnf_g, m->p.lnf_b, N, C, th);
     product_forward(m, a->logits, a->lnf, saved_input(m, L, SAVED_LN1), m->p.w_head, N, C, V, false);
     return softmax_crossentropy_forward(a->logits, a->losses, tokens, N, V, th);
 }
