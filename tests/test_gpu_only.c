@@ -67,6 +67,43 @@ TEST(test_plain_gemm_matches_openblas) {
     omp_set_num_threads(threads);
 }
 
+// Several products in one region (gemm_f32_all) give each product's bits
+// from gemm_f32 alone: one split by C's rows, one by its columns, one too
+// small to split, on 3 threads.
+TEST(test_gemm_all_matches_separate_products) {
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(3);
+    const int shapes[][3] = {{130, 120, 100}, {60, 200, 100}, {5, 7, 9}};
+    enum { COUNT = 3 };
+    Gemm all[COUNT];
+    float *alone[COUNT];
+    Rng rng;
+    rng_init(&rng, 11, 0);
+    for (int i = 0; i < COUNT; i++) {
+        const int m = shapes[i][0], n = shapes[i][1], k = shapes[i][2];
+        const bool ta = i == 1, tb = i != 1;
+        float *A = xmalloc((size_t)m * k * sizeof(float)), *B = xmalloc((size_t)k * n * sizeof(float));
+        float *C = xmalloc((size_t)m * n * sizeof(float));
+        fill(A, (size_t)m * k, &rng);
+        fill(B, (size_t)k * n, &rng);
+        fill(C, (size_t)m * n, &rng);
+        alone[i] = xmalloc((size_t)m * n * sizeof(float));
+        memcpy(alone[i], C, (size_t)m * n * sizeof(float));
+        all[i] = (Gemm){ta, tb, m, n, k, 0.5f, A, ta ? m : k, B, tb ? k : n, 1.0f, C, n};
+        gemm_f32(ta, tb, m, n, k, 0.5f, A, ta ? m : k, B, tb ? k : n, 1.0f, alone[i], n);
+    }
+    gemm_f32_all(all, COUNT);
+    for (int i = 0; i < COUNT; i++) {
+        CHECK(!memcmp(all[i].C, alone[i], (size_t)all[i].m * all[i].n * sizeof(float)),
+              "product %d (%dx%dx%d) in one region differs from gemm_f32 alone", i, all[i].m, all[i].n, all[i].k);
+        free((float *)all[i].A);
+        free((float *)all[i].B);
+        free(all[i].C);
+        free(alone[i]);
+    }
+    omp_set_num_threads(threads);
+}
+
 TEST(test_plain_gemm_f64_matches_openblas) {
     Rng rng;
     rng_init(&rng, 8, 0);

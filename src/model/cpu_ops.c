@@ -31,11 +31,15 @@ void matmul_forward(float *out, const float *inp, const float *W, int N, int IC,
     gemm_f32(false, true, N, OC, IC, 1.0f, inp, IC, W, IC, add ? 1.0f : 0.0f, out, OC);
 }
 
-// dinp = dout @ W (overwritten, if dinp); dW += dout^T @ inp (if dW).
+// dinp = dout @ W (overwritten, if dinp); dW += dout^T @ inp (if dW); both
+// in one parallel region.
 void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp, const float *W, int N, int IC,
                      int OC) {
-    if (dinp) gemm_f32(false, false, N, IC, OC, 1.0f, dout, OC, W, IC, 0.0f, dinp, IC);
-    if (dW) gemm_f32(true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dW, IC);
+    Gemm products[2];
+    int count = 0;
+    if (dinp) products[count++] = (Gemm){false, false, N, IC, OC, 1.0f, dout, OC, W, IC, 0.0f, dinp, IC};
+    if (dW) products[count++] = (Gemm){true, false, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dW, IC};
+    gemm_f32_all(products, count);
 }
 
 // The same products with bf16 operands (--precision bf16): inp is rounded

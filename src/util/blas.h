@@ -14,6 +14,24 @@
 
 void gemm_f32(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc);
+// gemm_f32's arguments, for gemm_f32_all.
+typedef struct {
+    bool trans_a, trans_b;
+    int m, n, k;
+    float alpha;
+    const float *A;
+    int lda;
+    const float *B;
+    int ldb;
+    float beta;
+    float *C;
+    int ldc;
+} Gemm;
+// Several independent products (none writes what another reads), each as
+// gemm_f32 computes it (the same parts on the same threads, so the same
+// bits), in one parallel region where separate calls would start and end one
+// each.
+void gemm_f32_all(const Gemm *products, int count);
 void gemm_f64(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double *A, int lda, const double *B,
               int ldb, double beta, double *C, int ldc);
 // Threads of the products outside our own parallel regions.
