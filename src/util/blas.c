@@ -181,6 +181,9 @@ static void product_part(const Gemm *g, int p, int parts) {
     whole_product(&part);
 }
 
+// The products too small to split first, each whole; then one region for the
+// rest: part p of each on thread p, and the parts of threads the team did not
+// get (it may have fewer) on the threads it has.
 void gemm_f32_all(const Gemm *products, int count) {
     const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
     int split = 0;
@@ -189,8 +192,6 @@ void gemm_f32_all(const Gemm *products, int count) {
         else whole_product(&products[i]);
     }
     if (!split) return;
-        // Part p on thread p; the parts of threads the team did not get (it may
-        // have fewer) on the threads it has.
 #pragma omp parallel num_threads(threads)
     for (int p = omp_get_thread_num(); p < threads; p += omp_get_num_threads())
         for (int i = 0; i < count; i++)
