@@ -262,14 +262,14 @@ static int fewest_other_runnable(void) {
 // OpenMP threads that reach the end of a parallel region first wait for the
 // others. Sleeping at once (OMP_WAIT_POLICY=passive), each region costs two
 // wake-ups, ~75 us on a virtual machine whose idle vCPUs halt (2 threads,
-// dev/omp_region_bench.c), and a step of `tiny` has ~60 regions: a sixth of
-// it. Spinning, they take the cores a busy neighbour needs: beside one,
-// `tiny` ran 1.3x faster with threads that sleep at once than with a short
-// spin, and several times faster than with a long one. So when no other task
-// was runnable as igpt started, its threads spin a little before they sleep
-// (GOMP_SPINCOUNT=3000: ~75 us of PAUSE on Zen 5), and otherwise they sleep
-// at once; OMP_WAIT_POLICY or GOMP_SPINCOUNT set by the user is kept
-// (README, "Threads on a shared machine").
+// dev/omp_region_bench.c), and a step of `tiny` has 47 regions (74 with bf16
+// products): a seventh of it. Spinning, they take the cores a busy neighbour
+// needs: beside one, `tiny` ran 1.3x faster with threads that sleep at once
+// than with a short spin, and several times faster than with a long one. So
+// when no other task was runnable as igpt started, its threads spin a little
+// before they sleep (GOMP_SPINCOUNT=3000: ~75 us of PAUSE on Zen 5), and
+// otherwise they sleep at once; OMP_WAIT_POLICY or GOMP_SPINCOUNT set by the
+// user is kept (README, "Threads on a shared machine").
 //
 // OpenBLAS gives a CPU whose model it does not know its oldest kernels, 3x
 // slower; OPENBLAS_CORETYPE then names the ones the CPU can run (below). The
