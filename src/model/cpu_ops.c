@@ -42,10 +42,10 @@ void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp
     gemm_f32_all(products, count);
 }
 
-// The same products with bf16 operands (--precision bf16): inp is rounded
-// into inp_bf16 (N x IC), where the backward pass finds it again; W comes
-// rounded already; dout is rounded into dout_bf16 (N x OC). Sums and results
-// fp32.
+// The same products with bf16 operands (--precision bf16): inp comes rounded
+// (inp_bf16, N x IC, written by its producer), as does W; the backward pass
+// rounds dout into dout_bf16 (N x OC), or finds it there when dout is NULL.
+// Sums and results fp32.
 void matmul_forward_bf16(float *out, const uint16_t *inp_bf16, const uint16_t *W, int N, int IC, int OC, bool add) {
     gemm_bf16(false, true, N, OC, IC, inp_bf16, IC, W, IC, add ? 1.0f : 0.0f, out, OC);
 }

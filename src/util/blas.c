@@ -245,8 +245,8 @@ static int fewest_other_runnable(void) {
         if (look) usleep(2000);
         FILE *f = fopen("/proc/loadavg", "r");
         if (!f) return -1;
-        int running = 0, total = 0;
-        const bool read = fscanf(f, "%*f %*f %*f %d/%d", &running, &total) == 2 && running >= 1;
+        int running = 0;
+        const bool read = fscanf(f, "%*f %*f %*f %d/", &running) == 1 && running >= 1;
         fclose(f);
         if (!read) return -1;
         if (fewest < 0 || running - 1 < fewest) fewest = running - 1;
