@@ -81,6 +81,30 @@ TEST(test_round_to_bf16_is_nearest_ties_to_even) {
     free(got);
 }
 
+// round_to_bf16 gives bf16_from_float's bits on every class of float: each
+// sign, exponent and top mantissa half (65,536 patterns), each with low halves
+// below, at and above the tie and at the ends, subnormals and NaNs included,
+// on a length with a partial last vector. Where the CPU has AVX512-BF16 this
+// checks vcvtneps2bf16's path (util/bf16_simd.h), whose instruction takes a
+// subnormal as zero: the vectors with one must take the long way.
+TEST(test_round_to_bf16_gives_bf16_from_float_bits) {
+    static const uint32_t lows[] = {0x0000u, 0x0001u, 0x7fffu, 0x8000u, 0x8001u, 0xffffu};
+    enum { HIGHS = 1 << 16, LOWS = sizeof lows / sizeof lows[0], N = HIGHS * LOWS - 5 };
+    float *x = xmalloc(N * sizeof(float));
+    uint16_t *got = xmalloc(N * sizeof(uint16_t));
+    for (int i = 0; i < N; i++) x[i] = float_of_bits((uint32_t)(i / LOWS) << 16 | lows[i % LOWS]);
+    round_to_bf16(got, x, N, 2);
+    int wrong = 0, first_wrong = -1;
+    for (int i = 0; i < N; i++)
+        if (got[i] != bf16_from_float(x[i]) && wrong++ == 0) first_wrong = i;
+    uint32_t bits = 0;
+    if (first_wrong >= 0) memcpy(&bits, &x[first_wrong], sizeof bits);
+    CHECK(wrong == 0, "%d of %d roundings differ from bf16_from_float; first: 0x%08x -> 0x%04x, want 0x%04x", wrong, N,
+          bits, first_wrong >= 0 ? got[first_wrong] : 0, first_wrong >= 0 ? bf16_from_float(x[first_wrong]) : 0);
+    free(x);
+    free(got);
+}
+
 // The bf16 model's producers round as they write (GELU forward and
 // backward, the norms, the loss's gradient): each gives round_to_bf16's bits
 // of the fp32 values its fp32 twin writes, on a length with a partial last

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/bf16_simd.h"
 #include "util/blas.h"
 #include "util/gemm_bf16.h"
 #include "util/util.h"
@@ -235,30 +236,65 @@ void exp_nonpositive(float *x, size_t n) {
 // GELU's output again (fc_proj's weight gradient) and its derivative, from
 // the same s. The bf16 model writes act, or dinp, only rounded (act_bf16,
 // dinp_bf16): its products take them so.
+static inline __attribute__((always_inline)) void gelu_values(const float *inp, const float *dout, size_t at,
+                                                              size_t len, v16 *act, v16 *dinp) {
+    v16 x;
+    load_partial(&x, inp + at, len, 0.0f);
+    const v16 z = 1.702f * x;
+    v16 s = z;
+    sigmoid16(&s);
+    if (act) *act = x * s;
+    if (dinp) {
+        load_partial(dinp, dout + at, len, 0.0f);
+        *dinp *= s + z * s * (1.0f - s);
+    }
+}
+
+// Lanes [at, at + len): fp32, or rounded on the bits (store_bf16).
+static inline __attribute__((always_inline)) void gelu_lanes(float *act, uint16_t *act_bf16, float *dinp,
+                                                             uint16_t *dinp_bf16, const float *inp, const float *dout,
+                                                             size_t at, size_t len) {
+    v16 y, dy;
+    gelu_values(inp, dout, at, len, act || act_bf16 ? &y : NULL, dinp || dinp_bf16 ? &dy : NULL);
+    if (act) store_partial(act + at, &y, len);
+    if (act_bf16) store_bf16(act_bf16 + at, &y, len);
+    if (dinp) store_partial(dinp + at, &dy, len);
+    if (dinp_bf16) store_bf16(dinp_bf16 + at, &dy, len);
+}
+
+// Whole vectors in the loop, where loads and stores of a constant size stay
+// in registers (a partial one goes through the stack); the last n mod 16
+// after it.
 static void gelu_pass(float *act, uint16_t *act_bf16, float *dinp, uint16_t *dinp_bf16, const float *inp,
                       const float *dout, size_t n, int threads) {
-    const size_t vecs = (n + LANES - 1) / LANES;
+    const size_t full = n / LANES;
 #pragma omp parallel for schedule(static) num_threads(threads)
-    for (size_t i = 0; i < vecs; i++) {
-        const size_t at = i * LANES, len = n - at < LANES ? n - at : LANES;
-        v16 x;
-        load_partial(&x, inp + at, len, 0.0f);
-        const v16 z = 1.702f * x;
-        v16 s = z;
-        sigmoid16(&s);
-        if (act || act_bf16) {
-            const v16 y = x * s;
-            if (act) store_partial(act + at, &y, len);
-            else store_bf16(act_bf16 + at, &y, len);
-        }
-        if (dinp || dinp_bf16) {
-            v16 dy;
-            load_partial(&dy, dout + at, len, 0.0f);
-            dy *= s + z * s * (1.0f - s);
-            if (dinp) store_partial(dinp + at, &dy, len);
-            else store_bf16(dinp_bf16 + at, &dy, len);
-        }
+    for (size_t i = 0; i < full; i++) gelu_lanes(act, act_bf16, dinp, dinp_bf16, inp, dout, i * LANES, LANES);
+    if (n % LANES) gelu_lanes(act, act_bf16, dinp, dinp_bf16, inp, dout, full * LANES, n % LANES);
+}
+
+// Vectors [from, to) of the bf16 outputs on a CPU with AVX512-BF16, rounded
+// by vcvtneps2bf16 (util/bf16_simd.h: the same bits). No parallel region in a
+// function built for another target: clang 19 fails on its outlined body.
+BF16_TARGET static void gelu_vectors_bf16(uint16_t *act_bf16, uint16_t *dinp_bf16, const float *inp, const float *dout,
+                                          size_t from, size_t to) {
+    for (size_t i = from; i < to; i++) {
+        v16 y, dy;
+        gelu_values(inp, dout, i * LANES, LANES, act_bf16 ? &y : NULL, dinp_bf16 ? &dy : NULL);
+        if (act_bf16) store16_bf16(act_bf16 + i * LANES, (const __m512 *)&y);
+        if (dinp_bf16) store16_bf16(dinp_bf16 + i * LANES, (const __m512 *)&dy);
     }
+}
+
+static void gelu_pass_bf16(uint16_t *act_bf16, uint16_t *dinp_bf16, const float *inp, const float *dout, size_t n,
+                           int threads) {
+    const size_t full = n / LANES;
+#pragma omp parallel num_threads(threads)
+    {
+        const size_t parts = (size_t)omp_get_num_threads(), p = (size_t)omp_get_thread_num();
+        gelu_vectors_bf16(act_bf16, dinp_bf16, inp, dout, full * p / parts, full * (p + 1) / parts);
+    }
+    if (n % LANES) gelu_lanes(NULL, act_bf16, NULL, dinp_bf16, inp, dout, full * LANES, n % LANES);
 }
 
 void gelu_forward(float *out, const float *inp, size_t n, int threads) {
@@ -266,7 +302,8 @@ void gelu_forward(float *out, const float *inp, size_t n, int threads) {
 }
 
 void gelu_forward_bf16(uint16_t *out, const float *inp, size_t n, int threads) {
-    gelu_pass(NULL, out, NULL, NULL, inp, NULL, n, threads);
+    if (cpu_has_avx512_bf16()) gelu_pass_bf16(out, NULL, inp, NULL, n, threads);
+    else gelu_pass(NULL, out, NULL, NULL, inp, NULL, n, threads);
 }
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int threads) {
@@ -274,7 +311,8 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, i
 }
 
 void gelu_backward_bf16(uint16_t *dinp, const float *inp, const float *dout, size_t n, int threads) {
-    gelu_pass(NULL, NULL, NULL, dinp, inp, dout, n, threads);
+    if (cpu_has_avx512_bf16()) gelu_pass_bf16(NULL, dinp, inp, dout, n, threads);
+    else gelu_pass(NULL, NULL, NULL, dinp, inp, dout, n, threads);
 }
 
 void gelu_forward_backward(float *out, float *dinp, const float *inp, const float *dout, size_t n, int threads) {
@@ -324,12 +362,7 @@ void norm_forward_rounded(NormKind kind, float *out, uint16_t *out_bf16, float *
         for (int c = 0; c < C; c++) y[c] = x[c] - mu;
         const float r = 1.0f / sqrtf(row_sum(y, y, C) / (float)C + IGPT_NORM_EPS);
         for (int c = 0; c < C; c++) y[c] = y[c] * r * gain[c] + (bias ? bias[c] : 0.0f);
-        for (int c = 0; out_bf16 && c < C; c += LANES) {
-            const size_t len = C - c < LANES ? (size_t)(C - c) : LANES;
-            v16 v;
-            load_partial(&v, y + c, len, 0.0f);
-            store_bf16(out_bf16 + (size_t)n * C + c, &v, len);
-        }
+        if (out_bf16) round_span_to_bf16(out_bf16 + (size_t)n * C, y, (size_t)C);
         if (mean) mean[n] = mu;
         rstd[n] = r;
     }
@@ -572,7 +605,6 @@ static void tile_scores(v16 *out, const v16 *A, const v16i *A2, const float *X, 
 // per column (a word, broadcast); for the sums over queries, P's (dS's) rows
 // as words of two queries (broadcast), and dY (Q) as pairs of query rows,
 // lanes = columns. The sums stay fp32, as in the scores.
-#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
 // *out lane l: bf16(lo[l]) in the low half, bf16(hi[l]) in the high half.
 BF16_TARGET static inline void interleave_bf16(v16i *out, const v16 *lo, const v16 *hi) {
@@ -1390,18 +1422,44 @@ void softmax_crossentropy_backward(float *probs, const uint16_t *targets, int N,
     }
 }
 
+// Lanes [i, i + len) of the loss's gradient in row p: minus 1 at the target
+// (minus 0, exact, elsewhere), then the scale: softmax_crossentropy_backward's bits.
+static inline __attribute__((always_inline)) void loss_gradient_lanes(v16 *x, const float *p, int i, size_t len,
+                                                                      int target, float scale) {
+    const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    load_partial(x, p + i, len, 0.0f);
+    *x = (*x - SELECT16(lane + i == target, SPLAT(1.0f), SPLAT(0.0f))) * scale;
+}
+
+// Row p's gradient on a CPU with AVX512-BF16: whole vectors rounded by
+// vcvtneps2bf16 (util/bf16_simd.h: the same bits), the rest on the bits.
+BF16_TARGET static void loss_gradient_row_bf16(uint16_t *out, const float *p, int V, int target, float scale) {
+    const int full = V / LANES * LANES;
+    v16 x;
+    for (int i = 0; i < full; i += LANES) {
+        loss_gradient_lanes(&x, p, i, LANES, target, scale);
+        store16_bf16(out + i, (const __m512 *)&x);
+    }
+    if (full < V) {
+        loss_gradient_lanes(&x, p, full, (size_t)(V - full), target, scale);
+        store_bf16(out + full, &x, (size_t)(V - full));
+    }
+}
+
 void softmax_crossentropy_backward_bf16(uint16_t *dlogits, const float *probs, const uint16_t *targets, int N, int V,
                                         float scale, int threads) {
-    const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    const bool fast = cpu_has_avx512_bf16();
 #pragma omp parallel for num_threads(threads)
     for (int n = 0; n < N; n++) {
         const float *p = probs + (size_t)n * V;
+        if (fast) {
+            loss_gradient_row_bf16(dlogits + (size_t)n * V, p, V, targets[n], scale);
+            continue;
+        }
         for (int i = 0; i < V; i += LANES) {
             const size_t len = V - i < LANES ? (size_t)(V - i) : LANES;
             v16 x;
-            load_partial(&x, p + i, len, 0.0f);
-            // minus 1 at the target (minus 0, exact, elsewhere), then the scale: softmax_crossentropy_backward's bits
-            x = (x - SELECT16(lane + i == targets[n], SPLAT(1.0f), SPLAT(0.0f))) * scale;
+            loss_gradient_lanes(&x, p, i, len, targets[n], scale);
             store_bf16(dlogits + (size_t)n * V + i, &x, len);
         }
     }

@@ -1,8 +1,10 @@
 // bf16 matrix products (gemm_bf16.h) by oneDNN's matmul primitive.
 #include "util/gemm_bf16.h"
 
+#include <omp.h>
 #include <string.h>
 
+#include "util/bf16_simd.h"
 #include "util/util.h"
 
 float bf16_to_float(uint16_t h) {
@@ -12,15 +14,42 @@ float bf16_to_float(uint16_t h) {
     return x;
 }
 
-void round_to_bf16(uint16_t *out, const float *x, size_t n, int threads) {
-    const bool worth_threads = n >= 65536;
-#pragma omp parallel for simd schedule(static) num_threads(threads) if (parallel : worth_threads)
-    for (size_t i = 0; i < n; i++) out[i] = bf16_from_float(x[i]);
-}
-
 bool cpu_has_avx512_bf16(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512bf16");
+}
+
+BF16_TARGET static void round_span_fast(uint16_t *out, const float *x, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 v = _mm512_loadu_ps(x + i);
+        store16_bf16(out + i, &v);
+    }
+    for (; i < n; i++) out[i] = bf16_from_float(x[i]);
+}
+
+void round_span_to_bf16(uint16_t *out, const float *x, size_t n) {
+    if (cpu_has_avx512_bf16()) {
+        round_span_fast(out, x, n);
+        return;
+    }
+#pragma omp simd
+    for (size_t i = 0; i < n; i++) out[i] = bf16_from_float(x[i]);
+}
+
+// Parts of whole vectors, one per thread.
+void round_to_bf16(uint16_t *out, const float *x, size_t n, int threads) {
+    if (n < 65536 || threads < 2) {
+        round_span_to_bf16(out, x, n);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        const size_t parts = (size_t)omp_get_num_threads(), p = (size_t)omp_get_thread_num();
+        const size_t from = p == 0 ? 0 : n * p / parts / 16 * 16,
+                     to = p + 1 == parts ? n : n * (p + 1) / parts / 16 * 16;
+        round_span_to_bf16(out + from, x + from, to - from);
+    }
 }
 
 #ifndef IGPT_DNNL

@@ -34,8 +34,11 @@ static inline uint16_t bf16_from_float(float x) {
     bits += 0x7fffu + ((bits >> 16) & 1u);
     return (uint16_t)(bits >> 16);
 }
-// out[i] = bf16_from_float(x[i]), threads threads.
+// out[i] = bf16_from_float(x[i]), threads threads; round_span_to_bf16 on
+// the calling thread. 16 at a time by vcvtneps2bf16 where the CPU has it
+// (util/bf16_simd.h), the same bits.
 void round_to_bf16(uint16_t *out, const float *x, size_t n, int threads);
+void round_span_to_bf16(uint16_t *out, const float *x, size_t n);
 float bf16_to_float(uint16_t h);
 
 // C (m x n, ldc) = op(A) op(B) + beta C, beta 0 (C is not read) or 1.

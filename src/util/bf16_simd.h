@@ -1,0 +1,37 @@
+// 16 floats rounded to bf16 at once by AVX512-BF16's vcvtneps2bf16, with
+// bf16_from_float's bits (util/gemm_bf16.h): the instruction rounds to nearest
+// even and quiets a NaN as it does, but takes a subnormal input as zero, so a
+// vector that holds one (never, where the model's arithmetic flushes them)
+// takes the long way. Checked over every float (tests/test_bf16_cpu.c). A
+// third of the instructions of the same rounding on the bits: the bf16 model's
+// producers (GELU, the norms, the loss's gradient, round_to_bf16) were bound
+// by them. Only in functions built for the instruction (BF16_TARGET), called
+// where the CPU has it (cpu_has_avx512_bf16); C files only.
+#ifndef IGPT_BF16_SIMD_H
+#define IGPT_BF16_SIMD_H
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "util/gemm_bf16.h"
+
+#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+BF16_TARGET static inline __attribute__((always_inline)) void store16_bf16(uint16_t *dst, const __m512 *xp) {
+    const __m512 x = *xp;
+    // Subnormal: 0 < |x|'s bits < 2^-126's, that is |x|'s bits - 1 < 0x7fffff unsigned (0 wraps to the top).
+    const __m512i magnitude = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
+    const __mmask16 subnormal =
+        _mm512_cmplt_epu32_mask(_mm512_sub_epi32(magnitude, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7fffff));
+    if (__builtin_expect(subnormal != 0, 0)) {
+        float lanes[16];
+        _mm512_storeu_ps(lanes, x);
+        for (int i = 0; i < 16; i++) dst[i] = bf16_from_float(lanes[i]);
+        return;
+    }
+    const __m256bh rounded = _mm512_cvtneps_pbh(x);
+    memcpy(dst, &rounded, sizeof rounded);
+}
+
+#endif
