@@ -835,7 +835,7 @@ static void keys_times_tile(v16 *D, const v16 *P, const float *Y, int hs_pad, in
 // round's (8 x 8, 4 x 4, 2 x 2, then single floats), rows s apart meeting in
 // two-vector shuffles: 64 of them, where the tile's rows and lanes would
 // otherwise cross one float at a time.
-static inline void transpose16(v16 m[LANES]) {
+static inline __attribute__((always_inline)) void transpose16(v16 m[LANES]) {
     for (int i = 0; i < LANES; i++)
         if (!(i & 8)) {
             const v16 a = m[i], b = m[i + 8];
@@ -863,16 +863,28 @@ static inline void transpose16(v16 m[LANES]) {
 
 // Rows [t0, t0 + rows) of a head's q (or dy), ld apart, times mul, into the
 // tile's transposed layout: out[e] lane i = mul * src[t0 + i][e]; lanes past
-// rows are 0. 16 rows by 16 columns at a time.
+// rows are 0. 16 rows by 16 columns at a time: a whole block with loads and
+// stores of constant size, so that its 16 vectors stay in registers (a
+// partial one goes through the stack, which made the packing a fifth of the
+// bf16 attention at head size 16).
 static void pack_lanes(v16 *out, const float *src, int ld, int t0, int rows, int hs, float mul) {
     for (int i0 = 0; i0 < ATT_BLOCK; i0 += LANES)
         for (int e0 = 0; e0 < hs; e0 += LANES) {
             const int cols = hs - e0 < LANES ? hs - e0 : LANES;
             v16 m[LANES];
+            if (cols == LANES && i0 + LANES <= rows) {
+                for (int r = 0; r < LANES; r++) {
+                    memcpy(&m[r], src + (size_t)(t0 + i0 + r) * ld + e0, sizeof m[r]);
+                    m[r] *= mul;
+                }
+                transpose16(m);
+                for (int c = 0; c < LANES; c++) out[(size_t)(e0 + c) * TILE_VECS + i0 / LANES] = m[c];
+                continue;
+            }
             for (int r = 0; r < LANES; r++) {
-                m[r] = SPLAT(0.0f);
-                if (i0 + r < rows) load_partial(&m[r], src + (size_t)(t0 + i0 + r) * ld + e0, (size_t)cols, 0.0f);
-                m[r] *= mul;
+                v16 row = SPLAT(0.0f);
+                if (i0 + r < rows) load_partial(&row, src + (size_t)(t0 + i0 + r) * ld + e0, (size_t)cols, 0.0f);
+                m[r] = row * mul;
             }
             transpose16(m);
             for (int c = 0; c < cols; c++) out[(size_t)(e0 + c) * TILE_VECS + i0 / LANES] = m[c];
@@ -881,7 +893,7 @@ static void pack_lanes(v16 *out, const float *src, int ld, int t0, int rows, int
 
 // The other way: rows [t0, t0 + rows) of dst (ld apart, hs wide) from the
 // tile's vectors in (hs x TILE_VECS, lanes = queries), each vector v times
-// mul[v] lane by lane.
+// mul[v] lane by lane; whole blocks as in pack_lanes.
 static void unpack_lanes(float *dst, int ld, int t0, int rows, int hs, const v16 *in, const v16 *mul) {
     for (int v = 0; v * LANES < rows; v++)
         for (int e0 = 0; e0 < hs; e0 += LANES) {
@@ -890,16 +902,26 @@ static void unpack_lanes(float *dst, int ld, int t0, int rows, int hs, const v16
             for (int c = 0; c < LANES; c++)
                 m[c] = c < cols ? in[(size_t)(e0 + c) * TILE_VECS + v] * mul[v] : SPLAT(0.0f);
             transpose16(m);
-            for (int r = 0; r < LANES && v * LANES + r < rows; r++)
-                store_partial(dst + (size_t)(t0 + v * LANES + r) * ld + e0, &m[r], (size_t)cols);
+            if (cols == LANES && (v + 1) * LANES <= rows) {
+                for (int r = 0; r < LANES; r++)
+                    memcpy(dst + (size_t)(t0 + v * LANES + r) * ld + e0, &m[r], sizeof m[r]);
+                continue;
+            }
+            for (int r = 0; r < LANES && v * LANES + r < rows; r++) {
+                const v16 row = m[r];
+                store_partial(dst + (size_t)(t0 + v * LANES + r) * ld + e0, &row, (size_t)cols);
+            }
         }
 }
 
 // The same rows row by row, hs_pad wide, zero-padded to ATT_BLOCK x hs_pad.
 static void pack_rows(float *out, const float *src, int ld, int t0, int rows, int hs, int hs_pad) {
-    for (int i = 0; i < ATT_BLOCK; i++)
-        for (int e = 0; e < hs_pad; e++)
-            out[(size_t)i * hs_pad + e] = i < rows && e < hs ? src[(size_t)(t0 + i) * ld + e] : 0.0f;
+    for (int i = 0; i < ATT_BLOCK; i++) {
+        float *row = out + (size_t)i * hs_pad;
+        const int copied = i < rows ? hs : 0;
+        if (copied) memcpy(row, src + (size_t)(t0 + i) * ld, (size_t)copied * sizeof(float));
+        memset(row + copied, 0, (size_t)(hs_pad - copied) * sizeof(float));
+    }
 }
 
 // Masks the scores of the diagonal chunk, whose first key is the tile's first
