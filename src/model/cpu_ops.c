@@ -204,7 +204,7 @@ static inline __attribute__((always_inline)) void store_partial(float *dst, cons
 }
 
 // Lanes [0, len) of *v rounded to bf16 into dst, each as bf16_from_float
-// rounds it (util/gemm_bf16.h; the same bits): the bf16 model's producers
+// rounds it (util/bf16.h; the same bits): the bf16 model's producers
 // write the rounded copies the products take, where a sweep of its own would
 // read the fp32 values again.
 typedef uint32_t v16u __attribute__((vector_size(64)));

@@ -1,5 +1,5 @@
 // 16 floats rounded to bf16 at once by AVX512-BF16's vcvtneps2bf16, with
-// bf16_from_float's bits (util/gemm_bf16.h): the instruction rounds to nearest
+// bf16_from_float's bits (util/bf16.h): the instruction rounds to nearest
 // even and quiets a NaN as it does, but takes a subnormal input as zero, so a
 // vector that holds one (never, where the model's arithmetic flushes them)
 // takes the long way. Checked over every float (tests/test_bf16_cpu.c). A
@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "util/gemm_bf16.h"
+#include "util/bf16.h"
 
 #define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "util/bf16.h"
+
 // NULL when this build and CPU can run bf16 products fast; else why not
 // ("this igpt was built without oneDNN ...", "this CPU has no AVX512-BF16 ...").
 const char *gemm_bf16_unavailable(void);
@@ -22,18 +24,6 @@ bool cpu_has_avx512_bf16(void);
 // slow without AVX512-BF16): what the tests need.
 bool gemm_bf16_built(void);
 
-// x rounded to the nearest bf16, ties to even, on the bits: adding 0x7fff
-// plus the lowest kept bit carries into the kept half exactly when the
-// dropped half is above a half ulp, or at a half ulp with an odd kept half.
-// A NaN could carry into the infinity pattern, so it keeps its top half with
-// the quiet bit set.
-static inline uint16_t bf16_from_float(float x) {
-    uint32_t bits;
-    memcpy(&bits, &x, sizeof bits);
-    if ((bits & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((bits >> 16) | 0x40u);
-    bits += 0x7fffu + ((bits >> 16) & 1u);
-    return (uint16_t)(bits >> 16);
-}
 // out[i] = bf16_from_float(x[i]), threads threads; round_span_to_bf16 on
 // the calling thread. 16 at a time by vcvtneps2bf16 where the CPU has it
 // (util/bf16_simd.h), the same bits.
