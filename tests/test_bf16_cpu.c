@@ -162,9 +162,16 @@ TEST(test_fused_bf16_rounding_matches_round_to_bf16) {
     round_to_bf16(rounded, want, 9 * 23, 1);
     mismatches += 8 * (memcmp(got, rounded, 9 * 23 * sizeof(uint16_t)) != 0);
     mismatches += 16 * (memcmp(copy, x, sizeof copy) != 0);
+    // The norm's backward pass: dinp (added to) and its rounded copy.
+    float dinp[9 * 23], dgain[23] = {0}, dbias[23] = {0};
+    fill_normal(dinp, 9 * 23, 0, 1, &rng);
+    memset(got, 0xff, 9 * 23 * sizeof(uint16_t));
+    norm_backward_rounded(NORM_LAYERNORM, dinp, got, dgain, dbias, dy, x, mean, rstd, gain, 9, 23, 2);
+    round_to_bf16(rounded, dinp, 9 * 23, 1);
+    mismatches += 32 * (memcmp(got, rounded, 9 * 23 * sizeof(uint16_t)) != 0);
     CHECK(mismatches == 0,
-          "fused rounding differs from round_to_bf16 (1: GELU, 2: its gradient, 4: the loss's, 8: norm; 16: the "
-          "norm's copy of its input differs from it)"
+          "fused rounding differs from round_to_bf16 (1: GELU, 2: its gradient, 4: the loss's, 8: norm, 32: its "
+          "gradient; 16: the norm's copy of its input differs from it)"
           ": %d",
           mismatches);
     free(x);

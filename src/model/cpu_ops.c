@@ -379,6 +379,12 @@ void norm_forward_rounded(NormKind kind, float *out, uint16_t *out_bf16, float *
 // floats, where a second sweep over the rows would read inp and dout again).
 void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const float *dout, const float *inp,
                    const float *mean, const float *rstd, const float *gain, int N, int C, int threads) {
+    norm_backward_rounded(kind, dinp, NULL, dgain, dbias, dout, inp, mean, rstd, gain, N, C, threads);
+}
+
+void norm_backward_rounded(NormKind kind, float *dinp, uint16_t *dinp_bf16, float *dgain, float *dbias,
+                           const float *dout, const float *inp, const float *mean, const float *rstd, const float *gain,
+                           int N, int C, int threads) {
     const bool ln = kind == NORM_LAYERNORM;
     const int blocks = (N + NORM_GRAD_ROWS - 1) / NORM_GRAD_ROWS;
     float *parts = xmalloc((size_t)blocks * 2 * C * sizeof(float));  // per block: C of dgain, then C of dbias
@@ -414,6 +420,7 @@ void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const
                 part_gain[c] += dy[c] * xh;
                 part_bias[c] += dy[c];
             }
+            if (dinp_bf16) round_span_to_bf16(dinp_bf16 + (size_t)n * C, dx, (size_t)C);
         }
     }
 #pragma omp parallel for schedule(static) num_threads(threads)

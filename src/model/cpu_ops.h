@@ -50,6 +50,11 @@ void norm_forward_rounded(NormKind kind, float *out, uint16_t *out_bf16, float *
 // dinp += d/d(inp); dgain (and dbias when not NULL) += their gradients.
 void norm_backward(NormKind kind, float *dinp, float *dgain, float *dbias, const float *dout, const float *inp,
                    const float *mean, const float *rstd, const float *gain, int N, int C, int threads);
+// The same, and dinp's new values rounded to bf16 into dinp_bf16 when not NULL (the next product's dout in the bf16
+// model's backward pass).
+void norm_backward_rounded(NormKind kind, float *dinp, uint16_t *dinp_bf16, float *dgain, float *dbias,
+                           const float *dout, const float *inp, const float *mean, const float *rstd, const float *gain,
+                           int N, int C, int threads);
 // x sigmoid(1.702 x), vectorised: within a few ulp of libm's expf (decoding
 // uses gelu_decode_forward, model/decode.h, whose bits never change).
 void gelu_forward(float *out, const float *inp, size_t n, int threads);

@@ -245,8 +245,10 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
     product_backward(m, dln, m->g.w_head, m->params_bf16 ? NULL : a->logits, a->lnf, saved_input(m, L, SAVED_LN1),
                      m->p.w_head, N, C, V);
     memset(dresid, 0, BTC * sizeof(float));
-    norm_backward(cfg->norm, dresid, m->g.lnf_g, m->g.lnf_b, dln, a->resid + L * stride_c, a->lnf_mean, a->lnf_rstd,
-                  m->p.lnf_g, N, C, th);
+    // The bf16 model's norms write dresid also rounded (grad_bf16), for the product after them (dout NULL).
+    uint16_t *dresid_bf16 = m->params_bf16 ? m->grad_bf16 : NULL;
+    norm_backward_rounded(cfg->norm, dresid, dresid_bf16, m->g.lnf_g, m->g.lnf_b, dln, a->resid + L * stride_c,
+                          a->lnf_mean, a->lnf_rstd, m->p.lnf_g, N, C, th);
     if (m->on_layer_grads) m->on_layer_grads(m->on_layer_grads_ctx, L);
     for (int l = L - 1; l >= 0; l--) {
         const LayerParams *lp = &m->p.layers[l];
@@ -258,8 +260,8 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
         if (m->params_bf16) {
             // The forward pass kept GELU's output rounded, for fc_proj's weight
             // gradient; GELU's gradient goes only rounded where fc's products take it.
-            product_backward(m, dfc, lg->w_fc_proj, dresid, a->fc_act, saved_input(m, l, SAVED_FC_ACT), lp->w_fc_proj,
-                             N, 4 * C, C);
+            product_backward(m, dfc, lg->w_fc_proj, NULL, a->fc_act, saved_input(m, l, SAVED_FC_ACT), lp->w_fc_proj, N,
+                             4 * C, C);
             gelu_backward_bf16(m->grad_bf16, fc, dfc, (size_t)N * 4 * C, th);
             product_backward(m, dln, lg->w_fc, NULL, ln2, saved_input(m, l, SAVED_LN2), lp->w_fc, N, C, 4 * C);
         } else {  // d(GELU's output) first; then that output again and GELU's gradient in one sweep
@@ -268,16 +270,17 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
             matmul_backward(NULL, lg->w_fc_proj, dresid, a->fc_act, NULL, N, 4 * C, C);
             matmul_backward(dln, lg->w_fc, dfc, ln2, lp->w_fc, N, C, 4 * C);
         }
-        norm_backward(cfg->norm, dresid, lg->ln2_g, lg->ln2_b, dln, mid, a->ln2_mean + l * max_BT,
-                      a->ln2_rstd + l * max_BT, lp->ln2_g, N, C, th);
+        norm_backward_rounded(cfg->norm, dresid, dresid_bf16, lg->ln2_g, lg->ln2_b, dln, mid, a->ln2_mean + l * max_BT,
+                              a->ln2_rstd + l * max_BT, lp->ln2_g, N, C, th);
         // Attention: mid = resid + attn(norm1(resid)) W_proj^T; dresid now holds d(mid).
-        product_backward(m, datty, lg->w_attn_proj, dresid, atty, saved_input(m, l, SAVED_ATTY), lp->w_attn_proj, N, C,
-                         C);
+        product_backward(m, datty, lg->w_attn_proj, m->params_bf16 ? NULL : dresid, atty, saved_input(m, l, SAVED_ATTY),
+                         lp->w_attn_proj, N, C, C);
         if (m->qkv_bf16) round_to_bf16(m->qkv_bf16, qkv, (size_t)N * 3 * C, th);  // this layer's, again
         attention_backward_bf16(dqkv, datty, atty, qkv, m->qkv_bf16, lse, att_scratch, B, T, C, NH, th);
         product_backward(m, dln, lg->w_qkv, dqkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C);
-        norm_backward(cfg->norm, dresid, lg->ln1_g, lg->ln1_b, dln, resid, a->ln1_mean + l * max_BT,
-                      a->ln1_rstd + l * max_BT, lp->ln1_g, N, C, th);
+        // (Layer 0's d(resid) goes to the embeddings, fp32: not rounded.)
+        norm_backward_rounded(cfg->norm, dresid, l > 0 ? dresid_bf16 : NULL, lg->ln1_g, lg->ln1_b, dln, resid,
+                              a->ln1_mean + l * max_BT, a->ln1_rstd + l * max_BT, lp->ln1_g, N, C, th);
         if (m->on_layer_grads) m->on_layer_grads(m->on_layer_grads_ctx, l);
     }
     encoder_backward(&m->g, dresid, tokens, B, T, C, th);

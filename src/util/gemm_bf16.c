@@ -15,8 +15,16 @@ float bf16_to_float(uint16_t h) {
 }
 
 bool cpu_has_avx512_bf16(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512bf16");
+    // Asked once per row by the bf16 model's rounding: the answer is kept (relaxed atomics: every thread finds the
+    // same).
+    static int known = -1;
+    int has = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (has < 0) {
+        __builtin_cpu_init();
+        has = __builtin_cpu_supports("avx512bf16") ? 1 : 0;
+        __atomic_store_n(&known, has, __ATOMIC_RELAXED);
+    }
+    return has;
 }
 
 BF16_TARGET static void round_span_fast(uint16_t *out, const float *x, size_t n) {
