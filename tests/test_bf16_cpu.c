@@ -3,7 +3,9 @@
 // double sums of the same bf16 values, and the whole model and 50 training
 // steps against the fp32 reference within the GPU's bf16 tolerances
 // (tests/cuda/test_model.cu, docs/cuda.md "Tolerances").
+#include <immintrin.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,6 +105,38 @@ TEST(test_round_to_bf16_gives_bf16_from_float_bits) {
           bits, first_wrong >= 0 ? got[first_wrong] : 0, first_wrong >= 0 ? bf16_from_float(x[first_wrong]) : 0);
     free(x);
     free(got);
+}
+
+// Without flushing (MXCSR's FTZ and DAZ off on both threads), GELU's outputs
+// for inputs around FLT_MIN are subnormal: its rounding, which skips the
+// subnormal check only where results are flushed (util/bf16_simd.h), must
+// still give round_to_bf16's bits of gelu_forward's values.
+TEST(test_bf16_gelu_rounding_without_flushing) {
+    enum { N = 16 * 8 + 3 };
+    float x[N], want[N];
+    uint16_t got[N], rounded[N];
+    // x normal, just above FLT_MIN; x sigmoid(1.702 x) ~ x / 2 below it.
+    for (int i = 0; i < N; i++) x[i] = (i % 3 ? 1.0f : -1.0f) * ldexpf(1.0f + (float)i / 256.0f, -126);
+    unsigned saved[2] = {0, 0};
+#pragma omp parallel num_threads(2)
+    {
+        const int t = omp_get_thread_num();
+        saved[t] = _mm_getcsr();
+        _mm_setcsr(saved[t] & ~0x8040u);
+    }
+    gelu_forward(want, x, N, 2);
+    gelu_forward_bf16(got, x, N, 2);
+#pragma omp parallel num_threads(2)
+    _mm_setcsr(saved[omp_get_thread_num()]);
+    round_to_bf16(rounded, want, N, 1);
+    int subnormal = 0;  // on the bits: with DAZ back on, a comparison would see a subnormal as 0
+    for (int i = 0; i < N; i++) {
+        uint32_t bits;
+        memcpy(&bits, &want[i], sizeof bits);
+        subnormal += (bits & 0x7f800000u) == 0 && (bits & 0x7fffffu) != 0;
+    }
+    CHECK(subnormal == N, "only %d of %d outputs are subnormal: flushing still on?", subnormal, N);
+    CHECK(!memcmp(got, rounded, sizeof got), "GELU's rounding differs from round_to_bf16 around subnormals");
 }
 
 // The bf16 model's producers round as they write (GELU forward and

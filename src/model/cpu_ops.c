@@ -276,14 +276,23 @@ static void gelu_pass(float *act, uint16_t *act_bf16, float *dinp, uint16_t *din
 // Vectors [from, to) of the bf16 outputs on a CPU with AVX512-BF16, rounded
 // by vcvtneps2bf16 (util/bf16_simd.h: the same bits). No parallel region in a
 // function built for another target: clang 19 fails on its outlined body.
-BF16_TARGET static void gelu_vectors_bf16(uint16_t *act_bf16, uint16_t *dinp_bf16, const float *inp, const float *dout,
-                                          size_t from, size_t to) {
+BF16_TARGET static inline __attribute__((always_inline)) void gelu_vectors_rounded(uint16_t *act_bf16,
+                                                                                   uint16_t *dinp_bf16,
+                                                                                   const float *inp, const float *dout,
+                                                                                   size_t from, size_t to, bool check) {
     for (size_t i = from; i < to; i++) {
         v16 y, dy;
         gelu_values(inp, dout, i * LANES, LANES, act_bf16 ? &y : NULL, dinp_bf16 ? &dy : NULL);
-        if (act_bf16) store16_bf16(act_bf16 + i * LANES, (const __m512 *)&y);
-        if (dinp_bf16) store16_bf16(dinp_bf16 + i * LANES, (const __m512 *)&dy);
+        if (act_bf16) store16_bf16(act_bf16 + i * LANES, (const __m512 *)&y, check);
+        if (dinp_bf16) store16_bf16(dinp_bf16 + i * LANES, (const __m512 *)&dy, check);
     }
+}
+
+// A loop of its own for each case of the check (util/bf16_simd.h).
+BF16_TARGET static void gelu_vectors_bf16(uint16_t *act_bf16, uint16_t *dinp_bf16, const float *inp, const float *dout,
+                                          size_t from, size_t to) {
+    if (results_flushed_to_zero()) gelu_vectors_rounded(act_bf16, dinp_bf16, inp, dout, from, to, false);
+    else gelu_vectors_rounded(act_bf16, dinp_bf16, inp, dout, from, to, true);
 }
 
 static void gelu_pass_bf16(uint16_t *act_bf16, uint16_t *dinp_bf16, const float *inp, const float *dout, size_t n,
@@ -1464,10 +1473,11 @@ static inline __attribute__((always_inline)) void loss_gradient_lanes(v16 *x, co
 // vcvtneps2bf16 (util/bf16_simd.h: the same bits), the rest on the bits.
 BF16_TARGET static void loss_gradient_row_bf16(uint16_t *out, const float *p, int V, int target, float scale) {
     const int full = V / LANES * LANES;
+    const bool check = !results_flushed_to_zero();
     v16 x;
     for (int i = 0; i < full; i += LANES) {
         loss_gradient_lanes(&x, p, i, LANES, target, scale);
-        store16_bf16(out + i, (const __m512 *)&x);
+        store16_bf16(out + i, (const __m512 *)&x, check);
     }
     if (full < V) {
         loss_gradient_lanes(&x, p, full, (size_t)(V - full), target, scale);

@@ -11,6 +11,7 @@
 #define IGPT_BF16_SIMD_H
 
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -18,8 +19,21 @@
 
 #define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 
-BF16_TARGET static inline __attribute__((always_inline)) void store16_bf16(uint16_t *dst, const __m512 *xp) {
+// True when the calling thread's arithmetic flushes subnormal results to zero
+// (MXCSR's FTZ: ./igpt and its tests set it, util.h flush_denormals_to_zero):
+// then a value it computed is never subnormal, and its vectors need no check.
+static inline bool results_flushed_to_zero(void) { return (_mm_getcsr() & 0x8000u) != 0; }
+
+// may_be_subnormal false: the caller knows no lane is (results_flushed_to_zero
+// and the values computed here), which saves a sixth of the bf16 GELU's time.
+BF16_TARGET static inline __attribute__((always_inline)) void store16_bf16(uint16_t *dst, const __m512 *xp,
+                                                                           bool may_be_subnormal) {
     const __m512 x = *xp;
+    if (!may_be_subnormal) {
+        const __m256bh rounded = _mm512_cvtneps_pbh(x);
+        memcpy(dst, &rounded, sizeof rounded);
+        return;
+    }
     // Subnormal: 0 < |x|'s bits < 2^-126's, that is |x|'s bits - 1 < 0x7fffff unsigned (0 wraps to the top).
     const __m512i magnitude = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
     const __mmask16 subnormal =

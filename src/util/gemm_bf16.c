@@ -31,7 +31,7 @@ BF16_TARGET static void round_span_fast(uint16_t *out, const float *x, size_t n)
     size_t i = 0;
     for (; i + 16 <= n; i += 16) {
         const __m512 v = _mm512_loadu_ps(x + i);
-        store16_bf16(out + i, &v);
+        store16_bf16(out + i, &v, true);
     }
     for (; i < n; i++) out[i] = bf16_from_float(x[i]);
 }
