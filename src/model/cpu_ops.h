@@ -83,10 +83,11 @@ void attention_backward(float *dqkv, const float *datty, const float *atty, cons
                         float *scratch, int B, int T, int C, int NH, int threads);
 // The same with bf16 products (--precision bf16): S = (scale q) k^T, P V
 // and, in the backward pass, dP = dy v^T, dq, dk and dv from bf16-rounded
-// operands (qkv_bf16: qkv rounded, B x T x 3C; the probabilities and dS
-// rounded as they are made) with fp32 sums, as the GPU's flash attention has
-// them; the softmax stays fp32. Only where attention_bf16_fits; qkv_bf16
-// NULL: the fp32 attention above.
+// operands (qkv_bf16: qkv rounded, B x T x 3C, of which only the keys and
+// values are read, columns C..3C, the queries rounded here after their
+// scale; the probabilities and dS rounded as they are made) with fp32 sums,
+// as the GPU's flash attention has them; the softmax stays fp32. Only where
+// attention_bf16_fits; qkv_bf16 NULL: the fp32 attention above.
 void attention_forward_bf16(float *atty, float *lse, const float *qkv, const uint16_t *qkv_bf16, float *scratch, int B,
                             int T, int C, int NH, int threads);
 void attention_backward_bf16(float *dqkv, const float *datty, const float *atty, const float *qkv,

@@ -183,6 +183,12 @@ static void product_backward(const Model *m, float *dinp, float *dW, const float
     else matmul_backward_bf16(dinp, dW, dout, inp_bf16, rounded_weights(m, W), m->grad_bf16, N, IC, OC, m->threads);
 }
 
+// The bf16 attention's keys and values (qkv's columns C..3C) rounded into
+// qkv_bf16; its queries it rounds itself, after their scale.
+static void round_keys_and_values(uint16_t *qkv_bf16, const float *qkv, int N, int C, int threads) {
+    round_rows_to_bf16(qkv_bf16 + C, qkv + C, (size_t)3 * C, (size_t)N, (size_t)2 * C, threads);
+}
+
 // ---------------------------------------------------------------------------
 // Whole model
 
@@ -210,7 +216,7 @@ double model_forward(Model *m, const uint16_t *tokens, int batch) {
         norm_forward_rounded(cfg->norm, ln1, saved_input(m, l, SAVED_LN1), a->ln1_mean + l * max_BT,
                              a->ln1_rstd + l * max_BT, resid, mid, lp->ln1_g, lp->ln1_b, N, C, th);
         product_forward(m, qkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C, false);
-        if (m->qkv_bf16) round_to_bf16(m->qkv_bf16, qkv, (size_t)N * 3 * C, th);
+        if (m->qkv_bf16) round_keys_and_values(m->qkv_bf16, qkv, N, C, th);
         attention_forward_bf16(atty, lse, qkv, m->qkv_bf16, m->scratch, B, T, C, NH, th);
         if (m->params_bf16) round_to_bf16(saved_input(m, l, SAVED_ATTY), atty, BTC, th);
         product_forward(m, mid, atty, saved_input(m, l, SAVED_ATTY), lp->w_attn_proj, N, C, C, true);
@@ -275,7 +281,7 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
         // Attention: mid = resid + attn(norm1(resid)) W_proj^T; dresid now holds d(mid).
         product_backward(m, datty, lg->w_attn_proj, m->params_bf16 ? NULL : dresid, atty, saved_input(m, l, SAVED_ATTY),
                          lp->w_attn_proj, N, C, C);
-        if (m->qkv_bf16) round_to_bf16(m->qkv_bf16, qkv, (size_t)N * 3 * C, th);  // this layer's, again
+        if (m->qkv_bf16) round_keys_and_values(m->qkv_bf16, qkv, N, C, th);  // this layer's, again
         attention_backward_bf16(dqkv, datty, atty, qkv, m->qkv_bf16, lse, att_scratch, B, T, C, NH, th);
         product_backward(m, dln, lg->w_qkv, dqkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C);
         // (Layer 0's d(resid) goes to the embeddings, fp32: not rounded.)

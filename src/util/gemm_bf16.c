@@ -27,22 +27,44 @@ bool cpu_has_avx512_bf16(void) {
     return has;
 }
 
-BF16_TARGET static void round_span_fast(uint16_t *out, const float *x, size_t n) {
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m512 v = _mm512_loadu_ps(x + i);
-        store16_bf16(out + i, &v, true);
+BF16_TARGET static void round_rows_fast(uint16_t *out, const float *x, size_t ld, size_t rows, size_t cols) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = x + r * ld;
+        uint16_t *row_out = out + r * ld;
+        size_t i = 0;
+        for (; i + 16 <= cols; i += 16) {
+            const __m512 v = _mm512_loadu_ps(row + i);
+            store16_bf16(row_out + i, &v, true);
+        }
+        for (; i < cols; i++) row_out[i] = bf16_from_float(row[i]);
     }
-    for (; i < n; i++) out[i] = bf16_from_float(x[i]);
 }
 
-void round_span_to_bf16(uint16_t *out, const float *x, size_t n) {
+// rows x cols values, rows ld apart in x and in out, on the calling thread.
+static void round_rows(uint16_t *out, const float *x, size_t ld, size_t rows, size_t cols) {
     if (cpu_has_avx512_bf16()) {
-        round_span_fast(out, x, n);
+        round_rows_fast(out, x, ld, rows, cols);
         return;
     }
+    for (size_t r = 0; r < rows; r++)
 #pragma omp simd
-    for (size_t i = 0; i < n; i++) out[i] = bf16_from_float(x[i]);
+        for (size_t i = 0; i < cols; i++) out[r * ld + i] = bf16_from_float(x[r * ld + i]);
+}
+
+void round_span_to_bf16(uint16_t *out, const float *x, size_t n) { round_rows(out, x, n, 1, n); }
+
+// A part of the rows per thread.
+void round_rows_to_bf16(uint16_t *out, const float *x, size_t ld, size_t rows, size_t cols, int threads) {
+    if (rows * cols < 65536 || threads < 2) {
+        round_rows(out, x, ld, rows, cols);
+        return;
+    }
+#pragma omp parallel num_threads(threads)
+    {
+        const size_t parts = (size_t)omp_get_num_threads(), p = (size_t)omp_get_thread_num();
+        const size_t from = rows * p / parts, to = rows * (p + 1) / parts;
+        round_rows(out + from * ld, x + from * ld, ld, to - from, cols);
+    }
 }
 
 // Parts of whole vectors, one per thread.
