@@ -1,12 +1,13 @@
 // 16 floats rounded to bf16 at once by AVX512-BF16's vcvtneps2bf16, with
 // bf16_from_float's bits (util/bf16.h): the instruction rounds to nearest
 // even and quiets a NaN as it does, but takes a subnormal input as zero, so a
-// vector that holds one (never, where the model's arithmetic flushes them)
-// takes the long way. Checked over every float (tests/test_bf16_cpu.c). A
-// third of the instructions of the same rounding on the bits: the bf16 model's
-// producers (GELU, the norms, the loss's gradient, round_to_bf16) were bound
-// by them. Only in functions built for the instruction (BF16_TARGET), called
-// where the CPU has it (cpu_has_avx512_bf16); C files only.
+// vector that holds one takes the long way. Checked against bf16_from_float
+// over every float (a scratch program) and over every sign, exponent and top
+// half of the mantissa (tests/test_bf16_cpu.c). A third of the instructions
+// of the same rounding on the bits, which bound the bf16 model's producers
+// (GELU, the norms, the loss's gradient, round_to_bf16). Only in functions
+// built for the instruction (BF16_TARGET), called where the CPU has it
+// (cpu_has_avx512_bf16); C files only.
 #ifndef IGPT_BF16_SIMD_H
 #define IGPT_BF16_SIMD_H
 
@@ -25,7 +26,8 @@
 static inline bool results_flushed_to_zero(void) { return (_mm_getcsr() & 0x8000u) != 0; }
 
 // may_be_subnormal false: the caller knows no lane is (results_flushed_to_zero
-// and the values computed here), which saves a sixth of the bf16 GELU's time.
+// and the values computed here), which saves a fifth of the bf16 GELU's time
+// (in cache).
 BF16_TARGET static inline __attribute__((always_inline)) void store16_bf16(uint16_t *dst, const __m512 *xp,
                                                                            bool may_be_subnormal) {
     const __m512 x = *xp;

@@ -15,8 +15,8 @@ float bf16_to_float(uint16_t h) {
 }
 
 bool cpu_has_avx512_bf16(void) {
-    // Asked once per row by the bf16 model's rounding: the answer is kept (relaxed atomics: every thread finds the
-    // same).
+    // Asked by every block of the bf16 model's rounding: the answer is kept (relaxed atomics: every thread finds
+    // the same).
     static int known = -1;
     int has = __atomic_load_n(&known, __ATOMIC_RELAXED);
     if (has < 0) {
