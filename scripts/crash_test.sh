@@ -41,10 +41,13 @@ fail() {
     exit 1
 }
 
-# A small prepared set and a run long enough for every kill: each attempt is killed a few steps in.
+# A small prepared set and a run long enough for every kill: each attempt is killed a few steps in, or up
+# to 0.3 s after it starts, which on an idle machine is ~60 steps of this model (the whole 56-step run of
+# count 3 took 0.28 s once threads spun between regions, and 2 crash tests in 6 saw it end before a kill):
+# 80 steps per kill, and as many again to go after the last.
 ./igpt synth --out "$work/images" --size 8 --train-per-class 4 --test-per-class 1 >/dev/null
 ./igpt prepare --images "$work/images" --out "$work/data" --resolution 8 --colors 16 --val 8 --no-preview --quiet >/dev/null
-steps=$((count * 8 + 32))
+steps=$((count * 80 + 80))
 settings=(--device cpu --data "$work/data" --steps "$steps" --d-model 64 --n-layer 2 --n-head 2 --batch 2
     --checkpoint-every 2 --keep-last 3 --eval-every 10 --eval-images 8 --quiet)
 
