@@ -112,11 +112,13 @@ void plain_gemm_f64(bool trans_a, bool trans_b, int m, int n, int k, double alph
     }
 }
 
-#ifdef IGPT_NO_BLAS
 void gemm_f32(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc) {
-    plain_gemm_f32(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    const Gemm product = {trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc};
+    gemm_f32_all(&product, 1);
 }
+
+#ifdef IGPT_NO_BLAS
 void gemm_f32_all(const Gemm *products, int count) {
     for (int i = 0; i < count; i++) {
         const Gemm *g = &products[i];
@@ -198,11 +200,6 @@ void gemm_f32_all(const Gemm *products, int count) {
             if (worth_splitting(&products[i], threads)) product_part(&products[i], p, threads);
 }
 
-void gemm_f32(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda, const float *B,
-              int ldb, float beta, float *C, int ldc) {
-    const Gemm product = {trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc};
-    gemm_f32_all(&product, 1);
-}
 void gemm_f64(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double *A, int lda, const double *B,
               int ldb, double beta, double *C, int ldc) {
     cblas_dgemm(CblasRowMajor, op(trans_a), op(trans_b), m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -262,7 +259,7 @@ static int fewest_other_runnable(void) {
 // OpenMP threads that reach the end of a parallel region first wait for the
 // others. Sleeping at once (OMP_WAIT_POLICY=passive), each region costs two
 // wake-ups, ~75 us on a virtual machine whose idle vCPUs halt (2 threads,
-// dev/omp_region_bench.c), and a step of `tiny` has 47 regions (74 with bf16
+// dev/omp_region_bench.c), and a step of `tiny` has 47 regions (70 with bf16
 // products): a seventh of it. Spinning, they take the cores a busy neighbour
 // needs: beside one, `tiny` ran 1.3x faster with threads that sleep at once
 // than with a short spin, and several times faster than with a long one. So

@@ -31,12 +31,12 @@ BF16_TARGET static void round_rows_fast(uint16_t *out, const float *x, size_t ld
     for (size_t r = 0; r < rows; r++) {
         const float *row = x + r * ld;
         uint16_t *row_out = out + r * ld;
-        size_t i = 0;
-        for (; i + 16 <= cols; i += 16) {
+        const size_t whole = cols / 16 * 16;
+        for (size_t i = 0; i < whole; i += 16) {
             const __m512 v = _mm512_loadu_ps(row + i);
             store16_bf16(row_out + i, &v, true);
         }
-        for (; i < cols; i++) row_out[i] = bf16_from_float(row[i]);
+        for (size_t i = whole; i < cols; i++) row_out[i] = bf16_from_float(row[i]);
     }
 }
 
@@ -67,19 +67,12 @@ void round_rows_to_bf16(uint16_t *out, const float *x, size_t ld, size_t rows, s
     }
 }
 
-// Parts of whole vectors, one per thread.
+// As rows of 1,024 (the threads share the rows), the last n mod 1,024 after.
 void round_to_bf16(uint16_t *out, const float *x, size_t n, int threads) {
-    if (n < 65536 || threads < 2) {
-        round_span_to_bf16(out, x, n);
-        return;
-    }
-#pragma omp parallel num_threads(threads)
-    {
-        const size_t parts = (size_t)omp_get_num_threads(), p = (size_t)omp_get_thread_num();
-        const size_t from = p == 0 ? 0 : n * p / parts / 16 * 16,
-                     to = p + 1 == parts ? n : n * (p + 1) / parts / 16 * 16;
-        round_span_to_bf16(out + from, x + from, to - from);
-    }
+    enum { ROW = 1024 };
+    const size_t rows = n / ROW;
+    round_rows_to_bf16(out, x, ROW, rows, ROW, threads);
+    round_span_to_bf16(out + rows * ROW, x + rows * ROW, n - rows * ROW);
 }
 
 #ifndef IGPT_DNNL
