@@ -19,6 +19,7 @@
 #include "util/blas.h"
 #include "util/gemm_bf16.h"
 #include "util/util.h"
+#include "util/vec16.h"
 
 int cpu_set_threads(int requested) {
     int threads = resolve_threads(requested);
@@ -100,12 +101,6 @@ void encoder_backward(const ParamPointers *g, const float *dout, const uint16_t 
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=fast")
 #endif
-
-// Explicit 16-float vectors (GCC's vector extensions: AVX-512 here, split into
-// narrower registers on other CPUs).
-typedef float v16 __attribute__((vector_size(64)));
-typedef int32_t v16i __attribute__((vector_size(64)));
-#define LANES 16
 
 // Macros, not functions: a function passing v16 by value draws GCC's ABI
 // warning (-Wpsabi) on CPUs without AVX-512.
@@ -854,37 +849,6 @@ static void keys_times_tile(v16 *D, const v16 *P, const float *Y, int hs_pad, in
         int c = 0;
         for (; c + 2 <= row_vecs; c += 2) keys_times_columns(D, p, Y, hs_pad, i0, nq, j0, c, 2);
         if (c < row_vecs) keys_times_columns(D, p, Y, hs_pad, i0, nq, j0, c, 1);
-    }
-}
-
-// A 16 x 16 block transposed in registers: m[r][c] becomes m[c][r]. Each
-// round swaps the off-diagonal quarters of blocks half the size of the last
-// round's (8 x 8, 4 x 4, 2 x 2, then single floats), rows s apart meeting in
-// two-vector shuffles: 64 of them, where the tile's rows and lanes would
-// otherwise cross one float at a time.
-static inline __attribute__((always_inline)) void transpose16(v16 m[LANES]) {
-    for (int i = 0; i < LANES; i++)
-        if (!(i & 8)) {
-            const v16 a = m[i], b = m[i + 8];
-            m[i] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-            m[i + 8] = __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
-        }
-    for (int i = 0; i < LANES; i++)
-        if (!(i & 4)) {
-            const v16 a = m[i], b = m[i + 4];
-            m[i] = __builtin_shufflevector(a, b, 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
-            m[i + 4] = __builtin_shufflevector(a, b, 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
-        }
-    for (int i = 0; i < LANES; i++)
-        if (!(i & 2)) {
-            const v16 a = m[i], b = m[i + 2];
-            m[i] = __builtin_shufflevector(a, b, 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
-            m[i + 2] = __builtin_shufflevector(a, b, 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
-        }
-    for (int i = 0; i < LANES; i += 2) {
-        const v16 a = m[i], b = m[i + 1];
-        m[i] = __builtin_shufflevector(a, b, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
-        m[i + 1] = __builtin_shufflevector(a, b, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
     }
 }
 

@@ -1,4 +1,5 @@
-// The matrix products (blas.h): OpenBLAS's, or plain loops in a GPU-only build.
+// The matrix products (blas.h): our own for AVX-512 (gemm_avx512.c) where they
+// suit, else OpenBLAS's; plain loops in a GPU-only build.
 #include "util/blas.h"
 
 #include <omp.h>
@@ -9,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+#include "util/gemm_avx512.h"
 
 #ifndef IGPT_NO_BLAS
 #include <cblas.h>
@@ -160,6 +163,10 @@ static bool worth_splitting(const Gemm *g, int threads) {
 }
 
 static void whole_product(const Gemm *g) {
+    if (gemm_avx512_suits(g)) {
+        gemm_avx512(g);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, op(g->trans_a), op(g->trans_b), g->m, g->n, g->k, g->alpha, g->A, g->lda, g->B, g->ldb,
                 g->beta, g->C, g->ldc);
 }

@@ -1,0 +1,202 @@
+// Our own fp32 matrix products for AVX-512 (gemm_avx512.h).
+//
+// The design, as OpenBLAS's and BLIS's (Goto's): C is computed in tiles of
+// 6 rows x 64 columns held in 24 vector registers, each a running sum over a
+// block of 256 steps of k. A step loads one row of B's 64 columns (4
+// vectors) and broadcasts 6 elements of op(A): 24 FMAs for 10 loads, enough
+// for the 2 FMA units, with 24 independent sums to cover their latency.
+//
+// What differs: only B is packed. A tile's 6 elements of A per step are read
+// where they are, from 6 rows of A, which the hardware prefetchers follow.
+// OpenBLAS packs both operands and zeroes C first when beta is 0 (those
+// passes 11.8% of an `xs` training step, perf). B is packed because its rows
+// are ldb apart: 256 of them with ldb = 768 fall into 4 of the L1 cache's 64
+// sets and evict each other (the kernel at 4/5 of its speed reading B in
+// place).
+//
+// With A transposed (the weight gradients, dout^T x inp) a tile's steps are
+// rows of A apart instead, and fall into few L1 sets the same way: the
+// training step 2-3% slower than with OpenBLAS's products there. Packing A
+// (three layouts tried) or tiles of 48 rows x 8 columns, vectorised along
+// C's rows, were slower still. So gemm_f32 leaves those products to OpenBLAS
+// (gemm_avx512_suits); gemm_avx512 computes them right, reading A in place.
+//
+// Every element of C sums its k products in the same order whatever the
+// thread split, so the result does not depend on the thread count.
+#include "util/gemm_avx512.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+
+#include "util/util.h"
+#include "util/vec16.h"
+
+enum {
+    TILE_ROWS = 6,    // rows of C per tile (6 x 4 sums + 4 of B + a broadcast: 29 of 32 registers)
+    PANEL = 64,       // columns of C per tile, and of B per packed panel (4 vectors)
+    BLOCK_K = 256,    // steps of k per block: a packed panel, 64 KiB, stays in L2 over its block
+    BLOCK_ROWS = 384  // rows of A per block: 6 x 256 floats per tile, 384 KiB of A in L2 per block
+};
+
+bool gemm_avx512_suits(const Gemm *g) { return !g->trans_a && g->n >= 32 && g->m >= 1 && g->k >= 1; }
+
+// A mask of the first `count` lanes of 16 (none when count <= 0).
+static __mmask16 lanes_below(int count) {
+    return count >= 16 ? (__mmask16)0xffff : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1);
+}
+
+// The calling thread's packed operands, grown when a product needs more and
+// kept for the next (each OpenMP thread packs its own).
+static _Thread_local float *packed_operands;
+static _Thread_local size_t packed_floats;
+
+static float *scratch(size_t floats) {
+    if (floats > packed_floats) {
+        free(packed_operands);
+        packed_operands = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
+        if (!packed_operands) die("out of memory for a matrix product's packed operands (%zu floats)", floats);
+        packed_floats = floats;
+    }
+    return packed_operands;
+}
+
+// Rows [p0, p0 + kc) of op(B) (k x n) into panels of PANEL columns:
+// out[(j / PANEL) * kc * PANEL + p * PANEL + j % PANEL] = op(B)[p0 + p][j],
+// and 0 past column n, so that every tile runs on whole vectors.
+static void pack_b(float *out, const Gemm *g, int p0, int kc) {
+    const int n = g->n, panels_n = (n + PANEL - 1) / PANEL;
+    const size_t ldb = (size_t)g->ldb;
+    for (int panel = 0; panel < panels_n; panel++) {
+        float *dst = out + (size_t)panel * kc * PANEL;
+        const int j0 = panel * PANEL, cols = n - j0 < PANEL ? n - j0 : PANEL;
+        if (!g->trans_b) {
+            for (int p = 0; p < kc; p++) {
+                const float *src = g->B + (size_t)(p0 + p) * ldb + j0;
+                memcpy(dst + (size_t)p * PANEL, src, (size_t)cols * sizeof(float));
+                memset(dst + (size_t)p * PANEL + cols, 0, (size_t)(PANEL - cols) * sizeof(float));
+            }
+            continue;
+        }
+        // B stored n x k: 16 x 16 blocks transposed in registers, and the
+        // partial blocks at the edges element by element.
+        int p = 0;
+        for (; p + LANES <= kc; p += LANES)
+            for (int c = 0; c < PANEL; c += LANES) {
+                float *block = dst + (size_t)p * PANEL + c;
+                if (c + LANES <= cols) {
+                    v16 m[LANES];
+                    for (int r = 0; r < LANES; r++)
+                        memcpy(&m[r], g->B + (size_t)(j0 + c + r) * ldb + p0 + p, sizeof m[r]);
+                    transpose16(m);
+                    for (int r = 0; r < LANES; r++) memcpy(block + (size_t)r * PANEL, &m[r], sizeof m[r]);
+                    continue;
+                }
+                for (int r = 0; r < LANES; r++)
+                    for (int i = 0; i < LANES; i++)
+                        block[(size_t)r * PANEL + i] =
+                            c + i < cols ? g->B[(size_t)(j0 + c + i) * ldb + p0 + p + r] : 0.0f;
+            }
+        for (; p < kc; p++)
+            for (int i = 0; i < PANEL; i++)
+                dst[(size_t)p * PANEL + i] = i < cols ? g->B[(size_t)(j0 + i) * ldb + p0 + p] : 0.0f;
+    }
+}
+
+// One tile: rows C[0, rows) (ldc apart), 64 columns of which `columns` (a
+// mask per vector) are stored, from kc steps. a_row and a_step: how far apart
+// op(A)'s rows and its steps are. The first block of k (first) writes
+// alpha sum + beta C, reading C only where beta is not 0; later ones add
+// alpha sum. Inlined with rows constant, so the sums are registers.
+static inline __attribute__((always_inline)) void tile(int rows, int kc, const float *a, size_t a_row,
+                                                       size_t a_step, const float *panel, float *c, size_t ldc,
+                                                       const __mmask16 columns[4], float alpha, float beta,
+                                                       bool first) {
+    __m512 sum[TILE_ROWS][4];
+#pragma GCC unroll 6
+    for (int i = 0; i < TILE_ROWS; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) sum[i][v] = _mm512_setzero_ps();
+    for (int p = 0; p < kc; p++) {
+        const float *b = panel + (size_t)p * PANEL;
+        const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), b2 = _mm512_load_ps(b + 32),
+                     b3 = _mm512_load_ps(b + 48);
+        const float *ap = a + (size_t)p * a_step;
+#pragma GCC unroll 6
+        for (int i = 0; i < TILE_ROWS; i++)
+            if (i < rows) {
+                const __m512 ai = _mm512_set1_ps(ap[i * a_row]);
+                sum[i][0] = _mm512_fmadd_ps(ai, b0, sum[i][0]);
+                sum[i][1] = _mm512_fmadd_ps(ai, b1, sum[i][1]);
+                sum[i][2] = _mm512_fmadd_ps(ai, b2, sum[i][2]);
+                sum[i][3] = _mm512_fmadd_ps(ai, b3, sum[i][3]);
+            }
+    }
+    const __m512 alphas = _mm512_set1_ps(alpha), betas = _mm512_set1_ps(first ? beta : 1.0f);
+    const bool read_c = !first || beta != 0.0f;
+#pragma GCC unroll 6
+    for (int i = 0; i < TILE_ROWS; i++)
+        if (i < rows)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++) {
+                float *ci = c + i * ldc + v * 16;
+                __m512 out = _mm512_mul_ps(sum[i][v], alphas);
+                if (read_c) out = _mm512_fmadd_ps(betas, _mm512_maskz_loadu_ps(columns[v], ci), out);
+                _mm512_mask_storeu_ps(ci, columns[v], out);
+            }
+}
+
+// Every tile of one panel over rows [i0, i1) of C: whole tiles, then one of
+// the rows left (a tile per row count, each with its sums in registers).
+// Tile t finds its element (r, p) of op(A) at a + t * tile_step + r * a_row +
+// p * a_step.
+static void panel_tiles(const Gemm *g, const float *a, size_t tile_step, size_t a_row, size_t a_step, int i0, int i1,
+                        int kc, const float *panel, int j0, bool first) {
+    const size_t ldc = (size_t)g->ldc;
+    __mmask16 columns[4];
+    for (int v = 0; v < 4; v++) columns[v] = lanes_below(g->n - j0 - v * 16);
+    const float alpha = g->alpha, beta = g->beta;
+    int i = i0;
+    for (; i + TILE_ROWS <= i1; i += TILE_ROWS, a += tile_step)
+        tile(TILE_ROWS, kc, a, a_row, a_step, panel, g->C + i * ldc + j0, ldc, columns, alpha, beta, first);
+    float *c = g->C + i * ldc + j0;
+    switch (i1 - i) {
+    case 5: tile(5, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first); break;
+    case 4: tile(4, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first); break;
+    case 3: tile(3, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first); break;
+    case 2: tile(2, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first); break;
+    case 1: tile(1, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first); break;
+    default: break;
+    }
+}
+
+void gemm_avx512(const Gemm *g) {
+    const int panels_n = (g->n + PANEL - 1) / PANEL;
+    const int block_k = g->k < BLOCK_K ? g->k : BLOCK_K;
+    float *packed = scratch((size_t)panels_n * block_k * PANEL);
+    // op(A)'s rows and steps: A's rows and columns, or transposed its columns and rows.
+    const size_t a_row = g->trans_a ? 1 : (size_t)g->lda, a_step = g->trans_a ? (size_t)g->lda : 1;
+    for (int p0 = 0; p0 < g->k; p0 += BLOCK_K) {
+        const int kc = g->k - p0 < BLOCK_K ? g->k - p0 : BLOCK_K;
+        pack_b(packed, g, p0, kc);
+        for (int i0 = 0; i0 < g->m; i0 += BLOCK_ROWS) {
+            const int i1 = g->m - i0 < BLOCK_ROWS ? g->m : i0 + BLOCK_ROWS;
+            for (int panel = 0; panel < panels_n; panel++)
+                panel_tiles(g, g->A + i0 * a_row + p0 * a_step, TILE_ROWS * a_row, a_row, a_step, i0, i1, kc,
+                            packed + (size_t)panel * kc * PANEL, panel * PANEL, p0 == 0);
+        }
+    }
+}
+
+#else  // a build without AVX-512: OpenBLAS computes every product
+
+bool gemm_avx512_suits(const Gemm *g) {
+    (void)g;
+    return false;
+}
+void gemm_avx512(const Gemm *g) { (void)g; }
+
+#endif

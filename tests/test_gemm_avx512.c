@@ -1,0 +1,117 @@
+// Our own fp32 products (util/gemm_avx512.c) against sums in doubles, at the
+// shapes where its blocking has edges: k across its blocks of 256 steps, C's
+// rows across tiles of 6 and blocks of 384, its columns across panels of 64
+// (and the 16 x 16 blocks of a transposed B's packing).
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+#include "util/blas.h"
+#include "util/gemm_avx512.h"
+
+static void fill(float *x, size_t n, Rng *rng) {
+    for (size_t i = 0; i < n; i++) x[i] = (float)(2.0 * rng_uniform(rng) - 1.0);
+}
+
+// alpha op(A) op(B) + beta C in doubles, and the largest |error| of C
+// relative to the sum of |terms| of its element (the bound fp32 sums
+// obey, about k x 2^-24 of it at worst).
+static double worst_error(const Gemm *g, const float *c_before) {
+    double worst = 0.0;
+    for (int i = 0; i < g->m; i++)
+        for (int j = 0; j < g->n; j++) {
+            double sum = 0.0, magnitude = 0.0;
+            for (int p = 0; p < g->k; p++) {
+                const double a = g->trans_a ? g->A[(size_t)p * g->lda + i] : g->A[(size_t)i * g->lda + p];
+                const double b = g->trans_b ? g->B[(size_t)j * g->ldb + p] : g->B[(size_t)p * g->ldb + j];
+                sum += a * b;
+                magnitude += fabs(a * b);
+            }
+            const double before = c_before[(size_t)i * g->ldc + j];
+            const double want = g->alpha * sum + (g->beta == 0.0f ? 0.0 : g->beta * before);
+            const double bound = fabs(g->alpha) * magnitude + fabs(g->beta * before) + 1e-30;
+            const double error = fabs(g->C[(size_t)i * g->ldc + j] - want) / bound;
+            if (!(error <= worst)) worst = error;  // NaN shows as NaN
+        }
+    return worst;
+}
+
+TEST(test_gemm_avx512_matches_double_sums) {
+    Gemm probe = {.m = 1, .n = 64, .k = 1};
+    if (!gemm_avx512_suits(&probe)) {
+        test_skip("this build does not target AVX-512 (OpenBLAS computes every product)");
+        return;
+    }
+    // m, n, k: tiles whole and partial, one row, blocks of k and rows crossed.
+    const int shapes[][3] = {{1, 32, 1},   {5, 33, 15},   {6, 64, 16},   {7, 65, 17},  {13, 127, 255},
+                             {12, 128, 256}, {19, 100, 257}, {390, 70, 40}, {40, 96, 600}};
+    const float alphas[] = {1.0f, 0.75f}, betas[] = {0.0f, 1.0f, 0.5f};
+    Rng rng;
+    rng_init(&rng, 23, 0);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int trans = 0; trans < 4; trans++)
+            for (int ab = 0; ab < 6; ab++) {
+                const bool ta = trans & 1, tb = trans & 2;
+                const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+                const int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
+                const size_t a_size = (size_t)(ta ? k : m) * lda, b_size = (size_t)(tb ? n : k) * ldb;
+                const size_t c_size = (size_t)m * ldc;
+                float *A = xmalloc(a_size * sizeof(float)), *B = xmalloc(b_size * sizeof(float));
+                float *C = xmalloc(c_size * sizeof(float)), *before = xmalloc(c_size * sizeof(float));
+                fill(A, a_size, &rng);
+                fill(B, b_size, &rng);
+                fill(C, c_size, &rng);
+                const float beta = betas[ab % 3];
+                if (beta == 0.0f) C[0] = NAN;  // beta = 0 must not read C
+                memcpy(before, C, c_size * sizeof(float));
+                const Gemm g = {ta, tb, m, n, k, alphas[ab / 3], A, lda, B, ldb, beta, C, ldc};
+                gemm_avx512(&g);
+                const double error = worst_error(&g, before);
+                CHECK(error <= 1e-6 * (k + 2), "%dx%dx%d trans_a %d trans_b %d alpha %g beta %g: error %.2e", m, n,
+                      k, ta, tb, g.alpha, beta, error);
+                // The padding between rows (ldc > n) is not C's: left as it was.
+                bool padding_kept = true;
+                for (int i = 0; i < m; i++)
+                    padding_kept &= !memcmp(C + (size_t)i * ldc + n, before + (size_t)i * ldc + n,
+                                            (size_t)(ldc - n) * sizeof(float));
+                CHECK(padding_kept, "%dx%dx%d trans_a %d trans_b %d: wrote past C's columns", m, n, k, ta, tb);
+                free(A);
+                free(B);
+                free(C);
+                free(before);
+            }
+}
+
+// Each element sums its products in one order whatever the thread split, so
+// gemm_f32 gives the same bits on 1 thread and on 3 where our products compute
+// it (op(A) = A; OpenBLAS's products with A transposed may differ).
+TEST(test_gemm_f32_same_bits_for_any_thread_count) {
+    Gemm probe = {.m = 1, .n = 64, .k = 1};
+    if (!gemm_avx512_suits(&probe)) {
+        test_skip("this build does not target AVX-512: OpenBLAS's bits may depend on the split");
+        return;
+    }
+    const int threads = omp_get_max_threads();
+    const int m = 500, n = 300, k = 270;
+    Rng rng;
+    rng_init(&rng, 29, 0);
+    float *A = xmalloc((size_t)m * k * sizeof(float)), *B = xmalloc((size_t)k * n * sizeof(float));
+    float *C1 = xmalloc((size_t)m * n * sizeof(float)), *C3 = xmalloc((size_t)m * n * sizeof(float));
+    fill(A, (size_t)m * k, &rng);
+    fill(B, (size_t)k * n, &rng);
+    for (int tb = 0; tb < 2; tb++) {
+        const bool ta = false;
+        omp_set_num_threads(1);
+        gemm_f32(ta, tb, m, n, k, 1.0f, A, ta ? m : k, B, tb ? k : n, 0.0f, C1, n);
+        omp_set_num_threads(3);
+        gemm_f32(ta, tb, m, n, k, 1.0f, A, ta ? m : k, B, tb ? k : n, 0.0f, C3, n);
+        CHECK(!memcmp(C1, C3, (size_t)m * n * sizeof(float)), "trans_b %d: 1 and 3 threads differ", tb);
+    }
+    omp_set_num_threads(threads);
+    free(A);
+    free(B);
+    free(C1);
+    free(C3);
+}
