@@ -45,7 +45,7 @@ TEST(test_gemm_avx512_matches_double_sums) {
         return;
     }
     // m, n, k: tiles whole and partial, one row, blocks of k and rows crossed.
-    const int shapes[][3] = {{1, 32, 1},   {5, 33, 15},   {6, 64, 16},   {7, 65, 17},  {13, 127, 255},
+    const int shapes[][3] = {{1, 32, 1},     {5, 33, 15},    {6, 64, 16},   {7, 65, 17},  {13, 127, 255},
                              {12, 128, 256}, {19, 100, 257}, {390, 70, 40}, {40, 96, 600}};
     const float alphas[] = {1.0f, 0.75f}, betas[] = {0.0f, 1.0f, 0.5f};
     Rng rng;
@@ -69,8 +69,8 @@ TEST(test_gemm_avx512_matches_double_sums) {
                 const Gemm g = {ta, tb, m, n, k, alphas[ab / 3], A, lda, B, ldb, beta, C, ldc};
                 gemm_avx512(&g);
                 const double error = worst_error(&g, before);
-                CHECK(error <= 1e-6 * (k + 2), "%dx%dx%d trans_a %d trans_b %d alpha %g beta %g: error %.2e", m, n,
-                      k, ta, tb, g.alpha, beta, error);
+                CHECK(error <= 1e-6 * (k + 2), "%dx%dx%d trans_a %d trans_b %d alpha %g beta %g: error %.2e", m, n, k,
+                      ta, tb, g.alpha, beta, error);
                 // The padding between rows (ldc > n) is not C's: left as it was.
                 bool padding_kept = true;
                 for (int i = 0; i < m; i++)

@@ -14,21 +14,10 @@
 
 #include <stdbool.h>
 
+#include "util/gemm.h"
+
 void gemm_f32(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc);
-// gemm_f32's arguments, for gemm_f32_all.
-typedef struct {
-    bool trans_a, trans_b;
-    int m, n, k;
-    float alpha;
-    const float *A;
-    int lda;
-    const float *B;
-    int ldb;
-    float beta;
-    float *C;
-    int ldc;
-} Gemm;
 // Several independent products (none writes what another reads), each as
 // gemm_f32 computes it (the same parts on the same threads, so the same
 // bits), in one parallel region where separate calls would start and end one

@@ -111,8 +111,8 @@ static void pack_b(float *out, const Gemm *g, int p0, int kc) {
 // op(A)'s rows and its steps are. The first block of k (first) writes
 // alpha sum + beta C, reading C only where beta is not 0; later ones add
 // alpha sum. Inlined with rows constant, so the sums are registers.
-static inline __attribute__((always_inline)) void tile(int rows, int kc, const float *a, size_t a_row,
-                                                       size_t a_step, const float *panel, float *c, size_t ldc,
+static inline __attribute__((always_inline)) void tile(int rows, int kc, const float *a, size_t a_row, size_t a_step,
+                                                       const float *panel, float *c, size_t ldc,
                                                        const __mmask16 columns[4], float alpha, float beta,
                                                        bool first) {
     __m512 sum[TILE_ROWS][4];

@@ -7,7 +7,7 @@
 
 #include <stdbool.h>
 
-#include "util/blas.h"
+#include "util/gemm.h"
 
 // Whether gemm_f32 gives this product to gemm_avx512: a build for AVX-512, A
 // not transposed (gemm_avx512.c says why), and C at least 32 columns wide (a
