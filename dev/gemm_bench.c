@@ -1,8 +1,8 @@
 // Scratch harness (not built by make): the fp32 matrix products of one layer
 // of a model (qkv, attn_proj, fc, fc_proj; forward, d(input) and d(weight)),
 // as gemm_f32 computes them (our own for AVX-512 where they suit, else
-// OpenBLAS's) against OpenBLAS's split over the threads the same way (rows
-// of C, or its columns when it is wider than tall), taken in turns.
+// OpenBLAS's) against OpenBLAS's on the same parts (gemm_part), taken in
+// turns.
 //   make NVCC= CHECK_CXX=
 //   cc -O3 -march=native -fopenmp -Isrc dev/gemm_bench.c build/libigpt.a
 //     -L/usr/lib/x86_64-linux-gnu/openblas-openmp -lopenblas -lz -lm -o /tmp/gemm_bench (one line)
@@ -43,26 +43,14 @@ static void evict_caches(int threads) {
 
 static enum CBLAS_TRANSPOSE op(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
 
-// OpenBLAS on each thread's part, split as blas.c splits (no 32-multiples:
-// a bench of the same sizes).
+// OpenBLAS on each thread's part, the parts gemm_f32_all makes.
 static void openblas_split(const Gemm *g, int threads) {
 #pragma omp parallel num_threads(threads)
     {
-        const int p = omp_get_thread_num(), parts = omp_get_num_threads();
-        const bool by_rows = g->m >= g->n;
-        const int len = by_rows ? g->m : g->n, from = len * p / parts, to = len * (p + 1) / parts;
-        Gemm part = *g;
-        if (by_rows) {
-            part.m = to - from;
-            part.A = g->trans_a ? g->A + from : g->A + (size_t)from * g->lda;
-            part.C = g->C + (size_t)from * g->ldc;
-        } else {
-            part.n = to - from;
-            part.B = g->trans_b ? g->B + (size_t)from * g->ldb : g->B + from;
-            part.C = g->C + from;
-        }
-        cblas_sgemm(CblasRowMajor, op(part.trans_a), op(part.trans_b), part.m, part.n, part.k, part.alpha, part.A,
-                    part.lda, part.B, part.ldb, part.beta, part.C, part.ldc);
+        const Gemm part = gemm_part(g, omp_get_thread_num(), omp_get_num_threads());
+        if (part.m > 0 && part.n > 0)
+            cblas_sgemm(CblasRowMajor, op(part.trans_a), op(part.trans_b), part.m, part.n, part.k, part.alpha, part.A,
+                        part.lda, part.B, part.ldb, part.beta, part.C, part.ldc);
     }
 }
 

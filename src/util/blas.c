@@ -121,6 +121,30 @@ void gemm_f32(bool trans_a, bool trans_b, int m, int n, int k, float alpha, cons
     gemm_f32_all(&product, 1);
 }
 
+// Part p of `parts` of [0, n), the boundaries on multiples of 32 (whole
+// blocks of OpenBLAS's kernels) where n allows.
+static int part_start(int n, int p, int parts) {
+    if (p == parts) return n;
+    const int at = (int)((long long)n * p / parts);
+    return n >= 32 * parts ? at / 32 * 32 : at;
+}
+
+Gemm gemm_part(const Gemm *g, int p, int parts) {
+    const bool by_rows = g->m >= g->n;
+    const int from = part_start(by_rows ? g->m : g->n, p, parts), to = part_start(by_rows ? g->m : g->n, p + 1, parts);
+    Gemm part = *g;
+    if (by_rows) {
+        part.m = to - from;
+        part.A = g->trans_a ? g->A + from : g->A + (size_t)from * g->lda;
+        part.C = g->C + (size_t)from * g->ldc;
+    } else {
+        part.n = to - from;
+        part.B = g->trans_b ? g->B + (size_t)from * g->ldb : g->B + from;
+        part.C = g->C + from;
+    }
+    return part;
+}
+
 #ifdef IGPT_NO_BLAS
 void gemm_f32_all(const Gemm *products, int count) {
     for (int i = 0; i < count; i++) {
@@ -138,14 +162,6 @@ const char *blas_better_coretype(void) { return NULL; }
 const char *blas_core_name(void) { return "plain loops"; }
 #else
 static enum CBLAS_TRANSPOSE op(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
-
-// Part p of `parts` of [0, n), the boundaries on multiples of 32 (whole
-// blocks of OpenBLAS's kernels) where n allows.
-static int part_start(int n, int p, int parts) {
-    if (p == parts) return n;
-    const int at = (int)((long long)n * p / parts);
-    return n >= 32 * parts ? at / 32 * 32 : at;
-}
 
 // OpenBLAS's own threads share the packed panels of a product and wait on
 // each other for them (yielding the CPU: 2-3% of a training step in the
@@ -171,23 +187,9 @@ static void whole_product(const Gemm *g) {
                 g->beta, g->C, g->ldc);
 }
 
-// Part p of `parts` of the product: rows [from, to) of C from op(A)'s rows (A's
-// rows, or its columns when transposed), or C's columns from op(B)'s columns.
 static void product_part(const Gemm *g, int p, int parts) {
-    const bool by_rows = g->m >= g->n;
-    const int from = part_start(by_rows ? g->m : g->n, p, parts), to = part_start(by_rows ? g->m : g->n, p + 1, parts);
-    if (to <= from) return;
-    Gemm part = *g;
-    if (by_rows) {
-        part.m = to - from;
-        part.A = g->trans_a ? g->A + from : g->A + (size_t)from * g->lda;
-        part.C = g->C + (size_t)from * g->ldc;
-    } else {
-        part.n = to - from;
-        part.B = g->trans_b ? g->B + (size_t)from * g->ldb : g->B + from;
-        part.C = g->C + from;
-    }
-    whole_product(&part);
+    const Gemm part = gemm_part(g, p, parts);
+    if (part.m > 0 && part.n > 0) whole_product(&part);
 }
 
 // The products too small to split first, each whole; then one region for the

@@ -23,6 +23,11 @@ void gemm_f32(bool trans_a, bool trans_b, int m, int n, int k, float alpha, cons
 // bits), in one parallel region where separate calls would start and end one
 // each.
 void gemm_f32_all(const Gemm *products, int count);
+// Part p of `parts` of a product as gemm_f32_all splits it: rows [from, to)
+// of C from op(A)'s rows, or, when C is wider than tall, its columns from
+// op(B)'s columns; the boundaries on multiples of 32 where the size allows.
+// m or n is 0 when the part is empty.
+Gemm gemm_part(const Gemm *g, int p, int parts);
 void gemm_f64(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double *A, int lda, const double *B,
               int ldb, double beta, double *C, int ldc);
 // Threads of the products outside our own parallel regions.
