@@ -17,8 +17,9 @@
 // With A transposed (the weight gradients, dout^T x inp) a tile's steps are
 // rows of A apart instead, and fall into few L1 sets the same way: the
 // training step 2-3% slower than with OpenBLAS's products there. Packing A
-// (three layouts tried) or tiles of 48 rows x 8 columns, vectorised along
-// C's rows, were slower still. So gemm_f32 leaves those products to OpenBLAS
+// (four layouts tried; the best, A^T's rows by 16 x 16 transposes, only as
+// fast as OpenBLAS) or tiles of 48 rows x 8 columns, vectorised along C's
+// rows, did no better. So gemm_f32 leaves those products to OpenBLAS
 // (gemm_avx512_suits); gemm_avx512 computes them right, reading A in place.
 //
 // Every element of C sums its k products in the same order whatever the

@@ -1,7 +1,8 @@
 // Our own fp32 matrix products, where the build targets AVX-512: gemm_f32 runs
 // them in place of OpenBLAS's there, for products whose A is not transposed
-// (the forward pass and d(input): 3-12% faster than OpenBLAS's at the `xs`
-// model's shapes on 2 threads). Elsewhere OpenBLAS's.
+// (the forward pass and d(input): 1.01x-1.26x OpenBLAS's speed at the `xs`
+// model's shapes, 1.25x-1.93x at `tiny`'s, operands cold on 2 threads:
+// dev/gemm_bench.c). Elsewhere OpenBLAS's.
 #ifndef IGPT_GEMM_AVX512_H
 #define IGPT_GEMM_AVX512_H
 
