@@ -2,10 +2,10 @@
 // C = alpha op(A) op(B) + beta C, where op transposes when asked and op(A) is
 // m x k, op(B) k x n. A full build hands them to OpenBLAS, or to our own
 // (gemm_avx512.h) where the build targets AVX-512 and A is not transposed.
-// A GPU-only build
-// (make GPU_ONLY=1, for a GPU machine that has the CUDA toolkit and nothing
-// else) defines IGPT_NO_BLAS and uses the plain loops below: slower, but the
-// CPU reference the GPU tests compare against is then still there.
+// A GPU-only build (make GPU_ONLY=1, for a GPU machine that has the CUDA
+// toolkit and nothing else) defines IGPT_NO_BLAS and uses the plain loops
+// below: slower, but the CPU reference the GPU tests compare against is then
+// still there.
 //
 // The plain loops are in every build, so that a test compares them with
 // OpenBLAS on every `make test`.
