@@ -179,6 +179,10 @@ int main(int argc, char **argv) {
     return status;
 }
 
+void fill_uniform(float *x, size_t n, float scale, Rng *rng) {
+    for (size_t i = 0; i < n; i++) x[i] = scale * (float)(2.0 * rng_uniform(rng) - 1.0);
+}
+
 double relative_error(const float *got, const double *want, size_t n) {
     double err = 0.0, size = 1e-30;
     for (size_t i = 0; i < n; i++) {

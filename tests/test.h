@@ -42,6 +42,8 @@ bool files_equal(const char *a, const char *b);
 // max |got - want| / max |want| over n values, want the reference in double;
 // NaN when any difference is NaN (an unwritten or poisoned output).
 double relative_error(const float *got, const double *want, size_t n);
+// x[i] uniform in [-scale, scale), drawn in order from rng.
+void fill_uniform(float *x, size_t n, float scale, Rng *rng);
 void write_whole_file(const char *path, const void *data, size_t size);
 // Makes a checkpoint's payload and header CRCs right again after a test
 // changed its bytes, so that the change meets the checks behind the CRCs.

@@ -9,10 +9,6 @@
 #include "model/model.h"
 #include "test.h"
 
-static void fill_uniform(float *x, size_t n, float scale, Rng *rng) {
-    for (size_t i = 0; i < n; i++) x[i] = scale * (float)(2.0 * rng_uniform(rng) - 1.0);
-}
-
 TEST(test_decode_matmul_against_double) {
     Rng rng;
     rng_init(&rng, 3, 0);

@@ -11,10 +11,6 @@
 #include "util/blas.h"
 #include "util/gemm_avx512.h"
 
-static void fill(float *x, size_t n, Rng *rng) {
-    for (size_t i = 0; i < n; i++) x[i] = (float)(2.0 * rng_uniform(rng) - 1.0);
-}
-
 // alpha op(A) op(B) + beta C in doubles, and the largest |error| of C
 // relative to the sum of |terms| of its element (the bound fp32 sums
 // obey, about k x 2^-24 of it at worst).
@@ -60,9 +56,9 @@ TEST(test_gemm_avx512_matches_double_sums) {
                 const size_t c_size = (size_t)m * ldc;
                 float *A = xmalloc(a_size * sizeof(float)), *B = xmalloc(b_size * sizeof(float));
                 float *C = xmalloc(c_size * sizeof(float)), *before = xmalloc(c_size * sizeof(float));
-                fill(A, a_size, &rng);
-                fill(B, b_size, &rng);
-                fill(C, c_size, &rng);
+                fill_uniform(A, a_size, 1.0f, &rng);
+                fill_uniform(B, b_size, 1.0f, &rng);
+                fill_uniform(C, c_size, 1.0f, &rng);
                 const float beta = betas[ab % 3];
                 if (beta == 0.0f) C[0] = NAN;  // beta = 0 must not read C
                 memcpy(before, C, c_size * sizeof(float));
@@ -99,8 +95,8 @@ TEST(test_gemm_f32_same_bits_for_any_thread_count) {
     rng_init(&rng, 29, 0);
     float *A = xmalloc((size_t)m * k * sizeof(float)), *B = xmalloc((size_t)k * n * sizeof(float));
     float *C1 = xmalloc((size_t)m * n * sizeof(float)), *C3 = xmalloc((size_t)m * n * sizeof(float));
-    fill(A, (size_t)m * k, &rng);
-    fill(B, (size_t)k * n, &rng);
+    fill_uniform(A, (size_t)m * k, 1.0f, &rng);
+    fill_uniform(B, (size_t)k * n, 1.0f, &rng);
     for (int tb = 0; tb < 2; tb++) {
         const bool ta = false;
         omp_set_num_threads(1);

@@ -12,10 +12,6 @@
 #include "util/blas.h"
 #include "util/json.h"
 
-static void fill(float *x, size_t n, Rng *rng) {
-    for (size_t i = 0; i < n; i++) x[i] = (float)(2.0 * rng_uniform(rng) - 1.0);
-}
-
 // Largest |a - b| over the m x n block, relative to the largest |b|.
 static double block_rel_diff(const float *a, const float *b, int m, int n, int ld) {
     double diff = 0.0, scale = 1e-30;
@@ -48,9 +44,9 @@ TEST(test_plain_gemm_matches_openblas) {
                 const size_t a_size = (size_t)(ta ? k : m) * lda, b_size = (size_t)(tb ? n : k) * ldb;
                 float *A = xmalloc(a_size * sizeof(float)), *B = xmalloc(b_size * sizeof(float));
                 float *C = xmalloc((size_t)m * ldc * sizeof(float)), *ref = xmalloc((size_t)m * ldc * sizeof(float));
-                fill(A, a_size, &rng);
-                fill(B, b_size, &rng);
-                fill(ref, (size_t)m * ldc, &rng);
+                fill_uniform(A, a_size, 1.0f, &rng);
+                fill_uniform(B, b_size, 1.0f, &rng);
+                fill_uniform(ref, (size_t)m * ldc, 1.0f, &rng);
                 // beta = 0 must not read C: NaN there stays out of the result.
                 if (betas[bi] == 0.0f) ref[0] = NAN;
                 memcpy(C, ref, (size_t)m * ldc * sizeof(float));
@@ -84,9 +80,9 @@ TEST(test_gemm_all_matches_separate_products) {
         const bool ta = i == 1, tb = i != 1;
         float *A = xmalloc((size_t)m * k * sizeof(float)), *B = xmalloc((size_t)k * n * sizeof(float));
         float *C = xmalloc((size_t)m * n * sizeof(float));
-        fill(A, (size_t)m * k, &rng);
-        fill(B, (size_t)k * n, &rng);
-        fill(C, (size_t)m * n, &rng);
+        fill_uniform(A, (size_t)m * k, 1.0f, &rng);
+        fill_uniform(B, (size_t)k * n, 1.0f, &rng);
+        fill_uniform(C, (size_t)m * n, 1.0f, &rng);
         alone[i] = xmalloc((size_t)m * n * sizeof(float));
         memcpy(alone[i], C, (size_t)m * n * sizeof(float));
         all[i] = (Gemm){ta, tb, m, n, k, 0.5f, A, ta ? m : k, B, tb ? k : n, 1.0f, C, n};

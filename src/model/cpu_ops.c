@@ -660,7 +660,7 @@ BF16_TARGET static void pair_key_rows(uint32_t *out, const uint16_t *X, int ld, 
         const uint16_t *lo = X + (size_t)(2 * p) * ld, *hi = lo + ld;
         const bool has_hi = 2 * p + 1 < nkeys;
         for (int e = 0; e < hs; e += LANES) {
-            const __mmask16 in_row = hs - e >= LANES ? (__mmask16)0xffff : (__mmask16)((1u << (hs - e)) - 1);
+            const __mmask16 in_row = first_lanes(hs - e);
             const __m512i low = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in_row, lo + e));
             const __m512i high =
                 has_hi ? _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(in_row, hi + e)) : _mm512_setzero_si512();

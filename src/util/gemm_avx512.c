@@ -45,11 +45,6 @@ enum {
 
 bool gemm_avx512_suits(const Gemm *g) { return !g->trans_a && g->n >= 32 && g->m >= 1 && g->k >= 1; }
 
-// A mask of the first `count` lanes of 16 (none when count <= 0).
-static __mmask16 lanes_below(int count) {
-    return count >= 16 ? (__mmask16)0xffff : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1);
-}
-
 // The calling thread's packed operands, grown when a product needs more and
 // kept for the next (each OpenMP thread packs its own).
 static _Thread_local float *packed_operands;
@@ -77,7 +72,7 @@ static void pack_b(float *out, const Gemm *g, int p0, int kc) {
         if (!g->trans_b) {
             // Vector by vector, masked past column n (memcpy's call per row took twice as long).
             __mmask16 columns[4];
-            for (int v = 0; v < 4; v++) columns[v] = lanes_below(cols - v * 16);
+            for (int v = 0; v < 4; v++) columns[v] = first_lanes(cols - v * 16);
             for (int p = 0; p < kc; p++) {
                 const float *src = g->B + (size_t)(p0 + p) * ldb + j0;
                 for (int v = 0; v < 4; v++)
@@ -171,7 +166,7 @@ static void panel_tiles(const Gemm *g, const float *a, size_t tile_step, size_t 
                         int kc, const float *panel, int j0, bool first) {
     const size_t ldc = (size_t)g->ldc;
     __mmask16 columns[4];
-    for (int v = 0; v < 4; v++) columns[v] = lanes_below(g->n - j0 - v * 16);
+    for (int v = 0; v < 4; v++) columns[v] = first_lanes(g->n - j0 - v * 16);
     const float alpha = g->alpha, beta = g->beta;
     int i = i0;
     const int cols = g->n - j0 < PANEL ? g->n - j0 : PANEL;

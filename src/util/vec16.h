@@ -12,6 +12,12 @@ typedef float v16 __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
 #define LANES 16
 
+// The mask of the first `count` of 16 lanes (AVX-512's __mmask16): none when
+// count <= 0, all when count >= 16.
+static inline uint16_t first_lanes(int count) {
+    return count >= LANES ? (uint16_t)0xffff : count <= 0 ? (uint16_t)0 : (uint16_t)((1u << count) - 1);
+}
+
 // A 16 x 16 block transposed in registers: m[r][c] becomes m[c][r]. Each
 // round swaps the off-diagonal quarters of blocks half the size of the last
 // round's (8 x 8, 4 x 4, 2 x 2, then single floats), rows s apart meeting in
