@@ -72,14 +72,6 @@ endif
 CFLAGS ?= -O3 -march=native -fno-math-errno
 WERROR ?= -Werror
 DEP_LIBS ?= -lopenblas -lcjson -lz
-# oneDNN for the CPU's bf16 matrix products (--device cpu --precision bf16, AVX512-BF16), where it is
-# installed (scripts/setup.sh); without it that option says so. Not in the builds for a GPU machine.
-ifeq ($(GPU_ONLY)$(BUNDLE),)
-ifneq ($(wildcard /usr/include/oneapi/dnnl/dnnl.h),)
-DEP_DEFS += -DIGPT_DNNL
-DEP_LIBS += -ldnnl
-endif
-endif
 # OpenBLAS, OpenMP build: inside our own parallel regions its calls run single-threaded.
 MULTIARCH := $(shell $(CC) -print-multiarch)
 BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp

@@ -9,7 +9,7 @@
 # too, and "% peak" is against the highest measurement.
 # GFLOP/s of both count the same FLOPs: ./igpt bench's train_flops_per_token (bench/step_costs.c:
 # the matrix products and causal attention, half the T x T scores, forward + backward).
-# Where the CPU runs bf16 products (AVX512-BF16 and oneDNN: --precision bf16), the last columns give
+# Where the CPU runs bf16 products (AVX512-BF16: --precision bf16), the last columns give
 # igpt's tokens/s with them and their ratio to igpt's fp32, taken in the same turns.
 set -euo pipefail
 cd "$(dirname "$0")/.."

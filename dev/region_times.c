@@ -1,6 +1,6 @@
 // Scratch tool (not built by make): where a training step's wall time goes,
 // parallel region by parallel region. Preloaded into igpt, it wraps libgomp's
-// GOMP_parallel (every `#pragma omp parallel` of igpt, oneDNN and OpenBLAS
+// GOMP_parallel (every `#pragma omp parallel` of igpt and OpenBLAS
 // goes through it), sums each region's wall time by the function it runs,
 // and at exit prints the sums, the calls and the time between regions (the
 // main thread alone). Divide by the steps run (warm-up included); the first

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # --bench adds PyTorch: Debian's 1.13 for the reference scripts (tests/reference/), and 2.11 into
 # .tools/torch for make bench-cpu (below).
-packages=(build-essential zlib1g-dev libjpeg-dev libpng-dev python3 libopenblas-openmp-dev libdnnl-dev libcjson-dev clang clang-format python3-matplotlib libboost-context-dev libopenmpi-dev openmpi-bin procps)
+packages=(build-essential zlib1g-dev libjpeg-dev libpng-dev python3 libopenblas-openmp-dev libcjson-dev clang clang-format python3-matplotlib libboost-context-dev libopenmpi-dev openmpi-bin procps)
 # scripts/compress_baselines.py: numpy, Pillow and the xz and zstd tools (the classical compressors).
 packages+=(python3-numpy python3-pil xz-utils zstd)
 [ "${1:-}" = "--bench" ] && packages+=(python3-torch python3-pip)

@@ -133,7 +133,7 @@ typedef struct {
         {"precision", OPT_CHOICE, SETTING(DeviceSettings, precision), "P",                                          \
          "bf16 (fp32 master weights) or fp32; auto: bf16 on a GPU, fp32 (the reference)\n"                         \
          "on the CPU, where bf16 rounds the matrix products' operands (train, bench,\n"                           \
-         "probe; AVX512-BF16 and oneDNN)", "auto", .choices = "auto|bf16|fp32"},                                    \
+         "probe; AVX512-BF16)", "auto", .choices = "auto|bf16|fp32"},                                    \
         {"attention", OPT_CHOICE, SETTING(DeviceSettings, attention), "K",                                          \
          "on the GPU: flash (tensor cores: bf16, head size 32, 64, 128), portable,\n"                               \
          "or auto (flash where it applies)", "auto", .choices = "auto|flash|portable"},                             \

@@ -55,8 +55,11 @@ void matmul_forward_bf16(float *out, const uint16_t *inp_bf16, const uint16_t *W
 void matmul_backward_bf16(float *dinp, float *dW, const float *dout, const uint16_t *inp_bf16, const uint16_t *W,
                           uint16_t *dout_bf16, int N, int IC, int OC, int threads) {
     if (dout) round_to_bf16(dout_bf16, dout, (size_t)N * OC, threads);
-    if (dinp) gemm_bf16(false, false, N, IC, OC, dout_bf16, OC, W, IC, 0.0f, dinp, IC);
-    gemm_bf16(true, false, OC, IC, N, dout_bf16, OC, inp_bf16, IC, 1.0f, dW, IC);
+    GemmBf16 products[2];
+    int count = 0;
+    if (dinp) products[count++] = (GemmBf16){false, false, N, IC, OC, dout_bf16, OC, W, IC, 0.0f, dinp, IC};
+    products[count++] = (GemmBf16){true, false, OC, IC, N, dout_bf16, OC, inp_bf16, IC, 1.0f, dW, IC};
+    gemm_bf16_all(products, count);
 }
 
 void encoder_forward(float *out, const uint16_t *tokens, const ParamPointers *p, int B, int T, int C, int threads) {

@@ -129,18 +129,23 @@ static int part_start(int n, int p, int parts) {
     return n >= 32 * parts ? at / 32 * 32 : at;
 }
 
+GemmSlice gemm_slice(int m, int n, int p, int parts) {
+    const bool by_rows = m >= n;
+    const int size = by_rows ? m : n;
+    return (GemmSlice){by_rows, part_start(size, p, parts), part_start(size, p + 1, parts)};
+}
+
 Gemm gemm_part(const Gemm *g, int p, int parts) {
-    const bool by_rows = g->m >= g->n;
-    const int from = part_start(by_rows ? g->m : g->n, p, parts), to = part_start(by_rows ? g->m : g->n, p + 1, parts);
+    const GemmSlice s = gemm_slice(g->m, g->n, p, parts);
     Gemm part = *g;
-    if (by_rows) {
-        part.m = to - from;
-        part.A = g->trans_a ? g->A + from : g->A + (size_t)from * g->lda;
-        part.C = g->C + (size_t)from * g->ldc;
+    if (s.by_rows) {
+        part.m = s.to - s.from;
+        part.A = g->trans_a ? g->A + s.from : g->A + (size_t)s.from * g->lda;
+        part.C = g->C + (size_t)s.from * g->ldc;
     } else {
-        part.n = to - from;
-        part.B = g->trans_b ? g->B + (size_t)from * g->ldb : g->B + from;
-        part.C = g->C + from;
+        part.n = s.to - s.from;
+        part.B = g->trans_b ? g->B + (size_t)s.from * g->ldb : g->B + s.from;
+        part.C = g->C + s.from;
     }
     return part;
 }

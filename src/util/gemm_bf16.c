@@ -1,10 +1,13 @@
-// bf16 matrix products (gemm_bf16.h) by oneDNN's matmul primitive.
+// bf16 matrix products (gemm_bf16.h): our own kernel (gemm_bf16_avx512.c)
+// where the CPU has AVX512-BF16, split over the threads here; and the rounding
+// of their operands.
 #include "util/gemm_bf16.h"
 
 #include <omp.h>
 #include <string.h>
 
 #include "util/bf16_simd.h"
+#include "util/gemm_bf16_avx512.h"
 #include "util/util.h"
 
 float bf16_to_float(uint16_t h) {
@@ -75,20 +78,71 @@ void round_to_bf16(uint16_t *out, const float *x, size_t n, int threads) {
     round_span_to_bf16(out + rows * ROW, x + rows * ROW, n - rows * ROW);
 }
 
-#ifndef IGPT_DNNL
-const char *gemm_bf16_unavailable(void) {
-    return "this igpt was built without oneDNN, which runs the CPU's bf16 products (scripts/setup.sh installs "
-           "libdnnl-dev; then make again)";
+// Where the CPU lacks AVX512-BF16 (the tests' path there: right, slow): each
+// element's exact products summed in fp32, in order.
+static void plain_product(const GemmBf16 *g) {
+    for (int i = 0; i < g->m; i++)
+        for (int j = 0; j < g->n; j++) {
+            float sum = 0.0f;
+            for (int p = 0; p < g->k; p++) {
+                const uint16_t a = g->trans_a ? g->A[(size_t)p * g->lda + i] : g->A[(size_t)i * g->lda + p];
+                const uint16_t b = g->trans_b ? g->B[(size_t)j * g->ldb + p] : g->B[(size_t)p * g->ldb + j];
+                sum += bf16_to_float(a) * bf16_to_float(b);
+            }
+            float *c = g->C + (size_t)i * g->ldc + j;
+            *c = g->beta != 0.0f ? *c + sum : sum;
+        }
 }
-bool gemm_bf16_built(void) { return false; }
-void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, const uint16_t *A, int lda, const uint16_t *B, int ldb,
-               float beta, float *C, int ldc) {
-    die("internal: bf16 products (%s%s %dx%dx%d, %p %d %p %d %g %p %d) in a build without oneDNN", trans_a ? "T" : "N",
-        trans_b ? "T" : "N", m, n, k, (const void *)A, lda, (const void *)B, ldb, beta, (void *)C, ldc);
+
+static void whole_product(const GemmBf16 *g) {
+    if (cpu_has_avx512_bf16()) gemm_bf16_avx512(g);
+    else plain_product(g);
 }
-#else
-#include <oneapi/dnnl/dnnl.h>
-#include <pthread.h>
+
+// Part p of `parts` (gemm_slice, util/gemm.h).
+static GemmBf16 product_part(const GemmBf16 *g, int p, int parts) {
+    const GemmSlice s = gemm_slice(g->m, g->n, p, parts);
+    GemmBf16 part = *g;
+    if (s.by_rows) {
+        part.m = s.to - s.from;
+        part.A = g->trans_a ? g->A + s.from : g->A + (size_t)s.from * g->lda;
+        part.C = g->C + (size_t)s.from * g->ldc;
+    } else {
+        part.n = s.to - s.from;
+        part.B = g->trans_b ? g->B + (size_t)s.from * g->ldb : g->B + s.from;
+        part.C = g->C + s.from;
+    }
+    return part;
+}
+
+// As gemm_f32_all (util/blas.c): a product worth the threads' start-up
+// (4 x 65536 multiply-adds a thread) is split, the rest run whole.
+static bool worth_splitting(const GemmBf16 *g, int threads) {
+    return threads >= 2 && (double)g->m * g->n * g->k >= 262144.0 * threads;
+}
+
+static void check_product(const GemmBf16 *g) {
+    if (g->beta != 0.0f && g->beta != 1.0f) die("internal: gemm_bf16 takes beta 0 or 1, got %g", g->beta);
+}
+
+void gemm_bf16_all(const GemmBf16 *products, int count) {
+    const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+    int split = 0;
+    for (int i = 0; i < count; i++) {
+        check_product(&products[i]);
+        if (products[i].m <= 0 || products[i].n <= 0) continue;
+        if (worth_splitting(&products[i], threads)) split++;
+        else whole_product(&products[i]);
+    }
+    if (!split) return;
+#pragma omp parallel num_threads(threads)
+    for (int p = omp_get_thread_num(); p < threads; p += omp_get_num_threads())
+        for (int i = 0; i < count; i++)
+            if (products[i].m > 0 && products[i].n > 0 && worth_splitting(&products[i], threads)) {
+                const GemmBf16 part = product_part(&products[i], p, threads);
+                if (part.m > 0 && part.n > 0) whole_product(&part);
+            }
+}
 
 const char *gemm_bf16_unavailable(void) {
     if (!cpu_has_avx512_bf16())
@@ -96,108 +150,9 @@ const char *gemm_bf16_unavailable(void) {
                "fp32)";
     return NULL;
 }
-bool gemm_bf16_built(void) { return true; }
-
-#define DNNL_CHECK(call)                                                            \
-    do {                                                                            \
-        const dnnl_status_t status_ = (call);                                       \
-        if (status_ != dnnl_success) die("oneDNN: %s failed (%d)", #call, status_); \
-    } while (0)
-
-// A matmul primitive is built for one shape and layout (oneDNN picks and
-// compiles its kernel then: tens of microseconds), so each is kept and reused.
-// A model has a handful of shapes per batch size; past the table's size the
-// oldest entry gives way.
-typedef struct {
-    int trans_a, trans_b, accumulate;  // ints, not bools: no padding, so that shapes compare with memcmp
-    int m, n, k, lda, ldb, ldc;
-} ProductShape;
-
-typedef struct {
-    ProductShape shape;
-    dnnl_memory_desc_t a, b, c;
-    dnnl_primitive_t primitive;
-} Product;
-
-enum { MAX_PRODUCTS = 64 };
-static Product products[MAX_PRODUCTS];
-static int num_products, next_evicted;
-static dnnl_engine_t engine;
-static dnnl_stream_t stream;
-static pthread_mutex_t products_lock = PTHREAD_MUTEX_INITIALIZER;
-
-// A row-major rows x cols matrix with leading dimension ld, read transposed
-// when asked: oneDNN takes the transposition as strides.
-static void describe(dnnl_memory_desc_t *desc, int rows, int cols, int ld, bool transposed, dnnl_data_type_t type) {
-    const dnnl_dims_t dims = {rows, cols};
-    const dnnl_dims_t strides = {transposed ? 1 : ld, transposed ? ld : 1};
-    DNNL_CHECK(dnnl_memory_desc_init_by_strides(desc, 2, dims, type, strides));
-}
-
-static void build_product(Product *p, const ProductShape *s) {
-    p->shape = *s;
-    describe(&p->a, s->m, s->k, s->lda, s->trans_a, dnnl_bf16);
-    describe(&p->b, s->k, s->n, s->ldb, s->trans_b, dnnl_bf16);
-    describe(&p->c, s->m, s->n, s->ldc, false, dnnl_f32);
-    dnnl_matmul_desc_t matmul;
-    DNNL_CHECK(dnnl_matmul_desc_init(&matmul, &p->a, &p->b, NULL, &p->c));
-    dnnl_primitive_attr_t attr;
-    DNNL_CHECK(dnnl_primitive_attr_create(&attr));
-    dnnl_post_ops_t post_ops = NULL;
-    if (s->accumulate) {  // C += product: the sum post-op adds what C held
-        DNNL_CHECK(dnnl_post_ops_create(&post_ops));
-        DNNL_CHECK(dnnl_post_ops_append_sum(post_ops, 1.0f));
-        DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, post_ops));
-    }
-    dnnl_primitive_desc_t desc;
-    DNNL_CHECK(dnnl_primitive_desc_create(&desc, &matmul, attr, engine, NULL));
-    DNNL_CHECK(dnnl_primitive_create(&p->primitive, desc));
-    DNNL_CHECK(dnnl_primitive_desc_destroy(desc));
-    DNNL_CHECK(dnnl_primitive_attr_destroy(attr));
-    if (post_ops) DNNL_CHECK(dnnl_post_ops_destroy(post_ops));
-}
-
-// The kept product of that shape, built on first use. Called under the lock.
-static Product *product_for(const ProductShape *s) {
-    if (!engine) {
-        DNNL_CHECK(dnnl_engine_create(&engine, dnnl_cpu, 0));
-        DNNL_CHECK(dnnl_stream_create(&stream, engine, dnnl_stream_default_flags));
-    }
-    for (int i = 0; i < num_products; i++)
-        if (!memcmp(&products[i].shape, s, sizeof *s)) return &products[i];
-    Product *p;
-    if (num_products < MAX_PRODUCTS) p = &products[num_products++];
-    else {
-        p = &products[next_evicted];
-        next_evicted = (next_evicted + 1) % MAX_PRODUCTS;
-        DNNL_CHECK(dnnl_primitive_destroy(p->primitive));
-    }
-    build_product(p, s);
-    return p;
-}
 
 void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, const uint16_t *A, int lda, const uint16_t *B, int ldb,
                float beta, float *C, int ldc) {
-    if (beta != 0.0f && beta != 1.0f) die("internal: gemm_bf16 takes beta 0 or 1, got %g", beta);
-    if (m <= 0 || n <= 0) return;
-    if (k <= 0) {  // an empty sum: C = beta C
-        if (beta == 0.0f)
-            for (int i = 0; i < m; i++) memset(C + (size_t)i * ldc, 0, (size_t)n * sizeof(float));
-        return;
-    }
-    const ProductShape shape = {trans_a, trans_b, beta != 0.0f, m, n, k, lda, ldb, ldc};
-    pthread_mutex_lock(&products_lock);
-    Product *p = product_for(&shape);
-    dnnl_memory_t a, b, c;
-    DNNL_CHECK(dnnl_memory_create(&a, &p->a, engine, (void *)A));
-    DNNL_CHECK(dnnl_memory_create(&b, &p->b, engine, (void *)B));
-    DNNL_CHECK(dnnl_memory_create(&c, &p->c, engine, C));
-    const dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}};
-    DNNL_CHECK(dnnl_primitive_execute(p->primitive, stream, 3, args));
-    DNNL_CHECK(dnnl_stream_wait(stream));
-    DNNL_CHECK(dnnl_memory_destroy(a));
-    DNNL_CHECK(dnnl_memory_destroy(b));
-    DNNL_CHECK(dnnl_memory_destroy(c));
-    pthread_mutex_unlock(&products_lock);
+    const GemmBf16 g = {trans_a, trans_b, m, n, k, A, lda, B, ldb, beta, C, ldc};
+    gemm_bf16_all(&g, 1);
 }
-#endif

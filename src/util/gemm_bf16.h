@@ -1,9 +1,10 @@
 // bf16 matrix products on the CPU (--device cpu --precision bf16): row-major
 // C = op(A) op(B) + beta C with A and B in bf16 (the top half of a float,
 // rounded to nearest even), sums and C in fp32, as the GPU's bf16 products
-// have them. oneDNN's matmul runs them (AVX512-BF16 dot products, about twice
-// OpenBLAS's fp32 speed on the same cores: README); a build without oneDNN
-// (IGPT_DNNL undefined: the GPU machine's builds) has none, and says so.
+// have them. Our own kernel runs them where the CPU has AVX512-BF16
+// (gemm_bf16_avx512.h: vdpbf16ps, about twice our fp32 products' speed on the
+// same cores, README); elsewhere plain loops do, right but slow (the tests'
+// path on such CPUs; --precision bf16 refuses them, gemm_bf16_unavailable).
 #ifndef IGPT_GEMM_BF16_H
 #define IGPT_GEMM_BF16_H
 
@@ -13,16 +14,14 @@
 #include <string.h>
 
 #include "util/bf16.h"
+#include "util/gemm.h"
 
-// NULL when this build and CPU can run bf16 products fast; else why not
-// ("this igpt was built without oneDNN ...", "this CPU has no AVX512-BF16 ...").
+// NULL when this CPU runs bf16 products fast; else why not ("this CPU has no
+// AVX512-BF16 ...").
 const char *gemm_bf16_unavailable(void);
 // True when the CPU has AVX512-BF16 (vdpbf16ps): what the bf16 products and
 // the attention's bf16 kernels need to pay.
 bool cpu_has_avx512_bf16(void);
-// True when this build has the products at all (on any x86-64 CPU, however
-// slow without AVX512-BF16): what the tests need.
-bool gemm_bf16_built(void);
 
 // out[i] = bf16_from_float(x[i]), threads threads; round_span_to_bf16 on
 // the calling thread. 16 at a time by vcvtneps2bf16 where the CPU has it
@@ -36,8 +35,14 @@ float bf16_to_float(uint16_t h);
 
 // C (m x n, ldc) = op(A) op(B) + beta C, beta 0 (C is not read) or 1.
 // op(A) is m x k, op(B) k x n; trans_* reads the stored row-major matrix
-// transposed. Runs on OpenMP's threads (omp_set_num_threads).
+// transposed. Runs on OpenMP's threads (omp_set_num_threads), each on its
+// part of C (gemm_slice, util/gemm.h); every element sums in the same order
+// however many, so the result does not depend on the thread count.
 void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, const uint16_t *A, int lda, const uint16_t *B, int ldb,
                float beta, float *C, int ldc);
+// Several independent products (none writes what another reads), each as
+// gemm_bf16 computes it, in one parallel region where separate calls would
+// start and end one each.
+void gemm_bf16_all(const GemmBf16 *products, int count);
 
 #endif
