@@ -282,7 +282,7 @@ static void check_product(bool trans_a, bool trans_b, int m, int n, int k, float
 TEST(test_gemm_bf16_matches_double_sums_of_the_bf16_values) {
     Rng rng;
     rng_init(&rng, 9, 0);
-    const int shapes[][3] = {{7, 13, 33},  {1, 1, 1},     {6, 64, 2},     {5, 65, 3},     {64, 96, 128},
+    const int shapes[][3] = {{7, 13, 33},    {1, 1, 1},      {6, 64, 2},    {5, 65, 3},      {64, 96, 128},
                              {130, 70, 150}, {13, 130, 512}, {40, 70, 513}, {385, 64, 1030}, {12, 200, 31}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
         for (int t = 0; t < 4; t++)
@@ -319,8 +319,8 @@ TEST(test_gemm_bf16_same_bits_for_any_thread_count) {
         gemm_bf16(ta, tb, m, n, k, A, ta ? m : k, B, tb ? k : n, 0.0f, C1, n);
         omp_set_num_threads(3);
         gemm_bf16(ta, tb, m, n, k, A, ta ? m : k, B, tb ? k : n, 0.0f, C3, n);
-        CHECK(!memcmp(C1, C3, (size_t)m * n * sizeof(float)), "%dx%d, trans_a %d trans_b %d: 1 and 3 threads differ",
-              m, n, ta, tb);
+        CHECK(!memcmp(C1, C3, (size_t)m * n * sizeof(float)), "%dx%d, trans_a %d trans_b %d: 1 and 3 threads differ", m,
+              n, ta, tb);
     }
     omp_set_num_threads(threads);
     free(x);

@@ -5,7 +5,6 @@
 #ifndef IGPT_GEMM_BF16_AVX512_H
 #define IGPT_GEMM_BF16_AVX512_H
 
-
 #include "util/gemm.h"
 
 // The product on the calling thread (beta 0: C is written without being
