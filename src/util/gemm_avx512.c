@@ -110,16 +110,27 @@ static void pack_b(float *out, const Gemm *g, int p0, int kc) {
 // op(A)'s rows and its steps are. The first block of k (first) writes
 // alpha sum + beta C, reading C only where beta is not 0; later ones add
 // alpha sum. Inlined with rows constant, so the sums are registers.
+//
+// next_a, unless NULL: the next tile's rows of A, read in place, which the
+// first steps fetch into L1 a cache line a step. A tile of the first panel
+// meets its rows of A cold: at `tiny`'s shapes (C 64 wide, one panel) the
+// forward and d(input) products ran 1.12x-1.14x faster with it, operands
+// cold (dev/gemm_bench.c's shapes; `xs`'s 1.00x), though a training step,
+// whose operands are often warm, gained nothing measurable. (A prefetch never
+// faults, so rows past the last do no harm.)
 static inline __attribute__((always_inline)) void tile(int rows, int kc, const float *a, size_t a_row, size_t a_step,
                                                        const float *panel, float *c, size_t ldc,
-                                                       const __mmask16 columns[4], float alpha, float beta,
-                                                       bool first) {
+                                                       const __mmask16 columns[4], float alpha, float beta, bool first,
+                                                       const float *next_a) {
     __m512 sum[TILE_ROWS][4];
 #pragma GCC unroll 6
     for (int i = 0; i < TILE_ROWS; i++)
 #pragma GCC unroll 4
         for (int v = 0; v < 4; v++) sum[i][v] = _mm512_setzero_ps();
+    const int prefetches = next_a ? TILE_ROWS * ((kc + LANES - 1) / LANES) : 0;
     for (int p = 0; p < kc; p++) {
+        if (p < prefetches)  // line p / 6 of row p % 6
+            _mm_prefetch((const char *)(next_a + (p % TILE_ROWS) * a_row + (p / TILE_ROWS) * LANES), _MM_HINT_T0);
         const float *b = panel + (size_t)p * PANEL;
         const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16), b2 = _mm512_load_ps(b + 32),
                      b3 = _mm512_load_ps(b + 48);
@@ -161,9 +172,10 @@ static inline void prefetch_for_writing(const float *c, size_t ldc, int rows, in
 // Every tile of one panel over rows [i0, i1) of C: whole tiles, then one of
 // the rows left (a tile per row count, each with its sums in registers).
 // Tile t finds its element (r, p) of op(A) at a + t * tile_step + r * a_row +
-// p * a_step.
-static void panel_tiles(const Gemm *g, const float *a, size_t tile_step, size_t a_row, size_t a_step, int i0, int i1,
-                        int kc, const float *panel, int j0, bool first) {
+// p * a_step; cold_a: A is read along its rows and this is the block's first
+// panel (tile's next_a).
+static void panel_tiles(const Gemm *g, const float *a, size_t tile_step, size_t a_row, size_t a_step, bool cold_a,
+                        int i0, int i1, int kc, const float *panel, int j0, bool first) {
     const size_t ldc = (size_t)g->ldc;
     __mmask16 columns[4];
     for (int v = 0; v < 4; v++) columns[v] = first_lanes(g->n - j0 - v * 16);
@@ -174,15 +186,16 @@ static void panel_tiles(const Gemm *g, const float *a, size_t tile_step, size_t 
         const int next = i1 - (i + TILE_ROWS);  // rows of the next tile
         if (next > 0)
             prefetch_for_writing(g->C + (i + TILE_ROWS) * ldc + j0, ldc, next < TILE_ROWS ? next : TILE_ROWS, cols);
-        tile(TILE_ROWS, kc, a, a_row, a_step, panel, g->C + i * ldc + j0, ldc, columns, alpha, beta, first);
+        tile(TILE_ROWS, kc, a, a_row, a_step, panel, g->C + i * ldc + j0, ldc, columns, alpha, beta, first,
+             cold_a && next > 0 ? a + tile_step : NULL);
     }
     float *c = g->C + i * ldc + j0;
     switch (i1 - i) {
-    case 5: tile(5, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first); break;
-    case 4: tile(4, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first); break;
-    case 3: tile(3, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first); break;
-    case 2: tile(2, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first); break;
-    case 1: tile(1, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first); break;
+    case 5: tile(5, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first, NULL); break;
+    case 4: tile(4, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first, NULL); break;
+    case 3: tile(3, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first, NULL); break;
+    case 2: tile(2, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first, NULL); break;
+    case 1: tile(1, kc, a, a_row, a_step, panel, c, ldc, columns, alpha, beta, first, NULL); break;
     default: break;
     }
 }
@@ -199,8 +212,9 @@ void gemm_avx512(const Gemm *g) {
         for (int i0 = 0; i0 < g->m; i0 += BLOCK_ROWS) {
             const int i1 = g->m - i0 < BLOCK_ROWS ? g->m : i0 + BLOCK_ROWS;
             for (int panel = 0; panel < panels_n; panel++)
-                panel_tiles(g, g->A + i0 * a_row + p0 * a_step, TILE_ROWS * a_row, a_row, a_step, i0, i1, kc,
-                            packed + (size_t)panel * kc * PANEL, panel * PANEL, p0 == 0);
+                panel_tiles(g, g->A + i0 * a_row + p0 * a_step, TILE_ROWS * a_row, a_row, a_step,
+                            !g->trans_a && panel == 0, i0, i1, kc, packed + (size_t)panel * kc * PANEL, panel * PANEL,
+                            p0 == 0);
         }
     }
 }
