@@ -18,9 +18,12 @@
 // rows of A apart instead, and fall into few L1 sets the same way: the
 // training step 2-3% slower than with OpenBLAS's products there. Packing A
 // (four layouts tried; the best, A^T's rows by 16 x 16 transposes, only as
-// fast as OpenBLAS) or tiles of 48 rows x 8 columns, vectorised along C's
-// rows, did no better. So gemm_f32 leaves those products to OpenBLAS
-// (gemm_avx512_suits); gemm_avx512 computes them right, reading A in place.
+// fast as OpenBLAS), copying A's rows to rows an odd number of cache lines
+// apart (0.94x-1.02x OpenBLAS's speed alone, with blocks of 128-1024 steps
+// and 96-384 rows; a step 0.96x-1.01x), or tiles of 48 rows x 8 columns,
+// vectorised along C's rows, did no better: both kernels run these products
+// at 350-420 GFLOP/s at `xs`'s shapes with cold operands (dev/gemm_bench.c). So gemm_f32 leaves those products to
+// OpenBLAS (gemm_avx512_suits); gemm_avx512 computes them right, reading A in place.
 //
 // Every element of C sums its k products in the same order whatever the
 // thread split, so the result does not depend on the thread count.
