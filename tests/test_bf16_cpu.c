@@ -111,6 +111,12 @@ TEST(test_bf16_gelu_rounding_without_flushing) {
     uint16_t got[N], rounded[N];
     // x normal, just above FLT_MIN; x sigmoid(1.702 x) ~ x / 2 below it.
     for (int i = 0; i < N; i++) x[i] = (i % 3 ? 1.0f : -1.0f) * ldexpf(1.0f + (float)i / 256.0f, -126);
+    // Both ways OpenMP runtimes treat MXCSR: clang's libomp hands the
+    // master's to its workers at every fork (and puts back the master's own at
+    // the join, so setting it inside a region does not last); gcc's libgomp
+    // leaves each thread its own, so the workers set theirs.
+    const unsigned saved_master = _mm_getcsr();
+    _mm_setcsr(saved_master & ~0x8040u);
     unsigned saved[2] = {0, 0};
 #pragma omp parallel num_threads(2)
     {
@@ -122,6 +128,7 @@ TEST(test_bf16_gelu_rounding_without_flushing) {
     gelu_forward_bf16(got, x, N, 2);
 #pragma omp parallel num_threads(2)
     _mm_setcsr(saved[omp_get_thread_num()]);
+    _mm_setcsr(saved_master);
     round_to_bf16(rounded, want, N, 1);
     int subnormal = 0;  // on the bits: with DAZ back on, a comparison would see a subnormal as 0
     for (int i = 0; i < N; i++) {
