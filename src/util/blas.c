@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "util/gemm_avx512.h"
+#include "util/util.h"
 
 #ifndef IGPT_NO_BLAS
 #include <cblas.h>
@@ -129,25 +130,44 @@ static int part_start(int n, int p, int parts) {
     return n >= 32 * parts ? at / 32 * 32 : at;
 }
 
-GemmSlice gemm_slice(int m, int n, int p, int parts) {
-    const bool by_rows = m >= n;
-    const int size = by_rows ? m : n;
-    return (GemmSlice){by_rows, part_start(size, p, parts), part_start(size, p + 1, parts)};
+GemmPartAt gemm_part_at(int m, int n, bool trans_a, bool trans_b, int lda, int ldb, int ldc, int p, int parts) {
+    GemmPartAt at = {m, n, 0, 0, 0};
+    if (m >= n) {
+        const int from = part_start(m, p, parts);
+        at.m = part_start(m, p + 1, parts) - from;
+        at.a = trans_a ? (size_t)from : (size_t)from * lda;
+        at.c = (size_t)from * ldc;
+    } else {
+        const int from = part_start(n, p, parts);
+        at.n = part_start(n, p + 1, parts) - from;
+        at.b = trans_b ? (size_t)from * ldb : (size_t)from;
+        at.c = (size_t)from;
+    }
+    return at;
 }
 
 Gemm gemm_part(const Gemm *g, int p, int parts) {
-    const GemmSlice s = gemm_slice(g->m, g->n, p, parts);
+    const GemmPartAt at = gemm_part_at(g->m, g->n, g->trans_a, g->trans_b, g->lda, g->ldb, g->ldc, p, parts);
     Gemm part = *g;
-    if (s.by_rows) {
-        part.m = s.to - s.from;
-        part.A = g->trans_a ? g->A + s.from : g->A + (size_t)s.from * g->lda;
-        part.C = g->C + (size_t)s.from * g->ldc;
-    } else {
-        part.n = s.to - s.from;
-        part.B = g->trans_b ? g->B + (size_t)s.from * g->ldb : g->B + s.from;
-        part.C = g->C + s.from;
-    }
+    part.m = at.m;
+    part.n = at.n;
+    part.A = g->A + at.a;
+    part.B = g->B + at.b;
+    part.C = g->C + at.c;
     return part;
+}
+
+static _Thread_local void *scratch;
+static _Thread_local size_t scratch_bytes;
+
+void *gemm_scratch(size_t bytes) {
+    if (bytes > scratch_bytes) {
+        free(scratch);
+        scratch_bytes = (bytes + 63) / 64 * 64;
+        scratch = aligned_alloc(64, scratch_bytes);
+        if (!scratch) die("out of memory for a matrix product's packed operands (%zu bytes)", scratch_bytes);
+    }
+    return scratch;
 }
 
 #ifdef IGPT_NO_BLAS

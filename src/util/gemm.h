@@ -5,6 +5,7 @@
 #define IGPT_GEMM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
@@ -34,14 +35,21 @@ typedef struct {
     int ldc;
 } GemmBf16;
 
-// Part p of `parts` of a product's C as the threads split it (gemm_part,
-// blas.h; gemm_bf16_all): rows [from, to) of C, or, when C is wider than
-// tall, its columns; the boundaries on multiples of 32 where the size allows.
-// from == to when the part is empty.
+// Part p of `parts` of a product as the threads split it (gemm_part, blas.h;
+// gemm_bf16_all): rows of C from op(A)'s rows, or, when C is wider than tall,
+// its columns from op(B)'s columns; the boundaries on multiples of 32 where
+// the size allows. The part is m x n (0 when empty), its A, B and C start
+// a, b and c elements into the product's (of any element type).
 typedef struct {
-    bool by_rows;
-    int from, to;
-} GemmSlice;
-GemmSlice gemm_slice(int m, int n, int p, int parts);
+    int m, n;
+    size_t a, b, c;
+} GemmPartAt;
+GemmPartAt gemm_part_at(int m, int n, bool trans_a, bool trans_b, int lda, int ldb, int ldc, int p, int parts);
+
+// The calling thread's scratch for a product's packed operands, 64-byte
+// aligned, at least `bytes` long: grown when a product needs more, kept for
+// the next (each OpenMP thread packs its own). Valid until the thread's next
+// call.
+void *gemm_scratch(size_t bytes);
 
 #endif

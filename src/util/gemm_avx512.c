@@ -30,13 +30,11 @@
 #include "util/gemm_avx512.h"
 
 #include <stddef.h>
-#include <stdlib.h>
 #include <string.h>
 
 #ifdef __AVX512F__
 #include <immintrin.h>
 
-#include "util/util.h"
 #include "util/vec16.h"
 
 enum {
@@ -47,21 +45,6 @@ enum {
 };
 
 bool gemm_avx512_suits(const Gemm *g) { return !g->trans_a && g->n >= 32 && g->m >= 1 && g->k >= 1; }
-
-// The calling thread's packed operands, grown when a product needs more and
-// kept for the next (each OpenMP thread packs its own).
-static _Thread_local float *packed_operands;
-static _Thread_local size_t packed_floats;
-
-static float *scratch(size_t floats) {
-    if (floats > packed_floats) {
-        free(packed_operands);
-        packed_operands = aligned_alloc(64, (floats * sizeof(float) + 63) / 64 * 64);
-        if (!packed_operands) die("out of memory for a matrix product's packed operands (%zu floats)", floats);
-        packed_floats = floats;
-    }
-    return packed_operands;
-}
 
 // Rows [p0, p0 + kc) of op(B) (k x n) into panels of PANEL columns:
 // out[(j / PANEL) * kc * PANEL + p * PANEL + j % PANEL] = op(B)[p0 + p][j],
@@ -206,7 +189,7 @@ static void panel_tiles(const Gemm *g, const float *a, size_t tile_step, size_t 
 void gemm_avx512(const Gemm *g) {
     const int panels_n = (g->n + PANEL - 1) / PANEL;
     const int block_k = g->k < BLOCK_K ? g->k : BLOCK_K;
-    float *packed = scratch((size_t)panels_n * block_k * PANEL);
+    float *packed = gemm_scratch((size_t)panels_n * block_k * PANEL * sizeof(float));
     // op(A)'s rows and steps: A's rows and columns, or transposed its columns and rows.
     const size_t a_row = g->trans_a ? 1 : (size_t)g->lda, a_step = g->trans_a ? (size_t)g->lda : 1;
     for (int p0 = 0; p0 < g->k; p0 += BLOCK_K) {

@@ -99,19 +99,15 @@ static void whole_product(const GemmBf16 *g) {
     else plain_product(g);
 }
 
-// Part p of `parts` (gemm_slice, util/gemm.h).
+// Part p of `parts`, as gemm_f32 splits its products (gemm_part_at, util/gemm.h).
 static GemmBf16 product_part(const GemmBf16 *g, int p, int parts) {
-    const GemmSlice s = gemm_slice(g->m, g->n, p, parts);
+    const GemmPartAt at = gemm_part_at(g->m, g->n, g->trans_a, g->trans_b, g->lda, g->ldb, g->ldc, p, parts);
     GemmBf16 part = *g;
-    if (s.by_rows) {
-        part.m = s.to - s.from;
-        part.A = g->trans_a ? g->A + s.from : g->A + (size_t)s.from * g->lda;
-        part.C = g->C + (size_t)s.from * g->ldc;
-    } else {
-        part.n = s.to - s.from;
-        part.B = g->trans_b ? g->B + (size_t)s.from * g->ldb : g->B + s.from;
-        part.C = g->C + s.from;
-    }
+    part.m = at.m;
+    part.n = at.n;
+    part.A = g->A + at.a;
+    part.B = g->B + at.b;
+    part.C = g->C + at.c;
     return part;
 }
 

@@ -36,7 +36,7 @@ float bf16_to_float(uint16_t h);
 // C (m x n, ldc) = op(A) op(B) + beta C, beta 0 (C is not read) or 1.
 // op(A) is m x k, op(B) k x n; trans_* reads the stored row-major matrix
 // transposed. Runs on OpenMP's threads (omp_set_num_threads), each on its
-// part of C (gemm_slice, util/gemm.h); every element sums in the same order
+// part of C (gemm_part_at, util/gemm.h); every element sums in the same order
 // however many, so the result does not depend on the thread count.
 void gemm_bf16(bool trans_a, bool trans_b, int m, int n, int k, const uint16_t *A, int lda, const uint16_t *B, int ldb,
                float beta, float *C, int ldc);

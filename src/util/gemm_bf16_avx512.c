@@ -41,21 +41,6 @@ enum {
     A_PAD = 16
 };
 
-// The calling thread's packed operands, grown when a product needs more and
-// kept for the next.
-static _Thread_local uint32_t *packed_words;
-static _Thread_local size_t packed_count;
-
-static uint32_t *scratch(size_t words) {
-    if (words > packed_count) {
-        free(packed_words);
-        packed_words = aligned_alloc(64, (words * sizeof(uint32_t) + 63) / 64 * 64);
-        if (!packed_words) die("out of memory for a bf16 product's packed operands (%zu words)", words);
-        packed_count = words;
-    }
-    return packed_words;
-}
-
 static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 // out[c] = first[c] | second[c] << 16 for c < cols (second NULL: zeros), and
@@ -253,7 +238,8 @@ void gemm_bf16_avx512(const GemmBf16 *g) {
     const size_t pairs_max = (size_t)(block_k + 1) / 2;
     const size_t a_ld = round_up((size_t)(g->m < BLOCK_ROWS ? g->m : BLOCK_ROWS), 32) + A_PAD;
     const size_t b_words = (size_t)panels_n * pairs_max * PANEL;
-    uint32_t *packed_b = scratch(b_words + (g->trans_a ? pairs_max * a_ld : 0)), *packed_a = packed_b + b_words;
+    uint32_t *packed_b = gemm_scratch((b_words + (g->trans_a ? pairs_max * a_ld : 0)) * sizeof(uint32_t));
+    uint32_t *packed_a = packed_b + b_words;
     for (int p0 = 0; p0 < g->k; p0 += BLOCK_K) {
         const int kc = g->k - p0 < BLOCK_K ? g->k - p0 : BLOCK_K, pairs = (kc + 1) / 2;
         pack_b(packed_b, g, p0, kc);
