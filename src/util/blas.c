@@ -146,6 +146,11 @@ GemmPartAt gemm_part_at(int m, int n, bool trans_a, bool trans_b, int lda, int l
     return at;
 }
 
+// OpenBLAS's own threshold for threads: 4 x 65536 multiply-adds a thread.
+bool gemm_worth_splitting(int m, int n, int k, int threads) {
+    return threads >= 2 && (double)m * n * k >= 262144.0 * threads;
+}
+
 Gemm gemm_part(const Gemm *g, int p, int parts) {
     const GemmPartAt at = gemm_part_at(g->m, g->n, g->trans_a, g->trans_b, g->lda, g->ldb, g->ldc, p, parts);
     Gemm part = *g;
@@ -198,10 +203,7 @@ static enum CBLAS_TRANSPOSE op(bool trans) { return trans ? CblasTrans : CblasNo
 // 4-12% faster on 2 threads. The parts are fixed by the sizes and the thread
 // count, so a run still repeats bitwise with the same threads.
 
-// OpenBLAS's own threshold for threads: 4 x 65536 multiply-adds.
-static bool worth_splitting(const Gemm *g, int threads) {
-    return threads >= 2 && (double)g->m * g->n * g->k >= 262144.0 * threads;
-}
+static bool worth_splitting(const Gemm *g, int threads) { return gemm_worth_splitting(g->m, g->n, g->k, threads); }
 
 static void whole_product(const Gemm *g) {
     if (gemm_avx512_suits(g)) {

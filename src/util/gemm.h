@@ -45,6 +45,9 @@ typedef struct {
     size_t a, b, c;
 } GemmPartAt;
 GemmPartAt gemm_part_at(int m, int n, bool trans_a, bool trans_b, int lda, int ldb, int ldc, int p, int parts);
+// Whether an m x n x k product is worth splitting over `threads` threads
+// (enough work for each to pay its share of a parallel region).
+bool gemm_worth_splitting(int m, int n, int k, int threads);
 
 // The calling thread's scratch for a product's packed operands, 64-byte
 // aligned, at least `bytes` long: grown when a product needs more, kept for

@@ -73,11 +73,8 @@ static void pack_b(float *out, const Gemm *g, int p0, int kc) {
             for (int c = 0; c < PANEL; c += LANES) {
                 float *block = dst + (size_t)p * PANEL + c;
                 if (c + LANES <= cols) {
-                    v16 m[LANES];
-                    for (int r = 0; r < LANES; r++)
-                        memcpy(&m[r], g->B + (size_t)(j0 + c + r) * ldb + p0 + p, sizeof m[r]);
-                    transpose16(m);
-                    for (int r = 0; r < LANES; r++) memcpy(block + (size_t)r * PANEL, &m[r], sizeof m[r]);
+                    transpose16_copy(block, PANEL * sizeof(float), g->B + (size_t)(j0 + c) * ldb + p0 + p,
+                                     ldb * sizeof(float));
                     continue;
                 }
                 for (int r = 0; r < LANES; r++)

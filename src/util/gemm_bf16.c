@@ -111,16 +111,14 @@ static GemmBf16 product_part(const GemmBf16 *g, int p, int parts) {
     return part;
 }
 
-// As gemm_f32_all (util/blas.c): a product worth the threads' start-up
-// (4 x 65536 multiply-adds a thread) is split, the rest run whole.
-static bool worth_splitting(const GemmBf16 *g, int threads) {
-    return threads >= 2 && (double)g->m * g->n * g->k >= 262144.0 * threads;
-}
+static bool worth_splitting(const GemmBf16 *g, int threads) { return gemm_worth_splitting(g->m, g->n, g->k, threads); }
 
 static void check_product(const GemmBf16 *g) {
     if (g->beta != 0.0f && g->beta != 1.0f) die("internal: gemm_bf16 takes beta 0 or 1, got %g", g->beta);
 }
 
+// As gemm_f32_all (util/blas.c): the products not worth splitting first, each
+// whole; then one region for the rest, part p of each on thread p.
 void gemm_bf16_all(const GemmBf16 *products, int count) {
     const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
     int split = 0;

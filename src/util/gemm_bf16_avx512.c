@@ -92,11 +92,8 @@ BF16_TARGET static void pack_b(uint32_t *out, const GemmBf16 *g, int p0, int kc)
             for (int c = 0; c < PANEL; c += LANES) {
                 uint32_t *block = dst + (size_t)q * PANEL + c;
                 if (c + LANES <= cols) {
-                    v16 m[LANES];
-                    for (int r = 0; r < LANES; r++)
-                        memcpy(&m[r], g->B + (size_t)(j0 + c + r) * ldb + p0 + 2 * q, sizeof m[r]);
-                    transpose16(m);
-                    for (int r = 0; r < LANES; r++) memcpy(block + (size_t)r * PANEL, &m[r], sizeof m[r]);
+                    transpose16_copy(block, PANEL * sizeof(uint32_t), g->B + (size_t)(j0 + c) * ldb + p0 + 2 * q,
+                                     ldb * sizeof(uint16_t));
                     continue;
                 }
                 for (int r = 0; r < LANES; r++)

@@ -6,7 +6,9 @@
 #ifndef IGPT_VEC16_H
 #define IGPT_VEC16_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef float v16 __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
@@ -47,6 +49,18 @@ static inline __attribute__((always_inline)) void transpose16(v16 m[LANES]) {
         m[i] = __builtin_shufflevector(a, b, 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
         m[i + 1] = __builtin_shufflevector(a, b, 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
     }
+}
+
+// 16 rows of 16 32-bit elements (floats, or words of two bf16) at src,
+// src_stride bytes apart, written transposed as 16 rows of 64 bytes at dst,
+// dst_stride bytes apart: dst row c holds element c of every source row.
+// The packing of a transposed operand (the matrix products' B^T).
+static inline __attribute__((always_inline)) void transpose16_copy(void *dst, size_t dst_stride, const void *src,
+                                                                   size_t src_stride) {
+    v16 m[LANES];
+    for (int r = 0; r < LANES; r++) memcpy(&m[r], (const char *)src + r * src_stride, sizeof m[r]);
+    transpose16(m);
+    for (int r = 0; r < LANES; r++) memcpy((char *)dst + r * dst_stride, &m[r], sizeof m[r]);
 }
 
 #endif
