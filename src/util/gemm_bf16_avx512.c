@@ -16,17 +16,17 @@
 // zero there, and the tile's last step reads A's lone bf16 alone (A's next
 // element may be past its end).
 //
-// vdpbf16ps rounds each of its two additions to fp32 (the products of bf16
-// are exact), so every element sums its k products in a fixed order whatever
-// the thread split: the same bits for any thread count.
+// However vdpbf16ps rounds its pair (Intel documents two fp32 additions; the
+// products of bf16 are exact), every element sums its k products in one fixed
+// order, pairs in order of k and blocks of 512 steps in order, whatever the
+// thread split: the same bits for any thread count.
 #include "util/gemm_bf16_avx512.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 #include "util/util.h"
 
-#if defined(__x86_64__) && !defined(IGPT_NO_BF16_KERNELS)
+#ifdef __x86_64__
 #include "util/bf16_simd.h"
 #include "util/vec16.h"
 
