@@ -118,7 +118,7 @@ BF16_TARGET static void pack_a_transposed(uint32_t *out, size_t ld, const GemmBf
     }
 }
 
-// The word at a (two bf16), and the lone bf16 at a as a word (its partner 0).
+// The word at a: two bf16, the one at a in its low half.
 static inline uint32_t load_word(const uint16_t *a) {
     uint32_t w;
     memcpy(&w, a, sizeof w);
