@@ -4,8 +4,10 @@
 // Shapes: N rows (batch x positions), C features; matrices are [out, in],
 // y = x W^T. Every parallel loop writes disjoint outputs and every sum over
 // rows runs in one thread in a fixed order, so a run repeats bitwise with the
-// same thread count. (With another thread count OpenBLAS's products may round
-// differently, so runs then agree only to rounding.)
+// same thread count, and, where the build targets AVX-512 (our own products,
+// util/gemm_avx512.h), with any. (Elsewhere OpenBLAS's products may round
+// differently with another thread count, so runs then agree only to
+// rounding.)
 #include "model/cpu_ops.h"
 
 #include <immintrin.h>

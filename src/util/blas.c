@@ -2,6 +2,7 @@
 // suit, else OpenBLAS's; plain loops in a GPU-only build.
 #include "util/blas.h"
 
+#include <math.h>
 #include <omp.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -201,7 +202,8 @@ static enum CBLAS_TRANSPOSE op(bool trans) { return trans ? CblasTrans : CblasNo
 // of the operand the parts share: C's rows, or its columns when C is wider
 // than tall (the weight gradients' OC x IC with OC < IC). Training steps
 // 4-12% faster on 2 threads. The parts are fixed by the sizes and the thread
-// count, so a run still repeats bitwise with the same threads.
+// count, so a run still repeats bitwise with the same threads (and with any
+// where our kernel computes every part: gemm_avx512.h).
 
 static bool worth_splitting(const Gemm *g, int threads) { return gemm_worth_splitting(g->m, g->n, g->k, threads); }
 
@@ -219,21 +221,116 @@ static void product_part(const Gemm *g, int p, int parts) {
     if (part.m > 0 && part.n > 0) whole_product(&part);
 }
 
+// The weight gradients (dout^T x inp: A transposed, C = OC x IC small, k =
+// the tokens long): split by rows of C, each thread would pack all of B (the
+// layer's input) for its rows. So where our kernel computes them, the threads
+// share k instead: thread p sums whole blocks of the kernel's
+// (GEMM_F32_BLOCK_K steps), blocks p, p + threads, ..., each from 0 into a
+// buffer of its own, and after a barrier adds its rows of C from them, blocks
+// in order, exactly as gemm_avx512 adds its blocks on one thread: the same
+// bits with any thread count. The number of blocks, 0 where the product is
+// split by rows or columns instead (fewer blocks than threads, or more than
+// 16 MiB of blocks' sums).
+static int k_blocks(const Gemm *g, int threads) {
+    const int blocks = (g->k + GEMM_F32_BLOCK_K - 1) / GEMM_F32_BLOCK_K;
+    const bool suits =
+        g->trans_a && gemm_avx512_suits(g) && blocks >= threads && (size_t)blocks * g->m * g->n <= ((size_t)4 << 20);
+    return suits ? blocks : 0;
+}
+
+// Block b's sum, alpha op(A) op(B) over its steps, into sum (m x n, rows n apart).
+static void sum_k_block(const Gemm *g, int b, float *sum) {
+    const int p0 = b * GEMM_F32_BLOCK_K, kc = g->k - p0 < GEMM_F32_BLOCK_K ? g->k - p0 : GEMM_F32_BLOCK_K;
+    const Gemm block = {g->trans_a,
+                        g->trans_b,
+                        g->m,
+                        g->n,
+                        kc,
+                        g->alpha,
+                        g->A + (size_t)p0 * g->lda,
+                        g->lda,
+                        g->trans_b ? g->B + p0 : g->B + (size_t)p0 * g->ldb,
+                        g->ldb,
+                        0.0f,
+                        sum,
+                        g->n};
+    gemm_avx512(&block);
+}
+
+// Rows [from, to) of C from the blocks' sums as gemm_avx512's tiles add them:
+// the first block's sum + beta C (one fused multiply-add; C not read where
+// beta is 0), then each next sum added.
+static void add_k_blocks(const Gemm *g, int blocks, const float *sums, int from, int to) {
+    const size_t block_floats = (size_t)g->m * g->n;
+    for (int i = from; i < to; i++) {
+        float *c = g->C + (size_t)i * g->ldc;
+        const float *s = sums + (size_t)i * g->n;
+        if (g->beta == 0.0f) memcpy(c, s, (size_t)g->n * sizeof(float));
+        else
+            for (int j = 0; j < g->n; j++) c[j] = fmaf(g->beta, c[j], s[j]);
+        for (int b = 1; b < blocks; b++)
+            for (int j = 0; j < g->n; j++) c[j] = s[b * block_floats + j] + c[j];
+    }
+}
+
+// The calling thread's buffer of blocks' sums, grown when needed.
+static float *k_block_sums(size_t floats) {
+    static _Thread_local float *sums;
+    static _Thread_local size_t capacity;
+    if (floats > capacity) {
+        free(sums);
+        sums = xmalloc(floats * sizeof(float));
+        capacity = floats;
+    }
+    return sums;
+}
+
+// Part p of every product worth splitting: its rows or columns, or its
+// blocks of k (sums, the first of its blocks' sums); after_barrier, the
+// rows p of C from those blocks.
+static void run_parts(const Gemm *products, int count, int threads, int p, float *sums, bool after_barrier) {
+    for (int i = 0; i < count; i++) {
+        const Gemm *g = &products[i];
+        if (!worth_splitting(g, threads)) continue;
+        const int blocks = k_blocks(g, threads);
+        if (after_barrier && blocks)
+            add_k_blocks(g, blocks, sums, (int)((long long)g->m * p / threads),
+                         (int)((long long)g->m * (p + 1) / threads));
+        else if (blocks)
+            for (int b = p; b < blocks; b += threads) sum_k_block(g, b, sums + (size_t)b * g->m * g->n);
+        else if (!after_barrier) product_part(g, p, threads);
+        sums += (size_t)blocks * g->m * g->n;
+    }
+}
+
 // The products too small to split first, each whole; then one region for the
 // rest: part p of each on thread p, and the parts of threads the team did not
-// get (it may have fewer) on the threads it has.
+// get (it may have fewer) on the threads it has; then, where a product was
+// split over k, a barrier and its rows of C from the blocks' sums.
 void gemm_f32_all(const Gemm *products, int count) {
     const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
     int split = 0;
+    size_t sum_floats = 0;
     for (int i = 0; i < count; i++) {
-        if (worth_splitting(&products[i], threads)) split++;
-        else whole_product(&products[i]);
+        if (!worth_splitting(&products[i], threads)) {
+            whole_product(&products[i]);
+            continue;
+        }
+        split++;
+        sum_floats += (size_t)k_blocks(&products[i], threads) * products[i].m * products[i].n;
     }
     if (!split) return;
+    float *sums = sum_floats ? k_block_sums(sum_floats) : NULL;
 #pragma omp parallel num_threads(threads)
-    for (int p = omp_get_thread_num(); p < threads; p += omp_get_num_threads())
-        for (int i = 0; i < count; i++)
-            if (worth_splitting(&products[i], threads)) product_part(&products[i], p, threads);
+    {
+        for (int p = omp_get_thread_num(); p < threads; p += omp_get_num_threads())
+            run_parts(products, count, threads, p, sums, false);
+        if (sums) {
+#pragma omp barrier
+            for (int p = omp_get_thread_num(); p < threads; p += omp_get_num_threads())
+                run_parts(products, count, threads, p, sums, true);
+        }
+    }
 }
 
 void gemm_f64(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double *A, int lda, const double *B,

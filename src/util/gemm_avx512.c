@@ -15,15 +15,16 @@
 // place).
 //
 // With A transposed (the weight gradients, dout^T x inp) a tile's steps are
-// rows of A apart instead, and fall into few L1 sets the same way: the
-// training step 2-3% slower than with OpenBLAS's products there. Packing A
-// (four layouts tried; the best, A^T's rows by 16 x 16 transposes, only as
-// fast as OpenBLAS), copying A's rows to rows an odd number of cache lines
-// apart (0.94x-1.02x OpenBLAS's speed alone, with blocks of 128-1024 steps
-// and 96-384 rows; a step 0.96x-1.01x), or tiles of 48 rows x 8 columns,
-// vectorised along C's rows, did no better: both kernels run these products
-// at 350-420 GFLOP/s at `xs`'s shapes with cold operands (dev/gemm_bench.c). So gemm_f32 leaves those products to
-// OpenBLAS (gemm_avx512_suits); gemm_avx512 computes them right, reading A in place.
+// rows of A apart instead, and fall into few L1 sets the same way. Split by
+// rows of C, as OpenBLAS's were, the training step ran 2-3% slower with our
+// kernel there; gemm_f32_all splits those products over k instead (blas.c:
+// each thread packs only its steps' part of B), and then the step runs as
+// fast as with OpenBLAS's (0.98x-1.02x). Packing A (four layouts tried; the
+// best, A^T's rows by 16 x 16 transposes, only as fast as OpenBLAS), copying
+// A's rows to rows an odd number of cache lines apart (0.94x-1.02x
+// OpenBLAS's speed alone), or tiles of 48 rows x 8 columns, vectorised along
+// C's rows, did no better: both kernels run these products at 350-420
+// GFLOP/s at `xs`'s shapes with cold operands (dev/gemm_bench.c).
 //
 // Every element of C sums its k products in the same order whatever the
 // thread split, so the result does not depend on the thread count.
@@ -38,13 +39,13 @@
 #include "util/vec16.h"
 
 enum {
-    TILE_ROWS = 6,    // rows of C per tile (6 x 4 sums + 4 of B + a broadcast: 29 of 32 registers)
-    PANEL = 64,       // columns of C per tile, and of B per packed panel (4 vectors)
-    BLOCK_K = 256,    // steps of k per block: a packed panel, 64 KiB, stays in L2 over its block
-    BLOCK_ROWS = 384  // rows of A per block: 6 x 256 floats per tile, 384 KiB of A in L2 per block
+    TILE_ROWS = 6,               // rows of C per tile (6 x 4 sums + 4 of B + a broadcast: 29 of 32 registers)
+    PANEL = 64,                  // columns of C per tile, and of B per packed panel (4 vectors)
+    BLOCK_K = GEMM_F32_BLOCK_K,  // steps of k per block: a packed panel, 64 KiB, stays in L2 over its block
+    BLOCK_ROWS = 384             // rows of A per block: 6 x 256 floats per tile, 384 KiB of A in L2 per block
 };
 
-bool gemm_avx512_suits(const Gemm *g) { return !g->trans_a && g->n >= 32 && g->m >= 1 && g->k >= 1; }
+bool gemm_avx512_suits(const Gemm *g) { return g->n >= 32 && g->m >= 1 && g->k >= 1; }
 
 // Rows [p0, p0 + kc) of op(B) (k x n) into panels of PANEL columns:
 // out[(j / PANEL) * kc * PANEL + p * PANEL + j % PANEL] = op(B)[p0 + p][j],
