@@ -299,7 +299,7 @@ static void run_parts(const Gemm *products, int count, int threads, int p, float
         else if (blocks)
             for (int b = p; b < blocks; b += threads) sum_k_block(g, b, sums + (size_t)b * g->m * g->n);
         else if (!after_barrier) product_part(g, p, threads);
-        sums += (size_t)blocks * g->m * g->n;
+        if (blocks) sums += (size_t)blocks * g->m * g->n;  // (sums is NULL when no product has blocks)
     }
 }
 
