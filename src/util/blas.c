@@ -294,8 +294,7 @@ static void run_parts(const Gemm *products, int count, int threads, int p, float
         if (!worth_splitting(g, threads)) continue;
         const int blocks = k_blocks(g, threads);
         if (after_barrier && blocks)
-            add_k_blocks(g, blocks, sums, (int)((long long)g->m * p / threads),
-                         (int)((long long)g->m * (p + 1) / threads));
+            add_k_blocks(g, blocks, sums, part_start(g->m, p, threads), part_start(g->m, p + 1, threads));
         else if (blocks)
             for (int b = p; b < blocks; b += threads) sum_k_block(g, b, sums + (size_t)b * g->m * g->n);
         else if (!after_barrier) product_part(g, p, threads);

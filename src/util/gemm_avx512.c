@@ -143,16 +143,6 @@ static inline __attribute__((always_inline)) void tile(int rows, int kc, const f
             }
 }
 
-// Rows [0, rows) of C (ldc apart), `cols` columns, fetched for writing
-// (prefetchw): a training step's C is cold (activations do not fit the
-// caches), and a tile's stores would wait on it. panel_tiles asks for the
-// next tile's while the one before runs (the forward and d(input) products
-// 5-13% faster with cold operands, dev/gemm_bench.c's shapes).
-static inline void prefetch_for_writing(const float *c, size_t ldc, int rows, int cols) {
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j += 16) _mm_prefetch((const char *)(c + i * ldc + j), _MM_HINT_ET0);
-}
-
 // Every tile of one panel over rows [i0, i1) of C: whole tiles, then one of
 // the rows left (a tile per row count, each with its sums in registers).
 // Tile t finds its element (r, p) of op(A) at a + t * tile_step + r * a_row +

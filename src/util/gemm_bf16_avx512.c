@@ -189,13 +189,6 @@ BF16_TARGET static inline __attribute__((always_inline)) void tile(int rows, int
             }
 }
 
-// Rows [0, rows) of C (ldc apart), `cols` columns, fetched for writing while
-// the tile before runs (gemm_avx512.c's prefetch_for_writing says why).
-static inline void prefetch_for_writing(const float *c, size_t ldc, int rows, int cols) {
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j += 16) _mm_prefetch((const char *)(c + i * ldc + j), _MM_HINT_ET0);
-}
-
 // Every tile of one panel over rows [i0, i1) of C: whole tiles, then one of
 // the rows left. Tile t finds its rows of op(A) at a + t * TILE_ROWS * a_row;
 // cold_a: A is read in place and this is the block's first panel (tile's
