@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make bench-cpu: forward+backward tokens/s and GFLOP/s of the CPU reference next to the same
+# make bench-cpu (docs/cpu-performance.md: what it measures, its tables): forward+backward tokens/s
+# and GFLOP/s of the CPU reference next to the same
 # model in PyTorch on the CPU, same thread count, measured in this run, after the CPU's measured
 # fp32 (and bf16) peak (./igpt bench --mode peak).
 # PyTorch is the 2.11 that scripts/setup.sh --bench puts in .tools/torch (bench/torch_python.sh),
