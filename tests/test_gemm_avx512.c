@@ -84,7 +84,9 @@ TEST(test_gemm_avx512_matches_double_sums) {
 // gemm_f32 gives the same bits on 1 thread and on 3 where our products compute
 // it: each transposition, and a weight gradient's shape (C small, k long),
 // whose blocks of k the threads share and add in order, with beta 0, 1 and
-// 0.3 and alpha 0.75 (the first block's fused multiply-add with beta C).
+// 0.3 and alpha 0.75 (the first block's fused multiply-add with beta C), on
+// 2, 3 and 4 threads, with 8, 3 and 2 blocks (the threads' shares cut blocks
+// between rows, and fewer blocks than threads).
 TEST(test_gemm_f32_same_bits_for_any_thread_count) {
     Gemm probe = {.m = 1, .n = 64, .k = 1};
     if (!gemm_avx512_suits(&probe)) {
@@ -107,21 +109,27 @@ TEST(test_gemm_f32_same_bits_for_any_thread_count) {
         gemm_f32(ta, tb, m, n, k, 1.0f, A, ta ? m : k, B, tb ? k : n, 0.0f, C3, n);
         CHECK(!memcmp(C1, C3, (size_t)m * n * sizeof(float)), "trans_a %d trans_b %d: 1 and 3 threads differ", ta, tb);
     }
-    // dW (40 x 70) += dout^T inp over 2001 positions: 8 blocks of k.
-    const int oc = 40, ic = 70, tokens = 2001;
-    float *dout = xmalloc((size_t)tokens * oc * sizeof(float)), *inp = xmalloc((size_t)tokens * ic * sizeof(float));
-    fill_uniform(dout, (size_t)tokens * oc, 1.0f, &rng);
-    fill_uniform(inp, (size_t)tokens * ic, 1.0f, &rng);
+    // dW (oc x 70) += dout^T inp over up to 2001 positions: 8, 3 or 2 blocks of k.
+    const int max_oc = 100, ic = 70, max_tokens = 2001;
+    float *dout = xmalloc((size_t)max_tokens * max_oc * sizeof(float));
+    float *inp = xmalloc((size_t)max_tokens * ic * sizeof(float));
+    fill_uniform(dout, (size_t)max_tokens * max_oc, 1.0f, &rng);
+    fill_uniform(inp, (size_t)max_tokens * ic, 1.0f, &rng);
     const float betas[] = {0.0f, 1.0f, 0.3f};
-    for (int i = 0; i < 3; i++) {
-        fill_uniform(C1, (size_t)oc * ic, 1.0f, &rng);
-        memcpy(C3, C1, (size_t)oc * ic * sizeof(float));
-        omp_set_num_threads(1);
-        gemm_f32(true, false, oc, ic, tokens, 0.75f, dout, oc, inp, ic, betas[i], C1, ic);
-        omp_set_num_threads(3);
-        gemm_f32(true, false, oc, ic, tokens, 0.75f, dout, oc, inp, ic, betas[i], C3, ic);
-        CHECK(!memcmp(C1, C3, (size_t)oc * ic * sizeof(float)), "d(weight), beta %g: 1 and 3 threads differ", betas[i]);
-    }
+    const int shapes[][2] = {{40, 2001}, {100, 700}, {40, 300}};  // oc, tokens
+    for (int s = 0; s < 3; s++)
+        for (int i = 0; i < 3; i++)
+            for (int t = 2; t <= 4; t++) {
+                const int oc = shapes[s][0], tokens = shapes[s][1];
+                fill_uniform(C1, (size_t)oc * ic, 1.0f, &rng);
+                memcpy(C3, C1, (size_t)oc * ic * sizeof(float));
+                omp_set_num_threads(1);
+                gemm_f32(true, false, oc, ic, tokens, 0.75f, dout, oc, inp, ic, betas[i], C1, ic);
+                omp_set_num_threads(t);
+                gemm_f32(true, false, oc, ic, tokens, 0.75f, dout, oc, inp, ic, betas[i], C3, ic);
+                CHECK(!memcmp(C1, C3, (size_t)oc * ic * sizeof(float)),
+                      "d(weight) %d x %d x %d, beta %g: 1 and %d threads differ", oc, ic, tokens, betas[i], t);
+            }
     omp_set_num_threads(threads);
     free(A);
     free(B);

@@ -131,6 +131,10 @@ static int part_start(int n, int p, int parts) {
     return n >= 32 * parts ? at / 32 * 32 : at;
 }
 
+// A row where a part of [0, m) may start: i rounded down to a multiple of
+// 32 where m has at least two such, so that parts keep whole tiles.
+static int part_row(int m, int i) { return m >= 64 ? i / 32 * 32 : i; }
+
 GemmPartAt gemm_part_at(int m, int n, bool trans_a, bool trans_b, int lda, int ldb, int ldc, int p, int parts) {
     GemmPartAt at = {m, n, 0, 0, 0};
     if (m >= n) {
@@ -224,37 +228,54 @@ static void product_part(const Gemm *g, int p, int parts) {
 // The weight gradients (dout^T x inp: A transposed, C = OC x IC small, k =
 // the tokens long): split by rows of C, each thread would pack all of B (the
 // layer's input) for its rows. So where our kernel computes them, the threads
-// share k instead: thread p sums whole blocks of the kernel's
-// (GEMM_F32_BLOCK_K steps), blocks p, p + threads, ..., each from 0 into a
-// buffer of its own, and after a barrier adds its rows of C from them, blocks
-// in order, exactly as gemm_avx512 adds its blocks on one thread: the same
-// bits with any thread count. The number of blocks, 0 where the product is
-// split by rows or columns instead (fewer blocks than threads, or more than
-// 16 MiB of blocks' sums).
-static int k_blocks(const Gemm *g, int threads) {
+// share k instead: the sums of the kernel's blocks of k (GEMM_F32_BLOCK_K
+// steps), each from 0 into a buffer, and after a barrier each thread adds its
+// rows of C from them, blocks in order, exactly as gemm_avx512 adds its
+// blocks on one thread: the same bits with any thread count. The number of
+// blocks, 0 where the product is split by rows or columns instead (a single
+// block, or more than 16 MiB of blocks' sums).
+static int k_blocks(const Gemm *g) {
     const int blocks = (g->k + GEMM_F32_BLOCK_K - 1) / GEMM_F32_BLOCK_K;
     const bool suits =
-        g->trans_a && gemm_avx512_suits(g) && blocks >= threads && (size_t)blocks * g->m * g->n <= ((size_t)4 << 20);
+        g->trans_a && gemm_avx512_suits(g) && blocks >= 2 && (size_t)blocks * g->m * g->n <= ((size_t)4 << 20);
     return suits ? blocks : 0;
 }
 
-// Block b's sum, alpha op(A) op(B) over its steps, into sum (m x n, rows n apart).
-static void sum_k_block(const Gemm *g, int b, float *sum) {
+// Rows [i0, i1) of block b's sum, alpha op(A) op(B) over its steps, into sum
+// (m x n, rows n apart).
+static void sum_k_block_rows(const Gemm *g, int b, int i0, int i1, float *sum) {
     const int p0 = b * GEMM_F32_BLOCK_K, kc = g->k - p0 < GEMM_F32_BLOCK_K ? g->k - p0 : GEMM_F32_BLOCK_K;
     const Gemm block = {g->trans_a,
                         g->trans_b,
-                        g->m,
+                        i1 - i0,
                         g->n,
                         kc,
                         g->alpha,
-                        g->A + (size_t)p0 * g->lda,
+                        g->A + (size_t)p0 * g->lda + i0,  // op(A)'s rows are A's columns
                         g->lda,
                         g->trans_b ? g->B + p0 : g->B + (size_t)p0 * g->ldb,
                         g->ldb,
                         0.0f,
-                        sum,
+                        sum + (size_t)i0 * g->n,
                         g->n};
     gemm_avx512(&block);
+}
+
+// Part p of the blocks' sums: the blocks' rows taken in order, block by
+// block, cut into equal shares (at multiples of 32 rows where a block has
+// enough), so that every thread has as much to do whatever the number of
+// blocks, and packs B only for the blocks its share meets. (Whole blocks to
+// each thread left some with one block more than others: 3 against 2 with 5
+// blocks on 2 threads, or 2 against 1 with 17 on 16.)
+static void sum_k_blocks_part(const Gemm *g, int blocks, float *sums, int p, int parts) {
+    const long long rows = (long long)blocks * g->m;
+    const long long from = rows * p / parts, to = rows * (p + 1) / parts;
+    for (int b = (int)(from / g->m); b < blocks && (long long)b * g->m < to; b++) {
+        const long long first = (long long)b * g->m;
+        const int i0 = from > first ? part_row(g->m, (int)(from - first)) : 0;
+        const int i1 = to < first + g->m ? part_row(g->m, (int)(to - first)) : g->m;
+        if (i0 < i1) sum_k_block_rows(g, b, i0, i1, sums + (size_t)b * g->m * g->n);
+    }
 }
 
 // Rows [from, to) of C from the blocks' sums as gemm_avx512's tiles add them:
@@ -292,11 +313,10 @@ static void run_parts(const Gemm *products, int count, int threads, int p, float
     for (int i = 0; i < count; i++) {
         const Gemm *g = &products[i];
         if (!worth_splitting(g, threads)) continue;
-        const int blocks = k_blocks(g, threads);
+        const int blocks = k_blocks(g);
         if (after_barrier && blocks)
             add_k_blocks(g, blocks, sums, part_start(g->m, p, threads), part_start(g->m, p + 1, threads));
-        else if (blocks)
-            for (int b = p; b < blocks; b += threads) sum_k_block(g, b, sums + (size_t)b * g->m * g->n);
+        else if (blocks) sum_k_blocks_part(g, blocks, sums, p, threads);
         else if (!after_barrier) product_part(g, p, threads);
         if (blocks) sums += (size_t)blocks * g->m * g->n;  // (sums is NULL when no product has blocks)
     }
@@ -316,7 +336,7 @@ void gemm_f32_all(const Gemm *products, int count) {
             continue;
         }
         split++;
-        sum_floats += (size_t)k_blocks(&products[i], threads) * products[i].m * products[i].n;
+        sum_floats += (size_t)k_blocks(&products[i]) * products[i].m * products[i].n;
     }
     if (!split) return;
     float *sums = sum_floats ? k_block_sums(sum_floats) : NULL;
