@@ -12,6 +12,7 @@
 // (the EPYC VM's clock under AVX-512 load, from its measured peak).
 //   cc -O3 -march=native dev/exp_bench.c -o /tmp/exp_bench && /tmp/exp_bench
 #include <immintrin.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -47,12 +48,16 @@ static inline v16 round_n(v16 x) {
                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
-__attribute__((noinline)) static void exp16_loop(float *x) {
+// exp16's loop, with either polynomial (inlined with `cubic` constant).
+static inline __attribute__((always_inline)) void scalef_loop_with(float *x, bool cubic) {
     for (int i = 0; i < N; i += 16) {
         const v16 v = (v16)_mm512_max_ps(_mm512_set1_ps(-110.0f), _mm512_load_ps(x + i)), n = round_n(v);
-        _mm512_store_ps(x + i, _mm512_scalef_ps((__m512)degree6(reduce(v, n)), (__m512)n));
+        const v16 p = cubic ? degree3(reduce(v, n)) : degree6(reduce(v, n));
+        _mm512_store_ps(x + i, _mm512_scalef_ps((__m512)p, (__m512)n));
     }
 }
+
+__attribute__((noinline)) static void exp16_loop(float *x) { scalef_loop_with(x, false); }
 
 __attribute__((noinline)) static void magic_loop(float *x) {
     for (int i = 0; i < N; i += 16) {
@@ -71,12 +76,7 @@ __attribute__((noinline)) static void bits_loop(float *x) {
     }
 }
 
-__attribute__((noinline)) static void degree3_loop(float *x) {
-    for (int i = 0; i < N; i += 16) {
-        const v16 v = (v16)_mm512_max_ps(_mm512_set1_ps(-110.0f), _mm512_load_ps(x + i)), n = round_n(v);
-        _mm512_store_ps(x + i, _mm512_scalef_ps((__m512)degree3(reduce(v, n)), (__m512)n));
-    }
-}
+__attribute__((noinline)) static void degree3_loop(float *x) { scalef_loop_with(x, true); }
 
 __attribute__((noinline)) static void fma_loop(float *x) {
     for (int i = 0; i < N; i += 16) {
