@@ -36,10 +36,11 @@
 #ifdef __AVX512F__
 #include <immintrin.h>
 
+#include "util/gemm_tile.h"
 #include "util/vec16.h"
 
 enum {
-    TILE_ROWS = 6,               // rows of C per tile (6 x 4 sums + 4 of B + a broadcast: 29 of 32 registers)
+    TILE_ROWS = GEMM_TILE_ROWS,  // rows of C per tile (util/gemm_tile.h)
     PANEL = 64,                  // columns of C per tile, and of B per packed panel (4 vectors)
     BLOCK_K = GEMM_F32_BLOCK_K,  // steps of k per block: a packed panel, 64 KiB, stays in L2 over its block
     BLOCK_ROWS = 384             // rows of A per block: 6 x 256 floats per tile, 384 KiB of A in L2 per block
@@ -129,18 +130,7 @@ static inline __attribute__((always_inline)) void tile(int rows, int kc, const f
                 sum[i][3] = _mm512_fmadd_ps(ai, b3, sum[i][3]);
             }
     }
-    const __m512 alphas = _mm512_set1_ps(alpha), betas = _mm512_set1_ps(first ? beta : 1.0f);
-    const bool read_c = !first || beta != 0.0f;
-#pragma GCC unroll 6
-    for (int i = 0; i < TILE_ROWS; i++)
-        if (i < rows)
-#pragma GCC unroll 4
-            for (int v = 0; v < 4; v++) {
-                float *ci = c + i * ldc + v * 16;
-                __m512 out = _mm512_mul_ps(sum[i][v], alphas);
-                if (read_c) out = _mm512_fmadd_ps(betas, _mm512_maskz_loadu_ps(columns[v], ci), out);
-                _mm512_mask_storeu_ps(ci, columns[v], out);
-            }
+    store_tile(sum, rows, c, ldc, columns, alpha, first ? beta : 1.0f, !first || beta != 0.0f);
 }
 
 // Every tile of one panel over rows [i0, i1) of C: whole tiles, then one of

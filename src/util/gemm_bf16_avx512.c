@@ -28,13 +28,14 @@
 
 #ifdef __x86_64__
 #include "util/bf16_simd.h"
+#include "util/gemm_tile.h"
 #include "util/vec16.h"
 
 enum {
-    TILE_ROWS = 6,     // rows of C per tile (6 x 4 sums + 4 of B + a broadcast: 29 of 32 registers)
-    PANEL = 64,        // columns of C per tile, and of B per packed panel (4 vectors of 16 words)
-    BLOCK_K = 512,     // steps of k per block (256 pairs): a packed panel, 64 KiB, stays in L2 over its block
-    BLOCK_ROWS = 384,  // rows of C per block: 6 x 512 bf16 per tile, 384 KiB of A in L2 per block
+    TILE_ROWS = GEMM_TILE_ROWS,  // rows of C per tile (util/gemm_tile.h)
+    PANEL = 64,                  // columns of C per tile, and of B per packed panel (4 vectors of 16 words)
+    BLOCK_K = 512,               // steps of k per block (256 pairs): a packed panel, 64 KiB, stays in L2 over its block
+    BLOCK_ROWS = 384,            // rows of C per block: 6 x 512 bf16 per tile, 384 KiB of A in L2 per block
     // Words between two pairs of a packed block of A^T beyond its rows: an
     // odd number of cache lines apart (25 for 384 rows), so that a tile's
     // steps spread over every set of L1 (an even number would fall into few).
@@ -176,17 +177,7 @@ BF16_TARGET static inline __attribute__((always_inline)) void tile(int rows, int
         tile_step(sum, rows, panel + (size_t)q * PANEL, a + (size_t)q * a_step, a_row, false);
     }
     if (kc & 1) tile_step(sum, rows, panel + (size_t)pairs * PANEL, a + (size_t)pairs * a_step, a_row, true);
-    const bool read_c = !first || beta != 0.0f;
-#pragma GCC unroll 6
-    for (int i = 0; i < TILE_ROWS; i++)
-        if (i < rows)
-#pragma GCC unroll 4
-            for (int v = 0; v < 4; v++) {
-                float *ci = c + i * ldc + v * 16;
-                __m512 out = sum[i][v];
-                if (read_c) out = _mm512_add_ps(out, _mm512_maskz_loadu_ps(columns[v], ci));
-                _mm512_mask_storeu_ps(ci, columns[v], out);
-            }
+    store_tile(sum, rows, c, ldc, columns, 1.0f, 1.0f, !first || beta != 0.0f);  // beta is 0 or 1
 }
 
 // Every tile of one panel over rows [i0, i1) of C: whole tiles, then one of
