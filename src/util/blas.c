@@ -157,13 +157,8 @@ bool gemm_worth_splitting(int m, int n, int k, int threads) {
 }
 
 Gemm gemm_part(const Gemm *g, int p, int parts) {
-    const GemmPartAt at = gemm_part_at(g->m, g->n, g->trans_a, g->trans_b, g->lda, g->ldb, g->ldc, p, parts);
-    Gemm part = *g;
-    part.m = at.m;
-    part.n = at.n;
-    part.A = g->A + at.a;
-    part.B = g->B + at.b;
-    part.C = g->C + at.c;
+    Gemm part;
+    GEMM_TAKE_PART(part, g, p, parts);
     return part;
 }
 

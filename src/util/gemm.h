@@ -45,6 +45,18 @@ typedef struct {
     size_t a, b, c;
 } GemmPartAt;
 GemmPartAt gemm_part_at(int m, int n, bool trans_a, bool trans_b, int lda, int ldb, int ldc, int p, int parts);
+// part = that part of *g, a Gemm or a GemmBf16 alike (the same fields).
+#define GEMM_TAKE_PART(part, g, p, parts)                                                                         \
+    do {                                                                                                          \
+        const GemmPartAt at_ =                                                                                    \
+            gemm_part_at((g)->m, (g)->n, (g)->trans_a, (g)->trans_b, (g)->lda, (g)->ldb, (g)->ldc, (p), (parts)); \
+        (part) = *(g);                                                                                            \
+        (part).m = at_.m;                                                                                         \
+        (part).n = at_.n;                                                                                         \
+        (part).A = (g)->A + at_.a;                                                                                \
+        (part).B = (g)->B + at_.b;                                                                                \
+        (part).C = (g)->C + at_.c;                                                                                \
+    } while (0)
 // Whether an m x n x k product is worth splitting over `threads` threads
 // (enough work for each to pay its share of a parallel region).
 bool gemm_worth_splitting(int m, int n, int k, int threads);

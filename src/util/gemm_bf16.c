@@ -99,15 +99,10 @@ static void whole_product(const GemmBf16 *g) {
     else plain_product(g);
 }
 
-// Part p of `parts`, as gemm_f32 splits its products (gemm_part_at, util/gemm.h).
+// Part p of `parts`, as gemm_f32 splits its products (util/gemm.h).
 static GemmBf16 product_part(const GemmBf16 *g, int p, int parts) {
-    const GemmPartAt at = gemm_part_at(g->m, g->n, g->trans_a, g->trans_b, g->lda, g->ldb, g->ldc, p, parts);
-    GemmBf16 part = *g;
-    part.m = at.m;
-    part.n = at.n;
-    part.A = g->A + at.a;
-    part.B = g->B + at.b;
-    part.C = g->C + at.c;
+    GemmBf16 part;
+    GEMM_TAKE_PART(part, g, p, parts);
     return part;
 }
 
