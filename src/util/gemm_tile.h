@@ -19,9 +19,9 @@
 // multiply-add 1 * C + sum rounds as C + sum does. Inlined with rows
 // constant, so that the sums stay in registers; built for AVX-512 whatever
 // the file's target (the bf16 kernel's functions carry their own).
-__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void
-store_tile(__m512 sum[GEMM_TILE_ROWS][4], int rows, float *c, size_t ldc, const __mmask16 columns[4], float alpha,
-           float beta, bool read_c) {
+__attribute__((target("avx512f"))) static inline __attribute__((always_inline)) void store_tile(
+    __m512 sum[GEMM_TILE_ROWS][4], int rows, float *c, size_t ldc, const __mmask16 columns[4], float alpha, float beta,
+    bool read_c) {
     const __m512 alphas = _mm512_set1_ps(alpha), betas = _mm512_set1_ps(beta);
 #pragma GCC unroll 6
     for (int i = 0; i < GEMM_TILE_ROWS; i++)
