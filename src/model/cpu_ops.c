@@ -1050,17 +1050,21 @@ void attention_forward(float *atty, float *lse, const float *qkv, float *scratch
 void attention_forward_bf16(float *atty, float *lse, const float *qkv, const uint16_t *qkv_bf16, float *scratch, int B,
                             int T, int C, int NH, int threads) {
     const int hs = C / NH, tiles = (T + ATT_BLOCK - 1) / ATT_BLOCK;
-    // Work items (image, head, query tile), the longest tiles first.
-#pragma omp parallel for collapse(3) schedule(dynamic, 1) num_threads(threads)
-    for (int tile = tiles - 1; tile >= 0; tile--)
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < NH; h++) {
-                const int t0 = tile * ATT_BLOCK, t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
-                const float *q = qkv + (size_t)b * T * 3 * C + h * hs;
-                attention_forward_tile(atty + (size_t)b * T * C + h * hs, lse + ((size_t)b * NH + h) * T, q,
-                                       head_pairs(qkv_bf16, b, h, 1, T, C, NH), t0, t1,
-                                       thread_scratch(scratch, T, C, NH), C, hs);
-            }
+    // Work items (image, head, query tile), head after head, each head's
+    // longest tile first: the threads work on the same head at once, whose
+    // keys and values then come from their L2 (a head's are 256 KB at `xs`,
+    // 32x32) rather than from L3, as when the items went tile by tile across
+    // every head (the forward pass 5%-9% faster in fp32). The last items are
+    // the last head's shortest tiles.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int item = 0; item < B * NH * tiles; item++) {
+        const int b = item / (NH * tiles), h = item / tiles % NH, tile = tiles - 1 - item % tiles;
+        const int t0 = tile * ATT_BLOCK, t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
+        const float *q = qkv + (size_t)b * T * 3 * C + h * hs;
+        attention_forward_tile(atty + (size_t)b * T * C + h * hs, lse + ((size_t)b * NH + h) * T, q,
+                               head_pairs(qkv_bf16, b, h, 1, T, C, NH), t0, t1, thread_scratch(scratch, T, C, NH), C,
+                               hs);
+    }
 }
 
 // The backward pass of one head (b, h): its rows of q, k, v (ld = 3C apart),
