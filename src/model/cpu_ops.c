@@ -519,6 +519,19 @@ _Static_assert(TILE_VECS == 4, "one case per first vector");
     default: CALL(3); break;     \
     }
 
+// The scores kernels take their keys 4 at a time, a row of each (hs floats,
+// or hs / 2 words of bf16 pairs) read along; rows are 3C floats apart, and
+// no hardware prefetcher carries on from one group's rows to the next's, so
+// each group's first loads would wait on L2. Each group asks for the next
+// group's rows (bytes_per_row each, stride bytes apart) while it runs:
+// forward and backward 1.02x-1.03x at `xs` 32x32, in fp32 and bf16 alike.
+static inline __attribute__((always_inline)) void prefetch_next_keys(const void *next, size_t stride,
+                                                                     size_t bytes_per_row) {
+    for (int j = 0; j < 4; j++)
+        for (size_t at = 0; at < bytes_per_row; at += 64)
+            __builtin_prefetch((const char *)next + j * stride + at, 0, 3);
+}
+
 // The scores kernel: out[j] (one row of TILE_VECS vectors, lanes = queries) =
 // sum over e of X[j][e] * A[e] for keys j < nkeys; A is hs x TILE_VECS, X's
 // rows are ld apart. S^T = K (scale Q)^T and dP^T = V dY^T are this. Only
@@ -529,6 +542,7 @@ static inline __attribute__((always_inline)) void rows_times_lanes_from(v16 *out
     for (; j0 + 4 <= nkeys; j0 += 4) {
         v16 acc[4][TILE_VECS] = {0};
         const float *x = X + (size_t)j0 * ld;
+        if (j0 + 8 <= nkeys) prefetch_next_keys(x + (size_t)4 * ld, (size_t)ld * sizeof *x, (size_t)hs * sizeof *x);
         for (int e = 0; e < hs; e++) {
             v16 a[TILE_VECS];
             for (int v = v0; v < TILE_VECS; v++) {
@@ -574,6 +588,7 @@ rows_times_lanes_bf16_from(v16 *out, const v16i *A2, const Bf16Pair *X2, int ld2
         for (int jj = 0; jj < 4; jj++)
             for (int v = v0; v < TILE_VECS; v++) acc[jj][v] = _mm512_setzero_ps();
         const Bf16Pair *x = X2 + (size_t)j0 * ld2;
+        if (j0 + 8 <= nkeys) prefetch_next_keys(x + (size_t)4 * ld2, (size_t)ld2 * sizeof *x, (size_t)hs2 * sizeof *x);
         for (int p = 0; p < hs2; p++) {
             v16i a[TILE_VECS];
             for (int v = v0; v < TILE_VECS; v++) {
