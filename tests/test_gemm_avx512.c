@@ -40,9 +40,10 @@ TEST(test_gemm_avx512_matches_double_sums) {
         test_skip("this build does not target AVX-512 (OpenBLAS computes every product)");
         return;
     }
-    // m, n, k: tiles whole and partial, one row, blocks of k and rows crossed.
-    const int shapes[][3] = {{1, 32, 1},     {5, 33, 15},    {6, 64, 16},   {7, 65, 17},  {13, 127, 255},
-                             {12, 128, 256}, {19, 100, 257}, {390, 70, 40}, {40, 96, 600}};
+    // m, n, k: tiles whole and partial, one row, blocks of k and rows crossed
+    // (the last both at once: a transposed A is packed again for each).
+    const int shapes[][3] = {{1, 32, 1},     {5, 33, 15},    {6, 64, 16},   {7, 65, 17},   {13, 127, 255},
+                             {12, 128, 256}, {19, 100, 257}, {390, 70, 40}, {40, 96, 600}, {391, 70, 300}};
     const float alphas[] = {1.0f, 0.75f}, betas[] = {0.0f, 1.0f, 0.5f};
     Rng rng;
     rng_init(&rng, 23, 0);
@@ -82,11 +83,12 @@ TEST(test_gemm_avx512_matches_double_sums) {
 
 // Each element sums its products in one order whatever the thread split, so
 // gemm_f32 gives the same bits on 1 thread and on 3 where our products compute
-// it: each transposition, and a weight gradient's shape (C small, k long),
-// whose blocks of k the threads share and add in order, with beta 0, 1 and
-// 0.3 and alpha 0.75 (the first block's fused multiply-add with beta C), on
-// 2, 3 and 4 threads, with 8, 3 and 2 blocks (the threads' shares cut blocks
-// between rows, and fewer blocks than threads).
+// it: each transposition, and a weight gradient's shape (C small, k long) on
+// 2, 3 and 4 threads, with beta 0, 1 and 0.3 and alpha 0.75 (the first
+// block's fused multiply-add with beta C), split both ways (blas.c): by rows
+// or columns of C, and over k, whose blocks the threads share and add in
+// order (8, 3 and 2 blocks: the threads' shares cut blocks between rows, and
+// fewer blocks than threads).
 TEST(test_gemm_f32_same_bits_for_any_thread_count) {
     Gemm probe = {.m = 1, .n = 64, .k = 1};
     if (!gemm_avx512_suits(&probe)) {
@@ -116,8 +118,9 @@ TEST(test_gemm_f32_same_bits_for_any_thread_count) {
     fill_uniform(dout, (size_t)max_tokens * max_oc, 1.0f, &rng);
     fill_uniform(inp, (size_t)max_tokens * ic, 1.0f, &rng);
     const float betas[] = {0.0f, 1.0f, 0.3f};
-    const int shapes[][2] = {{40, 2001}, {100, 700}, {40, 300}};  // oc, tokens
-    for (int s = 0; s < 3; s++)
+    const int shapes[][2] = {{40, 2001}, {100, 700}, {40, 300}, {100, 300}};  // oc, tokens
+    bool split_over_k = false, split_by_rows = false;
+    for (int s = 0; s < 4; s++)
         for (int i = 0; i < 3; i++)
             for (int t = 2; t <= 4; t++) {
                 const int oc = shapes[s][0], tokens = shapes[s][1];
@@ -129,7 +132,13 @@ TEST(test_gemm_f32_same_bits_for_any_thread_count) {
                 gemm_f32(true, false, oc, ic, tokens, 0.75f, dout, oc, inp, ic, betas[i], C3, ic);
                 CHECK(!memcmp(C1, C3, (size_t)oc * ic * sizeof(float)),
                       "d(weight) %d x %d x %d, beta %g: 1 and %d threads differ", oc, ic, tokens, betas[i], t);
+                const Gemm g = {true, false, oc, ic, tokens, 0.75f, dout, oc, inp, ic, betas[i], C3, ic};
+                if (!gemm_worth_splitting(oc, ic, tokens, t)) continue;
+                if (gemm_f32_splits_over_k(&g, t)) split_over_k = true;
+                else split_by_rows = true;
             }
+    CHECK(split_over_k && split_by_rows, "the weight gradients' shapes split over k (%d) and by rows (%d)",
+          split_over_k, split_by_rows);
     omp_set_num_threads(threads);
     free(A);
     free(B);

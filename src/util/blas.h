@@ -1,7 +1,7 @@
 // The matrix products of the CPU reference and the probe solver: row-major
 // C = alpha op(A) op(B) + beta C, where op transposes when asked and op(A) is
 // m x k, op(B) k x n. A full build hands them to OpenBLAS, or to our own
-// (gemm_avx512.h) where the build targets AVX-512 and A is not transposed.
+// (gemm_avx512.h) where the build targets AVX-512.
 // A GPU-only build (make GPU_ONLY=1, for a GPU machine that has the CUDA
 // toolkit and nothing else) defines IGPT_NO_BLAS and uses the plain loops
 // below: slower, but the CPU reference the GPU tests compare against is then
@@ -28,6 +28,10 @@ void gemm_f32_all(const Gemm *products, int count);
 // op(B)'s columns; the boundaries on multiples of 32 where the size allows.
 // m or n is 0 when the part is empty.
 Gemm gemm_part(const Gemm *g, int p, int parts);
+// Whether gemm_f32_all splits this product over k on `threads` threads (a
+// weight gradient where that has each thread move fewer floats: blas.c)
+// rather than by gemm_part.
+bool gemm_f32_splits_over_k(const Gemm *g, int threads);
 void gemm_f64(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double *A, int lda, const double *B,
               int ldb, double beta, double *C, int ldc);
 // Threads of the products outside our own parallel regions.

@@ -6,25 +6,27 @@
 // vectors) and broadcasts 6 elements of op(A): 24 FMAs for 10 loads, enough
 // for the 2 FMA units, with 24 independent sums to cover their latency.
 //
-// What differs: only B is packed. A tile's 6 elements of A per step are read
-// where they are, from 6 rows of A, which the hardware prefetchers follow.
-// OpenBLAS packs both operands and zeroes C first when beta is 0 (those
-// passes 11.8% of an `xs` training step, perf). B is packed because its rows
-// are ldb apart: 256 of them with ldb = 768 fall into 4 of the L1 cache's 64
-// sets and evict each other (the kernel at 4/5 of its speed reading B in
-// place).
+// What differs: A is packed only where it is transposed. Not transposed, a
+// tile's 6 elements of A per step are read where they are, from 6 rows of
+// A, which the hardware prefetchers follow. OpenBLAS packs both operands and
+// zeroes C first when beta is 0 (those passes 11.8% of an `xs` training
+// step, perf). B is packed because its rows are ldb apart: 256 of them with
+// ldb = 768 fall into 4 of the L1 cache's 64 sets and evict each other (the
+// kernel at 4/5 of its speed reading B in place).
 //
-// With A transposed (the weight gradients, dout^T x inp) a tile's steps are
-// rows of A apart instead, and fall into few L1 sets the same way. Split by
-// rows of C, as OpenBLAS's were, the training step ran 2-3% slower with our
-// kernel there; gemm_f32_all splits those products over k instead (blas.c:
-// each thread packs only its steps' part of B), and then the step runs as
-// fast as with OpenBLAS's (0.98x-1.02x). Packing A (four layouts tried; the
-// best, A^T's rows by 16 x 16 transposes, only as fast as OpenBLAS), copying
-// A's rows to rows an odd number of cache lines apart (0.94x-1.02x
-// OpenBLAS's speed alone), or tiles of 48 rows x 8 columns, vectorised along
-// C's rows, did no better: both kernels run these products at 350-420
-// GFLOP/s at `xs`'s shapes with cold operands (dev/gemm_bench.c).
+// With A transposed (the weight gradients, dout^T x inp) op(A)'s rows are 1
+// apart and its steps a row of A apart, where they fall into few L1 sets
+// the same way. Two things make these products as fast as OpenBLAS's (on 2
+// threads, operands cold, 400-450 GFLOP/s at `xs`'s shapes, 0.99x-1.07x
+// OpenBLAS's speed, where they ran at 0.71x-0.90x): their tiles run from a
+// copy of the code compiled for rows 1 apart (panel_tiles_packed_a: compiled
+// for any distance, the compiler kept one of the 24 sums on the stack, a
+// store and a load every step, and a weight gradient ran 1.16x-1.25x slower
+// alone); and, as in the bf16 kernel (gemm_bf16_avx512.c), a block's rows
+// of A^T are copied to rows an odd number of cache lines apart, whose steps
+// spread over every L1 set (on 2 threads 1.00x-1.07x faster than read in
+// place; copied tile by tile, each step's 6 elements side by side, as
+// fast). How the threads share a weight gradient is blas.c's choice.
 //
 // Every element of C sums its k products in the same order whatever the
 // thread split, so the result does not depend on the thread count.
@@ -43,8 +45,13 @@ enum {
     TILE_ROWS = GEMM_TILE_ROWS,  // rows of C per tile (util/gemm_tile.h)
     PANEL = 64,                  // columns of C per tile, and of B per packed panel (4 vectors)
     BLOCK_K = GEMM_F32_BLOCK_K,  // steps of k per block: a packed panel, 64 KiB, stays in L2 over its block
-    BLOCK_ROWS = 384             // rows of A per block: 6 x 256 floats per tile, 384 KiB of A in L2 per block
+    BLOCK_ROWS = 384,            // rows of A per block: 6 x 256 floats per tile, 384 KiB of A in L2 per block
+    // Floats between two steps of a packed block of A^T beyond its rows: an
+    // odd number of cache lines apart (25 for 384 rows).
+    A_PAD = 16
 };
+
+static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 bool gemm_avx512_suits(const Gemm *g) { return g->n >= 32 && g->m >= 1 && g->k >= 1; }
 
@@ -88,6 +95,13 @@ static void pack_b(float *out, const Gemm *g, int p0, int kc) {
             for (int i = 0; i < PANEL; i++)
                 dst[(size_t)p * PANEL + i] = i < cols ? g->B[(size_t)(j0 + i) * ldb + p0 + p] : 0.0f;
     }
+}
+
+// Rows [i0, i1) of op(A) = A^T, steps [p0, p0 + kc): out[p * ld + i - i0]
+// = op(A)[i][p0 + p], that is A's row p0 + p, columns [i0, i1), copied.
+static void pack_a_transposed(float *out, size_t ld, const Gemm *g, int p0, int kc, int i0, int i1) {
+    for (int p = 0; p < kc; p++)
+        memcpy(out + (size_t)p * ld, g->A + (size_t)(p0 + p) * g->lda + i0, (size_t)(i1 - i0) * sizeof(float));
 }
 
 // One tile: rows C[0, rows) (ldc apart), 64 columns of which `columns` (a
@@ -137,9 +151,11 @@ static inline __attribute__((always_inline)) void tile(int rows, int kc, const f
 // the rows left (a tile per row count, each with its sums in registers).
 // Tile t finds its element (r, p) of op(A) at a + t * tile_step + r * a_row +
 // p * a_step; cold_a: A is read along its rows and this is the block's first
-// panel (tile's next_a).
-static void panel_tiles(const Gemm *g, const float *a, size_t tile_step, size_t a_row, size_t a_step, bool cold_a,
-                        int i0, int i1, int kc, const float *panel, int j0, bool first) {
+// panel (tile's next_a). Inlined into the two callers below, each with its
+// own constant strides.
+static inline __attribute__((always_inline)) void panel_tiles(const Gemm *g, const float *a, size_t tile_step,
+                                                              size_t a_row, size_t a_step, bool cold_a, int i0, int i1,
+                                                              int kc, const float *panel, int j0, bool first) {
     const size_t ldc = (size_t)g->ldc;
     __mmask16 columns[4];
     for (int v = 0; v < 4; v++) columns[v] = first_lanes(g->n - j0 - v * 16);
@@ -164,21 +180,40 @@ static void panel_tiles(const Gemm *g, const float *a, size_t tile_step, size_t 
     }
 }
 
+// A panel's tiles reading A in place (rows lda apart, steps 1), and reading
+// the packed A^T (rows 1 apart, steps ld), each compiled for its own
+// constants (above: with op(A)'s rows a variable distance apart one sum
+// lived on the stack).
+static void panel_tiles_in_place(const Gemm *g, const float *a, bool cold_a, int i0, int i1, int kc, const float *panel,
+                                 int j0, bool first) {
+    const size_t lda = (size_t)g->lda;
+    panel_tiles(g, a, TILE_ROWS * lda, lda, 1, cold_a, i0, i1, kc, panel, j0, first);
+}
+static void panel_tiles_packed_a(const Gemm *g, const float *packed_a, size_t ld, int i0, int i1, int kc,
+                                 const float *panel, int j0, bool first) {
+    panel_tiles(g, packed_a, TILE_ROWS, 1, ld, false, i0, i1, kc, panel, j0, first);
+}
+
 void gemm_avx512(const Gemm *g) {
     const int panels_n = (g->n + PANEL - 1) / PANEL;
     const int block_k = g->k < BLOCK_K ? g->k : BLOCK_K;
-    float *packed = gemm_scratch((size_t)panels_n * block_k * PANEL * sizeof(float));
-    // op(A)'s rows and steps: A's rows and columns, or transposed its columns and rows.
-    const size_t a_row = g->trans_a ? 1 : (size_t)g->lda, a_step = g->trans_a ? (size_t)g->lda : 1;
+    const size_t a_ld = round_up((size_t)(g->m < BLOCK_ROWS ? g->m : BLOCK_ROWS), 32) + A_PAD;
+    const size_t b_floats = (size_t)panels_n * block_k * PANEL;
+    float *packed_b = gemm_scratch((b_floats + (g->trans_a ? (size_t)block_k * a_ld : 0)) * sizeof(float));
+    float *packed_a = packed_b + b_floats;
     for (int p0 = 0; p0 < g->k; p0 += BLOCK_K) {
         const int kc = g->k - p0 < BLOCK_K ? g->k - p0 : BLOCK_K;
-        pack_b(packed, g, p0, kc);
+        pack_b(packed_b, g, p0, kc);
         for (int i0 = 0; i0 < g->m; i0 += BLOCK_ROWS) {
             const int i1 = g->m - i0 < BLOCK_ROWS ? g->m : i0 + BLOCK_ROWS;
-            for (int panel = 0; panel < panels_n; panel++)
-                panel_tiles(g, g->A + i0 * a_row + p0 * a_step, TILE_ROWS * a_row, a_row, a_step,
-                            !g->trans_a && panel == 0, i0, i1, kc, packed + (size_t)panel * kc * PANEL, panel * PANEL,
-                            p0 == 0);
+            if (g->trans_a) pack_a_transposed(packed_a, a_ld, g, p0, kc, i0, i1);
+            for (int panel = 0; panel < panels_n; panel++) {
+                const float *panel_b = packed_b + (size_t)panel * kc * PANEL;
+                if (g->trans_a) panel_tiles_packed_a(g, packed_a, a_ld, i0, i1, kc, panel_b, panel * PANEL, p0 == 0);
+                else
+                    panel_tiles_in_place(g, g->A + (size_t)i0 * g->lda + p0, panel == 0, i0, i1, kc, panel_b,
+                                         panel * PANEL, p0 == 0);
+            }
         }
     }
 }
