@@ -489,8 +489,6 @@ void gpu_mean_over_positions(float *out, size_t out_stride, const floatX *inp, i
 // decay. A span's work starts at a multiple of ADAMW_PACK, so one thread's
 // elements never straddle two spans.
 
-static size_t round_up(size_t n, size_t multiple) { return (n + multiple - 1) / multiple * multiple; }
-
 void adamw_add_span(std::vector<AdamWSpan> *spans, size_t flat, size_t packed, size_t count, bool decays) {
     if (count == 0) return;
     if (!spans->empty()) {  // continues the last span: one span, fewer padded threads

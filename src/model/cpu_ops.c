@@ -493,8 +493,6 @@ void residual_forward(float *out, const float *a, const float *b, size_t n, int 
 #define KEY_CHUNK 64
 _Static_assert(KEY_CHUNK == ATT_BLOCK, "the diagonal of a query tile is one key chunk");
 
-static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
-
 // The diagonal chunk (its first key is the tile's first query) is a
 // triangle: key j is hidden from the queries before it, so from the tile's
 // vectors below j / LANES, every lane of which comes before j. Its products

@@ -39,6 +39,7 @@
 #include <immintrin.h>
 
 #include "util/gemm_tile.h"
+#include "util/util.h"
 #include "util/vec16.h"
 
 enum {
@@ -50,8 +51,6 @@ enum {
     // odd number of cache lines apart (25 for 384 rows).
     A_PAD = 16
 };
-
-static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
 bool gemm_avx512_suits(const Gemm *g) { return g->n >= 32 && g->m >= 1 && g->k >= 1; }
 

@@ -42,8 +42,6 @@ enum {
     A_PAD = 16
 };
 
-static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
-
 // out[c] = first[c] | second[c] << 16 for c < cols (second NULL: zeros), and
 // 0 up to the next multiple of 32: two rows of bf16 interleaved into pairs.
 BF16_TARGET static void interleave_rows(uint32_t *out, const uint16_t *first, const uint16_t *second, int cols) {

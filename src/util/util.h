@@ -95,6 +95,9 @@ double rng_normal(Rng *rng);
 uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes);
 uint32_t crc32_plain_update(uint32_t crc, const void *data, size_t bytes);
 
+// n rounded up to a multiple of `to`.
+static inline size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
 // Little-endian integers in file headers (all igpt formats are little-endian).
 static inline void put_u32(uint8_t *p, uint32_t v) {
     for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
