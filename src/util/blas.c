@@ -225,29 +225,32 @@ static void product_part(const Gemm *g, int p, int parts) {
     if (part.m > 0 && part.n > 0) whole_product(&part);
 }
 
-// The weight gradients (dout^T x inp: A transposed, C = OC x IC small, k =
-// the tokens long): split by rows of C, each thread packs all of op(B) (the
-// layer's input) and its rows of A^T; split over k, each packs only its
-// steps' part of both, but writes the sums of the kernel's blocks of k
-// (GEMM_F32_BLOCK_K steps), each from 0 into a buffer, and after a barrier
-// each thread adds its rows of C from them, blocks in order, exactly as
-// gemm_avx512 adds its blocks on one thread: the same bits with any thread
-// count, either way. The threads take the split that has each of them read
-// and write fewer floats: on 2 threads the rows (an `xs` weight gradient
-// moves 2.6M floats a thread split by rows, 5.2M over k: alone 1.06x
-// faster, whole `xs` steps 1.01x), on many the blocks of k (16 threads:
-// 1.2M against 0.7M; not measured here). Over k too where a split by
-// columns would leave parts narrower than our kernel takes (OpenBLAS's
-// would give other bits). The number of blocks, or 0 where the product is
-// split by rows or columns (a single block, more than 16 MiB of blocks'
-// sums, or fewer floats to move that way).
+// The weight gradients (dout^T x inp: A transposed, C = OC x IC small, k = the
+// tokens long): split by rows of C, each thread packs all of op(B) (the layer's
+// input) and its rows of A^T; split over k, each packs only its steps' part of
+// both, but writes the sums of the kernel's blocks of k (GEMM_F32_BLOCK_K
+// steps), each from 0 into a buffer, and after a barrier each thread adds its
+// rows of C from them, blocks in order, exactly as gemm_avx512 adds its blocks
+// on one thread: the same bits with any thread count, either way. The threads
+// take the split that has each of them read and write fewer floats: on 2
+// threads the rows (an `xs` weight gradient moves 2.6M floats a thread split by
+// rows, 5.2M over k: alone 1.06x faster, whole `xs` steps 1.01x), on many the
+// blocks of k (16 threads: 1.2M against 0.7M; not measured here). Over k too
+// where a split by columns would leave parts our kernel does not take (narrower
+// than 32 columns: OpenBLAS's would give other bits). The number of blocks, or
+// 0 where the product is split by rows or columns (a single block, more than
+// 16 MiB of blocks' sums, or fewer floats to move that way).
 static int k_blocks(const Gemm *g, int threads) {
     const int blocks = (g->k + GEMM_F32_BLOCK_K - 1) / GEMM_F32_BLOCK_K;
     const bool suits =
         g->trans_a && gemm_avx512_suits(g) && blocks >= 2 && (size_t)blocks * g->m * g->n <= ((size_t)4 << 20);
     if (!suits) return 0;
-    const bool by_columns = g->m < g->n;  // as gemm_part_at splits
-    if (by_columns && g->n < 32 * threads) return blocks;
+    bool by_columns = false;  // the split gemm_part makes, and whether our kernel takes every part of it
+    for (int p = 0; p < threads; p++) {
+        const Gemm part = gemm_part(g, p, threads);
+        if (part.m > 0 && part.n > 0 && !gemm_avx512_suits(&part)) return blocks;
+        by_columns |= part.n < g->n;
+    }
     const double m = g->m, n = g->n, k = g->k;
     const double over_k = (k * (m + n) + 2.0 * m * n * blocks) / threads;
     const double by_parts = by_columns ? k * (m + n / threads) : k * (m / threads + n);
