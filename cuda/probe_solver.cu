@@ -243,8 +243,6 @@ static void probe_product_run(const ProbeProduct &p, const double *A, const doub
 
 static const size_t probe_workspace_bytes = 32u << 20;
 
-static size_t round_up_32(size_t n) { return (n + 31) / 32 * 32; }
-
 struct GpuProbeEvaluator {
     size_t x_stride, w_stride;  // doubles between blocks of X, and of W and G (multiples of 32)
     double *X, *W, *G, *Z, *row_loss, *l2, *f;
@@ -366,7 +364,7 @@ extern "C" ProbeEvaluator *probe_gpu_evaluator_create(const ProbeBatchShape *sha
         die("internal: probe batch of %lld rows, %d features, %d classes, %d x %d problems", (long long)s->n, s->d,
             s->k, s->blocks, s->per_block);
     const int P = probe_batch_problems(s), J = s->per_block, cols = J * s->k, d = s->d;
-    const size_t n = (size_t)s->n, x_stride = round_up_32(n * d), w_stride = round_up_32((size_t)J * s->k * (d + 1));
+    const size_t n = (size_t)s->n, x_stride = round_up(n * d, 32), w_stride = round_up((size_t)J * s->k * (d + 1), 32);
     if (!probe_gpu_fits(s, x_stride, w_stride, why)) return nullptr;
     std::vector<int64_t> n_fit((size_t)P), n_held((size_t)P);
     probe_batch_count_rows(s, n_fit.data(), n_held.data());

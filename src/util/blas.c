@@ -168,7 +168,7 @@ static _Thread_local size_t scratch_bytes;
 void *gemm_scratch(size_t bytes) {
     if (bytes > scratch_bytes) {
         free(scratch);
-        scratch_bytes = (bytes + 63) / 64 * 64;
+        scratch_bytes = round_up(bytes, 64);
         scratch = aligned_alloc(64, scratch_bytes);
         if (!scratch) die("out of memory for a matrix product's packed operands (%zu bytes)", scratch_bytes);
     }
