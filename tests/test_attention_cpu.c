@@ -54,13 +54,12 @@ static double rounded(float x) { return bf16_to_float(bf16_from_float(x)); }
 // fp32 y under test (as the model passes its own y), dq, dk, dv into dqkv.
 // bf16: every product's operands from q, k, v and dy rounded to bf16 as
 // attention_forward_bf16 and attention_backward_bf16 have them (the scores
-// from bf16(fp32(q / sqrt(hs))) and bf16(k)); the probabilities and dS
-// stay exact, where the code under test rounds them too.
+// bf16(q) . bf16(k), then scaled); the probabilities and dS stay exact, where
+// the code under test rounds them too.
 static void reference_head(const Shape *s, const float *qkv, const float *dy, const float *y32, int b, int h, bool bf16,
                            double *y, double *lse, double *dqkv) {
     const int T = s->T, C = s->C, hs = C / s->NH, ld = 3 * C;
     const double scale = 1.0 / sqrt((double)hs);
-    const float scale32 = 1.0f / sqrtf((float)hs);
     double *P = xcalloc((size_t)T * T, sizeof(double)), *dP = xcalloc((size_t)T * T, sizeof(double));
 #define Q(t, e) ((double)qkv[((size_t)b * T + (t)) * ld + h * hs + (e)])
 #define K(t, e) ((double)qkv[((size_t)b * T + (t)) * ld + C + h * hs + (e)])
@@ -72,9 +71,8 @@ static void reference_head(const Shape *s, const float *qkv, const float *dy, co
         double mx = -INFINITY, sum = 0.0;
         for (int u = 0; u <= t; u++) {
             double dot = 0.0;
-            for (int e = 0; e < hs; e++)
-                dot += bf16 ? rounded((float)Q(t, e) * scale32) * rounded((float)K(u, e)) : Q(t, e) * K(u, e);
-            if (!bf16) dot *= scale;
+            for (int e = 0; e < hs; e++) dot += OPERAND(Q(t, e)) * OPERAND(K(u, e));
+            dot *= scale;
             P[(size_t)t * T + u] = dot;
             mx = fmax(mx, dot);
         }
@@ -125,7 +123,8 @@ typedef struct {
 
 // One forward and backward with `threads`, on NaN-filled scratch and outputs,
 // so that a read of unwritten scratch or an output left unwritten shows;
-// with the bf16 attention where qkv_bf16 is not NULL.
+// with the bf16 attention where qkv_bf16 is not NULL (qkv then NULL: it
+// reads q, k and v from qkv_bf16 alone).
 static AttentionRun run_attention(const Shape *s, const float *qkv, const uint16_t *qkv_bf16, const float *dy,
                                   int threads) {
     const size_t n_y = (size_t)s->B * s->T * s->C, n_lse = (size_t)s->B * s->NH * s->T, n_qkv = 3 * n_y;
@@ -136,9 +135,10 @@ static AttentionRun run_attention(const Shape *s, const float *qkv, const uint16
     for (size_t i = 0; i < n_y; i++) r.y[i] = NAN;
     for (size_t i = 0; i < n_lse; i++) r.lse[i] = NAN;
     for (size_t i = 0; i < n_qkv; i++) r.dqkv[i] = NAN;
-    attention_forward_bf16(r.y, r.lse, qkv, qkv_bf16, scratch, s->B, s->T, s->C, s->NH, threads);
+    const float *fp32_qkv = qkv_bf16 ? NULL : qkv;
+    attention_forward_bf16(r.y, r.lse, fp32_qkv, qkv_bf16, scratch, s->B, s->T, s->C, s->NH, threads);
     for (size_t i = 0; i < n_scratch; i++) scratch[i] = NAN;
-    attention_backward_bf16(r.dqkv, dy, r.y, qkv, qkv_bf16, r.lse, scratch, s->B, s->T, s->C, s->NH, threads);
+    attention_backward_bf16(r.dqkv, dy, r.y, fp32_qkv, qkv_bf16, r.lse, scratch, s->B, s->T, s->C, s->NH, threads);
     free(scratch);
     return r;
 }

@@ -304,6 +304,56 @@ TEST(test_gemm_bf16_matches_double_sums_of_the_bf16_values) {
     CHECK(C[0] == 0 && C[1] == 0 && C[2] == 0 && C[3] == 0, "k = 0, beta 0 clears C");
 }
 
+// C_bf16 (beta 0, k within one block): the bits of round_to_bf16 of the fp32
+// C the same product writes, each transposition, on 1 and 3 threads, with
+// rows padded (the padding kept), shapes across the tiles' and panels' edges,
+// odd k, k = 0 and k = 512, and operands small enough (1e-19: products near
+// FLT_MIN) that exact sums would be subnormal, which the kernel's sums never
+// are (gemm_bf16_avx512.c's store_tile_bf16).
+TEST(test_gemm_bf16_rounded_c_is_round_to_bf16_of_c) {
+    const int threads = omp_get_max_threads();
+    const int shapes[][3] = {{7, 13, 33}, {1, 1, 1}, {6, 64, 2}, {13, 130, 512}, {40, 70, 0}, {300, 97, 64}};
+    enum { PAD = 3 };
+    const uint16_t SENTINEL = 0xbeef;
+    Rng rng;
+    rng_init(&rng, 41, 0);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (int t = 0; t < 16; t++) {
+            const bool ta = t & 1, tb = t & 2, tiny_values = t & 8;
+            const int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2], ldc = n + PAD;
+            const size_t na = (size_t)m * k + 1, nb = (size_t)k * n + 1, nc = (size_t)m * ldc;
+            float *x = xmalloc((na > nb ? na : nb) * sizeof(float)), *C = xmalloc(nc * sizeof(float));
+            uint16_t *A = xmalloc(na * sizeof(uint16_t)), *B = xmalloc(nb * sizeof(uint16_t));
+            uint16_t *want = xmalloc(nc * sizeof(uint16_t)), *got = xmalloc(nc * sizeof(uint16_t));
+            const float scale = tiny_values ? 1e-19f : 1.0f;
+            fill_uniform(x, na, scale, &rng);
+            round_to_bf16(A, x, na, 1);
+            fill_uniform(x, nb, scale, &rng);
+            round_to_bf16(B, x, nb, 1);
+            omp_set_num_threads(t & 4 ? 3 : 1);
+            gemm_bf16(ta, tb, m, n, k, A, ta ? m : k, B, tb ? k : n, 0.0f, C, ldc);
+            round_to_bf16(want, C, nc, 1);
+            for (size_t i = 0; i < nc; i++) got[i] = SENTINEL;
+            const GemmBf16 g = {ta, tb, m, n, k, A, ta ? m : k, B, tb ? k : n, 0.0f, NULL, ldc, got};
+            gemm_bf16_all(&g, 1);
+            bool same = true, padding_kept = true;
+            for (int i = 0; i < m; i++) {
+                for (int j = 0; j < n; j++) same &= got[(size_t)i * ldc + j] == want[(size_t)i * ldc + j];
+                for (int j = n; j < ldc; j++) padding_kept &= got[(size_t)i * ldc + j] == SENTINEL;
+            }
+            CHECK(same, "%dx%dx%d %c%c, %d threads%s: C_bf16 is not round_to_bf16 of C", m, n, k, ta ? 'T' : 'N',
+                  tb ? 'T' : 'N', t & 4 ? 3 : 1, tiny_values ? ", tiny values" : "");
+            CHECK(padding_kept, "%dx%dx%d: C_bf16 written past n", m, n, k);
+            free(x);
+            free(C);
+            free(A);
+            free(B);
+            free(want);
+            free(got);
+        }
+    omp_set_num_threads(threads);
+}
+
 // Every element sums its products in one order whatever the split of C over
 // the threads: 1 and 3 threads give the same bits, each transposition, C
 // split by rows (500 x 300) and by columns (300 x 500).

@@ -54,6 +54,12 @@ void matmul_forward_bf16(float *out, const uint16_t *inp_bf16, const uint16_t *W
     gemm_bf16(false, true, N, OC, IC, inp_bf16, IC, W, IC, add ? 1.0f : 0.0f, out, OC);
 }
 
+void matmul_forward_bf16_rounded(uint16_t *out_bf16, const uint16_t *inp_bf16, const uint16_t *W, int N, int IC,
+                                 int OC) {
+    const GemmBf16 g = {false, true, N, OC, IC, inp_bf16, IC, W, IC, 0.0f, NULL, OC, out_bf16};
+    gemm_bf16_all(&g, 1);
+}
+
 void matmul_backward_bf16(float *dinp, float *dW, const float *dout, const uint16_t *inp_bf16, const uint16_t *W,
                           uint16_t *dout_bf16, int N, int IC, int OC, int threads) {
     if (dout) round_to_bf16(dout_bf16, dout, (size_t)N * OC, threads);
@@ -216,6 +222,15 @@ static inline __attribute__((always_inline)) void store_bf16(uint16_t *dst, cons
     const v16h h = __builtin_convertvector((nan & quiet) | (~nan & rounded), v16h);
     if (len == LANES) memcpy(dst, &h, sizeof h);
     else memcpy(dst, &h, len * sizeof(uint16_t));
+}
+
+// Lanes [0, len) of *v from the bf16 at src (exact: a bf16 is the top half of
+// its float), the rest 0.
+static inline __attribute__((always_inline)) void load_bf16(v16 *v, const uint16_t *src, size_t len) {
+    v16h h = {0};
+    if (len == LANES) memcpy(&h, src, sizeof h);
+    else memcpy(&h, src, len * sizeof(uint16_t));
+    *v = (v16)(__builtin_convertvector(h, v16u) << 16);
 }
 
 void exp_nonpositive(float *x, size_t n) {
@@ -872,17 +887,21 @@ static void keys_times_tile(v16 *D, const v16 *P, const float *Y, int hs_pad, in
 
 // Rows [t0, t0 + rows) of a head's q (or dy), ld apart, times mul, into the
 // tile's transposed layout: out[e] lane i = mul * src[t0 + i][e]; lanes past
-// rows are 0. 16 rows by 16 columns at a time: a whole block with loads and
-// stores of constant size, so that its 16 vectors stay in registers (a
+// rows are 0. The rows are fp32 (src), or bf16 (src_bf16 not NULL: the bf16
+// model's queries). 16 rows by 16 columns at a time: a whole block with loads
+// and stores of constant size, so that its 16 vectors stay in registers (a
 // partial one goes through the stack: the attention 1-5% slower).
-static void pack_lanes(v16 *out, const float *src, int ld, int t0, int rows, int hs, float mul) {
+static void pack_lanes(v16 *out, const float *src, const uint16_t *src_bf16, int ld, int t0, int rows, int hs,
+                       float mul) {
     for (int i0 = 0; i0 < ATT_BLOCK; i0 += LANES)
         for (int e0 = 0; e0 < hs; e0 += LANES) {
             const int cols = hs - e0 < LANES ? hs - e0 : LANES;
             v16 m[LANES];
             if (cols == LANES && i0 + LANES <= rows) {
                 for (int r = 0; r < LANES; r++) {
-                    memcpy(&m[r], src + (size_t)(t0 + i0 + r) * ld + e0, sizeof m[r]);
+                    const size_t at = (size_t)(t0 + i0 + r) * ld + e0;
+                    if (src_bf16) load_bf16(&m[r], src_bf16 + at, LANES);
+                    else memcpy(&m[r], src + at, sizeof m[r]);
                     m[r] *= mul;
                 }
                 transpose16(m);
@@ -891,7 +910,9 @@ static void pack_lanes(v16 *out, const float *src, int ld, int t0, int rows, int
             }
             for (int r = 0; r < LANES; r++) {
                 v16 row = SPLAT(0.0f);
-                if (i0 + r < rows) load_partial(&row, src + (size_t)(t0 + i0 + r) * ld + e0, (size_t)cols, 0.0f);
+                const size_t at = (size_t)(t0 + i0 + r) * ld + e0;
+                if (i0 + r < rows && src_bf16) load_bf16(&row, src_bf16 + at, (size_t)cols);
+                else if (i0 + r < rows) load_partial(&row, src + at, (size_t)cols, 0.0f);
                 m[r] = row * mul;
             }
             transpose16(m);
@@ -923,12 +944,19 @@ static void unpack_lanes(float *dst, int ld, int t0, int rows, int hs, const v16
 }
 
 // The same rows row by row, hs_pad wide, zero-padded to ATT_BLOCK x hs_pad.
-static void pack_rows(float *out, const float *src, int ld, int t0, int rows, int hs, int hs_pad) {
+static void pack_rows(float *out, const float *src, const uint16_t *src_bf16, int ld, int t0, int rows, int hs,
+                      int hs_pad) {
     for (int i = 0; i < ATT_BLOCK; i++) {
         float *row = out + (size_t)i * hs_pad;
         const int copied = i < rows ? hs : 0;
-        if (copied) memcpy(row, src + (size_t)(t0 + i) * ld, (size_t)copied * sizeof(float));
-        memset(row + copied, 0, (size_t)(hs_pad - copied) * sizeof(float));
+        if (copied && src_bf16)
+            for (int e = 0; e < hs; e += LANES) {  // hs_pad is whole vectors: the last one's tail is 0
+                v16 v;
+                load_bf16(&v, src_bf16 + (size_t)(t0 + i) * ld + e, (size_t)(hs - e < LANES ? hs - e : LANES));
+                memcpy(row + e, &v, sizeof v);
+            }
+        else if (copied) memcpy(row, src + (size_t)(t0 + i) * ld, (size_t)copied * sizeof(float));
+        if (!src_bf16 || !copied) memset(row + copied, 0, (size_t)(hs_pad - copied) * sizeof(float));
     }
 }
 
@@ -988,16 +1016,23 @@ static void max_of_rows(v16 *max, const v16 *rows, int stride, int n) {
 // One query tile, rows [t0, t1) of head (b, h): its scores against keys
 // [0, t1) a chunk at a time, with the softmax online (each query's running
 // max m and sum l; a new max scales what was summed by e^(m_old - m_new)),
-// times V; writes the tile's rows of y and lse. k2: the head's keys as bf16
-// pairs (ld / 2 pairs apart) for bf16 products, or NULL.
-static void attention_forward_tile(float *y, float *row_lse, const float *q, const Bf16Pair *k2, int t0, int t1,
+// times V; writes the tile's rows of y and lse. The head's q, k, v rows (ld
+// = 3C apart) are fp32 from q, or, for bf16 products, bf16 from q2 (the
+// keys' and values' pairs then read as k2, ld / 2 pairs apart; q NULL).
+static void attention_forward_tile(float *y, float *row_lse, const float *q, const uint16_t *q2, int t0, int t1,
                                    v16 *scratch, int C, int hs) {
     const int ld = 3 * C, rows = t1 - t0;
-    const float *k = q + C, *v = q + 2 * C;
+    const Bf16Pair *k2 = q2 ? (const Bf16Pair *)(q2 + C) : NULL;
+    const float scale = 1.0f / sqrtf((float)hs);
     v16 *Q = scratch, *S = Q + (size_t)hs * TILE_VECS, *O = S + (size_t)KEY_CHUNK * TILE_VECS;
     v16i *Q2 = (v16i *)(O + (size_t)hs * TILE_VECS), *P2 = Q2 + (size_t)(hs / 2) * TILE_VECS;
     uint32_t *V2 = (uint32_t *)(P2 + (size_t)(KEY_CHUNK / 2) * TILE_VECS);
-    pack_lanes(Q, q, ld, t0, rows, hs, 1.0f / sqrtf((float)hs));
+    // fp32 scales the queries. The bf16 queries come unscaled (rounded as the
+    // product wrote them), and the softmax scales their fp32 scores (sc), as
+    // the GPU's flash attention does: max and rescale on q k^T, e^(s sc - max
+    // sc) in one FMA, no pass of its own.
+    const float sc = q2 ? scale : 1.0f;
+    pack_lanes(Q, q, q2, ld, t0, rows, hs, q2 ? 1.0f : scale);
     if (k2) pair_rows(Q2, Q, hs, TILE_VECS);
     for (size_t i = 0; i < (size_t)hs * TILE_VECS; i++) O[i] = SPLAT(0.0f);
     v16 mx[TILE_VECS], sum[TILE_VECS];
@@ -1008,7 +1043,8 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, con
     for (int c0 = 0; c0 < t1; c0 += KEY_CHUNK) {
         const int nkeys = t1 - c0 < KEY_CHUNK ? t1 - c0 : KEY_CHUNK;
         const bool diagonal = c0 == t0;
-        tile_scores(S, Q, Q2, k + (size_t)c0 * ld, k2 ? k2 + (size_t)c0 * (ld / 2) : NULL, ld, nkeys, hs, diagonal);
+        if (k2) tile_scores(S, Q, Q2, NULL, k2 + (size_t)c0 * (ld / 2), ld, nkeys, hs, diagonal);
+        else tile_scores(S, Q, NULL, q + C + (size_t)c0 * ld, NULL, ld, nkeys, hs, diagonal);
         if (diagonal) mask_diagonal(S, nkeys);
         // A vector of queries at a time (its max and sum in registers): its
         // live rows (on the diagonal the keys before its last query), then 0
@@ -1019,12 +1055,14 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, con
             const int live = live_rows(diagonal, w, nkeys);
             v16 new_mx = mx[w];
             max_of_rows(&new_mx, &S[w], TILE_VECS, live);
-            rescale[w] = mx[w] - new_mx;  // -inf at the first chunk: e^-inf = 0
+            rescale[w] = (mx[w] - new_mx) * sc;  // -inf at the first chunk: e^-inf = 0
             exp16(&rescale[w]);
             v16 row_sum = sum[w] * rescale[w];
+            const v16 shift = new_mx * sc;  // (fp32: sc = 1, the plain difference; bf16: may leave s = max a hair
+                                            // above 0, where exp16 is as good)
             for (int j = 0; j < live; j++) {
                 v16 *s = &S[(size_t)j * TILE_VECS + w];
-                *s -= new_mx;
+                *s = *s * sc - shift;
                 exp16(s);
                 row_sum += *s;
             }
@@ -1040,19 +1078,24 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, con
             pair_key_rows(V2, (const uint16_t *)k2 + C + (size_t)c0 * ld, ld, nkeys, hs);
             lanes_times_key_pairs(O, P2, V2, nkeys, hs, diagonal);
         } else {
-            tile_lanes_times_rows(O, S, v + (size_t)c0 * ld, ld, nkeys, hs, diagonal);
+            tile_lanes_times_rows(O, S, q + 2 * C + (size_t)c0 * ld, ld, nkeys, hs, diagonal);
         }
     }
     v16 inv[TILE_VECS];
     for (int w = 0; w < TILE_VECS; w++) inv[w] = 1.0f / sum[w];
     unpack_lanes(y, C, t0, rows, hs, O, inv);
-    for (int i = 0; i < rows; i++) row_lse[t0 + i] = mx[i / LANES][i % LANES] + logf(sum[i / LANES][i % LANES]);
+    for (int i = 0; i < rows; i++) row_lse[t0 + i] = mx[i / LANES][i % LANES] * sc + logf(sum[i / LANES][i % LANES]);
 }
 
-// The pairs of a head's keys (or values: part = 2) in qkv_bf16, NULL without it.
-static const Bf16Pair *head_pairs(const uint16_t *qkv_bf16, int b, int h, int part, int T, int C, int NH) {
+// A head's first row of queries (part 0), keys (1) or values (2) in qkv
+// (fp32) or qkv_bf16; NULL where that one is NULL.
+static const float *head_rows(const float *qkv, int b, int h, int part, int T, int C, int NH) {
+    if (!qkv) return NULL;
+    return qkv + (size_t)b * T * 3 * C + (size_t)part * C + (size_t)h * (C / NH);
+}
+static const uint16_t *head_rows_bf16(const uint16_t *qkv_bf16, int b, int h, int part, int T, int C, int NH) {
     if (!qkv_bf16) return NULL;
-    return (const Bf16Pair *)(qkv_bf16 + (size_t)b * T * 3 * C + (size_t)part * C + (size_t)h * (C / NH));
+    return qkv_bf16 + (size_t)b * T * 3 * C + (size_t)part * C + (size_t)h * (C / NH);
 }
 
 void attention_forward(float *atty, float *lse, const float *qkv, float *scratch, int B, int T, int C, int NH,
@@ -1073,17 +1116,19 @@ void attention_forward_bf16(float *atty, float *lse, const float *qkv, const uin
     for (int item = 0; item < B * NH * tiles; item++) {
         const int b = item / (NH * tiles), h = item / tiles % NH, tile = tiles - 1 - item % tiles;
         const int t0 = tile * ATT_BLOCK, t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
-        const float *q = qkv + (size_t)b * T * 3 * C + h * hs;
+        // With bf16 products everything comes from qkv_bf16 (qkv unread).
+        const float *q = qkv_bf16 ? NULL : head_rows(qkv, b, h, 0, T, C, NH);
         attention_forward_tile(atty + (size_t)b * T * C + h * hs, lse + ((size_t)b * NH + h) * T, q,
-                               head_pairs(qkv_bf16, b, h, 1, T, C, NH), t0, t1, thread_scratch(scratch, T, C, NH), C,
-                               hs);
+                               head_rows_bf16(qkv_bf16, b, h, 0, T, C, NH), t0, t1, thread_scratch(scratch, T, C, NH),
+                               C, hs);
     }
 }
 
 // The backward pass of one head (b, h): its rows of q, k, v (ld = 3C apart),
 // dy and y (C apart), its lse, and where dq, dk, dv go.
 typedef struct {
-    const float *q, *k, *v, *dy, *y, *lse;
+    const float *q, *k, *v, *dy, *y, *lse;  // q, k, v NULL with bf16 products
+    const uint16_t *q2;                     // with bf16 products the queries in bf16 (ld apart), else NULL
     const Bf16Pair *k2, *v2;  // keys and values as bf16 pairs for bf16 products (ld / 2 pairs apart), or NULL
     float *dq, *dk, *dv;
     int T, C, ld, hs, hs_pad;
@@ -1111,7 +1156,14 @@ static HeadGrads head_grads(float *dqkv, const float *datty, const float *atty, 
                             const uint16_t *qkv_bf16, const float *lse, int b, int h, int T, int C, int NH) {
     const int hs = C / NH;
     const size_t row0 = (size_t)b * T;
-    HeadGrads g = {.q = qkv + row0 * 3 * C + h * hs,
+    // With bf16 products q, k and v come from qkv_bf16 alone (qkv unread).
+    const float *fp32_qkv = qkv_bf16 ? NULL : qkv;
+    HeadGrads g = {.q = head_rows(fp32_qkv, b, h, 0, T, C, NH),
+                   .k = head_rows(fp32_qkv, b, h, 1, T, C, NH),
+                   .v = head_rows(fp32_qkv, b, h, 2, T, C, NH),
+                   .q2 = head_rows_bf16(qkv_bf16, b, h, 0, T, C, NH),
+                   .k2 = (const Bf16Pair *)head_rows_bf16(qkv_bf16, b, h, 1, T, C, NH),
+                   .v2 = (const Bf16Pair *)head_rows_bf16(qkv_bf16, b, h, 2, T, C, NH),
                    .dy = datty + row0 * C + h * hs,
                    .y = atty + row0 * C + h * hs,
                    .lse = lse + ((size_t)b * NH + h) * T,
@@ -1122,10 +1174,6 @@ static HeadGrads head_grads(float *dqkv, const float *datty, const float *atty, 
                    .hs = hs,
                    .hs_pad = (int)round_up((size_t)hs, LANES),
                    .scale = 1.0f / sqrtf((float)hs)};
-    g.k = g.q + C;
-    g.v = g.q + 2 * C;
-    g.k2 = head_pairs(qkv_bf16, b, h, 1, T, C, NH);
-    g.v2 = head_pairs(qkv_bf16, b, h, 2, T, C, NH);
     g.dk = g.dq + C;
     g.dv = g.dq + 2 * C;
     return g;
@@ -1164,10 +1212,11 @@ static void set_tile_rows(const HeadGrads *g, TileGrads *w, int t0) {
 // Packs query tile [t0, t0 + ATT_BLOCK) and its per-query terms into w.
 static void load_query_tile(const HeadGrads *g, TileGrads *w, int t0) {
     set_tile_rows(g, w, t0);
-    pack_lanes(w->Q, g->q, g->ld, t0, w->rows, g->hs, g->scale);
-    pack_lanes(w->dY, g->dy, g->C, t0, w->rows, g->hs, 1.0f);
-    pack_rows(w->Q_rows, g->q, g->ld, t0, w->rows, g->hs, g->hs_pad);
-    pack_rows(w->dY_rows, g->dy, g->C, t0, w->rows, g->hs, g->hs_pad);
+    // fp32 scales the queries; bf16 the scores (chunk_probabilities).
+    pack_lanes(w->Q, g->q, g->q2, g->ld, t0, w->rows, g->hs, g->q2 ? 1.0f : g->scale);
+    pack_lanes(w->dY, g->dy, NULL, g->C, t0, w->rows, g->hs, 1.0f);
+    pack_rows(w->Q_rows, g->q, g->q2, g->ld, t0, w->rows, g->hs, g->hs_pad);
+    pack_rows(w->dY_rows, g->dy, NULL, g->C, t0, w->rows, g->hs, g->hs_pad);
     if (g->k2) {
         pair_rows(w->Q2, w->Q, g->hs, TILE_VECS);
         pair_rows(w->dY2, w->dY, g->hs, TILE_VECS);
@@ -1191,18 +1240,22 @@ static int chunk_probabilities(const HeadGrads *g, TileGrads *w, int c0) {
     const int nkeys = w->t1 - c0 < KEY_CHUNK ? w->t1 - c0 : KEY_CHUNK;
     const size_t pairs_at = (size_t)c0 * (g->ld / 2);
     const bool diagonal = c0 == w->t0;
-    tile_scores(w->P, w->Q, w->Q2, g->k + (size_t)c0 * g->ld, g->k2 ? g->k2 + pairs_at : NULL, g->ld, nkeys, g->hs,
-                diagonal);
+    if (g->k2) {
+        tile_scores(w->P, w->Q, w->Q2, NULL, g->k2 + pairs_at, g->ld, nkeys, g->hs, diagonal);
+        tile_scores(w->dS, w->dY, w->dY2, NULL, g->v2 + pairs_at, g->ld, nkeys, g->hs, diagonal);
+    } else {
+        tile_scores(w->P, w->Q, NULL, g->k + (size_t)c0 * g->ld, NULL, g->ld, nkeys, g->hs, diagonal);
+        tile_scores(w->dS, w->dY, NULL, g->v + (size_t)c0 * g->ld, NULL, g->ld, nkeys, g->hs, diagonal);
+    }
     if (diagonal) mask_diagonal(w->P, nkeys);
-    tile_scores(w->dS, w->dY, w->dY2, g->v + (size_t)c0 * g->ld, g->v2 ? g->v2 + pairs_at : NULL, g->ld, nkeys, g->hs,
-                diagonal);
     // A vector of queries at a time, as the forward pass: its live rows, then 0.
     for (int v = 0; v < TILE_VECS; v++) {
         const int live = live_rows(diagonal, v, nkeys);
         const v16 lse = w->lse[v], dot = w->dot[v];
+        const float sc = g->k2 ? g->scale : 1.0f;  // bf16: the scores unscaled (attention_forward_tile)
         for (int j = 0; j < live; j++) {
             v16 *p = &w->P[(size_t)j * TILE_VECS + v], *ds = &w->dS[(size_t)j * TILE_VECS + v];
-            *p -= lse;
+            *p = *p * sc - lse;
             exp16(p);
             *ds = *p * (*ds - dot) * g->scale;
         }

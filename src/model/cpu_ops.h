@@ -34,6 +34,10 @@ void matmul_backward(float *dinp, float *dW, const float *dout, const float *inp
 void matmul_forward_bf16(float *out, const uint16_t *inp_bf16, const uint16_t *W, int N, int IC, int OC, bool add);
 void matmul_backward_bf16(float *dinp, float *dW, const float *dout, const uint16_t *inp_bf16, const uint16_t *W,
                           uint16_t *dout_bf16, int N, int IC, int OC, int threads);
+// out_bf16 = bf16(inp W^T), each sum rounded as round_to_bf16 rounds it, the
+// fp32 out never written; IC at most GEMM_BF16_BLOCK_K (util/gemm.h).
+void matmul_forward_bf16_rounded(uint16_t *out_bf16, const uint16_t *inp_bf16, const uint16_t *W, int N, int IC,
+                                 int OC);
 // out[b, 0] = sos + wpe[0]; out[b, t] = wte[tokens[b, t-1]] + wpe[t]
 void encoder_forward(float *out, const uint16_t *tokens, const ParamPointers *p, int B, int T, int C, int threads);
 // Adds into g->wte, g->wpe, g->sos.
@@ -81,12 +85,12 @@ void attention_forward(float *atty, float *lse, const float *qkv, float *scratch
 // scratch as for attention_forward.
 void attention_backward(float *dqkv, const float *datty, const float *atty, const float *qkv, const float *lse,
                         float *scratch, int B, int T, int C, int NH, int threads);
-// The same with bf16 products (--precision bf16): S = (scale q) k^T, P V
-// and, in the backward pass, dP = dy v^T, dq, dk and dv from bf16-rounded
-// operands (qkv_bf16: qkv rounded, B x T x 3C, of which only the keys and
-// values are read, columns C..3C, the queries rounded here after their
-// scale; the probabilities and dS rounded as they are made) with fp32 sums,
-// as the GPU's flash attention has them; the softmax stays fp32. Only where
+// The same with bf16 products (--precision bf16): S = (q k^T) scale, P V
+// and, in the backward pass, dP = dy v^T, dq, dk and dv from bf16 operands
+// (q, k and v from qkv_bf16, B x T x 3C, as the bf16 model keeps them; qkv is
+// not read and may be NULL; the probabilities and dS rounded as they are
+// made) with fp32 sums, the scale applied to the fp32 scores, as the GPU's
+// flash attention has them; the softmax stays fp32. Only where
 // attention_bf16_fits; qkv_bf16 NULL: the fp32 attention above.
 void attention_forward_bf16(float *atty, float *lse, const float *qkv, const uint16_t *qkv_bf16, float *scratch, int B,
                             int T, int C, int NH, int threads);

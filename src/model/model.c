@@ -124,7 +124,13 @@ static uint16_t *saved_input(const Model *m, int l, SavedInput which) {
 }
 
 static size_t qkv_bf16_count(const ModelConfig *cfg, int max_batch) {
-    return attention_bf16_fits(cfg->d_model, cfg->n_head) ? 3 * saved_unit(cfg, max_batch) : 0;
+    return attention_bf16_fits(cfg->d_model, cfg->n_head) ? (size_t)cfg->n_layer * 3 * saved_unit(cfg, max_batch) : 0;
+}
+
+// Layer l's rounded qkv (Model.qkv_bf16), NULL without it.
+static uint16_t *layer_qkv_bf16(const Model *m, int l) {
+    if (!m->qkv_bf16) return NULL;
+    return m->qkv_bf16 + (size_t)l * 3 * saved_unit(&m->cfg, m->max_batch);
 }
 
 size_t model_bf16_bytes(const ModelConfig *cfg, int max_batch) {
@@ -183,12 +189,6 @@ static void product_backward(const Model *m, float *dinp, float *dW, const float
     else matmul_backward_bf16(dinp, dW, dout, inp_bf16, rounded_weights(m, W), m->grad_bf16, N, IC, OC, m->threads);
 }
 
-// The bf16 attention's keys and values (qkv's columns C..3C) rounded into
-// qkv_bf16; its queries it rounds itself, after their scale.
-static void round_keys_and_values(uint16_t *qkv_bf16, const float *qkv, int N, int C, int threads) {
-    round_rows_to_bf16(qkv_bf16 + C, qkv + C, (size_t)3 * C, (size_t)N, (size_t)2 * C, threads);
-}
-
 // ---------------------------------------------------------------------------
 // Whole model
 
@@ -215,9 +215,17 @@ double model_forward(Model *m, const uint16_t *tokens, int batch) {
         // writes as it reads the rows.
         norm_forward_rounded(cfg->norm, ln1, saved_input(m, l, SAVED_LN1), a->ln1_mean + l * max_BT,
                              a->ln1_rstd + l * max_BT, resid, mid, lp->ln1_g, lp->ln1_b, N, C, th);
-        product_forward(m, qkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C, false);
-        if (m->qkv_bf16) round_keys_and_values(m->qkv_bf16, qkv, N, C, th);
-        attention_forward_bf16(atty, lse, qkv, m->qkv_bf16, m->scratch, B, T, C, NH, th);
+        // The bf16 attention takes q, k and v only rounded, kept for the backward pass: the product writes them
+        // so where its sums fit one block of k, else in fp32 first.
+        uint16_t *qkv_bf16 = layer_qkv_bf16(m, l);
+        if (qkv_bf16 && C <= GEMM_BF16_BLOCK_K) {
+            matmul_forward_bf16_rounded(qkv_bf16, saved_input(m, l, SAVED_LN1), rounded_weights(m, lp->w_qkv), N, C,
+                                        3 * C);
+        } else {
+            product_forward(m, qkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C, false);
+            if (qkv_bf16) round_to_bf16(qkv_bf16, qkv, 3 * BTC, th);
+        }
+        attention_forward_bf16(atty, lse, qkv_bf16 ? NULL : qkv, qkv_bf16, m->scratch, B, T, C, NH, th);
         if (m->params_bf16) round_to_bf16(saved_input(m, l, SAVED_ATTY), atty, BTC, th);
         product_forward(m, mid, atty, saved_input(m, l, SAVED_ATTY), lp->w_attn_proj, N, C, C, true);
         norm_forward_rounded(cfg->norm, ln2, saved_input(m, l, SAVED_LN2), a->ln2_mean + l * max_BT,
@@ -281,8 +289,8 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
         // Attention: mid = resid + attn(norm1(resid)) W_proj^T; dresid now holds d(mid).
         product_backward(m, datty, lg->w_attn_proj, m->params_bf16 ? NULL : dresid, atty, saved_input(m, l, SAVED_ATTY),
                          lp->w_attn_proj, N, C, C);
-        if (m->qkv_bf16) round_keys_and_values(m->qkv_bf16, qkv, N, C, th);  // this layer's, again
-        attention_backward_bf16(dqkv, datty, atty, qkv, m->qkv_bf16, lse, att_scratch, B, T, C, NH, th);
+        const uint16_t *qkv_bf16 = layer_qkv_bf16(m, l);
+        attention_backward_bf16(dqkv, datty, atty, qkv_bf16 ? NULL : qkv, qkv_bf16, lse, att_scratch, B, T, C, NH, th);
         product_backward(m, dln, lg->w_qkv, dqkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C);
         // (Layer 0's d(resid) goes to the embeddings, fp32: not rounded.)
         norm_backward_rounded(cfg->norm, dresid, l > 0 ? dresid_bf16 : NULL, lg->ln1_g, lg->ln1_b, dln, resid,

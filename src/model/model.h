@@ -58,9 +58,9 @@ typedef struct {
     // fc_act (x 4C), then lnf (model.c, saved_input).
     uint16_t *inputs_bf16;
     uint16_t *grad_bf16;  // scratch: an output gradient rounded, max_batch x T x max(4C, V)
-    // The layer's qkv rounded, for the attention's bf16 products (max_batch x
-    // T x 3C, of which only the keys and values are written and read); NULL
-    // where attention_bf16_fits is false (fp32 attention).
+    // Each layer's qkv rounded, what the attention's bf16 products take (L x
+    // max_batch x T x 3C), kept from the forward pass for the backward;
+    // NULL where attention_bf16_fits is false (fp32 attention).
     uint16_t *qkv_bf16;
     // Called by model_backward as soon as a layer's gradients are final
     // (layer L = final norm and head first, then blocks L-1..0, then -1 = the

@@ -22,7 +22,9 @@ typedef struct {
 } Gemm;
 
 // bf16 A and B (the top half of a float), fp32 sums and C; alpha 1, beta 0
-// (C is not read) or 1.
+// (C is not read) or 1. C_bf16, unless NULL: C rounded to bf16 goes there
+// instead (ldc apart; C is NULL, beta 0, and k at most GEMM_BF16_BLOCK_K, so
+// that each sum is whole when its tile stores it).
 typedef struct {
     bool trans_a, trans_b;
     int m, n, k;
@@ -33,7 +35,10 @@ typedef struct {
     float beta;
     float *C;
     int ldc;
+    uint16_t *C_bf16;
 } GemmBf16;
+// Steps of k per block of the bf16 kernel (gemm_bf16_avx512.c).
+#define GEMM_BF16_BLOCK_K 512
 
 // Part p of `parts` of a product as the threads split it (gemm_part, blas.h;
 // gemm_bf16_all): rows of C from op(A)'s rows, or, when C is wider than tall,
@@ -45,7 +50,8 @@ typedef struct {
     size_t a, b, c;
 } GemmPartAt;
 GemmPartAt gemm_part_at(int m, int n, bool trans_a, bool trans_b, int lda, int ldb, int ldc, int p, int parts);
-// part = that part of *g, a Gemm or a GemmBf16 alike (the same fields).
+// part = that part of *g, a Gemm (gemm_bf16.c's product_part does the same
+// for a GemmBf16, whose C may be C_bf16).
 #define GEMM_TAKE_PART(part, g, p, parts)                                                                         \
     do {                                                                                                          \
         const GemmPartAt at_ =                                                                                    \

@@ -89,6 +89,10 @@ static void plain_product(const GemmBf16 *g) {
                 const uint16_t b = g->trans_b ? g->B[(size_t)j * g->ldb + p] : g->B[(size_t)p * g->ldb + j];
                 sum += bf16_to_float(a) * bf16_to_float(b);
             }
+            if (g->C_bf16) {
+                g->C_bf16[(size_t)i * g->ldc + j] = bf16_from_float(sum);
+                continue;
+            }
             float *c = g->C + (size_t)i * g->ldc + j;
             *c = g->beta != 0.0f ? *c + sum : sum;
         }
@@ -99,10 +103,17 @@ static void whole_product(const GemmBf16 *g) {
     else plain_product(g);
 }
 
-// Part p of `parts`, as gemm_f32 splits its products (util/gemm.h).
+// Part p of `parts`, as gemm_f32 splits its products (util/gemm.h); its C
+// in C or in C_bf16, whichever the product writes.
 static GemmBf16 product_part(const GemmBf16 *g, int p, int parts) {
-    GemmBf16 part;
-    GEMM_TAKE_PART(part, g, p, parts);
+    const GemmPartAt at = gemm_part_at(g->m, g->n, g->trans_a, g->trans_b, g->lda, g->ldb, g->ldc, p, parts);
+    GemmBf16 part = *g;
+    part.m = at.m;
+    part.n = at.n;
+    part.A = g->A + at.a;
+    part.B = g->B + at.b;
+    part.C = g->C ? g->C + at.c : NULL;
+    part.C_bf16 = g->C_bf16 ? g->C_bf16 + at.c : NULL;
     return part;
 }
 
@@ -110,6 +121,9 @@ static bool worth_splitting(const GemmBf16 *g, int threads) { return gemm_worth_
 
 static void check_product(const GemmBf16 *g) {
     if (g->beta != 0.0f && g->beta != 1.0f) die("internal: gemm_bf16 takes beta 0 or 1, got %g", g->beta);
+    if (!g->C == !g->C_bf16) die("internal: gemm_bf16 writes C or C_bf16, one of them");
+    if (g->C_bf16 && (g->beta != 0.0f || g->k > GEMM_BF16_BLOCK_K))
+        die("internal: gemm_bf16 rounds C into C_bf16 only with beta 0 and k <= %d (k = %d)", GEMM_BF16_BLOCK_K, g->k);
 }
 
 // As gemm_f32_all (util/blas.c): the products not worth splitting first, each

@@ -33,7 +33,8 @@ void round_span_to_bf16(uint16_t *out, const float *x, size_t n);
 void round_rows_to_bf16(uint16_t *out, const float *x, size_t ld, size_t rows, size_t cols, int threads);
 float bf16_to_float(uint16_t h);
 
-// C (m x n, ldc) = op(A) op(B) + beta C, beta 0 (C is not read) or 1.
+// C (m x n, ldc) = op(A) op(B) + beta C, beta 0 (C is not read) or 1
+// (gemm_bf16_all: or C_bf16 = bf16(op(A) op(B)), util/gemm.h).
 // op(A) is m x k, op(B) k x n; trans_* reads the stored row-major matrix
 // transposed. Runs on OpenMP's threads (omp_set_num_threads), each on its
 // part of C (gemm_part_at, util/gemm.h); every element sums in the same order

@@ -32,10 +32,10 @@
 #include "util/vec16.h"
 
 enum {
-    TILE_ROWS = GEMM_TILE_ROWS,  // rows of C per tile (util/gemm_tile.h)
-    PANEL = 64,                  // columns of C per tile, and of B per packed panel (4 vectors of 16 words)
-    BLOCK_K = 512,               // steps of k per block (256 pairs): a packed panel, 64 KiB, stays in L2 over its block
-    BLOCK_ROWS = 384,            // rows of C per block: 6 x 512 bf16 per tile, 384 KiB of A in L2 per block
+    TILE_ROWS = GEMM_TILE_ROWS,   // rows of C per tile (util/gemm_tile.h)
+    PANEL = 64,                   // columns of C per tile, and of B per packed panel (4 vectors of 16 words)
+    BLOCK_K = GEMM_BF16_BLOCK_K,  // steps of k per block (256 pairs): a packed panel, 64 KiB, stays in L2 over it
+    BLOCK_ROWS = 384,             // rows of C per block: 6 x 512 bf16 per tile, 384 KiB of A in L2 per block
     // Words between two pairs of a packed block of A^T beyond its rows: an
     // odd number of cache lines apart (25 for 384 rows), so that a tile's
     // steps spread over every set of L1 (an even number would fall into few).
@@ -144,12 +144,27 @@ BF16_TARGET static inline __attribute__((always_inline)) void tile_step(__m512 s
         }
 }
 
+// The tile's sums rounded to bf16 into c16 (the product's C_bf16: one block
+// of k, beta 0). Every sum is an output of vdpbf16ps, which flushes subnormal
+// results to zero, so vcvtneps2bf16 (which would take one as zero) rounds
+// each as bf16_from_float does: the bits of round_to_bf16 of fp32 C.
+BF16_TARGET static inline __attribute__((always_inline)) void store_tile_bf16(__m512 sum[TILE_ROWS][4], int rows,
+                                                                              uint16_t *c16, size_t ldc,
+                                                                              const __mmask16 columns[4]) {
+#pragma GCC unroll 6
+    for (int i = 0; i < TILE_ROWS; i++)
+        if (i < rows)
+#pragma GCC unroll 4
+            for (int v = 0; v < 4; v++)
+                _mm256_mask_storeu_epi16(c16 + i * ldc + v * 16, columns[v], (__m256i)_mm512_cvtneps_pbh(sum[i][v]));
+}
+
 // One tile: rows C[0, rows) (ldc apart), 64 columns of which `columns` (a
 // mask per vector) are stored, from kc steps. Element (r, 2q) of op(A) is at
 // a[r * a_row + q * a_step], its pair's partner right after it. The first
 // block of k (first) writes sum + beta C, reading C only where beta is not 0;
-// later ones add the sum to C. Inlined with rows constant, so the sums are
-// registers.
+// later ones add the sum to C; or, c16 not NULL, the sum goes there rounded
+// (store_tile_bf16). Inlined with rows constant, so the sums are registers.
 //
 // next_a, unless NULL: the next tile's rows of A, read in place, which the
 // first steps fetch into L1 a cache line a step. A tile of the first panel
@@ -160,8 +175,9 @@ BF16_TARGET static inline __attribute__((always_inline)) void tile_step(__m512 s
 // last do no harm.)
 BF16_TARGET static inline __attribute__((always_inline)) void tile(int rows, int kc, const uint16_t *a, size_t a_row,
                                                                    size_t a_step, const uint32_t *panel, float *c,
-                                                                   size_t ldc, const __mmask16 columns[4], float beta,
-                                                                   bool first, const uint16_t *next_a) {
+                                                                   uint16_t *c16, size_t ldc,
+                                                                   const __mmask16 columns[4], float beta, bool first,
+                                                                   const uint16_t *next_a) {
     __m512 sum[TILE_ROWS][4];
 #pragma GCC unroll 6
     for (int i = 0; i < TILE_ROWS; i++)
@@ -175,7 +191,26 @@ BF16_TARGET static inline __attribute__((always_inline)) void tile(int rows, int
         tile_step(sum, rows, panel + (size_t)q * PANEL, a + (size_t)q * a_step, a_row, false);
     }
     if (kc & 1) tile_step(sum, rows, panel + (size_t)pairs * PANEL, a + (size_t)pairs * a_step, a_row, true);
-    store_tile(sum, rows, c, ldc, columns, 1.0f, 1.0f, !first || beta != 0.0f);  // beta is 0 or 1
+    if (c16) store_tile_bf16(sum, rows, c16, ldc, columns);
+    else store_tile(sum, rows, c, ldc, columns, 1.0f, 1.0f, !first || beta != 0.0f);  // beta is 0 or 1
+}
+
+// Row i, column j of C, or of C_bf16 (c16) where the product rounds it;
+// the other NULL.
+static float *c_at(const GemmBf16 *g, int i, int j) { return g->C ? g->C + (size_t)i * g->ldc + j : NULL; }
+static uint16_t *c16_at(const GemmBf16 *g, int i, int j) {
+    return g->C_bf16 ? g->C_bf16 + (size_t)i * g->ldc + j : NULL;
+}
+
+// Rows [i, i + rows) of C (or C_bf16), `cols` columns from j, fetched for
+// writing (prefetch_for_writing, util/vec16.h).
+static void prefetch_c(const GemmBf16 *g, int i, int j, int rows, int cols) {
+    if (g->C) {
+        prefetch_for_writing(c_at(g, i, j), (size_t)g->ldc, rows, cols);
+        return;
+    }
+    for (int r = 0; r < rows; r++)  // a line holds 32 bf16
+        for (int c = 0; c < cols; c += 32) __builtin_prefetch(c16_at(g, i + r, j + c), 1, 3);
 }
 
 // Every tile of one panel over rows [i0, i1) of C: whole tiles, then one of
@@ -192,18 +227,18 @@ BF16_TARGET static void panel_tiles(const GemmBf16 *g, const uint16_t *a, size_t
     int i = i0;
     for (; i + TILE_ROWS <= i1; i += TILE_ROWS, a += tile_a) {
         const int next = i1 - (i + TILE_ROWS);  // rows of the next tile
-        if (next > 0)
-            prefetch_for_writing(g->C + (i + TILE_ROWS) * ldc + j0, ldc, next < TILE_ROWS ? next : TILE_ROWS, cols);
-        tile(TILE_ROWS, kc, a, a_row, a_step, panel, g->C + i * ldc + j0, ldc, columns, beta, first,
+        if (next > 0) prefetch_c(g, i + TILE_ROWS, j0, next < TILE_ROWS ? next : TILE_ROWS, cols);
+        tile(TILE_ROWS, kc, a, a_row, a_step, panel, c_at(g, i, j0), c16_at(g, i, j0), ldc, columns, beta, first,
              cold_a && next > 0 ? a + tile_a : NULL);
     }
-    float *c = g->C + i * ldc + j0;
+    float *c = c_at(g, i, j0);
+    uint16_t *c16 = c16_at(g, i, j0);
     switch (i1 - i) {
-    case 5: tile(5, kc, a, a_row, a_step, panel, c, ldc, columns, beta, first, NULL); break;
-    case 4: tile(4, kc, a, a_row, a_step, panel, c, ldc, columns, beta, first, NULL); break;
-    case 3: tile(3, kc, a, a_row, a_step, panel, c, ldc, columns, beta, first, NULL); break;
-    case 2: tile(2, kc, a, a_row, a_step, panel, c, ldc, columns, beta, first, NULL); break;
-    case 1: tile(1, kc, a, a_row, a_step, panel, c, ldc, columns, beta, first, NULL); break;
+    case 5: tile(5, kc, a, a_row, a_step, panel, c, c16, ldc, columns, beta, first, NULL); break;
+    case 4: tile(4, kc, a, a_row, a_step, panel, c, c16, ldc, columns, beta, first, NULL); break;
+    case 3: tile(3, kc, a, a_row, a_step, panel, c, c16, ldc, columns, beta, first, NULL); break;
+    case 2: tile(2, kc, a, a_row, a_step, panel, c, c16, ldc, columns, beta, first, NULL); break;
+    case 1: tile(1, kc, a, a_row, a_step, panel, c, c16, ldc, columns, beta, first, NULL); break;
     default: break;
     }
 }
@@ -211,8 +246,10 @@ BF16_TARGET static void panel_tiles(const GemmBf16 *g, const uint16_t *a, size_t
 void gemm_bf16_avx512(const GemmBf16 *g) {
     if (g->m <= 0 || g->n <= 0) return;
     if (g->k <= 0) {  // an empty sum: C = beta C, beta 0 or 1
-        if (g->beta == 0.0f)
-            for (int i = 0; i < g->m; i++) memset(g->C + (size_t)i * g->ldc, 0, (size_t)g->n * sizeof(float));
+        for (int i = 0; g->beta == 0.0f && i < g->m; i++) {
+            if (g->C) memset(c_at(g, i, 0), 0, (size_t)g->n * sizeof(float));
+            else memset(c16_at(g, i, 0), 0, (size_t)g->n * sizeof(uint16_t));  // bf16 0 is all zero bits
+        }
         return;
     }
     const int panels_n = (g->n + PANEL - 1) / PANEL, block_k = g->k < BLOCK_K ? g->k : BLOCK_K;
