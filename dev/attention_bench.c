@@ -33,7 +33,7 @@ static double time_attention(int B, int T, int C, int NH, int threads, int reps,
         double t0 = now_seconds();
         attention_forward_bf16(y, lse, qkv, qkv_bf16, scratch, B, T, C, NH, threads);
         double t1 = now_seconds();
-        attention_backward_bf16(dqkv, dy, y, qkv, qkv_bf16, lse, scratch, B, T, C, NH, threads);
+        attention_backward_bf16(dqkv, NULL, dy, y, qkv, qkv_bf16, lse, scratch, B, T, C, NH, threads);
         double t2 = now_seconds();
         if (r >= 0) {
             fwd += t1 - t0;
@@ -91,9 +91,10 @@ int main(int argc, char **argv) {
     const double step = time_step(&cfg, B, threads, reps, bf16);
     // Causal FLOPs: QK^T and PV forward (2 products), 5 in backward, over half the T x T square.
     const double flop = 2.0 * B * NH * (double)T * (T + 1) / 2 * (C / NH);
-    printf("%s%s %dx%d b%d t%d: attention fwd %.2f ms (%.1f GFLOP/s) bwd %.2f ms (%.1f GFLOP/s); step %.1f ms, "
-           "attention x %d layers = %.1f ms = %.0f%% of the step\n",
-           argv[1], bf16 ? " bf16" : "", side, side, B, threads, fwd * 1e3, 2 * flop / fwd / 1e9, bwd * 1e3, 5 * flop / bwd / 1e9,
-           step * 1e3, L, L * (fwd + bwd) * 1e3, 100.0 * L * (fwd + bwd) / step);
+    printf(
+        "%s%s %dx%d b%d t%d: attention fwd %.2f ms (%.1f GFLOP/s) bwd %.2f ms (%.1f GFLOP/s); step %.1f ms, "
+        "attention x %d layers = %.1f ms = %.0f%% of the step\n",
+        argv[1], bf16 ? " bf16" : "", side, side, B, threads, fwd * 1e3, 2 * flop / fwd / 1e9, bwd * 1e3,
+        5 * flop / bwd / 1e9, step * 1e3, L, L * (fwd + bwd) * 1e3, 100.0 * L * (fwd + bwd) / step);
     return 0;
 }

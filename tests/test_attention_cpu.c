@@ -119,12 +119,15 @@ static void reference_head(const Shape *s, const float *qkv, const float *dy, co
 
 typedef struct {
     float *y, *lse, *dqkv;
+    bool rounded_grads_match;  // bf16: the gradients written only rounded are dqkv's rounded bits
 } AttentionRun;
 
 // One forward and backward with `threads`, on NaN-filled scratch and outputs,
 // so that a read of unwritten scratch or an output left unwritten shows;
 // with the bf16 attention where qkv_bf16 is not NULL (qkv then NULL: it
-// reads q, k and v from qkv_bf16 alone).
+// reads q, k and v from qkv_bf16 alone), whose backward pass runs again
+// writing its gradients only rounded (dqkv_bf16, as the bf16 model has them),
+// to be round_to_bf16's bits of the fp32 ones.
 static AttentionRun run_attention(const Shape *s, const float *qkv, const uint16_t *qkv_bf16, const float *dy,
                                   int threads) {
     const size_t n_y = (size_t)s->B * s->T * s->C, n_lse = (size_t)s->B * s->NH * s->T, n_qkv = 3 * n_y;
@@ -138,7 +141,18 @@ static AttentionRun run_attention(const Shape *s, const float *qkv, const uint16
     const float *fp32_qkv = qkv_bf16 ? NULL : qkv;
     attention_forward_bf16(r.y, r.lse, fp32_qkv, qkv_bf16, scratch, s->B, s->T, s->C, s->NH, threads);
     for (size_t i = 0; i < n_scratch; i++) scratch[i] = NAN;
-    attention_backward_bf16(r.dqkv, dy, r.y, fp32_qkv, qkv_bf16, r.lse, scratch, s->B, s->T, s->C, s->NH, threads);
+    attention_backward_bf16(r.dqkv, NULL, dy, r.y, fp32_qkv, qkv_bf16, r.lse, scratch, s->B, s->T, s->C, s->NH,
+                            threads);
+    r.rounded_grads_match = true;
+    if (qkv_bf16) {
+        uint16_t *got = xmalloc(n_qkv * sizeof(uint16_t)), *want = xmalloc(n_qkv * sizeof(uint16_t));
+        for (size_t i = 0; i < n_qkv; i++) got[i] = 0x7fc1;  // a NaN: left unwritten shows
+        attention_backward_bf16(NULL, got, dy, r.y, NULL, qkv_bf16, r.lse, scratch, s->B, s->T, s->C, s->NH, threads);
+        round_to_bf16(want, r.dqkv, n_qkv, 1);
+        r.rounded_grads_match = !memcmp(got, want, n_qkv * sizeof(uint16_t));
+        free(got);
+        free(want);
+    }
     free(scratch);
     return r;
 }
@@ -199,6 +213,8 @@ static void check_shape(const Shape *s, float spread, bool bf16) {
         bf16_worst_y = e_y > bf16_worst_y ? e_y : bf16_worst_y;
         bf16_worst_dqkv = e_dqkv > bf16_worst_dqkv ? e_dqkv : bf16_worst_dqkv;
     }
+    CHECK(one.rounded_grads_match && two.rounded_grads_match,
+          "B %d T %d C %d NH %d: the gradients written rounded are not dqkv's rounded bits", s->B, s->T, s->C, s->NH);
     CHECK(same_bits(&one, &again, s), "B %d T %d C %d NH %d: two 1-thread runs differ", s->B, s->T, s->C, s->NH);
     CHECK(same_bits(&two, &two_again, s), "B %d T %d C %d NH %d: two 2-thread runs differ", s->B, s->T, s->C, s->NH);
     // Each (image, head, tile) is computed by one thread in a fixed order, so

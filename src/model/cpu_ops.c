@@ -922,8 +922,10 @@ static void pack_lanes(v16 *out, const float *src, const uint16_t *src_bf16, int
 
 // The other way: rows [t0, t0 + rows) of dst (ld apart, hs wide) from the
 // tile's vectors in (hs x TILE_VECS, lanes = queries), each vector v times
-// mul[v] lane by lane; whole blocks as in pack_lanes.
-static void unpack_lanes(float *dst, int ld, int t0, int rows, int hs, const v16 *in, const v16 *mul) {
+// mul[v] lane by lane, or, dst_bf16 not NULL, rounded there instead; whole
+// blocks as in pack_lanes.
+static void unpack_lanes(float *dst, uint16_t *dst_bf16, int ld, int t0, int rows, int hs, const v16 *in,
+                         const v16 *mul) {
     for (int v = 0; v * LANES < rows; v++)
         for (int e0 = 0; e0 < hs; e0 += LANES) {
             const int cols = hs - e0 < LANES ? hs - e0 : LANES;
@@ -932,13 +934,18 @@ static void unpack_lanes(float *dst, int ld, int t0, int rows, int hs, const v16
                 m[c] = c < cols ? in[(size_t)(e0 + c) * TILE_VECS + v] * mul[v] : SPLAT(0.0f);
             transpose16(m);
             if (cols == LANES && (v + 1) * LANES <= rows) {
-                for (int r = 0; r < LANES; r++)
-                    memcpy(dst + (size_t)(t0 + v * LANES + r) * ld + e0, &m[r], sizeof m[r]);
+                for (int r = 0; r < LANES; r++) {
+                    const size_t at = (size_t)(t0 + v * LANES + r) * ld + e0;
+                    if (dst_bf16) store_bf16(dst_bf16 + at, &m[r], LANES);
+                    else memcpy(dst + at, &m[r], sizeof m[r]);
+                }
                 continue;
             }
             for (int r = 0; r < LANES && v * LANES + r < rows; r++) {
                 const v16 row = m[r];
-                store_partial(dst + (size_t)(t0 + v * LANES + r) * ld + e0, &row, (size_t)cols);
+                const size_t at = (size_t)(t0 + v * LANES + r) * ld + e0;
+                if (dst_bf16) store_bf16(dst_bf16 + at, &row, (size_t)cols);
+                else store_partial(dst + at, &row, (size_t)cols);
             }
         }
 }
@@ -1083,7 +1090,7 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, con
     }
     v16 inv[TILE_VECS];
     for (int w = 0; w < TILE_VECS; w++) inv[w] = 1.0f / sum[w];
-    unpack_lanes(y, C, t0, rows, hs, O, inv);
+    unpack_lanes(y, NULL, C, t0, rows, hs, O, inv);
     for (int i = 0; i < rows; i++) row_lse[t0 + i] = mx[i / LANES][i % LANES] * sc + logf(sum[i / LANES][i % LANES]);
 }
 
@@ -1129,8 +1136,9 @@ void attention_forward_bf16(float *atty, float *lse, const float *qkv, const uin
 typedef struct {
     const float *q, *k, *v, *dy, *y, *lse;  // q, k, v NULL with bf16 products
     const uint16_t *q2;                     // with bf16 products the queries in bf16 (ld apart), else NULL
-    const Bf16Pair *k2, *v2;  // keys and values as bf16 pairs for bf16 products (ld / 2 pairs apart), or NULL
-    float *dq, *dk, *dv;
+    const Bf16Pair *k2, *v2;    // keys and values as bf16 pairs for bf16 products (ld / 2 pairs apart), or NULL
+    float *dq, *dk, *dv;        // where dq, dk, dv go; or, NULL,
+    uint16_t *dq2, *dk2, *dv2;  // rounded there (the bf16 model's qkv product takes them so), else NULL
     int T, C, ld, hs, hs_pad;
     float scale;
 } HeadGrads;
@@ -1152,7 +1160,7 @@ typedef struct {
     int t0, t1, rows;
 } TileGrads;
 
-static HeadGrads head_grads(float *dqkv, const float *datty, const float *atty, const float *qkv,
+static HeadGrads head_grads(float *dqkv, uint16_t *dqkv_bf16, const float *datty, const float *atty, const float *qkv,
                             const uint16_t *qkv_bf16, const float *lse, int b, int h, int T, int C, int NH) {
     const int hs = C / NH;
     const size_t row0 = (size_t)b * T;
@@ -1167,15 +1175,21 @@ static HeadGrads head_grads(float *dqkv, const float *datty, const float *atty, 
                    .dy = datty + row0 * C + h * hs,
                    .y = atty + row0 * C + h * hs,
                    .lse = lse + ((size_t)b * NH + h) * T,
-                   .dq = dqkv + row0 * 3 * C + h * hs,
                    .T = T,
                    .C = C,
                    .ld = 3 * C,
                    .hs = hs,
                    .hs_pad = (int)round_up((size_t)hs, LANES),
                    .scale = 1.0f / sqrtf((float)hs)};
-    g.dk = g.dq + C;
-    g.dv = g.dq + 2 * C;
+    // The gradients go to one of dqkv and dqkv_bf16 (the other NULL), as q, k and v come from one.
+    float *dq = dqkv_bf16 ? NULL : (float *)head_rows(dqkv, b, h, 0, T, C, NH);
+    uint16_t *dq2 = (uint16_t *)head_rows_bf16(dqkv_bf16, b, h, 0, T, C, NH);
+    g.dq = dq;
+    g.dk = dq ? dq + C : NULL;
+    g.dv = dq ? dq + 2 * C : NULL;
+    g.dq2 = dq2;
+    g.dk2 = dq2 ? dq2 + C : NULL;
+    g.dv2 = dq2 ? dq2 + 2 * C : NULL;
     return g;
 }
 
@@ -1295,13 +1309,19 @@ static void add_query_grads(const HeadGrads *g, TileGrads *w, int c0, int nkeys,
 
 static void store_query_grads(const HeadGrads *g, const TileGrads *w) {
     const v16 ones[TILE_VECS] = {SPLAT(1.0f), SPLAT(1.0f), SPLAT(1.0f), SPLAT(1.0f)};
-    unpack_lanes(g->dq, g->ld, w->t0, w->rows, g->hs, w->dQ, ones);
+    unpack_lanes(g->dq, g->dq2, g->ld, w->t0, w->rows, g->hs, w->dQ, ones);
 }
 
-// Keys [first, first + count) of w's summed rows into dk and dv.
+// Keys [first, first + count) of w's summed rows into dk and dv (or dk2 and dv2).
 static void store_key_grads(const HeadGrads *g, const TileGrads *w, int first, int count) {
     const float *dK = (const float *)w->dK, *dV = (const float *)w->dV;
-    for (int j = 0; j < count; j++)
+    for (int j = 0; g->dk2 && j < count; j++)
+        for (int e = 0; e < g->hs; e += LANES) {  // rows of hs_pad: whole vectors
+            const size_t at = (size_t)(first + j) * g->ld + e, len = (size_t)(g->hs - e < LANES ? g->hs - e : LANES);
+            store_bf16(g->dk2 + at, &w->dK[((size_t)j * g->hs_pad + e) / LANES], len);
+            store_bf16(g->dv2 + at, &w->dV[((size_t)j * g->hs_pad + e) / LANES], len);
+        }
+    for (int j = 0; g->dk && j < count; j++)
         for (int e = 0; e < g->hs; e++) {
             g->dk[(size_t)(first + j) * g->ld + e] = dK[(size_t)j * g->hs_pad + e];
             g->dv[(size_t)(first + j) * g->ld + e] = dV[(size_t)j * g->hs_pad + e];
@@ -1397,11 +1417,11 @@ static void backward_query_tile(const HeadGrads *g, TileGrads *w, float *packed,
 // a buffer of its own, as this path runs only for a few heads), then the key
 // chunks (chunk 0, which meets every tile, first), then the query tiles (the
 // last, which meets every chunk, first).
-static void backward_split(float *dqkv, const float *datty, const float *atty, const float *qkv,
+static void backward_split(float *dqkv, uint16_t *dqkv_bf16, const float *datty, const float *atty, const float *qkv,
                            const uint16_t *qkv_bf16, const float *lse, float *scratch, int B, int T, int C, int NH,
                            int threads) {
     const int tiles = (T + ATT_BLOCK - 1) / ATT_BLOCK;
-    const HeadGrads shape = head_grads(dqkv, datty, atty, qkv, qkv_bf16, lse, 0, 0, T, C, NH);
+    const HeadGrads shape = head_grads(dqkv, dqkv_bf16, datty, atty, qkv, qkv_bf16, lse, 0, 0, T, C, NH);
     const size_t per_head = (size_t)tiles * packed_tile_floats(&shape);
     // 64-byte aligned for the vectors (every packed part is a multiple of 16 floats).
     float *packed = aligned_alloc(64, round_up((size_t)B * NH * per_head * sizeof(float), 64));
@@ -1410,14 +1430,14 @@ static void backward_split(float *dqkv, const float *datty, const float *atty, c
     for (int tile = 0; tile < tiles; tile++)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
-                const HeadGrads g = head_grads(dqkv, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
+                const HeadGrads g = head_grads(dqkv, dqkv_bf16, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
                 pack_tile(&g, packed + ((size_t)b * NH + h) * per_head, tile);
             }
 #pragma omp parallel for collapse(3) schedule(dynamic, 1) num_threads(threads)
     for (int chunk = 0; chunk < tiles; chunk++)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
-                const HeadGrads g = head_grads(dqkv, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
+                const HeadGrads g = head_grads(dqkv, dqkv_bf16, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
                 TileGrads w = tile_grads(&g, scratch, NH);
                 backward_key_chunk(&g, &w, packed + ((size_t)b * NH + h) * per_head, chunk * KEY_CHUNK);
             }
@@ -1425,7 +1445,7 @@ static void backward_split(float *dqkv, const float *datty, const float *atty, c
     for (int tile = tiles - 1; tile >= 0; tile--)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
-                const HeadGrads g = head_grads(dqkv, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
+                const HeadGrads g = head_grads(dqkv, dqkv_bf16, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
                 TileGrads w = tile_grads(&g, scratch, NH);
                 backward_query_tile(&g, &w, packed + ((size_t)b * NH + h) * per_head, tile * ATT_BLOCK);
             }
@@ -1440,20 +1460,20 @@ static void backward_split(float *dqkv, const float *datty, const float *atty, c
 // finer).
 void attention_backward(float *dqkv, const float *datty, const float *atty, const float *qkv, const float *lse,
                         float *scratch, int B, int T, int C, int NH, int threads) {
-    attention_backward_bf16(dqkv, datty, atty, qkv, NULL, lse, scratch, B, T, C, NH, threads);
+    attention_backward_bf16(dqkv, NULL, datty, atty, qkv, NULL, lse, scratch, B, T, C, NH, threads);
 }
 
-void attention_backward_bf16(float *dqkv, const float *datty, const float *atty, const float *qkv,
+void attention_backward_bf16(float *dqkv, uint16_t *dqkv_bf16, const float *datty, const float *atty, const float *qkv,
                              const uint16_t *qkv_bf16, const float *lse, float *scratch, int B, int T, int C, int NH,
                              int threads) {
     if (2 * B * NH <= threads) {
-        backward_split(dqkv, datty, atty, qkv, qkv_bf16, lse, scratch, B, T, C, NH, threads);
+        backward_split(dqkv, dqkv_bf16, datty, atty, qkv, qkv_bf16, lse, scratch, B, T, C, NH, threads);
         return;
     }
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(threads)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            const HeadGrads g = head_grads(dqkv, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
+            const HeadGrads g = head_grads(dqkv, dqkv_bf16, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
             TileGrads w = tile_grads(&g, scratch, NH);
             backward_head(&g, &w);
         }

@@ -289,9 +289,13 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
         // Attention: mid = resid + attn(norm1(resid)) W_proj^T; dresid now holds d(mid).
         product_backward(m, datty, lg->w_attn_proj, m->params_bf16 ? NULL : dresid, atty, saved_input(m, l, SAVED_ATTY),
                          lp->w_attn_proj, N, C, C);
+        // With bf16 q, k and v the attention writes their gradients only rounded, where the product takes them.
         const uint16_t *qkv_bf16 = layer_qkv_bf16(m, l);
-        attention_backward_bf16(dqkv, datty, atty, qkv_bf16 ? NULL : qkv, qkv_bf16, lse, att_scratch, B, T, C, NH, th);
-        product_backward(m, dln, lg->w_qkv, dqkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C);
+        uint16_t *dqkv_bf16 = qkv_bf16 ? m->grad_bf16 : NULL;
+        attention_backward_bf16(qkv_bf16 ? NULL : dqkv, dqkv_bf16, datty, atty, qkv_bf16 ? NULL : qkv, qkv_bf16, lse,
+                                att_scratch, B, T, C, NH, th);
+        product_backward(m, dln, lg->w_qkv, dqkv_bf16 ? NULL : dqkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C,
+                         3 * C);
         // (Layer 0's d(resid) goes to the embeddings, fp32: not rounded.)
         norm_backward_rounded(cfg->norm, dresid, l > 0 ? dresid_bf16 : NULL, lg->ln1_g, lg->ln1_b, dln, resid,
                               a->ln1_mean + l * max_BT, a->ln1_rstd + l * max_BT, lp->ln1_g, N, C, th);
