@@ -125,7 +125,7 @@ TEST(test_bf16_gelu_rounding_without_flushing) {
         _mm_setcsr(saved[t] & ~0x8040u);
     }
     gelu_forward(want, x, N, 2);
-    gelu_forward_bf16(got, x, N, 2);
+    gelu_forward_bf16(got, x, NULL, N, 2);
 #pragma omp parallel num_threads(2)
     _mm_setcsr(saved[omp_get_thread_num()]);
     _mm_setcsr(saved_master);
@@ -166,7 +166,7 @@ TEST(test_fused_bf16_rounding_matches_round_to_bf16) {
     int mismatches = 0;
     // GELU forward; then backward with x = 0 on the first entries, dout twice an edge value.
     gelu_forward(want, x, N, 2);
-    gelu_forward_bf16(got, x, N, 2);
+    gelu_forward_bf16(got, x, NULL, N, 2);
     round_to_bf16(rounded, want, N, 1);
     mismatches += memcmp(got, rounded, N * sizeof(uint16_t)) != 0;
     for (int i = 0; i < num_edges; i++) {
@@ -174,7 +174,7 @@ TEST(test_fused_bf16_rounding_matches_round_to_bf16) {
         dy[i] = float_of_bits(edges[i]);
     }
     gelu_backward(want, x, dy, N, 2);
-    gelu_backward_bf16(got, x, dy, N, 2);
+    gelu_backward_bf16(got, x, NULL, dy, N, 2);
     round_to_bf16(rounded, want, N, 1);
     mismatches += 2 * (memcmp(got, rounded, N * sizeof(uint16_t)) != 0);
     for (int i = 0; i < num_edges; i++)
@@ -214,6 +214,27 @@ TEST(test_fused_bf16_rounding_matches_round_to_bf16) {
     free(want);
     free(got);
     free(rounded);
+}
+
+// GELU from a bf16 input (the bf16 model's fc, as its product writes it): the
+// bits of the same GELU given the input's values as floats, forward and
+// backward, on a length with a partial last vector.
+TEST(test_bf16_gelu_from_bf16_input) {
+    enum { N = 16 * 9 + 5 };
+    Rng rng;
+    rng_init(&rng, 43, 0);
+    float x[N], dy[N];
+    uint16_t x_bf16[N], got[N], want[N];
+    fill_normal(x, N, 0, 3, &rng);
+    fill_normal(dy, N, 0, 1, &rng);
+    round_to_bf16(x_bf16, x, N, 1);
+    for (int i = 0; i < N; i++) x[i] = bf16_to_float(x_bf16[i]);
+    gelu_forward_bf16(got, NULL, x_bf16, N, 2);
+    gelu_forward_bf16(want, x, NULL, N, 2);
+    CHECK(!memcmp(got, want, sizeof got), "GELU from bf16 differs from GELU of the same values as floats");
+    gelu_backward_bf16(got, NULL, x_bf16, dy, N, 2);
+    gelu_backward_bf16(want, x, NULL, dy, N, 2);
+    CHECK(!memcmp(got, want, sizeof got), "GELU's gradient from bf16 differs from that of the same values as floats");
 }
 
 // op(A) op(B) in double from the bf16 values, A and B stored as gemm_bf16 reads them.

@@ -80,9 +80,8 @@ void backend_plan(const BackendOptions *opt, const ModelConfig *cfg, int max_bat
     char state_text[32], act_text[32], free_text[32];
     size_t state = 0, act = 0;
     if (opt->device == DEVICE_CPU) {
-        cpu_backend_memory(cfg, max_batch, threads, opt->zero, &state, &act);
         const bool bf16 = opt->precision == GPU_BF16;
-        if (bf16) act += model_bf16_bytes(cfg, max_batch);
+        cpu_backend_memory(cfg, max_batch, threads, opt->zero, bf16, &state, &act);
         snprintf(out, cap, "CPU %s, %d thread%s; memory %s parameters + gradients + Adam state, %s activations",
                  bf16 ? "fp32 with bf16 matrix products" : "fp32", threads, threads == 1 ? "" : "s",
                  format_bytes((double)state, state_text, sizeof state_text),

@@ -34,12 +34,13 @@ void cpu_backend_free(CpuBackend *c) {
     memset(c, 0, sizeof *c);
 }
 
-void cpu_backend_memory(const ModelConfig *cfg, int max_batch, int threads, bool zero, size_t *state_bytes,
+void cpu_backend_memory(const ModelConfig *cfg, int max_batch, int threads, bool zero, bool bf16, size_t *state_bytes,
                         size_t *activation_bytes) {
     const size_t P = param_count(cfg);
     const size_t moments = zero ? zero_owned(cfg, dist_get()->rank, dist_get()->world) : P;
     *state_bytes = (P * 2 + moments * 2) * sizeof(float);
-    *activation_bytes = model_activation_bytes(cfg, max_batch, threads);
+    *activation_bytes = model_activation_bytes(cfg, max_batch, threads, bf16);
+    if (bf16) *activation_bytes += model_bf16_bytes(cfg, max_batch);
 }
 
 // Full moments (NULL: zeros) into this rank's packed pieces, or back.

@@ -26,8 +26,9 @@ typedef struct {
 void cpu_backend_create(CpuBackend *c, const ModelConfig *cfg, int max_batch, int threads, bool zero);
 void cpu_backend_free(CpuBackend *c);
 // Host memory a model of cfg will need, split as parameters + gradients +
-// Adam state, and activations + scratch for batches of max_batch.
-void cpu_backend_memory(const ModelConfig *cfg, int max_batch, int threads, bool zero, size_t *state_bytes,
+// Adam state, and activations + scratch for batches of max_batch (bf16: with
+// bf16 products, model_use_bf16_products).
+void cpu_backend_memory(const ModelConfig *cfg, int max_batch, int threads, bool zero, bool bf16, size_t *state_bytes,
                         size_t *activation_bytes);
 
 // Parameters and moments from full buffers (m, v NULL: zeros); ZeRO keeps its pieces of the moments.

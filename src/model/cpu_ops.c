@@ -227,6 +227,12 @@ static inline __attribute__((always_inline)) void store_bf16(uint16_t *dst, cons
 // Lanes [0, len) of *v from the bf16 at src (exact: a bf16 is the top half of
 // its float), the rest 0.
 static inline __attribute__((always_inline)) void load_bf16(v16 *v, const uint16_t *src, size_t len) {
+#ifdef __AVX512F__
+    if (len == LANES) {  // one widening load (gcc made two halves and a trip through the stack of the code below)
+        *v = (v16)_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)src)), 16);
+        return;
+    }
+#endif
     v16h h = {0};
     if (len == LANES) memcpy(&h, src, sizeof h);
     else memcpy(&h, src, len * sizeof(uint16_t));
@@ -250,11 +256,20 @@ void exp_nonpositive(float *x, size_t n) {
 // (the backward pass). One sweep can do both: the fp32 backward pass needs
 // GELU's output again (fc_proj's weight gradient) and its derivative, from
 // the same s. The bf16 model writes act, or dinp, only rounded (act_bf16,
-// dinp_bf16): its products take them so.
-static inline __attribute__((always_inline)) void gelu_values(const float *inp, const float *dout, size_t at,
-                                                              size_t len, v16 *act, v16 *dinp) {
+// dinp_bf16): its products take them so; and its input comes rounded
+// (GeluInput.x_bf16), as the fc product writes it.
+typedef struct {
+    const float *x;          // GELU's input, fp32; or
+    const uint16_t *x_bf16;  // bf16 (x NULL)
+    const float *dout;       // the backward pass's d(output); NULL forward
+} GeluInput;
+
+static inline __attribute__((always_inline)) void gelu_values(const GeluInput *in, size_t at, size_t len, v16 *act,
+                                                              v16 *dinp) {
+    const float *dout = in->dout;
     v16 x;
-    load_partial(&x, inp + at, len, 0.0f);
+    if (in->x_bf16) load_bf16(&x, in->x_bf16 + at, len);
+    else load_partial(&x, in->x + at, len, 0.0f);
     const v16 z = 1.702f * x;
     v16 s = z;
     sigmoid16(&s);
@@ -267,10 +282,10 @@ static inline __attribute__((always_inline)) void gelu_values(const float *inp, 
 
 // Lanes [at, at + len): fp32, or rounded on the bits (store_bf16).
 static inline __attribute__((always_inline)) void gelu_lanes(float *act, uint16_t *act_bf16, float *dinp,
-                                                             uint16_t *dinp_bf16, const float *inp, const float *dout,
-                                                             size_t at, size_t len) {
+                                                             uint16_t *dinp_bf16, const GeluInput *in, size_t at,
+                                                             size_t len) {
     v16 y, dy;
-    gelu_values(inp, dout, at, len, act || act_bf16 ? &y : NULL, dinp || dinp_bf16 ? &dy : NULL);
+    gelu_values(in, at, len, act || act_bf16 ? &y : NULL, dinp || dinp_bf16 ? &dy : NULL);
     if (act) store_partial(act + at, &y, len);
     if (act_bf16) store_bf16(act_bf16 + at, &y, len);
     if (dinp) store_partial(dinp + at, &dy, len);
@@ -280,12 +295,12 @@ static inline __attribute__((always_inline)) void gelu_lanes(float *act, uint16_
 // Whole vectors in the loop, where loads and stores of a constant size stay
 // in registers (a partial one goes through the stack); the last n mod 16
 // after it.
-static void gelu_pass(float *act, uint16_t *act_bf16, float *dinp, uint16_t *dinp_bf16, const float *inp,
-                      const float *dout, size_t n, int threads) {
+static void gelu_pass(float *act, uint16_t *act_bf16, float *dinp, uint16_t *dinp_bf16, const GeluInput *in, size_t n,
+                      int threads) {
     const size_t full = n / LANES;
 #pragma omp parallel for schedule(static) num_threads(threads)
-    for (size_t i = 0; i < full; i++) gelu_lanes(act, act_bf16, dinp, dinp_bf16, inp, dout, i * LANES, LANES);
-    if (n % LANES) gelu_lanes(act, act_bf16, dinp, dinp_bf16, inp, dout, full * LANES, n % LANES);
+    for (size_t i = 0; i < full; i++) gelu_lanes(act, act_bf16, dinp, dinp_bf16, in, i * LANES, LANES);
+    if (n % LANES) gelu_lanes(act, act_bf16, dinp, dinp_bf16, in, full * LANES, n % LANES);
 }
 
 // Vectors [from, to) of the bf16 outputs on a CPU with AVX512-BF16, rounded
@@ -293,54 +308,59 @@ static void gelu_pass(float *act, uint16_t *act_bf16, float *dinp, uint16_t *din
 // function built for another target: clang 19 fails on its outlined body.
 BF16_TARGET static inline __attribute__((always_inline)) void gelu_vectors_rounded(uint16_t *act_bf16,
                                                                                    uint16_t *dinp_bf16,
-                                                                                   const float *inp, const float *dout,
-                                                                                   size_t from, size_t to, bool check) {
+                                                                                   const GeluInput *in, size_t from,
+                                                                                   size_t to, bool check) {
     for (size_t i = from; i < to; i++) {
         v16 y, dy;
-        gelu_values(inp, dout, i * LANES, LANES, act_bf16 ? &y : NULL, dinp_bf16 ? &dy : NULL);
+        gelu_values(in, i * LANES, LANES, act_bf16 ? &y : NULL, dinp_bf16 ? &dy : NULL);
         if (act_bf16) store16_bf16(act_bf16 + i * LANES, (const __m512 *)&y, check);
         if (dinp_bf16) store16_bf16(dinp_bf16 + i * LANES, (const __m512 *)&dy, check);
     }
 }
 
 // A loop of its own for each case of the check (util/bf16_simd.h).
-BF16_TARGET static void gelu_vectors_bf16(uint16_t *act_bf16, uint16_t *dinp_bf16, const float *inp, const float *dout,
-                                          size_t from, size_t to) {
-    if (results_flushed_to_zero()) gelu_vectors_rounded(act_bf16, dinp_bf16, inp, dout, from, to, false);
-    else gelu_vectors_rounded(act_bf16, dinp_bf16, inp, dout, from, to, true);
+BF16_TARGET static void gelu_vectors_bf16(uint16_t *act_bf16, uint16_t *dinp_bf16, const GeluInput *in, size_t from,
+                                          size_t to) {
+    if (results_flushed_to_zero()) gelu_vectors_rounded(act_bf16, dinp_bf16, in, from, to, false);
+    else gelu_vectors_rounded(act_bf16, dinp_bf16, in, from, to, true);
 }
 
-static void gelu_pass_bf16(uint16_t *act_bf16, uint16_t *dinp_bf16, const float *inp, const float *dout, size_t n,
-                           int threads) {
+static void gelu_pass_bf16(uint16_t *act_bf16, uint16_t *dinp_bf16, const GeluInput *in, size_t n, int threads) {
     const size_t full = n / LANES;
 #pragma omp parallel num_threads(threads)
     {
         const size_t parts = (size_t)omp_get_num_threads(), p = (size_t)omp_get_thread_num();
-        gelu_vectors_bf16(act_bf16, dinp_bf16, inp, dout, full * p / parts, full * (p + 1) / parts);
+        gelu_vectors_bf16(act_bf16, dinp_bf16, in, full * p / parts, full * (p + 1) / parts);
     }
-    if (n % LANES) gelu_lanes(NULL, act_bf16, NULL, dinp_bf16, inp, dout, full * LANES, n % LANES);
+    if (n % LANES) gelu_lanes(NULL, act_bf16, NULL, dinp_bf16, in, full * LANES, n % LANES);
 }
 
 void gelu_forward(float *out, const float *inp, size_t n, int threads) {
-    gelu_pass(out, NULL, NULL, NULL, inp, NULL, n, threads);
+    const GeluInput in = {.x = inp};
+    gelu_pass(out, NULL, NULL, NULL, &in, n, threads);
 }
 
-void gelu_forward_bf16(uint16_t *out, const float *inp, size_t n, int threads) {
-    if (cpu_has_avx512_bf16()) gelu_pass_bf16(out, NULL, inp, NULL, n, threads);
-    else gelu_pass(NULL, out, NULL, NULL, inp, NULL, n, threads);
+void gelu_forward_bf16(uint16_t *out, const float *inp, const uint16_t *inp_bf16, size_t n, int threads) {
+    const GeluInput in = {.x = inp_bf16 ? NULL : inp, .x_bf16 = inp_bf16};
+    if (cpu_has_avx512_bf16()) gelu_pass_bf16(out, NULL, &in, n, threads);
+    else gelu_pass(NULL, out, NULL, NULL, &in, n, threads);
 }
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int threads) {
-    gelu_pass(NULL, NULL, dinp, NULL, inp, dout, n, threads);
+    const GeluInput in = {.x = inp, .dout = dout};
+    gelu_pass(NULL, NULL, dinp, NULL, &in, n, threads);
 }
 
-void gelu_backward_bf16(uint16_t *dinp, const float *inp, const float *dout, size_t n, int threads) {
-    if (cpu_has_avx512_bf16()) gelu_pass_bf16(NULL, dinp, inp, dout, n, threads);
-    else gelu_pass(NULL, NULL, NULL, dinp, inp, dout, n, threads);
+void gelu_backward_bf16(uint16_t *dinp, const float *inp, const uint16_t *inp_bf16, const float *dout, size_t n,
+                        int threads) {
+    const GeluInput in = {.x = inp_bf16 ? NULL : inp, .x_bf16 = inp_bf16, .dout = dout};
+    if (cpu_has_avx512_bf16()) gelu_pass_bf16(NULL, dinp, &in, n, threads);
+    else gelu_pass(NULL, NULL, NULL, dinp, &in, n, threads);
 }
 
 void gelu_forward_backward(float *out, float *dinp, const float *inp, const float *dout, size_t n, int threads) {
-    gelu_pass(out, NULL, dinp, NULL, inp, dout, n, threads);
+    const GeluInput in = {.x = inp, .dout = dout};
+    gelu_pass(out, NULL, dinp, NULL, &in, n, threads);
 }
 
 // The norms, each row's sums in 16 lanes (row_sum: a fixed order whatever

@@ -62,12 +62,15 @@ void norm_backward_rounded(NormKind kind, float *dinp, uint16_t *dinp_bf16, floa
 // x sigmoid(1.702 x), vectorised: within a few ulp of libm's expf (decoding
 // uses gelu_decode_forward, model/decode.h, whose bits never change).
 void gelu_forward(float *out, const float *inp, size_t n, int threads);
-// The same values rounded to bf16 (bf16_from_float), and no fp32 copy.
-void gelu_forward_bf16(uint16_t *out, const float *inp, size_t n, int threads);
+// The same values rounded to bf16 (bf16_from_float), and no fp32 copy; the
+// input fp32 (inp), or bf16 (inp_bf16 not NULL: the bf16 model's fc).
+void gelu_forward_bf16(uint16_t *out, const float *inp, const uint16_t *inp_bf16, size_t n, int threads);
 // dinp = dout * gelu'(inp); dinp may alias dout.
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n, int threads);
-// The same gradient rounded to bf16 (bf16_from_float), and no fp32 copy.
-void gelu_backward_bf16(uint16_t *dinp, const float *inp, const float *dout, size_t n, int threads);
+// The same gradient rounded to bf16 (bf16_from_float), and no fp32 copy; the
+// input as gelu_forward_bf16's.
+void gelu_backward_bf16(uint16_t *dinp, const float *inp, const uint16_t *inp_bf16, const float *dout, size_t n,
+                        int threads);
 // Both in one sweep over inp (the same bits as the two calls).
 void gelu_forward_backward(float *out, float *dinp, const float *inp, const float *dout, size_t n, int threads);
 void residual_forward(float *out, const float *a, const float *b, size_t n, int threads);

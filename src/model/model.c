@@ -31,10 +31,13 @@
 // Buffers
 
 // The activation buffer's parts, in order: returns the total in floats and,
-// when base is not NULL, points a's fields into it.
-static size_t layout_activations(Activations *a, float *base, const ModelConfig *cfg, int max_batch) {
+// when base is not NULL, points a's fields into it. The bf16 model keeps fc,
+// and qkv where its attention takes bf16, only rounded (Model.fc_bf16,
+// qkv_bf16): one layer of each in fp32 (layer_fc, layer_qkv).
+static size_t layout_activations(Activations *a, float *base, const ModelConfig *cfg, int max_batch, bool bf16) {
     const size_t B = (size_t)max_batch, T = (size_t)cfg->seq_len, C = (size_t)cfg->d_model, L = (size_t)cfg->n_layer,
                  V = (size_t)cfg->vocab_size, NH = (size_t)cfg->n_head, BT = B * T;
+    const size_t qkv_layers = bf16 && attention_bf16_fits(cfg->d_model, cfg->n_head) ? 1 : L, fc_layers = bf16 ? 1 : L;
     struct {
         float **ptr;
         size_t count;
@@ -43,14 +46,14 @@ static size_t layout_activations(Activations *a, float *base, const ModelConfig 
         {&a->ln1, L * BT * C},
         {&a->ln1_mean, L * BT},
         {&a->ln1_rstd, L * BT},
-        {&a->qkv, L * BT * 3 * C},
+        {&a->qkv, qkv_layers * BT * 3 * C},
         {&a->atty, L * BT * C},
         {&a->att_lse, L * B * NH * T},
         {&a->resid_mid, L * BT * C},
         {&a->ln2, L * BT * C},
         {&a->ln2_mean, L * BT},
         {&a->ln2_rstd, L * BT},
-        {&a->fc, L * BT * 4 * C},
+        {&a->fc, fc_layers * BT * 4 * C},
         {&a->fc_act, BT * 4 * C},
         {&a->lnf, BT * C},
         {&a->lnf_mean, BT},
@@ -74,10 +77,18 @@ static size_t scratch_floats(const ModelConfig *cfg, int max_batch, int threads)
            attention_scratch_floats(cfg->seq_len, cfg->d_model, cfg->n_head, threads);
 }
 
-size_t model_activation_bytes(const ModelConfig *cfg, int max_batch, int threads) {
+size_t model_activation_bytes(const ModelConfig *cfg, int max_batch, int threads, bool bf16) {
     Activations unused;
-    return (layout_activations(&unused, NULL, cfg, max_batch) + scratch_floats(cfg, max_batch, threads)) *
+    return (layout_activations(&unused, NULL, cfg, max_batch, bf16) + scratch_floats(cfg, max_batch, threads)) *
            sizeof(float);
+}
+
+// The fp32 activations laid out for the fp32 model, or the bf16 one's.
+static void allocate_activations(Model *m, bool bf16) {
+    free(m->act_memory);
+    m->act_floats = layout_activations(&m->act, NULL, &m->cfg, m->max_batch, bf16);
+    m->act_memory = xcalloc(m->act_floats, sizeof(float));
+    layout_activations(&m->act, m->act_memory, &m->cfg, m->max_batch, bf16);
 }
 
 void model_create(Model *m, const ModelConfig *cfg, int max_batch, int threads) {
@@ -92,9 +103,7 @@ void model_create(Model *m, const ModelConfig *cfg, int max_batch, int threads) 
     param_pointers(cfg, m->params, &m->p);
     param_pointers(cfg, m->grads, &m->g);
 
-    m->act_floats = layout_activations(&m->act, NULL, cfg, max_batch);
-    m->act_memory = xcalloc(m->act_floats, sizeof(float));
-    layout_activations(&m->act, m->act_memory, cfg, max_batch);
+    allocate_activations(m, false);
     m->scratch_floats = scratch_floats(cfg, max_batch, threads);
     m->scratch = xcalloc(m->scratch_floats, sizeof(float));
 }
@@ -133,9 +142,19 @@ static uint16_t *layer_qkv_bf16(const Model *m, int l) {
     return m->qkv_bf16 + (size_t)l * 3 * saved_unit(&m->cfg, m->max_batch);
 }
 
+static size_t fc_bf16_count(const ModelConfig *cfg, int max_batch) {
+    return (size_t)cfg->n_layer * 4 * saved_unit(cfg, max_batch);
+}
+
+// Layer l's rounded fc (Model.fc_bf16), NULL in the fp32 model.
+static uint16_t *layer_fc_bf16(const Model *m, int l) {
+    if (!m->fc_bf16) return NULL;
+    return m->fc_bf16 + (size_t)l * 4 * saved_unit(&m->cfg, m->max_batch);
+}
+
 size_t model_bf16_bytes(const ModelConfig *cfg, int max_batch) {
     return (param_count(cfg) + saved_count(cfg, max_batch) + grad_bf16_count(cfg, max_batch) +
-            qkv_bf16_count(cfg, max_batch)) *
+            qkv_bf16_count(cfg, max_batch) + fc_bf16_count(cfg, max_batch)) *
            sizeof(uint16_t);
 }
 
@@ -146,6 +165,18 @@ void model_use_bf16_products(Model *m) {
     m->grad_bf16 = xcalloc(grad_bf16_count(&m->cfg, m->max_batch), sizeof(uint16_t));
     const size_t qkv = qkv_bf16_count(&m->cfg, m->max_batch);
     if (qkv) m->qkv_bf16 = xcalloc(qkv, sizeof(uint16_t));
+    m->fc_bf16 = xcalloc(fc_bf16_count(&m->cfg, m->max_batch), sizeof(uint16_t));
+    allocate_activations(m, true);  // fewer fp32 ones (layout_activations)
+}
+
+// Layer l's fp32 qkv and fc: in the bf16 model, which keeps them rounded, the
+// one layer it has of each (scratch, product_forward_rounded), except qkv
+// where its attention is fp32.
+static float *layer_qkv(const Model *m, int l) {
+    return m->act.qkv + (m->qkv_bf16 ? 0 : (size_t)l) * 3 * m->max_batch * m->cfg.seq_len * m->cfg.d_model;
+}
+static float *layer_fc(const Model *m, int l) {
+    return m->act.fc + (m->params_bf16 ? 0 : (size_t)l) * 4 * m->max_batch * m->cfg.seq_len * m->cfg.d_model;
 }
 
 void model_free(Model *m) {
@@ -153,6 +184,7 @@ void model_free(Model *m) {
     free(m->inputs_bf16);
     free(m->grad_bf16);
     free(m->qkv_bf16);
+    free(m->fc_bf16);
     free(m->params);
     free(m->grads);
     free(m->act_memory);
@@ -179,6 +211,19 @@ static void product_forward(const Model *m, float *out, const float *inp, uint16
                             int IC, int OC, bool add) {
     if (!m->params_bf16) matmul_forward(out, inp, W, N, IC, OC, add);
     else matmul_forward_bf16(out, inp_bf16, rounded_weights(m, W), N, IC, OC, add);
+}
+
+// The bf16 model's out_bf16 = bf16(inp W^T), for outputs it keeps only
+// rounded: the product writes them so where its sums fit one block of k
+// (C_bf16, util/gemm.h), else into fp32 (scratch of N x OC) to be rounded.
+static void product_forward_rounded(const Model *m, uint16_t *out_bf16, float *fp32, const uint16_t *inp_bf16,
+                                    const float *W, int N, int IC, int OC) {
+    if (IC <= GEMM_BF16_BLOCK_K) {
+        matmul_forward_bf16_rounded(out_bf16, inp_bf16, rounded_weights(m, W), N, IC, OC);
+        return;
+    }
+    matmul_forward_bf16(fp32, inp_bf16, rounded_weights(m, W), N, IC, OC, false);
+    round_to_bf16(out_bf16, fp32, (size_t)N * OC, m->threads);
 }
 
 // dinp = dout W, dW += dout^T inp. In the bf16 model dout NULL: the caller
@@ -209,31 +254,29 @@ double model_forward(Model *m, const uint16_t *tokens, int batch) {
         const LayerParams *lp = &m->p.layers[l];
         float *resid = a->resid + l * stride_c, *resid_next = a->resid + (l + 1) * stride_c;
         float *ln1 = a->ln1 + l * stride_c, *ln2 = a->ln2 + l * stride_c, *mid = a->resid_mid + l * stride_c;
-        float *qkv = a->qkv + l * 3 * stride_c, *atty = a->atty + l * stride_c, *fc = a->fc + l * 4 * stride_c;
+        float *qkv = layer_qkv(m, l), *atty = a->atty + l * stride_c, *fc = layer_fc(m, l);
         float *lse = a->att_lse + (size_t)l * m->max_batch * NH * T;
         // The residual connections: each product added to a copy of its residual, which the norm before it
         // writes as it reads the rows.
         norm_forward_rounded(cfg->norm, ln1, saved_input(m, l, SAVED_LN1), a->ln1_mean + l * max_BT,
                              a->ln1_rstd + l * max_BT, resid, mid, lp->ln1_g, lp->ln1_b, N, C, th);
-        // The bf16 attention takes q, k and v only rounded, kept for the backward pass: the product writes them
-        // so where its sums fit one block of k, else in fp32 first.
+        // The bf16 attention takes q, k and v only rounded, kept for the backward pass.
         uint16_t *qkv_bf16 = layer_qkv_bf16(m, l);
-        if (qkv_bf16 && C <= GEMM_BF16_BLOCK_K) {
-            matmul_forward_bf16_rounded(qkv_bf16, saved_input(m, l, SAVED_LN1), rounded_weights(m, lp->w_qkv), N, C,
-                                        3 * C);
-        } else {
-            product_forward(m, qkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C, false);
-            if (qkv_bf16) round_to_bf16(qkv_bf16, qkv, 3 * BTC, th);
-        }
+        if (qkv_bf16) product_forward_rounded(m, qkv_bf16, qkv, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C);
+        else product_forward(m, qkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C, false);
         attention_forward_bf16(atty, lse, qkv_bf16 ? NULL : qkv, qkv_bf16, m->scratch, B, T, C, NH, th);
         if (m->params_bf16) round_to_bf16(saved_input(m, l, SAVED_ATTY), atty, BTC, th);
         product_forward(m, mid, atty, saved_input(m, l, SAVED_ATTY), lp->w_attn_proj, N, C, C, true);
         norm_forward_rounded(cfg->norm, ln2, saved_input(m, l, SAVED_LN2), a->ln2_mean + l * max_BT,
                              a->ln2_rstd + l * max_BT, mid, resid_next, lp->ln2_g, lp->ln2_b, N, C, th);
-        product_forward(m, fc, ln2, saved_input(m, l, SAVED_LN2), lp->w_fc, N, C, 4 * C, false);
-        // The bf16 model needs GELU's output only rounded.
-        if (m->params_bf16) gelu_forward_bf16(saved_input(m, l, SAVED_FC_ACT), fc, (size_t)N * 4 * C, th);
-        else gelu_forward(a->fc_act, fc, (size_t)N * 4 * C, th);
+        if (m->params_bf16) {  // fc and GELU's output kept only rounded
+            uint16_t *fc_bf16 = layer_fc_bf16(m, l);
+            product_forward_rounded(m, fc_bf16, fc, saved_input(m, l, SAVED_LN2), lp->w_fc, N, C, 4 * C);
+            gelu_forward_bf16(saved_input(m, l, SAVED_FC_ACT), NULL, fc_bf16, (size_t)N * 4 * C, th);
+        } else {
+            product_forward(m, fc, ln2, NULL, lp->w_fc, N, C, 4 * C, false);
+            gelu_forward(a->fc_act, fc, (size_t)N * 4 * C, th);
+        }
         product_forward(m, resid_next, a->fc_act, saved_input(m, l, SAVED_FC_ACT), lp->w_fc_proj, N, 4 * C, C, true);
     }
     norm_forward_rounded(cfg->norm, a->lnf, saved_input(m, L, SAVED_LN1), a->lnf_mean, a->lnf_rstd,
@@ -268,15 +311,15 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
         const LayerParams *lp = &m->p.layers[l];
         LayerParams *lg = &m->g.layers[l];
         float *resid = a->resid + l * stride_c, *ln1 = a->ln1 + l * stride_c, *ln2 = a->ln2 + l * stride_c;
-        float *mid = a->resid_mid + l * stride_c, *qkv = a->qkv + l * 3 * stride_c, *atty = a->atty + l * stride_c;
-        float *fc = a->fc + l * 4 * stride_c, *lse = a->att_lse + (size_t)l * m->max_batch * NH * T;
+        float *mid = a->resid_mid + l * stride_c, *qkv = layer_qkv(m, l), *atty = a->atty + l * stride_c;
+        float *fc = layer_fc(m, l), *lse = a->att_lse + (size_t)l * m->max_batch * NH * T;
         // MLP: resid_next = mid + gelu(norm2(mid) W_fc^T) W_fc_proj^T; dresid holds d(resid_next) = d(mid) so far.
         if (m->params_bf16) {
             // The forward pass kept GELU's output rounded, for fc_proj's weight
             // gradient; GELU's gradient goes only rounded where fc's products take it.
             product_backward(m, dfc, lg->w_fc_proj, NULL, a->fc_act, saved_input(m, l, SAVED_FC_ACT), lp->w_fc_proj, N,
                              4 * C, C);
-            gelu_backward_bf16(m->grad_bf16, fc, dfc, (size_t)N * 4 * C, th);
+            gelu_backward_bf16(m->grad_bf16, NULL, layer_fc_bf16(m, l), dfc, (size_t)N * 4 * C, th);
             product_backward(m, dln, lg->w_fc, NULL, ln2, saved_input(m, l, SAVED_LN2), lp->w_fc, N, C, 4 * C);
         } else {  // d(GELU's output) first; then that output again and GELU's gradient in one sweep
             matmul_backward(dfc, NULL, dresid, NULL, lp->w_fc_proj, N, 4 * C, C);

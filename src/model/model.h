@@ -7,6 +7,7 @@
 #ifndef IGPT_MODEL_H
 #define IGPT_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -62,6 +63,9 @@ typedef struct {
     // max_batch x T x 3C), kept from the forward pass for the backward;
     // NULL where attention_bf16_fits is false (fp32 attention).
     uint16_t *qkv_bf16;
+    // Each layer's fc (GELU's input) rounded, L x max_batch x T x 4C: the
+    // bf16 model keeps it only so, as the GPU's does.
+    uint16_t *fc_bf16;
     // Called by model_backward as soon as a layer's gradients are final
     // (layer L = final norm and head first, then blocks L-1..0, then -1 = the
     // embeddings), so that data-parallel training can start summing them
@@ -74,13 +78,15 @@ typedef struct {
 // are left uninitialised: call model_init_params or load a checkpoint.
 void model_create(Model *m, const ModelConfig *cfg, int max_batch, int threads);
 void model_free(Model *m);
-// Bytes of activations and scratch model_create allocates for max_batch.
-size_t model_activation_bytes(const ModelConfig *cfg, int max_batch, int threads);
+// Bytes of fp32 activations and scratch for max_batch: model_create's, or,
+// bf16, what is left of them after model_use_bf16_products.
+size_t model_activation_bytes(const ModelConfig *cfg, int max_batch, int threads, bool bf16);
 
 // From now on the matrix products run in bf16 (util/gemm_bf16.h: the caller
 // checks gemm_bf16_unavailable first); model_free frees what this allocates.
+// Before the first forward pass: the fp32 activations are laid out anew.
 void model_use_bf16_products(Model *m);
-// Bytes model_use_bf16_products allocates.
+// Bytes of the bf16 buffers model_use_bf16_products allocates.
 size_t model_bf16_bytes(const ModelConfig *cfg, int max_batch);
 
 // Forward pass over tokens (B x T). Returns the mean cross-entropy in nats
