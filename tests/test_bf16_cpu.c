@@ -462,17 +462,25 @@ static double frobenius_difference(const float *got, const float *want, size_t n
 // that ran its products in fp32 would match the reference to ~1e-6 (its own
 // rounding noise), so the gradients must differ by more than 1e-4.
 TEST(test_model_bf16_products_step_within_gpu_bf16_tolerances) {
-    // Cases: both norms (head size 16: bf16 attention where the CPU has it), and
-    // head size 15, whose attention stays fp32 (no whole pairs).
-    for (int kind = 0; kind < 3; kind++) {
+    // Cases: both norms (head size 16: bf16 attention where the CPU has it),
+    // head size 15, whose attention stays fp32 (no whole pairs), and C = 544,
+    // past one block of the products' k, whose qkv and fc go through fp32
+    // scratch to be rounded (model.c, product_forward_rounded).
+    for (int kind = 0; kind < 4; kind++) {
         ModelConfig cfg = small_config(kind == 1 ? NORM_LAYERNORM : NORM_IGPT);
         if (kind == 2) cfg.d_model = 30;
+        if (kind == 3) {
+            cfg.d_model = 544;
+            cfg.n_layer = 1;
+        }
         const int B = 3;
         const size_t P = param_count(&cfg);
         float *params = xmalloc(P * sizeof(float));
         Rng rng;
         rng_init(&rng, 31 + kind, 0);
-        for (size_t i = 0; i < P; i++) params[i] = (float)(0.3 * rng_normal(&rng));  // w_head = 0 would hide paths
+        // Not 0 (w_head = 0 would hide paths); smaller for the wide model, whose sums of C terms would grow.
+        const double spread = kind == 3 ? 0.3 * sqrt(32.0 / cfg.d_model) : 0.3;
+        for (size_t i = 0; i < P; i++) params[i] = (float)(spread * rng_normal(&rng));
         uint16_t *h = xmalloc(P * sizeof(uint16_t));
         round_to_bf16(h, params, P, 2);
         for (size_t i = 0; i < P; i++) params[i] = bf16_to_float(h[i]);
