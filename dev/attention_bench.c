@@ -31,9 +31,9 @@ static double time_attention(int B, int T, int C, int NH, int threads, int reps,
     double fwd = 0.0, bwd = 0.0;
     for (int r = -1; r < reps; r++) {
         double t0 = now_seconds();
-        attention_forward_bf16(y, lse, qkv, qkv_bf16, scratch, B, T, C, NH, threads);
+        attention_forward_bf16(y, NULL, lse, qkv, qkv_bf16, scratch, B, T, C, NH, threads);
         double t1 = now_seconds();
-        attention_backward_bf16(dqkv, NULL, dy, y, qkv, qkv_bf16, lse, scratch, B, T, C, NH, threads);
+        attention_backward_bf16(dqkv, NULL, dy, y, NULL, qkv, qkv_bf16, lse, scratch, B, T, C, NH, threads);
         double t2 = now_seconds();
         if (r >= 0) {
             fwd += t1 - t0;

@@ -119,15 +119,51 @@ static void reference_head(const Shape *s, const float *qkv, const float *dy, co
 
 typedef struct {
     float *y, *lse, *dqkv;
-    bool rounded_grads_match;  // bf16: the gradients written only rounded are dqkv's rounded bits
+    bool rounded_io_match;  // bf16: y and the gradients written only rounded, y read so (run_attention)
 } AttentionRun;
+
+// The bf16 model keeps y and the gradients only rounded: written so, they
+// must be round_to_bf16's bits of the fp32 ones (y and lse of a forward pass
+// writing y rounded; dq, dk, dv of a backward pass writing them rounded), and
+// a backward pass reading y rounded must give the bits of one reading the
+// same values as floats.
+static bool rounded_io_matches(const Shape *s, const AttentionRun *r, const uint16_t *qkv_bf16, const float *dy,
+                               float *scratch, int threads) {
+    const size_t n_y = (size_t)s->B * s->T * s->C, n_lse = (size_t)s->B * s->NH * s->T, n_qkv = 3 * n_y;
+    uint16_t *y_bf16 = xmalloc(n_y * sizeof(uint16_t)), *want = xmalloc(n_qkv * sizeof(uint16_t));
+    uint16_t *got = xmalloc(n_qkv * sizeof(uint16_t));
+    float *lse = xmalloc(n_lse * sizeof(float)), *y_values = xmalloc(n_y * sizeof(float));
+    float *from_bf16 = xmalloc(n_qkv * sizeof(float)), *from_floats = xmalloc(n_qkv * sizeof(float));
+    for (size_t i = 0; i < n_y; i++) y_bf16[i] = 0x7fc1;  // a NaN: left unwritten shows
+    attention_forward_bf16(NULL, y_bf16, lse, NULL, qkv_bf16, scratch, s->B, s->T, s->C, s->NH, threads);
+    round_to_bf16(want, r->y, n_y, 1);
+    bool match = !memcmp(y_bf16, want, n_y * sizeof(uint16_t)) && !memcmp(lse, r->lse, n_lse * sizeof(float));
+    for (size_t i = 0; i < n_y; i++) y_values[i] = bf16_to_float(y_bf16[i]);
+    attention_backward_bf16(from_bf16, NULL, dy, NULL, y_bf16, NULL, qkv_bf16, r->lse, scratch, s->B, s->T, s->C, s->NH,
+                            threads);
+    attention_backward_bf16(from_floats, NULL, dy, y_values, NULL, NULL, qkv_bf16, r->lse, scratch, s->B, s->T, s->C,
+                            s->NH, threads);
+    match &= !memcmp(from_bf16, from_floats, n_qkv * sizeof(float));
+    for (size_t i = 0; i < n_qkv; i++) got[i] = 0x7fc1;
+    attention_backward_bf16(NULL, got, dy, r->y, NULL, NULL, qkv_bf16, r->lse, scratch, s->B, s->T, s->C, s->NH,
+                            threads);
+    round_to_bf16(want, r->dqkv, n_qkv, 1);
+    match &= !memcmp(got, want, n_qkv * sizeof(uint16_t));
+    free(y_bf16);
+    free(want);
+    free(got);
+    free(lse);
+    free(y_values);
+    free(from_bf16);
+    free(from_floats);
+    return match;
+}
 
 // One forward and backward with `threads`, on NaN-filled scratch and outputs,
 // so that a read of unwritten scratch or an output left unwritten shows;
 // with the bf16 attention where qkv_bf16 is not NULL (qkv then NULL: it
-// reads q, k and v from qkv_bf16 alone), whose backward pass runs again
-// writing its gradients only rounded (dqkv_bf16, as the bf16 model has them),
-// to be round_to_bf16's bits of the fp32 ones.
+// reads q, k and v from qkv_bf16 alone), whose rounded outputs and input are
+// then checked (rounded_io_matches).
 static AttentionRun run_attention(const Shape *s, const float *qkv, const uint16_t *qkv_bf16, const float *dy,
                                   int threads) {
     const size_t n_y = (size_t)s->B * s->T * s->C, n_lse = (size_t)s->B * s->NH * s->T, n_qkv = 3 * n_y;
@@ -139,20 +175,11 @@ static AttentionRun run_attention(const Shape *s, const float *qkv, const uint16
     for (size_t i = 0; i < n_lse; i++) r.lse[i] = NAN;
     for (size_t i = 0; i < n_qkv; i++) r.dqkv[i] = NAN;
     const float *fp32_qkv = qkv_bf16 ? NULL : qkv;
-    attention_forward_bf16(r.y, r.lse, fp32_qkv, qkv_bf16, scratch, s->B, s->T, s->C, s->NH, threads);
+    attention_forward_bf16(r.y, NULL, r.lse, fp32_qkv, qkv_bf16, scratch, s->B, s->T, s->C, s->NH, threads);
     for (size_t i = 0; i < n_scratch; i++) scratch[i] = NAN;
-    attention_backward_bf16(r.dqkv, NULL, dy, r.y, fp32_qkv, qkv_bf16, r.lse, scratch, s->B, s->T, s->C, s->NH,
+    attention_backward_bf16(r.dqkv, NULL, dy, r.y, NULL, fp32_qkv, qkv_bf16, r.lse, scratch, s->B, s->T, s->C, s->NH,
                             threads);
-    r.rounded_grads_match = true;
-    if (qkv_bf16) {
-        uint16_t *got = xmalloc(n_qkv * sizeof(uint16_t)), *want = xmalloc(n_qkv * sizeof(uint16_t));
-        for (size_t i = 0; i < n_qkv; i++) got[i] = 0x7fc1;  // a NaN: left unwritten shows
-        attention_backward_bf16(NULL, got, dy, r.y, NULL, qkv_bf16, r.lse, scratch, s->B, s->T, s->C, s->NH, threads);
-        round_to_bf16(want, r.dqkv, n_qkv, 1);
-        r.rounded_grads_match = !memcmp(got, want, n_qkv * sizeof(uint16_t));
-        free(got);
-        free(want);
-    }
+    r.rounded_io_match = !qkv_bf16 || rounded_io_matches(s, &r, qkv_bf16, dy, scratch, threads);
     free(scratch);
     return r;
 }
@@ -213,8 +240,10 @@ static void check_shape(const Shape *s, float spread, bool bf16) {
         bf16_worst_y = e_y > bf16_worst_y ? e_y : bf16_worst_y;
         bf16_worst_dqkv = e_dqkv > bf16_worst_dqkv ? e_dqkv : bf16_worst_dqkv;
     }
-    CHECK(one.rounded_grads_match && two.rounded_grads_match,
-          "B %d T %d C %d NH %d: the gradients written rounded are not dqkv's rounded bits", s->B, s->T, s->C, s->NH);
+    CHECK(one.rounded_io_match && two.rounded_io_match,
+          "B %d T %d C %d NH %d: y or the gradients written rounded are not the fp32 ones' rounded bits, or y read "
+          "rounded gives other bits than the same values as floats",
+          s->B, s->T, s->C, s->NH);
     CHECK(same_bits(&one, &again, s), "B %d T %d C %d NH %d: two 1-thread runs differ", s->B, s->T, s->C, s->NH);
     CHECK(same_bits(&two, &two_again, s), "B %d T %d C %d NH %d: two 2-thread runs differ", s->B, s->T, s->C, s->NH);
     // Each (image, head, tile) is computed by one thread in a fixed order, so

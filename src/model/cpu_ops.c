@@ -102,6 +102,17 @@ void encoder_backward(const ParamPointers *g, const float *dout, const uint16_t 
     }
 }
 
+// sum over e < n of dy[e] * y[e], in order, y fp32 or bf16 (y2): the
+// attention's D = dy . y. Here, before the section below that lets the
+// compiler fuse a * b + c (which it may do differently in the versions of one
+// loop it makes for the two kinds of y), and never inlined there, so that the
+// same values give the same bits either way.
+__attribute__((noinline)) static float row_dot(const float *dy, const float *y, const uint16_t *y2, int n) {
+    float dot = 0.0f;
+    for (int e = 0; e < n; e++) dot += dy[e] * (y2 ? bf16_to_float(y2[e]) : y[e]);
+    return dot;
+}
+
 // ---------------------------------------------------------------------------
 // Vectors and e^x, for the element-wise passes and the attention.
 
@@ -1046,8 +1057,8 @@ static void max_of_rows(v16 *max, const v16 *rows, int stride, int n) {
 // times V; writes the tile's rows of y and lse. The head's q, k, v rows (ld
 // = 3C apart) are fp32 from q, or, for bf16 products, bf16 from q2 (the
 // keys' and values' pairs then read as k2, ld / 2 pairs apart; q NULL).
-static void attention_forward_tile(float *y, float *row_lse, const float *q, const uint16_t *q2, int t0, int t1,
-                                   v16 *scratch, int C, int hs) {
+static void attention_forward_tile(float *y, uint16_t *y2, float *row_lse, const float *q, const uint16_t *q2, int t0,
+                                   int t1, v16 *scratch, int C, int hs) {
     const int ld = 3 * C, rows = t1 - t0;
     const Bf16Pair *k2 = q2 ? (const Bf16Pair *)(q2 + C) : NULL;
     const float scale = 1.0f / sqrtf((float)hs);
@@ -1110,7 +1121,7 @@ static void attention_forward_tile(float *y, float *row_lse, const float *q, con
     }
     v16 inv[TILE_VECS];
     for (int w = 0; w < TILE_VECS; w++) inv[w] = 1.0f / sum[w];
-    unpack_lanes(y, NULL, C, t0, rows, hs, O, inv);
+    unpack_lanes(y, y2, C, t0, rows, hs, O, inv);
     for (int i = 0; i < rows; i++) row_lse[t0 + i] = mx[i / LANES][i % LANES] * sc + logf(sum[i / LANES][i % LANES]);
 }
 
@@ -1127,11 +1138,11 @@ static const uint16_t *head_rows_bf16(const uint16_t *qkv_bf16, int b, int h, in
 
 void attention_forward(float *atty, float *lse, const float *qkv, float *scratch, int B, int T, int C, int NH,
                        int threads) {
-    attention_forward_bf16(atty, lse, qkv, NULL, scratch, B, T, C, NH, threads);
+    attention_forward_bf16(atty, NULL, lse, qkv, NULL, scratch, B, T, C, NH, threads);
 }
 
-void attention_forward_bf16(float *atty, float *lse, const float *qkv, const uint16_t *qkv_bf16, float *scratch, int B,
-                            int T, int C, int NH, int threads) {
+void attention_forward_bf16(float *atty, uint16_t *atty_bf16, float *lse, const float *qkv, const uint16_t *qkv_bf16,
+                            float *scratch, int B, int T, int C, int NH, int threads) {
     const int hs = C / NH, tiles = (T + ATT_BLOCK - 1) / ATT_BLOCK;
     // Work items (image, head, query tile), head after head, each head's
     // longest tile first: the threads work on the same head at once, whose
@@ -1145,17 +1156,19 @@ void attention_forward_bf16(float *atty, float *lse, const float *qkv, const uin
         const int t0 = tile * ATT_BLOCK, t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
         // With bf16 products everything comes from qkv_bf16 (qkv unread).
         const float *q = qkv_bf16 ? NULL : head_rows(qkv, b, h, 0, T, C, NH);
-        attention_forward_tile(atty + (size_t)b * T * C + h * hs, lse + ((size_t)b * NH + h) * T, q,
-                               head_rows_bf16(qkv_bf16, b, h, 0, T, C, NH), t0, t1, thread_scratch(scratch, T, C, NH),
-                               C, hs);
+        const size_t y_at = (size_t)b * T * C + (size_t)h * hs;  // y to one of atty and atty_bf16
+        attention_forward_tile(atty_bf16 ? NULL : atty + y_at, atty_bf16 ? atty_bf16 + y_at : NULL,
+                               lse + ((size_t)b * NH + h) * T, q, head_rows_bf16(qkv_bf16, b, h, 0, T, C, NH), t0, t1,
+                               thread_scratch(scratch, T, C, NH), C, hs);
     }
 }
 
 // The backward pass of one head (b, h): its rows of q, k, v (ld = 3C apart),
 // dy and y (C apart), its lse, and where dq, dk, dv go.
 typedef struct {
-    const float *q, *k, *v, *dy, *y, *lse;  // q, k, v NULL with bf16 products
+    const float *q, *k, *v, *dy, *y, *lse;  // q, k, v NULL with bf16 products; y NULL where y2 is not
     const uint16_t *q2;                     // with bf16 products the queries in bf16 (ld apart), else NULL
+    const uint16_t *y2;                     // y in bf16 (C apart), or NULL
     const Bf16Pair *k2, *v2;    // keys and values as bf16 pairs for bf16 products (ld / 2 pairs apart), or NULL
     float *dq, *dk, *dv;        // where dq, dk, dv go; or, NULL,
     uint16_t *dq2, *dk2, *dv2;  // rounded there (the bf16 model's qkv product takes them so), else NULL
@@ -1180,8 +1193,9 @@ typedef struct {
     int t0, t1, rows;
 } TileGrads;
 
-static HeadGrads head_grads(float *dqkv, uint16_t *dqkv_bf16, const float *datty, const float *atty, const float *qkv,
-                            const uint16_t *qkv_bf16, const float *lse, int b, int h, int T, int C, int NH) {
+static HeadGrads head_grads(float *dqkv, uint16_t *dqkv_bf16, const float *datty, const float *atty,
+                            const uint16_t *atty_bf16, const float *qkv, const uint16_t *qkv_bf16, const float *lse,
+                            int b, int h, int T, int C, int NH) {
     const int hs = C / NH;
     const size_t row0 = (size_t)b * T;
     // With bf16 products q, k and v come from qkv_bf16 alone (qkv unread).
@@ -1193,7 +1207,8 @@ static HeadGrads head_grads(float *dqkv, uint16_t *dqkv_bf16, const float *datty
                    .k2 = (const Bf16Pair *)head_rows_bf16(qkv_bf16, b, h, 1, T, C, NH),
                    .v2 = (const Bf16Pair *)head_rows_bf16(qkv_bf16, b, h, 2, T, C, NH),
                    .dy = datty + row0 * C + h * hs,
-                   .y = atty + row0 * C + h * hs,
+                   .y = atty_bf16 ? NULL : atty + row0 * C + h * hs,
+                   .y2 = atty_bf16 ? atty_bf16 + row0 * C + h * hs : NULL,
                    .lse = lse + ((size_t)b * NH + h) * T,
                    .T = T,
                    .C = C,
@@ -1259,9 +1274,9 @@ static void load_query_tile(const HeadGrads *g, TileGrads *w, int t0) {
     }
     for (int v = 0; v < TILE_VECS; v++) w->lse[v] = w->dot[v] = SPLAT(0.0f);
     for (int i = 0; i < w->rows; i++) {
-        const float *dy = g->dy + (size_t)(t0 + i) * g->C, *y = g->y + (size_t)(t0 + i) * g->C;
-        float dot = 0.0f;
-        for (int e = 0; e < g->hs; e++) dot += dy[e] * y[e];
+        const size_t row = (size_t)(t0 + i) * g->C;
+        const float *dy = g->dy + row;
+        const float dot = row_dot(dy, g->y ? g->y + row : NULL, g->y2 ? g->y2 + row : NULL, g->hs);
         w->dot[i / LANES][i % LANES] = dot;
         w->lse[i / LANES][i % LANES] = g->lse[t0 + i];
     }
@@ -1437,11 +1452,11 @@ static void backward_query_tile(const HeadGrads *g, TileGrads *w, float *packed,
 // a buffer of its own, as this path runs only for a few heads), then the key
 // chunks (chunk 0, which meets every tile, first), then the query tiles (the
 // last, which meets every chunk, first).
-static void backward_split(float *dqkv, uint16_t *dqkv_bf16, const float *datty, const float *atty, const float *qkv,
-                           const uint16_t *qkv_bf16, const float *lse, float *scratch, int B, int T, int C, int NH,
-                           int threads) {
+static void backward_split(float *dqkv, uint16_t *dqkv_bf16, const float *datty, const float *atty,
+                           const uint16_t *atty_bf16, const float *qkv, const uint16_t *qkv_bf16, const float *lse,
+                           float *scratch, int B, int T, int C, int NH, int threads) {
     const int tiles = (T + ATT_BLOCK - 1) / ATT_BLOCK;
-    const HeadGrads shape = head_grads(dqkv, dqkv_bf16, datty, atty, qkv, qkv_bf16, lse, 0, 0, T, C, NH);
+    const HeadGrads shape = head_grads(dqkv, dqkv_bf16, datty, atty, atty_bf16, qkv, qkv_bf16, lse, 0, 0, T, C, NH);
     const size_t per_head = (size_t)tiles * packed_tile_floats(&shape);
     // 64-byte aligned for the vectors (every packed part is a multiple of 16 floats).
     float *packed = aligned_alloc(64, round_up((size_t)B * NH * per_head * sizeof(float), 64));
@@ -1450,14 +1465,16 @@ static void backward_split(float *dqkv, uint16_t *dqkv_bf16, const float *datty,
     for (int tile = 0; tile < tiles; tile++)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
-                const HeadGrads g = head_grads(dqkv, dqkv_bf16, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
+                const HeadGrads g =
+                    head_grads(dqkv, dqkv_bf16, datty, atty, atty_bf16, qkv, qkv_bf16, lse, b, h, T, C, NH);
                 pack_tile(&g, packed + ((size_t)b * NH + h) * per_head, tile);
             }
 #pragma omp parallel for collapse(3) schedule(dynamic, 1) num_threads(threads)
     for (int chunk = 0; chunk < tiles; chunk++)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
-                const HeadGrads g = head_grads(dqkv, dqkv_bf16, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
+                const HeadGrads g =
+                    head_grads(dqkv, dqkv_bf16, datty, atty, atty_bf16, qkv, qkv_bf16, lse, b, h, T, C, NH);
                 TileGrads w = tile_grads(&g, scratch, NH);
                 backward_key_chunk(&g, &w, packed + ((size_t)b * NH + h) * per_head, chunk * KEY_CHUNK);
             }
@@ -1465,7 +1482,8 @@ static void backward_split(float *dqkv, uint16_t *dqkv_bf16, const float *datty,
     for (int tile = tiles - 1; tile >= 0; tile--)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
-                const HeadGrads g = head_grads(dqkv, dqkv_bf16, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
+                const HeadGrads g =
+                    head_grads(dqkv, dqkv_bf16, datty, atty, atty_bf16, qkv, qkv_bf16, lse, b, h, T, C, NH);
                 TileGrads w = tile_grads(&g, scratch, NH);
                 backward_query_tile(&g, &w, packed + ((size_t)b * NH + h) * per_head, tile * ATT_BLOCK);
             }
@@ -1480,20 +1498,20 @@ static void backward_split(float *dqkv, uint16_t *dqkv_bf16, const float *datty,
 // finer).
 void attention_backward(float *dqkv, const float *datty, const float *atty, const float *qkv, const float *lse,
                         float *scratch, int B, int T, int C, int NH, int threads) {
-    attention_backward_bf16(dqkv, NULL, datty, atty, qkv, NULL, lse, scratch, B, T, C, NH, threads);
+    attention_backward_bf16(dqkv, NULL, datty, atty, NULL, qkv, NULL, lse, scratch, B, T, C, NH, threads);
 }
 
-void attention_backward_bf16(float *dqkv, uint16_t *dqkv_bf16, const float *datty, const float *atty, const float *qkv,
-                             const uint16_t *qkv_bf16, const float *lse, float *scratch, int B, int T, int C, int NH,
-                             int threads) {
+void attention_backward_bf16(float *dqkv, uint16_t *dqkv_bf16, const float *datty, const float *atty,
+                             const uint16_t *atty_bf16, const float *qkv, const uint16_t *qkv_bf16, const float *lse,
+                             float *scratch, int B, int T, int C, int NH, int threads) {
     if (2 * B * NH <= threads) {
-        backward_split(dqkv, dqkv_bf16, datty, atty, qkv, qkv_bf16, lse, scratch, B, T, C, NH, threads);
+        backward_split(dqkv, dqkv_bf16, datty, atty, atty_bf16, qkv, qkv_bf16, lse, scratch, B, T, C, NH, threads);
         return;
     }
 #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(threads)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
-            const HeadGrads g = head_grads(dqkv, dqkv_bf16, datty, atty, qkv, qkv_bf16, lse, b, h, T, C, NH);
+            const HeadGrads g = head_grads(dqkv, dqkv_bf16, datty, atty, atty_bf16, qkv, qkv_bf16, lse, b, h, T, C, NH);
             TileGrads w = tile_grads(&g, scratch, NH);
             backward_head(&g, &w);
         }

@@ -94,15 +94,17 @@ void attention_backward(float *dqkv, const float *datty, const float *atty, cons
 // not read and may be NULL; the probabilities and dS rounded as they are
 // made) with fp32 sums, the scale applied to the fp32 scores, as the GPU's
 // flash attention has them; the softmax stays fp32. Only where
-// attention_bf16_fits; qkv_bf16 NULL: the fp32 attention above. dqkv_bf16
-// not NULL (with bf16 products): the backward pass writes dq, dk and dv only
-// rounded there (bf16_from_float's bits; dqkv unused and may be NULL), as the
-// bf16 qkv product takes them.
-void attention_forward_bf16(float *atty, float *lse, const float *qkv, const uint16_t *qkv_bf16, float *scratch, int B,
-                            int T, int C, int NH, int threads);
-void attention_backward_bf16(float *dqkv, uint16_t *dqkv_bf16, const float *datty, const float *atty, const float *qkv,
-                             const uint16_t *qkv_bf16, const float *lse, float *scratch, int B, int T, int C, int NH,
-                             int threads);
+// attention_bf16_fits; qkv_bf16 NULL: the fp32 attention above. With bf16
+// products the attention's output y may be kept only rounded: atty_bf16 not
+// NULL, the forward pass writes it there (bf16_from_float's bits; atty unused
+// and may be NULL), and the backward pass reads it there; and dqkv_bf16 not
+// NULL, the backward pass writes dq, dk and dv only rounded there (dqkv
+// unused, may be NULL), as the bf16 model's products take them.
+void attention_forward_bf16(float *atty, uint16_t *atty_bf16, float *lse, const float *qkv, const uint16_t *qkv_bf16,
+                            float *scratch, int B, int T, int C, int NH, int threads);
+void attention_backward_bf16(float *dqkv, uint16_t *dqkv_bf16, const float *datty, const float *atty,
+                             const uint16_t *atty_bf16, const float *qkv, const uint16_t *qkv_bf16, const float *lse,
+                             float *scratch, int B, int T, int C, int NH, int threads);
 // True when this CPU has AVX512-BF16 and the head size (C / NH) is even.
 bool attention_bf16_fits(int C, int NH);
 // losses[n] = -log softmax(logits[n])[target[n]]; logits become the

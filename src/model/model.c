@@ -32,8 +32,9 @@
 
 // The activation buffer's parts, in order: returns the total in floats and,
 // when base is not NULL, points a's fields into it. The bf16 model keeps fc,
-// and qkv where its attention takes bf16, only rounded (Model.fc_bf16,
-// qkv_bf16): one layer of each in fp32 (layer_fc, layer_qkv).
+// and where its attention takes bf16 qkv and atty, only rounded
+// (Model.fc_bf16, qkv_bf16, the saved inputs): one layer of each in fp32
+// (layer_fc, layer_qkv, layer_atty).
 static size_t layout_activations(Activations *a, float *base, const ModelConfig *cfg, int max_batch, bool bf16) {
     const size_t B = (size_t)max_batch, T = (size_t)cfg->seq_len, C = (size_t)cfg->d_model, L = (size_t)cfg->n_layer,
                  V = (size_t)cfg->vocab_size, NH = (size_t)cfg->n_head, BT = B * T;
@@ -47,7 +48,7 @@ static size_t layout_activations(Activations *a, float *base, const ModelConfig 
         {&a->ln1_mean, L * BT},
         {&a->ln1_rstd, L * BT},
         {&a->qkv, qkv_layers * BT * 3 * C},
-        {&a->atty, L * BT * C},
+        {&a->atty, qkv_layers * BT * C},
         {&a->att_lse, L * B * NH * T},
         {&a->resid_mid, L * BT * C},
         {&a->ln2, L * BT * C},
@@ -169,11 +170,14 @@ void model_use_bf16_products(Model *m) {
     allocate_activations(m, true);  // fewer fp32 ones (layout_activations)
 }
 
-// Layer l's fp32 qkv and fc: in the bf16 model, which keeps them rounded, the
-// one layer it has of each (scratch, product_forward_rounded), except qkv
-// where its attention is fp32.
+// Layer l's fp32 qkv, attention output and fc: in the bf16 model, which
+// keeps them rounded, the one layer it has of each (scratch,
+// product_forward_rounded), except qkv and atty where its attention is fp32.
 static float *layer_qkv(const Model *m, int l) {
     return m->act.qkv + (m->qkv_bf16 ? 0 : (size_t)l) * 3 * m->max_batch * m->cfg.seq_len * m->cfg.d_model;
+}
+static float *layer_atty(const Model *m, int l) {
+    return m->act.atty + (m->qkv_bf16 ? 0 : (size_t)l) * m->max_batch * m->cfg.seq_len * m->cfg.d_model;
 }
 static float *layer_fc(const Model *m, int l) {
     return m->act.fc + (m->params_bf16 ? 0 : (size_t)l) * 4 * m->max_batch * m->cfg.seq_len * m->cfg.d_model;
@@ -254,7 +258,7 @@ double model_forward(Model *m, const uint16_t *tokens, int batch) {
         const LayerParams *lp = &m->p.layers[l];
         float *resid = a->resid + l * stride_c, *resid_next = a->resid + (l + 1) * stride_c;
         float *ln1 = a->ln1 + l * stride_c, *ln2 = a->ln2 + l * stride_c, *mid = a->resid_mid + l * stride_c;
-        float *qkv = layer_qkv(m, l), *atty = a->atty + l * stride_c, *fc = layer_fc(m, l);
+        float *qkv = layer_qkv(m, l), *atty = layer_atty(m, l), *fc = layer_fc(m, l);
         float *lse = a->att_lse + (size_t)l * m->max_batch * NH * T;
         // The residual connections: each product added to a copy of its residual, which the norm before it
         // writes as it reads the rows.
@@ -264,8 +268,11 @@ double model_forward(Model *m, const uint16_t *tokens, int batch) {
         uint16_t *qkv_bf16 = layer_qkv_bf16(m, l);
         if (qkv_bf16) product_forward_rounded(m, qkv_bf16, qkv, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C);
         else product_forward(m, qkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C, 3 * C, false);
-        attention_forward_bf16(atty, lse, qkv_bf16 ? NULL : qkv, qkv_bf16, m->scratch, B, T, C, NH, th);
-        if (m->params_bf16) round_to_bf16(saved_input(m, l, SAVED_ATTY), atty, BTC, th);
+        // Its output goes only rounded where the next product takes it.
+        uint16_t *atty_bf16 = qkv_bf16 ? saved_input(m, l, SAVED_ATTY) : NULL;
+        attention_forward_bf16(atty_bf16 ? NULL : atty, atty_bf16, lse, qkv_bf16 ? NULL : qkv, qkv_bf16, m->scratch, B,
+                               T, C, NH, th);
+        if (m->params_bf16 && !atty_bf16) round_to_bf16(saved_input(m, l, SAVED_ATTY), atty, BTC, th);
         product_forward(m, mid, atty, saved_input(m, l, SAVED_ATTY), lp->w_attn_proj, N, C, C, true);
         norm_forward_rounded(cfg->norm, ln2, saved_input(m, l, SAVED_LN2), a->ln2_mean + l * max_BT,
                              a->ln2_rstd + l * max_BT, mid, resid_next, lp->ln2_g, lp->ln2_b, N, C, th);
@@ -311,7 +318,7 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
         const LayerParams *lp = &m->p.layers[l];
         LayerParams *lg = &m->g.layers[l];
         float *resid = a->resid + l * stride_c, *ln1 = a->ln1 + l * stride_c, *ln2 = a->ln2 + l * stride_c;
-        float *mid = a->resid_mid + l * stride_c, *qkv = layer_qkv(m, l), *atty = a->atty + l * stride_c;
+        float *mid = a->resid_mid + l * stride_c, *qkv = layer_qkv(m, l), *atty = layer_atty(m, l);
         float *fc = layer_fc(m, l), *lse = a->att_lse + (size_t)l * m->max_batch * NH * T;
         // MLP: resid_next = mid + gelu(norm2(mid) W_fc^T) W_fc_proj^T; dresid holds d(resid_next) = d(mid) so far.
         if (m->params_bf16) {
@@ -335,8 +342,9 @@ void model_backward(Model *m, const uint16_t *tokens, int batch, float loss_scal
         // With bf16 q, k and v the attention writes their gradients only rounded, where the product takes them.
         const uint16_t *qkv_bf16 = layer_qkv_bf16(m, l);
         uint16_t *dqkv_bf16 = qkv_bf16 ? m->grad_bf16 : NULL;
-        attention_backward_bf16(qkv_bf16 ? NULL : dqkv, dqkv_bf16, datty, atty, qkv_bf16 ? NULL : qkv, qkv_bf16, lse,
-                                att_scratch, B, T, C, NH, th);
+        const uint16_t *atty_bf16 = qkv_bf16 ? saved_input(m, l, SAVED_ATTY) : NULL;
+        attention_backward_bf16(qkv_bf16 ? NULL : dqkv, dqkv_bf16, datty, atty_bf16 ? NULL : atty, atty_bf16,
+                                qkv_bf16 ? NULL : qkv, qkv_bf16, lse, att_scratch, B, T, C, NH, th);
         product_backward(m, dln, lg->w_qkv, dqkv_bf16 ? NULL : dqkv, ln1, saved_input(m, l, SAVED_LN1), lp->w_qkv, N, C,
                          3 * C);
         // (Layer 0's d(resid) goes to the embeddings, fp32: not rounded.)

@@ -10,13 +10,6 @@
 #include "util/gemm_bf16_avx512.h"
 #include "util/util.h"
 
-float bf16_to_float(uint16_t h) {
-    const uint32_t bits = (uint32_t)h << 16;
-    float x;
-    memcpy(&x, &bits, sizeof x);
-    return x;
-}
-
 bool cpu_has_avx512_bf16(void) {
     // Asked by every block of the bf16 model's rounding: the answer is kept (relaxed atomics: every thread finds
     // the same).

@@ -31,7 +31,6 @@ void round_span_to_bf16(uint16_t *out, const float *x, size_t n);
 // rows x cols values of a wider matrix, each row's first ld apart in x and in
 // out, threads threads.
 void round_rows_to_bf16(uint16_t *out, const float *x, size_t ld, size_t rows, size_t cols, int threads);
-float bf16_to_float(uint16_t h);
 
 // C (m x n, ldc) = op(A) op(B) + beta C, beta 0 (C is not read) or 1
 // (gemm_bf16_all: or C_bf16 = bf16(op(A) op(B)), util/gemm.h).
