@@ -204,9 +204,9 @@ void model_zero_grads(Model *m) { memset(m->grads, 0, m->num_params * sizeof(flo
 // The matrix products in the model's precision: fp32 (util/blas.h), or bf16
 // operands (util/gemm_bf16.h) with the weights' rounded copy at the same offset. In the
 // bf16 model each product's input is rounded into its saved place (inp_bf16)
-// by what makes it (the norms and GELU write it there as they go; the
-// attention's output is rounded after), and the backward pass finds it there
-// for the weight gradient.
+// by what makes it (the norms, the attention and GELU write it there as they
+// go; the fp32 attention's output is rounded after), and the backward pass
+// finds it there for the weight gradient.
 
 static const uint16_t *rounded_weights(const Model *m, const float *W) { return m->params_bf16 + (W - m->params); }
 
