@@ -1125,16 +1125,9 @@ static void attention_forward_tile(float *y, uint16_t *y2, float *row_lse, const
     for (int i = 0; i < rows; i++) row_lse[t0 + i] = mx[i / LANES][i % LANES] * sc + logf(sum[i / LANES][i % LANES]);
 }
 
-// A head's first row of queries (part 0), keys (1) or values (2) in qkv
-// (fp32) or qkv_bf16; NULL where that one is NULL.
-static const float *head_rows(const float *qkv, int b, int h, int part, int T, int C, int NH) {
-    if (!qkv) return NULL;
-    return qkv + (size_t)b * T * 3 * C + (size_t)part * C + (size_t)h * (C / NH);
-}
-static const uint16_t *head_rows_bf16(const uint16_t *qkv_bf16, int b, int h, int part, int T, int C, int NH) {
-    if (!qkv_bf16) return NULL;
-    return qkv_bf16 + (size_t)b * T * 3 * C + (size_t)part * C + (size_t)h * (C / NH);
-}
+// Where head (b, h)'s first query is in a B x T x 3C qkv or dqkv, fp32 or
+// bf16 alike (its key C further, its value 2C).
+static size_t head_at(int b, int h, int T, int C, int NH) { return (size_t)b * T * 3 * C + (size_t)h * (C / NH); }
 
 void attention_forward(float *atty, float *lse, const float *qkv, float *scratch, int B, int T, int C, int NH,
                        int threads) {
@@ -1155,11 +1148,11 @@ void attention_forward_bf16(float *atty, uint16_t *atty_bf16, float *lse, const 
         const int b = item / (NH * tiles), h = item / tiles % NH, tile = tiles - 1 - item % tiles;
         const int t0 = tile * ATT_BLOCK, t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
         // With bf16 products everything comes from qkv_bf16 (qkv unread).
-        const float *q = qkv_bf16 ? NULL : head_rows(qkv, b, h, 0, T, C, NH);
+        const float *q = qkv_bf16 ? NULL : qkv + head_at(b, h, T, C, NH);
         const size_t y_at = (size_t)b * T * C + (size_t)h * hs;  // y to one of atty and atty_bf16
         attention_forward_tile(atty_bf16 ? NULL : atty + y_at, atty_bf16 ? atty_bf16 + y_at : NULL,
-                               lse + ((size_t)b * NH + h) * T, q, head_rows_bf16(qkv_bf16, b, h, 0, T, C, NH), t0, t1,
-                               thread_scratch(scratch, T, C, NH), C, hs);
+                               lse + ((size_t)b * NH + h) * T, q, qkv_bf16 ? qkv_bf16 + head_at(b, h, T, C, NH) : NULL,
+                               t0, t1, thread_scratch(scratch, T, C, NH), C, hs);
     }
 }
 
@@ -1198,33 +1191,35 @@ static HeadGrads head_grads(float *dqkv, uint16_t *dqkv_bf16, const float *datty
                             int b, int h, int T, int C, int NH) {
     const int hs = C / NH;
     const size_t row0 = (size_t)b * T;
-    // With bf16 products q, k and v come from qkv_bf16 alone (qkv unread).
-    const float *fp32_qkv = qkv_bf16 ? NULL : qkv;
-    HeadGrads g = {.q = head_rows(fp32_qkv, b, h, 0, T, C, NH),
-                   .k = head_rows(fp32_qkv, b, h, 1, T, C, NH),
-                   .v = head_rows(fp32_qkv, b, h, 2, T, C, NH),
-                   .q2 = head_rows_bf16(qkv_bf16, b, h, 0, T, C, NH),
-                   .k2 = (const Bf16Pair *)head_rows_bf16(qkv_bf16, b, h, 1, T, C, NH),
-                   .v2 = (const Bf16Pair *)head_rows_bf16(qkv_bf16, b, h, 2, T, C, NH),
+    // With bf16 products q, k and v come from qkv_bf16 alone (qkv unread); the
+    // gradients go to one of dqkv and dqkv_bf16 (the other NULL).
+    const size_t at = head_at(b, h, T, C, NH);
+    const float *q = qkv_bf16 ? NULL : qkv + at;
+    const uint16_t *q2 = qkv_bf16 ? qkv_bf16 + at : NULL;
+    float *dq = dqkv_bf16 ? NULL : dqkv + at;
+    uint16_t *dq2 = dqkv_bf16 ? dqkv_bf16 + at : NULL;
+    HeadGrads g = {.q = q,
+                   .k = q ? q + C : NULL,
+                   .v = q ? q + 2 * C : NULL,
+                   .q2 = q2,
+                   .k2 = q2 ? (const Bf16Pair *)(q2 + C) : NULL,
+                   .v2 = q2 ? (const Bf16Pair *)(q2 + 2 * C) : NULL,
                    .dy = datty + row0 * C + h * hs,
                    .y = atty_bf16 ? NULL : atty + row0 * C + h * hs,
                    .y2 = atty_bf16 ? atty_bf16 + row0 * C + h * hs : NULL,
                    .lse = lse + ((size_t)b * NH + h) * T,
+                   .dq = dq,
+                   .dk = dq ? dq + C : NULL,
+                   .dv = dq ? dq + 2 * C : NULL,
+                   .dq2 = dq2,
+                   .dk2 = dq2 ? dq2 + C : NULL,
+                   .dv2 = dq2 ? dq2 + 2 * C : NULL,
                    .T = T,
                    .C = C,
                    .ld = 3 * C,
                    .hs = hs,
                    .hs_pad = (int)round_up((size_t)hs, LANES),
                    .scale = 1.0f / sqrtf((float)hs)};
-    // The gradients go to one of dqkv and dqkv_bf16 (the other NULL), as q, k and v come from one.
-    float *dq = dqkv_bf16 ? NULL : (float *)head_rows(dqkv, b, h, 0, T, C, NH);
-    uint16_t *dq2 = (uint16_t *)head_rows_bf16(dqkv_bf16, b, h, 0, T, C, NH);
-    g.dq = dq;
-    g.dk = dq ? dq + C : NULL;
-    g.dv = dq ? dq + 2 * C : NULL;
-    g.dq2 = dq2;
-    g.dk2 = dq2 ? dq2 + C : NULL;
-    g.dv2 = dq2 ? dq2 + 2 * C : NULL;
     return g;
 }
 
@@ -1298,10 +1293,10 @@ static int chunk_probabilities(const HeadGrads *g, TileGrads *w, int c0) {
     }
     if (diagonal) mask_diagonal(w->P, nkeys);
     // A vector of queries at a time, as the forward pass: its live rows, then 0.
+    const float sc = g->k2 ? g->scale : 1.0f;  // bf16: the scores unscaled (attention_forward_tile)
     for (int v = 0; v < TILE_VECS; v++) {
         const int live = live_rows(diagonal, v, nkeys);
         const v16 lse = w->lse[v], dot = w->dot[v];
-        const float sc = g->k2 ? g->scale : 1.0f;  // bf16: the scores unscaled (attention_forward_tile)
         for (int j = 0; j < live; j++) {
             v16 *p = &w->P[(size_t)j * TILE_VECS + v], *ds = &w->dS[(size_t)j * TILE_VECS + v];
             *p = *p * sc - lse;

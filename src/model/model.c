@@ -174,13 +174,13 @@ void model_use_bf16_products(Model *m) {
 // keeps them rounded, the one layer it has of each (scratch,
 // product_forward_rounded), except qkv and atty where its attention is fp32.
 static float *layer_qkv(const Model *m, int l) {
-    return m->act.qkv + (m->qkv_bf16 ? 0 : (size_t)l) * 3 * m->max_batch * m->cfg.seq_len * m->cfg.d_model;
+    return m->act.qkv + (m->qkv_bf16 ? 0 : (size_t)l) * 3 * saved_unit(&m->cfg, m->max_batch);
 }
 static float *layer_atty(const Model *m, int l) {
-    return m->act.atty + (m->qkv_bf16 ? 0 : (size_t)l) * m->max_batch * m->cfg.seq_len * m->cfg.d_model;
+    return m->act.atty + (m->qkv_bf16 ? 0 : (size_t)l) * saved_unit(&m->cfg, m->max_batch);
 }
 static float *layer_fc(const Model *m, int l) {
-    return m->act.fc + (m->params_bf16 ? 0 : (size_t)l) * 4 * m->max_batch * m->cfg.seq_len * m->cfg.d_model;
+    return m->act.fc + (m->params_bf16 ? 0 : (size_t)l) * 4 * saved_unit(&m->cfg, m->max_batch);
 }
 
 void model_free(Model *m) {
