@@ -275,18 +275,21 @@ typedef struct {
     const float *dout;       // the backward pass's d(output); NULL forward
 } GeluInput;
 
-static inline __attribute__((always_inline)) void gelu_values(const GeluInput *in, size_t at, size_t len, v16 *act,
-                                                              v16 *dinp) {
-    const float *dout = in->dout;
+// act and dinp always point at the caller's locals, and `forward` and
+// `backward` say which to compute: a pointer chosen at run time (act or NULL)
+// had gcc keep both vectors on the stack, and at every vector a store and a
+// load of it cost more than the exps (the bf16 GELU ran slower than fp32's).
+static inline __attribute__((always_inline)) void gelu_values(const GeluInput *in, size_t at, size_t len, bool forward,
+                                                              bool backward, v16 *act, v16 *dinp) {
     v16 x;
     if (in->x_bf16) load_bf16(&x, in->x_bf16 + at, len);
     else load_partial(&x, in->x + at, len, 0.0f);
     const v16 z = 1.702f * x;
     v16 s = z;
     sigmoid16(&s);
-    if (act) *act = x * s;
-    if (dinp) {
-        load_partial(dinp, dout + at, len, 0.0f);
+    if (forward) *act = x * s;
+    if (backward) {
+        load_partial(dinp, in->dout + at, len, 0.0f);
         *dinp *= s + z * s * (1.0f - s);
     }
 }
@@ -296,21 +299,35 @@ static inline __attribute__((always_inline)) void gelu_lanes(float *act, uint16_
                                                              uint16_t *dinp_bf16, const GeluInput *in, size_t at,
                                                              size_t len) {
     v16 y, dy;
-    gelu_values(in, at, len, act || act_bf16 ? &y : NULL, dinp || dinp_bf16 ? &dy : NULL);
+    gelu_values(in, at, len, act || act_bf16, dinp || dinp_bf16, &y, &dy);
     if (act) store_partial(act + at, &y, len);
     if (act_bf16) store_bf16(act_bf16 + at, &y, len);
     if (dinp) store_partial(dinp + at, &dy, len);
     if (dinp_bf16) store_bf16(dinp_bf16 + at, &dy, len);
 }
 
-// Whole vectors in the loop, where loads and stores of a constant size stay
-// in registers (a partial one goes through the stack); the last n mod 16
-// after it.
+// Whole vectors [from, to), where loads and stores of a constant size stay
+// in registers (a partial one goes through the stack).
+static inline __attribute__((always_inline)) void gelu_vectors(float *act, uint16_t *act_bf16, float *dinp,
+                                                               uint16_t *dinp_bf16, const GeluInput *in, size_t from,
+                                                               size_t to) {
+    for (size_t i = from; i < to; i++) gelu_lanes(act, act_bf16, dinp, dinp_bf16, in, i * LANES, LANES);
+}
+
+// A loop of its own for each set of outputs (the tests in the loop settled
+// once); the last n mod 16 after them.
 static void gelu_pass(float *act, uint16_t *act_bf16, float *dinp, uint16_t *dinp_bf16, const GeluInput *in, size_t n,
                       int threads) {
     const size_t full = n / LANES;
-#pragma omp parallel for schedule(static) num_threads(threads)
-    for (size_t i = 0; i < full; i++) gelu_lanes(act, act_bf16, dinp, dinp_bf16, in, i * LANES, LANES);
+#pragma omp parallel num_threads(threads)
+    {
+        const size_t parts = (size_t)omp_get_num_threads(), p = (size_t)omp_get_thread_num();
+        const size_t from = full * p / parts, to = full * (p + 1) / parts;
+        if (act && dinp) gelu_vectors(act, NULL, dinp, NULL, in, from, to);
+        else if (act) gelu_vectors(act, NULL, NULL, NULL, in, from, to);
+        else if (dinp) gelu_vectors(NULL, NULL, dinp, NULL, in, from, to);
+        else gelu_vectors(NULL, act_bf16, NULL, dinp_bf16, in, from, to);  // rounded in C: no AVX512-BF16
+    }
     if (n % LANES) gelu_lanes(act, act_bf16, dinp, dinp_bf16, in, full * LANES, n % LANES);
 }
 
@@ -323,17 +340,22 @@ BF16_TARGET static inline __attribute__((always_inline)) void gelu_vectors_round
                                                                                    size_t to, bool check) {
     for (size_t i = from; i < to; i++) {
         v16 y, dy;
-        gelu_values(in, i * LANES, LANES, act_bf16 ? &y : NULL, dinp_bf16 ? &dy : NULL);
+        gelu_values(in, i * LANES, LANES, act_bf16 != NULL, dinp_bf16 != NULL, &y, &dy);
         if (act_bf16) store16_bf16(act_bf16 + i * LANES, (const __m512 *)&y, check);
         if (dinp_bf16) store16_bf16(dinp_bf16 + i * LANES, (const __m512 *)&dy, check);
     }
 }
 
-// A loop of its own for each case of the check (util/bf16_simd.h).
+// A loop of its own for each case of the check (util/bf16_simd.h) and each
+// output (the model asks for one at a time).
 BF16_TARGET static void gelu_vectors_bf16(uint16_t *act_bf16, uint16_t *dinp_bf16, const GeluInput *in, size_t from,
                                           size_t to) {
-    if (results_flushed_to_zero()) gelu_vectors_rounded(act_bf16, dinp_bf16, in, from, to, false);
-    else gelu_vectors_rounded(act_bf16, dinp_bf16, in, from, to, true);
+    const bool flushed = results_flushed_to_zero();
+    if (act_bf16 && dinp_bf16) gelu_vectors_rounded(act_bf16, dinp_bf16, in, from, to, !flushed);
+    else if (act_bf16 && flushed) gelu_vectors_rounded(act_bf16, NULL, in, from, to, false);
+    else if (act_bf16) gelu_vectors_rounded(act_bf16, NULL, in, from, to, true);
+    else if (flushed) gelu_vectors_rounded(NULL, dinp_bf16, in, from, to, false);
+    else gelu_vectors_rounded(NULL, dinp_bf16, in, from, to, true);
 }
 
 static void gelu_pass_bf16(uint16_t *act_bf16, uint16_t *dinp_bf16, const GeluInput *in, size_t n, int threads) {
