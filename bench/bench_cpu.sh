@@ -26,8 +26,36 @@ else
 fi
 torch_version=$("$torch_python" -c "import torch; print(torch.__version__)" 2>/dev/null || true)
 [ -n "$torch_version" ] || echo "bench-cpu: PyTorch not found for $torch_python; run scripts/setup.sh --bench (igpt figures only)"
+# What the CPU is, beyond a VM's model name ("AMD EPYC" says nothing of the generation): its vendor, family,
+# model and caches, and for AMD the core it names. Tables of different machines are not comparable: a Zen 4
+# runs AVX-512 on 256-bit units (half a Zen 5's FMAs per cycle), and the shares of the peak move with that.
+cpu_identity() {
+    local info vendor family model stepping core="" caches="" index level type size
+    info=$(grep -m1 -B30 '^flags' /proc/cpuinfo || true)
+    vendor=$(awk -F': ' '/^vendor_id/ {print $2; exit}' <<<"$info")
+    family=$(awk -F': ' '/^cpu family/ {print $2; exit}' <<<"$info")
+    model=$(awk -F': ' '/^model[[:space:]]*:/ {print $2; exit}' <<<"$info")
+    stepping=$(awk -F': ' '/^stepping/ {print $2; exit}' <<<"$info")
+    if [ "$vendor" = AuthenticAMD ]; then
+        case "$family" in
+        25) grep -qw avx512f /proc/cpuinfo && core=", Zen 4: AVX-512 on 256-bit units" || core=", Zen 3" ;;
+        26) core=", Zen 5" ;;
+        esac
+    fi
+    for index in /sys/devices/system/cpu/cpu0/cache/index*; do
+        [ -r "$index/size" ] || continue
+        level=$(cat "$index/level")
+        type=$(cat "$index/type")
+        size=$(cat "$index/size")
+        [ "$type" = Instruction ] && continue
+        [ "$type" = Data ] && level+=d
+        caches+="${caches:+, }L$level $size"
+    done
+    echo "${vendor:-?} family ${family:-?} model ${model:-?} stepping ${stepping:-?}$core; ${caches:-caches unknown} (cpu0's)"
+}
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
 echo "bench-cpu: $threads threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); forward + backward, 512 colors, 5 timed steps after 2 warm-up steps, best of $repeats runs each"
+echo "bench-cpu: CPU $(cpu_identity)"
 # The fp32 peak is measured again before every run of every row, and "% peak" is against the highest
 # measurement: on a shared machine a burst of load can halve one (a share of 130% has been seen).
 peak=$(./igpt bench --mode peak --threads "$threads")
