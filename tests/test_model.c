@@ -575,6 +575,31 @@ TEST(test_model_features_are_pooled_norm_outputs) {
     model_free(&m);
 }
 
+// Every buffer of the model starts on a cache line (xcalloc_aligned), so that
+// rows of C floats, C a multiple of 16, are whole AVX-512 vectors in whole
+// lines; a plain big calloc starts 16 bytes into a page.
+TEST(test_model_buffers_start_on_cache_lines) {
+    for (size_t n = 1; n < 300000; n = n * 7 + 3) {
+        unsigned char *p = xcalloc_aligned(n, 3);
+        bool zero = true;
+        for (size_t i = 0; i < n * 3; i++) zero &= p[i] == 0;
+        CHECK((uintptr_t)p % 64 == 0 && zero, "xcalloc_aligned(%zu, 3): %p, zeroed %d", n, (void *)p, zero);
+        memset(p, 0xff, n * 3);  // the whole size is usable (ASan and valgrind see past it)
+        xfree_aligned(p);
+    }
+    xfree_aligned(NULL);
+    ModelConfig cfg = {.vocab_size = 512, .seq_len = 64, .image_height = 8, .image_width = 8, .norm = NORM_IGPT};
+    CHECK(model_config_named("tiny", &cfg), "config tiny exists");
+    Model m;
+    model_create(&m, &cfg, 3, 2);
+    model_use_bf16_products(&m);
+    const void *buffers[] = {m.params,      m.grads,     m.act_memory, m.scratch, m.params_bf16,
+                             m.inputs_bf16, m.grad_bf16, m.fc_bf16,    m.act.resid};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
+        CHECK((uintptr_t)buffers[i] % 64 == 0, "buffer %zu at %p", i, buffers[i]);
+    model_free(&m);
+}
+
 TEST(test_model_param_count_and_layout) {
     ModelConfig s = {.vocab_size = 512, .seq_len = 1024, .image_height = 32, .image_width = 32, .norm = NORM_IGPT};
     CHECK(model_config_named("s", &s), "config s exists");

@@ -86,9 +86,9 @@ size_t model_activation_bytes(const ModelConfig *cfg, int max_batch, int threads
 
 // The fp32 activations laid out for the fp32 model, or the bf16 one's.
 static void allocate_activations(Model *m, bool bf16) {
-    free(m->act_memory);
+    xfree_aligned(m->act_memory);
     m->act_floats = layout_activations(&m->act, NULL, &m->cfg, m->max_batch, bf16);
-    m->act_memory = xcalloc(m->act_floats, sizeof(float));
+    m->act_memory = xcalloc_aligned(m->act_floats, sizeof(float));
     layout_activations(&m->act, m->act_memory, &m->cfg, m->max_batch, bf16);
 }
 
@@ -99,14 +99,14 @@ void model_create(Model *m, const ModelConfig *cfg, int max_batch, int threads) 
     m->threads = threads;
     m->max_batch = max_batch;
     m->num_params = param_count(cfg);
-    m->params = xcalloc(m->num_params, sizeof(float));
-    m->grads = xcalloc(m->num_params, sizeof(float));
+    m->params = xcalloc_aligned(m->num_params, sizeof(float));
+    m->grads = xcalloc_aligned(m->num_params, sizeof(float));
     param_pointers(cfg, m->params, &m->p);
     param_pointers(cfg, m->grads, &m->g);
 
     allocate_activations(m, false);
     m->scratch_floats = scratch_floats(cfg, max_batch, threads);
-    m->scratch = xcalloc(m->scratch_floats, sizeof(float));
+    m->scratch = xcalloc_aligned(m->scratch_floats, sizeof(float));
 }
 
 // Rounded inputs kept per layer, in units of max_batch x T x C: ln1, atty,
@@ -161,12 +161,12 @@ size_t model_bf16_bytes(const ModelConfig *cfg, int max_batch) {
 
 void model_use_bf16_products(Model *m) {
     if (m->params_bf16) return;
-    m->params_bf16 = xcalloc(m->num_params, sizeof(uint16_t));
-    m->inputs_bf16 = xcalloc(saved_count(&m->cfg, m->max_batch), sizeof(uint16_t));
-    m->grad_bf16 = xcalloc(grad_bf16_count(&m->cfg, m->max_batch), sizeof(uint16_t));
+    m->params_bf16 = xcalloc_aligned(m->num_params, sizeof(uint16_t));
+    m->inputs_bf16 = xcalloc_aligned(saved_count(&m->cfg, m->max_batch), sizeof(uint16_t));
+    m->grad_bf16 = xcalloc_aligned(grad_bf16_count(&m->cfg, m->max_batch), sizeof(uint16_t));
     const size_t qkv = qkv_bf16_count(&m->cfg, m->max_batch);
-    if (qkv) m->qkv_bf16 = xcalloc(qkv, sizeof(uint16_t));
-    m->fc_bf16 = xcalloc(fc_bf16_count(&m->cfg, m->max_batch), sizeof(uint16_t));
+    if (qkv) m->qkv_bf16 = xcalloc_aligned(qkv, sizeof(uint16_t));
+    m->fc_bf16 = xcalloc_aligned(fc_bf16_count(&m->cfg, m->max_batch), sizeof(uint16_t));
     allocate_activations(m, true);  // fewer fp32 ones (layout_activations)
 }
 
@@ -184,15 +184,15 @@ static float *layer_fc(const Model *m, int l) {
 }
 
 void model_free(Model *m) {
-    free(m->params_bf16);
-    free(m->inputs_bf16);
-    free(m->grad_bf16);
-    free(m->qkv_bf16);
-    free(m->fc_bf16);
-    free(m->params);
-    free(m->grads);
-    free(m->act_memory);
-    free(m->scratch);
+    xfree_aligned(m->params_bf16);
+    xfree_aligned(m->inputs_bf16);
+    xfree_aligned(m->grad_bf16);
+    xfree_aligned(m->qkv_bf16);
+    xfree_aligned(m->fc_bf16);
+    xfree_aligned(m->params);
+    xfree_aligned(m->grads);
+    xfree_aligned(m->act_memory);
+    xfree_aligned(m->scratch);
     param_pointers_free(&m->p);
     param_pointers_free(&m->g);
     memset(m, 0, sizeof *m);

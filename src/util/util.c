@@ -142,6 +142,25 @@ void *xcalloc(size_t count, size_t size) {
     return p;
 }
 
+// calloc's own block (zero pages from the kernel, untouched until used),
+// the aligned address inside it, and the block's address in the word before.
+void *xcalloc_aligned(size_t count, size_t size) {
+    enum { LINE = 64 };
+    const size_t bytes = count * (size ? size : 1);
+    if (size && bytes / size != count) die("out of memory allocating %zu x %zu bytes", count, size);
+    const size_t extra = LINE + sizeof(void *);
+    if (bytes > SIZE_MAX - extra) die("out of memory allocating %zu bytes", bytes);
+    char *block = xcalloc(bytes + extra, 1);
+    const uintptr_t start = ((uintptr_t)block + sizeof(void *) + LINE - 1) / LINE * LINE;
+    void **aligned = (void **)start;
+    aligned[-1] = block;
+    return aligned;
+}
+
+void xfree_aligned(void *p) {
+    if (p) free(((void **)p)[-1]);
+}
+
 void *xrealloc(void *ptr, size_t bytes) {
     void *p = realloc(ptr, bytes ? bytes : 1);
     if (!p) die("out of memory allocating %zu bytes", bytes);

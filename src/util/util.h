@@ -32,6 +32,11 @@ enum { EXIT_USAGE = 2 };
 void *xmalloc(size_t bytes);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *ptr, size_t bytes);
+// count x size zeroed bytes starting on a cache line (64 bytes, one AVX-512
+// vector), for the model's buffers: a big calloc starts 16 bytes into a page,
+// so every vector of a row straddled two lines. Freed only by xfree_aligned.
+void *xcalloc_aligned(size_t count, size_t size);
+void xfree_aligned(void *p);
 char *xstrdup(const char *s);
 // printf into a freshly allocated string.
 IGPT_PRINTF(1, 2) char *xasprintf(const char *fmt, ...);
