@@ -593,7 +593,7 @@ TEST(test_model_buffers_start_on_cache_lines) {
     Model m;
     model_create(&m, &cfg, 3, 2);
     model_use_bf16_products(&m);
-    const void *buffers[] = {m.params,      m.grads,     m.act_memory, m.scratch, m.params_bf16,
+    const void *buffers[] = {m.params,      m.grads,     m.act_memory, m.scratch,  m.params_bf16,
                              m.inputs_bf16, m.grad_bf16, m.fc_bf16,    m.act.resid};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         CHECK((uintptr_t)buffers[i] % 64 == 0, "buffer %zu at %p", i, buffers[i]);
