@@ -24,7 +24,7 @@
 
 typedef struct {
     const char *mode, *config;
-    int side, colors, batch, steps, warmup, dim, layers, folds, batch_heads, seq, head_size;
+    int side, colors, batch, steps, warmup, turns, dim, layers, folds, batch_heads, seq, head_size;
     bool optimizer, recompute, quiet, plain;
     int64_t train_images, eval_images;
     DeviceSettings device;
@@ -32,8 +32,8 @@ typedef struct {
 
 static const Option mode_options[] = {
     {"mode", OPT_CHOICE, SETTING(BenchArgs, mode), "MODE",
-     "what to time: train, features, probe, attention, decode or peak", "train",
-     .choices = "train|features|probe|attention|decode|peak"},
+     "what to time: train, features, probe, attention, decode, peak or precisions", "train",
+     .choices = "train|features|probe|attention|decode|peak|precisions"},
     {"quiet", OPT_FLAG, SETTING(BenchArgs, quiet), NULL, "train and attention modes: no table of kernel costs"},
 };
 
@@ -44,6 +44,8 @@ static const Option model_options[] = {
     {"batch", OPT_INT, SETTING(BenchArgs, batch), "N", "images per pass", "8", .lo = 1, .hi = 4096},
     {"steps", OPT_INT, SETTING(BenchArgs, steps), "N", "timed passes (attention mode too)", "5", .lo = 1, .hi = 100000},
     {"warmup-steps", OPT_INT, SETTING(BenchArgs, warmup), "N", "untimed passes first", "2", .lo = 0, .hi = 100000},
+    {"turns", OPT_INT, SETTING(BenchArgs, turns), "N", "precisions mode: turns of --steps passes of each model", "10",
+     .lo = 1, .hi = 100000},
     {"optimizer", OPT_FLAG, SETTING(BenchArgs, optimizer), NULL, "train mode: time whole optimizer steps"},
     {"recompute", OPT_FLAG, SETTING(BenchArgs, recompute), NULL, "train mode on the GPU: activation recomputation"},
 };
@@ -71,7 +73,7 @@ static const Option device_options[] = DEVICE_OPTIONS("cpu");
 
 static const OptionGroup bench_groups[] = {
     {NULL, mode_options, COUNT_OF(mode_options)},
-    {"train, features and decode modes", model_options, COUNT_OF(model_options)},
+    {"train, features, decode and precisions modes", model_options, COUNT_OF(model_options)},
     {"probe mode", probe_options, COUNT_OF(probe_options)},
     {"attention mode", attention_options, COUNT_OF(attention_options)},
     {"device", device_options, COUNT_OF(device_options), SETTING(BenchArgs, device)},
@@ -79,7 +81,7 @@ static const OptionGroup bench_groups[] = {
 
 static const Command bench_command = {
     .name = "bench",
-    .usage = "[--mode train|features|probe|attention|decode|peak] [options]",
+    .usage = "[--mode train|features|probe|attention|decode|peak|precisions] [options]",
     .about =
         "Times one part of igpt and prints the figures as one JSON line (bench/bench_cpu.sh\n"
         "and bench/bench_probe.sh print them as tables). Modes:\n"
@@ -101,6 +103,10 @@ static const Command bench_command = {
         "  peak       the CPU's measured arithmetic peak, --threads threads: fp32 FMAs (AVX-512,\n"
         "             else AVX2) and, where the CPU has AVX512-BF16, bf16 dot products\n"
         "             (vdpbf16ps), in registers only: GFLOP/s, the best of --steps timings\n"
+        "  precisions the CPU's bf16 model against its fp32 model in one process: --turns\n"
+        "             turns of --steps training passes of each, taking turns: the median of\n"
+        "             the turns' speed-ups (fp32 seconds / bf16 seconds) and its quartiles,\n"
+        "             and each model's median seconds a pass\n"
         "The train and attention modes also print, on stderr before the JSON line, each\n"
         "kernel's FLOPs and bytes in the GPU step (bf16 unless --precision fp32) and its\n"
         "roofline time on an H200, and put the roofline's time in the JSON line (docs/cuda.md).\n",
@@ -141,35 +147,45 @@ static double time_passes(Backend *m, const BenchArgs *a, bool train) {
 }
 
 // The start of a model mode's JSON line: what ran, on what, at which size.
-static void begin_model_line(JsonWriter *w, const BenchArgs *a, const BackendOptions *opt) {
+static void begin_model_line(JsonWriter *w, const BenchArgs *a, const BackendOptions *opt, const char *precision) {
     json_init(w);
     json_object_begin(w, NULL, JSON_INLINE);
     char impl[32];
     snprintf(impl, sizeof impl, "igpt-%s", device_name(opt->device));
     json_string(w, "impl", impl);
     json_string(w, "mode", a->mode);
-    json_string(w, "precision", precision_name(opt->precision));
+    json_string(w, "precision", precision);
     json_string(w, "config", a->config);
     json_int(w, "side", a->side);
     json_int(w, "batch", a->batch);
     json_int(w, "threads", opt->threads);
 }
 
-static void bench_model(const BenchArgs *a, bool train) {
+static ModelConfig bench_config(const BenchArgs *a) {
     ModelConfig cfg = {.vocab_size = a->colors,
                        .seq_len = a->side * a->side,
                        .image_height = a->side,
                        .image_width = a->side,
                        .norm = NORM_IGPT};
     if (!model_config_named(a->config, &cfg)) usage_error("bench", "unknown --config '%s'", a->config);
+    return cfg;
+}
+
+// A model of cfg on opt's device with seed 1's initial parameters.
+static void create_bench_model(Backend *m, const BackendOptions *opt, const ModelConfig *cfg, int batch) {
+    backend_create(m, opt, cfg, batch);
+    float *init = xmalloc(m->num_params * sizeof(float));
+    model_init_params(cfg, init, 1);
+    backend_set_state(m, init, NULL, NULL);
+    free(init);
+}
+
+static void bench_model(const BenchArgs *a, bool train) {
+    const ModelConfig cfg = bench_config(a);
     BackendOptions opt = backend_options_from(&a->device);
     opt.recompute = a->recompute;
     Backend m;
-    backend_create(&m, &opt, &cfg, a->batch);
-    float *init = xmalloc(m.num_params * sizeof(float));
-    model_init_params(&cfg, init, 1);
-    backend_set_state(&m, init, NULL, NULL);
-    free(init);
+    create_bench_model(&m, &opt, &cfg, a->batch);
     const double per_pass = time_passes(&m, a, train);
     const double images_per_s = a->batch / per_pass;
     const double flops = training_flops_per_token(&cfg);
@@ -186,7 +202,7 @@ static void bench_model(const BenchArgs *a, bool train) {
     const bool on_gpu = opt.device == DEVICE_CUDA;
     if (train && !a->quiet) print_kernel_costs(stderr, costs, num_costs, &roofline_h200, on_gpu ? per_pass : 0.0);
     JsonWriter w;
-    begin_model_line(&w, a, &opt);
+    begin_model_line(&w, a, &opt, precision_name(opt.precision));
     json_string(&w, "blas_core", blas_core_name());
     json_string(&w, "omp_wait", omp_wait_setting());
     json_bool(&w, "optimizer", a->optimizer);
@@ -206,6 +222,53 @@ static void bench_model(const BenchArgs *a, bool train) {
     json_object_end(&w);
     json_write_line(&w, stdout);
     backend_free(&m);
+}
+
+// --- Precisions mode ---------------------------------------------------------------------------
+// bf16 against fp32 on the CPU in one process: an fp32 and a bf16 model of one build take turns,
+// so that a burst of load on a shared machine slows both alike. (Separate runs, the best of each
+// against the other, moved bench_cpu.sh's ratio at `tiny` between 1.34x and 1.76x over six tables
+// of one build; in turns, 1.41x-1.50x between quartiles.)
+static int by_value(const void *x, const void *y) {
+    const double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+static void bench_precisions(const BenchArgs *a) {
+    const ModelConfig cfg = bench_config(a);
+    BackendOptions opt = backend_options_from(&a->device);
+    if (opt.device != DEVICE_CPU) usage_error("bench", "--mode precisions compares the CPU's two models: --device cpu");
+    Backend models[2];  // fp32, bf16
+    for (int k = 0; k < 2; k++) {
+        opt.precision = k ? GPU_BF16 : GPU_FP32;
+        create_bench_model(&models[k], &opt, &cfg, a->batch);
+    }
+    BenchArgs turn = *a;
+    const size_t turns = (size_t)a->turns;
+    double *step_s = xmalloc(3 * turns * sizeof(double));  // per turn: fp32's, bf16's, the speed-up
+    double *fp32_s = step_s, *bf16_s = step_s + turns, *speedups = step_s + 2 * turns;
+    for (size_t t = 0; t < turns; t++) {
+        for (size_t i = 0; i < 2; i++) {
+            const size_t k = (t + i) % 2;  // who goes first alternates
+            (k ? bf16_s : fp32_s)[t] = time_passes(&models[k], &turn, true);
+        }
+        speedups[t] = fp32_s[t] / bf16_s[t];
+        turn.warmup = 0;  // both warmed up by the first turn
+    }
+    for (int i = 0; i < 3; i++) qsort(step_s + i * turns, turns, sizeof(double), by_value);
+    JsonWriter w;
+    begin_model_line(&w, a, &opt, "bf16 against fp32");
+    json_int(&w, "turns", a->turns);
+    json_int(&w, "steps_per_turn", a->steps);
+    json_real(&w, "fp32_step_s", "%.5f", fp32_s[turns / 2]);  // medians
+    json_real(&w, "bf16_step_s", "%.5f", bf16_s[turns / 2]);
+    json_real(&w, "bf16_speedup", "%.4f", speedups[turns / 2]);
+    json_real(&w, "bf16_speedup_q1", "%.4f", speedups[turns / 4]);
+    json_real(&w, "bf16_speedup_q3", "%.4f", speedups[3 * turns / 4]);
+    json_object_end(&w);
+    json_write_line(&w, stdout);
+    free(step_s);
+    for (int k = 0; k < 2; k++) backend_free(&models[k]);
 }
 
 // --- Peak mode --------------------------------------------------------------------------------
@@ -261,7 +324,7 @@ static void bench_decode(const BenchArgs *a) {
     }
     const double per_image = elapsed / a->steps;  // one pass: batch images
     JsonWriter w;
-    begin_model_line(&w, a, &opt);
+    begin_model_line(&w, a, &opt, precision_name(opt.precision));
     json_real(&w, "positions_per_s", "%.1f", a->batch * cfg.seq_len / per_image);
     json_real(&w, "images_per_s", "%.3f", a->batch / per_image);
     json_real(&w, "step_ms", "%.4f", per_image / cfg.seq_len * 1e3);
@@ -426,6 +489,8 @@ int cmd_bench(int argc, char **argv) {
         bench_peak(&a, cpu_set_threads(a.device.threads));
     } else if (!strcmp(a.mode, "decode")) {
         bench_decode(&a);
+    } else if (!strcmp(a.mode, "precisions")) {
+        bench_precisions(&a);
     } else {
         bench_model(&a, !strcmp(a.mode, "train"));
     }

@@ -11,7 +11,8 @@
 # GFLOP/s of both count the same FLOPs: ./igpt bench's train_flops_per_token (bench/step_costs.c:
 # the matrix products and causal attention, half the T x T scores, forward + backward).
 # Where the CPU runs bf16 products (AVX512-BF16: --precision bf16), the last columns give
-# igpt's tokens/s with them and their ratio to igpt's fp32, taken in the same turns.
+# igpt's tokens/s with them and their ratio to igpt's fp32, taken in the same turns, and that ratio
+# measured in one process, the two models taking turns (./igpt bench --mode precisions).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-$(nproc)}
@@ -123,22 +124,28 @@ for case in "tiny 16 16" "tiny 32 8" "xs 16 8" "xs 32 4"; do
     fi
     bf16_text="-"
     bf16_ratio="-"
+    in_turns="-"
     if [ -n "$bf16" ]; then
         bf16_text=$(printf "%.0f" "$ours_bf16")
         bf16_ratio=$(awk "BEGIN{printf \"%.2fx\", $ours_bf16 / $ours}")
+        line=$(./igpt bench --mode precisions --config "$1" --side "$2" --batch "$3" --threads "$threads" --steps 1 \
+            --turns 10)
+        in_turns=$(awk "BEGIN{printf \"%.2fx\", $(field bf16_speedup <<<"$line")}")
     fi
-    rows+=("$1 $2x$2 $3 $ours $ours_gflops $theirs $theirs_gflops $ratio $bf16_text $bf16_ratio")
+    rows+=("$1 $2x$2 $3 $ours $ours_gflops $theirs $theirs_gflops $ratio $bf16_text $bf16_ratio $in_turns")
     echo "bench-cpu: $1 at $2x$2 done" >&2
 done
 for wait in "${!waits[@]}"; do
     echo "bench-cpu: igpt's waiting threads: $wait in ${waits[$wait]} runs (README, \"Threads on a shared machine\")"
 done
 echo "bench-cpu: fp32 peak, highest of $peaks measurements: $peak_fp32 GFLOP/s (lowest $peak_low)"
-printf "%-6s %-7s %5s %12s %8s %7s %12s %8s %7s %12s %9s\n" config image batch "igpt tok/s" GFLOP/s "% peak" \
-    "torch tok/s" GFLOP/s ratio "bf16 tok/s" "bf16/fp32"
+[ -z "$bf16" ] || echo "bench-cpu: \"in turns\": bf16 / fp32 in one process, an fp32 and a bf16 model taking turns" \
+    "(./igpt bench --mode precisions: the median of 10 turns of one step each; steadier than two runs' best)"
+printf "%-6s %-7s %5s %12s %8s %7s %12s %8s %7s %12s %9s %9s\n" config image batch "igpt tok/s" GFLOP/s "% peak" \
+    "torch tok/s" GFLOP/s ratio "bf16 tok/s" "bf16/fp32" "in turns"
 for row in "${rows[@]}"; do
     set -- $row
     share=$(awk "BEGIN{printf \"%.1f%%\", 100 * $5 / $peak_fp32}")
-    printf "%-6s %-7s %5s %12.0f %8.1f %7s %12s %8s %7s %12s %9s\n" "$1" "$2" "$3" "$4" "$5" "$share" "$6" "$7" "$8" \
-        "$9" "${10}"
+    printf "%-6s %-7s %5s %12.0f %8.1f %7s %12s %8s %7s %12s %9s %9s\n" "$1" "$2" "$3" "$4" "$5" "$share" "$6" "$7" \
+        "$8" "$9" "${10}" "${11}"
 done

@@ -35,3 +35,23 @@ TEST(test_bench_train_reports_gflops) {
           expected, cli_stdout());
     CHECK(strstr(cli_stdout(), "causal attention (half the scores)"), "the count is not named: %s", cli_stdout());
 }
+
+// --mode precisions: the fp32 and the bf16 model of one build in turns. The median of the turns'
+// speed-ups (fp32 seconds / bf16 seconds) lies between its quartiles and near the ratio of the
+// models' median step times (a factor of 1.5 for the noise; the speed-up inverted would be off by
+// its square, unless near 1).
+TEST(test_bench_precisions_in_turns) {
+    CHECK(run_igpt("bench --mode precisions --config tiny --side 8 --batch 2 --steps 2 --warmup-steps 1 --turns 7 "
+                   "--threads 2") == 0,
+          "%s", cli_stderr());
+    const double fp32 = stdout_number("fp32_step_s"), bf16 = stdout_number("bf16_step_s");
+    const double median = stdout_number("bf16_speedup"), q1 = stdout_number("bf16_speedup_q1"),
+                 q3 = stdout_number("bf16_speedup_q3");
+    CHECK(fp32 > 0 && bf16 > 0, "step times %g and %g: %s", fp32, bf16, cli_stdout());
+    CHECK(q1 > 0 && q1 <= median && median <= q3, "quartiles %g, %g, %g: %s", q1, median, q3, cli_stdout());
+    const double of_medians = fp32 / bf16;
+    CHECK(median < 1.5 * of_medians && median > of_medians / 1.5, "speed-up %g, the median steps' ratio %g: %s", median,
+          of_medians, cli_stdout());
+    CHECK(strstr(cli_stdout(), "\"precision\": \"bf16 against fp32\""), "%s", cli_stdout());
+    CHECK(run_igpt("bench --mode precisions --device cuda --steps 1 --turns 1") != 0, "a GPU run was not refused");
+}
