@@ -228,7 +228,7 @@ static void bench_model(const BenchArgs *a, bool train) {
 // bf16 against fp32 on the CPU in one process: an fp32 and a bf16 model of one build take turns,
 // so that a burst of load on a shared machine slows both alike. (Separate runs, the best of each
 // against the other, moved bench_cpu.sh's ratio at `tiny` between 1.34x and 1.76x over six tables
-// of one build; in turns, 1.41x-1.50x between quartiles.)
+// of one build; in turns its quartiles lie within about 5% of its median.)
 static int by_value(const void *x, const void *y) {
     const double a = *(const double *)x, b = *(const double *)y;
     return (a > b) - (a < b);
