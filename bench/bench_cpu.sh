@@ -39,7 +39,7 @@ cpu_identity() {
     stepping=$(awk -F': ' '/^stepping/ {print $2; exit}' <<<"$info")
     if [ "$vendor" = AuthenticAMD ]; then
         case "$family" in
-        25) grep -qw avx512f /proc/cpuinfo && core=", Zen 4: AVX-512 on 256-bit units" || core=", Zen 3" ;;
+        25) grep -qw avx512f <<<"$info" && core=", Zen 4: AVX-512 on 256-bit units" || core=", Zen 3" ;;
         26) core=", Zen 5" ;;
         esac
     fi

@@ -1169,12 +1169,12 @@ void attention_forward_bf16(float *atty, uint16_t *atty_bf16, float *lse, const 
     for (int item = 0; item < B * NH * tiles; item++) {
         const int b = item / (NH * tiles), h = item / tiles % NH, tile = tiles - 1 - item % tiles;
         const int t0 = tile * ATT_BLOCK, t1 = t0 + ATT_BLOCK < T ? t0 + ATT_BLOCK : T;
-        // With bf16 products everything comes from qkv_bf16 (qkv unread).
-        const float *q = qkv_bf16 ? NULL : qkv + head_at(b, h, T, C, NH);
-        const size_t y_at = (size_t)b * T * C + (size_t)h * hs;  // y to one of atty and atty_bf16
+        // With bf16 products everything comes from qkv_bf16 (qkv unread); y
+        // goes to one of atty and atty_bf16.
+        const size_t q_at = head_at(b, h, T, C, NH), y_at = (size_t)b * T * C + (size_t)h * hs;
         attention_forward_tile(atty_bf16 ? NULL : atty + y_at, atty_bf16 ? atty_bf16 + y_at : NULL,
-                               lse + ((size_t)b * NH + h) * T, q, qkv_bf16 ? qkv_bf16 + head_at(b, h, T, C, NH) : NULL,
-                               t0, t1, thread_scratch(scratch, T, C, NH), C, hs);
+                               lse + ((size_t)b * NH + h) * T, qkv_bf16 ? NULL : qkv + q_at,
+                               qkv_bf16 ? qkv_bf16 + q_at : NULL, t0, t1, thread_scratch(scratch, T, C, NH), C, hs);
     }
 }
 
