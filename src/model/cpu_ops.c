@@ -220,12 +220,6 @@ static inline void exp2_coarse16(v16 *tp) {
 #endif
 }
 
-// The attention's softmax exp: e^x in fp32 (exp16), 2^x coarsely in bf16.
-static inline __attribute__((always_inline)) void softmax_exp(v16 *x, bool bf16) {
-    if (bf16) exp2_coarse16(x);
-    else exp16(x);
-}
-
 // sigmoid(z) in place from e = e^-|z|, which never overflows: 1 / (1 + e)
 // for z >= 0, e / (1 + e) below. NaN stays NaN.
 static inline void sigmoid16(v16 *zp) {
@@ -792,15 +786,31 @@ BF16_TARGET static void pair_key_rows(uint32_t *out, const uint16_t *X, int ld, 
     }
 }
 
-// Rows [0, rows) of a tile (lanes = queries) in bf16: out[j][w] holds
-// queries 2w and 2w + 1 of row j (ATT_BLOCK / 2 words a row).
-BF16_TARGET static void query_words(Bf16Pair *out, const v16 *P, int rows) {
-    for (int j = 0; j < rows; j++)
-        for (int v = 0; v < TILE_VECS; v += 2) {
-            const __m512bh both =
-                _mm512_cvtne2ps_pbh((__m512)P[(size_t)j * TILE_VECS + v + 1], (__m512)P[(size_t)j * TILE_VECS + v]);
-            _mm512_storeu_si512(out + (size_t)j * (ATT_BLOCK / 2) + (size_t)v * (LANES / 2), (__m512i)both);
+// The bf16 forward pass's probabilities of query vector w: rows [0, live) of
+// the chunk's scores S (the rest 0 up to nkeys) as 2^(s sc2 - shift), added
+// to *row_sum in order and written as pair_rows writes them (P2[p][w]: key
+// rows 2p and 2p + 1 interleaved, 0 after an odd last row) for P V's pairs,
+// straight from registers rather than back into S and through a pass of
+// pair_rows.
+BF16_TARGET static void probabilities_as_key_pairs(v16i *P2, v16 *row_sum, const v16 *S, int w, int live, int nkeys,
+                                                   float sc2, v16 shift) {
+    const v16 zero = SPLAT(0.0f);
+    v16 sum = *row_sum;
+    for (int j = 0; j < nkeys; j += 2) {
+        v16 lo = zero, hi = zero;
+        if (j < live) {
+            lo = S[(size_t)j * TILE_VECS + w] * sc2 - shift;
+            exp2_coarse16(&lo);
+            sum += lo;
         }
+        if (j + 1 < live) {
+            hi = S[(size_t)(j + 1) * TILE_VECS + w] * sc2 - shift;
+            exp2_coarse16(&hi);
+            sum += hi;
+        }
+        interleave_bf16(&P2[(size_t)(j / 2) * TILE_VECS + w], &lo, &hi);
+    }
+    *row_sum = sum;
 }
 
 // out[e] (lanes = queries) += sum over key pairs p in [p_begin, p_end) of
@@ -876,7 +886,7 @@ BF16_TARGET static inline __attribute__((always_inline)) void keys_times_columns
 }
 
 // keys_times_tile on bf16 pairs: D[j] += sum over the pairs of queries
-// [0, nq) of Pw[j][p] . Y2[p] (Pw: query_words, Y2: pair_rows of the tile's rows; an odd
+// [0, nq) of Pw[j][p] . Y2[p] (Pw: probabilities_as_bf16, Y2: pair_rows of the tile's rows; an odd
 // last query is paired with a zero row of Y2), for keys j < nkeys rounded up
 // to KEY_BLOCK. On the diagonal chunk the pairs before a block's first key
 // are skipped.
@@ -1128,7 +1138,7 @@ static void attention_forward_tile(float *y, uint16_t *y2, float *row_lse, const
     // the GPU's flash attention does: max and rescale on q k^T, the exponent
     // s sc log2(e) - max sc log2(e) in one FMA (sc2), no pass of its own, and
     // 2^ that by exp2_coarse16.
-    const float sc = q2 ? scale : 1.0f, sc2 = q2 ? scale * LOG2_E : 1.0f;
+    const float sc = q2 ? scale : 1.0f, sc2 = scale * LOG2_E;
     pack_lanes(Q, q, q2, ld, t0, rows, hs, q2 ? 1.0f : scale);
     if (k2) pair_rows(Q2, Q, hs, TILE_VECS);
     for (size_t i = 0; i < (size_t)hs * TILE_VECS; i++) O[i] = SPLAT(0.0f);
@@ -1158,23 +1168,24 @@ static void attention_forward_tile(float *y, uint16_t *y2, float *row_lse, const
             rescale[w] = (mx[w] - new_mx) * sc;
             exp16(&rescale[w]);
             v16 row_sum = sum[w] * rescale[w];
-            const v16 shift = new_mx * sc2;  // (fp32: sc2 = 1, the plain difference; bf16: may leave s = max a
-                                             // hair above 0, where exp2_coarse16 is as good)
-            for (int j = 0; j < live; j++) {
-                v16 *s = &S[(size_t)j * TILE_VECS + w];
-                *s = *s * sc2 - shift;
-                softmax_exp(s, q2 != NULL);
-                row_sum += *s;
+            if (k2) {  // (the shift may leave s = max a hair above 0, where exp2_coarse16 is as good)
+                probabilities_as_key_pairs(P2, &row_sum, S, w, live, nkeys, sc2, new_mx * sc2);
+            } else {
+                for (int j = 0; j < live; j++) {
+                    v16 *s = &S[(size_t)j * TILE_VECS + w];
+                    *s -= new_mx;
+                    exp16(s);
+                    row_sum += *s;
+                }
+                for (int j = live; j < nkeys; j++) S[(size_t)j * TILE_VECS + w] = SPLAT(0.0f);
             }
-            for (int j = live; j < nkeys; j++) S[(size_t)j * TILE_VECS + w] = SPLAT(0.0f);
             sum[w] = row_sum;
             mx[w] = new_mx;
         }
         if (c0 > 0)
             for (int e = 0; e < hs; e++)
                 for (int w = 0; w < TILE_VECS; w++) O[(size_t)e * TILE_VECS + w] *= rescale[w];
-        if (k2) {  // O^T += V^T P^T on bf16 pairs of key rows
-            pair_rows(P2, S, nkeys, TILE_VECS);
+        if (k2) {  // O^T += V^T P^T on bf16 pairs of key rows (P2: probabilities_as_key_pairs)
             pair_key_rows(V2, (const uint16_t *)k2 + C + (size_t)c0 * ld, ld, nkeys, hs);
             lanes_times_key_pairs(O, P2, V2, nkeys, hs, diagonal);
         } else {
@@ -1339,6 +1350,47 @@ static void load_query_tile(const HeadGrads *g, TileGrads *w, int t0) {
     }
 }
 
+// The bf16 backward pass's P and dS of a chunk (chunk_probabilities: P
+// from the scores in w->P, dS from dP in w->dS) straight into the layouts
+// their products take: P's and dS's rows as words of two queries (row j's
+// word w: queries 2w and 2w + 1) and dS as pairs of key rows (as pair_rows), two
+// key rows at a time in registers, rows [0, KEY_BLOCK-rounded nkeys), 0 past
+// each vector's live rows; P and dS are not stored as floats.
+BF16_TARGET static void probabilities_as_bf16(const HeadGrads *g, TileGrads *w, int nkeys, bool diagonal) {
+    const int rows = (int)round_up((size_t)nkeys, KEY_BLOCK);  // even
+    const float sc2 = g->scale * LOG2_E;
+    v16 lse[TILE_VECS], dot[TILE_VECS];
+    int live[TILE_VECS];
+    for (int v = 0; v < TILE_VECS; v++) {
+        lse[v] = w->lse[v] * LOG2_E;
+        dot[v] = w->dot[v];
+        live[v] = live_rows(diagonal, v, nkeys);
+    }
+    for (int j = 0; j < rows; j += 2) {
+        v16 p[2][TILE_VECS], ds[2][TILE_VECS];
+        for (int r = 0; r < 2; r++)
+            for (int v = 0; v < TILE_VECS; v++) {
+                const size_t at = (size_t)(j + r) * TILE_VECS + v;
+                p[r][v] = ds[r][v] = SPLAT(0.0f);
+                if (j + r < live[v]) {
+                    p[r][v] = w->P[at] * sc2 - lse[v];
+                    exp2_coarse16(&p[r][v]);
+                    ds[r][v] = p[r][v] * (w->dS[at] - dot[v]) * g->scale;
+                }
+            }
+        for (int r = 0; r < 2; r++)
+            for (int v = 0; v < TILE_VECS; v += 2) {
+                const size_t at = (size_t)(j + r) * (ATT_BLOCK / 2) + (size_t)v * (LANES / 2);
+                _mm512_storeu_si512(w->P_words + at,
+                                    (__m512i)_mm512_cvtne2ps_pbh((__m512)p[r][v + 1], (__m512)p[r][v]));
+                _mm512_storeu_si512(w->dS_words + at,
+                                    (__m512i)_mm512_cvtne2ps_pbh((__m512)ds[r][v + 1], (__m512)ds[r][v]));
+            }
+        for (int v = 0; v < TILE_VECS; v++)
+            interleave_bf16(&w->dS_key_pairs[(size_t)(j / 2) * TILE_VECS + v], &ds[0][v], &ds[1][v]);
+    }
+}
+
 // The loaded tile against key chunk c0 (c0 < t1): P^T = exp(S^T - lse) and
 // dS^T = P^T (dP^T - D) scale with dP^T = V dY^T, zero past the chunk's last
 // key up to a whole KEY_BLOCK. Returns the chunk's keys.
@@ -1354,17 +1406,18 @@ static int chunk_probabilities(const HeadGrads *g, TileGrads *w, int c0) {
         tile_scores(w->dS, w->dY, NULL, g->v + (size_t)c0 * g->ld, NULL, g->ld, nkeys, g->hs, diagonal);
     }
     if (diagonal) mask_diagonal(w->P, nkeys);
+    if (g->k2) {
+        probabilities_as_bf16(g, w, nkeys, diagonal);
+        return nkeys;
+    }
     // A vector of queries at a time, as the forward pass: its live rows, then 0.
-    // bf16: the scores unscaled and the exponent in base 2 (attention_forward_tile).
-    const bool bf16 = g->k2 != NULL;
-    const float sc2 = bf16 ? g->scale * LOG2_E : 1.0f;
     for (int v = 0; v < TILE_VECS; v++) {
         const int live = live_rows(diagonal, v, nkeys);
-        const v16 lse = bf16 ? w->lse[v] * LOG2_E : w->lse[v], dot = w->dot[v];
+        const v16 lse = w->lse[v], dot = w->dot[v];
         for (int j = 0; j < live; j++) {
             v16 *p = &w->P[(size_t)j * TILE_VECS + v], *ds = &w->dS[(size_t)j * TILE_VECS + v];
-            *p = *p * sc2 - lse;
-            softmax_exp(p, bf16);
+            *p -= lse;
+            exp16(p);
             *ds = *p * (*ds - dot) * g->scale;
         }
         for (int j = live; j < nkeys; j++)
@@ -1378,10 +1431,7 @@ static int chunk_probabilities(const HeadGrads *g, TileGrads *w, int c0) {
 // dV += P^T dY and dK += dS^T Q for the chunk's keys, into w's key rows from `row`.
 static void add_key_grads(const HeadGrads *g, TileGrads *w, int row, int nkeys, bool diagonal) {
     const size_t at = (size_t)row * g->hs_pad / LANES;
-    if (g->k2) {  // on bf16 pairs of queries; the rows past nkeys, up to a KEY_BLOCK, are 0
-        const int rows = (int)round_up((size_t)nkeys, KEY_BLOCK);
-        query_words(w->P_words, w->P, rows);
-        query_words(w->dS_words, w->dS, rows);
+    if (g->k2) {  // on bf16 pairs of queries (probabilities_as_bf16); the rows past nkeys, up to a KEY_BLOCK, are 0
         keys_times_tile_bf16(w->dV + at, w->P_words, w->dY_row_pairs, g->hs_pad, w->rows, nkeys, diagonal);
         keys_times_tile_bf16(w->dK + at, w->dS_words, w->Q_row_pairs, g->hs_pad, w->rows, nkeys, diagonal);
         return;
@@ -1392,8 +1442,7 @@ static void add_key_grads(const HeadGrads *g, TileGrads *w, int row, int nkeys, 
 
 // dQ += dS K for key chunk c0.
 static void add_query_grads(const HeadGrads *g, TileGrads *w, int c0, int nkeys, bool diagonal) {
-    if (g->k2) {  // on bf16 pairs of keys
-        pair_rows(w->dS_key_pairs, w->dS, nkeys, TILE_VECS);
+    if (g->k2) {  // on bf16 pairs of keys (dS's: probabilities_as_bf16)
         pair_key_rows(w->K_pairs, (const uint16_t *)g->k2 + (size_t)c0 * g->ld, g->ld, nkeys, g->hs);
         lanes_times_key_pairs(w->dQ, w->dS_key_pairs, w->K_pairs, nkeys, g->hs, diagonal);
         return;
