@@ -793,18 +793,18 @@ BF16_TARGET static void pair_key_rows(uint32_t *out, const uint16_t *X, int ld, 
 // straight from registers rather than back into S and through a pass of
 // pair_rows.
 BF16_TARGET static void probabilities_as_key_pairs(v16i *P2, v16 *row_sum, const v16 *S, int w, int live, int nkeys,
-                                                   float sc2, v16 shift) {
+                                                   float sc2, const v16 *shift) {
     const v16 zero = SPLAT(0.0f);
     v16 sum = *row_sum;
     for (int j = 0; j < nkeys; j += 2) {
         v16 lo = zero, hi = zero;
         if (j < live) {
-            lo = S[(size_t)j * TILE_VECS + w] * sc2 - shift;
+            lo = S[(size_t)j * TILE_VECS + w] * sc2 - *shift;
             exp2_coarse16(&lo);
             sum += lo;
         }
         if (j + 1 < live) {
-            hi = S[(size_t)(j + 1) * TILE_VECS + w] * sc2 - shift;
+            hi = S[(size_t)(j + 1) * TILE_VECS + w] * sc2 - *shift;
             exp2_coarse16(&hi);
             sum += hi;
         }
@@ -1169,7 +1169,8 @@ static void attention_forward_tile(float *y, uint16_t *y2, float *row_lse, const
             exp16(&rescale[w]);
             v16 row_sum = sum[w] * rescale[w];
             if (k2) {  // (the shift may leave s = max a hair above 0, where exp2_coarse16 is as good)
-                probabilities_as_key_pairs(P2, &row_sum, S, w, live, nkeys, sc2, new_mx * sc2);
+                const v16 shift = new_mx * sc2;  // (by pointer: a v16 argument changes the ABI without AVX-512)
+                probabilities_as_key_pairs(P2, &row_sum, S, w, live, nkeys, sc2, &shift);
             } else {
                 for (int j = 0; j < live; j++) {
                     v16 *s = &S[(size_t)j * TILE_VECS + w];
