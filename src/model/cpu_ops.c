@@ -193,7 +193,7 @@ static inline void exp16(v16 *xp) {
 }
 
 // 2^t lane by lane for t <= 0, coarse: within 2.8e-6 relative down to
-// FLT_MIN (t = -126), within FLT_MIN of it below (0 from t = -150 on, -inf
+// FLT_MIN (t = -126), within FLT_MIN of it below (0 below t = -150, -inf
 // included); NaN stays NaN. For the bf16 attention's softmax, whose
 // probabilities go into their products rounded to bf16 (2^-9 relative): with
 // t in base 2 (the scores' scale times log2 e, in the FMA that subtracts the

@@ -81,7 +81,7 @@ void residual_forward(float *out, const float *a, const float *b, size_t n, int 
 // e^x in place as the fp32 attention computes it, for x <= 0 and -inf: within
 // 2 ulp of expf above ln(FLT_MIN), within FLT_MIN of it below. coarse_base2:
 // 2^x instead, as the bf16 attention computes it: within 2.8e-6 relative
-// above FLT_MIN (x = -126), within FLT_MIN below, 0 from -150 on.
+// above FLT_MIN (x = -126), within FLT_MIN below, 0 below -150.
 void exp_nonpositive(float *x, size_t n, bool coarse_base2);
 size_t attention_scratch_floats(int T, int C, int NH, int threads);
 void attention_forward(float *atty, float *lse, const float *qkv, float *scratch, int B, int T, int C, int NH,
