@@ -158,6 +158,7 @@ __attribute__((noinline)) static float row_dot(const float *dy, const float *y, 
 // the products need. It is summed in Estrin's order (pairs of terms, then
 // pairs of pairs by r^2), not Horner's: its chain of dependent operations is
 // shorter, and a loop of exps waits on that chain, not on the FMA units.
+#define LOG2_E 1.44269504f  // log2(e): exp16 scales by it, and the bf16 softmax's exponents (exp2_coarse16)
 static inline void exp16(v16 *xp) {
     // ln2 in two parts: n * 0.693359375 is exact for the n here, so r keeps its low bits.
 #define EXP16_POLYNOMIAL(r)                                                              \
@@ -170,7 +171,7 @@ static inline void exp16(v16 *xp) {
     // clamp only keeps n finite: below -110, p 2^n rounds to 0. max takes its
     // second operand when one is NaN: NaN passes through.
     const __m512 x = _mm512_max_ps(_mm512_set1_ps(-110.0f), (__m512)*xp);
-    const v16 n = (v16)_mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+    const v16 n = (v16)_mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(LOG2_E)),
                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const v16 r = (v16)x - n * 0.693359375f - n * -2.12194440e-4f;
     EXP16_POLYNOMIAL(r)
@@ -182,7 +183,7 @@ static inline void exp16(v16 *xp) {
     const v16i underflow = x < SPLAT(-87.33654f);
     const v16 xc = SELECT16(underflow, SPLAT(-87.33654f), x);
     // Rounds x / ln2 to the nearest integer n: adding 1.5 * 2^23 leaves n in the low mantissa bits.
-    const v16 shifted = xc * 1.44269504f + 12582912.0f;
+    const v16 shifted = xc * LOG2_E + 12582912.0f;
     const v16 n = shifted - 12582912.0f;
     const v16 r = xc - n * 0.693359375f - n * -2.12194440e-4f;
     EXP16_POLYNOMIAL(r)
@@ -209,7 +210,6 @@ static inline void exp16(v16 *xp) {
 // polynomial's error curve than the forward pass did (its exponent is
 // shifted by the log of the row's sum), and dS = P (dP - D) does not
 // forgive the mismatch. Without AVX-512 it is exp16 of t ln 2 (slower).
-#define LOG2_E 1.44269504f
 static inline void exp2_coarse16(v16 *tp) {
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
     // vreduceps gives +0 for an infinite t (and any t of 2^23 or more in
