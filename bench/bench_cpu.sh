@@ -7,7 +7,8 @@
 # else Debian's python3-torch; TORCH_PYTHON=/usr/bin/python3 picks Debian's.
 # Each figure is the best of REPEATS runs (default 3), igpt's and PyTorch's taken in turn, so that
 # a burst of load on a shared machine spoils neither side alone; the peak is measured in every run
-# too, and "% peak" is against the highest measurement.
+# too, and "% peak" is against the highest measurement. "by run" is the median of the runs' own
+# igpt / PyTorch ratios (below, median_ratio).
 # GFLOP/s of both count the same FLOPs: ./igpt bench's train_flops_per_token (bench/step_costs.c:
 # the matrix products and causal attention, half the T x T scores, forward + backward).
 # Where the CPU runs bf16 products (AVX512-BF16: --precision bf16), the last columns give
@@ -55,7 +56,7 @@ cpu_identity() {
     echo "${vendor:-?} family ${family:-?} model ${model:-?} stepping ${stepping:-?}$core; ${caches:-caches unknown} (cpu0's)"
 }
 field() { python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }
-echo "bench-cpu: $threads threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); forward + backward, 512 colors, 5 timed steps after 2 warm-up steps, best of $repeats runs each"
+echo "bench-cpu: $threads threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); forward + backward, 512 colors, 5 timed steps after 2 warm-up steps, best of $repeats runs each (and igpt / PyTorch run by run)"
 echo "bench-cpu: CPU $(cpu_identity)"
 # The fp32 peak is measured again before every run of every row, and "% peak" is against the highest
 # measurement: on a shared machine a burst of load can halve one (a share of 130% has been seen).
@@ -83,7 +84,15 @@ why=$(./igpt bench --quiet --precision bf16 --config tiny --side 4 --batch 1 --s
     echo "bench-cpu: no bf16 products here: $(tail -1 <<<"$why")"
     bf16=
 }
+# "by run": the median over the runs of igpt / PyTorch, each run's igpt figure against the PyTorch
+# run taken right after it. The best of each side ("ratio") favours the side whose speed moves more
+# from run to run (its luckiest run stands against the other's); a pair's two runs share the
+# machine's mood of the moment, and the median of the pairs favours neither.
+median_ratio() {
+    printf '%s\n' "$@" | sort -g | awk '{r[NR] = $1} END {printf "%.2fx", NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2}'
+}
 rows=()
+run_lines=()
 declare -A waits  # how igpt's threads waited (./igpt bench's omp_wait), runs of each
 note_wait() {
     local wait
@@ -95,12 +104,14 @@ for case in "tiny 16 16" "tiny 32 8" "xs 16 8" "xs 32 4"; do
     ours=0
     theirs=0
     ours_bf16=0
+    run_ratios=()
     for ((run = 0; run < repeats; run++)); do
         measure_peak
         line=$(./igpt bench --quiet --config "$1" --side "$2" --batch "$3" --threads "$threads")
         note_wait "$line"
         flops_per_token=$(field train_flops_per_token <<<"$line")
-        ours=$(awk "BEGIN{t = $(field tokens_per_s <<<"$line"); print (t > $ours ? t : $ours)}")
+        ours_run=$(field tokens_per_s <<<"$line")
+        ours=$(awk "BEGIN{print ($ours_run > $ours ? $ours_run : $ours)}")
         if [ -n "$bf16" ]; then
             line=$(./igpt bench --quiet --precision bf16 --config "$1" --side "$2" --batch "$3" --threads "$threads")
             note_wait "$line"
@@ -110,14 +121,18 @@ for case in "tiny 16 16" "tiny 32 8" "xs 16 8" "xs 32 4"; do
             t=$("$torch_python" bench/torch_cpu_bench.py --config "$1" --side "$2" --colors 512 \
                 --batch "$3" --threads "$threads" --steps 5 --warmup-steps 2 | field tokens_per_s)
             theirs=$(awk "BEGIN{print ($t > $theirs ? $t : $theirs)}")
+            run_ratios+=("$(awk "BEGIN{printf \"%.4f\", $ours_run / $t}")")
         fi
     done
     ours_gflops=$(awk "BEGIN{printf \"%.1f\", $ours * $flops_per_token / 1e9}")
     theirs_gflops="-"
     ratio="-"
+    by_run="-"
     if [ -n "$torch_version" ]; then
         theirs_gflops=$(awk "BEGIN{printf \"%.1f\", $theirs * $flops_per_token / 1e9}")
         ratio=$(awk "BEGIN{printf \"%.2fx\", $ours / $theirs}")
+        by_run=$(median_ratio "${run_ratios[@]}")
+        run_lines+=("$1 $2x$2: $(printf '%.2fx ' "${run_ratios[@]}")")
         theirs=$(printf "%.0f" "$theirs")
     else
         theirs="-"
@@ -132,7 +147,7 @@ for case in "tiny 16 16" "tiny 32 8" "xs 16 8" "xs 32 4"; do
             --turns 10)
         in_turns=$(awk "BEGIN{printf \"%.2fx\", $(field bf16_speedup <<<"$line")}")
     fi
-    rows+=("$1 $2x$2 $3 $ours $ours_gflops $theirs $theirs_gflops $ratio $bf16_text $bf16_ratio $in_turns")
+    rows+=("$1 $2x$2 $3 $ours $ours_gflops $theirs $theirs_gflops $ratio $by_run $bf16_text $bf16_ratio $in_turns")
     echo "bench-cpu: $1 at $2x$2 done" >&2
 done
 for wait in "${!waits[@]}"; do
@@ -141,11 +156,14 @@ done
 echo "bench-cpu: fp32 peak, highest of $peaks measurements: $peak_fp32 GFLOP/s (lowest $peak_low)"
 [ -z "$bf16" ] || echo "bench-cpu: \"in turns\": bf16 / fp32 in one process, an fp32 and a bf16 model taking turns" \
     "(./igpt bench --mode precisions: the median of 10 turns of one step each; steadier than two runs' best)"
-printf "%-6s %-7s %5s %12s %8s %7s %12s %8s %7s %12s %9s %9s\n" config image batch "igpt tok/s" GFLOP/s "% peak" \
-    "torch tok/s" GFLOP/s ratio "bf16 tok/s" "bf16/fp32" "in turns"
+[ ${#run_lines[@]} -eq 0 ] ||
+    echo "bench-cpu: igpt / PyTorch run by run (\"by run\" their median; \"ratio\" best against best):" \
+        "$(IFS=';' && echo "${run_lines[*]}" | sed 's/ ;/; /g')"
+printf "%-6s %-7s %5s %12s %8s %7s %12s %8s %7s %7s %12s %9s %9s\n" config image batch "igpt tok/s" GFLOP/s "% peak" \
+    "torch tok/s" GFLOP/s ratio "by run" "bf16 tok/s" "bf16/fp32" "in turns"
 for row in "${rows[@]}"; do
     set -- $row
     share=$(awk "BEGIN{printf \"%.1f%%\", 100 * $5 / $peak_fp32}")
-    printf "%-6s %-7s %5s %12.0f %8.1f %7s %12s %8s %7s %12s %9s %9s\n" "$1" "$2" "$3" "$4" "$5" "$share" "$6" "$7" \
-        "$8" "$9" "${10}" "${11}"
+    printf "%-6s %-7s %5s %12.0f %8.1f %7s %12s %8s %7s %7s %12s %9s %9s\n" "$1" "$2" "$3" "$4" "$5" "$share" "$6" "$7" \
+        "$8" "$9" "${10}" "${11}" "${12}"
 done
