@@ -102,17 +102,6 @@ void encoder_backward(const ParamPointers *g, const float *dout, const uint16_t 
     }
 }
 
-// sum over e < n of dy[e] * y[e], in order, y fp32 or bf16 (y2): the
-// attention's D = dy . y. Here, before the section below that lets the
-// compiler fuse a * b + c (which it may do differently in the versions of one
-// loop it makes for the two kinds of y), and never inlined there, so that the
-// same values give the same bits either way.
-__attribute__((noinline)) static float row_dot(const float *dy, const float *y, const uint16_t *y2, int n) {
-    float dot = 0.0f;
-    for (int e = 0; e < n; e++) dot += dy[e] * (y2 ? bf16_to_float(y2[e]) : y[e]);
-    return dot;
-}
-
 // ---------------------------------------------------------------------------
 // Vectors and e^x, for the element-wise passes and the attention.
 
@@ -1054,6 +1043,41 @@ static void unpack_lanes(float *dst, uint16_t *dst_bf16, int ld, int t0, int row
         }
 }
 
+// The attention's D = dy . y of the tile's queries: dot[v] lane i = sum over
+// e < hs, in order, of dy[t0 + 16v + i][e] y[t0 + 16v + i][e], each product
+// rounded before it is added (no fused multiply-add, as the reference's row
+// by row sum), 0 past rows. dy comes lane-packed (dY, as pack_lanes packs
+// it), y's rows (ld apart; fp32, or bf16 in y2) are transposed 16 x 16 in
+// registers: 16 queries' sums at once where one row's sum waited on each add.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+static void tile_dots(v16 *dot, const v16 *dY, const float *y, const uint16_t *y2, int ld, int t0, int rows, int hs) {
+    for (int v = 0; v < TILE_VECS; v++) {
+        v16 sum = SPLAT(0.0f);
+        for (int e0 = 0; v * LANES < rows && e0 < hs; e0 += LANES) {
+            const int cols = hs - e0 < LANES ? hs - e0 : LANES;
+            v16 m[LANES];
+            for (int r = 0; r < LANES; r++) {
+                m[r] = SPLAT(0.0f);
+                const size_t at = (size_t)(t0 + v * LANES + r) * ld + e0;
+                if (v * LANES + r < rows && y2) load_bf16(&m[r], y2 + at, (size_t)cols);
+                else if (v * LANES + r < rows) load_partial(&m[r], y + at, (size_t)cols, 0.0f);
+            }
+            transpose16(m);
+            for (int c = 0; c < cols; c++) {
+                const v16 product = dY[(size_t)(e0 + c) * TILE_VECS + v] * m[c];
+                sum += product;
+            }
+        }
+        dot[v] = sum;
+    }
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
+
 // The same rows row by row, hs_pad wide, zero-padded to ATT_BLOCK x hs_pad.
 static void pack_rows(float *out, const float *src, const uint16_t *src_bf16, int ld, int t0, int rows, int hs,
                       int hs_pad) {
@@ -1346,14 +1370,9 @@ static void load_query_tile(const HeadGrads *g, TileGrads *w, int t0) {
         pair_rows(w->Q_row_pairs, (const v16 *)w->Q_rows, ATT_BLOCK, g->hs_pad / LANES);
         pair_rows(w->dY_row_pairs, (const v16 *)w->dY_rows, ATT_BLOCK, g->hs_pad / LANES);
     }
-    for (int v = 0; v < TILE_VECS; v++) w->lse[v] = w->dot[v] = SPLAT(0.0f);
-    for (int i = 0; i < w->rows; i++) {
-        const size_t row = (size_t)(t0 + i) * g->C;
-        const float *dy = g->dy + row;
-        const float dot = row_dot(dy, g->y ? g->y + row : NULL, g->y2 ? g->y2 + row : NULL, g->hs);
-        w->dot[i / LANES][i % LANES] = dot;
-        w->lse[i / LANES][i % LANES] = g->lse[t0 + i];
-    }
+    tile_dots(w->dot, w->dY, g->y, g->y2, g->C, t0, w->rows, g->hs);
+    for (int v = 0; v < TILE_VECS; v++) w->lse[v] = SPLAT(0.0f);
+    for (int i = 0; i < w->rows; i++) w->lse[i / LANES][i % LANES] = g->lse[t0 + i];
 }
 
 // The bf16 backward pass's P and dS of a chunk (chunk_probabilities: P
