@@ -978,38 +978,43 @@ static void keys_times_tile(v16 *D, const v16 *P, const float *Y, int hs_pad, in
     }
 }
 
+// Rows [first, first + LANES) of src (ld apart; fp32, or bf16 in src_bf16),
+// columns [e0, e0 + cols), transposed into m: m[c] lane r = src[first +
+// r][e0 + c], 0 from row `count` on and past column cols. A whole block
+// takes loads of constant size, so that its 16 vectors stay in registers (a
+// partial one goes through the stack: the attention 1-5% slower).
+static inline __attribute__((always_inline)) void load_rows_transposed(v16 m[LANES], const float *src,
+                                                                       const uint16_t *src_bf16, int ld, int first,
+                                                                       int count, int e0, int cols) {
+    if (cols == LANES && count >= LANES) {
+        for (int r = 0; r < LANES; r++) {
+            const size_t at = (size_t)(first + r) * ld + e0;
+            if (src_bf16) load_bf16(&m[r], src_bf16 + at, LANES);
+            else memcpy(&m[r], src + at, sizeof m[r]);
+        }
+    } else {
+        for (int r = 0; r < LANES; r++) {
+            m[r] = SPLAT(0.0f);
+            const size_t at = (size_t)(first + r) * ld + e0;
+            if (r < count && src_bf16) load_bf16(&m[r], src_bf16 + at, (size_t)cols);
+            else if (r < count) load_partial(&m[r], src + at, (size_t)cols, 0.0f);
+        }
+    }
+    transpose16(m);
+}
+
 // Rows [t0, t0 + rows) of a head's q (or dy), ld apart, times mul, into the
 // tile's transposed layout: out[e] lane i = mul * src[t0 + i][e]; lanes past
 // rows are 0. The rows are fp32 (src), or bf16 (src_bf16 not NULL: the bf16
-// model's queries). 16 rows by 16 columns at a time: a whole block with loads
-// and stores of constant size, so that its 16 vectors stay in registers (a
-// partial one goes through the stack: the attention 1-5% slower).
+// model's queries). 16 rows by 16 columns at a time.
 static void pack_lanes(v16 *out, const float *src, const uint16_t *src_bf16, int ld, int t0, int rows, int hs,
                        float mul) {
     for (int i0 = 0; i0 < ATT_BLOCK; i0 += LANES)
         for (int e0 = 0; e0 < hs; e0 += LANES) {
             const int cols = hs - e0 < LANES ? hs - e0 : LANES;
             v16 m[LANES];
-            if (cols == LANES && i0 + LANES <= rows) {
-                for (int r = 0; r < LANES; r++) {
-                    const size_t at = (size_t)(t0 + i0 + r) * ld + e0;
-                    if (src_bf16) load_bf16(&m[r], src_bf16 + at, LANES);
-                    else memcpy(&m[r], src + at, sizeof m[r]);
-                    m[r] *= mul;
-                }
-                transpose16(m);
-                for (int c = 0; c < LANES; c++) out[(size_t)(e0 + c) * TILE_VECS + i0 / LANES] = m[c];
-                continue;
-            }
-            for (int r = 0; r < LANES; r++) {
-                v16 row = SPLAT(0.0f);
-                const size_t at = (size_t)(t0 + i0 + r) * ld + e0;
-                if (i0 + r < rows && src_bf16) load_bf16(&row, src_bf16 + at, (size_t)cols);
-                else if (i0 + r < rows) load_partial(&row, src + at, (size_t)cols, 0.0f);
-                m[r] = row * mul;
-            }
-            transpose16(m);
-            for (int c = 0; c < cols; c++) out[(size_t)(e0 + c) * TILE_VECS + i0 / LANES] = m[c];
+            load_rows_transposed(m, src, src_bf16, ld, t0 + i0, rows - i0, e0, cols);
+            for (int c = 0; c < cols; c++) out[(size_t)(e0 + c) * TILE_VECS + i0 / LANES] = m[c] * mul;
         }
 }
 
@@ -1047,8 +1052,8 @@ static void unpack_lanes(float *dst, uint16_t *dst_bf16, int ld, int t0, int row
 // e < hs, in order, of dy[t0 + 16v + i][e] y[t0 + 16v + i][e], each product
 // rounded before it is added (no fused multiply-add, as the reference's row
 // by row sum), 0 past rows. dy comes lane-packed (dY, as pack_lanes packs
-// it), y's rows (ld apart; fp32, or bf16 in y2) are transposed 16 x 16 in
-// registers: 16 queries' sums at once where one row's sum waited on each add.
+// it), y's rows (ld apart; fp32, or bf16 in y2) 16 x 16 as pack_lanes reads
+// them: 16 queries' sums at once where one row's sum waited on each add.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC push_options
 #pragma GCC optimize("fp-contract=off")
@@ -1059,13 +1064,7 @@ static void tile_dots(v16 *dot, const v16 *dY, const float *y, const uint16_t *y
         for (int e0 = 0; v * LANES < rows && e0 < hs; e0 += LANES) {
             const int cols = hs - e0 < LANES ? hs - e0 : LANES;
             v16 m[LANES];
-            for (int r = 0; r < LANES; r++) {
-                m[r] = SPLAT(0.0f);
-                const size_t at = (size_t)(t0 + v * LANES + r) * ld + e0;
-                if (v * LANES + r < rows && y2) load_bf16(&m[r], y2 + at, (size_t)cols);
-                else if (v * LANES + r < rows) load_partial(&m[r], y + at, (size_t)cols, 0.0f);
-            }
-            transpose16(m);
+            load_rows_transposed(m, y, y2, ld, t0 + v * LANES, rows - v * LANES, e0, cols);
             for (int c = 0; c < cols; c++) {
                 const v16 product = dY[(size_t)(e0 + c) * TILE_VECS + v] * m[c];
                 sum += product;
